@@ -1,0 +1,3 @@
+"""pbx: an enterprise telephone system on Twisted."""
+
+__version__ = "0.1.0"

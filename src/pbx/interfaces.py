@@ -1,0 +1,161 @@
+"""
+The public contracts of pbx.
+
+Feature plugins, storage backends and the core meet only through these
+interfaces.  A plugin is an object in the dropin package :mod:`pbx.plugins` (or
+a site plugin directory) that provides :class:`IFeature`; the loader finds it
+with :func:`twisted.plugin.getPlugins`, checks it with ``verifyObject`` and
+configures it by its :attr:`IFeature.name` from the ``features:`` section.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+from twisted.plugin import IPlugin
+
+
+class IFeature(IPlugin):
+    """
+    A feature of the PBX (voicemail, queues, parking, ...) delivered as a plugin.
+
+    The object found by the plugin loader is a factory: it validates its own
+    options and makes one service per running PBX.
+    """
+
+    name = Attribute("The key of this feature in the ``features:`` config section.")
+    description = Attribute("One line saying what the feature does.")
+
+    def parse_options(options):  # type: ignore[no-untyped-def]
+        """
+        Validate this feature's options from the config file.
+
+        :param options: the mapping under ``features: <name>:`` (``enabled``
+            already removed).
+        :returns: any value the feature wants back in :meth:`make_service`.
+        :raises pbx.config.ConfigError: naming the offending key, relative to
+            the feature's own section.
+        """
+
+    def make_service(pbx, options):  # type: ignore[no-untyped-def]
+        """
+        Make the service that runs this feature.
+
+        :param pbx: the running :class:`IPBX`.
+        :param options: what :meth:`parse_options` returned.
+        :returns: an ``IService``; it is started and stopped with the PBX.
+        """
+
+
+class IDialplanApplication(Interface):
+    """
+    Something a dialplan route can send a call to: voicemail, an auto
+    attendant, a queue, a conference, a park slot, a page group.
+    """
+
+    name = Attribute("The name a route uses: ``{app: voicemail}``.")
+
+    def run(channel, args):  # type: ignore[no-untyped-def]
+        """
+        Handle one call.
+
+        :param channel: the call's channel (answer, play, record, ...).
+        :param args: the route's arguments for this application.
+        :returns: a Deferred that fires when the application is done with
+            the call.
+        """
+
+
+class IPBX(Interface):
+    """What a running PBX offers its features."""
+
+    config = Attribute("The validated :class:`pbx.config.Config`.")
+    store = Attribute("The :class:`IStore` in use.")
+    clock = Attribute("The ``IReactorTime`` every timer must use.")
+    applications = Attribute("Mapping of name to registered IDialplanApplication.")
+
+    def register_application(application):  # type: ignore[no-untyped-def]
+        """
+        Make an :class:`IDialplanApplication` reachable from the dialplan.
+
+        :raises ValueError: if the name is taken.
+        """
+
+
+class IStore(Interface):
+    """
+    Persistent state of the PBX.
+
+    Every method returns a Deferred; no backend blocks the reactor.  The same
+    test suite (``tests/store_suite.py``) runs against every backend.
+    """
+
+    def migrate():  # type: ignore[no-untyped-def]
+        """
+        Bring the schema to the newest version.
+
+        :returns: Deferred firing with the schema version now in place.
+        """
+
+    def close():  # type: ignore[no-untyped-def]
+        """Release connections; returns a Deferred."""
+
+    # Extensions
+    def get_extension(number):  # type: ignore[no-untyped-def]
+        """Deferred firing with the ExtensionRecord for ``number`` or None."""
+
+    def list_extensions():  # type: ignore[no-untyped-def]
+        """Deferred firing with every ExtensionRecord, ordered by number."""
+
+    def put_extension(record):  # type: ignore[no-untyped-def]
+        """Insert or replace one ExtensionRecord; Deferred firing with None."""
+
+    def delete_extension(number):  # type: ignore[no-untyped-def]
+        """Delete one extension and its bindings; Deferred firing True if it existed."""
+
+    # Registrations (location service)
+    def put_binding(binding):  # type: ignore[no-untyped-def]
+        """Insert or replace the binding for (aor, contact)."""
+
+    def delete_binding(aor, contact):  # type: ignore[no-untyped-def]
+        """Remove one binding; Deferred firing True if it existed."""
+
+    def delete_bindings(aor):  # type: ignore[no-untyped-def]
+        """Remove every binding of ``aor``; Deferred firing with the count."""
+
+    def list_bindings(aor=None):  # type: ignore[no-untyped-def]
+        """Deferred firing with bindings (of one AOR, or all), ordered by aor, contact."""
+
+    def expire_bindings(now):  # type: ignore[no-untyped-def]
+        """Delete bindings whose ``expires_at <= now``; Deferred firing with the count."""
+
+    # Call detail records
+    def add_call_record(record):  # type: ignore[no-untyped-def]
+        """Store one CallRecord; Deferred firing with its new id."""
+
+    def list_call_records(offset=0, limit=100, caller=None, callee=None, since=None, until=None):  # type: ignore[no-untyped-def]  # noqa: E501
+        """
+        Deferred firing with ``(total, records)``: records newest first,
+        filtered by caller/callee (exact) and start time range.
+        """
+
+    # Audit trail
+    def add_audit(event):  # type: ignore[no-untyped-def]
+        """Store one AuditEvent; Deferred firing with its id."""
+
+    def list_audit(limit=100, kind=None):  # type: ignore[no-untyped-def]
+        """Deferred firing with AuditEvents, newest first."""
+
+    # API administrators
+    def get_admin(username):  # type: ignore[no-untyped-def]
+        """Deferred firing with an AdminRecord or None."""
+
+    def put_admin(record):  # type: ignore[no-untyped-def]
+        """Insert or replace one AdminRecord."""
+
+    # Small named settings (generated secrets, first-start markers)
+    def get_setting(key):  # type: ignore[no-untyped-def]
+        """Deferred firing with the string stored under ``key`` or None."""
+
+    def put_setting(key, value):  # type: ignore[no-untyped-def]
+        """Store ``value`` (a string) under ``key``."""

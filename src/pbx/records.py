@@ -1,0 +1,105 @@
+"""Plain values that cross the storage boundary.
+
+Every backend of :class:`pbx.interfaces.IStore` takes and returns these; none
+of them knows about SQL, Twisted or the wire.  Times are POSIX seconds
+(``float``) taken from the injected clock, never from ``time.time()`` in a
+backend.
+"""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+
+
+@frozen
+class ExtensionRecord:
+    """
+    One extension (a user's phone number inside the PBX).
+
+    SIP secrets are kept only as digest ``HA1`` values for the configured realm
+    (RFC 3261 §22.4, RFC 7616 §3.4.2), one per algorithm: a database dump does
+    not reveal the password, and verifying a digest needs nothing else.  The
+    voicemail PIN is a PBKDF2 hash (see :mod:`pbx.security.passwords`).
+    """
+
+    number: str
+    name: str = ""
+    email: str = ""
+    realm: str = ""
+    ha1_md5: str = ""
+    ha1_sha256: str = ""
+    voicemail_pin_hash: str = ""
+    enabled: bool = True
+    # Where this extension came from: "config" (synced from YAML) or "api".
+    source: str = "api"
+
+
+@frozen
+class Binding:
+    """
+    One registered contact of an address of record (RFC 3261 §10.3).
+
+    ``aor`` is the extension number; ``contact`` the Contact URI as the phone
+    sent it; ``expires_at`` an absolute time on the injected clock.
+    """
+
+    aor: str
+    contact: str
+    expires_at: float
+    transport: str = "udp"
+    source: str = ""  # "host:port" the REGISTER came from (RFC 3581 received/rport)
+    user_agent: str = ""
+    call_id: str = ""
+    cseq: int = 0
+    q: float = 1.0
+    registered_at: float = 0.0
+
+
+@frozen
+class CallRecord:
+    """One call detail record (CDR): one row per call leg."""
+
+    call_id: str
+    caller: str
+    callee: str
+    start: float
+    end: float
+    answer: float | None = None
+    disposition: str = "ANSWERED"  # ANSWERED, NO ANSWER, BUSY, FAILED, CANCELLED
+    hangup_side: str = ""
+    hangup_cause: str = ""
+    codecs: str = ""
+    leg: str = "a"
+    id: int | None = field(default=None, eq=False)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first INVITE to the end of the call."""
+        return max(0.0, self.end - self.start)
+
+    @property
+    def billable(self) -> float:
+        """Seconds from answer to end; zero for an unanswered call."""
+        if self.answer is None:
+            return 0.0
+        return max(0.0, self.end - self.answer)
+
+
+@frozen
+class AuditEvent:
+    """One security-relevant event: a login, a lockout, a change by an admin."""
+
+    time: float
+    kind: str  # e.g. "sip.auth.failure", "api.login", "api.lockout"
+    subject: str = ""  # who or what it is about: a username, an extension
+    source: str = ""  # where it came from: an IP address
+    detail: str = ""
+    id: int | None = field(default=None, eq=False)
+
+
+@frozen
+class AdminRecord:
+    """One administrator of the REST API; ``password_hash`` is PBKDF2-SHA256."""
+
+    username: str
+    password_hash: str
