@@ -1,0 +1,379 @@
+"""
+The REST API under ``/api/v1``: Klein routes as methods of one class that
+holds its dependencies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from attrs import asdict, evolve
+from klein import Klein
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+import pbx
+from pbx.api.http import APIError, error_body, json_body, read_json
+from pbx.api.openapi import openapi_document
+from pbx.api.tokens import TokenStore
+from pbx.interfaces import IPBX
+from pbx.provisioning import extension_record
+from pbx.records import AuditEvent, ExtensionRecord
+from pbx.security.lockout import Lockout
+from pbx.security.passwords import password_problem
+
+Verifier = Callable[[str, str], Deferred[bool]]
+Hasher = Callable[[str], Deferred[str]]
+
+_NUMBER = re.compile(r"[0-9]{2,10}")
+
+
+class PBXApi:
+    """
+    The ``/api/v1`` resource.
+
+    :param pbx: the running PBX (store, config, clock, live calls).
+    :param verify: checks a password against a PBKDF2 encoding; returns a
+        Deferred so the work can run off the reactor thread.
+    :param hasher: hashes a new voicemail PIN the same way.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, pbx: IPBX, verify: Verifier, hasher: Hasher) -> None:
+        self.pbx = pbx
+        self._verify = verify
+        self._hash = hasher
+        # A PBKDF2 encoding no password matches, verified for unknown users so
+        # that they cost as much time as known ones; made on first need.
+        self._dummy_hash: str | None = None
+        sec = pbx.config.security
+        self.tokens = TokenStore(pbx.clock, lifetime=pbx.config.api.token_lifetime)
+        self.lockout = Lockout(
+            pbx.clock,
+            max_failures=sec.lockout_failures,
+            window=sec.lockout_window,
+            base_delay=sec.lockout_delay,
+            max_delay=sec.lockout_max_delay,
+        )
+
+    def resource(self) -> Any:
+        """The Klein resource to mount at the root of the API site."""
+        return self.app.resource()
+
+    # -- errors ------------------------------------------------------------
+
+    @app.handle_errors(APIError)
+    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+        return error_body(request, failure.value)
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return error_body(request, APIError(404, "no such resource"))
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(failure.value.valid_methods or [])
+        return error_body(request, APIError(405, "method not allowed", {b"Allow": allowed.encode()}))
+
+    @app.handle_errors(Exception)
+    def _internal(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure("API request {method} {path} failed", failure, method=request.method, path=request.path)
+        return error_body(request, APIError(500, "internal error"))
+
+    # -- authentication ----------------------------------------------------
+
+    def _client(self, request: IRequest) -> str:
+        peer = request.getClientAddress()
+        return getattr(peer, "host", "") or str(peer)
+
+    def _authenticate(self, request: IRequest) -> str:
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise APIError(401, "log in first", {b"WWW-Authenticate": b'Bearer realm="pbx"'})
+        session = self.tokens.check(token.strip())
+        if session is None:
+            raise APIError(401, "token expired or invalid", {b"WWW-Authenticate": b'Bearer realm="pbx", error="invalid_token"'})
+        return session.username
+
+    async def _audit(self, kind: str, subject: str, request: IRequest, detail: str = "") -> None:
+        await self.pbx.store.add_audit(
+            AuditEvent(self.pbx.clock.seconds(), kind, subject, self._client(request), detail)
+        )
+
+    @app.route("/api/v1/auth/login", methods=["POST"])
+    async def login(self, request: IRequest) -> bytes:
+        """Exchange an administrator's username and password for a bearer token."""
+        body = read_json(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise APIError(400, "username and password are required strings")
+        ip = self._client(request)
+        keys = (("user", username), ("ip", ip))
+        for key in keys:
+            until = self.lockout.locked_until(key)
+            if until is not None:
+                wait = max(1, int(until - self.pbx.clock.seconds()))
+                raise APIError(429, "too many failed logins; try later", {b"Retry-After": str(wait).encode()})
+        admin = await self.pbx.store.get_admin(username)
+        if admin is None and self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_urlsafe(24))
+        ok = await self._verify(password, admin.password_hash if admin else self._dummy_hash or "")
+        if not ok or admin is None:
+            locked = [self.lockout.record_failure(k) for k in keys]
+            await self._audit("api.login.failure", username, request)
+            if any(locked):
+                await self._audit("api.lockout", username, request, f"{max(locked):.0f}s")
+            raise APIError(401, "wrong username or password")
+        for key in keys:
+            self.lockout.record_success(key)
+        token, session = self.tokens.issue(username)
+        await self._audit("api.login", username, request)
+        return json_body(
+            request, 200,
+            {"token": token, "token_type": "Bearer", "expires_in": int(session.expires_at - self.pbx.clock.seconds())},
+        )
+
+    @app.route("/api/v1/auth/logout", methods=["POST"])
+    def logout(self, request: IRequest) -> bytes:
+        """End the session of the token presented."""
+        self._authenticate(request)
+        token = (request.getHeader(b"authorization") or b"").decode("latin-1").partition(" ")[2].strip()
+        self.tokens.revoke(token)
+        return json_body(request, 200, {"logged_out": True})
+
+    # -- status and documents ---------------------------------------------
+
+    @app.route("/api/v1/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """The OpenAPI document of this API (no login needed)."""
+        return json_body(request, 200, openapi_document(pbx.__version__))
+
+    @app.route("/api/v1/status", methods=["GET"])
+    async def status(self, request: IRequest) -> bytes:
+        """Version, uptime, listeners and counts."""
+        self._authenticate(request)
+        extensions = await self.pbx.store.list_extensions()
+        bindings = await self.pbx.store.list_bindings()
+        return json_body(request, 200, {
+            "version": pbx.__version__,
+            "uptime": round(self.pbx.clock.seconds() - self.pbx.started_at, 3),
+            "listeners": list(self.pbx.listeners),
+            "features": sorted(self.pbx.features),
+            "counts": {
+                "extensions": len(extensions),
+                "registrations": len(bindings),
+                "calls": len(self.pbx.live_calls()),
+            },
+        })
+
+    # -- extensions --------------------------------------------------------
+
+    @staticmethod
+    def _extension_json(record: ExtensionRecord) -> dict[str, Any]:
+        return {
+            "number": record.number,
+            "name": record.name,
+            "email": record.email,
+            "enabled": record.enabled,
+            "source": record.source,
+            "has_password": bool(record.ha1_md5),
+            "has_voicemail_pin": bool(record.voicemail_pin_hash),
+        }
+
+    @app.route("/api/v1/extensions", methods=["GET"])
+    async def list_extensions(self, request: IRequest) -> bytes:
+        """Every extension; secrets are never included."""
+        self._authenticate(request)
+        records = await self.pbx.store.list_extensions()
+        return json_body(request, 200, {"extensions": [self._extension_json(r) for r in records]})
+
+    @app.route("/api/v1/extensions/<number>", methods=["GET"])
+    async def get_extension(self, request: IRequest, number: str) -> bytes:
+        """One extension."""
+        self._authenticate(request)
+        record = await self._existing(number)
+        return json_body(request, 200, self._extension_json(record))
+
+    async def _existing(self, number: str) -> ExtensionRecord:
+        record = await self.pbx.store.get_extension(number) if _NUMBER.fullmatch(number) else None
+        if record is None:
+            raise APIError(404, f"no extension {number}")
+        return record
+
+    def _fields(self, body: dict[str, Any], number: str, *, creating: bool) -> dict[str, Any]:
+        allowed = {"name", "email", "password", "voicemail_pin", "enabled"} | ({"number"} if creating else set())
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise APIError(422, f"unknown field: {unknown[0]}")
+        for name in ("name", "email", "password", "voicemail_pin"):
+            if name in body and not isinstance(body[name], str):
+                raise APIError(422, f"{name} must be a string")
+        if "enabled" in body and not isinstance(body["enabled"], bool):
+            raise APIError(422, "enabled must be true or false")
+        if len(body.get("name", "")) > 100:
+            raise APIError(422, "name is longer than 100 characters")
+        email = body.get("email", "")
+        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+            raise APIError(422, "email is not an email address")
+        if "password" in body:
+            problem = password_problem(body["password"], username=number)
+            if problem:
+                raise APIError(422, f"password too weak: {problem}")
+        pin = body.get("voicemail_pin")
+        if pin is not None and not re.fullmatch(r"[0-9]{4,12}", pin):
+            raise APIError(422, "voicemail_pin must be 4-12 digits")
+        return body
+
+    @app.route("/api/v1/extensions", methods=["POST"])
+    async def create_extension(self, request: IRequest) -> bytes:
+        """Create an extension; the SIP password is required and stored only as HA1."""
+        admin = self._authenticate(request)
+        body = read_json(request)
+        number = body.get("number")
+        if not isinstance(number, str) or not _NUMBER.fullmatch(number):
+            raise APIError(422, "number must be a string of 2-10 digits")
+        if "password" not in body:
+            raise APIError(422, "password is required")
+        fields = self._fields(body, number, creating=True)
+        if await self.pbx.store.get_extension(number) is not None:
+            raise APIError(409, f"extension {number} exists")
+        record = await self._record(number, fields, None)
+        await self.pbx.store.put_extension(record)
+        await self._audit("api.extension.create", number, request, f"by {admin}")
+        request.setHeader(b"Location", f"/api/v1/extensions/{number}".encode())
+        return json_body(request, 201, self._extension_json(record))
+
+    async def _record(self, number: str, fields: dict[str, Any], previous: ExtensionRecord | None) -> ExtensionRecord:
+        pin_hash = ""
+        if fields.get("voicemail_pin"):
+            pin_hash = await self._hash(fields["voicemail_pin"])
+        record = extension_record(
+            number,
+            self.pbx.config.sip.domain,
+            name=fields.get("name", previous.name if previous else ""),
+            email=fields.get("email", previous.email if previous else ""),
+            password=fields.get("password"),
+            pin_hash=pin_hash,
+            source=previous.source if previous else "api",
+            previous=previous,
+        )
+        if "enabled" in fields:
+            record = evolve(record, enabled=fields["enabled"])
+        return record
+
+    @app.route("/api/v1/extensions/<number>", methods=["PATCH"])
+    async def update_extension(self, request: IRequest, number: str) -> bytes:
+        """Change some fields of an extension."""
+        admin = self._authenticate(request)
+        previous = await self._existing(number)
+        fields = self._fields(read_json(request), number, creating=False)
+        record = await self._record(number, fields, previous)
+        await self.pbx.store.put_extension(record)
+        await self._audit("api.extension.update", number, request, f"by {admin}: {','.join(sorted(fields))}")
+        return json_body(request, 200, self._extension_json(record))
+
+    @app.route("/api/v1/extensions/<number>", methods=["DELETE"])
+    async def delete_extension(self, request: IRequest, number: str) -> bytes:
+        """Delete an extension and its registrations."""
+        admin = self._authenticate(request)
+        await self._existing(number)
+        await self.pbx.store.delete_extension(number)
+        await self._audit("api.extension.delete", number, request, f"by {admin}")
+        request.setResponseCode(204)
+        return b""
+
+    # -- registrations, calls, CDR ----------------------------------------
+
+    @app.route("/api/v1/registrations", methods=["GET"])
+    async def registrations(self, request: IRequest) -> bytes:
+        """Every live registration binding."""
+        self._authenticate(request)
+        now = self.pbx.clock.seconds()
+        bindings = await self.pbx.store.list_bindings()
+        return json_body(request, 200, {"registrations": [
+            {
+                "extension": b.aor,
+                "contact": b.contact,
+                "transport": b.transport,
+                "source": b.source,
+                "user_agent": b.user_agent,
+                "expires_in": max(0, int(b.expires_at - now)),
+            }
+            for b in bindings if b.expires_at > now
+        ]})
+
+    @app.route("/api/v1/calls", methods=["GET"])
+    def calls(self, request: IRequest) -> bytes:
+        """Calls in progress."""
+        self._authenticate(request)
+        return json_body(request, 200, {"calls": self.pbx.live_calls()})
+
+    @app.route("/api/v1/cdr", methods=["GET"])
+    async def cdr(self, request: IRequest) -> bytes:
+        """Call detail records, newest first, paged and filtered; CSV with ``format=csv``."""
+        self._authenticate(request)
+        args = {k.decode("latin-1"): v[-1].decode("utf-8", "replace") for k, v in (request.args or {}).items()}
+        unknown = sorted(set(args) - {"offset", "limit", "caller", "callee", "since", "until", "format"})
+        if unknown:
+            raise APIError(400, f"unknown query parameter: {unknown[0]}")
+        offset = _int_arg(args, "offset", 0, 0, 10**9)
+        limit = _int_arg(args, "limit", 100, 1, 1000)
+        since = _float_arg(args, "since")
+        until = _float_arg(args, "until")
+        fmt = args.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise APIError(400, "format must be json or csv")
+        total, records = await self.pbx.store.list_call_records(
+            offset=offset, limit=limit, caller=args.get("caller"), callee=args.get("callee"),
+            since=since, until=until,
+        )
+        rows = []
+        for r in records:
+            row = asdict(r)
+            row["duration"] = round(r.duration, 3)
+            row["billable"] = round(r.billable, 3)
+            rows.append(row)
+        if fmt == "csv":
+            out = io.StringIO()
+            columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
+                       "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs"]
+            writer = csv.DictWriter(out, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            request.setHeader(b"Content-Type", b"text/csv; charset=utf-8")
+            request.setHeader(b"Content-Disposition", b'attachment; filename="cdr.csv"')
+            return out.getvalue().encode()
+        return json_body(request, 200, {"total": total, "offset": offset, "limit": limit, "records": rows})
+
+
+def _int_arg(args: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    if name not in args:
+        return default
+    value = args[name]
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise APIError(400, f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _float_arg(args: dict[str, str], name: str) -> float | None:
+    if name not in args:
+        return None
+    try:
+        value = float(args[name])
+    except ValueError:
+        raise APIError(400, f"{name} must be a POSIX time in seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise APIError(400, f"{name} must be a POSIX time in seconds")
+    return value

@@ -1,0 +1,182 @@
+"""The OpenAPI 3.1 description of ``/api/v1``; a test keeps it equal to the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Bad request"),
+    "401": _json(_ref("Error"), "Not logged in, or the token expired"),
+}
+
+_NUMBER = {
+    "name": "number", "in": "path", "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]{2,10}$"},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Login": {
+        "type": "object", "required": ["username", "password"],
+        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    },
+    "Token": {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string"}, "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "version": {"type": "string"}, "uptime": {"type": "number"},
+            "listeners": {"type": "array", "items": {"type": "string"}},
+            "features": {"type": "array", "items": {"type": "string"}},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+    },
+    "Extension": {
+        "type": "object",
+        "properties": {
+            "number": {"type": "string"}, "name": {"type": "string"},
+            "email": {"type": "string"}, "enabled": {"type": "boolean"},
+            "source": {"enum": ["config", "api"]},
+            "has_password": {"type": "boolean"}, "has_voicemail_pin": {"type": "boolean"},
+        },
+    },
+    "ExtensionInput": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "number": {"type": "string", "pattern": "^[0-9]{2,10}$"},
+            "name": {"type": "string", "maxLength": 100}, "email": {"type": "string"},
+            "password": {"type": "string", "minLength": 10, "writeOnly": True},
+            "voicemail_pin": {"type": "string", "pattern": "^[0-9]{4,12}$", "writeOnly": True},
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "Registration": {
+        "type": "object",
+        "properties": {
+            "extension": {"type": "string"}, "contact": {"type": "string"},
+            "transport": {"type": "string"}, "source": {"type": "string"},
+            "user_agent": {"type": "string"}, "expires_in": {"type": "integer"},
+        },
+    },
+    "CallRecord": {
+        "type": "object",
+        "properties": {
+            k: {"type": t} for k, t in [
+                ("id", "integer"), ("call_id", "string"), ("leg", "string"),
+                ("caller", "string"), ("callee", "string"), ("start", "number"),
+                ("answer", ["number", "null"]), ("end", "number"), ("duration", "number"),
+                ("billable", "number"), ("disposition", "string"),
+                ("hangup_side", "string"), ("hangup_cause", "string"), ("codecs", "string"),
+            ]
+        },
+    },
+}
+
+
+def _list_of(key: str, item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": _ref(item)}}}
+
+
+def _op(summary: str, responses: dict[str, Any], *, auth: bool = True, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**responses, **(_ERRORS if auth else {})}}
+    if not auth:
+        op["security"] = []
+    op.update(extra)
+    return op
+
+
+_PATHS: dict[str, Any] = {
+    "/api/v1/auth/login": {"post": _op(
+        "Log in as an administrator", {
+            "200": _json(_ref("Token"), "A bearer token"),
+            "401": _json(_ref("Error"), "Wrong username or password"),
+            "429": _json(_ref("Error"), "Locked out after repeated failures"),
+        }, auth=False,
+        requestBody={"required": True, "content": {"application/json": {"schema": _ref("Login")}}},
+    )},
+    "/api/v1/auth/logout": {"post": _op("End this token's session", {"200": {"description": "Logged out"}})},
+    "/api/v1/openapi.json": {"get": _op(
+        "This document", {"200": {"description": "OpenAPI document"}}, auth=False)},
+    "/api/v1/status": {"get": _op("Version, uptime, listeners, counts", {"200": _json(_ref("Status"), "Status")})},
+    "/api/v1/extensions": {
+        "get": _op("List extensions", {"200": _json(_list_of("extensions", "Extension"), "Extensions")}),
+        "post": _op(
+            "Create an extension", {
+                "201": _json(_ref("Extension"), "Created"),
+                "409": _json(_ref("Error"), "Exists"),
+                "422": _json(_ref("Error"), "Invalid field"),
+            },
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("ExtensionInput")}}},
+        ),
+    },
+    "/api/v1/extensions/{number}": {
+        "parameters": [_NUMBER],
+        "get": _op("One extension", {"200": _json(_ref("Extension"), "Extension"),
+                                     "404": _json(_ref("Error"), "No such extension")}),
+        "patch": _op(
+            "Change an extension", {
+                "200": _json(_ref("Extension"), "Changed"),
+                "404": _json(_ref("Error"), "No such extension"),
+                "422": _json(_ref("Error"), "Invalid field"),
+            },
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("ExtensionInput")}}},
+        ),
+        "delete": _op("Delete an extension and its registrations", {
+            "204": {"description": "Deleted"}, "404": _json(_ref("Error"), "No such extension")}),
+    },
+    "/api/v1/registrations": {"get": _op(
+        "Live registrations", {"200": _json(_list_of("registrations", "Registration"), "Registrations")})},
+    "/api/v1/calls": {"get": _op(
+        "Calls in progress", {"200": _json({"type": "object", "properties": {"calls": {"type": "array"}}}, "Calls")})},
+    "/api/v1/cdr": {"get": _op(
+        "Call detail records, newest first", {
+            "200": {"description": "Records", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "total": {"type": "integer"}, "offset": {"type": "integer"},
+                    "limit": {"type": "integer"},
+                    "records": {"type": "array", "items": _ref("CallRecord")}}}},
+                "text/csv": {"schema": {"type": "string"}},
+            }},
+        },
+        parameters=[
+            {"name": n, "in": "query", "schema": s} for n, s in [
+                ("offset", {"type": "integer", "minimum": 0}),
+                ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ("caller", {"type": "string"}), ("callee", {"type": "string"}),
+                ("since", {"type": "number"}), ("until", {"type": "number"}),
+                ("format", {"enum": ["json", "csv"]}),
+            ]
+        ],
+    )},
+}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The OpenAPI document for this version of pbx."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "pbx REST API", "version": version},
+        "paths": _PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,522 @@
+"""
+The configuration file: YAML in, validated frozen values out.
+
+Every problem is reported as a :class:`ConfigError` naming the key (dotted,
+e.g. ``sip.listen[1]``) and the problem in a few words; the daemon turns it
+into one line ``pbx: <file>: <key>: <problem>`` and exits.
+
+Strings may refer to the environment: ``${NAME}`` (which must be set) and
+``${NAME:-default}``; ``$$`` is a literal dollar sign.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from attrs import field, fields, frozen
+
+from pbx.security.passwords import password_problem
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A problem with one key of the configuration."""
+
+    def __init__(self, key: str, problem: str, path: str | None = None) -> None:
+        super().__init__(key, problem, path)
+        self.key = key
+        self.problem = problem
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{where}{self.key}: {self.problem}"
+
+
+@frozen
+class ListenSpec:
+    """One SIP listener: ``udp:5060``, ``tcp:5060:interface=127.0.0.1``, ``tls:5061``."""
+
+    transport: str
+    port: int
+    interface: str = ""
+
+    def __str__(self) -> str:
+        suffix = f":interface={self.interface}" if self.interface else ""
+        return f"{self.transport}:{self.port}{suffix}"
+
+
+@frozen
+class TLSConfig:
+    """Where the TLS certificate comes from and whether clients must present one."""
+
+    certificate: str = ""  # PEM; empty => self-signed one in the state directory
+    key: str = ""
+    verify_clients: bool = False
+    ca: str = ""
+
+
+@frozen
+class RegistrarConfig:
+    """Registration expiry limits (RFC 3261 §10.3 steps 7 and 8)."""
+
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+
+
+@frozen
+class SecurityConfig:
+    """Brute-force lockout and digest nonce settings, shared by SIP and HTTP."""
+
+    nonce_lifetime: int = 300
+    lockout_failures: int = 5
+    lockout_window: int = 300
+    lockout_delay: int = 30
+    lockout_max_delay: int = 3600
+
+
+@frozen
+class SIPConfig:
+    """The ``sip:`` section."""
+
+    domain: str = "pbx.localdomain"
+    listen: tuple[ListenSpec, ...] = ()
+    tls: TLSConfig = TLSConfig()
+    registrar: RegistrarConfig = RegistrarConfig()
+    user_agent: str = "pbx"
+
+
+@frozen
+class RTPConfig:
+    """The ``rtp:`` section: the UDP port range media uses."""
+
+    port_min: int = 10000
+    port_max: int = 20000
+
+
+@frozen
+class AdminConfig:
+    """One API administrator; an empty password means "generate one at first start"."""
+
+    username: str
+    password: str = field(repr=False, default="")
+
+
+DEFAULT_API_LISTEN = "tcp:8080:interface=127.0.0.1"
+
+
+@frozen
+class APIConfig:
+    """The ``api:`` section."""
+
+    listen: str = DEFAULT_API_LISTEN
+    admins: tuple[AdminConfig, ...] = ()
+    token_lifetime: int = 3600
+    max_body: int = 1024 * 1024
+
+
+@frozen
+class ExtensionConfig:
+    """One extension from the config file; an empty password is generated at first start."""
+
+    number: str
+    name: str = ""
+    password: str = field(repr=False, default="")
+    voicemail_pin: str = field(repr=False, default="")
+    email: str = ""
+
+
+@frozen
+class Config:
+    """The whole validated configuration."""
+
+    path: str
+    sip: SIPConfig
+    rtp: RTPConfig
+    api: APIConfig
+    security: SecurityConfig
+    database: str
+    state_dir: str
+    extensions: tuple[ExtensionConfig, ...]
+    features: Mapping[str, Mapping[str, Any]]
+    plugin_dirs: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys instead of keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if str(key) in {str(k) for k in mapping}:
+            raise ConfigError(str(key), f"duplicate key (line {key_node.start_mark.line + 1})")
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+_ENV = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def substitute_env(value: str, key: str, environ: Mapping[str, str]) -> str:
+    """
+    Replace ``${NAME}`` and ``${NAME:-default}`` in one string.
+
+    :raises ConfigError: if ``NAME`` is not set and no default is given.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name is None:
+            return "$"
+        if name in environ and (environ[name] != "" or default is None):
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(key, f"environment variable {name} is not set")
+
+    return _ENV.sub(replace, value)
+
+
+def _substitute(node: Any, key: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return substitute_env(node, key, environ)
+    if isinstance(node, list):
+        return [_substitute(v, f"{key}[{i}]", environ) for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        return {k: _substitute(v, _join(key, k), environ) for k, v in node.items()}
+    return node
+
+
+def _join(prefix: str, key: object) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """
+    Read, substitute and validate one configuration file.
+
+    :raises ConfigError: with ``path`` set, for the first problem found.
+    """
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("(file)", e.strerror or str(e), name) from None
+    except UnicodeDecodeError:
+        raise ConfigError("(file)", "not UTF-8 text", name) from None
+    try:
+        return parse_config(text, name, os.environ if environ is None else environ)
+    except ConfigError as e:
+        e.path = name
+        raise
+
+
+def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] | None = None) -> Config:
+    """Validate configuration text; see :func:`load_config`."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError:
+        raise
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(where, f"invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level)", "must be a mapping of sections")
+    raw = _substitute(raw, "", os.environ if environ is None else environ)
+    return _build(raw, path)
+
+
+# ---------------------------------------------------------------------------
+# Validation helpers
+
+
+def _mapping(value: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(key or "(top level)", f"must be a mapping, not {_kind(value)}")
+    for k in value:
+        if str(k) not in allowed:
+            raise ConfigError(_join(key, k), "unknown key")
+    return {str(k): v for k, v in value.items()}
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean", int: "a number", float: "a number", str: "a string",
+        list: "a list", dict: "a mapping", type(None): "empty",
+    }.get(type(value), type(value).__name__)
+
+
+def _str(value: Any, key: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(key, f"must be a string, not {_kind(value)}")
+    return str(value)
+
+
+def _int(value: Any, key: str, default: int, low: int = 0, high: int = 2**31) -> int:
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be a whole number, not {_kind(value)}")
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low} and {high}")
+    return value
+
+
+def _bool(value: Any, key: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+        return value.lower() in ("true", "yes", "on")
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, not {_kind(value)}")
+    return value
+
+
+def _list(value: Any, key: str, item: Callable[[Any, str], T]) -> tuple[T, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list, not {_kind(value)}")
+    return tuple(item(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+# ---------------------------------------------------------------------------
+# Sections
+
+
+def parse_listen(value: Any, key: str) -> ListenSpec:
+    """Parse one SIP listener endpoint string: ``udp|tcp|tls:PORT[:interface=ADDR]``."""
+    text = _str(value, key)
+    parts = text.split(":")
+    transport = parts[0].lower()
+    if transport not in ("udp", "tcp", "tls"):
+        raise ConfigError(key, f"bad endpoint {text!r}: transport must be udp, tcp or tls")
+    if len(parts) < 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) <= 65535:
+        raise ConfigError(key, f"bad endpoint {text!r}: needs a port number 0-65535")
+    interface = ""
+    rest = ":".join(parts[2:])
+    if rest:
+        # interface=::1 contains colons; Twisted's endpoint syntax escapes them
+        # as \: but we accept both.
+        name, eq, addr = rest.partition("=")
+        if name != "interface" or not eq or not addr:
+            raise ConfigError(key, f"bad endpoint {text!r}: only interface=ADDRESS may follow the port")
+        interface = addr.replace("\\:", ":")
+    return ListenSpec(transport, int(parts[1]), interface)
+
+
+def _check_server_endpoint(text: str, key: str) -> str:
+    """Check a Twisted server endpoint string without listening on it."""
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    try:
+        serverFromString(MemoryReactor(), text)
+    except Exception as e:  # noqa: BLE001 - any parse problem is a config problem
+        raise ConfigError(key, f"bad endpoint {text!r}: {e}") from None
+    return text
+
+
+def _sip(raw: Any) -> SIPConfig:
+    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent"})
+    domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
+    if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
+        raise ConfigError("sip.domain", f"{domain!r} is not a host name")
+    listen = _list(s.get("listen", ["udp:5060", "tcp:5060", "tls:5061"]), "sip.listen", parse_listen)
+    if not listen:
+        raise ConfigError("sip.listen", "needs at least one listener")
+    seen: set[tuple[str, int, str]] = set()
+    for i, spec in enumerate(listen):
+        ident = ("udp" if spec.transport == "udp" else "tcp", spec.port, spec.interface)
+        if spec.port and ident in seen:
+            raise ConfigError(f"sip.listen[{i}]", f"{spec} is listed twice")
+        seen.add(ident)
+    t = _mapping(s.get("tls"), "sip.tls", {"certificate", "key", "verify_clients", "ca"})
+    tls = TLSConfig(
+        certificate=_str(t.get("certificate"), "sip.tls.certificate"),
+        key=_str(t.get("key"), "sip.tls.key"),
+        verify_clients=_bool(t.get("verify_clients"), "sip.tls.verify_clients", False),
+        ca=_str(t.get("ca"), "sip.tls.ca"),
+    )
+    if bool(tls.certificate) != bool(tls.key):
+        raise ConfigError("sip.tls", "certificate and key must be given together")
+    if tls.verify_clients and not tls.ca:
+        raise ConfigError("sip.tls.ca", "needed when verify_clients is true")
+    r = _mapping(s.get("registrar"), "sip.registrar", {"min_expires", "max_expires", "default_expires"})
+    registrar = RegistrarConfig(
+        min_expires=_int(r.get("min_expires"), "sip.registrar.min_expires", 60, 1, 86400),
+        max_expires=_int(r.get("max_expires"), "sip.registrar.max_expires", 3600, 1, 604800),
+        default_expires=_int(r.get("default_expires"), "sip.registrar.default_expires", 3600, 1, 604800),
+    )
+    if registrar.min_expires > registrar.max_expires:
+        raise ConfigError("sip.registrar.min_expires", "is larger than max_expires")
+    user_agent = _str(s.get("user_agent"), "sip.user_agent", "pbx")
+    return SIPConfig(domain, listen, tls, registrar, user_agent)
+
+
+def _rtp(raw: Any) -> RTPConfig:
+    r = _mapping(raw, "rtp", {"ports"})
+    ports = _str(r.get("ports"), "rtp.ports", "10000-20000")
+    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", ports)
+    if not m:
+        raise ConfigError("rtp.ports", f"{ports!r} is not a range like 10000-20000")
+    low, high = int(m.group(1)), int(m.group(2))
+    if low > high:
+        raise ConfigError("rtp.ports", f"range {low}-{high} is inverted")
+    if low < 1024 or high > 65535:
+        raise ConfigError("rtp.ports", "must lie within 1024-65535")
+    if high - low < 3:
+        raise ConfigError("rtp.ports", "must hold at least two RTP/RTCP port pairs")
+    return RTPConfig(low, high)
+
+
+def _admin(value: Any, key: str) -> AdminConfig:
+    a = _mapping(value, key, {"username", "password"})
+    username = _str(a.get("username"), f"{key}.username")
+    if not re.fullmatch(r"[A-Za-z0-9_.@\-]{1,64}", username):
+        raise ConfigError(f"{key}.username", "must be 1-64 letters, digits or _.@-")
+    password = _str(a.get("password"), f"{key}.password")
+    if password:
+        problem = password_problem(password, username=username, min_length=12)
+        if problem:
+            raise ConfigError(f"{key}.password", f"too weak: {problem}")
+    return AdminConfig(username, password)
+
+
+def _api(raw: Any) -> APIConfig:
+    a = _mapping(raw, "api", {"listen", "admins", "token_lifetime", "max_body"})
+    listen = _check_server_endpoint(_str(a.get("listen"), "api.listen", DEFAULT_API_LISTEN), "api.listen")
+    admins = _list(a.get("admins"), "api.admins", _admin)
+    names = [x.username for x in admins]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ConfigError(f"api.admins[{i}].username", f"{n!r} is listed twice")
+    return APIConfig(
+        listen=listen,
+        admins=admins,
+        token_lifetime=_int(a.get("token_lifetime"), "api.token_lifetime", 3600, 60, 7 * 86400),
+        max_body=_int(a.get("max_body"), "api.max_body", 1024 * 1024, 1024, 64 * 1024 * 1024),
+    )
+
+
+def _security(raw: Any) -> SecurityConfig:
+    d = SecurityConfig()
+    keys = {f.name for f in fields(SecurityConfig)}
+    s = _mapping(raw, "security", keys)
+    return SecurityConfig(**{k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in keys})
+
+
+_EXTENSION_NUMBER = re.compile(r"[0-9]{2,10}")
+
+
+def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError("extensions", f"must be a mapping of number to settings, not {_kind(raw)}")
+    result = []
+    for number, value in raw.items():
+        key = f"extensions.{number}"
+        if isinstance(number, bool) or not _EXTENSION_NUMBER.fullmatch(str(number)):
+            raise ConfigError(key, "an extension number is 2-10 digits")
+        number = str(number)
+        e = _mapping(value, key, {"name", "password", "voicemail_pin", "email"})
+        password = _str(e.get("password"), f"{key}.password")
+        if password:
+            problem = password_problem(password, username=number)
+            if problem:
+                raise ConfigError(f"{key}.password", f"too weak: {problem}")
+        pin = _str(e.get("voicemail_pin"), f"{key}.voicemail_pin")
+        if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
+            raise ConfigError(f"{key}.voicemail_pin", "must be 4-12 digits")
+        email = _str(e.get("email"), f"{key}.email")
+        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+            raise ConfigError(f"{key}.email", f"{email!r} is not an email address")
+        result.append(ExtensionConfig(number, _str(e.get("name"), f"{key}.name"), password, pin, email))
+    return tuple(result)
+
+
+def _features(raw: Any) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("features", f"must be a mapping of feature name to options, not {_kind(raw)}")
+    result: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        key = f"features.{name}"
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a mapping of options, not {_kind(value)}")
+        options = {str(k): v for k, v in value.items()}
+        options["enabled"] = _bool(options.get("enabled"), f"{key}.enabled", True)
+        result[str(name)] = options
+    return result
+
+
+_TOP = {
+    "sip", "rtp", "api", "security", "database", "state_dir", "extensions",
+    "features", "plugin_dirs",
+}
+
+
+def _build(raw: dict[str, Any], path: str) -> Config:
+    top = _mapping(raw, "", _TOP)
+    # Relative paths are taken from the working directory, as twistd takes its
+    # own pidfile and logfile paths.
+    base = Path.cwd()
+    state_dir = _str(top.get("state_dir"), "state_dir", "pbx-data")
+    state_path = Path(state_dir) if Path(state_dir).is_absolute() else base / state_dir
+    database = _str(top.get("database"), "database", "")
+    if not database:
+        database = f"sqlite://{state_path / 'pbx.db'}"
+    scheme = database.partition("://")[0]
+    if scheme not in ("sqlite", "postgresql", "postgres") or "://" not in database:
+        raise ConfigError("database", f"{database!r} is not a sqlite:// or postgresql:// URL")
+    plugin_dirs = tuple(str(base / d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
+    for i, d in enumerate(plugin_dirs):
+        if not Path(d).is_dir():
+            raise ConfigError(f"plugin_dirs[{i}]", f"{d!r} is not a directory")
+    return Config(
+        path=path,
+        sip=_sip(top.get("sip")),
+        rtp=_rtp(top.get("rtp")),
+        api=_api(top.get("api")),
+        security=_security(top.get("security")),
+        database=database,
+        state_dir=str(state_path),
+        extensions=_extensions(top.get("extensions")),
+        features=_features(top.get("features")),
+        plugin_dirs=plugin_dirs,
+    )

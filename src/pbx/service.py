@@ -1,0 +1,196 @@
+"""
+The running PBX: one MultiService that owns the store, the listeners and the
+feature services.
+
+Startup is asynchronous (the store must be open and migrated, the config
+synced into it) and happens in :meth:`PBXService.startService`; listeners and
+features start only after it.  When everything listens, one ``pbx ready``
+line is logged.  A failure at any step logs one line and stops the process
+with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from zope.interface import implementer
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from pbx.api.app import PBXApi
+from pbx.api.http import make_site
+from pbx.config import Config
+from pbx.interfaces import IPBX, IDialplanApplication, IStore
+from pbx.plugin_loader import ConfiguredFeature
+from pbx.provisioning import sync_admins, sync_extension
+from pbx.security.passwords import hash_password, verify_password
+from pbx.store import open_store
+
+
+class StartupError(Exception):
+    """Startup could not finish; the message is one line for the operator."""
+
+
+@implementer(IPBX)
+class PBXService(MultiService):
+    """
+    The PBX.
+
+    :param config: the validated configuration.
+    :param reactor: the reactor everything runs on (listening, threads, time).
+    :param features: the enabled feature plugins with their options.
+    :param exit: called with a status code when startup fails (the daemon
+        passes a function that stops the reactor and exits).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        features: list[ConfiguredFeature] = [],  # noqa: B006 - never mutated
+        exit: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.clock = reactor
+        self.store: IStore | None = None
+        self.applications: dict[str, IDialplanApplication] = {}
+        self.listeners: list[str] = []
+        self.features = [f.plugin.name for f in features]
+        self.started_at = 0.0
+        self.api: PBXApi | None = None
+        self.ready: Deferred[None] = Deferred()
+        self._configured = features
+        self._ports: list[IListeningPort] = []
+        self._exit = exit
+
+    # -- IPBX --------------------------------------------------------------
+
+    def register_application(self, application: IDialplanApplication) -> None:
+        """Make a dialplan application reachable by its name."""
+        if application.name in self.applications:
+            raise ValueError(f"dialplan application {application.name!r} is registered twice")
+        self.applications[application.name] = application
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """Calls in progress (none until the call controller is running)."""
+        return []
+
+    # -- off-thread password work -----------------------------------------
+
+    def hash_secret(self, secret: str) -> Deferred[str]:
+        """PBKDF2 hash ``secret`` in the reactor's thread pool."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), hash_password, secret)
+
+    def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
+        """Check ``secret`` against a PBKDF2 encoding in the reactor's thread pool."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), verify_password, secret, encoded)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def startService(self) -> None:  # noqa: N802 - twisted API
+        """Start asynchronously; see the module docstring."""
+        self.running = 1
+        self.started_at = self.clock.seconds()
+        d = Deferred.fromCoroutine(self._start())
+        d.addCallbacks(self.ready.callback, self._failed)
+
+    def _failed(self, failure: Any) -> None:
+        if failure.check(StartupError):
+            self.log.critical("pbx: startup failed: {problem}", problem=str(failure.value))
+        else:
+            self.log.failure("pbx: startup failed", failure)
+        self.ready.errback(failure)
+        self.ready.addErrback(lambda _: None)
+        if self._exit is not None:
+            self._exit(1)
+
+    async def _start(self) -> None:
+        os.makedirs(self.config.state_dir, mode=0o700, exist_ok=True)
+        try:
+            self.store = open_store(self.config.database, self.reactor)
+            version = await self.store.migrate()
+        except Exception as e:
+            raise StartupError(f"database {_redact(self.config.database)}: {e}") from e
+        self.log.info("store {url} at schema version {version}", url=_redact(self.config.database), version=version)
+        await self._provision()
+        await self._listen_api()
+        for configured in self._configured:
+            service = configured.plugin.make_service(self, configured.options)
+            service.setName(configured.plugin.name)
+            service.setServiceParent(self)
+        self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners))
+
+    async def _provision(self) -> None:
+        assert self.store is not None
+        secret = await self.store.get_setting("server.secret")
+        if secret is None:
+            secret = secrets.token_hex(32)
+            await self.store.put_setting("server.secret", secret)
+        key = bytes.fromhex(secret)
+
+        def announce(kind: str) -> Callable[[str, str], None]:
+            def say(name: str, password: str) -> None:
+                # Shown once, at the start that created it; only a hash is kept.
+                self.log.warn(
+                    "generated {kind} password for {name}: {password} (shown once; change it)",
+                    kind=kind, name=name, password=password,
+                )
+            return say
+
+        changed = 0
+        for ext in self.config.extensions:
+            changed += await sync_extension(
+                self.store, ext, self.config.sip.domain, announce("SIP"), key, self.hash_secret
+            )
+        self.log.info("extensions from config: {total} ({changed} updated)",
+                      total=len(self.config.extensions), changed=changed)
+        await sync_admins(self.store, self.config, announce("API admin"), self.hash_secret)
+
+    async def _listen_api(self) -> None:
+        self.api = PBXApi(self, self.verify_secret, self.hash_secret)
+        site = make_site(self.api.resource(), self.config.api.max_body)
+        endpoint = serverFromString(self.reactor, self.config.api.listen)
+        try:
+            port = await endpoint.listen(site)
+        except Exception as e:
+            raise StartupError(f"api.listen {self.config.api.listen}: {e}") from e
+        self._ports.append(port)
+        self.listeners.append(f"http:{_where(port)}")
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 - twisted API
+        """Stop features, close listeners and the store."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        for port in self._ports:
+            await port.stopListening()
+        self._ports.clear()
+        if self.store is not None:
+            await self.store.close()
+
+
+def _where(port: Any) -> str:
+    address = port.getHost()
+    return f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{creds}{at}{host}"

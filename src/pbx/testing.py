@@ -1,0 +1,198 @@
+"""
+Test doubles that implement pbx's own interfaces.
+
+:class:`MemoryStore` passes the same store suite as the real backends, so a
+unit test that uses it exercises behaviour the real store has.
+:class:`FakeUDPReactor` adds ``listenUDP`` to Twisted's ``MemoryReactorClock``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, evolve, field
+from zope.interface import implementer
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.testing import MemoryReactorClock
+
+from pbx.interfaces import IStore
+from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+
+SCHEMA_VERSION_MEMORY = 1
+
+
+@implementer(IStore)
+@define(eq=False, slots=False)
+class MemoryStore:
+    """An IStore that keeps everything in dictionaries; Deferreds fire at once."""
+
+    extensions: dict[str, ExtensionRecord] = field(factory=dict)
+    bindings: dict[tuple[str, str], Binding] = field(factory=dict)
+    calls: list[CallRecord] = field(factory=list)
+    audit: list[AuditEvent] = field(factory=list)
+    admins: dict[str, AdminRecord] = field(factory=dict)
+    settings: dict[str, str] = field(factory=dict)
+    closed: bool = False
+
+    def migrate(self) -> Deferred[int]:
+        """Nothing to migrate."""
+        return succeed(SCHEMA_VERSION_MEMORY)
+
+    def close(self) -> Deferred[None]:
+        """Mark closed."""
+        self.closed = True
+        return succeed(None)
+
+    def get_extension(self, number: str) -> Deferred[ExtensionRecord | None]:
+        """See IStore."""
+        return succeed(self.extensions.get(number))
+
+    def list_extensions(self) -> Deferred[list[ExtensionRecord]]:
+        """See IStore."""
+        return succeed([self.extensions[k] for k in sorted(self.extensions)])
+
+    def put_extension(self, record: ExtensionRecord) -> Deferred[None]:
+        """See IStore."""
+        self.extensions[record.number] = record
+        return succeed(None)
+
+    def delete_extension(self, number: str) -> Deferred[bool]:
+        """See IStore."""
+        existed = self.extensions.pop(number, None) is not None
+        for key in [k for k in self.bindings if k[0] == number]:
+            del self.bindings[key]
+        return succeed(existed)
+
+    def put_binding(self, binding: Binding) -> Deferred[None]:
+        """See IStore."""
+        self.bindings[(binding.aor, binding.contact)] = binding
+        return succeed(None)
+
+    def delete_binding(self, aor: str, contact: str) -> Deferred[bool]:
+        """See IStore."""
+        return succeed(self.bindings.pop((aor, contact), None) is not None)
+
+    def delete_bindings(self, aor: str) -> Deferred[int]:
+        """See IStore."""
+        keys = [k for k in self.bindings if k[0] == aor]
+        for k in keys:
+            del self.bindings[k]
+        return succeed(len(keys))
+
+    def list_bindings(self, aor: str | None = None) -> Deferred[list[Binding]]:
+        """See IStore."""
+        return succeed([self.bindings[k] for k in sorted(self.bindings) if aor is None or k[0] == aor])
+
+    def expire_bindings(self, now: float) -> Deferred[int]:
+        """See IStore."""
+        keys = [k for k, b in self.bindings.items() if b.expires_at <= now]
+        for k in keys:
+            del self.bindings[k]
+        return succeed(len(keys))
+
+    def add_call_record(self, record: CallRecord) -> Deferred[int]:
+        """See IStore."""
+        new_id = len(self.calls) + 1
+        self.calls.append(evolve(record, id=new_id))
+        return succeed(new_id)
+
+    def list_call_records(
+        self,
+        offset: int = 0,
+        limit: int = 100,
+        caller: str | None = None,
+        callee: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Deferred[tuple[int, list[CallRecord]]]:
+        """See IStore."""
+        rows = [
+            r for r in self.calls
+            if (caller is None or r.caller == caller)
+            and (callee is None or r.callee == callee)
+            and (since is None or r.start >= since)
+            and (until is None or r.start < until)
+        ]
+        rows.sort(key=lambda r: (r.start, r.id or 0), reverse=True)
+        return succeed((len(rows), rows[offset:offset + limit]))
+
+    def add_audit(self, event: AuditEvent) -> Deferred[int]:
+        """See IStore."""
+        new_id = len(self.audit) + 1
+        self.audit.append(evolve(event, id=new_id))
+        return succeed(new_id)
+
+    def list_audit(self, limit: int = 100, kind: str | None = None) -> Deferred[list[AuditEvent]]:
+        """See IStore."""
+        rows = [e for e in self.audit if kind is None or e.kind == kind]
+        rows.sort(key=lambda e: (e.time, e.id or 0), reverse=True)
+        return succeed(rows[:limit])
+
+    def get_admin(self, username: str) -> Deferred[AdminRecord | None]:
+        """See IStore."""
+        return succeed(self.admins.get(username))
+
+    def put_admin(self, record: AdminRecord) -> Deferred[None]:
+        """See IStore."""
+        self.admins[record.username] = record
+        return succeed(None)
+
+    def get_setting(self, key: str) -> Deferred[str | None]:
+        """See IStore."""
+        return succeed(self.settings.get(key))
+
+    def put_setting(self, key: str, value: str) -> Deferred[None]:
+        """See IStore."""
+        self.settings[key] = value
+        return succeed(None)
+
+
+@define(eq=False)
+class FakeUDPPort:
+    """What ``FakeUDPReactor.listenUDP`` returns: records writes, can be stopped."""
+
+    port: int
+    protocol: Any
+    interface: str = ""
+    written: list[tuple[bytes, tuple[str, int]]] = field(factory=list)
+    listening: bool = True
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Record one datagram sent."""
+        self.written.append((data, addr))
+
+    def getHost(self) -> Any:  # noqa: N802 - twisted API
+        """The bound address."""
+        from twisted.internet.address import IPv4Address
+
+        return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
+
+    def stopListening(self) -> Deferred[None]:  # noqa: N802 - twisted API
+        """Stop; the protocol's doStop runs."""
+        self.listening = False
+        self.protocol.doStop()
+        return succeed(None)
+
+    loseConnection = stopListening
+
+
+@implementer(IReactorUDP)
+class FakeUDPReactor(MemoryReactorClock):
+    """A MemoryReactorClock that also pretends to listen on UDP."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPorts: dict[int, FakeUDPPort] = {}
+        self._next_port = 40000
+
+    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:  # noqa: N802,N803
+        """Bind a fake port and start the protocol on it."""
+        if port == 0:
+            self._next_port += 1
+            port = self._next_port
+        fake = FakeUDPPort(port, protocol, interface)
+        self.udpPorts[port] = fake
+        protocol.makeConnection(fake)
+        return fake

@@ -1,0 +1,379 @@
+"""
+The tests every :class:`pbx.interfaces.IStore` backend must pass.
+
+A backend's test module mixes :class:`StoreSuiteMixin` into a
+``twisted.trial.unittest.TestCase`` and implements
+:meth:`StoreSuiteMixin.make_store`.  The store is real I/O (a database file, a
+PostgreSQL server), so these tests return Deferreds and trial runs the reactor
+until they fire.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from zope.interface.verify import verifyObject
+
+from twisted.internet.defer import Deferred, gatherResults
+
+from pbx.interfaces import IStore
+from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.store.schema import LATEST_VERSION
+
+T = TypeVar("T")
+
+#: Quotes, backslashes, SQL, a psycopg2 placeholder, our own query marker and
+#: text outside the BMP: none of it may reach the SQL text.
+AWKWARD = "O'Brien \"Bob\" \\ %s {p} ; DROP TABLE settings; -- Zoë 名前 🎉"
+
+
+def deferred_test(
+    test: Callable[[T], Coroutine[Any, Any, None]],
+) -> Callable[[T], Deferred[None]]:
+    """
+    Turn an ``async def`` test method into one that returns a Deferred.
+
+    :param test: the coroutine function.
+    :returns: a test method trial waits on.
+    """
+
+    @functools.wraps(test)
+    def run(self: T) -> Deferred[None]:
+        return Deferred.fromCoroutine(test(self))
+
+    return run
+
+
+def extension(number: str, **kwargs: Any) -> ExtensionRecord:
+    """An extension with every field set, overridable by keyword."""
+    fields: dict[str, Any] = {
+        "name": f"User {number}",
+        "email": f"{number}@example.com",
+        "realm": "pbx.example.com",
+        "ha1_md5": "0" * 32,
+        "ha1_sha256": "1" * 64,
+        "voicemail_pin_hash": "pbkdf2_sha256$1$salt$hash",
+        "enabled": True,
+        "source": "config",
+    }
+    fields.update(kwargs)
+    return ExtensionRecord(number=number, **fields)
+
+
+def binding(aor: str, contact: str, expires_at: float = 3600.0, **kwargs: Any) -> Binding:
+    """A binding with every field set, overridable by keyword."""
+    fields: dict[str, Any] = {
+        "transport": "udp",
+        "source": "192.0.2.10:5060",
+        "user_agent": "Phone/1.0",
+        "call_id": f"reg-{aor}",
+        "cseq": 7,
+        "q": 0.5,
+        "registered_at": 100.25,
+    }
+    fields.update(kwargs)
+    return Binding(aor=aor, contact=contact, expires_at=expires_at, **fields)
+
+
+def call(start: float, caller: str = "100", callee: str = "200", **kwargs: Any) -> CallRecord:
+    """A call record starting at ``start``, overridable by keyword."""
+    fields: dict[str, Any] = {
+        "call_id": f"call-{start}",
+        "end": start + 60.5,
+        "answer": start + 5.25,
+        "codecs": "PCMU",
+    }
+    fields.update(kwargs)
+    return CallRecord(caller=caller, callee=callee, start=start, **fields)
+
+
+class StoreSuiteMixin:
+    """
+    The shared store tests; mix into a trial ``TestCase``.
+
+    ``setUp`` makes a store with :meth:`make_store`, migrates it and arranges
+    for it to be closed; each test finds it as ``self.store``.
+    """
+
+    store: IStore
+
+    # Provided by twisted.trial.unittest.TestCase.
+    addCleanup: Callable[..., None]
+    assertEqual: Callable[..., None]
+    assertIs: Callable[..., None]
+    assertTrue: Callable[..., None]
+    assertFalse: Callable[..., None]
+    assertIsNone: Callable[..., None]
+    failureResultOf: Callable[..., Any]
+
+    async def make_store(self) -> IStore:
+        """
+        Make a new, empty, not yet migrated store; the backend's tests say how.
+
+        :returns: the store under test.
+        """
+        raise NotImplementedError
+
+    def setUp(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._set_up())
+
+    async def _set_up(self) -> None:
+        self.store = await self.make_store()
+        self.addCleanup(self.store.close)
+        await self.store.migrate()
+
+    # Schema
+
+    def test_provides_interface(self) -> None:
+        """The store provides every method of IStore."""
+        self.assertTrue(verifyObject(IStore, self.store))
+
+    @deferred_test
+    async def test_migrate_returns_newest_version(self) -> None:
+        """Migrating returns the newest schema version."""
+        self.assertEqual(await self.store.migrate(), LATEST_VERSION)
+
+    @deferred_test
+    async def test_migrate_is_idempotent(self) -> None:
+        """Migrating an up-to-date database again changes nothing and keeps the data."""
+        await self.store.put_setting("marker", "kept")
+        self.assertEqual(await self.store.migrate(), LATEST_VERSION)
+        self.assertEqual(await self.store.migrate(), LATEST_VERSION)
+        self.assertEqual(await self.store.get_setting("marker"), "kept")
+
+    # Extensions
+
+    @deferred_test
+    async def test_get_missing_extension(self) -> None:
+        """Getting an unknown extension gives None."""
+        self.assertIsNone(await self.store.get_extension("999"))
+
+    @deferred_test
+    async def test_put_get_extension(self) -> None:
+        """Every field of an extension, a false ``enabled`` included, comes back."""
+        record = extension("100", enabled=False)
+        await self.store.put_extension(record)
+        got = await self.store.get_extension("100")
+        self.assertEqual(got, record)
+        self.assertIs(got.enabled, False)
+
+    @deferred_test
+    async def test_list_extensions_ordered(self) -> None:
+        """Extensions are listed ordered by number, compared as text."""
+        for number in ("200", "1000", "20", "100"):
+            await self.store.put_extension(extension(number))
+        listed = await self.store.list_extensions()
+        self.assertEqual([r.number for r in listed], ["100", "1000", "20", "200"])
+        self.assertEqual(listed[0], extension("100"))
+
+    @deferred_test
+    async def test_put_extension_replaces(self) -> None:
+        """Putting an extension with a known number replaces it."""
+        await self.store.put_extension(extension("100"))
+        await self.store.put_extension(extension("100", name="New", source="api"))
+        self.assertEqual(await self.store.list_extensions(), [extension("100", name="New", source="api")])
+
+    @deferred_test
+    async def test_delete_extension(self) -> None:
+        """Deleting an extension removes it and its bindings, and no one else's."""
+        await self.store.put_extension(extension("100"))
+        await self.store.put_extension(extension("200"))
+        await self.store.put_binding(binding("100", "sip:100@192.0.2.1"))
+        await self.store.put_binding(binding("200", "sip:200@192.0.2.2"))
+        self.assertIs(await self.store.delete_extension("100"), True)
+        self.assertIsNone(await self.store.get_extension("100"))
+        self.assertEqual([r.number for r in await self.store.list_extensions()], ["200"])
+        self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:200@192.0.2.2")])
+
+    @deferred_test
+    async def test_delete_missing_extension(self) -> None:
+        """Deleting an unknown extension reports False."""
+        self.assertIs(await self.store.delete_extension("999"), False)
+
+    # Bindings
+
+    @deferred_test
+    async def test_put_binding_round_trip(self) -> None:
+        """Every field of a binding comes back with its type."""
+        record = binding("100", "sip:100@192.0.2.1:5062;transport=tcp", 1234.5, cseq=42, transport="tcp")
+        await self.store.put_binding(record)
+        (got,) = await self.store.list_bindings("100")
+        self.assertEqual(got, record)
+        self.assertEqual((type(got.cseq), type(got.q), type(got.expires_at)), (int, float, float))
+
+    @deferred_test
+    async def test_put_binding_replaces(self) -> None:
+        """Putting a binding for a known aor and contact replaces it."""
+        await self.store.put_binding(binding("100", "sip:100@a", 10.0, cseq=1))
+        await self.store.put_binding(binding("100", "sip:100@a", 20.0, cseq=2))
+        self.assertEqual(await self.store.list_bindings(), [binding("100", "sip:100@a", 20.0, cseq=2)])
+
+    @deferred_test
+    async def test_list_bindings(self) -> None:
+        """Bindings are listed ordered by aor then contact, all or of one aor."""
+        for aor, contact in [("200", "sip:b"), ("100", "sip:b"), ("200", "sip:a"), ("100", "sip:a")]:
+            await self.store.put_binding(binding(aor, contact))
+        everything = [(b.aor, b.contact) for b in await self.store.list_bindings()]
+        self.assertEqual(everything, [("100", "sip:a"), ("100", "sip:b"), ("200", "sip:a"), ("200", "sip:b")])
+        of_200 = [(b.aor, b.contact) for b in await self.store.list_bindings("200")]
+        self.assertEqual(of_200, [("200", "sip:a"), ("200", "sip:b")])
+        self.assertEqual(await self.store.list_bindings("300"), [])
+
+    @deferred_test
+    async def test_delete_binding(self) -> None:
+        """Deleting one binding leaves the aor's others and reports whether it existed."""
+        await self.store.put_binding(binding("100", "sip:a"))
+        await self.store.put_binding(binding("100", "sip:b"))
+        self.assertIs(await self.store.delete_binding("100", "sip:a"), True)
+        self.assertIs(await self.store.delete_binding("100", "sip:a"), False)
+        self.assertEqual(await self.store.list_bindings(), [binding("100", "sip:b")])
+
+    @deferred_test
+    async def test_delete_bindings(self) -> None:
+        """Deleting an aor's bindings removes all of them and counts them."""
+        for contact in ("sip:a", "sip:b", "sip:c"):
+            await self.store.put_binding(binding("100", contact))
+        await self.store.put_binding(binding("200", "sip:a"))
+        self.assertEqual(await self.store.delete_bindings("100"), 3)
+        self.assertEqual(await self.store.delete_bindings("100"), 0)
+        self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:a")])
+
+    @deferred_test
+    async def test_expire_bindings(self) -> None:
+        """Expiring removes bindings that expire at or before the time, and counts them."""
+        for contact, expires_at in [("sip:a", 99.5), ("sip:b", 100.0), ("sip:c", 100.5)]:
+            await self.store.put_binding(binding("100", contact, expires_at))
+        self.assertEqual(await self.store.expire_bindings(100.0), 2)
+        self.assertEqual([b.contact for b in await self.store.list_bindings()], ["sip:c"])
+
+    # Call detail records
+
+    @deferred_test
+    async def test_add_call_record(self) -> None:
+        """Adding call records gives each a new id and keeps every field, a missing answer too."""
+        answered = call(10.0)
+        missed = call(20.0, answer=None, disposition="NO ANSWER", hangup_side="caller", leg="b")
+        first = await self.store.add_call_record(answered)
+        second = await self.store.add_call_record(missed)
+        self.assertTrue(isinstance(first, int) and second > first)
+        total, records = await self.store.list_call_records()
+        self.assertEqual((total, records), (2, [missed, answered]))
+        self.assertEqual([r.id for r in records], [second, first])
+        self.assertIsNone(records[0].answer)
+
+    @deferred_test
+    async def test_list_call_records_paging(self) -> None:
+        """Call records come newest first, one page at a time, with the total count."""
+        for start in (30.0, 10.0, 50.0, 20.0, 40.0):
+            await self.store.add_call_record(call(start))
+        total, page = await self.store.list_call_records(offset=1, limit=2)
+        self.assertEqual((total, [r.start for r in page]), (5, [40.0, 30.0]))
+        total, page = await self.store.list_call_records(offset=10, limit=2)
+        self.assertEqual((total, page), (5, []))
+
+    @deferred_test
+    async def test_list_call_records_by_party(self) -> None:
+        """Call records can be filtered by exact caller and callee."""
+        await self.store.add_call_record(call(1.0, "100", "200"))
+        await self.store.add_call_record(call(2.0, "100", "300"))
+        await self.store.add_call_record(call(3.0, "200", "300"))
+        total, page = await self.store.list_call_records(caller="100")
+        self.assertEqual((total, [r.start for r in page]), (2, [2.0, 1.0]))
+        total, page = await self.store.list_call_records(callee="300")
+        self.assertEqual((total, [r.start for r in page]), (2, [3.0, 2.0]))
+        total, page = await self.store.list_call_records(caller="100", callee="300")
+        self.assertEqual((total, [r.start for r in page]), (1, [2.0]))
+        self.assertEqual(await self.store.list_call_records(caller="10"), (0, []))
+
+    @deferred_test
+    async def test_list_call_records_by_time(self) -> None:
+        """Call records can be filtered by start time: since inclusive, until exclusive."""
+        for start in (10.0, 20.0, 30.0, 40.0):
+            await self.store.add_call_record(call(start))
+        total, page = await self.store.list_call_records(since=20.0, until=40.0)
+        self.assertEqual((total, [r.start for r in page]), (2, [30.0, 20.0]))
+        total, page = await self.store.list_call_records(since=25.0, limit=1)
+        self.assertEqual((total, [r.start for r in page]), (2, [40.0]))
+
+    @deferred_test
+    async def test_list_call_records_negative_limit(self) -> None:
+        """A negative limit or offset fails the Deferred with ValueError."""
+        d = self.store.list_call_records(limit=-1)
+        self.failureResultOf(d, ValueError)
+        d = self.store.list_call_records(offset=-1)
+        self.failureResultOf(d, ValueError)
+
+    # Audit trail
+
+    @deferred_test
+    async def test_audit_newest_first(self) -> None:
+        """Audit events come newest first with their ids, at most ``limit`` of them."""
+        ids = []
+        for time in (1.0, 3.0, 2.0):
+            ids.append(await self.store.add_audit(AuditEvent(time, "api.login", "admin", "192.0.2.1", f"t={time}")))
+        events = await self.store.list_audit()
+        self.assertEqual([e.time for e in events], [3.0, 2.0, 1.0])
+        self.assertEqual([e.id for e in events], [ids[1], ids[2], ids[0]])
+        self.assertEqual(events[0], AuditEvent(3.0, "api.login", "admin", "192.0.2.1", "t=3.0"))
+        self.assertEqual([e.time for e in await self.store.list_audit(limit=2)], [3.0, 2.0])
+
+    @deferred_test
+    async def test_audit_by_kind(self) -> None:
+        """Audit events can be filtered by exact kind."""
+        await self.store.add_audit(AuditEvent(1.0, "sip.auth.failure", "100"))
+        await self.store.add_audit(AuditEvent(2.0, "api.login", "admin"))
+        await self.store.add_audit(AuditEvent(3.0, "sip.auth.failure", "200"))
+        events = await self.store.list_audit(kind="sip.auth.failure")
+        self.assertEqual([e.subject for e in events], ["200", "100"])
+        self.assertEqual(await self.store.list_audit(kind="sip.auth"), [])
+
+    # Administrators
+
+    @deferred_test
+    async def test_admins(self) -> None:
+        """An administrator is stored, found by name and replaced by a second put."""
+        self.assertIsNone(await self.store.get_admin("admin"))
+        await self.store.put_admin(AdminRecord("admin", "hash-1"))
+        self.assertEqual(await self.store.get_admin("admin"), AdminRecord("admin", "hash-1"))
+        await self.store.put_admin(AdminRecord("admin", "hash-2"))
+        self.assertEqual(await self.store.get_admin("admin"), AdminRecord("admin", "hash-2"))
+        self.assertIsNone(await self.store.get_admin("Admin"))
+
+    # Settings
+
+    @deferred_test
+    async def test_settings(self) -> None:
+        """A setting is stored, read back and replaced by a second put."""
+        self.assertIsNone(await self.store.get_setting("api.secret"))
+        await self.store.put_setting("api.secret", "one")
+        self.assertEqual(await self.store.get_setting("api.secret"), "one")
+        await self.store.put_setting("api.secret", "two")
+        self.assertEqual(await self.store.get_setting("api.secret"), "two")
+        await self.store.put_setting("empty", "")
+        self.assertEqual(await self.store.get_setting("empty"), "")
+
+    @deferred_test
+    async def test_awkward_text_survives(self) -> None:
+        """Quotes, placeholders and non-ASCII text are stored as data, never as SQL."""
+        await self.store.put_setting(AWKWARD, AWKWARD)
+        self.assertEqual(await self.store.get_setting(AWKWARD), AWKWARD)
+        await self.store.put_extension(extension(AWKWARD, name=AWKWARD))
+        self.assertEqual(await self.store.get_extension(AWKWARD), extension(AWKWARD, name=AWKWARD))
+        await self.store.add_audit(AuditEvent(1.0, AWKWARD, detail=AWKWARD))
+        (event,) = await self.store.list_audit(kind=AWKWARD)
+        self.assertEqual(event.detail, AWKWARD)
+
+    # Concurrency
+
+    @deferred_test
+    async def test_concurrent_writes(self) -> None:
+        """Fifty bindings and fifty audit events written at once all land."""
+        writes = [self.store.put_binding(binding("100", f"sip:{i:02d}@x")) for i in range(50)]
+        writes += [self.store.add_audit(AuditEvent(float(i), "k")) for i in range(50)]
+        results = await gatherResults(writes, consumeErrors=True)
+        bindings = await self.store.list_bindings("100")
+        self.assertEqual([b.contact for b in bindings], [f"sip:{i:02d}@x" for i in range(50)])
+        self.assertEqual(len(set(results[50:])), 50)
+        self.assertEqual(len(await self.store.list_audit(limit=1000)), 50)

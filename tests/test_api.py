@@ -1,0 +1,351 @@
+"""Tests for the REST API, in memory with StubTreq."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import define, field
+from treq.testing import StubTreq
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.api.app import PBXApi
+from pbx.api.http import make_site
+from pbx.api.openapi import openapi_document
+from pbx.config import Config, parse_config
+from pbx.interfaces import IPBX
+from pbx.records import AdminRecord, Binding, CallRecord
+from pbx.security.passwords import hash_password, verify_password
+from pbx.sip.auth import compute_ha1
+from pbx.testing import MemoryStore
+
+CONFIG = """
+sip: {domain: pbx.test}
+security: {lockout_failures: 3, lockout_window: 60, lockout_delay: 30}
+api: {token_lifetime: 600, max_body: 2048}
+"""
+ADMIN_PW = "Adm1n-secret-pass"
+
+
+def fast_hash(secret: str) -> Deferred[str]:
+    """PBKDF2 with few iterations, so tests stay quick."""
+    return succeed(hash_password(secret, iterations=1000))
+
+
+def check(secret: str, encoded: str) -> Deferred[bool]:
+    """Synchronous verification."""
+    return succeed(verify_password(secret, encoded))
+
+
+@implementer(IPBX)
+@define(eq=False)
+class FakePBX:
+    """The parts of a running PBX the API reads."""
+
+    config: Config
+    store: MemoryStore
+    clock: Clock
+    applications: dict[str, Any] = field(factory=dict)
+    listeners: list[str] = field(factory=lambda: ["http:127.0.0.1:8080"])
+    features: list[str] = field(factory=list)
+    started_at: float = 0.0
+    calls: list[dict[str, Any]] = field(factory=list)
+
+    def register_application(self, application: Any) -> None:
+        """Register by name."""
+        self.applications[application.name] = application
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """The fake's calls."""
+        return self.calls
+
+
+class APITestCase(SynchronousTestCase):
+    """Common set-up: an API over a MemoryStore with one admin."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.store = MemoryStore()
+        self.store.admins["admin"] = AdminRecord("admin", hash_password(ADMIN_PW, iterations=1000))
+        self.pbx = FakePBX(parse_config(CONFIG, "t.yml", {}), self.store, self.clock, started_at=self.clock.seconds())
+        self.api = PBXApi(self.pbx, check, fast_hash)
+        self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, Any]:
+        """Make one request; return (status, decoded body, response)."""
+        h = dict(headers or {})
+        data = raw
+        if body is not None:
+            h.setdefault("Content-Type", "application/json")
+            data = json.dumps(body).encode()
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        d = self.treq.request(method, "http://127.0.0.1" + path, data=data, headers=h)
+        self.treq.flush()
+        response = self.successResultOf(d)
+        content = self.successResultOf(response.content())
+        ctype = response.headers.getRawHeaders("content-type", [""])[0]
+        decoded = json.loads(content) if ctype.startswith("application/json") and content else content
+        return response.code, decoded, response
+
+    def login(self) -> str:
+        """Log in as admin and return the token."""
+        status, body, _ = self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})
+        self.assertEqual(status, 200)
+        return str(body["token"])
+
+
+class AuthTests(APITestCase):
+    """Logging in, tokens and lockout."""
+
+    def test_fake_provides_ipbx(self) -> None:
+        """The fake PBX used here provides IPBX."""
+        self.assertTrue(verifyObject(IPBX, self.pbx))
+
+    def test_login_and_status(self) -> None:
+        """A good login yields a token that opens /status."""
+        token = self.login()
+        status, body, _ = self.call("GET", "/api/v1/status", token=token)
+        self.assertEqual(status, 200)
+        self.assertEqual(body["listeners"], ["http:127.0.0.1:8080"])
+        self.assertEqual(body["counts"], {"extensions": 0, "registrations": 0, "calls": 0})
+        self.assertIn(("api.login", "admin"), [(e.kind, e.subject) for e in self.store.audit])
+
+    def test_no_token(self) -> None:
+        """Without a token every protected route answers 401 JSON."""
+        for path in ("/api/v1/status", "/api/v1/extensions", "/api/v1/registrations", "/api/v1/calls", "/api/v1/cdr"):
+            status, body, response = self.call("GET", path)
+            self.assertEqual((status, body), (401, {"error": "log in first"}), path)
+            self.assertTrue(response.headers.hasHeader("www-authenticate"))
+
+    def test_bad_token(self) -> None:
+        """An unknown token answers 401."""
+        status, body, _ = self.call("GET", "/api/v1/status", token="nope")
+        self.assertEqual((status, body["error"]), (401, "token expired or invalid"))
+
+    def test_token_expires(self) -> None:
+        """A token stops working after its lifetime."""
+        token = self.login()
+        self.clock.advance(601)
+        status, _, _ = self.call("GET", "/api/v1/status", token=token)
+        self.assertEqual(status, 401)
+
+    def test_logout(self) -> None:
+        """After logout the token is dead."""
+        token = self.login()
+        self.assertEqual(self.call("POST", "/api/v1/auth/logout", token=token)[0], 200)
+        self.assertEqual(self.call("GET", "/api/v1/status", token=token)[0], 401)
+
+    def test_wrong_password_and_unknown_user_look_alike(self) -> None:
+        """A wrong password and an unknown user get the same answer."""
+        a = self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        b = self.call("POST", "/api/v1/auth/login", {"username": "nobody", "password": "wrong-password1"})
+        self.assertEqual(a[:2], b[:2])
+        self.assertEqual(a[0], 401)
+
+    def test_lockout(self) -> None:
+        """Three failures lock the user out, even with the right password, until the delay passes."""
+        for _ in range(3):
+            self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        status, body, response = self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})
+        self.assertEqual(status, 429)
+        self.assertTrue(response.headers.hasHeader("retry-after"))
+        self.assertIn("api.lockout", [e.kind for e in self.store.audit])
+        self.clock.advance(31)
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 200)
+
+    def test_login_bad_input(self) -> None:
+        """Malformed login bodies get 4xx JSON errors."""
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", raw=b"{", headers={"Content-Type": "application/json"})[:2],
+                         (400, {"error": "the body is not valid JSON"}))
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", raw=b"[]", headers={"Content-Type": "application/json"})[0], 400)
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", raw=b"x=1", headers={"Content-Type": "text/plain"})[0], 415)
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": 1, "password": None})[0], 400)
+
+
+class HTTPTests(APITestCase):
+    """Errors, headers and limits every route shares."""
+
+    def test_security_headers(self) -> None:
+        """Every answer carries the security headers."""
+        for path in ("/api/v1/openapi.json", "/api/v1/status", "/nowhere"):
+            _, _, response = self.call("GET", path)
+            h = response.headers
+            self.assertEqual(h.getRawHeaders("x-content-type-options"), ["nosniff"])
+            self.assertEqual(h.getRawHeaders("x-frame-options"), ["DENY"])
+            self.assertEqual(h.getRawHeaders("referrer-policy"), ["no-referrer"])
+            self.assertTrue(h.hasHeader("content-security-policy"))
+
+    def test_not_found_json(self) -> None:
+        """Unknown paths answer 404 JSON."""
+        self.assertEqual(self.call("GET", "/api/v1/nothing")[:2], (404, {"error": "no such resource"}))
+
+    def test_method_not_allowed(self) -> None:
+        """A known path with the wrong method answers 405 JSON with Allow."""
+        status, body, response = self.call("PUT", "/api/v1/status")
+        self.assertEqual((status, body), (405, {"error": "method not allowed"}))
+        self.assertIn("GET", response.headers.getRawHeaders("allow")[0])
+
+    def test_body_cap(self) -> None:
+        """A body over the configured cap is refused before it is read."""
+        status, body, _ = self.call("POST", "/api/v1/auth/login", raw=b"x" * 5000,
+                                    headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 413)
+
+    def test_internal_errors_are_json(self) -> None:
+        """An unexpected exception becomes a 500 JSON answer with no traceback."""
+        token = self.login()
+
+        def broken() -> Any:
+            raise RuntimeError("secret internals")
+
+        self.store.list_extensions = broken  # type: ignore[method-assign]
+        status, body, _ = self.call("GET", "/api/v1/extensions", token=token)
+        self.assertEqual((status, body), (500, {"error": "internal error"}))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_openapi_matches_routes(self) -> None:
+        """The OpenAPI document lists exactly the routes the app serves."""
+        status, doc, _ = self.call("GET", "/api/v1/openapi.json")
+        self.assertEqual(status, 200)
+        self.assertEqual(doc, json.loads(json.dumps(openapi_document(doc["info"]["version"]))))
+        documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops if m != "parameters"}
+        served = set()
+        for rule in PBXApi.app.url_map.iter_rules():
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+        self.assertEqual(documented, served)
+
+
+class ExtensionTests(APITestCase):
+    """CRUD on /api/v1/extensions."""
+
+    def test_create_get_list(self) -> None:
+        """A created extension can be read back, without any secret."""
+        token = self.login()
+        status, body, response = self.call("POST", "/api/v1/extensions", {
+            "number": "2001", "name": "Carol", "password": "Str0ng-enough-pw", "voicemail_pin": "2468",
+        }, token=token)
+        self.assertEqual(status, 201)
+        self.assertEqual(response.headers.getRawHeaders("location"), ["/api/v1/extensions/2001"])
+        self.assertEqual(body["has_password"], True)
+        self.assertEqual(body["has_voicemail_pin"], True)
+        status, body, _ = self.call("GET", "/api/v1/extensions/2001", token=token)
+        self.assertEqual((status, body["name"]), (200, "Carol"))
+        text = json.dumps(self.call("GET", "/api/v1/extensions", token=token)[1])
+        self.assertNotIn("Str0ng-enough-pw", text)
+        self.assertNotIn("ha1", text)
+        stored = self.store.extensions["2001"]
+        self.assertEqual(stored.ha1_md5, compute_ha1("2001", "pbx.test", "Str0ng-enough-pw", "MD5"))
+        self.assertTrue(verify_password("2468", stored.voicemail_pin_hash))
+
+    def test_create_conflict_and_invalid(self) -> None:
+        """Duplicates get 409; bad fields get 422 naming the field."""
+        token = self.login()
+        ext = {"number": "2001", "password": "Str0ng-enough-pw"}
+        self.assertEqual(self.call("POST", "/api/v1/extensions", ext, token=token)[0], 201)
+        self.assertEqual(self.call("POST", "/api/v1/extensions", ext, token=token)[0], 409)
+        cases = [
+            ({"number": "x1", "password": "Str0ng-enough-pw"}, "number"),
+            ({"number": "2002"}, "password"),
+            ({"number": "2002", "password": "short"}, "password too weak"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "pin": "1"}, "unknown field: pin"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "voicemail_pin": "1"}, "voicemail_pin"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "enabled": "yes"}, "enabled"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "email": "nope"}, "email"),
+        ]
+        for body, word in cases:
+            status, answer, _ = self.call("POST", "/api/v1/extensions", body, token=token)
+            self.assertEqual(status, 422, body)
+            self.assertIn(word, answer["error"])
+        self.assertNotIn("2002", self.store.extensions)
+
+    def test_patch_and_delete(self) -> None:
+        """PATCH changes fields and keeps the secret; DELETE removes the extension and its bindings."""
+        token = self.login()
+        self.call("POST", "/api/v1/extensions", {"number": "2001", "password": "Str0ng-enough-pw"}, token=token)
+        before = self.store.extensions["2001"].ha1_sha256
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"name": "New", "enabled": False}, token=token)
+        self.assertEqual((status, body["name"], body["enabled"]), (200, "New", False))
+        self.assertEqual(self.store.extensions["2001"].ha1_sha256, before)
+        self.store.bindings[("2001", "sip:a@127.0.0.1")] = Binding("2001", "sip:a@127.0.0.1", 1e12)
+        status, _, _ = self.call("DELETE", "/api/v1/extensions/2001", token=token)
+        self.assertEqual(status, 204)
+        self.assertEqual((self.store.extensions, self.store.bindings), ({}, {}))
+        self.assertEqual(self.call("GET", "/api/v1/extensions/2001", token=token)[0], 404)
+        self.assertEqual(self.call("DELETE", "/api/v1/extensions/2001", token=token)[0], 404)
+
+
+class ListingTests(APITestCase):
+    """Registrations, calls and CDR."""
+
+    def test_registrations(self) -> None:
+        """Live bindings are listed with their remaining lifetime; expired ones are not."""
+        token = self.login()
+        now = self.clock.seconds()
+        self.store.bindings[("1001", "sip:1001@127.0.0.1:5070")] = Binding(
+            "1001", "sip:1001@127.0.0.1:5070", now + 120, "tcp", "127.0.0.1:5070", "baresip")
+        self.store.bindings[("1002", "sip:1002@127.0.0.1:5071")] = Binding("1002", "sip:1002@127.0.0.1:5071", now - 1)
+        status, body, _ = self.call("GET", "/api/v1/registrations", token=token)
+        self.assertEqual(status, 200)
+        self.assertEqual(body["registrations"], [{
+            "extension": "1001", "contact": "sip:1001@127.0.0.1:5070", "transport": "tcp",
+            "source": "127.0.0.1:5070", "user_agent": "baresip", "expires_in": 120,
+        }])
+
+    def test_calls(self) -> None:
+        """Live calls come from the PBX."""
+        token = self.login()
+        self.pbx.calls.append({"call_id": "abc"})
+        self.assertEqual(self.call("GET", "/api/v1/calls", token=token)[1], {"calls": [{"call_id": "abc"}]})
+
+    def test_cdr_paging_filter_csv(self) -> None:
+        """CDR pages newest first, filters by caller, and exports CSV."""
+        token = self.login()
+        for i in range(5):
+            self.successResultOf(self.store.add_call_record(CallRecord(
+                f"c{i}", "1001" if i % 2 else "1002", "1003", 100.0 + i, 200.0 + i, answer=110.0 + i)))
+        status, body, _ = self.call("GET", "/api/v1/cdr?limit=2&offset=1", token=token)
+        self.assertEqual((status, body["total"]), (200, 5))
+        self.assertEqual([r["call_id"] for r in body["records"]], ["c3", "c2"])
+        self.assertEqual(body["records"][0]["billable"], 90.0)
+        body = self.call("GET", "/api/v1/cdr?caller=1001", token=token)[1]
+        self.assertEqual([r["call_id"] for r in body["records"]], ["c3", "c1"])
+        status, text, response = self.call("GET", "/api/v1/cdr?format=csv&since=103", token=token)
+        self.assertEqual(status, 200)
+        lines = text.decode().splitlines()
+        self.assertTrue(lines[0].startswith("id,call_id,leg,caller"))
+        self.assertEqual(len(lines), 3)
+
+    def test_cdr_bad_query(self) -> None:
+        """Bad CDR query parameters get 400."""
+        token = self.login()
+        for q in ("limit=0", "limit=x", "since=abc", "format=xml", "colour=red", "since=nan"):
+            self.assertEqual(self.call("GET", "/api/v1/cdr?" + q, token=token)[0], 400, q)
+
+
+class ChannelCapTests(SynchronousTestCase):
+    """The body cap holds on a real HTTP channel, before the body is buffered."""
+
+    def test_declared_length_refused(self) -> None:
+        """A Content-Length over the cap gets 413 and the connection closes."""
+        from twisted.internet.testing import StringTransport
+
+        site = make_site(PBXApi(FakePBX(parse_config(CONFIG, "t.yml", {}), MemoryStore(), Clock()),
+                                check, fast_hash).resource(), 2048)
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: 999999\r\n\r\n" + b"{" * 100)
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:80])
+        self.assertIn(b"X-Frame-Options: DENY", out)
+        self.assertTrue(transport.disconnecting)

@@ -1,0 +1,193 @@
+"""Tests for pbx.config: YAML loading, substitution and validation."""
+
+from __future__ import annotations
+
+import textwrap
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.config import ConfigError, ListenSpec, load_config, parse_config, substitute_env
+
+GOOD = """
+sip:
+  domain: pbx.example.com
+  listen: ["udp:5060", "tcp:5060", "tls:5061:interface=127.0.0.1"]
+rtp:
+  ports: "10000-20000"
+api:
+  listen: "tcp:8080:interface=127.0.0.1"
+  admins:
+    - {username: admin, password: "${PBX_ADMIN_PASSWORD}"}
+database: "sqlite:///var/lib/pbx/pbx.db"
+extensions:
+  "1001": {name: Alice, password: "Corr3ct-Horse-Battery", voicemail_pin: "4321", email: alice@example.com}
+  1002: {name: Bob}
+features:
+  voicemail: {enabled: true}
+"""
+
+ENV = {"PBX_ADMIN_PASSWORD": "Switchb0ard-long-key"}
+
+
+def problem(text: str, environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """Parse ``text`` expecting a ConfigError; return its (key, problem)."""
+    try:
+        parse_config(textwrap.dedent(text), "pbx.yml", ENV if environ is None else environ)
+    except ConfigError as e:
+        return e.key, e.problem
+    raise AssertionError("no ConfigError")
+
+
+class ConfigLoadTests(SynchronousTestCase):
+    """A valid file becomes typed, frozen values."""
+
+    def test_example(self) -> None:
+        """The documented example loads with every value where it belongs."""
+        c = parse_config(GOOD, "pbx.yml", ENV)
+        self.assertEqual(c.sip.domain, "pbx.example.com")
+        self.assertEqual(
+            c.sip.listen,
+            (ListenSpec("udp", 5060), ListenSpec("tcp", 5060), ListenSpec("tls", 5061, "127.0.0.1")),
+        )
+        self.assertEqual((c.rtp.port_min, c.rtp.port_max), (10000, 20000))
+        self.assertEqual(c.api.admins[0].password, "Switchb0ard-long-key")
+        self.assertEqual(c.database, "sqlite:///var/lib/pbx/pbx.db")
+        self.assertEqual([e.number for e in c.extensions], ["1001", "1002"])
+        self.assertEqual(c.extensions[0].voicemail_pin, "4321")
+        self.assertEqual(c.features["voicemail"], {"enabled": True})
+
+    def test_frozen(self) -> None:
+        """Loaded values cannot be changed."""
+        c = parse_config(GOOD, "pbx.yml", ENV)
+        with self.assertRaises(AttributeError):
+            c.sip.domain = "x"  # type: ignore[misc]
+
+    def test_secrets_not_in_repr(self) -> None:
+        """Passwords do not show in the repr of the config."""
+        c = parse_config(GOOD, "pbx.yml", ENV)
+        self.assertNotIn("Corr3ct-Horse-Battery", repr(c))
+        self.assertNotIn("Switchb0ard-long-key", repr(c))
+
+    def test_default_database_in_state_dir(self) -> None:
+        """Without a database URL, SQLite in the state directory is used."""
+        c = parse_config("state_dir: /tmp/pbx-state\n", "pbx.yml", {})
+        self.assertEqual(c.database, "sqlite:///tmp/pbx-state/pbx.db")
+
+    def test_empty_file(self) -> None:
+        """An empty file gives the defaults."""
+        c = parse_config("", "pbx.yml", {})
+        self.assertEqual(c.sip.domain, "pbx.localdomain")
+        self.assertEqual(len(c.sip.listen), 3)
+
+    def test_installed_default_config_loads(self) -> None:
+        """The shipped etc/pbx.yml is valid with an empty environment."""
+        from pbx.tap import default_config_path
+
+        c = load_config(default_config_path(), {})
+        self.assertTrue(all(s.interface == "127.0.0.1" for s in c.sip.listen))
+        self.assertEqual([e.number for e in c.extensions], ["1001", "1002"])
+        self.assertEqual(c.api.admins[0].password, "")
+
+
+class SubstitutionTests(SynchronousTestCase):
+    """${VAR} and ${VAR:-default} in string values."""
+
+    def test_set(self) -> None:
+        """A set variable is replaced by its value."""
+        self.assertEqual(substitute_env("a${X}b", "k", {"X": "1"}), "a1b")
+
+    def test_default(self) -> None:
+        """An unset or empty variable with a default takes the default."""
+        self.assertEqual(substitute_env("${X:-d}", "k", {}), "d")
+        self.assertEqual(substitute_env("${X:-d}", "k", {"X": ""}), "d")
+
+    def test_dollar_escape(self) -> None:
+        """$$ is a literal dollar sign."""
+        self.assertEqual(substitute_env("$${X}", "k", {"X": "1"}), "${X}")
+
+    def test_unset(self) -> None:
+        """An unset variable without a default is an error naming the key."""
+        key, why = problem(GOOD, {})
+        self.assertEqual(key, "api.admins[0].password")
+        self.assertEqual(why, "environment variable PBX_ADMIN_PASSWORD is not set")
+
+
+class ConfigErrorTests(SynchronousTestCase):
+    """Each kind of mistake names its key and the problem."""
+
+    def test_unknown_key(self) -> None:
+        """An unknown key is refused."""
+        self.assertEqual(problem("sip: {domian: x}\n"), ("sip.domian", "unknown key"))
+        self.assertEqual(problem("sipp: {}\n"), ("sipp", "unknown key"))
+
+    def test_wrong_type(self) -> None:
+        """A value of the wrong type is refused."""
+        self.assertEqual(problem("sip: {listen: {a: 1}}\n"), ("sip.listen", "must be a list, not a mapping"))
+        key, why = problem("sip: {registrar: {min_expires: soon}}\n")
+        self.assertEqual((key, why), ("sip.registrar.min_expires", "must be a whole number, not a string"))
+
+    def test_bad_endpoint(self) -> None:
+        """A listener string that is not udp/tcp/tls:PORT is refused."""
+        key, why = problem('sip: {listen: ["udp:5060", "sctp:5060"]}\n')
+        self.assertEqual(key, "sip.listen[1]")
+        self.assertIn("transport must be udp, tcp or tls", why)
+        key, why = problem('sip: {listen: ["udp:70000"]}\n')
+        self.assertIn("port number", why)
+
+    def test_bad_api_endpoint(self) -> None:
+        """An API endpoint Twisted cannot parse is refused."""
+        key, why = problem('api: {listen: "tcp:notaport"}\n')
+        self.assertEqual(key, "api.listen")
+        self.assertIn("bad endpoint", why)
+
+    def test_inverted_range(self) -> None:
+        """An RTP port range whose low end is above its high end is refused."""
+        self.assertEqual(problem('rtp: {ports: "20000-10000"}\n'), ("rtp.ports", "range 20000-10000 is inverted"))
+
+    def test_duplicate_extension(self) -> None:
+        """The same extension twice, even once as a number and once as a string, is refused."""
+        key, why = problem('extensions:\n  "1001": {}\n  1001: {}\n')
+        self.assertEqual(key, "1001")
+        self.assertIn("duplicate key", why)
+
+    def test_weak_password(self) -> None:
+        """A weak SIP password is refused, naming the extension."""
+        key, why = problem('extensions:\n  "1001": {password: "1001"}\n')
+        self.assertEqual(key, "extensions.1001.password")
+        self.assertTrue(why.startswith("too weak: "))
+
+    def test_bad_extension_number(self) -> None:
+        """Extension numbers are digits."""
+        key, _ = problem('extensions:\n  "alice": {}\n')
+        self.assertEqual(key, "extensions.alice")
+
+    def test_bad_pin(self) -> None:
+        """A voicemail PIN must be 4-12 digits."""
+        key, _ = problem('extensions:\n  "1001": {voicemail_pin: "12"}\n')
+        self.assertEqual(key, "extensions.1001.voicemail_pin")
+
+    def test_bad_database(self) -> None:
+        """Only sqlite:// and postgresql:// databases are known."""
+        key, _ = problem('database: "mysql://x"\n')
+        self.assertEqual(key, "database")
+
+    def test_bad_yaml(self) -> None:
+        """Broken YAML is reported with its line."""
+        key, why = problem("sip: [\n")
+        self.assertTrue(key.startswith("line "))
+        self.assertIn("invalid YAML", why)
+
+    def test_file_path_in_error(self) -> None:
+        """load_config puts the file name in the error."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("bogus: 1\n")
+        with self.assertRaises(ConfigError) as cm:
+            load_config(path, {})
+        self.assertEqual(str(cm.exception), f"{path}: bogus: unknown key")
+
+    def test_missing_file(self) -> None:
+        """A missing file is one error, not a traceback."""
+        with self.assertRaises(ConfigError) as cm:
+            load_config("/nonexistent/pbx.yml", {})
+        self.assertIn("No such file", str(cm.exception))
