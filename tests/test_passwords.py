@@ -146,7 +146,8 @@ class PasswordProblemTests(SynchronousTestCase):
     def test_contains_username(self) -> None:
         """A password containing the user name, in any case, is refused."""
         self.assertEqual(
-            password_problem("my-Alice-pass99", username="alice"), "contains the user name"
+            password_problem("my-Alice-pass99", username="alice"),
+            "contains the user name",
         )
         self.assertEqual(
             password_problem("x1001secretY", username="1001"), "contains the user name"

@@ -50,9 +50,7 @@ def challenge_params(value: str) -> dict[str, str]:
     scheme, _, rest = value.partition(" ")
     assert scheme == "Digest"
     # The challenge lacks response directives: borrow the parser by adding them.
-    parsed = parse_credentials(
-        f'Digest username="u", uri="u", response="r", {rest}'
-    )
+    parsed = parse_credentials(f'Digest username="u", uri="u", response="r", {rest}')
     return {
         "realm": parsed.realm,
         "nonce": parsed.nonce,
@@ -78,8 +76,14 @@ def answer(
     ha1 = compute_ha1(username, realm, password, algorithm)
     cnonce = "0a4f113b"
     response = compute_response(
-        ha1, nonce=params["nonce"], method=method, uri=URI, algorithm=algorithm,
-        qop="auth", nc=nc, cnonce=cnonce,
+        ha1,
+        nonce=params["nonce"],
+        method=method,
+        uri=URI,
+        algorithm=algorithm,
+        qop="auth",
+        nc=nc,
+        cnonce=cnonce,
     )
     return parse_credentials(
         f'Digest username="{username}", realm="{realm}", nonce="{params["nonce"]}", '
@@ -95,8 +99,14 @@ class ComputeTests(SynchronousTestCase):
         """The SHA-256 example response of RFC 7616 §3.9.1 is reproduced."""
         ha1 = compute_ha1(RFC_USER, RFC_REALM, RFC_PASSWORD, "SHA-256")
         response = compute_response(
-            ha1, nonce=RFC_NONCE, method="GET", uri=RFC_URI, algorithm="SHA-256",
-            qop="auth", nc="00000001", cnonce=RFC_CNONCE,
+            ha1,
+            nonce=RFC_NONCE,
+            method="GET",
+            uri=RFC_URI,
+            algorithm="SHA-256",
+            qop="auth",
+            nc="00000001",
+            cnonce=RFC_CNONCE,
         )
         self.assertEqual(response, RFC_SHA256)
 
@@ -104,15 +114,25 @@ class ComputeTests(SynchronousTestCase):
         """The MD5 example response of RFC 7616 §3.9.1 is reproduced."""
         ha1 = compute_ha1(RFC_USER, RFC_REALM, RFC_PASSWORD, "MD5")
         response = compute_response(
-            ha1, nonce=RFC_NONCE, method="GET", uri=RFC_URI, algorithm="MD5",
-            qop="auth", nc="00000001", cnonce=RFC_CNONCE,
+            ha1,
+            nonce=RFC_NONCE,
+            method="GET",
+            uri=RFC_URI,
+            algorithm="MD5",
+            qop="auth",
+            nc="00000001",
+            cnonce=RFC_CNONCE,
         )
         self.assertEqual(response, RFC_MD5)
 
     def test_ha1_known_value(self) -> None:
         """HA1 is the hex hash of user:realm:password, algorithm names in any case."""
-        expected = hashlib.md5(b"Mufasa:http-auth@example.org:Circle of Life").hexdigest()
-        self.assertEqual(compute_ha1(RFC_USER, RFC_REALM, RFC_PASSWORD, "md5"), expected)
+        expected = hashlib.md5(
+            b"Mufasa:http-auth@example.org:Circle of Life"
+        ).hexdigest()
+        self.assertEqual(
+            compute_ha1(RFC_USER, RFC_REALM, RFC_PASSWORD, "md5"), expected
+        )
         self.assertEqual(len(compute_ha1("a", "b", "c", "SHA-256")), 64)
 
     def test_unsupported_algorithm(self) -> None:
@@ -136,9 +156,15 @@ class ParseCredentialsTests(SynchronousTestCase):
         self.assertEqual(
             c,
             Credentials(
-                username=RFC_USER, realm=RFC_REALM, nonce=RFC_NONCE, uri=RFC_URI,
-                response=RFC_SHA256, algorithm="SHA-256", cnonce=RFC_CNONCE,
-                opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS", qop="auth",
+                username=RFC_USER,
+                realm=RFC_REALM,
+                nonce=RFC_NONCE,
+                uri=RFC_URI,
+                response=RFC_SHA256,
+                algorithm="SHA-256",
+                cnonce=RFC_CNONCE,
+                opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS",
+                qop="auth",
                 nc="00000001",
             ),
         )
@@ -170,12 +196,15 @@ class ParseCredentialsTests(SynchronousTestCase):
         c = parse_credentials(
             'Digest username="a", realm="r", nonce="n", uri="u", response="0"'
         )
-        self.assertEqual((c.algorithm, c.qop, c.nc, c.cnonce, c.opaque), ("MD5", None, None, None, None))
+        self.assertEqual(
+            (c.algorithm, c.qop, c.nc, c.cnonce, c.opaque),
+            ("MD5", None, None, None, None),
+        )
 
     def test_username_star(self) -> None:
         """An RFC 8187 username* is decoded from percent-encoded UTF-8."""
         c = parse_credentials(
-            "Digest username*=UTF-8''J%C3%A4s%C3%B8n%20Doe, realm=\"r\", nonce=\"n\", "
+            'Digest username*=UTF-8\'\'J%C3%A4s%C3%B8n%20Doe, realm="r", nonce="n", '
             'uri="u", response="0", userhash=false'
         )
         self.assertEqual(c.username, "J\u00e4s\u00f8n Doe")
@@ -237,7 +266,9 @@ class ChallengeTests(SynchronousTestCase):
         """One challenge per algorithm, SHA-256 before MD5 (RFC 8760 §2.4), with qop auth."""
         values = self.auth.challenge()
         self.assertEqual(len(values), 2)
-        self.assertEqual([challenge_params(v)["algorithm"] for v in values], ["SHA-256", "MD5"])
+        self.assertEqual(
+            [challenge_params(v)["algorithm"] for v in values], ["SHA-256", "MD5"]
+        )
         for value in values:
             self.assertTrue(value.startswith("Digest "))
             self.assertIn(f'realm="{REALM}"', value)
@@ -258,22 +289,41 @@ class ChallengeTests(SynchronousTestCase):
     def test_opaque_and_escaping(self) -> None:
         """A configured opaque is sent, and a realm with quotes is escaped."""
         auth = DigestAuthenticator(
-            realm='a "quoted" realm', clock=self.clock, secret=SECRET, opaque="xyz",
+            realm='a "quoted" realm',
+            clock=self.clock,
+            secret=SECRET,
+            opaque="xyz",
             algorithms=("MD5",),
         )
         (value,) = auth.challenge()
         params = challenge_params(value)
-        self.assertEqual((params["realm"], params["opaque"]), ('a "quoted" realm', "xyz"))
+        self.assertEqual(
+            (params["realm"], params["opaque"]), ('a "quoted" realm', "xyz")
+        )
 
     def test_bad_configuration(self) -> None:
         """A short secret, an unknown algorithm or no algorithm is refused."""
-        self.assertRaises(ValueError, DigestAuthenticator, realm=REALM, clock=self.clock, secret=b"short")
         self.assertRaises(
-            ValueError, DigestAuthenticator, realm=REALM, clock=self.clock, secret=SECRET,
+            ValueError,
+            DigestAuthenticator,
+            realm=REALM,
+            clock=self.clock,
+            secret=b"short",
+        )
+        self.assertRaises(
+            ValueError,
+            DigestAuthenticator,
+            realm=REALM,
+            clock=self.clock,
+            secret=SECRET,
             algorithms=("SHA-1",),
         )
         self.assertRaises(
-            ValueError, DigestAuthenticator, realm=REALM, clock=self.clock, secret=SECRET,
+            ValueError,
+            DigestAuthenticator,
+            realm=REALM,
+            clock=self.clock,
+            secret=SECRET,
             algorithms=(),
         )
 
@@ -301,7 +351,9 @@ class VerifyTests(SynchronousTestCase):
 
     def test_wrong_password(self) -> None:
         """An answer made with the wrong password fails."""
-        self.assertIs(self.verify(answer(self.sha256, password="guess")), Verdict.FAILED)
+        self.assertIs(
+            self.verify(answer(self.sha256, password="guess")), Verdict.FAILED
+        )
 
     def test_unknown_user(self) -> None:
         """An unknown user gets the very same verdict as a wrong password, after one lookup."""
@@ -311,8 +363,12 @@ class VerifyTests(SynchronousTestCase):
             looked_up.append((username, algorithm))
             return ha1_for(username, algorithm)
 
-        unknown = self.auth.verify(answer(self.md5, username="9999"), "REGISTER", recording)
-        wrong = self.auth.verify(answer(self.md5, password="guess"), "REGISTER", recording)
+        unknown = self.auth.verify(
+            answer(self.md5, username="9999"), "REGISTER", recording
+        )
+        wrong = self.auth.verify(
+            answer(self.md5, password="guess"), "REGISTER", recording
+        )
         self.assertIs(unknown, wrong)
         self.assertIs(unknown, Verdict.FAILED)
         self.assertEqual(looked_up, [("9999", "MD5"), ("1001", "MD5")])
@@ -325,11 +381,16 @@ class VerifyTests(SynchronousTestCase):
 
     def test_wrong_method(self) -> None:
         """An answer computed for another method fails."""
-        self.assertIs(self.auth.verify(answer(self.sha256), "INVITE", ha1_for), Verdict.FAILED)
+        self.assertIs(
+            self.auth.verify(answer(self.sha256), "INVITE", ha1_for), Verdict.FAILED
+        )
 
     def test_uri_must_match(self) -> None:
         """When the Request-URI is given, the signed digest-uri must equal it."""
-        self.assertIs(self.verify(answer(self.sha256), uri="sip:other.example.com"), Verdict.FAILED)
+        self.assertIs(
+            self.verify(answer(self.sha256), uri="sip:other.example.com"),
+            Verdict.FAILED,
+        )
         self.assertIs(self.verify(answer(self.sha256), uri=URI), Verdict.OK)
 
     def test_expired_nonce_stale(self) -> None:
@@ -341,7 +402,9 @@ class VerifyTests(SynchronousTestCase):
     def test_expired_nonce_wrong_password(self) -> None:
         """A wrong answer to an expired nonce fails rather than turning stale."""
         self.clock.advance(301)
-        self.assertIs(self.verify(answer(self.sha256, password="guess")), Verdict.FAILED)
+        self.assertIs(
+            self.verify(answer(self.sha256, password="guess")), Verdict.FAILED
+        )
 
     def test_nonce_within_lifetime(self) -> None:
         """A nonce is still good just before its lifetime ends."""
@@ -361,8 +424,12 @@ class VerifyTests(SynchronousTestCase):
 
     def test_foreign_nonces(self) -> None:
         """Nonces from another secret, another realm or of the wrong shape fail."""
-        other_secret = DigestAuthenticator(realm=REALM, clock=self.clock, secret=b"x" * 32)
-        other_realm = DigestAuthenticator(realm="other", clock=self.clock, secret=SECRET)
+        other_secret = DigestAuthenticator(
+            realm=REALM, clock=self.clock, secret=b"x" * 32
+        )
+        other_realm = DigestAuthenticator(
+            realm="other", clock=self.clock, secret=SECRET
+        )
         foreign = [
             challenge_params(other_secret.challenge()[0])["nonce"],
             other_realm.make_nonce(),
@@ -372,7 +439,11 @@ class VerifyTests(SynchronousTestCase):
         ]
         nonce = challenge_params(self.sha256)["nonce"]
         for bad in foreign:
-            self.assertIs(self.verify(answer(self.sha256.replace(nonce, bad))), Verdict.FAILED, bad)
+            self.assertIs(
+                self.verify(answer(self.sha256.replace(nonce, bad))),
+                Verdict.FAILED,
+                bad,
+            )
 
     def test_non_canonical_nonce(self) -> None:
         """Another base64 spelling of a valid nonce fails, so it cannot reset the counter."""
@@ -380,8 +451,12 @@ class VerifyTests(SynchronousTestCase):
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         last = alphabet.index(nonce[-1])
         twin = nonce[:-1] + alphabet[last ^ 1]  # differs only in unused low bits
-        self.assertEqual(base64.urlsafe_b64decode(twin + "="), base64.urlsafe_b64decode(nonce + "="))
-        self.assertIs(self.verify(answer(self.sha256.replace(nonce, twin))), Verdict.FAILED)
+        self.assertEqual(
+            base64.urlsafe_b64decode(twin + "="), base64.urlsafe_b64decode(nonce + "=")
+        )
+        self.assertIs(
+            self.verify(answer(self.sha256.replace(nonce, twin))), Verdict.FAILED
+        )
 
     def test_replay(self) -> None:
         """Re-sending an accepted nonce-count fails; a higher one succeeds."""
@@ -393,7 +468,10 @@ class VerifyTests(SynchronousTestCase):
 
     def test_failed_attempt_does_not_burn_counter(self) -> None:
         """A wrong answer does not advance the nonce-count, so the real phone still gets in."""
-        self.assertIs(self.verify(answer(self.sha256, nc="00000009", password="x")), Verdict.FAILED)
+        self.assertIs(
+            self.verify(answer(self.sha256, nc="00000009", password="x")),
+            Verdict.FAILED,
+        )
         self.assertIs(self.verify(answer(self.sha256, nc="00000001")), Verdict.OK)
 
     def test_zero_and_malformed_nc(self) -> None:
@@ -403,14 +481,18 @@ class VerifyTests(SynchronousTestCase):
 
     def test_wrong_realm(self) -> None:
         """An answer for another realm fails."""
-        self.assertIs(self.verify(answer(self.sha256, realm="elsewhere")), Verdict.FAILED)
+        self.assertIs(
+            self.verify(answer(self.sha256, realm="elsewhere")), Verdict.FAILED
+        )
 
     def test_unsupported_algorithm(self) -> None:
         """An algorithm not offered fails, even if the rest is right."""
         md5_only = DigestAuthenticator(
             realm=REALM, clock=self.clock, secret=SECRET, algorithms=("MD5",)
         )
-        self.assertIs(md5_only.verify(answer(self.sha256), "REGISTER", ha1_for), Verdict.FAILED)
+        self.assertIs(
+            md5_only.verify(answer(self.sha256), "REGISTER", ha1_for), Verdict.FAILED
+        )
         creds = answer(self.sha256)
         for algorithm in ("SHA-512-256", "MD5-SESS"):
             changed = Credentials(**{**_fields(creds), "algorithm": algorithm})
@@ -419,8 +501,12 @@ class VerifyTests(SynchronousTestCase):
     def test_missing_qop_fields(self) -> None:
         """Without qop, or with qop but no nc or cnonce, the answer fails."""
         creds = answer(self.sha256)
-        for change in ({"qop": None, "nc": None, "cnonce": None}, {"nc": None}, {"cnonce": None},
-                       {"qop": "auth-int"}):
+        for change in (
+            {"qop": None, "nc": None, "cnonce": None},
+            {"nc": None},
+            {"cnonce": None},
+            {"qop": "auth-int"},
+        ):
             changed = Credentials(**{**_fields(creds), **change})
             self.assertIs(self.verify(changed), Verdict.FAILED, change)
 
@@ -443,12 +529,16 @@ class VerifyTests(SynchronousTestCase):
         creds = answer(self.sha256)
         upper = Credentials(**{**_fields(creds), "response": creds.response.upper()})
         self.assertIs(self.verify(upper), Verdict.OK)
-        garbage = Credentials(**{**_fields(creds), "response": "\u00e9" * 64, "nc": "00000002"})
+        garbage = Credentials(
+            **{**_fields(creds), "response": "\u00e9" * 64, "nc": "00000002"}
+        )
         self.assertIs(self.verify(garbage), Verdict.FAILED)
 
     def test_opaque_required(self) -> None:
         """With an opaque configured, an answer that drops it fails."""
-        auth = DigestAuthenticator(realm=REALM, clock=self.clock, secret=SECRET, opaque="op")
+        auth = DigestAuthenticator(
+            realm=REALM, clock=self.clock, secret=SECRET, opaque="op"
+        )
         challenge = auth.challenge()[0]
         creds = answer(challenge)
         self.assertIs(auth.verify(creds, "REGISTER", ha1_for), Verdict.FAILED)
@@ -475,7 +565,9 @@ class ReplayMemoryTests(SynchronousTestCase):
         for _ in range(500):
             self.clock.advance(0.01)
             challenge = self.auth.challenge()[0]
-            self.assertIs(self.auth.verify(answer(challenge), "REGISTER", ha1_for), Verdict.OK)
+            self.assertIs(
+                self.auth.verify(answer(challenge), "REGISTER", ha1_for), Verdict.OK
+            )
         self.assertLessEqual(self.auth.tracked_nonces, 50)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -487,7 +579,9 @@ class ReplayMemoryTests(SynchronousTestCase):
             self.clock.advance(0.01)
             challenge = self.auth.challenge()[0]
             self.auth.verify(answer(challenge), "REGISTER", ha1_for)
-        self.assertIs(self.auth.verify(answer(first), "REGISTER", ha1_for), Verdict.STALE)
+        self.assertIs(
+            self.auth.verify(answer(first), "REGISTER", ha1_for), Verdict.STALE
+        )
 
     def test_expired_forgotten(self) -> None:
         """Counters of expired nonces are dropped once a lifetime has passed."""
@@ -497,5 +591,7 @@ class ReplayMemoryTests(SynchronousTestCase):
         self.assertEqual(self.auth.tracked_nonces, 20)
         self.clock.advance(301)
         challenge = self.auth.challenge()[0]
-        self.assertIs(self.auth.verify(answer(challenge), "REGISTER", ha1_for), Verdict.OK)
+        self.assertIs(
+            self.auth.verify(answer(challenge), "REGISTER", ha1_for), Verdict.OK
+        )
         self.assertEqual(self.auth.tracked_nonces, 1)

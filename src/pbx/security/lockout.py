@@ -193,5 +193,9 @@ class Lockout:
         :returns: ``(key, unlock time)`` pairs, soonest unlock first.
         """
         now = self.clock.seconds()
-        locked = [(k, e.locked_until) for k, e in self._entries.items() if now < e.locked_until]
+        locked = [
+            (k, e.locked_until)
+            for k, e in self._entries.items()
+            if now < e.locked_until
+        ]
         return sorted(locked, key=lambda pair: pair[1])

@@ -186,7 +186,9 @@ def generate_password(length: int = 16) -> str:
     :raises ValueError: if ``length`` is below 8.
     """
     if length < 8:
-        raise ValueError(f"a generated password needs at least 8 characters, not {length}")
+        raise ValueError(
+            f"a generated password needs at least 8 characters, not {length}"
+        )
     while True:
         candidate = "".join(secrets.choice(_ALPHABET) for _ in range(length))
         if (

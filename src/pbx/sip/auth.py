@@ -242,14 +242,16 @@ def parse_credentials(value: str) -> Credentials:
         raise DigestError("no authentication scheme")
     if m.group(1).lower() != "digest":
         raise DigestError(f"scheme {m.group(1)!r} is not Digest")
-    params = _params(text[m.end():])
+    params = _params(text[m.end() :])
 
     if "username*" in params:
         # RFC 7616 §3.4: username and username* MUST NOT both be present.
         if "username" in params:
             raise DigestError("both username and username* given")
         params["username"] = _ext_value(params["username*"])
-    missing = [n for n in ("username", "realm", "nonce", "uri", "response") if n not in params]
+    missing = [
+        n for n in ("username", "realm", "nonce", "uri", "response") if n not in params
+    ]
     if missing:
         raise DigestError(f"missing directive(s): {', '.join(missing)}")
     userhash = params.get("userhash", "false").lower()
@@ -385,7 +387,7 @@ class DigestAuthenticator:
         # character must not give one nonce several names (and nc counters).
         if len(raw) != _NONCE_BYTES or _b64url(raw) != nonce:
             return None
-        head, mac = raw[: -_MAC_BYTES], raw[-_MAC_BYTES:]
+        head, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not hmac.compare_digest(self._mac(head), mac):
             return None
         (minted,) = _TS.unpack(head[: _TS.size])
@@ -472,13 +474,25 @@ class DigestAuthenticator:
 
         stored = ha1_for(c.username, algorithm)
         known = isinstance(stored, str) and _is_hex(stored, _HEX_LENGTH[algorithm])
-        ha1 = stored.lower() if known and stored is not None else self._dummy_ha1[algorithm]
+        ha1 = (
+            stored.lower()
+            if known and stored is not None
+            else self._dummy_ha1[algorithm]
+        )
         expected = compute_response(
-            ha1, nonce=c.nonce, method=method, uri=c.uri, algorithm=algorithm,
-            qop=c.qop, nc=c.nc, cnonce=c.cnonce,
+            ha1,
+            nonce=c.nonce,
+            method=method,
+            uri=c.uri,
+            algorithm=algorithm,
+            qop=c.qop,
+            nc=c.nc,
+            cnonce=c.cnonce,
         )
         # Bytes, so a non-ASCII response cannot make compare_digest raise.
-        matches = hmac.compare_digest(expected.encode("ascii"), _utf8(c.response.lower()))
+        matches = hmac.compare_digest(
+            expected.encode("ascii"), _utf8(c.response.lower())
+        )
         if not (matches and known):
             return Verdict.FAILED
 

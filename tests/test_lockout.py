@@ -1,0 +1,181 @@
+"""Tests for :mod:`pbx.security.lockout`."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.security.lockout import Lockout
+
+USER = ("user", "1001")
+IP = ("ip", "127.0.0.1")
+
+
+class LockoutTests(SynchronousTestCase):
+    """Counting failures and locking keys out."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000)
+        self.lockout = Lockout(clock=self.clock)
+
+    def tearDown(self) -> None:
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def fail_times(self, key: object, n: int) -> list[float]:
+        """Record ``n`` failures for ``key`` and return what each call said."""
+        return [self.lockout.record_failure(key) for _ in range(n)]  # type: ignore[arg-type]
+
+    def test_lock_after_max_failures(self) -> None:
+        """The fifth failure locks the key for the base delay; four do not."""
+        self.assertEqual(self.fail_times(USER, 4), [0, 0, 0, 0])
+        self.assertFalse(self.lockout.is_locked(USER))
+        self.assertIsNone(self.lockout.locked_until(USER))
+        self.assertEqual(self.lockout.record_failure(USER), 30)
+        self.assertTrue(self.lockout.is_locked(USER))
+        self.assertEqual(self.lockout.locked_until(USER), 1_030)
+
+    def test_lock_ends(self) -> None:
+        """A lock ends when its delay has passed."""
+        self.fail_times(USER, 5)
+        self.clock.advance(29.9)
+        self.assertTrue(self.lockout.is_locked(USER))
+        self.clock.advance(0.1)
+        self.assertFalse(self.lockout.is_locked(USER))
+
+    def test_failures_while_locked(self) -> None:
+        """Failures during a lock report the time left and neither count nor extend it."""
+        self.fail_times(USER, 5)
+        self.clock.advance(10)
+        self.assertEqual(self.fail_times(USER, 20), [20] * 20)
+        self.assertEqual(self.lockout.locked_until(USER), 1_030)
+        self.clock.advance(20)
+        self.assertEqual(self.fail_times(USER, 4), [0, 0, 0, 0])
+
+    def test_growing_delays(self) -> None:
+        """Each further lockout doubles the delay, up to the maximum."""
+        delays = []
+        for _ in range(10):
+            delay = self.fail_times(USER, 5)[-1]
+            delays.append(delay)
+            self.clock.advance(delay)
+        self.assertEqual(delays, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600])
+
+    def test_window_forgets(self) -> None:
+        """Failures older than the window no longer count."""
+        self.fail_times(USER, 4)
+        self.clock.advance(300)
+        self.assertEqual(self.fail_times(USER, 4), [0, 0, 0, 0])
+        self.assertFalse(self.lockout.is_locked(USER))
+        self.assertEqual(self.lockout.record_failure(USER), 30)
+
+    def test_sliding_window(self) -> None:
+        """Only the failures inside the last window count toward a lock."""
+        for _ in range(12):
+            self.assertEqual(self.lockout.record_failure(USER), 0)
+            self.clock.advance(75)  # four failures per 300 s window at most
+        self.assertFalse(self.lockout.is_locked(USER))
+
+    def test_strikes_forgotten_after_quiet(self) -> None:
+        """After staying quiet for the maximum delay past a lock, delays start over."""
+        self.fail_times(USER, 5)
+        self.clock.advance(30)
+        self.assertEqual(self.fail_times(USER, 5)[-1], 60)
+        self.clock.advance(60 + 3600)
+        self.assertEqual(self.fail_times(USER, 5)[-1], 30)
+
+    def test_success_resets(self) -> None:
+        """A success clears failures and past lockouts of that key."""
+        self.fail_times(USER, 4)
+        self.lockout.record_success(USER)
+        self.assertEqual(self.fail_times(USER, 4), [0, 0, 0, 0])
+        self.lockout.record_failure(USER)
+        self.clock.advance(30)
+        self.lockout.record_success(USER)
+        self.assertEqual(self.fail_times(USER, 5)[-1], 30)
+
+    def test_keys_independent(self) -> None:
+        """Failures of one key do not count against another."""
+        self.fail_times(USER, 5)
+        self.fail_times(IP, 4)
+        self.assertTrue(self.lockout.is_locked(USER))
+        self.assertFalse(self.lockout.is_locked(IP))
+        self.assertFalse(self.lockout.is_locked(("user", "1002")))
+        self.lockout.record_success(IP)
+        self.assertTrue(self.lockout.is_locked(USER))
+
+    def test_snapshot(self) -> None:
+        """The snapshot lists locked keys only, soonest unlock first."""
+        self.fail_times(USER, 5)
+        self.fail_times(("user", "1002"), 5)
+        self.clock.advance(30)
+        self.fail_times(("user", "1002"), 5)  # second lock: 60 s
+        self.fail_times(IP, 5)
+        self.fail_times(("ip", "10.0.0.1"), 2)
+        self.assertEqual(
+            self.lockout.snapshot(), [(IP, 1_060), (("user", "1002"), 1_090)]
+        )
+
+    def test_custom_settings(self) -> None:
+        """Thresholds and delays come from the constructor."""
+        lockout = Lockout(
+            clock=self.clock, max_failures=2, window=10, base_delay=5, max_delay=12
+        )
+        self.assertEqual([lockout.record_failure(USER) for _ in range(2)], [0, 5])
+        self.clock.advance(5)
+        self.assertEqual([lockout.record_failure(USER) for _ in range(2)], [0, 10])
+        self.clock.advance(10)
+        self.assertEqual([lockout.record_failure(USER) for _ in range(2)], [0, 12])
+
+    def test_bad_settings(self) -> None:
+        """Nonsensical settings are refused at construction."""
+        self.assertRaises(ValueError, Lockout, clock=self.clock, max_failures=0)
+        self.assertRaises(
+            ValueError, Lockout, clock=self.clock, base_delay=60, max_delay=30
+        )
+        self.assertRaises(ValueError, Lockout, clock=self.clock, window=0)
+
+
+class LockoutMemoryTests(SynchronousTestCase):
+    """The key table stays bounded."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.lockout = Lockout(clock=self.clock, max_keys=1_000, prune_every=100)
+
+    def test_flood_of_keys(self) -> None:
+        """100,000 distinct keys failing at once never hold more than the cap."""
+        most = 0
+        for i in range(100_000):
+            self.lockout.record_failure(("ip", str(i)))
+            most = max(most, self.lockout.tracked_keys)
+        self.assertLessEqual(most, 1_000)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flood_spares_locked_keys(self) -> None:
+        """A flood of new keys evicts idle-but-unlocked keys before a locked one."""
+        for _ in range(5):
+            self.lockout.record_failure(USER)
+        for i in range(3_000):
+            self.lockout.record_failure(("ip", str(i)))
+        self.assertTrue(self.lockout.is_locked(USER))
+
+    def test_idle_keys_pruned(self) -> None:
+        """Keys whose failures aged out are dropped at the next periodic sweep."""
+        for i in range(500):
+            self.lockout.record_failure(("ip", str(i)))
+        self.clock.advance(300)
+        for _ in range(100):
+            self.lockout.record_failure(IP)
+        self.assertEqual(self.lockout.tracked_keys, 1)
+        self.assertEqual(self.lockout.prune(), 0)
+
+    def test_locked_keys_kept_until_quiet(self) -> None:
+        """A key that was locked is remembered until its strikes are forgotten."""
+        for _ in range(5):
+            self.lockout.record_failure(USER)
+        self.clock.advance(31)
+        self.assertEqual(self.lockout.prune(), 0)
+        self.clock.advance(3600)
+        self.assertEqual(self.lockout.prune(), 1)
+        self.assertEqual(self.lockout.tracked_keys, 0)
