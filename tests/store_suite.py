@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from zope.interface.verify import verifyObject
 
@@ -24,9 +24,15 @@ from pbx.store.schema import LATEST_VERSION
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    # The mixin is only ever used with trial's TestCase; let mypy know.
+    from twisted.trial.unittest import TestCase as _TestCase
+else:
+    _TestCase = object
+
 #: Quotes, backslashes, SQL, a psycopg2 placeholder, our own query marker and
 #: text outside the BMP: none of it may reach the SQL text.
-AWKWARD = "O'Brien \"Bob\" \\ %s {p} ; DROP TABLE settings; -- Zoë 名前 🎉"
+AWKWARD = 'O\'Brien "Bob" \\ %s {p} ; DROP TABLE settings; -- Zoë 名前 🎉'
 
 
 def deferred_test(
@@ -62,7 +68,9 @@ def extension(number: str, **kwargs: Any) -> ExtensionRecord:
     return ExtensionRecord(number=number, **fields)
 
 
-def binding(aor: str, contact: str, expires_at: float = 3600.0, **kwargs: Any) -> Binding:
+def binding(
+    aor: str, contact: str, expires_at: float = 3600.0, **kwargs: Any
+) -> Binding:
     """A binding with every field set, overridable by keyword."""
     fields: dict[str, Any] = {
         "transport": "udp",
@@ -77,7 +85,9 @@ def binding(aor: str, contact: str, expires_at: float = 3600.0, **kwargs: Any) -
     return Binding(aor=aor, contact=contact, expires_at=expires_at, **fields)
 
 
-def call(start: float, caller: str = "100", callee: str = "200", **kwargs: Any) -> CallRecord:
+def call(
+    start: float, caller: str = "100", callee: str = "200", **kwargs: Any
+) -> CallRecord:
     """A call record starting at ``start``, overridable by keyword."""
     fields: dict[str, Any] = {
         "call_id": f"call-{start}",
@@ -89,7 +99,7 @@ def call(start: float, caller: str = "100", callee: str = "200", **kwargs: Any) 
     return CallRecord(caller=caller, callee=callee, start=start, **fields)
 
 
-class StoreSuiteMixin:
+class StoreSuiteMixin(_TestCase):
     """
     The shared store tests; mix into a trial ``TestCase``.
 
@@ -99,15 +109,6 @@ class StoreSuiteMixin:
 
     store: IStore
 
-    # Provided by twisted.trial.unittest.TestCase.
-    addCleanup: Callable[..., None]
-    assertEqual: Callable[..., None]
-    assertIs: Callable[..., None]
-    assertTrue: Callable[..., None]
-    assertFalse: Callable[..., None]
-    assertIsNone: Callable[..., None]
-    failureResultOf: Callable[..., Any]
-
     async def make_store(self) -> IStore:
         """
         Make a new, empty, not yet migrated store; the backend's tests say how.
@@ -116,7 +117,8 @@ class StoreSuiteMixin:
         """
         raise NotImplementedError
 
-    def setUp(self) -> Deferred[None]:
+    def setUp(self) -> Any:  # unittest types setUp as -> None; trial waits on this
+        """Make, migrate and register the closing of ``self.store``."""
         return Deferred.fromCoroutine(self._set_up())
 
     async def _set_up(self) -> None:
@@ -173,7 +175,10 @@ class StoreSuiteMixin:
         """Putting an extension with a known number replaces it."""
         await self.store.put_extension(extension("100"))
         await self.store.put_extension(extension("100", name="New", source="api"))
-        self.assertEqual(await self.store.list_extensions(), [extension("100", name="New", source="api")])
+        self.assertEqual(
+            await self.store.list_extensions(),
+            [extension("100", name="New", source="api")],
+        )
 
     @deferred_test
     async def test_delete_extension(self) -> None:
@@ -184,8 +189,12 @@ class StoreSuiteMixin:
         await self.store.put_binding(binding("200", "sip:200@192.0.2.2"))
         self.assertIs(await self.store.delete_extension("100"), True)
         self.assertIsNone(await self.store.get_extension("100"))
-        self.assertEqual([r.number for r in await self.store.list_extensions()], ["200"])
-        self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:200@192.0.2.2")])
+        self.assertEqual(
+            [r.number for r in await self.store.list_extensions()], ["200"]
+        )
+        self.assertEqual(
+            await self.store.list_bindings(), [binding("200", "sip:200@192.0.2.2")]
+        )
 
     @deferred_test
     async def test_delete_missing_extension(self) -> None:
@@ -197,26 +206,45 @@ class StoreSuiteMixin:
     @deferred_test
     async def test_put_binding_round_trip(self) -> None:
         """Every field of a binding comes back with its type."""
-        record = binding("100", "sip:100@192.0.2.1:5062;transport=tcp", 1234.5, cseq=42, transport="tcp")
+        record = binding(
+            "100",
+            "sip:100@192.0.2.1:5062;transport=tcp",
+            1234.5,
+            cseq=42,
+            transport="tcp",
+        )
         await self.store.put_binding(record)
         (got,) = await self.store.list_bindings("100")
         self.assertEqual(got, record)
-        self.assertEqual((type(got.cseq), type(got.q), type(got.expires_at)), (int, float, float))
+        self.assertEqual(
+            (type(got.cseq), type(got.q), type(got.expires_at)), (int, float, float)
+        )
 
     @deferred_test
     async def test_put_binding_replaces(self) -> None:
         """Putting a binding for a known aor and contact replaces it."""
         await self.store.put_binding(binding("100", "sip:100@a", 10.0, cseq=1))
         await self.store.put_binding(binding("100", "sip:100@a", 20.0, cseq=2))
-        self.assertEqual(await self.store.list_bindings(), [binding("100", "sip:100@a", 20.0, cseq=2)])
+        self.assertEqual(
+            await self.store.list_bindings(),
+            [binding("100", "sip:100@a", 20.0, cseq=2)],
+        )
 
     @deferred_test
     async def test_list_bindings(self) -> None:
         """Bindings are listed ordered by aor then contact, all or of one aor."""
-        for aor, contact in [("200", "sip:b"), ("100", "sip:b"), ("200", "sip:a"), ("100", "sip:a")]:
+        for aor, contact in [
+            ("200", "sip:b"),
+            ("100", "sip:b"),
+            ("200", "sip:a"),
+            ("100", "sip:a"),
+        ]:
             await self.store.put_binding(binding(aor, contact))
         everything = [(b.aor, b.contact) for b in await self.store.list_bindings()]
-        self.assertEqual(everything, [("100", "sip:a"), ("100", "sip:b"), ("200", "sip:a"), ("200", "sip:b")])
+        self.assertEqual(
+            everything,
+            [("100", "sip:a"), ("100", "sip:b"), ("200", "sip:a"), ("200", "sip:b")],
+        )
         of_200 = [(b.aor, b.contact) for b in await self.store.list_bindings("200")]
         self.assertEqual(of_200, [("200", "sip:a"), ("200", "sip:b")])
         self.assertEqual(await self.store.list_bindings("300"), [])
@@ -243,10 +271,16 @@ class StoreSuiteMixin:
     @deferred_test
     async def test_expire_bindings(self) -> None:
         """Expiring removes bindings that expire at or before the time, and counts them."""
-        for contact, expires_at in [("sip:a", 99.5), ("sip:b", 100.0), ("sip:c", 100.5)]:
+        for contact, expires_at in [
+            ("sip:a", 99.5),
+            ("sip:b", 100.0),
+            ("sip:c", 100.5),
+        ]:
             await self.store.put_binding(binding("100", contact, expires_at))
         self.assertEqual(await self.store.expire_bindings(100.0), 2)
-        self.assertEqual([b.contact for b in await self.store.list_bindings()], ["sip:c"])
+        self.assertEqual(
+            [b.contact for b in await self.store.list_bindings()], ["sip:c"]
+        )
 
     # Call detail records
 
@@ -254,7 +288,9 @@ class StoreSuiteMixin:
     async def test_add_call_record(self) -> None:
         """Adding call records gives each a new id and keeps every field, a missing answer too."""
         answered = call(10.0)
-        missed = call(20.0, answer=None, disposition="NO ANSWER", hangup_side="caller", leg="b")
+        missed = call(
+            20.0, answer=None, disposition="NO ANSWER", hangup_side="caller", leg="b"
+        )
         first = await self.store.add_call_record(answered)
         second = await self.store.add_call_record(missed)
         self.assertTrue(isinstance(first, int) and second > first)
@@ -312,12 +348,20 @@ class StoreSuiteMixin:
         """Audit events come newest first with their ids, at most ``limit`` of them."""
         ids = []
         for time in (1.0, 3.0, 2.0):
-            ids.append(await self.store.add_audit(AuditEvent(time, "api.login", "admin", "192.0.2.1", f"t={time}")))
+            ids.append(
+                await self.store.add_audit(
+                    AuditEvent(time, "api.login", "admin", "192.0.2.1", f"t={time}")
+                )
+            )
         events = await self.store.list_audit()
         self.assertEqual([e.time for e in events], [3.0, 2.0, 1.0])
         self.assertEqual([e.id for e in events], [ids[1], ids[2], ids[0]])
-        self.assertEqual(events[0], AuditEvent(3.0, "api.login", "admin", "192.0.2.1", "t=3.0"))
-        self.assertEqual([e.time for e in await self.store.list_audit(limit=2)], [3.0, 2.0])
+        self.assertEqual(
+            events[0], AuditEvent(3.0, "api.login", "admin", "192.0.2.1", "t=3.0")
+        )
+        self.assertEqual(
+            [e.time for e in await self.store.list_audit(limit=2)], [3.0, 2.0]
+        )
 
     @deferred_test
     async def test_audit_by_kind(self) -> None:
@@ -336,9 +380,13 @@ class StoreSuiteMixin:
         """An administrator is stored, found by name and replaced by a second put."""
         self.assertIsNone(await self.store.get_admin("admin"))
         await self.store.put_admin(AdminRecord("admin", "hash-1"))
-        self.assertEqual(await self.store.get_admin("admin"), AdminRecord("admin", "hash-1"))
+        self.assertEqual(
+            await self.store.get_admin("admin"), AdminRecord("admin", "hash-1")
+        )
         await self.store.put_admin(AdminRecord("admin", "hash-2"))
-        self.assertEqual(await self.store.get_admin("admin"), AdminRecord("admin", "hash-2"))
+        self.assertEqual(
+            await self.store.get_admin("admin"), AdminRecord("admin", "hash-2")
+        )
         self.assertIsNone(await self.store.get_admin("Admin"))
 
     # Settings
@@ -360,7 +408,9 @@ class StoreSuiteMixin:
         await self.store.put_setting(AWKWARD, AWKWARD)
         self.assertEqual(await self.store.get_setting(AWKWARD), AWKWARD)
         await self.store.put_extension(extension(AWKWARD, name=AWKWARD))
-        self.assertEqual(await self.store.get_extension(AWKWARD), extension(AWKWARD, name=AWKWARD))
+        self.assertEqual(
+            await self.store.get_extension(AWKWARD), extension(AWKWARD, name=AWKWARD)
+        )
         await self.store.add_audit(AuditEvent(1.0, AWKWARD, detail=AWKWARD))
         (event,) = await self.store.list_audit(kind=AWKWARD)
         self.assertEqual(event.detail, AWKWARD)
@@ -370,10 +420,14 @@ class StoreSuiteMixin:
     @deferred_test
     async def test_concurrent_writes(self) -> None:
         """Fifty bindings and fifty audit events written at once all land."""
-        writes = [self.store.put_binding(binding("100", f"sip:{i:02d}@x")) for i in range(50)]
+        writes = [
+            self.store.put_binding(binding("100", f"sip:{i:02d}@x")) for i in range(50)
+        ]
         writes += [self.store.add_audit(AuditEvent(float(i), "k")) for i in range(50)]
         results = await gatherResults(writes, consumeErrors=True)
         bindings = await self.store.list_bindings("100")
-        self.assertEqual([b.contact for b in bindings], [f"sip:{i:02d}@x" for i in range(50)])
+        self.assertEqual(
+            [b.contact for b in bindings], [f"sip:{i:02d}@x" for i in range(50)]
+        )
         self.assertEqual(len(set(results[50:])), 50)
         self.assertEqual(len(await self.store.list_audit(limit=1000)), 50)

@@ -18,7 +18,6 @@ The backends are imported only when a URL asks for them.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from attrs import frozen
 
@@ -52,20 +51,23 @@ class StoreURL:
     target: str
 
 
+def _password(url: str) -> str:
+    """The password in a URL's user info, found without a full parse."""
+    authority = url.partition("://")[2].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    return userinfo.partition(":")[2]
+
+
 def _postgres_problem(url: str) -> str | None:
     import psycopg2.extensions  # only when a PostgreSQL URL is given
 
     try:
         psycopg2.extensions.parse_dsn(url)
     except psycopg2.ProgrammingError as e:
-        problem = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            problem = problem.replace(password, "***")
-        return problem
+        problem = str(e).strip().removeprefix("invalid dsn: ") or "not understood"
+        password = _password(url)
+        # libpq may quote the URL, or the part it choked on.
+        return problem.replace(password, "***") if password else problem
     return None
 
 

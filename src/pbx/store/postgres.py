@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from attrs import define, field
+
 from zope.interface import implementer
 
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredLock, FirstError, succeed
 from twisted.internet.interfaces import IReactorFDSet
 from txpostgres import txpostgres
 
@@ -33,6 +34,13 @@ class _Pool(txpostgres.ConnectionPool):  # type: ignore[misc]
     def __init__(self, reactor: IReactorFDSet, dsn: str, connections: int) -> None:
         self.reactor = reactor
         super().__init__(None, dsn, min=connections)
+
+    def close_opened(self) -> None:
+        """Close the connections that opened, after :meth:`start` failed."""
+        for connection in self.connections:
+            # pollable() is the psycopg2 connection, None if connect() raised.
+            if connection.pollable() is not None:
+                connection.close()
 
 
 async def _transaction(cursor: Any, statements: Sequence[Statement]) -> list[int]:
@@ -69,7 +77,9 @@ class PostgresStore(SQLStore):
     @_connections.validator
     def _check_connections(self, attribute: object, value: int) -> None:
         if value < 2:
-            raise ValueError(f"a PostgreSQL store needs at least 2 connections, not {value}")
+            raise ValueError(
+                f"a PostgreSQL store needs at least 2 connections, not {value}"
+            )
 
     async def _ready(self) -> _Pool:
         """The pool, connected; the first caller connects it."""
@@ -78,9 +88,12 @@ class PostgresStore(SQLStore):
                 pool = _Pool(self._reactor, self._dsn, self._connections)
                 try:
                     await pool.start()
-                except BaseException:
+                except BaseException as e:
                     # Drop the connections that did open; the next call retries.
-                    pool.close()
+                    pool.close_opened()
+                    if isinstance(e, FirstError):
+                        # The first connection's own error, not the wrapper.
+                        e.subFailure.raiseException()
                     raise
                 self._pool = pool
         return self._pool

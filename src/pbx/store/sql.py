@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from attrs import AttrsInstance, fields, frozen
 
 from twisted.internet.defer import Deferred
 
@@ -25,119 +27,81 @@ Params = Sequence[object]
 Statement = tuple[str, Params]
 
 
+R = TypeVar("R", bound=AttrsInstance)
+
+
 def _columns(names: Sequence[str]) -> str:
     # Quoted: "end" is a reserved word in both databases.
     return ", ".join(f'"{name}"' for name in names)
 
 
-def _upsert(table: str, names: Sequence[str], key: Sequence[str]) -> str:
+@frozen
+class _Table(Generic[R]):
     """
-    An insert that replaces the row with the same ``key`` in place.
+    A table holding one record type: a column per attrs field, same name.
 
-    ``ON CONFLICT ... DO UPDATE`` rather than ``INSERT OR REPLACE``: the row is
-    updated, not deleted and inserted again.
+    Booleans are stored as integers 0 and 1 (PostgreSQL has no implicit cast
+    from boolean to integer, SQLite no boolean type); every other value is
+    stored as it is and comes back with its type from both drivers.
     """
-    updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in key)
-    values = ", ".join("{p}" for _ in names)
-    return (
-        f"INSERT INTO {table} ({_columns(names)}) VALUES ({values}) "
-        f"ON CONFLICT ({_columns(key)}) DO UPDATE SET {updates}"
-    )
+
+    name: str
+    record: type[R]
+    #: The primary key; a table without one has an ``id {serial}`` column.
+    key: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The record's fields, but ``id``, which the database assigns."""
+        return tuple(f.name for f in fields(self.record) if f.name != "id")
+
+    @property
+    def select(self) -> str:
+        """``SELECT`` of every column (``id`` first, if any) with no condition."""
+        names = self.columns if self.key else ("id", *self.columns)
+        return f"SELECT {_columns(names)} FROM {self.name}"
+
+    @property
+    def insert(self) -> str:
+        """
+        Insert one record; for a keyed table, replace the one with its key.
+
+        ``ON CONFLICT ... DO UPDATE`` rather than ``INSERT OR REPLACE``: the
+        row is updated in place, not deleted and inserted again.
+        """
+        values = ", ".join("{p}" for _ in self.columns)
+        sql = f"INSERT INTO {self.name} ({_columns(self.columns)}) VALUES ({values})"
+        if not self.key:
+            return sql
+        updates = ", ".join(
+            f'"{n}" = excluded."{n}"' for n in self.columns if n not in self.key
+        )
+        return f"{sql} ON CONFLICT ({_columns(self.key)}) DO UPDATE SET {updates}"
+
+    def row(self, record: R) -> Row:
+        """The parameters of :attr:`insert` for ``record``."""
+        values = (getattr(record, name) for name in self.columns)
+        return tuple(int(v) if isinstance(v, bool) else v for v in values)
+
+    def from_row(self, row: Row) -> R:
+        """The record a row of :attr:`select` holds."""
+        names = self.columns if self.key else ("id", *self.columns)
+        values = dict(zip(names, row, strict=True))
+        for f in fields(self.record):
+            if f.type in ("bool", bool):
+                values[f.name] = bool(values[f.name])
+        return self.record(**values)
 
 
-def _insert(table: str, names: Sequence[str]) -> str:
-    values = ", ".join("{p}" for _ in names)
-    return f"INSERT INTO {table} ({_columns(names)}) VALUES ({values})"
-
-
-_EXTENSION = (
-    "number", "name", "email", "realm", "ha1_md5", "ha1_sha256",
-    "voicemail_pin_hash", "enabled", "source",
-)  # fmt: skip
-_BINDING = (
-    "aor", "contact", "expires_at", "transport", "source", "user_agent",
-    "call_id", "cseq", "q", "registered_at",
-)  # fmt: skip
-_CALL = (
-    "call_id", "caller", "callee", "start", "end", "answer", "disposition",
-    "hangup_side", "hangup_cause", "codecs", "leg",
-)  # fmt: skip
-_AUDIT = ("time", "kind", "subject", "source", "detail")
-
-_SELECT_EXTENSIONS = f"SELECT {_columns(_EXTENSION)} FROM extensions"
-_SELECT_BINDINGS = f"SELECT {_columns(_BINDING)} FROM bindings"
-_SELECT_CALLS = f"SELECT {_columns(('id', *_CALL))} FROM call_records"
-_SELECT_AUDIT = f"SELECT {_columns(('id', *_AUDIT))} FROM audit"
-
-_PUT_EXTENSION = _upsert("extensions", _EXTENSION, ("number",))
-_PUT_BINDING = _upsert("bindings", _BINDING, ("aor", "contact"))
-_PUT_ADMIN = _upsert("admins", ("username", "password_hash"), ("username",))
-_PUT_SETTING = _upsert("settings", ("key", "value"), ("key",))
-_ADD_CALL = _insert("call_records", _CALL)
-_ADD_AUDIT = _insert("audit", _AUDIT)
-
-
-def _extension_row(record: ExtensionRecord) -> Row:
-    return (
-        record.number, record.name, record.email, record.realm, record.ha1_md5,
-        record.ha1_sha256, record.voicemail_pin_hash, int(record.enabled),
-        record.source,
-    )  # fmt: skip
-
-
-def _extension(row: Row) -> ExtensionRecord:
-    number, name, email, realm, md5, sha256, pin, enabled, source = row
-    return ExtensionRecord(
-        number=number, name=name, email=email, realm=realm, ha1_md5=md5,
-        ha1_sha256=sha256, voicemail_pin_hash=pin, enabled=bool(enabled),
-        source=source,
-    )  # fmt: skip
-
-
-def _binding_row(binding: Binding) -> Row:
-    return (
-        binding.aor, binding.contact, float(binding.expires_at), binding.transport,
-        binding.source, binding.user_agent, binding.call_id, int(binding.cseq),
-        float(binding.q), float(binding.registered_at),
-    )  # fmt: skip
-
-
-def _binding(row: Row) -> Binding:
-    aor, contact, expires, transport, source, agent, call_id, cseq, q, at = row
-    return Binding(
-        aor=aor, contact=contact, expires_at=float(expires), transport=transport,
-        source=source, user_agent=agent, call_id=call_id, cseq=int(cseq),
-        q=float(q), registered_at=float(at),
-    )  # fmt: skip
-
-
-def _call_row(record: CallRecord) -> Row:
-    answer = None if record.answer is None else float(record.answer)
-    return (
-        record.call_id, record.caller, record.callee, float(record.start),
-        float(record.end), answer, record.disposition, record.hangup_side,
-        record.hangup_cause, record.codecs, record.leg,
-    )  # fmt: skip
-
-
-def _call(row: Row) -> CallRecord:
-    id_, call_id, caller, callee, start, end, answer, *rest = row
-    disposition, side, cause, codecs, leg = rest
-    return CallRecord(
-        id=int(id_), call_id=call_id, caller=caller, callee=callee,
-        start=float(start), end=float(end),
-        answer=None if answer is None else float(answer),
-        disposition=disposition, hangup_side=side, hangup_cause=cause,
-        codecs=codecs, leg=leg,
-    )  # fmt: skip
-
-
-def _audit(row: Row) -> AuditEvent:
-    id_, time, kind, subject, source, detail = row
-    return AuditEvent(
-        id=int(id_), time=float(time), kind=kind, subject=subject, source=source,
-        detail=detail,
-    )  # fmt: skip
+_EXTENSIONS = _Table("extensions", ExtensionRecord, ("number",))
+_BINDINGS = _Table("bindings", Binding, ("aor", "contact"))
+_CALLS = _Table("call_records", CallRecord)
+_AUDIT = _Table("audit", AuditEvent)
+_ADMINS = _Table("admins", AdminRecord, ("username",))
+_PUT_SETTING = (
+    'INSERT INTO settings ("key", "value") VALUES ({p}, {p}) '
+    'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value"'
+)
 
 
 class SQLStore(ABC):
@@ -226,21 +190,21 @@ class SQLStore(ABC):
         return Deferred.fromCoroutine(self._get_extension(number))
 
     async def _get_extension(self, number: str) -> ExtensionRecord | None:
-        rows = await self._query(_SELECT_EXTENSIONS + " WHERE number = {p}", number)
-        return _extension(rows[0]) if rows else None
+        rows = await self._query(_EXTENSIONS.select + " WHERE number = {p}", number)
+        return _EXTENSIONS.from_row(rows[0]) if rows else None
 
     def list_extensions(self) -> Deferred[list[ExtensionRecord]]:
         """Deferred firing with every extension, ordered by number."""
         return Deferred.fromCoroutine(self._list_extensions())
 
     async def _list_extensions(self) -> list[ExtensionRecord]:
-        rows = await self._query(_SELECT_EXTENSIONS + " ORDER BY number")
-        return [_extension(row) for row in rows]
+        rows = await self._query(_EXTENSIONS.select + " ORDER BY number")
+        return [_EXTENSIONS.from_row(row) for row in rows]
 
     def put_extension(self, record: ExtensionRecord) -> Deferred[None]:
         """Insert or replace one extension."""
         return Deferred.fromCoroutine(
-            self._operation(_PUT_EXTENSION, *_extension_row(record))
+            self._operation(_EXTENSIONS.insert, *_EXTENSIONS.row(record))
         )
 
     def delete_extension(self, number: str) -> Deferred[bool]:
@@ -261,7 +225,7 @@ class SQLStore(ABC):
     def put_binding(self, binding: Binding) -> Deferred[None]:
         """Insert or replace the binding for (aor, contact)."""
         return Deferred.fromCoroutine(
-            self._operation(_PUT_BINDING, *_binding_row(binding))
+            self._operation(_BINDINGS.insert, *_BINDINGS.row(binding))
         )
 
     def delete_binding(self, aor: str, contact: str) -> Deferred[bool]:
@@ -285,10 +249,10 @@ class SQLStore(ABC):
     async def _list_bindings(self, aor: str | None) -> list[Binding]:
         order = " ORDER BY aor, contact"
         if aor is None:
-            rows = await self._query(_SELECT_BINDINGS + order)
+            rows = await self._query(_BINDINGS.select + order)
         else:
-            rows = await self._query(_SELECT_BINDINGS + " WHERE aor = {p}" + order, aor)
-        return [_binding(row) for row in rows]
+            rows = await self._query(_BINDINGS.select + " WHERE aor = {p}" + order, aor)
+        return [_BINDINGS.from_row(row) for row in rows]
 
     def expire_bindings(self, now: float) -> Deferred[int]:
         """Delete bindings whose ``expires_at <= now``; Deferred firing with the count."""
@@ -300,7 +264,7 @@ class SQLStore(ABC):
 
     def add_call_record(self, record: CallRecord) -> Deferred[int]:
         """Store one call record (its ``id`` is ignored); Deferred firing with the new id."""
-        return self._run_insert(self._sql(_ADD_CALL), _call_row(record))
+        return self._run_insert(self._sql(_CALLS.insert), _CALLS.row(record))
 
     def list_call_records(
         self,
@@ -352,19 +316,20 @@ class SQLStore(ABC):
                 conditions.append(condition)
                 params.append(value)
         where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-        ((total,),) = await self._query("SELECT COUNT(*) FROM call_records" + where, *params)
+        ((total,),) = await self._query(
+            "SELECT COUNT(*) FROM call_records" + where, *params
+        )
         page = " ORDER BY start DESC, id DESC LIMIT {p} OFFSET {p}"
         rows = await self._query(
-            _SELECT_CALLS + where + page, *params, int(limit), int(offset)
+            _CALLS.select + where + page, *params, int(limit), int(offset)
         )
-        return int(total), [_call(row) for row in rows]
+        return int(total), [_CALLS.from_row(row) for row in rows]
 
     # Audit trail
 
     def add_audit(self, event: AuditEvent) -> Deferred[int]:
         """Store one audit event (its ``id`` is ignored); Deferred firing with the new id."""
-        row = (float(event.time), event.kind, event.subject, event.source, event.detail)
-        return self._run_insert(self._sql(_ADD_AUDIT), row)
+        return self._run_insert(self._sql(_AUDIT.insert), _AUDIT.row(event))
 
     def list_audit(
         self, limit: int = 100, kind: str | None = None
@@ -384,11 +349,11 @@ class SQLStore(ABC):
             raise ValueError("limit must not be negative")
         page = " ORDER BY time DESC, id DESC LIMIT {p}"
         if kind is None:
-            rows = await self._query(_SELECT_AUDIT + page, int(limit))
+            rows = await self._query(_AUDIT.select + page, int(limit))
         else:
             where = " WHERE kind = {p}"
-            rows = await self._query(_SELECT_AUDIT + where + page, kind, int(limit))
-        return [_audit(row) for row in rows]
+            rows = await self._query(_AUDIT.select + where + page, kind, int(limit))
+        return [_AUDIT.from_row(row) for row in rows]
 
     # API administrators
 
@@ -397,14 +362,13 @@ class SQLStore(ABC):
         return Deferred.fromCoroutine(self._get_admin(username))
 
     async def _get_admin(self, username: str) -> AdminRecord | None:
-        sql = "SELECT username, password_hash FROM admins WHERE username = {p}"
-        rows = await self._query(sql, username)
-        return AdminRecord(*rows[0]) if rows else None
+        rows = await self._query(_ADMINS.select + " WHERE username = {p}", username)
+        return _ADMINS.from_row(rows[0]) if rows else None
 
     def put_admin(self, record: AdminRecord) -> Deferred[None]:
         """Insert or replace one administrator."""
         return Deferred.fromCoroutine(
-            self._operation(_PUT_ADMIN, record.username, record.password_hash)
+            self._operation(_ADMINS.insert, *_ADMINS.row(record))
         )
 
     # Settings

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from attrs import define, field
+
 from zope.interface import implementer
 
 from twisted.enterprise import adbapi
@@ -43,7 +44,7 @@ def _configure(connection: sqlite3.Connection, memory: bool) -> None:
     connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
-class _Pool(adbapi.ConnectionPool):  # type: ignore[misc]
+class _Pool(adbapi.ConnectionPool):
     """An adbapi pool that makes the database's directory before connecting."""
 
     def __init__(self, path: str, reactor: IReactorCore, connections: int) -> None:
@@ -112,6 +113,7 @@ class SQLiteStore(SQLStore):
     _reactor: IReactorCore
     _connections: int = 4
     _pool: _Pool = field(init=False)
+    _closed: bool = field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         connections = 1 if self._path == MEMORY else self._connections
@@ -123,8 +125,10 @@ class SQLiteStore(SQLStore):
         return self._path
 
     def close(self) -> Deferred[None]:
-        """Close every connection and stop the pool's threads."""
-        self._pool.close()
+        """Close every connection and stop the pool's threads; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
         return succeed(None)
 
     def _run_query(self, sql: str, params: Params = ()) -> Deferred[list[Row]]:
