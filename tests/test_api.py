@@ -55,6 +55,7 @@ class FakePBX:
     features: list[str] = field(factory=list)
     started_at: float = 0.0
     calls: list[dict[str, Any]] = field(factory=list)
+    deleted: list[str] = field(factory=list)
 
     def register_application(self, application: Any) -> None:
         """Register by name."""
@@ -63,6 +64,10 @@ class FakePBX:
     def live_calls(self) -> list[dict[str, Any]]:
         """The fake's calls."""
         return self.calls
+
+    def extension_deleted(self, number: str) -> None:
+        """Record the deletion."""
+        self.deleted.append(number)
 
 
 class APITestCase(SynchronousTestCase):
@@ -279,6 +284,7 @@ class ExtensionTests(APITestCase):
         status, _, _ = self.call("DELETE", "/api/v1/extensions/2001", token=token)
         self.assertEqual(status, 204)
         self.assertEqual((self.store.extensions, self.store.bindings), ({}, {}))
+        self.assertEqual(self.pbx.deleted, ["2001"])
         self.assertEqual(self.call("GET", "/api/v1/extensions/2001", token=token)[0], 404)
         self.assertEqual(self.call("DELETE", "/api/v1/extensions/2001", token=token)[0], 404)
 
@@ -340,6 +346,7 @@ class ChannelCapTests(SynchronousTestCase):
 
         site = make_site(PBXApi(FakePBX(parse_config(CONFIG, "t.yml", {}), MemoryStore(), Clock()),
                                 check, fast_hash).resource(), 2048)
+        site.timeOut = None  # no idle timer on the global reactor
         channel = site.buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)

@@ -91,6 +91,8 @@ class SIPConfig:
     tls: TLSConfig = TLSConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     user_agent: str = "pbx"
+    # RFC 8760 §2.4: challenge with these, in this order of preference.
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
 @frozen
@@ -349,7 +351,7 @@ def _check_server_endpoint(text: str, key: str) -> str:
 
 
 def _sip(raw: Any) -> SIPConfig:
-    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent"})
+    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms"})
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
         raise ConfigError("sip.domain", f"{domain!r} is not a host name")
@@ -382,7 +384,13 @@ def _sip(raw: Any) -> SIPConfig:
     if registrar.min_expires > registrar.max_expires:
         raise ConfigError("sip.registrar.min_expires", "is larger than max_expires")
     user_agent = _str(s.get("user_agent"), "sip.user_agent", "pbx")
-    return SIPConfig(domain, listen, tls, registrar, user_agent)
+    algorithms = _list(s.get("digest_algorithms", ["SHA-256", "MD5"]), "sip.digest_algorithms", _str)
+    for i, name in enumerate(algorithms):
+        if name not in ("SHA-256", "MD5"):
+            raise ConfigError(f"sip.digest_algorithms[{i}]", f"{name!r} is not SHA-256 or MD5")
+    if not algorithms or len(set(algorithms)) != len(algorithms):
+        raise ConfigError("sip.digest_algorithms", "must list SHA-256 and/or MD5, each once")
+    return SIPConfig(domain, listen, tls, registrar, user_agent, algorithms)
 
 
 def _rtp(raw: Any) -> RTPConfig:

@@ -74,6 +74,12 @@ class IPBX(Interface):
     clock = Attribute("The ``IReactorTime`` every timer must use.")
     applications = Attribute("Mapping of name to registered IDialplanApplication.")
 
+    def live_calls():  # type: ignore[no-untyped-def]
+        """A list of JSON-ready dicts, one per call in progress."""
+
+    def extension_deleted(number):  # type: ignore[no-untyped-def]
+        """An extension was deleted through the API: drop its live state."""
+
     def register_application(application):  # type: ignore[no-untyped-def]
         """
         Make an :class:`IDialplanApplication` reachable from the dialplan.

@@ -32,6 +32,8 @@ from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
 from pbx.security.passwords import hash_password, verify_password
+from pbx.sip.service import ListenError, SIPService
+from pbx.sip.tls import TLSSetupError
 from pbx.store import open_store
 
 
@@ -70,6 +72,7 @@ class PBXService(MultiService):
         self.features = [f.plugin.name for f in features]
         self.started_at = 0.0
         self.api: PBXApi | None = None
+        self.sip: SIPService | None = None
         self.ready: Deferred[None] = Deferred()
         self._configured = features
         self._ports: list[IListeningPort] = []
@@ -82,6 +85,11 @@ class PBXService(MultiService):
         if application.name in self.applications:
             raise ValueError(f"dialplan application {application.name!r} is registered twice")
         self.applications[application.name] = application
+
+    def extension_deleted(self, number: str) -> None:
+        """Forget the registrations of a deleted extension."""
+        if self.sip is not None:
+            self.sip.registrar.forget(number)
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress (none until the call controller is running)."""
@@ -124,7 +132,15 @@ class PBXService(MultiService):
         except Exception as e:
             raise StartupError(f"database {_redact(self.config.database)}: {e}") from e
         self.log.info("store {url} at schema version {version}", url=_redact(self.config.database), version=version)
-        await self._provision()
+        key = await self._provision()
+        self.sip = SIPService(self.config, self.store, self.reactor, key)
+        try:
+            await self.sip.start()
+        except ListenError as e:
+            raise StartupError(str(e)) from e
+        except TLSSetupError as e:
+            raise StartupError(f"sip.tls: {e}") from e
+        self.listeners.extend(self.sip.listeners)
         await self._listen_api()
         for configured in self._configured:
             service = configured.plugin.make_service(self, configured.options)
@@ -132,7 +148,7 @@ class PBXService(MultiService):
             service.setServiceParent(self)
         self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners))
 
-    async def _provision(self) -> None:
+    async def _provision(self) -> bytes:
         assert self.store is not None
         secret = await self.store.get_setting("server.secret")
         if secret is None:
@@ -157,6 +173,7 @@ class PBXService(MultiService):
         self.log.info("extensions from config: {total} ({changed} updated)",
                       total=len(self.config.extensions), changed=changed)
         await sync_admins(self.store, self.config, announce("API admin"), self.hash_secret)
+        return key
 
     async def _listen_api(self) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
@@ -175,6 +192,8 @@ class PBXService(MultiService):
 
     async def _stop(self) -> None:
         await super().stopService()
+        if self.sip is not None:
+            await self.sip.stop()
         for port in self._ports:
             await port.stopListening()
         self._ports.clear()

@@ -290,6 +290,7 @@ class PBXApi:
         admin = self._authenticate(request)
         await self._existing(number)
         await self.pbx.store.delete_extension(number)
+        self.pbx.extension_deleted(number)
         await self._audit("api.extension.delete", number, request, f"by {admin}")
         request.setResponseCode(204)
         return b""

@@ -22,6 +22,7 @@ from pbx.sip.uri import URI, SIPParseError, parse_hostport, parse_uri
 
 __all__ = [
     "COMPACT_FORMS",
+    "HEADER_NAMES",
     "LIST_HEADERS",
     "CSeq",
     "NameAddr",
@@ -100,12 +101,16 @@ _PARAM_VALUE = re.compile(r'[A-Za-z0-9\-.!%*_+`\'~:\[\]]+|"(?:[^"\\]|\\.)*"', re
 # An unquoted display name word: token characters, or UTF-8 text.
 _DISPLAY_WORD = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\x80-\U0010ffff]+")
 _LIST_SPECIAL = re.compile(r'[",<>\\]')
+_TOKEN_MATCH = TOKEN.fullmatch
+_VALUE_MATCH = _PARAM_VALUE.fullmatch
 _MAX_UINT32 = 2**32 - 1
 
-# Exact spelling -> (lower-case key, canonical name).  Filled with canonical,
+# Exact spelling -> (lower-case key, canonical name), read directly by the
+# message parser's hot loop.  Filled with canonical,
 # lower-case and compact spellings; other spellings are added on first sight
 # (bounded, so hostile peers cannot grow it without limit).
-_NAMES: dict[str, tuple[str, str]] = {}
+HEADER_NAMES: dict[str, tuple[str, str]] = {}
+_NAMES = HEADER_NAMES
 for _name in _KNOWN:
     _NAMES[_name] = _NAMES[_name.lower()] = (_name.lower(), _name)
 for _letter, _name in COMPACT_FORMS.items():
@@ -262,24 +267,32 @@ def parse_params(text: str) -> dict[str, str | None]:
     :raises SIPParseError: on empty parameters (``;;``, RFC 4475 §3.1.2.1) or
         bad names and values.
     """
-    text = text.strip()
-    if not text:
-        return {}
-    if text[0] != ";":
-        raise SIPParseError("Malformed parameters")
+    if not text or text[0] != ";":
+        text = text.strip()
+        if not text:
+            return {}
+        if text[0] != ";":
+            raise SIPParseError("Malformed parameters")
     params: dict[str, str | None] = {}
-    for piece in _split_semicolons(text[1:]):
+    body = text[1:]
+    # Fast path: match first, strip only when LWS made the match fail.
+    for piece in body.split(";") if '"' not in body else _split_semicolons(body):
         name, eq, value = piece.partition("=")
-        name = name.strip()
-        if not TOKEN.fullmatch(name):
-            raise SIPParseError("Malformed parameter")
+        if not _TOKEN_MATCH(name):
+            name = name.strip()
+            if not _TOKEN_MATCH(name):
+                raise SIPParseError("Malformed parameter")
+        key = name.lower()
+        if key in params:
+            continue
         if eq:
-            value = value.strip()
-            if not _PARAM_VALUE.fullmatch(value):
-                raise SIPParseError("Malformed parameter value")
-            params.setdefault(name.lower(), value)
+            if not _VALUE_MATCH(value):
+                value = value.strip()
+                if not _VALUE_MATCH(value):
+                    raise SIPParseError("Malformed parameter value")
+            params[key] = value
         else:
-            params.setdefault(name.lower(), None)
+            params[key] = None
     return params
 
 
@@ -366,6 +379,26 @@ def parse_via(text: str) -> Via:
     text = text.strip()
     semi = text.find(";")
     head, params_text = (text, "") if semi < 0 else (text[:semi], text[semi:])
+    if head.startswith("SIP/2.0/"):  # fast path: no LWS inside sent-protocol
+        transport, space, sent_by = head[8:].partition(" ")
+        sent_by = sent_by.strip()
+        protocol = "SIP/2.0"
+    else:
+        space = ""
+    if not space or not _TOKEN_MATCH(transport):
+        protocol, transport, sent_by = _parse_sent_protocol(head)
+    if " " in sent_by or "\t" in sent_by:
+        sent_by = re.sub(r"\s*:\s*", ":", sent_by)  # COLON = SWS ":" SWS
+        if " " in sent_by or "\t" in sent_by:
+            raise SIPParseError("Malformed Via sent-by")
+    try:
+        host, port = parse_hostport(sent_by)
+    except SIPParseError:
+        raise SIPParseError("Malformed Via sent-by") from None
+    return Via(transport.upper(), host, port, parse_params(params_text), protocol)
+
+
+def _parse_sent_protocol(head: str) -> tuple[str, str, str]:
     pieces = head.split("/", 2)
     if len(pieces) != 3:
         raise SIPParseError("Malformed Via header")
@@ -374,20 +407,12 @@ def parse_via(text: str) -> Via:
     if len(transport_and_host) != 2:
         raise SIPParseError("Malformed Via header")
     transport, sent_by = transport_and_host[0], transport_and_host[1].strip()
-    if not (TOKEN.fullmatch(name) and TOKEN.fullmatch(version)):
+    if not (_TOKEN_MATCH(name) and _TOKEN_MATCH(version)):
         raise SIPParseError("Malformed Via header")
-    if not TOKEN.fullmatch(transport):
+    if not _TOKEN_MATCH(transport):
         raise SIPParseError("Malformed Via transport")
-    if " " in sent_by or "\t" in sent_by:
-        sent_by = re.sub(r"\s*:\s*", ":", sent_by)
-        if " " in sent_by or "\t" in sent_by:
-            raise SIPParseError("Malformed Via sent-by")
-    try:
-        host, port = parse_hostport(sent_by)
-    except SIPParseError:
-        raise SIPParseError("Malformed Via sent-by") from None
     protocol = "SIP/2.0" if name == "SIP" and version == "2.0" else f"{name}/{version}"
-    return Via(transport.upper(), host, port, parse_params(params_text), protocol)
+    return protocol, transport, sent_by
 
 
 @frozen

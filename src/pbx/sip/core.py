@@ -1,0 +1,234 @@
+"""
+The SIP core: where bytes from every transport become requests and
+responses, are checked (RFC 3261 §8.2, §18.2.1), pass through the
+transaction layer, and reach the method's handler.
+
+Handlers are registered per method (REGISTER goes to the registrar, later
+INVITE to the call controller); OPTIONS is answered here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pbx.sip.message import Request, Response, SIPParseError, UnsupportedVersion, make_response, parse_message
+from pbx.sip.transaction import Peer, ServerTransaction, TransactionLayer
+from pbx.sip.transport import Transports
+
+Handler = Callable[[ServerTransaction], Any]
+
+#: RFC 3261 §8.2.2.3: extensions we implement (none required yet).
+SUPPORTED: tuple[str, ...] = ("path", "outbound")
+ACCEPT = "application/sdp"
+
+
+def _unbracket(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def stamp_via(request: Request, peer: Peer) -> None:
+    """
+    RFC 3261 §18.2.1 and RFC 3581 §4: record where the request really came
+    from in its top Via, so responses find their way back through NAT.
+    """
+    via = request.top_via
+    params: dict[str, str | None] = {}
+    if _unbracket(via.host).lower() != peer.host.lower():
+        params["received"] = peer.host
+    if via.wants_rport:
+        params["received"] = peer.host
+        params["rport"] = str(peer.port)
+    if not params:
+        return
+    values = request.headers.get_all("Via")
+    values[0] = str(via.with_params(**params))
+    request.headers.set("Via", ", ".join(values))
+
+
+def response_peer(request: Request, peer: Peer) -> Peer:
+    """
+    RFC 3261 §18.2.2 with RFC 3581 §4: where responses to ``request`` go.
+
+    Streams answer on the connection the request came in on.  UDP answers
+    go to the source address (``received``), at the ``rport`` port when the
+    client asked for it and otherwise at the Via's sent-by port.  The host
+    named in the Via is never used: a response never goes to an address
+    that only the message itself claims.
+    """
+    if peer.transport != "udp":
+        return peer
+    via = request.top_via
+    if via.wants_rport:
+        return peer
+    return Peer("udp", peer.host, via.port or 5060)
+
+
+@define(eq=False)
+class SIPCore:
+    """
+    Receives every SIP message and dispatches requests to method handlers.
+
+    :ivar clock: the injected time source for every SIP timer.
+    :ivar user_agent: our Server / User-Agent header value.
+    """
+
+    clock: IReactorTime
+    user_agent: str = "pbx"
+    handlers: dict[str, Handler] = field(factory=dict)
+    transports: Transports = field(init=False)
+    transactions: TransactionLayer = field(init=False)
+    stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
+    # RFC 3261 §8.2.2.2: (From tag, Call-ID, CSeq) of requests without a To
+    # tag, to spot the same request arriving by another path.
+    _merge: dict[tuple[str, str, int, str], str] = field(factory=dict)
+    log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.transports = Transports(self.receive, self.clock)
+        self.transactions = TransactionLayer(self.clock, self._send, self)
+
+    @property
+    def allow(self) -> str:
+        """The Allow header value: the methods we handle."""
+        return ", ".join(sorted({"OPTIONS", "ACK", *self.handlers}))
+
+    def _send(self, message: Request | Response, peer: Peer) -> None:
+        if isinstance(message, Response):
+            message.headers.set("Server", self.user_agent)
+        self.transports.send(message, peer)
+
+    # -- from the transports ----------------------------------------------
+
+    def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
+        """One message's bytes from a transport."""
+        self.stats["received"] += 1
+        try:
+            message = parse_message(data, stream=stream)
+        except SIPParseError as e:
+            self._malformed(e, peer)
+            return
+        if isinstance(message, Response):
+            self.transactions.response_received(message, peer)
+            return
+        try:
+            stamp_via(message, peer)
+            reply_to = response_peer(message, peer)
+        except SIPParseError as e:
+            self._malformed(SIPParseError(e.reason, message), peer)
+            return
+        if self._reject(message, reply_to):
+            return
+        self.transactions.request_received(message, reply_to)
+
+    def _malformed(self, error: SIPParseError, peer: Peer) -> None:
+        """§8.2: 400 (or 505) when we can address a response; else drop."""
+        self.stats["bad"] += 1
+        request = error.request
+        if request is None or request.method == "ACK":
+            self.stats["dropped"] += 1
+            self.log.info("malformed message from {peer} dropped: {reason}", peer=str(peer), reason=error.reason)
+            return
+        try:
+            reply_to = response_peer(request, peer)
+            stamp_via(request, peer)
+        except SIPParseError:
+            self.stats["dropped"] += 1
+            self.log.info("malformed message from {peer} dropped: {reason}", peer=str(peer), reason=error.reason)
+            return
+        if isinstance(error, UnsupportedVersion):
+            response = make_response(request, 505)
+        else:
+            # The reason phrase names the fault; keep it to printable text.
+            reason = "".join(c for c in error.reason if c.isprintable())[:100] or "Bad Request"
+            response = make_response(request, 400, reason)
+        self.log.info("400 to {peer}: {reason}", peer=str(peer), reason=error.reason)
+        self._send(response, reply_to)
+
+    def _reject(self, request: Request, peer: Peer) -> bool:
+        """
+        Checks of RFC 3261 §8.2.1-§8.2.2 that need no transaction; answers
+        and returns True when the request stops here.
+        """
+        if request.method == "ACK":
+            return False
+        status, reason, extra = 0, "", {}
+        scheme = request.uri.scheme.lower()
+        require = [r.strip().lower() for r in request.headers.get_all("Require") if r.strip()]
+        unsupported = [r for r in require if r not in SUPPORTED]
+        if scheme not in ("sip", "sips", "tel"):
+            status = 416  # §8.2.2.1
+        elif unsupported and request.method != "CANCEL":
+            status, extra = 420, {"Unsupported": ", ".join(unsupported)}  # §8.2.2.3
+        elif (request.max_forwards == 0) and request.method not in ("OPTIONS", "REGISTER"):
+            status = 483  # §16.3 step 2; we are the last hop for OPTIONS/REGISTER
+        elif self._merged(request):
+            status, reason = 482, "Loop Detected"  # §8.2.2.2
+        if not status:
+            return False
+        response = make_response(request, status, reason or None)
+        for name, value in extra.items():
+            response.headers.add(name, value)
+        self._send(response, peer)
+        return True
+
+    def _merged(self, request: Request) -> bool:
+        if request.to.tag is not None:
+            return False
+        key = (request.from_.tag or "", request.call_id, request.cseq.number, request.method)
+        branch = request.top_via.branch or ""
+        seen = self._merge.get(key)
+        if seen is None:
+            if len(self._merge) > 50_000:
+                self._merge.clear()  # bounded; a lost entry only misses a loop
+            self._merge[key] = branch
+            self.clock.callLater(32, self._merge.pop, key, None)
+            return False
+        return seen != branch
+
+    # -- from the transaction layer (the transaction user) ----------------
+
+    def request_received(self, transaction: ServerTransaction) -> None:
+        """A new request: dispatch by method."""
+        request = transaction.request
+        method = request.method
+        handler = self.handlers.get(method)
+        if handler is not None:
+            try:
+                handler(transaction)
+            except Exception:
+                self.log.failure("{method} handler failed", method=method)
+                transaction.respond(make_response(request, 500))
+            return
+        if method == "OPTIONS":
+            transaction.respond(self.options_response(request))
+        elif method in ("BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY"):
+            # No dialog or transaction of ours matches (§15.1.2, §9.2).
+            transaction.respond(make_response(request, 481, to_tag=_tag()))
+        else:
+            response = make_response(request, 501, to_tag=_tag())
+            response.headers.add("Allow", self.allow)
+            transaction.respond(response)
+
+    def ack_received(self, request: Request, peer: Peer) -> None:
+        """An ACK for a 2xx; nothing of ours waits for one yet."""
+        self.log.debug("ACK for no transaction from {peer}", peer=str(peer))
+
+    def options_response(self, request: Request) -> Response:
+        """§11.2: what we support, answered without authentication."""
+        response = make_response(request, 200, to_tag=_tag())
+        response.headers.add("Allow", self.allow)
+        response.headers.add("Accept", ACCEPT)
+        response.headers.add("Supported", ", ".join(SUPPORTED))
+        return response
+
+
+def _tag() -> str:
+    import secrets
+
+    return secrets.token_hex(6)

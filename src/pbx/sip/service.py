@@ -1,0 +1,137 @@
+"""
+The SIP side of a running PBX: the core, the registrar and the listeners
+named in ``sip.listen``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ClientFactory, Factory
+from twisted.logger import Logger
+
+from pbx.config import Config
+from pbx.interfaces import IStore
+from pbx.security.lockout import Lockout
+from pbx.sip.auth import DigestAuthenticator
+from pbx.sip.core import SIPCore
+from pbx.sip.registrar import Registrar
+from pbx.sip.tls import server_context
+from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory
+
+
+class ListenError(Exception):
+    """A SIP listener could not be opened; the message names it."""
+
+
+@define(eq=False)
+class SIPService:
+    """
+    Owns the SIP core and its sockets.
+
+    :ivar reactor: provides TCP, UDP, SSL and time.
+    """
+
+    config: Config
+    store: IStore
+    reactor: Any
+    secret: bytes
+    core: SIPCore = field(init=False)
+    registrar: Registrar = field(init=False)
+    listeners: list[str] = field(factory=list)
+    _ports: list[IListeningPort] = field(factory=list)
+    log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        sip, sec = self.config.sip, self.config.security
+        self.core = SIPCore(self.reactor, user_agent=sip.user_agent)
+        auth = DigestAuthenticator(
+            realm=sip.domain, clock=self.reactor, secret=self.secret, nonce_lifetime=sec.nonce_lifetime,
+            algorithms=sip.digest_algorithms,
+        )
+        lockout = Lockout(
+            self.reactor,
+            max_failures=sec.lockout_failures,
+            window=sec.lockout_window,
+            base_delay=sec.lockout_delay,
+            max_delay=sec.lockout_max_delay,
+        )
+        self.registrar = Registrar(self.store, self.reactor, auth, lockout, sip.registrar)
+        self.core.handlers["REGISTER"] = self.registrar
+        self.core.transports.connect = self._connect
+
+    async def start(self) -> None:
+        """Load bindings, start the sweep, open every listener."""
+        count = await self.registrar.load()
+        self.log.info("registrations restored: {count}", count=count)
+        self.registrar.start()
+        tls_context = None
+        for spec in self.config.sip.listen:
+            try:
+                if spec.transport == "udp":
+                    port = self.reactor.listenUDP(
+                        spec.port, SIPDatagramProtocol(self.core.receive), interface=spec.interface
+                    )
+                    if self.core.transports.udp is None:
+                        self.core.transports.udp = port
+                elif spec.transport == "tcp":
+                    port = self.reactor.listenTCP(
+                        spec.port, SIPStreamFactory(self.core.transports, "tcp"), interface=spec.interface
+                    )
+                else:
+                    if tls_context is None:
+                        tls_context, print_, generated = server_context(
+                            self.config.sip.tls, self.config.state_dir, self.config.sip.domain
+                        )
+                        self.log.info(
+                            "TLS certificate {how}, SHA-256 fingerprint {fp}",
+                            how="generated (self-signed)" if generated else "loaded", fp=print_,
+                        )
+                    port = self.reactor.listenSSL(
+                        spec.port, SIPStreamFactory(self.core.transports, "tls"), tls_context,
+                        interface=spec.interface,
+                    )
+            except Exception as e:
+                raise ListenError(f"sip.listen {spec}: {e}") from e
+            self._ports.append(port)
+            host = port.getHost()
+            self.listeners.append(f"sip:{spec.transport}:{host.host}:{host.port}")
+
+    def _connect(self, peer: Peer, factory: Factory) -> None:
+        """Open an outgoing TCP or TLS connection for a request."""
+        if peer.transport == "tls":
+            from twisted.internet.ssl import CertificateOptions
+
+            # Phones present self-signed certificates; the connection is
+            # encrypted but the phone is identified by its registration.
+            self.reactor.connectSSL(peer.host, peer.port, _Failing(factory, self, peer), CertificateOptions())
+        else:
+            self.reactor.connectTCP(peer.host, peer.port, _Failing(factory, self, peer))
+
+    async def stop(self) -> None:
+        """Close listeners and stop timers."""
+        self.registrar.stop()
+        for port in self._ports:
+            await port.stopListening()
+        self._ports.clear()
+
+
+class _Failing(ClientFactory):
+    """A client factory that reports a failed connection to the transports."""
+
+    noisy = False
+
+    def __init__(self, inner: Factory, service: SIPService, peer: Peer) -> None:
+        self._inner = inner
+        self._service = service
+        self._peer = peer
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - twisted API
+        return self._inner.buildProtocol(addr)
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:  # noqa: N802 - twisted API
+        self._service.core.transports.connect_failed(self._peer)

@@ -1,0 +1,364 @@
+"""
+SIP transactions, RFC 3261 §17 with the RFC 6026 corrections.
+
+Four state machines: INVITE and non-INVITE, client and server.  Each keeps
+its state in one attribute and its transitions in one method per event, and
+every timer comes from the injected clock and is cancelled on every way out.
+
+The layer sits between the transport (which hands it parsed messages with
+the :class:`Peer` they came from) and the transaction user, the core (which
+gets new server transactions and the responses to its client transactions).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from attrs import define, field, frozen
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from pbx.sip import timers
+from pbx.sip.message import Request, Response, make_response
+
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+
+
+@frozen
+class Peer:
+    """Where a message came from or goes to: transport and address."""
+
+    transport: str  # "udp", "tcp" or "tls"
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the transport retransmits by itself (RFC 3261 §17.1.1.2)."""
+        return self.transport != "udp"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+Sender = Callable[[Request | Response, Peer], None]
+
+
+class TransactionUser(Protocol):
+    """What the layer calls upward (the core)."""
+
+    def request_received(self, transaction: ServerTransaction) -> None:
+        """A new request arrived in a new server transaction."""
+
+    def ack_received(self, request: Request, peer: Peer) -> None:
+        """An ACK matching no transaction (the ACK of a 2xx, RFC 3261 §17.2.1)."""
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch parameter."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+def server_key(request: Request) -> tuple[Any, ...]:
+    """
+    The key matching a request to a server transaction.
+
+    RFC 3261 §17.2.3: branch, sent-by and method, where an ACK belongs to
+    its INVITE; requests without the magic cookie fall back to the RFC 2543
+    fields (Call-ID, From tag, CSeq number, top Via).
+    """
+    via = request.top_via
+    method = "INVITE" if request.method == "ACK" else request.method
+    branch = via.branch or ""
+    if branch.startswith(MAGIC_COOKIE):
+        return (branch, via.sent_by.lower(), method)
+    return ("2543", request.call_id, request.from_.tag, request.cseq.number, str(via), method)
+
+
+def client_key(message: Request | Response) -> tuple[str, str]:
+    """RFC 3261 §17.1.3: a response matches by top Via branch and CSeq method."""
+    return (message.top_via.branch or "", message.cseq.method)
+
+
+@define(eq=False)
+class _Timers:
+    """Named timers on one clock, all cancelled together."""
+
+    clock: IReactorTime
+    calls: dict[str, IDelayedCall] = field(factory=dict)
+
+    def start(self, name: str, delay: float, f: Callable[[], None]) -> None:
+        self.stop(name)
+
+        def fire() -> None:
+            self.calls.pop(name, None)
+            f()
+
+        self.calls[name] = self.clock.callLater(delay, fire)
+
+    def stop(self, name: str) -> None:
+        call = self.calls.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def stop_all(self) -> None:
+        for name in list(self.calls):
+            self.stop(name)
+
+
+@define(eq=False)
+class ServerTransaction:
+    """
+    An INVITE (§17.2.1, RFC 6026 §7.1) or non-INVITE (§17.2.2) server
+    transaction.  The TU answers with :meth:`respond`.
+    """
+
+    layer: TransactionLayer
+    request: Request
+    peer: Peer
+    key: tuple[Any, ...]
+    state: str = "trying"
+    last_response: Response | None = None
+    _timers: _Timers = field(init=False)
+    _interval: float = timers.T1
+    on_ack_timeout: Callable[[], None] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self._timers = _Timers(self.layer.clock)
+        if self.invite:
+            # §17.2.1: the INVITE transaction starts in Proceeding; a 100 is
+            # sent unless the TU answers first (we send it at once: the TU
+            # of a B2BUA rarely answers within 200 ms).
+            self.state = "proceeding"
+            self.respond(make_response(self.request, 100))
+
+    @property
+    def invite(self) -> bool:
+        """Whether this is an INVITE transaction."""
+        return self.request.method == "INVITE"
+
+    def respond(self, response: Response) -> None:
+        """Send a response from the TU (ignored once the transaction is over)."""
+        if self.state in ("completed", "confirmed", "terminated", "accepted"):
+            return
+        self.last_response = response
+        self._send(response)
+        status = response.status
+        if status < 200:
+            if self.state == "trying":
+                self.state = "proceeding"
+            return
+        if self.invite and status < 300:
+            # RFC 6026 §7.1: Accepted absorbs retransmitted INVITEs; the TU
+            # retransmits the 2xx itself until its ACK.
+            self.state = "accepted"
+            self._timers.start("L", timers.TIMER_L, self._terminate)
+            return
+        self.state = "completed"
+        if self.invite:
+            if not self.peer.reliable:
+                self._interval = timers.T1
+                self._timers.start("G", self._interval, self._timer_g)
+            self._timers.start("H", timers.TIMER_H, self._timer_h)
+        else:
+            self._timers.start("J", 0 if self.peer.reliable else timers.TIMER_J, self._terminate)
+
+    def _send(self, response: Response) -> None:
+        self.layer.send(response, self.peer)
+
+    def retransmission(self, request: Request) -> None:
+        """The same request again (or, for INVITE, its ACK)."""
+        if request.method == "ACK":
+            if self.state == "completed":
+                # §17.2.1: ACK of a non-2xx final response.
+                self.state = "confirmed"
+                self._timers.stop("G")
+                self._timers.stop("H")
+                self._timers.start("I", 0 if self.peer.reliable else timers.TIMER_I, self._terminate)
+            elif self.state == "accepted":
+                self.layer.tu.ack_received(request, self.peer)
+            return
+        if self.state in ("proceeding", "completed") and self.last_response is not None:
+            self._send(self.last_response)
+
+    def _timer_g(self) -> None:
+        if self.state != "completed" or self.last_response is None:
+            return
+        self._send(self.last_response)
+        self._interval = min(2 * self._interval, timers.T2)
+        self._timers.start("G", self._interval, self._timer_g)
+
+    def _timer_h(self) -> None:
+        # §17.2.1: no ACK came; tell the TU.
+        if self.on_ack_timeout is not None:
+            self.on_ack_timeout()
+        self._terminate()
+
+    def _terminate(self) -> None:
+        self.state = "terminated"
+        self._timers.stop_all()
+        self.layer._server.pop(self.key, None)
+
+
+@define(eq=False)
+class ClientTransaction:
+    """
+    An INVITE (§17.1.1, RFC 6026 §7.2) or non-INVITE (§17.1.2) client
+    transaction.  ``on_response`` gets every response the TU must see; a
+    timeout or transport failure is delivered as a synthetic 408.
+    """
+
+    layer: TransactionLayer
+    request: Request
+    peer: Peer
+    on_response: Callable[[Response], None]
+    key: tuple[str, str] = ("", "")
+    state: str = "calling"
+    _timers: _Timers = field(init=False)
+    _interval: float = timers.T1
+    ack: Request | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self._timers = _Timers(self.layer.clock)
+        self.key = client_key(self.request)
+        self.state = "calling" if self.invite else "trying"
+        self.layer.send(self.request, self.peer)
+        # Timer A/B for INVITE, E/F for non-INVITE: same values (§17.1.2.2).
+        if not self.peer.reliable:
+            self._timers.start("A", timers.T1, self._retransmit)
+        self._timers.start("B", timers.TIMER_B, self._timeout)
+
+    @property
+    def invite(self) -> bool:
+        """Whether this is an INVITE transaction."""
+        return self.request.method == "INVITE"
+
+    def _retransmit(self) -> None:
+        if self.state not in ("calling", "trying", "proceeding"):
+            return
+        self.layer.send(self.request, self.peer)
+        if self.invite or self.state == "trying":
+            self._interval = 2 * self._interval if self.invite else min(2 * self._interval, timers.T2)
+        else:
+            self._interval = timers.T2  # §17.1.2.2: Proceeding retransmits every T2
+        self._timers.start("A", self._interval, self._retransmit)
+
+    def _timeout(self) -> None:
+        if self.state in ("calling", "trying", "proceeding"):
+            self._terminate()
+            self.on_response(make_response(self.request, 408, "Request Timeout"))
+
+    def response_received(self, response: Response) -> None:
+        """A response matched this transaction."""
+        status = response.status
+        if status < 200:
+            if self.state in ("calling", "trying", "proceeding"):
+                if self.invite:
+                    # §17.1.1.2: Proceeding neither retransmits nor times out;
+                    # the TU ends a call that rings too long with CANCEL.
+                    self._timers.stop("A")
+                    self._timers.stop("B")
+                self.state = "proceeding"
+                self.on_response(response)
+            return
+        if self.state in ("calling", "trying", "proceeding"):
+            self._timers.stop("A")
+            self._timers.stop("B")
+            if self.invite and status < 300:
+                # RFC 6026 §7.2: Accepted passes 2xx retransmissions up.
+                self.state = "accepted"
+                self._timers.start("M", timers.TIMER_M, self._terminate)
+            elif self.invite:
+                self.state = "completed"
+                self.ack = self._make_ack(response)
+                self.layer.send(self.ack, self.peer)
+                self._timers.start("D", 0 if self.peer.reliable else timers.TIMER_D, self._terminate)
+            else:
+                self.state = "completed"
+                self._timers.start("K", 0 if self.peer.reliable else timers.TIMER_K, self._terminate)
+            self.on_response(response)
+        elif self.state == "accepted" and status < 300:
+            self.on_response(response)
+        elif self.state == "completed" and self.invite and self.ack is not None:
+            self.layer.send(self.ack, self.peer)  # §17.1.1.2: resend ACK
+
+    def _make_ack(self, response: Response) -> Request:
+        """§17.1.1.3: the ACK of a non-2xx final response."""
+        req = self.request
+        ack = Request("ACK", req.uri)
+        ack.headers.add("Via", req.headers.get_all("Via")[0])
+        for name in ("Route", "Max-Forwards"):
+            for value in req.headers.get_all(name):
+                ack.headers.add(name, value)
+        ack.headers.add("From", req.headers.get("From") or "")
+        ack.headers.add("To", response.headers.get("To") or "")
+        ack.headers.add("Call-ID", req.call_id)
+        ack.headers.add("CSeq", f"{req.cseq.number} ACK")
+        return ack
+
+    def cancel_timers(self) -> None:
+        """Stop every timer (the TU is going away)."""
+        self._timers.stop_all()
+
+    def _terminate(self) -> None:
+        self.state = "terminated"
+        self._timers.stop_all()
+        self.layer._client.pop(self.key, None)
+
+
+@define(eq=False)
+class TransactionLayer:
+    """
+    Matches messages to transactions (§17.1.3, §17.2.3), absorbs
+    retransmissions and hands new requests to the TU.
+    """
+
+    clock: IReactorTime
+    send: Sender
+    tu: TransactionUser
+    _server: dict[tuple[Any, ...], ServerTransaction] = field(factory=dict)
+    _client: dict[tuple[str, str], ClientTransaction] = field(factory=dict)
+    log = Logger()
+
+    def request_received(self, request: Request, peer: Peer) -> None:
+        """A request from the transport."""
+        key = server_key(request)
+        existing = self._server.get(key)
+        if existing is not None:
+            if request.method == "ACK" or request.method == existing.request.method:
+                existing.retransmission(request)
+                return
+        if request.method == "ACK":
+            self.tu.ack_received(request, peer)
+            return
+        txn = ServerTransaction(self, request, peer, key)
+        self._server[key] = txn
+        self.tu.request_received(txn)
+
+    def response_received(self, response: Response, peer: Peer) -> None:
+        """A response from the transport; unmatched ones are dropped (§18.1.2)."""
+        txn = self._client.get(client_key(response))
+        if txn is None:
+            self.log.debug("stray response {status} dropped", status=response.status)
+            return
+        txn.response_received(response)
+
+    def start_client(self, request: Request, peer: Peer, on_response: Callable[[Response], None]) -> ClientTransaction:
+        """Send ``request`` to ``peer`` in a new client transaction."""
+        txn = ClientTransaction(self, request, peer, on_response)
+        self._client[txn.key] = txn
+        return txn
+
+    def find_invite(self, cancel: Request) -> ServerTransaction | None:
+        """§9.2: the INVITE server transaction a CANCEL refers to."""
+        key = server_key(cancel)
+        return self._server.get(key[:-1] + ("INVITE",))
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(server, client) transactions alive."""
+        return len(self._server), len(self._client)

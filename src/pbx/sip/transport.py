@@ -1,0 +1,204 @@
+"""
+SIP transports: Twisted protocols that turn datagrams and streams into
+``(bytes, Peer)`` for the core, and a :class:`Transports` table that sends
+messages back out (RFC 3261 §18).
+
+The protocols do no SIP work: UDP hands each datagram up; TCP and TLS frame
+by Content-Length (§18.3), answer CRLF keep-alive pings (RFC 5626 §3.5.1)
+and reap idle connections.  Nothing raised below the core escapes
+``datagramReceived`` or ``dataReceived``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+
+from pbx.sip.message import KeepAlive, Request, Response, SIPParseError, StreamFramer
+from pbx.sip.transaction import Peer
+
+Receiver = Callable[[bytes, Peer, bool], None]
+
+#: RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) goes
+#: over a congestion-controlled transport.
+UDP_MAX_REQUEST = 1300
+#: Streams idle this long are closed (phones with keep-alives stay open).
+IDLE_TIMEOUT = 600.0
+MAX_MESSAGE = 65536
+
+
+class SIPDatagramProtocol(DatagramProtocol):
+    """One UDP listener."""
+
+    log = Logger()
+
+    def __init__(self, receive: Receiver) -> None:
+        self._receive = receive
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802 - twisted API
+        """Hand one datagram up; answer a bare CRLF CRLF ping (RFC 5626 §4.4.1 is STUN; this is lenient)."""
+        try:
+            if not data.strip(b"\r\n\x00 "):
+                return  # keep-alive padding some phones send over UDP
+            self._receive(data, Peer("udp", addr[0], addr[1]), False)
+        except Exception:
+            self.log.failure("UDP datagram from {addr} dropped", addr=addr)
+
+
+class SIPStreamProtocol(Protocol):
+    """One TCP or TLS connection, in either direction."""
+
+    log = Logger()
+
+    def __init__(self, transports: Transports, kind: str) -> None:
+        self._transports = transports
+        self._kind = kind
+        self._framer = StreamFramer(MAX_MESSAGE)
+        self._idle: IDelayedCall | None = None
+        self.peer: Peer | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802 - twisted API
+        """Register the connection so responses and requests can use it."""
+        address = self.transport.getPeer()
+        self.peer = Peer(self._kind, address.host, address.port)
+        self._transports.connection_made(self.peer, self)
+        self._touch()
+
+    def _touch(self) -> None:
+        clock = self._transports.clock
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(IDLE_TIMEOUT)
+        else:
+            self._idle = clock.callLater(IDLE_TIMEOUT, self._reap)
+
+    def _reap(self) -> None:
+        self._idle = None
+        self.log.info("closing idle {peer}", peer=str(self.peer))
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 - twisted API
+        """Frame the stream; pass complete messages up."""
+        self._touch()
+        try:
+            items = self._framer.feed(data)
+        except SIPParseError as e:
+            # RFC 3261 §18.3: framing is lost; the connection must close.
+            self.log.info("closing {peer}: {reason}", peer=str(self.peer), reason=e.reason)
+            self.transport.loseConnection()
+            return
+        for item in items:
+            if item is KeepAlive.PING:
+                self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+            elif item is KeepAlive.PONG:
+                continue
+            else:
+                try:
+                    assert self.peer is not None
+                    self._transports.receive(item, self.peer, True)  # type: ignore[arg-type]
+                except Exception:
+                    self.log.failure("message from {peer} dropped", peer=str(self.peer))
+
+    def send(self, data: bytes) -> None:
+        """Write one message."""
+        self.transport.write(data)
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - twisted API
+        """Forget the connection and its timer."""
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if self.peer is not None:
+            self._transports.connection_lost(self.peer, self)
+
+
+class SIPStreamFactory(Factory):
+    """Makes :class:`SIPStreamProtocol` for one TCP or TLS listener."""
+
+    noisy = False
+
+    def __init__(self, transports: Transports, kind: str) -> None:
+        self._transports = transports
+        self._kind = kind
+
+    def buildProtocol(self, addr: Any) -> SIPStreamProtocol:  # noqa: N802 - twisted API
+        """A protocol for one connection."""
+        return SIPStreamProtocol(self._transports, self._kind)
+
+
+@define(eq=False)
+class Transports:
+    """
+    Every open SIP socket, and the one place messages are sent from.
+
+    :ivar receive: the core's entry point for ``(data, peer, stream)``.
+    :ivar clock: for idle timers.
+    :ivar connect: opens an outgoing stream to a peer (``(peer, factory)``);
+        unset means requests to stream peers without a connection fail.
+    """
+
+    receive: Receiver
+    clock: IReactorTime
+    udp: Any = None  # the UDP port messages go out of
+    connect: Callable[[Peer, Factory], Any] | None = None
+    _streams: dict[Peer, SIPStreamProtocol] = field(factory=dict)
+    _pending: dict[Peer, list[bytes]] = field(factory=dict)
+    log = Logger()
+
+    def connection_made(self, peer: Peer, protocol: SIPStreamProtocol) -> None:
+        """A stream is up; flush anything queued for it."""
+        self._streams[peer] = protocol
+        for data in self._pending.pop(peer, []):
+            protocol.send(data)
+
+    def connection_lost(self, peer: Peer, protocol: SIPStreamProtocol) -> None:
+        """A stream went away."""
+        if self._streams.get(peer) is protocol:
+            del self._streams[peer]
+
+    def connect_failed(self, peer: Peer) -> None:
+        """An outgoing stream could not be opened; drop what waited for it."""
+        dropped = self._pending.pop(peer, [])
+        self.log.info("could not connect to {peer}; {n} message(s) dropped", peer=str(peer), n=len(dropped))
+
+    @property
+    def connections(self) -> int:
+        """How many streams are open."""
+        return len(self._streams)
+
+    def send(self, message: Request | Response, peer: Peer) -> bool:
+        """
+        Send one message to ``peer``.
+
+        Responses on streams go back on the connection the request came in
+        on (§18.2.2).  Requests to a stream peer with no connection open one.
+
+        :returns: False when it could not be sent (no connection, no socket).
+        """
+        data = message.to_bytes()
+        if peer.transport == "udp":
+            if isinstance(message, Request) and len(data) > UDP_MAX_REQUEST and self.connect is not None:
+                # §18.1.1: too big for UDP; the Via should then name TCP,
+                # which is the caller's job when it builds the request.
+                peer = Peer("tcp", peer.host, peer.port)
+            elif self.udp is None:
+                return False
+            else:
+                self.udp.write(data, (peer.host, peer.port))
+                return True
+        stream = self._streams.get(peer)
+        if stream is not None:
+            stream.send(data)
+            return True
+        if isinstance(message, Response) or self.connect is None:
+            self.log.info("no connection to {peer}; {kind} dropped", peer=str(peer), kind=type(message).__name__)
+            return False
+        self._pending.setdefault(peer, []).append(data)
+        if len(self._pending[peer]) == 1:
+            self.connect(peer, SIPStreamFactory(self, peer.transport))
+        return True
