@@ -269,6 +269,22 @@ class StoreSuiteMixin(_TestCase):
         self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:a")])
 
     @deferred_test
+    async def test_write_bindings(self) -> None:
+        """A batch deletes then inserts or replaces, all in one call."""
+        await self.store.put_binding(binding("100", "sip:a", 10.0))
+        await self.store.put_binding(binding("100", "sip:b", 10.0))
+        await self.store.write_bindings(
+            [binding("100", "sip:a", 30.0, cseq=3), binding("200", "sip:c", 40.0)],
+            [("100", "sip:b"), ("100", "sip:gone")],
+        )
+        self.assertEqual(
+            await self.store.list_bindings(),
+            [binding("100", "sip:a", 30.0, cseq=3), binding("200", "sip:c", 40.0)],
+        )
+        await self.store.write_bindings([], [])
+        self.assertEqual(len(await self.store.list_bindings()), 2)
+
+    @deferred_test
     async def test_expire_bindings(self) -> None:
         """Expiring removes bindings that expire at or before the time, and counts them."""
         for contact, expires_at in [

@@ -56,6 +56,7 @@ class FakePBX:
     started_at: float = 0.0
     calls: list[dict[str, Any]] = field(factory=list)
     deleted: list[str] = field(factory=list)
+    changed: list[str] = field(factory=list)
 
     def register_application(self, application: Any) -> None:
         """Register by name."""
@@ -64,6 +65,10 @@ class FakePBX:
     def live_calls(self) -> list[dict[str, Any]]:
         """The fake's calls."""
         return self.calls
+
+    def extension_changed(self, number: str) -> None:
+        """Record the change."""
+        self.changed.append(number)
 
     def extension_deleted(self, number: str) -> None:
         """Record the deletion."""
@@ -280,6 +285,7 @@ class ExtensionTests(APITestCase):
         status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"name": "New", "enabled": False}, token=token)
         self.assertEqual((status, body["name"], body["enabled"]), (200, "New", False))
         self.assertEqual(self.store.extensions["2001"].ha1_sha256, before)
+        self.assertEqual(self.pbx.changed, ["2001", "2001"])
         self.store.bindings[("2001", "sip:a@127.0.0.1")] = Binding("2001", "sip:a@127.0.0.1", 1e12)
         status, _, _ = self.call("DELETE", "/api/v1/extensions/2001", token=token)
         self.assertEqual(status, 204)

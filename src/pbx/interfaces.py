@@ -77,6 +77,9 @@ class IPBX(Interface):
     def live_calls():  # type: ignore[no-untyped-def]
         """A list of JSON-ready dicts, one per call in progress."""
 
+    def extension_changed(number):  # type: ignore[no-untyped-def]
+        """An extension was created or changed through the API."""
+
     def extension_deleted(number):  # type: ignore[no-untyped-def]
         """An extension was deleted through the API: drop its live state."""
 
@@ -125,6 +128,13 @@ class IStore(Interface):
 
     def delete_binding(aor, contact):  # type: ignore[no-untyped-def]
         """Remove one binding; Deferred firing True if it existed."""
+
+    def write_bindings(puts, deletes):  # type: ignore[no-untyped-def]
+        """
+        Apply many binding changes in one transaction: delete each
+        ``(aor, contact)`` in ``deletes``, then insert or replace each binding
+        in ``puts``.  Deferred firing with None.
+        """
 
     def delete_bindings(aor):  # type: ignore[no-untyped-def]
         """Remove every binding of ``aor``; Deferred firing with the count."""

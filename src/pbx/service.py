@@ -86,9 +86,15 @@ class PBXService(MultiService):
             raise ValueError(f"dialplan application {application.name!r} is registered twice")
         self.applications[application.name] = application
 
+    def extension_changed(self, number: str) -> None:
+        """An extension was changed through the API: drop cached copies."""
+        if self.sip is not None:
+            self.sip.extensions.invalidate(number)
+
     def extension_deleted(self, number: str) -> None:
         """Forget the registrations of a deleted extension."""
         if self.sip is not None:
+            self.sip.extensions.invalidate(number)
             self.sip.registrar.forget(number)
 
     def live_calls(self) -> list[dict[str, Any]]:

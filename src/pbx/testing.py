@@ -13,7 +13,7 @@ from typing import Any
 from attrs import define, evolve, field
 from zope.interface import implementer
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorUDP
 from twisted.internet.testing import MemoryReactorClock
 
@@ -74,6 +74,14 @@ class MemoryStore:
         """See IStore."""
         return succeed(self.bindings.pop((aor, contact), None) is not None)
 
+    def write_bindings(self, puts: list[Binding], deletes: list[tuple[str, str]]) -> Deferred[None]:
+        """See IStore."""
+        for key in deletes:
+            self.bindings.pop(key, None)
+        for b in puts:
+            self.bindings[(b.aor, b.contact)] = b
+        return succeed(None)
+
     def delete_bindings(self, aor: str) -> Deferred[int]:
         """See IStore."""
         keys = [k for k in self.bindings if k[0] == aor]
@@ -108,6 +116,8 @@ class MemoryStore:
         until: float | None = None,
     ) -> Deferred[tuple[int, list[CallRecord]]]:
         """See IStore."""
+        if limit < 0 or offset < 0:
+            return fail(ValueError("limit and offset must not be negative"))
         rows = [
             r for r in self.calls
             if (caller is None or r.caller == caller)

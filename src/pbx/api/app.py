@@ -251,6 +251,7 @@ class PBXApi:
             raise APIError(409, f"extension {number} exists")
         record = await self._record(number, fields, None)
         await self.pbx.store.put_extension(record)
+        self.pbx.extension_changed(number)
         await self._audit("api.extension.create", number, request, f"by {admin}")
         request.setHeader(b"Location", f"/api/v1/extensions/{number}".encode())
         return json_body(request, 201, self._extension_json(record))
@@ -281,6 +282,7 @@ class PBXApi:
         fields = self._fields(read_json(request), number, creating=False)
         record = await self._record(number, fields, previous)
         await self.pbx.store.put_extension(record)
+        self.pbx.extension_changed(number)
         await self._audit("api.extension.update", number, request, f"by {admin}: {','.join(sorted(fields))}")
         return json_body(request, 200, self._extension_json(record))
 

@@ -24,6 +24,7 @@ from pbx.config import RegistrarConfig
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent, Binding, ExtensionRecord
 from pbx.security.lockout import Lockout
+from pbx.store.writebehind import BindingWriter
 from pbx.sip.auth import DigestAuthenticator, DigestError, Verdict, parse_credentials
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Request, Response, SIPParseError, make_response
@@ -51,6 +52,8 @@ class Registrar:
     lockout: Lockout
     limits: RegistrarConfig
     lookup: Callable[[str], Deferred[ExtensionRecord | None]] | None = None
+    #: Batches binding writes; None writes each change at once.
+    writer: BindingWriter | None = None
     bindings: dict[str, dict[str, Binding]] = field(factory=dict)
     _sweeper: LoopingCall | None = None
     log = Logger()
@@ -219,8 +222,9 @@ class Registrar:
             for b in current.values():
                 if b.call_id == call_id and cseq <= b.cseq:
                     return make_response(request, 500, "CSeq out of order")
+            for key in list(current):
+                await self._delete(aor, key)
             current.clear()
-            await self.store.delete_bindings(aor)
             return self._ok(request, aor)
         changes: list[tuple[str, int, NameAddr]] = []
         for contact in request.contacts:
@@ -237,17 +241,29 @@ class Registrar:
         for key, expires, contact in changes:
             if expires == 0:
                 if current.pop(key, None) is not None:
-                    await self.store.delete_binding(aor, key)
+                    await self._delete(aor, key)
                 continue
             q = _q(contact)
             binding = Binding(aor, key, now + expires, transport, source, user_agent, call_id, cseq, q, now)
             current[key] = binding
-            await self.store.put_binding(binding)
+            await self._put(binding)
             self.log.info("REGISTER {aor} {contact} for {expires}s from {transport}:{source}",
                           aor=aor, contact=key, expires=expires, transport=transport, source=source)
         if not current:
             self.bindings.pop(aor, None)
         return self._ok(request, aor)
+
+    async def _put(self, binding: Binding) -> None:
+        if self.writer is not None:
+            self.writer.put(binding)
+        else:
+            await self.store.put_binding(binding)
+
+    async def _delete(self, aor: str, contact: str) -> None:
+        if self.writer is not None:
+            self.writer.delete(aor, contact)
+        else:
+            await self.store.delete_binding(aor, contact)
 
     def _ok(self, request: Request, aor: str) -> Response:
         """§10.3 step 8: 200 listing every current binding with its expiry."""

@@ -22,6 +22,8 @@ from pbx.sip.registrar import Registrar
 from pbx.sip.tls import server_context
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory
+from pbx.store.cache import ExtensionCache
+from pbx.store.writebehind import BindingWriter
 
 
 class ListenError(Exception):
@@ -42,6 +44,7 @@ class SIPService:
     secret: bytes
     core: SIPCore = field(init=False)
     registrar: Registrar = field(init=False)
+    extensions: ExtensionCache = field(init=False)
     listeners: list[str] = field(factory=list)
     _ports: list[IListeningPort] = field(factory=list)
     log = Logger()
@@ -60,7 +63,12 @@ class SIPService:
             base_delay=sec.lockout_delay,
             max_delay=sec.lockout_max_delay,
         )
-        self.registrar = Registrar(self.store, self.reactor, auth, lockout, sip.registrar)
+        self.registrar = Registrar(
+            self.store, self.reactor, auth, lockout, sip.registrar,
+            writer=BindingWriter(self.store, self.reactor),
+        )
+        self.extensions = ExtensionCache(self.store, self.reactor)
+        self.registrar.lookup = self.extensions.get
         self.core.handlers["REGISTER"] = self.registrar
         self.core.transports.connect = self._connect
 
@@ -118,6 +126,8 @@ class SIPService:
         for port in self._ports:
             await port.stopListening()
         self._ports.clear()
+        if self.registrar.writer is not None:
+            await self.registrar.writer.flush()
 
 
 class _Failing(ClientFactory):

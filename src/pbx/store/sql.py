@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from attrs import AttrsInstance, fields, frozen
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
 from pbx.store import schema
@@ -235,6 +235,19 @@ class SQLStore(ABC):
     async def _delete_binding(self, aor: str, contact: str) -> bool:
         sql = "DELETE FROM bindings WHERE aor = {p} AND contact = {p}"
         return await self._count(sql, aor, contact) > 0
+
+    def write_bindings(
+        self, puts: Sequence[Binding], deletes: Sequence[tuple[str, str]]
+    ) -> Deferred[None]:
+        """Apply many binding changes in one transaction (deletes first)."""
+        statements: list[Statement] = [
+            (self._sql("DELETE FROM bindings WHERE aor = {p} AND contact = {p}"), d)
+            for d in deletes
+        ]
+        insert = self._sql(_BINDINGS.insert)
+        statements += [(insert, _BINDINGS.row(b)) for b in puts]
+        d = self._run_interaction(statements) if statements else succeed([])
+        return d.addCallback(lambda _: None)
 
     def delete_bindings(self, aor: str) -> Deferred[int]:
         """Remove every binding of ``aor``; Deferred firing with the count."""
