@@ -63,6 +63,11 @@ def extension(number: str, **kwargs: Any) -> ExtensionRecord:
         "voicemail_pin_hash": "pbkdf2_sha256$1$salt$hash",
         "enabled": True,
         "source": "config",
+        "dnd": True,
+        "forward_always": "",
+        "forward_busy": "1002",
+        "forward_no_answer": "*97",
+        "caller_id": "Front Desk",
     }
     fields.update(kwargs)
     return ExtensionRecord(number=number, **fields)

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from attrs import define, field
-from treq.testing import StubTreq
+
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase

@@ -6,7 +6,13 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.config import ConfigError, ListenSpec, load_config, parse_config, substitute_env
+from pbx.config import (
+    ConfigError,
+    ListenSpec,
+    load_config,
+    parse_config,
+    substitute_env,
+)
 
 GOOD = """
 sip:

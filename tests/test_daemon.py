@@ -7,9 +7,10 @@ import signal
 import subprocess
 
 import pytest
-from pbx_daemon import Daemon, free_port, http
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from pbx_daemon import Daemon, free_port, http
 
 pytestmark = pytest.mark.integration
 

@@ -143,11 +143,15 @@ class ParseNeverCrashesTests(SynchronousTestCase):
             pass
 
 
-hostnames = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]{2,6}){0,2}", fullmatch=True)
+hostnames = st.from_regex(
+    r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]{2,6}){0,2}", fullmatch=True
+)
 ipv6 = st.ip_addresses(v=6).map(lambda a: f"[{ipaddress.IPv6Address(a).compressed}]")
 user_chars = st.text(alphabet="abcXYZ019-_.!~*'()&=+$,;?/%", min_size=1, max_size=12)
 tokens = st.text(alphabet="abcdefxyz0189-.!*_+`'~", min_size=1, max_size=8)
-param_values = st.none() | st.text(alphabet="abcXYZ019-_.!~*'()[]/:&+$", min_size=1, max_size=8)
+param_values = st.none() | st.text(
+    alphabet="abcXYZ019-_.!~*'()[]/:&+$", min_size=1, max_size=8
+)
 
 
 @st.composite
@@ -158,8 +162,17 @@ def sip_uris(draw: st.DrawFn) -> URI:
         user=draw(st.none() | user_chars),
         host=draw(hostnames | ipv6),
         port=draw(st.none() | st.integers(0, 65535)),
-        params=tuple(draw(st.lists(st.tuples(tokens.map(str.lower), param_values), max_size=3))),
-        headers=tuple(draw(st.lists(st.tuples(tokens, st.text(alphabet="abc%20:", max_size=6)), max_size=2))),
+        params=tuple(
+            draw(st.lists(st.tuples(tokens.map(str.lower), param_values), max_size=3))
+        ),
+        headers=tuple(
+            draw(
+                st.lists(
+                    st.tuples(tokens, st.text(alphabet="abc%20:", max_size=6)),
+                    max_size=2,
+                )
+            )
+        ),
     )
 
 
@@ -179,8 +192,12 @@ class URIRoundTripTests(SynchronousTestCase):
 
     @BOUNDED
     @given(sip_uris(), st.none() | st.text(max_size=12), st.none() | tokens)
-    def test_name_addr_round_trip(self, uri: URI, display: str | None, tag: str | None) -> None:
+    def test_name_addr_round_trip(
+        self, uri: URI, display: str | None, tag: str | None
+    ) -> None:
         """A name-addr built from any display name and URI parses back equal."""
-        display = None if display is None else display.replace("\r", "").replace("\n", "")
+        display = (
+            None if display is None else display.replace("\r", "").replace("\n", "")
+        )
         value = NameAddr(uri, display, {} if tag is None else {"tag": tag})
         self.assertEqual(parse_name_addr(str(value)), value)

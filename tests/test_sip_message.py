@@ -98,10 +98,14 @@ class HeadersTests(SynchronousTestCase):
     def test_lookup(self) -> None:
         """Lookups ignore case and accept compact forms."""
         headers = Headers([("i", "abc"), ("CONTACT", "<sip:a@b>")])
-        self.assertEqual((headers.get("call-id"), headers.get("m")), ("abc", "<sip:a@b>"))
+        self.assertEqual(
+            (headers.get("call-id"), headers.get("m")), ("abc", "<sip:a@b>")
+        )
         self.assertIn("Call-ID", headers)
         self.assertNotIn("To", headers)
-        self.assertEqual(headers.items(), [("Call-ID", "abc"), ("Contact", "<sip:a@b>")])
+        self.assertEqual(
+            headers.items(), [("Call-ID", "abc"), ("Contact", "<sip:a@b>")]
+        )
 
     def test_list_headers_split(self) -> None:
         """get_all splits list headers across lines, respecting quotes and <>."""
@@ -131,7 +135,9 @@ class HeadersTests(SynchronousTestCase):
         headers = Headers([("Via", "SIP/2.0/UDP a"), ("To", "<sip:x@y>")])
         headers.prepend("v", "SIP/2.0/UDP b")
         headers.add("Via", "SIP/2.0/UDP c")
-        self.assertEqual(headers.get_all("Via"), ["SIP/2.0/UDP b", "SIP/2.0/UDP a", "SIP/2.0/UDP c"])
+        self.assertEqual(
+            headers.get_all("Via"), ["SIP/2.0/UDP b", "SIP/2.0/UDP a", "SIP/2.0/UDP c"]
+        )
         headers.set("Via", "SIP/2.0/UDP d")
         self.assertEqual(list(headers), [("Via", "SIP/2.0/UDP d"), ("To", "<sip:x@y>")])
         headers.remove("t")
@@ -147,7 +153,9 @@ class HeadersTests(SynchronousTestCase):
         message = parse_message(INVITE)
         self.assertEqual(message.top_via.host, "pc33.atlanta.com")
         message.headers.prepend("Via", "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKx")
-        self.assertEqual([v.host for v in message.vias], ["proxy.example.com", "pc33.atlanta.com"])
+        self.assertEqual(
+            [v.host for v in message.vias], ["proxy.example.com", "pc33.atlanta.com"]
+        )
 
 
 class ValueParserTests(SynchronousTestCase):
@@ -176,14 +184,26 @@ class ValueParserTests(SynchronousTestCase):
 
     def test_via(self) -> None:
         """A Via is split into transport, sent-by and parameters."""
-        via = parse_via("SIP/2.0/udp [2001:db8::9:1]:5070;branch=z9hG4bKx;received=192.0.2.1;rport=5071")
-        self.assertEqual((via.protocol, via.transport, via.host, via.port), ("SIP/2.0", "UDP", "[2001:db8::9:1]", 5070))
-        self.assertEqual((via.branch, via.received, via.rport, via.wants_rport), ("z9hG4bKx", "192.0.2.1", 5071, True))
+        via = parse_via(
+            "SIP/2.0/udp [2001:db8::9:1]:5070;branch=z9hG4bKx;received=192.0.2.1;rport=5071"
+        )
+        self.assertEqual(
+            (via.protocol, via.transport, via.host, via.port),
+            ("SIP/2.0", "UDP", "[2001:db8::9:1]", 5070),
+        )
+        self.assertEqual(
+            (via.branch, via.received, via.rport, via.wants_rport),
+            ("z9hG4bKx", "192.0.2.1", 5071, True),
+        )
 
     def test_via_lws(self) -> None:
         """LWS inside sent-protocol and around the sent-by colon is allowed."""
-        via = parse_via("SIP  /   2.0  / TCP     spindle.example.com : 5060  ;  branch  =   z9hG4bK9ikj8")
-        self.assertEqual(str(via), "SIP/2.0/TCP spindle.example.com:5060;branch=z9hG4bK9ikj8")
+        via = parse_via(
+            "SIP  /   2.0  / TCP     spindle.example.com : 5060  ;  branch  =   z9hG4bK9ikj8"
+        )
+        self.assertEqual(
+            str(via), "SIP/2.0/TCP spindle.example.com:5060;branch=z9hG4bK9ikj8"
+        )
 
     def test_via_rport_request(self) -> None:
         """A valueless rport asks for RFC 3581 and has no value."""
@@ -199,30 +219,46 @@ class ValueParserTests(SynchronousTestCase):
 
     def test_bad_via(self) -> None:
         """Malformed Vias raise."""
-        for text in ["SIP/2.0/UDP", "SIP/2.0 host", "SIP/2.0/UDP 192.0.2.15;;", "SIP/2.0/UDP a b", "SIP/2.0/UDP h:x"]:
+        for text in [
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP a b",
+            "SIP/2.0/UDP h:x",
+        ]:
             with self.assertRaises(SIPParseError, msg=text):
                 parse_via(text)
 
     def test_name_addr_quoted(self) -> None:
         """Quoted display names are unescaped."""
-        value = parse_name_addr('"J Rosenberg \\\\\\""       <sip:jdrosen@example.com> ; tag = 98asjd8')
-        self.assertEqual((value.display_name, value.tag), ('J Rosenberg \\"', "98asjd8"))
+        value = parse_name_addr(
+            '"J Rosenberg \\\\\\""       <sip:jdrosen@example.com> ; tag = 98asjd8'
+        )
+        self.assertEqual(
+            (value.display_name, value.tag), ('J Rosenberg \\"', "98asjd8")
+        )
 
     def test_name_addr_tokens(self) -> None:
         """Unquoted display names may be several tokens, with or without LWS before <."""
-        self.assertEqual(parse_name_addr("A. G. Bell <sip:a@b>").display_name, "A. G. Bell")
+        self.assertEqual(
+            parse_name_addr("A. G. Bell <sip:a@b>").display_name, "A. G. Bell"
+        )
         self.assertEqual(parse_name_addr("caller<sip:a@b>").display_name, "caller")
 
     def test_addr_spec_params(self) -> None:
         """RFC 3261 §20.10: after a bare URI, ';' starts header parameters."""
         bare = parse_name_addr("sip:+1972@gw1.example.net;unknownparam;tag=5")
-        self.assertEqual((bare.uri.params, bare.params), ((), {"unknownparam": None, "tag": "5"}))
+        self.assertEqual(
+            (bare.uri.params, bare.params), ((), {"unknownparam": None, "tag": "5"})
+        )
         enclosed = parse_name_addr("<sip:+1972@gw1.example.net;unknownparam>")
-        self.assertEqual((enclosed.uri.params, enclosed.params), ((("unknownparam", None),), {}))
+        self.assertEqual(
+            (enclosed.uri.params, enclosed.params), ((("unknownparam", None),), {})
+        )
 
     def test_name_addr_serialise(self) -> None:
         """str() quotes the display name and always uses <>."""
-        value = parse_name_addr('sip:a@b;tag=1').with_tag("2")
+        value = parse_name_addr("sip:a@b;tag=1").with_tag("2")
         self.assertEqual(str(value), "<sip:a@b>;tag=2")
         value = parse_name_addr('"Say \\"hi\\"" <sip:a@b>')
         self.assertEqual(str(value), '"Say \\"hi\\"" <sip:a@b>')
@@ -247,7 +283,14 @@ class ValueParserTests(SynchronousTestCase):
         """Leading zeros and LWS are fine; overlarge numbers are not."""
         self.assertEqual(parse_cseq("0009  INVITE"), CSeq(9, "INVITE"))
         self.assertEqual(str(CSeq(4294967295, "ACK")), "4294967295 ACK")
-        for text in ["36893488147419103232 REGISTER", "-1 INVITE", "1", "one INVITE", "1 INVITE x", "4294967296 X"]:
+        for text in [
+            "36893488147419103232 REGISTER",
+            "-1 INVITE",
+            "1",
+            "one INVITE",
+            "1 INVITE x",
+            "4294967296 X",
+        ]:
             with self.assertRaises(SIPParseError, msg=text):
                 parse_cseq(text)
 
@@ -261,11 +304,22 @@ class ParseMessageTests(SynchronousTestCase):
         """A plain INVITE parses, with every accessor working."""
         message = parse_message(INVITE)
         assert isinstance(message, Request)
-        self.assertEqual((message.method, str(message.uri), message.version), ("INVITE", "sip:bob@biloxi.com", "SIP/2.0"))
+        self.assertEqual(
+            (message.method, str(message.uri), message.version),
+            ("INVITE", "sip:bob@biloxi.com", "SIP/2.0"),
+        )
         self.assertEqual(message.top_via.branch, "z9hG4bK776asdhds")
-        self.assertEqual((message.from_.tag, message.to.tag, message.to.display_name), ("1928301774", None, "Bob"))
-        self.assertEqual((message.call_id, message.cseq, message.max_forwards), ("a84b4c76e66710@pc33.atlanta.com", CSeq(314159, "INVITE"), 70))
-        self.assertEqual([str(c.uri) for c in message.contacts], ["sip:alice@pc33.atlanta.com"])
+        self.assertEqual(
+            (message.from_.tag, message.to.tag, message.to.display_name),
+            ("1928301774", None, "Bob"),
+        )
+        self.assertEqual(
+            (message.call_id, message.cseq, message.max_forwards),
+            ("a84b4c76e66710@pc33.atlanta.com", CSeq(314159, "INVITE"), 70),
+        )
+        self.assertEqual(
+            [str(c.uri) for c in message.contacts], ["sip:alice@pc33.atlanta.com"]
+        )
         self.assertEqual((message.content_length, message.body), (4, b"v=0\n"))
 
     def test_response(self) -> None:
@@ -274,12 +328,18 @@ class ParseMessageTests(SynchronousTestCase):
         message = parse_message(data)
         assert isinstance(message, Response)
         self.assertEqual((message.status, message.reason), (180, "Ringing"))
-        empty = parse_message(b"SIP/2.0 100 \r\n" + request()[request().index(b"\r\n") + 2 :])
+        empty = parse_message(
+            b"SIP/2.0 100 \r\n" + request()[request().index(b"\r\n") + 2 :]
+        )
         self.assertEqual(empty.reason, "")  # type: ignore[union-attr]
 
     def test_compact_and_folding(self) -> None:
         """Compact names, LWS before ':', and folded lines are understood."""
-        data = request(b"s :", b"X-Long: one\r\n two\r\n\tthree", b"v: SIP  / 2.0\r\n /TCP h2 ; branch\r\n = z9hG4bK2")
+        data = request(
+            b"s :",
+            b"X-Long: one\r\n two\r\n\tthree",
+            b"v: SIP  / 2.0\r\n /TCP h2 ; branch\r\n = z9hG4bK2",
+        )
         message = parse_message(data)
         self.assertEqual(message.headers.get("Subject"), "")
         self.assertEqual(message.headers.get("x-long"), "one two three")
@@ -288,8 +348,14 @@ class ParseMessageTests(SynchronousTestCase):
 
     def test_multiple_vias_in_one_line(self) -> None:
         """Vias may share a line and span several lines, in order."""
-        data = request(b"Via: SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/TCP c;branch=z9hG4bK3", b"Via: SIP/2.0/TLS d")
-        self.assertEqual([v.host for v in parse_message(data).vias], ["pc33.atlanta.com", "b", "c", "d"])
+        data = request(
+            b"Via: SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/TCP c;branch=z9hG4bK3",
+            b"Via: SIP/2.0/TLS d",
+        )
+        self.assertEqual(
+            [v.host for v in parse_message(data).vias],
+            ["pc33.atlanta.com", "b", "c", "d"],
+        )
 
     def test_leading_crlf_and_lf_only(self) -> None:
         """Leading CRLFs are skipped (§7.5) and LF-only messages are tolerated."""
@@ -299,7 +365,10 @@ class ParseMessageTests(SynchronousTestCase):
 
     def test_utf8_and_binary_headers(self) -> None:
         """Non-ASCII header octets never raise a decode error and survive re-serialisation."""
-        data = request(b"Subject: \xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", b"X-Junk: \xff\xfe")
+        data = request(
+            b"Subject: \xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+            b"X-Junk: \xff\xfe",
+        )
         message = parse_message(data)
         self.assertEqual(message.headers.get("Subject"), "привет")
         self.assertIn(b"X-Junk: \xff\xfe\r\n", message.to_bytes())
@@ -313,7 +382,9 @@ class ParseMessageTests(SynchronousTestCase):
 
     def test_content_length_datagram(self) -> None:
         """Extra octets are dropped; a missing length takes the whole rest."""
-        self.assertEqual(parse_message(request(b"Content-Length: 3", body=b"abcdef")).body, b"abc")
+        self.assertEqual(
+            parse_message(request(b"Content-Length: 3", body=b"abcdef")).body, b"abc"
+        )
         self.assertEqual(parse_message(request(body=b"abcdef")).body, b"abcdef")
 
     def test_content_length_errors(self) -> None:
@@ -333,12 +404,20 @@ class ParseMessageTests(SynchronousTestCase):
         """Over a stream a missing Content-Length is an error (§18.3)."""
         with self.assertRaises(SIPParseError):
             parse_message(request(), stream=True)
-        self.assertEqual(parse_message(request(b"Content-Length: 0"), stream=True).body, b"")
+        self.assertEqual(
+            parse_message(request(b"Content-Length: 0"), stream=True).body, b""
+        )
 
     def test_missing_headers(self) -> None:
         """Each mandatory header's absence is a 400 naming it."""
         full = request().split(b"\r\n")
-        for index, name in [(1, "Via"), (2, "To"), (3, "From"), (4, "Call-ID"), (5, "CSeq")]:
+        for index, name in [
+            (1, "Via"),
+            (2, "To"),
+            (3, "From"),
+            (4, "Call-ID"),
+            (5, "CSeq"),
+        ]:
             data = b"\r\n".join(full[:index] + full[index + 1 :])
             with self.assertRaises(SIPParseError) as raised:
                 parse_message(data)
@@ -366,7 +445,13 @@ class ParseMessageTests(SynchronousTestCase):
             with self.assertRaises(SIPParseError) as raised:
                 parse_message(request(start=start))
             self.assertIsNotNone(raised.exception.request, start)
-        for start in [b"OPTIONS sip:a@b", b"OPTIONS", b"SIP/2.0 abc OK", b"SIP/2.0 1000 Big", b""]:
+        for start in [
+            b"OPTIONS sip:a@b",
+            b"OPTIONS",
+            b"SIP/2.0 abc OK",
+            b"SIP/2.0 1000 Big",
+            b"",
+        ]:
             with self.assertRaises(SIPParseError) as raised:
                 parse_message(request(start=start))
             self.assertIsNone(raised.exception.request, start)
@@ -375,11 +460,19 @@ class ParseMessageTests(SynchronousTestCase):
         """Any version but SIP/2.0 raises UnsupportedVersion (505) with the request."""
         with self.assertRaises(UnsupportedVersion) as raised:
             parse_message(request(start=b"OPTIONS sip:a@b SIP/7.0"))
-        self.assertEqual((raised.exception.status, raised.exception.request.method), (505, "OPTIONS"))  # type: ignore[union-attr]
+        self.assertEqual(
+            (raised.exception.status, raised.exception.request.method), (505, "OPTIONS")
+        )  # type: ignore[union-attr]
 
     def test_empty_and_garbage(self) -> None:
         """Empty input and lines without a colon raise SIPParseError."""
-        for data in [b"", b"\r\n\r\n", b"\x00\xff", request(b"Foobar roobar"), b" Via: x\r\n\r\n"]:
+        for data in [
+            b"",
+            b"\r\n\r\n",
+            b"\x00\xff",
+            request(b"Foobar roobar"),
+            b" Via: x\r\n\r\n",
+        ]:
             with self.assertRaises(SIPParseError):
                 parse_message(data)
 
@@ -395,7 +488,9 @@ class SerialiseTests(SynchronousTestCase):
 
     def test_round_trip_normalises(self) -> None:
         """Compact, folded input re-parses to equal headers and body."""
-        message = parse_message(request(b"i2: x", b"m: <sip:a@b>,\r\n <sip:c@d>", b"l: 5", body=b"hello"))
+        message = parse_message(
+            request(b"i2: x", b"m: <sip:a@b>,\r\n <sip:c@d>", b"l: 5", body=b"hello")
+        )
         again = parse_message(message.to_bytes())
         self.assertEqual((again.headers, again.body), (message.headers, message.body))
         self.assertIn(b"\r\nContact: <sip:a@b>, <sip:c@d>\r\n", message.to_bytes())
@@ -406,12 +501,20 @@ class SerialiseTests(SynchronousTestCase):
         message.body = b"longer body"
         self.assertIn(b"\r\nContent-Length: 11\r\n", message.to_bytes())
         built = Response(200, headers=Headers([("Call-ID", "x")]))
-        self.assertEqual(built.to_bytes(), b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(
+            built.to_bytes(),
+            b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 0\r\n\r\n",
+        )
 
     def test_built_request(self) -> None:
         """A request built from parts serialises its Request-URI."""
-        message = Request("OPTIONS", parse_uri("sip:a@b"), Headers([("Max-Forwards", "70")]))
-        self.assertEqual(message.to_bytes(), b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        message = Request(
+            "OPTIONS", parse_uri("sip:a@b"), Headers([("Max-Forwards", "70")])
+        )
+        self.assertEqual(
+            message.to_bytes(),
+            b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
 
 
 class MakeResponseTests(SynchronousTestCase):
@@ -421,19 +524,30 @@ class MakeResponseTests(SynchronousTestCase):
 
     def test_copies(self) -> None:
         """All Vias in order, From, To, Call-ID and CSeq are copied; others are not."""
-        message = parse_message(request(b"Via: SIP/2.0/UDP b, SIP/2.0/UDP c", b"Subject: x"))
+        message = parse_message(
+            request(b"Via: SIP/2.0/UDP b, SIP/2.0/UDP c", b"Subject: x")
+        )
         response = make_response(message, 486)  # type: ignore[arg-type]
         self.assertEqual((response.status, response.reason), (486, "Busy Here"))
-        self.assertEqual([v.host for v in response.vias], ["pc33.atlanta.com", "b", "c"])
+        self.assertEqual(
+            [v.host for v in response.vias], ["pc33.atlanta.com", "b", "c"]
+        )
         self.assertEqual([n for n, _ in response.headers],
                          ["Via", "Via", "From", "To", "Call-ID", "CSeq"])  # fmt: skip
-        self.assertEqual((response.call_id, response.cseq, response.from_.tag), ("abc@pc33", CSeq(1, "OPTIONS"), "1"))
+        self.assertEqual(
+            (response.call_id, response.cseq, response.from_.tag),
+            ("abc@pc33", CSeq(1, "OPTIONS"), "1"),
+        )
 
     def test_to_tag(self) -> None:
         """A To tag is added only when To has none."""
         message = parse_message(request())
         self.assertEqual(make_response(message, 200, to_tag="xyz").to.tag, "xyz")  # type: ignore[arg-type]
-        tagged = parse_message(request(start=b"BYE sip:a@b SIP/2.0", method=b"BYE").replace(b"<sip:bob@biloxi.com>", b"<sip:bob@biloxi.com>;tag=old"))
+        tagged = parse_message(
+            request(start=b"BYE sip:a@b SIP/2.0", method=b"BYE").replace(
+                b"<sip:bob@biloxi.com>", b"<sip:bob@biloxi.com>;tag=old"
+            )
+        )
         self.assertEqual(make_response(tagged, 200, to_tag="new").to.tag, "old")  # type: ignore[arg-type]
 
     def test_timestamp_on_100_only(self) -> None:
@@ -447,8 +561,13 @@ class MakeResponseTests(SynchronousTestCase):
         with self.assertRaises(SIPParseError) as raised:
             parse_message(request(b"To: <sip:other@example.com>"))
         assert raised.exception.request is not None
-        response = make_response(raised.exception.request, 400, raised.exception.reason, to_tag="t")
-        self.assertEqual((response.reason, len(response.headers.get_all("To"))), ("Multiple To headers", 1))
+        response = make_response(
+            raised.exception.request, 400, raised.exception.reason, to_tag="t"
+        )
+        self.assertEqual(
+            (response.reason, len(response.headers.get_all("To"))),
+            ("Multiple To headers", 1),
+        )
         self.assertEqual(parse_message(response.to_bytes()).status, 400)  # type: ignore[union-attr]
 
     def test_reason_phrases(self) -> None:
@@ -466,7 +585,9 @@ class StreamFramerTests(SynchronousTestCase):
     L{StreamFramer} cuts streams by Content-Length (RFC 3261 §18.3).
     """
 
-    def feed(self, framer: StreamFramer, data: bytes, size: int) -> list[bytes | KeepAlive]:
+    def feed(
+        self, framer: StreamFramer, data: bytes, size: int
+    ) -> list[bytes | KeepAlive]:
         """Feed ``data`` in chunks of ``size`` octets."""
         out: list[bytes | KeepAlive] = []
         for i in range(0, len(data), size):
@@ -477,13 +598,22 @@ class StreamFramerTests(SynchronousTestCase):
         """Messages fed 1, 7 or 13 octets at a time come out whole."""
         other = request(b"Content-Length: 5", body=b"hello")
         for size in (1, 7, 13):
-            self.assertEqual(self.feed(StreamFramer(), INVITE + other + INVITE, size), [INVITE, other, INVITE])
+            self.assertEqual(
+                self.feed(StreamFramer(), INVITE + other + INVITE, size),
+                [INVITE, other, INVITE],
+            )
 
     def test_keepalive(self) -> None:
         """CRLFCRLF is a ping, a lone CRLF before a message a pong (RFC 5626 §3.5.1)."""
         for size in (1, 3, 100):
-            out = self.feed(StreamFramer(), b"\r\n\r\n" + INVITE + b"\r\n" + INVITE + b"\r\n\r\n", size)
-            self.assertEqual(out, [KeepAlive.PING, INVITE, KeepAlive.PONG, INVITE, KeepAlive.PING])
+            out = self.feed(
+                StreamFramer(),
+                b"\r\n\r\n" + INVITE + b"\r\n" + INVITE + b"\r\n\r\n",
+                size,
+            )
+            self.assertEqual(
+                out, [KeepAlive.PING, INVITE, KeepAlive.PONG, INVITE, KeepAlive.PING]
+            )
 
     def test_partial_ping_waits(self) -> None:
         """A lone CRLF is held until it is known not to start a ping."""
@@ -500,13 +630,19 @@ class StreamFramerTests(SynchronousTestCase):
     def test_too_large(self) -> None:
         """Headers or a declared body beyond max_size are an error."""
         with self.assertRaises(SIPParseError):
-            StreamFramer(max_size=100).feed(b"INVITE sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 20)
+            StreamFramer(max_size=100).feed(
+                b"INVITE sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 20
+            )
         with self.assertRaises(SIPParseError):
             StreamFramer(max_size=1000).feed(request(b"Content-Length: 5000"))
 
     def test_framing_errors(self) -> None:
         """Missing, negative or conflicting Content-Length breaks framing."""
-        for headers in [(), (b"Content-Length: -999",), (b"Content-Length: 13", b"l: 5")]:
+        for headers in [
+            (),
+            (b"Content-Length: -999",),
+            (b"Content-Length: 13", b"l: 5"),
+        ]:
             with self.assertRaises(SIPParseError, msg=repr(headers)):
                 StreamFramer().feed(request(*headers))
 

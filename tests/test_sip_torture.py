@@ -93,7 +93,9 @@ class RFC4475VerdictTests(_TortureCase):
 
     def files(self, *classes: str) -> list[str]:
         """Files whose verdict is one of ``classes``."""
-        return sorted(name for name, verdict in self.verdicts().items() if verdict in classes)
+        return sorted(
+            name for name, verdict in self.verdicts().items() if verdict in classes
+        )
 
     def test_verdicts_cover_files(self) -> None:
         """verdicts.tsv names every message file except test.dat."""
@@ -168,18 +170,35 @@ class RFC4475ValidTests(_TortureCase):
         message = self.request("wsinv.dat")
         self.assertEqual(str(message.to.uri), "sip:vivekg@chair-dnrc.example.com")
         self.assertEqual(message.to.tag, "1918181833n")
-        self.assertEqual((message.from_.display_name, message.from_.tag), ('J Rosenberg \\"', "98asjd8"))
-        self.assertEqual((message.max_forwards, message.cseq.number, message.cseq.method), (68, 9, "INVITE"))
+        self.assertEqual(
+            (message.from_.display_name, message.from_.tag),
+            ('J Rosenberg \\"', "98asjd8"),
+        )
+        self.assertEqual(
+            (message.max_forwards, message.cseq.number, message.cseq.method),
+            (68, 9, "INVITE"),
+        )
         self.assertEqual([(v.transport, v.host, v.branch) for v in message.vias], [
             ("UDP", "192.0.2.2", "390skdjuw"),
             ("TCP", "spindle.example.com", "z9hG4bK9ikj8"),
             ("UDP", "192.168.255.111", "z9hG4bK30239"),
         ])  # fmt: skip
         self.assertEqual(message.headers.get("Subject"), "")
-        self.assertEqual(message.headers.get_all("UnknownHeaderWithUnusualValue"), [";;,,;;,;"])
-        self.assertEqual(message.headers.get("NewFangledHeader"), "newfangled value continued newfangled value")
+        self.assertEqual(
+            message.headers.get_all("UnknownHeaderWithUnusualValue"), [";;,,;;,;"]
+        )
+        self.assertEqual(
+            message.headers.get("NewFangledHeader"),
+            "newfangled value continued newfangled value",
+        )
         (contact,) = message.contacts
-        self.assertEqual((contact.display_name, contact.params), ('Quoted string ""', {"newparam": "newvalue", "secondparam": None, "q": "0.33"}))
+        self.assertEqual(
+            (contact.display_name, contact.params),
+            (
+                'Quoted string ""',
+                {"newparam": "newvalue", "secondparam": None, "q": "0.33"},
+            ),
+        )
         self.assertEqual(message.routes[0].uri.param("unknownwith"), "value")
         self.assertEqual(len(message.body), 150)
 
@@ -191,8 +210,12 @@ class RFC4475ValidTests(_TortureCase):
         self.assertEqual(message.to.display_name, "BEL:\x07 NUL:\x00 DEL:\x7f")
         self.assertEqual(message.from_.display_name, "token1~` token2'+_ token3*%!.-")
         self.assertEqual(message.from_.tag, "_token~1'+`*%!-.")
-        self.assertEqual(message.call_id, "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
-        self.assertEqual(message.headers.get("extensionHeader-!.%*+_`'~"), "\ufeff大停電")
+        self.assertEqual(
+            message.call_id, "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"
+        )
+        self.assertEqual(
+            message.headers.get("extensionHeader-!.%*+_`'~"), "\ufeff大停電"
+        )
 
     def test_esc01(self) -> None:
         """§3.1.1.3: escapes are kept, and compared after unescaping once."""
@@ -202,8 +225,14 @@ class RFC4475ValidTests(_TortureCase):
         self.assertEqual(unescape(message.from_.uri.user or ""), "I have spaces")
         contact = message.contacts[0].uri
         self.assertTrue(contact.has_param("lr"))
-        self.assertTrue(contact.equivalent(parse_uri("sip:caller@host5.example.net;lr;name=value%2541")))
-        self.assertFalse(contact.equivalent(parse_uri("sip:caller@host5.example.net;lr;name=valueA")))
+        self.assertTrue(
+            contact.equivalent(
+                parse_uri("sip:caller@host5.example.net;lr;name=value%2541")
+            )
+        )
+        self.assertFalse(
+            contact.equivalent(parse_uri("sip:caller@host5.example.net;lr;name=valueA"))
+        )
 
     def test_escnull(self) -> None:
         """§3.1.1.4: %00 does not truncate; the two contacts are distinct."""
@@ -219,7 +248,9 @@ class RFC4475ValidTests(_TortureCase):
         self.assertNotIn(message.method, KNOWN_METHODS)  # so: 501
         self.assertEqual(message.to.display_name, "%Z%45")
         self.assertEqual(len(message.contacts), 2)
-        self.assertEqual(message.headers.get("C%6Fntact"), "<sip:alias2@host2.example.com>")
+        self.assertEqual(
+            message.headers.get("C%6Fntact"), "<sip:alias2@host2.example.com>"
+        )
         self.assertEqual(message.top_via.branch, "z9hG4bK209%fzsnel234")
 
     def test_lwsdisp(self) -> None:
@@ -243,12 +274,17 @@ class RFC4475ValidTests(_TortureCase):
     def test_semiuri(self) -> None:
         """§3.1.1.9: ';par=' is in the user part, not a URI parameter."""
         uri = self.request("semiuri.dat").uri
-        self.assertEqual((uri.user, uri.host, uri.params), ("user;par=u%40example.net", "example.com", ()))
+        self.assertEqual(
+            (uri.user, uri.host, uri.params),
+            ("user;par=u%40example.net", "example.com", ()),
+        )
 
     def test_transports(self) -> None:
         """§3.1.1.10: unknown transports are legal."""
         vias = self.request("transports.dat").vias
-        self.assertEqual([v.transport for v in vias], ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"])
+        self.assertEqual(
+            [v.transport for v in vias], ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]
+        )
 
     def test_mpart01(self) -> None:
         """§3.1.1.11: a binary multipart body is framed by octet count."""
@@ -283,7 +319,9 @@ class RFC4475InvalidTests(_TortureCase):
 
     def test_clerr(self) -> None:
         """§3.1.2.2: 400 over UDP; over TCP the framer waits for more octets."""
-        self.assertEqual(self.rejected("clerr.dat").reason, "Content-Length larger than message")
+        self.assertEqual(
+            self.rejected("clerr.dat").reason, "Content-Length larger than message"
+        )
         self.assertEqual(StreamFramer().feed(self.data("clerr.dat")), [])
 
     def test_ncl(self) -> None:
@@ -306,7 +344,9 @@ class RFC4475InvalidTests(_TortureCase):
         """§3.1.2.6, 3.1.2.13-15: broken name-addrs in To, From or Contact."""
         for name, header in [("quotbal.dat", "To"), ("regbadct.dat", "Contact"),
                              ("badaspec.dat", "To"), ("baddn.dat", "From")]:  # fmt: skip
-            self.assertIn(f"Malformed {header} header", self.rejected(name).reason, name)
+            self.assertIn(
+                f"Malformed {header} header", self.rejected(name).reason, name
+            )
 
     def test_baddn_with_final_crlf(self) -> None:
         """§3.1.2.15: rejected with or without the missing empty line."""
@@ -314,12 +354,21 @@ class RFC4475InvalidTests(_TortureCase):
 
     def test_request_line(self) -> None:
         """§3.1.2.7-11: <>, LWS, extra SP and headers in the Request-URI."""
-        for name in ["ltgtruri.dat", "lwsruri.dat", "lwsstart.dat", "trws.dat", "escruri.dat"]:
+        for name in [
+            "ltgtruri.dat",
+            "lwsruri.dat",
+            "lwsstart.dat",
+            "trws.dat",
+            "escruri.dat",
+        ]:
             self.assertIn("Request-", self.rejected(name).reason, name)
 
     def test_baddate(self) -> None:
         """§3.1.2.12: the Date is opaque to the parser (reject or ignore)."""
-        self.assertEqual(self.request("baddate.dat").headers.get("Date"), "Fri, 01 Jan 2010 16:00:00 EST")
+        self.assertEqual(
+            self.request("baddate.dat").headers.get("Date"),
+            "Fri, 01 Jan 2010 16:00:00 EST",
+        )
 
     def test_badvers(self) -> None:
         """§3.1.2.16: SIP/7.0 is a 505, with the request to answer."""
@@ -350,11 +399,16 @@ class RFC4475SemanticTests(_TortureCase):
 
     def test_insuf(self) -> None:
         """§3.3.1: missing Call-ID, From, To: 400 naming one."""
-        self.assertRegex(self.rejected("insuf.dat").reason, "^Missing (From|To|Call-ID) header$")
+        self.assertRegex(
+            self.rejected("insuf.dat").reason, "^Missing (From|To|Call-ID) header$"
+        )
 
     def test_schemes(self) -> None:
         """§3.3.2-3: unknown Request-URI schemes parse, for a 416."""
-        for name, scheme in [("unkscm.dat", "nobodyknowsthisscheme"), ("novelsc.dat", "soap.beep")]:
+        for name, scheme in [
+            ("unkscm.dat", "nobodyknowsthisscheme"),
+            ("novelsc.dat", "soap.beep"),
+        ]:
             uri = self.request(name).uri
             self.assertEqual((uri.scheme, uri.is_sip), (scheme, False))
 
@@ -367,17 +421,25 @@ class RFC4475SemanticTests(_TortureCase):
     def test_bext01(self) -> None:
         """§3.3.5: Require and Proxy-Require list their options (for 420)."""
         message = self.request("bext01.dat")
-        self.assertEqual(message.headers.get_all("Require"), ["nothingSupportsThis", "nothingSupportsThisEither"])
+        self.assertEqual(
+            message.headers.get_all("Require"),
+            ["nothingSupportsThis", "nothingSupportsThisEither"],
+        )
         self.assertEqual(len(message.headers.get_all("Proxy-Require")), 2)
 
     def test_invut(self) -> None:
         """§3.3.6: the unknown Content-Type is visible (for 415)."""
-        self.assertEqual(self.request("invut.dat").headers.get("c"), "application/unknownformat")
+        self.assertEqual(
+            self.request("invut.dat").headers.get("c"), "application/unknownformat"
+        )
 
     def test_regaut01(self) -> None:
         """§3.3.7: an unknown Authorization scheme stays one opaque value."""
         message = self.request("regaut01.dat")
-        self.assertEqual(message.headers.get_all("Authorization"), ["NoOneKnowsThisScheme opaque-data=here"])
+        self.assertEqual(
+            message.headers.get_all("Authorization"),
+            ["NoOneKnowsThisScheme opaque-data=here"],
+        )
         self.assertEqual(message.content_length, 0)
 
     def test_multi01(self) -> None:
@@ -386,14 +448,18 @@ class RFC4475SemanticTests(_TortureCase):
 
     def test_mcl01(self) -> None:
         """§3.3.9: two Content-Lengths: 400 over UDP, framing lost over TCP."""
-        self.assertEqual(self.rejected("mcl01.dat").reason, "Multiple Content-Length headers")
+        self.assertEqual(
+            self.rejected("mcl01.dat").reason, "Multiple Content-Length headers"
+        )
         with self.assertRaises(SIPParseError):
             StreamFramer().feed(self.data("mcl01.dat"))
 
     def test_bcast(self) -> None:
         """§3.3.10: parses; the broadcast Via is visible to whoever would forward."""
         message = self.parse("bcast.dat")
-        self.assertEqual([v.host for v in message.vias], ["192.0.2.198", "255.255.255.255"])
+        self.assertEqual(
+            [v.host for v in message.vias], ["192.0.2.198", "255.255.255.255"]
+        )
 
     def test_zeromf(self) -> None:
         """§3.3.11: Max-Forwards 0 parses as 0."""
@@ -402,25 +468,42 @@ class RFC4475SemanticTests(_TortureCase):
     def test_cparam(self) -> None:
         """§3.3.12-13: a parameter after a bare URI is the Contact's, inside <> the URI's."""
         (bare,) = self.request("cparam01.dat").contacts
-        self.assertEqual((str(bare.uri), bare.params), ("sip:+19725552222@gw1.example.net", {"unknownparam": None}))
+        self.assertEqual(
+            (str(bare.uri), bare.params),
+            ("sip:+19725552222@gw1.example.net", {"unknownparam": None}),
+        )
         (enclosed,) = self.request("cparam02.dat").contacts
-        self.assertEqual((str(enclosed.uri), enclosed.params), ("sip:+19725552222@gw1.example.net;unknownparam", {}))
+        self.assertEqual(
+            (str(enclosed.uri), enclosed.params),
+            ("sip:+19725552222@gw1.example.net;unknownparam", {}),
+        )
 
     def test_regescrt(self) -> None:
         """§3.3.14: the escaped Route header in the Contact URI is kept verbatim."""
         (contact,) = self.request("regescrt.dat").contacts
-        self.assertEqual(str(contact.uri), "sip:user@example.com?Route=%3Csip:sip.example.com%3E")
+        self.assertEqual(
+            str(contact.uri), "sip:user@example.com?Route=%3Csip:sip.example.com%3E"
+        )
 
     def test_sdp01(self) -> None:
         """§3.3.15: the Accept header is there to decide 406."""
-        self.assertEqual(self.request("sdp01.dat").headers.get_all("Accept"), ["text/nobodyKnowsThis"])
+        self.assertEqual(
+            self.request("sdp01.dat").headers.get_all("Accept"),
+            ["text/nobodyKnowsThis"],
+        )
 
     def test_inv2543(self) -> None:
         """§3.4.1: RFC 2543 style: no Content-Length, branch, Max-Forwards or tags."""
         message = self.request("inv2543.dat")
-        self.assertEqual((message.content_length, message.max_forwards, message.top_via.branch), (None, None, None))
+        self.assertEqual(
+            (message.content_length, message.max_forwards, message.top_via.branch),
+            (None, None, None),
+        )
         self.assertEqual((message.from_.tag, message.to.tag), (None, None))
-        self.assertTrue(message.body.startswith(b"v=0\r\n") and message.body.endswith(b"RTP/AVP 0\r\n"))
+        self.assertTrue(
+            message.body.startswith(b"v=0\r\n")
+            and message.body.endswith(b"RTP/AVP 0\r\n")
+        )
 
 
 class RFC5118Tests(_TortureCase):
@@ -452,13 +535,21 @@ class RFC5118Tests(_TortureCase):
             ("[2001:db8::9:255]", None, "192.0.2.200"),
         ])  # fmt: skip
         message = self.request("ipv4-mapped-ipv6.dat")
-        self.assertEqual((message.top_via.host, message.top_via.port), ("[::ffff:192.0.2.10]", 19823))
+        self.assertEqual(
+            (message.top_via.host, message.top_via.port), ("[::ffff:192.0.2.10]", 19823)
+        )
         self.assertEqual(message.contacts[0].uri.host, "[::ffff:192.0.2.2]")
 
     def test_received(self) -> None:
         """§4.5: received with and without brackets."""
-        self.assertEqual(self.request("via-received-param-with-delim.dat").top_via.received, "[2001:db8::9:255]")
-        self.assertEqual(self.request("via-received-param-no-delim.dat").top_via.received, "2001:db8::9:255")
+        self.assertEqual(
+            self.request("via-received-param-with-delim.dat").top_via.received,
+            "[2001:db8::9:255]",
+        )
+        self.assertEqual(
+            self.request("via-received-param-no-delim.dat").top_via.received,
+            "2001:db8::9:255",
+        )
 
     def test_three_colons(self) -> None:
         """§4.10: the 3261-ABNF form equals the correct form."""

@@ -18,7 +18,9 @@ class ParseSIPURITests(SynchronousTestCase):
 
     def test_components(self) -> None:
         """Every component of a full SIP URI is found."""
-        uri = parse_uri("sip:alice:secret@atlanta.com:5070;transport=tcp;lr?subject=x&a=b")
+        uri = parse_uri(
+            "sip:alice:secret@atlanta.com:5070;transport=tcp;lr?subject=x&a=b"
+        )
         self.assertEqual(
             (uri.scheme, uri.user, uri.password, uri.host, uri.port),
             ("sip", "alice", "secret", "atlanta.com", 5070),
@@ -52,11 +54,16 @@ class ParseSIPURITests(SynchronousTestCase):
     def test_user_part_with_semicolon(self) -> None:
         """RFC 4475 §3.1.1.9: ';par=' before the '@' belongs to the user part."""
         uri = parse_uri("sip:user;par=u%40example.net@example.com")
-        self.assertEqual((uri.user, uri.host, uri.params), ("user;par=u%40example.net", "example.com", ()))
+        self.assertEqual(
+            (uri.user, uri.host, uri.params),
+            ("user;par=u%40example.net", "example.com", ()),
+        )
 
     def test_unusual_user_part(self) -> None:
         """RFC 4475 §3.1.1.2: user parts may hold ?,;*:&+$ and a password."""
-        uri = parse_uri("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com")
+        uri = parse_uri(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com"
+        )
         self.assertEqual(uri.user, "1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
         self.assertEqual(uri.password, "&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
         self.assertEqual(uri.host, "example.com")
@@ -106,7 +113,9 @@ class ParseSIPURITests(SynchronousTestCase):
         """A URI built from parts serialises in RFC 3261 order."""
         uri = URI("sips", user="bob", host="[2001:db8::1]", port=5061,
                   params=(("transport", "tls"), ("lr", None)), headers=(("Subject", "hi"),))  # fmt: skip
-        self.assertEqual(str(uri), "sips:bob@[2001:db8::1]:5061;transport=tls;lr?Subject=hi")
+        self.assertEqual(
+            str(uri), "sips:bob@[2001:db8::1]:5061;transport=tls;lr?Subject=hi"
+        )
         self.assertEqual(parse_uri(str(uri)), uri)
 
 
@@ -118,7 +127,10 @@ class IPv6Tests(SynchronousTestCase):
     def test_reference(self) -> None:
         """The host keeps its brackets; host_address drops them."""
         uri = parse_uri("sip:caller@[2001:db8::1]:5070")
-        self.assertEqual((uri.host, uri.host_address, uri.port), ("[2001:db8::1]", "2001:db8::1", 5070))
+        self.assertEqual(
+            (uri.host, uri.host_address, uri.port),
+            ("[2001:db8::1]", "2001:db8::1", 5070),
+        )
         self.assertEqual(uri.hostport, "[2001:db8::1]:5070")
 
     def test_ambiguous_port(self) -> None:
@@ -138,7 +150,9 @@ class IPv6Tests(SynchronousTestCase):
 
     def test_ipv4_mapped(self) -> None:
         """RFC 5118 §4.9: IPv4-mapped addresses parse."""
-        self.assertEqual(parse_uri("sip:ted@[::ffff:192.0.2.2]").host, "[::ffff:192.0.2.2]")
+        self.assertEqual(
+            parse_uri("sip:ted@[::ffff:192.0.2.2]").host, "[::ffff:192.0.2.2]"
+        )
 
     def test_hostport(self) -> None:
         """parse_hostport handles names, IPv4 and IPv6 with and without port."""
@@ -157,7 +171,9 @@ class TelAndOtherSchemeTests(SynchronousTestCase):
     def test_tel(self) -> None:
         """The number is the user part; parameters are parsed."""
         uri = parse_uri("tel:+1-201-555-0123;phone-context=example.com")
-        self.assertEqual((uri.scheme, uri.user, uri.host), ("tel", "+1-201-555-0123", ""))
+        self.assertEqual(
+            (uri.scheme, uri.user, uri.host), ("tel", "+1-201-555-0123", "")
+        )
         self.assertEqual(uri.param("phone-context"), "example.com")
         self.assertFalse(uri.is_sip)
 
@@ -171,7 +187,10 @@ class TelAndOtherSchemeTests(SynchronousTestCase):
     def test_opaque(self) -> None:
         """RFC 4475 §3.3.2: unknown schemes parse as opaque URIs."""
         uri = parse_uri("nobodyKnowsThisScheme:totallyopaquecontent")
-        self.assertEqual((uri.scheme, uri.opaque, uri.is_sip), ("nobodyknowsthisscheme", "totallyopaquecontent", False))
+        self.assertEqual(
+            (uri.scheme, uri.opaque, uri.is_sip),
+            ("nobodyknowsthisscheme", "totallyopaquecontent", False),
+        )
         self.assertEqual(parse_uri("soap.beep://192.0.2.103:3002").scheme, "soap.beep")
         self.assertEqual(str(URI("urn", opaque="service:sos")), "urn:service:sos")
 
@@ -184,13 +203,22 @@ class EquivalenceTests(SynchronousTestCase):
     def assertEquivalent(self, a: str, b: str, expected: bool = True) -> None:
         """Check equivalence both ways."""
         ua, ub = parse_uri(a), parse_uri(b)
-        self.assertEqual((ua.equivalent(ub), ub.equivalent(ua)), (expected, expected), f"{a} vs {b}")
+        self.assertEqual(
+            (ua.equivalent(ub), ub.equivalent(ua)), (expected, expected), f"{a} vs {b}"
+        )
 
     def test_rfc_equivalent_examples(self) -> None:
         """The equivalent pairs listed in RFC 3261 §19.1.4 compare equal."""
-        self.assertEquivalent("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp")
-        self.assertEquivalent("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5")
-        self.assertEquivalent("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5")
+        self.assertEquivalent(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp",
+        )
+        self.assertEquivalent(
+            "sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"
+        )
+        self.assertEquivalent(
+            "sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"
+        )
         self.assertEquivalent(
             "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
@@ -203,7 +231,10 @@ class EquivalenceTests(SynchronousTestCase):
     def test_rfc_non_equivalent_examples(self) -> None:
         """The non-equivalent sets listed in RFC 3261 §19.1.4 differ."""
         for a, b in [
-            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
@@ -217,8 +248,12 @@ class EquivalenceTests(SynchronousTestCase):
 
     def test_unescape_once(self) -> None:
         """RFC 4475 §3.1.1.3: %25%34%31 unescapes once to %41, never to A."""
-        self.assertEquivalent("sip:c@h;name=v%61lue%25%34%31", "sip:c@h;name=value%2541")
-        self.assertEquivalent("sip:c@h;name=v%61lue%25%34%31", "sip:c@h;name=valueA", False)
+        self.assertEquivalent(
+            "sip:c@h;name=v%61lue%25%34%31", "sip:c@h;name=value%2541"
+        )
+        self.assertEquivalent(
+            "sip:c@h;name=v%61lue%25%34%31", "sip:c@h;name=valueA", False
+        )
         self.assertEquivalent("sip:%75se%72@example.com", "sip:user@example.com")
 
     def test_reserved_escapes_significant(self) -> None:
@@ -228,7 +263,9 @@ class EquivalenceTests(SynchronousTestCase):
 
     def test_null_escapes(self) -> None:
         """RFC 4475 §3.1.1.4: %00 and %00%00 are different users."""
-        self.assertEquivalent("sip:%00@host5.example.com", "sip:%00%00@host5.example.com", False)
+        self.assertEquivalent(
+            "sip:%00@host5.example.com", "sip:%00%00@host5.example.com", False
+        )
 
     def test_ipv6_forms(self) -> None:
         """IPv6 hosts compare as addresses, not text."""

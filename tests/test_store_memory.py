@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from store_suite import StoreSuiteMixin
-
 from twisted.trial.unittest import TestCase
 
 from pbx.testing import MemoryStore
+
+from store_suite import StoreSuiteMixin
 
 
 class MemoryStoreTests(StoreSuiteMixin, TestCase):

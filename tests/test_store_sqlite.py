@@ -15,6 +15,7 @@ from pbx.records import ExtensionRecord
 from pbx.store import StoreURL, StoreURLError, open_store, parse_store_url
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sqlite import SQLiteStore
+
 from store_suite import StoreSuiteMixin, deferred_test
 
 

@@ -91,16 +91,35 @@ class SIPConfig:
     tls: TLSConfig = TLSConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     user_agent: str = "pbx"
+    #: Host or address put in Via and Contact; default: each listener's
+    #: interface, or this host's address for wildcard listeners.
+    advertise: str = ""
     # RFC 8760 §2.4: challenge with these, in this order of preference.
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
 
 
 @frozen
 class RTPConfig:
-    """The ``rtp:`` section: the UDP port range media uses."""
+    """The ``rtp:`` section: the UDP port range media uses and where."""
 
     port_min: int = 10000
     port_max: int = 20000
+    #: Address the relay binds (default: every address).
+    interface: str = "0.0.0.0"
+    #: Address put in SDP; default: the interface, or this host's address.
+    advertise: str = ""
+
+
+@frozen
+class CallsConfig:
+    """The ``calls:`` section: timers of the call controller."""
+
+    #: Seconds an unanswered call rings before it fails (or forwards).
+    ring_timeout: int = 30
+    #: Seconds without any RTP in either direction before a call is ended.
+    media_timeout: int = 60
+    #: RFC 4028 Min-SE: the shortest session interval accepted.
+    min_session_expires: int = 90
 
 
 @frozen
@@ -149,6 +168,8 @@ class Config:
     extensions: tuple[ExtensionConfig, ...]
     features: Mapping[str, Mapping[str, Any]]
     plugin_dirs: tuple[str, ...] = ()
+    calls: CallsConfig = CallsConfig()
+    dialplan: Any = None  # pbx.calls.dialplan.Dialplan
 
 
 # ---------------------------------------------------------------------------
@@ -351,7 +372,7 @@ def _check_server_endpoint(text: str, key: str) -> str:
 
 
 def _sip(raw: Any) -> SIPConfig:
-    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms"})
+    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise"})
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
         raise ConfigError("sip.domain", f"{domain!r} is not a host name")
@@ -390,11 +411,12 @@ def _sip(raw: Any) -> SIPConfig:
             raise ConfigError(f"sip.digest_algorithms[{i}]", f"{name!r} is not SHA-256 or MD5")
     if not algorithms or len(set(algorithms)) != len(algorithms):
         raise ConfigError("sip.digest_algorithms", "must list SHA-256 and/or MD5, each once")
-    return SIPConfig(domain, listen, tls, registrar, user_agent, algorithms)
+    advertise = _str(s.get("advertise"), "sip.advertise")
+    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms)
 
 
 def _rtp(raw: Any) -> RTPConfig:
-    r = _mapping(raw, "rtp", {"ports"})
+    r = _mapping(raw, "rtp", {"ports", "interface", "advertise"})
     ports = _str(r.get("ports"), "rtp.ports", "10000-20000")
     m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", ports)
     if not m:
@@ -406,7 +428,31 @@ def _rtp(raw: Any) -> RTPConfig:
         raise ConfigError("rtp.ports", "must lie within 1024-65535")
     if high - low < 3:
         raise ConfigError("rtp.ports", "must hold at least two RTP/RTCP port pairs")
-    return RTPConfig(low, high)
+    interface = _str(r.get("interface"), "rtp.interface", "0.0.0.0")
+    advertise = _str(r.get("advertise"), "rtp.advertise")
+    for name, value in (("interface", interface), ("advertise", advertise)):
+        if value and not _is_ip(value):
+            raise ConfigError(f"rtp.{name}", f"{value!r} is not an IP address")
+    return RTPConfig(low, high, interface, advertise)
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _calls(raw: Any) -> CallsConfig:
+    c = _mapping(raw, "calls", {"ring_timeout", "media_timeout", "min_session_expires"})
+    return CallsConfig(
+        ring_timeout=_int(c.get("ring_timeout"), "calls.ring_timeout", 30, 1, 3600),
+        media_timeout=_int(c.get("media_timeout"), "calls.media_timeout", 60, 5, 3600),
+        min_session_expires=_int(c.get("min_session_expires"), "calls.min_session_expires", 90, 90, 86400),
+    )
 
 
 def _admin(value: Any, key: str) -> AdminConfig:
@@ -495,7 +541,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions",
-    "features", "plugin_dirs",
+    "features", "plugin_dirs", "calls", "dialplan",
 }
 
 
@@ -509,9 +555,13 @@ def _build(raw: dict[str, Any], path: str) -> Config:
     database = _str(top.get("database"), "database", "")
     if not database:
         database = f"sqlite://{state_path / 'pbx.db'}"
-    scheme = database.partition("://")[0]
-    if scheme not in ("sqlite", "postgresql", "postgres") or "://" not in database:
-        raise ConfigError("database", f"{database!r} is not a sqlite:// or postgresql:// URL")
+    from pbx.calls.dialplan import parse_dialplan
+    from pbx.store import StoreURLError, parse_store_url
+
+    try:
+        parse_store_url(database)
+    except StoreURLError as e:
+        raise ConfigError("database", str(e)) from None
     plugin_dirs = tuple(str(base / d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
         if not Path(d).is_dir():
@@ -527,4 +577,6 @@ def _build(raw: dict[str, Any], path: str) -> Config:
         extensions=_extensions(top.get("extensions")),
         features=_features(top.get("features")),
         plugin_dirs=plugin_dirs,
+        calls=_calls(top.get("calls")),
+        dialplan=parse_dialplan(top.get("dialplan")),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
+
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 

@@ -21,6 +21,7 @@ from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import generate_password, hash_password
 from pbx.sip.auth import compute_ha1
 
+
 def extension_record(
     number: str,
     realm: str,

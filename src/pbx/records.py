@@ -32,6 +32,15 @@ class ExtensionRecord:
     enabled: bool = True
     # Where this extension came from: "config" (synced from YAML) or "api".
     source: str = "api"
+    #: Do not disturb: callers get busy.
+    dnd: bool = False
+    #: Numbers calls are forwarded to: always, when busy, when not answered
+    #: (or not registered); "" for none.
+    forward_always: str = ""
+    forward_busy: str = ""
+    forward_no_answer: str = ""
+    #: Caller ID name presented to callees; "" uses the extension's name.
+    caller_id: str = ""
 
 
 @frozen

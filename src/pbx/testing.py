@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from attrs import define, evolve, field
+
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -20,7 +21,6 @@ from twisted.internet.testing import MemoryReactorClock
 from pbx.interfaces import IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
 
-SCHEMA_VERSION_MEMORY = 1
 
 
 @implementer(IStore)
@@ -37,8 +37,10 @@ class MemoryStore:
     closed: bool = False
 
     def migrate(self) -> Deferred[int]:
-        """Nothing to migrate."""
-        return succeed(SCHEMA_VERSION_MEMORY)
+        """Nothing to migrate; claims the newest schema."""
+        from pbx.store.schema import LATEST_VERSION
+
+        return succeed(LATEST_VERSION)
 
     def close(self) -> Deferred[None]:
         """Mark closed."""

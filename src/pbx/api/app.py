@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import asdict, evolve
-from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure

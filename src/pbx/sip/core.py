@@ -17,14 +17,23 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pbx.sip.message import Request, Response, SIPParseError, UnsupportedVersion, make_response, parse_message
+from pbx.sip.message import (
+    Request,
+    Response,
+    SIPParseError,
+    UnsupportedVersion,
+    make_response,
+    parse_message,
+)
 from pbx.sip.transaction import Peer, ServerTransaction, TransactionLayer
 from pbx.sip.transport import Transports
 
 Handler = Callable[[ServerTransaction], Any]
 
-#: RFC 3261 §8.2.2.3: extensions we implement (none required yet).
-SUPPORTED: tuple[str, ...] = ("path", "outbound")
+#: RFC 3261 §8.2.2.3: option tags we implement.  Path (RFC 3327) and
+#: outbound (RFC 5626) headers are ignored, so they are not claimed: a
+#: request that requires them gets 420.
+SUPPORTED: tuple[str, ...] = ()
 ACCEPT = "application/sdp"
 
 
@@ -224,7 +233,8 @@ class SIPCore:
         response = make_response(request, 200, to_tag=_tag())
         response.headers.add("Allow", self.allow)
         response.headers.add("Accept", ACCEPT)
-        response.headers.add("Supported", ", ".join(SUPPORTED))
+        if SUPPORTED:
+            response.headers.add("Supported", ", ".join(SUPPORTED))
         return response
 
 

@@ -9,6 +9,7 @@ modules small; it needs nothing of the message model.
 from __future__ import annotations
 
 import enum
+import re
 
 from attrs import define, field
 
@@ -16,6 +17,8 @@ from pbx.sip.headers import parse_uint
 from pbx.sip.uri import SIPParseError
 
 __all__ = ["KeepAlive", "StreamFramer"]
+
+_FOLD = re.compile(r"\r\n[ \t]+")
 
 
 class KeepAlive(enum.Enum):
@@ -29,7 +32,8 @@ class KeepAlive(enum.Enum):
 
 def _stream_content_length(head: bytes) -> int:
     found: str | None = None
-    for line in head.decode("latin-1").split("\r\n")[1:]:
+    text = _FOLD.sub(" ", head.decode("latin-1"))  # RFC 3261 §7.3.1
+    for line in text.split("\r\n")[1:]:
         name, colon, value = line.partition(":")
         if colon and name.rstrip(" \t").lower() in ("content-length", "l"):
             value = value.strip()
@@ -73,29 +77,36 @@ class StreamFramer:
         buffer = self._buffer
         buffer += data
         out: list[bytes | KeepAlive] = []
+        pos = 0  # start of the next message; consumed octets go in one del
         while True:
             if self._pending is None:
-                while buffer.startswith(b"\r\n"):
-                    if buffer.startswith(b"\r\n\r\n"):
-                        out.append(KeepAlive.PING)
-                        del buffer[:4]
-                    elif len(buffer) < 4 and b"\r\n\r\n".startswith(buffer):
-                        return out  # maybe the start of a ping
-                    else:
-                        out.append(KeepAlive.PONG)
-                        del buffer[:2]
-                end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                run = pos
+                while buffer.startswith(b"\r\n", run):
+                    run += 2
+                pairs = (run - pos) // 2
+                left = len(buffer) - run
+                if pairs % 2 and (left == 0 or (left == 1 and buffer[run] == 13)):
+                    pairs, run = pairs - 1, run - 2  # maybe half a ping: wait
+                out += [KeepAlive.PING] * (pairs // 2)
+                if pairs % 2:
+                    out.append(KeepAlive.PONG)
+                pos = run
+                end = buffer.find(b"\r\n\r\n", max(pos, self._scanned - 3))
                 if end < 0:
-                    if len(buffer) > self.max_size:
+                    if len(buffer) - pos > self.max_size:
                         raise SIPParseError("Message too large")
                     self._scanned = len(buffer)
-                    return out
-                self._pending = end + 4 + _stream_content_length(bytes(buffer[:end]))
+                    break
+                length = _stream_content_length(bytes(buffer[pos:end]))
+                self._pending = end + 4 - pos + length
                 if self._pending > self.max_size:
                     raise SIPParseError("Message too large")
-            if len(buffer) < self._pending:
-                return out
-            out.append(bytes(buffer[: self._pending]))
-            del buffer[: self._pending]
+            if len(buffer) - pos < self._pending:
+                break
+            out.append(bytes(buffer[pos : pos + self._pending]))
+            pos += self._pending
             self._pending = None
-            self._scanned = 0
+            self._scanned = pos
+        del buffer[:pos]
+        self._scanned = max(0, self._scanned - pos)
+        return out

@@ -105,10 +105,10 @@ _TOKEN_MATCH = TOKEN.fullmatch
 _VALUE_MATCH = _PARAM_VALUE.fullmatch
 _MAX_UINT32 = 2**32 - 1
 
-# Exact spelling -> (lower-case key, canonical name), read directly by the
-# message parser's hot loop.  Filled with canonical,
-# lower-case and compact spellings; other spellings are added on first sight
-# (bounded, so hostile peers cannot grow it without limit).
+# Exact spelling -> (lower-case key, canonical name); the message parser's
+# hot loop reads it directly.  It holds the canonical, lower-case and compact
+# spellings; other spellings are added when first seen, within a bound, so
+# hostile peers cannot make it grow without limit.
 HEADER_NAMES: dict[str, tuple[str, str]] = {}
 _NAMES = HEADER_NAMES
 for _name in _KNOWN:
@@ -136,7 +136,7 @@ def header_key(name: str) -> tuple[str, str]:
         if not TOKEN.fullmatch(name):
             raise SIPParseError("Malformed header name")
         found = (lower, name)
-    if len(_NAMES) < _NAMES_LIMIT:
+    if len(_NAMES) < _NAMES_LIMIT and len(name) <= 64:
         _NAMES[name] = found
     return found
 
@@ -199,19 +199,19 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
     """
     out = []
     i = start + 1
-    while True:
-        quote_at = text.find('"', i)
+    quote_at = text.find('"', i)
+    while True:  # linear: each search starts where the last one ended
         if quote_at < 0:
             raise SIPParseError("Unterminated quoted string")
         backslash = text.find("\\", i, quote_at)
         if backslash < 0:
             out.append(text[i:quote_at])
             return "".join(out), quote_at + 1
-        if backslash + 1 >= len(text):
-            raise SIPParseError("Unterminated quoted string")
         out.append(text[i:backslash])
-        out.append(text[backslash + 1])
+        out.append(text[backslash + 1])  # quoted-pair; backslash < quote_at
         i = backslash + 2
+        if quote_at < i:
+            quote_at = text.find('"', i)
 
 
 def quote(text: str) -> str:
@@ -241,18 +241,21 @@ def _split_semicolons(text: str) -> list[str]:
     if '"' not in text:
         return text.split(";")
     parts = []
-    start = i = 0
+    start = 0
+    semi, quote_at = text.find(";"), text.find('"')
     while True:
-        semi = text.find(";", i)
-        quote_at = text.find('"', i)
-        if 0 <= quote_at < semi or (semi < 0 <= quote_at):
-            i = _read_quoted(text, quote_at)[1]
+        if quote_at >= 0 and (semi < 0 or quote_at < semi):
+            end = _read_quoted(text, quote_at)[1]
+            quote_at = text.find('"', end)
+            if 0 <= semi < end:  # that ";" was inside the quotes
+                semi = text.find(";", end)
             continue
         if semi < 0:
             parts.append(text[start:])
             return parts
         parts.append(text[start:semi])
-        start = i = semi + 1
+        start = semi + 1
+        semi = text.find(";", start)
 
 
 def parse_params(text: str) -> dict[str, str | None]:
@@ -379,18 +382,19 @@ def parse_via(text: str) -> Via:
     text = text.strip()
     semi = text.find(";")
     head, params_text = (text, "") if semi < 0 else (text[:semi], text[semi:])
-    if head.startswith("SIP/2.0/"):  # fast path: no LWS inside sent-protocol
-        transport, space, sent_by = head[8:].partition(" ")
-        sent_by = sent_by.strip()
-        protocol = "SIP/2.0"
+    transport, space, sent_by = head[8:].partition(" ")
+    if head.startswith("SIP/2.0/") and space and _TOKEN_MATCH(transport):
+        # Fast path: no LWS inside sent-protocol.
+        protocol, sent_by = "SIP/2.0", sent_by.strip()
     else:
-        space = ""
-    if not space or not _TOKEN_MATCH(transport):
         protocol, transport, sent_by = _parse_sent_protocol(head)
     if " " in sent_by or "\t" in sent_by:
-        sent_by = re.sub(r"\s*:\s*", ":", sent_by)  # COLON = SWS ":" SWS
-        if " " in sent_by or "\t" in sent_by:
-            raise SIPParseError("Malformed Via sent-by")
+        # COLON = SWS ":" SWS: LWS may only sit next to the colon.
+        words = sent_by.split()
+        for left, right in zip(words, words[1:], strict=False):
+            if not (left.endswith(":") or right.startswith(":")):
+                raise SIPParseError("Malformed Via sent-by")
+        sent_by = "".join(words)
     try:
         host, port = parse_hostport(sent_by)
     except SIPParseError:
@@ -537,9 +541,10 @@ def parse_uint(text: str, maximum: int = _MAX_UINT32) -> int:
     text = text.strip()
     if not (text.isascii() and text.isdigit()):
         raise SIPParseError("Not a number")
-    if len(text) > 20 and len(text.lstrip("0")) > 20:
+    digits = text.lstrip("0")
+    if len(digits) > 20:  # never hand int() thousands of digits
         raise SIPParseError("Number too large")
-    value = int(text)
+    value = int(digits or "0")
     if value > maximum:
         raise SIPParseError("Number too large")
     return value

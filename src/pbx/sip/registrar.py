@@ -24,11 +24,11 @@ from pbx.config import RegistrarConfig
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent, Binding, ExtensionRecord
 from pbx.security.lockout import Lockout
-from pbx.store.writebehind import BindingWriter
 from pbx.sip.auth import DigestAuthenticator, DigestError, Verdict, parse_credentials
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import ServerTransaction
+from pbx.store.writebehind import BindingWriter
 
 SWEEP_INTERVAL = 30.0
 
@@ -234,7 +234,7 @@ class Registrar:
                 response.headers.add("Min-Expires", str(limits.min_expires))
                 return response
             changes.append((contact_key(contact), min(expires, limits.max_expires), contact))
-        for key, expires, contact in changes:
+        for key, _, _ in changes:
             existing = current.get(key)
             if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
                 return make_response(request, 500, "CSeq out of order")  # §10.3 step 7

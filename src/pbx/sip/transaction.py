@@ -143,6 +143,11 @@ class ServerTransaction:
 
     def respond(self, response: Response) -> None:
         """Send a response from the TU (ignored once the transaction is over)."""
+        if self.state == "accepted" and 200 <= response.status < 300:
+            # RFC 6026 §7.1 (figure 5, "2xx from TU / send response"): in
+            # Accepted the TU's 2xx retransmissions go straight out.
+            self._send(response)
+            return
         if self.state in ("completed", "confirmed", "terminated", "accepted"):
             return
         self.last_response = response

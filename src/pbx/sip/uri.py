@@ -105,13 +105,13 @@ def _decode_escape(match: re.Match[bytes]) -> bytes:
 
 
 def _valid_ipv6(address: str) -> bool:
+    if ":::" in address and "." in address:
+        # RFC 5118 §4.10: RFC 3261's ABNF wrongly admits three colons before
+        # an embedded IPv4 part ("2001:db8:::192.0.2.1"); tolerate it.
+        address = address.replace(":::", "::", 1)
     try:
         ipaddress.IPv6Address(address)
     except ValueError:
-        # RFC 5118 §4.10: RFC 3261's ABNF wrongly admits three colons before
-        # an embedded IPv4 part ("2001:db8:::192.0.2.1"); tolerate it.
-        if ":::" in address and "." in address:
-            return _valid_ipv6(address.replace(":::", "::", 1))
         return False
     return True
 
@@ -317,9 +317,7 @@ def _param_map(uri: URI) -> dict[str, str | None]:
 
 
 def _header_set(uri: URI) -> list[tuple[str, str]]:
-    return sorted(
-        ((_canon(n) or "").lower(), _canon(v) or "") for n, v in uri.headers
-    )
+    return sorted(((_canon(n) or "").lower(), _canon(v) or "") for n, v in uri.headers)
 
 
 def _make(
@@ -392,6 +390,7 @@ def _parse_sip(text: str, scheme: str, rest: str) -> URI:
 # domain, AORs, refreshed contacts), so parsed ones are kept, boundedly.
 _CACHE: dict[str, URI] = {}
 _CACHE_SIZE = 4096
+_CACHE_MAX_TEXT = 256
 
 
 def parse_uri(text: str) -> URI:
@@ -405,9 +404,10 @@ def parse_uri(text: str) -> URI:
     uri = _CACHE.get(text)
     if uri is None:
         uri = _parse_uri(text)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        _CACHE[text] = uri
+        if len(text) <= _CACHE_MAX_TEXT:  # bounded memory whatever peers send
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[text] = uri
     return uri
 
 

@@ -180,6 +180,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "per-extension call forwarding, do-not-disturb and caller ID",
+        (
+            "ALTER TABLE extensions ADD COLUMN dnd INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE extensions ADD COLUMN forward_always TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE extensions ADD COLUMN forward_busy TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE extensions ADD COLUMN forward_no_answer TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE extensions ADD COLUMN caller_id TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

@@ -1,0 +1,173 @@
+"""
+The dialplan: where a dialled number goes.
+
+Routes are tried in order; the first whose pattern matches decides.  A
+pattern is an exact number (``1001``), an Asterisk-style pattern (``_1XXX``:
+``X`` any digit, ``Z`` 1-9, ``N`` 2-9, ``[1-5]`` a set, ``.`` one or more
+characters, ``!`` zero or more), or a regular expression (``re:^9\\d+$``).
+A route sends the call to an extension (``$number`` is the dialled number,
+``$1``... the regex groups), to a feature application, or hangs up with a
+SIP status.  A number no route matches reaches the extension of that number
+if there is one; anything else is ``404``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import frozen
+
+from pbx.config import ConfigError
+
+
+@frozen
+class ToExtension:
+    """Ring an extension."""
+
+    number: str
+
+
+@frozen
+class ToApplication:
+    """Hand the call to a dialplan application (voicemail, echo, ...)."""
+
+    name: str
+    args: Mapping[str, Any]
+
+
+@frozen
+class HangUp:
+    """Refuse the call with a SIP status."""
+
+    status: int
+    reason: str = ""
+
+
+Action = ToExtension | ToApplication | HangUp
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Turn an exact, ``_``-style or ``re:`` pattern into a regular expression."""
+    if pattern.startswith("re:"):
+        return re.compile(pattern[3:])
+    if not pattern.startswith("_"):
+        return re.compile(re.escape(pattern) + r"\Z")
+    out = []
+    i, text = 0, pattern[1:]
+    while i < len(text):
+        c = text[i]
+        if c == "X":
+            out.append("[0-9]")
+        elif c == "Z":
+            out.append("[1-9]")
+        elif c == "N":
+            out.append("[2-9]")
+        elif c == ".":
+            out.append(".+")
+        elif c == "!":
+            out.append(".*")
+        elif c == "[":
+            end = text.find("]", i)
+            if end < 0:
+                raise ValueError("unclosed [ in pattern")
+            body = text[i + 1 : end]
+            if not re.fullmatch(r"[0-9\-]+", body):
+                raise ValueError("a [set] holds digits and ranges only")
+            out.append(f"[{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+@frozen
+class Route:
+    """One dialplan entry."""
+
+    pattern: str
+    regex: re.Pattern[str]
+    action: Action
+    #: Whether callers that did not authenticate may use this route.
+    public: bool = False
+
+
+@frozen
+class Dialplan:
+    """The routes, in order."""
+
+    routes: tuple[Route, ...] = ()
+
+    def resolve(self, number: str, *, authenticated: bool) -> Action | None:
+        """
+        The action for ``number``; None means "the extension of that number,
+        if any".  A route that is not public is skipped for unauthenticated
+        callers.
+        """
+        for route in self.routes:
+            m = route.regex.match(number)
+            if m is None or (not authenticated and not route.public):
+                continue
+            action = route.action
+            if isinstance(action, ToExtension):
+                target = action.number.replace("$number", number)
+                for i, group in enumerate(m.groups(), 1):
+                    target = target.replace(f"${i}", group or "")
+                return ToExtension(target)
+            return action
+        return None
+
+
+def parse_dialplan(raw: Any) -> Dialplan:
+    """
+    Validate the ``dialplan:`` section: a list of
+    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS, public: BOOL}``.
+
+    :raises ConfigError: naming the entry and the problem.
+    """
+    if raw is None:
+        return Dialplan()
+    if not isinstance(raw, list):
+        raise ConfigError("dialplan", "must be a list of routes")
+    routes = []
+    for i, entry in enumerate(raw):
+        key = f"dialplan[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(key, "must be a mapping with match: and one action")
+        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public"}
+        if unknown:
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
+        pattern = entry.get("match")
+        if not isinstance(pattern, str | int) or isinstance(pattern, bool) or not str(pattern):
+            raise ConfigError(f"{key}.match", "needs a number or pattern")
+        pattern = str(pattern)
+        try:
+            regex = compile_pattern(pattern)
+        except (re.error, ValueError) as e:
+            raise ConfigError(f"{key}.match", f"bad pattern {pattern!r}: {e}") from None
+        actions = [k for k in ("extension", "app", "hangup") if k in entry]
+        if len(actions) != 1:
+            raise ConfigError(key, "needs exactly one of extension:, app: or hangup:")
+        action: Action
+        if "extension" in entry:
+            target = str(entry["extension"])
+            if not re.fullmatch(r"[0-9]{2,10}|\$number|\$[1-9]", target):
+                raise ConfigError(f"{key}.extension", f"{target!r} is not an extension number, $number or $1-$9")
+            action = ToExtension(target)
+        elif "app" in entry:
+            args = entry.get("args") or {}
+            if not isinstance(entry["app"], str) or not isinstance(args, dict):
+                raise ConfigError(f"{key}.app", "needs an application name and an args mapping")
+            action = ToApplication(entry["app"], args)
+        else:
+            status = entry["hangup"]
+            if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 699:
+                raise ConfigError(f"{key}.hangup", "must be a SIP status 400-699")
+            action = HangUp(status, str(entry.get("reason", "")))
+        public = entry.get("public", False)
+        if not isinstance(public, bool):
+            raise ConfigError(f"{key}.public", "must be true or false")
+        routes.append(Route(pattern, regex, action, public))
+    return Dialplan(tuple(routes))

@@ -1,0 +1,117 @@
+"""
+Authenticating SIP requests from extensions (RFC 3261 §22).
+
+One :class:`RequestAuthenticator` serves the registrar (``401`` with
+``WWW-Authenticate``, §22.2) and the call controller (``407`` with
+``Proxy-Authenticate``, §22.3).  Failures count towards a lockout per user
+and per source address, with growing delays, and are written to the audit
+trail.  An unknown user and a wrong password get the same answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pbx.interfaces import IStore
+from pbx.records import AuditEvent, ExtensionRecord
+from pbx.security.lockout import Lockout
+from pbx.sip.auth import Credentials, DigestAuthenticator, DigestError, Verdict, parse_credentials
+from pbx.sip.message import make_response
+from pbx.sip.transaction import ServerTransaction
+
+
+@define(eq=False)
+class RequestAuthenticator:
+    """
+    Challenges and verifies requests; answers the transaction itself when
+    the request cannot go on.
+
+    :ivar lookup: number -> Deferred[ExtensionRecord | None].
+    """
+
+    store: IStore
+    clock: IReactorTime
+    digest: DigestAuthenticator
+    lockout: Lockout
+    lookup: Callable[[str], Deferred[ExtensionRecord | None]]
+    log = Logger()
+
+    async def authenticate(self, transaction: ServerTransaction, *, proxy: bool = False) -> ExtensionRecord | None:
+        """
+        Return the authenticated extension, or None after answering
+        401/407 (challenge) or 403 (locked out).
+        """
+        request = transaction.request
+        source = transaction.peer.host
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        credentials = self._credentials(request.headers.get_all(header))
+        user = credentials.username if credentials else ""
+        keys: tuple[Any, ...] = (("sip-ip", source),) + ((("sip-user", user),) if user else ())
+        if any(self.lockout.is_locked(k) for k in keys):
+            # Locked: refuse without checking, so guessing learns nothing.
+            transaction.respond(make_response(request, 403, to_tag=_tag()))
+            return None
+        if credentials is None:
+            self.challenge(transaction, proxy=proxy)
+            return None
+        record = await self.lookup(credentials.username)
+        if record is not None and not record.enabled:
+            record = None
+
+        def ha1_for(username: str, algorithm: str) -> str | None:
+            if record is None or username != record.number:
+                return None
+            return record.ha1_sha256 if algorithm == "SHA-256" else record.ha1_md5
+
+        verdict = self.digest.verify(credentials, request.method, ha1_for, uri=credentials.uri)
+        if verdict is Verdict.STALE:
+            self.challenge(transaction, proxy=proxy, stale=True)
+            return None
+        if verdict is not Verdict.OK or record is None:
+            await self._failure(transaction, credentials.username, keys, proxy)
+            return None
+        for key in keys:
+            self.lockout.record_success(key)
+        return record
+
+    def _credentials(self, values: list[str]) -> Credentials | None:
+        for value in values:
+            try:
+                candidate = parse_credentials(value)
+            except DigestError:
+                continue
+            if candidate.realm == self.digest.realm:
+                return candidate
+        return None
+
+    def challenge(self, transaction: ServerTransaction, *, proxy: bool = False, stale: bool = False) -> None:
+        """Answer 401 (or 407) with a fresh challenge per algorithm."""
+        response = make_response(transaction.request, 407 if proxy else 401, to_tag=_tag())
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        for value in self.digest.challenge(stale=stale):
+            response.headers.add(name, value)
+        transaction.respond(response)
+
+    async def _failure(self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...], proxy: bool) -> None:
+        delays = [self.lockout.record_failure(k) for k in keys]
+        source = transaction.peer.host
+        now = self.clock.seconds()
+        await self.store.add_audit(AuditEvent(now, "sip.auth.failure", username, source, transaction.request.method))
+        if any(delays):
+            self.log.warn("SIP lockout: {user} from {source} for {delay:.0f}s",
+                          user=username, source=source, delay=max(delays))
+            await self.store.add_audit(AuditEvent(now, "sip.lockout", username, source, f"{max(delays):.0f}s"))
+        # The same answer as for no credentials at all: a fresh challenge.
+        self.challenge(transaction, proxy=proxy)
+
+
+def _tag() -> str:
+    return secrets.token_hex(6)
