@@ -170,7 +170,9 @@ class KeyTests(SynchronousTestCase):
         self.assertFalse(UDP.reliable)
         self.assertTrue(TCP.reliable)
         self.assertTrue(Peer("tls", "::1", 5061).reliable)
-        self.assertEqual(str(Peer("udp", "2001:db8::1", 5060)), "udp:[2001:db8::1]:5060")
+        self.assertEqual(
+            str(Peer("udp", "2001:db8::1", 5060)), "udp:[2001:db8::1]:5060"
+        )
         self.assertEqual(str(UDP), "udp:198.51.100.1:5060")
 
 
@@ -343,8 +345,12 @@ class ServerInviteTests(_LayerTestCase):
         """The ACK of a 2xx in its own transaction (new branch) reaches the TU."""
         txn = self.server(request("INVITE"))
         txn.respond(make_response(txn.request, 200, to_tag="x"))
-        self.layer.request_received(request("ACK", branch="z9hG4bK-ack2", to_tag="x"), UDP)
-        self.assertEqual([a.top_via.branch for a, _ in self.user.acks], ["z9hG4bK-ack2"])
+        self.layer.request_received(
+            request("ACK", branch="z9hG4bK-ack2", to_tag="x"), UDP
+        )
+        self.assertEqual(
+            [a.top_via.branch for a, _ in self.user.acks], ["z9hG4bK-ack2"]
+        )
         self.assertEqual(self.layer.counts, (1, 0))
         self.clock.advance(timers.TIMER_L)
         self.assert_finished()
@@ -594,7 +600,11 @@ class ClientInviteTests(_LayerTestCase):
         self.layer.response_received(response(txn.request, 603), UDP)
         self.clock.advance(1)
         self.layer.response_received(response(txn.request, 603), UDP)
-        acks = [(t, m) for t, m, _ in self.sent if isinstance(m, Request) and m.method == "ACK"]
+        acks = [
+            (t, m)
+            for t, m, _ in self.sent
+            if isinstance(m, Request) and m.method == "ACK"
+        ]
         self.assertEqual([t for t, _ in acks], [0, 1])
         self.assertIs(acks[0][1], acks[1][1])
         self.assertEqual([r.status for r in self.responses], [603])
@@ -706,7 +716,9 @@ class MatchingTests(_LayerTestCase):
         self.assertEqual(len(self.user.transactions), 1)
         self.assertEqual(self.statuses(), [100, 100])
         txn.respond(make_response(txn.request, 486, to_tag="x"))
-        self.layer.request_received(request("ACK", branch=None, from_tag=None, to_tag="x"), UDP)
+        self.layer.request_received(
+            request("ACK", branch=None, from_tag=None, to_tag="x"), UDP
+        )
         self.assertEqual(txn.state, "confirmed")
         self.assertEqual(self.user.acks, [])
         self.clock.advance(timers.TIMER_I)
@@ -729,13 +741,19 @@ class MatchingTests(_LayerTestCase):
         cancel_txn = self.server(cancel)
         self.assertIsNot(cancel_txn, invite)
         self.assertEqual(self.layer.counts, (2, 0))
-        self.assertIsNone(self.layer.find_invite(request("CANCEL", branch="z9hG4bK-nope")))
+        self.assertIsNone(
+            self.layer.find_invite(request("CANCEL", branch="z9hG4bK-nope"))
+        )
 
     def test_cancel_finds_rfc2543_invite(self) -> None:
         """A CANCEL without the cookie finds its INVITE by the RFC 2543 fields."""
         invite = self.server(request("INVITE", branch=None, cseq=3))
-        self.assertIs(self.layer.find_invite(request("CANCEL", branch=None, cseq=3)), invite)
-        self.assertIsNone(self.layer.find_invite(request("CANCEL", branch=None, cseq=4)))
+        self.assertIs(
+            self.layer.find_invite(request("CANCEL", branch=None, cseq=3)), invite
+        )
+        self.assertIsNone(
+            self.layer.find_invite(request("CANCEL", branch=None, cseq=4))
+        )
 
     def test_cancel_after_invite_ends(self) -> None:
         """Once the INVITE transaction is over, its CANCEL finds nothing."""

@@ -26,7 +26,9 @@ from pbx.testing import FakeUDPPort, FakeUDPReactor
 PHONE = Peer("tcp", "192.0.2.7", 5070)
 
 
-def options(branch: str = "z9hG4bK-tr1", padding: str = "", transport: str = "TCP") -> bytes:
+def options(
+    branch: str = "z9hG4bK-tr1", padding: str = "", transport: str = "TCP"
+) -> bytes:
     """The wire form of a small OPTIONS request, optionally padded with a header."""
     extra = f"X-Padding: {padding}\r\n" if padding else ""
     return (
@@ -143,7 +145,10 @@ class StreamProtocolTests(_StreamTestCase):
         protocol, _ = self.connect()
         protocol.dataReceived(MESSAGE)
         self.assertEqual(len(self.received.calls), 1)
-        self.assertEqual(parse_message(self.received.calls[0][0], stream=True).body, b"Hello\r\n\r\nthere")
+        self.assertEqual(
+            parse_message(self.received.calls[0][0], stream=True).body,
+            b"Hello\r\n\r\nthere",
+        )
         self.close(protocol)
 
     def test_ping_pong(self) -> None:
@@ -185,7 +190,9 @@ class StreamProtocolTests(_StreamTestCase):
     def test_too_large_closes(self) -> None:
         """A Content-Length beyond the maximum message size closes the connection."""
         protocol, transport = self.connect()
-        protocol.dataReceived(options().replace(b"Content-Length: 0", b"Content-Length: 999999"))
+        protocol.dataReceived(
+            options().replace(b"Content-Length: 0", b"Content-Length: 999999")
+        )
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.received.calls, [])
         self.close(protocol)
@@ -229,7 +236,9 @@ class StreamProtocolTests(_StreamTestCase):
         new, new_transport = self.connect()
         self.close(old)
         self.assertEqual(self.transports.connections, 1)
-        self.assertTrue(self.transports.send(make_response(parse_request(options()), 200), PHONE))
+        self.assertTrue(
+            self.transports.send(make_response(parse_request(options()), 200), PHONE)
+        )
         self.assertIn(b"SIP/2.0 200 OK", new_transport.value())
         self.close(new)
         self.assertEqual(self.transports.connections, 0)
@@ -331,7 +340,9 @@ class SendTests(_StreamTestCase):
         # Further requests use the open connection.
         self.assertTrue(self.transports.send(first, PHONE))
         self.assertEqual(len(self.connector.attempts), 1)
-        self.assertEqual(transport.value(), first.to_bytes() + second.to_bytes() + first.to_bytes())
+        self.assertEqual(
+            transport.value(), first.to_bytes() + second.to_bytes() + first.to_bytes()
+        )
         self.close(protocol)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -353,7 +364,9 @@ class SendTests(_StreamTestCase):
         self.assertGreater(len(request.to_bytes()), UDP_MAX_REQUEST)
         self.assertTrue(self.transports.send(request, Peer("udp", "192.0.2.7", 5060)))
         self.assertEqual(self.udp.written, [])
-        self.assertEqual([p for p, _ in self.connector.attempts], [Peer("tcp", "192.0.2.7", 5060)])
+        self.assertEqual(
+            [p for p, _ in self.connector.attempts], [Peer("tcp", "192.0.2.7", 5060)]
+        )
 
     def test_large_request_on_open_tcp(self) -> None:
         """A large UDP-bound request uses an open TCP connection to the same address."""
@@ -369,7 +382,9 @@ class SendTests(_StreamTestCase):
         """A request of exactly 1300 bytes still goes over UDP."""
         self.transports.connect = self.connector
         base = len(options(transport="UDP", padding="x"))
-        request = parse_request(options(transport="UDP", padding="x" * (UDP_MAX_REQUEST - base + 1)))
+        request = parse_request(
+            options(transport="UDP", padding="x" * (UDP_MAX_REQUEST - base + 1))
+        )
         self.assertEqual(len(request.to_bytes()), UDP_MAX_REQUEST)
         self.assertTrue(self.transports.send(request, Peer("udp", "192.0.2.7", 5060)))
         self.assertEqual(len(self.udp.written), 1)
@@ -405,7 +420,9 @@ class DatagramProtocolTests(SynchronousTestCase):
         """A datagram goes up with its UDP peer, not as a stream."""
         data = options(transport="UDP")
         self.protocol.datagramReceived(data, ("192.0.2.7", 5062))
-        self.assertEqual(self.received.calls, [(data, Peer("udp", "192.0.2.7", 5062), False)])
+        self.assertEqual(
+            self.received.calls, [(data, Peer("udp", "192.0.2.7", 5062), False)]
+        )
         self.assertIs(self.protocol.transport, self.port)
 
     def test_keepalives_ignored(self) -> None:
@@ -440,5 +457,7 @@ class ResponseTypesTests(SynchronousTestCase):
         """The test messages parse as requests and their responses as responses."""
         request = parse_request(options())
         self.assertEqual(request.method, "OPTIONS")
-        self.assertIsInstance(parse_message(make_response(request, 200).to_bytes()), Response)
+        self.assertIsInstance(
+            parse_message(make_response(request, 200).to_bytes()), Response
+        )
         self.assertEqual(parse_request(MESSAGE).body, b"Hello\r\n\r\nthere")

@@ -23,7 +23,13 @@ from twisted.logger import Logger
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent, ExtensionRecord
 from pbx.security.lockout import Lockout
-from pbx.sip.auth import Credentials, DigestAuthenticator, DigestError, Verdict, parse_credentials
+from pbx.sip.auth import (
+    Credentials,
+    DigestAuthenticator,
+    DigestError,
+    Verdict,
+    parse_credentials,
+)
 from pbx.sip.message import make_response
 from pbx.sip.transaction import ServerTransaction
 

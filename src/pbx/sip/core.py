@@ -90,6 +90,8 @@ class SIPCore:
     clock: IReactorTime
     user_agent: str = "pbx"
     handlers: dict[str, Handler] = field(factory=dict)
+    #: Gets ACKs of 2xx responses, which belong to no transaction (§17.1.1.3).
+    ack_handler: Callable[[Request, Peer], None] | None = None
     transports: Transports = field(init=False)
     transactions: TransactionLayer = field(init=False)
     stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
@@ -150,12 +152,14 @@ class SIPCore:
             self.stats["dropped"] += 1
             self.log.info("malformed message from {peer} dropped: {reason}", peer=str(peer), reason=error.reason)
             return
+        # §8.2.6.2: a final response adds a To tag (make_response leaves
+        # a To it cannot read untouched).
         if isinstance(error, UnsupportedVersion):
-            response = make_response(request, 505)
+            response = make_response(request, 505, to_tag=_tag())
         else:
             # The reason phrase names the fault; keep it to printable text.
             reason = "".join(c for c in error.reason if c.isprintable())[:100] or "Bad Request"
-            response = make_response(request, 400, reason)
+            response = make_response(request, 400, reason, to_tag=_tag())
         self.log.info("400 to {peer}: {reason}", peer=str(peer), reason=error.reason)
         self._send(response, reply_to)
 
@@ -180,7 +184,8 @@ class SIPCore:
             status, reason = 482, "Loop Detected"  # §8.2.2.2
         if not status:
             return False
-        response = make_response(request, status, reason or None)
+        # §8.2.6.2: the UAS adds a To tag to every final response.
+        response = make_response(request, status, reason or None, to_tag=_tag())
         for name, value in extra.items():
             response.headers.add(name, value)
         self._send(response, peer)
@@ -216,6 +221,13 @@ class SIPCore:
             return
         if method == "OPTIONS":
             transaction.respond(self.options_response(request))
+        elif method == "CANCEL" and (invite := self.transactions.find_invite(request)) is not None:
+            # §9.2: a CANCEL matching a transaction gets 200, with the To tag
+            # of the INVITE's response; it cannot undo a final response.
+            # (It used to get 481 here, which §9.2 keeps for no match.)
+            last = invite.last_response
+            tag = last.to.tag if last is not None else None
+            transaction.respond(make_response(request, 200, to_tag=tag or _tag()))
         elif method in ("BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY"):
             # No dialog or transaction of ours matches (§15.1.2, §9.2).
             transaction.respond(make_response(request, 481, to_tag=_tag()))
@@ -225,8 +237,13 @@ class SIPCore:
             transaction.respond(response)
 
     def ack_received(self, request: Request, peer: Peer) -> None:
-        """An ACK for a 2xx; nothing of ours waits for one yet."""
-        self.log.debug("ACK for no transaction from {peer}", peer=str(peer))
+        """An ACK for a 2xx: the call layer's business."""
+        if self.ack_handler is None:
+            return
+        try:
+            self.ack_handler(request, peer)
+        except Exception:
+            self.log.failure("ACK handler failed")
 
     def options_response(self, request: Request) -> Response:
         """§11.2: what we support, answered without authentication."""

@@ -10,7 +10,6 @@ copy answers lookups; the store is written on every change.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
 from typing import Any
 
 from attrs import define, field
@@ -22,9 +21,8 @@ from twisted.logger import Logger
 
 from pbx.config import RegistrarConfig
 from pbx.interfaces import IStore
-from pbx.records import AuditEvent, Binding, ExtensionRecord
-from pbx.security.lockout import Lockout
-from pbx.sip.auth import DigestAuthenticator, DigestError, Verdict, parse_credentials
+from pbx.records import Binding, ExtensionRecord
+from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.headers import NameAddr
 from pbx.sip.message import Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import ServerTransaction
@@ -43,15 +41,13 @@ class Registrar:
     """
     Handles REGISTER.
 
-    :ivar lookup: fetches an extension's record (the store is the truth).
+    :ivar authn: challenges and verifies REGISTER requests (401).
     """
 
     store: IStore
     clock: IReactorTime
-    auth: DigestAuthenticator
-    lockout: Lockout
+    authn: RequestAuthenticator
     limits: RegistrarConfig
-    lookup: Callable[[str], Deferred[ExtensionRecord | None]] | None = None
     #: Batches binding writes; None writes each change at once.
     writer: BindingWriter | None = None
     bindings: dict[str, dict[str, Binding]] = field(factory=dict)
@@ -144,67 +140,18 @@ class Registrar:
         §22.4 with RFC 7616: answer 401 until the request carries good
         credentials for this AOR; return the extension when it does.
         """
-        request = transaction.request
-        source = transaction.peer.host
-        keys = (("sip-user", aor), ("sip-ip", source))
-        if any(self.lockout.is_locked(k) for k in keys):
-            # Locked out: refuse without checking, so guessing costs nothing
-            # and learns nothing (same answer for any user).
-            transaction.respond(make_response(request, 403, "Forbidden", to_tag=_tag()))
+        if self.authn.lockout.is_locked(("sip-user", aor)):
+            # The AOR's user is locked out: refuse before any challenge.
+            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=_tag()))
             return None
-        credentials = None
-        for value in request.headers.get_all("Authorization"):
-            try:
-                candidate = parse_credentials(value)
-            except DigestError:
-                continue
-            if candidate.realm == self.auth.realm:
-                credentials = candidate
-                break
-        if credentials is None:
-            self._challenge(transaction)
+        record = await self.authn.authenticate(transaction)
+        if record is None:
             return None
-        record = await (self.lookup(credentials.username) if self.lookup else self.store.get_extension(credentials.username))
-        if record is not None and not record.enabled:
-            record = None
-
-        def ha1_for(username: str, algorithm: str) -> str | None:
-            if record is None or username != record.number:
-                return None
-            return record.ha1_sha256 if algorithm == "SHA-256" else record.ha1_md5
-
-        verdict = self.auth.verify(credentials, request.method, ha1_for, uri=credentials.uri)
-        if verdict is Verdict.STALE:
-            self._challenge(transaction, stale=True)
-            return None
-        if verdict is not Verdict.OK or record is None:
-            await self._failure(transaction, credentials.username, keys)
-            return None
-        if credentials.username != aor:
+        if record.number != aor:
             # §10.3 step 3: authenticated, but not for this address of record.
-            transaction.respond(make_response(request, 403, "Forbidden", to_tag=_tag()))
+            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=_tag()))
             return None
-        for key in keys:
-            self.lockout.record_success(key)
         return record
-
-    def _challenge(self, transaction: ServerTransaction, *, stale: bool = False) -> None:
-        response = make_response(transaction.request, 401, to_tag=_tag())
-        for value in self.auth.challenge(stale=stale):
-            response.headers.add("WWW-Authenticate", value)
-        transaction.respond(response)
-
-    async def _failure(self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...]) -> None:
-        delays = [self.lockout.record_failure(k) for k in keys]
-        source = transaction.peer.host
-        await self.store.add_audit(AuditEvent(self.clock.seconds(), "sip.auth.failure", username, source))
-        if any(delays):
-            self.log.warn("SIP lockout: {user} from {source} for {delay:.0f}s",
-                          user=username, source=source, delay=max(delays))
-            await self.store.add_audit(
-                AuditEvent(self.clock.seconds(), "sip.lockout", username, source, f"{max(delays):.0f}s"))
-        # Same answer as for an unknown user: a fresh challenge.
-        self._challenge(transaction)
 
     async def _update(self, request: Request, aor: str, transport: str, source: str) -> Response:
         """§10.3 steps 5-8: apply the Contact changes and answer 200."""

@@ -5,6 +5,7 @@ named in ``sip.listen``.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from attrs import define, field
@@ -17,13 +18,23 @@ from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
+from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
+from pbx.sip.dialog import LocalAddress
 from pbx.sip.registrar import Registrar
 from pbx.sip.tls import server_context
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory
 from pbx.store.cache import ExtensionCache
 from pbx.store.writebehind import BindingWriter
+
+
+def host_address() -> str:
+    """This host's address as its name resolves (no packet is sent)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
 
 
 class ListenError(Exception):
@@ -45,8 +56,10 @@ class SIPService:
     core: SIPCore = field(init=False)
     registrar: Registrar = field(init=False)
     extensions: ExtensionCache = field(init=False)
+    authn: RequestAuthenticator = field(init=False)
     listeners: list[str] = field(factory=list)
     _ports: list[IListeningPort] = field(factory=list)
+    _addresses: dict[str, LocalAddress] = field(factory=dict)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -63,12 +76,12 @@ class SIPService:
             base_delay=sec.lockout_delay,
             max_delay=sec.lockout_max_delay,
         )
+        self.extensions = ExtensionCache(self.store, self.reactor)
+        self.authn = RequestAuthenticator(self.store, self.reactor, auth, lockout, self.extensions.get)
         self.registrar = Registrar(
-            self.store, self.reactor, auth, lockout, sip.registrar,
+            self.store, self.reactor, self.authn, sip.registrar,
             writer=BindingWriter(self.store, self.reactor),
         )
-        self.extensions = ExtensionCache(self.store, self.reactor)
-        self.registrar.lookup = self.extensions.get
         self.core.handlers["REGISTER"] = self.registrar
         self.core.transports.connect = self._connect
 
@@ -108,6 +121,23 @@ class SIPService:
             self._ports.append(port)
             host = port.getHost()
             self.listeners.append(f"sip:{spec.transport}:{host.host}:{host.port}")
+            self._addresses.setdefault(spec.transport, LocalAddress(
+                spec.transport, self._advertised(host.host), host.port))
+
+    def _advertised(self, bound: str) -> str:
+        """The address to name in Via/Contact for a socket bound to ``bound``."""
+        if self.config.sip.advertise:
+            return self.config.sip.advertise
+        if bound not in ("", "0.0.0.0", "::"):
+            return bound
+        return host_address()
+
+    def local_address(self, transport: str) -> LocalAddress:
+        """Our Via/Contact address on ``transport`` (another transport's if we lack it)."""
+        address = self._addresses.get(transport)
+        if address is None:
+            address = next(iter(self._addresses.values()))
+        return address
 
     def _connect(self, peer: Peer, factory: Factory) -> None:
         """Open an outgoing TCP or TLS connection for a request."""

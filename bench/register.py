@@ -1,0 +1,820 @@
+"""
+Authenticated REGISTER throughput: pbx against Kamailio, same SIPp scenario.
+
+For each server the benchmark generates ``--users`` extensions with strong
+random passwords, starts the server on loopback with them (pbx from this
+source checkout, Kamailio with ``bench/kamailio/kamailio.cfg``), and drives
+it with ``bench/sipp/register_auth.xml`` at rising rates.  One SIPp "call"
+is one authenticated registration: REGISTER, 401, REGISTER with digest
+credentials, 200.
+
+A rate *passes* when every call of the step succeeded and the registrations
+completed at no less than 90 % of the offered rate (SIPp slows down by
+itself when too many calls are open, which would otherwise hide overload).
+Climbing stops after the first rate that does not pass.
+
+Reported per server: the highest passing rate; the 99th percentile of the
+per-registration response time at that rate (first REGISTER sent to 200
+received, from SIPp's ``-trace_rtt`` dump); the resident memory after the
+run (``VmRSS``, summed over all processes for Kamailio); and the CPU time
+the server used per registration at that rate (``utime + stime`` from
+``/proc``), the figure that is most stable on a shared machine.
+
+Usage, from a source checkout (nothing is installed; see bench/README.rst)::
+
+    python bench/register.py [--users 1000] [--servers pbx,kamailio] [--max-rate 10000]
+
+The raw results go to ``bench/results/register-<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SCENARIO = HERE / "sipp" / "register_auth.xml"
+KAMAILIO_CFG = HERE / "kamailio" / "kamailio.cfg"
+RESULTS = HERE / "results"
+
+#: SIP domain and digest realm of both servers.
+DOMAIN = "bench.test"
+RATES = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000)
+#: A step passes only if registrations completed at this share of the rate.
+MIN_ACHIEVED = 0.9
+#: SIPp writes the rtt dump in blocks of this many calls and drops a partial
+#: last block at exit, so every step's call count is a multiple of it.
+RTT_BLOCK = 50
+#: A registration not answered within this time fails (SIPp -recv_timeout).
+RECV_TIMEOUT_S = 10
+#: Pause between steps, so retransmissions of one do not land in the next.
+SETTLE_S = 2.0
+START_LIMIT_S = 180.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: twistd run by this interpreter, as tests/pbx_daemon.py does.
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+]
+
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+# ---------------------------------------------------------------------------
+# Users
+
+
+@dataclass(frozen=True)
+class User:
+    """One extension: number and SIP password."""
+
+    number: str
+    password: str
+
+
+def strong_password(number: str, length: int = 20) -> str:
+    """
+    A random password that passes pbx's checks for ``number``.
+
+    Letters and digits only, so it needs no quoting in YAML, in the SIPp CSV
+    or in a Kamailio string; it always holds all three character classes and
+    never contains the extension number.
+    """
+    while True:
+        password = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+        classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+        if all(any(c in cls for c in password) for cls in classes) and number not in password:
+            return password
+
+
+def make_users(count: int, first: int) -> list[User]:
+    """``count`` users numbered from ``first``, each with a fresh password."""
+    return [User(str(n), strong_password(str(n))) for n in range(first, first + count)]
+
+
+def write_injection_file(users: Sequence[User], path: Path) -> None:
+    """The SIPp injection file: ``SEQUENTIAL`` then ``user;password`` lines."""
+    lines = ["SEQUENTIAL", *(f"{u.number};{u.password}" for u in users)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# Processes
+
+
+def free_udp_port() -> int:
+    """A UDP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stat_fields(pid: int | str, task: str | None = None) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (field 3 is index 0)."""
+    path = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
+    with open(path) as f:
+        text = f.read()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU time of the processes (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLK_TCK
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU time of a process's main thread alone (for pbx: the reactor thread)."""
+    fields = _stat_fields(pid, str(pid))
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory(pids: Sequence[int]) -> dict[str, float]:
+    """Summed VmRSS and Pss of the processes, in MB (10^6 bytes)."""
+    rss = sum(_status_kib(p, "VmRSS") for p in pids)
+    pss = sum(_pss_kib(p) for p in pids)
+    return {"rss_mb": rss * 1024 / 1e6, "pss_mb": pss * 1024 / 1e6, "processes": len(pids)}
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(_stat_fields(entry)[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(found)
+
+
+def stop_process(process: subprocess.Popen[bytes], limit: float = 30.0) -> int:
+    """SIGTERM, then SIGKILL after ``limit`` seconds; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(limit)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+def command_version(command: Sequence[str]) -> str:
+    """First non-empty line a ``--version``-like command prints, or ``?``."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.strip():
+            return line.strip()
+    return "?"
+
+
+def sip_ping(port: int, limit: float) -> bool:
+    """Send OPTIONS to 127.0.0.1:``port`` until any SIP response comes back."""
+    deadline = time.monotonic() + limit
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.5)
+        local = s.getsockname()[1]
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            message = (
+                f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-bench-ping-{n};rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:ping@{DOMAIN}>;tag=ping{n}\r\n"
+                f"To: <sip:{DOMAIN}>\r\n"
+                f"Call-ID: bench-ping-{n}@127.0.0.1\r\n"
+                f"CSeq: {n} OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            s.sendto(message.encode(), ("127.0.0.1", port))
+            try:
+                data = s.recv(65536)
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+            if data.startswith(b"SIP/2.0 "):
+                return True
+    return False
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    """A server under test: started in a scratch directory, stopped at the end."""
+
+    name = ""
+
+    def __init__(self, workdir: Path, port: int, users: Sequence[User]) -> None:
+        self.workdir = workdir
+        self.port = port
+        self.users = users
+        self.process: subprocess.Popen[bytes] | None = None
+        self.command: list[str] = []
+        self.log_path = workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        """Start the server and return once it answers SIP."""
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        """The processes whose CPU and memory count for this server."""
+        assert self.process is not None
+        return [self.process.pid]
+
+    def stop(self) -> int:
+        """Stop the server; returns its exit status."""
+        if self.process is None:
+            return 0
+        return stop_process(self.process)
+
+    def version(self) -> str:
+        """The server's version string."""
+        raise NotImplementedError
+
+    def log_problems(self) -> list[str]:
+        """Log lines that look like server faults rather than load."""
+        return []
+
+    def _spawn(self, env: dict[str, str] | None = None) -> None:
+        log = self.log_path.open("wb")
+        try:
+            self.process = subprocess.Popen(
+                self.command, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+
+    def _died(self, what: str) -> RuntimeError:
+        tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
+        return RuntimeError(f"{self.name} {what}; log tail:\n" + "\n".join(tail))
+
+
+class PBX(Server):
+    """``twistd -n pbx`` from this checkout, SQLite state in the scratch directory."""
+
+    name = "pbx"
+
+    def config_text(self) -> str:
+        """The pbx YAML configuration: UDP on loopback, the users as extensions."""
+        lines = [
+            "# Written by bench/register.py.",
+            "sip:",
+            f"  domain: {DOMAIN}",
+            f'  listen: ["udp:{self.port}:interface=127.0.0.1"]',
+            "  # SIPp 3.6 answers only the first challenge and knows only MD5.",
+            "  digest_algorithms: [MD5, SHA-256]",
+            "api:",
+            '  listen: "tcp:0:interface=127.0.0.1"',
+            f"state_dir: {self.workdir / 'state'}",
+            "extensions:",
+        ]
+        lines += [f'  "{u.number}": {{name: Bench {u.number}, password: "{u.password}"}}' for u in self.users]
+        return "\n".join(lines) + "\n"
+
+    def environment(self) -> dict[str, str]:
+        """This process's environment with the checkout's src/ and dropin on PYTHONPATH."""
+        env = dict(os.environ)
+        paths = [str(ROOT / "src"), str(ROOT)]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+    def start(self) -> None:
+        """Start the daemon and wait for its ``pbx ready`` line."""
+        config = self.workdir / "pbx.yml"
+        config.write_text(self.config_text())
+        self.command = [*TWISTD, "--pidfile=", "-n", "pbx", "-c", str(config)]
+        self._spawn(self.environment())
+        assert self.process is not None
+        deadline = time.monotonic() + START_LIMIT_S
+        while time.monotonic() < deadline:
+            if "pbx ready" in self.log_path.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                raise self._died(f"exited with status {self.process.returncode} before 'pbx ready'")
+            time.sleep(0.2)
+        raise self._died(f"not ready after {START_LIMIT_S:.0f}s")
+
+    def version(self) -> str:
+        """The version of the checkout: pbx.__version__ and the git commit."""
+        version = "?"
+        init = (ROOT / "src" / "pbx" / "__init__.py").read_text()
+        m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", init)
+        if m:
+            version = m.group(1)
+        commit = command_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()
+        return f"pbx {version} ({commit}{', modified' if dirty else ''})"
+
+    def log_problems(self) -> list[str]:
+        """Tracebacks, failed handlers and dropped datagrams from the daemon's log."""
+        pattern = re.compile(r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout", re.I)
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if pattern.search(line)]
+
+
+class Kamailio(Server):
+    """Kamailio in the foreground with the benchmark's registrar configuration."""
+
+    name = "kamailio"
+
+    #: UDP worker processes (``children``): one per core of the 2-core machine.
+    children = 2
+
+    def start(self) -> None:
+        """Copy the configuration next to a generated users.cfg, start, wait for SIP."""
+        shutil.copy(KAMAILIO_CFG, self.workdir / "kamailio.cfg")
+        lines = [f'$sht(users=>{u.number}) = "{u.password}";' for u in self.users]
+        (self.workdir / "users.cfg").write_text("\n".join(lines) + "\n")
+        rundir = self.workdir / "run"
+        rundir.mkdir(exist_ok=True)
+        self.command = [
+            "kamailio", "-DD", "-E", "-f", str(self.workdir / "kamailio.cfg"),
+            "-l", f"udp:127.0.0.1:{self.port}", "-Y", str(rundir),
+            "-A", f"BENCH_CHILDREN={self.children}",
+        ]
+        self._spawn()
+        assert self.process is not None
+        if not sip_ping(self.port, START_LIMIT_S):
+            code = self.process.poll()
+            raise self._died("does not answer OPTIONS" if code is None else f"exited with status {code}")
+
+    def pids(self) -> list[int]:
+        """The main process and all the processes it forked."""
+        assert self.process is not None
+        return descendants(self.process.pid)
+
+    def version(self) -> str:
+        """``kamailio -v``, first line."""
+        return command_version(["kamailio", "-v"])
+
+    def log_problems(self) -> list[str]:
+        """Errors and worse from Kamailio's log (it logs warnings and above)."""
+        pattern = re.compile(r"\b(ERROR|CRITICAL|BUG|ALERT)\b")
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if pattern.search(line)]
+
+
+SERVERS: dict[str, type[Server]] = {"pbx": PBX, "kamailio": Kamailio}
+
+
+# ---------------------------------------------------------------------------
+# SIPp steps
+
+
+@dataclass
+class Step:
+    """One SIPp run at one rate against one server."""
+
+    rate: int
+    calls: int
+    command: list[str] = field(default_factory=list)
+    exit_status: int | None = None
+    wall_s: float = 0.0
+    successful: int = 0
+    failed: int = 0
+    created: int = 0
+    retransmissions: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    dead_call_msgs: int = 0
+    out_of_call_msgs: int = 0
+    watchdog_major: int = 0
+    completion_rate: float = 0.0
+    rtt_samples: int = 0
+    rtt_tick_ms: float | None = None
+    rtt_ms: dict[str, float] = field(default_factory=dict)
+    server_cpu_s: float = 0.0
+    server_main_thread_cpu_s: float | None = None
+    server_cpu_percent: float = 0.0
+    cpu_ms_per_registration: float | None = None
+    sipp_cpu_s: float = 0.0
+    sipp_cpu_percent: float = 0.0
+    memory_after: dict[str, float] = field(default_factory=dict)
+    errors_sample: list[str] = field(default_factory=list)
+    passed: bool = False
+    verdict: str = ""
+
+
+_FAILURE_COLUMNS = (
+    "FailedCannotSendMessage", "FailedMaxUDPRetrans", "FailedUnexpectedMessage",
+    "FailedCallRejected", "FailedCmdNotSent", "FailedRegexpDoesntMatch",
+    "FailedRegexpHdrNotFound", "FailedOutboundCongestion", "FailedTimeoutOnRecv",
+    "FailedTimeoutOnSend",
+)
+
+
+def read_stat_file(path: Path) -> dict[str, str]:
+    """The last row of a SIPp ``-trace_stat`` file, by column name."""
+    rows = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    header, last = rows[0].split(";"), rows[-1].split(";")
+    return dict(zip(header, last, strict=False))
+
+
+def read_rtt_file(path: Path) -> tuple[list[float], list[float]]:
+    """Completion times and response times (ms) from a SIPp ``-trace_rtt`` file."""
+    dates, times = [], []
+    for line in path.read_text(errors="replace").splitlines()[1:]:
+        parts = line.split(";")
+        if len(parts) >= 2:
+            try:
+                dates.append(float(parts[0]))
+                times.append(float(parts[1]))
+            except ValueError:
+                continue
+    return dates, times
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def clock_tick(dates: Sequence[float]) -> float | None:
+    """The smallest step of SIPp's clock seen in the completion times."""
+    steps = sorted({round(b - a, 1) for a, b in zip(dates, dates[1:], strict=False) if b > a})
+    return steps[0] if steps else None
+
+
+def run_step(server: Server, rate: int, calls: int, users_csv: Path, stepdir: Path) -> Step:
+    """Run SIPp once at ``rate`` for ``calls`` registrations and collect the figures."""
+    stepdir.mkdir(parents=True)
+    step = Step(rate=rate, calls=calls)
+    offered_s = calls / rate
+    step.command = [
+        "sipp", f"127.0.0.1:{server.port}",
+        "-sf", str(SCENARIO), "-inf", str(users_csv), "-key", "domain", DOMAIN,
+        "-i", "127.0.0.1", "-p", str(free_udp_port()), "-t", "u1",
+        "-r", str(rate), "-rp", "1000", "-m", str(calls),
+        # Room for every call of a few seconds to be open at once, so SIPp
+        # does not quietly slow down before the server fails.
+        "-l", str(max(100, rate * 5)),
+        "-recv_timeout", str(RECV_TIMEOUT_S * 1000),
+        "-timeout", f"{math.ceil(offered_s) + 4 * RECV_TIMEOUT_S}s",
+        "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", str(RTT_BLOCK),
+        "-trace_err", "-trace_screen", "-nostdin",
+    ]
+    pids = server.pids()
+    cpu_before = cpu_seconds(pids)
+    main_before = thread_cpu_seconds(pids[0]) if isinstance(server, PBX) else None
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with (stepdir / "sipp.out").open("wb") as out:
+        try:
+            result = subprocess.run(
+                step.command, cwd=stepdir, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, timeout=offered_s + 6 * RECV_TIMEOUT_S + 30,
+            )
+            step.exit_status = result.returncode
+        except subprocess.TimeoutExpired:
+            step.exit_status = None
+    step.wall_s = time.monotonic() - started
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    step.server_cpu_s = cpu_seconds(pids) - cpu_before
+    if main_before is not None:
+        step.server_main_thread_cpu_s = thread_cpu_seconds(pids[0]) - main_before
+    step.sipp_cpu_s = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    step.server_cpu_percent = 100 * step.server_cpu_s / step.wall_s
+    step.sipp_cpu_percent = 100 * step.sipp_cpu_s / step.wall_s
+    step.memory_after = memory(server.pids())
+
+    stats = sorted(stepdir.glob("*_.csv"))
+    if stats:
+        row = read_stat_file(stats[0])
+
+        def count(name: str) -> int:
+            try:
+                return int(float(row.get(name, "0") or 0))
+            except ValueError:
+                return 0
+
+        step.successful = count("SuccessfulCall(C)")
+        step.failed = count("FailedCall(C)")
+        step.created = count("TotalCallCreated")
+        step.retransmissions = count("Retransmissions(C)")
+        step.failures = {n: count(f"{n}(C)") for n in _FAILURE_COLUMNS if count(f"{n}(C)")}
+        step.dead_call_msgs = count("DeadCallMsgs(C)")
+        step.out_of_call_msgs = count("OutOfCallMsgs(C)")
+        step.watchdog_major = count("WatchdogMajor(C)")
+    rtts = sorted(stepdir.glob("*_rtt.csv"))
+    if rtts:
+        dates, times = read_rtt_file(rtts[0])
+        step.rtt_samples = len(times)
+        step.rtt_tick_ms = clock_tick(dates)
+        if len(dates) > 1 and dates[-1] > dates[0]:
+            step.completion_rate = (len(dates) - 1) / ((dates[-1] - dates[0]) / 1000)
+        ordered = sorted(times)
+        if ordered:
+            step.rtt_ms = {
+                "p50": percentile(ordered, 50), "p90": percentile(ordered, 90),
+                "p99": percentile(ordered, 99), "p99.9": percentile(ordered, 99.9),
+                "max": ordered[-1], "mean": sum(ordered) / len(ordered),
+            }
+    if step.successful:
+        step.cpu_ms_per_registration = 1000 * step.server_cpu_s / step.successful
+    errors = sorted(stepdir.glob("*_errors.log"))
+    if errors:
+        step.errors_sample = errors[0].read_text(errors="replace").splitlines()[:40]
+    step.passed, step.verdict = judge(step)
+    return step
+
+
+def judge(step: Step) -> tuple[bool, str]:
+    """Whether a step passes, and why not."""
+    if step.exit_status is None:
+        return False, "SIPp did not finish in time"
+    if step.failed:
+        kinds = ", ".join(f"{k} {v}" for k, v in step.failures.items()) or "see errors"
+        return False, f"{step.failed} failed calls ({kinds})"
+    if step.successful < step.calls:
+        return False, f"only {step.successful} of {step.calls} calls completed"
+    if step.completion_rate < MIN_ACHIEVED * step.rate:
+        return False, f"completed {step.completion_rate:.0f} reg/s, under {MIN_ACHIEVED:.0%} of the rate"
+    return True, "ok"
+
+
+# ---------------------------------------------------------------------------
+# One server, all rates
+
+
+def step_calls(rate: int, seconds: float, cap: int) -> int:
+    """Calls for one step: ``rate`` x ``seconds``, capped, rounded up to RTT_BLOCK."""
+    calls = min(cap, max(RTT_BLOCK, round(rate * seconds)))
+    return math.ceil(calls / RTT_BLOCK) * RTT_BLOCK
+
+
+def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: argparse.Namespace,
+                 scratch: Path) -> dict[str, Any]:
+    """Start one server, climb the rates, stop it; returns its results."""
+    workdir = scratch / name
+    workdir.mkdir()
+    users_csv = scratch / "users.csv"
+    server = SERVERS[name](workdir, free_udp_port(), users)
+    result: dict[str, Any] = {"server": name, "version": server.version(), "port": server.port}
+    print(f"== {name}: {result['version']}", flush=True)
+    started = time.monotonic()
+    server.start()
+    result["command"] = server.command
+    result["start_s"] = round(time.monotonic() - started, 2)
+    result["memory_idle"] = memory(server.pids())
+    steps: list[Step] = []
+    try:
+        for rate in rates:
+            calls = step_calls(rate, args.seconds, args.max_calls)
+            step = run_step(server, rate, calls, users_csv, workdir / f"rate-{rate}")
+            steps.append(step)
+            p99 = step.rtt_ms.get("p99", math.nan)
+            print(
+                f"   {rate:>6} reg/s x {calls:>6}: {step.successful:>6} ok {step.failed:>5} failed,"
+                f" {step.completion_rate:7.0f} reg/s done, p99 {p99:6.0f} ms,"
+                f" server CPU {step.server_cpu_percent:4.0f}%, SIPp CPU {step.sipp_cpu_percent:4.0f}%"
+                f" -> {step.verdict}",
+                flush=True,
+            )
+            if not step.passed:
+                break
+            time.sleep(SETTLE_S)
+        result["memory_after"] = memory(server.pids())
+    finally:
+        result["exit_status"] = server.stop()
+    result["log_problems"] = server.log_problems()[:50]
+    result["log"] = str(server.log_path)
+    result["steps"] = [asdict(s) for s in steps]
+    best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
+    result["best"] = asdict(best) if best else None
+    if result["log_problems"]:
+        print(f"   {len(result['log_problems'])} suspicious line(s) in the {name} log, e.g.:", flush=True)
+        for line in result["log_problems"][:3]:
+            print(f"     {line[:200]}", flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+HEADERS = (
+    "server", "max zero-failure rate (reg/s)", "p99 at that rate (ms)", "RSS (MB)",
+    "CPU ms per registration",
+)
+
+
+def table_rows(results: Sequence[dict[str, Any]], first_rate: int) -> list[tuple[str, ...]]:
+    """One row of text per server."""
+    rows = []
+    for r in results:
+        best = r.get("best")
+        rss = r.get("memory_after", {}).get("rss_mb")
+        rss_text = f"{rss:.1f}" if rss is not None else "n/a"
+        if best is None:
+            rows.append((r["server"], f"< {first_rate}", "n/a", rss_text, "n/a"))
+            continue
+        p99 = best["rtt_ms"].get("p99", math.nan)
+        tick = best.get("rtt_tick_ms") or 0
+        p99_text = f"< {tick:g}" if tick and p99 < tick else f"{p99:g}"
+        cpu = best.get("cpu_ms_per_registration")
+        rows.append((r["server"], str(best["rate"]), p99_text, rss_text, f"{cpu:.3f}" if cpu is not None else "n/a"))
+    return rows
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown pipe table."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(HEADERS))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rst_table(rows: Sequence[Sequence[str]]) -> str:
+    """An reStructuredText grid table."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+
+    def line(char: str) -> str:
+        return "+" + "+".join(char * (w + 2) for w in widths) + "+"
+
+    def cells(values: Sequence[str]) -> str:
+        return "|" + "|".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "|"
+
+    out = [line("-"), cells(HEADERS), line("=")]
+    for row in rows:
+        out += [cells(row), line("-")]
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+        "python": platform.python_version(), "loadavg_before": os.getloadavg(),
+    }
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=1000, help="extensions to register (default 1000)")
+    parser.add_argument("--first-user", type=int, default=3000, help="first extension number (default 3000)")
+    parser.add_argument("--servers", default="pbx,kamailio", help="comma-separated: pbx, kamailio")
+    parser.add_argument("--max-rate", type=int, default=10000, help="highest rate tried, reg/s (default 10000)")
+    parser.add_argument("--rates", help=f"comma-separated rates to climb (default {','.join(map(str, RATES))})")
+    parser.add_argument("--seconds", type=float, default=5.0, help="offered seconds per step (default 5)")
+    parser.add_argument("--max-calls", type=int, default=50000, help="most registrations per step (default 50000)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, SIPp traces)")
+    args = parser.parse_args(argv)
+    names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SERVERS]
+    if unknown or not names:
+        parser.error(f"--servers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SERVERS)}")
+    args.server_names = names
+    if not 1 <= args.users <= 100000:
+        parser.error("--users must be 1-100000")
+    if args.first_user < 10 or len(str(args.first_user + args.users - 1)) > 10:
+        parser.error("--first-user: extension numbers are 2-10 digits")
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else list(RATES)
+    args.rate_list = sorted(r for r in rates if 0 < r <= args.max_rate)
+    if not args.rate_list:
+        parser.error("no rate at or under --max-rate")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    missing = [tool for tool in ("sipp", *(["kamailio"] if "kamailio" in args.server_names else []))
+               if shutil.which(tool) is None]
+    if missing:
+        print(f"register.py: not installed: {', '.join(missing)} (see bench/README.rst)", file=sys.stderr)
+        return 2
+    command_line = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", "bench/register.py", *argv])
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    scratch = Path(tempfile.mkdtemp(prefix="pbx-bench-register-"))
+    users = make_users(args.users, args.first_user)
+    write_injection_file(users, scratch / "users.csv")
+    report: dict[str, Any] = {
+        "benchmark": "register", "started": stamp, "command": command_line,
+        "machine": machine(), "sipp": command_version(["sipp", "-v"]),
+        "users": args.users, "first_user": args.first_user, "domain": DOMAIN,
+        "rates": args.rate_list, "seconds_per_step": args.seconds, "max_calls": args.max_calls,
+        "pass_rule": f"no failed call, all calls completed, completion rate >= {MIN_ACHIEVED:.0%} of the offered rate",
+        "scratch": str(scratch), "results": [],
+    }
+    print(f"{args.users} users {users[0].number}-{users[-1].number}; rates {args.rate_list}; scratch {scratch}", flush=True)
+    status = 0
+    try:
+        for name in args.server_names:
+            try:
+                report["results"].append(bench_server(name, users, args.rate_list, args, scratch))
+            except (RuntimeError, OSError) as e:
+                print(f"== {name}: {e}", file=sys.stderr, flush=True)
+                report["results"].append({"server": name, "error": str(e), "best": None, "steps": []})
+                status = 1
+    finally:
+        RESULTS.mkdir(exist_ok=True)
+        out = RESULTS / f"register-{stamp}.json"
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    rows = table_rows(report["results"], args.rate_list[0])
+    print()
+    print(markdown_table(rows))
+    print()
+    print(rst_table(rows))
+    print()
+    print(f"Command: {command_line}")
+    print(
+        f"{args.users} users; steps of {args.seconds:g} s at {', '.join(map(str, args.rate_list))} reg/s;"
+        f" a rate counts when no call failed and {MIN_ACHIEVED:.0%} of it was achieved."
+        " p99: first REGISTER to 200, SIPp clock ticks every"
+        f" {_tick_text(report['results'])}. RSS after the run; Kamailio: summed over its processes."
+    )
+    print(f"Raw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return status
+
+
+def _tick_text(results: Sequence[dict[str, Any]]) -> str:
+    ticks = {s["rtt_tick_ms"] for r in results for s in r.get("steps", []) if s.get("rtt_tick_ms")}
+    return f"{min(ticks):g} ms" if ticks else "? ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""
+Benchmark of the RTP relay on loopback (not a test).
+
+Run: ``PYTHONPATH=src python bench/relay.py [--steps 100,200,400] [--seconds 10]``
+
+This process runs a :class:`pbx.media.relay.Relay` on the real (epoll)
+reactor.  A second process (this file with ``--generator``, plain sockets, no
+Twisted) plays both phones of every call: one socket is phone A of all calls,
+one is phone B (the relay latches each leg to it, RFC 4961), each sending
+172-byte G.711-sized packets (12-byte RTP header + 160 bytes payload) at 50
+packets/s per direction per call, calls spread evenly over the 20 ms period.
+The payload carries stream id, sequence number and send time.
+
+Per step (N calls, for ~``--seconds``) it reports:
+
+* loss: packets sent by the phones that never arrived at the other phone;
+* jitter p99: the relay-added jitter, ``|(R_i - R_i-1) - (S_i - S_i-1)|`` of
+  consecutive packets (RFC 3550 §6.4.1's D), with R the kernel receive time
+  (SO_TIMESTAMPNS, so the generator's own scheduling delay is excluded) and S
+  the send time: the receiver-side inter-arrival compared with the 20 ms the
+  sender kept;
+* transit p99: send to kernel-receive time through the relay;
+* relay CPU% (user+sys of this process), µs of CPU per relayed packet, and
+  RSS per call (growth since before the first session / calls open).
+
+Then the raw throughput: a few sessions blasted without pacing for a few
+seconds, relayed packets/s with the relay at full CPU; once with the relay's
+own send path (``socket.sendto``) and once with Twisted's ``port.write``.
+Everything is bounded in time and stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import select
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not exported by Python
+RTP_HEADER = struct.Struct("!BBHII")
+PAYLOAD = struct.Struct("!IIQ")  # stream, seq, send time (ns, CLOCK_REALTIME)
+PADDING = bytes(160 - PAYLOAD.size)
+TIMESPEC = struct.Struct("qq")
+BUCKET_NS = 10_000  # histogram resolution: 10 µs
+BUCKETS = 100_000  # up to 1 s
+PERIOD = 0.020  # G.711 at 20 ms packetisation: 50 packets/s
+TICK = 0.001
+
+
+# ---------------------------------------------------------------------------
+# The generator process: plain sockets, no Twisted
+
+
+def _socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.bind((HOST, 0))
+    s.setblocking(False)
+    return s
+
+
+def _percentile(hist: list[int], q: float) -> float:
+    """The q-quantile of a histogram, in ms."""
+    total = sum(hist)
+    if not total:
+        return float("nan")
+    rank, seen = q * total, 0
+    for i, n in enumerate(hist):
+        seen += n
+        if seen >= rank:
+            return (i + 1) * BUCKET_NS / 1e6
+    return float("inf")
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
+    """Read every queued datagram of ``sock`` into the statistics."""
+    last_seq, last_rx, last_tx, received = st["last_seq"], st["last_rx"], st["last_tx"], st["received"]
+    jitter, transit = st["jitter"], st["transit"]
+    unpack, ts = PAYLOAD.unpack_from, TIMESPEC.unpack
+    n = 0
+    while True:
+        try:
+            data, anc, _, _ = sock.recvmsg(2048, 64)
+        except BlockingIOError:
+            return n
+        n += 1
+        stream, seq, tx = unpack(data, 12)
+        sec, nsec = ts(anc[0][2]) if anc else divmod(time.time_ns(), 1_000_000_000)
+        rx = sec * 1_000_000_000 + nsec
+        if stream >= len(received):
+            continue
+        received[stream] += 1
+        transit[min((rx - tx) // BUCKET_NS, BUCKETS - 1)] += 1
+        if seq == last_seq[stream] + 1:
+            d = abs((rx - last_rx[stream]) - (tx - last_tx[stream]))
+            jitter[min(d // BUCKET_NS, BUCKETS - 1)] += 1
+        elif seq <= last_seq[stream]:
+            st["reordered"] += 1
+        last_seq[stream], last_rx[stream], last_tx[stream] = seq, rx, tx
+
+
+def _run(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float) -> dict[str, Any]:
+    """Paced traffic both ways on every call; returns loss and timing statistics."""
+    n = len(calls)
+    st: dict[str, Any] = {
+        "last_seq": [-1] * (2 * n), "last_rx": [0] * (2 * n), "last_tx": [0] * (2 * n),
+        "received": [0] * (2 * n), "jitter": [0] * BUCKETS, "transit": [0] * BUCKETS, "reordered": 0,
+    }
+    seq = [0] * (2 * n)
+    slots: list[list[int]] = [[] for _ in range(round(PERIOD / TICK))]
+    for i in range(n):
+        slots[i % len(slots)].append(i)
+    dests = [((HOST, ap), (HOST, bp)) for ap, bp in calls]
+    poll = select.epoll()
+    poll.register(a.fileno(), select.EPOLLIN)
+    poll.register(b.fileno(), select.EPOLLIN)
+    socks = {a.fileno(): a, b.fileno(): b}
+    hdr, pay, now_ns = RTP_HEADER.pack, PAYLOAD.pack, time.time_ns
+    cpu0, start = _cpu(), time.monotonic()
+    end, tick, late, send_errors = start + seconds, 0, 0.0, 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        while start + tick * TICK <= now:  # every call whose slot is due
+            for i in slots[tick % len(slots)]:
+                for direction, sock in ((0, a), (1, b)):
+                    stream = 2 * i + direction
+                    s = seq[stream]
+                    seq[stream] = s + 1
+                    pkt = hdr(0x80, 0, s & 0xFFFF, s * 160 & 0xFFFFFFFF, stream) + pay(stream, s, now_ns()) + PADDING
+                    try:
+                        sock.sendto(pkt, dests[i][direction])
+                    except OSError:
+                        send_errors += 1
+            late = max(late, now - (start + tick * TICK))
+            tick += 1
+        for fd, _ in poll.poll(max(0.0, start + tick * TICK - time.monotonic())):
+            _drain(socks[fd], st)
+    quiet = time.monotonic()  # collect stragglers until 0.5 s pass without any
+    while time.monotonic() - quiet < 0.5:
+        for fd, _ in poll.poll(0.05):
+            if _drain(socks[fd], st):
+                quiet = time.monotonic()
+    poll.close()
+    wall = time.monotonic() - start
+    sent, received = sum(seq), sum(st["received"])
+    return {
+        "sent": sent, "received": received, "loss": 1 - received / sent if sent else 0.0,
+        "reordered": st["reordered"], "send_errors": send_errors,
+        "jitter_p50": _percentile(st["jitter"], 0.5), "jitter_p99": _percentile(st["jitter"], 0.99),
+        "transit_p50": _percentile(st["transit"], 0.5), "transit_p99": _percentile(st["transit"], 0.99),
+        "gen_cpu": (_cpu() - cpu0) / wall, "gen_late_ms": late * 1000,
+    }
+
+
+def _blast(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float) -> dict[str, Any]:
+    """Send as fast as possible, round-robin over all legs; nothing is read back."""
+    pkt = RTP_HEADER.pack(0x80, 0, 1, 160, 0xFFFF) + bytes(160)
+    dests = [(a, (HOST, ap)) for ap, _ in calls] + [(b, (HOST, bp)) for _, bp in calls]
+    sent = errors = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for sock, dest in dests * 20:
+            try:
+                sock.sendto(pkt, dest)
+            except OSError:
+                errors += 1
+            sent += 1
+    return {"sent": sent, "errors": errors}
+
+
+def generator() -> None:
+    """Serve JSON commands on stdin, one per line; answer each on stdout."""
+    a, b = _socket(), _socket()
+    print(json.dumps({"a": a.getsockname()[1], "b": b.getsockname()[1]}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "run":
+            result = _run(a, b, cmd["calls"], cmd["seconds"])
+        elif cmd["cmd"] == "blast":
+            result = _blast(a, b, cmd["calls"], cmd["seconds"])
+        else:
+            return
+        for s in (a, b):  # forget what the relay sent meanwhile
+            while True:
+                try:
+                    s.recv(2048)
+                except BlockingIOError:
+                    break
+        print(json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------
+# The relay process (this one): Twisted, the code under test
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: float) -> None:
+    from twisted.internet import defer, protocol
+
+    from pbx.media.ports import PortAllocator
+    from pbx.media.relay import Relay
+
+    class Generator(protocol.ProcessProtocol):
+        def __init__(self) -> None:
+            self.buffer, self.waiting = b"", defer.Deferred()
+
+        def outReceived(self, data: bytes) -> None:  # noqa: N802
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                waiting, self.waiting = self.waiting, defer.Deferred()
+                waiting.callback(json.loads(line))
+
+        def errReceived(self, data: bytes) -> None:  # noqa: N802
+            sys.stderr.write(data.decode(errors="replace"))
+
+        def ask(self, **cmd: Any) -> defer.Deferred[dict[str, Any]]:
+            waiting = self.waiting
+            self.transport.write(json.dumps(cmd).encode() + b"\n")
+            return waiting
+
+    gen = Generator()
+    ready = gen.waiting
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    reactor.spawnProcess(gen, sys.executable, [sys.executable, __file__, "--generator"], env=env)
+    addrs = await ready
+    allocator = PortAllocator(20000, 29999)
+    relay = Relay(reactor, allocator, HOST)
+    sessions: list[Any] = []
+    rss0 = _rss()
+    print(f"relay pid {os.getpid()}, {seconds:g} s per step, 172-byte packets, 50 pps each way per call")
+    print(f"{'calls':>6} {'pps in':>8} {'loss %':>8} {'jit p50':>8} {'jit p99':>8} {'trn p99':>8} "
+          f"{'relay CPU%':>10} {'µs/pkt':>7} {'RSS/call':>9} {'gen CPU%':>8} {'gen late':>8}")
+    print(f"{'':>6} {'':>8} {'':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'':>10} {'':>7} {'KiB':>9} {'':>8} {'ms':>8}")
+
+    def relayed() -> int:
+        return sum(e.packets for s in sessions for e in s.endpoints())
+
+    for n in steps:
+        while len(sessions) < n:
+            s = relay.open_session()
+            s.set_remote("a", HOST, addrs["a"])
+            s.set_remote("b", HOST, addrs["b"])
+            sessions.append(s)
+        calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
+        rss_per_call = (_rss() - rss0) / len(sessions) / 1024
+        cpu0, wall0, pk0 = _cpu(), time.monotonic(), relayed()
+        r = await gen.ask(cmd="run", calls=calls, seconds=seconds)
+        cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
+        print(f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} {r['jitter_p99']:>8.2f} "
+              f"{r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} {cpu / max(pk, 1) * 1e6:>7.1f} "
+              f"{rss_per_call:>9.1f} {r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f}", flush=True)
+        if r["loss"] > 0.2:
+            print("       (stopping: relay saturated)")
+            break
+
+    few = [[s.local_port("a"), s.local_port("b")] for s in sessions[:10]]
+    print(f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:")
+    for label, path in (("socket.sendto (relay default)", "fast"), ("twisted port.write", "twisted")):
+        if path == "twisted":
+            for s in sessions:
+                for e in s.endpoints():
+                    e.send = e.transport.write
+        cpu0, wall0, pk0 = _cpu(), time.monotonic(), relayed()
+        r = await gen.ask(cmd="blast", calls=few, seconds=blast_seconds)
+        cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
+        print(f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
+              f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s)", flush=True)
+    gen.transport.write(b'{"cmd": "quit"}\n')
+    await relay.close_all()
+    assert allocator.in_use == 0, "ports leaked"
+
+
+def main() -> None:
+    """Parse arguments; run the generator or the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", default="100,200,400,600,800,1000")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--blast-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    if args.generator:
+        generator()
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 4 sockets per call
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    steps = [int(x) for x in args.steps.split(",")]
+    budget = len(steps) * (args.seconds + 5) + 2 * args.blast_seconds + 30
+    failures: list[Any] = []
+
+    def done(result: Any) -> None:
+        if hasattr(result, "printTraceback"):
+            failures.append(result)
+            result.printTraceback()
+        if reactor.running:
+            reactor.stop()
+
+    d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds))
+    d.addBoth(done)
+    guard = reactor.callLater(budget, lambda: (print("time budget exceeded"), reactor.stop()))
+    reactor.run()
+    if guard.active():
+        guard.cancel()
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

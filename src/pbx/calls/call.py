@@ -1,0 +1,444 @@
+"""
+One call through the B2BUA: the caller's leg (``a``, where pbx is the UAS)
+and the callee's leg (``b``, where pbx is the UAC), each its own dialog.
+
+The callee may have several registered phones: each gets its own INVITE
+(parallel forking); the first 2xx wins and the others are cancelled.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from pbx.calls.media import CallMedia, MediaError
+from pbx.records import Binding, CallRecord
+from pbx.sip import timers
+from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, cancel_for, new_invite
+from pbx.sip.message import Request, Response, SIPParseError, make_response
+from pbx.sip.transaction import ClientTransaction, Peer, ServerTransaction
+from pbx.sip.uri import parse_uri
+
+if TYPE_CHECKING:
+    from pbx.calls.controller import CallController
+
+#: RFC 3261 §16.7 step 6: which final response to pass on when every fork failed.
+_PREFERENCE = {486: 0, 600: 0, 603: 1, 480: 2, 408: 3, 487: 4}
+
+
+@define(eq=False)
+class Fork:
+    """One outgoing INVITE to one registered phone of the callee."""
+
+    binding: Binding
+    invite: Request
+    peer: Peer
+    address: LocalAddress
+    transaction: ClientTransaction | None = None
+    dialog: Dialog | None = None
+    status: int = 0  # highest status seen
+    rseq: int = 0
+    started: float = 0.0
+
+
+@define(eq=False)
+class Call:
+    """The state of one call; driven by :class:`CallController`."""
+
+    controller: CallController
+    invite: ServerTransaction
+    caller: str
+    callee: str
+    media: CallMedia
+    a_address: LocalAddress
+    started: float
+    caller_display: str = ""
+    a_tag: str = field(factory=lambda: secrets.token_hex(6))
+    forwards: dict[str, str] = field(factory=dict)
+    seen: set[str] = field(factory=set)
+    state: str = "routing"  # routing, ringing, answered, confirmed, ended
+    forks: list[Fork] = field(factory=list)
+    b: Fork | None = None
+    a_dialog: Dialog | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    hangup_side: str = ""
+    hangup_cause: str = ""
+    disposition: str = ""
+    _timers: dict[str, IDelayedCall] = field(factory=dict)
+    _ok_to_a: Response | None = None
+    _ok_interval: float = timers.T1
+    _early_sent: bool = False
+    _pending_reinvite: dict[str, Any] = field(factory=dict)
+    session_expires: int = 0
+    on_end: Callable[[Call], None] | None = None
+    log = Logger()
+
+    # -- helpers -----------------------------------------------------------
+
+    @property
+    def call_id(self) -> str:
+        """The caller's Call-ID."""
+        return self.invite.request.call_id
+
+    @property
+    def clock(self) -> Any:
+        """The injected clock."""
+        return self.controller.clock
+
+    def _timer(self, name: str, delay: float, f: Callable[[], None]) -> None:
+        self._cancel(name)
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            f()
+
+        self._timers[name] = self.clock.callLater(delay, fire)
+
+    def _cancel(self, name: str) -> None:
+        call = self._timers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _respond_a(self, status: int, reason: str | None = None, body: bytes = b"",
+                   extra: list[tuple[str, str]] | None = None) -> Response:
+        request = self.invite.request
+        response = make_response(request, status, reason, to_tag=self.a_tag)
+        if 100 < status < 300:
+            response.headers.add("Contact", self.a_address.contact())
+        for name, value in extra or []:
+            response.headers.add(name, value)
+        if body:
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = body
+        if status < 300 or status >= 300:
+            self.invite.respond(response)
+        return response
+
+    # -- setup ---------------------------------------------------------------
+
+    def ring(self, bindings: list[Binding], offer: bytes) -> None:
+        """Send one INVITE per registered phone of the callee."""
+        try:
+            b_offer = self.media.offer_from("a", offer) if offer else b""
+        except MediaError as e:
+            self.fail(488, str(e)[:80])
+            return
+        request = self.invite.request
+        max_forwards = max(0, (request.max_forwards or 70) - 1)
+        display = self.caller_display
+        domain = self.controller.domain
+        for binding in bindings:
+            peer = self.controller.peer_for(binding)
+            address = self.controller.local_address(peer.transport)
+            invite = new_invite(
+                target=parse_uri(binding.contact),
+                to=f"<sip:{self.callee}@{domain}>",
+                from_=f"{display}<sip:{self.caller}@{domain}>",
+                address=address,
+                body=b_offer,
+                max_forwards=max_forwards,
+                contact_user=self.caller,
+                extra=[("P-Asserted-Identity", f"{display}<sip:{self.caller}@{domain}>")],
+            )
+            fork = Fork(binding, invite, peer, address, started=self.clock.seconds())
+            self.forks.append(fork)
+            fork.transaction = self.controller.send_request(invite, peer, lambda r, f=fork: self._fork_response(f, r))
+        self._timer("ring", self.controller.config.calls.ring_timeout, self._ring_timeout)
+
+    def _fork_response(self, fork: Fork, response: Response) -> None:
+        try:
+            self._handle_fork_response(fork, response)
+        except (SIPParseError, MediaError) as e:
+            self.log.info("bad response from {peer}: {e}", peer=str(fork.peer), e=e)
+            if response.status >= 200 and fork is not self.b:
+                fork.status = max(fork.status, 500)
+                self._check_all_failed()
+
+    def _handle_fork_response(self, fork: Fork, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            if status == 100 or self.state not in ("routing", "ringing"):
+                return
+            fork.status = max(fork.status, status)
+            if response.to.tag and fork.dialog is None:
+                fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
+            self._prack(fork, response)
+            body = b""
+            if response.body and not self._early_sent and self.media.answers.get("b") is None:
+                # 183 with SDP: early media (RFC 3960) from this fork.
+                body = self.media.answer_from("b", response.body)
+                self._early_sent = True
+            self.state = "ringing"
+            self._respond_a(183 if body else 180, body=body)
+            return
+        if status < 300:
+            if fork.dialog is None:
+                fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
+            else:
+                fork.dialog.remote = response.to
+                fork.dialog.update_target(response)
+            ack = ack_for_2xx(fork.dialog, fork.invite.cseq.number)
+            self.controller.send(ack, fork.peer)
+            if self.b is not None and self.b is not fork:
+                # A second phone answered in the race: hang it up.
+                self.controller.send_in_dialog(fork.dialog, "BYE", lambda r: None)
+                return
+            if self.b is fork:
+                return  # a retransmitted 2xx; the ACK above was resent
+            self._answered(fork, response)
+            return
+        fork.status = status
+        if fork is self.b:
+            return
+        self._check_all_failed(response)
+
+    def _prack(self, fork: Fork, response: Response) -> None:
+        """RFC 3262 §4: acknowledge a reliable provisional response."""
+        if "100rel" not in [v.strip().lower() for v in response.headers.get_all("Require")]:
+            return
+        rseq = response.headers.get("RSeq")
+        if fork.dialog is None or not rseq or not rseq.strip().isdigit():
+            return
+        if int(rseq) <= fork.rseq:
+            return
+        fork.rseq = int(rseq)
+        cseq = response.cseq
+        prack = fork.dialog.request("PRACK")
+        prack.headers.add("RAck", f"{fork.rseq} {cseq.number} {cseq.method}")
+        self.controller.send_request(prack, fork.peer, lambda r: None)
+
+    def _answered(self, fork: Fork, response: Response) -> None:
+        self.b = fork
+        self._cancel("ring")
+        for other in self.forks:
+            if other is not fork:
+                self._cancel_fork(other)
+        try:
+            body = self.media.answer_from("b", response.body) if response.body else b""
+        except MediaError as e:
+            self.log.info("callee's answer unusable: {e}", e=e)
+            self.controller.send_in_dialog(fork.dialog, "BYE", lambda r: None)
+            self.fail(488, "Not Acceptable Here")
+            return
+        self.state = "answered"
+        self.answered_at = self.clock.seconds()
+        extra = self._session_timer_headers()
+        self._ok_to_a = self._respond_a(200, body=body, extra=extra)
+        self.a_dialog = Dialog.as_uas(self.invite.request, self.invite.peer, self.a_address, self.a_tag)
+        self.controller.dialog_started(self, "a", self.a_dialog)
+        assert fork.dialog is not None
+        self.controller.dialog_started(self, "b", fork.dialog)
+        if not self.invite.peer.reliable:
+            self._ok_interval = timers.T1
+            self._timer("ok", self._ok_interval, self._retransmit_ok)
+        self._timer("ack", timers.TIMER_H, self._no_ack)
+
+    def _session_timer_headers(self) -> list[tuple[str, str]]:
+        """RFC 4028 §9: echo the caller's session interval; it refreshes."""
+        if not self.session_expires:
+            return []
+        extra = [("Session-Expires", f"{self.session_expires};refresher=uac")]
+        supported = [v.strip().lower() for v in self.invite.request.headers.get_all("Supported")]
+        if "timer" in supported:
+            extra.append(("Require", "timer"))
+        return extra
+
+    def _retransmit_ok(self) -> None:
+        """RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes."""
+        if self.state != "answered" or self._ok_to_a is None:
+            return
+        self.controller.send(self._ok_to_a, self.invite.peer)
+        self._ok_interval = min(2 * self._ok_interval, timers.T2)
+        self._timer("ok", self._ok_interval, self._retransmit_ok)
+
+    def _no_ack(self) -> None:
+        """§13.3.1.4: no ACK in 64*T1: the caller's dialog is gone; end the call."""
+        if self.state == "answered":
+            self.hang_up("a", "no ACK")
+
+    def acked(self, request: Request) -> None:
+        """The caller's ACK for our 2xx."""
+        if self.state != "answered":
+            return
+        self._cancel("ok")
+        self._cancel("ack")
+        self.state = "confirmed"
+        if self.session_expires:
+            self._timer("session", self.session_expires, self._session_expired)
+
+    def _session_expired(self) -> None:
+        """RFC 4028 §10: no refresh within the interval: end the session."""
+        self.hang_up("a", "session timer expired")
+
+    def _ring_timeout(self) -> None:
+        if self.state in ("routing", "ringing"):
+            for fork in self.forks:
+                self._cancel_fork(fork)
+            self.controller.no_answer(self)
+
+    def _cancel_fork(self, fork: Fork) -> None:
+        if fork.status >= 200 or fork.transaction is None:
+            return
+        # §9.1: CANCEL only after a provisional response; before it, the
+        # INVITE's own Timer B ends the fork.
+        if fork.status >= 100 or fork.transaction.state == "proceeding":
+            self.controller.send_request(cancel_for(fork.invite), fork.peer, lambda r: None)
+        fork.status = fork.status or 487
+
+    def _check_all_failed(self, response: Response | None = None) -> None:
+        if self.state not in ("routing", "ringing"):
+            return
+        if any(f.status < 300 for f in self.forks):
+            return
+        best = min(self.forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
+        self.controller.forks_failed(self, best.status)
+
+    # -- endings -------------------------------------------------------------
+
+    def fail(self, status: int, reason: str | None = None) -> None:
+        """Refuse the caller's INVITE (before answer)."""
+        if self.state in ("answered", "confirmed", "ended"):
+            return
+        for fork in self.forks:
+            self._cancel_fork(fork)
+        self._respond_a(status, reason)
+        self.disposition = {486: "BUSY", 600: "BUSY", 603: "BUSY", 480: "NO ANSWER", 408: "NO ANSWER",
+                            487: "CANCELLED"}.get(status, "FAILED")
+        self.hangup_side = "b" if status in (486, 600, 603) else "pbx"
+        self.hangup_cause = f"{status} {reason or ''}".strip()
+        self._end()
+
+    def cancelled(self) -> None:
+        """The caller sent CANCEL before the call was answered (§9.2)."""
+        if self.state not in ("routing", "ringing"):
+            return
+        for fork in self.forks:
+            self._cancel_fork(fork)
+        self._respond_a(487)
+        self.disposition = "CANCELLED"
+        self.hangup_side = "a"
+        self.hangup_cause = "CANCEL"
+        self._end()
+
+    def hang_up(self, side: str, cause: str) -> None:
+        """End an answered call: BYE whichever side did not hang up."""
+        if self.state == "ended":
+            return
+        self.hangup_side = side
+        self.hangup_cause = cause
+        self.disposition = "ANSWERED"
+        if side != "a" or cause != "BYE":
+            if self.a_dialog is not None:
+                self.controller.send_in_dialog(self.a_dialog, "BYE", lambda r: None)
+        if side != "b" or cause != "BYE":
+            if self.b is not None and self.b.dialog is not None:
+                self.controller.send_in_dialog(self.b.dialog, "BYE", lambda r: None)
+        self._end()
+
+    def _end(self) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.ended_at = self.clock.seconds()
+        for name in list(self._timers):
+            self._cancel(name)
+        if self.on_end is not None:
+            self.on_end(self)
+
+    # -- in-dialog ---------------------------------------------------------
+
+    def leg_of(self, dialog: Dialog) -> str:
+        """Which leg a dialog belongs to."""
+        return "a" if dialog is self.a_dialog else "b"
+
+    def reoffer(self, leg: str, transaction: ServerTransaction) -> None:
+        """
+        A re-INVITE or UPDATE (hold, unhold, codec change) from ``leg``:
+        offer the change to the other leg, and answer with what it says.
+        """
+        request = transaction.request
+        if self._pending_reinvite:
+            # RFC 3261 §14.2: one offer at a time.
+            transaction.respond(make_response(request, 491))
+            return
+        other = "b" if leg == "a" else "a"
+        other_dialog = self.b.dialog if other == "b" and self.b else self.a_dialog
+        if other_dialog is None:
+            transaction.respond(make_response(request, 500))
+            return
+        if self.session_expires and leg == "a":
+            self._timer("session", self.session_expires, self._session_expired)
+        try:
+            body = self.media.offer_from(leg, request.body) if request.body else b""
+        except MediaError:
+            transaction.respond(make_response(request, 488))
+            return
+        self._pending_reinvite = {"leg": leg, "transaction": transaction}
+        method = request.method
+        outgoing = other_dialog.request(method, body=body, content_type="application/sdp" if body else None)
+        peer = other_dialog.peer
+        invite_cseq = outgoing.cseq.number
+
+        def answered(response: Response) -> None:
+            if response.status < 200:
+                return
+            self._pending_reinvite = {}
+            if response.status >= 300:
+                transaction.respond(make_response(request, response.status, response.reason))
+                return
+            if method == "INVITE":
+                self.controller.send(ack_for_2xx(other_dialog, invite_cseq), peer)
+            try:
+                ours = self.media.answer_from(other, response.body) if response.body else b""
+            except MediaError:
+                transaction.respond(make_response(request, 488))
+                return
+            ok = make_response(request, 200)
+            ok.headers.add("Contact", (self.a_dialog or other_dialog).address.contact())
+            if self.session_expires and leg == "a":
+                for name, value in self._session_timer_headers():
+                    ok.headers.add(name, value)
+            if ours:
+                ok.headers.add("Content-Type", "application/sdp")
+                ok.body = ours
+            transaction.respond(ok)
+
+        self.controller.send_request(outgoing, peer, answered)
+
+    def record(self) -> list[CallRecord]:
+        """The call detail records: one for the call (leg a), one per answered callee leg."""
+        end = self.ended_at or self.clock.seconds()
+        rows = [CallRecord(
+            call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.started,
+            end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
+            hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="a",
+        )]
+        if self.b is not None:
+            rows.append(CallRecord(
+                call_id=self.b.invite.call_id, caller=self.caller, callee=self.callee, start=self.b.started,
+                end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
+                hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="b",
+            ))
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view for the API."""
+        now = self.clock.seconds()
+        return {
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "callee": self.callee,
+            "state": self.state,
+            "started": self.started,
+            "answered": self.answered_at,
+            "duration": round(now - self.started, 3),
+            "codecs": self.media.codecs,
+            "media": self.media.session.stats() if hasattr(self.media.session, "stats") else {},
+        }

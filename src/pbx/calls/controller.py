@@ -1,0 +1,387 @@
+"""
+The call controller: the transaction user for INVITE, ACK, BYE, CANCEL,
+UPDATE, INFO and PRACK.  It authenticates callers, asks the dialplan where
+a call goes, starts :class:`~pbx.calls.call.Call` objects, finds the call of
+every in-dialog request, ends dead calls, and writes call detail records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pbx.calls.call import Call
+from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
+from pbx.calls.media import CallMedia, MediaError
+from pbx.config import Config
+from pbx.interfaces import IStore
+from pbx.records import Binding, ExtensionRecord
+from pbx.sip.authn import RequestAuthenticator
+from pbx.sip.core import SIPCore
+from pbx.sip.dialog import Dialog, LocalAddress
+from pbx.sip.message import Request, Response, SIPParseError, make_response
+from pbx.sip.registrar import Registrar
+from pbx.sip.transaction import ClientTransaction, Peer, ServerTransaction
+
+#: RFC 3261 §8.2.2.2-style guard: how many forwards one call may follow.
+MAX_FORWARDS_FOLLOWED = 5
+MEDIA_CHECK_INTERVAL = 5.0
+
+
+@define(eq=False)
+class CallController:
+    """
+    Handles calls for one PBX.
+
+    :ivar relay: opens relay sessions (``open_session()``/``close(session)``).
+    :ivar local_address: our address on a transport (Via, Contact).
+    :ivar media_address: the address phones send RTP to.
+    """
+
+    core: SIPCore
+    registrar: Registrar
+    authn: RequestAuthenticator
+    store: IStore
+    config: Config
+    relay: Any
+    local_address: Callable[[str], LocalAddress]
+    media_address: str
+    lookup: Callable[[str], Deferred[ExtensionRecord | None]]
+    calls: dict[str, Call] = field(factory=dict)
+    _dialogs: dict[tuple[str, str], tuple[Call, Dialog]] = field(factory=dict)
+    _checker: LoopingCall | None = None
+    log = Logger()
+
+    @property
+    def clock(self) -> Any:
+        """The injected clock."""
+        return self.core.clock
+
+    @property
+    def domain(self) -> str:
+        """The SIP domain (realm)."""
+        return self.config.sip.domain
+
+    def install(self) -> None:
+        """Take over call-related methods in the core and start the media watchdog."""
+        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
+            self.core.handlers[method] = self._dispatch
+        self.core.ack_handler = self.ack
+        self._checker = LoopingCall(self._check_media_safely)
+        self._checker.clock = self.clock
+        self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
+
+    def stop(self) -> None:
+        """Hang up every call and stop the watchdog."""
+        if self._checker is not None and self._checker.running:
+            self._checker.stop()
+        for call in list(self.calls.values()):
+            if call.state in ("answered", "confirmed"):
+                call.hang_up("pbx", "shutdown")
+            else:
+                call.fail(503, "Service Unavailable")
+
+    # -- plumbing used by Call ---------------------------------------------
+
+    def send(self, message: Request | Response, peer: Peer) -> None:
+        """Send outside any transaction (ACK of a 2xx, 2xx retransmissions)."""
+        self.core.transports.send(message, peer)
+
+    def send_request(self, request: Request, peer: Peer, on_response: Callable[[Response], None]) -> ClientTransaction:
+        """Send a request in a new client transaction."""
+        return self.core.transactions.start_client(request, peer, on_response)
+
+    def send_in_dialog(self, dialog: Dialog, method: str, on_response: Callable[[Response], None]) -> None:
+        """Send a body-less request (BYE, ...) within ``dialog``."""
+        self.send_request(dialog.request(method), dialog.peer, on_response)
+
+    def peer_for(self, binding: Binding) -> Peer:
+        """Where a registered phone is reached: the address its REGISTER came from."""
+        host, _, port = binding.source.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            contact = self._contact_uri(binding)
+            return Peer(binding.transport, contact.host_address, contact.port or 5060)
+        return Peer(binding.transport, host, int(port))
+
+    @staticmethod
+    def _contact_uri(binding: Binding) -> Any:
+        from pbx.sip.uri import parse_uri
+
+        return parse_uri(binding.contact)
+
+    def dialog_started(self, call: Call, leg: str, dialog: Dialog) -> None:
+        """Route future in-dialog requests of ``dialog`` to ``call``."""
+        self._dialogs[(dialog.call_id, dialog.local_tag)] = (call, dialog)
+
+    # -- dispatch ----------------------------------------------------------
+
+    def _dispatch(self, transaction: ServerTransaction) -> None:
+        request = transaction.request
+        method = request.method
+        if method == "CANCEL":
+            self._cancel(transaction)
+            return
+        if request.to.tag:
+            self._in_dialog(transaction)
+            return
+        if method == "INVITE":
+            d = Deferred.fromCoroutine(self._new_call(transaction))
+            d.addErrback(self._failed, transaction)
+            return
+        # §12.2.2: an in-dialog method without a dialog.
+        transaction.respond(make_response(request, 481))
+
+    def _failed(self, failure: Any, transaction: ServerTransaction) -> None:
+        self.log.failure("INVITE handling failed", failure)
+        transaction.respond(make_response(transaction.request, 500))
+
+    def _cancel(self, transaction: ServerTransaction) -> None:
+        """§9.2: a CANCEL matches a pending INVITE server transaction or gets 481."""
+        invite = self.core.transactions.find_invite(transaction.request)
+        call = self.calls.get(transaction.request.call_id)
+        if invite is None or call is None or call.invite is not invite:
+            transaction.respond(make_response(transaction.request, 481))
+            return
+        transaction.respond(make_response(transaction.request, 200))
+        call.cancelled()
+
+    def _in_dialog(self, transaction: ServerTransaction) -> None:
+        request = transaction.request
+        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
+        if entry is None:
+            transaction.respond(make_response(request, 481))
+            return
+        call, dialog = entry
+        if not dialog.check_remote_seq(request):
+            transaction.respond(make_response(request, 500, "CSeq Out of Order"))
+            return
+        leg = call.leg_of(dialog)
+        method = request.method
+        if method == "BYE":
+            transaction.respond(make_response(request, 200))
+            call.hang_up(leg, "BYE")
+        elif method in ("INVITE", "UPDATE"):
+            dialog.update_target(request)
+            call.reoffer(leg, transaction)
+        elif method == "INFO":
+            self._relay_info(call, leg, transaction)
+        else:
+            transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
+
+    def _relay_info(self, call: Call, leg: str, transaction: ServerTransaction) -> None:
+        """Pass INFO (e.g. application/dtmf-relay) to the other leg."""
+        request = transaction.request
+        other = call.b.dialog if leg == "a" and call.b is not None else call.a_dialog
+        if other is None:
+            transaction.respond(make_response(request, 481))
+            return
+        info = other.request("INFO", body=request.body, content_type=request.headers.get("Content-Type"))
+        self.send_request(info, other.peer,
+                          lambda r: transaction.respond(make_response(request, r.status)) if r.status >= 200 else None)
+
+    def ack(self, request: Request, peer: Peer) -> None:
+        """An ACK for a 2xx (outside transactions)."""
+        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
+        if entry is not None:
+            entry[0].acked(request)
+
+    # -- new calls ---------------------------------------------------------
+
+    async def _new_call(self, transaction: ServerTransaction) -> None:
+        request = transaction.request
+        number = request.uri.user or ""
+        authenticated = bool(request.headers.get_all("Proxy-Authorization"))
+        action = self.config.dialplan.resolve(number, authenticated=True)
+        public = self.config.dialplan.resolve(number, authenticated=False)
+        caller, display = "", ""
+        if public is None or authenticated:
+            record = await self.authn.authenticate(transaction, proxy=True)
+            if record is None:
+                return
+            # The caller is who authenticated, whatever From claims.
+            caller, display = record.number, display_name(record.caller_id or record.name)
+        else:
+            action = public
+            caller = request.from_.uri.user or "anonymous"
+        expires = self._session_expires(transaction)
+        if expires is None:
+            return
+        if action is None:
+            action = ToExtension(number)
+        if isinstance(action, HangUp):
+            transaction.respond(make_response(request, action.status, action.reason or None, to_tag=_tag()))
+            return
+        if isinstance(action, ToApplication):
+            # Applications arrive with the media engine; until then say so.
+            transaction.respond(make_response(request, 501, f"No {action.name} here yet", to_tag=_tag()))
+            return
+        await self._ring_extension(transaction, caller, display, action.number, expires)
+
+    def _session_expires(self, transaction: ServerTransaction) -> int | None:
+        """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
+        value = transaction.request.headers.get("Session-Expires")
+        if value is None:
+            return 0
+        text = value.split(";", 1)[0].strip()
+        minimum = self.config.calls.min_session_expires
+        if not text.isdigit():
+            transaction.respond(make_response(transaction.request, 400, "Bad Session-Expires"))
+            return None
+        if int(text) < minimum:
+            response = make_response(transaction.request, 422, to_tag=_tag())
+            response.headers.add("Min-SE", str(minimum))
+            transaction.respond(response)
+            return None
+        return int(text)
+
+    async def resolve_target(self, target: str, seen: set[str]) -> tuple[str, ExtensionRecord | None, int]:
+        """
+        Follow unconditional forwarding from ``target``.
+
+        :returns: (final number, its record or None, a status to refuse
+            with, or 0): 404 unknown, 482 forwarding loop, 486 DND.
+        """
+        record = await self.lookup(target)
+        seen.add(target)
+        while record is not None and record.enabled and record.forward_always:
+            nxt = record.forward_always
+            if nxt in seen or len(seen) > MAX_FORWARDS_FOLLOWED:
+                return target, record, 482
+            seen.add(nxt)
+            target, record = nxt, await self.lookup(nxt)
+        if record is None or not record.enabled:
+            return target, None, 404
+        if record.dnd:
+            return target, record, 486
+        return target, record, 0
+
+    async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
+                              target: str, expires: int) -> None:
+        request = transaction.request
+        seen: set[str] = set()
+        target, record, refuse = await self.resolve_target(target, seen)
+        if refuse:
+            reason = {482: "Forwarding Loop", 486: "Do Not Disturb"}.get(refuse)
+            transaction.respond(make_response(request, refuse, reason, to_tag=_tag()))
+            return
+        assert record is not None
+        bindings = self.registrar.contacts(target)
+        if not bindings and record.forward_no_answer:
+            target, record, refuse = await self.resolve_target(record.forward_no_answer, seen)
+            bindings = self.registrar.contacts(target) if not refuse else []
+        if not bindings:
+            transaction.respond(make_response(request, 480, "Not Registered", to_tag=_tag()))
+            return
+        assert record is not None
+        try:
+            session = self.relay.open_session()
+        except Exception as e:
+            self.log.warn("no media ports for a call: {e}", e=e)
+            transaction.respond(make_response(request, 503, "No Media Ports", to_tag=_tag()))
+            return
+        call = Call(
+            controller=self, invite=transaction, caller=caller, callee=target, caller_display=display,
+            media=CallMedia(session, self.media_address),
+            a_address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
+        )
+        call.session_expires = expires
+        call.on_end = self._ended
+        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
+        call.seen = seen
+        self.calls[call.call_id] = call
+        self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
+        try:
+            call.ring(bindings, request.body)
+        except (SIPParseError, MediaError) as e:
+            call.fail(488, str(e)[:80])
+
+    def forks_failed(self, call: Call, status: int) -> None:
+        """Every phone of the callee refused: forward on busy, or fail."""
+        if status in (486, 600, 603) and call.forwards.get("busy"):
+            self._forward(call, call.forwards.pop("busy"), status)
+        else:
+            call.fail(status)
+
+    def no_answer(self, call: Call) -> None:
+        """The ring timeout passed: forward on no answer, or fail."""
+        if call.forwards.get("no_answer"):
+            self._forward(call, call.forwards.pop("no_answer"), 480)
+        else:
+            call.fail(480, "No Answer")
+
+    def _forward(self, call: Call, target: str, status: int) -> None:
+        d = Deferred.fromCoroutine(self._forward_to(call, target, status))
+        d.addErrback(lambda f: (self.log.failure("forwarding failed", f), call.fail(500)))
+
+    async def _forward_to(self, call: Call, target: str, status: int) -> None:
+        number, record, refuse = await self.resolve_target(target, call.seen)
+        bindings = self.registrar.contacts(number) if not refuse else []
+        if not bindings or record is None:
+            call.fail(status)
+            return
+        self.log.info("call {caller} -> {callee} forwarded to {target}",
+                      caller=call.caller, callee=call.callee, target=number)
+        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
+        call.callee = number
+        call.forks = []
+        offer = call.invite.request.body
+        call.ring(bindings, offer)
+
+    # -- endings -------------------------------------------------------------
+
+    def _ended(self, call: Call) -> None:
+        self.calls.pop(call.call_id, None)
+        for key in [k for k, (c, _) in self._dialogs.items() if c is call]:
+            del self._dialogs[key]
+        try:
+            self.relay.close(call.media.session)
+        except Exception:
+            self.log.failure("closing the media of {call_id} failed", call_id=call.call_id)
+        self.log.info("call {caller} -> {callee} ended: {disposition} ({side} {cause})",
+                      caller=call.caller, callee=call.callee, disposition=call.disposition,
+                      side=call.hangup_side, cause=call.hangup_cause)
+        for record in call.record():
+            d = self.store.add_call_record(record)
+            d.addErrback(lambda f: self.log.failure("writing a CDR failed", f))
+
+    def _check_media_safely(self) -> None:
+        try:
+            self.check_media()
+        except Exception:
+            self.log.failure("media check failed")
+
+    def check_media(self) -> None:
+        """End answered calls whose media has stopped in both directions (a phone died)."""
+        now = self.clock.seconds()
+        limit = self.config.calls.media_timeout
+        for call in list(self.calls.values()):
+            if call.state != "confirmed":
+                continue
+            session = call.media.session
+            if session.inactive_for(now) >= limit:
+                call.hang_up("pbx", "media timeout")
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """Every call in progress, for the API."""
+        return [c.summary() for c in self.calls.values()]
+
+
+def display_name(name: str) -> str:
+    """A quoted display name followed by a space, or '' (RFC 3261 §25.1 quoted-string)."""
+    if not name:
+        return ""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}" '
+
+
+def _tag() -> str:
+    import secrets
+
+    return secrets.token_hex(6)

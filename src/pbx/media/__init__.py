@@ -1,0 +1,1 @@
+"""Media: SDP, offer/answer and codecs."""

@@ -1,0 +1,451 @@
+"""
+The RTP/RTCP relay a B2BUA anchors media on.
+
+Each call gets a :class:`RelaySession`: two legs, ``"a"`` and ``"b"``, each
+with an RTP socket on an even port and an RTCP socket on the next one
+(RFC 3550 §11).  A packet that arrives on one leg's socket is written,
+unchanged, from the other leg's socket of the same kind to the address of
+the phone on that leg.
+
+Where a leg's packets go (symmetric RTP, RFC 4961; "comedia"): to the
+address its SDP announced until the phone's first acceptable packet arrives,
+then to the source address of that packet ("latching").  Phones behind NAT
+send from another address than their SDP says; latching reaches them anyway.
+Which sources may latch is the :class:`LatchMode`; once latched, packets from
+any other source are dropped and counted, unless the latched source has been
+silent for ``relatch_after`` seconds (a phone that moved after a re-INVITE).
+
+Packets are relayed unchanged: SSRC, sequence numbers and timestamps are the
+endpoints' business.  A phone that restarts its stream after a re-INVITE
+changes SSRC or jumps its sequence (RFC 3550 §8.2 and appendix A.1 tell
+receivers to cope), and the relay neither hides nor causes that.  RTCP-mux
+(RFC 5761) works when both legs use it: their RTCP then arrives on the RTP
+socket and is relayed like RTP.
+
+The hot path is :meth:`RelayEndpoint.datagramReceived`: one tuple compare,
+one clock read, a few attribute reads, ``socket.sendto`` and three integer
+increments.  Nothing is parsed or logged per packet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from pbx.media.ports import PortAllocator
+
+Address = tuple[str, int]
+
+LEGS = ("a", "b")
+MAX_PACKET = 8192  # bytes read per datagram; RTP fits one unfragmented packet
+ANY_SOURCE = "*"
+"""``source_ip`` for :meth:`RelaySession.set_remote`: any source may latch."""
+
+
+class LatchMode:
+    """Which source address may latch a leg (see the module docstring)."""
+
+    ANY = "any"
+    """The first packet from any source latches: works behind any NAT, weakest against injection."""
+    EXPECTED = "expected"
+    """Only the expected IP latches when one is known and publicly routable;
+    otherwise (no SDP yet, or a private SDP address: the phone is behind NAT) any source."""
+    STRICT = "strict"
+    """Only the expected IP latches; nothing latches before it is known."""
+
+
+def _dropping_sender(data: bytes, addr: Address) -> None:
+    raise OSError("relay socket not open")
+
+
+def _sender(transport: Any) -> Callable[[bytes, Address], Any]:
+    """
+    The fastest way to send a datagram on ``transport``.
+
+    A real Twisted UDP port's ``write`` validates the address with Python
+    string parsing on every call; relay addresses are already validated (SDP
+    in :meth:`RelaySession.set_remote`, the kernel for latched ones), so the
+    socket's own ``sendto`` is used.  It raises :class:`OSError` where
+    ``write`` would have dropped (EAGAIN) or raised; the caller counts it.
+    """
+    sock = getattr(transport, "socket", None)
+    if isinstance(sock, socket.socket):
+        return sock.sendto
+    return transport.write  # type: ignore[no-any-return]
+
+
+class RelayEndpoint(DatagramProtocol):
+    """
+    One UDP socket of one leg (RTP or RTCP); relays to its ``peer``, the
+    socket of the same kind on the other leg.
+
+    :ivar remote: where the SDP of this leg says to send, or None.
+    :ivar expected_ip: the IP that may latch: an address, :data:`ANY_SOURCE`, or None (not known yet).
+    :ivar latched: the source address this leg's packets come from, once learned.
+    :ivar dest: where packets for this leg go now (None: nowhere; on hold or unknown).
+    :ivar last_seen: clock time of the last accepted packet, or None.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, *, latch_before_sdp: bool = True,
+                 relatch_after: float | None = 2.0) -> None:
+        """
+        :param clock: time source for the latch timer and statistics.
+        :param latch_before_sdp: whether a source may latch before the SDP is known.
+        :param relatch_after: seconds of silence of the latched source after which
+            another source may latch; None never re-latches.
+        """
+        self._now = clock.seconds
+        self.latch_before_sdp = latch_before_sdp
+        self.relatch_after = relatch_after
+        self.peer: RelayEndpoint = self
+        self.send: Callable[[bytes, Address], Any] = _dropping_sender
+        self.remote: Address | None = None
+        self.expected_ip: str | None = None
+        self.latched: Address | None = None
+        self.held = False
+        self.closed = False
+        self.dest: Address | None = None
+        self.last_seen: float | None = None
+        self.packets = 0  # received from this leg and sent on to the peer
+        self.bytes = 0
+        self.dropped_source = 0  # from a source other than the latched one
+        self.dropped_no_dest = 0  # the other leg has no address or is on hold
+        self.send_errors = 0
+        self.latches = 0
+
+    def startProtocol(self) -> None:  # noqa: N802 - twisted API
+        """Hoist the send function of our socket."""
+        self.send = _sender(self.transport)
+
+    def stopProtocol(self) -> None:  # noqa: N802 - twisted API
+        """The socket is closed: nothing is sent to or from it any more."""
+        self.closed = True
+        self.send = _dropping_sender
+        self.dest = None
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802 - twisted API
+        """Relay one packet to the other leg, if its source is (or may become) latched."""
+        if addr != self.latched and not self._latch(addr):
+            self.dropped_source += 1
+            return
+        self.last_seen = self._now()
+        peer = self.peer
+        dest = peer.dest
+        if dest is None:
+            self.dropped_no_dest += 1
+            return
+        try:
+            peer.send(data, dest)
+        except OSError:  # EAGAIN (send buffer full), EMSGSIZE, unreachable...
+            self.send_errors += 1
+            return
+        self.packets += 1
+        self.bytes += len(data)
+
+    def _latch(self, addr: Address) -> bool:
+        """A packet from an unlatched source: latch it if the rules allow."""
+        if self.latched is not None:
+            # RFC 4961 §3 leaves this to us: keep the current source until it
+            # has been silent a while, so injected packets cannot steal media.
+            after = self.relatch_after
+            if after is None or self._now() - (self.last_seen or 0.0) < after:
+                return False
+        expected = self.expected_ip
+        if expected is None:
+            if not self.latch_before_sdp:
+                return False
+        elif expected != ANY_SOURCE and addr[0] != expected:
+            return False
+        if self.latched is not None:
+            self.log.info("media source moved from {old} to {new}", old=self.latched, new=addr)
+        self.latched = addr
+        self.latches += 1
+        self._update_dest()
+        return True
+
+    def _update_dest(self) -> None:
+        if self.closed or self.held:
+            self.dest = None
+        else:
+            self.dest = self.latched or self.remote
+
+    def set_remote(self, remote: Address | None, expected_ip: str | None) -> None:
+        """Point at a new SDP address; a changed address forgets the latched source."""
+        if remote != self.remote:
+            self.latched = None
+        self.remote = remote
+        self.expected_ip = expected_ip
+        self._update_dest()
+
+    def set_held(self, held: bool) -> None:
+        """Stop (or resume) sending to this leg."""
+        self.held = held
+        self._update_dest()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this socket."""
+        return {
+            "packets": self.packets, "bytes": self.bytes,
+            "dropped_source": self.dropped_source, "dropped_no_dest": self.dropped_no_dest,
+            "send_errors": self.send_errors, "latches": self.latches,
+            "latched": self.latched, "last_packet": self.last_seen,
+        }
+
+
+def pair(one: RelayEndpoint, other: RelayEndpoint) -> None:
+    """Make two endpoints relay to each other."""
+    one.peer = other
+    other.peer = one
+
+
+@define(eq=False)
+class RelayLeg:
+    """One leg of a session: RTP on ``port``, RTCP on ``port + 1``."""
+
+    port: int
+    rtp: RelayEndpoint
+    rtcp: RelayEndpoint
+
+
+def _check_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+
+
+class RelaySession:
+    """
+    The media of one call: legs ``"a"`` and ``"b"``, relayed to each other.
+
+    :ivar created: clock time the session was opened.
+    :ivar closed: whether :meth:`Relay.close` has run.
+    """
+
+    def __init__(self, clock: IReactorTime, a: RelayLeg, b: RelayLeg, latch: str = LatchMode.EXPECTED) -> None:
+        """
+        :param clock: time source.
+        :param a: the first leg (conventionally the caller's).
+        :param b: the second leg.
+        :param latch: a :class:`LatchMode` value.
+        """
+        self._legs = {"a": a, "b": b}
+        self._latch = latch
+        pair(a.rtp, b.rtp)
+        pair(a.rtcp, b.rtcp)
+        self.created = clock.seconds()
+        self.closed = False
+
+    def leg(self, leg: str) -> RelayLeg:
+        """The leg named ``leg``; :raises ValueError: not ``"a"`` or ``"b"``."""
+        try:
+            return self._legs[leg]
+        except KeyError:
+            raise ValueError(f"leg must be 'a' or 'b', not {leg!r}") from None
+
+    def local_port(self, leg: str) -> int:
+        """Our RTP port for ``leg``: what the SDP sent to that leg announces."""
+        return self.leg(leg).port
+
+    def endpoints(self) -> list[RelayEndpoint]:
+        """The four sockets: a RTP, a RTCP, b RTP, b RTCP."""
+        return [e for leg in self._legs.values() for e in (leg.rtp, leg.rtcp)]
+
+    def set_remote(self, leg: str, host: str, port: int, *, rtcp_port: int | None = None,
+                   source_ip: str | None = None) -> None:
+        """
+        What ``leg`` announced in SDP (an offer, an answer, or a re-INVITE).
+
+        :param host: the connection address (``c=``); an IP address. ``0.0.0.0``
+            (RFC 2543 hold) or port 0 (a rejected stream) means "send nothing".
+        :param port: the RTP port (``m=``).
+        :param rtcp_port: the RTCP port from ``a=rtcp`` (RFC 3605); ``port + 1`` if None.
+        :param source_ip: the IP this leg's media may come from: :data:`ANY_SOURCE`,
+            or e.g. the IP its SIP messages came from; None derives it from ``host``
+            and the :class:`LatchMode`.
+        :raises ValueError: ``host`` is not an IP address or a port is out of range.
+        """
+        ip = _check_ip(host)
+        for p in (port, rtcp_port):
+            if p is not None and not 0 <= p <= 65535:
+                raise ValueError(f"port {p} out of range")
+        if source_ip is None:
+            if self._latch == LatchMode.ANY or (self._latch == LatchMode.EXPECTED and not ip.is_global):
+                source_ip = ANY_SOURCE
+            else:
+                source_ip = str(ip)
+        elif source_ip != ANY_SOURCE:
+            source_ip = str(_check_ip(source_ip))
+        unset = port == 0 or ip.is_unspecified
+        rtcp = port + 1 if rtcp_port is None else rtcp_port
+        legs = self.leg(leg)
+        host = str(ip)
+        legs.rtp.set_remote(None if unset else (host, port), source_ip)
+        legs.rtcp.set_remote(None if unset or not rtcp else (host, rtcp), source_ip)
+
+    def hold(self, leg: str) -> None:
+        """``leg`` does not want media (sendonly, inactive): drop RTP towards it.
+
+        RTCP keeps flowing both ways (RFC 3264 §5.1: it is sent even when a stream is inactive).
+        """
+        self.leg(leg).rtp.set_held(True)
+
+    def unhold(self, leg: str) -> None:
+        """``leg`` wants media again: resume RTP towards it."""
+        self.leg(leg).rtp.set_held(False)
+
+    @property
+    def last_activity(self) -> float:
+        """Clock time of the last accepted packet on any socket, or the session's creation."""
+        seen = [e.last_seen for e in self.endpoints() if e.last_seen is not None]
+        return max([self.created, *seen])
+
+    def inactive_for(self, now: float) -> float:
+        """Seconds without an accepted RTP or RTCP packet, for the media-inactivity timeout."""
+        return max(0.0, now - self.last_activity)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the session, e.g. for the call record and the operator console."""
+        result: dict[str, Any] = {}
+        dropped = 0
+        for name, leg in self._legs.items():
+            other = "b" if name == "a" else "a"
+            rtp, rtcp = leg.rtp.stats(), leg.rtcp.stats()
+            seen = [t for t in (rtp["last_packet"], rtcp["last_packet"]) if t is not None]
+            result[name] = {
+                "local_port": leg.port, "remote": leg.rtp.remote, "latched": leg.rtp.latched,
+                "held": leg.rtp.held, "last_packet": max(seen) if seen else None,
+                "rtp": rtp, "rtcp": rtcp,
+            }
+            result[f"{name}_to_{other}"] = {
+                "packets": rtp["packets"] + rtcp["packets"], "bytes": rtp["bytes"] + rtcp["bytes"]}
+            dropped += sum(s["dropped_source"] + s["dropped_no_dest"] + s["send_errors"] for s in (rtp, rtcp))
+        result["dropped"] = dropped
+        return result
+
+
+class Relay:
+    """
+    Opens and closes relay sessions on ports of one :class:`PortAllocator`.
+
+    Every port is given back on every path: when a session closes, and when
+    opening one fails part-way.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: IReactorUDP, allocator: PortAllocator, interface: str = "0.0.0.0", *,
+                 latch: str = LatchMode.EXPECTED, relatch_after: float | None = 2.0,
+                 max_bind_attempts: int = 8, clock: IReactorTime | None = None) -> None:
+        """
+        :param reactor: binds the UDP sockets; also the clock unless ``clock`` is given.
+        :param allocator: the RTP port range.
+        :param interface: the local address to bind ("0.0.0.0", "::", one address).
+        :param latch: a :class:`LatchMode` value.
+        :param relatch_after: seconds of silence before another source may latch; None: never.
+        :param max_bind_attempts: pairs tried per leg before giving up on bind failures.
+        :param clock: the time source; ``reactor`` when None.
+        """
+        if latch not in (LatchMode.ANY, LatchMode.EXPECTED, LatchMode.STRICT):
+            raise ValueError(f"unknown latch mode {latch!r}")
+        self._reactor = reactor
+        self._clock = clock if clock is not None else IReactorTime(reactor)
+        self._allocator = allocator
+        self._interface = interface
+        self._latch = latch
+        self._relatch_after = relatch_after
+        self._max_bind_attempts = max_bind_attempts
+        self._sessions: set[RelaySession] = set()
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions are open."""
+        return len(self._sessions)
+
+    def open_session(self) -> RelaySession:
+        """
+        Bind two legs (RTP + RTCP each) on free port pairs.
+
+        :raises PortsExhausted: the range has no free pair left.
+        :raises CannotListenError: ``max_bind_attempts`` pairs in a row failed to bind.
+        """
+        legs: list[RelayLeg] = []
+        try:
+            for _ in LEGS:
+                legs.append(self._open_leg())
+        except BaseException:
+            for leg in legs:
+                self._close_leg(leg)
+            raise
+        session = RelaySession(self._clock, legs[0], legs[1], self._latch)
+        self._sessions.add(session)
+        return session
+
+    def _endpoint(self) -> RelayEndpoint:
+        return RelayEndpoint(self._clock, latch_before_sdp=self._latch != LatchMode.STRICT,
+                             relatch_after=self._relatch_after)
+
+    def _open_leg(self) -> RelayLeg:
+        error: CannotListenError | None = None
+        for _ in range(self._max_bind_attempts):
+            port = self._allocator.allocate()
+            rtp, rtcp = self._endpoint(), self._endpoint()
+            bound: list[Any] = []
+            try:
+                for number, endpoint in ((port, rtp), (port + 1, rtcp)):
+                    bound.append(self._reactor.listenUDP(number, endpoint, self._interface, MAX_PACKET))
+            except CannotListenError as e:
+                self.log.warn("RTP port {port} cannot be bound ({error}); trying another", port=e.port, error=e.socketError)
+                error = e
+                for p in bound:
+                    p.stopListening()
+                self._allocator.mark_unusable(port)
+                continue
+            except BaseException:
+                for p in bound:
+                    p.stopListening()
+                self._allocator.release(port)
+                raise
+            return RelayLeg(port, rtp, rtcp)
+        assert error is not None
+        raise error
+
+    def _close_leg(self, leg: RelayLeg) -> Deferred[None]:
+        """Close both sockets; the pair goes back to the allocator once they are closed."""
+        ports = [e.transport for e in (leg.rtp, leg.rtcp)]
+        stops = [maybeDeferred(p.stopListening) for p in ports if p is not None]
+        done: Deferred[Any] = DeferredList(stops, consumeErrors=True)
+        done.addCallback(lambda _: self._allocator.release(leg.port))
+        return done
+
+    def close(self, session: RelaySession) -> Deferred[None]:
+        """
+        Close a session's sockets and give its ports back; closing twice does nothing.
+
+        :returns: fires when every port is back in the allocator.
+        """
+        if session.closed:
+            return succeed(None)
+        session.closed = True
+        self._sessions.discard(session)
+        closing = [self._close_leg(session.leg(name)) for name in LEGS]
+        done: Deferred[Any] = DeferredList(closing, consumeErrors=True)
+        return done.addCallback(lambda _: None)
+
+    def close_all(self) -> Deferred[None]:
+        """Close every open session (on shutdown)."""
+        closing = [self.close(s) for s in list(self._sessions)]
+        done: Deferred[Any] = DeferredList(closing, consumeErrors=True)
+        return done.addCallback(lambda _: None)
