@@ -89,7 +89,12 @@ def _cpu() -> float:
 
 def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
     """Read every queued datagram of ``sock`` into the statistics."""
-    last_seq, last_rx, last_tx, received = st["last_seq"], st["last_rx"], st["last_tx"], st["received"]
+    last_seq, last_rx, last_tx, received = (
+        st["last_seq"],
+        st["last_rx"],
+        st["last_tx"],
+        st["received"],
+    )
     jitter, transit = st["jitter"], st["transit"]
     unpack, ts = PAYLOAD.unpack_from, TIMESPEC.unpack
     n = 0
@@ -114,12 +119,19 @@ def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
         last_seq[stream], last_rx[stream], last_tx[stream] = seq, rx, tx
 
 
-def _run(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float) -> dict[str, Any]:
+def _run(
+    a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float
+) -> dict[str, Any]:
     """Paced traffic both ways on every call; returns loss and timing statistics."""
     n = len(calls)
     st: dict[str, Any] = {
-        "last_seq": [-1] * (2 * n), "last_rx": [0] * (2 * n), "last_tx": [0] * (2 * n),
-        "received": [0] * (2 * n), "jitter": [0] * BUCKETS, "transit": [0] * BUCKETS, "reordered": 0,
+        "last_seq": [-1] * (2 * n),
+        "last_rx": [0] * (2 * n),
+        "last_tx": [0] * (2 * n),
+        "received": [0] * (2 * n),
+        "jitter": [0] * BUCKETS,
+        "transit": [0] * BUCKETS,
+        "reordered": 0,
     }
     seq = [0] * (2 * n)
     slots: list[list[int]] = [[] for _ in range(round(PERIOD / TICK))]
@@ -143,7 +155,11 @@ def _run(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: fl
                     stream = 2 * i + direction
                     s = seq[stream]
                     seq[stream] = s + 1
-                    pkt = hdr(0x80, 0, s & 0xFFFF, s * 160 & 0xFFFFFFFF, stream) + pay(stream, s, now_ns()) + PADDING
+                    pkt = (
+                        hdr(0x80, 0, s & 0xFFFF, s * 160 & 0xFFFFFFFF, stream)
+                        + pay(stream, s, now_ns())
+                        + PADDING
+                    )
                     try:
                         sock.sendto(pkt, dests[i][direction])
                     except OSError:
@@ -161,15 +177,23 @@ def _run(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: fl
     wall = time.monotonic() - start
     sent, received = sum(seq), sum(st["received"])
     return {
-        "sent": sent, "received": received, "loss": 1 - received / sent if sent else 0.0,
-        "reordered": st["reordered"], "send_errors": send_errors,
-        "jitter_p50": _percentile(st["jitter"], 0.5), "jitter_p99": _percentile(st["jitter"], 0.99),
-        "transit_p50": _percentile(st["transit"], 0.5), "transit_p99": _percentile(st["transit"], 0.99),
-        "gen_cpu": (_cpu() - cpu0) / wall, "gen_late_ms": late * 1000,
+        "sent": sent,
+        "received": received,
+        "loss": 1 - received / sent if sent else 0.0,
+        "reordered": st["reordered"],
+        "send_errors": send_errors,
+        "jitter_p50": _percentile(st["jitter"], 0.5),
+        "jitter_p99": _percentile(st["jitter"], 0.99),
+        "transit_p50": _percentile(st["transit"], 0.5),
+        "transit_p99": _percentile(st["transit"], 0.99),
+        "gen_cpu": (_cpu() - cpu0) / wall,
+        "gen_late_ms": late * 1000,
     }
 
 
-def _blast(a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float) -> dict[str, Any]:
+def _blast(
+    a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float
+) -> dict[str, Any]:
     """Send as fast as possible, round-robin over all legs; nothing is read back."""
     pkt = RTP_HEADER.pack(0x80, 0, 1, 160, 0xFFFF) + bytes(160)
     dests = [(a, (HOST, ap)) for ap, _ in calls] + [(b, (HOST, bp)) for _, bp in calls]
@@ -210,12 +234,23 @@ def generator() -> None:
 # The relay process (this one): Twisted, the code under test
 
 
+def _busy() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine, all cores (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / hz, sum(v[:8]) / hz
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: float) -> None:
+async def _bench(
+    reactor: Any, steps: list[int], seconds: float, blast_seconds: float
+) -> None:
     from twisted.internet import defer, protocol
 
     from pbx.media.ports import PortAllocator
@@ -223,7 +258,8 @@ async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: 
 
     class Generator(protocol.ProcessProtocol):
         def __init__(self) -> None:
-            self.buffer, self.waiting = b"", defer.Deferred()
+            self.buffer = b""
+            self.waiting: defer.Deferred[dict[str, Any]] = defer.Deferred()
 
         def outReceived(self, data: bytes) -> None:  # noqa: N802
             self.buffer += data
@@ -237,27 +273,40 @@ async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: 
 
         def ask(self, **cmd: Any) -> defer.Deferred[dict[str, Any]]:
             waiting = self.waiting
+            assert self.transport is not None
             self.transport.write(json.dumps(cmd).encode() + b"\n")
             return waiting
 
     gen = Generator()
     ready = gen.waiting
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    reactor.spawnProcess(gen, sys.executable, [sys.executable, __file__, "--generator"], env=env)
+    reactor.spawnProcess(
+        gen, sys.executable, [sys.executable, __file__, "--generator"], env=env
+    )
     addrs = await ready
     allocator = PortAllocator(20000, 29999)
     relay = Relay(reactor, allocator, HOST)
     sessions: list[Any] = []
     rss0 = _rss()
-    print(f"relay pid {os.getpid()}, {seconds:g} s per step, 172-byte packets, 50 pps each way per call")
-    print(f"{'calls':>6} {'pps in':>8} {'loss %':>8} {'jit p50':>8} {'jit p99':>8} {'trn p99':>8} "
-          f"{'relay CPU%':>10} {'µs/pkt':>7} {'RSS/call':>9} {'gen CPU%':>8} {'gen late':>8}")
-    print(f"{'':>6} {'':>8} {'':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'':>10} {'':>7} {'KiB':>9} {'':>8} {'ms':>8}")
+    print(
+        f"relay pid {os.getpid()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+        f"{seconds:g} s per step, 172-byte packets, 50 pps each way per call"
+    )
+    print(
+        f"{'calls':>6} {'pps in':>8} {'loss %':>8} {'jit p50':>8} {'jit p99':>8} {'trn p99':>8} "
+        f"{'relay CPU%':>10} {'µs/pkt':>7} {'RSS/call':>9} {'gen CPU%':>8} {'gen late':>8} {'others%':>7}"
+    )
+    print(
+        f"{'':>6} {'':>8} {'':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'':>10} {'':>7} {'KiB':>9} {'':>8} {'ms':>8}"
+    )
 
     def relayed() -> int:
         return sum(e.packets for s in sessions for e in s.endpoints())
 
-    for n in steps:
+    for i, n in enumerate(
+        [min(steps[0], 50), *steps]
+    ):  # the first, short run is a warm-up
+        warmup = i == 0
         while len(sessions) < n:
             s = relay.open_session()
             s.set_remote("a", HOST, addrs["a"])
@@ -265,19 +314,30 @@ async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: 
             sessions.append(s)
         calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
         rss_per_call = (_rss() - rss0) / len(sessions) / 1024
-        cpu0, wall0, pk0 = _cpu(), time.monotonic(), relayed()
-        r = await gen.ask(cmd="run", calls=calls, seconds=seconds)
+        cpu0, wall0, pk0, busy0 = _cpu(), time.monotonic(), relayed(), _busy()[0]
+        r = await gen.ask(cmd="run", calls=calls, seconds=1.0 if warmup else seconds)
         cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
-        print(f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} {r['jitter_p99']:>8.2f} "
-              f"{r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} {cpu / max(pk, 1) * 1e6:>7.1f} "
-              f"{rss_per_call:>9.1f} {r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f}", flush=True)
+        others = (_busy()[0] - busy0) / wall - cpu / wall - r["gen_cpu"]
+        if warmup:
+            continue
+        print(
+            f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} {r['jitter_p99']:>8.2f} "
+            f"{r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} {cpu / max(pk, 1) * 1e6:>7.1f} "
+            f"{rss_per_call:>9.1f} {r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f} {others * 100:>7.0f}",
+            flush=True,
+        )
         if r["loss"] > 0.2:
             print("       (stopping: relay saturated)")
             break
 
     few = [[s.local_port("a"), s.local_port("b")] for s in sessions[:10]]
-    print(f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:")
-    for label, path in (("socket.sendto (relay default)", "fast"), ("twisted port.write", "twisted")):
+    print(
+        f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:"
+    )
+    for label, path in (
+        ("socket.sendto (relay default)", "fast"),
+        ("twisted port.write", "twisted"),
+    ):
         if path == "twisted":
             for s in sessions:
                 for e in s.endpoints():
@@ -285,8 +345,12 @@ async def _bench(reactor: Any, steps: list[int], seconds: float, blast_seconds: 
         cpu0, wall0, pk0 = _cpu(), time.monotonic(), relayed()
         r = await gen.ask(cmd="blast", calls=few, seconds=blast_seconds)
         cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
-        print(f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
-              f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s)", flush=True)
+        print(
+            f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
+            f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s)",
+            flush=True,
+        )
+    assert gen.transport is not None
     gen.transport.write(b'{"cmd": "quit"}\n')
     await relay.close_all()
     assert allocator.in_use == 0, "ports leaked"
@@ -322,7 +386,13 @@ def main() -> None:
 
     d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds))
     d.addBoth(done)
-    guard = reactor.callLater(budget, lambda: (print("time budget exceeded"), reactor.stop()))
+
+    def out_of_time() -> None:
+        print("time budget exceeded")
+        failures.append("timeout")
+        reactor.stop()
+
+    guard = reactor.callLater(budget, out_of_time)
     reactor.run()
     if guard.active():
         guard.cancel()

@@ -21,9 +21,12 @@ image, not an excuse).
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import re
+import secrets
+import select
 import shutil
 import socket
 import subprocess
@@ -42,7 +45,11 @@ T = TypeVar("T")
 READY = re.compile(r"pbx ready")
 
 #: twistd, run by the interpreter running the tests.
-TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+TWISTD = [
+    sys.executable,
+    "-c",
+    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+]
 
 #: The API administrator every generated config has.
 ADMIN = "admin"
@@ -155,7 +162,9 @@ def loopback_config(
             "listen": f"tcp:{api_port}:interface=127.0.0.1",
             "admins": [{"username": ADMIN, "password": admin_password}],
         },
-        "extensions": {number: {"password": password} for number, password in extensions.items()},
+        "extensions": {
+            number: {"password": password} for number, password in extensions.items()
+        },
     }
     if state_dir is not None:
         config["state_dir"] = state_dir
@@ -164,7 +173,9 @@ def loopback_config(
     return text
 
 
-def wait_until(condition: Callable[[], T], limit: float, what: str, interval: float = 0.1) -> T:
+def wait_until(
+    condition: Callable[[], T | None], limit: float, what: str, interval: float = 0.1
+) -> T:
     """
     Poll ``condition`` until it returns something true, at most ``limit`` seconds.
 
@@ -193,7 +204,9 @@ class Daemon:
     #: Lines kept after each ``Traceback`` line, in :attr:`tracebacks`.
     TRACEBACK_LINES = 40
 
-    def __init__(self, workdir: str, config: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: str, config: str, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.config_path = os.path.join(self.workdir, "pbx.yml")
@@ -206,7 +219,8 @@ class Daemon:
         self.tracebacks: list[str] = []
         self._changed = threading.Condition()
         self._total = 0  # lines read so far
-        self._cursor = 0  # the next line wait_for looks at (counted from the first line)
+        # The next line wait_for looks at, counted from the first line read.
+        self._cursor = 0
         self._eof = False
         self._reader: threading.Thread | None = None
 
@@ -223,10 +237,15 @@ class Daemon:
     def start(self, limit: float = 60.0) -> None:
         """Start the daemon and wait for its ready line."""
         self.process = subprocess.Popen(
-            self.command(), cwd=self.workdir, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command(),
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
-        self._reader = threading.Thread(target=self._drain, name=f"pbx-output-{self.process.pid}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._drain, name=f"pbx-output-{self.process.pid}", daemon=True
+        )
         self._reader.start()
         self.wait_for(READY, limit)
 
@@ -254,8 +273,9 @@ class Daemon:
         with self._changed:
             while True:
                 first = self._total - len(self.output)
-                for number in range(max(self._cursor, first), self._total):
-                    line = self.output[number - first]
+                start = max(self._cursor, first)
+                lines = itertools.islice(self.output, start - first, None)
+                for number, line in enumerate(lines, start):
                     if pattern.search(line):
                         self._cursor = number + 1
                         return line
@@ -292,7 +312,9 @@ class Daemon:
         return self.process.returncode
 
 
-def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
     """One JSON HTTP request; returns (status, decoded body)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
@@ -342,9 +364,6 @@ def options_ping(sip_port: int, limit: float = 10.0) -> str:
     :returns: the final response's status line.
     :raises AssertionError: when no final response arrives within ``limit``.
     """
-    import secrets
-    import select
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -369,6 +388,10 @@ def options_ping(sip_port: int, limit: float = 10.0) -> str:
                     break
                 data = s.recv(65535)
                 status = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
-                if f"probe-{tag}@".encode() in data and not status.startswith("SIP/2.0 1"):
+                if f"probe-{tag}@".encode() in data and not status.startswith(
+                    "SIP/2.0 1"
+                ):
                     return status
-    raise AssertionError(f"no final response to OPTIONS on udp:127.0.0.1:{sip_port} within {limit:.0f}s")
+    raise AssertionError(
+        f"no final response to OPTIONS on udp:127.0.0.1:{sip_port} within {limit:.0f}s"
+    )

@@ -285,8 +285,15 @@ class ExtensionTests(APITestCase):
         before = self.store.extensions["2001"].ha1_sha256
         status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"name": "New", "enabled": False}, token=token)
         self.assertEqual((status, body["name"], body["enabled"]), (200, "New", False))
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001",
+                                    {"dnd": True, "forward_busy": "2002", "caller_id": "Sales"}, token=token)
+        self.assertEqual((status, body["dnd"], body["forward_busy"], body["caller_id"]), (200, True, "2002", "Sales"))
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"name": "Newer"}, token=token)
+        self.assertEqual((body["dnd"], body["forward_busy"], body["enabled"]), (True, "2002", False))
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"forward_always": "2001"}, token=token)[0], 422)
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"dnd": "yes"}, token=token)[0], 422)
         self.assertEqual(self.store.extensions["2001"].ha1_sha256, before)
-        self.assertEqual(self.pbx.changed, ["2001", "2001"])
+        self.assertEqual(self.pbx.changed, ["2001", "2001", "2001", "2001"])
         self.store.bindings[("2001", "sip:a@127.0.0.1")] = Binding("2001", "sip:a@127.0.0.1", 1e12)
         status, _, _ = self.call("DELETE", "/api/v1/extensions/2001", token=token)
         self.assertEqual(status, 204)

@@ -24,17 +24,23 @@ RTP = b"\x80\x00\x00\x01" + b"\x00" * 8 + bytes(range(160))  # 172 bytes, like G
 class BindFailingReactor(FakeUDPReactor):
     """A FakeUDPReactor whose chosen ports, or chosen calls of listenUDP, fail to bind."""
 
-    def __init__(self, busy_ports: set[int] | None = None, failing_calls: set[int] | None = None) -> None:
+    def __init__(
+        self, busy_ports: set[int] | None = None, failing_calls: set[int] | None = None
+    ) -> None:
         super().__init__()
         self.busy_ports = busy_ports or set()
         self.failing_calls = failing_calls or set()
         self.bind_calls = 0
 
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:  # noqa: N802,N803
+    def listenUDP(
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192
+    ) -> FakeUDPPort:  # noqa: N802,N803
         """Raise CannotListenError for a busy port or a failing call; else bind."""
         self.bind_calls += 1
         if port in self.busy_ports or self.bind_calls in self.failing_calls:
-            raise CannotListenError(interface, port, OSError(errno.EADDRINUSE, "Address already in use"))
+            raise CannotListenError(
+                interface, port, OSError(errno.EADDRINUSE, "Address already in use")
+            )
         return super().listenUDP(port, protocol, interface, maxPacketSize)
 
 
@@ -96,7 +102,10 @@ class PortAllocatorTests(SynchronousTestCase):
 
     def test_randomised_start(self) -> None:
         """Fresh allocators with different random sources start at different ports."""
-        firsts = {PortAllocator(10000, 19999, random.Random(seed)).allocate() for seed in range(20)}
+        firsts = {
+            PortAllocator(10000, 19999, random.Random(seed)).allocate()
+            for seed in range(20)
+        }
         self.assertGreater(len(firsts), 10)
 
     def test_unusable_set_aside(self) -> None:
@@ -124,18 +133,24 @@ class RelayTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = FakeUDPReactor()
         self.alloc = PortAllocator(10000, 10099, random.Random(5))
-        self.relay = Relay(self.reactor, self.alloc, "127.0.0.1", latch=self.latch, relatch_after=2.0)
+        self.relay = Relay(
+            self.reactor, self.alloc, "127.0.0.1", latch=self.latch, relatch_after=2.0
+        )
         self.session = self.relay.open_session()
 
     def port(self, leg: str, rtcp: bool = False) -> FakeUDPPort:
         """The fake socket of ``leg``."""
         return self.reactor.udpPorts[self.session.local_port(leg) + rtcp]
 
-    def send(self, leg: str, data: bytes, source: tuple[str, int], rtcp: bool = False) -> None:
+    def send(
+        self, leg: str, data: bytes, source: tuple[str, int], rtcp: bool = False
+    ) -> None:
         """Deliver a datagram from ``source`` to our socket of ``leg``."""
         self.port(leg, rtcp).protocol.datagramReceived(data, source)
 
-    def written(self, leg: str, rtcp: bool = False) -> list[tuple[bytes, tuple[str, int]]]:
+    def written(
+        self, leg: str, rtcp: bool = False
+    ) -> list[tuple[bytes, tuple[str, int]]]:
         """What our socket of ``leg`` sent, and then forget it."""
         port = self.port(leg, rtcp)
         out, port.written = port.written, []
@@ -175,20 +190,26 @@ class RelayPathTests(RelayTestCase):
     def test_rtcp_on_next_port(self) -> None:
         """RTCP arriving on port+1 leaves the other leg's port+1 towards its SDP port+1."""
         self.send("a", b"rtcp-sr", (PHONE_A[0], PHONE_A[1] + 1), rtcp=True)
-        self.assertEqual(self.written("b", rtcp=True), [(b"rtcp-sr", (PHONE_B[0], PHONE_B[1] + 1))])
+        self.assertEqual(
+            self.written("b", rtcp=True), [(b"rtcp-sr", (PHONE_B[0], PHONE_B[1] + 1))]
+        )
         self.assertEqual(self.written("b"), [])
 
     def test_explicit_rtcp_port(self) -> None:
         """An a=rtcp port (RFC 3605) replaces port+1."""
         self.session.set_remote("b", PHONE_B[0], PHONE_B[1], rtcp_port=7000)
         self.send("a", b"rtcp-rr", (PHONE_A[0], PHONE_A[1] + 1), rtcp=True)
-        self.assertEqual(self.written("b", rtcp=True), [(b"rtcp-rr", (PHONE_B[0], 7000))])
+        self.assertEqual(
+            self.written("b", rtcp=True), [(b"rtcp-rr", (PHONE_B[0], 7000))]
+        )
 
     def test_no_destination_yet(self) -> None:
         """A packet towards a leg with no known address is dropped and counted."""
         session = self.relay.open_session()
         session.set_remote("a", *PHONE_A)
-        self.reactor.udpPorts[session.local_port("a")].protocol.datagramReceived(RTP, PHONE_A)
+        self.reactor.udpPorts[session.local_port("a")].protocol.datagramReceived(
+            RTP, PHONE_A
+        )
         self.assertEqual(self.reactor.udpPorts[session.local_port("b")].written, [])
         self.assertEqual(session.stats()["a"]["rtp"]["dropped_no_dest"], 1)
 
@@ -198,9 +219,23 @@ class RelayPathTests(RelayTestCase):
         self.send("a", RTP, PHONE_A)
         self.assertEqual(self.written("b"), [])
 
+    def test_unspecified_address(self) -> None:
+        """c=0.0.0.0 (RFC 2543 hold) leaves the leg without a destination for RTP and RTCP."""
+        self.session.set_remote("b", "0.0.0.0", PHONE_B[1])
+        self.send("a", RTP, PHONE_A)
+        self.send("a", b"rtcp", (PHONE_A[0], PHONE_A[1] + 1), rtcp=True)
+        self.assertEqual(self.written("b") + self.written("b", rtcp=True), [])
+
+    def test_port_out_of_range(self) -> None:
+        """An RTP or RTCP port outside 0-65535 is refused."""
+        self.assertRaises(ValueError, self.session.set_remote, "a", PHONE_A[0], 70000)
+        self.assertRaises(ValueError, self.session.set_remote, "a", *PHONE_A, rtcp_port=-1)
+
     def test_hostname_refused(self) -> None:
         """set_remote wants an IP address, not a name to resolve."""
-        self.assertRaises(ValueError, self.session.set_remote, "a", "phone.example.com", 4000)
+        self.assertRaises(
+            ValueError, self.session.set_remote, "a", "phone.example.com", 4000
+        )
         self.assertRaises(ValueError, self.session.set_remote, "c", *PHONE_A)
 
     def test_hold_drops_towards_held_leg(self) -> None:
@@ -267,7 +302,9 @@ class LatchingTests(RelayTestCase):
         self.send("a", b"evil", INTRUDER)
         self.assertEqual(self.written("b"), [(RTP, PHONE_B)])
         stats = self.session.stats()["a"]["rtp"]
-        self.assertEqual((stats["latched"], stats["dropped_source"], stats["packets"]), (NAT_A, 1, 1))
+        self.assertEqual(
+            (stats["latched"], stats["dropped_source"], stats["packets"]), (NAT_A, 1, 1)
+        )
 
     def test_foreign_ip_not_latched(self) -> None:
         """With a public SDP address, a packet from another IP neither latches nor is relayed."""
@@ -376,13 +413,17 @@ class AnyLatchingTests(RelayTestCase):
 
     def test_unknown_mode(self) -> None:
         """An unknown latch mode is refused."""
-        self.assertRaises(ValueError, Relay, self.reactor, self.alloc, latch="sometimes")
+        self.assertRaises(
+            ValueError, Relay, self.reactor, self.alloc, latch="sometimes"
+        )
 
 
 class RelayLifecycleTests(SynchronousTestCase):
     """Sessions open on free ports, retry busy ones, and give every port back."""
 
-    def make(self, reactor: FakeUDPReactor, low: int = 10000, high: int = 10099) -> tuple[Relay, PortAllocator]:
+    def make(
+        self, reactor: FakeUDPReactor, low: int = 10000, high: int = 10099
+    ) -> tuple[Relay, PortAllocator]:
         """A relay over ``reactor`` and a fresh allocator."""
         alloc = PortAllocator(low, high, random.Random(11))
         return Relay(reactor, alloc, "127.0.0.1", max_bind_attempts=4), alloc
@@ -397,7 +438,9 @@ class RelayLifecycleTests(SynchronousTestCase):
         reactor = FakeUDPReactor()
         relay, alloc = self.make(reactor)
         session = relay.open_session()
-        self.assertEqual((relay.sessions, alloc.in_use, len(reactor.udpPorts)), (1, 2, 4))
+        self.assertEqual(
+            (relay.sessions, alloc.in_use, len(reactor.udpPorts)), (1, 2, 4)
+        )
         self.successResultOf(relay.close(session))
         self.assertEqual(relay.sessions, 0)
         self.assertTrue(session.closed)
@@ -413,7 +456,9 @@ class RelayLifecycleTests(SynchronousTestCase):
         session.set_remote("a", *PHONE_A)
         session.set_remote("b", *PHONE_B)
         relay.close(session)
-        reactor.udpPorts[session.local_port("a")].protocol.datagramReceived(RTP, PHONE_A)
+        reactor.udpPorts[session.local_port("a")].protocol.datagramReceived(
+            RTP, PHONE_A
+        )
         self.assertEqual(reactor.udpPorts[session.local_port("b")].written, [])
 
     def test_third_socket_busy_retried(self) -> None:
@@ -429,7 +474,11 @@ class RelayLifecycleTests(SynchronousTestCase):
 
     def all_listening(self, reactor: FakeUDPReactor, session: RelaySession) -> bool:
         """Whether all four sockets of ``session`` listen."""
-        return all(reactor.udpPorts[session.local_port(leg) + i].listening for leg in "ab" for i in (0, 1))
+        return all(
+            reactor.udpPorts[session.local_port(leg) + i].listening
+            for leg in "ab"
+            for i in (0, 1)
+        )
 
     def test_busy_rtcp_half_of_pair(self) -> None:
         """A pair whose RTCP port is busy is given up whole: its bound RTP socket is closed."""
@@ -462,7 +511,9 @@ class RelayLifecycleTests(SynchronousTestCase):
         reactor = BindFailingReactor(busy_ports={10000, 10003})
         relay, alloc = self.make(reactor, 10000, 10007)
         session = relay.open_session()
-        self.assertEqual({session.local_port("a"), session.local_port("b")}, {10004, 10006})
+        self.assertEqual(
+            {session.local_port("a"), session.local_port("b")}, {10004, 10006}
+        )
 
     def test_close_all(self) -> None:
         """close_all closes every session and frees every port."""

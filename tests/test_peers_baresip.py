@@ -32,6 +32,9 @@ from typing import Any
 from unittest import SkipTest
 
 import pytest
+
+from twisted.trial.unittest import SynchronousTestCase
+
 from pbx_daemon import (
     API,
     Daemon,
@@ -43,8 +46,6 @@ from pbx_daemon import (
     strong_password,
     wait_until,
 )
-
-from twisted.trial.unittest import SynchronousTestCase
 
 pytestmark = pytest.mark.integration
 
@@ -71,24 +72,35 @@ class BaresipCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.baresip = require_binary("baresip", "baresip-core")
         if not (MODULES / "account.so").is_file():
-            raise AssertionError(f"{MODULES}/account.so is missing: baresip-core is incomplete")
+            raise AssertionError(
+                f"{MODULES}/account.so is missing: baresip-core is incomplete"
+            )
         self.workdir = os.path.abspath(self.mktemp())
         self.api_port = free_port()
         self.sip_port = free_port()
         self.tls_port = free_port()
         self.password = strong_password(EXTENSION)
         admin = admin_password()
-        self.daemon = Daemon(self.workdir, loopback_config(
-            api_port=self.api_port, sip_port=self.sip_port, tls_port=self.tls_port,
-            admin_password=admin, extensions={EXTENSION: self.password},
-            digest_algorithms=self.digest_algorithms, state_dir=os.path.join(self.workdir, "state"),
-        ))
+        self.daemon = Daemon(
+            self.workdir,
+            loopback_config(
+                api_port=self.api_port,
+                sip_port=self.sip_port,
+                tls_port=self.tls_port,
+                admin_password=admin,
+                extensions={EXTENSION: self.password},
+                digest_algorithms=self.digest_algorithms,
+                state_dir=os.path.join(self.workdir, "state"),
+            ),
+        )
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.certificate = os.path.join(self.workdir, "state", "tls", "cert.pem")
         self.api = API(self.api_port, admin)
 
-    def start_baresip(self, transport: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    def start_baresip(
+        self, transport: str
+    ) -> tuple[subprocess.Popen[bytes], int, Path]:
         """
         Start baresip with one account on ``transport``.
 
@@ -117,7 +129,10 @@ class BaresipCase(SynchronousTestCase):
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [self.baresip, "-f", str(confdir), "-t", str(SAFETY_QUIT), "-s"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=confdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=confdir,
             )
         self.addCleanup(self.kill, process)
         return process, local, log
@@ -136,6 +151,12 @@ class BaresipCase(SynchronousTestCase):
         return None
 
     def check_register(self, transport: str) -> None:
+        """
+        baresip's binding over ``transport`` is listed as expected, and gone
+        once baresip is terminated (it unregisters on the way out).
+
+        :raises RegisterRefused: when baresip reports that it gave up.
+        """
         process, local, log = self.start_baresip(transport)
 
         def registered() -> dict[str, Any] | None:
@@ -147,7 +168,9 @@ class BaresipCase(SynchronousTestCase):
             return self.binding(transport)
 
         try:
-            binding = wait_until(registered, LIMIT, f"baresip's {transport} registration")
+            binding = wait_until(
+                registered, LIMIT, f"baresip's {transport} registration"
+            )
         except AssertionError as e:
             raise type(e)(f"{e}\n{log.read_text(errors='replace')[-4000:]}") from None
         contact_port = local + 1 if transport == "tls" else local
@@ -163,10 +186,13 @@ class BaresipCase(SynchronousTestCase):
 
         # SIGTERM: baresip unregisters (Expires: 0) and exits.
         process.send_signal(signal.SIGTERM)
-        wait_until(lambda: self.binding(transport) is None, LIMIT, f"baresip's {transport} unregistration")
+        wait_until(
+            lambda: self.binding(transport) is None,
+            LIMIT,
+            f"baresip's {transport} unregistration",
+        )
         self.assertEqual(process.wait(LIMIT), 0)
         self.assertFalse(self.daemon.tracebacks)
-
 
 
 class BaresipTests(BaresipCase):

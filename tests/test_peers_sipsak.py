@@ -15,13 +15,25 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from pbx_daemon import API, Daemon, admin_password, free_port, loopback_config, require_binary, strong_password
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from pbx_daemon import (
+    API,
+    Daemon,
+    admin_password,
+    free_port,
+    loopback_config,
+    require_binary,
+    strong_password,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 EXTENSION = "1001"
+#: Upper bound for a binding to reach the API.
+LIMIT = 10.0
 
 
 class SipsakTests(SynchronousTestCase):
@@ -33,10 +45,16 @@ class SipsakTests(SynchronousTestCase):
         self.sip_port = free_port()
         self.password = strong_password(EXTENSION)
         admin = admin_password()
-        self.daemon = Daemon(self.mktemp(), loopback_config(
-            api_port=self.api_port, sip_port=self.sip_port, admin_password=admin,
-            extensions={EXTENSION: self.password}, digest_algorithms=["MD5", "SHA-256"],
-        ))
+        self.daemon = Daemon(
+            self.mktemp(),
+            loopback_config(
+                api_port=self.api_port,
+                sip_port=self.sip_port,
+                admin_password=admin,
+                extensions={EXTENSION: self.password},
+                digest_algorithms=["MD5", "SHA-256"],
+            ),
+        )
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.api = API(self.api_port, admin)
@@ -44,19 +62,40 @@ class SipsakTests(SynchronousTestCase):
     def run_sipsak(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run sipsak with a time limit; its output goes into failure messages."""
         return subprocess.run(
-            [self.sipsak, "-vv", *args], capture_output=True, text=True, errors="replace",
-            timeout=60, stdin=subprocess.DEVNULL,
+            [self.sipsak, "-vv", *args],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
 
-    def register(self, password: str, contact_port: int, transport: str) -> subprocess.CompletedProcess[str]:
+    def register(
+        self, password: str, contact_port: int, transport: str
+    ) -> subprocess.CompletedProcess[str]:
         """sipsak usrloc mode: one REGISTER of a contact for 120 s, with digest credentials."""
         return self.run_sipsak(
-            "-E", transport, "-U", "-C", f"sip:{EXTENSION}@127.0.0.1:{contact_port}", "-u", EXTENSION,
-            "-x", "120", "-a", password, "-s", f"sip:{EXTENSION}@127.0.0.1:{self.sip_port}", "-i",
+            "-E",
+            transport,
+            "-U",
+            "-C",
+            f"sip:{EXTENSION}@127.0.0.1:{contact_port}",
+            "-u",
+            EXTENSION,
+            "-x",
+            "120",
+            "-a",
+            password,
+            "-s",
+            f"sip:{EXTENSION}@127.0.0.1:{self.sip_port}",
+            "-i",
         )
 
     def check_options(self, transport: str) -> None:
-        result = self.run_sipsak("-E", transport, "-s", f"sip:pbx@127.0.0.1:{self.sip_port}")
+        """sipsak's OPTIONS over ``transport`` gets 200."""
+        result = self.run_sipsak(
+            "-E", transport, "-s", f"sip:pbx@127.0.0.1:{self.sip_port}"
+        )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("SIP/2.0 200 OK", result.stdout)
 
@@ -69,13 +108,18 @@ class SipsakTests(SynchronousTestCase):
         self.check_options("tcp")
 
     def check_register(self, transport: str) -> None:
+        """A good REGISTER over ``transport`` exits 0 and its binding is listed as sent."""
         contact_port = free_port()
         result = self.register(self.password, contact_port, transport)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        # The 200 is sent after the binding is stored, so the API shows it now.
-        [binding] = self.api.registrations()
+        # Bindings reach the store (which the API reads) a moment after the 200.
+        [binding] = wait_until(
+            self.api.registrations, LIMIT, "the binding in /api/v1/registrations"
+        )
         self.assertEqual(binding["extension"], EXTENSION)
-        self.assertEqual(binding["contact"], f"sip:{EXTENSION}@127.0.0.1:{contact_port}")
+        self.assertEqual(
+            binding["contact"], f"sip:{EXTENSION}@127.0.0.1:{contact_port}"
+        )
         self.assertEqual(binding["transport"], transport)
         self.assertTrue(binding["source"].startswith("127.0.0.1:"), binding)
         self.assertTrue(binding["user_agent"].startswith("sipsak"), binding)
@@ -90,6 +134,7 @@ class SipsakTests(SynchronousTestCase):
         self.check_register("tcp")
 
     def check_wrong_password(self, transport: str) -> None:
+        """A REGISTER over ``transport`` with a wrong password fails and binds nothing."""
         result = self.register(self.password + "x", free_port(), transport)
         output = result.stdout + result.stderr
         self.assertNotEqual(result.returncode, 0, output)
@@ -97,6 +142,16 @@ class SipsakTests(SynchronousTestCase):
         self.assertNotEqual(result.returncode, 3, output)
         self.assertIn("401 Unauthorized", output)
         self.assertEqual(self.api.registrations(), [])
+        # Binding changes reach the store in order, so once a later, good
+        # registration is listed, a binding from the bad one would be too.
+        good_port = free_port()
+        self.assertEqual(
+            self.register(self.password, good_port, transport).returncode, 0
+        )
+        listed = wait_until(self.api.registrations, LIMIT, "the later good binding")
+        self.assertEqual(
+            [b["contact"] for b in listed], [f"sip:{EXTENSION}@127.0.0.1:{good_port}"]
+        )
 
     def test_wrong_password_udp(self) -> None:
         """A REGISTER over UDP with a wrong password is refused and binds nothing."""

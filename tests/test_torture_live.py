@@ -18,9 +18,10 @@ the corpus is data).
 
 Verdicts come from ``verdicts.tsv`` (RFC 4475) and the table of
 ``EXPECTED.md`` (RFC 5118, which has no TSV).  Checked: no message whose
-verdict is ACCEPT is answered 400; a response is never answered (RFC 3261
-§8.1.3.2 / §18.1.2: a UA matches or discards it); the server still answers
-OPTIONS afterwards; the daemon logged no traceback.
+verdict is ACCEPT is answered 400; a response is never answered (it matches
+a client transaction or is dropped, RFC 3261 §18.1.2; SIP has no response to
+a response); the server still answers OPTIONS afterwards; the daemon logged
+no traceback.
 
 Set ``PBX_TEST_CONFORMANCE`` to use a corpus other than /work/shared/conformance.
 """
@@ -37,7 +38,15 @@ from pathlib import Path
 
 import attrs
 import pytest
-from pbx_daemon import Daemon, admin_password, free_port, loopback_config, options_ping
+
+from pbx_daemon import (
+    Daemon,
+    admin_password,
+    free_port,
+    loopback_config,
+    options_ping,
+    strong_password,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +62,22 @@ _LWS = rb"(?:[ \t]*\r\n)?[ \t]+"
 _TOKEN = rb"[A-Za-z0-9\-.!%*_+`'~]+"
 #: The start of a Via value up to its sent-by (§20.42: sent-protocol LWS sent-by).
 _VIA_VALUE = re.compile(
-    _SWS + rb"SIP" + _SWS + rb"/" + _SWS + rb"[0-9.]+" + _SWS + rb"/" + _SWS + _TOKEN + _LWS
-    + rb"(?P<sent_by>(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:" + _SWS + rb":" + _SWS + rb"[0-9]+)?)"
+    _SWS
+    + rb"SIP"
+    + _SWS
+    + rb"/"
+    + _SWS
+    + rb"[0-9.]+"
+    + _SWS
+    + rb"/"
+    + _SWS
+    + _TOKEN
+    + _LWS
+    + rb"(?P<sent_by>(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:"
+    + _SWS
+    + rb":"
+    + _SWS
+    + rb"[0-9]+)?)"
 )
 #: A Via header name at the start of a header line, long or compact form (§7.3.3).
 _VIA_NAME = re.compile(rb"(?i)(?:via|v)[ \t]*:")
@@ -76,7 +99,7 @@ def rewrite_top_via(message: bytes, host: str, port: int) -> bytes | None:
     crlf = message.find(b"\r\n")
     while 0 <= crlf < head_end:
         start = crlf + 2
-        if message[start:start + 1] not in (b" ", b"\t"):
+        if message[start : start + 1] not in (b" ", b"\t"):
             name = _VIA_NAME.match(message, start)
             if name is not None:
                 value = _VIA_VALUE.match(message, name.end())
@@ -105,7 +128,11 @@ def load_verdicts() -> dict[str, str]:
 
 def corpus_files() -> list[str]:
     """Every message file, as ``rfcNNNN/name.dat``."""
-    return sorted(f"{d}/{p.name}" for d in ("rfc4475", "rfc5118") for p in (CORPUS / d).glob("*.dat"))
+    return sorted(
+        f"{d}/{p.name}"
+        for d in ("rfc4475", "rfc5118")
+        for p in (CORPUS / d).glob("*.dat")
+    )
 
 
 @attrs.frozen
@@ -142,10 +169,15 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
         pytest.skip(reason)
     verdicts = load_verdicts()
     api_port, sip_port = free_port(), free_port()
-    daemon = Daemon(str(tmp_path_factory.mktemp("torture")), loopback_config(
-        api_port=api_port, sip_port=sip_port, admin_password=admin_password(),
-        extensions={"1001": "Torture-test-pw1"},
-    ))
+    daemon = Daemon(
+        str(tmp_path_factory.mktemp("torture")),
+        loopback_config(
+            api_port=api_port,
+            sip_port=sip_port,
+            admin_password=admin_password(),
+            extensions={"1001": strong_password("1001")},
+        ),
+    )
     sockets: dict[str, socket.socket] = {}
     outcomes: dict[str, Outcome] = {}
     try:
@@ -154,11 +186,17 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
             verdict = verdicts.get(name, "none")
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind(("127.0.0.1", 0))
-            data = rewrite_top_via((CORPUS / name).read_bytes(), "127.0.0.1", s.getsockname()[1])
+            data = rewrite_top_via(
+                (CORPUS / name).read_bytes(), "127.0.0.1", s.getsockname()[1]
+            )
             if data is None:
                 s.close()
-                outcomes[name] = Outcome(verdict, False, "no top Via sent-by to rewrite, so a reply "
-                                                         "could not be kept on this socket")
+                outcomes[name] = Outcome(
+                    verdict,
+                    False,
+                    "no top Via sent-by to rewrite, so a reply "
+                    "could not be kept on this socket",
+                )
                 continue
             sockets[name] = s
             s.sendto(data, ("127.0.0.1", sip_port))
@@ -170,7 +208,9 @@ def replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
             for s in ready:
                 replies[owner[s.fileno()]].append(s.recv(65535))
         for name in sockets:
-            outcomes[name] = Outcome(verdicts.get(name, "none"), True, replies=tuple(replies[name]))
+            outcomes[name] = Outcome(
+                verdicts.get(name, "none"), True, replies=tuple(replies[name])
+            )
         after = options_ping(sip_port)
     finally:
         for s in sockets.values():
@@ -204,7 +244,11 @@ def test_message(replay: Replay, name: str) -> None:
 
 def test_verdicts_cover_corpus(replay: Replay) -> None:
     """Every message of RFC 4475 but test.dat, and every one of RFC 5118, has a verdict (the table was read)."""
-    missing = [n for n, o in replay.outcomes.items() if o.verdict == "none" and n != "rfc4475/test.dat"]
+    missing = [
+        n
+        for n, o in replay.outcomes.items()
+        if o.verdict == "none" and n != "rfc4475/test.dat"
+    ]
     assert missing == []
     assert sum(o.verdict == "accept" for o in replay.outcomes.values()) >= 30
 
@@ -226,5 +270,12 @@ def test_rewrite_keeps_everything_but_sent_by() -> None:
         b"Via  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2:5070;branch=z9hG4bK1\r\n"
         b"v: SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK2\r\nl: 0\r\n\r\n"
     )
-    assert rewrite_top_via(message, "127.0.0.1", 4000) == message.replace(b"192.0.2.2:5070", b"127.0.0.1:4000")
-    assert rewrite_top_via(b"OPTIONS sip:x SIP/2.0\r\nTo: <sip:x>\r\n\r\n", "127.0.0.1", 4000) is None
+    assert rewrite_top_via(message, "127.0.0.1", 4000) == message.replace(
+        b"192.0.2.2:5070", b"127.0.0.1:4000"
+    )
+    assert (
+        rewrite_top_via(
+            b"OPTIONS sip:x SIP/2.0\r\nTo: <sip:x>\r\n\r\n", "127.0.0.1", 4000
+        )
+        is None
+    )

@@ -98,8 +98,8 @@ class PBXService(MultiService):
             self.sip.registrar.forget(number)
 
     def live_calls(self) -> list[dict[str, Any]]:
-        """Calls in progress (none until the call controller is running)."""
-        return []
+        """Calls in progress."""
+        return self.sip.calls.live_calls() if self.sip is not None else []
 
     # -- off-thread password work -----------------------------------------
 

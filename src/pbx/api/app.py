@@ -35,6 +35,7 @@ Verifier = Callable[[str, str], Deferred[bool]]
 Hasher = Callable[[str], Deferred[str]]
 
 _NUMBER = re.compile(r"[0-9]{2,10}")
+_FORWARDS = ("forward_always", "forward_busy", "forward_no_answer")
 
 
 class PBXApi:
@@ -190,6 +191,11 @@ class PBXApi:
             "source": record.source,
             "has_password": bool(record.ha1_md5),
             "has_voicemail_pin": bool(record.voicemail_pin_hash),
+            "dnd": record.dnd,
+            "forward_always": record.forward_always,
+            "forward_busy": record.forward_busy,
+            "forward_no_answer": record.forward_no_answer,
+            "caller_id": record.caller_id,
         }
 
     @app.route("/api/v1/extensions", methods=["GET"])
@@ -213,17 +219,27 @@ class PBXApi:
         return record
 
     def _fields(self, body: dict[str, Any], number: str, *, creating: bool) -> dict[str, Any]:
-        allowed = {"name", "email", "password", "voicemail_pin", "enabled"} | ({"number"} if creating else set())
+        allowed = {"name", "email", "password", "voicemail_pin", "enabled", "dnd", "caller_id", *_FORWARDS}
+        if creating:
+            allowed.add("number")
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise APIError(422, f"unknown field: {unknown[0]}")
-        for name in ("name", "email", "password", "voicemail_pin"):
+        for name in ("name", "email", "password", "voicemail_pin", "caller_id", *_FORWARDS):
             if name in body and not isinstance(body[name], str):
                 raise APIError(422, f"{name} must be a string")
-        if "enabled" in body and not isinstance(body["enabled"], bool):
-            raise APIError(422, "enabled must be true or false")
-        if len(body.get("name", "")) > 100:
-            raise APIError(422, "name is longer than 100 characters")
+        for name in ("enabled", "dnd"):
+            if name in body and not isinstance(body[name], bool):
+                raise APIError(422, f"{name} must be true or false")
+        for name in ("name", "caller_id"):
+            if len(body.get(name, "")) > 100:
+                raise APIError(422, f"{name} is longer than 100 characters")
+        for name in _FORWARDS:
+            target = body.get(name, "")
+            if target and not _NUMBER.fullmatch(target):
+                raise APIError(422, f"{name} must be an extension number or empty")
+            if target == number:
+                raise APIError(422, f"{name} cannot forward an extension to itself")
         email = body.get("email", "")
         if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
             raise APIError(422, "email is not an email address")
@@ -270,9 +286,11 @@ class PBXApi:
             source=previous.source if previous else "api",
             previous=previous,
         )
-        if "enabled" in fields:
-            record = evolve(record, enabled=fields["enabled"])
-        return record
+        changes = {k: fields[k] for k in ("enabled", "dnd", "caller_id", *_FORWARDS) if k in fields}
+        if previous is not None:
+            kept = ("dnd", "caller_id", *_FORWARDS)
+            changes = {**{k: getattr(previous, k) for k in kept}, **changes}
+        return evolve(record, **changes) if changes else record
 
     @app.route("/api/v1/extensions/<number>", methods=["PATCH"])
     async def update_extension(self, request: IRequest, number: str) -> bytes:

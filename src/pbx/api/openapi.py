@@ -55,6 +55,9 @@ _SCHEMAS: dict[str, Any] = {
             "email": {"type": "string"}, "enabled": {"type": "boolean"},
             "source": {"enum": ["config", "api"]},
             "has_password": {"type": "boolean"}, "has_voicemail_pin": {"type": "boolean"},
+            "dnd": {"type": "boolean"}, "caller_id": {"type": "string"},
+            "forward_always": {"type": "string"}, "forward_busy": {"type": "string"},
+            "forward_no_answer": {"type": "string"},
         },
     },
     "ExtensionInput": {
@@ -65,6 +68,10 @@ _SCHEMAS: dict[str, Any] = {
             "password": {"type": "string", "minLength": 10, "writeOnly": True},
             "voicemail_pin": {"type": "string", "pattern": "^[0-9]{4,12}$", "writeOnly": True},
             "enabled": {"type": "boolean"},
+            "dnd": {"type": "boolean"}, "caller_id": {"type": "string", "maxLength": 100},
+            "forward_always": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
+            "forward_busy": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
+            "forward_no_answer": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
         },
     },
     "Registration": {

@@ -86,7 +86,9 @@ def static_codec(payload_type: int) -> tuple[str, int, int] | None:
     return STATIC_PAYLOAD_TYPES.get(payload_type)
 
 
-def static_payload_type(encoding: str, clock_rate: int, channels: int = 1) -> int | None:
+def static_payload_type(
+    encoding: str, clock_rate: int, channels: int = 1
+) -> int | None:
     """The static payload type of a codec, or ``None`` if it has none."""
     return _STATIC_BY_KEY.get(codec_key(encoding, clock_rate, channels))
 
@@ -125,7 +127,8 @@ class CodecSpec:
             channels = int(numbers[1]) if len(numbers) == 2 else 1
             return cls(name, int(numbers[0]), channels or 1)
         known = WELL_KNOWN.get(name.lower()) or next(
-            (c for c in STATIC_PAYLOAD_TYPES.values() if c[0].lower() == name.lower()), None
+            (c for c in STATIC_PAYLOAD_TYPES.values() if c[0].lower() == name.lower()),
+            None,
         )
         if known is None:
             raise ValueError(f"unknown codec {text!r}: give its clock rate, NAME/RATE")

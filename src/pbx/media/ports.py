@@ -32,7 +32,9 @@ class PortAllocator:
     :ivar capacity: how many pairs the range holds.
     """
 
-    def __init__(self, port_min: int, port_max: int, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, port_min: int, port_max: int, rng: random.Random | None = None
+    ) -> None:
         """
         :param port_min: lowest port of the range (an odd value starts at the next even port).
         :param port_max: highest port of the range; the last pair's RTCP port is at most this.
@@ -51,7 +53,9 @@ class PortAllocator:
         self._rng = rng if rng is not None else random.SystemRandom()
 
     @classmethod
-    def from_config(cls, rtp: RTPConfig, rng: random.Random | None = None) -> PortAllocator:
+    def from_config(
+        cls, rtp: RTPConfig, rng: random.Random | None = None
+    ) -> PortAllocator:
         """The allocator for the ``rtp:`` section of the configuration."""
         return cls(rtp.port_min, rtp.port_max, rng)
 

@@ -97,6 +97,7 @@ class RelayEndpoint(DatagramProtocol):
     """
 
     log = Logger()
+    noisy = False  # no "Starting protocol" log line for each of the 4 sockets of every call
 
     def __init__(self, clock: IReactorTime, *, latch_before_sdp: bool = True,
                  relatch_after: float | None = 2.0) -> None:
@@ -109,7 +110,7 @@ class RelayEndpoint(DatagramProtocol):
         self._now = clock.seconds
         self.latch_before_sdp = latch_before_sdp
         self.relatch_after = relatch_after
-        self.peer: RelayEndpoint = self
+        self.peer: RelayEndpoint = self  # the other leg's socket; until paired, an echo
         self.send: Callable[[bytes, Address], Any] = _dropping_sender
         self.remote: Address | None = None
         self.expected_ip: str | None = None
@@ -197,17 +198,10 @@ class RelayEndpoint(DatagramProtocol):
     def stats(self) -> dict[str, Any]:
         """Counters of this socket."""
         return {
-            "packets": self.packets, "bytes": self.bytes,
-            "dropped_source": self.dropped_source, "dropped_no_dest": self.dropped_no_dest,
-            "send_errors": self.send_errors, "latches": self.latches,
-            "latched": self.latched, "last_packet": self.last_seen,
+            "packets": self.packets, "bytes": self.bytes, "dropped_source": self.dropped_source,
+            "dropped_no_dest": self.dropped_no_dest, "send_errors": self.send_errors,
+            "latches": self.latches, "latched": self.latched, "last_packet": self.last_seen,
         }
-
-
-def pair(one: RelayEndpoint, other: RelayEndpoint) -> None:
-    """Make two endpoints relay to each other."""
-    one.peer = other
-    other.peer = one
 
 
 @define(eq=False)
@@ -243,8 +237,7 @@ class RelaySession:
         """
         self._legs = {"a": a, "b": b}
         self._latch = latch
-        pair(a.rtp, b.rtp)
-        pair(a.rtcp, b.rtcp)
+        a.rtp.peer, b.rtp.peer, a.rtcp.peer, b.rtcp.peer = b.rtp, a.rtp, b.rtcp, a.rtcp
         self.created = clock.seconds()
         self.closed = False
 
@@ -278,22 +271,19 @@ class RelaySession:
         :raises ValueError: ``host`` is not an IP address or a port is out of range.
         """
         ip = _check_ip(host)
-        for p in (port, rtcp_port):
-            if p is not None and not 0 <= p <= 65535:
+        for p in (port, rtcp_port or 0):
+            if not 0 <= p <= 65535:
                 raise ValueError(f"port {p} out of range")
+        rtcp = port + 1 if rtcp_port is None else rtcp_port
         if source_ip is None:
-            if self._latch == LatchMode.ANY or (self._latch == LatchMode.EXPECTED and not ip.is_global):
-                source_ip = ANY_SOURCE
-            else:
-                source_ip = str(ip)
+            nat = self._latch == LatchMode.EXPECTED and not ip.is_global  # RFC 1918 etc.
+            source_ip = ANY_SOURCE if nat or self._latch == LatchMode.ANY else str(ip)
         elif source_ip != ANY_SOURCE:
             source_ip = str(_check_ip(source_ip))
         unset = port == 0 or ip.is_unspecified
-        rtcp = port + 1 if rtcp_port is None else rtcp_port
-        legs = self.leg(leg)
-        host = str(ip)
+        legs, host = self.leg(leg), str(ip)
         legs.rtp.set_remote(None if unset else (host, port), source_ip)
-        legs.rtcp.set_remote(None if unset or not rtcp else (host, rtcp), source_ip)
+        legs.rtcp.set_remote(None if unset or not 0 < rtcp <= 65535 else (host, rtcp), source_ip)
 
     def hold(self, leg: str) -> None:
         """``leg`` does not want media (sendonly, inactive): drop RTP towards it.
@@ -407,7 +397,8 @@ class Relay:
                 for number, endpoint in ((port, rtp), (port + 1, rtcp)):
                     bound.append(self._reactor.listenUDP(number, endpoint, self._interface, MAX_PACKET))
             except CannotListenError as e:
-                self.log.warn("RTP port {port} cannot be bound ({error}); trying another", port=e.port, error=e.socketError)
+                self.log.warn("RTP port {port} cannot be bound ({error}); trying another",
+                              port=e.port, error=e.socketError)
                 error = e
                 for p in bound:
                     p.stopListening()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any
 
 from attrs import field, frozen
 
@@ -43,9 +43,7 @@ __all__ = [
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
-Attribute = tuple[str, "str | None"]
-
-_T = TypeVar("_T")
+Attribute = tuple[str, str | None]
 
 # RFC 4566 §9: token-char.
 _TOKEN_CHARS = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
@@ -55,15 +53,25 @@ _VISIBLE = re.compile(r"[\x21-\x7e]+\Z")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _DIGITS = re.compile(r"[0-9]{1,20}\Z")
 _LINE = re.compile(r"([a-z])=(.*)\Z", re.DOTALL)
+_PTIME = re.compile(r"([0-9]{1,5})(?:\.[0-9]*)?\Z")
 _FIELDS = re.compile(r"[ \t]+")
-_KNOWN_TYPES = frozenset("vosiuepcbtrzkam")
+# RFC 4566 §5: lines of the session part; only i, c, b, k, a go after m=.
+_SESSION_ONLY = frozenset("vosuepzrt")
+_ONCE = {
+    "i": "information",
+    "u": "uri",
+    "c": "connection",
+    "z": "time_zones",
+    "k": "key",
+}
+_LISTS = {"e": "emails", "p": "phones", "b": "bandwidths", "a": "attributes"}
 
 
 class SDPError(ValueError):
     """A session description is malformed or unusable: answer ``488``."""
 
 
-def _tuple(items: Iterable[_T]) -> tuple[_T, ...]:
+def _frozen(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(items)
 
 
@@ -97,11 +105,7 @@ class Connection:
 
     @classmethod
     def for_address(cls, address: str) -> Connection:
-        """
-        Build ``IN IP6`` for an IPv6 literal, else ``IN IP4``.
-
-        :param address: an IP literal or host name.
-        """
+        """``IN IP6`` for an IPv6 literal ``address``, else ``IN IP4``."""
         return cls("IN", "IP6" if ":" in address else "IP4", address)
 
     @property
@@ -153,7 +157,7 @@ class Timing:
 
     start: int = 0
     stop: int = 0
-    repeats: tuple[str, ...] = field(default=(), converter=_tuple)
+    repeats: tuple[str, ...] = field(default=(), converter=_frozen)
 
 
 @frozen
@@ -180,14 +184,14 @@ class MediaDescription:
     media: str
     port: int
     proto: str
-    formats: tuple[str, ...] = field(converter=_tuple)
+    formats: tuple[str, ...] = field(converter=_frozen)
     port_count: int = 1
     information: str | None = None
     connection: Connection | None = None
-    bandwidths: tuple[Bandwidth, ...] = field(default=(), converter=_tuple)
+    bandwidths: tuple[Bandwidth, ...] = field(default=(), converter=_frozen)
     key: str | None = None
-    attributes: tuple[Attribute, ...] = field(default=(), converter=_tuple)
-    extra_lines: tuple[tuple[str, str], ...] = field(default=(), converter=_tuple)
+    attributes: tuple[Attribute, ...] = field(default=(), converter=_frozen)
+    extra_lines: tuple[tuple[str, str], ...] = field(default=(), converter=_frozen)
 
     @property
     def is_rtp(self) -> bool:
@@ -229,12 +233,10 @@ class MediaDescription:
         result: dict[str, tuple[str, int, int]] = {}
         for value in self.attribute_values("rtpmap"):
             parts = _fields(value)
-            if len(parts) != 2 or not _DIGITS.match(parts[0]):
-                continue
-            codec = parts[1].split("/")
-            if len(codec) not in (2, 3) or not codec[0]:
-                continue
-            if not all(_DIGITS.match(n) for n in codec[1:]):
+            codec = parts[1].split("/") if len(parts) == 2 else []
+            if not _DIGITS.match(parts[0] if parts else "") or not (
+                len(codec) in (2, 3) and codec[0] and all(map(_DIGITS.match, codec[1:]))
+            ):
                 continue
             channels = int(codec[2]) if len(codec) == 3 else 1
             result.setdefault(parts[0], (codec[0], int(codec[1]), channels))
@@ -254,8 +256,8 @@ class MediaDescription:
     def ptime(self) -> int | None:
         """``a=ptime`` in milliseconds (RFC 4566 §6), ``None`` if absent or bad."""
         value = (self.attribute("ptime") or "").strip(" \t")
-        whole = value.split(".", 1)[0] if value.endswith((".0", ".00")) else value
-        return int(whole) if _DIGITS.match(whole) and 0 < int(whole) < 10000 else None
+        match = _PTIME.match(value)  # decimals such as 20.0 are seen in the wild
+        return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
     @property
     def rtcp(self) -> RTCPAddress | None:
@@ -274,7 +276,9 @@ class MediaDescription:
         return _direction_of(self.attributes)
 
     def _lines(self) -> list[str]:
-        port = f"{self.port}/{self.port_count}" if self.port_count != 1 else str(self.port)
+        port = (
+            f"{self.port}/{self.port_count}" if self.port_count != 1 else str(self.port)
+        )
         lines = [f"m={' '.join([self.media, port, self.proto, *self.formats])}"]
         if self.information is not None:
             lines.append(f"i={self.information}")
@@ -303,16 +307,16 @@ class SessionDescription:
     version: int = 0
     information: str | None = None
     uri: str | None = None
-    emails: tuple[str, ...] = field(default=(), converter=_tuple)
-    phones: tuple[str, ...] = field(default=(), converter=_tuple)
+    emails: tuple[str, ...] = field(default=(), converter=_frozen)
+    phones: tuple[str, ...] = field(default=(), converter=_frozen)
     connection: Connection | None = None
-    bandwidths: tuple[Bandwidth, ...] = field(default=(), converter=_tuple)
-    timings: tuple[Timing, ...] = field(default=(Timing(),), converter=_tuple)
+    bandwidths: tuple[Bandwidth, ...] = field(default=(), converter=_frozen)
+    timings: tuple[Timing, ...] = field(default=(Timing(),), converter=_frozen)
     time_zones: str | None = None
     key: str | None = None
-    attributes: tuple[Attribute, ...] = field(default=(), converter=_tuple)
-    media: tuple[MediaDescription, ...] = field(default=(), converter=_tuple)
-    extra_lines: tuple[tuple[str, str], ...] = field(default=(), converter=_tuple)
+    attributes: tuple[Attribute, ...] = field(default=(), converter=_frozen)
+    media: tuple[MediaDescription, ...] = field(default=(), converter=_frozen)
+    extra_lines: tuple[tuple[str, str], ...] = field(default=(), converter=_frozen)
 
     def to_bytes(self) -> bytes:
         """The description in RFC 4566 §5 order, every line ending in CRLF."""
@@ -326,7 +330,7 @@ class SessionDescription:
         if self.connection is not None:
             lines.append(f"c={self.connection.to_text()}")
         lines += [f"b={b.bwtype}:{b.value}" for b in self.bandwidths]
-        for timing in self.timings:
+        for timing in self.timings or (Timing(),):  # RFC 4566 §5: t= is mandatory
             lines.append(f"t={timing.start} {timing.stop}")
             lines += [f"r={r}" for r in timing.repeats]
         for letter, value in (("z", self.time_zones), ("k", self.key)):
@@ -388,10 +392,10 @@ def is_hold(session: SessionDescription, media: MediaDescription) -> bool:
 
 
 def _split_lines(data: bytes) -> list[tuple[int, str, str]]:
-    if not isinstance(data, bytes):
+    if not isinstance(data, bytes | bytearray | memoryview):
         raise SDPError("SDP body must be bytes")
     try:
-        text = data.decode("utf-8")
+        text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as e:
         raise SDPError(f"SDP is not UTF-8: {e.reason} at byte {e.start}") from None
     lines = []
@@ -464,7 +468,7 @@ def _attribute(value: str) -> Attribute:
     return (name, rest if sep else None)
 
 
-def _media_line(value: str) -> MediaDescription:
+def _media_line(value: str) -> dict[str, object]:
     parts = _fields(value)
     if len(parts) < 3:
         raise SDPError("m= line: expected <media> <port> <proto> <fmt> ...")
@@ -483,7 +487,42 @@ def _media_line(value: str) -> MediaDescription:
             _uint(fmt, "m= line: payload type", 127)
         elif not _TOKEN.match(fmt):
             raise SDPError(f"m= line: bad format {fmt!r}")
-    return MediaDescription(media, port, proto, formats, port_count=count)
+    return {"media": media, "port": port, "proto": proto, "formats": formats,
+            "port_count": count}  # fmt: skip
+
+
+def _add_line(sections: list[dict[str, Any]], letter: str, value: str) -> None:
+    """Add one line after ``s=`` to the session (``sections[0]``) or last m=."""
+    section = sections[-1]
+    if letter == "m":
+        if not sections[0]["timings"]:
+            raise SDPError("m= line before any t= line")
+        sections.append(_media_line(value))
+    elif len(sections) > 1 and letter in _SESSION_ONLY:
+        raise SDPError(f"{letter}= line not allowed in a media section")  # §5 order
+    elif letter in "vos":
+        raise SDPError(f"duplicate {letter}= line")
+    elif letter in _ONCE:
+        if _ONCE[letter] in section:
+            # At media level, several c= lines only serve layered multicast.
+            raise SDPError(f"more than one {letter}= line in a section")
+        section[_ONCE[letter]] = _connection(value) if letter == "c" else value
+    elif letter == "t":
+        parts = _fields(value)
+        if len(parts) != 2:
+            raise SDPError("t= line: expected <start> <stop>")
+        start, stop = (_uint(p, "t= line") for p in parts)
+        section["timings"].append(Timing(start, stop))
+    elif letter == "r":
+        if not section["timings"]:
+            raise SDPError("r= line before any t= line")
+        last = section["timings"].pop()
+        section["timings"].append(Timing(last.start, last.stop, (*last.repeats, value)))
+    elif letter in _LISTS:
+        parse = {"b": _bandwidth, "a": _attribute}.get(letter, str)
+        section.setdefault(_LISTS[letter], []).append(parse(value))
+    else:  # unknown type: kept (RFC 4566 §5 would have us drop the whole SDP)
+        section.setdefault("extra_lines", []).append((letter, value))
 
 
 def parse_sdp(data: bytes) -> SessionDescription:
@@ -495,111 +534,35 @@ def parse_sdp(data: bytes) -> SessionDescription:
         ``488`` Warning; never any other exception.
     """
     lines = _split_lines(data)
+    if not lines:
+        raise SDPError("empty session description")
     for index, letter in enumerate("vos"):
         if len(lines) <= index or lines[index][1] != letter:
             present = any(t == letter for _, t, _ in lines)
-            raise SDPError(f"{letter}= line missing" if not present
-                           else f"{letter}= line out of order")  # fmt: skip
+            raise SDPError(f"{letter}= line {'out of order' if present else 'missing'}")
     if lines[0][2].strip(" \t") != "0":
         raise SDPError(f"unsupported SDP version {lines[0][2]!r}")
     try:
         origin = _origin(lines[1][2])
     except SDPError as e:
         raise SDPError(f"line {lines[1][0]}: {e}") from None
-    sections: list[list[tuple[int, str, str]]] = [[]]
-    for line in lines[3:]:
-        if line[1] == "m":
-            sections.append([])
-        sections[-1].append(line)
-    session: dict[str, object] = {"origin": origin, "session_name": lines[2][2]}
-    try:
-        session.update(_session_lines(sections[0]))
-        media = [_media_section(s) for s in sections[1:]]
-    except _LineError as e:
-        raise SDPError(f"line {e.number}: {e.message}") from None
-    result = SessionDescription(media=media, **session)  # type: ignore[arg-type]
+    session: dict[str, Any] = {
+        "origin": origin,
+        "session_name": lines[2][2],
+        "timings": [],
+    }
+    sections: list[dict[str, Any]] = [session]
+    for number, letter, value in lines[3:]:
+        try:
+            _add_line(sections, letter, value)
+        except SDPError as e:
+            raise SDPError(f"line {number}: {e}") from None
+    if not session["timings"]:
+        raise SDPError("t= line missing")
+    media = [MediaDescription(**m) for m in sections[1:]]
+    result = SessionDescription(media=media, **session)
     for index, m in enumerate(result.media):
         # RFC 4566 §5.7: every live stream needs a c= line, its own or the session's.
         if m.port != 0 and effective_connection(result, m) is None:
             raise SDPError(f"no c= line for m= line {index + 1} ({m.media})")
     return result
-
-
-class _LineError(Exception):
-    def __init__(self, number: int, message: str) -> None:
-        super().__init__(number, message)
-        self.number = number
-        self.message = message
-
-
-def _session_lines(lines: list[tuple[int, str, str]]) -> dict[str, object]:
-    fields: dict[str, object] = {}
-    lists: dict[str, list[object]] = {"e": [], "p": [], "b": [], "a": [], "x": []}
-    timings: list[tuple[int, int, list[str]]] = []
-    names = {"i": "information", "u": "uri", "c": "connection", "z": "time_zones", "k": "key"}
-    for number, letter, value in lines:
-        try:
-            if letter in names:
-                if names[letter] in fields:
-                    raise SDPError(f"more than one session-level {letter}= line")
-                fields[names[letter]] = _connection(value) if letter == "c" else value
-            elif letter == "t":
-                parts = _fields(value)
-                if len(parts) != 2:
-                    raise SDPError("t= line: expected <start> <stop>")
-                timings.append((_uint(parts[0], "t= line"), _uint(parts[1], "t= line"), []))
-            elif letter == "r":
-                if not timings:
-                    raise SDPError("r= line before any t= line")
-                timings[-1][2].append(value)
-            elif letter in "vos":
-                raise SDPError(f"duplicate {letter}= line")
-            elif letter in "epa" or letter == "b":
-                lists[letter].append(
-                    _bandwidth(value) if letter == "b"
-                    else _attribute(value) if letter == "a" else value)  # fmt: skip
-            else:
-                lists["x"].append((letter, value))
-        except SDPError as e:
-            raise _LineError(number, str(e)) from None
-    if not timings:
-        raise SDPError("t= line missing")
-    fields.update(emails=lists["e"], phones=lists["p"], bandwidths=lists["b"],
-                  attributes=lists["a"], extra_lines=lists["x"],
-                  timings=[Timing(s, e, r) for s, e, r in timings])  # fmt: skip
-    return fields
-
-
-def _media_section(lines: list[tuple[int, str, str]]) -> MediaDescription:
-    number, _, value = lines[0]
-    try:
-        media = _media_line(value)
-    except SDPError as e:
-        raise _LineError(number, str(e)) from None
-    fields: dict[str, object] = {}
-    bandwidths: list[Bandwidth] = []
-    attributes: list[Attribute] = []
-    extra: list[tuple[str, str]] = []
-    names = {"i": "information", "c": "connection", "k": "key"}
-    for number, letter, value in lines[1:]:
-        try:
-            if letter in names:
-                if names[letter] in fields:
-                    # Several c= lines only serve layered multicast: not for us.
-                    raise SDPError(f"more than one {letter}= line in a media section")
-                fields[names[letter]] = _connection(value) if letter == "c" else value
-            elif letter == "b":
-                bandwidths.append(_bandwidth(value))
-            elif letter == "a":
-                attributes.append(_attribute(value))
-            elif letter in _KNOWN_TYPES:  # RFC 4566 §5: session-only line after m=
-                raise SDPError(f"{letter}= line not allowed in a media section")
-            else:
-                extra.append((letter, value))
-        except SDPError as e:
-            raise _LineError(number, str(e)) from None
-    return MediaDescription(
-        media.media, media.port, media.proto, media.formats, port_count=media.port_count,
-        bandwidths=bandwidths, attributes=attributes, extra_lines=extra,
-        **fields,  # type: ignore[arg-type]
-    )

@@ -14,7 +14,10 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import Logger
 
+from pbx.calls.controller import CallController
 from pbx.config import Config
+from pbx.media.ports import PortAllocator
+from pbx.media.relay import Relay
 from pbx.interfaces import IStore
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
@@ -57,6 +60,8 @@ class SIPService:
     registrar: Registrar = field(init=False)
     extensions: ExtensionCache = field(init=False)
     authn: RequestAuthenticator = field(init=False)
+    relay: Relay = field(init=False)
+    calls: CallController = field(init=False)
     listeners: list[str] = field(factory=list)
     _ports: list[IListeningPort] = field(factory=list)
     _addresses: dict[str, LocalAddress] = field(factory=dict)
@@ -84,12 +89,21 @@ class SIPService:
         )
         self.core.handlers["REGISTER"] = self.registrar
         self.core.transports.connect = self._connect
+        rtp = self.config.rtp
+        self.relay = Relay(self.reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
+        media_address = rtp.advertise or (
+            rtp.interface if rtp.interface not in ("0.0.0.0", "::") else host_address())
+        self.calls = CallController(
+            self.core, self.registrar, self.authn, self.store, self.config, self.relay,
+            self.local_address, media_address, self.extensions.get,
+        )
 
     async def start(self) -> None:
         """Load bindings, start the sweep, open every listener."""
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
         self.registrar.start()
+        self.calls.install()
         tls_context = None
         for spec in self.config.sip.listen:
             try:
@@ -151,7 +165,9 @@ class SIPService:
             self.reactor.connectTCP(peer.host, peer.port, _Failing(factory, self, peer))
 
     async def stop(self) -> None:
-        """Close listeners and stop timers."""
+        """Hang up calls, close listeners and stop timers."""
+        self.calls.stop()
+        await self.relay.close_all()
         self.registrar.stop()
         for port in self._ports:
             await port.stopListening()
