@@ -479,6 +479,7 @@ class Step:
     #: Busy CPU of everything else on the machine during the step (a shared
     #: machine: anything well above 0 makes the step's figures suspect).
     other_cpu_percent: float = 0.0
+    #: Machine-wide (/proc/net/snmp RcvbufErrors): includes other programs.
     udp_receive_buffer_drops: int = 0
     memory_after: dict[str, float] = field(default_factory=dict)
     errors_sample: list[str] = field(default_factory=list)

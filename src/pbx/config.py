@@ -95,7 +95,9 @@ class SIPConfig:
     #: interface, or this host's address for wildcard listeners.
     advertise: str = ""
     # RFC 8760 §2.4: challenge with these, in this order of preference.
-    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # MD5 alone by default: common phones (baresip 1.0, SIPp, sipsak) give up
+    # on any SHA-256 challenge, even one listed after MD5.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
 
 
 @frozen
@@ -405,7 +407,7 @@ def _sip(raw: Any) -> SIPConfig:
     if registrar.min_expires > registrar.max_expires:
         raise ConfigError("sip.registrar.min_expires", "is larger than max_expires")
     user_agent = _str(s.get("user_agent"), "sip.user_agent", "pbx")
-    algorithms = _list(s.get("digest_algorithms", ["SHA-256", "MD5"]), "sip.digest_algorithms", _str)
+    algorithms = _list(s.get("digest_algorithms", ["MD5"]), "sip.digest_algorithms", _str)
     for i, name in enumerate(algorithms):
         if name not in ("SHA-256", "MD5"):
             raise ConfigError(f"sip.digest_algorithms[{i}]", f"{name!r} is not SHA-256 or MD5")
