@@ -73,6 +73,9 @@ class IPBX(Interface):
     store = Attribute("The :class:`IStore` in use.")
     clock = Attribute("The ``IReactorTime`` every timer must use.")
     applications = Attribute("Mapping of name to registered IDialplanApplication.")
+    started_at = Attribute("Clock time the PBX started.")
+    listeners = Attribute("List of strings naming every open listener.")
+    features = Attribute("Names of the enabled features.")
 
     def live_calls():  # type: ignore[no-untyped-def]
         """A list of JSON-ready dicts, one per call in progress."""

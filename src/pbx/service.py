@@ -19,7 +19,7 @@ from typing import Any
 from zope.interface import implementer
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThreadPool
@@ -201,7 +201,7 @@ class PBXService(MultiService):
         if self.sip is not None:
             await self.sip.stop()
         for port in self._ports:
-            await port.stopListening()
+            await maybeDeferred(port.stopListening)
         self._ports.clear()
         if self.store is not None:
             await self.store.close()

@@ -22,7 +22,6 @@ from pbx.interfaces import IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
 
 
-
 @implementer(IStore)
 @define(eq=False, slots=False)
 class MemoryStore:
@@ -199,7 +198,9 @@ class FakeUDPReactor(MemoryReactorClock):
         self.udpPorts: dict[int, FakeUDPPort] = {}
         self._next_port = 40000
 
-    def listenUDP(self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192) -> FakeUDPPort:  # noqa: N802,N803
+    def listenUDP(  # type: ignore[override]  # noqa: N802
+        self, port: int, protocol: Any, interface: str = "", maxPacketSize: int = 8192  # noqa: N803
+    ) -> FakeUDPPort:
         """Bind a fake port and start the protocol on it."""
         if port == 0:
             self._next_port += 1

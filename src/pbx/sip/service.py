@@ -10,15 +10,16 @@ from typing import Any
 
 from attrs import define, field
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import Logger
 
 from pbx.calls.controller import CallController
 from pbx.config import Config
+from pbx.interfaces import IStore
 from pbx.media.ports import PortAllocator
 from pbx.media.relay import Relay
-from pbx.interfaces import IStore
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
@@ -170,7 +171,7 @@ class SIPService:
         await self.relay.close_all()
         self.registrar.stop()
         for port in self._ports:
-            await port.stopListening()
+            await maybeDeferred(port.stopListening)
         self._ports.clear()
         if self.registrar.writer is not None:
             await self.registrar.writer.flush()

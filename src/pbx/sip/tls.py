@@ -87,17 +87,23 @@ def server_context(config: TLSConfig, state_dir: str, hostname: str) -> tuple[ss
         private = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
     except Exception as e:
         raise TLSSetupError(f"certificate {cert_path} / key {key_path}: {e}") from e
-    kwargs = {}
     if config.verify_clients:
         try:
             ca = ssl.Certificate.loadPEM(Path(config.ca).read_bytes())
         except Exception as e:
             raise TLSSetupError(f"CA {config.ca}: {e}") from e
-        kwargs = {"verify": True, "caCerts": [ca.original], "requireCertificate": True}
-    options = ssl.CertificateOptions(
-        privateKey=private.privateKey.original,
-        certificate=private.original,
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-        **kwargs,
-    )
+        options = ssl.CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+            verify=True,
+            caCerts=[ca.original],
+            requireCertificate=True,
+        )
+    else:
+        options = ssl.CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            raiseMinimumTo=TLSVersion.TLSv1_2,
+        )
     return options, fingerprint(cert_path), generated

@@ -17,8 +17,14 @@ from typing import Any
 from attrs import define, field
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import (
+    DatagramProtocol,
+    Factory,
+    Protocol,
+    connectionDone,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbx.sip.message import KeepAlive, Request, Response, SIPParseError, StreamFramer
 from pbx.sip.transaction import Peer
@@ -65,7 +71,7 @@ class SIPStreamProtocol(Protocol):
 
     def connectionMade(self) -> None:  # noqa: N802 - twisted API
         """Register the connection so responses and requests can use it."""
-        address = self.transport.getPeer()
+        address: Any = self._stream.getPeer()
         self.peer = Peer(self._kind, address.host, address.port)
         self._transports.connection_made(self.peer, self)
         self._touch()
@@ -80,7 +86,7 @@ class SIPStreamProtocol(Protocol):
     def _reap(self) -> None:
         self._idle = None
         self.log.info("closing idle {peer}", peer=str(self.peer))
-        self.transport.loseConnection()
+        self._stream.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 - twisted API
         """Frame the stream; pass complete messages up."""
@@ -90,11 +96,11 @@ class SIPStreamProtocol(Protocol):
         except SIPParseError as e:
             # RFC 3261 §18.3: framing is lost; the connection must close.
             self.log.info("closing {peer}: {reason}", peer=str(self.peer), reason=e.reason)
-            self.transport.loseConnection()
+            self._stream.loseConnection()
             return
         for item in items:
             if item is KeepAlive.PING:
-                self.transport.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+                self._stream.write(b"\r\n")  # RFC 5626 §3.5.1 pong
             elif item is KeepAlive.PONG:
                 continue
             else:
@@ -106,9 +112,15 @@ class SIPStreamProtocol(Protocol):
 
     def send(self, data: bytes) -> None:
         """Write one message."""
-        self.transport.write(data)
+        self._stream.write(data)
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - twisted API
+    @property
+    def _stream(self) -> Any:
+        """The connected transport (set from connectionMade on)."""
+        assert self.transport is not None
+        return self.transport
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802 - twisted API
         """Forget the connection and its timer."""
         if self._idle is not None and self._idle.active():
             self._idle.cancel()

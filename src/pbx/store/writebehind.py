@@ -18,6 +18,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbx.interfaces import IStore
 from pbx.records import Binding
@@ -84,7 +85,7 @@ class BindingWriter:
                 self._schedule()
             d.callback(None)
 
-        def failed(failure: object) -> None:
+        def failed(failure: Failure) -> None:
             # Keep the batch for the next attempt, unless newer changes to
             # the same bindings arrived meanwhile; retry after a pause.
             self.log.failure("writing {n} binding change(s) failed; will retry", failure, n=len(batch))
