@@ -53,6 +53,9 @@ BUCKET_NS = 10_000  # histogram resolution: 10 µs
 BUCKETS = 100_000  # up to 1 s
 PERIOD = 0.020  # G.711 at 20 ms packetisation: 50 packets/s
 TICK = 0.001
+MAX_OTHERS = (
+    0.15  # CPU (in cores) other processes may use before a measurement is retried
+)
 
 
 # ---------------------------------------------------------------------------
@@ -198,7 +201,8 @@ def _blast(
     pkt = RTP_HEADER.pack(0x80, 0, 1, 160, 0xFFFF) + bytes(160)
     dests = [(a, (HOST, ap)) for ap, _ in calls] + [(b, (HOST, bp)) for _, bp in calls]
     sent = errors = 0
-    end = time.monotonic() + seconds
+    cpu0, start = _cpu(), time.monotonic()
+    end = start + seconds
     while time.monotonic() < end:
         for sock, dest in dests * 20:
             try:
@@ -206,7 +210,11 @@ def _blast(
             except OSError:
                 errors += 1
             sent += 1
-    return {"sent": sent, "errors": errors}
+    return {
+        "sent": sent,
+        "errors": errors,
+        "gen_cpu": (_cpu() - cpu0) / (time.monotonic() - start),
+    }
 
 
 def generator() -> None:
@@ -251,7 +259,7 @@ def _rss() -> int:
 async def _bench(
     reactor: Any, steps: list[int], seconds: float, blast_seconds: float
 ) -> None:
-    from twisted.internet import defer, protocol
+    from twisted.internet import defer, protocol, task
 
     from pbx.media.ports import PortAllocator
     from pbx.media.relay import Relay
@@ -303,10 +311,31 @@ async def _bench(
     def relayed() -> int:
         return sum(e.packets for s in sessions for e in s.endpoints())
 
-    for i, n in enumerate(
-        [min(steps[0], 50), *steps]
-    ):  # the first, short run is a warm-up
-        warmup = i == 0
+    async def quiet() -> None:
+        """Wait (at most ~60 s) until other processes leave the machine nearly idle."""
+        for _ in range(30):
+            busy0, wall0 = _busy()[0], time.monotonic()
+            await task.deferLater(reactor, 2.0, lambda: None)
+            if (_busy()[0] - busy0) / (time.monotonic() - wall0) < MAX_OTHERS:
+                return
+
+    async def measure(cmd: str, calls: list[list[int]], secs: float) -> dict[str, Any]:
+        """Run one load; rerun (up to 3 times) when other processes took CPU meanwhile."""
+        best: dict[str, Any] = {}
+        for _ in range(3):
+            await quiet()
+            cpu0, wall0, pk0, busy0 = _cpu(), time.monotonic(), relayed(), _busy()[0]
+            r = await gen.ask(cmd=cmd, calls=calls, seconds=secs)
+            wall = time.monotonic() - wall0
+            r["cpu"], r["wall"], r["relayed"] = _cpu() - cpu0, wall, relayed() - pk0
+            r["others"] = (_busy()[0] - busy0 - r["cpu"]) / wall - r.get("gen_cpu", 0.0)
+            if not best or r["others"] < best["others"]:
+                best = r
+            if r["others"] < MAX_OTHERS:
+                break
+        return best
+
+    for i, n in enumerate([min(steps[0], 50), *steps]):  # the first run is a warm-up
         while len(sessions) < n:
             s = relay.open_session()
             s.set_remote("a", HOST, addrs["a"])
@@ -314,16 +343,16 @@ async def _bench(
             sessions.append(s)
         calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
         rss_per_call = (_rss() - rss0) / len(sessions) / 1024
-        cpu0, wall0, pk0, busy0 = _cpu(), time.monotonic(), relayed(), _busy()[0]
-        r = await gen.ask(cmd="run", calls=calls, seconds=1.0 if warmup else seconds)
-        cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
-        others = (_busy()[0] - busy0) / wall - cpu / wall - r["gen_cpu"]
-        if warmup:
+        if i == 0:
+            await gen.ask(cmd="run", calls=calls, seconds=1.0)
             continue
+        r = await measure("run", calls, seconds)
+        cpu, wall = r["cpu"], r["wall"]
         print(
-            f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} {r['jitter_p99']:>8.2f} "
-            f"{r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} {cpu / max(pk, 1) * 1e6:>7.1f} "
-            f"{rss_per_call:>9.1f} {r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f} {others * 100:>7.0f}",
+            f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} "
+            f"{r['jitter_p99']:>8.2f} {r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} "
+            f"{cpu / max(r['relayed'], 1) * 1e6:>7.1f} {rss_per_call:>9.1f} "
+            f"{r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f} {r['others'] * 100:>7.0f}",
             flush=True,
         )
         if r["loss"] > 0.2:
@@ -334,20 +363,17 @@ async def _bench(
     print(
         f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:"
     )
-    for label, path in (
-        ("socket.sendto (relay default)", "fast"),
-        ("twisted port.write", "twisted"),
-    ):
-        if path == "twisted":
+    for label in ("socket.sendto (relay default)", "twisted port.write"):
+        if label.startswith("twisted"):
             for s in sessions:
                 for e in s.endpoints():
                     e.send = e.transport.write
-        cpu0, wall0, pk0 = _cpu(), time.monotonic(), relayed()
-        r = await gen.ask(cmd="blast", calls=few, seconds=blast_seconds)
-        cpu, wall, pk = _cpu() - cpu0, time.monotonic() - wall0, relayed() - pk0
+        r = await measure("blast", few, blast_seconds)
+        cpu, wall, pk = r["cpu"], r["wall"], r["relayed"]
         print(
             f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
-            f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s)",
+            f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s; "
+            f"others {r['others'] * 100:.0f}%)",
             flush=True,
         )
     assert gen.transport is not None
@@ -374,7 +400,9 @@ def main() -> None:
     from twisted.internet.defer import Deferred
 
     steps = [int(x) for x in args.steps.split(",")]
-    budget = len(steps) * (args.seconds + 5) + 2 * args.blast_seconds + 30
+    budget = (len(steps) + 2) * 3 * (
+        args.seconds + 65
+    ) + 60  # retries and quiet waits included
     failures: list[Any] = []
 
     def done(result: Any) -> None:
