@@ -107,7 +107,10 @@ def strong_password(number: str, length: int = 20) -> str:
     while True:
         password = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
         classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
-        if all(any(c in cls for c in password) for cls in classes) and number not in password:
+        if (
+            all(any(c in cls for c in password) for cls in classes)
+            and number not in password
+        ):
             return password
 
 
@@ -185,7 +188,11 @@ def memory(pids: Sequence[int]) -> dict[str, float]:
     """Summed VmRSS and Pss of the processes, in MB (10^6 bytes)."""
     rss = sum(_status_kib(p, "VmRSS") for p in pids)
     pss = sum(_pss_kib(p) for p in pids)
-    return {"rss_mb": rss * 1024 / 1e6, "pss_mb": pss * 1024 / 1e6, "processes": len(pids)}
+    return {
+        "rss_mb": rss * 1024 / 1e6,
+        "pss_mb": pss * 1024 / 1e6,
+        "processes": len(pids),
+    }
 
 
 def system_cpu_seconds() -> float:
@@ -322,8 +329,12 @@ class Server:
         log = self.log_path.open("wb")
         try:
             self.process = subprocess.Popen(
-                self.command, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+                self.command,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         finally:
             log.close()
@@ -352,7 +363,10 @@ class PBX(Server):
             f"state_dir: {self.workdir / 'state'}",
             "extensions:",
         ]
-        lines += [f'  "{u.number}": {{name: Bench {u.number}, password: "{u.password}"}}' for u in self.users]
+        lines += [
+            f'  "{u.number}": {{name: Bench {u.number}, password: "{u.password}"}}'
+            for u in self.users
+        ]
         return "\n".join(lines) + "\n"
 
     def environment(self) -> dict[str, str]:
@@ -376,7 +390,9 @@ class PBX(Server):
             if "pbx ready" in self.log_path.read_text(errors="replace"):
                 return
             if self.process.poll() is not None:
-                raise self._died(f"exited with status {self.process.returncode} before 'pbx ready'")
+                raise self._died(
+                    f"exited with status {self.process.returncode} before 'pbx ready'"
+                )
             time.sleep(0.2)
         raise self._died(f"not ready after {START_LIMIT_S:.0f}s")
 
@@ -387,17 +403,28 @@ class PBX(Server):
         m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", init)
         if m:
             version = m.group(1)
-        commit = command_version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+        commit = command_version(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+        )
         dirty = subprocess.run(
             ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
         return f"pbx {version} ({commit}{', modified' if dirty else ''})"
 
     def log_problems(self) -> list[str]:
         """Tracebacks, failed handlers and dropped datagrams from the daemon's log."""
-        pattern = re.compile(r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout", re.I)
-        return [line for line in self.log_path.read_text(errors="replace").splitlines() if pattern.search(line)]
+        pattern = re.compile(
+            r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout",
+            re.I,
+        )
+        return [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if pattern.search(line)
+        ]
 
 
 class Kamailio(Server):
@@ -416,15 +443,27 @@ class Kamailio(Server):
         rundir = self.workdir / "run"
         rundir.mkdir(exist_ok=True)
         self.command = [
-            "kamailio", "-DD", "-E", "-f", str(self.workdir / "kamailio.cfg"),
-            "-l", f"udp:127.0.0.1:{self.port}", "-Y", str(rundir),
-            "-A", f"BENCH_CHILDREN={self.children}",
+            "kamailio",
+            "-DD",
+            "-E",
+            "-f",
+            str(self.workdir / "kamailio.cfg"),
+            "-l",
+            f"udp:127.0.0.1:{self.port}",
+            "-Y",
+            str(rundir),
+            "-A",
+            f"BENCH_CHILDREN={self.children}",
         ]
         self._spawn()
         assert self.process is not None
         if not sip_ping(self.port, START_LIMIT_S):
             code = self.process.poll()
-            raise self._died("does not answer OPTIONS" if code is None else f"exited with status {code}")
+            raise self._died(
+                "does not answer OPTIONS"
+                if code is None
+                else f"exited with status {code}"
+            )
 
     def pids(self) -> list[int]:
         """The main process and all the processes it forked."""
@@ -438,7 +477,11 @@ class Kamailio(Server):
     def log_problems(self) -> list[str]:
         """Errors and worse from Kamailio's log (it logs warnings and above)."""
         pattern = re.compile(r"\b(ERROR|CRITICAL|BUG|ALERT)\b")
-        return [line for line in self.log_path.read_text(errors="replace").splitlines() if pattern.search(line)]
+        return [
+            line
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if pattern.search(line)
+        ]
 
 
 SERVERS: dict[str, type[Server]] = {"pbx": PBX, "kamailio": Kamailio}
@@ -488,16 +531,24 @@ class Step:
 
 
 _FAILURE_COLUMNS = (
-    "FailedCannotSendMessage", "FailedMaxUDPRetrans", "FailedUnexpectedMessage",
-    "FailedCallRejected", "FailedCmdNotSent", "FailedRegexpDoesntMatch",
-    "FailedRegexpHdrNotFound", "FailedOutboundCongestion", "FailedTimeoutOnRecv",
+    "FailedCannotSendMessage",
+    "FailedMaxUDPRetrans",
+    "FailedUnexpectedMessage",
+    "FailedCallRejected",
+    "FailedCmdNotSent",
+    "FailedRegexpDoesntMatch",
+    "FailedRegexpHdrNotFound",
+    "FailedOutboundCongestion",
+    "FailedTimeoutOnRecv",
     "FailedTimeoutOnSend",
 )
 
 
 def read_stat_file(path: Path) -> dict[str, str]:
     """The last row of a SIPp ``-trace_stat`` file, by column name."""
-    rows = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = [
+        line for line in path.read_text(errors="replace").splitlines() if line.strip()
+    ]
     header, last = rows[0].split(";"), rows[-1].split(";")
     return dict(zip(header, last, strict=False))
 
@@ -541,28 +592,62 @@ def completion_rate(dates: Sequence[float]) -> float:
 
 def clock_tick(dates: Sequence[float]) -> float | None:
     """The smallest step of SIPp's clock seen in the completion times."""
-    steps = sorted({round(b - a, 1) for a, b in zip(dates, dates[1:], strict=False) if b > a})
+    steps = sorted(
+        {round(b - a, 1) for a, b in zip(dates, dates[1:], strict=False) if b > a}
+    )
     return steps[0] if steps else None
 
 
-def run_step(server: Server, rate: int, calls: int, users_csv: Path, stepdir: Path) -> Step:
+def run_step(
+    server: Server, rate: int, calls: int, users_csv: Path, stepdir: Path
+) -> Step:
     """Run SIPp once at ``rate`` for ``calls`` registrations and collect the figures."""
     stepdir.mkdir(parents=True)
     step = Step(rate=rate, calls=calls)
     offered_s = calls / rate
     step.command = [
-        "sipp", f"127.0.0.1:{server.port}",
-        "-sf", str(SCENARIO), "-inf", str(users_csv), "-key", "domain", DOMAIN,
-        "-i", "127.0.0.1", "-p", str(free_udp_port()), "-t", "u1",
-        "-r", str(rate), "-rp", "1000", "-m", str(calls),
+        "sipp",
+        f"127.0.0.1:{server.port}",
+        "-sf",
+        str(SCENARIO),
+        "-inf",
+        str(users_csv),
+        "-key",
+        "domain",
+        DOMAIN,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_udp_port()),
+        "-t",
+        "u1",
+        "-r",
+        str(rate),
+        "-rp",
+        "1000",
+        "-m",
+        str(calls),
         # Room for every call of a few seconds to be open at once, so SIPp
         # does not quietly slow down before the server fails.
-        "-l", str(max(100, rate * 5)),
-        "-recv_timeout", str(RECV_TIMEOUT_S * 1000),
-        "-timeout", f"{math.ceil(offered_s) + 4 * RECV_TIMEOUT_S}s",
-        "-max_recv_loops", "10000", "-max_sched_loops", "10000",
-        "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", str(RTT_BLOCK),
-        "-trace_err", "-trace_screen", "-nostdin",
+        "-l",
+        str(max(100, rate * 5)),
+        "-recv_timeout",
+        str(RECV_TIMEOUT_S * 1000),
+        "-timeout",
+        f"{math.ceil(offered_s) + 4 * RECV_TIMEOUT_S}s",
+        "-max_recv_loops",
+        "10000",
+        "-max_sched_loops",
+        "10000",
+        "-trace_stat",
+        "-fd",
+        "1",
+        "-trace_rtt",
+        "-rtt_freq",
+        str(RTT_BLOCK),
+        "-trace_err",
+        "-trace_screen",
+        "-nostdin",
     ]
     pids = server.pids()
     cpu_before = cpu_seconds(pids)
@@ -574,8 +659,12 @@ def run_step(server: Server, rate: int, calls: int, users_csv: Path, stepdir: Pa
     with (stepdir / "sipp.out").open("wb") as out:
         try:
             result = subprocess.run(
-                step.command, cwd=stepdir, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, timeout=offered_s + 6 * RECV_TIMEOUT_S + 30,
+                step.command,
+                cwd=stepdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=offered_s + 6 * RECV_TIMEOUT_S + 30,
             )
             step.exit_status = result.returncode
         except subprocess.TimeoutExpired:
@@ -610,7 +699,9 @@ def run_step(server: Server, rate: int, calls: int, users_csv: Path, stepdir: Pa
         step.failed = count("FailedCall(C)")
         step.created = count("TotalCallCreated")
         step.retransmissions = count("Retransmissions(C)")
-        step.failures = {n: count(f"{n}(C)") for n in _FAILURE_COLUMNS if count(f"{n}(C)")}
+        step.failures = {
+            n: count(f"{n}(C)") for n in _FAILURE_COLUMNS if count(f"{n}(C)")
+        }
         step.dead_call_msgs = count("DeadCallMsgs(C)")
         step.out_of_call_msgs = count("OutOfCallMsgs(C)")
         step.watchdog_major = count("WatchdogMajor(C)")
@@ -623,9 +714,12 @@ def run_step(server: Server, rate: int, calls: int, users_csv: Path, stepdir: Pa
         ordered = sorted(times)
         if ordered:
             step.rtt_ms = {
-                "p50": percentile(ordered, 50), "p90": percentile(ordered, 90),
-                "p99": percentile(ordered, 99), "p99.9": percentile(ordered, 99.9),
-                "max": ordered[-1], "mean": sum(ordered) / len(ordered),
+                "p50": percentile(ordered, 50),
+                "p90": percentile(ordered, 90),
+                "p99": percentile(ordered, 99),
+                "p99.9": percentile(ordered, 99.9),
+                "max": ordered[-1],
+                "mean": sum(ordered) / len(ordered),
             }
     if step.successful:
         step.cpu_ms_per_registration = 1000 * step.server_cpu_s / step.successful
@@ -646,7 +740,10 @@ def judge(step: Step) -> tuple[bool, str]:
     if step.successful < step.calls:
         return False, f"only {step.successful} of {step.calls} calls completed"
     if step.completion_rate < MIN_ACHIEVED * step.rate:
-        return False, f"completed {step.completion_rate:.0f} reg/s, under {MIN_ACHIEVED:.0%} of the rate"
+        return (
+            False,
+            f"completed {step.completion_rate:.0f} reg/s, under {MIN_ACHIEVED:.0%} of the rate",
+        )
     return True, "ok"
 
 
@@ -674,14 +771,23 @@ def print_step(step: Step) -> None:
     )
 
 
-def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: argparse.Namespace,
-                 scratch: Path) -> dict[str, Any]:
+def bench_server(
+    name: str,
+    users: Sequence[User],
+    rates: Sequence[int],
+    args: argparse.Namespace,
+    scratch: Path,
+) -> dict[str, Any]:
     """Start one server, climb the rates, stop it; returns its results."""
     workdir = scratch / name
     workdir.mkdir()
     users_csv = scratch / "users.csv"
     server = SERVERS[name](workdir, free_udp_port(), users)
-    result: dict[str, Any] = {"server": name, "version": server.version(), "port": server.port}
+    result: dict[str, Any] = {
+        "server": name,
+        "version": server.version(),
+        "port": server.port,
+    }
     print(f"== {name}: {result['version']}", flush=True)
     started = time.monotonic()
     server.start()
@@ -693,7 +799,9 @@ def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: a
         for rate in rates:
             calls = step_calls(rate, args.seconds, args.max_calls)
             for attempt in range(1, args.retries + 2):
-                step = run_step(server, rate, calls, users_csv, workdir / f"rate-{rate}-{attempt}")
+                step = run_step(
+                    server, rate, calls, users_csv, workdir / f"rate-{rate}-{attempt}"
+                )
                 step.attempt = attempt
                 steps.append(step)
                 print_step(step)
@@ -706,7 +814,10 @@ def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: a
         if args.idle_memory > 0:
             # After Timer J (32 s) every transaction of the run has ended.
             time.sleep(args.idle_memory)
-            result["memory_after_idle"] = {**memory(server.pids()), "idle_s": args.idle_memory}
+            result["memory_after_idle"] = {
+                **memory(server.pids()),
+                "idle_s": args.idle_memory,
+            }
     finally:
         result["exit_status"] = server.stop()
     result["log_problems"] = server.log_problems()[:50]
@@ -715,7 +826,10 @@ def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: a
     best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
     result["best"] = asdict(best) if best else None
     if result["log_problems"]:
-        print(f"   {len(result['log_problems'])} suspicious line(s) in the {name} log, e.g.:", flush=True)
+        print(
+            f"   {len(result['log_problems'])} suspicious line(s) in the {name} log, e.g.:",
+            flush=True,
+        )
         for line in result["log_problems"][:3]:
             print(f"     {line[:200]}", flush=True)
     return result
@@ -726,12 +840,17 @@ def bench_server(name: str, users: Sequence[User], rates: Sequence[int], args: a
 
 
 HEADERS = (
-    "server", "max zero-failure rate (reg/s)", "p99 at that rate (ms)", "RSS (MB)",
+    "server",
+    "max zero-failure rate (reg/s)",
+    "p99 at that rate (ms)",
+    "RSS (MB)",
     "CPU ms per registration",
 )
 
 
-def table_rows(results: Sequence[dict[str, Any]], rates: Sequence[int]) -> list[tuple[str, ...]]:
+def table_rows(
+    results: Sequence[dict[str, Any]], rates: Sequence[int]
+) -> list[tuple[str, ...]]:
     """One row of text per server; ``≥`` marks a server that passed the highest rate tried."""
     first_rate, top_rate = rates[0], rates[-1]
     rows = []
@@ -743,17 +862,30 @@ def table_rows(results: Sequence[dict[str, Any]], rates: Sequence[int]) -> list[
             rows.append((r["server"], f"< {first_rate}", "n/a", rss_text, "n/a"))
             continue
         p99 = best["rtt_ms"].get("p99", math.nan)
-        tick = best.get("rtt_tick_ms") or 0
+        tick = clock_resolution(results) or 0
         p99_text = f"< {tick:g}" if tick and p99 < tick else f"{p99:g}"
         cpu = best.get("cpu_ms_per_registration")
-        rate_text = f"≥ {best['rate']}" if best["rate"] == top_rate else str(best["rate"])
-        rows.append((r["server"], rate_text, p99_text, rss_text, f"{cpu:.3f}" if cpu is not None else "n/a"))
+        rate_text = (
+            f"≥ {best['rate']}" if best["rate"] == top_rate else str(best["rate"])
+        )
+        rows.append(
+            (
+                r["server"],
+                rate_text,
+                p99_text,
+                rss_text,
+                f"{cpu:.3f}" if cpu is not None else "n/a",
+            )
+        )
     return rows
 
 
 def markdown_table(rows: Sequence[Sequence[str]]) -> str:
     """A Markdown pipe table."""
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(HEADERS))) + "|"]
+    lines = [
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "|".join("---:" if i else "---" for i in range(len(HEADERS))) + "|",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -766,7 +898,11 @@ def rst_table(rows: Sequence[Sequence[str]]) -> str:
         return "+" + "+".join(char * (w + 2) for w in widths) + "+"
 
     def cells(values: Sequence[str]) -> str:
-        return "|" + "|".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "|"
+        return (
+            "|"
+            + "|".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True))
+            + "|"
+        )
 
     out = [line("-"), cells(HEADERS), line("=")]
     for row in rows:
@@ -785,32 +921,78 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-        "python": platform.python_version(), "loadavg_before": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_before": os.getloadavg(),
     }
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=1000, help="extensions to register (default 1000)")
-    parser.add_argument("--first-user", type=int, default=3000, help="first extension number (default 3000)")
-    parser.add_argument("--servers", default="pbx,kamailio", help="comma-separated: pbx, kamailio")
-    parser.add_argument("--max-rate", type=int, default=10000, help="highest rate tried, reg/s (default 10000)")
-    parser.add_argument("--rates", help=f"comma-separated rates to climb (default {','.join(map(str, RATES))})")
-    parser.add_argument("--seconds", type=float, default=5.0, help="offered seconds per step (default 5)")
-    parser.add_argument("--max-calls", type=int, default=50000, help="most registrations per step (default 50000)")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="run a step that did not pass again this many times (default 1)")
-    parser.add_argument("--idle-memory", type=float, default=35.0,
-                        help="seconds to wait after the run before measuring memory again (default 35; 0: skip)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, SIPp traces)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--users", type=int, default=1000, help="extensions to register (default 1000)"
+    )
+    parser.add_argument(
+        "--first-user",
+        type=int,
+        default=3000,
+        help="first extension number (default 3000)",
+    )
+    parser.add_argument(
+        "--servers", default="pbx,kamailio", help="comma-separated: pbx, kamailio"
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=int,
+        default=10000,
+        help="highest rate tried, reg/s (default 10000)",
+    )
+    parser.add_argument(
+        "--rates",
+        help=f"comma-separated rates to climb (default {','.join(map(str, RATES))})",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="offered seconds per step (default 5)",
+    )
+    parser.add_argument(
+        "--max-calls",
+        type=int,
+        default=50000,
+        help="most registrations per step (default 50000)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="run a step that did not pass again this many times (default 1)",
+    )
+    parser.add_argument(
+        "--idle-memory",
+        type=float,
+        default=35.0,
+        help="seconds to wait after the run before measuring memory again (default 35; 0: skip)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch directory (logs, SIPp traces)",
+    )
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in names if s not in SERVERS]
     if unknown or not names:
-        parser.error(f"--servers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SERVERS)}")
+        parser.error(
+            f"--servers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(SERVERS)}"
+        )
     args.server_names = names
     if not 0 <= args.retries <= 5:
         parser.error("--retries must be 0-5")
@@ -828,34 +1010,59 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    missing = [tool for tool in ("sipp", *(["kamailio"] if "kamailio" in args.server_names else []))
-               if shutil.which(tool) is None]
+    missing = [
+        tool
+        for tool in ("sipp", *(["kamailio"] if "kamailio" in args.server_names else []))
+        if shutil.which(tool) is None
+    ]
     if missing:
-        print(f"register.py: not installed: {', '.join(missing)} (see bench/README.rst)", file=sys.stderr)
+        print(
+            f"register.py: not installed: {', '.join(missing)} (see bench/README.rst)",
+            file=sys.stderr,
+        )
         return 2
-    command_line = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", "bench/register.py", *argv])
+    command_line = (
+        shlex.join(["python", *sys.argv])
+        if argv is None
+        else shlex.join(["python", "bench/register.py", *argv])
+    )
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     scratch = Path(tempfile.mkdtemp(prefix="pbx-bench-register-"))
     users = make_users(args.users, args.first_user)
     write_injection_file(users, scratch / "users.csv")
     report: dict[str, Any] = {
-        "benchmark": "register", "started": stamp, "command": command_line,
-        "machine": machine(), "sipp": command_version(["sipp", "-v"]),
-        "users": args.users, "first_user": args.first_user, "domain": DOMAIN,
-        "rates": args.rate_list, "seconds_per_step": args.seconds, "max_calls": args.max_calls,
+        "benchmark": "register",
+        "started": stamp,
+        "command": command_line,
+        "machine": machine(),
+        "sipp": command_version(["sipp", "-v"]),
+        "users": args.users,
+        "first_user": args.first_user,
+        "domain": DOMAIN,
+        "rates": args.rate_list,
+        "seconds_per_step": args.seconds,
+        "max_calls": args.max_calls,
         "retries": args.retries,
         "pass_rule": f"no failed call, all calls completed, completion rate >= {MIN_ACHIEVED:.0%} of the offered rate",
-        "scratch": str(scratch), "results": [],
+        "scratch": str(scratch),
+        "results": [],
     }
-    print(f"{args.users} users {users[0].number}-{users[-1].number}; rates {args.rate_list}; scratch {scratch}", flush=True)
+    print(
+        f"{args.users} users {users[0].number}-{users[-1].number}; rates {args.rate_list}; scratch {scratch}",
+        flush=True,
+    )
     status = 0
     try:
         for name in args.server_names:
             try:
-                report["results"].append(bench_server(name, users, args.rate_list, args, scratch))
+                report["results"].append(
+                    bench_server(name, users, args.rate_list, args, scratch)
+                )
             except (RuntimeError, OSError) as e:
                 print(f"== {name}: {e}", file=sys.stderr, flush=True)
-                report["results"].append({"server": name, "error": str(e), "best": None, "steps": []})
+                report["results"].append(
+                    {"server": name, "error": str(e), "best": None, "steps": []}
+                )
                 status = 1
     finally:
         RESULTS.mkdir(exist_ok=True)
@@ -877,19 +1084,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {_tick_text(report['results'])}. RSS after the run; Kamailio: summed over its processes."
         f" ≥: passed the highest rate tried."
     )
-    busy = [(r["server"], s["rate"], s["other_cpu_percent"]) for r in report["results"]
-            for s in r.get("steps", []) if s.get("other_cpu_percent", 0) > 20]
+    busy = [
+        (r["server"], s["rate"], s["other_cpu_percent"])
+        for r in report["results"]
+        for s in r.get("steps", [])
+        if s.get("other_cpu_percent", 0) > 20
+    ]
     if busy:
         worst = max(busy, key=lambda b: b[2])
-        print(f"Warning: other processes used up to {worst[2]:.0f}% CPU during a step"
-              f" ({worst[0]} at {worst[1]} reg/s): figures may be low; CPU ms per registration holds best.")
+        print(
+            f"Warning: other processes used up to {worst[2]:.0f}% CPU during a step"
+            f" ({worst[0]} at {worst[1]} reg/s): figures may be low; CPU ms per registration holds best."
+        )
     print(f"Raw results: {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return status
 
 
+def clock_resolution(results: Sequence[dict[str, Any]]) -> float | None:
+    """SIPp's clock tick: the smallest one seen in any step (sparse steps show multiples)."""
+    ticks = [
+        s["rtt_tick_ms"]
+        for r in results
+        for s in r.get("steps", [])
+        if s.get("rtt_tick_ms")
+    ]
+    return min(ticks) if ticks else None
+
+
 def _tick_text(results: Sequence[dict[str, Any]]) -> str:
-    ticks = {s["rtt_tick_ms"] for r in results for s in r.get("steps", []) if s.get("rtt_tick_ms")}
-    return f"{min(ticks):g} ms" if ticks else "? ms"
+    tick = clock_resolution(results)
+    return f"{tick:g} ms" if tick else "? ms"
 
 
 if __name__ == "__main__":

@@ -777,3 +777,43 @@ class MatchingTests(_LayerTestCase):
         self.layer.response_received(response(ok_client.request, 200), UDP)
         self.clock.advance(64)
         self.assert_finished()
+
+
+class CancelledInviteTests(SynchronousTestCase):
+    """RFC 3261 §9.1: a cancelled INVITE that never gets a final response ends after 64*T1."""
+
+    def test_cancel_sent_ends_transaction(self) -> None:
+        """After cancel_sent() in Proceeding, the transaction ends with a 408 after 32 s."""
+        from pbx.sip.message import parse_message
+        from pbx.sip.transaction import Peer, TransactionLayer
+
+        clock = Clock()
+        sent: list[object] = []
+        got: list[int] = []
+
+        class TU:
+            def request_received(self, transaction: object) -> None:
+                pass
+
+            def ack_received(self, request: object, peer: object) -> None:
+                pass
+
+        layer = TransactionLayer(clock, lambda m, p: sent.append(m), TU())
+        invite = parse_message(
+            b"INVITE sip:b@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKc1\r\n"
+            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: c1\r\n"
+            b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        txn = layer.start_client(invite, Peer("tcp", "127.0.0.1", 5070), lambda r: got.append(r.status))
+        ringing = parse_message(
+            b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKc1\r\n"
+            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>;tag=2\r\nCall-ID: c1\r\n"
+            b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+        layer.response_received(ringing, Peer("tcp", "127.0.0.1", 5070))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        txn.cancel_sent()
+        clock.advance(32)
+        self.assertEqual(got, [180, 408])
+        self.assertEqual(layer.counts, (0, 0))
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -28,6 +28,10 @@ from pbx.sip.uri import parse_uri
 if TYPE_CHECKING:
     from pbx.calls.controller import CallController
 
+def _ignore(response: Response) -> None:
+    """Responses nobody waits for (to CANCEL, PRACK, BYE of a dying call)."""
+
+
 #: RFC 3261 §16.7 step 6: which final response to pass on when every fork failed.
 _PREFERENCE = {486: 0, 600: 0, 603: 1, 480: 2, 408: 3, 487: 4}
 
@@ -45,6 +49,10 @@ class Fork:
     status: int = 0  # highest status seen
     rseq: int = 0
     started: float = 0.0
+    #: Fix: CANCEL is sent once per fork (a second one reused the branch of
+    #: the first); ``cancel_pending`` holds it until a provisional response.
+    cancelled: bool = False
+    cancel_pending: bool = False
 
 
 @define(eq=False)
@@ -76,6 +84,8 @@ class Call:
     _ok_interval: float = timers.T1
     _early_sent: bool = False
     _pending_reinvite: dict[str, Any] = field(factory=dict)
+    #: (Call-ID, CSeq) of the re-INVITE whose 2xx awaits its ACK.
+    _reoffer_ok: tuple[str, int] | None = None
     session_expires: int = 0
     on_end: Callable[[Call], None] | None = None
     log = Logger()
@@ -163,6 +173,12 @@ class Call:
 
     def _handle_fork_response(self, fork: Fork, response: Response) -> None:
         status = response.status
+        if status < 200 and fork.cancel_pending:
+            # Fix: RFC 3261 §9.1: the CANCEL waited for this provisional
+            # response; without it the phone rang on after another answered.
+            fork.cancel_pending = False
+            self._send_cancel(fork)
+            return
         if status < 200:
             if status == 100 or self.state not in ("routing", "ringing"):
                 return
@@ -264,7 +280,10 @@ class Call:
             self.hang_up("a", "no ACK")
 
     def acked(self, request: Request) -> None:
-        """The caller's ACK for our 2xx."""
+        """An ACK for our 2xx: the caller's for its INVITE, or either phone's for a re-INVITE."""
+        if self._reoffer_ok == (request.call_id, request.cseq.number):
+            self._reoffer_acked()
+            return
         if self.state != "answered":
             return
         self._cancel("ok")
@@ -284,13 +303,21 @@ class Call:
             self.controller.no_answer(self)
 
     def _cancel_fork(self, fork: Fork) -> None:
-        if fork.status >= 200 or fork.transaction is None:
+        if fork.status >= 200 or fork.transaction is None or fork.cancelled:
             return
-        # §9.1: CANCEL only after a provisional response; before it, the
-        # INVITE's own Timer B ends the fork.
+        fork.cancelled = True
+        # §9.1: CANCEL only after a provisional response; before it, wait for
+        # one (Timer B ends the fork if none comes).
         if fork.status >= 100 or fork.transaction.state == "proceeding":
-            self.controller.send_request(cancel_for(fork.invite), fork.peer, lambda r: None)
+            self._send_cancel(fork)
+        else:
+            fork.cancel_pending = True
         fork.status = fork.status or 487
+
+    def _send_cancel(self, fork: Fork) -> None:
+        self.controller.send_request(cancel_for(fork.invite), fork.peer, _ignore)
+        if fork.transaction is not None:
+            fork.transaction.cancel_sent()
 
     def _check_all_failed(self, response: Response | None = None) -> None:
         if self.state not in ("routing", "ringing"):
@@ -385,10 +412,19 @@ class Call:
         outgoing = other_dialog.request(method, body=body, content_type="application/sdp" if body else None)
         peer = other_dialog.peer
         invite_cseq = outgoing.cseq.number
+        done = False
 
         def answered(response: Response) -> None:
+            nonlocal done
             if response.status < 200:
                 return
+            if done:
+                # Fix: a retransmitted 2xx (our ACK was lost) is ACKed again,
+                # not answered a second time (§13.2.2.4).
+                if method == "INVITE" and response.status < 300:
+                    self.controller.send(ack_for_2xx(other_dialog, invite_cseq), peer)
+                return
+            done = True
             self._pending_reinvite = {}
             if response.status >= 300:
                 transaction.respond(make_response(request, response.status, response.reason))
@@ -409,8 +445,27 @@ class Call:
                 ok.headers.add("Content-Type", "application/sdp")
                 ok.body = ours
             transaction.respond(ok)
+            if method == "INVITE" and not transaction.peer.reliable:
+                # Fix: §13.3.1.4 holds for a re-INVITE too: resend its 2xx
+                # until the ACK (a lost 200 left the phone waiting forever).
+                self._reoffer_ok = (request.call_id, request.cseq.number)
+                self._resend_reoffer_ok(ok, transaction.peer, timers.T1)
+                self._timer("reoffer-ack", timers.TIMER_H, self._reoffer_acked)
 
         self.controller.send_request(outgoing, peer, answered)
+
+    def _resend_reoffer_ok(self, ok: Response, peer: Peer, interval: float) -> None:
+        def resend() -> None:
+            self.controller.send(ok, peer)
+            self._resend_reoffer_ok(ok, peer, min(2 * interval, timers.T2))
+
+        self._timer("reoffer-ok", interval, resend)
+
+    def _reoffer_acked(self) -> None:
+        """The re-INVITE's 2xx was ACKed (or 64*T1 passed): stop resending it."""
+        self._reoffer_ok = None
+        self._cancel("reoffer-ok")
+        self._cancel("reoffer-ack")
 
     def record(self) -> list[CallRecord]:
         """The call detail records: one for the call (leg a), one per answered callee leg."""

@@ -149,12 +149,23 @@ class CallController:
         if invite is None or call is None or call.invite is not invite:
             transaction.respond(make_response(transaction.request, 481))
             return
-        transaction.respond(make_response(transaction.request, 200))
+        # Fix: §9.2: the 200 to CANCEL SHOULD carry the To tag of the
+        # INVITE's responses (it had none).
+        transaction.respond(make_response(transaction.request, 200, to_tag=call.a_tag))
         call.cancelled()
+
+    def _dialog_of(self, request: Request) -> tuple[Call, Dialog] | None:
+        """The call and dialog of an in-dialog request, or None."""
+        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
+        # Fix: §12.2.2: the dialog ID includes the remote tag; a request
+        # with our To tag but another From tag is in no dialog (481).
+        if entry is not None and entry[1].remote_tag != (request.from_.tag or ""):
+            return None
+        return entry
 
     def _in_dialog(self, transaction: ServerTransaction) -> None:
         request = transaction.request
-        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
+        entry = self._dialog_of(request)
         if entry is None:
             transaction.respond(make_response(request, 481))
             return
@@ -188,7 +199,7 @@ class CallController:
 
     def ack(self, request: Request, peer: Peer) -> None:
         """An ACK for a 2xx (outside transactions)."""
-        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
+        entry = self._dialog_of(request)
         if entry is not None:
             entry[0].acked(request)
 
@@ -291,7 +302,11 @@ class CallController:
             media=CallMedia(session, self.media_address),
             a_address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
         )
-        call.session_expires = expires
+        # Fix: RFC 4028 §9 table 2: a caller without "Supported: timer", or
+        # one asking refresher=uas, makes the UAS the refresher.  pbx never
+        # refreshes, so it runs no session timer for such a caller (and says
+        # none in its 2xx) instead of cutting a live call at expiry.
+        call.session_expires = expires if _caller_refreshes(request) else 0
         call.on_end = self._ended
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
@@ -365,12 +380,24 @@ class CallController:
             if call.state != "confirmed":
                 continue
             session = call.media.session
-            if session.inactive_for(now) >= limit:
+            # Fix: silence counts from the answer at the earliest; the
+            # session exists since the INVITE, so a call that rang longer
+            # than media_timeout was ended before its media could start.
+            since_answer = now - (call.answered_at if call.answered_at is not None else now)
+            if min(session.inactive_for(now), since_answer) >= limit:
                 call.hang_up("pbx", "media timeout")
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Every call in progress, for the API."""
         return [c.summary() for c in self.calls.values()]
+
+
+def _caller_refreshes(request: Request) -> bool:
+    """RFC 4028 §9: whether the caller can refresh: it supports timers and left refreshing to itself."""
+    supported = [v.strip().lower() for v in request.headers.get_all("Supported")]
+    params = (request.headers.get("Session-Expires") or "").split(";")[1:]
+    asked = {k.strip().lower(): v.strip().lower() for k, _, v in (p.partition("=") for p in params)}
+    return "timer" in supported and asked.get("refresher", "uac") == "uac"
 
 
 def display_name(name: str) -> str:

@@ -305,6 +305,14 @@ class ClientTransaction:
         ack.headers.add("CSeq", f"{req.cseq.number} ACK")
         return ack
 
+    def cancel_sent(self) -> None:
+        """
+        §9.1: the TU sent a CANCEL for this INVITE; if no final response
+        comes within 64*T1, the transaction ends (with a synthetic 408).
+        """
+        if self.invite and self.state in ("calling", "proceeding") and "B" not in self._timers.calls:
+            self._timers.start("B", timers.TIMER_B, self._timeout)
+
     def cancel_timers(self) -> None:
         """Stop every timer (the TU is going away)."""
         self._timers.stop_all()
