@@ -17,6 +17,7 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pbx.sip.expiry import ExpiringMap
 from pbx.sip.message import (
     Request,
     Response,
@@ -97,12 +98,13 @@ class SIPCore:
     stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
     # RFC 3261 §8.2.2.2: (From tag, Call-ID, CSeq) of requests without a To
     # tag, to spot the same request arriving by another path.
-    _merge: dict[tuple[str, str, int, str], str] = field(factory=dict)
+    _merge: ExpiringMap[tuple[str, str, int, str], str] = field(init=False)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
         self.transports = Transports(self.receive, self.clock)
-        self.transactions = TransactionLayer(self.clock, self._send, self)
+        self.transactions = TransactionLayer(self.clock, self._send, self, send_bytes=self.transports.send_bytes)
+        self._merge = ExpiringMap(self.clock)
 
     @property
     def allow(self) -> str:
@@ -198,10 +200,9 @@ class SIPCore:
         branch = request.top_via.branch or ""
         seen = self._merge.get(key)
         if seen is None:
-            if len(self._merge) > 50_000:
+            if len(self._merge) > 200_000:
                 self._merge.clear()  # bounded; a lost entry only misses a loop
-            self._merge[key] = branch
-            self.clock.callLater(32, self._merge.pop, key, None)
+            self._merge.set(key, branch, 32)
             return False
         return seen != branch
 

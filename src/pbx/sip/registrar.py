@@ -194,7 +194,7 @@ class Registrar:
             binding = Binding(aor, key, now + expires, transport, source, user_agent, call_id, cseq, q, now)
             current[key] = binding
             await self._put(binding)
-            self.log.info("REGISTER {aor} {contact} for {expires}s from {transport}:{source}",
+            self.log.debug("REGISTER {aor} {contact} for {expires}s from {transport}:{source}",
                           aor=aor, contact=key, expires=expires, transport=transport, source=source)
         if not current:
             self.bindings.pop(aor, None)

@@ -41,6 +41,21 @@ def host_address() -> str:
         return "127.0.0.1"
 
 
+#: UDP receive buffer asked for (the kernel caps it at net.core.rmem_max):
+#: room for a burst of requests while the reactor is busy.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def _grow_receive_buffer(port: Any) -> None:
+    sock = getattr(port, "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+    except OSError:
+        pass
+
+
 class ListenError(Exception):
     """A SIP listener could not be opened; the message names it."""
 
@@ -112,6 +127,7 @@ class SIPService:
                     port = self.reactor.listenUDP(
                         spec.port, SIPDatagramProtocol(self.core.receive), interface=spec.interface
                     )
+                    _grow_receive_buffer(port)
                     if self.core.transports.udp is None:
                         self.core.transports.udp = port
                 elif spec.transport == "tcp":

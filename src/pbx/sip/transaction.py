@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from pbx.sip import timers
+from pbx.sip.expiry import ExpiringMap
 from pbx.sip.message import Request, Response, make_response
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -164,6 +165,16 @@ class ServerTransaction:
             self._timers.start("L", timers.TIMER_L, self._terminate)
             return
         self.state = "completed"
+        if not self.invite:
+            # §17.2.2 Timer J: only the response is needed to answer
+            # retransmissions; keep its bytes, not this object.
+            self._timers.stop_all()
+            self.layer._server.pop(self.key, None)
+            if self.peer.reliable:
+                self.state = "terminated"
+            else:
+                self.layer.completed.set(self.key, (response.to_bytes(), self.peer), timers.TIMER_J)
+            return
         if self.invite:
             if not self.peer.reliable:
                 self._interval = timers.T1
@@ -335,11 +346,23 @@ class TransactionLayer:
     tu: TransactionUser
     _server: dict[tuple[Any, ...], ServerTransaction] = field(factory=dict)
     _client: dict[tuple[str, str], ClientTransaction] = field(factory=dict)
+    #: Raw bytes out (resending a completed transaction's final response).
+    send_bytes: Callable[[bytes, Peer], Any] | None = None
+    completed: ExpiringMap[tuple[Any, ...], tuple[bytes, Peer]] = field(init=False)
     log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.completed = ExpiringMap(self.clock)
 
     def request_received(self, request: Request, peer: Peer) -> None:
         """A request from the transport."""
         key = server_key(request)
+        done = self.completed.get(key)
+        if done is not None:
+            # A retransmission of a completed non-INVITE request (§17.2.2).
+            if self.send_bytes is not None:
+                self.send_bytes(done[0], done[1])
+            return
         existing = self._server.get(key)
         if existing is not None:
             if request.method == "ACK" or request.method == existing.request.method:
@@ -374,4 +397,4 @@ class TransactionLayer:
     @property
     def counts(self) -> tuple[int, int]:
         """(server, client) transactions alive."""
-        return len(self._server), len(self._client)
+        return len(self._server) + len(self.completed), len(self._client)

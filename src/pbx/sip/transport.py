@@ -192,9 +192,12 @@ class Transports:
 
         :returns: False when it could not be sent (no connection, no socket).
         """
-        data = message.to_bytes()
+        return self.send_bytes(message.to_bytes(), peer, request=isinstance(message, Request))
+
+    def send_bytes(self, data: bytes, peer: Peer, *, request: bool = False) -> bool:
+        """Send one serialised message; see :meth:`send`."""
         if peer.transport == "udp":
-            if isinstance(message, Request) and len(data) > UDP_MAX_REQUEST and self.connect is not None:
+            if request and len(data) > UDP_MAX_REQUEST and self.connect is not None:
                 # §18.1.1: too big for UDP; the Via should then name TCP,
                 # which is the caller's job when it builds the request.
                 peer = Peer("tcp", peer.host, peer.port)
@@ -207,8 +210,9 @@ class Transports:
         if stream is not None:
             stream.send(data)
             return True
-        if isinstance(message, Response) or self.connect is None:
-            self.log.info("no connection to {peer}; {kind} dropped", peer=str(peer), kind=type(message).__name__)
+        if not request or self.connect is None:
+            self.log.info("no connection to {peer}; {kind} dropped", peer=str(peer),
+                          kind="request" if request else "response")
             return False
         self._pending.setdefault(peer, []).append(data)
         if len(self._pending[peer]) == 1:
