@@ -8,6 +8,7 @@ The callee may have several registered phones: each gets its own INVITE
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -159,7 +160,7 @@ class Call:
             )
             fork = Fork(binding, invite, peer, address, started=self.clock.seconds())
             self.forks.append(fork)
-            fork.transaction = self.controller.send_request(invite, peer, lambda r, f=fork: self._fork_response(f, r))
+            fork.transaction = self.controller.send_request(invite, peer, functools.partial(self._fork_response, fork))
         self._timer("ring", self.controller.config.calls.ring_timeout, self._ring_timeout)
 
     def _fork_response(self, fork: Fork, response: Response) -> None:
@@ -240,7 +241,8 @@ class Call:
             body = self.media.answer_from("b", response.body) if response.body else b""
         except MediaError as e:
             self.log.info("callee's answer unusable: {e}", e=e)
-            self.controller.send_in_dialog(fork.dialog, "BYE", lambda r: None)
+            if fork.dialog is not None:
+                self.controller.send_in_dialog(fork.dialog, "BYE", _ignore)
             self.fail(488, "Not Acceptable Here")
             return
         self.state = "answered"

@@ -15,6 +15,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbx.calls.call import Call
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
@@ -332,8 +333,11 @@ class CallController:
             call.fail(480, "No Answer")
 
     def _forward(self, call: Call, target: str, status: int) -> None:
-        d = Deferred.fromCoroutine(self._forward_to(call, target, status))
-        d.addErrback(lambda f: (self.log.failure("forwarding failed", f), call.fail(500)))
+        def failed(failure: Failure) -> None:
+            self.log.failure("forwarding failed", failure)
+            call.fail(500)
+
+        Deferred.fromCoroutine(self._forward_to(call, target, status)).addErrback(failed)
 
     async def _forward_to(self, call: Call, target: str, status: int) -> None:
         number, record, refuse = await self.resolve_target(target, call.seen)

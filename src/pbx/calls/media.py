@@ -16,7 +16,13 @@ from typing import Any
 from attrs import define, field
 
 from pbx.media.offer_answer import CodecSpec, make_answer, rewrite_offer
-from pbx.media.sdp import SDPError, SessionDescription, effective_connection, is_hold, parse_sdp
+from pbx.media.sdp import (
+    SDPError,
+    SessionDescription,
+    effective_connection,
+    is_hold,
+    parse_sdp,
+)
 
 OTHER = {"a": "b", "b": "a"}
 
