@@ -178,3 +178,50 @@ class IStore(Interface):
 
     def put_setting(key, value):  # type: ignore[no-untyped-def]
         """Store ``value`` (a string) under ``key``."""
+
+
+class ICodec(IPlugin):
+    """
+    An audio codec, found like features in :mod:`pbx.plugins`.
+
+    A codec is a factory: every RTP stream gets its own encoder and decoder,
+    because G.722 and Opus keep state between frames.  PCM is mono signed
+    16-bit (a numpy ``int16`` array) at :attr:`sample_rate`.
+    """
+
+    name = Attribute("The rtpmap encoding name: 'PCMU', 'PCMA', 'G722', 'opus'.")
+    clock_rate = Attribute("The RTP clock rate in the rtpmap (G.722: 8000; Opus: 48000).")
+    sample_rate = Attribute("The PCM rate the codec works at (G.722: 16000).")
+    channels = Attribute("Channels in the rtpmap (Opus: 2; all others 1).")
+    payload_type = Attribute("The static RTP payload type, or None for a dynamic one.")
+    fmtp = Attribute("The a=fmtp value we offer, or None.")
+
+    def new_encoder():  # type: ignore[no-untyped-def]
+        """A fresh :class:`IEncoder` for one stream."""
+
+    def new_decoder():  # type: ignore[no-untyped-def]
+        """A fresh :class:`IDecoder` for one stream."""
+
+
+class IEncoder(Interface):
+    """Encodes one stream's PCM frames."""
+
+    def encode(pcm):  # type: ignore[no-untyped-def]
+        """
+        :param pcm: int16 samples at the codec's sample rate (one frame,
+            e.g. 20 ms).
+        :returns: the RTP payload bytes.
+        """
+
+
+class IDecoder(Interface):
+    """Decodes one stream's RTP payloads."""
+
+    def decode(payload):  # type: ignore[no-untyped-def]
+        """:returns: int16 samples at the codec's sample rate."""
+
+    def conceal(samples):  # type: ignore[no-untyped-def]
+        """
+        Audio for a lost frame of ``samples`` samples (packet loss
+        concealment; silence is acceptable for codecs without PLC).
+        """
