@@ -14,6 +14,8 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v sipsak >/dev/null || need+=(sipsak)
 command -v baresip >/dev/null || need+=(baresip-core)
 command -v openssl >/dev/null || need+=(openssl)
+command -v flite >/dev/null || need+=(flite)
+command -v sox >/dev/null || need+=(sox)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if ! pg_up; then
