@@ -10,7 +10,8 @@ Helpers for the call integration tests (``test_calls_*.py``).
   baresip's ``aufile``, mu-law for SIPp's ``rtp_stream``), and the analysis
   of what a peer recorded: dominant frequency (Goertzel), how much of the
   signal is that tone, and how well its on/off pattern lines up with what
-  was sent.  Pure Python: a few seconds of 8 kHz audio take milliseconds.
+  was sent.  Pure Python: a few seconds of 8 kHz audio take well under a
+second.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def call_config(
     **more: Any,
 ) -> str:
     """
-    :func:`pbx_daemon.loopback_config` over UDP plus an ``rtp:`` section on
-    127.0.0.1 with the given port range and, if given, a ``calls:`` section.
+    :func:`pbx_daemon.loopback_config` (``more`` goes to it) plus an
+    ``rtp:`` section on 127.0.0.1 with the given port range and, if given,
+    a ``calls:`` section.
     """
     config = json.loads(
         loopback_config(
@@ -138,23 +140,28 @@ def read_pcm_wav(path: Path) -> list[int]:
     with wave.open(str(path), "rb") as w:
         shape = (w.getnchannels(), w.getsampwidth(), w.getframerate())
         if shape != (1, 2, RATE):
-            raise AssertionError(f"{path}: (channels, width, rate) {shape}, not (1, 2, {RATE})")
+            raise AssertionError(
+                f"{path}: (channels, width, rate) {shape}, not (1, 2, {RATE})"
+            )
         raw = w.readframes(w.getnframes())
     return list(struct.unpack(f"<{len(raw) // 2}h", raw))
 
 
+#: Upper ends of the eight mu-law segments, in 14-bit magnitude plus bias.
+_ULAW_SEGMENT_ENDS = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
+
+
 def ulaw(sample: int) -> int:
-    """One 16-bit sample as G.711 mu-law (ITU-T G.711, the classic segment search)."""
-    sign = 0
-    if sample < 0:
-        sample, sign = -sample, 0x80
-    sample = min(sample, 32635) + 0x84
-    exponent, mask = 7, 0x4000
-    while exponent and not sample & mask:
-        exponent -= 1
-        mask >>= 1
-    mantissa = (sample >> (exponent + 3)) & 0x0F
-    return ~(sign | exponent << 4 | mantissa) & 0xFF
+    """One 16-bit sample as G.711 mu-law, as the ITU-T reference code (g711.c) encodes it."""
+    value = sample >> 2  # 14 bits, rounding towards minus infinity
+    mask = 0xFF
+    if value < 0:
+        value, mask = -value, 0x7F
+    value = min(value, 8159) + 0x21
+    for segment, end in enumerate(_ULAW_SEGMENT_ENDS):
+        if value <= end:
+            return ((segment << 4) | ((value >> (segment + 1)) & 0x0F)) ^ mask
+    return 0x7F ^ mask  # the loudest code
 
 
 def write_ulaw_wav(path: Path, samples: Iterable[int]) -> None:
@@ -181,22 +188,29 @@ def goertzel_power(samples: Sequence[float], frequency: float) -> float:
     return s1 * s1 + s2 * s2 - k * s1 * s2
 
 
-def dominant_frequency(samples: Sequence[float]) -> tuple[float, float]:
-    """
-    The strongest frequency between 100 Hz and 3.9 kHz, to 0.5 Hz, and its
-    purity: the share of the signal's energy at that frequency (1.0 for a
-    pure tone, near 0 for noise).  Purity is the normalised correlation of
-    the signal with the best-matching sinusoid.
-    """
-    energy = sum(x * x for x in samples)
-    if not energy:
-        return 0.0, 0.0
+def dominant_frequency(samples: Sequence[float]) -> float:
+    """The strongest frequency of ``samples`` between 100 Hz and 3.9 kHz, to 0.5 Hz."""
     coarse = max(range(100, 3900, 20), key=lambda f: goertzel_power(samples, f))
-    fine = max(
+    return max(
         (coarse + step / 2 for step in range(-40, 41)),
         key=lambda f: goertzel_power(samples, f),
     )
-    return fine, goertzel_power(samples, fine) / (len(samples) / 2 * energy)
+
+
+def tone_share(samples: Sequence[int], frequency: float, floor: float = 500.0) -> float:
+    """
+    How much of the signal is a tone at ``frequency``: over the 20 ms frames
+    louder than ``floor`` (RMS), the mean share of each frame's energy at
+    that frequency, i.e. its normalised correlation with the best-matching
+    sinusoid (about 1 for the tone, near 0 for another tone or noise).
+    """
+    shares = []
+    for i in range(0, len(samples) - FRAME + 1, FRAME):
+        frame = samples[i : i + FRAME]
+        energy = sum(x * x for x in frame)
+        if energy > floor * floor * FRAME:
+            shares.append(goertzel_power(frame, frequency) / (FRAME / 2 * energy))
+    return sum(shares) / len(shares) if shares else 0.0
 
 
 def envelope(samples: Sequence[int]) -> list[float]:

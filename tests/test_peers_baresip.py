@@ -8,9 +8,11 @@ the way out, which the API shows too.
 Digest algorithm: the packaged baresip 1.0.0 (libre 1.1.0) knows MD5 only,
 and it does not skip a challenge it cannot answer: as soon as any
 WWW-Authenticate names SHA-256 it gives up with "Register: Function not
-implemented", whichever order the challenges come in.  So these tests use
-``digest_algorithms: [MD5]``; the default (SHA-256, MD5) works only with a
-baresip built on a libre that has SHA-256 digest.
+implemented", whichever order the challenges come in.  That is why pbx
+challenges with MD5 only by default (``sip.digest_algorithms``).
+:class:`BaresipTests` sets ``digest_algorithms: [MD5]`` explicitly;
+:class:`BaresipDefaultDigestTests` leaves it out, checks that the default
+challenge names MD5 alone, and registers with it.
 
 TLS: libre 1.1.0 does not verify the server's certificate (it registers
 even with an unrelated CA bundle, and has no ``sip_verify_server`` option).
@@ -23,13 +25,15 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import select
 import signal
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
-from unittest import SkipTest
 
 import pytest
 
@@ -216,18 +220,62 @@ class BaresipTests(BaresipCase):
 
 
 class BaresipDefaultDigestTests(BaresipCase):
-    """With the default challenge order (SHA-256 first) a baresip that knows SHA-256 registers."""
+    """With the default challenge (MD5 only), baresip 1.0 registers."""
 
     digest_algorithms = None
 
+    def test_default_challenge_is_md5(self) -> None:
+        """An unauthenticated REGISTER is challenged with MD5 and nothing else."""
+        self.assertEqual(challenge_algorithms(self.sip_port), ["MD5"])
+
     def test_register_udp(self) -> None:
-        """baresip registers over UDP when challenged with SHA-256 first, or the test says why not."""
-        try:
-            self.check_register("udp")
-        except RegisterRefused as e:
-            if "Function not implemented" not in str(e):
-                raise
-            raise SkipTest(
-                "this baresip/libre has no SHA-256 digest and refuses a challenge list naming it "
-                "(baresip 1.0.0 with libre 1.1.0 does); MD5 only is tested by BaresipTests"
-            ) from None
+        """baresip registers over UDP against the default challenge."""
+        self.check_register("udp")
+
+
+def challenge_algorithms(sip_port: int, limit: float = 10.0) -> list[str]:
+    """
+    Send one unauthenticated REGISTER over UDP (resent like a UA, RFC 3261
+    §17.1.2.2) and return the algorithm of each WWW-Authenticate of the 401.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        tag = secrets.token_hex(6)
+        request = (
+            f"REGISTER sip:127.0.0.1:{sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{tag};rport\r\n"
+            f"From: <sip:{EXTENSION}@127.0.0.1>;tag={tag}\r\n"
+            f"To: <sip:{EXTENSION}@127.0.0.1>\r\n"
+            f"Call-ID: challenge-{tag}@127.0.0.1\r\n"
+            "CSeq: 1 REGISTER\r\n"
+            f"Contact: <sip:{EXTENSION}@127.0.0.1:{port}>\r\n"
+            "Max-Forwards: 70\r\nExpires: 0\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        deadline = time.monotonic() + limit
+        interval = 0.5
+        while time.monotonic() < deadline:
+            s.sendto(request, ("127.0.0.1", sip_port))
+            ready, _, _ = select.select(
+                [s], [], [], max(0.0, min(interval, deadline - time.monotonic()))
+            )
+            interval = min(2 * interval, 4.0)
+            if not ready:
+                continue
+            text = s.recv(65535).decode("utf-8", "replace")
+            if not text.startswith("SIP/2.0 401"):
+                raise AssertionError(f"expected 401, got: {text.splitlines()[0]}")
+            challenges = [
+                line.split(":", 1)[1]
+                for line in text.split("\r\n")
+                if line.lower().startswith("www-authenticate:")
+            ]
+            return [
+                (
+                    m.group(1)
+                    if (m := re.search(r"algorithm=\"?([\w-]+)", c, re.I))
+                    else "MD5"
+                )
+                for c in challenges
+            ]
+    raise AssertionError(f"no answer to REGISTER on udp:127.0.0.1:{sip_port}")

@@ -115,7 +115,9 @@ class CallMedia:
             raise MediaError(str(e)) from e
         self._learn(leg, answer)
         self.answers[leg] = answer
-        self.codecs = ",".join(c.encoding for c in supported if c.encoding.lower() != "telephone-event")
+        # The codec in use is the first the answer lists (RFC 3264 §6.1).
+        audio = [c.encoding for c in supported if c.encoding.lower() not in ("telephone-event", "cn")]
+        self.codecs = audio[0] if audio else ""
         return ours.to_bytes()
 
     def _ports(self, leg: str, offer: SessionDescription) -> list[int]:

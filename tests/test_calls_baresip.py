@@ -1,0 +1,411 @@
+"""
+Integration test: a call between two baresip phones through pbx, with real
+audio both ways.
+
+Each phone plays its own test signal into the call and records what it
+hears, so the test can compare the decoded audio with what the other phone
+sent:
+
+- baresip 1.0's ``aufile`` module is an audio *source* only: it plays an
+  8 kHz mono 16-bit WAV file (``audio_source aufile,<file>``).  When the
+  file ends, baresip hangs up, so the files are longer than the call.
+- its ``sndfile`` audio filter records, per call, what goes to the encoder
+  (``dump-<time>-enc.wav``) and what came out of the decoder
+  (``dump-<time>-dec.wav``) into ``snd_path``; no audio player is needed
+  (the receive pipeline runs without one).
+- ``net_interface 127.0.0.1`` keeps baresip's SDP on loopback.
+- ``ctrl_tcp`` (with ``menu`` for the commands) takes ``dial`` and
+  ``hangup`` as netstring-framed JSON and reports call events the same way.
+- the callee's account has ``answermode=auto``.
+
+The signals are keyed tones: the caller sends 440 Hz and the callee 1000
+Hz, each switched on and off in 20 ms slots by its own pseudo-random
+pattern.  What a phone recorded must be the other's tone (dominant
+frequency within a few hertz, most of each loud frame's energy at it, and
+almost none at its own tone) and its on/off envelope must line up with the
+other's pattern (normalised cross-correlation well above 0.5).  A phone
+that heard nothing, its own audio, or noise fails.
+
+Only loopback is used: the phones bind 127.0.0.1 and name it in their SDP,
+and pbx's relay binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from calls_support import (
+    best_alignment,
+    call_config,
+    dominant_frequency,
+    envelope,
+    free_udp_block,
+    keyed_tone,
+    read_pcm_wav,
+    tone_share,
+    write_pcm_wav,
+)
+from pbx_daemon import (
+    API,
+    Daemon,
+    admin_password,
+    free_port,
+    free_port_pair,
+    require_binary,
+    strong_password,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+MODULES = Path("/usr/lib/baresip/modules")
+NEEDED = ("account", "g711", "aufile", "sndfile", "ctrl_tcp", "menu")
+CALLER, CALLEE = "1001", "1002"
+#: Each side's tone (Hz) and keying seed.
+TONES = {CALLER: (440.0, 1), CALLEE: (1000.0, 2)}
+#: Length of the signal files (s): longer than the call (baresip hangs up when its file ends).
+SIGNAL_SECONDS = 12.0
+#: Audio each way (20 ms packets) the call carries before the test hangs up: 3 s.
+PACKETS = 150
+LIMIT = 20.0
+SAFETY_QUIT = 120  # baresip quits by itself after this, should the test die
+RELAY_PORTS = 40
+
+
+class Control:
+    """
+    A client of baresip's ``ctrl_tcp`` module: netstring-framed JSON
+    commands out, responses and events in (read by a thread).
+    """
+
+    def __init__(
+        self, port: int, process: subprocess.Popen[bytes], limit: float = LIMIT
+    ) -> None:
+        """Connect to 127.0.0.1:``port``, retrying while baresip (``process``) starts."""
+
+        def connect() -> socket.socket | None:
+            if process.poll() is not None:
+                raise AssertionError(f"baresip exited {process.returncode}")
+            return _connect(port)
+
+        self.socket = wait_until(connect, limit, f"baresip's ctrl_tcp on port {port}")
+        self.messages: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        buffer = b""
+        while True:
+            try:
+                data = self.socket.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                return
+            buffer += data
+            # Netstrings: <length>:<payload>,
+            while (colon := buffer.find(b":")) > 0 and buffer[:colon].isdigit():
+                end = colon + 1 + int(buffer[:colon])
+                if len(buffer) <= end:
+                    break
+                message = json.loads(buffer[colon + 1 : end])
+                buffer = buffer[end + 1 :]
+                with self._changed:
+                    self.messages.append(message)
+                    self._changed.notify_all()
+
+    def command(self, command: str, params: str = "") -> None:
+        """Send one command; its response is checked by :meth:`wait_for`."""
+        payload = json.dumps(
+            {"command": command, "params": params, "token": command}
+        ).encode()
+        self.socket.sendall(b"%d:%s," % (len(payload), payload))
+        response = self.wait_for(
+            lambda m: m.get("response") and m.get("token") == command
+        )
+        if not response.get("ok"):
+            raise AssertionError(f"baresip refused {command} {params}: {response}")
+
+    def event(self, kind: str) -> dict[str, Any]:
+        """Wait for an event of type ``kind`` (CALL_ESTABLISHED, CALL_CLOSED...)."""
+        return self.wait_for(lambda m: m.get("event") and m.get("type") == kind)
+
+    def wait_for(
+        self, match: Callable[[dict[str, Any]], Any], limit: float = LIMIT
+    ) -> dict[str, Any]:
+        """The first message so far or within ``limit`` seconds that ``match`` accepts."""
+        deadline = time.monotonic() + limit
+        with self._changed:
+            while True:
+                for message in self.messages:
+                    if match(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no such message from baresip: {self.messages}"
+                    )
+                self._changed.wait(remaining)
+
+    def close(self) -> None:
+        """Close the connection (shutdown first: that wakes the reader's recv)."""
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by baresip
+        self.socket.close()
+        self._reader.join(10)
+
+
+def _connect(port: int) -> socket.socket | None:
+    try:
+        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except OSError:
+        return None
+    connection.settimeout(None)  # the reader blocks until baresip closes it
+    return connection
+
+
+class Phone:
+    """One baresip process registered as one extension, with its files."""
+
+    def __init__(
+        self,
+        baresip: str,
+        home: Path,
+        number: str,
+        password: str,
+        sip_port: int,
+        source: Path,
+        rtp_first: int,
+        answer: bool,
+    ) -> None:
+        """Write its configuration and start it."""
+        self.number = number
+        self.home = home
+        self.recordings = home / "recordings"
+        self.recordings.mkdir(parents=True)
+        self.control_port = free_port()
+        local = free_port_pair()
+        (home / "config").write_text(
+            "poll_method\t\tepoll\n"
+            f"module_path\t\t{MODULES}\n"
+            f"sip_listen\t\t127.0.0.1:{local}\n"
+            "net_interface\t\t127.0.0.1\n"
+            f"rtp_ports\t\t{rtp_first}-{rtp_first + 19}\n"
+            f"audio_source\t\taufile,{source}\n"
+            # Relative to baresip's working directory: sndfile cuts the
+            # file name at 127 bytes, and a test's temporary path is long.
+            f"snd_path\t\t{self.recordings.name}\n"
+            f"ctrl_tcp_listen\t\t127.0.0.1:{self.control_port}\n"
+            "module\t\t\tg711.so\n"
+            "module\t\t\taufile.so\n"
+            "module\t\t\tsndfile.so\n"
+            "module\t\t\tctrl_tcp.so\n"
+            "module\t\t\tmenu.so\n"
+            "module_tmp\t\taccount.so\n"
+        )
+        answermode = ";answermode=auto" if answer else ""
+        (home / "accounts").write_text(
+            f"<sip:{number}@127.0.0.1:{sip_port};transport=udp>"
+            f";auth_pass={password};regint=300{answermode}\n"
+        )
+        self.log = home / "output.txt"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [baresip, "-f", str(home), "-t", str(SAFETY_QUIT)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=home,
+            )
+        try:
+            self.control = Control(self.control_port, self.process)
+        except AssertionError as e:
+            self.process.kill()
+            self.process.wait(30)
+            raise AssertionError(f"{e}\n{self.output()[-3000:]}") from None
+
+    def output(self) -> str:
+        """What baresip printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM (baresip unregisters and closes its files); return the exit status."""
+        self.control.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(LIMIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(30)
+
+    def heard(self) -> list[int]:
+        """The decoded audio of the one call this phone had."""
+        [path] = self.recordings.glob("dump-*-dec.wav")
+        return read_pcm_wav(path)
+
+
+class BaresipCallTests(SynchronousTestCase):
+    """Two baresip phones call each other through pbx and hear each other."""
+
+    def setUp(self) -> None:
+        self.baresip = require_binary("baresip", "baresip-core")
+        missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
+        if missing:
+            raise AssertionError(
+                f"baresip-core is incomplete: no {missing} in {MODULES}"
+            )
+        self.workdir = Path(self.mktemp()).absolute()
+        self.workdir.mkdir(parents=True)
+        self.sip_port = free_port()
+        self.api_port = free_port()
+        self.passwords = {n: strong_password(n) for n in (CALLER, CALLEE)}
+        # One block: pbx's relay, then 20 ports for each phone's RTP.
+        first = free_udp_block(RELAY_PORTS + 40)
+        self.relay = (first, first + RELAY_PORTS - 1)
+        self.phone_rtp = {CALLER: first + RELAY_PORTS, CALLEE: first + RELAY_PORTS + 20}
+        admin = admin_password()
+        self.daemon = Daemon(
+            str(self.workdir / "pbx"),
+            call_config(
+                api_port=self.api_port,
+                sip_port=self.sip_port,
+                admin_password=admin,
+                extensions=self.passwords,
+                transports=("udp",),
+                rtp_ports=self.relay,
+            ),
+        )
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+        self.api = API(self.api_port, admin)
+        self.patterns: dict[str, list[bool]] = {}
+
+    def start_phone(self, number: str, answer: bool) -> Phone:
+        """Write ``number``'s signal file and start its phone; wait for its registration."""
+        frequency, seed = TONES[number]
+        samples, self.patterns[number] = keyed_tone(frequency, SIGNAL_SECONDS, seed)
+        source = self.workdir / f"signal-{number}.wav"
+        write_pcm_wav(source, samples)
+        phone = Phone(
+            self.baresip,
+            self.workdir / f"baresip-{number}",
+            number,
+            self.passwords[number],
+            self.sip_port,
+            source,
+            self.phone_rtp[number],
+            answer,
+        )
+        self.addCleanup(phone.stop)
+        try:
+            wait_until(
+                lambda: [
+                    r for r in self.api.registrations() if r["extension"] == number
+                ],
+                LIMIT,
+                f"{number}'s registration",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+        return phone
+
+    def carried(self) -> tuple[int, int] | None:
+        """Packets the relay carried each way in the one live call, if any."""
+        calls = self.api.get("/calls")["calls"]
+        if len(calls) != 1 or calls[0]["state"] != "confirmed":
+            return None
+        media = calls[0]["media"]
+        return media["a_to_b"]["packets"], media["b_to_a"]["packets"]
+
+    def assert_heard(self, listener: str, talker: str, audio: list[int]) -> None:
+        """``audio``, recorded by ``listener``, is ``talker``'s signal and not the listener's own."""
+        frequency, _ = TONES[talker]
+        own, _ = TONES[listener]
+        what = f"{listener} hearing {talker}"
+        loud = [
+            i
+            for i in range(0, len(audio) - 160, 160)
+            if max(map(abs, audio[i : i + 160])) > 1000
+        ]
+        self.assertGreaterEqual(
+            len(loud) * 0.02, 1.0, f"{what}: under a second of sound"
+        )
+        start = loud[0]
+        found = dominant_frequency(audio[start : start + 8000])
+        self.assertLessEqual(
+            abs(found - frequency), 3.0, f"{what}: dominant {found} Hz"
+        )
+        self.assertGreater(tone_share(audio, frequency), 0.8, what)
+        self.assertLess(tone_share(audio, own), 0.05, what)
+        r, lag = best_alignment(envelope(audio), self.patterns[talker])
+        self.assertGreater(r, 0.8, f"{what}: envelope correlation {r:.2f} at lag {lag}")
+
+    def test_audio_both_ways(self) -> None:
+        """
+        1001 calls 1002, which answers by itself; each hears the other's
+        tone and keying pattern through pbx's relay; 1001 hangs up and both
+        legs are recorded as ANSWERED.
+        """
+        caller = self.start_phone(CALLER, answer=False)
+        callee = self.start_phone(CALLEE, answer=True)
+        caller.control.command("dial", CALLEE)
+        caller.control.event("CALL_ESTABLISHED")
+        callee.control.event("CALL_ESTABLISHED")
+
+        # Hang up once the relay has carried 3 s of audio each way.
+        wait_until(
+            lambda: (c := self.carried()) and min(c) >= PACKETS,
+            LIMIT,
+            f"{PACKETS} packets each way through the relay",
+        )
+        caller.control.command("hangup")
+        caller.control.event("CALL_CLOSED")
+        callee.control.event("CALL_CLOSED")
+
+        records = wait_until(
+            lambda: r if len(r := self.api.get("/cdr")["records"]) >= 2 else None,
+            LIMIT,
+            "the call's records",
+        )
+        self.assertEqual(sorted(r["leg"] for r in records), ["a", "b"])
+        for r in records:
+            # baresip answers with every codec it shares; the first is used.
+            self.assertEqual(
+                (r["caller"], r["callee"], r["disposition"], r["codecs"].split(",")[0]),
+                (CALLER, CALLEE, "ANSWERED", "PCMU"),
+            )
+            self.assertEqual((r["hangup_side"], r["hangup_cause"]), ("a", "BYE"))
+            self.assertGreater(r["end"] - r["answer"], PACKETS * 0.02 - 0.5)
+        self.assertEqual(self.api.get("/calls")["calls"], [])
+
+        # Each phone received its RTP from a relay port of pbx, not from the other phone.
+        for phone in (caller, callee):
+            source = re.search(r"receiving from 127\.0\.0\.1:(\d+)", phone.output())
+            self.assertIsNotNone(source, phone.output()[-3000:])
+            assert source is not None
+            self.assertTrue(self.relay[0] <= int(source.group(1)) <= self.relay[1])
+
+        # Stopping baresip closes the recordings.
+        self.assertEqual(caller.stop(), 0)
+        self.assertEqual(callee.stop(), 0)
+        self.assert_heard(CALLER, CALLEE, caller.heard())
+        self.assert_heard(CALLEE, CALLER, callee.heard())
+        self.assertFalse([line for line in self.daemon.output if "malformed" in line])
+        self.assertFalse(self.daemon.tracebacks)
