@@ -34,33 +34,48 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import re
-import resource
-import secrets
 import shlex
 import shutil
-import signal
-import socket
-import string
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from _common import (
+    DOMAIN,
+    HERE,
+    PBX,
+    RESULTS,
+    ROOT,
+    START_LIMIT_S,
+    Server,
+    Usage,
+    User,
+    clock_tick,
+    command_version,
+    completion_rate,
+    descendants,
+    free_udp_port,
+    machine,
+    make_users,
+    markdown_table,
+    memory,
+    read_rtt_file,
+    rst_table,
+    rtt_summary,
+    sip_ping,
+    sipp_counters,
+    write_injection_file,
+)
+
 SCENARIO = HERE / "sipp" / "register_auth.xml"
 KAMAILIO_CFG = HERE / "kamailio" / "kamailio.cfg"
-RESULTS = HERE / "results"
 
-#: SIP domain and digest realm of both servers.
-DOMAIN = "bench.test"
 RATES = (250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000, 10000)
 #: A step passes only if registrations completed at this share of the rate.
 MIN_ACHIEVED = 0.9
@@ -71,360 +86,10 @@ RTT_BLOCK = 50
 RECV_TIMEOUT_S = 10
 #: Pause between steps, so retransmissions of one do not land in the next.
 SETTLE_S = 2.0
-START_LIMIT_S = 180.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-#: twistd run by this interpreter, as tests/pbx_daemon.py does.
-TWISTD = [
-    sys.executable,
-    "-c",
-    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
-]
-
-_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
 # ---------------------------------------------------------------------------
-# Users
-
-
-@dataclass(frozen=True)
-class User:
-    """One extension: number and SIP password."""
-
-    number: str
-    password: str
-
-
-def strong_password(number: str, length: int = 20) -> str:
-    """
-    A random password that passes pbx's checks for ``number``.
-
-    Letters and digits only, so it needs no quoting in YAML, in the SIPp CSV
-    or in a Kamailio string; it always holds all three character classes and
-    never contains the extension number.
-    """
-    while True:
-        password = "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
-        classes = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
-        if (
-            all(any(c in cls for c in password) for cls in classes)
-            and number not in password
-        ):
-            return password
-
-
-def make_users(count: int, first: int) -> list[User]:
-    """``count`` users numbered from ``first``, each with a fresh password."""
-    return [User(str(n), strong_password(str(n))) for n in range(first, first + count)]
-
-
-def write_injection_file(users: Sequence[User], path: Path) -> None:
-    """The SIPp injection file: ``SEQUENTIAL`` then ``user;password`` lines."""
-    lines = ["SEQUENTIAL", *(f"{u.number};{u.password}" for u in users)]
-    path.write_text("\n".join(lines) + "\n")
-
-
-# ---------------------------------------------------------------------------
-# Processes
-
-
-def free_udp_port() -> int:
-    """A UDP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stat_fields(pid: int | str, task: str | None = None) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (field 3 is index 0)."""
-    path = f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat"
-    with open(path) as f:
-        text = f.read()
-    return text[text.rindex(")") + 2 :].split()
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User plus system CPU time of the processes (all their threads), in seconds."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = _stat_fields(pid)
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLK_TCK
-
-
-def thread_cpu_seconds(pid: int) -> float:
-    """CPU time of a process's main thread alone (for pbx: the reactor thread)."""
-    fields = _stat_fields(pid, str(pid))
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _status_kib(pid: int, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def memory(pids: Sequence[int]) -> dict[str, float]:
-    """Summed VmRSS and Pss of the processes, in MB (10^6 bytes)."""
-    rss = sum(_status_kib(p, "VmRSS") for p in pids)
-    pss = sum(_pss_kib(p) for p in pids)
-    return {
-        "rss_mb": rss * 1024 / 1e6,
-        "pss_mb": pss * 1024 / 1e6,
-        "processes": len(pids),
-    }
-
-
-def system_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal ...: all but idle, iowait
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    return busy / CLK_TCK
-
-
-def udp_receive_errors() -> int:
-    """Datagrams the kernel dropped for a full receive buffer, machine-wide."""
-    with open("/proc/net/snmp") as f:
-        lines = [line.split() for line in f if line.startswith("Udp:")]
-    header, values = lines[0], lines[1]
-    return int(values[header.index("RcvbufErrors")])
-
-
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(_stat_fields(entry)[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return sorted(found)
-
-
-def stop_process(process: subprocess.Popen[bytes], limit: float = 30.0) -> int:
-    """SIGTERM, then SIGKILL after ``limit`` seconds; returns the exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(limit)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return int(process.returncode)
-
-
-def command_version(command: Sequence[str]) -> str:
-    """First non-empty line a ``--version``-like command prints, or ``?``."""
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    for line in (result.stdout + result.stderr).splitlines():
-        if line.strip():
-            return line.strip()
-    return "?"
-
-
-def sip_ping(port: int, limit: float) -> bool:
-    """Send OPTIONS to 127.0.0.1:``port`` until any SIP response comes back."""
-    deadline = time.monotonic() + limit
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(0.5)
-        local = s.getsockname()[1]
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            message = (
-                f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-bench-ping-{n};rport\r\n"
-                "Max-Forwards: 70\r\n"
-                f"From: <sip:ping@{DOMAIN}>;tag=ping{n}\r\n"
-                f"To: <sip:{DOMAIN}>\r\n"
-                f"Call-ID: bench-ping-{n}@127.0.0.1\r\n"
-                f"CSeq: {n} OPTIONS\r\n"
-                "Content-Length: 0\r\n\r\n"
-            )
-            s.sendto(message.encode(), ("127.0.0.1", port))
-            try:
-                data = s.recv(65536)
-            except (TimeoutError, ConnectionRefusedError):
-                continue
-            if data.startswith(b"SIP/2.0 "):
-                return True
-    return False
-
-
-# ---------------------------------------------------------------------------
-# Servers
-
-
-class Server:
-    """A server under test: started in a scratch directory, stopped at the end."""
-
-    name = ""
-
-    def __init__(self, workdir: Path, port: int, users: Sequence[User]) -> None:
-        self.workdir = workdir
-        self.port = port
-        self.users = users
-        self.process: subprocess.Popen[bytes] | None = None
-        self.command: list[str] = []
-        self.log_path = workdir / f"{self.name}.log"
-
-    def start(self) -> None:
-        """Start the server and return once it answers SIP."""
-        raise NotImplementedError
-
-    def pids(self) -> list[int]:
-        """The processes whose CPU and memory count for this server."""
-        assert self.process is not None
-        return [self.process.pid]
-
-    def stop(self) -> int:
-        """Stop the server; returns its exit status."""
-        if self.process is None:
-            return 0
-        return stop_process(self.process)
-
-    def version(self) -> str:
-        """The server's version string."""
-        raise NotImplementedError
-
-    def log_problems(self) -> list[str]:
-        """Log lines that look like server faults rather than load."""
-        return []
-
-    def _spawn(self, env: dict[str, str] | None = None) -> None:
-        log = self.log_path.open("wb")
-        try:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        finally:
-            log.close()
-
-    def _died(self, what: str) -> RuntimeError:
-        tail = self.log_path.read_text(errors="replace").splitlines()[-30:]
-        return RuntimeError(f"{self.name} {what}; log tail:\n" + "\n".join(tail))
-
-
-class PBX(Server):
-    """``twistd -n pbx`` from this checkout, SQLite state in the scratch directory."""
-
-    name = "pbx"
-
-    def config_text(self) -> str:
-        """The pbx YAML configuration: UDP on loopback, the users as extensions."""
-        lines = [
-            "# Written by bench/register.py.",
-            "sip:",
-            f"  domain: {DOMAIN}",
-            f'  listen: ["udp:{self.port}:interface=127.0.0.1"]',
-            "  # SIPp 3.6 answers only the first challenge and knows only MD5.",
-            "  digest_algorithms: [MD5, SHA-256]",
-            "api:",
-            '  listen: "tcp:0:interface=127.0.0.1"',
-            f"state_dir: {self.workdir / 'state'}",
-            "extensions:",
-        ]
-        lines += [
-            f'  "{u.number}": {{name: Bench {u.number}, password: "{u.password}"}}'
-            for u in self.users
-        ]
-        return "\n".join(lines) + "\n"
-
-    def environment(self) -> dict[str, str]:
-        """This process's environment with the checkout's src/ and dropin on PYTHONPATH."""
-        env = dict(os.environ)
-        paths = [str(ROOT / "src"), str(ROOT)]
-        if env.get("PYTHONPATH"):
-            paths.append(env["PYTHONPATH"])
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        return env
-
-    def start(self) -> None:
-        """Start the daemon and wait for its ``pbx ready`` line."""
-        config = self.workdir / "pbx.yml"
-        config.write_text(self.config_text())
-        self.command = [*TWISTD, "--pidfile=", "-n", "pbx", "-c", str(config)]
-        self._spawn(self.environment())
-        assert self.process is not None
-        deadline = time.monotonic() + START_LIMIT_S
-        while time.monotonic() < deadline:
-            if "pbx ready" in self.log_path.read_text(errors="replace"):
-                return
-            if self.process.poll() is not None:
-                raise self._died(
-                    f"exited with status {self.process.returncode} before 'pbx ready'"
-                )
-            time.sleep(0.2)
-        raise self._died(f"not ready after {START_LIMIT_S:.0f}s")
-
-    def version(self) -> str:
-        """The version of the checkout: pbx.__version__ and the git commit."""
-        version = "?"
-        init = (ROOT / "src" / "pbx" / "__init__.py").read_text()
-        m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", init)
-        if m:
-            version = m.group(1)
-        commit = command_version(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        return f"pbx {version} ({commit}{', modified' if dirty else ''})"
-
-    def log_problems(self) -> list[str]:
-        """Tracebacks, failed handlers and dropped datagrams from the daemon's log."""
-        pattern = re.compile(
-            r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout",
-            re.I,
-        )
-        return [
-            line
-            for line in self.log_path.read_text(errors="replace").splitlines()
-            if pattern.search(line)
-        ]
+# Kamailio
 
 
 class Kamailio(Server):
@@ -530,74 +195,6 @@ class Step:
     verdict: str = ""
 
 
-_FAILURE_COLUMNS = (
-    "FailedCannotSendMessage",
-    "FailedMaxUDPRetrans",
-    "FailedUnexpectedMessage",
-    "FailedCallRejected",
-    "FailedCmdNotSent",
-    "FailedRegexpDoesntMatch",
-    "FailedRegexpHdrNotFound",
-    "FailedOutboundCongestion",
-    "FailedTimeoutOnRecv",
-    "FailedTimeoutOnSend",
-)
-
-
-def read_stat_file(path: Path) -> dict[str, str]:
-    """The last row of a SIPp ``-trace_stat`` file, by column name."""
-    rows = [
-        line for line in path.read_text(errors="replace").splitlines() if line.strip()
-    ]
-    header, last = rows[0].split(";"), rows[-1].split(";")
-    return dict(zip(header, last, strict=False))
-
-
-def read_rtt_file(path: Path) -> tuple[list[float], list[float]]:
-    """Completion times and response times (ms) from a SIPp ``-trace_rtt`` file."""
-    dates, times = [], []
-    for line in path.read_text(errors="replace").splitlines()[1:]:
-        parts = line.split(";")
-        if len(parts) >= 2:
-            try:
-                dates.append(float(parts[0]))
-                times.append(float(parts[1]))
-            except ValueError:
-                continue
-    return dates, times
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def completion_rate(dates: Sequence[float]) -> float:
-    """
-    Registrations completed per second, over the first 99 % of completions.
-
-    The last 1 % is left out so that a handful of calls saved by a
-    retransmission (500 ms later) do not stretch the interval.
-    """
-    ordered = sorted(dates)
-    if len(ordered) < 2:
-        return 0.0
-    last = max(1, math.ceil(0.99 * len(ordered)) - 1)
-    span = (ordered[last] - ordered[0]) / 1000
-    return last / span if span > 0 else 0.0
-
-
-def clock_tick(dates: Sequence[float]) -> float | None:
-    """The smallest step of SIPp's clock seen in the completion times."""
-    steps = sorted(
-        {round(b - a, 1) for a, b in zip(dates, dates[1:], strict=False) if b > a}
-    )
-    return steps[0] if steps else None
-
-
 def run_step(
     server: Server, rate: int, calls: int, users_csv: Path, stepdir: Path
 ) -> Step:
@@ -649,13 +246,8 @@ def run_step(
         "-trace_screen",
         "-nostdin",
     ]
-    pids = server.pids()
-    cpu_before = cpu_seconds(pids)
-    main_before = thread_cpu_seconds(pids[0]) if isinstance(server, PBX) else None
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    system_before = system_cpu_seconds()
-    drops_before = udp_receive_errors()
-    started = time.monotonic()
+    usage = Usage(server.pids(), server.pids()[0] if isinstance(server, PBX) else None)
+    usage.start()
     with (stepdir / "sipp.out").open("wb") as out:
         try:
             result = subprocess.run(
@@ -669,58 +261,29 @@ def run_step(
             step.exit_status = result.returncode
         except subprocess.TimeoutExpired:
             step.exit_status = None
-    step.wall_s = time.monotonic() - started
-    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    system_busy = system_cpu_seconds() - system_before
-    step.udp_receive_buffer_drops = udp_receive_errors() - drops_before
-    step.server_cpu_s = cpu_seconds(pids) - cpu_before
-    if main_before is not None:
-        step.server_main_thread_cpu_s = thread_cpu_seconds(pids[0]) - main_before
-    step.sipp_cpu_s = (children_after.ru_utime + children_after.ru_stime) - (
-        children_before.ru_utime + children_before.ru_stime
-    )
-    step.server_cpu_percent = 100 * step.server_cpu_s / step.wall_s
-    step.sipp_cpu_percent = 100 * step.sipp_cpu_s / step.wall_s
-    other = system_busy - step.server_cpu_s - step.sipp_cpu_s
-    step.other_cpu_percent = max(0.0, 100 * other / step.wall_s)
+    used = usage.stop()
+    for name in (
+        "wall_s",
+        "server_cpu_s",
+        "server_main_thread_cpu_s",
+        "sipp_cpu_s",
+        "server_cpu_percent",
+        "sipp_cpu_percent",
+        "other_cpu_percent",
+        "udp_receive_buffer_drops",
+    ):
+        setattr(step, name, used[name])
     step.memory_after = memory(server.pids())
 
-    stats = sorted(stepdir.glob("*_.csv"))
-    if stats:
-        row = read_stat_file(stats[0])
-
-        def count(name: str) -> int:
-            try:
-                return int(float(row.get(name, "0") or 0))
-            except ValueError:
-                return 0
-
-        step.successful = count("SuccessfulCall(C)")
-        step.failed = count("FailedCall(C)")
-        step.created = count("TotalCallCreated")
-        step.retransmissions = count("Retransmissions(C)")
-        step.failures = {
-            n: count(f"{n}(C)") for n in _FAILURE_COLUMNS if count(f"{n}(C)")
-        }
-        step.dead_call_msgs = count("DeadCallMsgs(C)")
-        step.out_of_call_msgs = count("OutOfCallMsgs(C)")
-        step.watchdog_major = count("WatchdogMajor(C)")
+    for name, value in sipp_counters(stepdir).items():
+        setattr(step, name, value)
     rtts = sorted(stepdir.glob("*_rtt.csv"))
     if rtts:
         dates, times = read_rtt_file(rtts[0])
         step.rtt_samples = len(times)
         step.rtt_tick_ms = clock_tick(dates)
         step.completion_rate = completion_rate(dates)
-        ordered = sorted(times)
-        if ordered:
-            step.rtt_ms = {
-                "p50": percentile(ordered, 50),
-                "p90": percentile(ordered, 90),
-                "p99": percentile(ordered, 99),
-                "p99.9": percentile(ordered, 99.9),
-                "max": ordered[-1],
-                "mean": sum(ordered) / len(ordered),
-            }
+        step.rtt_ms = rtt_summary(times)
     if step.successful:
         step.cpu_ms_per_registration = 1000 * step.server_cpu_s / step.successful
     errors = sorted(stepdir.glob("*_errors.log"))
@@ -880,55 +443,6 @@ def table_rows(
     return rows
 
 
-def markdown_table(rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown pipe table."""
-    lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join("---:" if i else "---" for i in range(len(HEADERS))) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def rst_table(rows: Sequence[Sequence[str]]) -> str:
-    """An reStructuredText grid table."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-
-    def line(char: str) -> str:
-        return "+" + "+".join(char * (w + 2) for w in widths) + "+"
-
-    def cells(values: Sequence[str]) -> str:
-        return (
-            "|"
-            + "|".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True))
-            + "|"
-        )
-
-    out = [line("-"), cells(HEADERS), line("=")]
-    for row in rows:
-        out += [cells(row), line("-")]
-    return "\n".join(out)
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loadavg_before": os.getloadavg(),
-    }
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
@@ -1072,9 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     rows = table_rows(report["results"], args.rate_list)
     print()
-    print(markdown_table(rows))
+    print(markdown_table(HEADERS, rows))
     print()
-    print(rst_table(rows))
+    print(rst_table(HEADERS, rows))
     print()
     print(f"Command: {command_line}")
     print(

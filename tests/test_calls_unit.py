@@ -1072,14 +1072,14 @@ class FailureTests(CallTestCase):
         self.assertEqual(self.refused("1900", 403).reason, "Barred")
 
     def test_dialplan_application(self) -> None:
-        """An application route gets 501 until applications exist."""
+        """An application route whose application is not registered gets 404."""
         self.controller.config = attrs.evolve(
             self.config,
             dialplan=Dialplan(
                 (Route("*97", compile_pattern("*97"), ToApplication("voicemail", {})),)
             ),
         )
-        self.refused("*97", 501)
+        self.refused("*97", 404)
 
     def test_public_route(self) -> None:
         """A public route rings without authentication; the caller is who From says."""

@@ -140,7 +140,7 @@ class PBXService(MultiService):
             raise StartupError(f"database {_redact(self.config.database)}: {e}") from e
         self.log.info("store {url} at schema version {version}", url=_redact(self.config.database), version=version)
         key = await self._provision()
-        self.sip = SIPService(self.config, self.store, self.reactor, key)
+        self.sip = SIPService(self.config, self.store, self.reactor, key, self.applications)
         try:
             await self.sip.start()
         except ListenError as e:
@@ -153,8 +153,18 @@ class PBXService(MultiService):
             service = configured.plugin.make_service(self, configured.options)
             service.setName(configured.plugin.name)
             service.setServiceParent(self)
+        self._check_applications()
         tune_garbage_collector()
         self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners))
+
+    def _check_applications(self) -> None:
+        """Every application the dialplan names must be registered by a feature."""
+        for i, route in enumerate(self.config.dialplan.routes):
+            name = getattr(route.action, "name", None)
+            if name is not None and name not in self.applications:
+                raise StartupError(
+                    f"dialplan[{i}].app: no application {name!r} (enable the feature that provides it)"
+                )
 
     async def _provision(self) -> bytes:
         assert self.store is not None

@@ -469,6 +469,14 @@ class Call:
         self._cancel("reoffer-ok")
         self._cancel("reoffer-ack")
 
+    def release_media(self) -> None:
+        """Close the relay session (its ports go back to the allocator)."""
+        self.controller.relay.close(self.media.session)
+
+    def inactive_for(self, now: float) -> float:
+        """Seconds since RTP last flowed either way through the relay."""
+        return float(self.media.session.inactive_for(now))
+
     def record(self) -> list[CallRecord]:
         """The call detail records: one for the call (leg a), one per answered callee leg."""
         end = self.ended_at or self.clock.seconds()

@@ -17,6 +17,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
 from pbx.calls.media import CallMedia, MediaError
@@ -33,6 +34,15 @@ from pbx.sip.transaction import ClientTransaction, Peer, ServerTransaction
 #: RFC 3261 §8.2.2.2-style guard: how many forwards one call may follow.
 MAX_FORWARDS_FOLLOWED = 5
 MEDIA_CHECK_INTERVAL = 5.0
+
+
+@define(eq=False)
+class MediaServices:
+    """What a call answered by pbx itself needs."""
+
+    codecs: dict[str, Any]
+    prompts: Any
+    load: Callable[[str], Deferred[Any]]
 
 
 @define(eq=False)
@@ -54,6 +64,10 @@ class CallController:
     local_address: Callable[[str], LocalAddress]
     media_address: str
     lookup: Callable[[str], Deferred[ExtensionRecord | None]]
+    #: Registered dialplan applications by name (the PBX's registry).
+    applications: dict[str, Any] = field(factory=dict)
+    #: What terminated calls need: codecs, prompts, a WAV loader, the reactor.
+    media: MediaServices | None = None
     calls: dict[str, Call] = field(factory=dict)
     _dialogs: dict[tuple[str, str], tuple[Call, Dialog]] = field(factory=dict)
     _checker: LoopingCall | None = None
@@ -63,6 +77,16 @@ class CallController:
     def clock(self) -> Any:
         """The injected clock."""
         return self.core.clock
+
+    @property
+    def reactor(self) -> Any:
+        """The reactor (UDP for RTP endpoints, time)."""
+        return self.core.clock
+
+    @property
+    def media_ports(self) -> Any:
+        """The RTP port allocator shared with the relay."""
+        return self.relay.allocator
 
     @property
     def domain(self) -> str:
@@ -183,7 +207,10 @@ class CallController:
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
-            self._relay_info(call, leg, transaction)
+            if isinstance(call, ApplicationCall):
+                call.info(transaction)
+            else:
+                self._relay_info(call, leg, transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
@@ -231,8 +258,7 @@ class CallController:
             transaction.respond(make_response(request, action.status, action.reason or None, to_tag=_tag()))
             return
         if isinstance(action, ToApplication):
-            # Applications arrive with the media engine; until then say so.
-            transaction.respond(make_response(request, 501, f"No {action.name} here yet", to_tag=_tag()))
+            self._run_application(transaction, caller, number, action)
             return
         await self._ring_extension(transaction, caller, display, action.number, expires)
 
@@ -318,6 +344,26 @@ class CallController:
         except (SIPParseError, MediaError) as e:
             call.fail(488, str(e)[:80])
 
+    def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
+                         action: ToApplication) -> None:
+        """Answer the call ourselves and hand it to a dialplan application."""
+        request = transaction.request
+        application = self.applications.get(action.name)
+        if application is None or self.media is None:
+            self.log.warn("dialplan application {name!r} is not running", name=action.name)
+            transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=_tag()))
+            return
+        call = ApplicationCall(
+            controller=self, invite=transaction, caller=caller, callee=number,
+            application=application, args=action.args,
+            address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
+        )
+        call.on_end = self._ended
+        self.calls[call.call_id] = call  # type: ignore[assignment]
+        self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
+                      name=action.name)
+        call.start(self.media.codecs, self.media.prompts, self.media.load)
+
     def forks_failed(self, call: Call, status: int) -> None:
         """Every phone of the callee refused: forward on busy, or fail."""
         if status in (486, 600, 603) and call.forwards.get("busy"):
@@ -360,7 +406,7 @@ class CallController:
         for key in [k for k, (c, _) in self._dialogs.items() if c is call]:
             del self._dialogs[key]
         try:
-            self.relay.close(call.media.session)
+            call.release_media()
         except Exception:
             self.log.failure("closing the media of {call_id} failed", call_id=call.call_id)
         self.log.info("call {caller} -> {callee} ended: {disposition} ({side} {cause})",
@@ -383,12 +429,11 @@ class CallController:
         for call in list(self.calls.values()):
             if call.state != "confirmed":
                 continue
-            session = call.media.session
             # Fix: silence counts from the answer at the earliest; the
             # session exists since the INVITE, so a call that rang longer
             # than media_timeout was ended before its media could start.
             since_answer = now - (call.answered_at if call.answered_at is not None else now)
-            if min(session.inactive_for(now), since_answer) >= limit:
+            if min(call.inactive_for(now), since_answer) >= limit:
                 call.hang_up("pbx", "media timeout")
 
     def live_calls(self) -> list[dict[str, Any]]:

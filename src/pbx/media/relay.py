@@ -360,6 +360,11 @@ class Relay:
         self._sessions: set[RelaySession] = set()
 
     @property
+    def allocator(self) -> PortAllocator:
+        """The port range this relay takes its ports from."""
+        return self._allocator
+
+    @property
     def sessions(self) -> int:
         """How many sessions are open."""
         return len(self._sessions)

@@ -15,10 +15,13 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.logger import Logger
 
-from pbx.calls.controller import CallController
+from pbx.calls.controller import CallController, MediaServices
 from pbx.config import Config
 from pbx.interfaces import IStore
+from pbx.media.channel import load_audio
+from pbx.media.codecs import available_codecs
 from pbx.media.ports import PortAllocator
+from pbx.media.prompts import PromptLibrary
 from pbx.media.relay import Relay
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
@@ -72,6 +75,8 @@ class SIPService:
     store: IStore
     reactor: Any
     secret: bytes
+    #: The PBX's registry of dialplan applications (features fill it).
+    applications: dict[str, Any] = field(factory=dict)
     core: SIPCore = field(init=False)
     registrar: Registrar = field(init=False)
     extensions: ExtensionCache = field(init=False)
@@ -112,6 +117,8 @@ class SIPService:
         self.calls = CallController(
             self.core, self.registrar, self.authn, self.store, self.config, self.relay,
             self.local_address, media_address, self.extensions.get,
+            applications=self.applications,
+            media=MediaServices(available_codecs(), PromptLibrary(), load_audio(self.reactor)),
         )
 
     async def start(self) -> None:

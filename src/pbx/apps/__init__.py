@@ -1,0 +1,1 @@
+"""Dialplan applications: what a call can be sent to besides an extension."""

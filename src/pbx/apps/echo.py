@@ -1,0 +1,45 @@
+"""
+The echo test (``*43``: hear yourself) and the digit read-back (``*44``:
+press digits, hear them read back): the smallest applications that prove
+the whole media path, from RTP and DTMF in to prompts and RTP out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import implementer
+
+from pbx.interfaces import IDialplanApplication
+from pbx.media.channel import Channel
+
+
+@implementer(IDialplanApplication)
+class EchoTest:
+    """Plays an introduction, then sends the caller's audio straight back."""
+
+    name = "echo"
+
+    async def run(self, channel: Channel, args: Any) -> None:
+        """Echo until the caller hangs up."""
+        await channel.answer()
+        await channel.play(["echo/intro"])
+        channel.echo(True)
+        await channel.wait_for_hangup()
+
+
+@implementer(IDialplanApplication)
+class DigitReadback:
+    """Asks for digits and reads back every group the caller enters."""
+
+    name = "readback"
+
+    async def run(self, channel: Channel, args: Any) -> None:
+        """Collect digits (ended by # or a pause) and say them, until hang-up."""
+        await channel.answer()
+        timeout = float((args or {}).get("timeout", 3))
+        await channel.play(["echo/digits"], interrupt="0123456789*#")
+        while True:
+            digits = await channel.collect_digits(max_digits=20, timeout=timeout, terminator="#")
+            if digits:
+                await channel.play(["general/you-entered", *channel.prompts.say_digits(digits)])

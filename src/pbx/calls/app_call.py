@@ -1,0 +1,312 @@
+"""
+A call answered by pbx itself and handed to a dialplan application
+(echo test, voicemail, auto attendant...).
+
+pbx is the UAS: it picks a codec from the caller's offer (RFC 3264 §6.1,
+in the caller's order), answers with its own RTP endpoint, retransmits the
+200 until the ACK (RFC 3261 §13.3.1.4), runs the application coroutine on a
+:class:`~pbx.media.channel.Channel`, and sends BYE when the application
+hangs up.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from attrs import define, field
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from pbx.calls.media import MediaError
+from pbx.interfaces import ICodec, IDialplanApplication
+from pbx.media.channel import Channel, HungUp
+from pbx.media.codecs_table import CodecSpec
+from pbx.media.dtmf import parse_dtmf_info
+from pbx.media.endpoint import RTPEndpoint
+from pbx.media.offer_answer import make_answer, offered_codecs
+from pbx.media.sdp import SDPError, SessionDescription, effective_connection, parse_sdp
+from pbx.records import CallRecord
+from pbx.sip import timers
+from pbx.sip.dialog import Dialog, LocalAddress
+from pbx.sip.message import Request, Response, make_response
+from pbx.sip.transaction import ServerTransaction
+
+if TYPE_CHECKING:
+    from pbx.calls.controller import CallController
+
+
+def choose_codec(offer: SessionDescription, codecs: dict[str, ICodec]) -> tuple[CodecSpec, ICodec, int | None]:
+    """
+    The first codec of the caller's first audio stream that we have, and
+    the telephone-event payload type it offered (or None).
+
+    :raises MediaError: nothing in common (answer 488).
+    """
+    audio = next((m for m in offer.media if m.media == "audio" and m.port), None)
+    if audio is None:
+        raise MediaError("no audio stream offered")
+    event_pt = None
+    chosen: tuple[CodecSpec, ICodec] | None = None
+    for spec in offered_codecs(audio):
+        name = spec.encoding.lower()
+        if name == "telephone-event" and spec.clock_rate == 8000:
+            event_pt = spec.payload_type
+        elif chosen is None and name in codecs and spec.clock_rate == codecs[name].clock_rate:
+            chosen = (spec, codecs[name])
+    if chosen is None:
+        raise MediaError("no codec in common")
+    return chosen[0], chosen[1], event_pt
+
+
+@define(eq=False)
+class ApplicationCall:
+    """The state of one call handled by an application."""
+
+    controller: CallController
+    invite: ServerTransaction
+    caller: str
+    callee: str
+    application: IDialplanApplication
+    args: Any
+    address: LocalAddress
+    started: float
+    a_tag: str = field(factory=lambda: secrets.token_hex(6))
+    state: str = "routing"
+    channel: Channel | None = None
+    endpoint: RTPEndpoint | None = None
+    a_dialog: Dialog | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    hangup_side: str = ""
+    hangup_cause: str = ""
+    disposition: str = ""
+    codecs: str = ""
+    on_end: Any = None
+    _ok: Response | None = None
+    _ok_interval: float = timers.T1
+    _timers: dict[str, IDelayedCall] = field(factory=dict)
+    _session_id: int = field(factory=lambda: secrets.randbelow(2**31))
+    _version: int = 0
+    log = Logger()
+
+    @property
+    def call_id(self) -> str:
+        """The caller's Call-ID."""
+        return self.invite.request.call_id
+
+    @property
+    def clock(self) -> Any:
+        """The injected clock."""
+        return self.controller.clock
+
+    def start(self, codecs: dict[str, ICodec], prompts: Any, load: Any) -> None:
+        """Negotiate, open the endpoint, answer, and run the application."""
+        request = self.invite.request
+        try:
+            offer = parse_sdp(request.body)
+            spec, codec, event_pt = choose_codec(offer, codecs)
+        except (SDPError, MediaError) as e:
+            self._refuse(488, str(e)[:80])
+            return
+        controller = self.controller
+        channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up)
+        endpoint = RTPEndpoint(
+            controller.reactor, controller.media_ports, payload_type=spec.payload_type or 0,
+            clock_rate=codec.clock_rate, interface=controller.config.rtp.interface,
+            telephone_event_pt=event_pt, on_telephone_event=channel.telephone_event,
+            on_frame=channel.tick, clock=controller.clock,
+        )
+        try:
+            port = endpoint.listen()
+        except Exception as e:
+            self.log.warn("no media port for an application call: {e}", e=e)
+            self._refuse(503, "No Media Ports")
+            return
+        channel.endpoint = endpoint
+        self.channel, self.endpoint = channel, endpoint
+        self._learn(offer)
+        supported = [spec] + ([CodecSpec("telephone-event", 8000, 1, "0-16", event_pt)] if event_pt is not None else [])
+        answer = self._answer(offer, supported, port)
+        self.codecs = spec.encoding
+        self._ok = make_response(request, 200, to_tag=self.a_tag)
+        self._ok.headers.add("Contact", self.address.contact())
+        self._ok.headers.add("Content-Type", "application/sdp")
+        self._ok.body = answer
+        self.invite.respond(self._ok)
+        self.state = "answered"
+        self.answered_at = self.clock.seconds()
+        self.a_dialog = Dialog.as_uas(request, self.invite.peer, self.address, self.a_tag)
+        controller.dialog_started(self, "a", self.a_dialog)  # type: ignore[arg-type]
+        if not self.invite.peer.reliable:
+            self._timer("ok", self._ok_interval, self._retransmit_ok)
+        self._timer("ack", timers.TIMER_H, self._no_ack)
+        d = Deferred.fromCoroutine(self._run())
+        d.addErrback(lambda f: self.log.failure("application {name} failed", f, name=self.application.name))
+
+    def _answer(self, offer: SessionDescription, supported: list[CodecSpec], port: int) -> bytes:
+        self._version += 1
+        ports = []
+        used = False
+        for m in offer.media:
+            ports.append(port if m.media == "audio" and m.port and not used else 0)
+            used = used or (m.media == "audio" and bool(m.port))
+        sdp = make_answer(offer, supported=supported, local_address=self.controller.media_address,
+                          ports=ports, session_id=self._session_id, version=self._version)
+        return sdp.to_bytes()
+
+    def _learn(self, offer: SessionDescription) -> None:
+        audio = next((m for m in offer.media if m.media == "audio" and m.port), None)
+        if audio is None or self.endpoint is None:
+            return
+        connection = effective_connection(offer, audio)
+        if connection is not None:
+            try:
+                self.endpoint.set_remote(connection.address, audio.port)
+            except ValueError:
+                pass
+
+    async def _run(self) -> None:
+        assert self.channel is not None
+        try:
+            await self.application.run(self.channel, self.args)
+        except HungUp:
+            return
+        if self.state != "ended":
+            self.hang_up("pbx", "application finished")
+
+    def _app_hung_up(self, cause: str) -> None:
+        self.hang_up("pbx", cause)
+
+    def _timer(self, name: str, delay: float, f: Any) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None and old.active():
+            old.cancel()
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            f()
+
+        self._timers[name] = self.clock.callLater(delay, fire)
+
+    def _retransmit_ok(self) -> None:
+        if self.state != "answered" or self._ok is None:
+            return
+        self.controller.send(self._ok, self.invite.peer)
+        self._ok_interval = min(2 * self._ok_interval, timers.T2)
+        self._timer("ok", self._ok_interval, self._retransmit_ok)
+
+    def _no_ack(self) -> None:
+        if self.state == "answered":
+            self.hang_up("a", "no ACK")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self.invite.respond(make_response(self.invite.request, status, reason, to_tag=self.a_tag))
+        self.disposition, self.hangup_side, self.hangup_cause = "FAILED", "pbx", f"{status} {reason}"
+        self._end()
+
+    # -- what the controller calls ------------------------------------------
+
+    def leg_of(self, dialog: Dialog) -> str:
+        """There is only the caller's leg."""
+        return "a"
+
+    def acked(self, request: Request) -> None:
+        """The caller's ACK for our 200."""
+        if self.state == "answered":
+            for name in ("ok", "ack"):
+                call = self._timers.pop(name, None)
+                if call is not None and call.active():
+                    call.cancel()
+            self.state = "confirmed"
+
+    def hang_up(self, side: str, cause: str) -> None:
+        """End the call; BYE the caller unless they hung up."""
+        if self.state == "ended":
+            return
+        self.hangup_side, self.hangup_cause = side, cause
+        self.disposition = "ANSWERED" if self.answered_at is not None else "FAILED"
+        if side != "a" and self.a_dialog is not None:
+            self.controller.send_in_dialog(self.a_dialog, "BYE", lambda r: None)
+        self._end()
+
+    def cancelled(self) -> None:
+        """CANCEL before we answered (we answer at once, so rarely)."""
+        if self.state == "routing":
+            self._refuse(487, "Request Terminated")
+
+    def reoffer(self, leg: str, transaction: ServerTransaction) -> None:
+        """A re-INVITE or UPDATE: follow the caller's new address, keep our codec."""
+        request = transaction.request
+        if not request.body or self.channel is None:
+            transaction.respond(make_response(request, 488))
+            return
+        try:
+            offer = parse_sdp(request.body)
+            spec, _, event_pt = choose_codec(offer, {self.channel.codec.name.lower(): self.channel.codec})
+        except (SDPError, MediaError):
+            transaction.respond(make_response(request, 488))
+            return
+        self._learn(offer)
+        assert self.endpoint is not None and self.endpoint.port is not None
+        supported = [spec] + ([CodecSpec("telephone-event", 8000, 1, "0-16", event_pt)] if event_pt is not None else [])
+        ok = make_response(request, 200)
+        ok.headers.add("Contact", self.address.contact())
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = self._answer(offer, supported, self.endpoint.port)
+        transaction.respond(ok)
+
+    def info(self, transaction: ServerTransaction) -> None:
+        """SIP INFO: a DTMF digit (application/dtmf-relay) for the application."""
+        request = transaction.request
+        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+        if event is not None and self.channel is not None:
+            self.channel.info_digit(event)
+        transaction.respond(make_response(request, 200 if event is not None else 415))
+
+    def inactive_for(self, now: float) -> float:
+        """Seconds since media last arrived (for the dead-call watchdog)."""
+        if self.endpoint is None:
+            return 0.0
+        last = self.endpoint.last_received
+        since = self.answered_at or self.started
+        return now - max(since, last or 0.0)
+
+    def release_media(self) -> None:
+        """Close the endpoint (ports back to the allocator)."""
+        if self.endpoint is not None:
+            self.endpoint.close()
+
+    def _end(self) -> None:
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.ended_at = self.clock.seconds()
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+        if self.channel is not None:
+            self.channel.closed(self.hangup_cause)
+        if self.on_end is not None:
+            self.on_end(self)
+
+    def record(self) -> list[CallRecord]:
+        """One call detail record."""
+        return [CallRecord(
+            call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.started,
+            end=self.ended_at or self.clock.seconds(), answer=self.answered_at,
+            disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
+            hangup_cause=self.hangup_cause, codecs=self.codecs, leg="a",
+        )]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view for the API."""
+        return {
+            "call_id": self.call_id, "caller": self.caller, "callee": self.callee,
+            "state": self.state, "started": self.started, "answered": self.answered_at,
+            "duration": round(self.clock.seconds() - self.started, 3), "codecs": self.codecs,
+            "application": self.application.name,
+        }

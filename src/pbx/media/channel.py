@@ -1,0 +1,436 @@
+"""
+A channel: one call leg whose media pbx terminates, driven by an
+application as a coroutine.
+
+Every ptime (20 ms) the endpoint's playout timer hands the channel one
+frame of the caller's audio: it is decoded (or concealed when lost),
+searched for in-band DTMF, written to a recording, passed to a bridged
+channel or echoed; then one frame of whatever is playing (a prompt, a tone,
+the echo, silence) is encoded and sent.  Every method an application calls
+returns a Deferred, so an application reads top to bottom::
+
+    async def run(channel, args):
+        await channel.answer()
+        await channel.play(["echo/digits"])
+        digits = await channel.collect_digits(max_digits=10, timeout=5, terminator="#")
+        await channel.play(channel.prompts.say_digits(digits))
+        await channel.hangup()
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from attrs import define, field, frozen
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from pbx.interfaces import ICodec
+from pbx.media.dtmf import DigitEvent, DigitStream, RFC4733Receiver
+from pbx.media.goertzel import GoertzelDetector
+from pbx.media.jitter import Frame, Lost
+from pbx.media.prompts import PromptLibrary
+from pbx.media.resample import Resampler
+from pbx.media.wav import WavWriter, load_wav
+
+#: (frequencies in Hz, on seconds, off seconds) of the call-progress tones
+#: (North American precise tones, ITU-T E.180 style cadences).
+TONES: dict[str, tuple[tuple[float, ...], float, float]] = {
+    "ringback": ((440.0, 480.0), 2.0, 4.0),
+    "busy": ((480.0, 620.0), 0.5, 0.5),
+    "congestion": ((480.0, 620.0), 0.25, 0.25),
+    "beep": ((1000.0,), 0.25, 0.0),
+    "dial": ((350.0, 440.0), 1.0, 0.0),
+}
+
+
+class HungUp(Exception):
+    """The caller hung up while the application waited on the channel."""
+
+
+@frozen
+class Recording:
+    """What :meth:`Channel.record` made."""
+
+    path: str | None
+    seconds: float
+    reason: str  # "silence", "max", "digit", "hangup"
+    digit: str = ""
+
+
+def tone_samples(kind: str, seconds: float, rate: int) -> np.ndarray:
+    """``seconds`` of a call-progress tone at ``rate`` as int16."""
+    freqs, on, off = TONES[kind]
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    wave = np.zeros(n)
+    for f in freqs:
+        wave += np.sin(2 * np.pi * f * t) / len(freqs)
+    if off:
+        period = on + off
+        wave = np.where((t % period) < on, wave, 0.0)
+    return (wave * 0.25 * 32767).astype(np.int16)
+
+
+@define(eq=False)
+class Channel:
+    """
+    The media side of one answered call leg.
+
+    :ivar endpoint: the RTP endpoint (:class:`~pbx.media.endpoint.RTPEndpoint`)
+        built with ``on_frame=channel.tick``.
+    :ivar codec: the negotiated codec.
+    :ivar prompts: where prompt ids are found.
+    :ivar on_hangup: asks the signalling side to end the call (BYE).
+    """
+
+    clock: Any
+    codec: ICodec
+    prompts: PromptLibrary
+    load: Callable[[str], Deferred[Any]]
+    endpoint: Any = None
+    on_hangup: Callable[[str], None] | None = None
+    telephone_event_rate: int = 8000
+    _encoder: Any = field(init=False)
+    _decoder: Any = field(init=False)
+    _detector: GoertzelDetector = field(init=False)
+    _events: RFC4733Receiver = field(init=False)
+    digits: DigitStream = field(factory=DigitStream)
+    _out: deque[np.ndarray] = field(factory=deque)
+    _playing: Deferred[str | None] | None = None
+    _interrupt: str = ""
+    _digit_buffer: list[str] = field(factory=list)
+    _digit_waiters: list[Callable[[], None]] = field(factory=list)
+    _echo: bool = False
+    _bridge: Channel | None = None
+    _last_in: np.ndarray | None = None
+    _recorder: dict[str, Any] | None = None
+    answered: bool = False
+    hung_up: bool = False
+    _hangup_waiters: list[Deferred[None]] = field(factory=list)
+    frames_in: int = 0
+    log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self._encoder = self.codec.new_encoder()
+        self._decoder = self.codec.new_decoder()
+        self._detector = GoertzelDetector(sample_rate=max(8000, self.rate))
+        self._events = RFC4733Receiver(clock_rate=self.telephone_event_rate)
+
+    @property
+    def rate(self) -> int:
+        """The PCM sample rate of this channel (the codec's)."""
+        return int(self.codec.sample_rate)
+
+    @property
+    def frame_samples(self) -> int:
+        """PCM samples in one 20 ms frame."""
+        return self.rate // 50
+
+    # -- the media clock ---------------------------------------------------
+
+    def tick(self, frame: Frame | Lost | None) -> None:
+        """One ptime of media: take the caller's frame in, send ours out."""
+        if self.hung_up:
+            return
+        pcm = self._decode(frame)
+        if pcm is not None:
+            self.frames_in += 1
+            self._inbound(pcm)
+        self._outbound(pcm)
+        now = self.clock.seconds()
+        for event in self.digits.poll(now):
+            self._digit(event)
+
+    def _decode(self, frame: Frame | Lost | None) -> np.ndarray | None:
+        if frame is None:
+            return None
+        try:
+            if isinstance(frame, Lost):
+                return np.asarray(self._decoder.conceal(self.frame_samples), dtype=np.int16)
+            return np.asarray(self._decoder.decode(frame.payload), dtype=np.int16)
+        except ValueError:
+            return None
+
+    def _inbound(self, pcm: np.ndarray) -> None:
+        self._last_in = pcm
+        now = self.clock.seconds()
+        for event in self._detector.feed(pcm):
+            for out in self.digits.push(event, now):
+                self._digit(out)
+        if self._recorder is not None:
+            self._record_frame(pcm)
+
+    def _outbound(self, pcm_in: np.ndarray | None) -> None:
+        frame: np.ndarray | None = None
+        if self._out:
+            frame = self._out.popleft()
+            if not self._out and self._playing is not None:
+                playing, self._playing = self._playing, None
+                playing.callback(None)
+        elif self._bridge is not None:
+            frame = self._bridge._last_in
+        elif self._echo and pcm_in is not None:
+            frame = pcm_in
+        if frame is None or self.endpoint is None:
+            if self.endpoint is not None:
+                self.endpoint.advance(self.codec.clock_rate // 50)
+            return
+        if len(frame) != self.frame_samples:
+            frame = _fit(frame, self.frame_samples)
+        self.endpoint.send(self._encoder.encode(frame), self.codec.clock_rate // 50)
+
+    # -- digits --------------------------------------------------------------
+
+    def telephone_event(self, packet: Any) -> None:
+        """An RFC 4733 packet from the endpoint."""
+        now = self.clock.seconds()
+        for event in self._events.feed(packet.timestamp, packet.marker, packet.payload):
+            for out in self.digits.push(event, now):
+                self._digit(out)
+
+    def info_digit(self, event: DigitEvent) -> None:
+        """A digit from SIP INFO (application/dtmf-relay)."""
+        for out in self.digits.push(event, self.clock.seconds()):
+            self._digit(out)
+
+    def _digit(self, event: DigitEvent) -> None:
+        self._digit_buffer.append(event.digit)
+        if self._playing is not None and event.digit in self._interrupt:
+            self._out.clear()
+            playing, self._playing = self._playing, None
+            playing.callback(event.digit)
+        if self._recorder is not None and event.digit in self._recorder["stop_digits"]:
+            self._stop_recording("digit", event.digit)
+        for waiter in list(self._digit_waiters):
+            waiter()
+
+    # -- what applications call --------------------------------------------
+
+    def answer(self) -> Deferred[None]:
+        """The call is answered by the signalling side before the application runs."""
+        self.answered = True
+        return succeed(None)
+
+    def play(self, items: Iterable[str], interrupt: str = "") -> Deferred[str | None]:
+        """
+        Play prompts (ids) or WAV files (paths ending in .wav) in order.
+
+        :param interrupt: digits that stop playback; the digit is returned.
+        :returns: Deferred firing with the interrupting digit or None.
+        """
+        return Deferred.fromCoroutine(self._play(list(items), interrupt))
+
+    async def _play(self, items: list[str], interrupt: str) -> str | None:
+        self._check()
+        pending = [d for d in self._digit_buffer if d in interrupt]
+        if pending:
+            self._digit_buffer.remove(pending[0])
+            return pending[0]
+        frames: list[np.ndarray] = []
+        for item in items:
+            frames.extend(self._frames(await self._audio(item)))
+        return await self._queue(frames, interrupt)
+
+    async def _audio(self, item: str) -> np.ndarray:
+        rate = 16000 if self.rate >= 16000 else 8000
+        path = item if item.endswith(".wav") else self.prompts.path(item, rate)
+        audio = await self.load(path)
+        samples = np.asarray(audio.samples, dtype=np.int16)
+        if samples.ndim == 2:
+            samples = samples[:, 0]
+        if audio.sample_rate != self.rate:
+            samples = Resampler(audio.sample_rate, self.rate, low_latency=False)(samples)
+        return samples
+
+    def _frames(self, samples: np.ndarray) -> list[np.ndarray]:
+        n = self.frame_samples
+        return [_fit(samples[i:i + n], n) for i in range(0, len(samples), n)]
+
+    def _queue(self, frames: list[np.ndarray], interrupt: str) -> Deferred[str | None]:
+        self._check()
+        if self._playing is not None:
+            raise RuntimeError("already playing")
+        if not frames:
+            return succeed(None)
+        self._out.extend(frames)
+        self._interrupt = interrupt
+        d: Deferred[str | None] = Deferred()
+        self._playing = d
+        return d
+
+    def tone(self, kind: str, seconds: float) -> Deferred[str | None]:
+        """Play a call-progress tone (ringback, busy, congestion, beep, dial)."""
+        return self._queue(self._frames(tone_samples(kind, seconds, self.rate)), "")
+
+    def echo(self, on: bool = True) -> None:
+        """Send the caller's own audio back (the echo test)."""
+        self._echo = on
+
+    def bridge(self, other: Channel) -> None:
+        """Connect this channel's media to another's, both ways (decoded, so any codecs)."""
+        self._bridge, other._bridge = other, self
+
+    def collect_digits(self, max_digits: int = 1, timeout: float = 5.0,
+                       terminator: str = "#") -> Deferred[str]:
+        """
+        Collect up to ``max_digits`` digits; stop early at ``terminator``
+        (not included) or after ``timeout`` seconds without a digit.
+        """
+        self._check()
+        d: Deferred[str] = Deferred()
+        timer: list[IDelayedCall] = []
+
+        def finish() -> None:
+            if d.called:
+                return
+            if timer and timer[0].active():
+                timer[0].cancel()
+            if check in self._digit_waiters:
+                self._digit_waiters.remove(check)
+            digits = "".join(self._digit_buffer)
+            cut = digits.find(terminator) if terminator else -1
+            if cut >= 0:
+                result, rest = digits[:cut], digits[cut + 1:]
+            else:
+                result, rest = digits[:max_digits], digits[max_digits:]
+            self._digit_buffer[:] = list(rest)
+            d.callback(result)
+
+        def check() -> None:
+            digits = "".join(self._digit_buffer)
+            if (terminator and terminator in digits) or len(digits) >= max_digits:
+                finish()
+                return
+            if timer and timer[0].active():
+                timer[0].reset(timeout)
+
+        self._digit_waiters.append(check)
+        timer.append(self.clock.callLater(timeout, finish))
+        self._hangup_waiters.append(_on_hangup(d, finish))
+        check()
+        return d
+
+    def record(self, path: str, writer: Callable[[str, int], WavWriter], *, max_seconds: float = 120,
+               silence_timeout: float = 5.0, stop_digits: str = "#", beep: bool = True) -> Deferred[Recording]:
+        """
+        Record the caller to a WAV file (written off the reactor thread,
+        renamed into place only when complete).
+        """
+        return Deferred.fromCoroutine(self._record(path, writer, max_seconds, silence_timeout, stop_digits, beep))
+
+    async def _record(self, path: str, writer: Callable[[str, int], WavWriter], max_seconds: float,
+                      silence_timeout: float, stop_digits: str, beep: bool) -> Recording:
+        self._check()
+        if beep:
+            await self.play(["general/beep"])
+        self._digit_buffer.clear()
+        done: Deferred[Recording] = Deferred()
+        self._recorder = {
+            "writer": writer(path, self.rate), "path": path, "frames": 0, "silent": 0,
+            "max": int(max_seconds * 50), "silence": int(silence_timeout * 50),
+            "stop_digits": stop_digits, "done": done, "heard": False,
+        }
+        return await done
+
+    def _record_frame(self, pcm: np.ndarray) -> None:
+        rec = self._recorder
+        assert rec is not None
+        rec["writer"].write(pcm)
+        rec["frames"] += 1
+        loud = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) > 300.0
+        rec["silent"] = 0 if loud else rec["silent"] + 1
+        rec["heard"] = rec["heard"] or loud
+        if rec["frames"] >= rec["max"]:
+            self._stop_recording("max")
+        elif rec["silent"] >= rec["silence"] and rec["silence"] > 0:
+            self._stop_recording("silence")
+
+    def _stop_recording(self, reason: str, digit: str = "") -> None:
+        rec, self._recorder = self._recorder, None
+        if rec is None:
+            return
+        seconds = rec["frames"] / 50
+        done: Deferred[Recording] = rec["done"]
+
+        def closed(path: object) -> None:
+            done.callback(Recording(str(path) if path else None, seconds, reason, digit))
+
+        def failed(failure: Any) -> None:
+            self.log.failure("recording {path} failed", failure, path=rec["path"])
+            done.callback(Recording(None, seconds, reason, digit))
+
+        rec["writer"].close().addCallbacks(closed, failed)
+
+    def hangup(self, cause: str = "normal") -> Deferred[None]:
+        """End the call from our side."""
+        if not self.hung_up and self.on_hangup is not None:
+            self.on_hangup(cause)
+        self.closed(cause)
+        return succeed(None)
+
+    def wait_for_hangup(self) -> Deferred[None]:
+        """Fires when the caller hangs up."""
+        if self.hung_up:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._hangup_waiters.append(d)
+        return d
+
+    def closed(self, cause: str = "remote") -> None:
+        """The call ended (either side): stop media and wake waiting coroutines."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        self._out.clear()
+        if self._recorder is not None:
+            self._stop_recording("hangup")
+        if self._playing is not None:
+            playing, self._playing = self._playing, None
+            playing.errback(HungUp(cause))
+        waiters, self._hangup_waiters = self._hangup_waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
+
+    def _check(self) -> None:
+        if self.hung_up:
+            raise HungUp("the call has ended")
+
+
+def _on_hangup(d: Deferred[Any], finish: Callable[[], None]) -> Deferred[None]:
+    """A waiter that ends ``d`` with HungUp when the call ends first."""
+    waiter: Deferred[None] = Deferred()
+
+    def ended(_: object) -> None:
+        if not d.called:
+            d.errback(HungUp("the call has ended"))
+
+    waiter.addCallback(ended)
+    return waiter
+
+
+def _fit(frame: np.ndarray, n: int) -> np.ndarray:
+    """Pad with silence or cut to exactly ``n`` samples."""
+    if len(frame) == n:
+        return frame
+    if len(frame) > n:
+        return frame[:n]
+    out = np.zeros(n, dtype=np.int16)
+    out[: len(frame)] = frame
+    return out
+
+
+def load_audio(reactor: Any) -> Callable[[str], Deferred[Any]]:
+    """A loader that reads WAV files in the reactor's thread pool."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def load(path: str) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), load_wav, path)
+
+    return load
