@@ -326,7 +326,8 @@ class CallController:
             return
         call = Call(
             controller=self, invite=transaction, caller=caller, callee=target, caller_display=display,
-            media=CallMedia(session, self.media_address),
+            media=CallMedia(session, self.media_address,
+                            available=self.media.codecs if self.media is not None else {}),
             a_address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
         )
         # Fix: RFC 4028 §9 table 2: a caller without "Supported: timer", or

@@ -13,9 +13,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 
-from pbx.media.offer_answer import CodecSpec, make_answer, rewrite_offer
+from pbx.media.offer_answer import CodecSpec, make_answer, offered_codecs, rewrite_offer
+from pbx.media.transcode import RTPTranscoder
 from pbx.media.sdp import (
     SDPError,
     SessionDescription,
@@ -48,6 +49,11 @@ class CallMedia:
     _session_ids: dict[str, int] = field(factory=lambda: {
         "a": secrets.randbelow(2**31), "b": secrets.randbelow(2**31)})
     codecs: str = ""
+    #: Our codecs by lower-case name; offers to the other leg are extended
+    #: with them, so a callee that shares no codec with the caller can still
+    #: answer, and the relay transcodes.
+    available: dict[str, Any] = field(factory=dict)
+    transcoding: bool = False
 
     def _next(self, leg: str) -> tuple[int, int]:
         self._versions[leg] += 1
@@ -92,6 +98,8 @@ class CallMedia:
             raise MediaError(str(e)) from e
         self._learn(leg, offer)
         self.offers[leg] = offer
+        if self.available:
+            rewritten = extend_offer(rewritten, self.available)
         return rewritten.to_bytes()
 
     def answer_from(self, leg: str, body: bytes) -> bytes:
@@ -105,6 +113,14 @@ class CallMedia:
         if offer is None:
             raise MediaError("an answer without an offer")
         supported = chosen_codecs(answer)
+        transforms = None
+        main = next((c for c in supported if not c.is_auxiliary), None)
+        offered = _offered(offer)
+        keys = {c.key for c in offered}
+        if main is not None and not any(c.key in keys for c in supported if not c.is_auxiliary):
+            # Nothing the answer accepts was offered by the other leg: only
+            # a codec we added (extend_offer) was chosen, so transcode.
+            supported, transforms = self._transcode(leg, main, supported, offered)
         try:
             ours = make_answer(
                 offer, supported=supported, local_address=self.address,
@@ -115,10 +131,42 @@ class CallMedia:
             raise MediaError(str(e)) from e
         self._learn(leg, answer)
         self.answers[leg] = answer
+        self.transcoding = transforms is not None
+        for name, transform in (transforms or {leg: None, other: None}).items():
+            self.session.set_transform(name, transform)
         # The codec in use is the first the answer lists (RFC 3264 §6.1).
-        audio = [c.encoding for c in supported if c.encoding.lower() not in ("telephone-event", "cn")]
+        audio = [c.encoding for c in supported if not c.is_auxiliary]
         self.codecs = audio[0] if audio else ""
+        if transforms is not None and main is not None:
+            self.codecs = f"{self.codecs}<>{main.encoding}"
         return ours.to_bytes()
+
+    def _transcode(self, leg: str, chosen: CodecSpec, answered: list[CodecSpec],
+                   offered: list[CodecSpec]) -> tuple[list[CodecSpec], dict[str, Any]]:
+        """
+        ``leg`` chose a codec the other leg did not offer: answer the other
+        leg with its own first codec that we have, and transcode both ways.
+        """
+        other = OTHER[leg]
+        mine = self.available.get(chosen.encoding.lower())
+        theirs = next((c for c in offered if not c.is_auxiliary and c.encoding.lower() in self.available), None)
+        if mine is None or theirs is None or chosen.payload_type is None or theirs.payload_type is None:
+            raise MediaError("no codec to transcode between")
+        their_codec = self.available[theirs.encoding.lower()]
+        event_here = next((c for c in answered if c.encoding.lower() == "telephone-event"), None)
+        event_there = next((c for c in offered if c.encoding.lower() == "telephone-event"), None)
+        events = None
+        supported = [theirs]
+        if event_here is not None and event_there is not None:
+            supported.append(event_there)
+            events = (event_there.payload_type, event_here.payload_type)
+        transforms = {
+            other: RTPTranscoder(their_codec, theirs.payload_type, mine, chosen.payload_type,
+                                 events),  # type: ignore[arg-type]
+            leg: RTPTranscoder(mine, chosen.payload_type, their_codec, theirs.payload_type,
+                               None if events is None else (events[1], events[0])),  # type: ignore[arg-type]
+        }
+        return supported, transforms
 
     def _ports(self, leg: str, offer: SessionDescription) -> list[int]:
         """Our relay port on ``leg`` for the first audio stream; 0 for every other stream."""
@@ -130,6 +178,41 @@ class CallMedia:
             else:
                 ports.append(0)
         return ports
+
+
+def _offered(offer: SessionDescription) -> list[CodecSpec]:
+    audio = next((m for m in offer.media if m.media == "audio" and m.port), None)
+    return offered_codecs(audio) if audio is not None else []
+
+
+def extend_offer(offer: SessionDescription, available: dict[str, Any]) -> SessionDescription:
+    """
+    Add our codecs that the first audio stream lacks, after the offerer's own
+    (so a callee that has one of those picks it, and the relay transcodes).
+    """
+    index = next((i for i, m in enumerate(offer.media) if m.media == "audio" and m.port), None)
+    if index is None:
+        return offer
+    media = offer.media[index]
+    present = {c.encoding.lower() for c in offered_codecs(media)}
+    used = {f for f in media.formats}
+    formats, attributes = list(media.formats), list(media.attributes)
+    dynamic = (str(pt) for pt in range(96, 128) if str(pt) not in used)
+    for name, codec in available.items():
+        if name in present:
+            continue
+        static = codec.payload_type
+        pt = str(static) if static is not None and str(static) not in used else next(dynamic, None)
+        if pt is None:
+            break
+        used.add(pt)
+        formats.append(pt)
+        channels = f"/{codec.channels}" if codec.channels != 1 else ""
+        attributes.insert(0, ("rtpmap", f"{pt} {codec.name}/{codec.clock_rate}{channels}"))
+        if codec.fmtp:
+            attributes.insert(1, ("fmtp", f"{pt} {codec.fmtp}"))
+    media = evolve(media, formats=formats, attributes=attributes)
+    return evolve(offer, media=[*offer.media[:index], media, *offer.media[index + 1:]])
 
 
 def chosen_codecs(answer: SessionDescription) -> list[CodecSpec]:

@@ -125,6 +125,9 @@ class RelayEndpoint(DatagramProtocol):
         self.dropped_no_dest = 0  # the other leg has no address or is on hold
         self.send_errors = 0
         self.latches = 0
+        #: Rewrites each packet before it is relayed (transcoding); None
+        #: relays packets untouched, which is the fast path.
+        self.transform: Callable[[bytes], bytes | None] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
@@ -147,6 +150,10 @@ class RelayEndpoint(DatagramProtocol):
         if dest is None:
             self.dropped_no_dest += 1
             return
+        if self.transform is not None:
+            data = self.transform(data)  # type: ignore[assignment]
+            if not data:
+                return
         try:
             peer.send(data, dest)
         except OSError:  # EAGAIN (send buffer full), EMSGSIZE, unreachable...
@@ -284,6 +291,10 @@ class RelaySession:
         legs, host = self.leg(leg), str(ip)
         legs.rtp.set_remote(None if unset else (host, port), source_ip)
         legs.rtcp.set_remote(None if unset or not 0 < rtcp <= 65535 else (host, rtcp), source_ip)
+
+    def set_transform(self, leg: str, transform: Callable[[bytes], bytes | None] | None) -> None:
+        """Rewrite the RTP ``leg`` sends before it reaches the other leg (None: relay as is)."""
+        self.leg(leg).rtp.transform = transform
 
     def hold(self, leg: str) -> None:
         """``leg`` does not want media (sendonly, inactive): drop RTP towards it.
