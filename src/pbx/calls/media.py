@@ -16,7 +16,6 @@ from typing import Any
 from attrs import define, evolve, field
 
 from pbx.media.offer_answer import CodecSpec, make_answer, offered_codecs, rewrite_offer
-from pbx.media.transcode import RTPTranscoder
 from pbx.media.sdp import (
     SDPError,
     SessionDescription,
@@ -24,6 +23,7 @@ from pbx.media.sdp import (
     is_hold,
     parse_sdp,
 )
+from pbx.media.transcode import RTPTranscoder
 
 OTHER = {"a": "b", "b": "a"}
 
