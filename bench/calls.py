@@ -104,8 +104,14 @@ MIN_ACHIEVED = 0.9
 RTT_BLOCK = 50
 #: A response not received within this time fails the call (SIPp -recv_timeout).
 RECV_TIMEOUT_S = 10
-#: Pause between steps, so retransmissions of one do not land in the next.
-SETTLE_S = 3.0
+#: After a step that did not pass, pbx may still retransmit requests of
+#: abandoned transactions (BYE, CANCEL: Timer F = 64*T1 = 32 s) to the
+#: callee's port, where the next step's UAS would take them for new calls.
+AFTER_FAILURE_S = 33.0
+#: Setup mode: pbx's calls.media_timeout.  Its calls carry no RTP, so this
+#: only ends calls a SIPp caller abandoned (on a timeout SIPp sends a BYE
+#: without To tag, which pbx rightly refuses with 481, instead of a CANCEL).
+SETUP_MEDIA_TIMEOUT = 10
 #: pbx's relay port range: 4000 RTP/RTCP pairs, two per call.  Below the
 #: 20000-32000 the test suite picks its ranges from, since other sessions
 #: may run tests meanwhile.
@@ -539,7 +545,7 @@ def uac_timers(stepdir: Path, scenario: str) -> dict[str, Any]:
         )
         if t
     ]
-    result["tick_ms"] = min(ticks) if ticks else None
+    result["tick_ms"] = round(min(ticks), 1) if ticks else None
     return result
 
 
@@ -580,6 +586,31 @@ def wait_relay_closed(server: PBX, limit: float = 20.0) -> int:
     return left
 
 
+def settle(server: PBX, api: API, seconds: float, passed: bool) -> float:
+    """
+    Between steps: wait (bounded) until pbx has no call and no relay socket
+    left, then ``seconds`` more, and :data:`AFTER_FAILURE_S` more after a
+    step that did not pass.  Returns how long pbx took to be quiet (s).
+    """
+    started = time.monotonic()
+    deadline = started + 3 * SETUP_MEDIA_TIMEOUT + 10
+    while time.monotonic() < deadline:
+        try:
+            if not api.calls() and not relay_sockets(server):
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    quiet = time.monotonic() - started
+    if not passed:
+        print(
+            f"   (waiting {AFTER_FAILURE_S:.0f} s for pbx's retransmissions to end)",
+            flush=True,
+        )
+    time.sleep(seconds + (0 if passed else AFTER_FAILURE_S))
+    return round(quiet, 2)
+
+
 # ---------------------------------------------------------------------------
 # Setup rate
 
@@ -603,8 +634,11 @@ class SetupStep:
     tick_ms: float | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     cpu_ms_per_call: float | None = None
+    rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
     memory_after: dict[str, float] = field(default_factory=dict)
+    #: Seconds after the step until pbx had no call and no relay socket left.
+    quiet_after_s: float | None = None
     relay_sockets_peak: int = 0
     #: Relay sockets still open some seconds after the step (a leak if not 0).
     relay_sockets_left: int = 0
@@ -667,6 +701,7 @@ def run_setup_step(
         "-d", str(args.hold_ms),
     ]  # fmt: skip
     offset = log_size(server)
+    step.rss_before_mb = rss_mb(server)
     assert server.process is not None
     pid = server.process.pid
     profile = None
@@ -716,7 +751,7 @@ def run_setup_step(
 
 
 def step_is_first_attempt(stepdir: Path) -> bool:
-    """Steps are named ``rate-<rate>-<attempt>``: profile only the first attempt."""
+    """Steps are named ``<n>-rate-<rate>-<attempt>``: profile only the first attempt."""
     return stepdir.name.endswith("-1")
 
 
@@ -751,11 +786,12 @@ def bench_setup(
     """Start pbx, register the callees, climb the rates, stop pbx."""
     workdir = scratch / "setup"
     workdir.mkdir()
-    server = make_pbx(workdir, [*callers, *callees], args.media_timeout)
+    server = make_pbx(workdir, [*callers, *callees], SETUP_MEDIA_TIMEOUT)
     result: dict[str, Any] = {"mode": "setup", "version": server.version()}
     print(f"== call setup rate: {result['version']}", flush=True)
     server.start()
     result["command"] = server.command
+    api = API(server.api_port, server.admin_password)
     steps: list[SetupStep] = []
     try:
         callee_ports = register_callees(server, callees, workdir)
@@ -763,22 +799,33 @@ def bench_setup(
         inf = workdir / "calls.csv"
         write_call_injection(rows, inf)
         result["memory_idle"] = memory(server.pids())
-        for rate in args.rate_list:
+        for index, rate in enumerate(args.rate_list, 1):
             calls = step_calls(rate, args.seconds)
             for attempt in range(1, args.retries + 2):
                 step = run_setup_step(
                     server, args, rate, calls, rows, callees, callee_ports, inf,
-                    workdir / f"rate-{rate}-{attempt}",
+                    workdir / f"{index:02d}-rate-{rate}-{attempt}",
                 )  # fmt: skip
                 step.attempt = attempt
                 steps.append(step)
                 print_setup_step(step)
-                time.sleep(SETTLE_S)
+                last = step.passed and index == len(args.rate_list)
+                last = last or (not step.passed and attempt > args.retries)
+                if not last:
+                    step.quiet_after_s = settle(server, api, args.settle, step.passed)
                 if step.passed:
                     break
             if not step.passed:
                 break
         result["memory_after"] = memory(server.pids())
+        if args.idle_memory > 0:
+            # Completed transactions are kept up to 32 s (Timer J): after
+            # that, what is left is what pbx does not give back.
+            time.sleep(args.idle_memory)
+            result["memory_after_idle"] = {
+                **memory(server.pids()),
+                "idle_s": args.idle_memory,
+            }
     finally:
         result["exit_status"] = server.stop()
         result["log"] = str(server.log_path)
@@ -786,7 +833,7 @@ def bench_setup(
         result["steps"] = [asdict(s) for s in steps]
     best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
     result["best"] = asdict(best) if best else None
-    profiles = sorted(workdir.glob("rate-*/py-spy.txt"))
+    profiles = sorted(workdir.glob("*-rate-*/py-spy.txt"))
     if profiles:
         result["profile"] = {"file": str(profiles[0]), "text": profiles[0].read_text()}
     return result
@@ -823,8 +870,16 @@ def start_profile(pid: int, seconds: float, out: Path) -> Profile | None:
     return Profile(process, raw, out)
 
 
-def finish_profile(profile: Profile, top: int = 25) -> None:
-    """Wait for py-spy and write the functions with the most samples, self and total."""
+def finish_profile(profile: Profile, top: int = 20) -> None:
+    """
+    Wait for py-spy and write, for pbx's reactor thread and for its other
+    threads (the database pool), the functions with the most samples: by
+    themselves ("self") and with what they call ("total"; frames on
+    nearly every stack of the thread, the runner's, are left out).
+    py-spy's ``--nonblocking`` mode counts some waiting threads as busy:
+    samples whose innermost frame is a wait (:data:`WAITS`) are counted
+    apart as idle, and the percentages are of the other samples.
+    """
     try:
         profile.process.wait(60)
     except subprocess.TimeoutExpired:
@@ -833,28 +888,47 @@ def finish_profile(profile: Profile, top: int = 25) -> None:
     if not profile.raw.exists():
         profile.out.write_text("py-spy wrote nothing (see py-spy.log)\n")
         return
-    own: collections.Counter[str] = collections.Counter()
-    total: collections.Counter[str] = collections.Counter()
-    samples = 0
+    stacks: dict[str, list[tuple[list[str], int]]] = {"reactor": [], "other": []}
+    idle = {"reactor": 0, "other": 0}
     for line in profile.raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        n = int(count)
-        samples += n
         frames = [_short_frame(f) for f in stack.split(";")]
-        own[frames[-1]] += n
-        for frame in set(frames):
-            total[frame] += n
+        # twistd runs from ``python -c``: the reactor's stacks start there.
+        thread = "reactor" if frames[0].startswith("<module> (<string>") else "other"
+        if WAITS.match(frames[-1]):
+            idle[thread] += int(count)
+        else:
+            stacks[thread].append((frames, int(count)))
     lines = [
-        f"{samples} samples of the active threads (100 Hz)",
-        "",
-        "self %  function",
+        "py-spy at 100 Hz: busy samples (and waiting ones) per thread:"
+        + ",".join(
+            f" {name} {sum(n for _, n in rows)} ({idle[name]})"
+            for name, rows in stacks.items()
+        ),
     ]
-    lines += [f"{100 * n / samples:6.1f}  {f}" for f, n in own.most_common(top)]
-    lines += ["", "total %  function (itself and what it calls)"]
-    lines += [f"{100 * n / samples:6.1f}  {f}" for f, n in total.most_common(top)]
+    for name, rows in stacks.items():
+        samples = sum(n for _, n in rows)
+        if not samples:
+            continue
+        own: collections.Counter[str] = collections.Counter()
+        total: collections.Counter[str] = collections.Counter()
+        for frames, n in rows:
+            own[frames[-1]] += n
+            for frame in set(frames):
+                total[frame] += n
+        common = {f for f, n in total.items() if n >= 0.95 * samples}
+        lines += ["", f"{name} thread(s), {samples} samples", "  self %  function"]
+        lines += [f"  {100 * n / samples:6.1f}  {f}" for f, n in own.most_common(top)]
+        lines += ["  total %  function (with what it calls)"]
+        ranked = [(f, n) for f, n in total.most_common() if f not in common][:top]
+        lines += [f"  {100 * n / samples:6.1f}  {f}" for f, n in ranked]
     profile.out.write_text("\n".join(lines) + "\n")
+
+
+#: Innermost frames of a thread that waits (epoll, a pool thread's queue).
+WAITS = re.compile(r"(EPollReactor\.doPoll|Condition\.wait|Queue\.get) ")
 
 
 def _short_frame(frame: str) -> str:
@@ -1138,9 +1212,10 @@ def bench_media(
             )  # fmt: skip
             steps.append(step)
             print_media_step(step)
-            time.sleep(SETTLE_S)
             if not step.passed:
                 break
+            if calls != args.media_list[-1]:
+                settle(server, api, args.settle, step.passed)
         result["memory_after"] = memory(server.pids())
     finally:
         result["exit_status"] = server.stop()
@@ -1161,7 +1236,8 @@ SETUP_SUMMARY = (
     "p99 setup (ms)",
     "p99 INVITE/407 (ms)",
     "CPU ms per call",
-    "RSS (MB)",
+    "RSS after the step (MB)",
+    "RSS after idling (MB)",
 )
 SETUP_STEPS = (
     "offered (calls/s)",
@@ -1204,9 +1280,10 @@ def setup_summary_rows(
 ) -> list[tuple[str, ...]]:
     """The one-line summary of the setup-rate mode."""
     best = result.get("best")
-    rss = result.get("memory_after", {}).get("rss_mb")
+    idle = result.get("memory_after_idle", {}).get("rss_mb")
+    idle_text = f"{idle:.1f}" if idle else "n/a"
     if best is None:
-        return [(f"< {rates[0]}", "n/a", "n/a", "n/a", f"{rss:.1f}" if rss else "n/a")]
+        return [(f"< {rates[0]}", "n/a", "n/a", "n/a", "n/a", idle_text)]
     tick = best.get("tick_ms")
     rate = f"≥ {best['rate']}" if best["rate"] == rates[-1] else str(best["rate"])
     cpu = best.get("cpu_ms_per_call")
@@ -1217,13 +1294,14 @@ def setup_summary_rows(
             _ms(best["timers"].get("challenge", {}).get("p99"), tick),
             f"{cpu:.2f}" if cpu is not None else "n/a",
             f"{best['memory_after'].get('rss_mb', 0):.1f}",
+            idle_text,
         )
     ]
 
 
 def setup_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per step of the setup-rate mode."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in result.get("steps", []):
         tick = s.get("tick_ms")
         setup = s["timers"].get("setup", {})
@@ -1250,7 +1328,7 @@ def setup_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def media_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per step of the media mode."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in result.get("steps", []):
         u = s.get("usage", {})
         per_call = s.get("rss_per_call_kb")
@@ -1302,7 +1380,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             f" calls held {args.hold_ms} ms after the ACK. A rate counts when no call failed"
             f" at either phone and {MIN_ACHIEVED:.0%} of it was set up. Setup: INVITE with"
             " credentials sent to 200 received (after the INVITE/407/ACK round, shown"
-            " apart). CPU: pbx process, utime+stime, per completed call. RSS: after the step."
+            " apart). CPU: pbx process, utime+stime, per completed call. RSS: after that"
+            " step"
+            + (
+                f", and after the last step plus {args.idle_memory:g} s idle."
+                if args.idle_memory > 0
+                else "."
+            )
         )
         profile = result.get("profile")
         if profile:
@@ -1394,7 +1478,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--media-timeout",
         type=int,
         default=60,
-        help="pbx calls.media_timeout (default 60)",
+        help=f"pbx calls.media_timeout in media mode (default 60; setup mode: {SETUP_MEDIA_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=3.0,
+        help="seconds between steps once pbx is quiet (default 3)",
+    )
+    parser.add_argument(
+        "--idle-memory",
+        type=float,
+        default=35.0,
+        help="seconds to wait after the setup steps before measuring memory again (default 35; 0: skip)",
     )
     parser.add_argument(
         "--keep",

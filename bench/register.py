@@ -416,7 +416,7 @@ def table_rows(
 ) -> list[tuple[str, ...]]:
     """One row of text per server; ``≥`` marks a server that passed the highest rate tried."""
     first_rate, top_rate = rates[0], rates[-1]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
         best = r.get("best")
         rss = r.get("memory_after", {}).get("rss_mb")
