@@ -70,6 +70,7 @@ class CallController:
     media: MediaServices | None = None
     calls: dict[str, Call] = field(factory=dict)
     _dialogs: dict[tuple[str, str], tuple[Call, Dialog]] = field(factory=dict)
+    _keys: dict[int, list[tuple[str, str]]] = field(factory=dict)  # dialog keys per call
     _checker: LoopingCall | None = None
     log = Logger()
 
@@ -143,7 +144,9 @@ class CallController:
 
     def dialog_started(self, call: Call, leg: str, dialog: Dialog) -> None:
         """Route future in-dialog requests of ``dialog`` to ``call``."""
-        self._dialogs[(dialog.call_id, dialog.local_tag)] = (call, dialog)
+        key = (dialog.call_id, dialog.local_tag)
+        self._dialogs[key] = (call, dialog)
+        self._keys.setdefault(id(call), []).append(key)
 
     # -- dispatch ----------------------------------------------------------
 
@@ -404,8 +407,8 @@ class CallController:
 
     def _ended(self, call: Call) -> None:
         self.calls.pop(call.call_id, None)
-        for key in [k for k, (c, _) in self._dialogs.items() if c is call]:
-            del self._dialogs[key]
+        for key in self._keys.pop(id(call), []):
+            self._dialogs.pop(key, None)
         try:
             call.release_media()
         except Exception:

@@ -66,6 +66,7 @@ class _Pool(adbapi.ConnectionPool):
         # Runs in a pool thread, like everything else that touches the disk.
         if self._directory:
             os.makedirs(self._directory, exist_ok=True)
+            self._directory = ""  # once is enough; connect() runs per interaction
         return super().connect()
 
 
