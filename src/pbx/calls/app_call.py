@@ -87,6 +87,7 @@ class ApplicationCall:
     on_end: Any = None
     _ok: Response | None = None
     _ok_interval: float = timers.T1
+    _pending_hangup: str | None = None
     _timers: dict[str, IDelayedCall] = field(factory=dict)
     _session_id: int = field(factory=lambda: secrets.randbelow(2**31))
     _version: int = 0
@@ -129,7 +130,15 @@ class ApplicationCall:
         self.channel, self.endpoint = channel, endpoint
         self._learn(offer)
         supported = [spec] + ([CodecSpec("telephone-event", 8000, 1, "0-16", event_pt)] if event_pt is not None else [])
-        answer = self._answer(offer, supported, port)
+        try:
+            answer = self._answer(offer, supported, port)
+        except SDPError as e:
+            # Fix: make_answer refuses what choose_codec let through (an
+            # RTP/SAVP-only offer): answer 488; _end closes the endpoint.
+            # The NotAcceptable escaped as a 500 and left the call, its
+            # ports and its playout timer behind.
+            self._refuse(488, str(e)[:80])
+            return
         self.codecs = spec.encoding
         self._ok = make_response(request, 200, to_tag=self.a_tag)
         self._ok.headers.add("Contact", self.address.contact())
@@ -173,6 +182,13 @@ class ApplicationCall:
         try:
             await self.application.run(self.channel, self.args)
         except HungUp:
+            return
+        except Exception:
+            # Fix: a failed application ends its call; it left the caller
+            # connected to silence, and while the phone sent RTP the media
+            # watchdog never ended it.
+            self.log.failure("application {name} failed", name=self.application.name)
+            self.hang_up("pbx", "application failed")
             return
         if self.state != "ended":
             self.hang_up("pbx", "application finished")
@@ -221,14 +237,25 @@ class ApplicationCall:
                 if call is not None and call.active():
                     call.cancel()
             self.state = "confirmed"
+            if self._pending_hangup is not None:
+                self.hang_up("pbx", self._pending_hangup)
 
     def hang_up(self, side: str, cause: str) -> None:
         """End the call; BYE the caller unless they hung up."""
         if self.state == "ended":
             return
+        if side != "a" and self.state == "answered":
+            # Fix: RFC 3261 §15: no BYE before the ACK of our 2xx.  Stop the
+            # media now; acked() sends the BYE, or Timer H (_no_ack) does.
+            self._pending_hangup = cause
+            if self.channel is not None:
+                self.channel.closed(cause)
+            return
         self.hangup_side, self.hangup_cause = side, cause
         self.disposition = "ANSWERED" if self.answered_at is not None else "FAILED"
-        if side != "a" and self.a_dialog is not None:
+        # Fix: only the caller's own BYE needs none back; a caller that never
+        # ACKed our 2xx gets BYE too (RFC 3261 §13.3.1.4, as Call does).
+        if (side != "a" or cause != "BYE") and self.a_dialog is not None:
             self.controller.send_in_dialog(self.a_dialog, "BYE", lambda r: None)
         self._end()
 

@@ -35,7 +35,6 @@ from pbx.media.dtmf import DigitEvent, DigitStream, RFC4733Receiver
 from pbx.media.goertzel import GoertzelDetector
 from pbx.media.jitter import Frame, Lost
 from pbx.media.prompts import PromptLibrary
-from pbx.media.resample import Resampler
 from pbx.media.wav import WavWriter, load_wav
 
 #: (frequencies in Hz, on seconds, off seconds) of the call-progress tones
@@ -139,6 +138,10 @@ class Channel:
         if self.hung_up:
             return
         pcm = self._decode(frame)
+        # Fix: forget the last frame when none came this tick, or a bridged
+        # channel sends that 20 ms of audio again on every tick (a buzz)
+        # while this caller is silent.
+        self._last_in = None
         if pcm is not None:
             self.frames_in += 1
             self._inbound(pcm)
@@ -168,11 +171,11 @@ class Channel:
 
     def _outbound(self, pcm_in: np.ndarray | None) -> None:
         frame: np.ndarray | None = None
+        finished: Deferred[str | None] | None = None
         if self._out:
             frame = self._out.popleft()
             if not self._out and self._playing is not None:
-                playing, self._playing = self._playing, None
-                playing.callback(None)
+                finished, self._playing = self._playing, None
         elif self._bridge is not None:
             frame = self._bridge._last_in
         elif self._echo and pcm_in is not None:
@@ -180,10 +183,15 @@ class Channel:
         if frame is None or self.endpoint is None:
             if self.endpoint is not None:
                 self.endpoint.advance(self.codec.clock_rate // 50)
-            return
-        if len(frame) != self.frame_samples:
-            frame = _fit(frame, self.frame_samples)
-        self.endpoint.send(self._encoder.encode(frame), self.codec.clock_rate // 50)
+        else:
+            if len(frame) != self.frame_samples:
+                frame = _fit(frame, self.frame_samples)
+            self.endpoint.send(self._encoder.encode(frame), self.codec.clock_rate // 50)
+        # Fix: play() fires only after its last frame went out.  Fired before,
+        # an application hanging up right after its goodbye prompt closed the
+        # endpoint first and that frame was never sent.
+        if finished is not None:
+            finished.callback(None)
 
     # -- digits --------------------------------------------------------------
 
@@ -200,13 +208,22 @@ class Channel:
             self._digit(out)
 
     def _digit(self, event: DigitEvent) -> None:
-        self._digit_buffer.append(event.digit)
+        # Fix: a digit that interrupts playback or stops a recording is
+        # returned to the application and consumed (as a pending digit in
+        # _play already was); kept in the buffer it answered the next menu
+        # or collect_digits a second time (e.g. the "#" ending a recording
+        # made the next collect_digits return "" at once).
+        consumed = False
         if self._playing is not None and event.digit in self._interrupt:
             self._out.clear()
             playing, self._playing = self._playing, None
+            consumed = True
             playing.callback(event.digit)
         if self._recorder is not None and event.digit in self._recorder["stop_digits"]:
+            consumed = True
             self._stop_recording("digit", event.digit)
+        if not consumed:
+            self._digit_buffer.append(event.digit)
         for waiter in list(self._digit_waiters):
             waiter()
 
@@ -245,7 +262,12 @@ class Channel:
         if samples.ndim == 2:
             samples = samples[:, 0]
         if audio.sample_rate != self.rate:
-            samples = Resampler(audio.sample_rate, self.rate, low_latency=False)(samples)
+            # Fix: resample the whole file in one go.  The streaming
+            # Resampler holds back its filter delay (~100 ms), so it put
+            # silence in front of the prompt and cut off its end.
+            import soxr
+
+            samples = np.asarray(soxr.resample(samples, audio.sample_rate, self.rate), dtype=np.int16)
         return samples
 
     def _frames(self, samples: np.ndarray) -> list[np.ndarray]:
@@ -286,16 +308,26 @@ class Channel:
         d: Deferred[str] = Deferred()
         timer: list[IDelayedCall] = []
 
-        def finish() -> None:
-            if d.called:
-                return
+        # Fix: stop() is shared with the hang-up waiter, which left the
+        # timeout timer and the digit watch behind; finish() also drops the
+        # hang-up waiter, which piled up for the rest of the call.
+        def stop() -> None:
             if timer and timer[0].active():
                 timer[0].cancel()
             if check in self._digit_waiters:
                 self._digit_waiters.remove(check)
+            if waiter in self._hangup_waiters:
+                self._hangup_waiters.remove(waiter)
+
+        def finish() -> None:
+            if d.called:
+                return
+            stop()
             digits = "".join(self._digit_buffer)
             cut = digits.find(terminator) if terminator else -1
-            if cut >= 0:
+            # Fix: a terminator beyond max_digits (type-ahead "1234#" for
+            # max 2) does not make the result longer than max_digits.
+            if 0 <= cut <= max_digits:
                 result, rest = digits[:cut], digits[cut + 1:]
             else:
                 result, rest = digits[:max_digits], digits[max_digits:]
@@ -312,7 +344,8 @@ class Channel:
 
         self._digit_waiters.append(check)
         timer.append(self.clock.callLater(timeout, finish))
-        self._hangup_waiters.append(_on_hangup(d, finish))
+        waiter = _on_hangup(d, stop)
+        self._hangup_waiters.append(waiter)
         check()
         return d
 
@@ -388,6 +421,8 @@ class Channel:
             return
         self.hung_up = True
         self._out.clear()
+        # Fix: a bridged channel must not repeat our last frame (see tick).
+        self._last_in = None
         if self._recorder is not None:
             self._stop_recording("hangup")
         if self._playing is not None:
@@ -403,12 +438,13 @@ class Channel:
             raise HungUp("the call has ended")
 
 
-def _on_hangup(d: Deferred[Any], finish: Callable[[], None]) -> Deferred[None]:
-    """A waiter that ends ``d`` with HungUp when the call ends first."""
+def _on_hangup(d: Deferred[Any], stop: Callable[[], None]) -> Deferred[None]:
+    """A waiter that stops the collection and ends ``d`` with HungUp when the call ends first."""
     waiter: Deferred[None] = Deferred()
 
     def ended(_: object) -> None:
         if not d.called:
+            stop()  # Fix: the timeout timer was left running (see collect_digits).
             d.errback(HungUp("the call has ended"))
 
     waiter.addCallback(ended)
