@@ -516,6 +516,22 @@ class ReadbackTests(AppCallTestCase):
         self.assertEqual(len(self.sent(port)), expected)
         self.bye(leg)
 
+    def test_barge_in_hash(self) -> None:
+        """A # during the intro stops it and ends an empty group: nothing is read back until more digits."""
+        leg, port = self.connect("*44")
+        self.media(1)
+        self.sent(port)
+        self.press(port, "#")
+        self.media(4)
+        self.assertEqual(self.sent(port), [])
+        for digit in "5#":
+            self.press(port, digit)
+        self.media(3)
+        self.assertEqual(
+            len(self.sent(port)), frames("general/you-entered", "digits/5")
+        )
+        self.bye(leg)
+
     def test_pause_ends_group(self) -> None:
         """Digits followed by a pause of ``timeout`` (3 s) are read back without #."""
         leg, port = self.connect("*44")

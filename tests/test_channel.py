@@ -615,6 +615,14 @@ class DigitSourceTests(ChannelTestCase):
         self.press("7")
         self.assertEqual(self.successResultOf(d), "77")
 
+    def test_rfc4733_malformed(self) -> None:
+        """A telephone-event packet whose payload is not 4 bytes is dropped, and later presses still count."""
+        self.channel.telephone_event(RTPPacket(TE_PT, 1, 160, 0x5EED, b"\x05\x80"))
+        self.press("5")
+        self.assertEqual(
+            self.successResultOf(self.channel.collect_digits(max_digits=1)), "5"
+        )
+
     def test_info(self) -> None:
         """A SIP INFO digit comes out after the 0.25 s wait for a better source, on a media tick."""
         d = self.channel.collect_digits(max_digits=1, timeout=5)
@@ -838,6 +846,7 @@ class InboundTests(ChannelTestCase):
         """A Lost slot is concealed by the decoder: the last frame is repeated, fading."""
         codec = SpyPCMU()
         verifyObject(ICodec, codec)
+        verifyObject(IDecoder, codec.new_decoder())
         channel, endpoint = self.make_channel(codec)
         channel.echo(True)
         speech = sine((300.0,), FRAME)

@@ -43,14 +43,11 @@ class DigitReadback:
         # here instead of being lost ("#" ends that group empty).
         pressed = await channel.play(["echo/digits"], interrupt="0123456789*#") or ""
         while True:
-            digits = (
-                ""
-                if pressed == "#"
-                else pressed
-                + await channel.collect_digits(
+            digits = pressed if pressed != "#" else ""
+            if pressed != "#":
+                digits += await channel.collect_digits(
                     max_digits=20 - len(pressed), timeout=timeout, terminator="#"
                 )
-            )
             pressed = ""
             # Fix: keys A-D and flash (RFC 4733 events 12-16) have no prompt;
             # say_digits raised ValueError on them and ended the call.

@@ -198,7 +198,13 @@ class Channel:
     def telephone_event(self, packet: Any) -> None:
         """An RFC 4733 packet from the endpoint."""
         now = self.clock.seconds()
-        for event in self._events.feed(packet.timestamp, packet.marker, packet.payload):
+        try:
+            events = self._events.feed(packet.timestamp, packet.marker, packet.payload)
+        except ValueError:
+            # Fix: a malformed payload is dropped; raised, the endpoint logged
+            # a traceback for every such packet a peer sent.
+            return
+        for event in events:
             for out in self.digits.push(event, now):
                 self._digit(out)
 
