@@ -24,7 +24,7 @@ from pbx.calls.media import MediaError
 from pbx.interfaces import ICodec, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 from pbx.media.codecs_table import CodecSpec
-from pbx.media.dtmf import parse_dtmf_info
+from pbx.media.dtmf import DigitStream, parse_dtmf_info
 from pbx.media.endpoint import RTPEndpoint
 from pbx.media.offer_answer import make_answer, offered_codecs
 from pbx.media.sdp import SDPError, SessionDescription, effective_connection, parse_sdp
@@ -114,6 +114,10 @@ class ApplicationCall:
             return
         controller = self.controller
         channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up)
+        if event_pt is None:
+            # No telephone-event negotiated: INFO and in-band digits need not
+            # wait for an RFC 4733 report that cannot come.
+            channel.digits = DigitStream(preference=("info", "inband"))
         endpoint = RTPEndpoint(
             controller.reactor, controller.media_ports, payload_type=spec.payload_type or 0,
             clock_rate=codec.clock_rate, interface=controller.config.rtp.interface,
