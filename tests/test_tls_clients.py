@@ -14,9 +14,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pbx_daemon import Daemon, free_port
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from pbx_daemon import Daemon, free_port
 
 pytestmark = pytest.mark.integration
 
