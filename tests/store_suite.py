@@ -423,6 +423,59 @@ class StoreSuiteMixin(_TestCase):
         await self.store.put_setting("empty", "")
         self.assertEqual(await self.store.get_setting("empty"), "")
 
+    # Feature documents
+
+    @deferred_test
+    async def test_items_put_get_replace_delete(self) -> None:
+        """A document is stored as JSON, read back, replaced, and deleted once."""
+        self.assertIsNone(await self.store.get_item("vm.message", "1001", "a"))
+        doc = {"caller": "1002", "duration": 4.5, "heard": False, "tags": ["x"], "conf": None}
+        await self.store.put_item("vm.message", "1001", "a", doc)
+        self.assertEqual(await self.store.get_item("vm.message", "1001", "a"), doc)
+        await self.store.put_item("vm.message", "1001", "a", {"caller": "1003"})
+        self.assertEqual(await self.store.get_item("vm.message", "1001", "a"), {"caller": "1003"})
+        self.assertIsNone(await self.store.get_item("vm.message", "1002", "a"))
+        self.assertIsNone(await self.store.get_item("other", "1001", "a"))
+        self.assertTrue(await self.store.delete_item("vm.message", "1001", "a"))
+        self.assertFalse(await self.store.delete_item("vm.message", "1001", "a"))
+        self.assertIsNone(await self.store.get_item("vm.message", "1001", "a"))
+
+    @deferred_test
+    async def test_items_listed_by_kind_and_owner_in_order(self) -> None:
+        """Listing filters by kind and owner and orders by owner, then key, bytewise."""
+        for owner, key in [("1002", "b"), ("1001", "b"), ("1001", "a"), ("1001", "B")]:
+            await self.store.put_item("k", owner, key, {"n": owner + key})
+        await self.store.put_item("other", "1001", "z", {"n": "no"})
+        everything = await self.store.list_items("k")
+        self.assertEqual([(o, k) for o, k, _ in everything],
+                         [("1001", "B"), ("1001", "a"), ("1001", "b"), ("1002", "b")])
+        mine = await self.store.list_items("k", owner="1001")
+        self.assertEqual([d["n"] for _, _, d in mine], ["1001B", "1001a", "1001b"])
+        self.assertEqual(await self.store.list_items("k", owner="9999"), [])
+
+    @deferred_test
+    async def test_items_search_is_case_insensitive_and_literal(self) -> None:
+        """Search matches a substring of the document, ignoring ASCII case; % and _ are literal."""
+        await self.store.put_item("t", "1", "a", {"transcript": "Please CALL me back"})
+        await self.store.put_item("t", "1", "b", {"transcript": "invoice 100% paid"})
+        await self.store.put_item("t", "2", "c", {"transcript": "call about the_report"})
+        found = await self.store.list_items("t", search="call")
+        self.assertEqual([k for _, k, _ in found], ["a", "c"])
+        self.assertEqual([k for _, k, _ in await self.store.list_items("t", owner="2", search="CALL")], ["c"])
+        self.assertEqual([k for _, k, _ in await self.store.list_items("t", search="100%")], ["b"])
+        self.assertEqual([k for _, k, _ in await self.store.list_items("t", search="the_r")], ["c"])
+        self.assertEqual(await self.store.list_items("t", search="x_y"), [])
+        self.assertEqual(await self.store.list_items("t", search="%"), [(o, k, d) for o, k, d in
+                         await self.store.list_items("t") if "%" in d["transcript"]])
+
+    @deferred_test
+    async def test_items_keep_awkward_text(self) -> None:
+        """Quotes, placeholders and non-ASCII text in keys and data are data."""
+        await self.store.put_item(AWKWARD, AWKWARD, AWKWARD, {AWKWARD: AWKWARD})
+        self.assertEqual(await self.store.get_item(AWKWARD, AWKWARD, AWKWARD), {AWKWARD: AWKWARD})
+        (found,) = await self.store.list_items(AWKWARD, search="zoë 名前")
+        self.assertEqual(found, (AWKWARD, AWKWARD, {AWKWARD: AWKWARD}))
+
     @deferred_test
     async def test_awkward_text_survives(self) -> None:
         """Quotes, placeholders and non-ASCII text are stored as data, never as SQL."""

@@ -10,17 +10,19 @@ from attrs import define, field
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 
 from pbx.api.app import PBXApi
-from pbx.api.http import make_site
+from pbx.api.http import APIError, error_body, json_body, make_site
 from pbx.api.openapi import openapi_document
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX
-from pbx.records import AdminRecord, Binding, CallRecord
+from pbx.records import AdminRecord, Binding, CallRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.auth import compute_ha1
 from pbx.testing import MemoryStore
@@ -58,6 +60,7 @@ class FakePBX:
     calls: list[dict[str, Any]] = field(factory=list)
     deleted: list[str] = field(factory=list)
     changed: list[str] = field(factory=list)
+    api: Any = None
 
     def register_application(self, application: Any) -> None:
         """Register by name."""
@@ -75,6 +78,24 @@ class FakePBX:
         """Record the deletion."""
         self.deleted.append(number)
 
+    def add_diverter(self, diverter: Any) -> None:
+        """Unused by the API."""
+
+    def dial(self, channel: Any, number: str, caller: Any = None, caller_name: Any = None,
+             timeout: Any = None) -> Deferred[str]:
+        """Unused by the API."""
+        return succeed("not_found")
+
+    def register_event_package(self, package: Any) -> None:
+        """Unused by the API."""
+
+    def notify(self, event: str, resource: str) -> None:
+        """Unused by the API."""
+
+    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
+        """Mount on the API under test."""
+        self.api.mount(name, resource, paths)
+
 
 class APITestCase(SynchronousTestCase):
     """Common set-up: an API over a MemoryStore with one admin."""
@@ -86,6 +107,7 @@ class APITestCase(SynchronousTestCase):
         self.store.admins["admin"] = AdminRecord("admin", hash_password(ADMIN_PW, iterations=1000))
         self.pbx = FakePBX(parse_config(CONFIG, "t.yml", {}), self.store, self.clock, started_at=self.clock.seconds())
         self.api = PBXApi(self.pbx, check, fast_hash)
+        self.pbx.api = self.api
         self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None,
@@ -230,6 +252,8 @@ class HTTPTests(APITestCase):
         documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops if m != "parameters"}
         served = set()
         for rule in PBXApi.app.url_map.iter_rules():
+            if rule.rule.startswith("/api/v1/<feature:name>/"):
+                continue  # where features mount their own APIs (see MountTests)
             path = rule.rule.replace("<", "{").replace(">", "}")
             served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
         self.assertEqual(documented, served)
@@ -370,3 +394,91 @@ class ChannelCapTests(SynchronousTestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:80])
         self.assertIn(b"X-Frame-Options: DENY", out)
         self.assertTrue(transport.disconnecting)
+
+
+class _Feature:
+    """A feature API as a plugin would write one: routes relative to its mount."""
+
+    app = Klein()
+
+    def __init__(self, api: PBXApi) -> None:
+        self.api = api
+
+    @app.route("/<number>/things", methods=["GET"])
+    def things(self, request: Any, number: str) -> bytes:
+        session = self.api.authenticate(request)
+        if session.role != "admin" and session.extension != number:
+            raise APIError(403, "not your extension")
+        return json_body(request, 200, {"number": number, "role": session.role})
+
+    @app.handle_errors(APIError)
+    def _error(self, request: Any, failure: Any) -> bytes:
+        return error_body(request, failure.value)
+
+
+class MountTests(APITestCase):
+    """Feature APIs mounted under /api/v1/<name>/, and user sessions."""
+
+    PATHS = {"/api/v1/things/{number}/things": {"get": {"summary": "things", "responses": {}}}}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pbx.mount_api("things", _Feature(self.api).app.resource(), self.PATHS)
+        self.store.extensions["1001"] = ExtensionRecord(
+            "1001", voicemail_pin_hash=hash_password("482913", iterations=1000))
+
+    def user_login(self, number: str = "1001", pin: str = "482913") -> tuple[int, Any]:
+        status, body, _ = self.call("POST", "/api/v1/auth/login", {"username": number, "password": pin})
+        return status, body
+
+    def test_admin_reaches_mounted_routes(self) -> None:
+        """An admin reaches any extension's resources through the mount."""
+        token = self.login()
+        status, body, _ = self.call("GET", "/api/v1/things/1002/things", token=token)
+        self.assertEqual((status, body), (200, {"number": "1002", "role": "admin"}))
+
+    def test_user_logs_in_with_pin_and_reaches_only_own(self) -> None:
+        """An extension logs in with its voicemail PIN; it reaches its own resources only."""
+        status, body = self.user_login()
+        self.assertEqual((status, body["role"]), (200, "user"))
+        token = body["token"]
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=token)[:2],
+                         (200, {"number": "1001", "role": "user"}))
+        self.assertEqual(self.call("GET", "/api/v1/things/1002/things", token=token)[:2],
+                         (403, {"error": "not your extension"}))
+        # Core administration is for administrators only.
+        for path in ("/api/v1/extensions", "/api/v1/status", "/api/v1/cdr"):
+            self.assertEqual(self.call("GET", path, token=token)[:2], (403, {"error": "administrators only"}))
+
+    def test_user_wrong_pin_disabled_and_unknown_look_alike(self) -> None:
+        """A wrong PIN, a disabled extension and an unknown number all get the same 401."""
+        self.store.extensions["1003"] = ExtensionRecord(
+            "1003", enabled=False, voicemail_pin_hash=hash_password("482913", iterations=1000))
+        self.store.extensions["1004"] = ExtensionRecord("1004")  # no PIN at all
+        for number, pin in (("1001", "111111"), ("1003", "482913"), ("1004", ""), ("1999", "482913")):
+            self.assertEqual(self.user_login(number, pin), (401, {"error": "wrong username or password"}))
+            self.clock.advance(61)  # past the lockout window: each try is judged alone
+
+    def test_user_lockout(self) -> None:
+        """PIN guesses lock the extension out like password guesses."""
+        for _ in range(3):
+            self.assertEqual(self.user_login(pin="000000")[0], 401)
+        self.assertEqual(self.user_login()[0], 429)
+
+    def test_unknown_feature_and_bare_name_are_404(self) -> None:
+        """Nothing is mounted at other names; the name alone is no resource."""
+        token = self.login()
+        self.assertEqual(self.call("GET", "/api/v1/nothing/x", token=token)[:2], (404, {"error": "no such resource"}))
+        self.assertEqual(self.call("GET", "/api/v1/things", token=token)[:2], (404, {"error": "no such resource"}))
+
+    def test_mount_refuses_core_and_taken_names(self) -> None:
+        """A feature cannot shadow the core's routes or another feature."""
+        for name in ("extensions", "auth", "things", "Bad Name", ""):
+            with self.assertRaises(ValueError):
+                self.api.mount(name, Resource(), {})
+
+    def test_openapi_includes_mounted_paths(self) -> None:
+        """The OpenAPI document lists what features mounted."""
+        status, doc, _ = self.call("GET", "/api/v1/openapi.json")
+        self.assertEqual(doc["paths"]["/api/v1/things/{number}/things"], self.PATHS["/api/v1/things/{number}/things"])
+        self.assertIn("/api/v1/extensions", doc["paths"])

@@ -93,6 +93,76 @@ class IPBX(Interface):
         :raises ValueError: if the name is taken.
         """
 
+    def add_diverter(diverter):  # type: ignore[no-untyped-def]
+        """
+        Offer calls that nobody will answer to ``diverter`` (voicemail).
+
+        ``diverter(callee, reason)`` is called when a call to extension
+        ``callee`` is about to fail and no forward of the extension applies;
+        ``reason`` is ``"busy"``, ``"no_answer"``, ``"dnd"`` or
+        ``"unavailable"`` (not registered).  It returns a
+        :class:`pbx.calls.dialplan.ToApplication` to hand the caller to, or
+        None to let the call fail.  Diverters are asked in the order added;
+        the first answer wins.
+        """
+
+    def dial(channel, number, caller=None, caller_name=None, timeout=None):  # type: ignore[no-untyped-def]
+        """
+        Connect the caller on ``channel`` (a call pbx answered) to extension
+        ``number`` as a direct call would go: unconditional forward, DND,
+        busy and no-answer forwards, then diverters (voicemail).  The callee
+        sees ``caller``/``caller_name`` (default: the channel's caller).
+
+        :returns: Deferred firing with the outcome once the attempt is over:
+            ``"answered"`` (after the bridged call ended), ``"diverted"``
+            (an application ran on the channel and returned), or, when
+            nobody answered and nothing diverted, ``"busy"``,
+            ``"no_answer"``, ``"unavailable"`` or ``"not_found"``.
+        """
+
+    def register_event_package(package):  # type: ignore[no-untyped-def]
+        """
+        Accept SUBSCRIBE requests for an :class:`IEventPackage` (RFC 6665).
+
+        :raises ValueError: if the event is taken.
+        """
+
+    def notify(event, resource):  # type: ignore[no-untyped-def]
+        """
+        The state of ``resource`` (an extension number) changed for
+        ``event``: send NOTIFY to every subscriber, and unsolicited NOTIFY
+        to its registered phones when the package asks for that.
+        """
+
+    def mount_api(name, resource, paths):  # type: ignore[no-untyped-def]
+        """
+        Serve ``resource`` (an ``IResource``, e.g. a Klein app's) under
+        ``/api/v1/<name>/``.  ``paths`` is the OpenAPI ``paths`` mapping it
+        adds (keys are full paths).  Handlers authenticate with
+        ``pbx.api.authenticate(request)``, which returns a session with
+        ``username``, ``role`` (``"admin"`` or ``"user"``) and ``extension``.
+        """
+
+
+class IEventPackage(Interface):
+    """A SIP event package served to subscribers (RFC 6665 §7)."""
+
+    event = Attribute("The Event header token, e.g. ``message-summary``.")
+    content_type = Attribute("The Content-Type of NOTIFY bodies.")
+    unsolicited = Attribute(
+        "Whether registered phones without a subscription also get NOTIFY"
+        " (out of dialog) when the state changes."
+    )
+
+    def authorize(subscriber, resource):  # type: ignore[no-untyped-def]
+        """
+        Whether authenticated extension ``subscriber`` may watch
+        ``resource`` (the Request-URI's user part).  A bool.
+        """
+
+    def state(resource):  # type: ignore[no-untyped-def]
+        """Deferred firing with the NOTIFY body (bytes) for ``resource`` now."""
+
 
 class IStore(Interface):
     """
@@ -172,12 +242,56 @@ class IStore(Interface):
     def put_admin(record):  # type: ignore[no-untyped-def]
         """Insert or replace one AdminRecord."""
 
+    # Feature data: small JSON documents, by kind, owner and key
+    def put_item(kind, owner, key, data):  # type: ignore[no-untyped-def]
+        """
+        Insert or replace one document.  ``kind`` names the feature's
+        collection (``"voicemail.message"``), ``owner`` whom it belongs to
+        (an extension number, or ``""``), ``key`` its id within the owner;
+        ``data`` a JSON-ready dict.  Deferred firing with None.
+        """
+
+    def get_item(kind, owner, key):  # type: ignore[no-untyped-def]
+        """Deferred firing with the dict stored, or None."""
+
+    def list_items(kind, owner=None, search=None):  # type: ignore[no-untyped-def]
+        """
+        Deferred firing with ``[(owner, key, data), ...]`` of ``kind``
+        (of one owner, or all), ordered by owner then key.  ``search`` keeps
+        only documents whose JSON text contains it, case-insensitively.
+        """
+
+    def delete_item(kind, owner, key):  # type: ignore[no-untyped-def]
+        """Deferred firing True if the document existed."""
+
     # Small named settings (generated secrets, first-start markers)
     def get_setting(key):  # type: ignore[no-untyped-def]
         """Deferred firing with the string stored under ``key`` or None."""
 
     def put_setting(key, value):  # type: ignore[no-untyped-def]
         """Store ``value`` (a string) under ``key``."""
+
+
+class ITranscriber(Interface):
+    """
+    Turns a recorded voicemail into text (engines in
+    :mod:`pbx.apps.voicemail.transcribe`).
+    """
+
+    name = Attribute("The engine's name in the configuration: 'pocketsphinx', 'vosk'.")
+
+    def transcribe(path):  # type: ignore[no-untyped-def]
+        """
+        Transcribe the WAV file at ``path``; returns a
+        :class:`pbx.apps.voicemail.transcribe.Transcript` (text, confidence
+        0..1, engine).
+
+        Blocking (it reads the file and runs the recogniser): call it in a
+        thread.  Safe to call from several threads at once.
+
+        :raises ValueError: if the file is not a WAV the engine reads.
+        :raises OSError: if it cannot be read.
+        """
 
 
 class ICodec(IPlugin):

@@ -87,6 +87,35 @@ class PBXService(MultiService):
             raise ValueError(f"dialplan application {application.name!r} is registered twice")
         self.applications[application.name] = application
 
+    def add_diverter(self, diverter: Callable[[str, str], Any]) -> None:
+        """Offer calls nobody will answer to ``diverter`` (see IPBX)."""
+        self._sip().calls.diverters.append(diverter)
+
+    def dial(self, channel: Any, number: str, caller: str | None = None, caller_name: str | None = None,
+             timeout: float | None = None) -> Deferred[str]:
+        """Connect the caller on ``channel`` to extension ``number`` (see IPBX)."""
+        return self._sip().calls.dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
+
+    def register_event_package(self, package: Any) -> None:
+        """Accept SUBSCRIBE for ``package`` (see IPBX)."""
+        self._sip().events.register(package)
+
+    def notify(self, event: str, resource: str) -> None:
+        """Tell subscribers of ``resource`` that its ``event`` state changed."""
+        if self.sip is not None:
+            self.sip.events.notify(event, resource)
+
+    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
+        """Serve a feature's API under ``/api/v1/<name>/`` (see IPBX)."""
+        if self.api is None:
+            raise RuntimeError("the API is not running yet")
+        self.api.mount(name, resource, paths)
+
+    def _sip(self) -> SIPService:
+        if self.sip is None:
+            raise RuntimeError("SIP is not running yet")
+        return self.sip
+
     def extension_changed(self, number: str) -> None:
         """An extension was changed through the API: drop cached copies."""
         if self.sip is not None:

@@ -8,6 +8,7 @@ unit test that uses it exercises behaviour the real store has.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from attrs import define, evolve, field
@@ -33,6 +34,7 @@ class MemoryStore:
     audit: list[AuditEvent] = field(factory=list)
     admins: dict[str, AdminRecord] = field(factory=dict)
     settings: dict[str, str] = field(factory=dict)
+    items: dict[tuple[str, str, str], str] = field(factory=dict)
     closed: bool = False
 
     def migrate(self) -> Deferred[int]:
@@ -159,6 +161,32 @@ class MemoryStore:
         self.settings[key] = value
         return succeed(None)
 
+    def put_item(self, kind: str, owner: str, key: str, data: dict[str, Any]) -> Deferred[None]:
+        """See IStore (kept as JSON text, as the SQL backends keep it)."""
+        self.items[(kind, owner, key)] = json.dumps(data, ensure_ascii=False, sort_keys=True)
+        return succeed(None)
+
+    def get_item(self, kind: str, owner: str, key: str) -> Deferred[dict[str, Any] | None]:
+        """See IStore."""
+        text = self.items.get((kind, owner, key))
+        return succeed(None if text is None else dict(json.loads(text)))
+
+    def list_items(self, kind: str, owner: str | None = None,
+                   search: str | None = None) -> Deferred[list[tuple[str, str, dict[str, Any]]]]:
+        """See IStore."""
+        found = []
+        for (k, o, key), text in sorted(self.items.items(), key=lambda kv: (kv[0][1].encode(), kv[0][2].encode())):
+            if k != kind or (owner is not None and o != owner):
+                continue
+            if search and _ascii_lower(search) not in _ascii_lower(text):
+                continue
+            found.append((o, key, dict(json.loads(text))))
+        return succeed(found)
+
+    def delete_item(self, kind: str, owner: str, key: str) -> Deferred[bool]:
+        """See IStore."""
+        return succeed(self.items.pop((kind, owner, key), None) is not None)
+
 
 @define(eq=False)
 class FakeUDPPort:
@@ -209,3 +237,8 @@ class FakeUDPReactor(MemoryReactorClock):
         self.udpPorts[port] = fake
         protocol.makeConnection(fake)
         return fake
+
+
+def _ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only, as SQLite's lower() does."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)

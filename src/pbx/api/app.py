@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import asdict, evolve
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, RequestRedirect
 
 from klein import Klein
 from twisted.internet.defer import Deferred
@@ -22,9 +22,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 import pbx
-from pbx.api.http import APIError, error_body, json_body, read_json
+from pbx.api.http import APIError, add_json_errors, error_body, json_body, read_json
 from pbx.api.openapi import openapi_document
-from pbx.api.tokens import TokenStore
+from pbx.api.tokens import Session, TokenStore
 from pbx.interfaces import IPBX
 from pbx.provisioning import extension_record
 from pbx.records import AuditEvent, ExtensionRecord
@@ -36,6 +36,15 @@ Hasher = Callable[[str], Deferred[str]]
 
 _NUMBER = re.compile(r"[0-9]{2,10}")
 _FORWARDS = ("forward_always", "forward_busy", "forward_no_answer")
+_MOUNT = re.compile(r"[a-z][a-z0-9-]{0,30}")
+#: Path segments the core API uses itself.
+_CORE_SEGMENTS = {"auth", "openapi.json", "status", "extensions", "registrations", "calls", "cdr"}
+
+
+class _FeatureConverter(BaseConverter):
+    """A path segment naming a feature's API: never one the core uses itself."""
+
+    regex = "(?!(?:" + "|".join(re.escape(c) for c in sorted(_CORE_SEGMENTS)) + ")(?:/|$))[a-z][a-z0-9-]{0,30}"
 
 
 class PBXApi:
@@ -49,6 +58,7 @@ class PBXApi:
     """
 
     app = Klein()
+    app.url_map.converters["feature"] = _FeatureConverter
     log = Logger()
 
     def __init__(self, pbx: IPBX, verify: Verifier, hasher: Hasher) -> None:
@@ -58,6 +68,8 @@ class PBXApi:
         # A PBKDF2 encoding no password matches, verified for unknown users so
         # that they cost as much time as known ones; made on first need.
         self._dummy_hash: str | None = None
+        self._mounts: dict[str, Any] = {}
+        self._paths: dict[str, Any] = {}
         sec = pbx.config.security
         self.tokens = TokenStore(pbx.clock, lifetime=pbx.config.api.token_lifetime)
         self.lockout = Lockout(
@@ -74,23 +86,12 @@ class PBXApi:
 
     # -- errors ------------------------------------------------------------
 
-    @app.handle_errors(APIError)
-    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
-        return error_body(request, failure.value)
-
-    @app.handle_errors(NotFound)
-    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+    @app.handle_errors(RequestRedirect)
+    def _slash(self, request: IRequest, failure: Failure) -> bytes:
+        # /api/v1/<name> without its slash: not a resource of its own.
         return error_body(request, APIError(404, "no such resource"))
 
-    @app.handle_errors(MethodNotAllowed)
-    def _bad_method(self, request: IRequest, failure: Failure) -> bytes:
-        allowed = ", ".join(failure.value.valid_methods or [])
-        return error_body(request, APIError(405, "method not allowed", {b"Allow": allowed.encode()}))
-
-    @app.handle_errors(Exception)
-    def _internal(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.failure("API request {method} {path} failed", failure, method=request.method, path=request.path)
-        return error_body(request, APIError(500, "internal error"))
+    add_json_errors(app, "API request")
 
     # -- authentication ----------------------------------------------------
 
@@ -98,7 +99,12 @@ class PBXApi:
         peer = request.getClientAddress()
         return getattr(peer, "host", "") or str(peer)
 
-    def _authenticate(self, request: IRequest) -> str:
+    def authenticate(self, request: IRequest) -> Session:
+        """
+        The session of the bearer token presented (an admin's or a user's).
+
+        :raises APIError: 401 without a live token.
+        """
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -106,7 +112,31 @@ class PBXApi:
         session = self.tokens.check(token.strip())
         if session is None:
             raise APIError(401, "token expired or invalid", {b"WWW-Authenticate": b'Bearer realm="pbx", error="invalid_token"'})
+        return session
+
+    def _authenticate(self, request: IRequest) -> str:
+        """An administrator's session (403 for a user's); returns the username."""
+        session = self.authenticate(request)
+        if session.role != "admin":
+            raise APIError(403, "administrators only")
         return session.username
+
+    # -- feature APIs ------------------------------------------------------
+
+    def mount(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
+        """Serve a feature's resource under ``/api/v1/<name>/`` and document its paths."""
+        if not _MOUNT.fullmatch(name) or name in _CORE_SEGMENTS or name in self._mounts:
+            raise ValueError(f"cannot mount an API at /api/v1/{name}/")
+        self._mounts[name] = resource
+        self._paths.update(paths)
+
+    @app.route("/api/v1/<feature:name>/", branch=True)
+    def _mounted(self, request: IRequest, name: str) -> Any:
+        """A feature's API (routes relative to its mount point)."""
+        resource = self._mounts.get(name)
+        if resource is None:
+            raise APIError(404, "no such resource")
+        return resource
 
     async def _audit(self, kind: str, subject: str, request: IRequest, detail: str = "") -> None:
         await self.pbx.store.add_audit(
@@ -115,7 +145,10 @@ class PBXApi:
 
     @app.route("/api/v1/auth/login", methods=["POST"])
     async def login(self, request: IRequest) -> bytes:
-        """Exchange an administrator's username and password for a bearer token."""
+        """
+        Exchange credentials for a bearer token: an administrator's username
+        and password, or an extension number and its voicemail PIN (a user).
+        """
         body = read_json(request)
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
@@ -127,11 +160,18 @@ class PBXApi:
             if until is not None:
                 wait = max(1, int(until - self.pbx.clock.seconds()))
                 raise APIError(429, "too many failed logins; try later", {b"Retry-After": str(wait).encode()})
+        # An administrator, else a user: an extension number with its
+        # voicemail PIN, who reaches only that extension's own resources.
         admin = await self.pbx.store.get_admin(username)
-        if admin is None and self._dummy_hash is None:
+        encoded, role = (admin.password_hash, "admin") if admin is not None else ("", "user")
+        if admin is None and _NUMBER.fullmatch(username):
+            record = await self.pbx.store.get_extension(username)
+            if record is not None and record.enabled:
+                encoded = record.voicemail_pin_hash
+        if not encoded and self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_urlsafe(24))
-        ok = await self._verify(password, admin.password_hash if admin else self._dummy_hash or "")
-        if not ok or admin is None:
+        ok = await self._verify(password, encoded or self._dummy_hash or "")
+        if not ok or not encoded:
             locked = [self.lockout.record_failure(k) for k in keys]
             await self._audit("api.login.failure", username, request)
             if any(locked):
@@ -139,11 +179,12 @@ class PBXApi:
             raise APIError(401, "wrong username or password")
         for key in keys:
             self.lockout.record_success(key)
-        token, session = self.tokens.issue(username)
+        token, session = self.tokens.issue(username, role, "" if role == "admin" else username)
         await self._audit("api.login", username, request)
         return json_body(
             request, 200,
-            {"token": token, "token_type": "Bearer", "expires_in": int(session.expires_at - self.pbx.clock.seconds())},
+            {"token": token, "token_type": "Bearer", "role": session.role,
+             "expires_in": int(session.expires_at - self.pbx.clock.seconds())},
         )
 
     @app.route("/api/v1/auth/logout", methods=["POST"])
@@ -159,7 +200,7 @@ class PBXApi:
     @app.route("/api/v1/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
         """The OpenAPI document of this API (no login needed)."""
-        return json_body(request, 200, openapi_document(pbx.__version__))
+        return json_body(request, 200, openapi_document(pbx.__version__, self._paths))
 
     @app.route("/api/v1/status", methods=["GET"])
     async def status(self, request: IRequest) -> bytes:

@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
@@ -42,6 +46,38 @@ def error_body(request: IRequest, error: APIError) -> bytes:
     for name, value in error.headers.items():
         request.setHeader(name, value)
     return json_body(request, error.status, {"error": error.message})
+
+
+def add_json_errors(app: Any, what: str) -> None:
+    """
+    Answer every error of the Klein ``app`` as JSON, the way the core API
+    does: :class:`APIError` as itself, unknown paths 404, wrong methods 405
+    with ``Allow``, anything else 500 with the traceback logged (never sent).
+    Call it in the class body after any handlers of more specific errors:
+    Klein tries handlers in the order they were added.
+
+    :param what: names the API in the log line of a 500.
+    """
+    log = Logger(namespace=f"pbx.api.{what.replace(' ', '_')}")
+
+    def api_error(_: Any, request: IRequest, failure: Failure) -> bytes:
+        return error_body(request, failure.value)
+
+    def not_found(_: Any, request: IRequest, failure: Failure) -> bytes:
+        return error_body(request, APIError(404, "no such resource"))
+
+    def bad_method(_: Any, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(failure.value.valid_methods or [])
+        return error_body(request, APIError(405, "method not allowed", {b"Allow": allowed.encode()}))
+
+    def internal(_: Any, request: IRequest, failure: Failure) -> bytes:
+        log.failure("{what} {method} {path} failed", failure, what=what, method=request.method, path=request.path)
+        return error_body(request, APIError(500, "internal error"))
+
+    app.handle_errors(APIError)(api_error)
+    app.handle_errors(NotFound)(not_found)
+    app.handle_errors(MethodNotAllowed)(bad_method)
+    app.handle_errors(Exception)(internal)
 
 
 def read_json(request: IRequest) -> dict[str, Any]:

@@ -16,6 +16,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     "400": _json(_ref("Error"), "Bad request"),
     "401": _json(_ref("Error"), "Not logged in, or the token expired"),
+    "403": _json(_ref("Error"), "Not allowed for this session (users reach only their own extension)"),
 }
 
 _NUMBER = {
@@ -36,6 +37,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "token": {"type": "string"}, "token_type": {"const": "Bearer"},
+            "role": {"enum": ["admin", "user"]},
             "expires_in": {"type": "integer"},
         },
     },
@@ -175,12 +177,12 @@ _PATHS: dict[str, Any] = {
 }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The OpenAPI document for this version of pbx."""
+def openapi_document(version: str, extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI document for this version of pbx, with the paths features mounted."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "pbx REST API", "version": version},
-        "paths": _PATHS,
+        "paths": {**_PATHS, **(extra_paths or {})},
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

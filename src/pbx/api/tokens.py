@@ -16,6 +16,10 @@ class Session:
 
     username: str
     expires_at: float
+    #: "admin" (everything) or "user" (an extension's own resources).
+    role: str = "admin"
+    #: The extension a user session belongs to ("" for admins).
+    extension: str = ""
 
 
 @define(eq=False)
@@ -37,14 +41,14 @@ class TokenStore:
     def _key(token: str) -> str:
         return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
-    def issue(self, username: str) -> tuple[str, Session]:
+    def issue(self, username: str, role: str = "admin", extension: str = "") -> tuple[str, Session]:
         """Make a new token for ``username``."""
         self._sweep()
         if len(self._sessions) >= self.max_sessions:
             oldest = min(self._sessions, key=lambda k: self._sessions[k].expires_at)
             del self._sessions[oldest]
         token = secrets.token_urlsafe(32)
-        session = Session(username, self.clock.seconds() + self.lifetime)
+        session = Session(username, self.clock.seconds() + self.lifetime, role, extension)
         self._sessions[self._key(token)] = session
         return token, session
 

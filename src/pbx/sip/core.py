@@ -93,6 +93,8 @@ class SIPCore:
     handlers: dict[str, Handler] = field(factory=dict)
     #: Gets ACKs of 2xx responses, which belong to no transaction (§17.1.1.3).
     ack_handler: Callable[[Request, Peer], None] | None = None
+    #: Event packages accepted in SUBSCRIBE (the event server fills it).
+    allow_events: list[str] = field(factory=list)
     transports: Transports = field(init=False)
     transactions: TransactionLayer = field(init=False)
     stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
@@ -251,6 +253,9 @@ class SIPCore:
         response = make_response(request, 200, to_tag=_tag())
         response.headers.add("Allow", self.allow)
         response.headers.add("Accept", ACCEPT)
+        if self.allow_events:
+            # RFC 6665 §4.4.4: OPTIONS answers list the event packages.
+            response.headers.add("Allow-Events", ", ".join(self.allow_events))
         if SUPPORTED:
             response.headers.add("Supported", ", ".join(SUPPORTED))
         return response

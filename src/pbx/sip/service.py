@@ -28,6 +28,7 @@ from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
+from pbx.sip.events import EventServer
 from pbx.sip.registrar import Registrar
 from pbx.sip.tls import server_context
 from pbx.sip.transaction import Peer
@@ -83,6 +84,7 @@ class SIPService:
     authn: RequestAuthenticator = field(init=False)
     relay: Relay = field(init=False)
     calls: CallController = field(init=False)
+    events: EventServer = field(init=False)
     listeners: list[str] = field(factory=list)
     _ports: list[IListeningPort] = field(factory=list)
     _addresses: dict[str, LocalAddress] = field(factory=dict)
@@ -120,6 +122,11 @@ class SIPService:
             applications=self.applications,
             media=MediaServices(available_codecs(), PromptLibrary(), load_audio(self.reactor)),
         )
+        self.events = EventServer(
+            self.core, self.reactor, self.authn, sip.domain, self.local_address,
+            self.registrar.contacts, self.calls.peer_for,
+        )
+        self.core.handlers["SUBSCRIBE"] = self.events
 
     async def start(self) -> None:
         """Load bindings, start the sweep, open every listener."""
@@ -191,6 +198,7 @@ class SIPService:
     async def stop(self) -> None:
         """Hang up calls, close listeners and stop timers."""
         self.calls.stop()
+        self.events.stop()
         await self.relay.close_all()
         self.registrar.stop()
         for port in self._ports:

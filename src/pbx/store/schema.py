@@ -12,7 +12,9 @@ accept.  The few places where they differ are named markers filled in from a
 ``{key}``
     a text column that is compared and sorted byte by byte, so that both
     backends order extensions, AORs and contacts the same way whatever the
-    PostgreSQL server's default collation is.
+    PostgreSQL server's default collation is;
+``{find}``
+    the function giving the position of a substring (``instr``/``strpos``).
 
 The same :class:`Dialect` turns the ``{p}`` marker of a query into the
 backend's parameter placeholder (``?`` for :mod:`sqlite3`, ``%s`` for
@@ -43,6 +45,8 @@ class Dialect:
     serial: str
     real: str
     key: str
+    #: position of a substring: instr(haystack, needle) / strpos(haystack, needle)
+    find: str
 
     def sql(self, template: str) -> str:
         """
@@ -53,7 +57,7 @@ class Dialect:
         :returns: SQL text for this database.
         """
         return template.format(
-            p=self.placeholder, serial=self.serial, real=self.real, key=self.key
+            p=self.placeholder, serial=self.serial, real=self.real, key=self.key, find=self.find
         )
 
 
@@ -64,6 +68,7 @@ SQLITE = Dialect(
     real="REAL",
     # SQLite's default BINARY collation already compares UTF-8 bytes.
     key="TEXT",
+    find="instr",
 )
 
 POSTGRES = Dialect(
@@ -72,6 +77,7 @@ POSTGRES = Dialect(
     serial="BIGSERIAL PRIMARY KEY",
     real="DOUBLE PRECISION",
     key='TEXT COLLATE "C"',
+    find="strpos",
 )
 
 
@@ -189,6 +195,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE extensions ADD COLUMN forward_busy TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE extensions ADD COLUMN forward_no_answer TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE extensions ADD COLUMN caller_id TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
+    Migration(
+        3,
+        "feature documents (voicemail messages, attendant menus, ...)",
+        (
+            """
+            CREATE TABLE items (
+                kind {key} NOT NULL,
+                owner {key} NOT NULL,
+                item_key {key} NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (kind, owner, item_key)
+            )
+            """,
         ),
     ),
 )

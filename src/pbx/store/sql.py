@@ -10,6 +10,7 @@ turns it into ``?`` or ``%s``.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
@@ -101,6 +102,12 @@ _ADMINS = _Table("admins", AdminRecord, ("username",))
 _PUT_SETTING = (
     'INSERT INTO settings ("key", "value") VALUES ({p}, {p}) '
     'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value"'
+)
+
+
+_PUT_ITEM = (
+    "INSERT INTO items (kind, owner, item_key, data) VALUES ({p}, {p}, {p}, {p}) "
+    "ON CONFLICT (kind, owner, item_key) DO UPDATE SET data = excluded.data"
 )
 
 
@@ -397,3 +404,51 @@ class SQLStore(ABC):
     def put_setting(self, key: str, value: str) -> Deferred[None]:
         """Store the string ``value`` under ``key``, replacing any old value."""
         return Deferred.fromCoroutine(self._operation(_PUT_SETTING, key, value))
+
+    # Feature documents
+
+    def put_item(self, kind: str, owner: str, key: str, data: dict[str, Any]) -> Deferred[None]:
+        """Insert or replace one feature document."""
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+        return Deferred.fromCoroutine(self._operation(_PUT_ITEM, kind, owner, key, text))
+
+    def get_item(self, kind: str, owner: str, key: str) -> Deferred[dict[str, Any] | None]:
+        """Deferred firing with one feature document, or None."""
+        return Deferred.fromCoroutine(self._get_item(kind, owner, key))
+
+    async def _get_item(self, kind: str, owner: str, key: str) -> dict[str, Any] | None:
+        rows = await self._query(
+            "SELECT data FROM items WHERE kind = {p} AND owner = {p} AND item_key = {p}", kind, owner, key
+        )
+        return dict(json.loads(rows[0][0])) if rows else None
+
+    def list_items(self, kind: str, owner: str | None = None,
+                   search: str | None = None) -> Deferred[list[tuple[str, str, dict[str, Any]]]]:
+        """Deferred firing with ``(owner, key, data)`` of ``kind``, ordered by owner and key."""
+        return Deferred.fromCoroutine(self._list_items(kind, owner, search))
+
+    async def _list_items(self, kind: str, owner: str | None,
+                          search: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+        where, params = ["kind = {p}"], [kind]
+        if owner is not None:
+            where.append("owner = {p}")
+            params.append(owner)
+        if search:
+            # Case-insensitive for ASCII on both backends (SQLite's lower()).
+            where.append("{find}(lower(data), lower({p})) > 0")
+            params.append(search)
+        rows = await self._query(
+            "SELECT owner, item_key, data FROM items WHERE " + " AND ".join(where) + " ORDER BY owner, item_key",
+            *params,
+        )
+        return [(str(o), str(k), dict(json.loads(d))) for o, k, d in rows]
+
+    def delete_item(self, kind: str, owner: str, key: str) -> Deferred[bool]:
+        """Delete one feature document; Deferred firing True if it existed."""
+        return Deferred.fromCoroutine(self._delete_item(kind, owner, key))
+
+    async def _delete_item(self, kind: str, owner: str, key: str) -> bool:
+        count = await self._count(
+            "DELETE FROM items WHERE kind = {p} AND owner = {p} AND item_key = {p}", kind, owner, key
+        )
+        return count > 0
