@@ -82,6 +82,10 @@ RELAY_CLOSED = re.compile(r"\(UDP Port (\d+) Closed\)")
 class SIPpCallCase(SynchronousTestCase):
     """The daemon with extensions 1001-1003, and the means to run SIPp against it."""
 
+    def config(self, **kwargs: Any) -> str:
+        """The daemon's configuration (a subclass adds features and routes)."""
+        return call_config(**kwargs)
+
     def setUp(self) -> None:
         self.sipp = require_binary("sipp", "sip-tester")
         self.workdir = Path(self.mktemp()).absolute()
@@ -100,7 +104,7 @@ class SIPpCallCase(SynchronousTestCase):
         admin = admin_password()
         self.daemon = Daemon(
             str(self.workdir / "pbx"),
-            call_config(
+            self.config(
                 api_port=self.api_port,
                 sip_port=self.sip_port,
                 admin_password=admin,

@@ -562,6 +562,51 @@ class GoertzelDetectorTests(SynchronousTestCase):
         for key in KEYPAD:
             self.assertEqual(digits(detect(dialled(key, rate=16000), rate=16000)), key)
 
+    def test_quiet_blocks_are_not_projected(self) -> None:
+        """
+        Blocks too quiet for any window to reach the level threshold skip
+        the projections; a press at the threshold's edge is still found.
+        """
+        detector = GoertzelDetector()
+        classified: list[int] = []
+        original = GoertzelDetector._classify
+
+        def counting(self: GoertzelDetector, windows: np.ndarray) -> list[int]:
+            classified.append(len(windows))
+            return original(self, windows)
+
+        self.patch(GoertzelDetector, "_classify", counting)
+        rng = np.random.default_rng(3)
+        for _ in range(50):
+            detector.feed(pcm(rng.normal(0, 30, 160)))
+        self.assertEqual(classified, [])
+        # -30 dBm0 is the quietest press reported; 1 dB above it is found.
+        quiet = 32768.0 * 10 ** ((-29.0 - 3.14) / 20)
+        found = []
+        for key in "59":
+            press_ = np.concatenate([tone(key, 80, amplitude=quiet), silence(80)])
+            for start in range(0, press_.size, 160):
+                found += detector.feed(pcm(press_[start : start + 160]))
+        self.assertEqual(digits(found + detector.flush()), "59")
+        self.assertGreater(len(classified), 0)
+
+    def test_gate_changes_nothing(self) -> None:
+        """With or without the quiet gate, the same presses come out of noisy dialling."""
+        rng = np.random.default_rng(5)
+        audio = dialled("147*2580#369") + rng.normal(0, 200, dialled("147*2580#369").size)
+        gated = GoertzelDetector()
+        ungated = GoertzelDetector()
+        ungated._quiet = -1.0
+        results = []
+        for detector in (gated, ungated):
+            found = []
+            samples = pcm(audio)
+            for start in range(0, samples.size, 160):
+                found += detector.feed(samples[start : start + 160])
+            results.append([(e.digit, e.duration_ms) for e in found + detector.flush()])
+        self.assertEqual(results[0], results[1])
+        self.assertEqual("".join(d for d, _ in results[0]), "147*2580#369")
+
     def test_sequence(self) -> None:
         """Concatenated tones for "123#" give "123#", from the inband source."""
         found = detect(dialled("123#"))

@@ -6,7 +6,8 @@ pbx is the UAS: it picks a codec from the caller's offer (RFC 3264 §6.1,
 in the caller's order), answers with its own RTP endpoint, retransmits the
 200 until the ACK (RFC 3261 §13.3.1.4), runs the application coroutine on a
 :class:`~pbx.media.channel.Channel`, and sends BYE when the application
-hangs up.
+hangs up.  An INVITE without SDP is answered by the subclass in
+:mod:`pbx.calls.delayed_offer`: the offer is ours, the answer in the ACK.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, field
+from attrs import Factory, define, field
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from pbx.calls.media import MediaError
+from pbx.calls.named_timers import NamedTimers
 from pbx.interfaces import ICodec, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 from pbx.media.codecs_table import CodecSpec
@@ -61,6 +62,15 @@ def choose_codec(offer: SessionDescription, codecs: dict[str, ICodec]) -> tuple[
     return chosen[0], chosen[1], event_pt
 
 
+def answer_dtmf_info(transaction: ServerTransaction, channel: Channel | None) -> None:
+    """An INFO carrying a DTMF digit (application/dtmf-relay): to ``channel``, 200; anything else 415."""
+    request = transaction.request
+    event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+    if event is not None and channel is not None:
+        channel.info_digit(event)
+    transaction.respond(make_response(request, 200 if event is not None else 415))
+
+
 @define(eq=False)
 class ApplicationCall:
     """The state of one call handled by an application."""
@@ -73,6 +83,7 @@ class ApplicationCall:
     args: Any
     address: LocalAddress
     started: float
+    caller_name: str = ""
     a_tag: str = field(factory=lambda: secrets.token_hex(6))
     state: str = "routing"
     channel: Channel | None = None
@@ -86,9 +97,8 @@ class ApplicationCall:
     codecs: str = ""
     on_end: Any = None
     _ok: Response | None = None
-    _ok_interval: float = timers.T1
     _pending_hangup: str | None = None
-    _timers: dict[str, IDelayedCall] = field(factory=dict)
+    _timers: NamedTimers = field(init=False, default=Factory(lambda self: NamedTimers(self.controller.clock), takes_self=True))
     _session_id: int = field(factory=lambda: secrets.randbelow(2**31))
     _version: int = 0
     log = Logger()
@@ -113,7 +123,8 @@ class ApplicationCall:
             self._refuse(488, str(e)[:80])
             return
         controller = self.controller
-        channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up)
+        channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up,
+                          caller=self.caller, caller_name=self.caller_name, callee=self.callee)
         if event_pt is None:
             # No telephone-event negotiated: INFO and in-band digits need not
             # wait for an RFC 4733 report that cannot come.
@@ -144,18 +155,27 @@ class ApplicationCall:
             self._refuse(488, str(e)[:80])
             return
         self.codecs = spec.encoding
+        self._answer_caller(answer)
+        self._start_application()
+
+    def _answer_caller(self, body: bytes) -> None:
+        """Send our 200 with ``body`` (SDP) and resend it until the ACK (RFC 3261 §13.3.1.4)."""
+        request = self.invite.request
         self._ok = make_response(request, 200, to_tag=self.a_tag)
         self._ok.headers.add("Contact", self.address.contact())
         self._ok.headers.add("Content-Type", "application/sdp")
-        self._ok.body = answer
+        self._ok.body = body
         self.invite.respond(self._ok)
         self.state = "answered"
         self.answered_at = self.clock.seconds()
         self.a_dialog = Dialog.as_uas(request, self.invite.peer, self.address, self.a_tag)
-        controller.dialog_started(self, "a", self.a_dialog)  # type: ignore[arg-type]
+        self.controller.dialog_started(self, "a", self.a_dialog)
         if not self.invite.peer.reliable:
-            self._timer("ok", self._ok_interval, self._retransmit_ok)
+            self._timers.repeat("ok", self._retransmit_ok, timers.T1, timers.T2)
         self._timer("ack", timers.TIMER_H, self._no_ack)
+
+    def _start_application(self) -> None:
+        """Run the application on the channel."""
         d = Deferred.fromCoroutine(self._run())
         d.addErrback(lambda f: self.log.failure("application {name} failed", f, name=self.application.name))
 
@@ -201,22 +221,14 @@ class ApplicationCall:
         self.hang_up("pbx", cause)
 
     def _timer(self, name: str, delay: float, f: Any) -> None:
-        old = self._timers.pop(name, None)
-        if old is not None and old.active():
-            old.cancel()
-
-        def fire() -> None:
-            self._timers.pop(name, None)
-            f()
-
-        self._timers[name] = self.clock.callLater(delay, fire)
+        self._timers.start(name, delay, f)
 
     def _retransmit_ok(self) -> None:
+        """RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes."""
         if self.state != "answered" or self._ok is None:
+            self._timers.stop("ok")
             return
         self.controller.send(self._ok, self.invite.peer)
-        self._ok_interval = min(2 * self._ok_interval, timers.T2)
-        self._timer("ok", self._ok_interval, self._retransmit_ok)
 
     def _no_ack(self) -> None:
         if self.state == "answered":
@@ -236,10 +248,8 @@ class ApplicationCall:
     def acked(self, request: Request) -> None:
         """The caller's ACK for our 200."""
         if self.state == "answered":
-            for name in ("ok", "ack"):
-                call = self._timers.pop(name, None)
-                if call is not None and call.active():
-                    call.cancel()
+            self._timers.stop("ok")
+            self._timers.stop("ack")
             self.state = "confirmed"
             if self._pending_hangup is not None:
                 self.hang_up("pbx", self._pending_hangup)
@@ -291,11 +301,7 @@ class ApplicationCall:
 
     def info(self, transaction: ServerTransaction) -> None:
         """SIP INFO: a DTMF digit (application/dtmf-relay) for the application."""
-        request = transaction.request
-        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
-        if event is not None and self.channel is not None:
-            self.channel.info_digit(event)
-        transaction.respond(make_response(request, 200 if event is not None else 415))
+        answer_dtmf_info(transaction, self.channel)
 
     def inactive_for(self, now: float) -> float:
         """Seconds since media last arrived (for the dead-call watchdog)."""
@@ -315,10 +321,7 @@ class ApplicationCall:
             return
         self.state = "ended"
         self.ended_at = self.clock.seconds()
-        for call in self._timers.values():
-            if call.active():
-                call.cancel()
-        self._timers.clear()
+        self._timers.stop_all()
         if self.channel is not None:
             self.channel.closed(self.hangup_cause)
         if self.on_end is not None:

@@ -4,6 +4,8 @@ and the callee's leg (``b``, where pbx is the UAC), each its own dialog.
 
 The callee may have several registered phones: each gets its own INVITE
 (parallel forking); the first 2xx wins and the others are cancelled.
+A caller's INVITE without SDP makes a subclass of :class:`Call` (see
+:mod:`pbx.calls.delayed_offer`): the callee offers, the caller answers.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, field
+from attrs import Factory, define, field
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from pbx.calls.media import CallMedia, MediaError
+from pbx.calls.named_timers import NamedTimers
 from pbx.records import Binding, CallRecord
 from pbx.sip import timers
 from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, cancel_for, new_invite
@@ -35,6 +37,8 @@ def _ignore(response: Response) -> None:
 
 #: RFC 3261 §16.7 step 6: which final response to pass on when every fork failed.
 _PREFERENCE = {486: 0, 600: 0, 603: 1, 480: 2, 408: 3, 487: 4}
+#: Final responses that mean the callee is busy (or declined): forward_busy applies.
+BUSY = (486, 600, 603)
 
 
 @define(eq=False)
@@ -54,6 +58,33 @@ class Fork:
     #: the first); ``cancel_pending`` holds it until a provisional response.
     cancelled: bool = False
     cancel_pending: bool = False
+
+
+def cancel_fork(controller: CallController, fork: Fork) -> None:
+    """Stop one pending fork: CANCEL it, or mark it to be cancelled at its first provisional response."""
+    if fork.status >= 200 or fork.transaction is None or fork.cancelled:
+        return
+    fork.cancelled = True
+    # §9.1: CANCEL only after a provisional response; before it, wait for
+    # one (Timer B ends the fork if none comes).
+    if fork.status >= 100 or fork.transaction.state == "proceeding":
+        send_cancel(controller, fork)
+    else:
+        fork.cancel_pending = True
+    fork.status = fork.status or 487
+
+
+def send_cancel(controller: CallController, fork: Fork) -> None:
+    """§9.1: send the CANCEL of a fork's INVITE."""
+    controller.send_request(cancel_for(fork.invite), fork.peer, _ignore)
+    if fork.transaction is not None:
+        fork.transaction.cancel_sent()
+
+
+def best_failure(forks: list[Fork]) -> int:
+    """§16.7 step 6: the most telling final status of forks that all failed."""
+    best = min(forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
+    return best.status
 
 
 @define(eq=False)
@@ -80,9 +111,8 @@ class Call:
     hangup_side: str = ""
     hangup_cause: str = ""
     disposition: str = ""
-    _timers: dict[str, IDelayedCall] = field(factory=dict)
+    _timers: NamedTimers = field(init=False, default=Factory(lambda self: NamedTimers(self.controller.clock), takes_self=True))
     _ok_to_a: Response | None = None
-    _ok_interval: float = timers.T1
     _early_sent: bool = False
     _pending_reinvite: dict[str, Any] = field(factory=dict)
     #: (Call-ID, CSeq) of the re-INVITE whose 2xx awaits its ACK.
@@ -104,18 +134,10 @@ class Call:
         return self.controller.clock
 
     def _timer(self, name: str, delay: float, f: Callable[[], None]) -> None:
-        self._cancel(name)
-
-        def fire() -> None:
-            self._timers.pop(name, None)
-            f()
-
-        self._timers[name] = self.clock.callLater(delay, fire)
+        self._timers.start(name, delay, f)
 
     def _cancel(self, name: str) -> None:
-        call = self._timers.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
+        self._timers.stop(name)
 
     def _respond_a(self, status: int, reason: str | None = None, body: bytes = b"",
                    extra: list[tuple[str, str]] | None = None) -> Response:
@@ -188,8 +210,11 @@ class Call:
                 fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
             self._prack(fork, response)
             body = b""
-            if response.body and not self._early_sent and self.media.answers.get("b") is None:
-                # 183 with SDP: early media (RFC 3960) from this fork.
+            if (response.body and not self._early_sent and "a" in self.media.offers
+                    and self.media.answers.get("b") is None):
+                # 183 with SDP: early media (RFC 3960) from this fork.  To an
+                # INVITE without an offer such SDP is no answer (RFC 6337
+                # §3.1): the caller gets the offer in our 2xx.
                 body = self.media.answer_from("b", response.body)
                 self._early_sent = True
             self.state = "ringing"
@@ -203,8 +228,9 @@ class Call:
                 fork.dialog.update_target(response)
             ack = ack_for_2xx(fork.dialog, fork.invite.cseq.number)
             self.controller.send(ack, fork.peer)
-            if self.b is not None and self.b is not fork:
-                # A second phone answered in the race: hang it up.
+            if (self.b is not None and self.b is not fork) or (self.b is None and self.state == "ended"):
+                # A second phone answered in the race, or one answered after
+                # the call failed, was cancelled or diverted: hang it up.
                 self.controller.send_in_dialog(fork.dialog, "BYE", lambda r: None)
                 return
             if self.b is fork:
@@ -245,6 +271,10 @@ class Call:
                 self.controller.send_in_dialog(fork.dialog, "BYE", _ignore)
             self.fail(488, "Not Acceptable Here")
             return
+        self._answer_caller(fork, body)
+
+    def _answer_caller(self, fork: Fork, body: bytes) -> None:
+        """Send the caller our 2xx (``body``: its SDP) and resend it until the ACK."""
         self.state = "answered"
         self.answered_at = self.clock.seconds()
         extra = self._session_timer_headers()
@@ -254,8 +284,7 @@ class Call:
         assert fork.dialog is not None
         self.controller.dialog_started(self, "b", fork.dialog)
         if not self.invite.peer.reliable:
-            self._ok_interval = timers.T1
-            self._timer("ok", self._ok_interval, self._retransmit_ok)
+            self._timers.repeat("ok", self._retransmit_ok, timers.T1, timers.T2)
         self._timer("ack", timers.TIMER_H, self._no_ack)
 
     def _session_timer_headers(self) -> list[tuple[str, str]]:
@@ -271,10 +300,9 @@ class Call:
     def _retransmit_ok(self) -> None:
         """RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes."""
         if self.state != "answered" or self._ok_to_a is None:
+            self._cancel("ok")
             return
         self.controller.send(self._ok_to_a, self.invite.peer)
-        self._ok_interval = min(2 * self._ok_interval, timers.T2)
-        self._timer("ok", self._ok_interval, self._retransmit_ok)
 
     def _no_ack(self) -> None:
         """§13.3.1.4: no ACK in 64*T1: the caller's dialog is gone; end the call."""
@@ -305,29 +333,17 @@ class Call:
             self.controller.no_answer(self)
 
     def _cancel_fork(self, fork: Fork) -> None:
-        if fork.status >= 200 or fork.transaction is None or fork.cancelled:
-            return
-        fork.cancelled = True
-        # §9.1: CANCEL only after a provisional response; before it, wait for
-        # one (Timer B ends the fork if none comes).
-        if fork.status >= 100 or fork.transaction.state == "proceeding":
-            self._send_cancel(fork)
-        else:
-            fork.cancel_pending = True
-        fork.status = fork.status or 487
+        cancel_fork(self.controller, fork)
 
     def _send_cancel(self, fork: Fork) -> None:
-        self.controller.send_request(cancel_for(fork.invite), fork.peer, _ignore)
-        if fork.transaction is not None:
-            fork.transaction.cancel_sent()
+        send_cancel(self.controller, fork)
 
     def _check_all_failed(self, response: Response | None = None) -> None:
         if self.state not in ("routing", "ringing"):
             return
         if any(f.status < 300 for f in self.forks):
             return
-        best = min(self.forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
-        self.controller.forks_failed(self, best.status)
+        self.controller.forks_failed(self, best_failure(self.forks))
 
     # -- endings -------------------------------------------------------------
 
@@ -342,6 +358,23 @@ class Call:
                             487: "CANCELLED"}.get(status, "FAILED")
         self.hangup_side = "b" if status in (486, 600, 603) else "pbx"
         self.hangup_cause = f"{status} {reason or ''}".strip()
+        self._end()
+
+    def diverted(self, reason: str) -> None:
+        """
+        Nobody will answer and the caller goes to an application instead:
+        stop ringing and end this call without answering the caller (the
+        controller hands the same INVITE transaction to the application).
+
+        :param reason: ``"busy"``, ``"no_answer"``, ``"dnd"`` or ``"unavailable"``.
+        """
+        if self.state not in ("routing", "ringing"):
+            return
+        for fork in self.forks:
+            self._cancel_fork(fork)
+        self.disposition = "BUSY" if reason in ("busy", "dnd") else "NO ANSWER"
+        self.hangup_side = "b" if reason == "busy" else "pbx"
+        self.hangup_cause = f"diverted: {reason}"
         self._end()
 
     def cancelled(self) -> None:
@@ -376,8 +409,7 @@ class Call:
             return
         self.state = "ended"
         self.ended_at = self.clock.seconds()
-        for name in list(self._timers):
-            self._cancel(name)
+        self._timers.stop_all()
         if self.on_end is not None:
             self.on_end(self)
 
@@ -451,17 +483,11 @@ class Call:
                 # Fix: §13.3.1.4 holds for a re-INVITE too: resend its 2xx
                 # until the ACK (a lost 200 left the phone waiting forever).
                 self._reoffer_ok = (request.call_id, request.cseq.number)
-                self._resend_reoffer_ok(ok, transaction.peer, timers.T1)
+                asker = transaction.peer
+                self._timers.repeat("reoffer-ok", lambda: self.controller.send(ok, asker), timers.T1, timers.T2)
                 self._timer("reoffer-ack", timers.TIMER_H, self._reoffer_acked)
 
         self.controller.send_request(outgoing, peer, answered)
-
-    def _resend_reoffer_ok(self, ok: Response, peer: Peer, interval: float) -> None:
-        def resend() -> None:
-            self.controller.send(ok, peer)
-            self._resend_reoffer_ok(ok, peer, min(2 * interval, timers.T2))
-
-        self._timer("reoffer-ok", interval, resend)
 
     def _reoffer_acked(self) -> None:
         """The re-INVITE's 2xx was ACKed (or 64*T1 passed): stop resending it."""

@@ -3,6 +3,9 @@ The call controller: the transaction user for INVITE, ACK, BYE, CANCEL,
 UPDATE, INFO and PRACK.  It authenticates callers, asks the dialplan where
 a call goes, starts :class:`~pbx.calls.call.Call` objects, finds the call of
 every in-dialog request, ends dead calls, and writes call detail records.
+
+Calls nobody will answer are offered to the diverters (voicemail) before
+they fail; applications place calls of their own with :meth:`CallController.dial`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbx.calls.app_call import ApplicationCall
-from pbx.calls.call import Call
+from pbx.calls.call import BUSY, Call
+from pbx.calls.delayed_offer import DelayedOfferApplicationCall, DelayedOfferCall
+from pbx.calls.dial import Dial
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
+from pbx.calls.divert import Diverter, ask_diverters
+from pbx.calls.live import LiveCall
 from pbx.calls.media import CallMedia, MediaError
+from pbx.calls.outbound import OutboundCall
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.records import Binding, ExtensionRecord
@@ -68,8 +76,10 @@ class CallController:
     applications: dict[str, Any] = field(factory=dict)
     #: What terminated calls need: codecs, prompts, a WAV loader, the reactor.
     media: MediaServices | None = None
-    calls: dict[str, Call] = field(factory=dict)
-    _dialogs: dict[tuple[str, str], tuple[Call, Dialog]] = field(factory=dict)
+    calls: dict[str, LiveCall] = field(factory=dict)
+    #: Asked, in order, where a call nobody will answer goes (see IPBX.add_diverter).
+    diverters: list[Diverter] = field(factory=list)
+    _dialogs: dict[tuple[str, str], tuple[LiveCall, Dialog]] = field(factory=dict)
     _keys: dict[int, list[tuple[str, str]]] = field(factory=dict)  # dialog keys per call
     _checker: LoopingCall | None = None
     log = Logger()
@@ -110,7 +120,7 @@ class CallController:
         for call in list(self.calls.values()):
             if call.state in ("answered", "confirmed"):
                 call.hang_up("pbx", "shutdown")
-            else:
+            elif isinstance(call, Call | OutboundCall):
                 call.fail(503, "Service Unavailable")
 
     # -- plumbing used by Call ---------------------------------------------
@@ -142,7 +152,7 @@ class CallController:
 
         return parse_uri(binding.contact)
 
-    def dialog_started(self, call: Call, leg: str, dialog: Dialog) -> None:
+    def dialog_started(self, call: LiveCall, leg: str, dialog: Dialog) -> None:
         """Route future in-dialog requests of ``dialog`` to ``call``."""
         key = (dialog.call_id, dialog.local_tag)
         self._dialogs[key] = (call, dialog)
@@ -174,7 +184,7 @@ class CallController:
         """§9.2: a CANCEL matches a pending INVITE server transaction or gets 481."""
         invite = self.core.transactions.find_invite(transaction.request)
         call = self.calls.get(transaction.request.call_id)
-        if invite is None or call is None or call.invite is not invite:
+        if invite is None or not isinstance(call, Call | ApplicationCall) or call.invite is not invite:
             transaction.respond(make_response(transaction.request, 481))
             return
         # Fix: §9.2: the 200 to CANCEL SHOULD carry the To tag of the
@@ -182,7 +192,7 @@ class CallController:
         transaction.respond(make_response(transaction.request, 200, to_tag=call.a_tag))
         call.cancelled()
 
-    def _dialog_of(self, request: Request) -> tuple[Call, Dialog] | None:
+    def _dialog_of(self, request: Request) -> tuple[LiveCall, Dialog] | None:
         """The call and dialog of an in-dialog request, or None."""
         entry = self._dialogs.get((request.call_id, request.to.tag or ""))
         # Fix: §12.2.2: the dialog ID includes the remote tag; a request
@@ -210,10 +220,10 @@ class CallController:
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
-            if isinstance(call, ApplicationCall):
-                call.info(transaction)
-            else:
+            if isinstance(call, Call):
                 self._relay_info(call, leg, transaction)
+            elif isinstance(call, ApplicationCall | OutboundCall):
+                call.info(transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
@@ -261,7 +271,7 @@ class CallController:
             transaction.respond(make_response(request, action.status, action.reason or None, to_tag=_tag()))
             return
         if isinstance(action, ToApplication):
-            self._run_application(transaction, caller, number, action)
+            self._run_application(transaction, caller, number, action, display)
             return
         await self._ring_extension(transaction, caller, display, action.number, expires)
 
@@ -309,25 +319,33 @@ class CallController:
         seen: set[str] = set()
         target, record, refuse = await self.resolve_target(target, seen)
         if refuse:
+            if refuse == 486 and self._divert_new(transaction, caller, display, target, "dnd"):
+                return
             reason = {482: "Forwarding Loop", 486: "Do Not Disturb"}.get(refuse)
             transaction.respond(make_response(request, refuse, reason, to_tag=_tag()))
             return
         assert record is not None
         bindings = self.registrar.contacts(target)
-        if not bindings and record.forward_no_answer:
-            target, record, refuse = await self.resolve_target(record.forward_no_answer, seen)
-            bindings = self.registrar.contacts(target) if not refuse else []
+        why = "unavailable"
+        if not bindings and record.forward_no_answer and record.forward_no_answer not in seen:
+            number, forward, refuse = await self.resolve_target(record.forward_no_answer, seen)
+            if forward is not None:
+                # A forward target that fails too: diverted as itself.
+                target, record = number, forward
+                bindings = self.registrar.contacts(target) if not refuse else []
+                why = "dnd" if refuse == 486 else "unavailable"
         if not bindings:
-            transaction.respond(make_response(request, 480, "Not Registered", to_tag=_tag()))
+            if not self._divert_new(transaction, caller, display, target, why):
+                transaction.respond(make_response(request, 480, "Not Registered", to_tag=_tag()))
             return
-        assert record is not None
         try:
             session = self.relay.open_session()
         except Exception as e:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=_tag()))
             return
-        call = Call(
+        # RFC 3261 §13.2.1: an INVITE without a body leaves the offer to the callee's 2xx.
+        call = (Call if request.body else DelayedOfferCall)(
             controller=self, invite=transaction, caller=caller, callee=target, caller_display=display,
             media=CallMedia(session, self.media_address,
                             available=self.media.codecs if self.media is not None else {}),
@@ -338,7 +356,7 @@ class CallController:
         # refreshes, so it runs no session timer for such a caller (and says
         # none in its 2xx) instead of cutting a live call at expiry.
         call.session_expires = expires if _caller_refreshes(request) else 0
-        call.on_end = self._ended
+        call.on_end = self.call_ended
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
         self.calls[call.call_id] = call
@@ -349,7 +367,7 @@ class CallController:
             call.fail(488, str(e)[:80])
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
-                         action: ToApplication) -> None:
+                         action: ToApplication, display: str = "", a_tag: str | None = None) -> None:
         """Answer the call ourselves and hand it to a dialplan application."""
         request = transaction.request
         application = self.applications.get(action.name)
@@ -357,43 +375,58 @@ class CallController:
             self.log.warn("dialplan application {name!r} is not running", name=action.name)
             transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=_tag()))
             return
-        call = ApplicationCall(
+        call = (ApplicationCall if request.body else DelayedOfferApplicationCall)(
             controller=self, invite=transaction, caller=caller, callee=number,
-            application=application, args=action.args,
+            application=application, args=action.args, caller_name=_unquote(display),
             address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
         )
-        call.on_end = self._ended
-        self.calls[call.call_id] = call  # type: ignore[assignment]
+        if a_tag is not None:
+            call.a_tag = a_tag
+        call.on_end = self.call_ended
+        self.calls[call.call_id] = call
         self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
                       name=action.name)
         call.start(self.media.codecs, self.media.prompts, self.media.load)
 
     def forks_failed(self, call: Call, status: int) -> None:
-        """Every phone of the callee refused: forward on busy, or fail."""
-        if status in (486, 600, 603) and call.forwards.get("busy"):
-            self._forward(call, call.forwards.pop("busy"), status)
-        else:
+        """Every phone of the callee refused: forward on busy, divert, or fail."""
+        reason = "busy" if status in BUSY else "unavailable"
+        if status in BUSY and call.forwards.get("busy"):
+            self._forward(call, call.forwards.pop("busy"), status, reason)
+        elif not self._divert_call(call, call.callee, reason):
             call.fail(status)
 
     def no_answer(self, call: Call) -> None:
-        """The ring timeout passed: forward on no answer, or fail."""
+        """The ring timeout passed: forward on no answer, divert, or fail."""
         if call.forwards.get("no_answer"):
-            self._forward(call, call.forwards.pop("no_answer"), 480)
-        else:
+            self._forward(call, call.forwards.pop("no_answer"), 480, "no_answer")
+        elif not self._divert_call(call, call.callee, "no_answer"):
             call.fail(480, "No Answer")
 
-    def _forward(self, call: Call, target: str, status: int) -> None:
+    def _forward(self, call: Call, target: str, status: int, reason: str) -> None:
         def failed(failure: Failure) -> None:
             self.log.failure("forwarding failed", failure)
             call.fail(500)
 
-        Deferred.fromCoroutine(self._forward_to(call, target, status)).addErrback(failed)
+        Deferred.fromCoroutine(self._forward_to(call, target, status, reason)).addErrback(failed)
 
-    async def _forward_to(self, call: Call, target: str, status: int) -> None:
-        number, record, refuse = await self.resolve_target(target, call.seen)
+    async def _forward_to(self, call: Call, target: str, status: int, reason: str) -> None:
+        if target in call.seen or len(call.seen) > MAX_FORWARDS_FOLLOWED:
+            # A busy/no-answer forward back to an extension already rung.
+            number, record, refuse = target, None, 482
+        else:
+            number, record, refuse = await self.resolve_target(target, call.seen)
+        if call.state not in ("routing", "ringing"):
+            return  # the caller cancelled meanwhile
         bindings = self.registrar.contacts(number) if not refuse else []
         if not bindings or record is None:
-            call.fail(status)
+            # The forward target fails too: diverted as itself when it exists.
+            if record is None:
+                number = call.callee
+            else:
+                reason = "dnd" if refuse == 486 else "unavailable"
+            if not self._divert_call(call, number, reason):
+                call.fail(status)
             return
         self.log.info("call {caller} -> {callee} forwarded to {target}",
                       caller=call.caller, callee=call.callee, target=number)
@@ -403,9 +436,63 @@ class CallController:
         offer = call.invite.request.body
         call.ring(bindings, offer)
 
+    # -- diversion and dialling --------------------------------------------
+
+    def divert(self, callee: str, reason: str) -> ToApplication | None:
+        """Where a call to ``callee`` that fails for ``reason`` goes instead, by the diverters; or None."""
+        return ask_diverters(self.diverters, callee, reason)
+
+    def _divertible(self, callee: str, reason: str) -> ToApplication | None:
+        action = self.divert(callee, reason)
+        if action is not None and (action.name not in self.applications or self.media is None):
+            self.log.warn("diverter named application {name!r}, which is not running", name=action.name)
+            return None
+        return action
+
+    def _divert_new(self, transaction: ServerTransaction, caller: str, display: str, callee: str,
+                    reason: str) -> bool:
+        """Before anything rang: hand the caller to the application a diverter names, if any."""
+        action = self._divertible(callee, reason)
+        if action is None:
+            return False
+        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=caller, callee=callee, reason=reason)
+        self._run_application(transaction, caller, callee, action, display)
+        return True
+
+    def _divert_call(self, call: Call, callee: str, reason: str) -> bool:
+        """
+        A ringing call nobody will answer: end it (forks cancelled, relay
+        closed, its CDR written) and answer the same INVITE transaction with
+        the application a diverter names, under the same To tag, so the 18x
+        the caller saw and the 2xx belong to one dialog (RFC 3261 §12.1).
+        """
+        action = self._divertible(callee, reason)
+        if action is None:
+            return False
+        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
+                      reason=reason)
+        call.diverted(reason)
+        self._run_application(call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag)
+        return True
+
+    def dial(self, channel: Any, number: str, *, caller: str | None = None, caller_name: str | None = None,
+             timeout: float | None = None) -> Deferred[str]:
+        """
+        Connect the caller on ``channel`` to extension ``number`` (see
+        :meth:`pbx.interfaces.IPBX.dial`); fails with
+        :class:`~pbx.media.channel.HungUp` if the caller hangs up first.
+        """
+        attempt = Dial(
+            self, channel, caller=channel.caller if caller is None else caller,
+            caller_name=channel.caller_name if caller_name is None else caller_name,
+            timeout=self.config.calls.ring_timeout if timeout is None else timeout,
+        )
+        return Deferred.fromCoroutine(attempt.run(number))
+
     # -- endings -------------------------------------------------------------
 
-    def _ended(self, call: Call) -> None:
+    def call_ended(self, call: LiveCall) -> None:
+        """A call is over: forget it and its dialogs, close its media, write its records."""
         self.calls.pop(call.call_id, None)
         for key in self._keys.pop(id(call), []):
             self._dialogs.pop(key, None)
@@ -459,6 +546,14 @@ def display_name(name: str) -> str:
         return ""
     escaped = name.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}" '
+
+
+def _unquote(display: str) -> str:
+    """The name inside a display_name() result."""
+    text = display.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return text
 
 
 def _tag() -> str:

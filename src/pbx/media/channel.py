@@ -19,6 +19,7 @@ returns a Deferred, so an application reads top to bottom::
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -62,6 +63,15 @@ class Recording:
     digit: str = ""
 
 
+def frame_level(pcm: np.ndarray) -> float:
+    """The RMS level of one frame of int16 samples (0 for an empty one)."""
+    if not len(pcm):
+        return 0.0
+    x = pcm.astype(np.float64)
+    # A dot product: a third of the time of mean(x ** 2), on every frame recorded.
+    return math.sqrt(float(x @ x) / len(x))
+
+
 def tone_samples(kind: str, seconds: float, rate: int) -> np.ndarray:
     """``seconds`` of a call-progress tone at ``rate`` as int16."""
     freqs, on, off = TONES[kind]
@@ -86,6 +96,10 @@ class Channel:
     :ivar codec: the negotiated codec.
     :ivar prompts: where prompt ids are found.
     :ivar on_hangup: asks the signalling side to end the call (BYE).
+    :ivar caller: who called: the authenticated extension, or the From
+        user of a public caller.
+    :ivar caller_name: the caller's display name, or "".
+    :ivar callee: the number dialled.
     """
 
     clock: Any
@@ -95,6 +109,9 @@ class Channel:
     endpoint: Any = None
     on_hangup: Callable[[str], None] | None = None
     telephone_event_rate: int = 8000
+    caller: str = ""
+    caller_name: str = ""
+    callee: str = ""
     _encoder: Any = field(init=False)
     _decoder: Any = field(init=False)
     _detector: GoertzelDetector = field(init=False)
@@ -107,6 +124,8 @@ class Channel:
     _digit_waiters: list[Callable[[], None]] = field(factory=list)
     _echo: bool = False
     _bridge: Channel | None = None
+    #: Converts the bridged channel's audio to our rate when the codecs' rates differ.
+    _from_bridge: Any = None
     _last_in: np.ndarray | None = None
     _recorder: dict[str, Any] | None = None
     answered: bool = False
@@ -178,6 +197,8 @@ class Channel:
                 finished, self._playing = self._playing, None
         elif self._bridge is not None:
             frame = self._bridge._last_in
+            if frame is not None and self._from_bridge is not None:
+                frame = self._from_bridge(frame)
         elif self._echo and pcm_in is not None:
             frame = pcm_in
         if frame is None or self.endpoint is None:
@@ -303,6 +324,21 @@ class Channel:
     def bridge(self, other: Channel) -> None:
         """Connect this channel's media to another's, both ways (decoded, so any codecs)."""
         self._bridge, other._bridge = other, self
+        self._from_bridge = _resampler(other.rate, self.rate)
+        other._from_bridge = _resampler(self.rate, other.rate)
+
+    def unbridge(self) -> None:
+        """Undo :meth:`bridge` on both channels; each sends silence (or what it plays) again."""
+        other, self._bridge, self._from_bridge = self._bridge, None, None
+        if other is not None and other._bridge is self:
+            other._bridge, other._from_bridge = None, None
+
+    def stop_playing(self) -> None:
+        """Cut off the prompt or tone playing now; its Deferred fires with None."""
+        self._out.clear()
+        if self._playing is not None:
+            playing, self._playing = self._playing, None
+            playing.callback(None)
 
     def collect_digits(self, max_digits: int = 1, timeout: float = 5.0,
                        terminator: str = "#") -> Deferred[str]:
@@ -382,7 +418,7 @@ class Channel:
         assert rec is not None
         rec["writer"].write(pcm)
         rec["frames"] += 1
-        loud = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) > 300.0
+        loud = frame_level(pcm) > 300.0
         rec["silent"] = 0 if loud else rec["silent"] + 1
         rec["heard"] = rec["heard"] or loud
         if rec["frames"] >= rec["max"]:
@@ -455,6 +491,15 @@ def _on_hangup(d: Deferred[Any], stop: Callable[[], None]) -> Deferred[None]:
 
     waiter.addCallback(ended)
     return waiter
+
+
+def _resampler(from_rate: int, to_rate: int) -> Any:
+    """A streaming rate converter between two bridged channels, or None at equal rates."""
+    if from_rate == to_rate:
+        return None
+    from pbx.media.resample import Resampler
+
+    return Resampler(from_rate, to_rate)
 
 
 def _fit(frame: np.ndarray, n: int) -> np.ndarray:

@@ -137,6 +137,7 @@ class GoertzelDetector:
     step: int = field(init=False)
     _basis: np.ndarray = field(init=False)
     _threshold: float = field(init=False)
+    _quiet: float = field(init=False)
     _leak_list: list[list[float]] = field(init=False)
     _reverse_twist: float = field(init=False)
     _normal_twist: float = field(init=False)
@@ -167,6 +168,11 @@ class GoertzelDetector:
         self._harmonic = _ratio(self.harmonic_db)
         amplitude = 32768.0 * 10.0 ** ((self.min_level_dbm0 - FULL_SCALE_DBM0) / 20)
         self._threshold = (amplitude * self.window / 2) ** 2
+        # Cauchy-Schwarz: a window w puts at most |w|^2 * (|cos|^2 + |sin|^2)
+        # into a bin.  Below this energy no window of a block can reach the
+        # threshold in any row or column bin, so the block holds no key.
+        gains = (self._basis[:, :16] ** 2).sum(axis=0) + (self._basis[:, 16:] ** 2).sum(axis=0)
+        self._quiet = self._threshold / float(gains[:8].max())
         # Windows wholly inside the shortest press (or pause), at the worst
         # alignment; partly covered windows fail the energy-fraction test.
         self._min_hits = max(2, self._windows_within(self.min_duration_ms))
@@ -197,13 +203,17 @@ class GoertzelDetector:
         if count <= 0:
             self._buffer = data
             return []
-        windows = np.lib.stride_tricks.as_strided(
-            data,
-            shape=(count, self.window),
-            strides=(data.strides[0] * self.step, data.strides[0]),
-            writeable=False,
-        )
-        keys = self._classify(windows)
+        # Most audio is quieter than any tone: skip the projections then.
+        if float(data @ data) < self._quiet:
+            keys = [-1] * count
+        else:
+            windows = np.lib.stride_tricks.as_strided(
+                data,
+                shape=(count, self.window),
+                strides=(data.strides[0] * self.step, data.strides[0]),
+                writeable=False,
+            )
+            keys = self._classify(windows)
         self._buffer = data[count * self.step :].copy()
         return self._track(keys)
 

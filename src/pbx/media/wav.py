@@ -204,7 +204,7 @@ class _WavFile:
         except BaseException:
             self.discard()
             raise
-        _fsync_directory(os.path.dirname(self.final_path) or ".")
+        fsync_directory(os.path.dirname(self.final_path) or ".")
         return self.final_path
 
     def discard(self) -> None:
@@ -221,7 +221,7 @@ class _WavFile:
             pass
 
 
-def _fsync_directory(path: str) -> None:
+def fsync_directory(path: str) -> None:
     """Make a rename in ``path`` durable, where the platform allows it."""
     try:
         fd = os.open(path, os.O_RDONLY)
