@@ -1,0 +1,1 @@
+"""Voicemail: recording, mailbox storage, notification by e-mail and transcription."""
