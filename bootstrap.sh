@@ -16,6 +16,7 @@ command -v baresip >/dev/null || need+=(baresip-core)
 command -v openssl >/dev/null || need+=(openssl)
 command -v flite >/dev/null || need+=(flite)
 command -v sox >/dev/null || need+=(sox)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if ! pg_up; then
