@@ -72,7 +72,7 @@ def prompt_seconds(prompt_id: str, rate: int = RATE) -> float:
 
 
 def locate(
-    audio: Sequence[float] | np.ndarray, template: np.ndarray
+    audio: Sequence[float] | np.ndarray, template: np.ndarray, first: bool = False
 ) -> tuple[float, int]:
     """
     Where ``template`` best matches ``audio``: the highest normalised
@@ -86,6 +86,9 @@ def locate(
     sent through G.711 matches its file at r above 0.99; another prompt or
     another signal stays well below 0.5.
 
+    :param first: where the template first matches (r above
+        :data:`MATCH`), not where it matches best: a prompt said twice
+        matches both times at r near 1, and the best of the two is chance.
     :returns: (r, offset in samples).
     """
     x = np.concatenate([np.asarray(audio, dtype=np.float64), np.zeros(len(template))])
@@ -113,6 +116,10 @@ def locate(
     floor = 1e-3 * float(np.sqrt(np.sum(x * x) + 1.0))
     r = np.where(spread > floor, dot / np.maximum(spread, floor), 0.0)
     best = int(np.argmax(r))
+    if first and r[best] > MATCH:
+        # The peak of the first stretch above MATCH (not its rising edge).
+        start = int(np.argmax(r > MATCH))
+        best = start + int(np.argmax(r[start : start + n // 2 + 1]))
     return float(r[best]), best
 
 
@@ -130,7 +137,7 @@ def locate_in_order(
     samples = np.asarray(audio, dtype=np.float64)
     for prompt_id in prompt_ids:
         template = prompt(prompt_id, rate)
-        r, offset = locate(samples[start:], template)
+        r, offset = locate(samples[start:], template, first=True)
         found.append((prompt_id, r, (start + offset) / rate))
         start += offset + len(template) // 2
     return found

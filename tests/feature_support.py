@@ -72,7 +72,7 @@ def heard_in_order(
         template = prompt(prompt_id)
         if seconds is not None:
             template = template[: int(seconds * RATE)]
-        r, offset = locate(samples[start:], template)
+        r, offset = locate(samples[start:], template, first=True)
         found.append((prompt_id, r, (start + offset) / RATE))
         start += offset + len(template) // 2
     return found

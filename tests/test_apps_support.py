@@ -112,6 +112,24 @@ class LocateTests(SynchronousTestCase):
         _, r, _ = locate_in_order(audio, ["digits/4", "digits/7"])[1]
         self.assertLess(r, MATCH)
 
+    def test_first_of_two(self) -> None:
+        """
+        A prompt said twice is found the first time, even where the second
+        matches a little better (heard cleaner): with ``first`` the earlier
+        match wins, without it the better one.
+        """
+        four = prompt("digits/4")
+        rng = np.random.default_rng(2)
+        audio = np.concatenate([_played("digits/4", "digits/7"), _played("digits/4")])
+        audio[: len(four)] += rng.normal(0, 300, len(four))  # the first heard noisier
+        second = len(_played("digits/4", "digits/7"))
+        r, offset = locate(audio, four, first=True)
+        self.assertEqual(offset, 0)
+        self.assertGreater(r, MATCH)
+        self.assertEqual(locate(audio, four)[1], second)
+        found = locate_in_order(audio, ["digits/4", "digits/4"])
+        self.assertEqual([round(t * RATE) for _, _, t in found], [0, second])
+
 
 class AssertReadBackTests(SynchronousTestCase):
     """assert_read_back accepts the right read-back and refuses wrong ones."""
