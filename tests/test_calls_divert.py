@@ -25,7 +25,7 @@ from pbx.media.channel import Channel
 from pbx.records import ExtensionRecord
 from pbx.sip.message import Request, Response
 from test_app_call import AppCallTestCase
-from test_calls_unit import CALLEE_SDP
+from test_calls_unit import CALLEE_SDP, audio
 
 
 @implementer(IDialplanApplication)
@@ -445,3 +445,77 @@ class HandOffTests(DivertTestCase):
         bye = self.caller.expect_one("BYE")
         self.caller.respond(bye, 200)
         self.assertEqual(self.controller.calls, {})
+
+
+class EarlyMediaTests(DivertTestCase):
+    """
+    A caller that got early media (183 with SDP) and is then diverted gets
+    that same SDP answer in the application's 200 (RFC 3261 §13.2.1): the
+    application takes over the relay's port and the codec the callee chose.
+    """
+
+    def early_media(self) -> tuple[Request, Any, Request, Response]:
+        """Ring 1002, which answers 183 with SDP (PCMA and events); the caller's 183."""
+        invite, leg, [forked] = self.ring()
+        self.callee.respond(forked, 183, body=CALLEE_SDP)
+        progress = self.caller.expect_one(183)
+        return invite, leg, forked, progress
+
+    def test_same_answer(self) -> None:
+        """The 200 carries the 183's SDP byte for byte; the application's media is on that port, in PCMA."""
+        invite, leg, forked, progress = self.early_media()
+        _, early_port, formats, _ = audio(progress.body)
+        self.assertEqual(formats, ["8", "101"])
+        self.advance(30)
+        self.cancelled_by_pbx(forked)
+        ok = self.caller.expect_one(200)
+        self.assertEqual(ok.body, progress.body)
+        self.assertEqual(ok.to.tag, progress.to.tag)
+        [call] = self.controller.calls.values()
+        self.assertIsInstance(call, ApplicationCall)
+        assert call.endpoint is not None and call.channel is not None
+        self.assertEqual(call.endpoint.port, early_port)
+        self.assertEqual(call.channel.codec.name, "PCMA")
+        self.assertEqual(call.codecs, "PCMA")
+        self.caller.confirm(invite, leg, ok)
+        self.voicemail_got("1002", "no_answer")
+        self.bye(leg)
+        self.assertEqual(self.allocator.in_use, 0)
+
+    def test_port_taken_meanwhile(self) -> None:
+        """When the early port cannot be had again the 200 names another, still in the 183's codec."""
+        invite, leg, forked, progress = self.early_media()
+        _, early_port, _, _ = audio(progress.body)
+        self.allocator.claim = lambda port: False  # type: ignore[method-assign]
+        self.advance(30)
+        self.cancelled_by_pbx(forked)
+        ok = self.caller.expect_one(200)
+        _, port, formats, _ = audio(ok.body)
+        self.assertNotEqual(port, early_port)
+        self.assertEqual(formats, ["8", "101"])
+        self.caller.confirm(invite, leg, ok)
+        self.voicemail_got("1002", "no_answer")
+        self.bye(leg)
+
+    def test_cancel_while_ports_close(self) -> None:
+        """
+        A CANCEL that comes while the relay's ports are still closing gets
+        200 and 487; the application never starts and no port stays taken.
+        """
+        invite, leg, forked, progress = self.early_media()
+        gate: Deferred[None] = Deferred()
+        session = self.session()
+        session.when_closed = lambda: gate  # type: ignore[method-assign]
+        self.advance(30)
+        self.cancelled_by_pbx(forked)
+        self.quiet(self.caller)
+        self.caller.cancel(invite)
+        ok, terminated = self.caller.expect(200, 487)
+        self.assertEqual(terminated.to.tag, progress.to.tag)
+        self.caller.ack_failure(invite, terminated)
+        gate.callback(None)
+        self.deliver()
+        self.quiet(self.caller)
+        self.assertEqual(self.voicemail.calls, [])
+        self.assertEqual(self.controller.calls, {})
+        self.assertEqual(self.allocator.in_use, 0)

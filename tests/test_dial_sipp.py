@@ -237,6 +237,38 @@ class SIPpDialTests(SIPpCallCase):
         self.assertEqual(len(tags["180"] | tags["200"]), 1, tags)
         self.assert_idle()
 
+    def test_early_media_then_diverted(self) -> None:
+        """
+        1002's phone answers 183 with SDP (early media) and never answers:
+        after the ring timeout the application answers 1001 with the very
+        SDP of that 183 (RFC 3261 §13.2.1: one answer per offer), from the
+        same port, and the greeting is heard there.
+        """
+        recorder = self.phone(RTPRecorder())
+        port = self.register_callee()
+        callee = self.start_callee("uas_ring_early", port, 1)
+        self.call("uac_answered", CALLEE, "-key", "rtp_port", str(recorder.port))
+        self.finish(callee, "callee-uas_ring_early")
+        self.daemon.wait_for(re.compile(rf"divert {CALLEE} no_answer"), 1)
+        messages = (self.workdir / "caller-uac_answered.messages").read_text(errors="replace")
+        bodies = {}
+        for status, rest in re.findall(r"SIP/2\.0 (183|200) [^\n]*\n(.*?)(?=\n-{20,}|\Z)", messages, re.S):
+            headers, _, body = rest.replace("\r\n", "\n").partition("\n\n")
+            if re.search(r"^CSeq: *2 INVITE", headers, re.M):
+                bodies.setdefault(status, body.strip())
+        self.assertEqual(sorted(bodies), ["183", "200"], messages[-3000:])
+        self.assertIn("m=audio ", bodies["183"])
+        self.assertEqual(bodies["200"], bodies["183"])
+        media_port = int(re.search(r"^m=audio (\d+)", bodies["183"], re.M).group(1))  # type: ignore[union-attr]
+        self.assertTrue(self.relay_first <= media_port <= self.relay_last, media_port)
+
+        heard = recorder.audio()
+        r, at = locate(heard, prompt(GREETING))
+        self.assertGreater(r, 0.9, f"{GREETING} not heard (r={r:.3f})")
+        # What the caller heard came from the port of the 183's answer.
+        self.assertEqual(recorder.peer, ("127.0.0.1", media_port))
+        self.assert_idle()
+
     def test_dial_bridged(self) -> None:
         """
         1001 calls ``*60``: pbx answers, ``connect`` dials 1002, whose phone

@@ -158,6 +158,18 @@ class BindTests(EndpointTestCase):
         self.make().listen()
         self.assertRaises(PortsExhausted, self.make().listen)
 
+    def test_preferred_port(self) -> None:
+        """listen(prefer=) takes that pair when it is free; another when it is in use or will not bind."""
+        self.allocator = PortAllocator(20000, 20009, random.Random(1))
+        self.assertEqual(self.make().listen(prefer=20006), 20006)
+        self.assertNotEqual(self.make().listen(prefer=20006), 20006)
+        self.reactor = BusyReactor({20002})
+        self.allocator = PortAllocator(20000, 20009, random.Random(1))
+        port = self.make().listen(prefer=20002)
+        self.assertNotEqual(port, 20002)
+        self.assertEqual(self.allocator.in_use, 1)
+        self.assertFalse(self.allocator.is_allocated(20002))
+
     def test_listen_twice(self) -> None:
         """An endpoint binds once."""
         self.assertRaises(RuntimeError, self.endpoint.listen)

@@ -6,6 +6,7 @@ import errno
 import random
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -118,6 +119,24 @@ class PortAllocatorTests(SynchronousTestCase):
         self.assertNotIn(bad, others)
         self.assertEqual(alloc.allocate(), bad)
         self.assertRaises(PortsExhausted, alloc.allocate)
+
+    def test_claim(self) -> None:
+        """A free pair (set aside or not) can be claimed by its port; a pair in use or outside the range cannot."""
+        alloc = PortAllocator(10000, 10005, random.Random(3))
+        taken = alloc.allocate()
+        self.assertFalse(alloc.claim(taken))
+        self.assertFalse(alloc.claim(10001))
+        self.assertFalse(alloc.claim(20000))
+        free = next(p for p in (10000, 10002, 10004) if p != taken)
+        self.assertTrue(alloc.claim(free))
+        self.assertTrue(alloc.is_allocated(free))
+        self.assertFalse(alloc.claim(free))
+        alloc.mark_unusable(free)
+        self.assertTrue(alloc.claim(free))
+        self.assertEqual(alloc.in_use, 2)
+        alloc.release(free)
+        alloc.release(taken)
+        self.assertEqual(sorted({alloc.allocate() for _ in range(3)}), [10000, 10002, 10004])
 
     def test_from_config(self) -> None:
         """The allocator takes its range from the rtp: configuration section."""
@@ -447,6 +466,31 @@ class RelayLifecycleTests(SynchronousTestCase):
         self.assert_all_closed(reactor, alloc)
         self.successResultOf(relay.close(session))  # twice is harmless
         self.assertEqual(alloc.in_use, 0)
+
+    def test_second_close_waits_for_first(self) -> None:
+        """Closing again while the sockets are still closing fires only once every port is back."""
+        reactor = FakeUDPReactor()
+        relay, alloc = self.make(reactor)
+        session = relay.open_session()
+        gates: list[Deferred[None]] = []
+        close_leg = relay._close_leg
+
+        def slow_close(leg: Any) -> Deferred[None]:
+            gate: Deferred[None] = Deferred()
+            gates.append(gate)
+            return gate.addCallback(lambda _: close_leg(leg))
+
+        relay._close_leg = slow_close  # type: ignore[method-assign]
+        first, second = relay.close(session), relay.close(session)
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        self.assertEqual(alloc.in_use, 2)
+        for gate in gates:
+            gate.callback(None)
+        self.successResultOf(first)
+        self.successResultOf(second)
+        self.assertEqual(alloc.in_use, 0)
+        self.successResultOf(relay.close(session))
 
     def test_closed_session_sends_nothing(self) -> None:
         """After close, a late datagram delivered to a socket is not relayed."""

@@ -20,7 +20,7 @@ from attrs import Factory, define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.calls.media import MediaError
+from pbx.calls.media import MediaError, chosen_codecs
 from pbx.calls.named_timers import NamedTimers
 from pbx.interfaces import ICodec, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
@@ -62,6 +62,33 @@ def choose_codec(offer: SessionDescription, codecs: dict[str, ICodec]) -> tuple[
     return chosen[0], chosen[1], event_pt
 
 
+def _early(
+    answer: bytes | None, codecs: dict[str, ICodec]
+) -> tuple[CodecSpec, ICodec, int | None, int, SessionDescription] | None:
+    """
+    What an early-media answer we sent chose: (codec spec, codec,
+    telephone-event payload type or None, our port, the parsed answer); None
+    without one, or when its codec is not one an application can use.
+    """
+    if answer is None:
+        return None
+    try:
+        sdp = parse_sdp(answer)
+        chosen = chosen_codecs(sdp)
+    except (SDPError, MediaError):
+        return None
+    audio = next(m for m in sdp.media if m.media == "audio" and m.port)
+    main = next((c for c in chosen if not c.is_auxiliary), None)
+    if main is None:
+        return None
+    codec = codecs.get(main.encoding.lower())
+    if codec is None or codec.clock_rate != main.clock_rate:
+        return None
+    event_pt = next((c.payload_type for c in chosen
+                     if c.encoding.lower() == "telephone-event" and c.clock_rate == 8000), None)
+    return main, codec, event_pt, audio.port, sdp
+
+
 def answer_dtmf_info(transaction: ServerTransaction, channel: Channel | None) -> None:
     """An INFO carrying a DTMF digit (application/dtmf-relay): to ``channel``, 200; anything else 415."""
     request = transaction.request
@@ -99,7 +126,7 @@ class ApplicationCall:
     _ok: Response | None = None
     _pending_hangup: str | None = None
     _timers: NamedTimers = field(init=False, default=Factory(lambda self: NamedTimers(self.controller.clock), takes_self=True))
-    _session_id: int = field(factory=lambda: secrets.randbelow(2**31))
+    _session_id: int | str = field(factory=lambda: secrets.randbelow(2**31))
     _version: int = 0
     log = Logger()
 
@@ -113,8 +140,16 @@ class ApplicationCall:
         """The injected clock."""
         return self.controller.clock
 
-    def start(self, codecs: dict[str, ICodec], prompts: Any, load: Any) -> None:
-        """Negotiate, open the endpoint, answer, and run the application."""
+    def start(self, codecs: dict[str, ICodec], prompts: Any, load: Any,
+              early_answer: bytes | None = None) -> None:
+        """
+        Negotiate, open the endpoint, answer, and run the application.
+
+        :param early_answer: the SDP answer the caller already got in a 183
+            (a call diverted after early media): RFC 3261 §13.2.1 has the
+            2xx carry that same answer, so its codec is used and, when its
+            port can be bound again, it is sent unchanged.
+        """
         request = self.invite.request
         try:
             offer = parse_sdp(request.body)
@@ -122,6 +157,9 @@ class ApplicationCall:
         except (SDPError, MediaError) as e:
             self._refuse(488, str(e)[:80])
             return
+        early = _early(early_answer, codecs)
+        if early is not None:
+            spec, codec, event_pt, early_port, early_sdp = early
         controller = self.controller
         channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up,
                           caller=self.caller, caller_name=self.caller_name, callee=self.callee)
@@ -136,7 +174,7 @@ class ApplicationCall:
             on_frame=channel.tick, clock=controller.clock,
         )
         try:
-            port = endpoint.listen()
+            port = endpoint.listen(prefer=early_port if early is not None else None)
         except Exception as e:
             self.log.warn("no media port for an application call: {e}", e=e)
             self._refuse(503, "No Media Ports")
@@ -145,6 +183,17 @@ class ApplicationCall:
         self.channel, self.endpoint = channel, endpoint
         self._learn(offer)
         supported = [spec] + ([CodecSpec("telephone-event", 8000, 1, "0-16", event_pt)] if event_pt is not None else [])
+        if early is not None and port == early_port:
+            assert early_answer is not None
+            # The very answer of the 183; later answers continue its o= line.
+            self._session_id, self._version = early_sdp.origin.sess_id, early_sdp.origin.sess_version
+            self.codecs = spec.encoding
+            self._answer_caller(early_answer)
+            self._start_application()
+            return
+        if early is not None:
+            self.log.info("call {call_id}: early media port {port} not free again; answering with another",
+                          call_id=self.call_id, port=early_port)
         try:
             answer = self._answer(offer, supported, port)
         except SDPError as e:

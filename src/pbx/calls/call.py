@@ -113,7 +113,9 @@ class Call:
     disposition: str = ""
     _timers: NamedTimers = field(init=False, default=Factory(lambda self: NamedTimers(self.controller.clock), takes_self=True))
     _ok_to_a: Response | None = None
-    _early_sent: bool = False
+    #: The SDP answer the caller got in a 183 (early media), if any: a
+    #: diverted call answers with the same (RFC 3261 §13.2.1).
+    early_answer: bytes | None = None
     _pending_reinvite: dict[str, Any] = field(factory=dict)
     #: (Call-ID, CSeq) of the re-INVITE whose 2xx awaits its ACK.
     _reoffer_ok: tuple[str, int] | None = None
@@ -210,13 +212,13 @@ class Call:
                 fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
             self._prack(fork, response)
             body = b""
-            if (response.body and not self._early_sent and "a" in self.media.offers
+            if (response.body and self.early_answer is None and "a" in self.media.offers
                     and self.media.answers.get("b") is None):
                 # 183 with SDP: early media (RFC 3960) from this fork.  To an
                 # INVITE without an offer such SDP is no answer (RFC 6337
                 # §3.1): the caller gets the offer in our 2xx.
                 body = self.media.answer_from("b", response.body)
-                self._early_sent = True
+                self.early_answer = body
             self.state = "ringing"
             self._respond_a(183 if body else 180, body=body)
             return

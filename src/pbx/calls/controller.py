@@ -367,8 +367,16 @@ class CallController:
             call.fail(488, str(e)[:80])
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
-                         action: ToApplication, display: str = "", a_tag: str | None = None) -> None:
-        """Answer the call ourselves and hand it to a dialplan application."""
+                         action: ToApplication, display: str = "", a_tag: str | None = None,
+                         early: tuple[bytes, Deferred[None]] | None = None) -> None:
+        """
+        Answer the call ourselves and hand it to a dialplan application.
+
+        :param early: for a diverted call whose caller got early media: the
+            SDP answer of that 183 and when its relay ports are free.  The
+            application then answers once they are, with that same SDP on
+            the same port where it can.
+        """
         request = transaction.request
         application = self.applications.get(action.name)
         if application is None or self.media is None:
@@ -386,7 +394,18 @@ class CallController:
         self.calls[call.call_id] = call
         self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
                       name=action.name)
-        call.start(self.media.codecs, self.media.prompts, self.media.load)
+        media = self.media
+        if early is None:
+            call.start(media.codecs, media.prompts, media.load)
+            return
+        answer, released = early
+
+        def start(_: object) -> None:
+            if call.state == "routing":  # not cancelled meanwhile
+                call.start(media.codecs, media.prompts, media.load, early_answer=answer)
+
+        released.addCallback(start).addErrback(
+            lambda f: self.log.failure("starting application {name} failed", f, name=action.name))
 
     def forks_failed(self, call: Call, status: int) -> None:
         """Every phone of the callee refused: forward on busy, divert, or fail."""
@@ -471,8 +490,12 @@ class CallController:
             return False
         self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
                       reason=reason)
+        early = call.early_answer
         call.diverted(reason)
-        self._run_application(call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag)
+        self._run_application(
+            call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
+            early=None if early is None else (early, self.relay.close(call.media.session)),
+        )
         return True
 
     def dial(self, channel: Any, number: str, *, caller: str | None = None, caller_name: str | None = None,

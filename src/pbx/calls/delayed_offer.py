@@ -79,8 +79,14 @@ class DelayedOfferApplicationCall(ApplicationCall):
     _prompts: Any = None
     _load: Any = None
 
-    def start(self, codecs: dict[str, ICodec], prompts: Any, load: Any) -> None:
-        """Open the endpoint and answer 200 with our offer; the application starts at the ACK."""
+    def start(self, codecs: dict[str, ICodec], prompts: Any, load: Any,
+              early_answer: bytes | None = None) -> None:
+        """
+        Open the endpoint and answer 200 with our offer; the application starts at the ACK.
+
+        :param early_answer: never given: a caller without an offer gets no
+            early media (RFC 6337 §3.1), so there is no earlier answer to keep.
+        """
         controller = self.controller
         self._prompts, self._load = prompts, load
         self._offered = offered_codecs(codecs)

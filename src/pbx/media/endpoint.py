@@ -198,10 +198,12 @@ class RTPEndpoint(DatagramProtocol):
 
     # Set-up and tear-down
 
-    def listen(self) -> int:
+    def listen(self, prefer: int | None = None) -> int:
         """
         Bind RTP and RTCP on a free port pair; start the RTCP (and playout) timers.
 
+        :param prefer: the RTP port to take if it is free and binds; another
+            free pair otherwise.
         :returns: the RTP port, for our SDP.
         :raises PortsExhausted: the range has no free pair left.
         :raises CannotListenError: ``max_bind_attempts`` pairs in a row failed to bind.
@@ -209,8 +211,12 @@ class RTPEndpoint(DatagramProtocol):
         if self.port is not None or self.closed:
             raise RuntimeError("RTPEndpoint.listen called twice")
         error: CannotListenError | None = None
+        wanted = prefer if prefer is not None and self._allocator.claim(prefer) else None
         for _ in range(self._max_bind_attempts):
-            port = self._allocator.allocate()
+            if wanted is not None:
+                port, wanted = wanted, None
+            else:
+                port = self._allocator.allocate()
             bound: list[Any] = []
             try:
                 for number, proto in ((port, self), (port + 1, _RTCPProtocol(self))):

@@ -94,6 +94,20 @@ class PortAllocator:
         self._in_use.add(port)
         return port
 
+    def claim(self, port: int) -> bool:
+        """
+        Take the pair at ``port`` if it is free (a call that hands its media
+        port to the next one: the port its peer already sends to).
+
+        :returns: whether ``port`` is now handed out to the caller.
+        """
+        for pool in (self._free, self._unusable):
+            if port in pool:
+                pool.remove(port)
+                self._in_use.add(port)
+                return True
+        return False
+
     def release(self, port: int) -> None:
         """
         Give a pair back.

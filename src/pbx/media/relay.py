@@ -247,6 +247,23 @@ class RelaySession:
         a.rtp.peer, b.rtp.peer, a.rtcp.peer, b.rtcp.peer = b.rtp, a.rtp, b.rtcp, a.rtcp
         self.created = clock.seconds()
         self.closed = False
+        self._released = False
+        self._waiting: list[Deferred[None]] = []
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires once :meth:`Relay.close` has given every port of this session back."""
+        if self._released:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def ports_released(self, _: object = None) -> None:
+        """:meth:`Relay.close` is done: wake whoever waits in :meth:`when_closed`."""
+        self._released = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
 
     def leg(self, leg: str) -> RelayLeg:
         """The leg named ``leg``; :raises ValueError: not ``"a"`` or ``"b"``."""
@@ -441,15 +458,16 @@ class Relay:
         """
         Close a session's sockets and give its ports back; closing twice does nothing.
 
-        :returns: fires when every port is back in the allocator.
+        :returns: fires when every port is back in the allocator (for a
+            second close too: when the first one has finished).
         """
         if session.closed:
-            return succeed(None)
+            return session.when_closed()
         session.closed = True
         self._sessions.discard(session)
         closing = [self._close_leg(session.leg(name)) for name in LEGS]
         done: Deferred[Any] = DeferredList(closing, consumeErrors=True)
-        return done.addCallback(lambda _: None)
+        return done.addCallback(session.ports_released)
 
     def close_all(self) -> Deferred[None]:
         """Close every open session (on shutdown)."""
