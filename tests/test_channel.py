@@ -779,6 +779,68 @@ class RecordTests(ChannelTestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
 
+class RecordArrivalsTests(RecordTests):
+    """
+    With ``record_arrivals`` the recording is made of the packets as they
+    arrive, in sequence order: the jitter buffer's concealment and drops do
+    not reach it.
+    """
+
+    def setUp(self) -> None:
+        """The channel records arrivals; its ticks get what playout would give."""
+        super().setUp()
+        self.channel.record_arrivals = True
+
+    def packet(self, seq: int, pcm: np.ndarray) -> RTPPacket:
+        """The PCMU packet ``seq`` carrying ``pcm`` (one frame)."""
+        return RTPPacket(0, seq, seq * FRAME, 0x5EED, encode(pcm))
+
+    def feed(self, pcm: np.ndarray) -> None:
+        """Each frame of ``pcm`` arrives as a packet and is played out in the same tick."""
+        for start in range(0, len(pcm), FRAME):
+            frame = self.frame(pcm[start : start + FRAME])
+            self.channel.packet(self.packet(frame.sequence, pcm[start : start + FRAME]))
+            self.tick(frame)
+
+    def test_late_packets_recorded(self) -> None:
+        """
+        Frames 3-5 come 120 ms late, after 6: playout concealed them, the
+        recording has them in their place.
+        """
+        speech = sine((300.0, 700.0), 8 * FRAME)
+        frames = [speech[i * FRAME : (i + 1) * FRAME] for i in range(8)]
+        d = self.channel.record("msg.wav", self.writer, beep=False)
+        for seq in (1, 2, 6, 7, 8, 3, 4, 5):
+            self.channel.packet(self.packet(seq, frames[seq - 1]))
+            self.tick(Lost(seq * FRAME, seq, FRAME) if seq in (3, 4, 5) else None)
+        self.channel.closed()
+        self.assertEqual(self.successResultOf(d), Recording("msg.wav", 0.16, "hangup"))
+        np.testing.assert_array_equal(np.concatenate(self.writers[0].frames), round_trip(speech))
+
+    def test_lost_packet_concealed_at_hangup(self) -> None:
+        """A packet that never came is concealed in its place when the call ends with later ones held."""
+        speech = sine((300.0,), 4 * FRAME)
+        d = self.channel.record("msg.wav", self.writer, beep=False)
+        for seq in (1, 3, 4):
+            self.channel.packet(self.packet(seq, speech[(seq - 1) * FRAME : seq * FRAME]))
+        self.channel.closed()
+        self.assertEqual(self.successResultOf(d).seconds, 0.08)
+        written = self.writers[0].frames
+        self.assertEqual(len(written), 4)
+        np.testing.assert_array_equal(written[2], round_trip(speech[2 * FRAME : 3 * FRAME]))
+
+    def test_packets_before_and_after_ignored(self) -> None:
+        """Packets before record() or after the recording ended are not written."""
+        speech = sine((300.0,), 3 * FRAME)
+        self.channel.packet(self.packet(1, speech[:FRAME]))
+        d = self.channel.record("msg.wav", self.writer, max_seconds=0.02, beep=False)
+        self.channel.packet(self.packet(2, speech[FRAME : 2 * FRAME]))
+        self.assertEqual(self.successResultOf(d).reason, "max")
+        self.channel.packet(self.packet(3, speech[2 * FRAME :]))
+        [written] = self.writers[0].frames
+        np.testing.assert_array_equal(written, round_trip(speech[FRAME : 2 * FRAME]))
+
+
 # -- hanging up ----------------------------------------------------------------------
 
 

@@ -370,6 +370,28 @@ class ReceiveTests(EndpointTestCase):
             [o.sequence for o in got if isinstance(o, Frame)], [1, 2, 3, 4]
         )
 
+    def test_on_packet(self) -> None:
+        """
+        on_packet gets each media packet of our payload type as it arrives,
+        out of order as it came; events and other payload types do not go
+        there, and a failing handler is logged and contained.
+        """
+        seen: list[int] = []
+        endpoint = self.make(on_packet=lambda p: seen.append(p.sequence))
+        proto = self.reactor.udpPorts[endpoint.listen()].protocol
+        for seq, pt in ((2, 0), (1, 0), (3, 101), (4, 8), (5, 0)):
+            proto.datagramReceived(rtp(seq, pt=pt), PHONE)
+        self.assertEqual(seen, [2, 1, 5])
+        self.assertEqual(endpoint.jitter.stats().received, 4)
+
+        def broken(packet: RTPPacket) -> None:
+            raise RuntimeError("boom")
+
+        failing = self.make(on_packet=broken)
+        self.reactor.udpPorts[failing.listen()].protocol.datagramReceived(rtp(1), PHONE)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(failing.jitter.stats().received, 1)
+
     def test_telephone_event_handed_over(self) -> None:
         """A telephone-event packet goes to the callback, not into the jitter buffer."""
         self.proto.datagramReceived(rtp(1, pt=101, marker=True), PHONE)

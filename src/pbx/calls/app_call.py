@@ -161,7 +161,7 @@ class ApplicationCall:
         if early is not None:
             spec, codec, event_pt, early_port, early_sdp = early
         controller = self.controller
-        channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up,
+        channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up, record_arrivals=True,
                           caller=self.caller, caller_name=self.caller_name, callee=self.callee)
         if event_pt is None:
             # No telephone-event negotiated: INFO and in-band digits need not
@@ -171,7 +171,7 @@ class ApplicationCall:
             controller.reactor, controller.media_ports, payload_type=spec.payload_type or 0,
             clock_rate=codec.clock_rate, interface=controller.config.rtp.interface,
             telephone_event_pt=event_pt, on_telephone_event=channel.telephone_event,
-            on_frame=channel.tick, clock=controller.clock,
+            on_frame=channel.tick, on_packet=channel.packet, clock=controller.clock,
         )
         try:
             port = endpoint.listen(prefer=early_port if early is not None else None)

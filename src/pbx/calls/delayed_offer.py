@@ -101,7 +101,7 @@ class DelayedOfferApplicationCall(ApplicationCall):
             interface=controller.config.rtp.interface,
             telephone_event_pt=TELEPHONE_EVENT_PT,
             on_telephone_event=self._telephone_event,
-            on_frame=self._frame,
+            on_frame=self._frame, on_packet=self._packet,
             clock=controller.clock,
         )
         try:
@@ -128,6 +128,10 @@ class DelayedOfferApplicationCall(ApplicationCall):
     def _frame(self, frame: Any) -> None:
         if self.channel is not None:
             self.channel.tick(frame)
+
+    def _packet(self, packet: Any) -> None:
+        if self.channel is not None:
+            self.channel.packet(packet)
 
     def _telephone_event(self, packet: Any) -> None:
         if self.channel is not None:
@@ -167,6 +171,7 @@ class DelayedOfferApplicationCall(ApplicationCall):
             caller=self.caller,
             caller_name=self.caller_name,
             callee=self.callee,
+            record_arrivals=True,
         )
         if accepted.telephone_event != TELEPHONE_EVENT_PT:
             # As ApplicationCall.start: no RFC 4733 report will come (the

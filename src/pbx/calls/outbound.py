@@ -150,7 +150,7 @@ class OutboundCall:
             controller.reactor, controller.media_ports, payload_type=first.payload_type or 0,
             clock_rate=RTP_CLOCK, interface=controller.config.rtp.interface,
             telephone_event_pt=TELEPHONE_EVENT_PT, on_telephone_event=self._telephone_event,
-            on_frame=self._frame, clock=controller.clock,
+            on_frame=self._frame, on_packet=self._packet, clock=controller.clock,
         )
         try:
             port = endpoint.listen()
@@ -253,7 +253,7 @@ class OutboundCall:
                 pass
         channel = Channel(controller.clock, codec, controller.media.prompts, controller.media.load,
                           on_hangup=self._channel_hung_up, caller=self.caller, caller_name=self.caller_name,
-                          callee=self.callee)
+                          callee=self.callee, record_arrivals=True)
         if event_pt is None:
             channel.digits = DigitStream(preference=("info", "inband"))
         channel.endpoint = self.endpoint
@@ -300,6 +300,10 @@ class OutboundCall:
     def _frame(self, frame: Any) -> None:
         if self.channel is not None:
             self.channel.tick(frame)
+
+    def _packet(self, packet: Any) -> None:
+        if self.channel is not None:
+            self.channel.packet(packet)
 
     def _telephone_event(self, packet: Any) -> None:
         if self.channel is not None:

@@ -32,10 +32,12 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from pbx.interfaces import ICodec
+from pbx.media.arrival_order import ArrivalOrder, Gap
 from pbx.media.dtmf import DigitEvent, DigitStream, RFC4733Receiver
 from pbx.media.goertzel import GoertzelDetector
 from pbx.media.jitter import Frame, Lost
 from pbx.media.prompts import PromptLibrary
+from pbx.media.rtp import RTPPacket
 from pbx.media.wav import WavWriter, load_wav
 
 #: (frequencies in Hz, on seconds, off seconds) of the call-progress tones
@@ -112,6 +114,9 @@ class Channel:
     caller: str = ""
     caller_name: str = ""
     callee: str = ""
+    #: Record from :meth:`packet` (the endpoint's ``on_packet``: every packet
+    #: in sequence order) rather than from the jitter buffer's playout.
+    record_arrivals: bool = False
     _encoder: Any = field(init=False)
     _decoder: Any = field(init=False)
     _detector: GoertzelDetector = field(init=False)
@@ -185,8 +190,33 @@ class Channel:
         for event in self._detector.feed(pcm):
             for out in self.digits.push(event, now):
                 self._digit(out)
-        if self._recorder is not None:
+        if self._recorder is not None and not self.record_arrivals:
             self._record_frame(pcm)
+
+    def packet(self, packet: RTPPacket) -> None:
+        """
+        A media packet as it arrived (the endpoint's ``on_packet``): while
+        recording with :attr:`record_arrivals`, recorded in sequence order,
+        late ones included (:mod:`pbx.media.arrival_order`).
+        """
+        rec = self._recorder
+        if rec is None or not self.record_arrivals or self.hung_up:
+            return
+        for item in rec["order"].push(packet):
+            if self._recorder is not rec:
+                return  # the recording stopped at this frame (length, silence)
+            pcm = self._decode_arrival(rec, item)
+            if pcm is not None:
+                self._record_frame(pcm)
+
+    def _decode_arrival(self, rec: dict[str, Any], item: RTPPacket | Gap) -> np.ndarray | None:
+        decoder = rec["decoder"]
+        try:
+            if isinstance(item, Gap):
+                return np.asarray(decoder.conceal(self.frame_samples), dtype=np.int16)
+            return np.asarray(decoder.decode(item.payload), dtype=np.int16)
+        except ValueError:
+            return None
 
     def _outbound(self, pcm_in: np.ndarray | None) -> None:
         frame: np.ndarray | None = None
@@ -410,6 +440,7 @@ class Channel:
             "writer": writer(path, self.rate), "path": path, "frames": 0, "silent": 0,
             "max": int(max_seconds * 50), "silence": int(silence_timeout * 50),
             "stop_digits": stop_digits, "done": done, "heard": False,
+            "order": ArrivalOrder(), "decoder": self.codec.new_decoder(),
         }
         return await done
 
@@ -430,6 +461,14 @@ class Channel:
         rec, self._recorder = self._recorder, None
         if rec is None:
             return
+        if self.record_arrivals and reason not in ("max", "silence"):
+            # What is still held for reordering was said before the key or
+            # the hang-up: keep it.
+            for item in rec["order"].flush():
+                pcm = self._decode_arrival(rec, item)
+                if pcm is not None and rec["frames"] < rec["max"]:
+                    rec["writer"].write(pcm)
+                    rec["frames"] += 1
         seconds = rec["frames"] / 50
         done: Deferred[Recording] = rec["done"]
 

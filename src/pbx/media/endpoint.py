@@ -125,6 +125,7 @@ class RTPEndpoint(DatagramProtocol):
         telephone_event_pt: int | None = None,
         on_telephone_event: Callable[[RTPPacket], object] | None = None,
         on_frame: Callable[[Frame | Lost | None], object] | None = None,
+        on_packet: Callable[[RTPPacket], object] | None = None,
         min_delay_ms: float = 20,
         max_delay_ms: float = 200,
         latch: str = LatchMode.EXPECTED,
@@ -145,6 +146,9 @@ class RTPEndpoint(DatagramProtocol):
         :param telephone_event_pt: the negotiated telephone-event payload type, if any.
         :param on_telephone_event: called with each telephone-event packet received.
         :param on_frame: if given, called every ptime with the jitter buffer's output.
+        :param on_packet: if given, called with each media packet of the
+            payload type we send (``sender.payload_type``) as it arrives (before the jitter buffer: what
+            a recording is made of, see :mod:`pbx.media.arrival_order`).
         :param min_delay_ms: the jitter buffer's smallest target delay.
         :param max_delay_ms: the jitter buffer's largest target delay.
         :param latch: a :class:`~pbx.media.relay.LatchMode` value.
@@ -173,6 +177,7 @@ class RTPEndpoint(DatagramProtocol):
         self._te_pt = telephone_event_pt
         self._on_te = on_telephone_event
         self._on_frame = on_frame
+        self._on_packet = on_packet
         self.sender = RTPSender(payload_type, rng=self._rng)
         cname = (
             cname if cname is not None else os.urandom(12).hex().encode()
@@ -409,6 +414,11 @@ class RTPEndpoint(DatagramProtocol):
                     self.log.failure("telephone-event handler failed")
             return
         self.jitter.put(packet)
+        if self._on_packet is not None and packet.payload_type == self.sender.payload_type:
+            try:
+                self._on_packet(packet)
+            except Exception:
+                self.log.failure("media packet handler failed")
 
     def rtcp_received(self, data: bytes, addr: Address) -> None:
         """A datagram arrived on the RTCP socket; never raises."""
