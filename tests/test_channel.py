@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.interfaces import ICodec, IDecoder
-from pbx.media.channel import TONES, Channel, HungUp, Recording
+from pbx.media.channel import TONES, Channel, HungUp, Recording, channel_callbacks
 from pbx.media.codecs import PCMA, PCMU
 from pbx.media.dtmf import DigitEvent, RFC4733Sender
 from pbx.media.goertzel import COLUMNS, KEYPAD, ROWS
@@ -953,3 +953,36 @@ class InboundTests(ChannelTestCase):
         d = channel.play(["test/short"])
         self.tick(count=7, channel=channel)
         self.successResultOf(d)
+
+
+class ChannelCallbacksTests(SynchronousTestCase):
+    """channel_callbacks: endpoint callbacks that reach a call's channel once it exists."""
+
+    def test_forwarded_once_set(self) -> None:
+        """Before the owner has a channel nothing happens; then frames, packets and events go to it."""
+
+        class Recorder:
+            def __init__(self) -> None:
+                self.calls: list[tuple[str, Any]] = []
+
+            def tick(self, frame: Any) -> None:
+                self.calls.append(("tick", frame))
+
+            def packet(self, packet: Any) -> None:
+                self.calls.append(("packet", packet))
+
+            def telephone_event(self, packet: Any) -> None:
+                self.calls.append(("event", packet))
+
+        class Owner:
+            channel: Recorder | None = None
+
+        owner = Owner()
+        callbacks = channel_callbacks(owner)
+        for callback in callbacks.values():
+            callback("early")
+        owner.channel = Recorder()
+        callbacks["on_frame"](1)
+        callbacks["on_packet"](2)
+        callbacks["on_telephone_event"](3)
+        self.assertEqual(owner.channel.calls, [("tick", 1), ("packet", 2), ("event", 3)])

@@ -32,7 +32,7 @@ from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.outbound import RTP_CLOCK, TELEPHONE_EVENT_PT, offered_codecs
 from pbx.calls.own_offer import Accepted, accept_answer
 from pbx.interfaces import ICodec
-from pbx.media.channel import Channel
+from pbx.media.channel import Channel, channel_callbacks
 from pbx.media.codecs_table import CodecSpec
 from pbx.media.dtmf import DigitStream
 from pbx.media.endpoint import RTPEndpoint
@@ -100,8 +100,7 @@ class DelayedOfferApplicationCall(ApplicationCall):
             clock_rate=RTP_CLOCK,
             interface=controller.config.rtp.interface,
             telephone_event_pt=TELEPHONE_EVENT_PT,
-            on_telephone_event=self._telephone_event,
-            on_frame=self._frame, on_packet=self._packet,
+            **channel_callbacks(self),
             clock=controller.clock,
         )
         try:
@@ -122,20 +121,6 @@ class DelayedOfferApplicationCall(ApplicationCall):
             ptime=20,
         )
         self._answer_caller(self._offer.to_bytes())
-
-    # The endpoint runs before the channel exists (RTP may come before the ACK).
-
-    def _frame(self, frame: Any) -> None:
-        if self.channel is not None:
-            self.channel.tick(frame)
-
-    def _packet(self, packet: Any) -> None:
-        if self.channel is not None:
-            self.channel.packet(packet)
-
-    def _telephone_event(self, packet: Any) -> None:
-        if self.channel is not None:
-            self.channel.telephone_event(packet)
 
     def acked(self, request: Request) -> None:
         """The caller's ACK, with its answer: build the channel and run the application, or BYE."""

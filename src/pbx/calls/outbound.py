@@ -29,7 +29,7 @@ from pbx.calls.media import MediaError
 from pbx.calls.named_timers import NamedTimers
 from pbx.calls.own_offer import accept_answer
 from pbx.interfaces import ICodec
-from pbx.media.channel import Channel
+from pbx.media.channel import Channel, channel_callbacks
 from pbx.media.codecs_table import CodecSpec
 from pbx.media.dtmf import DigitStream
 from pbx.media.endpoint import RTPEndpoint
@@ -149,8 +149,7 @@ class OutboundCall:
         endpoint = RTPEndpoint(
             controller.reactor, controller.media_ports, payload_type=first.payload_type or 0,
             clock_rate=RTP_CLOCK, interface=controller.config.rtp.interface,
-            telephone_event_pt=TELEPHONE_EVENT_PT, on_telephone_event=self._telephone_event,
-            on_frame=self._frame, on_packet=self._packet, clock=controller.clock,
+            telephone_event_pt=TELEPHONE_EVENT_PT, clock=controller.clock, **channel_callbacks(self),
         )
         try:
             port = endpoint.listen()
@@ -294,20 +293,6 @@ class OutboundCall:
         self._end()
         if not self.outcome.called:
             self.outcome.callback(status)
-
-    # -- the media trampolines (the channel exists only once answered) ----------
-
-    def _frame(self, frame: Any) -> None:
-        if self.channel is not None:
-            self.channel.tick(frame)
-
-    def _packet(self, packet: Any) -> None:
-        if self.channel is not None:
-            self.channel.packet(packet)
-
-    def _telephone_event(self, packet: Any) -> None:
-        if self.channel is not None:
-            self.channel.telephone_event(packet)
 
     def _channel_hung_up(self, cause: str) -> None:
         self.hang_up("pbx", cause)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from attrs import define, field, frozen
@@ -517,6 +517,34 @@ class Channel:
     def _check(self) -> None:
         if self.hung_up:
             raise HungUp("the call has ended")
+
+
+class ChannelCallbacks(TypedDict):
+    """What :func:`channel_callbacks` gives, as :class:`~pbx.media.endpoint.RTPEndpoint` arguments."""
+
+    on_frame: Callable[[Any], None]
+    on_packet: Callable[[Any], None]
+    on_telephone_event: Callable[[Any], None]
+
+
+def channel_callbacks(owner: Any) -> ChannelCallbacks:
+    """
+    ``on_frame``, ``on_packet`` and ``on_telephone_event`` for an RTP
+    endpoint that runs before its call's channel exists (RTP may come before
+    the answer or the ACK): each goes to ``owner.channel`` once it is set,
+    and nowhere before.
+    """
+
+    def forward(method: str) -> Callable[[Any], None]:
+        def call(arg: Any) -> None:
+            channel = owner.channel
+            if channel is not None:
+                getattr(channel, method)(arg)
+
+        return call
+
+    return ChannelCallbacks(on_frame=forward("tick"), on_packet=forward("packet"),
+                            on_telephone_event=forward("telephone_event"))
 
 
 def _on_hangup(d: Deferred[Any], stop: Callable[[], None]) -> Deferred[None]:
