@@ -1,11 +1,13 @@
 """
 How many terminated channels (IVR/voicemail style) one core keeps in real
 time: every 20 ms each channel decodes the caller's frame, runs in-band DTMF
-detection on it, and encodes and sends one frame of a playing prompt.
+detection on it (a call without telephone-event; with it, keys come as
+RFC 4733 events and the audio is not searched: both are measured), and
+encodes and sends one frame of a playing prompt.
 
 Run from a source checkout::
 
-    PYTHONPATH=src python bench/channels.py [--codec pcmu] [--seconds 5]
+    PYTHONPATH=src python bench/channels.py [--codecs pcmu,...] [--seconds 5]
 
 This measures the media work of :class:`pbx.media.channel.Channel` per
 tick, not the sockets (the RTP relay benchmark measures those): the
@@ -25,6 +27,7 @@ from twisted.internet.task import Clock
 
 from pbx.media.channel import Channel
 from pbx.media.codecs import available_codecs
+from pbx.media.dtmf import call_digits
 from pbx.media.jitter import Frame
 from pbx.media.prompts import PromptLibrary
 from pbx.media.wav import load_wav
@@ -54,8 +57,8 @@ def speech_like(rate: int, seconds: float) -> np.ndarray:
     return (wave * envelope * 6000).astype(np.int16)
 
 
-def run(codec_name: str, channels: int, seconds: float) -> float:
-    """Microseconds of CPU per channel per 20 ms tick."""
+def run(codec_name: str, channels: int, seconds: float, telephone_event: bool = False) -> float:
+    """Microseconds of CPU per channel per 20 ms tick (``telephone_event``: the call negotiated it)."""
     codec = available_codecs()[codec_name]
     prompts = PromptLibrary()
     clock = Clock()
@@ -68,6 +71,7 @@ def run(codec_name: str, channels: int, seconds: float) -> float:
     for _ in range(channels):
         channel = Channel(clock, codec, prompts, lambda path: succeed(load_wav(path)))
         channel.endpoint = CountingEndpoint()
+        channel.digits = call_digits(telephone_event)
         chans.append(channel)
     ticks = int(seconds * 50)
     for channel in chans:
@@ -90,11 +94,12 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    print("| codec | µs per channel per 20 ms tick | channels per core in real time |")
-    print("|---|---:|---:|")
+    print("| codec | keys | µs per channel per 20 ms tick | channels per core in real time |")
+    print("|---|---|---:|---:|")
     for name in args.codecs.split(","):
-        us = run(name, args.channels, args.seconds)
-        print(f"| {name.upper()} | {us:.0f} | {int(20_000 / us)} |")
+        for telephone_event, keys in ((False, "in-band detected"), (True, "RFC 4733 events")):
+            us = run(name, args.channels, args.seconds, telephone_event)
+            print(f"| {name.upper()} | {keys} | {us:.0f} | {int(20_000 / us)} |")
     print(f"\n{args.channels} channels, {args.seconds:.0f} s of media each; command: "
           f"PYTHONPATH=src python bench/channels.py --codecs {args.codecs} "
           f"--channels {args.channels} --seconds {args.seconds:g}")

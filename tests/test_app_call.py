@@ -295,9 +295,20 @@ class AnswerTests(AppCallTestCase):
         self.assertEqual(self.store.calls[0].codecs, "PCMA")
 
     def test_no_telephone_event(self) -> None:
-        """An offer without telephone-event is answered with the codec alone."""
+        """An offer without telephone-event is answered with the codec alone; keys come by INFO or in-band."""
         invite, leg, ok = self.dial("*43", offer("0", "0 PCMU/8000"))
         self.assertEqual(audio(ok.body)[2], ["0"])
+        [call] = self.controller.calls.values()
+        self.assertEqual(call.channel.digits.preference, ("info", "inband"))
+        self.caller.confirm(invite, leg, ok)
+        self.bye(leg)
+
+    def test_telephone_event_no_inband(self) -> None:
+        """With telephone-event negotiated, keys come by RFC 4733 or INFO; the audio is not searched for tones."""
+        invite, leg, ok = self.dial("*43")
+        self.assertIn("101", audio(ok.body)[2])
+        [call] = self.controller.calls.values()
+        self.assertEqual(call.channel.digits.preference, ("rfc4733", "info"))
         self.caller.confirm(invite, leg, ok)
         self.bye(leg)
 

@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.interfaces import ICodec, IDecoder
 from pbx.media.channel import TONES, Channel, HungUp, Recording, channel_callbacks
 from pbx.media.codecs import PCMA, PCMU
-from pbx.media.dtmf import DigitEvent, RFC4733Sender
+from pbx.media.dtmf import DigitEvent, RFC4733Sender, call_digits
 from pbx.media.goertzel import COLUMNS, KEYPAD, ROWS
 from pbx.media.jitter import Frame, Lost
 from pbx.media.prompts import PromptLibrary
@@ -670,6 +670,37 @@ class DigitSourceTests(ChannelTestCase):
         )
         self.clock.advance(2)
         self.assertEqual(self.successResultOf(d), "5")
+
+    def test_no_inband_with_telephone_events(self) -> None:
+        """
+        A call that negotiated telephone-event (call_digits(True)) takes no
+        tone in its audio for a key, not even a clean DTMF pair (talk-off),
+        and does not run the detector; its RFC 4733 presses count.
+        """
+        self.channel.digits = call_digits(True)
+        fed: list[Any] = []
+
+        class Detector:
+            def feed(self, pcm: Any) -> list[Any]:
+                fed.append(pcm)
+                return []
+
+        self.channel._detector = Detector()  # type: ignore[assignment]
+        d = self.channel.collect_digits(max_digits=1, timeout=2)
+        self.feed(np.concatenate([dtmf("5", 100), np.zeros(20 * FRAME, dtype=np.int16)]))
+        self.assertEqual(fed, [])
+        self.assertNoResult(d)
+        self.press("7")
+        self.assertEqual(self.successResultOf(d), "7")
+
+    def test_inband_without_telephone_events(self) -> None:
+        """Without telephone-event (call_digits(False)) in-band tones are keys, and SIP INFO still counts."""
+        self.channel.digits = call_digits(False)
+        d = self.channel.collect_digits(max_digits=2, timeout=5)
+        self.feed(np.concatenate([dtmf("5", 100), np.zeros(20 * FRAME, dtype=np.int16)]))
+        self.channel.info_digit(DigitEvent("6", 160, "info"))
+        self.tick(count=20)
+        self.assertEqual(self.successResultOf(d), "56")
 
     def test_speech_no_digit(self) -> None:
         """A single tone (not a DTMF pair) gives no digit."""

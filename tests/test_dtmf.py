@@ -28,6 +28,7 @@ from pbx.media.dtmf import (
     RFC4733Receiver,
     RFC4733Sender,
     TelephoneEvent,
+    call_digits,
     decode_event,
     encode_event,
     parse_dtmf_info,
@@ -941,3 +942,14 @@ class DigitStreamTests(SynchronousTestCase):
         out += stream.push(DigitEvent("2", 100, "rfc4733"), 0.1)
         out += stream.poll(2.0)
         self.assertEqual(out, [DigitEvent("2", 100, "rfc4733")])
+
+
+class CallDigitsTests(SynchronousTestCase):
+    """call_digits: a call's digit sources follow its SDP."""
+
+    def test_sources(self) -> None:
+        """telephone-event negotiated: RFC 4733 and INFO; not negotiated: INFO and in-band."""
+        self.assertEqual(call_digits(True).preference, ("rfc4733", "info"))
+        self.assertEqual(call_digits(False).preference, ("info", "inband"))
+        stream = call_digits(True)
+        self.assertRaises(ValueError, stream.push, DigitEvent("5", 160, "inband"), 0.0)

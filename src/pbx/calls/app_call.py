@@ -25,7 +25,7 @@ from pbx.calls.named_timers import NamedTimers
 from pbx.interfaces import ICodec, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 from pbx.media.codecs_table import CodecSpec
-from pbx.media.dtmf import DigitStream, parse_dtmf_info
+from pbx.media.dtmf import call_digits, parse_dtmf_info
 from pbx.media.endpoint import RTPEndpoint
 from pbx.media.offer_answer import make_answer, offered_codecs
 from pbx.media.sdp import SDPError, SessionDescription, effective_connection, parse_sdp
@@ -163,10 +163,7 @@ class ApplicationCall:
         controller = self.controller
         channel = Channel(controller.clock, codec, prompts, load, on_hangup=self._app_hung_up, record_arrivals=True,
                           caller=self.caller, caller_name=self.caller_name, callee=self.callee)
-        if event_pt is None:
-            # No telephone-event negotiated: INFO and in-band digits need not
-            # wait for an RFC 4733 report that cannot come.
-            channel.digits = DigitStream(preference=("info", "inband"))
+        channel.digits = call_digits(event_pt is not None)
         endpoint = RTPEndpoint(
             controller.reactor, controller.media_ports, payload_type=spec.payload_type or 0,
             clock_rate=codec.clock_rate, interface=controller.config.rtp.interface,

@@ -34,7 +34,7 @@ from pbx.calls.own_offer import Accepted, accept_answer
 from pbx.interfaces import ICodec
 from pbx.media.channel import Channel, channel_callbacks
 from pbx.media.codecs_table import CodecSpec
-from pbx.media.dtmf import DigitStream
+from pbx.media.dtmf import call_digits
 from pbx.media.endpoint import RTPEndpoint
 from pbx.media.offer_answer import make_offer
 from pbx.media.sdp import (
@@ -158,11 +158,9 @@ class DelayedOfferApplicationCall(ApplicationCall):
             callee=self.callee,
             record_arrivals=True,
         )
-        if accepted.telephone_event != TELEPHONE_EVENT_PT:
-            # As ApplicationCall.start: no RFC 4733 report will come (the
-            # endpoint takes events on our payload type only; RFC 3264 §6.1
-            # says the answer SHOULD keep it).
-            channel.digits = DigitStream(preference=("info", "inband"))
+        # RFC 4733 reports come only on our payload type (the endpoint takes
+        # events on it alone; RFC 3264 §6.1 says the answer SHOULD keep it).
+        channel.digits = call_digits(accepted.telephone_event == TELEPHONE_EVENT_PT)
         channel.endpoint = self.endpoint
         self.endpoint.sender.payload_type = accepted.spec.payload_type or 0
         if accepted.remote is not None:

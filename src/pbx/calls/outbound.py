@@ -31,7 +31,7 @@ from pbx.calls.own_offer import accept_answer
 from pbx.interfaces import ICodec
 from pbx.media.channel import Channel, channel_callbacks
 from pbx.media.codecs_table import CodecSpec
-from pbx.media.dtmf import DigitStream
+from pbx.media.dtmf import call_digits
 from pbx.media.endpoint import RTPEndpoint
 from pbx.media.offer_answer import make_answer, make_offer
 from pbx.media.sdp import SDPError, SessionDescription, effective_connection, parse_sdp
@@ -253,8 +253,7 @@ class OutboundCall:
         channel = Channel(controller.clock, codec, controller.media.prompts, controller.media.load,
                           on_hangup=self._channel_hung_up, caller=self.caller, caller_name=self.caller_name,
                           callee=self.callee, record_arrivals=True)
-        if event_pt is None:
-            channel.digits = DigitStream(preference=("info", "inband"))
+        channel.digits = call_digits(event_pt is not None)
         channel.endpoint = self.endpoint
         self.channel = channel
         self.codecs = spec.encoding

@@ -186,10 +186,11 @@ class Channel:
 
     def _inbound(self, pcm: np.ndarray) -> None:
         self._last_in = pcm
-        now = self.clock.seconds()
-        for event in self._detector.feed(pcm):
-            for out in self.digits.push(event, now):
-                self._digit(out)
+        if "inband" in self.digits.preference:
+            now = self.clock.seconds()
+            for event in self._detector.feed(pcm):
+                for out in self.digits.push(event, now):
+                    self._digit(out)
         if self._recorder is not None and not self.record_arrivals:
             self._record_frame(pcm)
 
