@@ -168,7 +168,8 @@ class ApplicationCall:
             controller.reactor, controller.media_ports, payload_type=spec.payload_type or 0,
             clock_rate=codec.clock_rate, interface=controller.config.rtp.interface,
             telephone_event_pt=event_pt, on_telephone_event=channel.telephone_event,
-            on_frame=channel.tick, on_packet=channel.packet, clock=controller.clock,
+            on_frame=channel.tick, on_packet=channel.packet, media_clock=controller.media_clock,
+            clock=controller.clock,
         )
         try:
             port = endpoint.listen(prefer=early_port if early is not None else None)

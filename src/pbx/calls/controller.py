@@ -31,6 +31,7 @@ from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.outbound import OutboundCall
 from pbx.config import Config
 from pbx.interfaces import IStore
+from pbx.media.media_clock import MediaClock
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
@@ -82,6 +83,7 @@ class CallController:
     _dialogs: dict[tuple[str, str], tuple[LiveCall, Dialog]] = field(factory=dict)
     _keys: dict[int, list[tuple[str, str]]] = field(factory=dict)  # dialog keys per call
     _checker: LoopingCall | None = None
+    _media_clock: MediaClock | None = None
     log = Logger()
 
     @property
@@ -93,6 +95,13 @@ class CallController:
     def reactor(self) -> Any:
         """The reactor (UDP for RTP endpoints, time)."""
         return self.core.clock
+
+    @property
+    def media_clock(self) -> MediaClock:
+        """The one 20 ms timer that ticks every terminated call's media."""
+        if self._media_clock is None:
+            self._media_clock = MediaClock(self.clock)
+        return self._media_clock
 
     @property
     def media_ports(self) -> Any:

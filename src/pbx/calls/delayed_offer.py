@@ -101,6 +101,7 @@ class DelayedOfferApplicationCall(ApplicationCall):
             interface=controller.config.rtp.interface,
             telephone_event_pt=TELEPHONE_EVENT_PT,
             **channel_callbacks(self),
+            media_clock=controller.media_clock,
             clock=controller.clock,
         )
         try:

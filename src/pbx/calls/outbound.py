@@ -149,7 +149,8 @@ class OutboundCall:
         endpoint = RTPEndpoint(
             controller.reactor, controller.media_ports, payload_type=first.payload_type or 0,
             clock_rate=RTP_CLOCK, interface=controller.config.rtp.interface,
-            telephone_event_pt=TELEPHONE_EVENT_PT, clock=controller.clock, **channel_callbacks(self),
+            telephone_event_pt=TELEPHONE_EVENT_PT, clock=controller.clock, media_clock=controller.media_clock,
+            **channel_callbacks(self),
         )
         try:
             port = endpoint.listen()

@@ -33,6 +33,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pbx.media.jitter import Frame, JitterBuffer, Lost
+from pbx.media.media_clock import MediaClock
 from pbx.media.ports import PortAllocator
 from pbx.media.relay import ANY_SOURCE, MAX_PACKET, LatchMode
 from pbx.media.rtcp import (
@@ -126,6 +127,7 @@ class RTPEndpoint(DatagramProtocol):
         on_telephone_event: Callable[[RTPPacket], object] | None = None,
         on_frame: Callable[[Frame | Lost | None], object] | None = None,
         on_packet: Callable[[RTPPacket], object] | None = None,
+        media_clock: MediaClock | None = None,
         min_delay_ms: float = 20,
         max_delay_ms: float = 200,
         latch: str = LatchMode.EXPECTED,
@@ -149,6 +151,9 @@ class RTPEndpoint(DatagramProtocol):
         :param on_packet: if given, called with each media packet of the
             payload type we send (``sender.payload_type``) as it arrives (before the jitter buffer: what
             a recording is made of, see :mod:`pbx.media.arrival_order`).
+        :param media_clock: ticks ``on_frame`` with every other endpoint of
+            the process (:mod:`pbx.media.media_clock`); a timer of its own
+            when None.
         :param min_delay_ms: the jitter buffer's smallest target delay.
         :param max_delay_ms: the jitter buffer's largest target delay.
         :param latch: a :class:`~pbx.media.relay.LatchMode` value.
@@ -195,6 +200,8 @@ class RTPEndpoint(DatagramProtocol):
         self._rtcp_port: Any = None
         self._rtcp_call: IDelayedCall | None = None
         self._playout: LoopingCall | None = None
+        self._media_clock = media_clock
+        self._unsubscribe: Callable[[], None] | None = None
         self.closed = False
         self._closing: Deferred[QualityReport] | None = None
         self.counters = dict.fromkeys(
@@ -246,9 +253,12 @@ class RTPEndpoint(DatagramProtocol):
             self.port, (self._rtp_port, self._rtcp_port) = port, bound
             self._schedule_rtcp(initial=True)
             if self._on_frame is not None:
-                self._playout = LoopingCall.withCount(self._playout_tick)
-                self._playout.clock = self._clock
-                self._playout.start(self._ptime, now=False)
+                if self._media_clock is not None and self._media_clock.ptime == self._ptime:
+                    self._unsubscribe = self._media_clock.add(self._playout_tick)
+                else:
+                    self._playout = LoopingCall.withCount(self._playout_tick)
+                    self._playout.clock = self._clock
+                    self._playout.start(self._ptime, now=False)
             return port
         assert error is not None
         raise error
@@ -278,6 +288,9 @@ class RTPEndpoint(DatagramProtocol):
         self._rtcp_call = None
         if self._playout is not None and self._playout.running:
             self._playout.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.port is None:
             return succeed(self.rtcp.quality())
         self._send_rtcp(self.rtcp.bye(self._now(), reason))  # RFC 3550 §6.3.7
