@@ -26,11 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from attrs import evolve, frozen
+from attrs import evolve
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
+from pbx.apps.voicemail.mailbox import Message
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMU
 from pbx.media.dtmf import RFC4733Sender
@@ -201,23 +202,6 @@ class Caller:
 
 
 # -- fakes --------------------------------------------------------------------------
-
-
-@frozen
-class Message:
-    """The contract's message (as in :mod:`pbx.apps.voicemail.mailbox`)."""
-
-    id: str
-    mailbox: str
-    folder: str
-    caller: str
-    caller_name: str
-    received: float
-    duration: float
-    path: str
-    transcript: str = ""
-    confidence: float | None = None
-    emailed: bool = False
 
 
 class FakeVoicemail:

@@ -174,13 +174,20 @@ class Channel:
         for event in self.digits.poll(now):
             self._digit(event)
 
-    def _decode(self, frame: Frame | Lost | None) -> np.ndarray | None:
+    def _decode(self, frame: Frame | Lost | RTPPacket | Gap | None, decoder: Any = None) -> np.ndarray | None:
+        """
+        PCM of a frame (or packet), concealment for a missing one (``Lost``,
+        ``Gap``), None for no media or a payload that does not decode.
+
+        :param decoder: the playout decoder when None; a recording has its own.
+        """
         if frame is None:
             return None
+        decoder = self._decoder if decoder is None else decoder
         try:
-            if isinstance(frame, Lost):
-                return np.asarray(self._decoder.conceal(self.frame_samples), dtype=np.int16)
-            return np.asarray(self._decoder.decode(frame.payload), dtype=np.int16)
+            if isinstance(frame, Lost | Gap):
+                return np.asarray(decoder.conceal(self.frame_samples), dtype=np.int16)
+            return np.asarray(decoder.decode(frame.payload), dtype=np.int16)
         except ValueError:
             return None
 
@@ -206,18 +213,9 @@ class Channel:
         for item in rec["order"].push(packet):
             if self._recorder is not rec:
                 return  # the recording stopped at this frame (length, silence)
-            pcm = self._decode_arrival(rec, item)
+            pcm = self._decode(item, rec["decoder"])
             if pcm is not None:
                 self._record_frame(pcm)
-
-    def _decode_arrival(self, rec: dict[str, Any], item: RTPPacket | Gap) -> np.ndarray | None:
-        decoder = rec["decoder"]
-        try:
-            if isinstance(item, Gap):
-                return np.asarray(decoder.conceal(self.frame_samples), dtype=np.int16)
-            return np.asarray(decoder.decode(item.payload), dtype=np.int16)
-        except ValueError:
-            return None
 
     def _outbound(self, pcm_in: np.ndarray | None) -> None:
         frame: np.ndarray | None = None
@@ -441,8 +439,9 @@ class Channel:
             "writer": writer(path, self.rate), "path": path, "frames": 0, "silent": 0,
             "max": int(max_seconds * 50), "silence": int(silence_timeout * 50),
             "stop_digits": stop_digits, "done": done, "heard": False,
-            "order": ArrivalOrder(), "decoder": self.codec.new_decoder(),
         }
+        if self.record_arrivals:
+            self._recorder.update(order=ArrivalOrder(), decoder=self.codec.new_decoder())
         return await done
 
     def _record_frame(self, pcm: np.ndarray) -> None:
@@ -466,7 +465,7 @@ class Channel:
             # What is still held for reordering was said before the key or
             # the hang-up: keep it.
             for item in rec["order"].flush():
-                pcm = self._decode_arrival(rec, item)
+                pcm = self._decode(item, rec["decoder"])
                 if pcm is not None and rec["frames"] < rec["max"]:
                     rec["writer"].write(pcm)
                     rec["frames"] += 1
