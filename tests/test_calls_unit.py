@@ -43,7 +43,8 @@ from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.message import Headers, Request, Response, make_response, parse_message
 from pbx.sip.registrar import Registrar
-from pbx.sip.transaction import Peer, new_branch
+from pbx.sip.ids import new_branch
+from pbx.sip.transaction import Peer
 from pbx.sip.uri import parse_uri
 from pbx.testing import FakeUDPPort, FakeUDPReactor, MemoryStore
 

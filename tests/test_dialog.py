@@ -13,8 +13,9 @@ from pbx.sip.dialog import (
     new_invite,
     new_tag,
 )
+from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Request, Response, parse_message
-from pbx.sip.transaction import MAGIC_COOKIE, Peer
+from pbx.sip.transaction import Peer
 from pbx.sip.uri import parse_uri
 
 ADDRESS = LocalAddress("udp", "127.0.0.1", 5060)

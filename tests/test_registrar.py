@@ -18,9 +18,10 @@ from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
+from pbx.sip.ids import new_branch
 from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import SWEEP_INTERVAL, Registrar
-from pbx.sip.transaction import Peer, new_branch
+from pbx.sip.transaction import Peer
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"

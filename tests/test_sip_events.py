@@ -29,7 +29,8 @@ from pbx.sip.message_summary import (
     message_summary_body,
     parse_message_summary,
 )
-from pbx.sip.transaction import Peer, new_branch
+from pbx.sip.ids import new_branch
+from pbx.sip.transaction import Peer
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"

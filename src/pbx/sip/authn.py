@@ -10,7 +10,6 @@ trail.  An unknown user and a wrong password get the same answer.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from pbx.sip.auth import (
     Verdict,
     parse_credentials,
 )
+from pbx.sip.ids import new_tag
 from pbx.sip.message import make_response
 from pbx.sip.transaction import ServerTransaction
 
@@ -63,7 +63,7 @@ class RequestAuthenticator:
         keys: tuple[Any, ...] = (("sip-ip", source),) + ((("sip-user", user),) if user else ())
         if any(self.lockout.is_locked(k) for k in keys):
             # Locked: refuse without checking, so guessing learns nothing.
-            transaction.respond(make_response(request, 403, to_tag=_tag()))
+            transaction.respond(make_response(request, 403, to_tag=new_tag()))
             return None
         if credentials is None:
             self.challenge(transaction, proxy=proxy)
@@ -100,7 +100,7 @@ class RequestAuthenticator:
 
     def challenge(self, transaction: ServerTransaction, *, proxy: bool = False, stale: bool = False) -> None:
         """Answer 401 (or 407) with a fresh challenge per algorithm."""
-        response = make_response(transaction.request, 407 if proxy else 401, to_tag=_tag())
+        response = make_response(transaction.request, 407 if proxy else 401, to_tag=new_tag())
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.digest.challenge(stale=stale):
             response.headers.add(name, value)
@@ -118,6 +118,3 @@ class RequestAuthenticator:
         # The same answer as for no credentials at all: a fresh challenge.
         self.challenge(transaction, proxy=proxy)
 
-
-def _tag() -> str:
-    return secrets.token_hex(6)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pbx.sip.expiry import ExpiringMap
+from pbx.sip.ids import new_tag
 from pbx.sip.message import (
     Request,
     Response,
@@ -159,11 +160,11 @@ class SIPCore:
         # §8.2.6.2: a final response adds a To tag (make_response leaves
         # a To it cannot read untouched).
         if isinstance(error, UnsupportedVersion):
-            response = make_response(request, 505, to_tag=_tag())
+            response = make_response(request, 505, to_tag=new_tag())
         else:
             # The reason phrase names the fault; keep it to printable text.
             reason = "".join(c for c in error.reason if c.isprintable())[:100] or "Bad Request"
-            response = make_response(request, 400, reason, to_tag=_tag())
+            response = make_response(request, 400, reason, to_tag=new_tag())
         self.log.info("400 to {peer}: {reason}", peer=str(peer), reason=error.reason)
         self._send(response, reply_to)
 
@@ -189,7 +190,7 @@ class SIPCore:
         if not status:
             return False
         # §8.2.6.2: the UAS adds a To tag to every final response.
-        response = make_response(request, status, reason or None, to_tag=_tag())
+        response = make_response(request, status, reason or None, to_tag=new_tag())
         for name, value in extra.items():
             response.headers.add(name, value)
         self._send(response, peer)
@@ -230,12 +231,12 @@ class SIPCore:
             # (It used to get 481 here, which §9.2 keeps for no match.)
             last = invite.last_response
             tag = last.to.tag if last is not None else None
-            transaction.respond(make_response(request, 200, to_tag=tag or _tag()))
+            transaction.respond(make_response(request, 200, to_tag=tag or new_tag()))
         elif method in ("BYE", "CANCEL", "PRACK", "UPDATE", "INFO", "NOTIFY"):
             # No dialog or transaction of ours matches (§15.1.2, §9.2).
-            transaction.respond(make_response(request, 481, to_tag=_tag()))
+            transaction.respond(make_response(request, 481, to_tag=new_tag()))
         else:
-            response = make_response(request, 501, to_tag=_tag())
+            response = make_response(request, 501, to_tag=new_tag())
             response.headers.add("Allow", self.allow)
             transaction.respond(response)
 
@@ -250,7 +251,7 @@ class SIPCore:
 
     def options_response(self, request: Request) -> Response:
         """§11.2: what we support, answered without authentication."""
-        response = make_response(request, 200, to_tag=_tag())
+        response = make_response(request, 200, to_tag=new_tag())
         response.headers.add("Allow", self.allow)
         response.headers.add("Accept", ACCEPT)
         if self.allow_events:
@@ -260,8 +261,3 @@ class SIPCore:
             response.headers.add("Supported", ", ".join(SUPPORTED))
         return response
 
-
-def _tag() -> str:
-    import secrets
-
-    return secrets.token_hex(6)

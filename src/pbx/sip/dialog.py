@@ -10,24 +10,13 @@ not to the host its Contact names, so phones behind NAT stay reachable.
 
 from __future__ import annotations
 
-import secrets
-
 from attrs import define, field
 
 from pbx.sip.headers import NameAddr, Via
+from pbx.sip.ids import new_branch, new_call_id, new_tag
 from pbx.sip.message import Headers, Request, Response, SIPParseError
-from pbx.sip.transaction import Peer, new_branch
+from pbx.sip.transaction import Peer
 from pbx.sip.uri import URI, parse_uri
-
-
-def new_tag() -> str:
-    """A fresh From/To tag (RFC 3261 §19.3: at least 32 bits of randomness)."""
-    return secrets.token_hex(6)
-
-
-def new_call_id(host: str) -> str:
-    """A fresh Call-ID (RFC 3261 §8.1.1.4)."""
-    return f"{secrets.token_hex(12)}@{host}"
 
 
 @define(eq=False)

@@ -27,8 +27,9 @@ from twisted.python.failure import Failure
 from pbx.records import Binding
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
-from pbx.sip.dialog import Dialog, LocalAddress, new_call_id, new_tag
+from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.headers import parse_params
+from pbx.sip.ids import new_call_id, new_tag
 from pbx.sip.message import Headers, Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.sip.uri import URI, parse_uri

@@ -24,6 +24,7 @@ from pbx.interfaces import IStore
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.headers import NameAddr
+from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import ServerTransaction
 from pbx.store.writebehind import BindingWriter
@@ -142,14 +143,14 @@ class Registrar:
         """
         if self.authn.lockout.is_locked(("sip-user", aor)):
             # The AOR's user is locked out: refuse before any challenge.
-            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=_tag()))
+            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=new_tag()))
             return None
         record = await self.authn.authenticate(transaction)
         if record is None:
             return None
         if record.number != aor:
             # §10.3 step 3: authenticated, but not for this address of record.
-            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=_tag()))
+            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=new_tag()))
             return None
         return record
 
@@ -214,7 +215,7 @@ class Registrar:
 
     def _ok(self, request: Request, aor: str) -> Response:
         """§10.3 step 8: 200 listing every current binding with its expiry."""
-        response = make_response(request, 200, to_tag=_tag())
+        response = make_response(request, 200, to_tag=new_tag())
         now = self.clock.seconds()
         for b in self.contacts(aor):
             response.headers.add("Contact", f"<{b.contact}>;expires={max(0, round(b.expires_at - now))}")
@@ -243,8 +244,3 @@ def _q(contact: NameAddr) -> float:
         raise SIPParseError("q must lie between 0 and 1")
     return q
 
-
-def _tag() -> str:
-    import secrets
-
-    return secrets.token_hex(6)

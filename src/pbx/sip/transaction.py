@@ -12,7 +12,6 @@ gets new server transactions and the responses to its client transactions).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,9 +22,8 @@ from twisted.logger import Logger
 
 from pbx.sip import timers
 from pbx.sip.expiry import ExpiringMap
+from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Request, Response, make_response
-
-MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 
 
 @frozen
@@ -57,11 +55,6 @@ class TransactionUser(Protocol):
 
     def ack_received(self, request: Request, peer: Peer) -> None:
         """An ACK matching no transaction (the ACK of a 2xx, RFC 3261 §17.2.1)."""
-
-
-def new_branch() -> str:
-    """A fresh RFC 3261 branch parameter."""
-    return MAGIC_COOKIE + secrets.token_hex(8)
 
 
 def server_key(request: Request) -> tuple[Any, ...]:
