@@ -17,14 +17,11 @@ import numpy as np
 
 from zope.interface import implementer
 
-from pbx.calls.delayed_offer import (
-    DelayedOfferApplicationCall,
-    DelayedOfferCall,
-    accept_answer,
-    refusal,
-)
+from pbx.calls.app_call import ApplicationCall
+from pbx.calls.call import Call, refusal
+from pbx.calls.endpoint_media import own_codecs
 from pbx.calls.media import MediaError
-from pbx.calls.outbound import offered_codecs
+from pbx.calls.own_offer import accept_answer
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMA, PCMU
@@ -122,7 +119,8 @@ class ApplicationOfferTests(DelayedOfferCase):
         self.assertTrue(RTP_MIN <= port <= RTP_MAX)
         self.assertTrue(self.clock.udpPorts[port].listening)
         [call] = self.controller.calls.values()
-        self.assertIsInstance(call, DelayedOfferApplicationCall)
+        assert isinstance(call, ApplicationCall)
+        self.assertTrue(call.delayed)
         self.assertEqual(call.state, "answered")
         self.media(1)
         self.assertEqual(self.clock.udpPorts[port].written, [])
@@ -311,7 +309,8 @@ class ApplicationOfferTests(DelayedOfferCase):
         """An INVITE with SDP is still answered by the plain application call."""
         invite, leg, ok = self.dial("*43")
         [call] = self.controller.calls.values()
-        self.assertNotIsInstance(call, DelayedOfferApplicationCall)
+        assert isinstance(call, ApplicationCall)
+        self.assertFalse(call.delayed)
         self.caller.confirm(invite, leg, ok)
         self.bye(leg)
 
@@ -357,7 +356,8 @@ class B2BUAOfferTests(DelayedOfferCase):
         self.assertEqual(forked.body, b"")
         self.assertIsNone(forked.headers.get("Content-Type"))
         [call] = self.controller.calls.values()
-        self.assertIsInstance(call, DelayedOfferCall)
+        assert isinstance(call, Call)
+        self.assertTrue(call.delayed)
         self.callee.respond(forked, 180)
         self.caller.expect(180)
         self.abandon(invite, (self.callee, forked))
@@ -592,7 +592,8 @@ class B2BUAOfferTests(DelayedOfferCase):
         """An INVITE with SDP still makes a plain call: the callee gets the offer and its 200 is ACKed at once."""
         invite, leg, [forked] = self.ring()
         [call] = self.controller.calls.values()
-        self.assertNotIsInstance(call, DelayedOfferCall)
+        assert isinstance(call, Call)
+        self.assertFalse(call.delayed)
         self.assertTrue(forked.body)
         self.answer(self.callee, forked)
         self.caller.confirm(invite, leg, self.caller.expect(180, 200)[1])
@@ -617,7 +618,8 @@ class DivertedOfferTests(DelayedOfferCase, DivertTestCase):
         self.assertEqual(ok.to.tag, ringing.to.tag)
         self.assertEqual(audio(ok.body)[2], ["0", "8", "101"])
         [call] = self.controller.calls.values()
-        self.assertIsInstance(call, DelayedOfferApplicationCall)
+        assert isinstance(call, ApplicationCall)
+        self.assertTrue(call.delayed)
         self.assertEqual(self.voicemail.calls, [])
         confirm_with(self.caller, invite, leg, ok, PCMU_ANSWER)
         self.voicemail_got("1002", "no_answer")
@@ -660,4 +662,4 @@ class HelperTests(DelayedOfferCase):
 
     def offered_codecs(self) -> list[Any]:
         """What pbx offers with PCMU and PCMA."""
-        return offered_codecs({"pcmu": PCMU(), "pcma": PCMA()})
+        return own_codecs({"pcmu": PCMU(), "pcma": PCMA()})

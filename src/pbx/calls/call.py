@@ -1,129 +1,117 @@
 """
-One call through the B2BUA: the caller's leg (``a``, where pbx is the UAS)
-and the callee's leg (``b``, where pbx is the UAC), each its own dialog.
+One call through the B2BUA: the caller's leg (an :class:`InboundLeg`, pbx
+the UAS), the callee's legs (:class:`Forks`, pbx the UAC of one INVITE per
+registered phone) and the relay carrying their media (:class:`CallMedia`).
 
-The callee may have several registered phones: each gets its own INVITE
-(parallel forking); the first 2xx wins and the others are cancelled.
-A caller's INVITE without SDP makes a subclass of :class:`Call` (see
-:mod:`pbx.calls.delayed_offer`): the callee offers, the caller answers.
+:meth:`Call.ring` returns how ringing ended; what follows (a forward, a
+diversion to an application, a failure) is the controller's policy.  A
+caller's INVITE without SDP puts the call in *delayed* mode (RFC 3261
+§13.2.1): the callees get INVITEs without SDP, the offer in the answering
+callee's 2xx goes to the caller in our 2xx, and that callee's ACK waits
+for the caller's, which carries the answer (§13.2.2.4).
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from attrs import Factory, define, field
-
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
+from pbx.calls.events import CallEvent
+from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
+from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.named_timers import NamedTimers
+from pbx.calls.reinvite import ReinviteAnswers
+from pbx.calls.signalling import LegServices
+from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
 from pbx.records import Binding, CallRecord
-from pbx.sip import timers
-from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, cancel_for, new_invite
-from pbx.sip.message import Request, Response, SIPParseError, make_response
-from pbx.sip.transaction import ClientTransaction, Peer, ServerTransaction
+from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
+from pbx.sip.message import Request, Response, make_response
+from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
 
-if TYPE_CHECKING:
-    from pbx.calls.controller import CallController
-
-def _ignore(response: Response) -> None:
-    """Responses nobody waits for (to CANCEL, PRACK, BYE of a dying call)."""
-
-
-#: RFC 3261 §16.7 step 6: which final response to pass on when every fork failed.
-_PREFERENCE = {486: 0, 600: 0, 603: 1, 480: 2, 408: 3, 487: 4}
-#: Final responses that mean the callee is busy (or declined): forward_busy applies.
-BUSY = (486, 600, 603)
+#: Why a call ends when the caller's ACK does not answer our offer.
+NO_ANSWER_IN_ACK = "no answer in ACK"
+#: Dispositions of calls that failed with a final status.
+_DISPOSITIONS = {486: "BUSY", 600: "BUSY", 603: "BUSY", 480: "NO ANSWER", 408: "NO ANSWER", 487: "CANCELLED"}
 
 
-@define(eq=False)
-class Fork:
-    """One outgoing INVITE to one registered phone of the callee."""
-
-    binding: Binding
-    invite: Request
-    peer: Peer
-    address: LocalAddress
-    transaction: ClientTransaction | None = None
-    dialog: Dialog | None = None
-    status: int = 0  # highest status seen
-    rseq: int = 0
-    started: float = 0.0
-    #: Fix: CANCEL is sent once per fork (a second one reused the branch of
-    #: the first); ``cancel_pending`` holds it until a provisional response.
-    cancelled: bool = False
-    cancel_pending: bool = False
+def refusal(offer: SessionDescription, address: str) -> bytes:
+    """
+    A valid answer that refuses every stream of ``offer`` (RFC 3264 §6:
+    port 0, the offered formats): what the ACK of a 2xx whose offer we do
+    not take carries before the BYE (RFC 3261 §13.2.2.4).
+    """
+    connection = Connection.for_address(address)
+    origin = Origin("-", str(secrets.randbelow(2**31)), 1, "IN", connection.addrtype, address)
+    streams = [MediaDescription(m.media, 0, m.proto, m.formats) for m in offer.media]
+    return SessionDescription(origin=origin, connection=connection, media=streams).to_bytes()
 
 
-def cancel_fork(controller: CallController, fork: Fork) -> None:
-    """Stop one pending fork: CANCEL it, or mark it to be cancelled at its first provisional response."""
-    if fork.status >= 200 or fork.transaction is None or fork.cancelled:
-        return
-    fork.cancelled = True
-    # §9.1: CANCEL only after a provisional response; before it, wait for
-    # one (Timer B ends the fork if none comes).
-    if fork.status >= 100 or fork.transaction.state == "proceeding":
-        send_cancel(controller, fork)
-    else:
-        fork.cancel_pending = True
-    fork.status = fork.status or 487
-
-
-def send_cancel(controller: CallController, fork: Fork) -> None:
-    """§9.1: send the CANCEL of a fork's INVITE."""
-    controller.send_request(cancel_for(fork.invite), fork.peer, _ignore)
-    if fork.transaction is not None:
-        fork.transaction.cancel_sent()
-
-
-def best_failure(forks: list[Fork]) -> int:
-    """§16.7 step 6: the most telling final status of forks that all failed."""
-    best = min(forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
-    return best.status
-
-
-@define(eq=False)
 class Call:
-    """The state of one call; driven by :class:`CallController`."""
+    """
+    The state of one relayed call.
 
-    controller: CallController
-    invite: ServerTransaction
-    caller: str
-    callee: str
-    media: CallMedia
-    a_address: LocalAddress
-    started: float
-    caller_display: str = ""
-    a_tag: str = field(factory=lambda: secrets.token_hex(6))
-    forwards: dict[str, str] = field(factory=dict)
-    seen: set[str] = field(factory=set)
-    state: str = "routing"  # routing, ringing, answered, confirmed, ended
-    forks: list[Fork] = field(factory=list)
-    b: Fork | None = None
-    a_dialog: Dialog | None = None
-    answered_at: float | None = None
-    ended_at: float | None = None
-    hangup_side: str = ""
-    hangup_cause: str = ""
-    disposition: str = ""
-    _timers: NamedTimers = field(init=False, default=Factory(lambda self: NamedTimers(self.controller.clock), takes_self=True))
-    _ok_to_a: Response | None = None
-    #: The SDP answer the caller got in a 183 (early media), if any: a
-    #: diverted call answers with the same (RFC 3261 §13.2.1).
-    early_answer: bytes | None = None
-    _pending_reinvite: dict[str, Any] = field(factory=dict)
-    #: (Call-ID, CSeq) of the re-INVITE whose 2xx awaits its ACK.
-    _reoffer_ok: tuple[str, int] | None = None
-    session_expires: int = 0
-    on_end: Callable[[Call], None] | None = None
+    :param publish: where the call's events go.
+    :param on_end: called once when the call is over (the controller
+        forgets it, closes its relay session and its records are published).
+    """
+
     log = Logger()
 
-    # -- helpers -----------------------------------------------------------
+    def __init__(
+        self,
+        services: LegServices,
+        invite: ServerTransaction,
+        *,
+        caller: str,
+        callee: str,
+        media: CallMedia,
+        address: LocalAddress,
+        caller_display: str = "",
+        session_expires: int = 0,
+        publish: Callable[[CallEvent], None],
+        on_end: Callable[[Call], None],
+    ) -> None:
+        self.services = services
+        self.invite = invite
+        self.caller = caller
+        self.callee = callee
+        self.caller_display = caller_display
+        self.media = media
+        self.session_expires = session_expires
+        self.started = services.clock.seconds()
+        self.delayed = not invite.request.body
+        self.a = InboundLeg(services, invite, address, self, on_acked=self._acked,
+                            on_no_ack=self._no_ack, on_closed=self._end)
+        self.forks: Forks | None = None
+        self.b: Fork | None = None
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.hangup_side = ""
+        self.hangup_cause = ""
+        self.disposition = ""
+        #: The SDP answer the caller got in a 183 (early media), if any: a
+        #: diverted call answers with the same (RFC 3261 §13.2.1).
+        self.early_answer: bytes | None = None
+        #: Where forwarding has been: the controller's loop guard.
+        self.seen: set[str] = set()
+        #: The forwards of the extension ringing now (``busy``, ``no_answer``).
+        self.forwards: dict[str, str] = {}
+        self._publish = publish
+        self._on_end = on_end
+        self._over = False
+        self._timers = NamedTimers(services.clock)
+        self._reinvites = ReinviteAnswers(services.sip, self._timers)
+        self._pending_reoffer = False
+        self._published_ringing = False
+        self._event("created")
+
+    # -- what the controller reads -------------------------------------------------
 
     @property
     def call_id(self) -> str:
@@ -131,163 +119,95 @@ class Call:
         return self.invite.request.call_id
 
     @property
-    def clock(self) -> Any:
-        """The injected clock."""
-        return self.controller.clock
+    def a_tag(self) -> str:
+        """Our To tag towards the caller."""
+        return self.a.tag
 
-    def _timer(self, name: str, delay: float, f: Callable[[], None]) -> None:
-        self._timers.start(name, delay, f)
+    @property
+    def a_dialog(self) -> Dialog | None:
+        """The caller's dialog, once answered."""
+        return self.a.dialog
 
-    def _cancel(self, name: str) -> None:
-        self._timers.stop(name)
+    @property
+    def state(self) -> str:
+        """``routing``, ``ringing``, ``answered``, ``confirmed`` or ``ended``."""
+        return "ended" if self._over else self.a.state
 
-    def _respond_a(self, status: int, reason: str | None = None, body: bytes = b"",
-                   extra: list[tuple[str, str]] | None = None) -> Response:
-        request = self.invite.request
-        response = make_response(request, status, reason, to_tag=self.a_tag)
-        if 100 < status < 300:
-            response.headers.add("Contact", self.a_address.contact())
-        for name, value in extra or []:
-            response.headers.add(name, value)
-        if body:
-            response.headers.add("Content-Type", "application/sdp")
-            response.body = body
-        if status < 300 or status >= 300:
-            self.invite.respond(response)
-        return response
+    def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
+        self._publish(CallEvent(kind, self.call_id, self.caller, self.callee, self.services.clock.seconds(),
+                                leg, detail))
 
-    # -- setup ---------------------------------------------------------------
+    # -- ringing ---------------------------------------------------------------------
 
-    def ring(self, bindings: list[Binding], offer: bytes) -> None:
-        """Send one INVITE per registered phone of the callee."""
+    def ring(self, bindings: list[Binding], ring_timeout: float) -> Deferred[Rung]:
+        """Send one INVITE per registered phone of the callee; fires with how ringing ended."""
+        offer = self.invite.request.body
         try:
             b_offer = self.media.offer_from("a", offer) if offer else b""
         except MediaError as e:
             self.fail(488, str(e)[:80])
-            return
+            return succeed(Rung(Outcome.FAILED, 488))
         request = self.invite.request
         max_forwards = max(0, (request.max_forwards or 70) - 1)
-        display = self.caller_display
-        domain = self.controller.domain
-        for binding in bindings:
-            peer = self.controller.peer_for(binding)
-            address = self.controller.local_address(peer.transport)
-            invite = new_invite(
-                target=parse_uri(binding.contact),
-                to=f"<sip:{self.callee}@{domain}>",
-                from_=f"{display}<sip:{self.caller}@{domain}>",
-                address=address,
-                body=b_offer,
-                max_forwards=max_forwards,
-                contact_user=self.caller,
-                extra=[("P-Asserted-Identity", f"{display}<sip:{self.caller}@{domain}>")],
+        display, domain, callee, caller = self.caller_display, self.services.domain, self.callee, self.caller
+
+        def invite(binding: Binding, address: LocalAddress) -> Request:
+            return new_invite(
+                target=parse_uri(binding.contact), to=f"<sip:{callee}@{domain}>",
+                from_=f"{display}<sip:{caller}@{domain}>", address=address, body=b_offer,
+                max_forwards=max_forwards, contact_user=caller,
+                extra=[("P-Asserted-Identity", f"{display}<sip:{caller}@{domain}>")],
             )
-            fork = Fork(binding, invite, peer, address, started=self.clock.seconds())
-            self.forks.append(fork)
-            fork.transaction = self.controller.send_request(invite, peer, functools.partial(self._fork_response, fork))
-        self._timer("ring", self.controller.config.calls.ring_timeout, self._ring_timeout)
 
-    def _fork_response(self, fork: Fork, response: Response) -> None:
+        self.forks = Forks(self.services, on_provisional=self._provisional, on_answer=self._answer,
+                           refusal=self._refusal if self.delayed else None)
+        return self.forks.ring(bindings, invite, ring_timeout)
+
+    def _refusal(self, offer: bytes) -> bytes:
         try:
-            self._handle_fork_response(fork, response)
-        except (SIPParseError, MediaError) as e:
-            self.log.info("bad response from {peer}: {e}", peer=str(fork.peer), e=e)
-            if response.status >= 200 and fork is not self.b:
-                fork.status = max(fork.status, 500)
-                self._check_all_failed()
+            return refusal(CallMedia.parse(offer), self.media.address)
+        except MediaError:
+            return b""
 
-    def _handle_fork_response(self, fork: Fork, response: Response) -> None:
-        status = response.status
-        if status < 200 and fork.cancel_pending:
-            # Fix: RFC 3261 §9.1: the CANCEL waited for this provisional
-            # response; without it the phone rang on after another answered.
-            fork.cancel_pending = False
-            self._send_cancel(fork)
-            return
-        if status < 200:
-            if status == 100 or self.state not in ("routing", "ringing"):
-                return
-            fork.status = max(fork.status, status)
-            if response.to.tag and fork.dialog is None:
-                fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
-            self._prack(fork, response)
-            body = b""
-            if (response.body and self.early_answer is None and "a" in self.media.offers
-                    and self.media.answers.get("b") is None):
-                # 183 with SDP: early media (RFC 3960) from this fork.  To an
-                # INVITE without an offer such SDP is no answer (RFC 6337
-                # §3.1): the caller gets the offer in our 2xx.
-                body = self.media.answer_from("b", response.body)
-                self.early_answer = body
-            self.state = "ringing"
-            self._respond_a(183 if body else 180, body=body)
-            return
-        if status < 300:
-            if fork.dialog is None:
-                fork.dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
-            else:
-                fork.dialog.remote = response.to
-                fork.dialog.update_target(response)
-            ack = ack_for_2xx(fork.dialog, fork.invite.cseq.number)
-            self.controller.send(ack, fork.peer)
-            if (self.b is not None and self.b is not fork) or (self.b is None and self.state == "ended"):
-                # A second phone answered in the race, or one answered after
-                # the call failed, was cancelled or diverted: hang it up.
-                self.controller.send_in_dialog(fork.dialog, "BYE", lambda r: None)
-                return
-            if self.b is fork:
-                return  # a retransmitted 2xx; the ACK above was resent
-            self._answered(fork, response)
-            return
-        fork.status = status
-        if fork is self.b:
-            return
-        self._check_all_failed(response)
+    def _provisional(self, fork: Fork, response: Response) -> None:
+        body = b""
+        if (response.body and self.early_answer is None and "a" in self.media.offers
+                and self.media.answers.get("b") is None):
+            # 183 with SDP: early media (RFC 3960) from this fork.  To an
+            # INVITE without an offer such SDP is no answer (RFC 6337 §3.1):
+            # the caller gets the offer in our 2xx.
+            body = self.media.answer_from("b", response.body)
+            self.early_answer = body
+        self.a.provisional(183 if body else 180, body)
+        if not self._published_ringing:
+            self._published_ringing = True
+            self._event("ringing", "b")
 
-    def _prack(self, fork: Fork, response: Response) -> None:
-        """RFC 3262 §4: acknowledge a reliable provisional response."""
-        if "100rel" not in [v.strip().lower() for v in response.headers.get_all("Require")]:
-            return
-        rseq = response.headers.get("RSeq")
-        if fork.dialog is None or not rseq or not rseq.strip().isdigit():
-            return
-        if int(rseq) <= fork.rseq:
-            return
-        fork.rseq = int(rseq)
-        cseq = response.cseq
-        prack = fork.dialog.request("PRACK")
-        prack.headers.add("RAck", f"{fork.rseq} {cseq.number} {cseq.method}")
-        self.controller.send_request(prack, fork.peer, lambda r: None)
-
-    def _answered(self, fork: Fork, response: Response) -> None:
+    def _answer(self, fork: Fork, response: Response) -> Verdict:
+        """A phone answered first: answer the caller with what it says."""
+        if self.delayed:
+            try:
+                # §13.2.1: the 2xx to an INVITE without an offer carries one.
+                body = self.media.offer_from("b", response.body) if response.body else b""
+            except MediaError as e:
+                self.log.info("the offer of {peer} is unusable: {e}", peer=str(fork.peer), e=e)
+                body = b""
+            if not body:
+                return Verdict.DECLINE
+        else:
+            try:
+                body = self.media.answer_from("b", response.body) if response.body else b""
+            except MediaError as e:
+                self.log.info("callee's answer unusable: {e}", e=e)
+                return Verdict.ABORT
         self.b = fork
-        self._cancel("ring")
-        for other in self.forks:
-            if other is not fork:
-                self._cancel_fork(other)
-        try:
-            body = self.media.answer_from("b", response.body) if response.body else b""
-        except MediaError as e:
-            self.log.info("callee's answer unusable: {e}", e=e)
-            if fork.dialog is not None:
-                self.controller.send_in_dialog(fork.dialog, "BYE", _ignore)
-            self.fail(488, "Not Acceptable Here")
-            return
-        self._answer_caller(fork, body)
-
-    def _answer_caller(self, fork: Fork, body: bytes) -> None:
-        """Send the caller our 2xx (``body``: its SDP) and resend it until the ACK."""
-        self.state = "answered"
-        self.answered_at = self.clock.seconds()
-        extra = self._session_timer_headers()
-        self._ok_to_a = self._respond_a(200, body=body, extra=extra)
-        self.a_dialog = Dialog.as_uas(self.invite.request, self.invite.peer, self.a_address, self.a_tag)
-        self.controller.dialog_started(self, "a", self.a_dialog)
+        self.answered_at = self.services.clock.seconds()
+        self.a.answer(body, self._session_timer_headers())
         assert fork.dialog is not None
-        self.controller.dialog_started(self, "b", fork.dialog)
-        if not self.invite.peer.reliable:
-            self._timers.repeat("ok", self._retransmit_ok, timers.T1, timers.T2)
-        self._timer("ack", timers.TIMER_H, self._no_ack)
+        self.services.dialogs.add(self, fork.dialog)
+        self._event("answered", "b")
+        self._event("bridged")
+        return Verdict.ACCEPT
 
     def _session_timer_headers(self) -> list[tuple[str, str]]:
         """RFC 4028 §9: echo the caller's session interval; it refreshes."""
@@ -299,66 +219,58 @@ class Call:
             extra.append(("Require", "timer"))
         return extra
 
-    def _retransmit_ok(self) -> None:
-        """RFC 3261 §13.3.1.4: resend the 2xx until the ACK comes."""
-        if self.state != "answered" or self._ok_to_a is None:
-            self._cancel("ok")
-            return
-        self.controller.send(self._ok_to_a, self.invite.peer)
+    # -- the caller's ACK ------------------------------------------------------------
+
+    def acked(self, ack: Request) -> None:
+        """An ACK for our 2xx: the caller's for its INVITE, or either phone's for a re-INVITE."""
+        if not self._reinvites.acked(ack):
+            self.a.acked(ack)
+
+    def _acked(self, ack: Request) -> None:
+        """The caller confirmed our 2xx; in delayed mode its answer goes to the callee in the callee's ACK."""
+        if self.delayed and self.b is not None and self.forks is not None:
+            try:
+                if not ack.body:
+                    raise MediaError("no answer")
+                answer = self.media.answer_from("a", ack.body)
+            except MediaError as e:
+                self.log.info("the ACK of {caller} has no usable answer: {e}", caller=self.caller, e=e)
+                self._refuse_callee()
+                self.hang_up("a", NO_ANSWER_IN_ACK)
+                return
+            self.forks.ack(self.b, answer)
+        if self.session_expires:
+            self._timers.start("session", self.session_expires, self._session_expired)
+
+    def _refuse_callee(self) -> None:
+        """Delayed mode: the answering callee, not ACKed yet, gets an ACK refusing its offer (a BYE follows)."""
+        offer = self.media.offers.get("b")
+        if self.b is not None and self.forks is not None:
+            self.forks.ack(self.b, refusal(offer, self.media.address) if offer is not None else b"")
 
     def _no_ack(self) -> None:
-        """§13.3.1.4: no ACK in 64*T1: the caller's dialog is gone; end the call."""
-        if self.state == "answered":
+        """§13.3.1.4: no ACK in 64*T1 (the leg has sent BYE): end the call."""
+        if self.hangup_cause:
+            self.hangup_side, self.hangup_cause = "a", "no ACK"
+            self._end()
+        else:
             self.hang_up("a", "no ACK")
-
-    def acked(self, request: Request) -> None:
-        """An ACK for our 2xx: the caller's for its INVITE, or either phone's for a re-INVITE."""
-        if self._reoffer_ok == (request.call_id, request.cseq.number):
-            self._reoffer_acked()
-            return
-        if self.state != "answered":
-            return
-        self._cancel("ok")
-        self._cancel("ack")
-        self.state = "confirmed"
-        if self.session_expires:
-            self._timer("session", self.session_expires, self._session_expired)
 
     def _session_expired(self) -> None:
         """RFC 4028 §10: no refresh within the interval: end the session."""
         self.hang_up("a", "session timer expired")
 
-    def _ring_timeout(self) -> None:
-        if self.state in ("routing", "ringing"):
-            for fork in self.forks:
-                self._cancel_fork(fork)
-            self.controller.no_answer(self)
-
-    def _cancel_fork(self, fork: Fork) -> None:
-        cancel_fork(self.controller, fork)
-
-    def _send_cancel(self, fork: Fork) -> None:
-        send_cancel(self.controller, fork)
-
-    def _check_all_failed(self, response: Response | None = None) -> None:
-        if self.state not in ("routing", "ringing"):
-            return
-        if any(f.status < 300 for f in self.forks):
-            return
-        self.controller.forks_failed(self, best_failure(self.forks))
-
-    # -- endings -------------------------------------------------------------
+    # -- endings ---------------------------------------------------------------------
 
     def fail(self, status: int, reason: str | None = None) -> None:
         """Refuse the caller's INVITE (before answer)."""
-        if self.state in ("answered", "confirmed", "ended"):
+        if self._over or not self.a.waiting:
             return
-        for fork in self.forks:
-            self._cancel_fork(fork)
-        self._respond_a(status, reason)
-        self.disposition = {486: "BUSY", 600: "BUSY", 603: "BUSY", 480: "NO ANSWER", 408: "NO ANSWER",
-                            487: "CANCELLED"}.get(status, "FAILED")
-        self.hangup_side = "b" if status in (486, 600, 603) else "pbx"
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.refuse(status, reason)
+        self.disposition = _DISPOSITIONS.get(status, "FAILED")
+        self.hangup_side = "b" if status in BUSY else "pbx"
         self.hangup_cause = f"{status} {reason or ''}".strip()
         self._end()
 
@@ -370,10 +282,11 @@ class Call:
 
         :param reason: ``"busy"``, ``"no_answer"``, ``"dnd"`` or ``"unavailable"``.
         """
-        if self.state not in ("routing", "ringing"):
+        if self._over or not self.a.waiting:
             return
-        for fork in self.forks:
-            self._cancel_fork(fork)
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.release()
         self.disposition = "BUSY" if reason in ("busy", "dnd") else "NO ANSWER"
         self.hangup_side = "b" if reason == "busy" else "pbx"
         self.hangup_cause = f"diverted: {reason}"
@@ -381,45 +294,57 @@ class Call:
 
     def cancelled(self) -> None:
         """The caller sent CANCEL before the call was answered (§9.2)."""
-        if self.state not in ("routing", "ringing"):
+        if self._over or not self.a.waiting:
             return
-        for fork in self.forks:
-            self._cancel_fork(fork)
-        self._respond_a(487)
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.refuse(487)
         self.disposition = "CANCELLED"
         self.hangup_side = "a"
         self.hangup_cause = "CANCEL"
         self._end()
 
     def hang_up(self, side: str, cause: str) -> None:
-        """End an answered call: BYE whichever side did not hang up."""
-        if self.state == "ended":
+        """End an answered call: BYE whichever side did not hang up (the caller's once it ACKed, §15)."""
+        if self._over or self.hangup_cause:
             return
         self.hangup_side = side
         self.hangup_cause = cause
         self.disposition = "ANSWERED"
-        if side != "a" or cause != "BYE":
-            if self.a_dialog is not None:
-                self.controller.send_in_dialog(self.a_dialog, "BYE", lambda r: None)
         if side != "b" or cause != "BYE":
+            if self.delayed:
+                self._refuse_callee()
             if self.b is not None and self.b.dialog is not None:
-                self.controller.send_in_dialog(self.b.dialog, "BYE", lambda r: None)
-        self._end()
+                self.services.sip.in_dialog(self.b.dialog, "BYE")
+        if side == "a" and cause == "BYE":
+            self.a.remote_bye()
+        else:
+            # The B2BUA passes a hang-up on at once, before the caller's ACK too.
+            self.a.bye_now()
+        if self.a.state == "ended":
+            self._end()
 
     def _end(self) -> None:
-        if self.state == "ended":
+        if self._over:
             return
-        self.state = "ended"
-        self.ended_at = self.clock.seconds()
+        self._over = True
+        self.ended_at = self.services.clock.seconds()
         self._timers.stop_all()
-        if self.on_end is not None:
-            self.on_end(self)
+        if self.forks is not None:
+            self.forks.stop()
+        self._on_end(self)
+        self._event("ended", records=self.record(), disposition=self.disposition)
 
-    # -- in-dialog ---------------------------------------------------------
+    # -- in-dialog ---------------------------------------------------------------------
 
     def leg_of(self, dialog: Dialog) -> str:
         """Which leg a dialog belongs to."""
-        return "a" if dialog is self.a_dialog else "b"
+        return "a" if dialog is self.a.dialog else "b"
+
+    def _other_dialog(self, leg: str) -> Dialog | None:
+        if leg == "a":
+            return self.b.dialog if self.b is not None else None
+        return self.a.dialog
 
     def reoffer(self, leg: str, transaction: ServerTransaction) -> None:
         """
@@ -427,27 +352,31 @@ class Call:
         offer the change to the other leg, and answer with what it says.
         """
         request = transaction.request
-        if self._pending_reinvite:
+        if self._pending_reoffer:
             # RFC 3261 §14.2: one offer at a time.
             transaction.respond(make_response(request, 491))
             return
         other = "b" if leg == "a" else "a"
-        other_dialog = self.b.dialog if other == "b" and self.b else self.a_dialog
+        other_dialog = self._other_dialog(leg)
         if other_dialog is None:
             transaction.respond(make_response(request, 500))
             return
         if self.session_expires and leg == "a":
-            self._timer("session", self.session_expires, self._session_expired)
+            self._timers.start("session", self.session_expires, self._session_expired)
+        held = self.media.held.get(leg, False)
         try:
             body = self.media.offer_from(leg, request.body) if request.body else b""
         except MediaError:
             transaction.respond(make_response(request, 488))
             return
-        self._pending_reinvite = {"leg": leg, "transaction": transaction}
+        if self.media.held.get(leg, False) != held:
+            self._event("held" if not held else "resumed", leg)
+        self._pending_reoffer = True
         method = request.method
         outgoing = other_dialog.request(method, body=body, content_type="application/sdp" if body else None)
         peer = other_dialog.peer
         invite_cseq = outgoing.cseq.number
+        sip = self.services.sip
         done = False
 
         def answered(response: Response) -> None:
@@ -455,59 +384,54 @@ class Call:
             if response.status < 200:
                 return
             if done:
-                # Fix: a retransmitted 2xx (our ACK was lost) is ACKed again,
-                # not answered a second time (§13.2.2.4).
+                # A retransmitted 2xx (our ACK was lost) is ACKed again, not
+                # answered a second time (§13.2.2.4).
                 if method == "INVITE" and response.status < 300:
-                    self.controller.send(ack_for_2xx(other_dialog, invite_cseq), peer)
+                    sip.send(ack_for_2xx(other_dialog, invite_cseq), peer)
                 return
             done = True
-            self._pending_reinvite = {}
+            self._pending_reoffer = False
             if response.status >= 300:
                 transaction.respond(make_response(request, response.status, response.reason))
                 return
             if method == "INVITE":
-                self.controller.send(ack_for_2xx(other_dialog, invite_cseq), peer)
+                sip.send(ack_for_2xx(other_dialog, invite_cseq), peer)
             try:
                 ours = self.media.answer_from(other, response.body) if response.body else b""
             except MediaError:
                 transaction.respond(make_response(request, 488))
                 return
             ok = make_response(request, 200)
-            ok.headers.add("Contact", (self.a_dialog or other_dialog).address.contact())
+            ok.headers.add("Contact", (self.a.dialog or other_dialog).address.contact())
             if self.session_expires and leg == "a":
                 for name, value in self._session_timer_headers():
                     ok.headers.add(name, value)
             if ours:
                 ok.headers.add("Content-Type", "application/sdp")
                 ok.body = ours
-            transaction.respond(ok)
-            if method == "INVITE" and not transaction.peer.reliable:
-                # Fix: §13.3.1.4 holds for a re-INVITE too: resend its 2xx
-                # until the ACK (a lost 200 left the phone waiting forever).
-                self._reoffer_ok = (request.call_id, request.cseq.number)
-                asker = transaction.peer
-                self._timers.repeat("reoffer-ok", lambda: self.controller.send(ok, asker), timers.T1, timers.T2)
-                self._timer("reoffer-ack", timers.TIMER_H, self._reoffer_acked)
+            self._reinvites.respond(transaction, ok)
 
-        self.controller.send_request(outgoing, peer, answered)
+        sip.request(outgoing, peer, answered)
 
-    def _reoffer_acked(self) -> None:
-        """The re-INVITE's 2xx was ACKed (or 64*T1 passed): stop resending it."""
-        self._reoffer_ok = None
-        self._cancel("reoffer-ok")
-        self._cancel("reoffer-ack")
-
-    def release_media(self) -> None:
-        """Close the relay session (its ports go back to the allocator)."""
-        self.controller.relay.close(self.media.session)
+    def info(self, leg: str, transaction: ServerTransaction) -> None:
+        """Pass INFO (e.g. application/dtmf-relay) to the other leg; answer with what it answers."""
+        request = transaction.request
+        other = self._other_dialog(leg)
+        if other is None:
+            transaction.respond(make_response(request, 481))
+            return
+        info = other.request("INFO", body=request.body, content_type=request.headers.get("Content-Type"))
+        self.services.sip.request(
+            info, other.peer,
+            lambda r: transaction.respond(make_response(request, r.status)) if r.status >= 200 else None)
 
     def inactive_for(self, now: float) -> float:
         """Seconds since RTP last flowed either way through the relay."""
         return float(self.media.session.inactive_for(now))
 
     def record(self) -> list[CallRecord]:
-        """The call detail records: one for the call (leg a), one per answered callee leg."""
-        end = self.ended_at or self.clock.seconds()
+        """The call detail records: one for the call (leg a), one for the answering callee's leg."""
+        end = self.ended_at or self.services.clock.seconds()
         rows = [CallRecord(
             call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.started,
             end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
@@ -523,7 +447,7 @@ class Call:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view for the API."""
-        now = self.clock.seconds()
+        now = self.services.clock.seconds()
         return {
             "call_id": self.call_id,
             "caller": self.caller,
@@ -533,5 +457,5 @@ class Call:
             "answered": self.answered_at,
             "duration": round(now - self.started, 3),
             "codecs": self.media.codecs,
-            "media": self.media.session.stats() if hasattr(self.media.session, "stats") else {},
+            "media": self.media.session.stats(),
         }

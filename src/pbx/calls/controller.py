@@ -1,11 +1,14 @@
 """
 The call controller: the transaction user for INVITE, ACK, BYE, CANCEL,
-UPDATE, INFO and PRACK.  It authenticates callers, asks the dialplan where
-a call goes, starts :class:`~pbx.calls.call.Call` objects, finds the call of
-every in-dialog request, ends dead calls, and writes call detail records.
+UPDATE, INFO and PRACK, and the switch's policy.
 
-Calls nobody will answer are offered to the diverters (voicemail) before
-they fail; applications place calls of their own with :meth:`CallController.dial`.
+It authenticates callers, asks the dialplan where a call goes, builds the
+call (legs plus media), and, when ringing returns an outcome, decides what
+follows: a forward, a diversion to an application (voicemail), or a
+failure.  In-dialog requests find their call through the dialog table
+(RFC 3261 §12.2).  Every call's life goes out as call events; call detail
+records are written by one subscriber.  Applications place calls of their
+own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 """
 
 from __future__ import annotations
@@ -13,45 +16,45 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbx.calls.app_call import ApplicationCall
-from pbx.calls.call import BUSY, Call
-from pbx.calls.delayed_offer import DelayedOfferApplicationCall, DelayedOfferCall
+from pbx.calls.call import Call
+from pbx.calls.cdr import CDRWriter
 from pbx.calls.dial import Dial
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
-from pbx.calls.divert import Diverter, ask_diverters
-from pbx.calls.live import LiveCall
-from pbx.calls.media import CallMedia, MediaError
-from pbx.calls.outbound import OutboundCall
+from pbx.calls.divert import Diverter
+from pbx.calls.endpoint_media import EndpointMedia, MediaServices
+from pbx.calls.events import CallEvents
+from pbx.calls.forks import Outcome, Rung
+from pbx.calls.media import CallMedia
+from pbx.calls.originated import Originated
+from pbx.calls.outbound import OutboundCall, display_name
+from pbx.calls.routing import Routing
+from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
-from pbx.sip.dialog import Dialog, LocalAddress
-from pbx.sip.message import Request, Response, SIPParseError, make_response
+from pbx.sip.dialog import LocalAddress
+from pbx.sip.dialogs import DialogTable
+from pbx.sip.ids import new_tag
+from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
-from pbx.sip.transaction import ClientTransaction, Peer, ServerTransaction
+from pbx.sip.transaction import Peer, ServerTransaction
 
-#: RFC 3261 §8.2.2.2-style guard: how many forwards one call may follow.
-MAX_FORWARDS_FOLLOWED = 5
+__all__ = ["MEDIA_CHECK_INTERVAL", "CallController", "MediaServices", "display_name"]
+
 MEDIA_CHECK_INTERVAL = 5.0
 
-
-@define(eq=False)
-class MediaServices:
-    """What a call answered by pbx itself needs."""
-
-    codecs: dict[str, Any]
-    prompts: Any
-    load: Callable[[str], Deferred[Any]]
+LiveCall = Call | ApplicationCall | OutboundCall
 
 
 @define(eq=False)
@@ -75,25 +78,31 @@ class CallController:
     lookup: Callable[[str], Deferred[ExtensionRecord | None]]
     #: Registered dialplan applications by name (the PBX's registry).
     applications: dict[str, Any] = field(factory=dict)
-    #: What terminated calls need: codecs, prompts, a WAV loader, the reactor.
+    #: What terminated calls need: codecs, prompts, a WAV loader.
     media: MediaServices | None = None
     calls: dict[str, LiveCall] = field(factory=dict)
     #: Asked, in order, where a call nobody will answer goes (see IPBX.add_diverter).
     diverters: list[Diverter] = field(factory=list)
-    _dialogs: dict[tuple[str, str], tuple[LiveCall, Dialog]] = field(factory=dict)
-    _keys: dict[int, list[tuple[str, str]]] = field(factory=dict)  # dialog keys per call
+    #: Every call's life (CDR writing is one subscriber).
+    events: CallEvents = field(factory=CallEvents)
+    dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
+    services: LegServices = field(init=False)
+    routing: Routing = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
 
+    def __attrs_post_init__(self) -> None:
+        self.services = LegServices(
+            sip=SIPSender(self.core), location=Location(self.registrar.contacts, self.local_address),
+            clock=self.core.clock, dialogs=self.dialogs, domain=self.config.sip.domain,
+        )
+        self.routing = Routing(lambda number: self.lookup(number), self.registrar.contacts, self.applications,
+                               self.diverters)
+
     @property
     def clock(self) -> Any:
         """The injected clock."""
-        return self.core.clock
-
-    @property
-    def reactor(self) -> Any:
-        """The reactor (UDP for RTP endpoints, time)."""
         return self.core.clock
 
     @property
@@ -103,21 +112,12 @@ class CallController:
             self._media_clock = MediaClock(self.clock)
         return self._media_clock
 
-    @property
-    def media_ports(self) -> Any:
-        """The RTP port allocator shared with the relay."""
-        return self.relay.allocator
-
-    @property
-    def domain(self) -> str:
-        """The SIP domain (realm)."""
-        return self.config.sip.domain
-
     def install(self) -> None:
-        """Take over call-related methods in the core and start the media watchdog."""
+        """Take over call-related methods in the core, write CDRs, start the media watchdog."""
         for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
+        self.events.subscribe(CDRWriter(self.store))
         self._checker = LoopingCall(self._check_media_safely)
         self._checker.clock = self.clock
         self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
@@ -131,41 +131,6 @@ class CallController:
                 call.hang_up("pbx", "shutdown")
             elif isinstance(call, Call | OutboundCall):
                 call.fail(503, "Service Unavailable")
-
-    # -- plumbing used by Call ---------------------------------------------
-
-    def send(self, message: Request | Response, peer: Peer) -> None:
-        """Send outside any transaction (ACK of a 2xx, 2xx retransmissions)."""
-        self.core.transports.send(message, peer)
-
-    def send_request(self, request: Request, peer: Peer, on_response: Callable[[Response], None]) -> ClientTransaction:
-        """Send a request in a new client transaction."""
-        return self.core.transactions.start_client(request, peer, on_response)
-
-    def send_in_dialog(self, dialog: Dialog, method: str, on_response: Callable[[Response], None]) -> None:
-        """Send a body-less request (BYE, ...) within ``dialog``."""
-        self.send_request(dialog.request(method), dialog.peer, on_response)
-
-    def peer_for(self, binding: Binding) -> Peer:
-        """Where a registered phone is reached: the address its REGISTER came from."""
-        host, _, port = binding.source.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit():
-            contact = self._contact_uri(binding)
-            return Peer(binding.transport, contact.host_address, contact.port or 5060)
-        return Peer(binding.transport, host, int(port))
-
-    @staticmethod
-    def _contact_uri(binding: Binding) -> Any:
-        from pbx.sip.uri import parse_uri
-
-        return parse_uri(binding.contact)
-
-    def dialog_started(self, call: LiveCall, leg: str, dialog: Dialog) -> None:
-        """Route future in-dialog requests of ``dialog`` to ``call``."""
-        key = (dialog.call_id, dialog.local_tag)
-        self._dialogs[key] = (call, dialog)
-        self._keys.setdefault(id(call), []).append(key)
 
     # -- dispatch ----------------------------------------------------------
 
@@ -196,23 +161,13 @@ class CallController:
         if invite is None or not isinstance(call, Call | ApplicationCall) or call.invite is not invite:
             transaction.respond(make_response(transaction.request, 481))
             return
-        # Fix: §9.2: the 200 to CANCEL SHOULD carry the To tag of the
-        # INVITE's responses (it had none).
+        # §9.2: the 200 to CANCEL SHOULD carry the To tag of the INVITE's responses.
         transaction.respond(make_response(transaction.request, 200, to_tag=call.a_tag))
         call.cancelled()
 
-    def _dialog_of(self, request: Request) -> tuple[LiveCall, Dialog] | None:
-        """The call and dialog of an in-dialog request, or None."""
-        entry = self._dialogs.get((request.call_id, request.to.tag or ""))
-        # Fix: §12.2.2: the dialog ID includes the remote tag; a request
-        # with our To tag but another From tag is in no dialog (481).
-        if entry is not None and entry[1].remote_tag != (request.from_.tag or ""):
-            return None
-        return entry
-
     def _in_dialog(self, transaction: ServerTransaction) -> None:
         request = transaction.request
-        entry = self._dialog_of(request)
+        entry = self.dialogs.match(request)
         if entry is None:
             transaction.respond(make_response(request, 481))
             return
@@ -229,27 +184,13 @@ class CallController:
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
-            if isinstance(call, Call):
-                self._relay_info(call, leg, transaction)
-            elif isinstance(call, ApplicationCall | OutboundCall):
-                call.info(transaction)
+            call.info(leg, transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
-    def _relay_info(self, call: Call, leg: str, transaction: ServerTransaction) -> None:
-        """Pass INFO (e.g. application/dtmf-relay) to the other leg."""
-        request = transaction.request
-        other = call.b.dialog if leg == "a" and call.b is not None else call.a_dialog
-        if other is None:
-            transaction.respond(make_response(request, 481))
-            return
-        info = other.request("INFO", body=request.body, content_type=request.headers.get("Content-Type"))
-        self.send_request(info, other.peer,
-                          lambda r: transaction.respond(make_response(request, r.status)) if r.status >= 200 else None)
-
     def ack(self, request: Request, peer: Peer) -> None:
         """An ACK for a 2xx (outside transactions)."""
-        entry = self._dialog_of(request)
+        entry = self.dialogs.match(request)
         if entry is not None:
             entry[0].acked(request)
 
@@ -277,7 +218,7 @@ class CallController:
         if action is None:
             action = ToExtension(number)
         if isinstance(action, HangUp):
-            transaction.respond(make_response(request, action.status, action.reason or None, to_tag=_tag()))
+            transaction.respond(make_response(request, action.status, action.reason or None, to_tag=new_tag()))
             return
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, number, action, display)
@@ -295,49 +236,28 @@ class CallController:
             transaction.respond(make_response(transaction.request, 400, "Bad Session-Expires"))
             return None
         if int(text) < minimum:
-            response = make_response(transaction.request, 422, to_tag=_tag())
+            response = make_response(transaction.request, 422, to_tag=new_tag())
             response.headers.add("Min-SE", str(minimum))
             transaction.respond(response)
             return None
         return int(text)
 
-    async def resolve_target(self, target: str, seen: set[str]) -> tuple[str, ExtensionRecord | None, int]:
-        """
-        Follow unconditional forwarding from ``target``.
-
-        :returns: (final number, its record or None, a status to refuse
-            with, or 0): 404 unknown, 482 forwarding loop, 486 DND.
-        """
-        record = await self.lookup(target)
-        seen.add(target)
-        while record is not None and record.enabled and record.forward_always:
-            nxt = record.forward_always
-            if nxt in seen or len(seen) > MAX_FORWARDS_FOLLOWED:
-                return target, record, 482
-            seen.add(nxt)
-            target, record = nxt, await self.lookup(nxt)
-        if record is None or not record.enabled:
-            return target, None, 404
-        if record.dnd:
-            return target, record, 486
-        return target, record, 0
-
     async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
                               target: str, expires: int) -> None:
         request = transaction.request
         seen: set[str] = set()
-        target, record, refuse = await self.resolve_target(target, seen)
+        target, record, refuse = await self.routing.resolve_target(target, seen)
         if refuse:
             if refuse == 486 and self._divert_new(transaction, caller, display, target, "dnd"):
                 return
             reason = {482: "Forwarding Loop", 486: "Do Not Disturb"}.get(refuse)
-            transaction.respond(make_response(request, refuse, reason, to_tag=_tag()))
+            transaction.respond(make_response(request, refuse, reason, to_tag=new_tag()))
             return
         assert record is not None
         bindings = self.registrar.contacts(target)
         why = "unavailable"
         if not bindings and record.forward_no_answer and record.forward_no_answer not in seen:
-            number, forward, refuse = await self.resolve_target(record.forward_no_answer, seen)
+            number, forward, refuse = await self.routing.resolve_target(record.forward_no_answer, seen)
             if forward is not None:
                 # A forward target that fails too: diverted as itself.
                 target, record = number, forward
@@ -345,35 +265,87 @@ class CallController:
                 why = "dnd" if refuse == 486 else "unavailable"
         if not bindings:
             if not self._divert_new(transaction, caller, display, target, why):
-                transaction.respond(make_response(request, 480, "Not Registered", to_tag=_tag()))
+                transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
         try:
             session = self.relay.open_session()
         except Exception as e:
             self.log.warn("no media ports for a call: {e}", e=e)
-            transaction.respond(make_response(request, 503, "No Media Ports", to_tag=_tag()))
+            transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
             return
-        # RFC 3261 §13.2.1: an INVITE without a body leaves the offer to the callee's 2xx.
-        call = (Call if request.body else DelayedOfferCall)(
-            controller=self, invite=transaction, caller=caller, callee=target, caller_display=display,
+        call = Call(
+            self.services, transaction, caller=caller, callee=target, caller_display=display,
             media=CallMedia(session, self.media_address,
                             available=self.media.codecs if self.media is not None else {}),
-            a_address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
+            address=self.local_address(transaction.peer.transport),
+            # RFC 4028 §9 table 2: a caller without "Supported: timer", or one
+            # asking refresher=uas, makes the UAS the refresher.  pbx never
+            # refreshes, so it runs no session timer for such a caller.
+            session_expires=expires if _caller_refreshes(request) else 0,
+            publish=self.events.publish, on_end=self.call_ended,
         )
-        # Fix: RFC 4028 §9 table 2: a caller without "Supported: timer", or
-        # one asking refresher=uas, makes the UAS the refresher.  pbx never
-        # refreshes, so it runs no session timer for such a caller (and says
-        # none in its 2xx) instead of cutting a live call at expiry.
-        call.session_expires = expires if _caller_refreshes(request) else 0
-        call.on_end = self.call_ended
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
         self.calls[call.call_id] = call
         self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
-        try:
-            call.ring(bindings, request.body)
-        except (SIPParseError, MediaError) as e:
-            call.fail(488, str(e)[:80])
+        await self._ring(call, bindings)
+
+    async def _ring(self, call: Call, bindings: list[Binding]) -> None:
+        """Ring the callee; when nobody answers, forward, divert or fail, as the policy says."""
+        while True:
+            rung = await call.ring(bindings, self.config.calls.ring_timeout)
+            if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
+                return
+            if rung.outcome is Outcome.FAILED:
+                call.fail(rung.status)
+                return
+            if rung.outcome is Outcome.NO_ANSWER:
+                status, reason, forward = 480, "no_answer", call.forwards.pop("no_answer", "")
+            elif rung.outcome is Outcome.BUSY:
+                status, reason, forward = rung.status, "busy", call.forwards.pop("busy", "")
+            else:
+                status, reason, forward = rung.status, "unavailable", ""
+            if not forward:
+                if not self._divert_call(call, call.callee, reason):
+                    call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
+                return
+            forwarded = await self._forward(call, forward, status, reason)
+            if forwarded is None:
+                return
+            bindings = forwarded
+
+    async def _forward(self, call: Call, target: str, status: int, reason: str) -> list[Binding] | None:
+        """Follow a busy or no-answer forward: the new callee's phones, or None when the call is settled."""
+        if not self.routing.may_forward(target, call.seen):
+            # A busy/no-answer forward back to an extension already rung.
+            number, record, refuse = target, None, 482
+        else:
+            number, record, refuse = await self.routing.resolve_target(target, call.seen)
+        if call.state not in ("routing", "ringing"):
+            return None  # the caller cancelled meanwhile
+        bindings = self.registrar.contacts(number) if not refuse else []
+        if not bindings or record is None:
+            # The forward target fails too: diverted as itself when it exists.
+            if record is None:
+                number = call.callee
+            else:
+                reason = "dnd" if refuse == 486 else "unavailable"
+            if not self._divert_call(call, number, reason):
+                call.fail(status)
+            return None
+        self.log.info("call {caller} -> {callee} forwarded to {target}",
+                      caller=call.caller, callee=call.callee, target=number)
+        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
+        call.callee = number
+        return bindings
+
+    def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
+        """What makes a terminated call's media, given the call's hang-up callback."""
+        assert self.media is not None
+        services = evolve(self.media, reactor=self.clock, ports=self.relay.allocator,
+                          media_clock=self.media_clock, interface=self.config.rtp.interface,
+                          address=self.media_address)
+        return lambda on_hangup: EndpointMedia(services, caller, caller_name, callee, on_hangup)
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
@@ -390,89 +362,34 @@ class CallController:
         application = self.applications.get(action.name)
         if application is None or self.media is None:
             self.log.warn("dialplan application {name!r} is not running", name=action.name)
-            transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=_tag()))
+            transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=new_tag()))
             return
-        call = (ApplicationCall if request.body else DelayedOfferApplicationCall)(
-            controller=self, invite=transaction, caller=caller, callee=number,
-            application=application, args=action.args, caller_name=_unquote(display),
-            address=self.local_address(transaction.peer.transport), started=self.clock.seconds(),
+        call = ApplicationCall(
+            self.services, transaction, caller=caller, callee=number, application=application,
+            args=action.args, address=self.local_address(transaction.peer.transport),
+            media=self._endpoint_media(caller, _unquote(display), number),
+            publish=self.events.publish, on_end=self.call_ended, tag=a_tag,
         )
-        if a_tag is not None:
-            call.a_tag = a_tag
-        call.on_end = self.call_ended
         self.calls[call.call_id] = call
         self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
                       name=action.name)
-        media = self.media
         if early is None:
-            call.start(media.codecs, media.prompts, media.load)
+            call.start()
             return
         answer, released = early
 
         def start(_: object) -> None:
             if call.state == "routing":  # not cancelled meanwhile
-                call.start(media.codecs, media.prompts, media.load, early_answer=answer)
+                call.start(early_answer=answer)
 
         released.addCallback(start).addErrback(
             lambda f: self.log.failure("starting application {name} failed", f, name=action.name))
 
-    def forks_failed(self, call: Call, status: int) -> None:
-        """Every phone of the callee refused: forward on busy, divert, or fail."""
-        reason = "busy" if status in BUSY else "unavailable"
-        if status in BUSY and call.forwards.get("busy"):
-            self._forward(call, call.forwards.pop("busy"), status, reason)
-        elif not self._divert_call(call, call.callee, reason):
-            call.fail(status)
-
-    def no_answer(self, call: Call) -> None:
-        """The ring timeout passed: forward on no answer, divert, or fail."""
-        if call.forwards.get("no_answer"):
-            self._forward(call, call.forwards.pop("no_answer"), 480, "no_answer")
-        elif not self._divert_call(call, call.callee, "no_answer"):
-            call.fail(480, "No Answer")
-
-    def _forward(self, call: Call, target: str, status: int, reason: str) -> None:
-        def failed(failure: Failure) -> None:
-            self.log.failure("forwarding failed", failure)
-            call.fail(500)
-
-        Deferred.fromCoroutine(self._forward_to(call, target, status, reason)).addErrback(failed)
-
-    async def _forward_to(self, call: Call, target: str, status: int, reason: str) -> None:
-        if target in call.seen or len(call.seen) > MAX_FORWARDS_FOLLOWED:
-            # A busy/no-answer forward back to an extension already rung.
-            number, record, refuse = target, None, 482
-        else:
-            number, record, refuse = await self.resolve_target(target, call.seen)
-        if call.state not in ("routing", "ringing"):
-            return  # the caller cancelled meanwhile
-        bindings = self.registrar.contacts(number) if not refuse else []
-        if not bindings or record is None:
-            # The forward target fails too: diverted as itself when it exists.
-            if record is None:
-                number = call.callee
-            else:
-                reason = "dnd" if refuse == 486 else "unavailable"
-            if not self._divert_call(call, number, reason):
-                call.fail(status)
-            return
-        self.log.info("call {caller} -> {callee} forwarded to {target}",
-                      caller=call.caller, callee=call.callee, target=number)
-        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
-        call.callee = number
-        call.forks = []
-        offer = call.invite.request.body
-        call.ring(bindings, offer)
-
-    # -- diversion and dialling --------------------------------------------
-
-    def divert(self, callee: str, reason: str) -> ToApplication | None:
-        """Where a call to ``callee`` that fails for ``reason`` goes instead, by the diverters; or None."""
-        return ask_diverters(self.diverters, callee, reason)
+    # -- diversion -----------------------------------------------------------
 
     def _divertible(self, callee: str, reason: str) -> ToApplication | None:
-        action = self.divert(callee, reason)
-        if action is not None and (action.name not in self.applications or self.media is None):
+        action = self.routing.divert(callee, reason)
+        if action is not None and self.media is None:
             self.log.warn("diverter named application {name!r}, which is not running", name=action.name)
             return None
         return action
@@ -507,6 +424,57 @@ class CallController:
         )
         return True
 
+    # -- calls applications place -------------------------------------------------
+
+    def _place(self, caller: str, caller_name: str, callee: str, bindings: list[Binding], timeout: float,
+               on_ringing: Callable[[], None] | None = None) -> OutboundCall:
+        """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
+        call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
+                            media=self._endpoint_media(caller, caller_name, callee),
+                            publish=self.events.publish, on_end=self.call_ended, on_ringing=on_ringing)
+        call.start(bindings, timeout)
+        if call.state != "ended":
+            self.calls[call.call_id] = call
+        return call
+
+    def originate(self, number: str, *, caller: str, caller_name: str = "",
+                  timeout: float | None = None) -> Deferred[Originated]:
+        """
+        Ring extension ``number``'s phones (see :meth:`pbx.interfaces.IPBX.originate`).
+        Cancelling the Deferred stops the ringing.
+        """
+        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
+        placed: list[OutboundCall] = []
+
+        def cancel(d: Deferred[Originated]) -> None:
+            for call in placed:
+                call.hang_up("a", "cancelled")
+
+        async def ring() -> Originated:
+            record = await self.lookup(number)
+            if record is None or not record.enabled or self.media is None:
+                return Originated("not_found" if self.media is not None else "failed")
+            bindings = self.registrar.contacts(number)
+            if not bindings:
+                return Originated("unavailable")
+            call = self._place(caller, caller_name, number, bindings, ring_timeout)
+            placed.append(call)
+            rung: Rung = await call.outcome
+            if rung.outcome is not Outcome.ANSWERED:
+                return Originated(rung.outcome.value)
+            return Originated("answered", call.channel, call.ended,
+                              lambda: call.hang_up("a", "hung up"), call.call_id)
+
+        result: Deferred[Originated] = Deferred(cancel)
+        Deferred.fromCoroutine(ring()).addCallbacks(result.callback, self._originate_failed, errbackArgs=(result,))
+        return result
+
+    def _originate_failed(self, failure: Failure, result: Deferred[Originated]) -> None:
+        if not failure.check(CancelledError):
+            self.log.failure("originate failed", failure)
+        if not result.called:
+            result.callback(Originated("failed"))
+
     def dial(self, channel: Any, number: str, *, caller: str | None = None, caller_name: str | None = None,
              timeout: float | None = None) -> Deferred[str]:
         """
@@ -514,30 +482,33 @@ class CallController:
         :meth:`pbx.interfaces.IPBX.dial`); fails with
         :class:`~pbx.media.channel.HungUp` if the caller hangs up first.
         """
+        shown = channel.caller if caller is None else caller
+        name = channel.caller_name if caller_name is None else caller_name
+        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
         attempt = Dial(
-            self, channel, caller=channel.caller if caller is None else caller,
-            caller_name=channel.caller_name if caller_name is None else caller_name,
-            timeout=self.config.calls.ring_timeout if timeout is None else timeout,
+            self.routing,
+            lambda callee, bindings, on_ringing: self._place(shown, name, callee, bindings, ring_timeout,
+                                                             on_ringing),
+            channel, caller=shown, caller_name=name, timeout=ring_timeout,
         )
         return Deferred.fromCoroutine(attempt.run(number))
 
     # -- endings -------------------------------------------------------------
 
     def call_ended(self, call: LiveCall) -> None:
-        """A call is over: forget it and its dialogs, close its media, write its records."""
+        """A call is over: forget it and its dialogs, close its media."""
         self.calls.pop(call.call_id, None)
-        for key in self._keys.pop(id(call), []):
-            self._dialogs.pop(key, None)
+        self.dialogs.drop(call)
         try:
-            call.release_media()
+            if isinstance(call, Call):
+                self.relay.close(call.media.session)
+            else:
+                call.release_media()
         except Exception:
             self.log.failure("closing the media of {call_id} failed", call_id=call.call_id)
         self.log.info("call {caller} -> {callee} ended: {disposition} ({side} {cause})",
                       caller=call.caller, callee=call.callee, disposition=call.disposition,
                       side=call.hangup_side, cause=call.hangup_cause)
-        for record in call.record():
-            d = self.store.add_call_record(record)
-            d.addErrback(lambda f: self.log.failure("writing a CDR failed", f))
 
     def _check_media_safely(self) -> None:
         try:
@@ -552,9 +523,8 @@ class CallController:
         for call in list(self.calls.values()):
             if call.state != "confirmed":
                 continue
-            # Fix: silence counts from the answer at the earliest; the
-            # session exists since the INVITE, so a call that rang longer
-            # than media_timeout was ended before its media could start.
+            # Silence counts from the answer at the earliest: the relay
+            # session exists since the INVITE.
             since_answer = now - (call.answered_at if call.answered_at is not None else now)
             if min(call.inactive_for(now), since_answer) >= limit:
                 call.hang_up("pbx", "media timeout")
@@ -572,23 +542,9 @@ def _caller_refreshes(request: Request) -> bool:
     return "timer" in supported and asked.get("refresher", "uac") == "uac"
 
 
-def display_name(name: str) -> str:
-    """A quoted display name followed by a space, or '' (RFC 3261 §25.1 quoted-string)."""
-    if not name:
-        return ""
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}" '
-
-
 def _unquote(display: str) -> str:
     """The name inside a display_name() result."""
     text = display.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return text
-
-
-def _tag() -> str:
-    import secrets
-
-    return secrets.token_hex(6)

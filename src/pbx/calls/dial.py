@@ -1,6 +1,6 @@
 """
 An application dials an extension for the caller on its channel
-(:meth:`pbx.calls.controller.CallController.dial`).
+(:meth:`pbx.interfaces.IPBX.dial`).
 
 The attempt goes as a direct call would: unconditional forwarding and
 do-not-disturb, then the extension's phones ring (an
@@ -13,20 +13,18 @@ side hangs up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from attrs import define, field
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.calls.call import BUSY
-from pbx.calls.outbound import RING_TIMEOUT, OutboundCall
+from pbx.calls.forks import Outcome
+from pbx.calls.outbound import OutboundCall
+from pbx.calls.routing import Routing
 from pbx.media.channel import Channel, HungUp
-from pbx.records import ExtensionRecord
-
-if TYPE_CHECKING:
-    from pbx.calls.controller import CallController
+from pbx.records import Binding, ExtensionRecord
 
 #: How long one round of ringback lasts: a whole cadence (2 s on, 4 s off).
 RINGBACK_ROUND = 6.0
@@ -39,11 +37,15 @@ class Dial:
     """
     One dial attempt for the caller on ``channel``.
 
+    :ivar routing: extensions, forwards, phones, diverters and applications.
+    :ivar place: places a call to one extension's phones
+        (``place(callee, bindings, on_ringing)``), already ringing.
     :ivar caller: who the callee sees calling (From, P-Asserted-Identity).
     :ivar timeout: seconds each extension rings before the no-answer rules apply.
     """
 
-    controller: CallController
+    routing: Routing
+    place: Callable[[str, list[Binding], Callable[[], None]], OutboundCall]
     channel: Channel
     caller: str
     caller_name: str
@@ -80,35 +82,32 @@ class Dial:
             raise HungUp("the caller hung up")
 
     async def _route(self, number: str) -> str:
-        controller = self.controller
-        target, record, refuse = await controller.resolve_target(number, self.seen)
+        routing = self.routing
+        target, record, refuse = await routing.resolve_target(number, self.seen)
         self._check()
         if record is None:
             return "not_found" if refuse == 404 else "unavailable"  # 482: a forwarding loop
         while True:
             if refuse == 486:
                 return await self._give_up(target, "dnd", "busy")
-            bindings = controller.registrar.contacts(target)
+            bindings = routing.contacts(target)
             if not bindings:
                 forwarded = await self._forward(record.forward_no_answer)
                 if forwarded is None:
                     return await self._give_up(target, "unavailable", "unavailable")
                 target, record, refuse = forwarded
                 continue
-            leg = OutboundCall(controller, caller=self.caller, callee=target, started=controller.clock.seconds(),
-                               caller_name=self.caller_name, on_ringing=self._ringing)
-            leg.on_end = controller.call_ended
-            self.leg = leg
             self.log.info("dial {caller} -> {callee} ({n} phone(s))", caller=self.caller, callee=target,
                           n=len(bindings))
-            leg.start(bindings, self.timeout)
-            status = await leg.outcome
+            leg = self.place(target, bindings, self._ringing)
+            self.leg = leg
+            rung = await leg.outcome
             self._check()
-            if status == 200:
+            if rung.outcome is Outcome.ANSWERED:
                 return await self._bridged(leg)
-            if status in BUSY:
+            if rung.outcome is Outcome.BUSY:
                 reason, forward = "busy", record.forward_busy
-            elif status == RING_TIMEOUT:
+            elif rung.outcome is Outcome.NO_ANSWER:
                 reason, forward = "no_answer", record.forward_no_answer
             else:
                 reason, forward = "unavailable", ""
@@ -119,11 +118,9 @@ class Dial:
 
     async def _forward(self, number: str) -> Target | None:
         """Follow a busy or no-answer forward to an extension that exists; None if there is none to follow."""
-        from pbx.calls.controller import MAX_FORWARDS_FOLLOWED
-
-        if not number or number in self.seen or len(self.seen) > MAX_FORWARDS_FOLLOWED:
+        if not self.routing.may_forward(number, self.seen):
             return None
-        target, record, refuse = await self.controller.resolve_target(number, self.seen)
+        target, record, refuse = await self.routing.resolve_target(number, self.seen)
         self._check()
         if record is None:
             return None
@@ -132,13 +129,10 @@ class Dial:
 
     async def _give_up(self, callee: str, reason: str, outcome: str) -> str:
         """Nobody answers at ``callee``: run the application a diverter names, or return ``outcome``."""
-        action = self.controller.divert(callee, reason)
+        action = self.routing.divert(callee, reason)
         if action is None:
             return outcome
-        application = self.controller.applications.get(action.name)
-        if application is None:
-            self.log.warn("diverter named application {name!r}, which is not running", name=action.name)
-            return outcome
+        application = self.routing.applications[action.name]
         self._stop_ringback()
         self.log.info("dial {caller} -> {callee} ({reason}): application {name}", caller=self.caller,
                       callee=callee, reason=reason, name=action.name)

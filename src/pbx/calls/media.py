@@ -54,6 +54,8 @@ class CallMedia:
     #: answer, and the relay transcodes.
     available: dict[str, Any] = field(factory=dict)
     transcoding: bool = False
+    #: Whether each leg holds the call (its last SDP was sendonly or inactive).
+    held: dict[str, bool] = field(factory=dict)
 
     def _next(self, leg: str) -> tuple[int, int]:
         self._versions[leg] += 1
@@ -77,6 +79,7 @@ class CallMedia:
         held = is_hold(sdp, audio)
         if host and host not in ("0.0.0.0", "::"):
             self.session.set_remote(leg, host, audio.port)
+        self.held[leg] = held
         if held:
             self.session.hold(leg)
         else:

@@ -1,0 +1,76 @@
+"""
+Call events: every call's life, published to whoever subscribes.
+
+A call publishes ``created`` when it is set up, ``ringing`` at the first
+provisional response from a callee's phone, ``answered`` and ``bridged``
+when two parties are connected, ``held``/``resumed`` when a party holds,
+``transferred`` when it moves, and ``ended`` with its call detail records.
+Call detail records are one subscriber (:mod:`pbx.calls.cdr`); queues, the
+operator console, recording and webhooks are others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import define, field, frozen
+
+from twisted.logger import Logger
+
+KINDS = ("created", "ringing", "answered", "bridged", "held", "resumed", "transferred", "ended")
+
+
+@frozen
+class CallEvent:
+    """
+    One moment in a call's life.
+
+    :ivar kind: one of :data:`KINDS`.
+    :ivar call_id: the call's key (its caller's Call-ID, or the first
+        INVITE's for a call pbx placed).
+    :ivar caller: who calls.
+    :ivar callee: who is called.
+    :ivar time: the clock's time of the event.
+    :ivar leg: ``"a"`` (the caller's side), ``"b"`` (a callee's side) or ``""``.
+    :ivar detail: what else the event says: ``application``, ``reason``,
+        ``records`` (for ``ended``: the :class:`~pbx.records.CallRecord` list) ...
+    """
+
+    kind: str
+    call_id: str
+    caller: str
+    callee: str
+    time: float
+    leg: str = ""
+    detail: Mapping[str, Any] = field(factory=dict)
+
+
+Subscriber = Callable[[CallEvent], object]
+
+
+@define(eq=False)
+class CallEvents:
+    """The subscribers of call events; a subscriber that raises is logged and keeps its place."""
+
+    _subscribers: list[Subscriber] = field(factory=list)
+    log = Logger()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber(event)`` for every event from now on; returns what unsubscribes it."""
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: CallEvent) -> None:
+        """Hand ``event`` to every subscriber, in the order they subscribed."""
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                self.log.failure("call event subscriber {subscriber!r} failed on {kind}",
+                                 subscriber=subscriber, kind=event.kind)

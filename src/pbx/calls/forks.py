@@ -1,0 +1,411 @@
+"""
+The callee's legs of a call: pbx is the UAC of one INVITE per registered
+phone of the callee (parallel forking, RFC 3261 §16.7 as a B2BUA does it).
+
+The first 2xx that the call accepts wins; the other phones are cancelled
+(§9.1: a CANCEL waits for a provisional response), and a 2xx that comes
+too late is ACKed and hung up (§13.2.2.4).  Ringing ends with one
+:class:`Rung` outcome: answered, busy, no answer, unavailable, cancelled or
+failed.  What follows is the caller's policy, not the forks'.
+
+In *delayed* mode (the caller's INVITE had no offer, so neither have ours)
+the winner's 2xx carries the offer and its ACK must carry the caller's
+answer: it is sent later with :meth:`Forks.ack`.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+from automat import MethodicalMachine
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pbx.calls.media import MediaError
+from pbx.calls.named_timers import NamedTimers
+from pbx.calls.signalling import LegServices, ignore
+from pbx.records import Binding
+from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, cancel_for
+from pbx.sip.message import Request, Response, SIPParseError
+from pbx.sip.transaction import ClientTransaction, Peer
+
+#: §16.7 step 6: which final response to pass on when every fork failed.
+_PREFERENCE = {486: 0, 600: 0, 603: 1, 480: 2, 408: 3, 487: 4}
+#: Final responses that mean the callee is busy (or declined).
+BUSY = (486, 600, 603)
+
+
+class Outcome(enum.Enum):
+    """How ringing ended."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    UNAVAILABLE = "unavailable"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@frozen
+class Rung:
+    """
+    The outcome of ringing.
+
+    :ivar status: the final status behind it (the best of the phones'
+        failures, §16.7; 480 for no answer; 200 when answered).
+    :ivar fork: the phone that answered, if one did.
+    """
+
+    outcome: Outcome
+    status: int
+    fork: Fork | None = None
+
+
+class Verdict(enum.Enum):
+    """What the call says of a 2xx: take it, turn this phone down, or give the call up."""
+
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    ABORT = "abort"
+
+
+def best_failure(forks: list[Fork]) -> int:
+    """§16.7 step 6: the most telling final status of forks that all failed."""
+    best = min(forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
+    return best.status
+
+
+class Fork:
+    """
+    One INVITE to one registered phone; its CANCEL rules (§9.1) in one table.
+
+    :ivar status: the highest status seen (487 once cancelled without one).
+    """
+
+    _machine = MethodicalMachine()
+
+    def __init__(self, binding: Binding, invite: Request, peer: Peer, address: LocalAddress,
+                 started: float, sip: Any) -> None:
+        self.binding = binding
+        self.invite = invite
+        self.peer = peer
+        self.address = address
+        self.started = started
+        self.transaction: ClientTransaction | None = None
+        self.dialog: Dialog | None = None
+        self.status = 0
+        self.rseq = 0
+        self.ack: Request | None = None
+        self._sip = sip
+
+    @_machine.state(initial=True, serialized="calling")
+    def _calling(self) -> None:
+        """The INVITE went; nothing came back."""
+
+    @_machine.state(serialized="proceeding")
+    def _proceeding(self) -> None:
+        """A provisional response came."""
+
+    @_machine.state(serialized="cancel-pending")
+    def _cancel_pending(self) -> None:
+        """Cancelled before any provisional response: the CANCEL waits for one (§9.1)."""
+
+    @_machine.state(serialized="cancelling")
+    def _cancelling(self) -> None:
+        """The CANCEL went."""
+
+    @_machine.state(serialized="completed")
+    def _completed(self) -> None:
+        """A final response came."""
+
+    @_machine.serializer()
+    def _state(self, state: str) -> str:
+        return state
+
+    @property
+    def state(self) -> str:
+        """``calling``, ``proceeding``, ``cancel-pending``, ``cancelling`` or ``completed``."""
+        return self._state()  # type: ignore[no-any-return]
+
+    @_machine.input()
+    def provisional(self) -> None:
+        """A 1xx came."""
+
+    @_machine.input()
+    def final(self) -> None:
+        """A final response came."""
+
+    @_machine.input()
+    def cancel(self) -> None:
+        """Stop this phone ringing."""
+
+    @_machine.output()
+    def _mark_cancelled(self) -> None:
+        self.status = self.status or 487
+
+    @_machine.output()
+    def _send_cancel(self) -> None:
+        self._sip.request(cancel_for(self.invite), self.peer, ignore)
+        if self.transaction is not None:
+            self.transaction.cancel_sent()
+
+    _calling.upon(provisional, enter=_proceeding, outputs=[])
+    _calling.upon(cancel, enter=_cancel_pending, outputs=[_mark_cancelled])
+    _proceeding.upon(provisional, enter=_proceeding, outputs=[])
+    _proceeding.upon(cancel, enter=_cancelling, outputs=[_mark_cancelled, _send_cancel])
+    _cancel_pending.upon(provisional, enter=_cancelling, outputs=[_send_cancel])
+    _cancel_pending.upon(cancel, enter=_cancel_pending, outputs=[])
+    _cancelling.upon(provisional, enter=_cancelling, outputs=[])
+    _cancelling.upon(cancel, enter=_cancelling, outputs=[])
+    for _open in (_calling, _proceeding, _cancel_pending, _cancelling):
+        _open.upon(final, enter=_completed, outputs=[])
+    _completed.upon(provisional, enter=_completed, outputs=[])
+    _completed.upon(final, enter=_completed, outputs=[])
+    _completed.upon(cancel, enter=_completed, outputs=[])
+    del _open
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a CANCEL went or waits."""
+        return self.state in ("cancel-pending", "cancelling")
+
+
+class Forks:
+    """
+    Ring every phone of a callee at once.
+
+    :param services: SIP sender, clock, dialog table.
+    :param on_provisional: ``(fork, response)`` for each 18x while ringing.
+    :param on_answer: ``(fork, response) -> Verdict`` for the first usable 2xx.
+    :param refusal: in delayed mode, makes the body of the ACK that turns
+        down a 2xx's offer (RFC 3264 §6: every stream refused); None in
+        the ordinary mode, where every 2xx is ACKed at once, without a body.
+    :param contact_user: the user part of our Contact in the dialogs formed.
+    """
+
+    _machine = MethodicalMachine()
+    log = Logger()
+
+    def __init__(
+        self,
+        services: LegServices,
+        *,
+        on_provisional: Callable[[Fork, Response], None],
+        on_answer: Callable[[Fork, Response], Verdict],
+        refusal: Callable[[bytes], bytes] | None = None,
+        contact_user: str = "pbx",
+    ) -> None:
+        self.forks: list[Fork] = []
+        self.winner: Fork | None = None
+        self.outcome: Deferred[Rung] = Deferred()
+        self._services = services
+        self._on_provisional = on_provisional
+        self._on_answer = on_answer
+        self._refusal = refusal
+        self._contact_user = contact_user
+        self._timers = NamedTimers(services.clock)
+
+    # -- the group's states ---------------------------------------------------------
+
+    @_machine.state(initial=True, serialized="ringing")
+    def _ringing(self) -> None:
+        """Phones ring; no outcome yet."""
+
+    @_machine.state(serialized="answered")
+    def _won(self) -> None:
+        """One phone answered and the call took it."""
+
+    @_machine.state(serialized="over")
+    def _over(self) -> None:
+        """Ringing ended without an answer."""
+
+    @_machine.serializer()
+    def _state(self, state: str) -> str:
+        return state
+
+    @property
+    def ringing(self) -> bool:
+        """Whether no outcome is decided yet."""
+        return self._state() == "ringing"  # type: ignore[no-any-return]
+
+    @_machine.input()
+    def _accept(self, fork: Fork) -> None:
+        """The call took ``fork``'s 2xx."""
+
+    @_machine.input()
+    def _give_up(self, outcome: Outcome, status: int) -> None:
+        """Stop ringing with ``outcome``."""
+
+    @_machine.input()
+    def _failed(self, outcome: Outcome, status: int) -> None:
+        """Every phone gave a final failure."""
+
+    @_machine.output()
+    def _take(self, fork: Fork) -> None:
+        self.winner = fork
+        self._timers.stop_all()
+        for other in self.forks:
+            if other is not fork:
+                other.cancel()
+        self.outcome.callback(Rung(Outcome.ANSWERED, 200, fork))
+
+    @_machine.output()
+    def _cancel_all(self) -> None:
+        self._timers.stop_all()
+        for fork in self.forks:
+            fork.cancel()
+
+    @_machine.output()
+    def _decide(self, outcome: Outcome, status: int) -> None:
+        self._timers.stop_all()
+        self.outcome.callback(Rung(outcome, status))
+
+    _ringing.upon(_accept, enter=_won, outputs=[_take])
+    _ringing.upon(_give_up, enter=_over, outputs=[_cancel_all, _decide])
+    _ringing.upon(_failed, enter=_over, outputs=[_decide])
+    _won.upon(_give_up, enter=_won, outputs=[])
+    _over.upon(_give_up, enter=_over, outputs=[_cancel_all])
+    for _decided in (_won, _over):
+        _decided.upon(_accept, enter=_decided, outputs=[])
+        _decided.upon(_failed, enter=_decided, outputs=[])
+    del _decided
+
+    # -- ringing ---------------------------------------------------------------------
+
+    def ring(self, bindings: list[Binding], make_invite: Callable[[Binding, LocalAddress], Request],
+             timeout: float) -> Deferred[Rung]:
+        """
+        Send one INVITE (made by ``make_invite(binding, our address)``) to
+        each phone; after ``timeout`` seconds unanswered, cancel them all.
+
+        :returns: :attr:`outcome`.
+        """
+        services = self._services
+        for binding in bindings:
+            peer = services.location.peer_for(binding)
+            address = services.location.local_address(peer.transport)
+            invite = make_invite(binding, address)
+            self.forks.append(Fork(binding, invite, peer, address, services.clock.seconds(), services.sip))
+        for fork in self.forks:
+            fork.transaction = services.sip.request(fork.invite, fork.peer, functools.partial(self._response, fork))
+        self._timers.start("ring", timeout, lambda: self._give_up(Outcome.NO_ANSWER, 480))
+        return self.outcome
+
+    def cancel(self, outcome: Outcome = Outcome.CANCELLED, status: int = 487) -> None:
+        """Stop every phone that still rings; the outcome, if none yet, is ``outcome``."""
+        self._give_up(outcome, status)
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID of the first INVITE."""
+        return self.forks[0].invite.call_id if self.forks else ""
+
+    # -- responses -----------------------------------------------------------------
+
+    def _response(self, fork: Fork, response: Response) -> None:
+        try:
+            self._handle(fork, response)
+        except (SIPParseError, MediaError) as e:
+            self.log.info("bad response from {peer}: {e}", peer=str(fork.peer), e=e)
+            if response.status >= 200 and fork is not self.winner:
+                fork.status = max(fork.status, 500)
+                self._check_all_failed()
+
+    def _handle(self, fork: Fork, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            pending = fork.state == "cancel-pending"
+            fork.provisional()
+            if pending or status == 100 or not self.ringing:
+                return
+            fork.status = max(fork.status, status)
+            if response.to.tag and fork.dialog is None:
+                fork.dialog = self._dialog(fork, response)
+            self._prack(fork, response)
+            self._on_provisional(fork, response)
+            return
+        fork.final()
+        if status >= 300:
+            fork.status = status
+            if fork is not self.winner:
+                self._check_all_failed()
+            return
+        if fork.dialog is None:
+            fork.dialog = self._dialog(fork, response)
+        else:
+            fork.dialog.remote = response.to
+            fork.dialog.update_target(response)
+        if self._refusal is None:
+            # §13.2.2.4: every 2xx is ACKed, a retransmitted one again.
+            self._services.sip.send(ack_for_2xx(fork.dialog, fork.invite.cseq.number), fork.peer)
+        elif fork.ack is not None:
+            self._services.sip.send(fork.ack, fork.peer)
+            return
+        if fork is self.winner:
+            # A retransmission: ACKed above, or (delayed mode) the ACK waits
+            # for the caller's answer (§13.2.2.4).
+            return
+        if self.winner is not None or not self.ringing:
+            # A second phone answered in the race, or one answered after the
+            # call failed, was cancelled or diverted: hang it up.
+            self.turn_down(fork, response.body)
+            return
+        verdict = self._on_answer(fork, response)
+        if verdict is Verdict.ACCEPT:
+            self._accept(fork)
+        elif verdict is Verdict.DECLINE:
+            self.turn_down(fork, response.body)
+            fork.status = 488
+            self._check_all_failed()
+        else:
+            self.turn_down(fork, response.body)
+            self._give_up(Outcome.FAILED, 488)
+
+    def _dialog(self, fork: Fork, response: Response) -> Dialog:
+        dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
+        dialog.contact_user = self._contact_user
+        return dialog
+
+    def _prack(self, fork: Fork, response: Response) -> None:
+        """RFC 3262 §4: acknowledge a reliable provisional response."""
+        if "100rel" not in [v.strip().lower() for v in response.headers.get_all("Require")]:
+            return
+        rseq = response.headers.get("RSeq")
+        if fork.dialog is None or not rseq or not rseq.strip().isdigit() or int(rseq) <= fork.rseq:
+            return
+        fork.rseq = int(rseq)
+        cseq = response.cseq
+        prack = fork.dialog.request("PRACK")
+        prack.headers.add("RAck", f"{fork.rseq} {cseq.number} {cseq.method}")
+        self._services.sip.request(prack, fork.peer, ignore)
+
+    def _check_all_failed(self) -> None:
+        if not self.ringing or any(f.status < 300 for f in self.forks):
+            return
+        status = best_failure(self.forks)
+        self._failed(Outcome.BUSY if status in BUSY else Outcome.UNAVAILABLE, status)
+
+    # -- after the answer ------------------------------------------------------------
+
+    def ack(self, fork: Fork, body: bytes = b"") -> None:
+        """Delayed mode: ACK ``fork``'s 2xx with ``body`` (the answer), once (§13.2.2.4)."""
+        if fork.ack is not None or fork.dialog is None:
+            return
+        fork.ack = ack_for_2xx(fork.dialog, fork.invite.cseq.number, body)
+        self._services.sip.send(fork.ack, fork.peer)
+
+    def turn_down(self, fork: Fork, offer: bytes = b"") -> None:
+        """Hang up a 2xx we do not take; in delayed mode ACK it first, refusing its ``offer``."""
+        if self._refusal is not None:
+            self.ack(fork, self._refusal(offer) if offer else b"")
+        assert fork.dialog is not None
+        self._services.sip.in_dialog(fork.dialog, "BYE")
+
+    def stop(self) -> None:
+        """Stop the ring timer (the call ended)."""
+        self._timers.stop_all()
