@@ -7,14 +7,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.sip import timers
 from pbx.sip.message import Request, Response, make_response, parse_message
+from pbx.sip.ids import MAGIC_COOKIE, new_branch
 from pbx.sip.transaction import (
-    MAGIC_COOKIE,
     ClientTransaction,
     Peer,
     ServerTransaction,
     TransactionLayer,
     client_key,
-    new_branch,
     server_key,
 )
 
