@@ -20,7 +20,9 @@ from twisted.internet.defer import Deferred, gatherResults
 
 from pbx.interfaces import IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.store import schema
 from pbx.store.schema import LATEST_VERSION
+from pbx.store.sql import SQLStore
 
 T = TypeVar("T")
 
@@ -60,7 +62,7 @@ def extension(number: str, **kwargs: Any) -> ExtensionRecord:
         "realm": "pbx.example.com",
         "ha1_md5": "0" * 32,
         "ha1_sha256": "1" * 64,
-        "voicemail_pin_hash": "pbkdf2_sha256$1$salt$hash",
+        "pin_hash": "pbkdf2_sha256$1$salt$hash",
         "enabled": True,
         "source": "config",
         "dnd": True,
@@ -505,3 +507,44 @@ class StoreSuiteMixin(_TestCase):
         )
         self.assertEqual(len(set(results[50:])), 50)
         self.assertEqual(len(await self.store.list_audit(limit=1000)), 50)
+
+
+class SQLStoreSuiteMixin(StoreSuiteMixin):
+    """The shared store tests plus those of the SQL schema's migrations."""
+
+    async def migrate_to(self, store: SQLStore, version: int) -> None:
+        """Apply the migrations up to ``version`` only, as an older pbx did."""
+        await store._run_operation(store._dialect.sql(schema.VERSION_TABLE))
+        record = store._dialect.sql(
+            "INSERT INTO schema_version (version, description) VALUES ({p}, {p})"
+        )
+        for migration in schema.MIGRATIONS:
+            if migration.version > version:
+                break
+            statements: list[tuple[str, tuple[object, ...]]] = [
+                (sql, ()) for sql in migration.render(store._dialect)
+            ]
+            statements.append((record, (migration.version, migration.description)))
+            await store._run_interaction(statements)
+
+    @deferred_test
+    async def test_pins_survive_the_rename(self) -> None:
+        """A version 3 database's voicemail_pin_hash values are every extension's pin_hash once migrated."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 3)
+        insert = store._dialect.sql(
+            "INSERT INTO extensions (number, name, email, realm, ha1_md5, ha1_sha256,"
+            " voicemail_pin_hash, enabled, source) VALUES"
+            " ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+        )
+        for number, pin_hash in (("1001", "pbkdf2_sha256$1$salt$a"), ("1002", "")):
+            await store._run_operation(
+                insert, (number, "", "", "", "", "", pin_hash, 1, "config")
+            )
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        self.assertEqual(
+            [(r.number, r.pin_hash) for r in await store.list_extensions()],
+            [("1001", "pbkdf2_sha256$1$salt$a"), ("1002", "")],
+        )

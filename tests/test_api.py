@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from attrs import define, field
-
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from klein import Klein
@@ -20,12 +17,12 @@ from twisted.web.resource import Resource
 from pbx.api.app import PBXApi
 from pbx.api.http import APIError, error_body, json_body, make_site
 from pbx.api.openapi import openapi_document
-from pbx.config import Config, parse_config
+from pbx.config import parse_config
 from pbx.interfaces import IPBX
 from pbx.records import AdminRecord, Binding, CallRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.auth import compute_ha1
-from pbx.testing import MemoryStore
+from pbx.testing import FakePBX, MemoryStore
 
 CONFIG = """
 sip: {domain: pbx.test}
@@ -45,58 +42,6 @@ def check(secret: str, encoded: str) -> Deferred[bool]:
     return succeed(verify_password(secret, encoded))
 
 
-@implementer(IPBX)
-@define(eq=False)
-class FakePBX:
-    """The parts of a running PBX the API reads."""
-
-    config: Config
-    store: MemoryStore
-    clock: Clock
-    applications: dict[str, Any] = field(factory=dict)
-    listeners: list[str] = field(factory=lambda: ["http:127.0.0.1:8080"])
-    features: list[str] = field(factory=list)
-    started_at: float = 0.0
-    calls: list[dict[str, Any]] = field(factory=list)
-    deleted: list[str] = field(factory=list)
-    changed: list[str] = field(factory=list)
-    api: Any = None
-
-    def register_application(self, application: Any) -> None:
-        """Register by name."""
-        self.applications[application.name] = application
-
-    def live_calls(self) -> list[dict[str, Any]]:
-        """The fake's calls."""
-        return self.calls
-
-    def extension_changed(self, number: str) -> None:
-        """Record the change."""
-        self.changed.append(number)
-
-    def extension_deleted(self, number: str) -> None:
-        """Record the deletion."""
-        self.deleted.append(number)
-
-    def add_diverter(self, diverter: Any) -> None:
-        """Unused by the API."""
-
-    def dial(self, channel: Any, number: str, caller: Any = None, caller_name: Any = None,
-             timeout: Any = None) -> Deferred[str]:
-        """Unused by the API."""
-        return succeed("not_found")
-
-    def register_event_package(self, package: Any) -> None:
-        """Unused by the API."""
-
-    def notify(self, event: str, resource: str) -> None:
-        """Unused by the API."""
-
-    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
-        """Mount on the API under test."""
-        self.api.mount(name, resource, paths)
-
-
 class APITestCase(SynchronousTestCase):
     """Common set-up: an API over a MemoryStore with one admin."""
 
@@ -105,7 +50,8 @@ class APITestCase(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.store = MemoryStore()
         self.store.admins["admin"] = AdminRecord("admin", hash_password(ADMIN_PW, iterations=1000))
-        self.pbx = FakePBX(parse_config(CONFIG, "t.yml", {}), self.store, self.clock, started_at=self.clock.seconds())
+        self.pbx = FakePBX(config=parse_config(CONFIG, "t.yml", {}), store=self.store, clock=self.clock,
+                           started_at=self.clock.seconds(), listeners=["http:127.0.0.1:8080"])
         self.api = PBXApi(self.pbx, check, fast_hash)
         self.pbx.api = self.api
         self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
@@ -279,7 +225,7 @@ class ExtensionTests(APITestCase):
         self.assertNotIn("ha1", text)
         stored = self.store.extensions["2001"]
         self.assertEqual(stored.ha1_md5, compute_ha1("2001", "pbx.test", "Str0ng-enough-pw", "MD5"))
-        self.assertTrue(verify_password("2468", stored.voicemail_pin_hash))
+        self.assertTrue(verify_password("2468", stored.pin_hash))
 
     def test_create_conflict_and_invalid(self) -> None:
         """Duplicates get 409; bad fields get 422 naming the field."""
@@ -382,7 +328,7 @@ class ChannelCapTests(SynchronousTestCase):
         """A Content-Length over the cap gets 413 and the connection closes."""
         from twisted.internet.testing import StringTransport
 
-        site = make_site(PBXApi(FakePBX(parse_config(CONFIG, "t.yml", {}), MemoryStore(), Clock()),
+        site = make_site(PBXApi(FakePBX(config=parse_config(CONFIG, "t.yml", {})),
                                 check, fast_hash).resource(), 2048)
         site.timeOut = None  # no idle timer on the global reactor
         channel = site.buildProtocol(None)
@@ -425,7 +371,7 @@ class MountTests(APITestCase):
         super().setUp()
         self.pbx.mount_api("things", _Feature(self.api).app.resource(), self.PATHS)
         self.store.extensions["1001"] = ExtensionRecord(
-            "1001", voicemail_pin_hash=hash_password("482913", iterations=1000))
+            "1001", pin_hash=hash_password("482913", iterations=1000))
 
     def user_login(self, number: str = "1001", pin: str = "482913") -> tuple[int, Any]:
         status, body, _ = self.call("POST", "/api/v1/auth/login", {"username": number, "password": pin})
@@ -453,7 +399,7 @@ class MountTests(APITestCase):
     def test_user_wrong_pin_disabled_and_unknown_look_alike(self) -> None:
         """A wrong PIN, a disabled extension and an unknown number all get the same 401."""
         self.store.extensions["1003"] = ExtensionRecord(
-            "1003", enabled=False, voicemail_pin_hash=hash_password("482913", iterations=1000))
+            "1003", enabled=False, pin_hash=hash_password("482913", iterations=1000))
         self.store.extensions["1004"] = ExtensionRecord("1004")  # no PIN at all
         for number, pin in (("1001", "111111"), ("1003", "482913"), ("1004", ""), ("1999", "482913")):
             self.assertEqual(self.user_login(number, pin), (401, {"error": "wrong username or password"}))

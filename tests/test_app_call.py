@@ -52,7 +52,7 @@ from pbx.plugins.echo import echo
 from pbx.service import PBXService, StartupError
 from pbx.sip import timers
 from pbx.sip.message import Request, Response
-from pbx.testing import FakeUDPPort, FakeUDPReactor
+from pbx.testing import FakePBX, FakeUDPPort, FakeUDPReactor
 from test_calls_unit import CALLER_SDP, RTP_MAX, RTP_MIN, CallTestCase, Leg, audio
 
 CALLER_RTP = ("192.0.2.11", 4000)
@@ -93,19 +93,6 @@ def offer(
         "a=sendrecv",
     ]
     return ("\r\n".join(lines) + "\r\n").encode()
-
-
-class FakePBX:
-    """The part of IPBX a feature's service uses: the application registry."""
-
-    def __init__(self, applications: dict[str, Any]) -> None:
-        self.applications = applications
-
-    def register_application(self, application: Any) -> None:
-        """Register an application by name (twice is an error, as in PBXService)."""
-        if application.name in self.applications:
-            raise ValueError(application.name)
-        self.applications[application.name] = application
 
 
 @implementer(IDialplanApplication)
@@ -163,7 +150,7 @@ class AppCallTestCase(CallTestCase):
             {"pcmu": PCMU(), "pcma": PCMA()}, PROMPTS, load
         )
         self.feature = echo.make_service(
-            FakePBX(self.controller.applications), echo.parse_options({})
+            FakePBX(applications=self.controller.applications), echo.parse_options({})
         )
         self.feature.startService()
         for application in (
@@ -702,7 +689,7 @@ class EchoFeatureTests(SynchronousTestCase):
 
     def test_registers_applications(self) -> None:
         """The feature's service registers "echo" and "readback", which provide IDialplanApplication."""
-        pbx = FakePBX({})
+        pbx = FakePBX()
         service = echo.make_service(pbx, None)
         self.assertEqual(pbx.applications, {})
         service.startService()

@@ -23,16 +23,17 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
-from pbx.apps.attendant.catalogue import MENU, SCHEDULE, Catalogue
 from pbx.config import ConfigError, parse_config
+from pbx.features.attendant.catalogue import MENU, SCHEDULE, Catalogue
+from pbx.features.attendant.service import AttendantService
 from pbx.interfaces import IFeature
 from pbx.plugin_loader import configure, discover
-from pbx.plugins.attendant import AttendantService, attendant
+from pbx.plugins.attendant import attendant
 from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
 from pbx.service import StartupError
-from pbx.testing import MemoryStore
-from test_attendant_fakes import FakePBX, ScriptedChannel
+from pbx.testing import FakePBX, MemoryStore
+from test_attendant_fakes import ScriptedChannel
 
 ADMIN_PW = "Adm1n-secret-pass"
 CONFIG = """
@@ -75,8 +76,8 @@ class FeatureTestCase(SynchronousTestCase):
         self.store = MemoryStore()
         self.store.admins["admin"] = AdminRecord("admin", hash_password(ADMIN_PW, iterations=1000))
         self.store.extensions["1001"] = ExtensionRecord(
-            "1001", name="Alice Smith", voicemail_pin_hash=hash_password("482913", iterations=1000))
-        self.pbx = FakePBX(self.clock, self.store, config=parse_config(CONFIG, "t.yml", {}))
+            "1001", name="Alice Smith", pin_hash=hash_password("482913", iterations=1000))
+        self.pbx = FakePBX(clock=self.clock, store=self.store, config=parse_config(CONFIG, "t.yml", {}))
         self.api = PBXApi(self.pbx, check, fast_hash)
         self.pbx.api = self.api
         self.treq = StubTreq(make_site(self.api.resource(), 65536).resource)

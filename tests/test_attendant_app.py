@@ -8,17 +8,20 @@ from typing import Any
 
 import yaml
 
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.attendant.app import MAX_FAILURES, Attendant
-from pbx.apps.attendant.options import MenuSet, parse_options
+from pbx.features.attendant.app import MAX_FAILURES, Attendant
+from pbx.features.attendant.options import MenuSet, parse_options
+from pbx.features.voicemail.interfaces import IGreetings
 from pbx.interfaces import IDialplanApplication
 from pbx.records import ExtensionRecord
-from test_attendant_fakes import HANGUP, WAIT, FakePBX, RecordingApp, ScriptedChannel
+from pbx.testing import FakePBX
+from test_attendant_fakes import HANGUP, WAIT, Names, RecordingApp, ScriptedChannel
 
 FEATURE = """
 timezone: Europe/Berlin
@@ -67,21 +70,9 @@ WEDNESDAY_11 = datetime(2026, 2, 4, 10, 0, tzinfo=UTC).timestamp()
 DIGITS_1004 = ["general/extension", "digits/1", "digits/0", "digits/0", "digits/4"]
 
 
-class DepositLike:
-    """Like voicemail's Deposit: ``greeting_path`` belongs to its mailboxes, ``voicemail``."""
-
-    name = "voicemail"
-
-    def __init__(self, mailboxes: Any) -> None:
-        self.voicemail = mailboxes
-
-    def run(self, channel: Any, args: Any) -> Any:
-        """Nothing."""
-        return succeed(None)
-
-
+@implementer(IGreetings)
 class Refusing:
-    """Mailboxes whose greeting_path raises, as for a mailbox that does not exist."""
+    """Greetings whose greeting_path raises, breaking the IGreetings contract."""
 
     def greeting_path(self, mailbox: str, kind: str) -> str | None:
         """Raise."""
@@ -94,7 +85,7 @@ class AttendantTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(WEDNESDAY_11)
-        self.pbx = FakePBX(self.clock)
+        self.pbx = FakePBX(clock=self.clock)
         for record in PEOPLE:
             self.pbx.store.extensions[record.number] = record
         self.menu_set = parse_options(yaml.safe_load(FEATURE))
@@ -324,22 +315,23 @@ class DirectoryFlowTests(AttendantTestCase):
         self.assertEqual(self.pbx.dialled, ["1004"])
 
     def test_recorded_name(self) -> None:
-        """With voicemail's recorded name the name is played instead of the number."""
-        self.add_app("voicemail", names={"1004": "/spool/1004/greetings/name.wav"})
+        """With a recorded name from the IGreetings provided, the name is played instead of the number."""
+        self.pbx.provide(IGreetings, Names({"1004": "/spool/1004/greetings/name.wav"}))
         channel = self.call("9", "2", "2", "5", "1")
         self.assertEqual(channel.played[2], ["/spool/1004/greetings/name.wav", "aa/connect-or-retry"])
 
-    def test_recorded_name_from_mailboxes(self) -> None:
-        """The voicemail application's mailboxes (its ``voicemail``, as Deposit has) are asked too."""
-        self.pbx.register_application(DepositLike(RecordingApp("mailboxes", names={"1004": "/s/1004/name.wav"})))
-        channel = self.call("9", "2", "2", "5", "1")
-        self.assertEqual(channel.played[2][0], "/s/1004/name.wav")
-
-    def test_recorded_name_error_says_digits(self) -> None:
-        """A greeting_path that fails (unknown mailbox) falls back to the digits."""
-        self.pbx.register_application(DepositLike(Refusing()))
+    def test_no_greetings_says_digits(self) -> None:
+        """A voicemail application alone, with no IGreetings provided, leaves the digits."""
+        self.add_app("voicemail")
         channel = self.call("9", "2", "2", "5", "1")
         self.assertEqual(channel.played[2], [*DIGITS_1004, "aa/connect-or-retry"])
+
+    def test_recorded_name_error_says_digits(self) -> None:
+        """A greeting_path that fails falls back to the digits, and the failure is logged."""
+        self.pbx.provide(IGreetings, Refusing())
+        channel = self.call("9", "2", "2", "5", "1")
+        self.assertEqual(channel.played[2], [*DIGITS_1004, "aa/connect-or-retry"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
     def test_several_matches(self) -> None:
         """S-M-I finds Smith and Smiley, each read with its key; 2 picks Carol Smiley."""
@@ -396,7 +388,7 @@ class EmptySetTests(SynchronousTestCase):
     def test_no_menus(self) -> None:
         """With no menu main, a route without args says general/not-available."""
         clock = Clock()
-        pbx = FakePBX(clock)
+        pbx = FakePBX(clock=clock)
         app = Attendant(pbx, lambda: succeed(MenuSet()))
         channel = ScriptedChannel(clock, deque())
         self.successResultOf(app.run(channel, None))

@@ -13,9 +13,10 @@ import attrs
 
 from twisted.internet.defer import succeed
 
-from pbx.apps.attendant.app import Attendant
-from pbx.apps.attendant.options import parse_options
 from pbx.calls.dialplan import Dialplan, Route, ToApplication, compile_pattern
+from pbx.features.attendant.app import Attendant
+from pbx.features.attendant.options import parse_options
+from pbx.testing import FakePBX
 from test_app_call import TICK, AppCallTestCase, frames
 from test_calls_unit import audio
 
@@ -31,25 +32,6 @@ MENUS = {
 }
 
 
-@attrs.define(eq=False)
-class ControllerPBX:
-    """What the attendant uses of IPBX, taken from the test's call controller."""
-
-    controller: Any
-    store: Any
-    clock: Any
-
-    @property
-    def applications(self) -> dict[str, Any]:
-        """The controller's registry."""
-        return dict(self.controller.applications)
-
-    def dial(self, channel: Any, number: str, caller: Any = None, caller_name: Any = None,
-             timeout: Any = None) -> Any:
-        """The controller's dial."""
-        return self.controller.dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
-
-
 class AttendantCallTests(AppCallTestCase):
     """*60: the attendant's menu main."""
 
@@ -60,7 +42,8 @@ class AttendantCallTests(AppCallTestCase):
         self.controller.config = attrs.evolve(
             self.controller.config, dialplan=Dialplan((*self.controller.config.dialplan.routes, route)))
         menu_set = parse_options(MENUS)
-        pbx = ControllerPBX(self.controller, self.store, self.clock)
+        pbx = FakePBX(store=self.store, clock=self.clock, applications=self.controller.applications,
+                      dialer=self.controller.dial)
         self.controller.applications["attendant"] = Attendant(pbx, lambda: succeed(menu_set))
 
     def answered(self) -> tuple[Any, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.attendant.directory import (
+from pbx.features.attendant.directory import (
     Entry,
     directory_entries,
     find,

@@ -4,10 +4,11 @@ Fakes shared by the attendant tests (this module holds no tests).
 - :class:`ScriptedChannel`: a channel whose caller follows a script of keys,
   pauses (:data:`WAIT`) and a hang-up (:data:`HANGUP`); timeouts run on a
   ``task.Clock``.
-- :class:`FakePBX`: what the attendant uses of IPBX: ``dial`` with scripted
-  outcomes, the application registry, ``mount_api``, store and clock.
 - :class:`RecordingApp`: a dialplan application that records its runs
-  (voicemail, echo), optionally with a voicemail-style ``greeting_path``.
+  (voicemail, echo).
+- :class:`Names`: recorded names, as voicemail's greetings provide them.
+
+The PBX is :class:`pbx.testing.FakePBX`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
+from pbx.features.voicemail.interfaces import IGreetings
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import HungUp
 from pbx.media.prompts import PromptLibrary
-from pbx.testing import MemoryStore
 
 PROMPTS = PromptLibrary()
 
@@ -131,45 +132,20 @@ class RecordingApp:
 
     name: str
     runs: list[dict[str, Any]] = field(factory=list)
-    names: dict[str, str] = field(factory=dict)
 
     def run(self, channel: Any, args: Any) -> Deferred[None]:
         """Record the run."""
         self.runs.append(dict(args))
         return succeed(None)
 
-    def greeting_path(self, mailbox: str, kind: str) -> str | None:
-        """A recorded ``name`` greeting from :attr:`names` (voicemail's signature)."""
-        return self.names.get(mailbox) if kind == "name" else None
 
-
+@implementer(IGreetings)
 @define(eq=False)
-class FakePBX:
-    """The parts of IPBX the attendant uses."""
+class Names:
+    """Voicemail's greetings with only recorded names: mailbox to file."""
 
-    clock: Clock
-    store: MemoryStore = field(factory=MemoryStore)
-    applications: dict[str, Any] = field(factory=dict)
-    outcomes: dict[str, str] = field(factory=dict)
-    dialled: list[str] = field(factory=list)
-    mounted: dict[str, tuple[Any, dict[str, Any]]] = field(factory=dict)
-    config: Any = None
-    api: Any = None
+    names: dict[str, str] = field(factory=dict)
 
-    def dial(self, channel: Any, number: str, caller: Any = None, caller_name: Any = None,
-             timeout: Any = None) -> Deferred[str]:
-        """Record the number; the scripted outcome (default answered)."""
-        self.dialled.append(number)
-        return succeed(self.outcomes.get(number, "answered"))
-
-    def register_application(self, application: Any) -> None:
-        """Register by name; twice is an error."""
-        if application.name in self.applications:
-            raise ValueError(application.name)
-        self.applications[application.name] = application
-
-    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
-        """Mount on the real API when there is one, and remember it."""
-        self.mounted[name] = (resource, paths)
-        if self.api is not None:
-            self.api.mount(name, resource, paths)
+    def greeting_path(self, mailbox: str, kind: str) -> str | None:
+        """The ``name`` greeting from :attr:`names`; no other kind."""
+        return self.names.get(mailbox) if kind == "name" else None

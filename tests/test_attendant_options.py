@@ -9,7 +9,8 @@ import yaml
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.attendant.menus import (
+from pbx.config import ConfigError
+from pbx.features.attendant.menus import (
     Directory,
     GoToMenu,
     Hangup,
@@ -21,7 +22,7 @@ from pbx.apps.attendant.menus import (
     dump_menu,
     parse_menu,
 )
-from pbx.apps.attendant.options import (
+from pbx.features.attendant.options import (
     MenuSet,
     menu_users,
     parse_options,
@@ -29,8 +30,7 @@ from pbx.apps.attendant.options import (
     route_target,
     target_problem,
 )
-from pbx.apps.attendant.schedule import dump_schedule, parse_days, parse_schedule
-from pbx.config import ConfigError
+from pbx.features.attendant.schedule import dump_schedule, parse_days, parse_schedule
 
 FEATURE = """
 timezone: Europe/Berlin

@@ -24,7 +24,7 @@ from pbx.store import open_store
 from pbx.store.postgres import PostgresStore
 from pbx.store.schema import LATEST_VERSION
 
-from store_suite import StoreSuiteMixin, deferred_test
+from store_suite import SQLStoreSuiteMixin, deferred_test
 
 URL = os.environ.get("PBX_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -70,7 +70,7 @@ def _reactor() -> Any:
     return reactor
 
 
-class PostgresStoreTests(StoreSuiteMixin, TestCase):
+class PostgresStoreTests(SQLStoreSuiteMixin, TestCase):
     """The shared store suite on PostgreSQL."""
 
     async def make_store(self) -> IStore:

@@ -16,7 +16,7 @@ from pbx.store import StoreURL, StoreURLError, open_store, parse_store_url
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sqlite import SQLiteStore
 
-from store_suite import StoreSuiteMixin, deferred_test
+from store_suite import SQLStoreSuiteMixin, deferred_test
 
 
 def _reactor() -> Any:
@@ -26,7 +26,7 @@ def _reactor() -> Any:
     return reactor
 
 
-class SQLiteStoreTests(StoreSuiteMixin, TestCase):
+class SQLiteStoreTests(SQLStoreSuiteMixin, TestCase):
     """The shared store suite on an SQLite database file."""
 
     async def make_store(self) -> IStore:

@@ -8,22 +8,20 @@ import os
 import wave
 from typing import Any
 
-from attrs import define, field
-
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
-from pbx.apps.voicemail.api import OPENAPI_PATHS, VoicemailAPI
-from pbx.apps.voicemail.mailbox import Message, Voicemail
-from pbx.config import Config, parse_config
+from pbx.config import parse_config
+from pbx.features.voicemail.api import OPENAPI_PATHS, VoicemailAPI
+from pbx.features.voicemail.mailbox import Message, Voicemail
 from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
-from pbx.testing import MemoryStore
+from pbx.testing import FakePBX, MemoryStore
 
 CONFIG = """
 sip: {domain: pbx.test}
@@ -32,11 +30,6 @@ api: {token_lifetime: 600, max_body: 65536}
 """
 ADMIN_PW = "Adm1n-secret-pass"
 NOW = 1_700_000_000.0
-
-
-def sync_threads(reactor: Any, pool: Any, f: Any, *args: Any) -> Deferred[Any]:
-    """Run "thread" work at once, in the test's thread."""
-    return maybeDeferred(f, *args)
 
 
 def fast_hash(secret: str) -> Deferred[str]:
@@ -62,29 +55,6 @@ def wav_bytes(
     return out.getvalue()
 
 
-@define(eq=False)
-class FakePBX:
-    """What PBXApi reads of a running PBX."""
-
-    config: Config
-    store: MemoryStore
-    clock: Clock
-    started_at: float = 0.0
-    listeners: list[str] = field(factory=list)
-    features: list[str] = field(factory=lambda: ["voicemail"])
-    api: Any = None
-
-    def live_calls(self) -> list[dict[str, Any]]:
-        """No calls."""
-        return []
-
-    def extension_changed(self, number: str) -> None:
-        """Nothing cached."""
-
-    def extension_deleted(self, number: str) -> None:
-        """Nothing cached."""
-
-
 class VoicemailAPITestCase(SynchronousTestCase):
     """The core API with the voicemail API mounted; mailboxes 1001 and 1002."""
 
@@ -97,22 +67,22 @@ class VoicemailAPITestCase(SynchronousTestCase):
         )
         for number, pin in (("1001", "482913"), ("1002", "739164")):
             self.store.extensions[number] = ExtensionRecord(
-                number, voicemail_pin_hash=hash_password(pin, iterations=1000)
+                number, pin_hash=hash_password(pin, iterations=1000)
             )
         self.changed: list[str] = []
+        self.pbx = FakePBX(config=parse_config(CONFIG, "t.yml", {}), store=self.store, clock=self.clock,
+                           features=["voicemail"])
         self.vm = Voicemail(
             self.store,
             os.path.abspath(self.mktemp()),
             self.clock,
+            in_thread=self.pbx.run_in_thread,
             lockout=Lockout(self.clock),
             hasher=fast_hash,
             verifier=check,
             on_change=self.changed.append,
-            threadpool=object(),
-            defer_to_thread_pool=sync_threads,
         )
-        self.pbx = FakePBX(parse_config(CONFIG, "t.yml", {}), self.store, self.clock)
-        self.api = PBXApi(self.pbx, check, fast_hash)  # type: ignore[arg-type]
+        self.api = PBXApi(self.pbx, check, fast_hash)
         self.pbx.api = self.api
         self.api.mount(
             "voicemail",

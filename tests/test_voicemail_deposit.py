@@ -1,5 +1,5 @@
 """
-Tests for :mod:`pbx.apps.voicemail.deposit`: leaving a message.
+Tests for :mod:`pbx.features.voicemail.deposit`: leaving a message.
 
 The caller is scripted (:class:`voicemail_support.Caller`): keys, speech
 and hang-ups happen when a given prompt starts; what was played is checked
@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 from twisted.internet.defer import fail
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.voicemail.deposit import (
+from pbx.features.voicemail.deposit import (
     LEAD_SECONDS,
     TAIL_SECONDS,
     Deposit,
@@ -29,10 +29,10 @@ from pbx.apps.voicemail.deposit import (
 )
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import HungUp
+from pbx.testing import FakePBX
 from voicemail_support import (
     TICK,
     Caller,
-    FakePBX,
     FakeVoicemail,
     FakeWriter,
     Writers,
@@ -50,7 +50,7 @@ class DepositTestCase(SynchronousTestCase):
         """Mailboxes 1001 and 1002; no operator unless a test sets one."""
         self.caller = Caller()
         self.voicemail: Any = FakeVoicemail({"1001": "4826", "1002": "9371"})
-        self.pbx = FakePBX(self.caller.clock)
+        self.pbx = FakePBX(clock=self.caller.clock, talk=0.0)
         self.writers = Writers()
         self.deposited: list[Any] = []
         self.options = SimpleNamespace(max_seconds=180.0, min_seconds=1.0, silence_seconds=5.0,
@@ -271,7 +271,7 @@ class OperatorTests(DepositTestCase):
         """0 during the greeting: "please hold", dial the operator; once that call ends, hang up; nothing recorded."""
         self.caller.press_on("vm/unavailable", "0")
         self.run_app()
-        self.assertEqual(self.pbx.dialled, [("100", None)])
+        self.assertEqual(self.pbx.dialled, ["100"])
         self.assertEqual(self.caller.played[-1], "general/please-hold")
         self.assertNotIn("general/beep", self.caller.played)
         self.assertEqual(self.writers.made, [])
@@ -293,7 +293,7 @@ class OperatorTests(DepositTestCase):
         self.run_app()
         self.assertEqual(len(self.messages()), 1)
         self.assertEqual(self.caller.played[-2:], ["vm/saved", "general/please-hold"])
-        self.assertEqual(self.pbx.dialled, [("100", None)])
+        self.assertEqual(self.pbx.dialled, ["100"])
 
     def test_zero_during_short_recording(self) -> None:
         """0 right after the beep: nothing to keep, straight to the operator."""
@@ -358,7 +358,7 @@ class RealVoicemailTests(SynchronousTestCase):
         spool = self.mktemp()
         voicemail = real_voicemail(caller.clock, spool, {"1001": "4826"})
         options = SimpleNamespace(max_seconds=60.0, min_seconds=1.0, silence_seconds=3.0)
-        app = Deposit(voicemail, pbx=FakePBX(caller.clock), options=options,
+        app = Deposit(voicemail, pbx=FakePBX(clock=caller.clock, talk=0.0), options=options,
                       writer=real_writer(caller.clock))
         caller.after_beep(2.0, ("press", "#"))
         self.successResultOf(caller.run(app, {"mailbox": "1001", "reason": "busy"}))
@@ -378,7 +378,7 @@ class RealVoicemailTests(SynchronousTestCase):
         caller = Caller()
         spool = self.mktemp()
         voicemail = real_voicemail(caller.clock, spool, {"1001": "4826"})
-        app = Deposit(voicemail, pbx=FakePBX(caller.clock), options=SimpleNamespace(),
+        app = Deposit(voicemail, pbx=FakePBX(clock=caller.clock, talk=0.0), options=SimpleNamespace(),
                       writer=real_writer(caller.clock))
         caller.after_beep(0.4, ("press", "#"))
         self.successResultOf(caller.run(app, {"mailbox": "1001", "reason": "busy"}))

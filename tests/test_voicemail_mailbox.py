@@ -7,11 +7,11 @@ import wave
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.voicemail.mailbox import (
+from pbx.features.voicemail.mailbox import (
     KIND,
     Message,
     Voicemail,
@@ -22,7 +22,7 @@ from pbx.records import ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.testing import MemoryStore
-from voicemail_support import check, fast_hash, sync_thread, write_wav
+from voicemail_support import check, fast_hash, write_wav
 
 T = TypeVar("T")
 NOW = 1_700_000_000.0
@@ -39,7 +39,7 @@ class MailboxTestCase(SynchronousTestCase):
         self.store = MemoryStore()
         for number in ("1001", "1002"):
             self.store.extensions[number] = ExtensionRecord(
-                number, voicemail_pin_hash=hash_password("4826", iterations=1000)
+                number, pin_hash=hash_password("4826", iterations=1000)
             )
         self.store.extensions["1003"] = ExtensionRecord("1003", enabled=False)
         self.spool = os.path.abspath(self.mktemp())
@@ -57,8 +57,7 @@ class MailboxTestCase(SynchronousTestCase):
             verifier=check,
             on_change=self.changed.append,
             on_extension_changed=self.extension_changes.append,
-            threadpool=object(),
-            defer_to_thread_pool=sync_thread,
+            in_thread=maybeDeferred,
         )
 
     def run_(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -299,7 +298,7 @@ class PinTests(MailboxTestCase):
             self.run_(self.vm.set_pin("1001", "1111")), "do not repeat one digit"
         )
         self.assertIsNone(self.run_(self.vm.set_pin("1001", "902184")))
-        stored = self.store.extensions["1001"].voicemail_pin_hash
+        stored = self.store.extensions["1001"].pin_hash
         self.assertTrue(verify_password("902184", stored))
         self.assertNotIn("902184", stored)
         self.assertEqual(self.extension_changes, ["1001"])

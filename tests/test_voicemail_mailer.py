@@ -1,5 +1,5 @@
 """
-Tests for pbx.apps.voicemail.mailer: the voicemail e-mail, its options, and
+Tests for pbx.features.voicemail.mailer: the voicemail e-mail, its options, and
 delivery to a real SMTP server (aiosmtpd on loopback) with STARTTLS and AUTH.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import email
+import functools
 import ipaddress
 import os
 import socket
@@ -25,11 +26,13 @@ from cryptography.x509.oid import NameOID
 
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.threads import deferToThreadPool
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pbx.apps.voicemail.mailer import (
+from pbx.config import ConfigError
+from pbx.features.voicemail.mailer import (
     DEFAULT_SUBJECT,
     EmailConfig,
     EmailDeliveryError,
@@ -39,7 +42,6 @@ from pbx.apps.voicemail.mailer import (
     parse_email_options,
     send_voicemail_email,
 )
-from pbx.config import ConfigError
 from pbx.media.wav_ulaw import read_ulaw_wav
 
 RECEIVED = 1_714_566_896.0  # 2024-05-01 12:34:56 UTC
@@ -626,8 +628,10 @@ class SMTPDeliveryTests(TestCase):
             delete_after_send=True,
             timeout=20,
         )
+        reactor = _reactor()
         await deliver(
-            _reactor(),
+            functools.partial(deferToThreadPool, reactor, reactor.getThreadPool()),
+            reactor,
             config,
             "Alice <alice@example.com>",
             mailbox="1001",

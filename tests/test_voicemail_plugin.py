@@ -10,27 +10,32 @@ from attrs import define, field
 
 from zope.interface.verify import verifyObject
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.voicemail.mailbox import Message, Voicemail
-from pbx.apps.voicemail.mailer import EmailConfig
-from pbx.apps.voicemail.mwi import MessageSummaryPackage, access_number, summary_body
-from pbx.apps.voicemail.options import VoicemailOptions, parse_voicemail_options
-from pbx.apps.voicemail.pipeline import AfterDeposit
 from pbx.calls.dialplan import ToApplication, parse_dialplan
-from pbx.config import Config, ConfigError, parse_config
+from pbx.config import ConfigError, parse_config
+from pbx.features.voicemail.interfaces import IGreetings
+from pbx.features.voicemail.mailbox import Message, Voicemail
+from pbx.features.voicemail.mailer import EmailConfig
+from pbx.features.voicemail.mwi import (
+    MessageSummaryPackage,
+    access_number,
+    summary_body,
+)
+from pbx.features.voicemail.options import VoicemailOptions, parse_voicemail_options
+from pbx.features.voicemail.pipeline import AfterDeposit
+from pbx.features.voicemail.service import VoicemailService
 from pbx.interfaces import IEventPackage, IFeature
 from pbx.plugin_loader import configure, discover
-from pbx.plugins.voicemail import VoicemailService, voicemail
+from pbx.plugins.voicemail import voicemail
 from pbx.records import ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import verify_password
-from pbx.testing import MemoryStore
-from voicemail_support import check, fast_hash, sync_thread, write_wav
+from pbx.testing import FakePBX, MemoryStore
+from voicemail_support import check, fast_hash, write_wav
 
 T = TypeVar("T")
 NOW = 1_700_000_000.0
@@ -53,8 +58,7 @@ def make_voicemail(
         hasher=fast_hash,
         verifier=check,
         on_change=None if changed is None else changed.append,
-        threadpool=object(),
-        defer_to_thread_pool=sync_thread,
+        in_thread=maybeDeferred,
     )
 
 
@@ -280,7 +284,7 @@ class FakeSender:
     error: Exception | None = None
 
     def __call__(
-        self, reactor: Any, config: Any, to: str, **fields: Any
+        self, pbx: Any, config: Any, to: str, **fields: Any
     ) -> Deferred[None]:
         """Send (record) one message."""
         self.sent.append((to, fields))
@@ -324,7 +328,7 @@ class PipelineTests(SynchronousTestCase):
     def pipeline(self, transcript: Any = None, **options: Any) -> AfterDeposit:
         """An AfterDeposit with the fake sender and, if given, a fake transcriber result."""
 
-        def transcribe(reactor: Any, transcriber: Any, path: str) -> Deferred[Any]:
+        def transcribe(pbx: Any, transcriber: Any, path: str) -> Deferred[Any]:
             self.transcribed = path
             if isinstance(transcript, Exception):
                 return fail(transcript)
@@ -333,7 +337,7 @@ class PipelineTests(SynchronousTestCase):
         return AfterDeposit(
             self.vm,
             VoicemailOptions(**options),
-            self.clock,
+            FakePBX(clock=self.clock, store=self.store),
             transcribe=transcribe,
             send=self.sender,
         )
@@ -422,99 +426,6 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(run(self, self.vm.get("1001", message.id)), message)
 
 
-class SyncThreadPool:
-    """A thread pool that runs each job at once, in the test's thread."""
-
-    def callInThreadWithCallback(
-        self, on_result: Any, f: Any, *args: Any, **kwargs: Any
-    ) -> None:  # noqa: N802
-        """Run ``f`` and report its outcome as a pool thread would."""
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class SyncReactor(Clock):
-    """A clock with a thread pool whose jobs run at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = SyncThreadPool()
-
-    def getThreadPool(self) -> SyncThreadPool:  # noqa: N802 - twisted API
-        """The pool."""
-        return self.pool
-
-    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802 - twisted API
-        """Run at once: there is only one thread."""
-        f(*args, **kwargs)
-
-
-@define(eq=False)
-class FakeAPI:
-    """Stands in for PBXApi: every request is an admin's."""
-
-    def authenticate(self, request: Any) -> Any:
-        """Never called here."""
-        raise AssertionError("no requests in these tests")
-
-
-@define(eq=False)
-class RecordingPBX:
-    """The IPBX hooks a feature uses, recording what it registers."""
-
-    config: Config
-    store: MemoryStore
-    reactor: SyncReactor
-    applications: dict[str, Any] = field(factory=dict)
-    diverters: list[Any] = field(factory=list)
-    packages: list[Any] = field(factory=list)
-    mounts: dict[str, tuple[Any, dict[str, Any]]] = field(factory=dict)
-    notified: list[tuple[str, str]] = field(factory=list)
-    changed: list[str] = field(factory=list)
-    api: FakeAPI = field(factory=FakeAPI)
-
-    @property
-    def clock(self) -> SyncReactor:
-        """The reactor is the clock."""
-        return self.reactor
-
-    def register_application(self, application: Any) -> None:
-        """Record by name."""
-        self.applications[application.name] = application
-
-    def add_diverter(self, diverter: Any) -> None:
-        """Record."""
-        self.diverters.append(diverter)
-
-    def register_event_package(self, package: Any) -> None:
-        """Record."""
-        self.packages.append(package)
-
-    def notify(self, event: str, resource: str) -> None:
-        """Record."""
-        self.notified.append((event, resource))
-
-    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
-        """Record."""
-        self.mounts[name] = (resource, paths)
-
-    def extension_changed(self, number: str) -> None:
-        """Record."""
-        self.changed.append(number)
-
-    def hash_secret(self, secret: str) -> Deferred[str]:
-        """Quick PBKDF2."""
-        return fast_hash(secret)
-
-    def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
-        """Synchronous check."""
-        return check(secret, encoded)
-
-
 SERVICE_CONFIG = """
 sip: {domain: pbx.test}
 state_dir: %s
@@ -530,17 +441,17 @@ class ServiceTests(SynchronousTestCase):
     """Starting the feature's service in a PBX."""
 
     def setUp(self) -> None:
-        self.reactor = SyncReactor()
-        self.reactor.advance(NOW)
+        self.clock = Clock()
+        self.clock.advance(NOW)
         self.store = MemoryStore()
         self.store.extensions["1001"] = ExtensionRecord("1001")
         self.store.extensions["1002"] = ExtensionRecord(
-            "1002", voicemail_pin_hash="kept"
+            "1002", pin_hash="kept"
         )
         self.store.extensions["1003"] = ExtensionRecord("1003")
         state = os.path.abspath(self.mktemp())
         config = parse_config(SERVICE_CONFIG % state, "t.yml", {})
-        self.pbx = RecordingPBX(config, self.store, self.reactor)
+        self.pbx = FakePBX(config=config, store=self.store, clock=self.clock)
         self.options = voicemail.parse_options(
             {k: v for k, v in config.features["voicemail"].items() if k != "enabled"}
         )
@@ -557,7 +468,7 @@ class ServiceTests(SynchronousTestCase):
         return self.service
 
     def test_registers_everything(self) -> None:
-        """Both applications, the diverter, the MWI package and the API are registered."""
+        """Both applications, the diverter, the MWI package, the API and the greetings are registered."""
         service = self.start()
         self.assertEqual(sorted(self.pbx.applications), ["voicemail", "voicemail-main"])
         self.assertEqual(self.pbx.diverters, [service.divert])
@@ -566,12 +477,13 @@ class ServiceTests(SynchronousTestCase):
             (package.event, package.account("1001")),
             ("message-summary", "sip:*97@pbx.test"),
         )
-        resource, paths = self.pbx.mounts["voicemail"]
+        resource, paths = self.pbx.mounted["voicemail"]
         self.assertIn("/api/v1/voicemail/{mailbox}/messages", paths)
         self.assertEqual(
             service.voicemail.spool,
             os.path.join(self.pbx.config.state_dir, "voicemail"),
         )
+        self.assertIs(self.pbx.lookup(IGreetings), service.voicemail)
 
     def test_recovers_and_generates_pins(self) -> None:
         """The orphan is adopted; mailboxes without a PIN get one, logged once; others keep theirs."""
@@ -592,12 +504,12 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual([e["number"] for e in pins], ["1001"])
         self.assertTrue(
             verify_password(
-                pins[0]["pin"], self.store.extensions["1001"].voicemail_pin_hash
+                pins[0]["pin"], self.store.extensions["1001"].pin_hash
             )
         )
-        self.assertEqual(self.store.extensions["1002"].voicemail_pin_hash, "kept")
+        self.assertEqual(self.store.extensions["1002"].pin_hash, "kept")
         self.assertEqual(
-            self.store.extensions["1003"].voicemail_pin_hash, ""
+            self.store.extensions["1003"].pin_hash, ""
         )  # no mailbox
         self.assertEqual(self.pbx.changed, ["1001"])
         self.assertEqual(

@@ -1,5 +1,5 @@
 """
-Tests for :mod:`pbx.apps.voicemail.retrieval`: listening to messages.
+Tests for :mod:`pbx.features.voicemail.retrieval`: listening to messages.
 
 The caller is scripted (:class:`voicemail_support.Caller`): keys are
 pressed when a given prompt starts; what was played is checked by prompt
@@ -19,12 +19,12 @@ from zope.interface.verify import verifyObject
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.apps.voicemail.retrieval import Retrieval
+from pbx.features.voicemail.retrieval import Retrieval
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import HungUp
+from pbx.testing import FakePBX
 from voicemail_support import (
     Caller,
-    FakePBX,
     FakeVoicemail,
     Writers,
     real_voicemail,
@@ -44,7 +44,7 @@ class RetrievalTestCase(SynchronousTestCase):
         """Mailboxes 1001 and 1002, both empty."""
         self.caller = Caller(caller="1001", caller_name="Alice", callee="*97")
         self.voicemail: Any = FakeVoicemail({"1001": "4826", "1002": "9371"})
-        self.pbx = FakePBX(self.caller.clock)
+        self.pbx = FakePBX(clock=self.caller.clock, talk=0.0)
         self.writers = Writers()
         self.options = SimpleNamespace(pin_attempts=3, max_seconds=60.0, min_seconds=1.0,
                                        silence_seconds=3.0)
@@ -144,7 +144,7 @@ class LoginTests(RetrievalTestCase):
     def test_ask_mailbox(self) -> None:
         """ask_mailbox: the mailbox number first, then its PIN (a digit pressed during a prompt counts)."""
         self.caller = Caller(caller="2000", callee="*98")
-        self.pbx = FakePBX(self.caller.clock)
+        self.pbx = FakePBX(clock=self.caller.clock, talk=0.0)
         self.caller.press_on("vm/enter-mailbox", "1002#")
         self.caller.press_on("vm/enter-password", "9371#").press_on("vm/main-menu", "#")
         self.finish({"ask_mailbox": True})
@@ -153,7 +153,7 @@ class LoginTests(RetrievalTestCase):
     def test_unknown_caller_asks_mailbox(self) -> None:
         """A caller without a number is asked for the mailbox; the source is "unknown"."""
         self.caller = Caller(caller="", callee="*97")
-        self.pbx = FakePBX(self.caller.clock)
+        self.pbx = FakePBX(clock=self.caller.clock, talk=0.0)
         self.caller.press_on("vm/enter-mailbox", "1001#")
         self.login().press_on("vm/main-menu", "#")
         self.finish()
@@ -162,7 +162,7 @@ class LoginTests(RetrievalTestCase):
     def run_ask(self, mailbox: str) -> list[str]:
         """Three tries of ``mailbox`` with a wrong PIN; what was played."""
         self.caller = Caller(caller="2000", callee="*98")
-        self.pbx = FakePBX(self.caller.clock)
+        self.pbx = FakePBX(clock=self.caller.clock, talk=0.0)
         for _ in range(3):
             self.caller.press_on("vm/enter-mailbox", mailbox + "#")
             self.login("1111")
@@ -397,7 +397,7 @@ class MessageTests(RetrievalTestCase):
         self.caller.press_on("vm/main-menu", "1").press_on("vm/message-menu", "2")
         self.caller.press_on("vm/message-menu", "*").press_on("vm/main-menu", "#")
         self.finish()
-        self.assertEqual(self.pbx.dialled, [("1002", None)])
+        self.assertEqual(self.pbx.dialled, ["1002"])
         self.assertEqual(self.after(self.first.path), [
             *MESSAGE_MENU, *MESSAGE_MENU, "vm/main-menu", "vm/goodbye"])
         self.assertGreater(self.caller.clock.seconds(), 30.0)
@@ -513,7 +513,7 @@ class RealVoicemailTests(SynchronousTestCase):
         message = self.deliver(voicemail, "1001")
         caller.press_on("vm/enter-password", "4826#").press_on("vm/main-menu", "1")
         caller.press_on("vm/message-menu", "9").press_on("vm/main-menu", "#")
-        app = Retrieval(voicemail, pbx=FakePBX(caller.clock), options=SimpleNamespace(),
+        app = Retrieval(voicemail, pbx=FakePBX(clock=caller.clock, talk=0.0), options=SimpleNamespace(),
                         tz=UTC)
         self.successResultOf(caller.run(app, {}))
         self.assertIn(message.path, caller.played)
@@ -529,7 +529,7 @@ class RealVoicemailTests(SynchronousTestCase):
         caller.press_on("vm/enter-password", "4826#").press_on("vm/main-menu", "0")
         caller.press_on("vm/greeting-menu", "2").after_beep(1.5, ("press", "#"))
         caller.press_on("vm/greeting-menu", "*").press_on("vm/main-menu", "#")
-        app = Retrieval(voicemail, pbx=FakePBX(caller.clock), options=SimpleNamespace(),
+        app = Retrieval(voicemail, pbx=FakePBX(clock=caller.clock, talk=0.0), options=SimpleNamespace(),
                         writer=real_writer(caller.clock))
         self.successResultOf(caller.run(app, {}))
         path = voicemail.greeting_path("1001", "busy")
@@ -544,7 +544,7 @@ class RealVoicemailTests(SynchronousTestCase):
         for _ in range(3):
             caller.press_on("vm/enter-mailbox", mailbox + "#")
             caller.press_on("vm/enter-password", "1111#")
-        app = Retrieval(voicemail, pbx=FakePBX(caller.clock), options=SimpleNamespace())
+        app = Retrieval(voicemail, pbx=FakePBX(clock=caller.clock, talk=0.0), options=SimpleNamespace())
         self.successResultOf(caller.run(app, {"ask_mailbox": True}))
         self.assertEqual(caller.hangups, ["normal"])
         return caller.played

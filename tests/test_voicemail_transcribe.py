@@ -1,10 +1,11 @@
 """
-Tests for pbx.apps.voicemail.transcribe: the audio preparation, the options,
+Tests for pbx.features.voicemail.transcribe: the audio preparation, the options,
 the thread-pool wrapper, and the two engines on synthesised speech.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import subprocess
@@ -21,9 +22,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pbx.apps.voicemail.transcribe import (
+from pbx.config import ConfigError
+from pbx.features.voicemail.transcribe import (
     SAMPLE_RATE,
     ITranscriber,
     PocketSphinxTranscriber,
@@ -35,7 +38,6 @@ from pbx.apps.voicemail.transcribe import (
     read_speech,
     transcribe_in_thread,
 )
-from pbx.config import ConfigError
 
 try:
     import pocketsphinx  # noqa: F401
@@ -248,6 +250,11 @@ class InlinePool:
             on_result(True, result)
 
 
+def in_thread(reactor: Any) -> Callable[..., Deferred[Any]]:
+    """``(f, *args) -> Deferred`` running ``f`` in ``reactor``'s thread pool."""
+    return functools.partial(deferToThreadPool, reactor, reactor.getThreadPool())
+
+
 class InlineReactor:
     """Just the reactor calls deferToThreadPool makes, run inline."""
 
@@ -269,13 +276,13 @@ class TranscribeInThreadTests(SynchronousTestCase):
     def test_result(self) -> None:
         """The engine's transcript is passed on."""
         transcript = Transcript("hello", 0.5, "fake")
-        d = transcribe_in_thread(InlineReactor(), FakeTranscriber(transcript), "a.wav")
+        d = transcribe_in_thread(in_thread(InlineReactor()), FakeTranscriber(transcript), "a.wav")
         self.assertEqual(self.successResultOf(d), transcript)
 
     def test_failure_logged(self) -> None:
         """An engine exception gives None and one logged failure."""
         d = transcribe_in_thread(
-            InlineReactor(), FakeTranscriber(RuntimeError("model broken")), "a.wav"
+            in_thread(InlineReactor()), FakeTranscriber(RuntimeError("model broken")), "a.wav"
         )
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -460,7 +467,7 @@ class TranscribeInThreadIntegrationTests(TestCase):
             self.assertTrue(transcript.text)
 
         return transcribe_in_thread(
-            _reactor(), PocketSphinxTranscriber(), path
+            in_thread(_reactor()), PocketSphinxTranscriber(), path
         ).addCallback(check)
 
     def test_worker_process(self) -> Deferred[None]:
@@ -483,7 +490,7 @@ class TranscribeInThreadIntegrationTests(TestCase):
             [worker] = transcriber._executor._processes.values()
             self.assertNotEqual(worker.pid, os.getpid())
 
-        return transcribe_in_thread(_reactor(), transcriber, path).addCallback(check)
+        return transcribe_in_thread(in_thread(_reactor()), transcriber, path).addCallback(check)
 
     def test_worker_unreadable_file(self) -> Deferred[None]:
         """An engine error in the worker reaches the caller as None and a logged failure."""
@@ -495,7 +502,7 @@ class TranscribeInThreadIntegrationTests(TestCase):
             self.assertIsNone(transcript)
             self.assertEqual(len(self.flushLoggedErrors(FileNotFoundError)), 1)
 
-        return transcribe_in_thread(_reactor(), transcriber, self.mktemp()).addCallback(check)
+        return transcribe_in_thread(in_thread(_reactor()), transcriber, self.mktemp()).addCallback(check)
 
     def test_unreadable_file(self) -> Deferred[None]:
         """A file that is not there gives None and a logged failure."""
@@ -504,5 +511,5 @@ class TranscribeInThreadIntegrationTests(TestCase):
             self.assertIsNone(transcript)
             self.assertEqual(len(self.flushLoggedErrors(FileNotFoundError)), 1)
 
-        d = transcribe_in_thread(_reactor(), PocketSphinxTranscriber(), self.mktemp())
+        d = transcribe_in_thread(in_thread(_reactor()), PocketSphinxTranscriber(), self.mktemp())
         return d.addCallback(check)

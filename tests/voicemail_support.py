@@ -10,12 +10,10 @@ Helpers for the voicemail call-flow tests (``test_voicemail_deposit.py``,
   (so a missing prompt fails), but their audio is replaced by a few frames
   of silence.
 - :class:`FakeVoicemail`: the mailbox storage contract in memory.
-- :class:`FakePBX`: ``dial`` that records its calls and answers with a
-  scripted outcome.
 - :class:`FakeWriter`: a recording writer that keeps frames in memory;
   :func:`real_writer` and :func:`real_voicemail` for tests against the
-  real WAV writer and :class:`~pbx.apps.voicemail.mailbox.Voicemail`, with
-  the thread pool replaced by synchronous calls.
+  real WAV writer and :class:`~pbx.features.voicemail.mailbox.Voicemail`, with
+  thread work done at once.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from attrs import evolve
 from twisted.internet import task
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 
-from pbx.apps.voicemail.mailbox import Message
+from pbx.features.voicemail.mailbox import Message
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMU
 from pbx.media.dtmf import RFC4733Sender
@@ -319,32 +317,6 @@ class FakeVoicemail:
         return None
 
 
-class FakePBX:
-    """``IPBX.dial``: records each call; answers with ``outcome`` after ``talk`` seconds."""
-
-    def __init__(self, clock: task.Clock, outcome: str = "answered", talk: float = 0.0,
-                 hang_up: bool = False) -> None:
-        self.clock = clock
-        self.outcome = outcome
-        self.talk = talk
-        self.hang_up = hang_up
-        self.dialled: list[tuple[str, str | None]] = []
-
-    def dial(self, channel: Channel, number: str, caller: str | None = None,
-             caller_name: str | None = None, timeout: float | None = None) -> Deferred[str]:
-        """Pretend to connect the caller to ``number``."""
-        self.dialled.append((number, caller))
-        d: Deferred[str] = Deferred()
-
-        def over() -> None:
-            if self.hang_up:
-                channel.closed("remote")
-            d.callback(self.outcome)
-
-        self.clock.callLater(self.talk, over)
-        return d
-
-
 class FakeWriter:
     """A recording writer in memory: ``close`` fires with the path, ``abort`` with None."""
 
@@ -400,11 +372,11 @@ def real_writer(clock: Any) -> Callable[[str, int], WavWriter]:
 
 def real_voicemail(clock: Any, spool: str, pins: dict[str, str]) -> Any:
     """
-    The real :class:`~pbx.apps.voicemail.mailbox.Voicemail` on a
+    The real :class:`~pbx.features.voicemail.mailbox.Voicemail` on a
     :class:`~pbx.testing.MemoryStore` holding extensions with ``pins``;
     PIN hashing and file work run at once.
     """
-    from pbx.apps.voicemail.mailbox import Voicemail
+    from pbx.features.voicemail.mailbox import Voicemail
     from pbx.records import ExtensionRecord
     from pbx.security.lockout import Lockout
     from pbx.security.passwords import hash_password
@@ -413,8 +385,8 @@ def real_voicemail(clock: Any, spool: str, pins: dict[str, str]) -> Any:
     store = MemoryStore()
     for number, pin in pins.items():
         store.extensions[number] = ExtensionRecord(
-            number, voicemail_pin_hash=hash_password(pin, iterations=1000))
-    voicemail = Voicemail(store, spool, clock, lockout=Lockout(clock), hasher=fast_hash,
-                          verifier=check, threadpool=object(), defer_to_thread_pool=sync_thread)
+            number, pin_hash=hash_password(pin, iterations=1000))
+    voicemail = Voicemail(store, spool, clock, in_thread=maybeDeferred, lockout=Lockout(clock),
+                          hasher=fast_hash, verifier=check)
     Deferred.fromCoroutine(voicemail.recover())  # makes <spool>/tmp
     return voicemail

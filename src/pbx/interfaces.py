@@ -67,15 +67,80 @@ class IDialplanApplication(Interface):
 
 
 class IPBX(Interface):
-    """What a running PBX offers its features."""
+    """
+    What a running PBX offers its features, and all that they use of it.
+
+    A feature is given this object and nothing else: its config, store,
+    clock, threads and secrets come from here, and it plugs into the PBX
+    only through the registration methods below.
+    """
 
     config = Attribute("The validated :class:`pbx.config.Config`.")
     store = Attribute("The :class:`IStore` in use.")
     clock = Attribute("The ``IReactorTime`` every timer must use.")
+    tcp = Attribute(
+        "The ``IReactorTCP`` a feature opens network clients with"
+        " (voicemail's SMTP client); never used to listen."
+    )
+    lockout = Attribute(
+        "The :class:`pbx.security.lockout.Lockout` shared by every check of a"
+        " secret a person types (API logins, voicemail PINs on a phone), so a"
+        " guesser gets no fresh attempts by switching between them."
+    )
     applications = Attribute("Mapping of name to registered IDialplanApplication.")
     started_at = Attribute("Clock time the PBX started.")
     listeners = Attribute("List of strings naming every open listener.")
     features = Attribute("Names of the enabled features.")
+
+    def run_in_thread(f, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """
+        Run blocking ``f(*args, **kwargs)`` (file work, a recogniser, a
+        library without async) off the reactor thread.
+
+        :returns: Deferred firing, in the reactor thread, with what ``f``
+            returned, or failing with what it raised.
+        """
+
+    def hash_secret(secret):  # type: ignore[no-untyped-def]
+        """
+        PBKDF2-hash ``secret`` (a password, a PIN) off the reactor thread.
+
+        :returns: Deferred firing with the encoded hash
+            (see :mod:`pbx.security.passwords`).
+        """
+
+    def verify_secret(secret, encoded):  # type: ignore[no-untyped-def]
+        """
+        Check ``secret`` against an encoding made by :meth:`hash_secret`,
+        off the reactor thread.
+
+        :returns: Deferred firing with a bool.
+        """
+
+    def authenticate(request):  # type: ignore[no-untyped-def]
+        """
+        The session of an API request: a
+        :class:`pbx.api.tokens.Session` with ``username``, ``role``
+        (``"admin"`` or ``"user"``) and ``extension``.
+
+        :raises pbx.api.http.APIError: 401 when the request carries no
+            live token.
+        """
+
+    def provide(interface, provider):  # type: ignore[no-untyped-def]
+        """
+        Offer ``provider`` to other features as the one provider of
+        ``interface`` (e.g. voicemail's greetings to the attendant).
+
+        :raises TypeError: if ``provider`` does not provide ``interface``.
+        :raises ValueError: if ``interface`` already has a provider.
+        """
+
+    def lookup(interface):  # type: ignore[no-untyped-def]
+        """
+        The provider of ``interface`` given to :meth:`provide`, or None when
+        no enabled feature offers it.
+        """
 
     def live_calls():  # type: ignore[no-untyped-def]
         """A list of JSON-ready dicts, one per call in progress."""
@@ -139,8 +204,7 @@ class IPBX(Interface):
         Serve ``resource`` (an ``IResource``, e.g. a Klein app's) under
         ``/api/v1/<name>/``.  ``paths`` is the OpenAPI ``paths`` mapping it
         adds (keys are full paths).  Handlers authenticate with
-        ``pbx.api.authenticate(request)``, which returns a session with
-        ``username``, ``role`` (``"admin"`` or ``"user"``) and ``extension``.
+        :meth:`authenticate`.
         """
 
 
@@ -270,28 +334,6 @@ class IStore(Interface):
 
     def put_setting(key, value):  # type: ignore[no-untyped-def]
         """Store ``value`` (a string) under ``key``."""
-
-
-class ITranscriber(Interface):
-    """
-    Turns a recorded voicemail into text (engines in
-    :mod:`pbx.apps.voicemail.transcribe`).
-    """
-
-    name = Attribute("The engine's name in the configuration: 'pocketsphinx', 'vosk'.")
-
-    def transcribe(path):  # type: ignore[no-untyped-def]
-        """
-        Transcribe the WAV file at ``path``; returns a
-        :class:`pbx.apps.voicemail.transcribe.Transcript` (text, confidence
-        0..1, engine).
-
-        Blocking (it reads the file and runs the recogniser): call it in a
-        thread.  Safe to call from several threads at once.
-
-        :raises ValueError: if the file is not a WAV the engine reads.
-        :raises OSError: if it cannot be read.
-        """
 
 
 class ICodec(IPlugin):

@@ -54,7 +54,7 @@ def extension_record(
         realm=realm,
         ha1_md5=ha1_md5,
         ha1_sha256=ha1_sha256,
-        voicemail_pin_hash=pin_hash or (previous.voicemail_pin_hash if previous else ""),
+        pin_hash=pin_hash or (previous.pin_hash if previous else ""),
         enabled=previous.enabled if previous else True,
         source=source,
     )

@@ -19,7 +19,9 @@ class ExtensionRecord:
     SIP secrets are kept only as digest ``HA1`` values for the configured realm
     (RFC 3261 §22.4, RFC 7616 §3.4.2), one per algorithm: a database dump does
     not reveal the password, and verifying a digest needs nothing else.  The
-    voicemail PIN is a PBKDF2 hash (see :mod:`pbx.security.passwords`).
+    PIN (``pin_hash``: typed on a phone for voicemail, or to log in to the
+    API) is a PBKDF2 hash (see :mod:`pbx.security.passwords`); the config
+    file and the API still call it ``voicemail_pin``.
     """
 
     number: str
@@ -28,7 +30,7 @@ class ExtensionRecord:
     realm: str = ""
     ha1_md5: str = ""
     ha1_sha256: str = ""
-    voicemail_pin_hash: str = ""
+    pin_hash: str = ""
     enabled: bool = True
     # Where this extension came from: "config" (synced from YAML) or "api".
     source: str = "api"

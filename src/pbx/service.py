@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zope.interface import implementer
+from zope.interface.interface import InterfaceClass
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -25,13 +26,16 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
+from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
+from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.service import ListenError, SIPService
 from pbx.sip.tls import TLSSetupError
@@ -72,6 +76,16 @@ class PBXService(MultiService):
         self.listeners: list[str] = []
         self.features = [f.plugin.name for f in features]
         self.started_at = 0.0
+        self.tcp = reactor
+        security = config.security
+        self.lockout = Lockout(
+            reactor,
+            max_failures=security.lockout_failures,
+            window=security.lockout_window,
+            base_delay=security.lockout_delay,
+            max_delay=security.lockout_max_delay,
+        )
+        self._provided: dict[InterfaceClass, Any] = {}
         self.api: PBXApi | None = None
         self.sip: SIPService | None = None
         self.ready: Deferred[None] = Deferred()
@@ -110,6 +124,28 @@ class PBXService(MultiService):
         if self.api is None:
             raise RuntimeError("the API is not running yet")
         self.api.mount(name, resource, paths)
+
+    def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Run blocking ``f`` in the reactor's thread pool (see IPBX)."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args, **kwargs)
+
+    def authenticate(self, request: IRequest) -> Session:
+        """The session of an API request (see IPBX)."""
+        if self.api is None:
+            raise RuntimeError("the API is not running yet")
+        return self.api.authenticate(request)
+
+    def provide(self, interface: InterfaceClass, provider: Any) -> None:
+        """Offer ``provider`` to other features as the provider of ``interface`` (see IPBX)."""
+        if not interface.providedBy(provider):
+            raise TypeError(f"{provider!r} does not provide {interface.__name__}")
+        if interface in self._provided:
+            raise ValueError(f"{interface.__name__} is provided twice")
+        self._provided[interface] = provider
+
+    def lookup(self, interface: InterfaceClass) -> Any:
+        """The provider of ``interface``, or None (see IPBX)."""
+        return self._provided.get(interface)
 
     def _sip(self) -> SIPService:
         if self.sip is None:

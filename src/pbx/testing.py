@@ -3,24 +3,35 @@ Test doubles that implement pbx's own interfaces.
 
 :class:`MemoryStore` passes the same store suite as the real backends, so a
 unit test that uses it exercises behaviour the real store has.
+:class:`FakePBX` is the one :class:`~pbx.interfaces.IPBX` every feature's
+tests run on.
 :class:`FakeUDPReactor` adds ``listenUDP`` to Twisted's ``MemoryReactorClock``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from attrs import define, evolve, field
+from attrs import Factory, define, evolve, field
 
 from zope.interface import implementer
+from zope.interface.interface import InterfaceClass
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorUDP
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
+from twisted.web.iweb import IRequest
 
-from pbx.interfaces import IStore
+from pbx.api.http import APIError
+from pbx.api.tokens import Session
+from pbx.config import Config, parse_config
+from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.security.lockout import Lockout
+from pbx.security.passwords import hash_password, verify_password
 
 
 @implementer(IStore)
@@ -186,6 +197,155 @@ class MemoryStore:
     def delete_item(self, kind: str, owner: str, key: str) -> Deferred[bool]:
         """See IStore."""
         return succeed(self.items.pop((kind, owner, key), None) is not None)
+
+
+#: The config a :class:`FakePBX` has unless given one.
+MINIMAL_CONFIG = "sip: {domain: pbx.test}\n"
+
+
+def _lockout(pbx: FakePBX) -> Lockout:
+    security = pbx.config.security
+    return Lockout(
+        pbx.clock,
+        max_failures=security.lockout_failures,
+        window=security.lockout_window,
+        base_delay=security.lockout_delay,
+        max_delay=security.lockout_max_delay,
+    )
+
+
+@implementer(IPBX)
+@define(eq=False)
+class FakePBX:
+    """
+    An :class:`~pbx.interfaces.IPBX` for tests: what features register is
+    recorded, calls are scripted, and the work it is handed is done at once
+    (threads run in the caller, hashing uses few PBKDF2 iterations).
+
+    :ivar api: the :class:`~pbx.api.app.PBXApi` under test, if any:
+        :meth:`authenticate` and :meth:`mount_api` go to it.
+    :ivar outcome: what :meth:`dial` answers for a number without an
+        entry in :attr:`outcomes`.
+    :ivar talk: seconds on :attr:`clock` before :meth:`dial` answers;
+        None answers at once.
+    :ivar hang_up: whether the caller's channel closes ("remote") when a
+        :meth:`dial` ends, as when they hang up while connected.
+    :ivar dialer: when set, :meth:`dial` is passed on to it (a real call
+        controller's ``dial``) instead of being scripted.
+    """
+
+    config: Config = Factory(lambda: parse_config(MINIMAL_CONFIG, "fake.yml", {}))
+    store: Any = Factory(lambda: MemoryStore())
+    clock: Any = Factory(Clock)
+    tcp: Any = Factory(MemoryReactor)
+    lockout: Lockout = Factory(_lockout, takes_self=True)
+    applications: dict[str, IDialplanApplication] = Factory(dict)
+    started_at: float = 0.0
+    listeners: list[str] = Factory(list)
+    features: list[str] = Factory(list)
+    api: Any = None
+    outcome: str = "answered"
+    outcomes: dict[str, str] = Factory(dict)
+    talk: float | None = None
+    hang_up: bool = False
+    dialer: Callable[..., Deferred[str]] | None = None
+    calls: list[dict[str, Any]] = Factory(list)
+    """What :meth:`live_calls` returns."""
+    dialled: list[str] = Factory(list)
+    diverters: list[Callable[[str, str], Any]] = Factory(list)
+    packages: list[Any] = Factory(list)
+    mounted: dict[str, tuple[Any, dict[str, Any]]] = Factory(dict)
+    notified: list[tuple[str, str]] = Factory(list)
+    changed: list[str] = Factory(list)
+    deleted: list[str] = Factory(list)
+    provided: dict[InterfaceClass, Any] = Factory(dict)
+
+    def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """Run ``f`` at once; its result or exception in a Deferred."""
+        return maybeDeferred(f, *args, **kwargs)
+
+    def hash_secret(self, secret: str) -> Deferred[str]:
+        """PBKDF2 with few iterations, so tests stay quick."""
+        return succeed(hash_password(secret, iterations=1000))
+
+    def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
+        """Check at once."""
+        return succeed(verify_password(secret, encoded))
+
+    def authenticate(self, request: IRequest) -> Session:
+        """The session :attr:`api` finds; 401 without an API."""
+        if self.api is None:
+            raise APIError(401, "log in first")
+        session: Session = self.api.authenticate(request)
+        return session
+
+    def provide(self, interface: InterfaceClass, provider: Any) -> None:
+        """Record the provider; a second one, or one not providing ``interface``, is refused."""
+        if not interface.providedBy(provider):
+            raise TypeError(f"{provider!r} does not provide {interface.__name__}")
+        if interface in self.provided:
+            raise ValueError(f"{interface.__name__} is provided twice")
+        self.provided[interface] = provider
+
+    def lookup(self, interface: InterfaceClass) -> Any:
+        """The provider recorded, or None."""
+        return self.provided.get(interface)
+
+    def live_calls(self) -> list[dict[str, Any]]:
+        """:attr:`calls`."""
+        return self.calls
+
+    def extension_changed(self, number: str) -> None:
+        """Record the change."""
+        self.changed.append(number)
+
+    def extension_deleted(self, number: str) -> None:
+        """Record the deletion."""
+        self.deleted.append(number)
+
+    def register_application(self, application: IDialplanApplication) -> None:
+        """Register by name; twice is an error, as in the PBX."""
+        if application.name in self.applications:
+            raise ValueError(f"dialplan application {application.name!r} is registered twice")
+        self.applications[application.name] = application
+
+    def add_diverter(self, diverter: Callable[[str, str], Any]) -> None:
+        """Record."""
+        self.diverters.append(diverter)
+
+    def dial(self, channel: Any, number: str, caller: str | None = None,
+             caller_name: str | None = None, timeout: float | None = None) -> Deferred[str]:
+        """Record ``number``; answer with its scripted outcome (see :attr:`talk`, :attr:`hang_up`)."""
+        self.dialled.append(number)
+        if self.dialer is not None:
+            return self.dialer(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
+        outcome = self.outcomes.get(number, self.outcome)
+        d: Deferred[str] = Deferred()
+
+        def over() -> None:
+            if self.hang_up:
+                channel.closed("remote")
+            d.callback(outcome)
+
+        if self.talk is None:
+            over()
+        else:
+            self.clock.callLater(self.talk, over)
+        return d
+
+    def register_event_package(self, package: Any) -> None:
+        """Record."""
+        self.packages.append(package)
+
+    def notify(self, event: str, resource: str) -> None:
+        """Record."""
+        self.notified.append((event, resource))
+
+    def mount_api(self, name: str, resource: Any, paths: dict[str, Any]) -> None:
+        """Record, and mount on :attr:`api` when there is one."""
+        self.mounted[name] = (resource, paths)
+        if self.api is not None:
+            self.api.mount(name, resource, paths)
 
 
 @define(eq=False)

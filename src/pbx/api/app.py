@@ -51,10 +51,10 @@ class PBXApi:
     """
     The ``/api/v1`` resource.
 
-    :param pbx: the running PBX (store, config, clock, live calls).
+    :param pbx: the running PBX (store, config, clock, lockout, live calls).
     :param verify: checks a password against a PBKDF2 encoding; returns a
         Deferred so the work can run off the reactor thread.
-    :param hasher: hashes a new voicemail PIN the same way.
+    :param hasher: hashes a new PIN the same way.
     """
 
     app = Klein()
@@ -70,15 +70,9 @@ class PBXApi:
         self._dummy_hash: str | None = None
         self._mounts: dict[str, Any] = {}
         self._paths: dict[str, Any] = {}
-        sec = pbx.config.security
         self.tokens = TokenStore(pbx.clock, lifetime=pbx.config.api.token_lifetime)
-        self.lockout = Lockout(
-            pbx.clock,
-            max_failures=sec.lockout_failures,
-            window=sec.lockout_window,
-            base_delay=sec.lockout_delay,
-            max_delay=sec.lockout_max_delay,
-        )
+        # The PBX's one lockout, which voicemail PINs typed on a phone count in too.
+        self.lockout: Lockout = pbx.lockout
 
     def resource(self) -> Any:
         """The Klein resource to mount at the root of the API site."""
@@ -167,7 +161,7 @@ class PBXApi:
         if admin is None and _NUMBER.fullmatch(username):
             record = await self.pbx.store.get_extension(username)
             if record is not None and record.enabled:
-                encoded = record.voicemail_pin_hash
+                encoded = record.pin_hash
         if not encoded and self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_urlsafe(24))
         ok = await self._verify(password, encoded or self._dummy_hash or "")
@@ -231,7 +225,7 @@ class PBXApi:
             "enabled": record.enabled,
             "source": record.source,
             "has_password": bool(record.ha1_md5),
-            "has_voicemail_pin": bool(record.voicemail_pin_hash),
+            "has_voicemail_pin": bool(record.pin_hash),
             "dnd": record.dnd,
             "forward_always": record.forward_always,
             "forward_busy": record.forward_busy,

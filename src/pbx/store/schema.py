@@ -212,6 +212,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "the extension PIN is a core credential: voicemail_pin_hash becomes pin_hash",
+        # SQLite has RENAME COLUMN since 3.25; PostgreSQL always had it.
+        ("ALTER TABLE extensions RENAME COLUMN voicemail_pin_hash TO pin_hash",),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

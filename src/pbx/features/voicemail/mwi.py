@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
 
-from pbx.apps.voicemail.mailbox import Voicemail
+from pbx.features.voicemail.mailbox import Voicemail
 from pbx.interfaces import IEventPackage
 
 __all__ = ["EVENT", "MessageSummaryPackage", "access_number", "summary_body"]

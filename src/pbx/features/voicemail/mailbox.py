@@ -21,7 +21,8 @@ message; what is left in ``tmp/`` at start belongs to no call any more and is
 removed.  Deleting removes the metadata, then the file (a crash in between
 brings the message back rather than losing one).
 
-Every file operation runs in a thread pool, never on the reactor thread.
+Every file operation runs in a thread (:meth:`pbx.interfaces.IPBX.run_in_thread`),
+never on the reactor thread.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from typing import Any
 
 from attrs import asdict, evolve, frozen
 
+from zope.interface import implementer
+
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pbx.apps.voicemail.spool import MAILBOX as _MAILBOX
-from pbx.apps.voicemail.spool import MESSAGE_ID as _ID
-from pbx.apps.voicemail.spool import place, sweep, unlink
+from pbx.features.voicemail.interfaces import IGreetings
+from pbx.features.voicemail.spool import MAILBOX as _MAILBOX
+from pbx.features.voicemail.spool import MESSAGE_ID as _ID
+from pbx.features.voicemail.spool import place, sweep, unlink
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent
 from pbx.security.lockout import Lockout
@@ -55,6 +59,9 @@ MAX_PIN_LENGTH = 12
 
 Hasher = Callable[[str], "Deferred[str]"]
 Verifier = Callable[[str, str], "Deferred[bool]"]
+#: ``(f, *args) -> Deferred``: runs blocking ``f`` off the reactor thread
+#: (:meth:`pbx.interfaces.IPBX.run_in_thread`).
+InThread = Callable[..., "Deferred[Any]"]
 
 
 @frozen
@@ -143,13 +150,15 @@ def generate_pin(mailbox: str, length: int = 6) -> str:
             return pin
 
 
+@implementer(IGreetings)
 class Voicemail:
     """
     All mailboxes: audio under a spool directory, metadata in the store.
 
     :param store: where message metadata and extensions live.
     :param spool: the spool directory (made when needed).
-    :param reactor: the clock, and where thread-pool results arrive.
+    :param clock: the time of messages and audit events.
+    :param in_thread: runs file work off the reactor thread.
     :param lockout: counts wrong PINs by mailbox and by source.
     :param hasher: PBKDF2-hashes a new PIN (off the reactor thread).
     :param verifier: checks a PIN against a stored hash (off the reactor thread).
@@ -159,8 +168,6 @@ class Voicemail:
     :param mailboxes: the extensions that have a mailbox; None for all.
     :param on_extension_changed: called with an extension number after its
         stored record changed (a new PIN).
-    :param threadpool: where file work runs; the reactor's by default.
-    :param defer_to_thread_pool: :func:`deferToThreadPool` or a test double.
     """
 
     log = Logger()
@@ -169,8 +176,9 @@ class Voicemail:
         self,
         store: IStore,
         spool: str,
-        reactor: Any,
+        clock: IReactorTime,
         *,
+        in_thread: InThread,
         lockout: Lockout,
         hasher: Hasher,
         verifier: Verifier,
@@ -178,12 +186,10 @@ class Voicemail:
         on_change: Callable[[str], None] | None = None,
         mailboxes: frozenset[str] | None = None,
         on_extension_changed: Callable[[str], None] | None = None,
-        threadpool: Any = None,
-        defer_to_thread_pool: Callable[..., Deferred[Any]] = deferToThreadPool,
     ) -> None:
         self.store = store
         self.spool = os.path.abspath(spool)
-        self.reactor = reactor
+        self.clock = clock
         self.lockout = lockout
         self.pin_min_length = pin_min_length
         self.mailboxes = mailboxes
@@ -191,17 +197,14 @@ class Voicemail:
         self._verify = verifier
         self._on_change = on_change
         self._on_extension_changed = on_extension_changed
-        self._threadpool = threadpool
-        self._defer = defer_to_thread_pool
+        self._in_thread = in_thread
         self._dummy_hash: str | None = None
 
     # -- plumbing ----------------------------------------------------------
 
     def in_thread(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        """Run blocking ``f(*args)`` in the thread pool; a Deferred of its result."""
-        if self._threadpool is None:
-            self._threadpool = self.reactor.getThreadPool()
-        return self._defer(self.reactor, self._threadpool, f, *args)
+        """Run blocking ``f(*args)`` off the reactor thread; a Deferred of its result."""
+        return self._in_thread(f, *args)
 
     def _changed(self, mailbox: str) -> None:
         if self._on_change is None:
@@ -223,7 +226,7 @@ class Voicemail:
         return os.path.join(self.spool, mailbox, f"{message_id}.wav")
 
     def _new_id(self) -> str:
-        return f"{int(self.reactor.seconds() * 1000):013d}-{secrets.token_hex(3)}"
+        return f"{int(self.clock.seconds() * 1000):013d}-{secrets.token_hex(3)}"
 
     async def _load(self, mailbox: str, message_id: str) -> Message | None:
         if not _MAILBOX.fullmatch(mailbox) or not _ID.fullmatch(message_id):
@@ -289,7 +292,7 @@ class Voicemail:
             "new",
             caller or "",
             caller_name or "",
-            self.reactor.seconds(),
+            self.clock.seconds(),
             round(float(duration), 3),
             path,
         )
@@ -485,7 +488,7 @@ class Voicemail:
         ):
             record = await self.store.get_extension(mailbox)
             if record is not None and record.enabled:
-                encoded = record.voicemail_pin_hash
+                encoded = record.pin_hash
         if not encoded and self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_urlsafe(24))
         ok = await self._verify(pin, encoded or self._dummy_hash or "")
@@ -511,7 +514,7 @@ class Voicemail:
     ) -> None:
         try:
             await self.store.add_audit(
-                AuditEvent(self.reactor.seconds(), kind, subject, source, detail)
+                AuditEvent(self.clock.seconds(), kind, subject, source, detail)
             )
         except Exception:
             self.log.failure(
@@ -535,7 +538,7 @@ class Voicemail:
         record = await self.store.get_extension(mailbox)
         if record is None:
             return "no such mailbox"
-        await self.store.put_extension(evolve(record, voicemail_pin_hash=encoded))
+        await self.store.put_extension(evolve(record, pin_hash=encoded))
         await self._audit("voicemail.pin.change", mailbox, "")
         if self._on_extension_changed is not None:
             self._on_extension_changed(mailbox)

@@ -37,8 +37,9 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.apps.attendant.directory import DialByName, Entry, directory_entries
-from pbx.apps.attendant.menus import (
+from pbx.config import ConfigError
+from pbx.features.attendant.directory import DialByName, Entry, directory_entries
+from pbx.features.attendant.menus import (
     Action,
     Directory,
     GoToMenu,
@@ -50,9 +51,9 @@ from pbx.apps.attendant.menus import (
     Transfer,
     Voicemail,
 )
-from pbx.apps.attendant.options import MenuSet, route_target
-from pbx.config import ConfigError
-from pbx.interfaces import IDialplanApplication
+from pbx.features.attendant.options import MenuSet, route_target
+from pbx.features.voicemail.interfaces import IGreetings
+from pbx.interfaces import IPBX, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 
 #: Every key a caller can press.
@@ -83,14 +84,15 @@ class Attendant:
     The auto attendant application.
 
     :param pbx: the running :class:`~pbx.interfaces.IPBX` (``dial``,
-        ``applications``, ``store``, ``clock``).
+        ``applications``, ``store``, ``clock``, and ``lookup`` of voicemail's
+        :class:`~pbx.features.voicemail.interfaces.IGreetings`).
     :param menus: returns the menu set in effect (read at every call's start).
     """
 
     name = "attendant"
     log = Logger()
 
-    def __init__(self, pbx: Any, menus: Callable[[], Awaitable[MenuSet]]) -> None:
+    def __init__(self, pbx: IPBX, menus: Callable[[], Awaitable[MenuSet]]) -> None:
         self.pbx = pbx
         self._menus = menus
 
@@ -113,7 +115,7 @@ class Attendant:
 class _Call:
     """One caller's way through the menus."""
 
-    pbx: Any
+    pbx: IPBX
     channel: Channel
     menu_set: MenuSet
     failures: int = 0
@@ -291,13 +293,13 @@ class _Call:
         await self._hand_over(app, dict(action.args))
         return DONE
 
-    async def _hand_over(self, app: Any, args: dict[str, Any]) -> None:
+    async def _hand_over(self, app: IDialplanApplication, args: dict[str, Any]) -> None:
         try:
             await app.run(self.channel, args)
         except HungUp:
             raise
         except Exception:
-            self.log.failure("attendant: application {name!r} failed", name=getattr(app, "name", "?"))
+            self.log.failure("attendant: application {name!r} failed", name=app.name)
 
     # -- dial by name ----------------------------------------------------------
 
@@ -316,19 +318,16 @@ class _Call:
     async def name_items(self, entry: Entry) -> list[str]:
         """
         The person's recorded name or "extension" and the digits.  The name
-        comes from the voicemail application's ``greeting_path(mailbox,
-        "name")`` (or that of its ``voicemail`` mailboxes) when it has one.
+        is the ``name`` greeting of :class:`IGreetings` (voicemail) when a
+        feature provides it and one was recorded.
         """
-        app = self.pbx.applications.get("voicemail")
-        greeting_path = getattr(app, "greeting_path", None) or getattr(
-            getattr(app, "voicemail", None), "greeting_path", None)
-        if greeting_path is not None:
+        greetings = self.pbx.lookup(IGreetings)
+        if greetings is not None:
             try:
-                path = greeting_path(entry.number, "name")
-                if isinstance(path, Deferred):
-                    path = await path
+                path = greetings.greeting_path(entry.number, "name")
             except Exception:
+                self.log.failure("attendant: the name of {number} is unreadable", number=entry.number)
                 path = None
-            if isinstance(path, str) and path:
-                return [path]
+            if path:
+                return [str(path)]
         return ["general/extension", *self.channel.prompts.say_digits(entry.number)]

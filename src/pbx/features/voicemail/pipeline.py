@@ -17,22 +17,25 @@ from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.apps.voicemail.mailbox import Message, Voicemail
-from pbx.apps.voicemail.options import VoicemailOptions
+from pbx.features.voicemail.mailbox import Message, Voicemail
+from pbx.features.voicemail.options import VoicemailOptions
+from pbx.interfaces import IPBX
 
 __all__ = ["AfterDeposit"]
 
 
-def _default_transcribe(reactor: Any, transcriber: Any, path: str) -> Deferred[Any]:
-    from pbx.apps.voicemail.transcribe import transcribe_in_thread
+def _default_transcribe(pbx: IPBX, transcriber: Any, path: str) -> Deferred[Any]:
+    from pbx.features.voicemail.transcribe import transcribe_in_thread
 
-    return transcribe_in_thread(reactor, transcriber, path)
+    return transcribe_in_thread(pbx.run_in_thread, transcriber, path)
 
 
-def _default_send(reactor: Any, config: Any, to: str, **message: Any) -> Deferred[None]:
-    from pbx.apps.voicemail.mailer import deliver
+def _default_send(pbx: IPBX, config: Any, to: str, **message: Any) -> Deferred[None]:
+    from pbx.features.voicemail.mailer import deliver
 
-    return Deferred.fromCoroutine(deliver(reactor, config, to, **message))
+    return Deferred.fromCoroutine(
+        deliver(pbx.run_in_thread, pbx.tcp, config, to, **message)
+    )
 
 
 class AfterDeposit:
@@ -44,11 +47,11 @@ class AfterDeposit:
 
     :param voicemail: the mailboxes.
     :param options: whether to transcribe, e-mail and delete.
-    :param reactor: for threads and SMTP.
-    :param transcribe: ``(reactor, transcriber, path) -> Deferred`` firing
+    :param pbx: the running PBX (threads and SMTP connections).
+    :param transcribe: ``(pbx, transcriber, path) -> Deferred`` firing
         with a ``Transcript``, or None when transcription failed.
-    :param send: ``(reactor, email_config, to, **fields) -> Deferred[None]``,
-        the fields being those of :func:`pbx.apps.voicemail.mailer.deliver`.
+    :param send: ``(pbx, email_config, to, **fields) -> Deferred[None]``,
+        the fields being those of :func:`pbx.features.voicemail.mailer.deliver`.
     """
 
     log = Logger()
@@ -57,14 +60,14 @@ class AfterDeposit:
         self,
         voicemail: Voicemail,
         options: VoicemailOptions,
-        reactor: Any,
+        pbx: IPBX,
         *,
         transcribe: Callable[[Any, Any, str], Deferred[Any]] = _default_transcribe,
         send: Callable[..., Deferred[None]] = _default_send,
     ) -> None:
         self.voicemail = voicemail
         self.options = options
-        self.reactor = reactor
+        self.pbx = pbx
         self._transcribe = transcribe
         self._send = send
         self.pending: set[Deferred[None]] = set()
@@ -100,7 +103,7 @@ class AfterDeposit:
     async def _transcribed(self, message: Message) -> Message:
         try:
             result = await self._transcribe(
-                self.reactor, self.options.transcription, message.path
+                self.pbx, self.options.transcription, message.path
             )
         except Exception:
             self.log.failure("voicemail {id}: transcription failed", id=message.id)
@@ -136,7 +139,7 @@ class AfterDeposit:
             if await self.voicemail.get(message.mailbox, message.id) is None:
                 return  # deleted meanwhile
             await self._send(
-                self.reactor,
+                self.pbx,
                 self.options.email,
                 record.email,
                 mailbox=message.mailbox,

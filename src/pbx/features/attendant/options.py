@@ -19,10 +19,10 @@ from typing import Any
 
 from attrs import field, frozen
 
-from pbx.apps.attendant import validate as v
-from pbx.apps.attendant.menus import GoToMenu, Menu, Operator, parse_menu
-from pbx.apps.attendant.schedule import Schedule, parse_schedule, parse_timezone
 from pbx.config import ConfigError
+from pbx.features.attendant import validate as v
+from pbx.features.attendant.menus import GoToMenu, Menu, Operator, parse_menu
+from pbx.features.attendant.schedule import Schedule, parse_schedule, parse_timezone
 
 
 @frozen

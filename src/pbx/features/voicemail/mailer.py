@@ -13,8 +13,8 @@ Three layers, each usable alone:
 * :func:`send_voicemail_email` hands those bytes to an SMTP server with
   :class:`twisted.mail.smtp.ESMTPSenderFactory` on the reactor.
 
-:func:`deliver` does both: it builds the message in the reactor's thread
-pool, then sends it.  It never deletes the recording, even when
+:func:`deliver` does both: it builds the message off the reactor thread,
+then sends it.  It never deletes the recording, even when
 :attr:`EmailConfig.delete_after_send` is set: the caller owns the file and the
 mailbox entry, so it deletes them itself once :func:`deliver` has succeeded
 (and keeps them when it fails, so the voicemail is not lost).
@@ -30,7 +30,7 @@ import re
 import string
 import textwrap
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -43,7 +43,7 @@ from OpenSSL import SSL
 
 from twisted.internet import error, ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorTCP
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
@@ -503,7 +503,7 @@ class _SenderFactory(smtp.ESMTPSenderFactory):
 
 
 def send_voicemail_email(
-    reactor: Any, config: EmailConfig, to: str, message_bytes: bytes
+    reactor: IReactorTCP, config: EmailConfig, to: str, message_bytes: bytes
 ) -> Deferred[None]:
     """Send one message to one recipient through the configured SMTP server.
 
@@ -512,7 +512,7 @@ def send_voicemail_email(
     and each wait for the server; there is no retry here (a failure is the
     caller's to retry or report).
 
-    :param reactor: provides ``IReactorTCP`` and ``IReactorTime``.
+    :param reactor: connects to the server.
     :param config: the server and how to talk to it.
     :param to: the recipient, ``a@b`` or ``Name <a@b>``.
     :param message_bytes: from :func:`build_message`.
@@ -559,7 +559,8 @@ def send_voicemail_email(
 
 
 async def deliver(
-    reactor: Any,
+    in_thread: Callable[..., Deferred[Any]],
+    reactor: IReactorTCP,
     config: EmailConfig,
     to: str,
     *,
@@ -573,14 +574,15 @@ async def deliver(
     wav_path: str | None = None,
     message_id: str | None = None,
 ) -> None:
-    """Build the voicemail e-mail in the reactor's thread pool, then send it.
+    """Build the voicemail e-mail off the reactor thread, then send it.
 
     Nothing is deleted here, whatever :attr:`EmailConfig.delete_after_send`
     says: when this returns without raising and the option is set, the caller
     deletes the recording and its mailbox entry.
 
-    :param reactor: provides ``IReactorTCP``, ``IReactorTime``,
-        ``IReactorThreads`` and ``IReactorFromThreads``.
+    :param in_thread: ``(f, *args, **kwargs) -> Deferred``, e.g.
+        :meth:`pbx.interfaces.IPBX.run_in_thread`: builds the message.
+    :param reactor: connects to the server.
     :param config: see :class:`EmailConfig`.
     :param to: the recipient.
     :raises EmailDeliveryError: if the server did not take the message.
@@ -589,9 +591,7 @@ async def deliver(
 
     The other parameters are those of :func:`build_message`.
     """
-    message: bytes = await deferToThreadPool(
-        reactor,
-        reactor.getThreadPool(),
+    message: bytes = await in_thread(
         build_message,
         config,
         to=to,

@@ -59,7 +59,7 @@ class VoicemailOptions:
     unsolicited_mwi: bool = True
     """Also NOTIFY registered phones that did not subscribe to message-summary."""
     email: Any = None
-    """A :class:`pbx.apps.voicemail.mailer.EmailConfig`, or None for no e-mail."""
+    """A :class:`pbx.features.voicemail.mailer.EmailConfig`, or None for no e-mail."""
     transcription: Any = None
     """An ``ITranscriber``, or None for no transcription."""
     delete_after_email: bool = False
@@ -140,7 +140,7 @@ def parse_voicemail_options(raw: Mapping[str, Any]) -> VoicemailOptions:
         raise ConfigError("min_seconds", "must be less than max_seconds")
     email = None
     if raw.get("email") is not None:
-        from pbx.apps.voicemail.mailer import parse_email_options
+        from pbx.features.voicemail.mailer import parse_email_options
 
         email = parse_email_options(raw["email"], "email")
     if delete_after_email and email is None:
@@ -149,7 +149,7 @@ def parse_voicemail_options(raw: Mapping[str, Any]) -> VoicemailOptions:
         )
     transcription = None
     if raw.get("transcription") is not None:
-        from pbx.apps.voicemail.transcribe import make_transcriber
+        from pbx.features.voicemail.transcribe import make_transcriber
 
         transcription = make_transcriber(raw["transcription"], "transcription")
     return VoicemailOptions(

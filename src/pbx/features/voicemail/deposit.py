@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from attrs import define, field
@@ -44,8 +44,9 @@ from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
-from pbx.interfaces import IDialplanApplication
+from pbx.interfaces import IPBX, IDialplanApplication
 from pbx.media.channel import Channel, Recording, frame_level
 from pbx.media.wav import WavWriter
 
@@ -78,6 +79,10 @@ HOLD_SECONDS = 30.0
 #: ``close`` and ``abort``).
 WriterFactory = Callable[[str, int], Any]
 
+#: The pool handed to :class:`WavWriter`, which passes it back unused to
+#: :func:`wav_writer`'s thread runner: :meth:`IPBX.run_in_thread` owns the pool.
+_PBX_POOL = cast(ThreadPool, object())
+
 #: Outcomes of :meth:`IPBX.dial` after which the caller's call is over.
 CONNECTED = ("answered", "diverted")
 
@@ -95,7 +100,7 @@ def option(options: Any, name: str) -> Any:
     """
     One voicemail option, with its default when ``options`` lacks it.
 
-    :param options: a :class:`~pbx.apps.voicemail.options.VoicemailOptions`
+    :param options: a :class:`~pbx.features.voicemail.options.VoicemailOptions`
         or anything with some of its attributes.
     :param name: ``max_seconds``, ``min_seconds``, ``silence_seconds``,
         ``operator``, ``pin_attempts`` or ``pin_min_length``.
@@ -103,17 +108,20 @@ def option(options: Any, name: str) -> Any:
     return getattr(options, name, _DEFAULTS[name])
 
 
-def wav_writer(pbx: Any) -> WriterFactory:
+def wav_writer(pbx: IPBX) -> WriterFactory:
     """
     The production writer factory: a :class:`WavWriter` whose file work runs
-    in the reactor's thread pool.
+    in :meth:`IPBX.run_in_thread`.
 
-    :param pbx: the running PBX (its ``reactor``, else its ``clock``).
+    :param pbx: the running PBX.
     """
-    reactor = getattr(pbx, "reactor", None) or pbx.clock
+
+    def in_thread(_reactor: Any, _pool: Any, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        # WavWriter takes deferToThreadPool's shape; the PBX picks the pool.
+        return pbx.run_in_thread(f, *args)
 
     def make(path: str, rate: int) -> WavWriter:
-        return WavWriter(path, reactor, sample_rate=rate)
+        return WavWriter(path, pbx.clock, _PBX_POOL, sample_rate=rate, defer_to_thread_pool=in_thread)
 
     return make
 
@@ -258,11 +266,11 @@ class Deposit:
     mailbox defaults to the number dialled, the reason (``busy``,
     ``no_answer``, ``dnd``, ``unavailable``) to ``unavailable``.
 
-    :param voicemail: the mailboxes (:class:`~pbx.apps.voicemail.mailbox.Voicemail`).
+    :param voicemail: the mailboxes (:class:`~pbx.features.voicemail.mailbox.Voicemail`).
     :param pbx: the running PBX (``dial`` for the operator).
     :param options: the feature's options (see :func:`option`).
     :param on_deposit: called with each delivered
-        :class:`~pbx.apps.voicemail.mailbox.Message` (transcription,
+        :class:`~pbx.features.voicemail.mailbox.Message` (transcription,
         e-mail); a Deferred it returns is not waited for.
     :param writer: makes recording files; :func:`wav_writer` by default.
     """
@@ -270,7 +278,7 @@ class Deposit:
     name = "voicemail"
     log = Logger()
 
-    def __init__(self, voicemail: Any, *, pbx: Any, options: Any,
+    def __init__(self, voicemail: Any, *, pbx: IPBX, options: Any,
                  on_deposit: Callable[[Any], Any] | None = None,
                  writer: WriterFactory | None = None) -> None:
         self.voicemail = voicemail

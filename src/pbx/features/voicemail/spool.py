@@ -4,7 +4,7 @@ threads only, never on the reactor thread.
 
 Files reach their final names only complete and durable: written (or
 copied) under a temporary name, fsynced, renamed atomically, and the
-directory fsynced.  See :mod:`pbx.apps.voicemail.mailbox` for the layout.
+directory fsynced.  See :mod:`pbx.features.voicemail.mailbox` for the layout.
 """
 
 from __future__ import annotations

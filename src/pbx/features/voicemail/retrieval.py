@@ -45,14 +45,14 @@ from zope.interface import implementer
 
 from twisted.logger import Logger
 
-from pbx.apps.voicemail.deposit import (
+from pbx.features.voicemail.deposit import (
     CONNECTED,
     WriterFactory,
     option,
     record_speech,
     wav_writer,
 )
-from pbx.interfaces import IDialplanApplication
+from pbx.interfaces import IPBX, IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 
 __all__ = ["KEYS", "MAX_PIN_DIGITS", "TRIES", "Retrieval", "ask", "choose"]
@@ -132,12 +132,12 @@ class Retrieval:
     number; otherwise it is the caller's own extension (asked for all the
     same when the caller is unknown).
 
-    :param voicemail: the mailboxes (:class:`~pbx.apps.voicemail.mailbox.Voicemail`).
+    :param voicemail: the mailboxes (:class:`~pbx.features.voicemail.mailbox.Voicemail`).
     :param pbx: the running PBX (``dial`` to call a caller back).
     :param options: the feature's options (see
-        :func:`~pbx.apps.voicemail.deposit.option`).
+        :func:`~pbx.features.voicemail.deposit.option`).
     :param writer: makes greeting recording files;
-        :func:`~pbx.apps.voicemail.deposit.wav_writer` by default.
+        :func:`~pbx.features.voicemail.deposit.wav_writer` by default.
     :param tz: the time zone dates are read out in; the server's local
         time when None.
     """
@@ -145,7 +145,7 @@ class Retrieval:
     name = "voicemail-main"
     log = Logger()
 
-    def __init__(self, voicemail: Any, *, pbx: Any, options: Any,
+    def __init__(self, voicemail: Any, *, pbx: IPBX, options: Any,
                  writer: WriterFactory | None = None, tz: tzinfo | None = None) -> None:
         self.voicemail = voicemail
         self.pbx = pbx

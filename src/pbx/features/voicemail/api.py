@@ -18,8 +18,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
-from pbx.apps.voicemail.mailbox import FOLDERS, GREETINGS, Message, Voicemail
-from pbx.apps.voicemail.spool import read_file, unlink, write_new_file
+from pbx.features.voicemail.mailbox import FOLDERS, GREETINGS, Message, Voicemail
+from pbx.features.voicemail.spool import read_file, unlink, write_new_file
 from pbx.media.wav import load_wav
 
 __all__ = ["MAX_GREETING_SECONDS", "OPENAPI_PATHS", "VoicemailAPI"]
@@ -59,7 +59,7 @@ class VoicemailAPI:
     The routes, relative to the mount point ``/api/v1/voicemail/``.
 
     :param voicemail: the mailboxes.
-    :param authenticate: ``pbx.api.authenticate``: the session of a request
+    :param authenticate: :meth:`IPBX.authenticate`: the session of a request
         (``role``, ``extension``) or :class:`APIError` 401.
     """
 

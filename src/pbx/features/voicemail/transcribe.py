@@ -11,7 +11,7 @@ offline engines.
 Both read a mono or stereo 16-bit WAV at 8 or 16 kHz (what the voicemail
 recorder writes), mix it to mono and resample it to the 16 kHz their models
 expect.  ``transcribe`` blocks for about the length of the recording or
-less: :func:`transcribe_in_thread` runs it in the reactor's thread pool and
+less: :func:`transcribe_in_thread` runs it off the reactor thread and
 turns an engine failure into ``None`` and one logged failure, so a broken
 transcriber never loses a voicemail.
 
@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from io import BytesIO
 from typing import Any
@@ -42,12 +42,11 @@ from attrs import define, field, frozen
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbx.config import ConfigError
-from pbx.interfaces import ITranscriber
+from pbx.features.voicemail.interfaces import ITranscriber
 from pbx.media.wav import load_wav
 
 ENGINES = ("none", "pocketsphinx", "vosk")
@@ -58,7 +57,7 @@ MAX_SECONDS = 600.0
 SPEECH_PAD = 0.3
 """Seconds of audio kept around each stretch of detected speech."""
 
-log = Logger(namespace="pbx.apps.voicemail.transcribe")
+log = Logger(namespace="pbx.features.voicemail.transcribe")
 
 
 def _unit_interval(instance: object, attribute: Any, value: float) -> None:
@@ -361,11 +360,12 @@ class WorkerTranscriber:
 
 
 def transcribe_in_thread(
-    reactor: Any, transcriber: ITranscriber, path: str
+    in_thread: Callable[..., Deferred[Any]], transcriber: ITranscriber, path: str
 ) -> Deferred[Transcript | None]:
-    """Transcribe ``path`` in the reactor's thread pool.
+    """Transcribe ``path`` off the reactor thread.
 
-    :param reactor: provides ``IReactorThreads`` and ``IReactorFromThreads``.
+    :param in_thread: ``(f, *args) -> Deferred``, e.g.
+        :meth:`pbx.interfaces.IPBX.run_in_thread`.
     :returns: fires with the transcript, or with None (and one logged
         failure) if the engine failed; never fails.
     """
@@ -379,7 +379,5 @@ def transcribe_in_thread(
         )
         return None
 
-    d: Deferred[Transcript | None] = deferToThreadPool(
-        reactor, reactor.getThreadPool(), transcriber.transcribe, path
-    )
+    d: Deferred[Transcript | None] = in_thread(transcriber.transcribe, path)
     return d.addErrback(failed)

@@ -12,12 +12,11 @@ The attendant's REST routes, mounted under ``/api/v1/attendant/``
   API override of a config menu reverts it to the file's;
 - the same for ``/schedules`` and ``/schedules/<name>``.
 
-Changes apply to the next call; see :mod:`pbx.apps.attendant.catalogue`.
+Changes apply to the next call; see :mod:`pbx.features.attendant.catalogue`.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from klein import Klein
@@ -26,8 +25,15 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
-from pbx.apps.attendant.catalogue import MENU, SCHEDULE, Catalogue, Conflict, Missing
 from pbx.config import ConfigError
+from pbx.features.attendant.catalogue import (
+    MENU,
+    SCHEDULE,
+    Catalogue,
+    Conflict,
+    Missing,
+)
+from pbx.interfaces import IPBX
 from pbx.records import AuditEvent
 
 _KINDS = {"menus": MENU, "schedules": SCHEDULE}
@@ -45,14 +51,14 @@ class AttendantAPI:
     """
     The routes, relative to the mount point.
 
-    :param pbx: the running PBX (``api.authenticate``, ``store``, ``clock``).
+    :param pbx: the running PBX (``authenticate``, ``store``, ``clock``).
     :param catalogue: the menus and schedules.
     """
 
     app = Klein()
     log = Logger()
 
-    def __init__(self, pbx: Any, catalogue: Catalogue) -> None:
+    def __init__(self, pbx: IPBX, catalogue: Catalogue) -> None:
         self.pbx = pbx
         self.catalogue = catalogue
 
@@ -73,12 +79,10 @@ class AttendantAPI:
 
     async def _admin(self, request: IRequest) -> str:
         """The administrator's username; 401 without a session, 403 for users."""
-        session = self.pbx.api.authenticate(request)
-        if inspect.isawaitable(session):
-            session = await session
-        if getattr(session, "role", None) != "admin":
+        session = self.pbx.authenticate(request)
+        if session.role != "admin":
             raise APIError(403, "administrators only")
-        return str(getattr(session, "username", ""))
+        return str(session.username)
 
     async def _audit(self, request: IRequest, kind: str, subject: str, username: str) -> None:
         peer = request.getClientAddress()

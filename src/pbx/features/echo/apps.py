@@ -38,9 +38,9 @@ class DigitReadback:
         """Collect digits (ended by # or a pause) and say them, until hang-up."""
         await channel.answer()
         timeout = float((args or {}).get("timeout", 3))
-        # Fix: play() consumes the digit that interrupts it (Channel._digit),
-        # so a digit pressed during the introduction starts the first group
-        # here instead of being lost ("#" ends that group empty).
+        # play() consumes the digit that interrupts it (Channel._digit): a
+        # digit pressed during the introduction starts the first group ("#"
+        # ends that group empty).
         pressed = await channel.play(["echo/digits"], interrupt="0123456789*#") or ""
         while True:
             digits = pressed if pressed != "#" else ""
@@ -49,8 +49,8 @@ class DigitReadback:
                     max_digits=20 - len(pressed), timeout=timeout, terminator="#"
                 )
             pressed = ""
-            # Fix: keys A-D and flash (RFC 4733 events 12-16) have no prompt;
-            # say_digits raised ValueError on them and ended the call.
+            # Keys A-D and flash (RFC 4733 events 12-16) have no prompt, and
+            # say_digits refuses them: they are not read back.
             digits = "".join(d for d in digits if d in "0123456789*#")
             if digits:
                 await channel.play(

@@ -31,16 +31,16 @@ from attrs import define
 
 from twisted.logger import Logger
 
-from pbx.apps.attendant import validate as v
-from pbx.apps.attendant.menus import dump_menu, parse_menu
-from pbx.apps.attendant.options import (
+from pbx.config import ConfigError
+from pbx.features.attendant import validate as v
+from pbx.features.attendant.menus import dump_menu, parse_menu
+from pbx.features.attendant.options import (
     MenuSet,
     menu_users,
     reference_problems,
     target_problem,
 )
-from pbx.apps.attendant.schedule import dump_schedule, parse_schedule
-from pbx.config import ConfigError
+from pbx.features.attendant.schedule import dump_schedule, parse_schedule
 
 MENU = "attendant.menu"
 SCHEDULE = "attendant.schedule"

@@ -30,9 +30,9 @@ from typing import Any
 
 from attrs import field, frozen
 
-from pbx.apps.attendant import validate as v
 from pbx.calls.dialplan import compile_pattern
 from pbx.config import ConfigError
+from pbx.features.attendant import validate as v
 
 #: The keys a menu option may be bound to.
 KEYS = "0123456789*#"

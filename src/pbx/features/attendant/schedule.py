@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import frozen
 
-from pbx.apps.attendant import validate as v
 from pbx.config import ConfigError
+from pbx.features.attendant import validate as v
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-4]):([0-5][0-9])")
@@ -173,7 +173,7 @@ def _holiday(raw: Any, key: str) -> str:
 def parse_schedule(raw: Any, key: str, name: str) -> Schedule:
     """
     Validate one schedule (menu names are checked by
-    :func:`pbx.apps.attendant.options.reference_problems`).
+    :func:`pbx.features.attendant.options.reference_problems`).
 
     :param key: where it is, for errors (``schedules.office``; ``""`` for an API body).
     :raises ConfigError: naming the offending key below ``key``.

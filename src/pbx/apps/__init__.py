@@ -1,1 +1,0 @@
-"""Dialplan applications: what a call can be sent to besides an extension."""

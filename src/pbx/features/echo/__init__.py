@@ -1,0 +1,1 @@
+"""The echo test and the digit read-back: applications that prove the media path."""
