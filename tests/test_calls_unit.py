@@ -41,9 +41,9 @@ from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
+from pbx.sip.ids import new_branch
 from pbx.sip.message import Headers, Request, Response, make_response, parse_message
 from pbx.sip.registrar import Registrar
-from pbx.sip.ids import new_branch
 from pbx.sip.transaction import Peer
 from pbx.sip.uri import parse_uri
 from pbx.testing import FakeUDPPort, FakeUDPReactor, MemoryStore

@@ -34,9 +34,9 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.sip.auth import compute_ha1, compute_response
+from pbx.sip.ids import new_branch
 from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.message_summary import parse_message_summary
-from pbx.sip.ids import new_branch
 
 from pbx_daemon import (
     Daemon,

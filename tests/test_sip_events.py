@@ -23,13 +23,13 @@ from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.events import EventServer
+from pbx.sip.ids import new_branch
 from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.message_summary import (
     MessageSummaryError,
     message_summary_body,
     parse_message_summary,
 )
-from pbx.sip.ids import new_branch
 from pbx.sip.transaction import Peer
 from pbx.testing import FakeUDPPort, MemoryStore
 

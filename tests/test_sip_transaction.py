@@ -6,8 +6,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.sip import timers
-from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.ids import MAGIC_COOKIE, new_branch
+from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.transaction import (
     ClientTransaction,
     Peer,

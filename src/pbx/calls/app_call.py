@@ -21,7 +21,6 @@ from pbx.calls.endpoint_media import EndpointMedia, MediaUnavailable, answer_dtm
 from pbx.calls.events import CallEvent
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import MediaError
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
 from pbx.interfaces import IDialplanApplication
@@ -29,6 +28,7 @@ from pbx.media.channel import Channel, HungUp
 from pbx.records import CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.message import Request, make_response
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 
 #: Why a call ends when the caller's ACK does not answer our offer.

@@ -24,13 +24,13 @@ from pbx.calls.events import CallEvent
 from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
 from pbx.sip.message import Request, Response, make_response
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
 

@@ -27,11 +27,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.media import MediaError
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.signalling import LegServices, ignore
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, cancel_for
 from pbx.sip.message import Request, Response, SIPParseError
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ClientTransaction, Peer
 
 #: §16.7 step 6: which final response to pass on when every fork failed.

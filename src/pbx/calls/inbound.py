@@ -24,12 +24,12 @@ from typing import Any
 
 from automat import MethodicalMachine
 
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.signalling import LegServices
 from pbx.sip import timers
 from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.ids import new_tag
 from pbx.sip.message import Response, make_response
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 
 

@@ -17,13 +17,13 @@ from pbx.calls.endpoint_media import EndpointMedia, MediaUnavailable, answer_dtm
 from pbx.calls.events import CallEvent
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import MediaError
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
 from pbx.media.channel import Channel
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
 

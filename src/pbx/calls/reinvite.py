@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from pbx.calls.named_timers import NamedTimers
 from pbx.calls.signalling import SIPSender
 from pbx.sip import timers
 from pbx.sip.message import Request, Response
+from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 
 

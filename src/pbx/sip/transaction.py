@@ -17,13 +17,14 @@ from typing import Any, Protocol
 
 from attrs import define, field, frozen
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pbx.sip import timers
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Request, Response, make_response
+from pbx.sip.named_timers import NamedTimers
 
 
 @frozen
@@ -79,32 +80,6 @@ def client_key(message: Request | Response) -> tuple[str, str]:
 
 
 @define(eq=False)
-class _Timers:
-    """Named timers on one clock, all cancelled together."""
-
-    clock: IReactorTime
-    calls: dict[str, IDelayedCall] = field(factory=dict)
-
-    def start(self, name: str, delay: float, f: Callable[[], None]) -> None:
-        self.stop(name)
-
-        def fire() -> None:
-            self.calls.pop(name, None)
-            f()
-
-        self.calls[name] = self.clock.callLater(delay, fire)
-
-    def stop(self, name: str) -> None:
-        call = self.calls.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
-
-    def stop_all(self) -> None:
-        for name in list(self.calls):
-            self.stop(name)
-
-
-@define(eq=False)
 class ServerTransaction:
     """
     An INVITE (§17.2.1, RFC 6026 §7.1) or non-INVITE (§17.2.2) server
@@ -117,12 +92,12 @@ class ServerTransaction:
     key: tuple[Any, ...]
     state: str = "trying"
     last_response: Response | None = None
-    _timers: _Timers = field(init=False)
+    _timers: NamedTimers = field(init=False)
     _interval: float = timers.T1
     on_ack_timeout: Callable[[], None] | None = None
 
     def __attrs_post_init__(self) -> None:
-        self._timers = _Timers(self.layer.clock)
+        self._timers = NamedTimers(self.layer.clock)
         if self.invite:
             # §17.2.1: the INVITE transaction starts in Proceeding; a 100 is
             # sent unless the TU answers first (we send it at once: the TU
@@ -227,12 +202,12 @@ class ClientTransaction:
     on_response: Callable[[Response], None]
     key: tuple[str, str] = ("", "")
     state: str = "calling"
-    _timers: _Timers = field(init=False)
+    _timers: NamedTimers = field(init=False)
     _interval: float = timers.T1
     ack: Request | None = None
 
     def __attrs_post_init__(self) -> None:
-        self._timers = _Timers(self.layer.clock)
+        self._timers = NamedTimers(self.layer.clock)
         self.key = client_key(self.request)
         self.state = "calling" if self.invite else "trying"
         self.layer.send(self.request, self.peer)
@@ -314,7 +289,7 @@ class ClientTransaction:
         §9.1: the TU sent a CANCEL for this INVITE; if no final response
         comes within 64*T1, the transaction ends (with a synthetic 408).
         """
-        if self.invite and self.state in ("calling", "proceeding") and "B" not in self._timers.calls:
+        if self.invite and self.state in ("calling", "proceeding") and "B" not in self._timers:
             self._timers.start("B", timers.TIMER_B, self._timeout)
 
     def cancel_timers(self) -> None:

@@ -1,8 +1,8 @@
 """
-The timers of one call, by name (``ring``, ``ok``, ``ack``, ``session``...):
-starting one replaces any running timer of the same name, a timer that
-fires is forgotten, and the call's end stops them all.  Every call class
-keeps one of these instead of its own dict of delayed calls.
+Named timers on the injected clock: a transaction's (RFC 3261 §17 Timers
+A-M) or a call's (``ring``, ``ok``, ``ack``, ``session``...).  Starting one
+replaces any running timer of the same name, a timer that fires is
+forgotten, and the owner's end stops them all.
 """
 
 from __future__ import annotations
