@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
@@ -34,8 +33,8 @@ from twisted.logger import Logger
 
 from pbx.media.jitter import Frame, JitterBuffer, Lost
 from pbx.media.media_clock import MediaClock
-from pbx.media.ports import PortAllocator
-from pbx.media.relay import ANY_SOURCE, MAX_PACKET, LatchMode
+from pbx.media.ports import PortAllocator, bind_pair
+from pbx.media.relay import ANY_SOURCE, LatchMode
 from pbx.media.rtcp import (
     QualityReport,
     RTCPSession,
@@ -222,46 +221,20 @@ class RTPEndpoint(DatagramProtocol):
         """
         if self.port is not None or self.closed:
             raise RuntimeError("RTPEndpoint.listen called twice")
-        error: CannotListenError | None = None
-        wanted = prefer if prefer is not None and self._allocator.claim(prefer) else None
-        for _ in range(self._max_bind_attempts):
-            if wanted is not None:
-                port, wanted = wanted, None
+        port, _, _, self._rtp_port, self._rtcp_port = bind_pair(
+            self._reactor, self._allocator, self._interface, lambda: (self, _RTCPProtocol(self)),
+            self._max_bind_attempts, prefer,
+        )
+        self.port = port
+        self._schedule_rtcp(initial=True)
+        if self._on_frame is not None:
+            if self._media_clock is not None and self._media_clock.ptime == self._ptime:
+                self._unsubscribe = self._media_clock.add(self._playout_tick)
             else:
-                port = self._allocator.allocate()
-            bound: list[Any] = []
-            try:
-                for number, proto in ((port, self), (port + 1, _RTCPProtocol(self))):
-                    listen = self._reactor.listenUDP
-                    bound.append(listen(number, proto, self._interface, MAX_PACKET))
-            except CannotListenError as e:
-                self.log.warn(
-                    "RTP port {port} cannot be bound ({error}); trying another",
-                    port=e.port,
-                    error=e.socketError,
-                )
-                error = e
-                for p in bound:
-                    p.stopListening()
-                self._allocator.mark_unusable(port)
-                continue
-            except BaseException:
-                for p in bound:
-                    p.stopListening()
-                self._allocator.release(port)
-                raise
-            self.port, (self._rtp_port, self._rtcp_port) = port, bound
-            self._schedule_rtcp(initial=True)
-            if self._on_frame is not None:
-                if self._media_clock is not None and self._media_clock.ptime == self._ptime:
-                    self._unsubscribe = self._media_clock.add(self._playout_tick)
-                else:
-                    self._playout = LoopingCall.withCount(self._playout_tick)
-                    self._playout.clock = self._clock
-                    self._playout.start(self._ptime, now=False)
-            return port
-        assert error is not None
-        raise error
+                self._playout = LoopingCall.withCount(self._playout_tick)
+                self._playout.clock = self._clock
+                self._playout.start(self._ptime, now=False)
+        return port
 
     def close(self, reason: bytes = b"") -> Deferred[QualityReport]:
         """

@@ -15,7 +15,13 @@ again at once, and only offered again when every other pair is in use.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
 
 if TYPE_CHECKING:
     from pbx.config import RTPConfig
@@ -134,3 +140,58 @@ class PortAllocator:
         except KeyError:
             raise ValueError(f"RTP port {port} is not allocated") from None
         self._unusable.append(port)
+
+
+#: Bytes read per datagram: one RTP packet fits unfragmented.
+MAX_PACKET = 8192
+
+_log = Logger()
+
+
+def bind_pair(
+    reactor: IReactorUDP,
+    allocator: PortAllocator,
+    interface: str,
+    protocols: Callable[[], tuple[DatagramProtocol, DatagramProtocol]],
+    attempts: int,
+    prefer: int | None = None,
+) -> tuple[int, DatagramProtocol, DatagramProtocol, Any, Any]:
+    """
+    Bind RTP on an even port from ``allocator`` and RTCP on the next one
+    (RFC 3550 §11), with fresh ``protocols()`` for each try.
+
+    A pair that cannot be bound is marked unusable and another tried, up to
+    ``attempts`` pairs in a row.
+
+    :param prefer: the RTP port to take if it is free and binds.
+    :returns: (RTP port, RTP protocol, RTCP protocol, RTP listening port, RTCP listening port).
+    :raises PortsExhausted: the range has no free pair left.
+    :raises CannotListenError: ``attempts`` pairs in a row failed to bind.
+    """
+    error: CannotListenError | None = None
+    wanted = prefer if prefer is not None and allocator.claim(prefer) else None
+    for _ in range(attempts):
+        if wanted is not None:
+            port, wanted = wanted, None
+        else:
+            port = allocator.allocate()
+        rtp, rtcp = protocols()
+        bound: list[Any] = []
+        try:
+            for number, protocol in ((port, rtp), (port + 1, rtcp)):
+                bound.append(reactor.listenUDP(number, protocol, interface, MAX_PACKET))
+        except CannotListenError as e:
+            _log.warn("RTP port {port} cannot be bound ({error}); trying another", port=e.port, error=e.socketError)
+            error = e
+            for p in bound:
+                p.stopListening()
+            allocator.mark_unusable(port)
+            continue
+        except BaseException:
+            for p in bound:
+                p.stopListening()
+            allocator.release(port)
+            raise
+        return port, rtp, rtcp, bound[0], bound[1]
+    assert error is not None
+    raise error

@@ -37,17 +37,15 @@ from typing import Any
 from attrs import define
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from pbx.media.ports import PortAllocator
+from pbx.media.ports import PortAllocator, bind_pair
 
 Address = tuple[str, int]
 
 LEGS = ("a", "b")
-MAX_PACKET = 8192  # bytes read per datagram; RTP fits one unfragmented packet
 ANY_SOURCE = "*"
 """``source_ip`` for :meth:`RelaySession.set_remote`: any source may latch."""
 
@@ -421,30 +419,10 @@ class Relay:
                              relatch_after=self._relatch_after)
 
     def _open_leg(self) -> RelayLeg:
-        error: CannotListenError | None = None
-        for _ in range(self._max_bind_attempts):
-            port = self._allocator.allocate()
-            rtp, rtcp = self._endpoint(), self._endpoint()
-            bound: list[Any] = []
-            try:
-                for number, endpoint in ((port, rtp), (port + 1, rtcp)):
-                    bound.append(self._reactor.listenUDP(number, endpoint, self._interface, MAX_PACKET))
-            except CannotListenError as e:
-                self.log.warn("RTP port {port} cannot be bound ({error}); trying another",
-                              port=e.port, error=e.socketError)
-                error = e
-                for p in bound:
-                    p.stopListening()
-                self._allocator.mark_unusable(port)
-                continue
-            except BaseException:
-                for p in bound:
-                    p.stopListening()
-                self._allocator.release(port)
-                raise
-            return RelayLeg(port, rtp, rtcp)
-        assert error is not None
-        raise error
+        port, rtp, rtcp, _, _ = bind_pair(self._reactor, self._allocator, self._interface,
+                                          lambda: (self._endpoint(), self._endpoint()), self._max_bind_attempts)
+        assert isinstance(rtp, RelayEndpoint) and isinstance(rtcp, RelayEndpoint)
+        return RelayLeg(port, rtp, rtcp)
 
     def _close_leg(self, leg: RelayLeg) -> Deferred[None]:
         """Close both sockets; the pair goes back to the allocator once they are closed."""
