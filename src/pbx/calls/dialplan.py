@@ -155,8 +155,8 @@ def parse_dialplan(raw: Any) -> Dialplan:
             target = str(entry["extension"])
             if not re.fullmatch(r"[0-9]{2,10}|\$number|\$[1-9]", target):
                 raise ConfigError(f"{key}.extension", f"{target!r} is not an extension number, $number or $1-$9")
-            # Fix: $1-$9 name groups of a re: pattern; without such a group
-            # the target stayed the literal text "$1" and every call got 404.
+            # $1-$9 name groups of a re: pattern: without such a group the
+            # target would stay the literal text "$1" and every call get 404.
             if target[:1] == "$" and target != "$number" and int(target[1:]) > regex.groups:
                 raise ConfigError(f"{key}.extension", f"{target} needs a re: pattern with that many groups")
             action = ToExtension(target)

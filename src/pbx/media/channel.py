@@ -162,9 +162,9 @@ class Channel:
         if self.hung_up:
             return
         pcm = self._decode(frame)
-        # Fix: forget the last frame when none came this tick, or a bridged
-        # channel sends that 20 ms of audio again on every tick (a buzz)
-        # while this caller is silent.
+        # Forget the last frame when none came this tick: a bridged channel
+        # would otherwise send that 20 ms again on every tick (a buzz) while
+        # this caller is silent.
         self._last_in = None
         if pcm is not None:
             self.frames_in += 1
@@ -237,9 +237,8 @@ class Channel:
             if len(frame) != self.frame_samples:
                 frame = _fit(frame, self.frame_samples)
             self.endpoint.send(self._encoder.encode(frame), self.codec.clock_rate // 50)
-        # Fix: play() fires only after its last frame went out.  Fired before,
-        # an application hanging up right after its goodbye prompt closed the
-        # endpoint first and that frame was never sent.
+        # play() fires only after its last frame went out, so an application
+        # hanging up right after its goodbye prompt does not cut that frame.
         if finished is not None:
             finished.callback(None)
 
@@ -251,8 +250,7 @@ class Channel:
         try:
             events = self._events.feed(packet.timestamp, packet.marker, packet.payload)
         except ValueError:
-            # Fix: a malformed payload is dropped; raised, the endpoint logged
-            # a traceback for every such packet a peer sent.
+            # A malformed payload is dropped, not raised into the endpoint.
             return
         for event in events:
             for out in self.digits.push(event, now):
@@ -264,10 +262,10 @@ class Channel:
             self._digit(out)
 
     def _digit(self, event: DigitEvent) -> None:
-        # Fix: a digit that interrupts playback or stops a recording is
-        # returned to the application and consumed (as a pending digit in
-        # _play already was); kept in the buffer it answered the next menu
-        # or collect_digits a second time (e.g. the "#" ending a recording
+        # A digit that interrupts playback or stops a recording is returned
+        # to the application and consumed (as a pending digit in _play is);
+        # left in the buffer it would answer the next menu or collect_digits
+        # a second time (e.g. the "#" ending a recording
         # made the next collect_digits return "" at once).
         consumed = False
         if self._playing is not None and event.digit in self._interrupt:
@@ -318,9 +316,9 @@ class Channel:
         if samples.ndim == 2:
             samples = samples[:, 0]
         if audio.sample_rate != self.rate:
-            # Fix: resample the whole file in one go.  The streaming
-            # Resampler holds back its filter delay (~100 ms), so it put
-            # silence in front of the prompt and cut off its end.
+            # The whole file is resampled in one go: the streaming Resampler
+            # holds back its filter delay (~100 ms), which would put silence
+            # in front of the prompt and cut off its end.
             import soxr
 
             samples = np.asarray(soxr.resample(samples, audio.sample_rate, self.rate), dtype=np.int16)
@@ -379,9 +377,9 @@ class Channel:
         d: Deferred[str] = Deferred()
         timer: list[IDelayedCall] = []
 
-        # Fix: stop() is shared with the hang-up waiter, which left the
-        # timeout timer and the digit watch behind; finish() also drops the
-        # hang-up waiter, which piled up for the rest of the call.
+        # stop() is shared with the hang-up waiter, so neither leaves the
+        # timeout timer or the digit watch behind; finish() also drops the
+        # hang-up waiter, which would otherwise pile up for the whole call.
         def stop() -> None:
             if timer and timer[0].active():
                 timer[0].cancel()
@@ -396,8 +394,8 @@ class Channel:
             stop()
             digits = "".join(self._digit_buffer)
             cut = digits.find(terminator) if terminator else -1
-            # Fix: a terminator beyond max_digits (type-ahead "1234#" for
-            # max 2) does not make the result longer than max_digits.
+            # A terminator beyond max_digits (type-ahead "1234#" for max 2)
+            # does not make the result longer than max_digits.
             if 0 <= cut <= max_digits:
                 result, rest = digits[:cut], digits[cut + 1:]
             else:
@@ -502,7 +500,7 @@ class Channel:
             return
         self.hung_up = True
         self._out.clear()
-        # Fix: a bridged channel must not repeat our last frame (see tick).
+        # A bridged channel must not repeat our last frame (see tick).
         self._last_in = None
         if self._recorder is not None:
             self._stop_recording("hangup")
@@ -553,7 +551,7 @@ def _on_hangup(d: Deferred[Any], stop: Callable[[], None]) -> Deferred[None]:
 
     def ended(_: object) -> None:
         if not d.called:
-            stop()  # Fix: the timeout timer was left running (see collect_digits).
+            stop()  # no timeout timer is left running (see collect_digits)
             d.errback(HungUp("the call has ended"))
 
     waiter.addCallback(ended)
