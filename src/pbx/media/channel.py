@@ -266,7 +266,7 @@ class Channel:
         # to the application and consumed (as a pending digit in _play is);
         # left in the buffer it would answer the next menu or collect_digits
         # a second time (e.g. the "#" ending a recording
-        # made the next collect_digits return "" at once).
+        # would make the next collect_digits return "" at once).
         consumed = False
         if self._playing is not None and event.digit in self._interrupt:
             self._out.clear()
