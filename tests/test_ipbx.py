@@ -197,3 +197,27 @@ class FakePBXTests(ProviderTestsMixin, SynchronousTestCase):
             (["app"], [len], ["package"], [("message-summary", "1001")],
              {"things": ("resource", {"/api/v1/things/": {}})}),
         )
+
+
+class CallContractTests(SynchronousTestCase):
+    """The call primitives of IPBX on the FakePBX features are tested with."""
+
+    def test_originate_scripted(self) -> None:
+        """originate() answers with the scripted outcome and records the number rung."""
+        pbx = FakePBX(outcomes={"1002": "busy"})
+        results: list[Any] = []
+        pbx.originate("1002", caller="1001").addCallback(results.append)
+        self.assertEqual([r.outcome for r in results], ["busy"])
+        self.assertEqual(pbx.originated, ["1002"])
+
+    def test_subscribe_calls(self) -> None:
+        """A subscriber gets every published call event until it unsubscribes."""
+        from pbx.calls.events import CallEvent
+
+        pbx = FakePBX()
+        seen: list[str] = []
+        unsubscribe = pbx.subscribe_calls(lambda event: seen.append(event.kind))
+        pbx.events.publish(CallEvent("created", "c1", "1001", "1002", 0.0))
+        unsubscribe()
+        pbx.events.publish(CallEvent("ended", "c1", "1001", "1002", 1.0))
+        self.assertEqual(seen, ["created"])

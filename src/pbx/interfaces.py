@@ -185,6 +185,35 @@ class IPBX(Interface):
             ``"no_answer"``, ``"unavailable"`` or ``"not_found"``.
         """
 
+    def originate(number, caller, caller_name="", timeout=None):  # type: ignore[no-untyped-def]
+        """
+        Place a leg: ring every registered phone of extension ``number`` at
+        once, showing ``caller``/``caller_name``, for ``timeout`` seconds
+        (default: ``calls.ring_timeout``).  No forward or diversion applies:
+        what follows an unanswered leg is the caller's policy.  Several legs
+        may ring at once (a queue ringing its agents); cancelling the
+        returned Deferred stops the ringing.
+
+        :returns: Deferred firing with a
+            :class:`pbx.calls.originated.Originated`: ``outcome`` is
+            ``"answered"`` with the answered leg's ``channel`` (an
+            :class:`IChannel`: announce to the answerer, then bridge or join
+            it), ``ended`` and ``hang_up``; otherwise ``"busy"``,
+            ``"no_answer"``, ``"unavailable"``, ``"not_found"``,
+            ``"cancelled"`` or ``"failed"``.
+        """
+
+    def subscribe_calls(subscriber):  # type: ignore[no-untyped-def]
+        """
+        Call ``subscriber(event)`` with every call event from now on: a
+        :class:`pbx.calls.events.CallEvent` for each call's ``created``,
+        ``ringing``, ``answered``, ``bridged``, ``held``, ``resumed``,
+        ``transferred`` and ``ended`` (with its call detail records).  A
+        subscriber that raises is logged and stays subscribed.
+
+        :returns: a callable that unsubscribes.
+        """
+
     def register_event_package(package):  # type: ignore[no-untyped-def]
         """
         Accept SUBSCRIBE requests for an :class:`IEventPackage` (RFC 6665).

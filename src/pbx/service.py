@@ -110,6 +110,15 @@ class PBXService(MultiService):
         """Connect the caller on ``channel`` to extension ``number`` (see IPBX)."""
         return self._sip().calls.dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
+    def originate(self, number: str, caller: str, caller_name: str = "",
+                  timeout: float | None = None) -> Deferred[Any]:
+        """Ring extension ``number``'s phones; the answered leg's channel or the outcome (see IPBX)."""
+        return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout)
+
+    def subscribe_calls(self, subscriber: Callable[[Any], object]) -> Callable[[], None]:
+        """Hand ``subscriber`` every call event (see IPBX)."""
+        return self._sip().calls.events.subscribe(subscriber)
+
     def register_event_package(self, package: Any) -> None:
         """Accept SUBSCRIBE for ``package`` (see IPBX)."""
         self._sip().events.register(package)

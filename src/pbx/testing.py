@@ -27,6 +27,8 @@ from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError
 from pbx.api.tokens import Session
+from pbx.calls.events import CallEvents
+from pbx.calls.originated import Originated
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
@@ -259,6 +261,12 @@ class FakePBX:
     changed: list[str] = Factory(list)
     deleted: list[str] = Factory(list)
     provided: dict[InterfaceClass, Any] = Factory(dict)
+    originated: list[str] = Factory(list)
+    """Numbers :meth:`originate` was asked to ring."""
+    answerers: dict[str, Any] = Factory(dict)
+    """The channel an answered :meth:`originate` of a number gives."""
+    events: CallEvents = Factory(CallEvents)
+    """Call events: what :meth:`subscribe_calls` subscribes to."""
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Run ``f`` at once; its result or exception in a Deferred."""
@@ -332,6 +340,22 @@ class FakePBX:
         else:
             self.clock.callLater(self.talk, over)
         return d
+
+    def originate(self, number: str, caller: str, caller_name: str = "",
+                  timeout: float | None = None) -> Deferred[Originated]:
+        """Record ``number``; fire with its scripted outcome, and :attr:`answerers`' channel when answered."""
+        self.originated.append(number)
+        outcome = self.outcomes.get(number, self.outcome)
+        if outcome != "answered":
+            return succeed(Originated(outcome))
+        channel = self.answerers.get(number)
+        ended: Deferred[None] = channel.wait_for_hangup() if channel is not None else succeed(None)
+        hang_up = (lambda: channel.closed("pbx")) if channel is not None else (lambda: None)
+        return succeed(Originated("answered", channel, ended, hang_up, f"fake-{number}"))
+
+    def subscribe_calls(self, subscriber: Callable[[Any], object]) -> Callable[[], None]:
+        """Subscribe to :attr:`events`; tests publish there."""
+        return self.events.subscribe(subscriber)
 
     def register_event_package(self, package: Any) -> None:
         """Record."""
