@@ -24,13 +24,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
 from pbx.apps.attendant.catalogue import MENU, SCHEDULE, Catalogue
-from pbx.config import ConfigError, parse_config
+from pbx.config import parse_config
+from pbx.errors import ConfigError, StartupError
 from pbx.interfaces import IFeature
 from pbx.plugin_loader import configure, discover
 from pbx.plugins.attendant import AttendantService, attendant
 from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
-from pbx.service import StartupError
 from pbx.testing import MemoryStore
 from test_attendant_fakes import FakePBX, ScriptedChannel
 

@@ -30,7 +30,7 @@ from pbx.apps.attendant.options import (
     target_problem,
 )
 from pbx.apps.attendant.schedule import dump_schedule, parse_days, parse_schedule
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 FEATURE = """
 timezone: Europe/Berlin

@@ -39,7 +39,7 @@ from pbx.apps.voicemail.mailer import (
     parse_email_options,
     send_voicemail_email,
 )
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.media.wav_ulaw import read_ulaw_wav
 
 RECEIVED = 1_714_566_896.0  # 2024-05-01 12:34:56 UTC

@@ -22,7 +22,8 @@ from pbx.apps.voicemail.mwi import MessageSummaryPackage, access_number, summary
 from pbx.apps.voicemail.options import VoicemailOptions, parse_voicemail_options
 from pbx.apps.voicemail.pipeline import AfterDeposit
 from pbx.calls.dialplan import ToApplication, parse_dialplan
-from pbx.config import Config, ConfigError, parse_config
+from pbx.config import Config, parse_config
+from pbx.errors import ConfigError
 from pbx.interfaces import IEventPackage, IFeature
 from pbx.plugin_loader import configure, discover
 from pbx.plugins.voicemail import VoicemailService, voicemail

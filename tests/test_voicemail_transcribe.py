@@ -35,7 +35,7 @@ from pbx.apps.voicemail.transcribe import (
     read_speech,
     transcribe_in_thread,
 )
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 try:
     import pocketsphinx  # noqa: F401

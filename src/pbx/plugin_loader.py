@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 
 import pbx.plugins
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.interfaces import IFeature
 
 log = Logger()

@@ -29,17 +29,14 @@ from twisted.logger import Logger
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
 from pbx.config import Config
+from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
 from pbx.security.passwords import hash_password, verify_password
-from pbx.sip.service import ListenError, SIPService
+from pbx.sip.service import SIPService
 from pbx.sip.tls import TLSSetupError
 from pbx.store import open_store
-
-
-class StartupError(Exception):
-    """Startup could not finish; the message is one line for the operator."""
 
 
 @implementer(IPBX)

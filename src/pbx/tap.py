@@ -15,7 +15,8 @@ from typing import Any
 
 from twisted.python import usage
 
-from pbx.config import Config, ConfigError, load_config
+from pbx.config import Config, load_config
+from pbx.errors import ConfigError
 
 
 def default_config_path() -> str:

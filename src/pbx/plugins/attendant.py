@@ -53,14 +53,13 @@ def _routes(pbx: Any) -> list[tuple[str, tuple[str, str]]]:
     """
     The dialplan routes into the attendant with what they start in.
 
-    :raises pbx.service.StartupError: for route arguments the attendant
+    :raises pbx.errors.StartupError: for route arguments the attendant
         does not understand.  Whether the menu or schedule named exists is
         checked once the store is read (an API-made menu counts), and a
         missing one is logged as an error.
     """
     from pbx.apps.attendant.options import route_target
-    from pbx.config import ConfigError
-    from pbx.service import StartupError
+    from pbx.errors import ConfigError, StartupError
 
     routes = []
     for i, route in enumerate(pbx.config.dialplan.routes):

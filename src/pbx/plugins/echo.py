@@ -9,7 +9,7 @@ from zope.interface import implementer
 from twisted.application.service import Service
 from twisted.plugin import IPlugin
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.interfaces import IFeature
 
 

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from pbx.calls.controller import CallController, MediaServices
 from pbx.config import Config
+from pbx.errors import ListenError
 from pbx.interfaces import IStore
 from pbx.media.channel import load_audio
 from pbx.media.codecs import available_codecs
@@ -58,10 +59,6 @@ def _grow_receive_buffer(port: Any) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     except OSError:
         pass
-
-
-class ListenError(Exception):
-    """A SIP listener could not be opened; the message names it."""
 
 
 @define(eq=False)

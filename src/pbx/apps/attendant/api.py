@@ -27,7 +27,7 @@ from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
 from pbx.apps.attendant.catalogue import MENU, SCHEDULE, Catalogue, Conflict, Missing
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.records import AuditEvent
 
 _KINDS = {"menus": MENU, "schedules": SCHEDULE}

@@ -51,7 +51,7 @@ from pbx.apps.attendant.menus import (
     Voicemail,
 )
 from pbx.apps.attendant.options import MenuSet, route_target
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import Channel, HungUp
 

@@ -32,7 +32,7 @@ from attrs import field, frozen
 
 from pbx.apps.attendant import validate as v
 from pbx.calls.dialplan import compile_pattern
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 #: The keys a menu option may be bound to.
 KEYS = "0123456789*#"

@@ -22,7 +22,7 @@ from attrs import field, frozen
 from pbx.apps.attendant import validate as v
 from pbx.apps.attendant.menus import GoToMenu, Menu, Operator, parse_menu
 from pbx.apps.attendant.schedule import Schedule, parse_schedule, parse_timezone
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 
 @frozen

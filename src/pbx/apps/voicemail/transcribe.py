@@ -46,7 +46,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.interfaces import ITranscriber
 from pbx.media.wav import load_wav
 
