@@ -545,7 +545,7 @@ def _build(raw: dict[str, Any], path: str) -> Config:
     if not database:
         database = f"sqlite://{state_path / 'pbx.db'}"
     from pbx.calls.dialplan import parse_dialplan
-    from pbx.store import StoreURLError, parse_store_url
+    from pbx.store.url import StoreURLError, parse_store_url
 
     try:
         parse_store_url(database)

@@ -36,7 +36,7 @@ from pbx.provisioning import sync_admins, sync_extension
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.service import SIPService
 from pbx.sip.tls import TLSSetupError
-from pbx.store import open_store
+from pbx.store.url import open_store
 
 
 @implementer(IPBX)
