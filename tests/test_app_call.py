@@ -735,7 +735,7 @@ class ApplicationCheckTests(SynchronousTestCase):
 
     def service(self, *routes: Route) -> PBXService:
         """A PBXService (not started) with the echo feature's applications registered."""
-        service = PBXService(config(*routes), FakeUDPReactor())
+        service = PBXService(config(*routes), FakeUDPReactor(), codecs={})
         echo.make_service(service, None).startService()
         return service
 
