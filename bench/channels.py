@@ -26,11 +26,11 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from pbx.media.channel import Channel
-from pbx.media.codecs import available_codecs
 from pbx.media.dtmf import call_digits
 from pbx.media.jitter import Frame
 from pbx.media.prompts import PromptLibrary
 from pbx.media.wav import load_wav
+from pbx.plugin_loader import discover_codecs
 
 
 class CountingEndpoint:
@@ -59,7 +59,7 @@ def speech_like(rate: int, seconds: float) -> np.ndarray:
 
 def run(codec_name: str, channels: int, seconds: float, telephone_event: bool = False) -> float:
     """Microseconds of CPU per channel per 20 ms tick (``telephone_event``: the call negotiated it)."""
-    codec = available_codecs()[codec_name]
+    codec = discover_codecs()[codec_name]
     prompts = PromptLibrary()
     clock = Clock()
     rate = int(codec.sample_rate)

@@ -27,8 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from pbx.interfaces import ICodec  # noqa: E402
-from pbx.media.codecs import available_codecs  # noqa: E402
 from pbx.media.resample import Resampler, transcoder  # noqa: E402
+from pbx.plugin_loader import discover_codecs  # noqa: E402
 
 
 def speech_frame(rate: int) -> np.ndarray:
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs; the best is kept")
     options = parser.parse_args()
     number, repeat = options.number, options.repeat
-    codecs = available_codecs()
+    codecs = discover_codecs()
 
     print(f"Python {platform.python_version()}, numpy {np.__version__}, "
           f"{platform.machine()}; best of {repeat} x {number} calls, "

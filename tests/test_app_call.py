@@ -36,11 +36,11 @@ from pbx.config import (
     APIConfig,
     CallsConfig,
     Config,
-    ConfigError,
     RTPConfig,
     SecurityConfig,
     SIPConfig,
 )
+from pbx.errors import ConfigError, StartupError
 from pbx.interfaces import IDialplanApplication, IFeature
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMA, PCMU
@@ -49,7 +49,7 @@ from pbx.media.prompts import PromptLibrary
 from pbx.media.rtp import RTPPacket, parse_rtp
 from pbx.media.wav import load_wav
 from pbx.plugins.echo import echo
-from pbx.service import PBXService, StartupError
+from pbx.service import PBXService
 from pbx.sip import timers
 from pbx.sip.message import Request, Response
 from pbx.testing import FakePBX, FakeUDPPort, FakeUDPReactor
@@ -722,7 +722,7 @@ class ApplicationCheckTests(SynchronousTestCase):
 
     def service(self, *routes: Route) -> PBXService:
         """A PBXService (not started) with the echo feature's applications registered."""
-        service = PBXService(config(*routes), FakeUDPReactor())
+        service = PBXService(config(*routes), FakeUDPReactor(), codecs={})
         echo.make_service(service, None).startService()
         return service
 

@@ -23,7 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
-from pbx.config import ConfigError, parse_config
+from pbx.config import parse_config
+from pbx.errors import ConfigError, StartupError
 from pbx.features.attendant.catalogue import MENU, SCHEDULE, Catalogue
 from pbx.features.attendant.service import AttendantService
 from pbx.interfaces import IFeature
@@ -31,7 +32,6 @@ from pbx.plugin_loader import configure, discover
 from pbx.plugins.attendant import attendant
 from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
-from pbx.service import StartupError
 from pbx.testing import FakePBX, MemoryStore
 from test_attendant_fakes import ScriptedChannel
 

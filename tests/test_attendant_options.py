@@ -9,7 +9,7 @@ import yaml
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant.menus import (
     Directory,
     GoToMenu,

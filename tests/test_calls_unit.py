@@ -2,7 +2,7 @@
 Tests for :mod:`pbx.calls`: whole calls through the B2BUA, in memory.
 
 A real :class:`SIPCore`, registrar, authenticator and :class:`CallController`
-are wired as :class:`pbx.sip.service.SIPService` wires them, on a
+are wired as :func:`pbx.switch.build_switch` wires them, on a
 :class:`FakeUDPReactor` (its clock drives every timer, its fake UDP ports
 carry the relay's sockets).  Phones are scripted: each registers, then sends
 requests and answers what pbx sends it, datagram by datagram.
@@ -400,7 +400,7 @@ def describe(message: Request | Response) -> str | int:
 
 
 class CallTestCase(SynchronousTestCase):
-    """A PBX wired like SIPService, with phones 1001 (caller) and 1002 (callee) registered."""
+    """A PBX wired like pbx.switch.build_switch, with phones 1001 (caller) and 1002 (callee) registered."""
 
     calls_config = CallsConfig(
         ring_timeout=30, media_timeout=60, min_session_expires=90

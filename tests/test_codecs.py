@@ -25,10 +25,10 @@ from pbx.media.codecs import (
     PCMU,
     CodecUnavailable,
     Opus,
-    available_codecs,
 )
 from pbx.media.codecs_table import static_payload_type
 from pbx.media.resample import Resampler, transcoder
+from pbx.plugin_loader import discover_codecs
 
 ALL_CODES = np.arange(256, dtype=np.uint8)
 # Every int16 value, in the order of its bit pattern read as uint16.
@@ -457,11 +457,11 @@ class OpusTests(_CodecContract, SynchronousTestCase):
 
 
 class AvailableCodecsTests(SynchronousTestCase):
-    """:func:`available_codecs` and the dropin :mod:`pbx.plugins.codecs`."""
+    """:func:`pbx.plugin_loader.discover_codecs` and the dropin :mod:`pbx.plugins.codecs`."""
 
     def test_finds_every_codec(self) -> None:
         """PCMU, PCMA, G722 and opus are found, keyed by lower-cased name."""
-        found = available_codecs()
+        found = discover_codecs()
         self.assertEqual(sorted(found), ["g722", "opus", "pcma", "pcmu"])
         self.assertEqual(
             {k: v.name.lower() for k, v in found.items()}, {k: k for k in found}
@@ -469,7 +469,7 @@ class AvailableCodecsTests(SynchronousTestCase):
 
     def test_plugins_provide_icodec(self) -> None:
         """Every codec found provides ICodec."""
-        for codec in available_codecs().values():
+        for codec in discover_codecs().values():
             self.assertTrue(verifyObject(ICodec, codec))
 
     def test_unavailable_codec_is_left_out(self) -> None:
@@ -479,7 +479,7 @@ class AvailableCodecsTests(SynchronousTestCase):
             raise CodecUnavailable("opuslib-next-bundled is not usable here")
 
         self.patch(Opus, "probe", missing)
-        self.assertEqual(sorted(available_codecs()), ["g722", "pcma", "pcmu"])
+        self.assertEqual(sorted(discover_codecs()), ["g722", "pcma", "pcmu"])
 
     def test_missing_library_error_names_the_package(self) -> None:
         """Using a codec whose module cannot be imported names the package to install."""

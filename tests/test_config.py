@@ -7,12 +7,12 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import (
-    ConfigError,
     ListenSpec,
     load_config,
     parse_config,
     substitute_env,
 )
+from pbx.errors import ConfigError
 
 GOOD = """
 sip:

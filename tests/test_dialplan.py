@@ -16,7 +16,7 @@ from pbx.calls.dialplan import (
     compile_pattern,
     parse_dialplan,
 )
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 
 def matches(pattern: str, number: str) -> bool:

@@ -127,7 +127,7 @@ class PBXServiceTests(ProviderTestsMixin, SynchronousTestCase):
 
     def make(self) -> PBXService:
         """A PBXService on a memory reactor whose threads run at once."""
-        return PBXService(parse_config(CONFIG, "t.yml", {}), InlineReactor())
+        return PBXService(parse_config(CONFIG, "t.yml", {}), InlineReactor(), codecs={})
 
     def test_authenticate_before_the_api(self) -> None:
         """Authenticating before the API listens is a programming error, not a 401."""

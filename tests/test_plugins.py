@@ -7,7 +7,8 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.config import ConfigError, parse_config
+from pbx.config import parse_config
+from pbx.errors import ConfigError
 from pbx.interfaces import IFeature
 from pbx.plugin_loader import configure, discover
 
@@ -15,7 +16,7 @@ SITE_PLUGIN = '''
 from zope.interface import implementer
 from twisted.application.service import Service
 from twisted.plugin import IPlugin
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.interfaces import IFeature
 
 

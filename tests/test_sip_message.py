@@ -21,6 +21,7 @@ from pbx.sip.message import (
     REASON_PHRASES,
     Headers,
     KeepAlive,
+    MalformedMessage,
     Request,
     Response,
     SIPParseError,
@@ -455,6 +456,15 @@ class ParseMessageTests(SynchronousTestCase):
             with self.assertRaises(SIPParseError) as raised:
                 parse_message(request(start=start))
             self.assertIsNone(raised.exception.request, start)
+
+    def test_every_rejection_is_malformed_message(self) -> None:
+        """A fault found by a header or URI parser still comes out as MalformedMessage."""
+        with self.assertRaises(MalformedMessage) as raised:
+            parse_message(request(b"Max-Forwards: many"))
+        self.assertEqual(raised.exception.request.method, "OPTIONS")  # type: ignore[union-attr]
+        with self.assertRaises(MalformedMessage) as raised:
+            parse_message(b"SIP/2.0 200 OK\r\nCSeq: one\r\n\r\n")
+        self.assertIsNone(raised.exception.request)
 
     def test_version(self) -> None:
         """Any version but SIP/2.0 raises UnsupportedVersion (505) with the request."""

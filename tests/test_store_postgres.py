@@ -20,9 +20,9 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from pbx.interfaces import IStore
 from pbx.records import ExtensionRecord
-from pbx.store import open_store
 from pbx.store.postgres import PostgresStore
 from pbx.store.schema import LATEST_VERSION
+from pbx.store.url import open_store
 
 from store_suite import SQLStoreSuiteMixin, deferred_test
 

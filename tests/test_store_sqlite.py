@@ -1,5 +1,5 @@
 """
-Tests for :mod:`pbx.store.sqlite` and the database URLs of :mod:`pbx.store`.
+Tests for :mod:`pbx.store.sqlite` and the database URLs of :mod:`pbx.store.url`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pbx.interfaces import IStore
 from pbx.records import ExtensionRecord
-from pbx.store import StoreURL, StoreURLError, open_store, parse_store_url
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sqlite import SQLiteStore
+from pbx.store.url import StoreURL, StoreURLError, open_store, parse_store_url
 
 from store_suite import SQLStoreSuiteMixin, deferred_test
 

@@ -9,13 +9,13 @@ import numpy as np
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.media import CallMedia, extend_offer
-from pbx.media.codecs import available_codecs
 from pbx.media.g711 import alaw_decode, ulaw_encode
 from pbx.media.rtp import RTPPacket, parse_rtp
 from pbx.media.sdp import parse_sdp
 from pbx.media.transcode import RTPTranscoder
+from pbx.plugin_loader import discover_codecs
 
-CODECS = available_codecs()
+CODECS = discover_codecs()
 
 PCMU_ONLY = (
     b"v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"

@@ -31,7 +31,7 @@ from twisted.mail import smtp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.voicemail.mailer import (
     DEFAULT_SUBJECT,
     EmailConfig,

@@ -16,7 +16,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.dialplan import ToApplication, parse_dialplan
-from pbx.config import ConfigError, parse_config
+from pbx.config import parse_config
+from pbx.errors import ConfigError
 from pbx.features.voicemail.interfaces import IGreetings
 from pbx.features.voicemail.mailbox import Message, Voicemail
 from pbx.features.voicemail.mailer import EmailConfig

@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.voicemail.transcribe import (
     SAMPLE_RATE,
     ITranscriber,

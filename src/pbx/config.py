@@ -1,7 +1,7 @@
 """
 The configuration file: YAML in, validated frozen values out.
 
-Every problem is reported as a :class:`ConfigError` naming the key (dotted,
+Every problem is reported as a :class:`~pbx.errors.ConfigError` naming the key (dotted,
 e.g. ``sip.listen[1]``) and the problem in a few words; the daemon turns it
 into one line ``pbx: <file>: <key>: <problem>`` and exits.
 
@@ -20,23 +20,10 @@ from typing import Any, TypeVar
 import yaml
 from attrs import field, fields, frozen
 
+from pbx.errors import ConfigError
 from pbx.security.passwords import password_problem
 
 T = TypeVar("T")
-
-
-class ConfigError(Exception):
-    """A problem with one key of the configuration."""
-
-    def __init__(self, key: str, problem: str, path: str | None = None) -> None:
-        super().__init__(key, problem, path)
-        self.key = key
-        self.problem = problem
-        self.path = path
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{where}{self.key}: {self.problem}"
 
 
 @frozen
@@ -558,7 +545,7 @@ def _build(raw: dict[str, Any], path: str) -> Config:
     if not database:
         database = f"sqlite://{state_path / 'pbx.db'}"
     from pbx.calls.dialplan import parse_dialplan
-    from pbx.store import StoreURLError, parse_store_url
+    from pbx.store.url import StoreURLError, parse_store_url
 
     try:
         parse_store_url(database)

@@ -33,7 +33,7 @@ class IFeature(IPlugin):
         :param options: the mapping under ``features: <name>:`` (``enabled``
             already removed).
         :returns: any value the feature wants back in :meth:`make_service`.
-        :raises pbx.config.ConfigError: naming the offending key, relative to
+        :raises pbx.errors.ConfigError: naming the offending key, relative to
             the feature's own section.
         """
 

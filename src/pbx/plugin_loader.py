@@ -1,15 +1,19 @@
 """
-Finding and configuring feature plugins.
+Finding plugins at configuration time: features and codecs.
 
 Features are objects providing :class:`pbx.interfaces.IFeature` in the dropin
 package :mod:`pbx.plugins`, or in a site plugin directory named in
 ``plugin_dirs:``.  Each configured feature must have exactly one plugin; a
 name in ``features:`` that no plugin provides stops startup.
+
+Codecs are objects providing :class:`pbx.interfaces.ICodec` in the same
+places; one whose library does not work here is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,9 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 
 import pbx.plugins
-from pbx.config import ConfigError
-from pbx.interfaces import IFeature
+from pbx.errors import ConfigError
+from pbx.interfaces import ICodec, IFeature
+from pbx.media.codecs import CodecUnavailable
 
 log = Logger()
 
@@ -43,14 +48,8 @@ def discover(plugin_dirs: Iterable[str] = ()) -> dict[str, IFeature]:
     :raises ConfigError: if a plugin does not provide IFeature correctly, or
         two plugins claim one name.
     """
-    # Site directories join the dropin package's path for this discovery, as
-    # twisted.plugin.pluginPackagePaths adds directories to twisted.plugins.
-    saved = list(pbx.plugins.__path__)
-    pbx.plugins.__path__.extend(str(Path(d).resolve()) for d in plugin_dirs)
-    try:
+    with _site_path(plugin_dirs):
         plugins = list(getPlugins(IFeature, pbx.plugins))
-    finally:
-        pbx.plugins.__path__[:] = saved
     found: dict[str, IFeature] = {}
     for plugin in plugins:
         name = getattr(plugin, "name", None)
@@ -64,6 +63,57 @@ def discover(plugin_dirs: Iterable[str] = ()) -> dict[str, IFeature]:
             raise ConfigError(f"features.{name}", "provided by two plugins")
         found[name] = plugin
     return found
+
+
+def discover_codecs(plugin_dirs: Iterable[str] = ()) -> dict[str, ICodec]:
+    """
+    Find every codec plugin whose library works here.
+
+    A codec with a ``probe()`` method is probed; one raising
+    :class:`~pbx.media.codecs.CodecUnavailable` is left out and logged.
+
+    :returns: codecs keyed by lower-cased encoding name (``"pcmu"``, ``"opus"``).
+    :raises ConfigError: if a plugin does not provide ICodec, or two plugins
+        claim one name.
+    """
+    with _site_path(plugin_dirs):
+        plugins = list(getPlugins(ICodec, pbx.plugins))
+    found: dict[str, ICodec] = {}
+    for codec in plugins:
+        name = getattr(codec, "name", None)
+        try:
+            verifyObject(ICodec, codec)
+        except Invalid as e:
+            raise ConfigError(f"codecs.{name or '?'}", f"plugin {codec!r} is broken: {e}") from None
+        if not isinstance(name, str) or not name:
+            raise ConfigError("codecs", f"plugin {codec!r} has no name")
+        key = name.lower()
+        if key in found and found[key] != codec:
+            raise ConfigError(f"codecs.{name}", "provided by two plugins")
+        probe = getattr(codec, "probe", None)
+        if probe is not None:
+            try:
+                probe()
+            except CodecUnavailable as e:
+                log.warn("codec {name} is unavailable: {problem}", name=name, problem=str(e))
+                continue
+        found[key] = codec
+    return found
+
+
+@contextmanager
+def _site_path(plugin_dirs: Iterable[str]) -> Iterator[None]:
+    """
+    Site directories join the dropin package's path for one discovery, as
+    :func:`twisted.plugin.pluginPackagePaths` adds directories to
+    ``twisted.plugins``.
+    """
+    saved = list(pbx.plugins.__path__)
+    pbx.plugins.__path__.extend(str(Path(d).resolve()) for d in plugin_dirs)
+    try:
+        yield
+    finally:
+        pbx.plugins.__path__[:] = saved
 
 
 def configure(

@@ -1,12 +1,14 @@
 """
-The running PBX: one MultiService that owns the store, the listeners and the
-feature services.
+The running PBX: one MultiService that owns the store and the switch, with a
+named child service per listener (``sip.listen[0]``, ..., ``api.listen``) and
+per feature.
 
 Startup is asynchronous (the store must be open and migrated, the config
-synced into it) and happens in :meth:`PBXService.startService`; listeners and
-features start only after it.  When everything listens, one ``pbx ready``
-line is logged.  A failure at any step logs one line and stops the process
-with a non-zero status.
+synced into it, the switch built by :mod:`pbx.switch` and started) and
+happens in :meth:`PBXService.startService`; listeners and features start only
+after it.  When everything listens, one ``pbx ready`` line is logged.  A
+failure at any step logs one line and stops the process with a non-zero
+status.
 """
 
 from __future__ import annotations
@@ -14,36 +16,33 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.server import Site
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
 from pbx.api.tokens import Session
 from pbx.config import Config
-from pbx.interfaces import IPBX, IDialplanApplication, IStore
+from pbx.errors import ListenError, StartupError
+from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStore
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
-from pbx.sip.service import ListenError, SIPService
-from pbx.sip.tls import TLSSetupError
-from pbx.store import open_store
-
-
-class StartupError(Exception):
-    """Startup could not finish; the message is one line for the operator."""
+from pbx.store.url import open_store
+from pbx.switch import Switch, build_switch, sip_listeners
 
 
 @implementer(IPBX)
@@ -56,6 +55,8 @@ class PBXService(MultiService):
     :param features: the enabled feature plugins with their options.
     :param exit: called with a status code when startup fails (the daemon
         passes a function that stops the reactor and exits).
+    :param codecs: the codec plugins found with the features
+        (:func:`pbx.plugin_loader.discover_codecs`).
     """
 
     log = Logger()
@@ -66,6 +67,8 @@ class PBXService(MultiService):
         reactor: Any,
         features: list[ConfiguredFeature] = [],  # noqa: B006 - never mutated
         exit: Callable[[int], None] | None = None,
+        *,
+        codecs: Mapping[str, ICodec],
     ) -> None:
         super().__init__()
         self.config = config
@@ -87,10 +90,12 @@ class PBXService(MultiService):
         )
         self._provided: dict[InterfaceClass, Any] = {}
         self.api: PBXApi | None = None
-        self.sip: SIPService | None = None
+        #: The switch (SIP core, registrar, calls, events), built once the store is open.
+        self.sip: Switch | None = None
         self.ready: Deferred[None] = Deferred()
         self._configured = features
-        self._ports: list[IListeningPort] = []
+        self._codecs = codecs
+        self._listener_services: list[IService] = []
         self._exit = exit
 
     # -- IPBX --------------------------------------------------------------
@@ -156,7 +161,7 @@ class PBXService(MultiService):
         """The provider of ``interface``, or None (see IPBX)."""
         return self._provided.get(interface)
 
-    def _sip(self) -> SIPService:
+    def _sip(self) -> Switch:
         if self.sip is None:
             raise RuntimeError("SIP is not running yet")
         return self.sip
@@ -214,14 +219,14 @@ class PBXService(MultiService):
             raise StartupError(f"database {_redact(self.config.database)}: {e}") from e
         self.log.info("store {url} at schema version {version}", url=_redact(self.config.database), version=version)
         key = await self._provision()
-        self.sip = SIPService(self.config, self.store, self.reactor, key, self.applications)
-        try:
-            await self.sip.start()
-        except ListenError as e:
-            raise StartupError(str(e)) from e
-        except TLSSetupError as e:
-            raise StartupError(f"sip.tls: {e}") from e
-        self.listeners.extend(self.sip.listeners)
+        self.sip = build_switch(self.config, self.store, self.reactor, key, self.applications, self._codecs)
+        await self.sip.start()
+        for i, listener in enumerate(sip_listeners(self.config, self.reactor, self.sip)):
+            try:
+                self._add_listener(f"sip.listen[{i}]", listener)
+            except ListenError as e:
+                raise StartupError(str(e)) from e
+            self.listeners.append(listener.address)
         await self._listen_api()
         for configured in self._configured:
             service = configured.plugin.make_service(self, configured.options)
@@ -270,27 +275,89 @@ class PBXService(MultiService):
     async def _listen_api(self) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
         site = make_site(self.api.resource(), self.config.api.max_body)
-        endpoint = serverFromString(self.reactor, self.config.api.listen)
-        try:
-            port = await endpoint.listen(site)
-        except Exception as e:
-            raise StartupError(f"api.listen {self.config.api.listen}: {e}") from e
-        self._ports.append(port)
-        self.listeners.append(f"http:{_where(port)}")
+        listener = APIListener(serverFromString(self.reactor, self.config.api.listen), site, self.config.api.listen)
+        self._add_listener("api.listen", listener)
+        self.listeners.append(await listener.listening())
+
+    def _add_listener(self, name: str, listener: IService) -> None:
+        """Start ``listener`` as the named child ``name``."""
+        listener.setName(name)
+        self._listener_services.append(listener)
+        listener.setServiceParent(self)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 - twisted API
-        """Stop features, close listeners and the store."""
+        """Stop features, hang up calls, close listeners and the store."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        await super().stopService()
+        Service.stopService(self)
+        # Features stop while calls and the store still work; calls are hung
+        # up while SIP can still send; the listeners close last.
+        await _stop_all(service for service in self if service not in self._listener_services)
         if self.sip is not None:
             await self.sip.stop()
-        for port in self._ports:
-            await maybeDeferred(port.stopListening)
-        self._ports.clear()
+        await _stop_all(self._listener_services)
+        if self.sip is not None:
+            await self.sip.flush()
         if self.store is not None:
             await self.store.close()
+
+
+class APIListener(Service):
+    """
+    The HTTP API's port (``api.listen``): it opens when the service starts
+    and closes when it stops.
+
+    :param endpoint: where to listen.
+    :param site: what to serve.
+    :param description: the ``api.listen`` setting, for the error message.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, site: Site, description: str) -> None:
+        self._endpoint = endpoint
+        self._site = site
+        self._description = description
+        self._opening: Deferred[str] | None = None
+        self._port: IListeningPort | None = None
+
+    def startService(self) -> None:  # noqa: N802 - twisted API
+        """Start listening; :meth:`listening` tells how it went."""
+        super().startService()
+        self._opening = Deferred.fromCoroutine(self._listen())
+
+    def listening(self) -> Deferred[str]:
+        """
+        Fires with ``http:<host>:<port>`` once listening.
+
+        :raises StartupError: naming ``api.listen`` if the port cannot open.
+        """
+        assert self._opening is not None, "the API listener has not started"
+        return self._opening
+
+    async def _listen(self) -> str:
+        try:
+            port = await self._endpoint.listen(self._site)
+        except Exception as e:
+            raise StartupError(f"api.listen {self._description}: {e}") from e
+        if not self.running:
+            await maybeDeferred(port.stopListening)
+        else:
+            self._port = port
+        return f"http:{_where(port)}"
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802 - twisted API
+        """Close the port (if it opened)."""
+        super().stopService()
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        stopped = maybeDeferred(port.stopListening)
+        return stopped.addCallback(lambda _: None)
+
+
+async def _stop_all(services: Iterable[IService]) -> None:
+    """Stop ``services`` last-started first, as MultiService does, and wait for all of them."""
+    await DeferredList([maybeDeferred(service.stopService) for service in reversed(list(services))])
 
 
 def tune_garbage_collector() -> None:

@@ -15,7 +15,9 @@ from typing import Any
 
 from twisted.python import usage
 
-from pbx.config import Config, ConfigError, load_config
+from pbx.config import Config, load_config
+from pbx.errors import ConfigError
+from pbx.interfaces import ICodec
 
 
 def default_config_path() -> str:
@@ -51,27 +53,30 @@ class Options(usage.Options):
             self["config"] = default_config_path()
 
 
-def load(options: Options | dict[str, Any]) -> tuple[Config, list[Any]]:
+def load(options: Options | dict[str, Any]) -> tuple[Config, list[Any], dict[str, ICodec]]:
     """
-    Load the configuration and match its features to plugins.
+    Load the configuration, match its features to plugins and find the codecs.
 
+    :returns: the configuration, the enabled features with their options, and
+        the codecs that work here.
     :raises SystemExit: with the one-line message on any problem.
     """
-    from pbx.plugin_loader import configure, discover
+    from pbx.plugin_loader import configure, discover, discover_codecs
 
     path = options["config"]
     try:
         config = load_config(path)
         features = configure(config.features, discover(config.plugin_dirs))
+        codecs = discover_codecs(config.plugin_dirs)
     except ConfigError as e:
         e.path = e.path or path
         raise SystemExit(f"pbx: {e}") from None
-    return config, features
+    return config, features, codecs
 
 
 def makeService(options: Options) -> Any:  # noqa: N802 - twisted API
     """Build the PBX service for twistd."""
-    config, features = load(options)
+    config, features, codecs = load(options)
     if options["check-config"]:
         print(f"pbx: {config.path}: configuration OK")
         raise SystemExit(0)
@@ -85,4 +90,4 @@ def makeService(options: Options) -> Any:  # noqa: N802 - twisted API
         if reactor.running:
             reactor.stop()
 
-    return PBXService(config, reactor, features, exit=exit_with)
+    return PBXService(config, reactor, features, exit=exit_with, codecs=codecs)

@@ -19,7 +19,7 @@ from typing import Any
 
 from attrs import frozen
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 
 @frozen

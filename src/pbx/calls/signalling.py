@@ -15,9 +15,9 @@ from pbx.records import Binding
 from pbx.sip.core import SIPCore
 from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.dialogs import DialogTable
+from pbx.sip.location import peer_for
 from pbx.sip.message import Request, Response
 from pbx.sip.transaction import ClientTransaction, Peer
-from pbx.sip.uri import parse_uri
 
 
 def ignore(response: Response) -> None:
@@ -53,12 +53,7 @@ class Location:
     @staticmethod
     def peer_for(binding: Binding) -> Peer:
         """Where a registered phone is reached: the address its REGISTER came from."""
-        host, _, port = binding.source.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit():
-            contact = parse_uri(binding.contact)
-            return Peer(binding.transport, contact.host_address, contact.port or 5060)
-        return Peer(binding.transport, host, int(port))
+        return peer_for(binding)
 
 
 @frozen

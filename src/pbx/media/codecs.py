@@ -1,8 +1,8 @@
 """
 Audio codecs: G.711 µ-law and A-law, G.722 and Opus as :class:`ICodec` plugins.
 
-A codec object is a factory found by :func:`available_codecs` in the dropin
-package :mod:`pbx.plugins`; every RTP stream gets its own encoder and decoder
+A codec object is a factory found by :func:`pbx.plugin_loader.discover_codecs`
+in the dropin package :mod:`pbx.plugins`; every RTP stream gets its own encoder and decoder
 from it.  PCM is a one-dimensional numpy ``int16`` array at the codec's
 :attr:`~pbx.interfaces.ICodec.sample_rate`: 8000 for G.711, 16000 for G.722
 (whose RTP clock says 8000, RFC 3551 §4.5.2) and 48000 for Opus (mono inside,
@@ -11,8 +11,8 @@ from it.  PCM is a one-dimensional numpy ``int16`` array at the codec's
 The native libraries (``g722``, ``opuslib_next`` from opuslib-next-bundled)
 are imported when the first encoder or decoder is made, so loading the dropin
 costs only numpy.  A codec whose library is missing or broken raises
-:class:`CodecUnavailable`; :func:`available_codecs` probes each codec and
-leaves such a codec out with one log line.
+:class:`CodecUnavailable`; :func:`~pbx.plugin_loader.discover_codecs` probes
+each codec and leaves such a codec out with one log line.
 
 Loss concealment: Opus runs its own packet loss concealment
 (:meth:`OpusDecoder.conceal`) and in-band FEC (:meth:`OpusDecoder.recover`,
@@ -36,14 +36,7 @@ from attrs import define, field, frozen
 from attrs.validators import and_, ge, le, optional
 
 from zope.interface import implementer
-from zope.interface.exceptions import Invalid
-from zope.interface.verify import verifyObject
 
-from twisted.logger import Logger
-from twisted.plugin import getPlugins
-
-import pbx.plugins
-from pbx.config import ConfigError
 from pbx.interfaces import ICodec, IDecoder, IEncoder
 from pbx.media import g711
 
@@ -63,10 +56,8 @@ __all__ = [
     "Opus",
     "OpusDecoder",
     "OpusEncoder",
-    "available_codecs",
 ]
 
-log = Logger()
 
 PCM = npt.NDArray[np.int16]
 
@@ -464,45 +455,3 @@ class Opus:
         return OpusDecoder(
             opus.Decoder(48000, 1), decoder_api.libopus_decode, api.c_int16_pointer
         )
-
-
-# ---------------------------------------------------------------------------
-# Registry
-
-
-def available_codecs() -> dict[str, ICodec]:
-    """
-    Every codec plugin in :mod:`pbx.plugins` whose library works here.
-
-    A codec with a ``probe()`` method is probed; one raising
-    :class:`CodecUnavailable` is left out and logged.
-
-    :returns: codecs keyed by lower-cased encoding name (``"pcmu"``, ``"opus"``).
-    :raises ConfigError: if a plugin does not provide ICodec, or two plugins
-        claim one name.
-    """
-    found: dict[str, ICodec] = {}
-    for codec in getPlugins(ICodec, pbx.plugins):
-        name = getattr(codec, "name", None)
-        try:
-            verifyObject(ICodec, codec)
-        except Invalid as e:
-            raise ConfigError(
-                f"codecs.{name or '?'}", f"plugin {codec!r} is broken: {e}"
-            ) from None
-        if not isinstance(name, str) or not name:
-            raise ConfigError("codecs", f"plugin {codec!r} has no name")
-        key = name.lower()
-        if key in found and found[key] != codec:
-            raise ConfigError(f"codecs.{name}", "provided by two plugins")
-        probe = getattr(codec, "probe", None)
-        if probe is not None:
-            try:
-                probe()
-            except CodecUnavailable as e:
-                log.warn(
-                    "codec {name} is unavailable: {problem}", name=name, problem=str(e)
-                )
-                continue
-        found[key] = codec
-    return found

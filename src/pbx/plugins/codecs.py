@@ -1,7 +1,7 @@
 """
 The audio codecs pbx ships: G.711 µ-law and A-law, G.722 and Opus.
 
-Found by :func:`pbx.media.codecs.available_codecs`.  Making these objects
+Found by :func:`pbx.plugin_loader.discover_codecs`.  Making these objects
 loads no codec library; that waits for the first encoder or decoder.
 """
 

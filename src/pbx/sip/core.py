@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import new_tag
 from pbx.sip.message import (
+    MalformedMessage,
     Request,
     Response,
     SIPParseError,
@@ -126,7 +127,7 @@ class SIPCore:
         self.stats["received"] += 1
         try:
             message = parse_message(data, stream=stream)
-        except SIPParseError as e:
+        except MalformedMessage as e:
             self._malformed(e, peer)
             return
         if isinstance(message, Response):
@@ -136,13 +137,13 @@ class SIPCore:
             stamp_via(message, peer)
             reply_to = response_peer(message, peer)
         except SIPParseError as e:
-            self._malformed(SIPParseError(e.reason, message), peer)
+            self._malformed(MalformedMessage(e.reason, message), peer)
             return
         if self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
 
-    def _malformed(self, error: SIPParseError, peer: Peer) -> None:
+    def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""
         self.stats["bad"] += 1
         request = error.request

@@ -8,7 +8,7 @@ lines are split eagerly; header values are parsed on first use and cached.
 The headers every element needs (Via, From, To, Call-ID, CSeq, Max-Forwards,
 Content-Length, Contact) are checked before a message is returned, so a
 message that parses never fails later on those, and a malformed request comes
-back inside :class:`SIPParseError` for a ``400`` (RFC 3261 §8.2, RFC 4475).
+back inside :class:`MalformedMessage` for a ``400`` (RFC 3261 §8.2, RFC 4475).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "REASON_PHRASES",
     "Headers",
     "KeepAlive",
+    "MalformedMessage",
     "Request",
     "Response",
     "SIPParseError",
@@ -42,7 +43,20 @@ __all__ = [
 ]
 
 
-class UnsupportedVersion(SIPParseError):
+class MalformedMessage(SIPParseError):
+    """
+    A message :func:`parse_message` rejects.
+
+    :ivar request: the partially parsed request when a response can still be
+        sent (start line and at least one Via were read), else ``None``.
+    """
+
+    def __init__(self, reason: str, request: Request | None = None) -> None:
+        super().__init__(reason)
+        self.request = request
+
+
+class UnsupportedVersion(MalformedMessage):
     """The SIP-Version is not ``SIP/2.0``: answer 505 (RFC 3261 §21.5.20)."""
 
     status = 505
@@ -73,9 +87,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         means the body runs to the end, and octets past it are dropped.
     :returns: the request or response.
     :raises UnsupportedVersion: for a version other than SIP/2.0 (answer 505).
-    :raises SIPParseError: for anything malformed; ``request`` is set when
+    :raises MalformedMessage: for anything malformed; ``request`` is set when
         the start line and a Via could be read, so ``400 <reason>`` can go back.
     """
+    try:
+        return _parse(data, stream)
+    except MalformedMessage:
+        raise
+    except SIPParseError as e:
+        raise MalformedMessage(e.reason) from None
+
+
+def _parse(data: bytes, stream: bool) -> Request | Response:
     if type(data) is not bytes:
         data = bytes(data)
     start = 0
@@ -175,9 +198,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         message.body = _body(message, data[body_start:], stream)
         _validate(message)
     except SIPParseError as e:
-        if isinstance(message, Request) and "via" in {item[0] for item in items}:
+        if not (isinstance(message, Request) and "via" in {item[0] for item in items}):
+            raise
+        if isinstance(e, MalformedMessage):
             e.request = message
-        raise
+            raise
+        raise MalformedMessage(e.reason, message) from None
     return message
 
 

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from attrs import field, frozen
-
-if TYPE_CHECKING:
-    from pbx.sip.message import Request
 
 __all__ = ["SIPParseError", "URI", "parse_uri", "unescape"]
 
@@ -33,17 +30,18 @@ class SIPParseError(ValueError):
     A SIP message, header value or URI is malformed.
 
     :ivar reason: a short phrase fit for a ``400 <reason>`` response.
-    :ivar request: the partially parsed request when a response can still be
-        sent (start line and at least one Via were read), else ``None``.
     :ivar status: the status code a server should answer with.
+
+    :func:`pbx.sip.message.parse_message` raises the subclass
+    :class:`pbx.sip.message.MalformedMessage`, which carries the request to
+    answer.
     """
 
     status: ClassVar[int] = 400
 
-    def __init__(self, reason: str, request: Request | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.request = request
 
 
 # Characters that never appear unescaped in any URI we accept (RFC 3986 §2,

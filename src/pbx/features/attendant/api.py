@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant.catalogue import (
     MENU,
     SCHEDULE,

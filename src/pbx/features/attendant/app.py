@@ -37,7 +37,7 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant.directory import DialByName, Entry, directory_entries
 from pbx.features.attendant.menus import (
     Action,

@@ -31,7 +31,7 @@ from attrs import define
 
 from twisted.logger import Logger
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant import validate as v
 from pbx.features.attendant.menus import dump_menu, parse_menu
 from pbx.features.attendant.options import (

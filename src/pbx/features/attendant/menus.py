@@ -31,7 +31,7 @@ from typing import Any
 from attrs import field, frozen
 
 from pbx.calls.dialplan import compile_pattern
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant import validate as v
 
 #: The keys a menu option may be bound to.

@@ -19,7 +19,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant import validate as v
 from pbx.features.attendant.menus import GoToMenu, Menu, Operator, parse_menu
 from pbx.features.attendant.schedule import Schedule, parse_schedule, parse_timezone

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import frozen
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.attendant import validate as v
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

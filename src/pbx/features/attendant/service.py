@@ -63,9 +63,8 @@ def dialplan_routes(pbx: IPBX) -> list[tuple[str, tuple[str, str]]]:
         missing one is logged as an error.
     """
     from pbx.calls.dialplan import ToApplication
-    from pbx.config import ConfigError
+    from pbx.errors import ConfigError, StartupError
     from pbx.features.attendant.options import route_target
-    from pbx.service import StartupError
 
     routes = []
     for i, route in enumerate(pbx.config.dialplan.routes):

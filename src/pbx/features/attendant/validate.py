@@ -1,7 +1,7 @@
 """
 Small checks shared by the attendant's parsers.
 
-Every error is a :class:`pbx.config.ConfigError` whose key is a dotted path
+Every error is a :class:`pbx.errors.ConfigError` whose key is a dotted path
 relative to where parsing started: the feature section for the config file
 (``menus.main.options.7.extension``), the request body for the API
 (``options.7.extension``).
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 #: Menu and schedule names.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

@@ -8,7 +8,7 @@ from zope.interface import implementer
 
 from twisted.plugin import IPlugin
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.echo.service import EchoService
 from pbx.interfaces import IPBX, IFeature
 

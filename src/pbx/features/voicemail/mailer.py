@@ -5,7 +5,7 @@ Three layers, each usable alone:
 
 * :func:`parse_email_options` turns the ``email:`` mapping of the
   configuration into a frozen :class:`EmailConfig`, or raises
-  :class:`~pbx.config.ConfigError` naming the key and the problem.
+  :class:`~pbx.errors.ConfigError` naming the key and the problem.
 * :func:`build_message` makes the message bytes with the standard
   :mod:`email` package: a plain-text body (mailbox, caller, time in UTC,
   duration, transcript) and the recording attached as ``audio/wav``.  It
@@ -47,7 +47,7 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.mail import smtp
 from twisted.python.failure import Failure
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.media.wav_ulaw import ulaw_wav_from_file
 
 STARTTLS_MODES = ("never", "optional", "required")

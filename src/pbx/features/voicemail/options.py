@@ -14,7 +14,7 @@ from typing import Any
 
 from attrs import frozen
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 
 __all__ = ["VoicemailOptions", "parse_voicemail_options"]
 

@@ -45,7 +45,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbx.config import ConfigError
+from pbx.errors import ConfigError
 from pbx.features.voicemail.interfaces import ITranscriber
 from pbx.media.wav import load_wav
 

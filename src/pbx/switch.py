@@ -1,0 +1,170 @@
+"""
+The switch a configuration describes, wired in this one place: the SIP core,
+registrar, extension cache and request authenticator, the media relay and
+what terminated calls need (codecs, prompts, a WAV loader), the call
+controller and the SUBSCRIBE event server.
+
+:class:`pbx.service.PBXService` builds the switch once the store is open and
+migrated, starts it, and only then opens the listeners :func:`sip_listeners`
+makes, one named child service per ``sip.listen`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import define
+
+from twisted.logger import Logger
+
+from pbx.calls.controller import CallController, MediaServices
+from pbx.config import Config, RTPConfig
+from pbx.interfaces import ICodec, IDialplanApplication, IStore
+from pbx.media.channel import load_audio
+from pbx.media.ports import PortAllocator
+from pbx.media.prompts import PromptLibrary
+from pbx.media.relay import Relay
+from pbx.security.lockout import Lockout
+from pbx.sip.auth import DigestAuthenticator
+from pbx.sip.authn import RequestAuthenticator
+from pbx.sip.core import SIPCore
+from pbx.sip.events import EventServer
+from pbx.sip.location import peer_for
+from pbx.sip.registrar import Registrar
+from pbx.sip.sockets import (
+    LocalAddresses,
+    ServerTLS,
+    SIPListener,
+    StreamConnector,
+    host_address,
+)
+from pbx.store.cache import ExtensionCache
+from pbx.store.writebehind import BindingWriter
+
+__all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "sip_listeners"]
+
+
+@define(eq=False)
+class Switch:
+    """
+    The parts of a running switch, built by :func:`build_switch`.
+
+    :ivar addresses: our Via/Contact address per transport, filled in as the
+        SIP listeners open.
+    """
+
+    core: SIPCore
+    registrar: Registrar
+    extensions: ExtensionCache
+    authn: RequestAuthenticator
+    relay: Relay
+    calls: CallController
+    events: EventServer
+    addresses: LocalAddresses
+    log = Logger()
+
+    async def start(self) -> None:
+        """Restore registrations, start the registrar's sweep and take calls; before any listener opens."""
+        count = await self.registrar.load()
+        self.log.info("registrations restored: {count}", count=count)
+        self.registrar.start()
+        self.calls.install()
+
+    async def stop(self) -> None:
+        """Hang up calls, end subscriptions, close relay sessions and stop the registrar's timers."""
+        self.calls.stop()
+        self.events.stop()
+        await self.relay.close_all()
+        self.registrar.stop()
+
+    async def flush(self) -> None:
+        """Write the registrar's pending binding changes (once the listeners are closed)."""
+        if self.registrar.writer is not None:
+            await self.registrar.writer.flush()
+
+
+def build_switch(
+    config: Config,
+    store: IStore,
+    reactor: Any,
+    secret: bytes,
+    applications: dict[str, IDialplanApplication],
+    codecs: Mapping[str, ICodec],
+) -> Switch:
+    """
+    Wire the switch ``config`` describes; nothing listens or runs yet.
+
+    :param store: the open, migrated store.
+    :param reactor: provides TCP, UDP, SSL, threads and time.
+    :param secret: the server secret (digest nonces).
+    :param applications: the PBX's registry of dialplan applications, which
+        features fill later.
+    :param codecs: the codec plugins found at configuration time.
+    """
+    sip, sec = config.sip, config.security
+    core = SIPCore(reactor, user_agent=sip.user_agent)
+    auth = DigestAuthenticator(
+        realm=sip.domain, clock=reactor, secret=secret, nonce_lifetime=sec.nonce_lifetime,
+        algorithms=sip.digest_algorithms,
+    )
+    lockout = Lockout(
+        reactor,
+        max_failures=sec.lockout_failures,
+        window=sec.lockout_window,
+        base_delay=sec.lockout_delay,
+        max_delay=sec.lockout_max_delay,
+    )
+    extensions = ExtensionCache(store, reactor)
+    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get)
+    registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
+    core.handlers["REGISTER"] = registrar
+    core.transports.connect = StreamConnector(reactor, core.transports).connect
+    rtp = config.rtp
+    relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
+    addresses = LocalAddresses(sip.advertise)
+    calls = make_call_controller(
+        config, store, reactor, core, registrar, authn, extensions, relay, addresses, applications, codecs
+    )
+    events = EventServer(
+        core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts, peer_for,
+    )
+    core.handlers["SUBSCRIBE"] = events
+    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses)
+
+
+def make_call_controller(
+    config: Config,
+    store: IStore,
+    reactor: Any,
+    core: SIPCore,
+    registrar: Registrar,
+    authn: RequestAuthenticator,
+    extensions: ExtensionCache,
+    relay: Relay,
+    addresses: LocalAddresses,
+    applications: dict[str, IDialplanApplication],
+    codecs: Mapping[str, ICodec],
+) -> CallController:
+    """The call controller, with what it is given to route and carry calls."""
+    return CallController(
+        core, registrar, authn, store, config, relay,
+        addresses.local_address, media_address(config.rtp), extensions.get,
+        applications=applications,
+        media=MediaServices(dict(codecs), PromptLibrary(), load_audio(reactor)),
+    )
+
+
+def media_address(rtp: RTPConfig) -> str:
+    """The address phones send RTP to: ``rtp.advertise``, else the bound interface, else this host's."""
+    if rtp.advertise:
+        return rtp.advertise
+    return rtp.interface if rtp.interface not in ("0.0.0.0", "::") else host_address()
+
+
+def sip_listeners(config: Config, reactor: Any, switch: Switch) -> list[SIPListener]:
+    """One listener service per ``sip.listen`` entry, in order, feeding the switch's core."""
+    tls = ServerTLS(config.sip.tls, config.state_dir, config.sip.domain)
+    return [
+        SIPListener(spec, reactor, switch.core.transports, switch.addresses, tls) for spec in config.sip.listen
+    ]

@@ -1,0 +1,88 @@
+"""
+Tests for :mod:`pbx.switch`: the switch wired from a configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx import switch as switch_module
+from pbx.config import RTPConfig, parse_config
+from pbx.media.codecs import PCMU
+from pbx.records import Binding
+from pbx.sip import sockets
+from pbx.switch import Switch, build_switch, media_address, sip_listeners
+from pbx.testing import FakeUDPReactor, MemoryStore
+
+CONFIG = """
+sip:
+  domain: pbx.test
+  listen: ["udp:5060:interface=127.0.0.1", "tcp:5070:interface=127.0.0.1"]
+"""
+
+
+class BuildSwitchTests(SynchronousTestCase):
+    """:func:`build_switch` wires every part of the switch to the others."""
+
+    def setUp(self) -> None:
+        """A fake reactor, an in-memory store and a two-listener configuration."""
+        self.reactor = FakeUDPReactor()
+        self.store = MemoryStore()
+        self.config = parse_config(CONFIG)
+
+    def build(self, codecs: dict[str, Any] | None = None) -> Switch:
+        """The switch for this test's configuration."""
+        return build_switch(self.config, self.store, self.reactor, b"s" * 32, {}, codecs or {})
+
+    def test_core_handlers(self) -> None:
+        """REGISTER goes to the registrar, SUBSCRIBE to the event server; stream peers can be connected."""
+        switch = self.build()
+        self.assertIs(switch.core.handlers["REGISTER"], switch.registrar)
+        self.assertIs(switch.core.handlers["SUBSCRIBE"], switch.events)
+        self.assertIsNotNone(switch.core.transports.connect)
+
+    def test_codecs_reach_calls(self) -> None:
+        """The codecs handed in are the ones terminated calls use."""
+        pcmu = PCMU()
+        switch = self.build({"pcmu": pcmu})
+        assert switch.calls.media is not None
+        self.assertEqual(switch.calls.media.codecs, {"pcmu": pcmu})
+
+    def test_start_and_stop(self) -> None:
+        """Starting restores registrations and takes calls; stopping leaves no timer behind."""
+        self.store.put_binding(Binding("1001", "sip:1001@192.0.2.1", 3600.0))
+        switch = self.build()
+        self.successResultOf(Deferred.fromCoroutine(switch.start()))
+        self.assertEqual(list(switch.registrar.bindings), ["1001"])
+        self.assertIn("INVITE", switch.core.handlers)
+        self.successResultOf(Deferred.fromCoroutine(switch.stop()))
+        self.successResultOf(Deferred.fromCoroutine(switch.flush()))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_one_listener_per_entry(self) -> None:
+        """sip_listeners makes one listener per sip.listen entry, in order, feeding the core and naming us."""
+        self.patch(sockets, "host_address", lambda: "192.0.2.7")
+        switch = self.build()
+        listeners = sip_listeners(self.config, self.reactor, switch)
+        for listener in listeners:
+            listener.startService()
+        self.assertEqual(
+            [listener.address for listener in listeners], ["sip:udp:127.0.0.1:5060", "sip:tcp:0.0.0.0:5070"]
+        )
+        self.assertIs(switch.core.transports.udp, self.reactor.udpPorts[5060])
+        self.assertEqual(switch.addresses.local_address("udp").hostport, "127.0.0.1:5060")
+        self.assertEqual(switch.addresses.local_address("tcp").hostport, "192.0.2.7:5070")
+
+
+class MediaAddressTests(SynchronousTestCase):
+    """The address put in SDP for RTP."""
+
+    def test_order(self) -> None:
+        """rtp.advertise wins, then a specific interface, then this host's address."""
+        self.patch(switch_module, "host_address", lambda: "192.0.2.7")
+        self.assertEqual(media_address(RTPConfig(interface="10.0.0.1", advertise="203.0.113.1")), "203.0.113.1")
+        self.assertEqual(media_address(RTPConfig(interface="10.0.0.1")), "10.0.0.1")
+        self.assertEqual(media_address(RTPConfig()), "192.0.2.7")
