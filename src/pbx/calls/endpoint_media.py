@@ -168,7 +168,7 @@ class EndpointMedia:
     codecs: str = ""
     _offer: SessionDescription | None = None
     _offered: list[tuple[CodecSpec, ICodec]] = field(factory=list)
-    _session_id: int = field(factory=lambda: secrets.randbelow(2**31))
+    _session_id: int | str = field(factory=lambda: secrets.randbelow(2**31))
     _version: int = 0
     log = Logger()
 
