@@ -3,12 +3,10 @@ Integration tests: a baresip phone calls pbx's own applications, the echo
 test (``*43``) and the digit read-back (``*44``), and the test checks what
 the phone heard.
 
-The phone is the one of ``test_calls_baresip.py`` (:class:`Phone`): baresip
-1.0 with only the ``g711`` codec module (so PCMU is negotiated and pbx plays
-its 8 kHz prompts), ``aufile`` as the audio source and ``sndfile`` recording
-the decoder's output, driven through ``ctrl_tcp``.  (That module is
-imported as a module, not ``from``: a test class imported by name would be
-collected and run here a second time.)
+The phone is :class:`support.baresip.Phone`: baresip 1.0 with only the
+``g711`` codec module (so PCMU is negotiated and pbx plays its 8 kHz
+prompts), ``aufile`` as the audio source and ``sndfile`` recording the
+decoder's output, driven through ``ctrl_tcp``.
 
 What the recording shows, and how the tests use it:
 
@@ -30,14 +28,13 @@ What the recording shows, and how the tests use it:
 
 A prompt is found in the recording by normalised cross-correlation with
 its file (``share/prompts/en/8000``): see
-:func:`apps_support.assert_read_back`.  The echo is checked as the relay
+:func:`support.apps.assert_read_back`.  The echo is checked as the relay
 is in ``test_calls_baresip.py``: the caller's keyed tone must come back
 at its frequency and with its on/off pattern, here a second at a time.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -47,9 +44,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-import test_calls_baresip as calls_baresip
-
-from apps_support import (
+from support.apps import (
     MATCH,
     apps_config,
     assert_read_back,
@@ -58,7 +53,8 @@ from apps_support import (
     prompt,
     prompt_seconds,
 )
-from calls_support import (
+from support.baresip import MODULES, NEEDED, Phone, press
+from support.calls import (
     RATE,
     dominant_frequency,
     envelope,
@@ -68,7 +64,7 @@ from calls_support import (
     tone_share,
     write_pcm_wav,
 )
-from pbx_daemon import (
+from support.daemon import (
     API,
     Daemon,
     admin_password,
@@ -97,27 +93,10 @@ LIMIT = 20.0
 RELAY_PORTS = 20
 
 
-def press(phone: calls_baresip.Phone, key: str, n: int) -> None:
-    """
-    Press ``key`` on ``phone`` (ctrl_tcp's ``sndcode``: an RFC 4733 start
-    and end event) and wait for baresip's answer to this very command
-    (``Control.command`` matches answers by command name, and would take
-    the first ``sndcode``'s for every later one).
-    """
-    token = f"sndcode-{n}"
-    payload = json.dumps({"command": "sndcode", "params": key, "token": token}).encode()
-    phone.control.socket.sendall(b"%d:%s," % (len(payload), payload))
-    answer = phone.control.wait_for(
-        lambda m: m.get("response") and m.get("token") == token
-    )
-    if not answer.get("ok"):
-        raise AssertionError(f"baresip refused sndcode {key}: {answer}")
-
-
 class _Recording:
     """The decoder recording of a :class:`Phone`'s one call, read while it grows."""
 
-    def __init__(self, phone: calls_baresip.Phone) -> None:
+    def __init__(self, phone: Phone) -> None:
         self.phone = phone
 
     def seconds(self) -> float:
@@ -166,12 +145,12 @@ class BaresipApplicationTests(SynchronousTestCase):
         self.baresip = require_binary("baresip", "baresip-core")
         missing = [
             m
-            for m in calls_baresip.NEEDED
-            if not (calls_baresip.MODULES / f"{m}.so").is_file()
+            for m in NEEDED
+            if not (MODULES / f"{m}.so").is_file()
         ]
         if missing:
             raise AssertionError(
-                f"baresip-core is incomplete: no {missing} in {calls_baresip.MODULES}"
+                f"baresip-core is incomplete: no {missing} in {MODULES}"
             )
         self.workdir = Path(self.mktemp()).absolute()
         self.workdir.mkdir(parents=True)
@@ -197,11 +176,11 @@ class BaresipApplicationTests(SynchronousTestCase):
         self.daemon.start()
         self.api = API(api_port, admin)
 
-    def start_phone(self, samples: list[int]) -> calls_baresip.Phone:
+    def start_phone(self, samples: list[int]) -> Phone:
         """Start the phone of 1001 playing ``samples``; wait for its registration."""
         source = self.workdir / "signal.wav"
         write_pcm_wav(source, samples)
-        phone = calls_baresip.Phone(
+        phone = Phone(
             self.baresip,
             self.workdir / "baresip",
             CALLER,
@@ -220,7 +199,7 @@ class BaresipApplicationTests(SynchronousTestCase):
             raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
         return phone
 
-    def dial(self, phone: calls_baresip.Phone, number: str, application: str) -> None:
+    def dial(self, phone: Phone, number: str, application: str) -> None:
         """Call ``number`` and wait until pbx runs ``application`` for it and the call is up."""
         phone.control.command("dial", number)
         phone.control.event("CALL_ESTABLISHED")
@@ -229,7 +208,7 @@ class BaresipApplicationTests(SynchronousTestCase):
             LIMIT,
         )
 
-    def hang_up(self, phone: calls_baresip.Phone, number: str) -> np.ndarray:
+    def hang_up(self, phone: Phone, number: str) -> np.ndarray:
         """
         Hang up, check the call's record (answered by pbx, ended by the
         caller, PCMU), stop the phone and return what it heard.

@@ -4,7 +4,7 @@ INFO (``application/dtmf-relay``), which baresip 1.0 cannot send.
 
 SIPp does the signalling (``sipp/uac_info_dtmf.xml``: INVITE with proxy
 authentication, ACK, INFO 4, 7, 1 and # each answered 200, BYE), and its
-SDP names a port of the test's own :class:`~apps_support.RTPRecorder`,
+SDP names a port of the test's own :class:`~support.apps.RTPRecorder`,
 which sends PCMU silence to pbx and records the RTP pbx sends back, on the
 RTP timestamp line.  So the test hears what the caller would have heard:
 the introduction, then "you entered four seven one", matched against the
@@ -27,9 +27,9 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from apps_support import RTPRecorder, apps_config, assert_read_back, frames, prompt
-from calls_support import RATE, bound_udp_ports, free_udp_block
-from pbx_daemon import (
+from support.apps import RTPRecorder, apps_config, assert_read_back, frames, prompt
+from support.calls import RATE, bound_udp_ports, free_udp_block
+from support.daemon import (
     API,
     Daemon,
     admin_password,

@@ -1,6 +1,6 @@
 """
 Unit tests for the helpers of the application integration tests
-(``apps_support``): finding a prompt in a recording must tell the right
+(``support.apps``): finding a prompt in a recording must tell the right
 prompt from a wrong one, or a passing read-back test would prove nothing.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from apps_support import (
+from support.apps import (
     MATCH,
     assert_read_back,
     frames,
@@ -20,7 +20,7 @@ from apps_support import (
     timeline,
     ulaw_to_linear,
 )
-from calls_support import RATE, ulaw
+from support.calls import RATE, ulaw
 
 
 def _g711(samples: np.ndarray) -> np.ndarray:

@@ -32,7 +32,8 @@ from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
 from pbx.service import StartupError
 from pbx.testing import MemoryStore
-from test_attendant_fakes import FakePBX, ScriptedChannel
+
+from support.attendant_fakes import FakePBX, ScriptedChannel
 
 ADMIN_PW = "Adm1n-secret-pass"
 CONFIG = """

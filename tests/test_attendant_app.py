@@ -18,7 +18,8 @@ from pbx.apps.attendant.app import MAX_FAILURES, Attendant
 from pbx.apps.attendant.options import MenuSet, parse_options
 from pbx.interfaces import IDialplanApplication
 from pbx.records import ExtensionRecord
-from test_attendant_fakes import HANGUP, WAIT, FakePBX, RecordingApp, ScriptedChannel
+
+from support.attendant_fakes import HANGUP, WAIT, FakePBX, RecordingApp, ScriptedChannel
 
 FEATURE = """
 timezone: Europe/Berlin

@@ -1,5 +1,5 @@
 """
-The attendant on a real call, in memory: the PBX of :mod:`test_app_call`
+The attendant on a real call, in memory: the PBX of :mod:`support.app_calls`
 (SIP core, call controller, RTP relay, real channels) routes ``*60`` to the
 attendant, whose transfers go through the controller's own ``dial``.  Keys
 are RFC 4733 packets; what the caller hears is counted in RTP frames.
@@ -16,8 +16,9 @@ from twisted.internet.defer import succeed
 from pbx.apps.attendant.app import Attendant
 from pbx.apps.attendant.options import parse_options
 from pbx.calls.dialplan import Dialplan, Route, ToApplication, compile_pattern
-from test_app_call import TICK, AppCallTestCase, frames
-from test_calls_unit import audio
+
+from support.app_calls import TICK, AppCallTestCase, frames
+from support.phones import audio
 
 MENUS = {
     "menus": {

@@ -9,9 +9,9 @@ with two menus and the route ``*50`` to the menu ``main``::
 
 1001 is a SIPp UAC that calls ``*50`` and sends its keys as SIP INFO
 (``application/dtmf-relay``); its SDP names a port of the test's own
-:class:`~apps_support.RTPRecorder`, so the test hears what the caller heard
+:class:`~support.apps.RTPRecorder`, so the test hears what the caller heard
 and finds the prompts in it against the prompt files.  1002 is a SIPp UAS
-registered as in ``test_calls_sipp.py`` that answers.
+registered as in :mod:`support.sipp` that answers.
 
 SIPp runs with ``-timeout``; everything else is a bounded poll of the API or
 the log.
@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 
-from feature_support import FeatureCallCase, describe, heard_in_order, prompt_end
-from test_calls_sipp import CALLEE, CALLER, LIMIT
-
-from apps_support import MATCH
-from calls_support import RATE
+from support.apps import MATCH
+from support.calls import RATE
+from support.features import FeatureCallCase, describe, heard_in_order, prompt_end
+from support.sipp import CALLEE, CALLER, LIMIT
 
 pytestmark = pytest.mark.integration
 

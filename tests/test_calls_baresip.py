@@ -32,38 +32,29 @@ and pbx's relay binds 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from calls_support import (
+from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.calls import (
     best_alignment,
     call_config,
     dominant_frequency,
     envelope,
     free_udp_block,
     keyed_tone,
-    read_pcm_wav,
     tone_share,
     write_pcm_wav,
 )
-from pbx_daemon import (
+from support.daemon import (
     API,
     Daemon,
     admin_password,
     free_port,
-    free_port_pair,
     require_binary,
     strong_password,
     wait_until,
@@ -71,8 +62,6 @@ from pbx_daemon import (
 
 pytestmark = pytest.mark.integration
 
-MODULES = Path("/usr/lib/baresip/modules")
-NEEDED = ("account", "g711", "aufile", "sndfile", "ctrl_tcp", "menu")
 CALLER, CALLEE = "1001", "1002"
 #: Each side's tone (Hz) and keying seed.
 TONES = {CALLER: (440.0, 1), CALLEE: (1000.0, 2)}
@@ -80,202 +69,7 @@ TONES = {CALLER: (440.0, 1), CALLEE: (1000.0, 2)}
 SIGNAL_SECONDS = 12.0
 #: Audio each way (20 ms packets) the call carries before the test hangs up: 3 s.
 PACKETS = 150
-LIMIT = 20.0
-SAFETY_QUIT = 120  # baresip quits by itself after this, should the test die
 RELAY_PORTS = 40
-
-
-class Control:
-    """
-    A client of baresip's ``ctrl_tcp`` module: netstring-framed JSON
-    commands out, responses and events in (read by a thread).
-    """
-
-    def __init__(
-        self, port: int, process: subprocess.Popen[bytes], limit: float = LIMIT
-    ) -> None:
-        """Connect to 127.0.0.1:``port``, retrying while baresip (``process``) starts."""
-
-        def connect() -> socket.socket | None:
-            if process.poll() is not None:
-                raise AssertionError(f"baresip exited {process.returncode}")
-            return _connect(port)
-
-        self.socket = wait_until(connect, limit, f"baresip's ctrl_tcp on port {port}")
-        self.messages: list[dict[str, Any]] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        buffer = b""
-        while True:
-            try:
-                data = self.socket.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                return
-            buffer += data
-            # Netstrings: <length>:<payload>,
-            while (colon := buffer.find(b":")) > 0 and buffer[:colon].isdigit():
-                end = colon + 1 + int(buffer[:colon])
-                if len(buffer) <= end:
-                    break
-                message = json.loads(buffer[colon + 1 : end])
-                buffer = buffer[end + 1 :]
-                with self._changed:
-                    self.messages.append(message)
-                    self._changed.notify_all()
-
-    def command(self, command: str, params: str = "") -> None:
-        """Send one command; its response is checked by :meth:`wait_for`."""
-        payload = json.dumps(
-            {"command": command, "params": params, "token": command}
-        ).encode()
-        self.socket.sendall(b"%d:%s," % (len(payload), payload))
-        response = self.wait_for(
-            lambda m: m.get("response") and m.get("token") == command
-        )
-        if not response.get("ok"):
-            raise AssertionError(f"baresip refused {command} {params}: {response}")
-
-    def event(self, kind: str) -> dict[str, Any]:
-        """Wait for an event of type ``kind`` (CALL_ESTABLISHED, CALL_CLOSED...)."""
-        return self.wait_for(lambda m: m.get("event") and m.get("type") == kind)
-
-    def wait_for(
-        self, match: Callable[[dict[str, Any]], Any], limit: float = LIMIT
-    ) -> dict[str, Any]:
-        """The first message so far or within ``limit`` seconds that ``match`` accepts."""
-        deadline = time.monotonic() + limit
-        with self._changed:
-            while True:
-                for message in self.messages:
-                    if match(message):
-                        return message
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"no such message from baresip: {self.messages}"
-                    )
-                self._changed.wait(remaining)
-
-    def close(self) -> None:
-        """Close the connection (shutdown first: that wakes the reader's recv)."""
-        try:
-            self.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed by baresip
-        self.socket.close()
-        self._reader.join(10)
-
-
-def _connect(port: int) -> socket.socket | None:
-    try:
-        connection = socket.create_connection(("127.0.0.1", port), timeout=5)
-    except OSError:
-        return None
-    connection.settimeout(None)  # the reader blocks until baresip closes it
-    return connection
-
-
-class Phone:
-    """One baresip process registered as one extension, with its files."""
-
-    def __init__(
-        self,
-        baresip: str,
-        home: Path,
-        number: str,
-        password: str,
-        sip_port: int,
-        source: Path,
-        rtp_first: int,
-        answer: bool,
-        codecs: tuple[str, ...] = ("g711",),
-        extra_modules: tuple[str, ...] = (),
-    ) -> None:
-        """
-        Write its configuration and start it.
-
-        :param codecs: codec modules, in order of preference.
-        :param extra_modules: more modules to load (``mwi``...).
-        """
-        self.number = number
-        self.home = home
-        self.recordings = home / "recordings"
-        self.recordings.mkdir(parents=True)
-        self.control_port = free_port()
-        local = free_port_pair()
-        (home / "config").write_text(
-            "poll_method\t\tepoll\n"
-            f"module_path\t\t{MODULES}\n"
-            f"sip_listen\t\t127.0.0.1:{local}\n"
-            "net_interface\t\t127.0.0.1\n"
-            f"rtp_ports\t\t{rtp_first}-{rtp_first + 19}\n"
-            f"audio_source\t\taufile,{source}\n"
-            # Relative to baresip's working directory: sndfile cuts the
-            # file name at 127 bytes, and a test's temporary path is long.
-            f"snd_path\t\t{self.recordings.name}\n"
-            f"ctrl_tcp_listen\t\t127.0.0.1:{self.control_port}\n"
-            + "".join(f"module\t\t\t{codec}.so\n" for codec in codecs)
-            + "module\t\t\taufile.so\n"
-            "module\t\t\tsndfile.so\n"
-            "module\t\t\tctrl_tcp.so\n"
-            "module\t\t\tmenu.so\n"
-            + "".join(f"module\t\t\t{m}.so\n" for m in extra_modules)
-            + "module_tmp\t\taccount.so\n"
-        )
-        answermode = ";answermode=auto" if answer else ""
-        account = (
-            f"<sip:{number}@127.0.0.1:{sip_port};transport=udp>"
-            f";auth_pass={password};regint=300{answermode}"
-        )
-        # baresip 1.0's mwi module re-subscribes in an endless loop when the
-        # registration succeeds before its start-up timer has fired (that
-        # timer walks the subscription list while appending to it).  Such a
-        # phone starts with no account and gets it once running, which
-        # orders the two.
-        register_later = "mwi" in extra_modules
-        (home / "accounts").write_text("" if register_later else account + "\n")
-        self.log = home / "output.txt"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [baresip, "-f", str(home), "-t", str(SAFETY_QUIT)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=home,
-            )
-        try:
-            self.control = Control(self.control_port, self.process)
-            if register_later:
-                self.control.command("uanew", account)
-        except AssertionError as e:
-            self.process.kill()
-            self.process.wait(30)
-            raise AssertionError(f"{e}\n{self.output()[-3000:]}") from None
-
-    def output(self) -> str:
-        """What baresip printed so far."""
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM (baresip unregisters and closes its files); return the exit status."""
-        self.control.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(LIMIT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(30)
-
-    def heard(self) -> list[int]:
-        """The decoded audio of the one call this phone had."""
-        [path] = self.recordings.glob("dump-*-dec.wav")
-        return read_pcm_wav(path)
 
 
 class BaresipCallTests(SynchronousTestCase):

@@ -2,9 +2,9 @@
 Tests for calls whose INVITE has no SDP (delayed offer, RFC 3261 §13.2.1,
 §13.3.1; RFC 3264 §5), in memory: :mod:`pbx.calls.delayed_offer`.
 
-The PBX is the one of :mod:`test_app_call` (scripted phones, PCMU and PCMA
+The PBX is the one of :mod:`support.app_calls` (scripted phones, PCMU and PCMA
 media services, the echo feature), with a diverter and a fake voicemail
-from :mod:`test_calls_divert` where a test needs them.  The caller's INVITE
+from :mod:`support.divert` where a test needs them.  The caller's INVITE
 carries no body; pbx's 200 carries the offer (its own, or the callee's
 through the relay), and the caller's ACK the answer.
 """
@@ -33,9 +33,10 @@ from pbx.media.sdp import parse_sdp
 from pbx.sip import timers
 from pbx.sip.message import Request, Response
 from pbx.testing import FakeUDPPort
-from test_app_call import CALLER_RTP, TICK, AppCallTestCase, frames, offer
-from test_calls_divert import DivertTestCase
-from test_calls_unit import CALLEE_SDP, RTP_MAX, RTP_MIN, Leg, Phone, audio, hold_sdp
+
+from support.app_calls import CALLER_RTP, TICK, AppCallTestCase, frames, offer
+from support.divert import DivertTestCase
+from support.phones import CALLEE_SDP, RTP_MAX, RTP_MIN, Leg, Phone, audio, hold_sdp
 
 #: The caller's answers to pbx's offer (0 8 101): PCMA with telephone-event, PCMU alone.
 PCMA_ANSWER = offer("8 101", "8 PCMA/8000", "101 telephone-event/8000")
@@ -75,7 +76,7 @@ def confirm_with(
 
 
 class DelayedOfferCase(AppCallTestCase):
-    """The PBX of test_app_call, called with INVITEs that carry no SDP."""
+    """The PBX of support.app_calls, called with INVITEs that carry no SDP."""
 
     def offerless(self, number: str) -> tuple[Request, Leg, Response]:
         """The caller calls ``number`` without SDP (through the 407) and gets 100 and 200."""

@@ -2,7 +2,7 @@
 Tests for :meth:`pbx.calls.controller.CallController.dial`: an application
 answers a caller, dials an extension and bridges the two, in memory.
 
-The PBX is the one of :mod:`test_app_call`; a fake application, the
+The PBX is the one of :mod:`support.app_calls`; a fake application, the
 dialler, dials the number its route names and hangs up when the dial is
 over.  RTP is put straight into the fake sockets of pbx's two endpoints
 (the caller's and the one pbx opened towards the callee), and what they
@@ -29,9 +29,10 @@ from pbx.media.rtp import RTPPacket, parse_rtp
 from pbx.sip import timers
 from pbx.sip.message import Request
 from pbx.testing import FakeUDPPort
-from test_app_call import TICK, AppCallTestCase
-from test_calls_divert import Diverter
-from test_calls_unit import CALLEE_SDP, Leg, Phone, audio, hold_sdp
+
+from support.app_calls import TICK, AppCallTestCase
+from support.divert import Diverter
+from support.phones import CALLEE_SDP, Leg, Phone, audio, hold_sdp
 
 CALLER_RTP = ("192.0.2.11", 4000)
 CALLEE_RTP = ("192.0.2.12", 5000)
@@ -96,7 +97,7 @@ def correlation(received: np.ndarray, sent: np.ndarray, max_lag: int = 10) -> fl
 
 
 class DialTestCase(AppCallTestCase):
-    """The PBX of test_app_call with the dialler on *50 (1002), *51 (1003), *52 (1999) and *53 (1002, 5 s)."""
+    """The PBX of support.app_calls with the dialler on *50 (1002), *51 (1003), *52 (1999) and *53 (1002, 5 s)."""
 
     def setUp(self) -> None:
         """Route the dial numbers and register the dialler."""

@@ -1,6 +1,6 @@
 """
 Unit tests for the signal helpers of the call integration tests
-(``calls_support``): the audio checks there must tell the right signal from
+(``support.calls``): the audio checks there must tell the right signal from
 a wrong one, or a passing audio test would prove nothing.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from calls_support import (
+from support.calls import (
     FRAME,
     RATE,
     best_alignment,

@@ -10,7 +10,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx_daemon import Daemon, free_port, http
+from support.daemon import Daemon, free_port, http
 
 pytestmark = pytest.mark.integration
 

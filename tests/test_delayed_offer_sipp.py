@@ -28,21 +28,20 @@ from typing import Any
 
 import pytest
 
-from test_calls_sipp import (
-    CALLEE,
-    CALLER,
-    LIMIT,
-    SIPpCallCase,
-)
-
-from apps_support import RTPRecorder, apps_config, prompt_seconds
-from calls_support import (
+from support.apps import RTPRecorder, apps_config, prompt_seconds
+from support.calls import (
     RATE,
     tone_share,
     ulaw,
 )
-from pbx_daemon import (
+from support.daemon import (
     wait_until,
+)
+from support.sipp import (
+    CALLEE,
+    CALLER,
+    LIMIT,
+    SIPpCallCase,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,7 +56,7 @@ TONE_ULAW = bytes(
 
 class TonePeer(RTPRecorder):
     """
-    :class:`~apps_support.RTPRecorder` sending a 440 Hz tone instead of
+    :class:`~support.apps.RTPRecorder` sending a 440 Hz tone instead of
     silence, 20 ms packets, to wherever pbx's RTP comes from.
     """
 

@@ -11,7 +11,7 @@ A site plugin (written into the test's directory and named in
 - the application ``connect``, which dials the number in its arguments
   with ``IPBX.dial`` and logs the outcome; ``*60`` routes to it with 1002.
 
-Extension 1002 is a SIPp UAS registered as in ``test_calls_sipp.py``; the
+Extension 1002 is a SIPp UAS registered as in :mod:`support.sipp`; the
 caller, 1001, is a SIPp UAC whose SDP names a port of the test's own
 :class:`RTPRecorder`, which records what pbx sends.  SIPp runs with
 ``-timeout``; everything else is a bounded poll.
@@ -29,10 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_calls_sipp import CALLEE, CALLER, LIMIT, SIPP_RUNS, SIPpCallCase
-
-from apps_support import RTPRecorder, locate, prompt
-from calls_support import (
+from support.apps import RTPRecorder, locate, prompt
+from support.calls import (
     RATE,
     call_config,
     dominant_frequency,
@@ -40,7 +38,7 @@ from calls_support import (
     tone_share,
     ulaw,
 )
-from pbx_daemon import (
+from support.daemon import (
     API,
     Daemon,
     admin_password,
@@ -48,6 +46,7 @@ from pbx_daemon import (
     require_binary,
     strong_password,
 )
+from support.sipp import CALLEE, CALLER, LIMIT, SIPP_RUNS, SIPpCallCase
 
 pytestmark = pytest.mark.integration
 

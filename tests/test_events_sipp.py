@@ -38,7 +38,7 @@ from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.message_summary import parse_message_summary
 from pbx.sip.transaction import new_branch
 
-from pbx_daemon import (
+from support.daemon import (
     Daemon,
     admin_password,
     free_port,

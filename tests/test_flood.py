@@ -29,7 +29,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx_daemon import (
+from support.daemon import (
     Daemon,
     admin_password,
     free_port,

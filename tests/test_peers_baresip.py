@@ -39,7 +39,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx_daemon import (
+from support.daemon import (
     API,
     Daemon,
     admin_password,

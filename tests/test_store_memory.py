@@ -6,7 +6,7 @@ from twisted.trial.unittest import TestCase
 
 from pbx.testing import MemoryStore
 
-from store_suite import StoreSuiteMixin
+from support.store_suite import StoreSuiteMixin
 
 
 class MemoryStoreTests(StoreSuiteMixin, TestCase):

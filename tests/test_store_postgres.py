@@ -24,7 +24,7 @@ from pbx.store import open_store
 from pbx.store.postgres import PostgresStore
 from pbx.store.schema import LATEST_VERSION
 
-from store_suite import StoreSuiteMixin, deferred_test
+from support.store_suite import StoreSuiteMixin, deferred_test
 
 URL = os.environ.get("PBX_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -16,7 +16,7 @@ from pbx.store import StoreURL, StoreURLError, open_store, parse_store_url
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sqlite import SQLiteStore
 
-from store_suite import StoreSuiteMixin, deferred_test
+from support.store_suite import StoreSuiteMixin, deferred_test
 
 
 def _reactor() -> Any:

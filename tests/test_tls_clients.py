@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx_daemon import Daemon, free_port
+from support.daemon import Daemon, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from pbx_daemon import (
+from support.daemon import (
     Daemon,
     admin_password,
     free_port,

@@ -41,12 +41,10 @@ import soxr
 
 from twisted.trial.unittest import SynchronousTestCase
 
-import test_calls_baresip as calls_baresip
-from test_apps_baresip import press
-
-from apps_support import locate, prompt_seconds
-from calls_support import RATE, call_config, free_udp_block, write_pcm_wav
-from pbx_daemon import (
+from support.apps import locate, prompt_seconds
+from support.baresip import Phone, press
+from support.calls import RATE, call_config, free_udp_block, write_pcm_wav
+from support.daemon import (
     API,
     Daemon,
     admin_password,
@@ -145,7 +143,7 @@ class VoicemailEndToEndTests(SynchronousTestCase):
         home.mkdir()
         target = home / source.name
         target.write_bytes(source.read_bytes())
-        phone = calls_baresip.Phone(
+        phone = Phone(
             self.baresip, home / "baresip", number, self.passwords[number], self.sip_port,
             Path("..", source.name), self.phone_rtp[number], answer=False,
             codecs=codecs, extra_modules=("mwi",) if mwi else (),

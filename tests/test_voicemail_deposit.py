@@ -1,7 +1,7 @@
 """
 Tests for :mod:`pbx.apps.voicemail.deposit`: leaving a message.
 
-The caller is scripted (:class:`voicemail_support.Caller`): keys, speech
+The caller is scripted (:class:`support.voicemail.Caller`): keys, speech
 and hang-ups happen when a given prompt starts; what was played is checked
 by prompt id, and the mailbox by its contents.
 """
@@ -29,7 +29,8 @@ from pbx.apps.voicemail.deposit import (
 )
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import HungUp
-from voicemail_support import (
+
+from support.voicemail import (
     TICK,
     Caller,
     FakePBX,

@@ -7,7 +7,7 @@ the file), the ``voicemail`` feature with ``pin_attempts: 2``, ``*97`` to
 ``voicemail-main`` (the caller's own mailbox) and ``security:`` locking out
 after 3 failures for 60 s.  1001 is a SIPp UAC that enters PINs as SIP INFO
 keys (``sipp/uac_voicemail_pin.xml``); its SDP names a port of the test's
-own :class:`~apps_support.RTPRecorder`, so the test hears what the caller
+own :class:`~support.apps.RTPRecorder`, so the test hears what the caller
 heard and finds the prompts in it against the prompt files.
 
 The REST API has no audit endpoint: the audit trail is read from the
@@ -32,11 +32,10 @@ from typing import Any
 
 import pytest
 
-from feature_support import FeatureCallCase, describe, heard_in_order, prompt_end
-from test_calls_sipp import CALLER, LIMIT
-
-from apps_support import MATCH
-from calls_support import RATE
+from support.apps import MATCH
+from support.calls import RATE
+from support.features import FeatureCallCase, describe, heard_in_order, prompt_end
+from support.sipp import CALLER, LIMIT
 
 pytestmark = pytest.mark.integration
 

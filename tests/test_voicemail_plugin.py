@@ -30,7 +30,8 @@ from pbx.records import ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import verify_password
 from pbx.testing import MemoryStore
-from voicemail_support import check, fast_hash, sync_thread, write_wav
+
+from support.voicemail import check, fast_hash, sync_thread, write_wav
 
 T = TypeVar("T")
 NOW = 1_700_000_000.0

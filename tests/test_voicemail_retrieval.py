@@ -1,7 +1,7 @@
 """
 Tests for :mod:`pbx.apps.voicemail.retrieval`: listening to messages.
 
-The caller is scripted (:class:`voicemail_support.Caller`): keys are
+The caller is scripted (:class:`support.voicemail.Caller`): keys are
 pressed when a given prompt starts; what was played is checked by prompt
 id, and the mailbox by its contents.  Dates are read in UTC.
 """
@@ -22,7 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.apps.voicemail.retrieval import Retrieval
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import HungUp
-from voicemail_support import (
+
+from support.voicemail import (
     Caller,
     FakePBX,
     FakeVoicemail,

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pbx_daemon import loopback_config
+from support.daemon import loopback_config
 
 #: Sample rate of every test signal: G.711's.
 RATE = 8000
@@ -44,7 +44,7 @@ def call_config(
     **more: Any,
 ) -> str:
     """
-    :func:`pbx_daemon.loopback_config` (``more`` goes to it) plus an
+    :func:`support.daemon.loopback_config` (``more`` goes to it) plus an
     ``rtp:`` section on 127.0.0.1 with the given port range and, if given,
     a ``calls:`` section.
     """

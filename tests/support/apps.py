@@ -1,7 +1,7 @@
 """
 Helpers for the dialplan application integration tests (``test_apps_*.py``).
 
-- :func:`apps_config`: :func:`calls_support.call_config` plus the ``echo``
+- :func:`apps_config`: :func:`support.calls.call_config` plus the ``echo``
   feature and the ``*43`` / ``*44`` routes of ``etc/pbx.yml``.
 - :func:`prompt`: the samples of one of pbx's prompt files, the reference
   a recording is compared with.
@@ -25,17 +25,17 @@ import threading
 import time
 import wave
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from calls_support import RATE, call_config
+from support.calls import RATE, call_config
+from support.paths import ROOT
 
 #: The English prompts of the source checkout, by sample rate.
-PROMPTS = Path(__file__).resolve().parents[1] / "share" / "prompts" / "en"
+PROMPTS = ROOT / "share" / "prompts" / "en"
 #: Smallest correlation with its file that counts as "this prompt is here".
 #: The prompt itself matches at r above 0.99 after G.711; other prompts of
 #: the same synthetic voice reach 0.7 in places (a short "two" inside
@@ -48,7 +48,7 @@ DIALPLAN = [{"match": "*43", "app": "echo"}, {"match": "*44", "app": "readback"}
 
 
 def apps_config(**kwargs: Any) -> str:
-    """:func:`calls_support.call_config` (``kwargs`` go to it) with ``features: {echo: {}}`` and :data:`DIALPLAN`."""
+    """:func:`support.calls.call_config` (``kwargs`` go to it) with ``features: {echo: {}}`` and :data:`DIALPLAN`."""
     config = json.loads(call_config(**kwargs))
     config["features"] = {"echo": {}}
     config["dialplan"] = DIALPLAN

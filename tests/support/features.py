@@ -2,12 +2,12 @@
 Helpers for the integration tests of pbx's features (the attendant, voicemail
 retrieval) with the real daemon and SIPp phones.
 
-:class:`FeatureCallCase` is :class:`test_calls_sipp.SIPpCallCase` with a
+:class:`FeatureCallCase` is :class:`support.sipp.SIPpCallCase` with a
 configuration of the test's own (:meth:`FeatureCallCase.configure` adds the
 feature, its dialplan routes and ``security:``), and:
 
 - :meth:`FeatureCallCase.dial`: one call from 1001 with a UAC scenario whose
-  SDP names a port of an :class:`~apps_support.RTPRecorder` (what pbx sends
+  SDP names a port of an :class:`~support.apps.RTPRecorder` (what pbx sends
   is recorded there) and whose keys come from the injection file's fields
   3 onwards (one SIP INFO each);
 - :meth:`FeatureCallCase.audit`: the audit trail, read from the daemon's
@@ -27,11 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from test_calls_sipp import CALLER, LIMIT, SIPP_RUNS, SIPpCallCase
-
-from apps_support import RTPRecorder, frames, locate, prompt
-from calls_support import RATE, call_config, free_udp_block
-from pbx_daemon import (
+from support.apps import RTPRecorder, frames, locate, prompt
+from support.calls import RATE, call_config, free_udp_block
+from support.daemon import (
     API,
     Daemon,
     admin_password,
@@ -39,6 +37,7 @@ from pbx_daemon import (
     require_binary,
     strong_password,
 )
+from support.sipp import CALLER, LIMIT, SIPP_RUNS, SIPpCallCase
 
 __all__ = [
     "FeatureCallCase",
