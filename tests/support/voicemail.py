@@ -1,6 +1,6 @@
 """
-Helpers for the voicemail call-flow tests (``test_voicemail_deposit.py``,
-``test_voicemail_retrieval.py``).
+Helpers for the voicemail call-flow tests (``unit/features/voicemail/``:
+``test_deposit.py``, ``test_retrieval.py``).
 
 - :class:`Caller`: a :class:`Channel` on a :class:`task.Clock` driven one
   20 ms tick at a time, with a scripted caller: when a prompt (or a WAV

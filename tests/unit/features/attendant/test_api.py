@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -34,6 +33,7 @@ from pbx.service import StartupError
 from pbx.testing import MemoryStore
 
 from support.attendant_fakes import FakePBX, ScriptedChannel
+from support.paths import ROOT
 
 ADMIN_PW = "Adm1n-secret-pass"
 CONFIG = """
@@ -319,7 +319,7 @@ class ShippedConfigTests(SynchronousTestCase):
 
     def test_example_is_valid(self) -> None:
         """etc/pbx.yml enables the attendant with a valid menu main and routes *50 to it."""
-        path = Path(__file__).resolve().parents[1] / "etc" / "pbx.yml"
+        path = ROOT / "etc" / "pbx.yml"
         config = parse_config(path.read_text(), str(path), {})
         options = attendant.parse_options({k: v for k, v in config.features["attendant"].items() if k != "enabled"})
         self.assertIn("main", options.menus)

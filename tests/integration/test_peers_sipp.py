@@ -33,10 +33,11 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.paths import SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = Path(__file__).parent / "sipp" / "register_auth.xml"
+SCENARIO = SCENARIOS / "register_auth.xml"
 EXTENSIONS = [str(n) for n in range(2000, 3000)]
 #: Calls per second, and most calls in progress at once.
 RATE = 500

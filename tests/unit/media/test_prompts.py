@@ -22,7 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.media.prompts import PromptLibrary, PromptNotFound, default_prompt_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import ROOT
+
 PROMPTS = ROOT / "share" / "prompts"
 LANG = PROMPTS / "en"
 SCRIPT = ROOT / "scripts" / "render_prompts.py"

@@ -53,6 +53,7 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.paths import SCENARIOS
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ SENTENCE = "Hello. Please call me back about the invoice tomorrow morning."
 LIMIT = 30.0
 RELAY_PORTS = 40
 #: What pbx says before the beep for an unrecorded mailbox (vm/unavailable, the digits, ...).
-WATCH = Path(__file__).parent / "sipp" / "uac_mwi_watch.xml"
+WATCH = SCENARIOS / "uac_mwi_watch.xml"
 GREETING = ("vm/unavailable", "digits/1", "digits/0", "digits/0", "digits/2",
             "vm/is-unavailable", "vm/leave-message", "general/beep")
 

@@ -12,9 +12,9 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-pytestmark = pytest.mark.packaging
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.packaging
 
 
 class WheelTests(SynchronousTestCase):

@@ -5,7 +5,6 @@ them back, rejecting malformed ones, IPv6 (RFC 5118) and hold detection.
 
 from __future__ import annotations
 
-from pathlib import Path
 from unittest import SkipTest
 
 from hypothesis import given, settings
@@ -28,7 +27,9 @@ from pbx.media.sdp import (
     parse_sdp,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from support.paths import ROOT
+
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
 RFC5118 = CONFORMANCE / "rfc5118"
 BOUNDED = settings(max_examples=300, deadline=None)
 

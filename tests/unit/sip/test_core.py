@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -17,7 +16,9 @@ from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from support.paths import ROOT
+
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
 
 SOURCE = ("203.0.113.9", 40000)
 SOURCE_PEER = Peer("udp", *SOURCE)

@@ -8,7 +8,6 @@ choice to the implementation ("either"), the test pins the choice we made.
 
 from __future__ import annotations
 
-from pathlib import Path
 from unittest import SkipTest
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,7 +22,9 @@ from pbx.sip.message import (
 )
 from pbx.sip.uri import parse_uri, unescape
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from support.paths import ROOT
+
+CONFORMANCE = ROOT.parent / "shared" / "conformance"
 RFC4475 = CONFORMANCE / "rfc4475"
 RFC5118 = CONFORMANCE / "rfc5118"
 KNOWN_METHODS = {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE",

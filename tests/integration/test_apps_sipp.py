@@ -38,10 +38,10 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.paths import SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-SCENARIOS = Path(__file__).parent / "sipp"
 CALLER, READBACK = "1001", "*44"
 DIGITS = "471"
 RELAY_PORTS = 20

@@ -46,10 +46,11 @@ from support.daemon import (
     require_binary,
     strong_password,
 )
+from support.paths import SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = Path(__file__).parent / "sipp" / "uac_subscribe_mwi.xml"
+SCENARIO = SCENARIOS / "uac_subscribe_mwi.xml"
 DOMAIN = "pbx.test"
 
 MAILBOX_PLUGIN = '''
