@@ -1,15 +1,11 @@
-"""Voice prompts: the shipped files, the say helpers, lookup and regeneration."""
+"""Voice prompts: the shipped files, the say helpers and lookup."""
 
 from __future__ import annotations
 
 import array
 import configparser
 import glob
-import hashlib
-import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import wave
@@ -23,11 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.media.prompts import PromptLibrary, PromptNotFound, default_prompt_dir
 
 from support.paths import ROOT
+from support.prompt_files import LANG, PROMPTS, RATES, load_manifest, sha256
 
-PROMPTS = ROOT / "share" / "prompts"
-LANG = PROMPTS / "en"
-SCRIPT = ROOT / "scripts" / "render_prompts.py"
-RATES = (8000, 16000)
 # -3 dBFS is the normalisation target; allow a little either side.
 PEAK_MIN = round(32768 * 10 ** (-4 / 20))
 PEAK_MAX = round(32768 * 10 ** (-2 / 20))
@@ -43,20 +36,6 @@ def load_catalogue() -> dict[str, str]:
         pid: value if isinstance(value, str) else value["text"]
         for pid, value in prompts.items()
     }
-
-
-def load_manifest() -> dict:
-    """
-    Read the shipped manifest.
-    """
-    return json.loads((LANG / "manifest.json").read_text(encoding="utf-8"))
-
-
-def sha256(path: Path) -> str:
-    """
-    Hash a file.
-    """
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_wav(path: Path) -> tuple[int, int, int, array.array]:
@@ -430,43 +409,3 @@ class PromptLibraryTests(SynchronousTestCase):
             self.assertTrue(Path(library.path("vm/goodbye", rate)).is_file())
 
 
-class RegenerationTests(SynchronousTestCase):
-    """
-    scripts/render_prompts.py reproduces the shipped files.
-    """
-
-    def test_rerender_matches_manifest(self) -> None:
-        """Re-rendering two prompts into a temporary directory gives the manifest's bytes."""
-        if not SCRIPT.is_file():
-            raise self.skipTest("not running from a source checkout")
-        missing = [t for t in ("flite", "sox") if shutil.which(t) is None]
-        if missing and not os.environ.get("CI"):
-            raise self.skipTest(
-                f"{' and '.join(missing)} not installed (apt-get install flite sox)"
-            )
-        self.assertEqual(
-            missing, [], "CI must have flite and sox (bootstrap.sh installs them)"
-        )
-        manifest = load_manifest()
-        out = Path(tempfile.mkdtemp(prefix="pbx-render-test-"))
-        self.addCleanup(shutil.rmtree, out)
-        ids = ["digits/7", "vm/goodbye"]
-        done = subprocess.run(
-            [sys.executable, str(SCRIPT), "--out", str(out), "--only", *ids],
-            capture_output=True,
-            text=True,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        rendered = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        if rendered["generator"] != manifest["generator"]:
-            raise self.skipTest(
-                f"tool versions differ from the shipped set's: "
-                f"{rendered['generator']} != {manifest['generator']}"
-            )
-        self.assertEqual(sorted(rendered["prompts"]), ids)
-        for pid in ids:
-            for rate in RATES:
-                self.assertEqual(
-                    (pid, rate, sha256(out / str(rate) / f"{pid}.wav")),
-                    (pid, rate, manifest["prompts"][pid]["sha256"][str(rate)]),
-                )
