@@ -4,9 +4,10 @@ One conference's media: N channels joined to one :class:`~pbx.media.mixer.Mixer`
 A :class:`Mix` has no timer of its own.  Its members are channels, and
 every channel already ticks on the shared 20 ms media clock
 (:mod:`pbx.media.media_clock`), one after another.  On its tick a joined
-channel :meth:`~Member.put` s the caller's decoded frame (resampled to the
-mix's rate) and :meth:`~Member.take` s the frame it sends (what everyone
-else said, resampled back to its own rate).
+channel puts the caller's decoded frame into the mix (:meth:`Member.put`,
+resampled to the mix's rate) and takes the frame it sends
+(:meth:`Member.take`: what everyone else said, resampled back to its own
+rate).
 
 The mix is computed once per round, not once per member: a member that
 asks for its frame and has already been served since the last computation
@@ -16,7 +17,10 @@ round costs one :meth:`Mixer.mix` whatever the number of members, and as
 long as every member ticks once per ptime each one hears each other's
 frame exactly once, at most one tick late.  Members that stop ticking (a
 channel whose prompt has priority, a phone gone quiet) neither stall the
-rounds nor get a frame twice.
+rounds nor get a frame twice.  When the reactor runs late the endpoint
+ticks a channel several times in a row; each of those ticks is then a
+round of its own, so what the others said in the late ticks is lost (a
+short dropout) rather than repeated.
 
 Pure media: nothing here knows about RTP, SIP or Twisted; the channel
 (:meth:`pbx.media.channel.Channel.join`) is the only caller of
