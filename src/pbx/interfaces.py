@@ -410,3 +410,123 @@ class IDecoder(Interface):
         Audio for a lost frame of ``samples`` samples (packet loss
         concealment; silence is acceptable for codecs without PLC).
         """
+
+
+class IChannel(Interface):
+    """
+    The media side of one answered call leg, as an application drives it.
+
+    Every operation that waits returns a Deferred, so an application is an
+    ``async def`` that reads top to bottom.  One that waits on a channel
+    whose call has ended fails with :class:`pbx.media.channel.HungUp`.
+    """
+
+    caller = Attribute(
+        "Who called: the authenticated extension, or the From user of a public"
+        " caller (``\"\"`` when unknown)."
+    )
+    caller_name = Attribute("The caller's display name, or ``\"\"``.")
+    callee = Attribute("The number dialled.")
+    hung_up = Attribute("Whether the call has ended (either side hung up).")
+    prompts = Attribute(
+        "The :class:`pbx.media.prompts.PromptLibrary` prompt ids are found in;"
+        " its ``say_digits`` and friends turn numbers into prompt ids."
+    )
+    mix = Attribute(
+        "The N-party mix (:class:`pbx.media.mix.Mix`) this channel has joined,"
+        " or None."
+    )
+
+    def answer():  # type: ignore[no-untyped-def]
+        """
+        Answer the call (the signalling side has done so before the
+        application runs).
+
+        :returns: a Deferred firing with None.
+        """
+
+    def play(items, interrupt=""):  # type: ignore[no-untyped-def]
+        """
+        Play prompts (ids) or WAV files (paths ending in ``.wav``) in order.
+
+        :param items: the prompt ids and paths.
+        :param interrupt: digits that stop playback.
+        :returns: a Deferred firing with the interrupting digit, or None once
+            the last frame went out.
+        :raises RuntimeError: if something is playing already.
+        """
+
+    def tone(kind, seconds):  # type: ignore[no-untyped-def]
+        """
+        Play a call-progress tone.
+
+        :param kind: ``"ringback"``, ``"busy"``, ``"congestion"``, ``"beep"``
+            or ``"dial"``.
+        :param seconds: how long.
+        :returns: a Deferred firing with None once it has played.
+        """
+
+    def stop_playing():  # type: ignore[no-untyped-def]
+        """Cut off the prompt or tone playing now; its Deferred fires with None."""
+
+    def collect_digits(max_digits=1, timeout=5.0, terminator="#"):  # type: ignore[no-untyped-def]
+        """
+        Collect the caller's keys (RFC 4733 events, SIP INFO or in-band tones).
+
+        :param max_digits: stop after this many.
+        :param timeout: stop after this many seconds without a key.
+        :param terminator: a key that stops early (not included), or ``""``.
+        :returns: a Deferred firing with the digits (``""`` on timeout).
+        """
+
+    def record(path, writer, *, max_seconds=120, silence_timeout=5.0, stop_digits="#", beep=True):  # type: ignore[no-untyped-def]  # noqa: E501
+        """
+        Record the caller to a WAV file.
+
+        :param path: the file to make.
+        :param writer: ``writer(path, rate)`` makes the
+            :class:`pbx.media.wav.WavWriter` the frames go to.
+        :param max_seconds: the longest recording.
+        :param silence_timeout: stop after this many seconds of silence.
+        :param stop_digits: keys that stop the recording.
+        :param beep: play a beep first.
+        :returns: a Deferred firing with a :class:`pbx.media.channel.Recording`.
+        """
+
+    def echo(on=True):  # type: ignore[no-untyped-def]
+        """Send the caller's own audio back (the echo test), or stop doing so."""
+
+    def bridge(other):  # type: ignore[no-untyped-def]
+        """
+        Connect this channel's media to ``other``'s, both ways, whatever
+        their codecs.  Either channel in a mix leaves it first.
+
+        :param other: another :class:`IChannel`.
+        """
+
+    def unbridge():  # type: ignore[no-untyped-def]
+        """Undo :meth:`bridge` on both channels."""
+
+    def join(mix):  # type: ignore[no-untyped-def]
+        """
+        Join an N-party mix: from the next tick the caller's audio goes into
+        it and the caller hears everyone else in it.  A prompt or tone
+        played meanwhile is heard instead of the mix.  A bridged channel is
+        unbridged first; a channel in another mix leaves that one.
+
+        :param mix: the :class:`pbx.media.mix.Mix`.
+        :raises pbx.media.channel.HungUp: if the call has ended.
+        """
+
+    def leave():  # type: ignore[no-untyped-def]
+        """Leave the mix joined, if any (hanging up leaves it too)."""
+
+    def hangup(cause="normal"):  # type: ignore[no-untyped-def]
+        """
+        End the call from our side.
+
+        :returns: a Deferred firing with None.
+        """
+
+    def wait_for_hangup():  # type: ignore[no-untyped-def]
+        """:returns: a Deferred firing with None once the call has ended."""

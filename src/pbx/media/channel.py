@@ -5,8 +5,9 @@ application as a coroutine.
 Every ptime (20 ms) the endpoint's playout timer hands the channel one
 frame of the caller's audio: it is decoded (or concealed when lost),
 searched for in-band DTMF, written to a recording, passed to a bridged
-channel or echoed; then one frame of whatever is playing (a prompt, a tone,
-the echo, silence) is encoded and sent.  Every method an application calls
+channel or put into a mix (:mod:`pbx.media.mix`), or echoed; then one frame
+of whatever is playing (a prompt, a tone, the other side, the mix, the echo,
+silence) is encoded and sent.  Every method an application calls
 returns a Deferred, so an application reads top to bottom::
 
     async def run(channel, args):
@@ -22,16 +23,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from attrs import define, field, frozen
+
+from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from pbx.interfaces import ICodec
+from pbx.interfaces import IChannel, ICodec
 from pbx.media.arrival_order import ArrivalOrder, Gap
 from pbx.media.dtmf import DigitEvent, DigitStream, RFC4733Receiver
 from pbx.media.goertzel import GoertzelDetector
@@ -39,6 +42,9 @@ from pbx.media.jitter import Frame, Lost
 from pbx.media.prompts import PromptLibrary
 from pbx.media.rtp import RTPPacket
 from pbx.media.wav import WavWriter, load_wav
+
+if TYPE_CHECKING:
+    from pbx.media.mix import Member, Mix
 
 #: (frequencies in Hz, on seconds, off seconds) of the call-progress tones
 #: (North American precise tones, ITU-T E.180 style cadences).
@@ -88,6 +94,7 @@ def tone_samples(kind: str, seconds: float, rate: int) -> np.ndarray:
     return (wave * 0.25 * 32767).astype(np.int16)
 
 
+@implementer(IChannel)
 @define(eq=False)
 class Channel:
     """
@@ -131,6 +138,8 @@ class Channel:
     _bridge: Channel | None = None
     #: Converts the bridged channel's audio to our rate when the codecs' rates differ.
     _from_bridge: Any = None
+    #: Our place in the N-party mix joined (:meth:`join`), or None.
+    _member: Member | None = None
     _last_in: np.ndarray | None = None
     _recorder: dict[str, Any] | None = None
     answered: bool = False
@@ -193,6 +202,8 @@ class Channel:
 
     def _inbound(self, pcm: np.ndarray) -> None:
         self._last_in = pcm
+        if self._member is not None:
+            self._member.put(pcm)
         if "inband" in self.digits.preference:
             now = self.clock.seconds()
             for event in self._detector.feed(pcm):
@@ -228,6 +239,8 @@ class Channel:
             frame = self._bridge._last_in
             if frame is not None and self._from_bridge is not None:
                 frame = self._from_bridge(frame)
+        elif self._member is not None:
+            frame = self._member.take()
         elif self._echo and pcm_in is not None:
             frame = pcm_in
         if frame is None or self.endpoint is None:
@@ -349,7 +362,12 @@ class Channel:
         self._echo = on
 
     def bridge(self, other: Channel) -> None:
-        """Connect this channel's media to another's, both ways (decoded, so any codecs)."""
+        """
+        Connect this channel's media to another's, both ways (decoded, so any
+        codecs); either one in a mix leaves it.
+        """
+        self.leave()
+        other.leave()
         self._bridge, other._bridge = other, self
         self._from_bridge = _resampler(other.rate, self.rate)
         other._from_bridge = _resampler(self.rate, other.rate)
@@ -359,6 +377,33 @@ class Channel:
         other, self._bridge, self._from_bridge = self._bridge, None, None
         if other is not None and other._bridge is self:
             other._bridge, other._from_bridge = None, None
+
+    @property
+    def mix(self) -> Mix | None:
+        """The N-party mix joined (:meth:`join`), or None."""
+        return None if self._member is None else self._member.mix
+
+    def join(self, mix: Mix) -> None:
+        """
+        Join an N-party mix: the caller's audio goes into it and the caller
+        hears everyone else in it, unless a prompt or tone plays (the prompt
+        is heard; the caller is still mixed).  Unbridges a bridged channel;
+        leaves another mix.
+
+        :raises HungUp: if the call has ended.
+        """
+        self._check()
+        if self.mix is mix:
+            return
+        self.unbridge()
+        self.leave()
+        self._member = mix.add(self, self.rate)
+
+    def leave(self) -> None:
+        """Leave the mix joined, if any; the caller hears silence (or what plays) again."""
+        member, self._member = self._member, None
+        if member is not None:
+            member.remove()
 
     def stop_playing(self) -> None:
         """Cut off the prompt or tone playing now; its Deferred fires with None."""
@@ -502,6 +547,7 @@ class Channel:
         self._out.clear()
         # A bridged channel must not repeat our last frame (see tick).
         self._last_in = None
+        self.leave()
         if self._recorder is not None:
             self._stop_recording("hangup")
         if self._playing is not None:

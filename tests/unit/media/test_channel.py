@@ -24,7 +24,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.interfaces import ICodec, IDecoder
+from pbx.interfaces import IChannel, ICodec, IDecoder
 from pbx.media.channel import TONES, Channel, HungUp, Recording, channel_callbacks
 from pbx.media.codecs import PCMA, PCMU
 from pbx.media.dtmf import DigitEvent, RFC4733Sender, call_digits
@@ -280,6 +280,14 @@ class ChannelTestCase(SynchronousTestCase):
                     packet.marker,
                 )
             )
+
+
+class ContractTests(ChannelTestCase):
+    """The channel is what applications are promised."""
+
+    def test_provides_ichannel(self) -> None:
+        """A channel provides IChannel, every operation and attribute of it."""
+        self.assertTrue(verifyObject(IChannel, self.channel))
 
 
 # -- prompts ----------------------------------------------------------------------

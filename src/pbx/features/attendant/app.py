@@ -53,8 +53,8 @@ from pbx.features.attendant.menus import (
 )
 from pbx.features.attendant.options import MenuSet, route_target
 from pbx.features.voicemail.interfaces import IGreetings
-from pbx.interfaces import IPBX, IDialplanApplication
-from pbx.media.channel import Channel, HungUp
+from pbx.interfaces import IPBX, IChannel, IDialplanApplication
+from pbx.media.channel import HungUp
 
 #: Every key a caller can press.
 KEYS = "0123456789*#"
@@ -96,11 +96,11 @@ class Attendant:
         self.pbx = pbx
         self._menus = menus
 
-    def run(self, channel: Channel, args: Any) -> Deferred[None]:
+    def run(self, channel: IChannel, args: Any) -> Deferred[None]:
         """Play the route's menu (or its schedule's) until the call is handed on or ends."""
         return Deferred.fromCoroutine(self._run(channel, args))
 
-    async def _run(self, channel: Channel, args: Any) -> None:
+    async def _run(self, channel: IChannel, args: Any) -> None:
         await channel.answer()
         call = _Call(self.pbx, channel, await self._menus())
         try:
@@ -116,7 +116,7 @@ class _Call:
     """One caller's way through the menus."""
 
     pbx: IPBX
-    channel: Channel
+    channel: IChannel
     menu_set: MenuSet
     failures: int = 0
     _directory: list[Entry] | None = None

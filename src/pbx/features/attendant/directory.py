@@ -24,7 +24,7 @@ from attrs import define, frozen
 
 from twisted.logger import Logger
 
-from pbx.media.channel import Channel
+from pbx.interfaces import IChannel
 
 _LETTERS = {"2": "ABC", "3": "DEF", "4": "GHI", "5": "JKL", "6": "MNO", "7": "PQRS", "8": "TUV", "9": "WXYZ"}
 _KEY_OF = {letter: key for key, letters in _LETTERS.items() for letter in letters}
@@ -95,7 +95,7 @@ class DialByName:
         giving up.
     """
 
-    channel: Channel
+    channel: IChannel
     entries: list[Entry]
     name_items: Callable[[Entry], Awaitable[list[str]]]
     play: Callable[[list[str], str], Awaitable[str | None]]

@@ -10,8 +10,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from pbx.interfaces import IDialplanApplication
-from pbx.media.channel import Channel
+from pbx.interfaces import IChannel, IDialplanApplication
 
 
 @implementer(IDialplanApplication)
@@ -20,7 +19,7 @@ class EchoTest:
 
     name = "echo"
 
-    async def run(self, channel: Channel, args: Any) -> None:
+    async def run(self, channel: IChannel, args: Any) -> None:
         """Echo until the caller hangs up."""
         await channel.answer()
         await channel.play(["echo/intro"])
@@ -34,7 +33,7 @@ class DigitReadback:
 
     name = "readback"
 
-    async def run(self, channel: Channel, args: Any) -> None:
+    async def run(self, channel: IChannel, args: Any) -> None:
         """Collect digits (ended by # or a pause) and say them, until hang-up."""
         await channel.answer()
         timeout = float((args or {}).get("timeout", 3))

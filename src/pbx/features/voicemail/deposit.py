@@ -46,8 +46,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from pbx.interfaces import IPBX, IDialplanApplication
-from pbx.media.channel import Channel, Recording, frame_level
+from pbx.interfaces import IPBX, IChannel, IDialplanApplication
+from pbx.media.channel import Recording, frame_level
 from pbx.media.wav import WavWriter
 
 __all__ = [
@@ -227,7 +227,7 @@ class SpeechTake:
         return d
 
 
-async def record_speech(channel: Channel, path: str, writer: WriterFactory, *, options: Any,
+async def record_speech(channel: IChannel, path: str, writer: WriterFactory, *, options: Any,
                         stop_digits: str = "#") -> tuple[Recording, float]:
     """
     Beep, then record the caller into ``path`` through a :class:`SpeechTake`.
@@ -287,7 +287,7 @@ class Deposit:
         self.on_deposit = on_deposit
         self.writer = writer if writer is not None else wav_writer(pbx)
 
-    async def run(self, channel: Channel, args: Any) -> None:
+    async def run(self, channel: IChannel, args: Any) -> None:
         """Greet, record, deliver, say goodbye and hang up."""
         args = args or {}
         mailbox = str(args.get("mailbox") or channel.callee)
@@ -332,7 +332,7 @@ class Deposit:
             await channel.play(["vm/not-recorded", "vm/goodbye"])
         await channel.hangup()
 
-    def greeting(self, channel: Channel, mailbox: str, reason: str) -> list[str]:
+    def greeting(self, channel: IChannel, mailbox: str, reason: str) -> list[str]:
         """
         What the caller hears first: the mailbox's own busy (for ``busy``)
         or unavailable greeting when recorded, else the standard one with
@@ -347,7 +347,7 @@ class Deposit:
         return ["vm/unavailable", *who, "vm/is-busy" if busy else "vm/is-unavailable",
                 "vm/leave-message"]
 
-    async def _operator(self, channel: Channel, operator: str, first: list[str]) -> str:
+    async def _operator(self, channel: IChannel, operator: str, first: list[str]) -> str:
         """Put the caller through to the operator; the outcome of the attempt."""
         await channel.play([*first, "general/please-hold"])
         self.log.info("voicemail: {caller} to the operator {operator}",

@@ -52,8 +52,8 @@ from pbx.features.voicemail.deposit import (
     record_speech,
     wav_writer,
 )
-from pbx.interfaces import IPBX, IDialplanApplication
-from pbx.media.channel import Channel, HungUp
+from pbx.interfaces import IPBX, IChannel, IDialplanApplication
+from pbx.media.channel import HungUp
 
 __all__ = ["KEYS", "MAX_PIN_DIGITS", "TRIES", "Retrieval", "ask", "choose"]
 
@@ -75,7 +75,7 @@ MESSAGE_KEYS = "23456789*"
 _DIALLABLE = re.compile(r"[0-9]{1,20}")
 
 
-async def ask(channel: Channel, prompts: list[str], max_digits: int,
+async def ask(channel: IChannel, prompts: list[str], max_digits: int,
               timeout: float = ENTRY_TIMEOUT) -> str:
     """
     Play ``prompts`` and collect a number ended by ``#``.
@@ -93,7 +93,7 @@ async def ask(channel: Channel, prompts: list[str], max_digits: int,
     return digits
 
 
-async def choose(channel: Channel, prompts: list[str], choices: str,
+async def choose(channel: IChannel, prompts: list[str], choices: str,
                  pressed: str | None = None) -> str | None:
     """
     A menu: play ``prompts`` until a key of ``choices`` is pressed.
@@ -153,7 +153,7 @@ class Retrieval:
         self.writer = writer if writer is not None else wav_writer(pbx)
         self.tz = tz
 
-    async def run(self, channel: Channel, args: Any) -> None:
+    async def run(self, channel: IChannel, args: Any) -> None:
         """Log the caller in and run the main menu until goodbye or hang-up."""
         args = args or {}
         await channel.answer()
@@ -161,7 +161,7 @@ class Retrieval:
         if mailbox is not None:
             await _Session(self, channel, mailbox).main()
 
-    async def login(self, channel: Channel, ask_mailbox: bool) -> str | None:
+    async def login(self, channel: IChannel, ask_mailbox: bool) -> str | None:
         """
         Ask for the mailbox (when needed) and the PIN.
 
@@ -200,7 +200,7 @@ class Retrieval:
             await channel.play(["vm/password-incorrect"])
 
 
-async def _goodbye(channel: Channel) -> None:
+async def _goodbye(channel: IChannel) -> None:
     await channel.play(["vm/goodbye"])
     await channel.hangup()
 
@@ -208,7 +208,7 @@ async def _goodbye(channel: Channel) -> None:
 class _Session:
     """One logged-in call: the menus of one mailbox."""
 
-    def __init__(self, app: Retrieval, channel: Channel, mailbox: str) -> None:
+    def __init__(self, app: Retrieval, channel: IChannel, mailbox: str) -> None:
         self.app = app
         self.voicemail = app.voicemail
         self.channel = channel
