@@ -44,7 +44,7 @@ DOMAIN = "bench.test"
 START_LIMIT_S = 180.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-#: twistd run by this interpreter, as tests/pbx_daemon.py does.
+#: twistd run by this interpreter, as tests/support/daemon.py does.
 TWISTD = [
     sys.executable,
     "-c",

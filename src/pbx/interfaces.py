@@ -262,7 +262,7 @@ class IStore(Interface):
     Persistent state of the PBX.
 
     Every method returns a Deferred; no backend blocks the reactor.  The same
-    test suite (``tests/store_suite.py``) runs against every backend.
+    test suite (``tests/support/store_suite.py``) runs against every backend.
     """
 
     def migrate():  # type: ignore[no-untyped-def]
