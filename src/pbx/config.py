@@ -139,7 +139,8 @@ class ExtensionConfig:
     number: str
     name: str = ""
     password: str = field(repr=False, default="")
-    voicemail_pin: str = field(repr=False, default="")
+    #: The user's PIN (voicemail on a phone, the API's user login).
+    pin: str = field(repr=False, default="")
     email: str = ""
 
 
@@ -494,15 +495,19 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
         if isinstance(number, bool) or not _EXTENSION_NUMBER.fullmatch(str(number)):
             raise ConfigError(key, "an extension number is 2-10 digits")
         number = str(number)
-        e = _mapping(value, key, {"name", "password", "voicemail_pin", "email"})
+        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "email"})
         password = _str(e.get("password"), f"{key}.password")
         if password:
             problem = password_problem(password, username=number)
             if problem:
                 raise ConfigError(f"{key}.password", f"too weak: {problem}")
-        pin = _str(e.get("voicemail_pin"), f"{key}.voicemail_pin")
+        # ``voicemail_pin`` is the older name of ``pin``; either may be given.
+        if "pin" in e and "voicemail_pin" in e:
+            raise ConfigError(f"{key}.pin", "give pin or voicemail_pin (its older name), not both")
+        pin_key = "pin" if "pin" in e else "voicemail_pin"
+        pin = _str(e.get(pin_key), f"{key}.{pin_key}")
         if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
-            raise ConfigError(f"{key}.voicemail_pin", "must be 4-12 digits")
+            raise ConfigError(f"{key}.{pin_key}", "must be 4-12 digits")
         email = _str(e.get("email"), f"{key}.email")
         if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
             raise ConfigError(f"{key}.email", f"{email!r} is not an email address")

@@ -63,7 +63,7 @@ def extension_record(
 def config_fingerprint(secret: bytes, ext: ExtensionConfig, realm: str) -> str:
     """A keyed digest of one extension's config entry, to skip unchanged ones."""
     entry = json.dumps(
-        [ext.number, ext.name, ext.password, ext.voicemail_pin, ext.email, realm]
+        [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
     ).encode()
     return hmac.new(secret, entry, hashlib.sha256).hexdigest()
 
@@ -97,8 +97,8 @@ async def sync_extension(
         password = generate_password()
         announce(ext.number, password)
     pin_hash = ""
-    if ext.voicemail_pin:
-        pin_hash = str(await _maybe_deferred(pin_hasher(ext.voicemail_pin)))
+    if ext.pin:
+        pin_hash = str(await _maybe_deferred(pin_hasher(ext.pin)))
     record = extension_record(
         ext.number,
         realm,

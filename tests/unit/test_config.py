@@ -59,7 +59,7 @@ class ConfigLoadTests(SynchronousTestCase):
         self.assertEqual(c.api.admins[0].password, "Switchb0ard-long-key")
         self.assertEqual(c.database, "sqlite:///var/lib/pbx/pbx.db")
         self.assertEqual([e.number for e in c.extensions], ["1001", "1002"])
-        self.assertEqual(c.extensions[0].voicemail_pin, "4321")
+        self.assertEqual(c.extensions[0].pin, "4321")
         self.assertEqual(c.features["voicemail"], {"enabled": True})
 
     def test_frozen(self) -> None:
@@ -171,6 +171,14 @@ class ConfigErrorTests(SynchronousTestCase):
         """A voicemail PIN must be 4-12 digits."""
         key, _ = problem('extensions:\n  "1001": {voicemail_pin: "12"}\n')
         self.assertEqual(key, "extensions.1001.voicemail_pin")
+
+    def test_pin(self) -> None:
+        """``pin`` is the PIN's core name; ``voicemail_pin`` its older one; giving both is an error."""
+        key, _ = problem('extensions:\n  "1001": {pin: "12"}\n')
+        self.assertEqual(key, "extensions.1001.pin")
+        key, message = problem('extensions:\n  "1001": {pin: "1234", voicemail_pin: "1234"}\n')
+        self.assertEqual(key, "extensions.1001.pin")
+        self.assertIn("not both", message)
 
     def test_bad_database(self) -> None:
         """Only sqlite:// and postgresql:// databases are known."""

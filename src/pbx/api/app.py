@@ -225,6 +225,7 @@ class PBXApi:
             "enabled": record.enabled,
             "source": record.source,
             "has_password": bool(record.ha1_md5),
+            "has_pin": bool(record.pin_hash),
             "has_voicemail_pin": bool(record.pin_hash),
             "dnd": record.dnd,
             "forward_always": record.forward_always,
@@ -254,13 +255,13 @@ class PBXApi:
         return record
 
     def _fields(self, body: dict[str, Any], number: str, *, creating: bool) -> dict[str, Any]:
-        allowed = {"name", "email", "password", "voicemail_pin", "enabled", "dnd", "caller_id", *_FORWARDS}
+        allowed = {"name", "email", "password", "pin", "voicemail_pin", "enabled", "dnd", "caller_id", *_FORWARDS}
         if creating:
             allowed.add("number")
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise APIError(422, f"unknown field: {unknown[0]}")
-        for name in ("name", "email", "password", "voicemail_pin", "caller_id", *_FORWARDS):
+        for name in ("name", "email", "password", "pin", "voicemail_pin", "caller_id", *_FORWARDS):
             if name in body and not isinstance(body[name], str):
                 raise APIError(422, f"{name} must be a string")
         for name in ("enabled", "dnd"):
@@ -282,9 +283,14 @@ class PBXApi:
             problem = password_problem(body["password"], username=number)
             if problem:
                 raise APIError(422, f"password too weak: {problem}")
-        pin = body.get("voicemail_pin")
+        if "pin" in body and "voicemail_pin" in body:
+            raise APIError(422, "give pin or voicemail_pin (its older name), not both")
+        pin_field = "pin" if "pin" in body else "voicemail_pin"
+        pin = body.get(pin_field)
         if pin is not None and not re.fullmatch(r"[0-9]{4,12}", pin):
-            raise APIError(422, "voicemail_pin must be 4-12 digits")
+            raise APIError(422, f"{pin_field} must be 4-12 digits")
+        if "voicemail_pin" in body:
+            body = {k: v for k, v in body.items() if k != "voicemail_pin"} | {"pin": body["voicemail_pin"]}
         return body
 
     @app.route("/api/v1/extensions", methods=["POST"])
@@ -309,8 +315,8 @@ class PBXApi:
 
     async def _record(self, number: str, fields: dict[str, Any], previous: ExtensionRecord | None) -> ExtensionRecord:
         pin_hash = ""
-        if fields.get("voicemail_pin"):
-            pin_hash = await self._hash(fields["voicemail_pin"])
+        if fields.get("pin"):
+            pin_hash = await self._hash(fields["pin"])
         record = extension_record(
             number,
             self.pbx.config.sip.domain,

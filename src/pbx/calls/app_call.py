@@ -71,7 +71,7 @@ class ApplicationCall:
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
         self.a = InboundLeg(services, invite, address, self, on_acked=self._acked, on_no_ack=self._no_ack,
-                            on_closed=self._end, tag=tag)
+                            on_ended=self._end, tag=tag)
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.hangup_side = ""
@@ -96,7 +96,9 @@ class ApplicationCall:
     @property
     def state(self) -> str:
         """``routing``, ``answered``, ``confirmed`` or ``ended``."""
-        return "ended" if self._over else self.a.state
+        if self._over:
+            return "ended"
+        return "answered" if self.a.state == "closing" else self.a.state
 
     @property
     def channel(self) -> Channel | None:
@@ -178,14 +180,12 @@ class ApplicationCall:
         """No ACK within Timer H (the leg has sent BYE): the call ends, recorded as the caller's."""
         if self.hangup_cause:
             self.hangup_side, self.hangup_cause = "a", "no ACK"
-            self._end()
         else:
             self.hang_up("a", "no ACK")
 
     def _refuse(self, status: int, reason: str) -> None:
-        self.a.refuse(status, reason)
         self.disposition, self.hangup_side, self.hangup_cause = "FAILED", "pbx", f"{status} {reason}"
-        self._end()
+        self.a.refuse(status, reason)
 
     # -- what the controller calls ------------------------------------------------------
 
@@ -210,8 +210,6 @@ class ApplicationCall:
             self.a.remote_bye()
         else:
             self.a.hang_up()
-        if self.a.state == "ended":
-            self._end()
 
     def cancelled(self) -> None:
         """CANCEL before we answered (a diverted call waiting for its early-media port)."""

@@ -87,7 +87,7 @@ class Call:
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
         self.a = InboundLeg(services, invite, address, self, on_acked=self._acked,
-                            on_no_ack=self._no_ack, on_closed=self._end)
+                            on_no_ack=self._no_ack, on_ended=self._end)
         self.forks: Forks | None = None
         self.b: Fork | None = None
         self.answered_at: float | None = None
@@ -131,7 +131,9 @@ class Call:
     @property
     def state(self) -> str:
         """``routing``, ``ringing``, ``answered``, ``confirmed`` or ``ended``."""
-        return "ended" if self._over else self.a.state
+        if self._over:
+            return "ended"
+        return "answered" if self.a.state == "closing" else self.a.state
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
         self._publish(CallEvent(kind, self.call_id, self.caller, self.callee, self.services.clock.seconds(),
@@ -251,8 +253,8 @@ class Call:
     def _no_ack(self) -> None:
         """§13.3.1.4: no ACK in 64*T1 (the leg has sent BYE): end the call."""
         if self.hangup_cause:
+            # A hang-up that waited for this ACK: the call ends as the caller's.
             self.hangup_side, self.hangup_cause = "a", "no ACK"
-            self._end()
         else:
             self.hang_up("a", "no ACK")
 
@@ -266,13 +268,12 @@ class Call:
         """Refuse the caller's INVITE (before answer)."""
         if self._over or not self.a.waiting:
             return
-        if self.forks is not None:
-            self.forks.cancel()
-        self.a.refuse(status, reason)
         self.disposition = _DISPOSITIONS.get(status, "FAILED")
         self.hangup_side = "b" if status in BUSY else "pbx"
         self.hangup_cause = f"{status} {reason or ''}".strip()
-        self._end()
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.refuse(status, reason)
 
     def diverted(self, reason: str) -> None:
         """
@@ -284,25 +285,23 @@ class Call:
         """
         if self._over or not self.a.waiting:
             return
-        if self.forks is not None:
-            self.forks.cancel()
-        self.a.release()
         self.disposition = "BUSY" if reason in ("busy", "dnd") else "NO ANSWER"
         self.hangup_side = "b" if reason == "busy" else "pbx"
         self.hangup_cause = f"diverted: {reason}"
-        self._end()
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.release()
 
     def cancelled(self) -> None:
         """The caller sent CANCEL before the call was answered (§9.2)."""
         if self._over or not self.a.waiting:
             return
-        if self.forks is not None:
-            self.forks.cancel()
-        self.a.refuse(487)
         self.disposition = "CANCELLED"
         self.hangup_side = "a"
         self.hangup_cause = "CANCEL"
-        self._end()
+        if self.forks is not None:
+            self.forks.cancel()
+        self.a.refuse(487)
 
     def hang_up(self, side: str, cause: str) -> None:
         """End an answered call: BYE whichever side did not hang up (the caller's once it ACKed, §15)."""
@@ -321,8 +320,6 @@ class Call:
         else:
             # The B2BUA passes a hang-up on at once, before the caller's ACK too.
             self.a.bye_now()
-        if self.a.state == "ended":
-            self._end()
 
     def _end(self) -> None:
         if self._over:

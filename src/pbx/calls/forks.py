@@ -18,14 +18,14 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import frozen
-from automat import MethodicalMachine
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from pbx.calls.machine import build
 from pbx.calls.media import MediaError
 from pbx.calls.signalling import LegServices, ignore
 from pbx.records import Binding
@@ -80,14 +80,46 @@ def best_failure(forks: list[Fork]) -> int:
     return best.status
 
 
+class _ForkInputs(Protocol):
+    """What happens to one fork."""
+
+    def provisional(self) -> None:
+        """A 1xx came."""
+
+    def final(self) -> None:
+        """A final response came."""
+
+    def cancel(self) -> None:
+        """Stop this phone ringing."""
+
+
+#: One fork, whole: (from, input, to, actions).  The usual path first.
+FORK_TABLE = [
+    (["calling"], "provisional", "proceeding", []),
+    (["proceeding"], "provisional", "proceeding", []),
+    (["calling", "proceeding"], "final", "completed", []),
+    (["proceeding"], "cancel", "cancelling", ["_mark_cancelled", "_send_cancel"]),
+    (["calling"], "cancel", "cancel-pending", ["_mark_cancelled"]),
+    # §9.1: a CANCEL waits for a provisional response.
+    (["cancel-pending"], "provisional", "cancelling", ["_send_cancel"]),
+    (["cancel-pending"], "cancel", "cancel-pending", []),
+    (["cancelling"], "provisional", "cancelling", []),
+    (["cancelling"], "cancel", "cancelling", []),
+    (["cancel-pending", "cancelling"], "final", "completed", []),
+    (["completed"], "provisional", "completed", []),
+    (["completed"], "final", "completed", []),
+    (["completed"], "cancel", "completed", []),
+]
+
+
 class Fork:
     """
-    One INVITE to one registered phone; its CANCEL rules (§9.1) in one table.
+    One INVITE to one registered phone; its CANCEL rules (§9.1) in :data:`FORK_TABLE`.
 
+    :ivar state: ``calling``, ``proceeding``, ``cancel-pending``,
+        ``cancelling`` or ``completed``.
     :ivar status: the highest status seen (487 once cancelled without one).
     """
-
-    _machine = MethodicalMachine()
 
     def __init__(self, binding: Binding, invite: Request, peer: Peer, address: LocalAddress,
                  started: float, sip: Any) -> None:
@@ -101,78 +133,65 @@ class Fork:
         self.status = 0
         self.rseq = 0
         self.ack: Request | None = None
+        self.state = "calling"
         self._sip = sip
+        self._inputs = _FORK_MACHINE(self)
 
-    @_machine.state(initial=True, serialized="calling")
-    def _calling(self) -> None:
-        """The INVITE went; nothing came back."""
-
-    @_machine.state(serialized="proceeding")
-    def _proceeding(self) -> None:
-        """A provisional response came."""
-
-    @_machine.state(serialized="cancel-pending")
-    def _cancel_pending(self) -> None:
-        """Cancelled before any provisional response: the CANCEL waits for one (§9.1)."""
-
-    @_machine.state(serialized="cancelling")
-    def _cancelling(self) -> None:
-        """The CANCEL went."""
-
-    @_machine.state(serialized="completed")
-    def _completed(self) -> None:
-        """A final response came."""
-
-    @_machine.serializer()
-    def _state(self, state: str) -> str:
-        return state
-
-    @property
-    def state(self) -> str:
-        """``calling``, ``proceeding``, ``cancel-pending``, ``cancelling`` or ``completed``."""
-        return self._state()  # type: ignore[no-any-return]
-
-    @_machine.input()
     def provisional(self) -> None:
         """A 1xx came."""
+        self._inputs.provisional()
 
-    @_machine.input()
     def final(self) -> None:
         """A final response came."""
+        self._inputs.final()
 
-    @_machine.input()
     def cancel(self) -> None:
-        """Stop this phone ringing."""
+        """Stop this phone ringing: CANCEL now, or at its first provisional response."""
+        self._inputs.cancel()
 
-    @_machine.output()
     def _mark_cancelled(self) -> None:
         self.status = self.status or 487
 
-    @_machine.output()
     def _send_cancel(self) -> None:
         self._sip.request(cancel_for(self.invite), self.peer, ignore)
         if self.transaction is not None:
             self.transaction.cancel_sent()
 
-    _calling.upon(provisional, enter=_proceeding, outputs=[])
-    _calling.upon(cancel, enter=_cancel_pending, outputs=[_mark_cancelled])
-    _proceeding.upon(provisional, enter=_proceeding, outputs=[])
-    _proceeding.upon(cancel, enter=_cancelling, outputs=[_mark_cancelled, _send_cancel])
-    _cancel_pending.upon(provisional, enter=_cancelling, outputs=[_send_cancel])
-    _cancel_pending.upon(cancel, enter=_cancel_pending, outputs=[])
-    _cancelling.upon(provisional, enter=_cancelling, outputs=[])
-    _cancelling.upon(cancel, enter=_cancelling, outputs=[])
-    for _open in (_calling, _proceeding, _cancel_pending, _cancelling):
-        _open.upon(final, enter=_completed, outputs=[])
-    _completed.upon(provisional, enter=_completed, outputs=[])
-    _completed.upon(final, enter=_completed, outputs=[])
-    _completed.upon(cancel, enter=_completed, outputs=[])
-    del _open
-
     @property
     def cancelled(self) -> bool:
         """Whether a CANCEL went or waits."""
         return self.state in ("cancel-pending", "cancelling")
+
+
+_FORK_MACHINE = build(_ForkInputs, Fork, ["calling", "proceeding", "cancel-pending", "cancelling", "completed"],
+                      FORK_TABLE)
+
+
+class _GroupInputs(Protocol):
+    """What happens to the group of forks."""
+
+    def accept(self, fork: Fork) -> None:
+        """The call took ``fork``'s 2xx."""
+
+    def give_up(self, outcome: Outcome, status: int) -> None:
+        """Stop ringing with ``outcome``."""
+
+    def failed(self, outcome: Outcome, status: int) -> None:
+        """Every phone gave a final failure."""
+
+
+#: The group, whole: (from, input, to, actions).
+FORKS_TABLE = [
+    (["ringing"], "accept", "answered", ["_take"]),
+    (["ringing"], "give_up", "over", ["_cancel_all", "_decide"]),
+    (["ringing"], "failed", "over", ["_decide"]),
+    (["answered"], "give_up", "answered", []),
+    (["answered"], "accept", "answered", []),
+    (["answered"], "failed", "answered", []),
+    (["over"], "give_up", "over", ["_cancel_all"]),
+    (["over"], "accept", "over", []),
+    (["over"], "failed", "over", []),
+]
 
 
 class Forks:
@@ -186,9 +205,9 @@ class Forks:
         down a 2xx's offer (RFC 3264 §6: every stream refused); None in
         the ordinary mode, where every 2xx is ACKed at once, without a body.
     :param contact_user: the user part of our Contact in the dialogs formed.
+    :ivar state: ``ringing``, ``answered`` or ``over`` (:data:`FORKS_TABLE`).
     """
 
-    _machine = MethodicalMachine()
     log = Logger()
 
     def __init__(
@@ -203,49 +222,20 @@ class Forks:
         self.forks: list[Fork] = []
         self.winner: Fork | None = None
         self.outcome: Deferred[Rung] = Deferred()
+        self.state = "ringing"
         self._services = services
         self._on_provisional = on_provisional
         self._on_answer = on_answer
         self._refusal = refusal
         self._contact_user = contact_user
         self._timers = NamedTimers(services.clock)
-
-    # -- the group's states ---------------------------------------------------------
-
-    @_machine.state(initial=True, serialized="ringing")
-    def _ringing(self) -> None:
-        """Phones ring; no outcome yet."""
-
-    @_machine.state(serialized="answered")
-    def _won(self) -> None:
-        """One phone answered and the call took it."""
-
-    @_machine.state(serialized="over")
-    def _over(self) -> None:
-        """Ringing ended without an answer."""
-
-    @_machine.serializer()
-    def _state(self, state: str) -> str:
-        return state
+        self._inputs = _FORKS_MACHINE(self)
 
     @property
     def ringing(self) -> bool:
         """Whether no outcome is decided yet."""
-        return self._state() == "ringing"  # type: ignore[no-any-return]
+        return self.state == "ringing"
 
-    @_machine.input()
-    def _accept(self, fork: Fork) -> None:
-        """The call took ``fork``'s 2xx."""
-
-    @_machine.input()
-    def _give_up(self, outcome: Outcome, status: int) -> None:
-        """Stop ringing with ``outcome``."""
-
-    @_machine.input()
-    def _failed(self, outcome: Outcome, status: int) -> None:
-        """Every phone gave a final failure."""
-
-    @_machine.output()
     def _take(self, fork: Fork) -> None:
         self.winner = fork
         self._timers.stop_all()
@@ -254,26 +244,14 @@ class Forks:
                 other.cancel()
         self.outcome.callback(Rung(Outcome.ANSWERED, 200, fork))
 
-    @_machine.output()
-    def _cancel_all(self) -> None:
+    def _cancel_all(self, *_: object) -> None:
         self._timers.stop_all()
         for fork in self.forks:
             fork.cancel()
 
-    @_machine.output()
     def _decide(self, outcome: Outcome, status: int) -> None:
         self._timers.stop_all()
         self.outcome.callback(Rung(outcome, status))
-
-    _ringing.upon(_accept, enter=_won, outputs=[_take])
-    _ringing.upon(_give_up, enter=_over, outputs=[_cancel_all, _decide])
-    _ringing.upon(_failed, enter=_over, outputs=[_decide])
-    _won.upon(_give_up, enter=_won, outputs=[])
-    _over.upon(_give_up, enter=_over, outputs=[_cancel_all])
-    for _decided in (_won, _over):
-        _decided.upon(_accept, enter=_decided, outputs=[])
-        _decided.upon(_failed, enter=_decided, outputs=[])
-    del _decided
 
     # -- ringing ---------------------------------------------------------------------
 
@@ -293,12 +271,12 @@ class Forks:
             self.forks.append(Fork(binding, invite, peer, address, services.clock.seconds(), services.sip))
         for fork in self.forks:
             fork.transaction = services.sip.request(fork.invite, fork.peer, functools.partial(self._response, fork))
-        self._timers.start("ring", timeout, lambda: self._give_up(Outcome.NO_ANSWER, 480))
+        self._timers.start("ring", timeout, lambda: self._inputs.give_up(Outcome.NO_ANSWER, 480))
         return self.outcome
 
     def cancel(self, outcome: Outcome = Outcome.CANCELLED, status: int = 487) -> None:
         """Stop every phone that still rings; the outcome, if none yet, is ``outcome``."""
-        self._give_up(outcome, status)
+        self._inputs.give_up(outcome, status)
 
     @property
     def call_id(self) -> str:
@@ -357,14 +335,14 @@ class Forks:
             return
         verdict = self._on_answer(fork, response)
         if verdict is Verdict.ACCEPT:
-            self._accept(fork)
+            self._inputs.accept(fork)
         elif verdict is Verdict.DECLINE:
             self.turn_down(fork, response.body)
             fork.status = 488
             self._check_all_failed()
         else:
             self.turn_down(fork, response.body)
-            self._give_up(Outcome.FAILED, 488)
+            self._inputs.give_up(Outcome.FAILED, 488)
 
     def _dialog(self, fork: Fork, response: Response) -> Dialog:
         dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)
@@ -388,7 +366,7 @@ class Forks:
         if not self.ringing or any(f.status < 300 for f in self.forks):
             return
         status = best_failure(self.forks)
-        self._failed(Outcome.BUSY if status in BUSY else Outcome.UNAVAILABLE, status)
+        self._inputs.failed(Outcome.BUSY if status in BUSY else Outcome.UNAVAILABLE, status)
 
     # -- after the answer ------------------------------------------------------------
 
@@ -409,3 +387,6 @@ class Forks:
     def stop(self) -> None:
         """Stop the ring timer (the call ended)."""
         self._timers.stop_all()
+
+
+_FORKS_MACHINE = build(_GroupInputs, Forks, ["ringing", "answered", "over"], FORKS_TABLE)

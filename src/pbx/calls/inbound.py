@@ -7,7 +7,7 @@ until the ACK (§13.3.1.4), gives up after Timer H, and sends BYE, never
 before the ACK of its 2xx (§15).  What the responses carry (SDP) is the
 call's business; the leg only says when the ACK came and when it is done.
 
-States (the serialized names are what the API and tests see)::
+States (the whole table is :data:`TABLE`)::
 
     routing --provisional--> ringing --answer--> answered --acked--> confirmed
        |                        |                   |                  |
@@ -20,10 +20,9 @@ States (the serialized names are what the API and tests see)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from automat import MethodicalMachine
-
+from pbx.calls.machine import build
 from pbx.calls.signalling import LegServices
 from pbx.sip import timers
 from pbx.sip.dialog import Dialog, LocalAddress
@@ -31,6 +30,91 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
+
+
+class _Inputs(Protocol):
+    """What happens to the caller's leg."""
+
+    def provisional(self, status: int, body: bytes) -> None:
+        """Tell the caller the call progresses: 180, or 183 with early media SDP."""
+
+    def answer(self, body: bytes, extra: list[tuple[str, str]] | None) -> None:
+        """Answer with 200 carrying ``body`` (SDP) and ``extra`` headers."""
+
+    def refuse(self, status: int, reason: str | None) -> None:
+        """Refuse the INVITE with a final response >= 300."""
+
+    def acked(self, ack: Any) -> None:
+        """The caller's ACK of our 2xx."""
+
+    def no_ack(self) -> None:
+        """Timer H: no ACK in 64*T1."""
+
+    def hang_up(self) -> None:
+        """pbx ends the dialog: BYE now, or once the ACK has come (§15)."""
+
+    def bye_now(self) -> None:
+        """pbx ends the dialog with BYE at once, even before the ACK (a relayed hang-up)."""
+
+    def remote_bye(self) -> None:
+        """The caller sent BYE (the controller has answered it)."""
+
+    def release(self) -> None:
+        """Stop without another message: the INVITE goes on in another call (a diversion)."""
+
+
+WAITING = ("routing", "ringing")
+ANSWERED = ("answered", "closing", "confirmed")
+EVERY = (*WAITING, *ANSWERED, "ended")
+
+#: The caller's leg, whole: (from, input, to, actions).  The usual path first.
+TABLE = [
+    (WAITING, "provisional", "ringing", ["_send_provisional"]),
+    (WAITING, "answer", "answered", ["_send_ok"]),
+    (["answered"], "acked", "confirmed", ["_stop_timers", "_report_ack"]),
+    (["confirmed"], "remote_bye", "ended", ["_report_ended"]),
+    (["confirmed"], "bye_now", "ended", ["_send_bye", "_report_ended"]),
+    (["confirmed"], "hang_up", "ended", ["_send_bye", "_report_ended"]),
+    (WAITING, "refuse", "ended", ["_send_final", "_report_ended"]),
+    (WAITING, "release", "ended", ["_report_ended"]),
+    (WAITING, "hang_up", "ended", ["_report_ended"]),
+    (WAITING, "bye_now", "ended", ["_report_ended"]),
+    (WAITING, "remote_bye", "ended", ["_report_ended"]),
+    (WAITING, "acked", "ringing", []),
+    (["answered"], "no_ack", "ended", ["_stop_timers", "_send_bye", "_report_no_ack", "_report_ended"]),
+    (["answered"], "hang_up", "closing", []),
+    (["answered"], "bye_now", "ended", ["_stop_timers", "_send_bye", "_report_ended"]),
+    (["answered"], "remote_bye", "ended", ["_stop_timers", "_report_ended"]),
+    (["answered"], "release", "ended", ["_stop_timers", "_report_ended"]),
+    (["closing"], "acked", "ended", ["_stop_timers", "_send_bye", "_report_ended"]),
+    (["closing"], "no_ack", "ended", ["_stop_timers", "_send_bye", "_report_no_ack", "_report_ended"]),
+    (["closing"], "bye_now", "ended", ["_stop_timers", "_send_bye", "_report_ended"]),
+    (["closing"], "remote_bye", "ended", ["_stop_timers", "_report_ended"]),
+    (["closing"], "release", "ended", ["_stop_timers", "_report_ended"]),
+    (["closing"], "hang_up", "closing", []),
+    (["confirmed"], "acked", "confirmed", []),
+    (["confirmed"], "release", "ended", ["_report_ended"]),
+    (["answered"], "provisional", "answered", []),
+    (["answered"], "answer", "answered", []),
+    (["answered"], "refuse", "answered", []),
+    (["closing"], "provisional", "closing", []),
+    (["closing"], "answer", "closing", []),
+    (["closing"], "refuse", "closing", []),
+    (["confirmed"], "provisional", "confirmed", []),
+    (["confirmed"], "answer", "confirmed", []),
+    (["confirmed"], "refuse", "confirmed", []),
+    (["confirmed"], "no_ack", "confirmed", []),
+    (WAITING, "no_ack", "ended", ["_report_ended"]),
+    (["ended"], "provisional", "ended", []),
+    (["ended"], "answer", "ended", []),
+    (["ended"], "refuse", "ended", []),
+    (["ended"], "acked", "ended", []),
+    (["ended"], "no_ack", "ended", []),
+    (["ended"], "hang_up", "ended", []),
+    (["ended"], "bye_now", "ended", []),
+    (["ended"], "remote_bye", "ended", []),
+    (["ended"], "release", "ended", []),
+]
 
 
 class InboundLeg:
@@ -44,11 +128,10 @@ class InboundLeg:
     :param on_acked: called with the ACK request when the caller confirms our 2xx.
     :param on_no_ack: called when no ACK came within Timer H (the leg has
         sent BYE), also when a hang-up was waiting for that ACK.
-    :param on_closed: called when a hang-up that waited for the ACK has sent its BYE.
+    :param on_ended: called once, when the leg has ended (refused, hung up
+        by either side, released); the call's end follows from it.
     :param tag: our To tag; a diverted call keeps the one the caller already saw.
     """
-
-    _machine = MethodicalMachine()
 
     def __init__(
         self,
@@ -59,102 +142,65 @@ class InboundLeg:
         *,
         on_acked: Callable[[Any], None] | None = None,
         on_no_ack: Callable[[], None] | None = None,
-        on_closed: Callable[[], None] | None = None,
+        on_ended: Callable[[], None] | None = None,
         tag: str | None = None,
     ) -> None:
         self.invite = invite
         self.address = address
         self.tag = tag or new_tag()
         self.dialog: Dialog | None = None
+        #: ``routing``, ``ringing``, ``answered``, ``closing`` (hung up,
+        #: waiting for the ACK to send BYE), ``confirmed`` or ``ended``.
+        self.state = "routing"
         self._services = services
         self._owner = owner
         self._timers = NamedTimers(services.clock)
         self._ok: Response | None = None
         self._on_acked = on_acked
         self._on_no_ack = on_no_ack
-        self._on_closed = on_closed
-
-    # -- states ---------------------------------------------------------------
-
-    @_machine.state(initial=True, serialized="routing")
-    def _routing(self) -> None:
-        """No response but 100 Trying yet."""
-
-    @_machine.state(serialized="ringing")
-    def _ringing(self) -> None:
-        """A provisional response (180, 183) went to the caller."""
-
-    @_machine.state(serialized="answered")
-    def _answered(self) -> None:
-        """Our 2xx went; its ACK has not come."""
-
-    @_machine.state(serialized="answered")
-    def _closing(self) -> None:
-        """Hung up before the ACK: the BYE waits for it (§15)."""
-
-    @_machine.state(serialized="confirmed")
-    def _confirmed(self) -> None:
-        """The caller ACKed our 2xx: the dialog is confirmed."""
-
-    @_machine.state(serialized="ended")
-    def _ended(self) -> None:
-        """Refused, hung up, or handed to another call."""
-
-    @_machine.serializer()
-    def _state(self, state: str) -> str:
-        return state
-
-    @property
-    def state(self) -> str:
-        """``routing``, ``ringing``, ``answered``, ``confirmed`` or ``ended``."""
-        return self._state()  # type: ignore[no-any-return]
+        self._on_ended = on_ended
+        self._inputs = _MACHINE(self)
 
     # -- inputs ---------------------------------------------------------------
 
-    @_machine.input()
     def provisional(self, status: int, body: bytes = b"") -> None:
         """Tell the caller the call progresses: 180, or 183 with early media SDP."""
+        self._inputs.provisional(status, body)
 
-    @_machine.input()
     def answer(self, body: bytes, extra: list[tuple[str, str]] | None = None) -> None:
-        """Answer with 200 carrying ``body`` (SDP) and ``extra`` headers."""
+        """Answer with 200 carrying ``body`` (SDP) and ``extra`` headers; resend it until the ACK."""
+        self._inputs.answer(body, extra)
 
-    @_machine.input()
     def refuse(self, status: int, reason: str | None = None) -> None:
-        """Refuse the INVITE with a final response ≥ 300."""
+        """Refuse the INVITE with a final response >= 300."""
+        self._inputs.refuse(status, reason)
 
-    @_machine.input()
     def acked(self, ack: Any) -> None:
         """The caller's ACK of our 2xx."""
+        self._inputs.acked(ack)
 
-    @_machine.input()
-    def _no_ack(self) -> None:
-        """Timer H: no ACK in 64*T1."""
-
-    @_machine.input()
     def hang_up(self) -> None:
-        """pbx ends the dialog: BYE now, or once the ACK has come."""
+        """pbx ends the dialog: BYE now, or once the ACK has come (RFC 3261 §15)."""
+        self._inputs.hang_up()
 
-    @_machine.input()
     def bye_now(self) -> None:
         """pbx ends the dialog with BYE at once, even before the ACK (a relayed hang-up passes straight on)."""
+        self._inputs.bye_now()
 
-    @_machine.input()
     def remote_bye(self) -> None:
         """The caller sent BYE (the controller has answered it)."""
+        self._inputs.remote_bye()
 
-    @_machine.input()
     def release(self) -> None:
         """Stop without another message: the INVITE goes on in another call (a diversion)."""
+        self._inputs.release()
 
-    # -- outputs --------------------------------------------------------------
+    # -- actions ----------------------------------------------------------------
 
-    @_machine.output()
-    def _send_provisional(self, status: int, body: bytes = b"") -> None:
+    def _send_provisional(self, status: int, body: bytes) -> None:
         self.respond(status, body=body)
 
-    @_machine.output()
-    def _send_ok(self, body: bytes, extra: list[tuple[str, str]] | None = None) -> None:
+    def _send_ok(self, body: bytes, extra: list[tuple[str, str]] | None) -> None:
         self._ok = self.respond(200, body=body, extra=extra)
         self.dialog = Dialog.as_uas(self.invite.request, self.invite.peer, self.address, self.tag)
         self._services.dialogs.add(self._owner, self.dialog)
@@ -162,71 +208,30 @@ class InboundLeg:
             # §13.3.1.4: resend the 2xx at T1, doubling up to T2, until the ACK.
             ok, peer, sip = self._ok, self.invite.peer, self._services.sip
             self._timers.repeat("ok", lambda: sip.send(ok, peer), timers.T1, timers.T2)
-        self._timers.start("ack", timers.TIMER_H, self._no_ack)
+        self._timers.start("ack", timers.TIMER_H, self._inputs.no_ack)
 
-    @_machine.output()
-    def _send_final(self, status: int, reason: str | None = None) -> None:
+    def _send_final(self, status: int, reason: str | None) -> None:
         self.respond(status, reason)
 
-    @_machine.output()
-    def _stop_timers(self) -> None:
+    def _stop_timers(self, *_: object) -> None:
         self._timers.stop_all()
 
-    @_machine.output()
     def _report_ack(self, ack: Any) -> None:
         if self._on_acked is not None:
             self._on_acked(ack)
 
-    @_machine.output()
-    def _send_bye(self) -> None:
+    def _send_bye(self, *_: object) -> None:
         assert self.dialog is not None
         self._services.sip.in_dialog(self.dialog, "BYE")
 
-    @_machine.output()
     def _report_no_ack(self) -> None:
         if self._on_no_ack is not None:
             self._on_no_ack()
 
-    @_machine.output()
-    def _report_closed(self) -> None:
-        if self._on_closed is not None:
-            self._on_closed()
-
-    # -- transitions ------------------------------------------------------------
-
-    _routing.upon(provisional, enter=_ringing, outputs=[_send_provisional])
-    _ringing.upon(provisional, enter=_ringing, outputs=[_send_provisional])
-    for _waiting in (_routing, _ringing):
-        _waiting.upon(answer, enter=_answered, outputs=[_send_ok])
-        _waiting.upon(refuse, enter=_ended, outputs=[_send_final])
-        _waiting.upon(release, enter=_ended, outputs=[])
-        _waiting.upon(hang_up, enter=_ended, outputs=[])
-        _waiting.upon(bye_now, enter=_ended, outputs=[])
-        _waiting.upon(remote_bye, enter=_ended, outputs=[])
-        _waiting.upon(acked, enter=_waiting, outputs=[])
-    _answered.upon(acked, enter=_confirmed, outputs=[_stop_timers, _report_ack])
-    _answered.upon(_no_ack, enter=_ended, outputs=[_stop_timers, _send_bye, _report_no_ack])
-    _answered.upon(hang_up, enter=_closing, outputs=[])
-    _answered.upon(remote_bye, enter=_ended, outputs=[_stop_timers])
-    _answered.upon(release, enter=_ended, outputs=[_stop_timers])
-    _closing.upon(acked, enter=_ended, outputs=[_stop_timers, _send_bye, _report_closed])
-    _closing.upon(_no_ack, enter=_ended, outputs=[_stop_timers, _send_bye, _report_no_ack])
-    _closing.upon(remote_bye, enter=_ended, outputs=[_stop_timers, _report_closed])
-    _closing.upon(release, enter=_ended, outputs=[_stop_timers])
-    _closing.upon(hang_up, enter=_closing, outputs=[])
-    _closing.upon(bye_now, enter=_ended, outputs=[_stop_timers, _send_bye, _report_closed])
-    _answered.upon(bye_now, enter=_ended, outputs=[_stop_timers, _send_bye])
-    _confirmed.upon(bye_now, enter=_ended, outputs=[_send_bye])
-    _confirmed.upon(acked, enter=_confirmed, outputs=[])
-    _confirmed.upon(hang_up, enter=_ended, outputs=[_send_bye])
-    _confirmed.upon(remote_bye, enter=_ended, outputs=[])
-    _confirmed.upon(release, enter=_ended, outputs=[])
-    for _input in (provisional, answer, refuse):
-        for _late in (_answered, _closing, _confirmed):
-            _late.upon(_input, enter=_late, outputs=[])
-    for _input in (provisional, answer, refuse, acked, _no_ack, hang_up, bye_now, remote_bye, release):
-        _ended.upon(_input, enter=_ended, outputs=[_stop_timers])
-    del _waiting, _input, _late
+    def _report_ended(self, *_: object) -> None:
+        self._timers.stop_all()
+        if self._on_ended is not None:
+            self._on_ended()
 
     # -- messages -----------------------------------------------------------------
 
@@ -247,9 +252,12 @@ class InboundLeg:
     @property
     def waiting(self) -> bool:
         """Whether the INVITE has no final response yet (it can still be answered or refused)."""
-        return self.state in ("routing", "ringing")
+        return self.state in WAITING
 
     @property
     def timers(self) -> int:
         """How many of the leg's timers run."""
         return len(self._timers)
+
+
+_MACHINE = build(_Inputs, InboundLeg, EVERY, TABLE)

@@ -227,6 +227,15 @@ class ExtensionTests(APITestCase):
         self.assertEqual(stored.ha1_md5, compute_ha1("2001", "pbx.test", "Str0ng-enough-pw", "MD5"))
         self.assertTrue(verify_password("2468", stored.pin_hash))
 
+    def test_pin_under_its_core_name(self) -> None:
+        """``pin`` sets the same credential as its older name ``voicemail_pin``; both flags report it."""
+        token = self.login()
+        status, body, _ = self.call("POST", "/api/v1/extensions", {
+            "number": "2003", "password": "Str0ng-enough-pw", "pin": "9753",
+        }, token=token)
+        self.assertEqual((status, body["has_pin"], body["has_voicemail_pin"]), (201, True, True))
+        self.assertTrue(verify_password("9753", self.store.extensions["2003"].pin_hash))
+
     def test_create_conflict_and_invalid(self) -> None:
         """Duplicates get 409; bad fields get 422 naming the field."""
         token = self.login()
@@ -237,7 +246,10 @@ class ExtensionTests(APITestCase):
             ({"number": "x1", "password": "Str0ng-enough-pw"}, "number"),
             ({"number": "2002"}, "password"),
             ({"number": "2002", "password": "short"}, "password too weak"),
-            ({"number": "2002", "password": "Str0ng-enough-pw", "pin": "1"}, "unknown field: pin"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "pin_code": "1234"}, "unknown field: pin_code"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "pin": "1"}, "pin must be 4-12 digits"),
+            ({"number": "2002", "password": "Str0ng-enough-pw", "pin": "1234", "voicemail_pin": "1234"},
+             "not both"),
             ({"number": "2002", "password": "Str0ng-enough-pw", "voicemail_pin": "1"}, "voicemail_pin"),
             ({"number": "2002", "password": "Str0ng-enough-pw", "enabled": "yes"}, "enabled"),
             ({"number": "2002", "password": "Str0ng-enough-pw", "email": "nope"}, "email"),

@@ -89,7 +89,7 @@ class InboundLegTests(SynchronousTestCase):
         self.leg = InboundLeg(services, self.invite, US, self,  # type: ignore[arg-type]
                               on_acked=lambda ack: self.events.append("acked"),
                               on_no_ack=lambda: self.events.append("no ack"),
-                              on_closed=lambda: self.events.append("closed"))
+                              on_ended=lambda: self.events.append("ended"))
 
     def ack(self) -> Request:
         """The caller's ACK of our 2xx."""
@@ -124,17 +124,17 @@ class InboundLegTests(SynchronousTestCase):
         self.leg.answer(b"")
         self.clock.advance(timers.TIMER_H)
         self.assertEqual([r.method for r in self.sender.requests], ["BYE"])
-        self.assertEqual((self.leg.state, self.events), ("ended", ["no ack"]))
+        self.assertEqual((self.leg.state, self.events), ("ended", ["no ack", "ended"]))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_hang_up_waits_for_ack(self) -> None:
         """A hang-up before the ACK sends BYE only once the ACK came (RFC 3261 §15)."""
         self.leg.answer(b"")
         self.leg.hang_up()
-        self.assertEqual(self.sender.requests, [])
+        self.assertEqual((self.leg.state, self.sender.requests), ("closing", []))
         self.leg.acked(self.ack())
         self.assertEqual([r.method for r in self.sender.requests], ["BYE"])
-        self.assertEqual((self.leg.state, self.events), ("ended", ["closed"]))
+        self.assertEqual((self.leg.state, self.events), ("ended", ["ended"]))
 
     def test_bye_now(self) -> None:
         """A relayed hang-up goes at once, ACK or not."""
@@ -151,7 +151,7 @@ class InboundLegTests(SynchronousTestCase):
         self.leg.acked(self.ack())
         self.leg.hang_up()
         self.assertEqual([r.status for r in self.invite.responses], [486])
-        self.assertEqual((self.leg.state, self.sender.requests), ("ended", []))
+        self.assertEqual((self.leg.state, self.sender.requests, self.events), ("ended", [], ["ended"]))
 
 
 class ForkTests(SynchronousTestCase):
