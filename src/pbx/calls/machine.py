@@ -18,11 +18,9 @@ path come first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from automat import TypeMachine, TypeMachineBuilder
-
-Inputs = TypeVar("Inputs")
 
 
 class Core(Protocol):
@@ -34,7 +32,7 @@ class Core(Protocol):
 Row = tuple[Sequence[str], str, str, Sequence[str]]
 
 
-def build(inputs: type[Inputs], core: type[Any], states: Sequence[str], table: Sequence[Row]) -> TypeMachine[Inputs, Any]:
+def build(inputs: Any, core: type[Any], states: Sequence[str], table: Sequence[Row]) -> TypeMachine[Any, Any]:
     """
     The machine of ``table``.
 
@@ -44,7 +42,7 @@ def build(inputs: type[Inputs], core: type[Any], states: Sequence[str], table: S
     :param table: rows ``(from states, input name, to state, action names)``.
     :raises ValueError: a row names an unknown state, input or action.
     """
-    builder: TypeMachineBuilder[Inputs, Any] = TypeMachineBuilder(inputs, core)
+    builder: TypeMachineBuilder[Any, Any] = TypeMachineBuilder(inputs, core)
     known = {name: builder.state(name) for name in states}
     for sources, input_name, target, actions in table:
         signature = getattr(inputs, input_name, None)
