@@ -203,9 +203,10 @@ class IPBX(Interface):
             ``"cancelled"`` or ``"failed"``.
         """
 
-    def subscribe_calls(subscriber):  # type: ignore[no-untyped-def]
+    def subscribe_calls(subscriber, kinds=None):  # type: ignore[no-untyped-def]
         """
-        Call ``subscriber(event)`` with every call event from now on: a
+        Call ``subscriber(event)`` with every call event (of ``kinds``, an
+        iterable of event kinds; None: all) from now on: a
         :class:`pbx.calls.events.CallEvent` for each call's ``created``,
         ``ringing``, ``answered``, ``bridged``, ``held``, ``resumed``,
         ``transferred`` and ``ended`` (with its call detail records).  A

@@ -120,9 +120,11 @@ class PBXService(MultiService):
         """Ring extension ``number``'s phones; the answered leg's channel or the outcome (see IPBX)."""
         return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout)
 
-    def subscribe_calls(self, subscriber: Callable[[Any], object]) -> Callable[[], None]:
-        """Hand ``subscriber`` every call event (see IPBX)."""
-        return self._sip().calls.events.subscribe(subscriber)
+    def subscribe_calls(self, subscriber: Callable[[Any], object],
+                        kinds: Iterable[str] | None = None) -> Callable[[], None]:
+        """Hand ``subscriber`` every call event, or those of ``kinds`` (see IPBX)."""
+        events = self._sip().calls.events
+        return events.subscribe(subscriber) if kinds is None else events.subscribe(subscriber, kinds)
 
     def register_event_package(self, package: Any) -> None:
         """Accept SUBSCRIBE for ``package`` (see IPBX)."""

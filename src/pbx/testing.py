@@ -11,7 +11,7 @@ tests run on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from attrs import Factory, define, evolve, field
@@ -353,9 +353,10 @@ class FakePBX:
         hang_up = (lambda: channel.closed("pbx")) if channel is not None else (lambda: None)
         return succeed(Originated("answered", channel, ended, hang_up, f"fake-{number}"))
 
-    def subscribe_calls(self, subscriber: Callable[[Any], object]) -> Callable[[], None]:
+    def subscribe_calls(self, subscriber: Callable[[Any], object],
+                        kinds: Iterable[str] | None = None) -> Callable[[], None]:
         """Subscribe to :attr:`events`; tests publish there."""
-        return self.events.subscribe(subscriber)
+        return self.events.subscribe(subscriber) if kinds is None else self.events.subscribe(subscriber, kinds)
 
     def register_event_package(self, package: Any) -> None:
         """Record."""

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.endpoint_media import EndpointMedia, MediaUnavailable, answer_dtmf_info
-from pbx.calls.events import CallEvent
+from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import MediaError
 from pbx.calls.reinvite import ReinviteAnswers
@@ -56,7 +56,7 @@ class ApplicationCall:
         args: Any,
         address: LocalAddress,
         media: Callable[[Callable[[str], None]], EndpointMedia],
-        publish: Callable[[CallEvent], None],
+        events: CallEvents,
         on_end: Callable[[ApplicationCall], None],
         tag: str | None = None,
     ) -> None:
@@ -77,7 +77,7 @@ class ApplicationCall:
         self.hangup_side = ""
         self.hangup_cause = ""
         self.disposition = ""
-        self._publish = publish
+        self._events = events
         self._on_end = on_end
         self._over = False
         self._reinvites = ReinviteAnswers(services.sip, NamedTimers(services.clock))
@@ -116,8 +116,9 @@ class ApplicationCall:
         return self.media.codecs
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        self._publish(CallEvent(kind, self.call_id, self.caller, self.callee, self.services.clock.seconds(),
-                                leg, detail))
+        if self._events.wants(kind):
+            self._events.publish(CallEvent(kind, self.call_id, self.caller, self.callee,
+                                           self.services.clock.seconds(), leg, detail))
 
     # -- answering -----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from pbx.calls.events import CallEvent
+from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
@@ -56,7 +56,7 @@ class Call:
     """
     The state of one relayed call.
 
-    :param publish: where the call's events go.
+    :param events: where the call's events go (none is made that nobody takes).
     :param on_end: called once when the call is over (the controller
         forgets it, closes its relay session and its records are published).
     """
@@ -74,7 +74,7 @@ class Call:
         address: LocalAddress,
         caller_display: str = "",
         session_expires: int = 0,
-        publish: Callable[[CallEvent], None],
+        events: CallEvents,
         on_end: Callable[[Call], None],
     ) -> None:
         self.services = services
@@ -102,7 +102,7 @@ class Call:
         self.seen: set[str] = set()
         #: The forwards of the extension ringing now (``busy``, ``no_answer``).
         self.forwards: dict[str, str] = {}
-        self._publish = publish
+        self._events = events
         self._on_end = on_end
         self._over = False
         self._timers = NamedTimers(services.clock)
@@ -136,8 +136,9 @@ class Call:
         return "answered" if self.a.state == "closing" else self.a.state
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        self._publish(CallEvent(kind, self.call_id, self.caller, self.callee, self.services.clock.seconds(),
-                                leg, detail))
+        if self._events.wants(kind):
+            self._events.publish(CallEvent(kind, self.call_id, self.caller, self.callee,
+                                           self.services.clock.seconds(), leg, detail))
 
     # -- ringing ---------------------------------------------------------------------
 

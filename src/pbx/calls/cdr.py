@@ -12,7 +12,7 @@ from pbx.interfaces import IStore
 
 @define(eq=False)
 class CDRWriter:
-    """Writes the records an ``ended`` event carries."""
+    """Writes the records an ``ended`` event carries (subscribe it to ``ended`` alone)."""
 
     store: IStore
     log = Logger()

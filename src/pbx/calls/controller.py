@@ -117,7 +117,7 @@ class CallController:
         for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
-        self.events.subscribe(CDRWriter(self.store))
+        self.events.subscribe(CDRWriter(self.store), kinds=("ended",))
         self._checker = LoopingCall(self._check_media_safely)
         self._checker.clock = self.clock
         self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
@@ -282,7 +282,7 @@ class CallController:
             # asking refresher=uas, makes the UAS the refresher.  pbx never
             # refreshes, so it runs no session timer for such a caller.
             session_expires=expires if _caller_refreshes(request) else 0,
-            publish=self.events.publish, on_end=self.call_ended,
+            events=self.events, on_end=self.call_ended,
         )
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
@@ -368,7 +368,7 @@ class CallController:
             self.services, transaction, caller=caller, callee=number, application=application,
             args=action.args, address=self.local_address(transaction.peer.transport),
             media=self._endpoint_media(caller, _unquote(display), number),
-            publish=self.events.publish, on_end=self.call_ended, tag=a_tag,
+            events=self.events, on_end=self.call_ended, tag=a_tag,
         )
         self.calls[call.call_id] = call
         self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
@@ -431,7 +431,7 @@ class CallController:
         """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
         call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
                             media=self._endpoint_media(caller, caller_name, callee),
-                            publish=self.events.publish, on_end=self.call_ended, on_ringing=on_ringing)
+                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing)
         call.start(bindings, timeout)
         if call.state != "ended":
             self.calls[call.call_id] = call

@@ -11,7 +11,7 @@ operator console, recording and webhooks are others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from attrs import define, field, frozen
@@ -53,22 +53,42 @@ Subscriber = Callable[[CallEvent], object]
 class CallEvents:
     """The subscribers of call events; a subscriber that raises is logged and keeps its place."""
 
-    _subscribers: list[Subscriber] = field(factory=list)
+    _subscribers: list[tuple[Subscriber, frozenset[str]]] = field(factory=list)
+    _wanted: frozenset[str] = frozenset()
     log = Logger()
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber(event)`` for every event from now on; returns what unsubscribes it."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, kinds: Iterable[str] = KINDS) -> Callable[[], None]:
+        """
+        Call ``subscriber(event)`` for every event of ``kinds`` (default:
+        all) from now on.
+
+        :returns: what unsubscribes it.
+        :raises ValueError: for a kind that is not one of :data:`KINDS`.
+        """
+        wanted = frozenset(kinds)
+        unknown = sorted(wanted - frozenset(KINDS))
+        if unknown:
+            raise ValueError(f"no call event {unknown[0]!r}")
+        entry = (subscriber, wanted)
+        self._subscribers.append(entry)
+        self._wanted |= wanted
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+                self._wanted = frozenset().union(*(kinds for _, kinds in self._subscribers))
 
         return unsubscribe
 
+    def wants(self, kind: str) -> bool:
+        """Whether any subscriber takes events of ``kind`` (a call makes none nobody takes)."""
+        return kind in self._wanted
+
     def publish(self, event: CallEvent) -> None:
-        """Hand ``event`` to every subscriber, in the order they subscribed."""
-        for subscriber in list(self._subscribers):
+        """Hand ``event`` to every subscriber of its kind, in the order they subscribed."""
+        for subscriber, kinds in list(self._subscribers):
+            if event.kind not in kinds:
+                continue
             try:
                 subscriber(event)
             except Exception:

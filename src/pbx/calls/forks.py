@@ -298,7 +298,8 @@ class Forks:
         status = response.status
         if status < 200:
             pending = fork.state == "cancel-pending"
-            fork.provisional()
+            if fork.state != "proceeding":  # a further 1xx changes nothing there
+                fork.provisional()
             if pending or status == 100 or not self.ringing:
                 return
             fork.status = max(fork.status, status)

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.endpoint_media import EndpointMedia, MediaUnavailable, answer_dtmf_info
-from pbx.calls.events import CallEvent
+from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import MediaError
 from pbx.calls.reinvite import ReinviteAnswers
@@ -63,7 +63,7 @@ class OutboundCall:
         callee: str,
         caller_name: str = "",
         media: Callable[[Callable[[str], None]], EndpointMedia],
-        publish: Callable[[CallEvent], None],
+        events: CallEvents,
         on_end: Callable[[OutboundCall], None],
         on_ringing: Callable[[], None] | None = None,
     ) -> None:
@@ -84,7 +84,7 @@ class OutboundCall:
         self.disposition = ""
         self.outcome: Deferred[Rung] = Deferred()
         self.ended: Deferred[None] = Deferred()
-        self._publish = publish
+        self._events = events
         self._on_end = on_end
         self._over = False
         self._rang = False
@@ -120,8 +120,9 @@ class OutboundCall:
         return self.media.codecs
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        self._publish(CallEvent(kind, self.call_id, self.caller, self.callee, self.services.clock.seconds(),
-                                leg, detail))
+        if self._events.wants(kind):
+            self._events.publish(CallEvent(kind, self.call_id, self.caller, self.callee,
+                                           self.services.clock.seconds(), leg, detail))
 
     # -- ringing --------------------------------------------------------------------------
 

@@ -86,3 +86,31 @@ class CallEventTests(AppCallTestCase):
         self.hang_up(leg)
         [ended] = [e for e in self.events if e.kind == "ended"]
         self.assertEqual(list(ended.detail["records"]), self.store.calls)
+
+
+class KindsTests(SynchronousTestCase):
+    """Subscribing to some kinds only."""
+
+    def test_kinds(self) -> None:
+        """A subscriber of some kinds gets only those; a kind nobody takes is not wanted, so calls make none."""
+        events = CallEvents()
+        seen: list[str] = []
+        events.subscribe(lambda event: seen.append(event.kind), kinds=("ended",))
+        self.assertEqual((events.wants("ended"), events.wants("created")), (True, False))
+        events.publish(CallEvent("created", "c", "1001", "1002", 0.0))
+        events.publish(CallEvent("ended", "c", "1001", "1002", 1.0))
+        self.assertEqual(seen, ["ended"])
+
+    def test_unknown_kind(self) -> None:
+        """Subscribing to a kind that does not exist is refused."""
+        with self.assertRaises(ValueError):
+            CallEvents().subscribe(lambda event: None, kinds=("answred",))
+
+    def test_unsubscribe_narrows(self) -> None:
+        """Once the only subscriber of a kind leaves, that kind is no longer wanted."""
+        events = CallEvents()
+        events.subscribe(lambda event: None, kinds=("ended",))
+        unsubscribe = events.subscribe(lambda event: None)
+        self.assertTrue(events.wants("ringing"))
+        unsubscribe()
+        self.assertEqual((events.wants("ringing"), events.wants("ended")), (False, True))
