@@ -288,31 +288,37 @@ class CallController:
         call.seen = seen
         self.calls[call.call_id] = call
         self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
-        await self._ring(call, bindings)
+        self._ring(call, bindings)
 
-    async def _ring(self, call: Call, bindings: list[Binding]) -> None:
-        """Ring the callee; when nobody answers, forward, divert or fail, as the policy says."""
-        while True:
-            rung = await call.ring(bindings, self.config.calls.ring_timeout)
-            if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-                return
-            if rung.outcome is Outcome.FAILED:
-                call.fail(rung.status)
-                return
-            if rung.outcome is Outcome.NO_ANSWER:
-                status, reason, forward = 480, "no_answer", call.forwards.pop("no_answer", "")
-            elif rung.outcome is Outcome.BUSY:
-                status, reason, forward = rung.status, "busy", call.forwards.pop("busy", "")
-            else:
-                status, reason, forward = rung.status, "unavailable", ""
-            if not forward:
-                if not self._divert_call(call, call.callee, reason):
-                    call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
-                return
-            forwarded = await self._forward(call, forward, status, reason)
-            if forwarded is None:
-                return
-            bindings = forwarded
+    def _ring(self, call: Call, bindings: list[Binding]) -> None:
+        """Ring the callee; the policy takes the outcome (:meth:`_rung`)."""
+        call.ring(bindings, self.config.calls.ring_timeout).addCallback(self._rung, call).addErrback(
+            self._policy_failed, call)
+
+    def _rung(self, rung: Rung, call: Call) -> None:
+        """Ringing is over: nothing more when answered; else forward, divert or fail."""
+        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
+            return
+        if rung.outcome is Outcome.FAILED:
+            call.fail(rung.status)
+            return
+        if rung.outcome is Outcome.NO_ANSWER:
+            status, reason, forward = 480, "no_answer", call.forwards.pop("no_answer", "")
+        elif rung.outcome is Outcome.BUSY:
+            status, reason, forward = rung.status, "busy", call.forwards.pop("busy", "")
+        else:
+            status, reason, forward = rung.status, "unavailable", ""
+        if not forward:
+            if not self._divert_call(call, call.callee, reason):
+                call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
+            return
+        forwarded = Deferred.fromCoroutine(self._forward(call, forward, status, reason))
+        forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
+        forwarded.addErrback(self._policy_failed, call)
+
+    def _policy_failed(self, failure: Failure, call: Call) -> None:
+        self.log.failure("routing the call {call_id} failed", failure, call_id=call.call_id)
+        call.fail(500)
 
     async def _forward(self, call: Call, target: str, status: int, reason: str) -> list[Binding] | None:
         """Follow a busy or no-answer forward: the new callee's phones, or None when the call is settled."""

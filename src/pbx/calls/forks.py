@@ -25,7 +25,7 @@ from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.calls.machine import build
+from pbx.calls.machine import IGNORED, build
 from pbx.calls.media import MediaError
 from pbx.calls.signalling import LegServices, ignore
 from pbx.records import Binding
@@ -97,7 +97,7 @@ class _ForkInputs(Protocol):
 FORK_TABLE = [
     (["calling"], "provisional", "proceeding", []),
     (["proceeding"], "provisional", "proceeding", []),
-    (["calling", "proceeding"], "final", "completed", []),
+    (["calling", "proceeding"], "final", "completed", ["_finish"]),
     (["proceeding"], "cancel", "cancelling", ["_mark_cancelled", "_send_cancel"]),
     (["calling"], "cancel", "cancel-pending", ["_mark_cancelled"]),
     # §9.1: a CANCEL waits for a provisional response.
@@ -105,7 +105,7 @@ FORK_TABLE = [
     (["cancel-pending"], "cancel", "cancel-pending", []),
     (["cancelling"], "provisional", "cancelling", []),
     (["cancelling"], "cancel", "cancelling", []),
-    (["cancel-pending", "cancelling"], "final", "completed", []),
+    (["cancel-pending", "cancelling"], "final", "completed", ["_finish"]),
     (["completed"], "provisional", "completed", []),
     (["completed"], "final", "completed", []),
     (["completed"], "cancel", "completed", []),
@@ -148,6 +148,9 @@ class Fork:
     def cancel(self) -> None:
         """Stop this phone ringing: CANCEL now, or at its first provisional response."""
         self._inputs.cancel()
+
+    def _finish(self) -> None:
+        self._inputs = IGNORED  # a completed fork ignores every input (FORK_TABLE)
 
     def _mark_cancelled(self) -> None:
         self.status = self.status or 487

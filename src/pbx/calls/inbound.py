@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pbx.calls.machine import build
+from pbx.calls.machine import IGNORED, build
 from pbx.calls.signalling import LegServices
 from pbx.sip import timers
 from pbx.sip.dialog import Dialog, LocalAddress
@@ -230,6 +230,7 @@ class InboundLeg:
 
     def _report_ended(self, *_: object) -> None:
         self._timers.stop_all()
+        self._inputs = IGNORED  # an ended leg ignores every input (TABLE)
         if self._on_ended is not None:
             self._on_ended()
 

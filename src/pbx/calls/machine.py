@@ -11,8 +11,10 @@ action methods of the core with the input's arguments.  An input that
 arrives while another is being handled (an action that calls back into
 the leg) runs after it, as Automat's typed machines do.
 
-Rows are searched in order on every input, so the rows of a call's usual
-path come first.
+A machine that reaches a state where every input is ignored hands its
+core :data:`IGNORED` in place of its inputs: the core and the machine no
+longer refer to each other, so a finished leg is freed at once instead of
+waiting for the garbage collector.
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ class Core(Protocol):
 Row = tuple[Sequence[str], str, str, Sequence[str]]
 
 
+class _Ignored:
+    """Inputs of a machine in a state that ignores them all: every method does nothing."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return _nothing
+
+
+def _nothing(*args: object, **kwargs: object) -> None:
+    """An ignored input."""
+
+
+#: What a finished machine's core holds in place of its inputs.
+IGNORED: Any = _Ignored()
+
+
 def build(inputs: Any, core: type[Any], states: Sequence[str], table: Sequence[Row]) -> TypeMachine[Any, Any]:
     """
     The machine of ``table``.
@@ -49,15 +66,16 @@ def build(inputs: Any, core: type[Any], states: Sequence[str], table: Sequence[R
         if signature is None or target not in known or not all(a in vars(core) for a in actions):
             raise ValueError(f"bad row {sources} --{input_name}--> {target} {actions}")
         for source in sources:
-            known[source].upon(signature).to(known[target])(_transition(target, tuple(actions)))
+            known[source].upon(signature).to(known[target])(
+                _transition(target, tuple(vars(core)[action] for action in actions)))
     return builder.build()
 
 
-def _transition(target: str, actions: tuple[str, ...]) -> Callable[..., None]:
+def _transition(target: str, actions: tuple[Callable[..., None], ...]) -> Callable[..., None]:
     def transition(machine: object, core: Any, *args: Any, **kwargs: Any) -> None:
         core.state = target
         for action in actions:
-            getattr(core, action)(*args, **kwargs)
+            action(core, *args, **kwargs)
 
     transition.__name__ = f"to_{target.replace('-', '_')}"
     return transition
