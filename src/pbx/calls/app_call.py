@@ -70,8 +70,9 @@ class ApplicationCall:
         self.media = media(self._app_hung_up)
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
+        timers = NamedTimers(services.clock)
         self.a = InboundLeg(services, invite, address, self, on_acked=self._acked, on_no_ack=self._no_ack,
-                            on_ended=self._end, tag=tag)
+                            on_ended=self._end, tag=tag, timers=timers)
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.hangup_side = ""
@@ -80,7 +81,7 @@ class ApplicationCall:
         self._events = events
         self._on_end = on_end
         self._over = False
-        self._reinvites = ReinviteAnswers(services.sip, NamedTimers(services.clock))
+        self._reinvites = ReinviteAnswers(services.sip, timers)
         self._event("created", application=application.name)
 
     @property

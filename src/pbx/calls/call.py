@@ -86,8 +86,9 @@ class Call:
         self.session_expires = session_expires
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
+        self._timers = NamedTimers(services.clock)
         self.a = InboundLeg(services, invite, address, self, on_acked=self._acked,
-                            on_no_ack=self._no_ack, on_ended=self._end)
+                            on_no_ack=self._no_ack, on_ended=self._end, timers=self._timers)
         self.forks: Forks | None = None
         self.b: Fork | None = None
         self.answered_at: float | None = None
@@ -105,7 +106,6 @@ class Call:
         self._events = events
         self._on_end = on_end
         self._over = False
-        self._timers = NamedTimers(services.clock)
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
         self._pending_reoffer = False
         self._published_ringing = False
@@ -163,7 +163,7 @@ class Call:
             )
 
         self.forks = Forks(self.services, on_provisional=self._provisional, on_answer=self._answer,
-                           refusal=self._refusal if self.delayed else None)
+                           refusal=self._refusal if self.delayed else None, timers=self._timers)
         return self.forks.ring(bindings, invite, ring_timeout)
 
     def _refusal(self, offer: bytes) -> bytes:

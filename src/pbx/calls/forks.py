@@ -208,6 +208,7 @@ class Forks:
         down a 2xx's offer (RFC 3264 §6: every stream refused); None in
         the ordinary mode, where every 2xx is ACKed at once, without a body.
     :param contact_user: the user part of our Contact in the dialogs formed.
+    :param timers: the call's timers, where the group keeps ``ring``.
     :ivar state: ``ringing``, ``answered`` or ``over`` (:data:`FORKS_TABLE`).
     """
 
@@ -221,6 +222,7 @@ class Forks:
         on_answer: Callable[[Fork, Response], Verdict],
         refusal: Callable[[bytes], bytes] | None = None,
         contact_user: str = "pbx",
+        timers: NamedTimers | None = None,
     ) -> None:
         self.forks: list[Fork] = []
         self.winner: Fork | None = None
@@ -231,7 +233,7 @@ class Forks:
         self._on_answer = on_answer
         self._refusal = refusal
         self._contact_user = contact_user
-        self._timers = NamedTimers(services.clock)
+        self._timers = NamedTimers(services.clock) if timers is None else timers
         self._inputs = _FORKS_MACHINE(self)
 
     @property
@@ -241,19 +243,19 @@ class Forks:
 
     def _take(self, fork: Fork) -> None:
         self.winner = fork
-        self._timers.stop_all()
+        self._timers.stop("ring")
         for other in self.forks:
             if other is not fork:
                 other.cancel()
         self.outcome.callback(Rung(Outcome.ANSWERED, 200, fork))
 
     def _cancel_all(self, *_: object) -> None:
-        self._timers.stop_all()
+        self._timers.stop("ring")
         for fork in self.forks:
             fork.cancel()
 
     def _decide(self, outcome: Outcome, status: int) -> None:
-        self._timers.stop_all()
+        self._timers.stop("ring")
         self.outcome.callback(Rung(outcome, status))
 
     # -- ringing ---------------------------------------------------------------------
@@ -390,7 +392,7 @@ class Forks:
 
     def stop(self) -> None:
         """Stop the ring timer (the call ended)."""
-        self._timers.stop_all()
+        self._timers.stop("ring")
 
 
 _FORKS_MACHINE = build(_GroupInputs, Forks, ["ringing", "answered", "over"], FORKS_TABLE)

@@ -131,6 +131,7 @@ class InboundLeg:
     :param on_ended: called once, when the leg has ended (refused, hung up
         by either side, released); the call's end follows from it.
     :param tag: our To tag; a diverted call keeps the one the caller already saw.
+    :param timers: the call's timers, where the leg keeps ``ok`` and ``ack``.
     """
 
     def __init__(
@@ -144,6 +145,7 @@ class InboundLeg:
         on_no_ack: Callable[[], None] | None = None,
         on_ended: Callable[[], None] | None = None,
         tag: str | None = None,
+        timers: NamedTimers | None = None,
     ) -> None:
         self.invite = invite
         self.address = address
@@ -154,7 +156,7 @@ class InboundLeg:
         self.state = "routing"
         self._services = services
         self._owner = owner
-        self._timers = NamedTimers(services.clock)
+        self._timers = NamedTimers(services.clock) if timers is None else timers
         self._ok: Response | None = None
         self._on_acked = on_acked
         self._on_no_ack = on_no_ack
@@ -214,7 +216,8 @@ class InboundLeg:
         self.respond(status, reason)
 
     def _stop_timers(self, *_: object) -> None:
-        self._timers.stop_all()
+        self._timers.stop("ok")
+        self._timers.stop("ack")
 
     def _report_ack(self, ack: Any) -> None:
         if self._on_acked is not None:
@@ -229,7 +232,7 @@ class InboundLeg:
             self._on_no_ack()
 
     def _report_ended(self, *_: object) -> None:
-        self._timers.stop_all()
+        self._stop_timers()
         self._inputs = IGNORED  # an ended leg ignores every input (TABLE)
         if self._on_ended is not None:
             self._on_ended()
@@ -258,7 +261,7 @@ class InboundLeg:
     @property
     def timers(self) -> int:
         """How many of the leg's timers run."""
-        return len(self._timers)
+        return ("ok" in self._timers) + ("ack" in self._timers)
 
 
 _MACHINE = build(_Inputs, InboundLeg, EVERY, TABLE)

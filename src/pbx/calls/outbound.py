@@ -74,8 +74,9 @@ class OutboundCall:
         self.media = media(self._channel_hung_up)
         self.on_ringing = on_ringing
         self.started = services.clock.seconds()
+        timers = NamedTimers(services.clock)
         self.forks = Forks(services, on_provisional=self._provisional, on_answer=self._answer,
-                           contact_user=caller)
+                           contact_user=caller, timers=timers)
         self.b: Fork | None = None
         self.answered_at: float | None = None
         self.ended_at: float | None = None
@@ -88,7 +89,7 @@ class OutboundCall:
         self._on_end = on_end
         self._over = False
         self._rang = False
-        self._reinvites = ReinviteAnswers(services.sip, NamedTimers(services.clock))
+        self._reinvites = ReinviteAnswers(services.sip, timers)
 
     @property
     def call_id(self) -> str:
