@@ -74,6 +74,15 @@ class Verdict(enum.Enum):
     ABORT = "abort"
 
 
+def _no_provisional(fork: Fork, response: Response) -> None:
+    """A provisional response after the call ended: nobody hears of it."""
+
+
+def _decline(fork: Fork, response: Response) -> Verdict:
+    """A 2xx after the call ended is turned down."""
+    return Verdict.DECLINE
+
+
 def best_failure(forks: list[Fork]) -> int:
     """§16.7 step 6: the most telling final status of forks that all failed."""
     best = min(forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
@@ -391,8 +400,10 @@ class Forks:
         self._services.sip.in_dialog(fork.dialog, "BYE")
 
     def stop(self) -> None:
-        """Stop the ring timer (the call ended)."""
+        """The call ended: stop the ring timer; a late response is still ACKed and hung up, nothing more."""
         self._timers.stop("ring")
+        self._on_provisional = _no_provisional
+        self._on_answer = _decline
 
 
 _FORKS_MACHINE = build(_GroupInputs, Forks, ["ringing", "answered", "over"], FORKS_TABLE)

@@ -234,8 +234,11 @@ class InboundLeg:
     def _report_ended(self, *_: object) -> None:
         self._stop_timers()
         self._inputs = IGNORED  # an ended leg ignores every input (TABLE)
-        if self._on_ended is not None:
-            self._on_ended()
+        on_ended = self._on_ended
+        # Nothing more is reported: the owner and the leg let go of each other.
+        self._on_acked = self._on_no_ack = self._on_ended = None
+        if on_ended is not None:
+            on_ended()
 
     # -- messages -----------------------------------------------------------------
 
