@@ -80,14 +80,7 @@ class PBXService(MultiService):
         self.features = [f.plugin.name for f in features]
         self.started_at = 0.0
         self.tcp = reactor
-        security = config.security
-        self.lockout = Lockout(
-            reactor,
-            max_failures=security.lockout_failures,
-            window=security.lockout_window,
-            base_delay=security.lockout_delay,
-            max_delay=security.lockout_max_delay,
-        )
+        self.lockout = Lockout.from_config(reactor, config.security)
         self._provided: dict[InterfaceClass, Any] = {}
         self.api: PBXApi | None = None
         #: The switch (SIP core, registrar, calls, events), built once the store is open.

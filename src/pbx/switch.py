@@ -18,7 +18,8 @@ from attrs import define
 
 from twisted.logger import Logger
 
-from pbx.calls.controller import CallController, MediaServices
+from pbx.calls.controller import CallController
+from pbx.calls.endpoint_media import MediaServices
 from pbx.config import Config, RTPConfig
 from pbx.interfaces import ICodec, IDialplanApplication, IStore
 from pbx.media.channel import load_audio
@@ -108,13 +109,7 @@ def build_switch(
         realm=sip.domain, clock=reactor, secret=secret, nonce_lifetime=sec.nonce_lifetime,
         algorithms=sip.digest_algorithms,
     )
-    lockout = Lockout(
-        reactor,
-        max_failures=sec.lockout_failures,
-        window=sec.lockout_window,
-        base_delay=sec.lockout_delay,
-        max_delay=sec.lockout_max_delay,
-    )
+    lockout = Lockout.from_config(reactor, sec)
     extensions = ExtensionCache(store, reactor)
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))

@@ -206,14 +206,7 @@ MINIMAL_CONFIG = "sip: {domain: pbx.test}\n"
 
 
 def _lockout(pbx: FakePBX) -> Lockout:
-    security = pbx.config.security
-    return Lockout(
-        pbx.clock,
-        max_failures=security.lockout_failures,
-        window=security.lockout_window,
-        base_delay=security.lockout_delay,
-        max_delay=security.lockout_max_delay,
-    )
+    return Lockout.from_config(pbx.clock, pbx.config.security)
 
 
 @implementer(IPBX)

@@ -21,8 +21,8 @@ from zope.interface import implementer
 
 from twisted.internet.defer import Deferred, succeed
 
-from pbx.calls.controller import MediaServices
 from pbx.calls.dialplan import Dialplan, Route, ToApplication, compile_pattern
+from pbx.calls.endpoint_media import MediaServices
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMA, PCMU

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.endpoint_media import EndpointMedia, MediaUnavailable, answer_dtmf_info
-from pbx.calls.events import CallEvent, CallEvents
+from pbx.calls.events import CallEvents
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import MediaError
 from pbx.calls.reinvite import ReinviteAnswers
@@ -117,9 +117,7 @@ class ApplicationCall:
         return self.media.codecs
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        if self._events.wants(kind):
-            self._events.publish(CallEvent(kind, self.call_id, self.caller, self.callee,
-                                           self.services.clock.seconds(), leg, detail))
+        self._events.announce(kind, self, self.services.clock.seconds(), leg, **detail)
 
     # -- answering -----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from pbx.calls.events import CallEvent, CallEvents
+from pbx.calls.events import CallEvents
 from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
@@ -136,9 +136,7 @@ class Call:
         return "answered" if self.a.state == "closing" else self.a.state
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        if self._events.wants(kind):
-            self._events.publish(CallEvent(kind, self.call_id, self.caller, self.callee,
-                                           self.services.clock.seconds(), leg, detail))
+        self._events.announce(kind, self, self.services.clock.seconds(), leg, **detail)
 
     # -- ringing ---------------------------------------------------------------------
 

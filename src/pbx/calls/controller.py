@@ -50,8 +50,6 @@ from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
 
-__all__ = ["MEDIA_CHECK_INTERVAL", "CallController", "MediaServices", "display_name"]
-
 MEDIA_CHECK_INTERVAL = 5.0
 
 LiveCall = Call | ApplicationCall | OutboundCall

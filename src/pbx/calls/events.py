@@ -84,6 +84,11 @@ class CallEvents:
         """Whether any subscriber takes events of ``kind`` (a call makes none nobody takes)."""
         return kind in self._wanted
 
+    def announce(self, kind: str, call: Any, time: float, leg: str = "", **detail: Any) -> None:
+        """Publish ``call``'s event of ``kind``, made only when someone takes that kind."""
+        if kind in self._wanted:
+            self.publish(CallEvent(kind, call.call_id, call.caller, call.callee, time, leg, detail))
+
     def publish(self, event: CallEvent) -> None:
         """Hand ``event`` to every subscriber of its kind, in the order they subscribed."""
         for subscriber, kinds in list(self._subscribers):

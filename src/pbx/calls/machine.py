@@ -20,16 +20,9 @@ waiting for the garbage collector.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from automat import TypeMachine, TypeMachineBuilder
-
-
-class Core(Protocol):
-    """What a machine drives: it knows its state's name and has the action methods."""
-
-    state: str
-
 
 Row = tuple[Sequence[str], str, str, Sequence[str]]
 

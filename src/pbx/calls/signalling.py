@@ -50,10 +50,8 @@ class Location:
     contacts: Callable[[str], list[Binding]]
     local_address: Callable[[str], LocalAddress]
 
-    @staticmethod
-    def peer_for(binding: Binding) -> Peer:
-        """Where a registered phone is reached: the address its REGISTER came from."""
-        return peer_for(binding)
+    #: Where a registered phone is reached: the address its REGISTER came from.
+    peer_for = staticmethod(peer_for)
 
 
 @frozen

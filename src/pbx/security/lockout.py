@@ -19,6 +19,8 @@ from attrs import define, field
 
 from twisted.internet.interfaces import IReactorTime
 
+from pbx.config import SecurityConfig
+
 __all__ = ["Lockout"]
 
 
@@ -70,6 +72,12 @@ class Lockout:
     # Insertion order = order of last failure, oldest first.
     _entries: dict[Hashable, _Entry] = field(init=False, factory=dict)
     _calls: int = field(init=False, default=0)
+
+    @classmethod
+    def from_config(cls, clock: IReactorTime, security: SecurityConfig) -> Lockout:
+        """A lockout with the ``security`` section's thresholds and delays."""
+        return cls(clock, max_failures=security.lockout_failures, window=security.lockout_window,
+                   base_delay=security.lockout_delay, max_delay=security.lockout_max_delay)
 
     def __attrs_post_init__(self) -> None:
         if self.max_failures < 1:
