@@ -180,11 +180,11 @@ class PBXService(MultiService):
 
     def hash_secret(self, secret: str) -> Deferred[str]:
         """PBKDF2 hash ``secret`` in the reactor's thread pool."""
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), hash_password, secret)
+        return self.run_in_thread(hash_password, secret)
 
     def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
         """Check ``secret`` against a PBKDF2 encoding in the reactor's thread pool."""
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), verify_password, secret, encoded)
+        return self.run_in_thread(verify_password, secret, encoded)
 
     # -- lifecycle ---------------------------------------------------------
 
