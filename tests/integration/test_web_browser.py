@@ -128,5 +128,8 @@ class BrowserTests(SynchronousTestCase):
             for path in ("/api/v1/status", "/api/v1/registrations", "/api/v1/cdr", "/api/v1/docs"):
                 expect(page.locator("#paths")).to_contain_text(path)
             expect(page.locator("#schema-Extension")).to_contain_text("forward_busy")
+            page.click("#contents a[href='#op-get--api-v1-cdr']")
+            self.assertTrue(page.url.endswith("/api/v1/docs#op-get--api-v1-cdr"))
+            expect(page.locator("#op-get--api-v1-cdr")).to_contain_text("limit in query: integer (from 1; up to 1000)")
             expect(page.locator("#message")).to_have_text("")
         self.assertEqual(self.problems, [])

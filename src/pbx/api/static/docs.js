@@ -108,10 +108,15 @@ function operation(doc, path, method, op, shared) {
 
 function render(doc) {
   const main = document.getElementById("docs");
-  const paths = el("section", { id: "paths" }, el("h2", {}, "Paths"));
+  const contents = el("ul", { id: "contents" });
+  const paths = el("section", { id: "paths" }, el("h2", {}, "Paths"), contents);
   for (const [path, item] of Object.entries(doc.paths || {})) {
     for (const method of METHODS) {
-      if (item[method]) paths.append(operation(doc, path, method, item[method], item.parameters || []));
+      if (!item[method]) continue;
+      const section = operation(doc, path, method, item[method], item.parameters || []);
+      contents.append(el("li", {}, el("a", { href: `#${section.id}` }, el("span", { class: "method" }, method), path),
+                         ` ${item[method].summary || ""}`));
+      paths.append(section);
     }
   }
   const schemas = el("section", { id: "schemas" }, el("h2", {}, "Schemas"));
