@@ -35,6 +35,10 @@ class WheelTests(SynchronousTestCase):
         self.assertIn("twisted/plugins/pbx_plugin.py", names)
         self.assertFalse([n for n in names if n.startswith("twisted/plugins/__init__")])
         self.assertTrue([n for n in names if n.endswith("data/etc/pbx/pbx.yml")])
+        # The browser pages are package data, beside the code that serves them.
+        shipped = {n.rpartition("/")[2] for n in names if n.startswith("pbx/api/static/")}
+        source = {p.name for p in (ROOT / "src" / "pbx" / "api" / "static").iterdir()}
+        self.assertEqual(shipped, source)
         venv = work / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         python = venv / "bin" / "python"
@@ -48,3 +52,9 @@ class WheelTests(SynchronousTestCase):
                                capture_output=True, env=env, cwd=work)
         self.assertEqual(check.returncode, 0, check.stderr)
         self.assertIn(str(venv / "etc" / "pbx" / "pbx.yml"), check.stdout.decode())
+        pages = subprocess.run(
+            [str(python), "-c", "from pbx.api.pages import load_static; print(sorted(load_static('x')))"],
+            capture_output=True, env=env, cwd=work, text=True,
+        )
+        self.assertEqual(pages.returncode, 0, pages.stderr)
+        self.assertIn("'index.html'", pages.stdout)

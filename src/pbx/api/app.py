@@ -21,9 +21,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-import pbx
+from pbx import __version__
 from pbx.api.http import APIError, add_json_errors, error_body, json_body, read_json
 from pbx.api.openapi import openapi_document
+from pbx.api.pages import Pages
 from pbx.api.tokens import Session, TokenStore
 from pbx.interfaces import IPBX
 from pbx.provisioning import extension_record
@@ -38,7 +39,7 @@ _NUMBER = re.compile(r"[0-9]{2,10}")
 _FORWARDS = ("forward_always", "forward_busy", "forward_no_answer")
 _MOUNT = re.compile(r"[a-z][a-z0-9-]{0,30}")
 #: Path segments the core API uses itself.
-_CORE_SEGMENTS = {"auth", "openapi.json", "status", "extensions", "registrations", "calls", "cdr"}
+_CORE_SEGMENTS = {"auth", "docs", "openapi.json", "status", "extensions", "registrations", "calls", "cdr"}
 
 
 class _FeatureConverter(BaseConverter):
@@ -73,6 +74,7 @@ class PBXApi:
         self.tokens = TokenStore(pbx.clock, lifetime=pbx.config.api.token_lifetime)
         # The PBX's one lockout, which voicemail PINs typed on a phone count in too.
         self.lockout: Lockout = pbx.lockout
+        self._pages = Pages(__version__)
 
     def resource(self) -> Any:
         """The Klein resource to mount at the root of the API site."""
@@ -194,7 +196,30 @@ class PBXApi:
     @app.route("/api/v1/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
         """The OpenAPI document of this API (no login needed)."""
-        return json_body(request, 200, openapi_document(pbx.__version__, self._paths))
+        return json_body(request, 200, openapi_document(__version__, self._paths))
+
+    @app.route("/api/v1/docs", methods=["GET"])
+    def docs(self, request: IRequest) -> bytes:
+        """The OpenAPI document rendered for people (an HTML page)."""
+        return self._pages.page(request, "docs.html")
+
+    # -- pages for a person's browser, outside the API -----------------------
+
+    @app.route("/", methods=["GET"])
+    def home(self, request: IRequest) -> bytes:
+        """What this is, with a login and the status."""
+        return self._pages.page(request, "index.html")
+
+    @app.route("/admin", methods=["GET"])
+    def admin(self, request: IRequest) -> bytes:
+        """The home page holds what administration there is for now."""
+        request.redirect(b"/")
+        return b""
+
+    @app.route("/static/<name>", methods=["GET"])
+    def static(self, request: IRequest, name: str) -> bytes:
+        """The scripts and style sheet of the pages."""
+        return self._pages.asset(request, name)
 
     @app.route("/api/v1/status", methods=["GET"])
     async def status(self, request: IRequest) -> bytes:
@@ -203,7 +228,7 @@ class PBXApi:
         extensions = await self.pbx.store.list_extensions()
         bindings = await self.pbx.store.list_bindings()
         return json_body(request, 200, {
-            "version": pbx.__version__,
+            "version": __version__,
             "uptime": round(self.pbx.clock.seconds() - self.pbx.started_at, 3),
             "listeners": list(self.pbx.listeners),
             "features": sorted(self.pbx.features),

@@ -126,6 +126,10 @@ _PATHS: dict[str, Any] = {
     "/api/v1/auth/logout": {"post": _op("End this token's session", {"200": {"description": "Logged out"}})},
     "/api/v1/openapi.json": {"get": _op(
         "This document", {"200": {"description": "OpenAPI document"}}, auth=False)},
+    "/api/v1/docs": {"get": _op(
+        "This document rendered for people", {
+            "200": {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        }, auth=False)},
     "/api/v1/status": {"get": _op("Version, uptime, listeners, counts", {"200": _json(_ref("Status"), "Status")})},
     "/api/v1/extensions": {
         "get": _op("List extensions", {"200": _json(_list_of("extensions", "Extension"), "Extensions")}),
