@@ -410,7 +410,8 @@ class PBXApi:
         if fmt == "csv":
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
-                       "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs"]
+                       "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
+                       "application"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

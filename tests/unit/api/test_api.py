@@ -326,6 +326,22 @@ class ListingTests(APITestCase):
         self.assertTrue(lines[0].startswith("id,call_id,leg,caller"))
         self.assertEqual(len(lines), 3)
 
+    def test_cdr_application(self) -> None:
+        """A call that went to voicemail is listed VOICEMAIL with its application, in JSON, CSV and the schema."""
+        token = self.login()
+        self.successResultOf(self.store.add_call_record(CallRecord(
+            "vm", "1001", "1002", 100.0, 130.0, answer=100.5, disposition="VOICEMAIL",
+            application="voicemail")))
+        [row] = self.call("GET", "/api/v1/cdr", token=token)[1]["records"]
+        self.assertEqual((row["disposition"], row["application"]), ("VOICEMAIL", "voicemail"))
+        text = self.call("GET", "/api/v1/cdr?format=csv", token=token)[1].decode()
+        header, line = text.splitlines()
+        self.assertEqual(dict(zip(header.split(","), line.split(","), strict=True))["application"],
+                         "voicemail")
+        schema = self.call("GET", "/api/v1/openapi.json")[1]["components"]["schemas"]["CallRecord"]
+        self.assertEqual(set(schema["properties"]), set(row))
+        self.assertIn("VOICEMAIL", schema["properties"]["disposition"]["enum"])
+
     def test_cdr_bad_query(self) -> None:
         """Bad CDR query parameters get 400."""
         token = self.login()
