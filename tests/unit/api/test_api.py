@@ -11,6 +11,7 @@ from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
@@ -20,6 +21,7 @@ from pbx.api.openapi import openapi_document
 from pbx.config import parse_config
 from pbx.interfaces import IPBX
 from pbx.records import AdminRecord, Binding, CallRecord, ExtensionRecord
+from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.auth import compute_ha1
 from pbx.testing import FakePBX, MemoryStore
@@ -139,6 +141,18 @@ class AuthTests(APITestCase):
         self.assertIn("api.lockout", [e.kind for e in self.store.audit])
         self.clock.advance(31)
         self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 200)
+
+    def test_lockout_logged(self) -> None:
+        """An API login lockout is one warning naming the user, the client address and the delay."""
+        events: list[dict[str, Any]] = []
+        self.patch(Lockout, "log", Logger(observer=events.append))
+        for _ in range(4):
+            self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        self.assertEqual(
+            [(e["log_level"].name, formatEvent(e)) for e in events],
+            [("warn", "API login lockout: 'admin' from 127.0.0.1 locked out for 30 s"
+                      " (too many failures by user and ip)")],
+        )
 
     def test_login_bad_input(self) -> None:
         """Malformed login bodies get 4xx JSON errors."""
