@@ -111,6 +111,17 @@ class CallsConfig:
     min_session_expires: int = 90
 
 
+#: The values of ``log.level``, most verbose first.
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+@frozen
+class LogConfig:
+    """The ``log:`` section: the least severe events written to the daemon's log."""
+
+    level: str = "info"
+
+
 @frozen
 class AdminConfig:
     """One API administrator; an empty password means "generate one at first start"."""
@@ -160,6 +171,7 @@ class Config:
     plugin_dirs: tuple[str, ...] = ()
     calls: CallsConfig = CallsConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
+    log: LogConfig = LogConfig()
 
 
 # ---------------------------------------------------------------------------
@@ -445,6 +457,14 @@ def _calls(raw: Any) -> CallsConfig:
     )
 
 
+def _log(raw: Any) -> LogConfig:
+    c = _mapping(raw, "log", {"level"})
+    level = _str(c.get("level"), "log.level", "info")
+    if level.lower() not in LOG_LEVELS:
+        raise ConfigError("log.level", f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    return LogConfig(level.lower())
+
+
 def _admin(value: Any, key: str) -> AdminConfig:
     a = _mapping(value, key, {"username", "password"})
     username = _str(a.get("username"), f"{key}.username")
@@ -534,7 +554,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 
 _TOP = {
-    "sip", "rtp", "api", "security", "database", "state_dir", "extensions",
+    "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan",
 }
 
@@ -573,4 +593,5 @@ def _build(raw: dict[str, Any], path: str) -> Config:
         plugin_dirs=plugin_dirs,
         calls=_calls(top.get("calls")),
         dialplan=parse_dialplan(top.get("dialplan")),
+        log=_log(top.get("log")),
     )

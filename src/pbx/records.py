@@ -66,9 +66,22 @@ class Binding:
     registered_at: float = 0.0
 
 
+#: What a call detail record says of how its call went.  ``VOICEMAIL``: the
+#: voicemail application answered it (a call diverted to voicemail, or one
+#: dialled straight to it).
+DISPOSITIONS = ("ANSWERED", "VOICEMAIL", "NO ANSWER", "BUSY", "FAILED", "CANCELLED")
+
+
 @frozen
 class CallRecord:
-    """One call detail record (CDR): one row per call leg."""
+    """
+    One call detail record (CDR): one row per call leg.
+
+    ``application`` names the dialplan application that answered the call
+    (``voicemail``, ``attendant``, ``echo`` ...), or, on the record of a
+    call that rang and was then diverted, the application it went to; ""
+    for a call between people.
+    """
 
     call_id: str
     caller: str
@@ -76,11 +89,12 @@ class CallRecord:
     start: float
     end: float
     answer: float | None = None
-    disposition: str = "ANSWERED"  # ANSWERED, NO ANSWER, BUSY, FAILED, CANCELLED
+    disposition: str = "ANSWERED"  # one of DISPOSITIONS
     hangup_side: str = ""
     hangup_cause: str = ""
     codecs: str = ""
     leg: str = "a"
+    application: str = ""
     id: int | None = field(default=None, eq=False)
 
     @property

@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succee
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
@@ -37,6 +37,7 @@ from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStore
+from pbx.log_level import filter_observers, level_named
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
 from pbx.security.lockout import Lockout
@@ -57,6 +58,8 @@ class PBXService(MultiService):
         passes a function that stops the reactor and exits).
     :param codecs: the codec plugins found with the features
         (:func:`pbx.plugin_loader.discover_codecs`).
+    :param log_publisher: whose observers ``log.level`` filters while the
+        PBX runs (default: the global one, which holds twistd's log).
     """
 
     log = Logger()
@@ -69,6 +72,7 @@ class PBXService(MultiService):
         exit: Callable[[int], None] | None = None,
         *,
         codecs: Mapping[str, ICodec],
+        log_publisher: LogPublisher | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -90,6 +94,8 @@ class PBXService(MultiService):
         self._codecs = codecs
         self._listener_services: list[IService] = []
         self._exit = exit
+        self._log_publisher = globalLogPublisher if log_publisher is None else log_publisher
+        self._unfilter_log: Callable[[], None] = lambda: None
 
     # -- IPBX --------------------------------------------------------------
 
@@ -190,6 +196,7 @@ class PBXService(MultiService):
 
     def startService(self) -> None:  # noqa: N802 - twisted API
         """Start asynchronously; see the module docstring."""
+        self._unfilter_log = filter_observers(self._log_publisher, level_named(self.config.log.level))
         self.running = 1
         self.started_at = self.clock.seconds()
         d = Deferred.fromCoroutine(self._start())
@@ -296,6 +303,7 @@ class PBXService(MultiService):
             await self.sip.flush()
         if self.store is not None:
             await self.store.close()
+        self._unfilter_log()
 
 
 class APIListener(Service):

@@ -140,7 +140,8 @@ class SIPpInfoDigitTests(SynchronousTestCase):
         """
         1001 calls ``*44``, sends 4, 7, 1 and # as INFO once the
         introduction has played, gets 200 for each, and hears "you entered
-        four seven one" on its RTP; the call is recorded as answered.
+        four seven one" on its RTP; the call is recorded as answered by the
+        read-back application.
         """
         recorder = RTPRecorder()
         self.addCleanup(recorder.close)
@@ -150,12 +151,16 @@ class SIPpInfoDigitTests(SynchronousTestCase):
             lambda: self.api.get("/cdr")["records"], LIMIT, "the call's record"
         )
         self.assertEqual(
-            {k: record[k] for k in ("caller", "callee", "disposition", "codecs")},
+            {
+                k: record[k]
+                for k in ("caller", "callee", "disposition", "codecs", "application")
+            },
             {
                 "caller": CALLER,
                 "callee": READBACK,
                 "disposition": "ANSWERED",
                 "codecs": "PCMU",
+                "application": "readback",
             },
         )
         self.assertEqual((record["hangup_side"], record["hangup_cause"]), ("a", "BYE"))

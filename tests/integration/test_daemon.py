@@ -10,7 +10,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.daemon import Daemon, free_port, http
+from support.daemon import Daemon, free_port, http, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,43 @@ class DaemonTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 1)
         err = (result.stdout + result.stderr).decode().strip()
         self.assertEqual(err, f"pbx: {bad.config_path}: rtp.ports: range 20000-10000 is inverted")
+
+    def test_bad_log_level_one_line(self) -> None:
+        """An unknown log.level stops startup with one line naming the key and the levels."""
+        bad = Daemon(self.workdir, config(self.api_port, self.sip_port, "log: {level: loud}"))
+        result = subprocess.run(bad.command(), cwd=self.workdir, env=bad.env, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            (result.stdout + result.stderr).decode().strip(),
+            f"pbx: {bad.config_path}: log.level: must be one of debug, info, warn, error, not 'loud'",
+        )
+
+    def test_log_level_warn(self) -> None:
+        """With log.level warn the daemon logs its generated secrets (warn) but none of its info lines."""
+        quiet = Daemon(self.workdir, config(self.api_port, self.sip_port, "log: {level: warn}"))
+        log = open(f"{self.workdir}/twistd.out", "w+b")  # noqa: SIM115 - closed by cleanup
+        self.addCleanup(log.close)
+        process = subprocess.Popen(quiet.command(), cwd=self.workdir, env=quiet.env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        base = f"http://127.0.0.1:{self.api_port}/api/v1"
+
+        def answers() -> bool:
+            try:
+                return http("GET", f"{base}/status")[0] == 401
+            except OSError:
+                return False
+
+        wait_until(answers, 60.0, "the API (no ready line at warn)")
+        process.terminate()
+        process.wait(60)
+        log.seek(0)
+        out = log.read().decode()
+        self.assertIn("generated API admin password for admin", out)
+        # Both info lines come before the API listens.
+        self.assertNotIn("at schema version", out)
+        self.assertNotIn("extensions from config", out)
+        self.assertNotIn("Traceback", out)
 
     def test_check_config(self) -> None:
         """--check-config exits 0 for a good file and 1 with the one line for a bad one."""

@@ -222,6 +222,13 @@ class VoicemailEndToEndTests(SynchronousTestCase):
         [message] = wait_until(lambda: self.api.get(f"/voicemail/{CALLEE}/messages")["messages"],
                                LIMIT, "the message in the API")
         self.assertEqual((message["folder"], message["caller"]), ("new", CALLER))
+        # The call's records, newest first: taken by voicemail, after ringing unanswered.
+        def call_records() -> list[tuple[str, str, str]] | None:
+            rows = self.api.get(f"/cdr?caller={CALLER}&callee={CALLEE}")["records"]
+            return [(r["leg"], r["disposition"], r["application"]) for r in rows] if len(rows) == 2 else None
+
+        self.assertEqual(wait_until(call_records, LIMIT, "the call's two records"),
+                         [("a", "VOICEMAIL", "voicemail"), ("a", "NO ANSWER", "voicemail")])
         spoken_seconds = len(spoken) / 16000
         self.assertLess(abs(message["duration"] - spoken_seconds), 2.0, message)
         self.light(callee, "yes")

@@ -8,3 +8,5 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 #: The SIPp scenarios of the integration tests.
 SCENARIOS = ROOT / "tests" / "sipp"
+#: The RFC 4475 and RFC 5118 torture messages (see its README.md and NOTICE).
+CONFORMANCE = ROOT / "tests" / "conformance"

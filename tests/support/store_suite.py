@@ -323,6 +323,18 @@ class StoreSuiteMixin(_TestCase):
         self.assertIsNone(records[0].answer)
 
     @deferred_test
+    async def test_call_record_application(self) -> None:
+        """A call record keeps the application that answered it and its VOICEMAIL disposition."""
+        record = call(10.0, disposition="VOICEMAIL", application="voicemail")
+        new_id = await self.store.add_call_record(record)
+        _, records = await self.store.list_call_records()
+        self.assertEqual(records, [record])
+        self.assertEqual(
+            (records[0].id, records[0].disposition, records[0].application),
+            (new_id, "VOICEMAIL", "voicemail"),
+        )
+
+    @deferred_test
     async def test_list_call_records_paging(self) -> None:
         """Call records come newest first, one page at a time, with the total count."""
         for start in (30.0, 10.0, 50.0, 20.0, 40.0):
@@ -526,6 +538,28 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
             ]
             statements.append((record, (migration.version, migration.description)))
             await store._run_interaction(statements)
+
+    @deferred_test
+    async def test_call_records_gain_application(self) -> None:
+        """A version 4 database's call records read back with no application once migrated."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 4)
+        await store._run_operation(
+            store._dialect.sql(
+                'INSERT INTO call_records (call_id, caller, callee, start, "end",'
+                " answer, disposition, hangup_side, hangup_cause, codecs, leg)"
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ),
+            ("c1", "100", "200", 1.0, 2.0, None, "NO ANSWER", "pbx", "480", "", "a"),
+        )
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        _, records = await store.list_call_records()
+        self.assertEqual(
+            [(r.call_id, r.disposition, r.application) for r in records],
+            [("c1", "NO ANSWER", "")],
+        )
 
     @deferred_test
     async def test_pins_survive_the_rename(self) -> None:

@@ -205,3 +205,27 @@ class ConfigErrorTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as cm:
             load_config("/nonexistent/pbx.yml", {})
         self.assertIn("No such file", str(cm.exception))
+
+
+class LogLevelConfigTests(SynchronousTestCase):
+    """``log.level``: debug, info, warn or error."""
+
+    def test_default_info(self) -> None:
+        """With no log section the level is info."""
+        self.assertEqual(parse_config("", "pbx.yml", {}).log.level, "info")
+
+    def test_each_level(self) -> None:
+        """Every level is taken, in any case."""
+        for given, level in [("debug", "debug"), ("INFO", "info"), ("Warn", "warn"), ("error", "error")]:
+            config = parse_config(f"log: {{level: {given}}}\n", "pbx.yml", {})
+            self.assertEqual(config.log.level, level)
+
+    def test_bad_level(self) -> None:
+        """Any other level, or a log section that is not a mapping, is refused naming the key."""
+        self.assertEqual(
+            problem("log: {level: verbose}\n"),
+            ("log.level", "must be one of debug, info, warn, error, not 'verbose'"),
+        )
+        self.assertEqual(problem("log: {level: 3}\n")[0], "log.level")
+        self.assertEqual(problem("log: {colour: red}\n"), ("log.colour", "unknown key"))
+        self.assertEqual(problem("log: debug\n"), ("log", "must be a mapping, not a string"))

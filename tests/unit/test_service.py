@@ -14,7 +14,7 @@ from zope.interface import implementer
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx import service as service_module
@@ -88,9 +88,11 @@ class APIListenerTests(SynchronousTestCase):
 class PBXServiceTests(SynchronousTestCase):
     """Startup order, the named listeners, and shutdown."""
 
-    def start(self, reactor: FakeUDPReactor) -> PBXService:
-        """Start a PBX with two SIP listeners and the API on ``reactor``."""
+    def start(self, reactor: FakeUDPReactor, log_level: str = "info") -> PBXService:
+        """Start a PBX with two SIP listeners and the API on ``reactor``, its log on ``self.logged``."""
         self.store = MemoryStore()
+        self.logged: list[dict[str, Any]] = []
+        self.publisher = LogPublisher(self.logged.append)
         self.exits: list[int] = []
         self.events: list[dict[str, Any]] = []
         self.patch(service_module, "open_store", lambda url, reactor: self.store)
@@ -99,8 +101,9 @@ class PBXServiceTests(SynchronousTestCase):
         config = parse_config(
             f"state_dir: {self.mktemp()}\n"
             "sip: {listen: [udp:5060:interface=127.0.0.1, tcp:5070:interface=127.0.0.1]}\n"
+            f"log: {{level: {log_level}}}\n"
         )
-        pbx = PBXService(config, reactor, codecs={}, exit=self.exits.append)
+        pbx = PBXService(config, reactor, codecs={}, exit=self.exits.append, log_publisher=self.publisher)
         pbx.startService()
         return pbx
 
@@ -132,3 +135,13 @@ class PBXServiceTests(SynchronousTestCase):
         self.assertEqual([child.running for child in pbx], [0, 0, 0])
         self.assertTrue(self.store.closed)
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+    def test_log_level_while_running(self) -> None:
+        """With ``log.level: warn`` the log gets no info event while the PBX runs, and all of them once it stopped."""
+        pbx = self.start(FakeUDPReactor(), "warn")
+        log = Logger(namespace="pbx.test", observer=self.publisher)
+        log.info("quiet")
+        log.warn("loud")
+        self.successResultOf(pbx.stopService())
+        log.info("after")
+        self.assertEqual([e["log_format"] for e in self.logged], ["loud", "after"])

@@ -168,10 +168,10 @@ class PBXApi:
             self._dummy_hash = await self._hash(secrets.token_urlsafe(24))
         ok = await self._verify(password, encoded or self._dummy_hash or "")
         if not ok or not encoded:
-            locked = [self.lockout.record_failure(k) for k in keys]
+            locked = self.lockout.record_failures(keys, what="API login", who=username, source=ip)
             await self._audit("api.login.failure", username, request)
-            if any(locked):
-                await self._audit("api.lockout", username, request, f"{max(locked):.0f}s")
+            if locked:
+                await self._audit("api.lockout", username, request, f"{locked:.0f}s")
             raise APIError(401, "wrong username or password")
         for key in keys:
             self.lockout.record_success(key)
@@ -435,7 +435,8 @@ class PBXApi:
         if fmt == "csv":
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
-                       "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs"]
+                       "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
+                       "application"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pbx.records import DISPOSITIONS
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -94,9 +96,16 @@ _SCHEMAS: dict[str, Any] = {
                 ("id", "integer"), ("call_id", "string"), ("leg", "string"),
                 ("caller", "string"), ("callee", "string"), ("start", "number"),
                 ("answer", ["number", "null"]), ("end", "number"), ("duration", "number"),
-                ("billable", "number"), ("disposition", "string"),
+                ("billable", "number"),
                 ("hangup_side", "string"), ("hangup_cause", "string"), ("codecs", "string"),
             ]
+        } | {
+            "disposition": {"type": "string", "enum": list(DISPOSITIONS)},
+            "application": {
+                "type": "string",
+                "description": "the dialplan application that answered the call, or the one a "
+                "call nobody answered was diverted to; empty for a call between people",
+            },
         },
     },
 }

@@ -34,6 +34,10 @@ from pbx.sip.transaction import ServerTransaction
 #: Why a call ends when the caller's ACK does not answer our offer.
 NO_ANSWER_IN_ACK = "no answer in ACK"
 
+#: The disposition of an answered call by the name of the application that
+#: answered it (see :data:`pbx.records.DISPOSITIONS`); any other is ANSWERED.
+ANSWERED_BY = {"voicemail": "VOICEMAIL"}
+
 
 class ApplicationCall:
     """
@@ -203,7 +207,10 @@ class ApplicationCall:
         if self._over or self.hangup_cause:
             return
         self.hangup_side, self.hangup_cause = side, cause
-        self.disposition = "ANSWERED" if self.answered_at is not None else "FAILED"
+        if self.answered_at is None:
+            self.disposition = "FAILED"
+        else:
+            self.disposition = ANSWERED_BY.get(self.application.name, "ANSWERED")
         if self.channel is not None:
             self.channel.closed(cause)
         if side == "a" and cause == "BYE":
@@ -263,6 +270,7 @@ class ApplicationCall:
             end=self.ended_at or self.services.clock.seconds(), answer=self.answered_at,
             disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
             hangup_cause=self.hangup_cause, codecs=self.codecs, leg="a",
+            application=self.application.name,
         )]
 
     def summary(self) -> dict[str, Any]:

@@ -96,6 +96,8 @@ class Call:
         self.hangup_side = ""
         self.hangup_cause = ""
         self.disposition = ""
+        #: The application a call nobody answered was diverted to (its CDR names it).
+        self.diverted_to = ""
         #: The SDP answer the caller got in a 183 (early media), if any: a
         #: diverted call answers with the same (RFC 3261 §13.2.1).
         self.early_answer: bytes | None = None
@@ -274,16 +276,18 @@ class Call:
             self.forks.cancel()
         self.a.refuse(status, reason)
 
-    def diverted(self, reason: str) -> None:
+    def diverted(self, reason: str, application: str) -> None:
         """
         Nobody will answer and the caller goes to an application instead:
         stop ringing and end this call without answering the caller (the
         controller hands the same INVITE transaction to the application).
 
         :param reason: ``"busy"``, ``"no_answer"``, ``"dnd"`` or ``"unavailable"``.
+        :param application: the name of the application the caller goes to.
         """
         if self._over or not self.a.waiting:
             return
+        self.diverted_to = application
         self.disposition = "BUSY" if reason in ("busy", "dnd") else "NO ANSWER"
         self.hangup_side = "b" if reason == "busy" else "pbx"
         self.hangup_cause = f"diverted: {reason}"
@@ -432,6 +436,7 @@ class Call:
             call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.started,
             end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
             hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="a",
+            application=self.diverted_to,
         )]
         if self.b is not None:
             rows.append(CallRecord(

@@ -421,7 +421,7 @@ class CallController:
         self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
                       reason=reason)
         early = call.early_answer
-        call.diverted(reason)
+        call.diverted(reason, action.name)
         self._run_application(
             call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
             early=None if early is None else (early, self.relay.close(call.media.session)),

@@ -12,12 +12,13 @@ called, and nothing is scheduled, so there is nothing to cancel.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from itertools import islice
 
 from attrs import define, field
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from pbx.config import SecurityConfig
 
@@ -48,6 +49,8 @@ class Lockout:
     Failures recorded while a key is locked do not count and do not extend
     the lock (callers are expected to refuse locked keys before checking a
     password).  :meth:`record_success` forgets a key entirely.
+    :meth:`record_failures` counts one attempt under several keys and logs
+    one warning when that locks any of them.
 
     Memory is bounded: idle keys are pruned every ``prune_every`` failures
     and whenever ``max_keys`` is reached; if all keys are still busy, the
@@ -72,6 +75,7 @@ class Lockout:
     # Insertion order = order of last failure, oldest first.
     _entries: dict[Hashable, _Entry] = field(init=False, factory=dict)
     _calls: int = field(init=False, default=0)
+    log = Logger()
 
     @classmethod
     def from_config(cls, clock: IReactorTime, security: SecurityConfig) -> Lockout:
@@ -164,6 +168,39 @@ class Lockout:
         delay = self._delay(entry.strikes)
         entry.locked_until = now + delay
         return delay
+
+    def record_failures(
+        self, keys: Iterable[tuple[str, str]], *, what: str, who: str, source: str
+    ) -> float:
+        """
+        Count one failed attempt under each of ``keys``; when that locks any
+        of them, log one warning naming who, from where and for how long.
+
+        :param keys: ``(kind, value)`` keys, e.g. ``("sip-user", "1001")``
+            and ``("sip-ip", "192.0.2.7")``.
+        :param what: what failed, for the log: ``"SIP digest"``, ``"API login"``.
+        :param who: the user name the attempt gave (logged quoted: it comes
+            from the network).
+        :param source: the address the attempt came from.
+        :returns: seconds the longest lock on ``keys`` lasts from now, 0 if
+            none is locked.
+        """
+        delays: list[float] = []
+        locked: list[str] = []
+        for key in keys:
+            was_locked = self.is_locked(key)
+            delay = self.record_failure(key)
+            delays.append(delay)
+            if delay and not was_locked:
+                locked.append(key[0])
+        longest = max(delays, default=0.0)
+        if locked:
+            self.log.warn(
+                "{what} lockout: {who!r} from {source} locked out for {delay:.0f} s"
+                " (too many failures by {keys})",
+                what=what, who=who, source=source, delay=longest, keys=" and ".join(locked),
+            )
+        return longest
 
     def record_success(self, key: Hashable) -> None:
         """

@@ -107,14 +107,12 @@ class RequestAuthenticator:
         transaction.respond(response)
 
     async def _failure(self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...], proxy: bool) -> None:
-        delays = [self.lockout.record_failure(k) for k in keys]
         source = transaction.peer.host
+        delay = self.lockout.record_failures(keys, what="SIP digest", who=username, source=source)
         now = self.clock.seconds()
         await self.store.add_audit(AuditEvent(now, "sip.auth.failure", username, source, transaction.request.method))
-        if any(delays):
-            self.log.warn("SIP lockout: {user} from {source} for {delay:.0f}s",
-                          user=username, source=source, delay=max(delays))
-            await self.store.add_audit(AuditEvent(now, "sip.lockout", username, source, f"{max(delays):.0f}s"))
+        if delay:
+            await self.store.add_audit(AuditEvent(now, "sip.lockout", username, source, f"{delay:.0f}s"))
         # The same answer as for no credentials at all: a fresh challenge.
         self.challenge(transaction, proxy=proxy)
 

@@ -218,6 +218,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         # SQLite has RENAME COLUMN since 3.25; PostgreSQL always had it.
         ("ALTER TABLE extensions RENAME COLUMN voicemail_pin_hash TO pin_hash",),
     ),
+    Migration(
+        5,
+        "call records name the application that answered the call",
+        ("ALTER TABLE call_records ADD COLUMN application TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

@@ -11,6 +11,7 @@ from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
@@ -20,6 +21,7 @@ from pbx.api.openapi import openapi_document
 from pbx.config import parse_config
 from pbx.interfaces import IPBX
 from pbx.records import AdminRecord, Binding, CallRecord, ExtensionRecord
+from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.auth import compute_ha1
 from pbx.testing import FakePBX, MemoryStore
@@ -139,6 +141,18 @@ class AuthTests(APITestCase):
         self.assertIn("api.lockout", [e.kind for e in self.store.audit])
         self.clock.advance(31)
         self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 200)
+
+    def test_lockout_logged(self) -> None:
+        """An API login lockout is one warning naming the user, the client address and the delay."""
+        events: list[dict[str, Any]] = []
+        self.patch(Lockout, "log", Logger(observer=events.append))
+        for _ in range(4):
+            self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        self.assertEqual(
+            [(e["log_level"].name, formatEvent(e)) for e in events],
+            [("warn", "API login lockout: 'admin' from 127.0.0.1 locked out for 30 s"
+                      " (too many failures by user and ip)")],
+        )
 
     def test_login_bad_input(self) -> None:
         """Malformed login bodies get 4xx JSON errors."""
@@ -327,6 +341,22 @@ class ListingTests(APITestCase):
         lines = text.decode().splitlines()
         self.assertTrue(lines[0].startswith("id,call_id,leg,caller"))
         self.assertEqual(len(lines), 3)
+
+    def test_cdr_application(self) -> None:
+        """A call that went to voicemail is listed VOICEMAIL with its application, in JSON, CSV and the schema."""
+        token = self.login()
+        self.successResultOf(self.store.add_call_record(CallRecord(
+            "vm", "1001", "1002", 100.0, 130.0, answer=100.5, disposition="VOICEMAIL",
+            application="voicemail")))
+        [row] = self.call("GET", "/api/v1/cdr", token=token)[1]["records"]
+        self.assertEqual((row["disposition"], row["application"]), ("VOICEMAIL", "voicemail"))
+        text = self.call("GET", "/api/v1/cdr?format=csv", token=token)[1].decode()
+        header, line = text.splitlines()
+        self.assertEqual(dict(zip(header.split(","), line.split(","), strict=True))["application"],
+                         "voicemail")
+        schema = self.call("GET", "/api/v1/openapi.json")[1]["components"]["schemas"]["CallRecord"]
+        self.assertEqual(set(schema["properties"]), set(row))
+        self.assertIn("VOICEMAIL", schema["properties"]["disposition"]["enum"])
 
     def test_cdr_bad_query(self) -> None:
         """Bad CDR query parameters get 400."""

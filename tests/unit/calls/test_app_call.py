@@ -131,7 +131,10 @@ class RefusedTests(AppCallTestCase):
         """An offer with no codec pbx has gets 488, opens no port, and leaves a FAILED record."""
         self.refused("*43", 488, offer("18", "18 G729/8000"))
         [record] = self.store.calls
-        self.assertEqual((record.callee, record.disposition), ("*43", "FAILED"))
+        self.assertEqual(
+            (record.callee, record.disposition, record.application),
+            ("*43", "FAILED", "echo"),
+        )
 
     def test_unparsable_offer(self) -> None:
         """An INVITE whose SDP does not parse gets 488."""
@@ -183,8 +186,13 @@ class ApplicationEndTests(AppCallTestCase):
         self.caller.respond(bye, 200)
         [record] = self.store.calls
         self.assertEqual(
-            (record.disposition, record.hangup_side, record.hangup_cause),
-            ("ANSWERED", "pbx", "done"),
+            (
+                record.disposition,
+                record.hangup_side,
+                record.hangup_cause,
+                record.application,
+            ),
+            ("ANSWERED", "pbx", "done", "beep-hangup"),
         )
         self.assertEqual(self.allocator.in_use, 0)
 

@@ -18,7 +18,7 @@ from pbx.calls.dialplan import ToApplication
 from pbx.records import ExtensionRecord
 from pbx.sip.message import Request, Response
 
-from support.divert import Diverter, DivertTestCase
+from support.divert import Diverter, DivertTestCase, Voicemail
 from support.phones import CALLEE_SDP, audio
 
 
@@ -29,7 +29,7 @@ class DiversionTests(DivertTestCase):
         """
         After the ring timeout the phone gets CANCEL and the caller a 200
         from the application, in the dialog of the 180 it saw; records say
-        NO ANSWER ("diverted: no_answer") and then ANSWERED by voicemail.
+        NO ANSWER ("diverted: no_answer", to voicemail) and then VOICEMAIL.
         """
         invite, leg, [forked] = self.ring()
         self.callee.respond(forked, 180)
@@ -46,12 +46,13 @@ class DiversionTests(DivertTestCase):
         diverted, answered = self.store.calls
         self.assertEqual(
             (diverted.call_id, diverted.leg, diverted.disposition, diverted.hangup_side, diverted.hangup_cause,
-             diverted.answer),
-            (invite.call_id, "a", "NO ANSWER", "pbx", "diverted: no_answer", None),
+             diverted.answer, diverted.application),
+            (invite.call_id, "a", "NO ANSWER", "pbx", "diverted: no_answer", None, "voicemail"),
         )
         self.assertEqual(
-            (answered.call_id, answered.leg, answered.callee, answered.disposition, answered.hangup_side),
-            (invite.call_id, "a", "1002", "ANSWERED", "a"),
+            (answered.call_id, answered.leg, answered.callee, answered.disposition, answered.hangup_side,
+             answered.application),
+            (invite.call_id, "a", "1002", "VOICEMAIL", "a", "voicemail"),
         )
         self.assertEqual(answered.start, diverted.end)
 
@@ -87,6 +88,24 @@ class DiversionTests(DivertTestCase):
             ("BUSY", "b", "diverted: busy"),
         )
 
+    def test_other_application(self) -> None:
+        """A call diverted to an application other than voicemail is recorded ANSWERED, naming that application."""
+        menu = Voicemail()
+        menu.name = "menu"
+        self.controller.applications["menu"] = menu
+        self.controller.diverters.insert(0, Diverter("menu"))
+        invite, leg, [forked] = self.ring()
+        self.callee.respond(forked, 486)
+        self.callee.expect("ACK")
+        ok = self.caller.expect_one(200)
+        self.caller.confirm(invite, leg, ok)
+        self.bye(leg)
+        self.assertEqual((len(menu.calls), self.voicemail.calls), (1, []))
+        self.assertEqual(
+            [(r.leg, r.disposition, r.application) for r in self.store.calls],
+            [("a", "BUSY", "menu"), ("a", "ANSWERED", "menu")],
+        )
+
     def test_decline_is_busy(self) -> None:
         """A 603 Decline counts as busy."""
         invite, leg, [forked] = self.ring()
@@ -115,7 +134,8 @@ class DiversionTests(DivertTestCase):
         self.voicemail_got("1002", "dnd")
         self.bye(leg)
         [record] = self.store.calls
-        self.assertEqual((record.callee, record.disposition), ("1002", "ANSWERED"))
+        self.assertEqual((record.callee, record.disposition, record.application),
+                         ("1002", "VOICEMAIL", "voicemail"))
 
     def test_unregistered(self) -> None:
         """An extension with no registered phone: the application gets the call (reason unavailable)."""

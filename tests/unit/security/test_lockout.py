@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.security.lockout import Lockout
@@ -179,3 +182,78 @@ class LockoutMemoryTests(SynchronousTestCase):
         self.clock.advance(3600)
         self.assertEqual(self.lockout.prune(), 1)
         self.assertEqual(self.lockout.tracked_keys, 0)
+
+
+class LockoutLogTests(SynchronousTestCase):
+    """record_failures: one warning per lockout, naming who, from where and for how long."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000)
+        self.lockout = Lockout(clock=self.clock, max_failures=3)
+        self.events: list[dict[str, Any]] = []
+        self.patch(Lockout, "log", Logger(observer=self.events.append))
+
+    def fail(self, user: str = "1001", ip: str = "192.0.2.7") -> float:
+        """One failed SIP digest attempt by ``user`` from ``ip``."""
+        return self.lockout.record_failures(
+            [("sip-ip", ip), ("sip-user", user)], what="SIP digest", who=user, source=ip
+        )
+
+    def lines(self) -> list[str]:
+        """The text of each logged event, checking it is a warning."""
+        self.assertEqual({e["log_level"].name for e in self.events} - {"warn"}, set())
+        return [formatEvent(e) for e in self.events]
+
+    def test_one_line_at_the_lock(self) -> None:
+        """Two failures log nothing; the third logs one warning with user, address and delay."""
+        self.assertEqual([self.fail(), self.fail()], [0, 0])
+        self.assertEqual(self.lines(), [])
+        self.assertEqual(self.fail(), 30)
+        self.assertEqual(
+            self.lines(),
+            [
+                "SIP digest lockout: '1001' from 192.0.2.7 locked out for 30 s"
+                " (too many failures by sip-ip and sip-user)"
+            ],
+        )
+
+    def test_nothing_while_locked(self) -> None:
+        """Failures during the lock return the time left and log nothing more."""
+        for _ in range(3):
+            self.fail()
+        self.clock.advance(10)
+        self.assertEqual(self.fail(), 20)
+        self.assertEqual(len(self.lines()), 1)
+
+    def test_one_key_locks(self) -> None:
+        """An address guessing several users is locked by its address alone; the line names the user of that attempt."""
+        for user in ("1001", "1002", "1003"):
+            self.fail(user=user)
+        self.assertEqual(
+            self.lines(),
+            [
+                "SIP digest lockout: '1003' from 192.0.2.7 locked out for 30 s"
+                " (too many failures by sip-ip)"
+            ],
+        )
+        self.assertTrue(self.lockout.is_locked(("sip-ip", "192.0.2.7")))
+        self.assertFalse(self.lockout.is_locked(("sip-user", "1003")))
+
+    def test_who_is_quoted(self) -> None:
+        """A user name from the network cannot break the line: it is logged quoted."""
+        for _ in range(3):
+            self.fail(user="x\nforged line")
+        [line] = self.lines()
+        self.assertNotIn("\n", line)
+        self.assertIn("'x\\nforged line'", line)
+
+    def test_growing_delay_logged(self) -> None:
+        """The second lockout's line gives the doubled delay."""
+        for _ in range(3):
+            self.fail()
+        self.clock.advance(30)
+        for _ in range(3):
+            self.fail()
+        self.assertIn("locked out for 60 s", self.lines()[-1])
+        self.assertEqual(len(self.lines()), 2)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import RegistrarConfig
@@ -562,6 +564,24 @@ class AuthFailureTests(RegistrarTestCase):
         self.assertEqual(response.status, 403)
         self.assertEqual(self.stored(), {})
         self.assertEqual(len(self.store.audit), 4)
+
+    def test_lockout_logged(self) -> None:
+        """The lockout is one warning naming the user, the address and the delay."""
+        events: list[dict[str, Any]] = []
+        self.patch(Lockout, "log", Logger(observer=events.append))
+        for _ in range(3):
+            self.phone.register(password="wrong")
+        self.phone.send(self.phone.request())  # refused while locked: no second line
+        self.assertEqual(
+            [(e["log_level"].name, formatEvent(e)) for e in events],
+            [
+                (
+                    "warn",
+                    "SIP digest lockout: '1001' from 192.0.2.10 locked out for 30 s"
+                    " (too many failures by sip-ip and sip-user)",
+                )
+            ],
+        )
 
     def test_lockout_ends(self) -> None:
         """The lockout ends after its delay on the clock."""

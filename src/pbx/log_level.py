@@ -1,0 +1,63 @@
+"""
+The ``log.level`` setting applied to twistd's log.
+
+twistd makes its log observer (a file, stdout or syslog, from ``--logfile``
+and ``--syslog``) after ``makeService`` and hands it to the global log
+publisher; a plugin gets no hook to choose what reaches it.  So once the
+PBX starts, every observer the publisher holds is put behind a
+:class:`~twisted.logger.FilteringLogObserver` whose
+:class:`~twisted.logger.LogLevelFilterPredicate` drops events below the
+configured level, and taken back out when the PBX stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    LogPublisher,
+)
+
+
+def level_named(name: str) -> LogLevel:
+    """
+    The log level of a validated ``log.level`` value.
+
+    :param name: ``debug``, ``info``, ``warn`` or ``error``.
+    :raises InvalidLogLevelError: for any other name.
+    """
+    return LogLevel.levelWithName(name)
+
+
+def filter_observers(publisher: LogPublisher, level: LogLevel) -> Callable[[], None]:
+    """
+    Let only events of ``level`` and above reach the observers ``publisher`` holds now.
+
+    Observers added later are not filtered.
+
+    :returns: what puts the observers back as they were (an observer removed
+        meanwhile stays removed).
+    """
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    # LogPublisher has no public list of its observers: twistd's is only
+    # reachable there.
+    originals: list[ILogObserver] = list(publisher._observers)
+    wrapped = []
+    for observer in originals:
+        filtering = FilteringLogObserver(observer, [predicate])
+        publisher.removeObserver(observer)
+        publisher.addObserver(filtering)
+        wrapped.append((observer, filtering))
+
+    def unfilter() -> None:
+        for observer, filtering in wrapped:
+            if filtering in publisher._observers:
+                publisher.removeObserver(filtering)
+                publisher.addObserver(observer)
+        wrapped.clear()
+
+    return unfilter

@@ -1,0 +1,79 @@
+"""Tests for :mod:`pbx.log_level`: ``log.level`` between a log publisher and its observers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger, LogLevel, LogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.config import LOG_LEVELS
+from pbx.log_level import filter_observers, level_named
+
+
+class LevelNamedTests(SynchronousTestCase):
+    """Config level names map to Twisted's levels."""
+
+    def test_every_config_level(self) -> None:
+        """Each value ``log.level`` accepts names a LogLevel of the same name."""
+        self.assertEqual(
+            [level_named(name) for name in LOG_LEVELS],
+            [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error],
+        )
+
+
+class FilterObserversTests(SynchronousTestCase):
+    """Observers of a publisher see only events at or above the level, until unfiltered."""
+
+    def setUp(self) -> None:
+        self.publisher = LogPublisher()
+        self.first: list[dict[str, Any]] = []
+        self.second: list[dict[str, Any]] = []
+        self.publisher.addObserver(self.first.append)
+        self.publisher.addObserver(self.second.append)
+        self.log = Logger(namespace="pbx.test", observer=self.publisher)
+
+    def emit_all(self) -> None:
+        """One event at each level, its format naming the level."""
+        for level in (
+            LogLevel.debug,
+            LogLevel.info,
+            LogLevel.warn,
+            LogLevel.error,
+            LogLevel.critical,
+        ):
+            self.log.emit(level, level.name)
+
+    def test_warn(self) -> None:
+        """At warn, every observer gets warn, error and critical only."""
+        filter_observers(self.publisher, LogLevel.warn)
+        self.emit_all()
+        for seen in (self.first, self.second):
+            self.assertEqual(
+                [e["log_format"] for e in seen], ["warn", "error", "critical"]
+            )
+
+    def test_debug_passes_everything(self) -> None:
+        """At debug, nothing is dropped."""
+        filter_observers(self.publisher, LogLevel.debug)
+        self.emit_all()
+        self.assertEqual(len(self.first), 5)
+
+    def test_unfilter(self) -> None:
+        """Unfiltering puts the observers back: every level reaches them again."""
+        unfilter = filter_observers(self.publisher, LogLevel.error)
+        self.log.info("hidden")
+        unfilter()
+        self.log.info("shown")
+        self.assertEqual([e["log_format"] for e in self.first], ["shown"])
+        unfilter()  # twice is harmless
+        self.log.debug("again")
+        self.assertEqual([e["log_format"] for e in self.second], ["shown", "again"])
+
+    def test_later_observers_unfiltered(self) -> None:
+        """An observer added after the filter sees every level."""
+        filter_observers(self.publisher, LogLevel.error)
+        later: list[dict[str, Any]] = []
+        self.publisher.addObserver(later.append)
+        self.log.info("info")
+        self.assertEqual(([e["log_format"] for e in later], self.first), (["info"], []))
