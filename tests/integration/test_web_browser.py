@@ -55,7 +55,7 @@ class BrowserTests(SynchronousTestCase):
         """One real registration (sipsak, UDP), so the status has something to count."""
         sipsak = require_binary("sipsak", "sipsak")
         result = subprocess.run(
-            [sipsak, "-U", "-C", f"sip:{EXTENSION}@127.0.0.1:{free_port()}", "-u", EXTENSION,
+            [sipsak, "-H", "127.0.0.1", "-U", "-C", f"sip:{EXTENSION}@127.0.0.1:{free_port()}", "-u", EXTENSION,
              "-x", "300", "-a", self.sip_password, "-s", f"sip:{EXTENSION}@127.0.0.1:{self.sip_port}", "-i"],
             capture_output=True, text=True, errors="replace", timeout=60, stdin=subprocess.DEVNULL,
         )
