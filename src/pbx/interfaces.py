@@ -51,6 +51,11 @@ class IDialplanApplication(Interface):
     """
     Something a dialplan route can send a call to: voicemail, an auto
     attendant, a queue, a conference, a park slot, a page group.
+
+    An application may also have a ``disposition`` attribute: what the call
+    detail record of a call it answered says instead of ``ANSWERED``
+    (voicemail's deposit says ``VOICEMAIL``; see
+    :data:`pbx.records.DISPOSITIONS`).
     """
 
     name = Attribute("The name a route uses: ``{app: voicemail}``.")

@@ -23,18 +23,26 @@ from support.app_calls import AppCallTestCase
 
 
 @implementer(IDialplanApplication)
-class Voicemail:
+class Application:
     """Notes each call (caller, name, callee, args), then waits for the caller to hang up."""
 
-    name = "voicemail"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.calls: list[tuple[str, str, str, Any]] = []
 
     async def run(self, channel: Channel, args: Any) -> None:
         """Note the call; stay until the caller hangs up."""
         self.calls.append((channel.caller, channel.caller_name, channel.callee, dict(args)))
         await channel.wait_for_hangup()
+
+
+class Voicemail(Application):
+    """An application named voicemail, whose calls are recorded VOICEMAIL as the real one's."""
+
+    disposition = "VOICEMAIL"
+
+    def __init__(self) -> None:
+        super().__init__("voicemail")
 
 
 class Diverter:

@@ -34,10 +34,6 @@ from pbx.sip.transaction import ServerTransaction
 #: Why a call ends when the caller's ACK does not answer our offer.
 NO_ANSWER_IN_ACK = "no answer in ACK"
 
-#: The disposition of an answered call by the name of the application that
-#: answered it (see :data:`pbx.records.DISPOSITIONS`); any other is ANSWERED.
-ANSWERED_BY = {"voicemail": "VOICEMAIL"}
-
 
 class ApplicationCall:
     """
@@ -210,7 +206,8 @@ class ApplicationCall:
         if self.answered_at is None:
             self.disposition = "FAILED"
         else:
-            self.disposition = ANSWERED_BY.get(self.application.name, "ANSWERED")
+            # An application may name its own (IDialplanApplication).
+            self.disposition = getattr(self.application, "disposition", "ANSWERED")
         if self.channel is not None:
             self.channel.closed(cause)
         if side == "a" and cause == "BYE":

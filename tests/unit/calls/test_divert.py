@@ -18,7 +18,7 @@ from pbx.calls.dialplan import ToApplication
 from pbx.records import ExtensionRecord
 from pbx.sip.message import Request, Response
 
-from support.divert import Diverter, DivertTestCase, Voicemail
+from support.divert import Application, Diverter, DivertTestCase
 from support.phones import CALLEE_SDP, audio
 
 
@@ -90,8 +90,7 @@ class DiversionTests(DivertTestCase):
 
     def test_other_application(self) -> None:
         """A call diverted to an application other than voicemail is recorded ANSWERED, naming that application."""
-        menu = Voicemail()
-        menu.name = "menu"
+        menu = Application("menu")
         self.controller.applications["menu"] = menu
         self.controller.diverters.insert(0, Diverter("menu"))
         invite, leg, [forked] = self.ring()

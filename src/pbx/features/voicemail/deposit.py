@@ -276,6 +276,8 @@ class Deposit:
     """
 
     name = "voicemail"
+    #: Calls voicemail answered are recorded as such (IDialplanApplication).
+    disposition = "VOICEMAIL"
     log = Logger()
 
     def __init__(self, voicemail: Any, *, pbx: IPBX, options: Any,
