@@ -128,6 +128,8 @@ def remove_pid_file(path: str | None) -> None:
             pid = int(f.read().strip() or b"0")
         if pid == os.getpid():
             os.unlink(path)
+    except FileNotFoundError:
+        pass
     except (OSError, ValueError) as e:
         TwistdStartupReport.log.warn("pid file {path} not removed: {error}", path=path, error=e)
 
