@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 
-from twisted.trial.unittest import SynchronousTestCase
-
 from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.tap import Options, load
 
