@@ -93,6 +93,8 @@ class TwistdStartupReport:
             except OSError:
                 pass  # nobody reads it any more; the log has the line
             self._close_stderr()
+        # Gone before the parent returns, so nothing that follows it sees a stale one.
+        remove_pid_file(self._server_options.get("pidfile"))
         # The parent prints repr(message[2:]) and exits 1.
         self._tell(b"1 " + summary.encode("ascii", "backslashreplace")[: _PIPE_MESSAGE - 2])
         self._reactor.addSystemEventTrigger("after", "shutdown", self._end, 1)
@@ -102,7 +104,6 @@ class TwistdStartupReport:
             self._reactor.callWhenRunning(self._reactor.stop)
 
     def _end(self, status: int) -> None:
-        remove_pid_file(self._server_options.get("pidfile"))
         self._exit(status)
 
     def _tell(self, message: bytes) -> None:

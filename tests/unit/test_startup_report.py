@@ -62,11 +62,11 @@ class TwistdStartupReportTests(SynchronousTestCase):
         self.report.failed("api.listen tcp:8080: Address already in use")
         self.assertEqual(self.read(self.read_err), b"pbx: startup failed: api.listen tcp:8080: Address already in use\n")
         self.assertEqual(self.read(self.read_status), b"1 pbx: startup failed (the reason is above)")
+        self.assertFalse(os.path.exists(self.pidfile))
         self.assertTrue(self.reactor.hasStopped)
         [(trigger, args, _)] = self.reactor.triggers["after"]["shutdown"]
         trigger(*args)
         self.assertEqual(self.exits, [1])
-        self.assertFalse(os.path.exists(self.pidfile))
 
     def test_failure_before_the_reactor_runs(self) -> None:
         """A failure before the reactor runs stops it as soon as it runs, rather than running forever."""
