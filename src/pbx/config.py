@@ -7,6 +7,11 @@ into one line ``pbx: <file>: <key>: <problem>`` and exits.
 
 Strings may refer to the environment: ``${NAME}`` (which must be set) and
 ``${NAME:-default}``; ``$$`` is a literal dollar sign.
+
+Relative paths (``state_dir``, an SQLite ``database``, ``sip.tls`` files,
+``plugin_dirs``) are taken from the configuration file's directory, so the
+PBX a file describes does not depend on where it was started from.  With no
+``state_dir`` the state lives in one fixed place (:func:`default_state_dir`).
 """
 
 from __future__ import annotations
@@ -270,8 +275,8 @@ def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] |
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "must be a mapping of sections")
-    raw = _substitute(raw, "", os.environ if environ is None else environ)
-    return _build(raw, path)
+    environ = os.environ if environ is None else environ
+    return _build(_substitute(raw, "", environ), path, environ)
 
 
 # ---------------------------------------------------------------------------
@@ -373,7 +378,7 @@ def _check_server_endpoint(text: str, key: str) -> str:
     return text
 
 
-def _sip(raw: Any) -> SIPConfig:
+def _sip(raw: Any, base: Path) -> SIPConfig:
     s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise"})
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
@@ -389,10 +394,10 @@ def _sip(raw: Any) -> SIPConfig:
         seen.add(ident)
     t = _mapping(s.get("tls"), "sip.tls", {"certificate", "key", "verify_clients", "ca"})
     tls = TLSConfig(
-        certificate=_str(t.get("certificate"), "sip.tls.certificate"),
-        key=_str(t.get("key"), "sip.tls.key"),
+        certificate=_path(base, _str(t.get("certificate"), "sip.tls.certificate")),
+        key=_path(base, _str(t.get("key"), "sip.tls.key")),
         verify_clients=_bool(t.get("verify_clients"), "sip.tls.verify_clients", False),
-        ca=_str(t.get("ca"), "sip.tls.ca"),
+        ca=_path(base, _str(t.get("ca"), "sip.tls.ca")),
     )
     if bool(tls.certificate) != bool(tls.key):
         raise ConfigError("sip.tls", "certificate and key must be given together")
@@ -559,35 +564,67 @@ _TOP = {
 }
 
 
-def _build(raw: dict[str, Any], path: str) -> Config:
-    top = _mapping(raw, "", _TOP)
-    # Relative paths are taken from the working directory, as twistd takes its
-    # own pidfile and logfile paths.
-    base = Path.cwd()
-    state_dir = _str(top.get("state_dir"), "state_dir", "pbx-data")
-    state_path = Path(state_dir) if Path(state_dir).is_absolute() else base / state_dir
-    database = _str(top.get("database"), "database", "")
-    if not database:
-        database = f"sqlite://{state_path / 'pbx.db'}"
-    from pbx.calls.dialplan import parse_dialplan
+def default_state_dir(environ: Mapping[str, str], euid: int) -> str:
+    """
+    Where state lives when the configuration gives no ``state_dir``: the
+    directory systemd made for the service (``$STATE_DIRECTORY``, from
+    ``StateDirectory=``), else ``/var/lib/pbx`` for root, else
+    ``$XDG_STATE_HOME/pbx`` (``~/.local/state/pbx``).
+
+    :param environ: the environment to read.
+    :param euid: the effective user id.
+    """
+    systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
+    if euid == 0:
+        return "/var/lib/pbx"
+    xdg = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(xdg):  # the XDG spec says to ignore a relative value
+        xdg = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".local", "state")
+    return os.path.join(xdg, "pbx")
+
+
+def _path(base: Path, value: str) -> str:
+    """``value`` (``~`` expanded) taken from ``base`` when relative."""
+    return str(base / os.path.expanduser(value)) if value else ""
+
+
+def _database(value: str, base: Path, state_dir: str) -> str:
+    """The database URL with a relative SQLite path taken from ``base``."""
     from pbx.store.url import StoreURLError, parse_store_url
 
+    if not value:
+        return f"sqlite://{Path(state_dir) / 'pbx.db'}"
     try:
-        parse_store_url(database)
+        url = parse_store_url(value)
     except StoreURLError as e:
         raise ConfigError("database", str(e)) from None
-    plugin_dirs = tuple(str(base / d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
+    if url.backend == "sqlite" and url.target != ":memory:":
+        return f"sqlite://{_path(base, url.target)}"
+    return value
+
+
+def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config:
+    top = _mapping(raw, "", _TOP)
+    base = Path(os.path.abspath(path)).parent
+    state_dir = _str(top.get("state_dir"), "state_dir") or default_state_dir(environ, os.geteuid())
+    state_dir = _path(base, state_dir)
+    database = _database(_str(top.get("database"), "database", ""), base, state_dir)
+    from pbx.calls.dialplan import parse_dialplan
+
+    plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
         if not Path(d).is_dir():
             raise ConfigError(f"plugin_dirs[{i}]", f"{d!r} is not a directory")
     return Config(
         path=path,
-        sip=_sip(top.get("sip")),
+        sip=_sip(top.get("sip"), base),
         rtp=_rtp(top.get("rtp")),
         api=_api(top.get("api")),
         security=_security(top.get("security")),
         database=database,
-        state_dir=str(state_path),
+        state_dir=state_dir,
         extensions=_extensions(top.get("extensions")),
         features=_features(top.get("features")),
         plugin_dirs=plugin_dirs,

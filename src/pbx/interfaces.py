@@ -242,6 +242,44 @@ class IPBX(Interface):
         :meth:`authenticate`.
         """
 
+    def before_ready(work):  # type: ignore[no-untyped-def]
+        """
+        Run ``work()`` (it may return a Deferred or a coroutine) during
+        startup, once every listener is bound and the configuration is in
+        the store, and before ``pbx ready``; call it from a feature's
+        ``startService``.  Work that generates secrets (voicemail PINs) goes
+        here, so a start that cannot bind its ports generates nothing.  A
+        failure fails the start.
+        """
+
+    def announce_secret(kind, name, secret):  # type: ignore[no-untyped-def]
+        """
+        Show a secret generated for someone (``kind`` such as ``"voicemail
+        PIN"``, ``name`` an extension number or user name) to the operator:
+        every secret announced during startup is printed once, in one block
+        just before ``pbx ready``, and nowhere else.  Features never log
+        secrets themselves; only a hash of the secret is kept.
+        """
+
+
+class IStartupReport(Interface):
+    """
+    Who hears how a start of the PBX ended: the waiting parent of a
+    daemonising ``twistd``, and the process's exit status.
+    """
+
+    def starting():  # type: ignore[no-untyped-def]
+        """The PBX service is starting; the outcome comes later (startup is asynchronous)."""
+
+    def started():  # type: ignore[no-untyped-def]
+        """Every listener is bound and ``pbx ready`` was logged."""
+
+    def failed(problem):  # type: ignore[no-untyped-def]
+        """
+        The start failed for ``problem`` (one line, already logged): say so
+        to whoever waits and end the process with a non-zero status.
+        """
+
 
 class IEventPackage(Interface):
     """A SIP event package served to subscribers (RFC 6665 §7)."""

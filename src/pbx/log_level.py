@@ -7,12 +7,16 @@ publisher; a plugin gets no hook to choose what reaches it.  So once the
 PBX starts, every observer the publisher holds is put behind a
 :class:`~twisted.logger.FilteringLogObserver` whose
 :class:`~twisted.logger.LogLevelFilterPredicate` drops events below the
-configured level, and taken back out when the PBX stops.
+configured level, and taken back out when the PBX stops.  An event logged
+with ``always_shown=True`` (the generated secrets, ``pbx ready``) passes
+whatever the level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from typing import Any
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -20,6 +24,7 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     LogPublisher,
+    PredicateResult,
 )
 
 
@@ -31,6 +36,11 @@ def level_named(name: str) -> LogLevel:
     :raises InvalidLogLevelError: for any other name.
     """
     return LogLevel.levelWithName(name)
+
+
+def always_shown(event: dict[str, Any]) -> PredicateResult:
+    """Let events marked ``always_shown`` through; leave the rest to the level."""
+    return PredicateResult.yes if event.get("always_shown") else PredicateResult.maybe
 
 
 def filter_observers(publisher: LogPublisher, level: LogLevel) -> Callable[[], None]:
@@ -48,7 +58,7 @@ def filter_observers(publisher: LogPublisher, level: LogLevel) -> Callable[[], N
     originals: list[ILogObserver] = list(publisher._observers)
     wrapped = []
     for observer in originals:
-        filtering = FilteringLogObserver(observer, [predicate])
+        filtering = FilteringLogObserver(observer, [always_shown, predicate])
         publisher.removeObserver(observer)
         publisher.addObserver(filtering)
         wrapped.append((observer, filtering))

@@ -6,6 +6,10 @@ from then on the store is the source of truth (the REST API edits it).  A
 config entry with no password gets one generated the first time it is seen;
 the generated secret is reported once, through the ``announce`` callable,
 and never again: only its hash is kept.
+
+A forgotten secret is replaced, not recovered: :func:`reset_password` and
+:func:`reset_pin` (``twistd pbx -c FILE --reset-password NAME``) store a new
+generated one and return it to be shown once.
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable
+
+from attrs import evolve
 
 from pbx.config import Config, ExtensionConfig
 from pbx.interfaces import IStore
-from pbx.records import AdminRecord, ExtensionRecord
-from pbx.security.passwords import generate_password, hash_password
+from pbx.records import AdminRecord, AuditEvent, ExtensionRecord
+from pbx.security.passwords import generate_password, generate_pin, hash_password
 from pbx.sip.auth import compute_ha1
+
+
+class ResetError(Exception):
+    """A secret cannot be reset; the message is one line for the operator."""
 
 
 def extension_record(
@@ -143,6 +154,75 @@ async def sync_admins(
             announce(admin.username, password)
         encoded = await _maybe_deferred(hasher(password))
         await store.put_admin(AdminRecord(admin.username, str(encoded)))
+
+
+async def reset_password(
+    store: IStore, config: Config, name: str, hasher: Callable[[str], object] = hash_password
+) -> tuple[str, str]:
+    """
+    Give API administrator or extension ``name`` a new generated password.
+
+    An administrator's is kept as a PBKDF2 hash, an extension's as digest
+    HA1 values for ``sip.domain``.  A password written in the config file is
+    refused: the next start would put it back.
+
+    :returns: what was reset (``"API admin password"`` or ``"SIP
+        password"``) and the new password, to be shown once.
+    :raises ResetError: when ``name`` is unknown, ambiguous, or has its
+        password in the config file.
+    """
+    admin = await store.get_admin(name)
+    extension = await store.get_extension(name)
+    if admin is not None and extension is not None:
+        raise ResetError(f"{name!r} is both an API administrator and an extension")
+    configured = {a.username: a.password for a in config.api.admins}
+    configured.update((e.number, e.password) for e in config.extensions)
+    if (admin or extension) and configured.get(name):
+        raise ResetError(f"{name}'s password is set in {config.path}: change it there")
+    if admin is not None:
+        password = generate_password(20)
+        encoded = await _maybe_deferred(hasher(password))
+        await store.put_admin(AdminRecord(name, str(encoded)))
+        kind = "API admin password"
+    elif extension is not None:
+        password = generate_password()
+        realm = config.sip.domain
+        await store.put_extension(
+            extension_record(
+                name, realm, name=extension.name, email=extension.email, password=password,
+                source=extension.source, previous=extension,
+            )
+        )
+        kind = "SIP password"
+    else:
+        raise ResetError(f"no API administrator or extension named {name!r}")
+    await store.add_audit(AuditEvent(time.time(), "secret.reset", name, "command line", kind))
+    return kind, password
+
+
+async def reset_pin(
+    store: IStore, config: Config, number: str, length: int = 6,
+    hasher: Callable[[str], object] = hash_password,
+) -> str:
+    """
+    Give extension ``number`` a new generated PIN (voicemail, the API's user
+    login), kept as a PBKDF2 hash.
+
+    :param length: digits (at least the voicemail feature's ``pin_min_length``).
+    :returns: the new PIN, to be shown once.
+    :raises ResetError: when there is no such extension, or its PIN is in
+        the config file.
+    """
+    extension = await store.get_extension(number)
+    if extension is None:
+        raise ResetError(f"no extension {number!r}")
+    if any(e.number == number and e.pin for e in config.extensions):
+        raise ResetError(f"{number}'s PIN is set in {config.path}: change it there")
+    pin = generate_pin(number, length)
+    encoded = await _maybe_deferred(hasher(pin))
+    await store.put_extension(evolve(extension, pin_hash=str(encoded)))
+    await store.add_audit(AuditEvent(time.time(), "secret.reset", number, "command line", "PIN"))
+    return pin
 
 
 async def _maybe_deferred(value: object) -> object:

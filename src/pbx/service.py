@@ -3,12 +3,16 @@ The running PBX: one MultiService that owns the store and the switch, with a
 named child service per listener (``sip.listen[0]``, ..., ``api.listen``) and
 per feature.
 
-Startup is asynchronous (the store must be open and migrated, the config
-synced into it, the switch built by :mod:`pbx.switch` and started) and
-happens in :meth:`PBXService.startService`; listeners and features start only
-after it.  When everything listens, one ``pbx ready`` line is logged.  A
-failure at any step logs one line and stops the process with a non-zero
-status.
+Startup is asynchronous and happens in :meth:`PBXService.startService`:
+the store opens and migrates, the switch is built by :mod:`pbx.switch` and
+started, every listener binds, the features start; only then is anything
+generated or stored for the configuration (extensions, administrators, the
+server secret, the features' :meth:`~PBXService.before_ready` work such as
+voicemail PINs), so a start that cannot bind its ports leaves the
+credentials as they were.  Generated secrets are shown once, in one block,
+just before the one ``pbx ready`` line.  A failure at any step logs one line
+and is told to the :class:`~pbx.interfaces.IStartupReport` (which ends the
+process with a non-zero status).
 """
 
 from __future__ import annotations
@@ -16,14 +20,20 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    ensureDeferred,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
@@ -36,7 +46,7 @@ from pbx.api.http import make_site
 from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.errors import ListenError, StartupError
-from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStore
+from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
@@ -54,8 +64,9 @@ class PBXService(MultiService):
     :param config: the validated configuration.
     :param reactor: the reactor everything runs on (listening, threads, time).
     :param features: the enabled feature plugins with their options.
-    :param exit: called with a status code when startup fails (the daemon
-        passes a function that stops the reactor and exits).
+    :param report: told how the start ended (the daemon's
+        :class:`~pbx.startup_report.TwistdStartupReport` stops the reactor
+        and exits non-zero on failure); None: only logged.
     :param codecs: the codec plugins found with the features
         (:func:`pbx.plugin_loader.discover_codecs`).
     :param log_publisher: whose observers ``log.level`` filters while the
@@ -69,7 +80,7 @@ class PBXService(MultiService):
         config: Config,
         reactor: Any,
         features: list[ConfiguredFeature] = [],  # noqa: B006 - never mutated
-        exit: Callable[[int], None] | None = None,
+        report: IStartupReport | None = None,
         *,
         codecs: Mapping[str, ICodec],
         log_publisher: LogPublisher | None = None,
@@ -93,9 +104,11 @@ class PBXService(MultiService):
         self._configured = features
         self._codecs = codecs
         self._listener_services: list[IService] = []
-        self._exit = exit
+        self._report = report
         self._log_publisher = globalLogPublisher if log_publisher is None else log_publisher
         self._unfilter_log: Callable[[], None] = lambda: None
+        self._before_ready: list[Callable[[], Deferred[Any] | Coroutine[Any, Any, Any]]] = []
+        self._secrets: list[tuple[str, str, str]] = []
 
     # -- IPBX --------------------------------------------------------------
 
@@ -139,6 +152,14 @@ class PBXService(MultiService):
         if self.api is None:
             raise RuntimeError("the API is not running yet")
         self.api.mount(name, resource, paths)
+
+    def before_ready(self, work: Callable[[], Deferred[Any] | Coroutine[Any, Any, Any]]) -> None:
+        """Run ``work`` after the config is in the store, before ``pbx ready`` (see IPBX)."""
+        self._before_ready.append(work)
+
+    def announce_secret(self, kind: str, name: str, secret: str) -> None:
+        """Show a generated secret once, in the block before ``pbx ready`` (see IPBX)."""
+        self._secrets.append((kind, name, secret))
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Run blocking ``f`` in the reactor's thread pool (see IPBX)."""
@@ -199,44 +220,93 @@ class PBXService(MultiService):
         self._unfilter_log = filter_observers(self._log_publisher, level_named(self.config.log.level))
         self.running = 1
         self.started_at = self.clock.seconds()
+        if self._report is not None:
+            self._report.starting()
         d = Deferred.fromCoroutine(self._start())
-        d.addCallbacks(self.ready.callback, self._failed)
+        d.addCallbacks(self._started, self._failed)
+
+    def _started(self, _: None) -> None:
+        if self._report is not None:
+            self._report.started()
+        self.ready.callback(None)
 
     def _failed(self, failure: Any) -> None:
+        # Secrets already stored are shown even now: they are never lost.
+        self._show_secrets()
         if failure.check(StartupError):
-            self.log.critical("pbx: startup failed: {problem}", problem=str(failure.value))
+            problem = str(failure.value)
+            self.log.critical("pbx: startup failed: {problem}", problem=problem)
         else:
+            problem = f"unexpected error: {failure.getErrorMessage()} (see the log)"
             self.log.failure("pbx: startup failed", failure)
         self.ready.errback(failure)
         self.ready.addErrback(lambda _: None)
-        if self._exit is not None:
-            self._exit(1)
+        if self._report is not None:
+            self._report.failed(problem)
 
     async def _start(self) -> None:
-        os.makedirs(self.config.state_dir, mode=0o700, exist_ok=True)
+        await self._open_store()
+        assert self.store is not None
+        stored = await self.store.get_setting("server.secret")
+        key = bytes.fromhex(stored) if stored else secrets.token_bytes(32)
+        self.sip = build_switch(self.config, self.store, self.reactor, key, self.applications, self._codecs)
+        await self.sip.start()
+        self._listen_sip()
+        await self._listen_api()
+        self._start_features()
+        self._check_applications()
+        # Every listener is bound and the features accepted the config: only
+        # now is anything generated or stored for it.
+        if stored is None:
+            await self.store.put_setting("server.secret", key.hex())
+        await self._provision(key)
+        for work in self._before_ready:
+            await ensureDeferred(work())
+        self._show_secrets()
+        tune_garbage_collector()
+        self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners), always_shown=True)
+
+    async def _open_store(self) -> None:
+        state_dir = self.config.state_dir
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise StartupError(f"state_dir {state_dir}: {e.strerror or e}") from e
+        self.log.info("state directory {state_dir}", state_dir=state_dir)
         try:
             self.store = open_store(self.config.database, self.reactor)
             version = await self.store.migrate()
         except Exception as e:
             raise StartupError(f"database {_redact(self.config.database)}: {e}") from e
         self.log.info("store {url} at schema version {version}", url=_redact(self.config.database), version=version)
-        key = await self._provision()
-        self.sip = build_switch(self.config, self.store, self.reactor, key, self.applications, self._codecs)
-        await self.sip.start()
+
+    def _listen_sip(self) -> None:
+        assert self.sip is not None
         for i, listener in enumerate(sip_listeners(self.config, self.reactor, self.sip)):
             try:
                 self._add_listener(f"sip.listen[{i}]", listener)
             except ListenError as e:
                 raise StartupError(str(e)) from e
             self.listeners.append(listener.address)
-        await self._listen_api()
+
+    def _start_features(self) -> None:
         for configured in self._configured:
             service = configured.plugin.make_service(self, configured.options)
             service.setName(configured.plugin.name)
             service.setServiceParent(self)
-        self._check_applications()
-        tune_garbage_collector()
-        self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners))
+
+    def _show_secrets(self) -> None:
+        """Print the secrets generated during this start, once, in one block."""
+        shown, self._secrets = self._secrets, []
+        if not shown:
+            return
+        lines = "\n".join(f"{kind} for {name}: {secret}" for kind, name, secret in shown)
+        # Shown once, at the start that created them; only hashes are kept.
+        self.log.warn(
+            "generated secrets, shown once (only their hashes are kept; to replace a lost one:"
+            " twistd pbx -c FILE --reset-password NAME, or --reset-pin NUMBER):\n{secrets}",
+            secrets=lines, always_shown=True,
+        )
 
     def _check_applications(self) -> None:
         """Every application the dialplan names must be registered by a feature."""
@@ -247,32 +317,24 @@ class PBXService(MultiService):
                     f"dialplan[{i}].app: no application {name!r} (enable the feature that provides it)"
                 )
 
-    async def _provision(self) -> bytes:
-        assert self.store is not None
-        secret = await self.store.get_setting("server.secret")
-        if secret is None:
-            secret = secrets.token_hex(32)
-            await self.store.put_setting("server.secret", secret)
-        key = bytes.fromhex(secret)
+    async def _provision(self, key: bytes) -> None:
+        """Write the configured extensions and administrators into the store."""
+        assert self.store is not None and self.sip is not None
 
         def announce(kind: str) -> Callable[[str, str], None]:
-            def say(name: str, password: str) -> None:
-                # Shown once, at the start that created it; only a hash is kept.
-                self.log.warn(
-                    "generated {kind} password for {name}: {password} (shown once; change it)",
-                    kind=kind, name=name, password=password,
-                )
-            return say
+            return lambda name, secret: self.announce_secret(kind, name, secret)
 
         changed = 0
         for ext in self.config.extensions:
-            changed += await sync_extension(
-                self.store, ext, self.config.sip.domain, announce("SIP"), key, self.hash_secret
-            )
+            if await sync_extension(
+                self.store, ext, self.config.sip.domain, announce("SIP password"), key, self.hash_secret
+            ):
+                changed += 1
+                # A request that came in since the listeners opened may have cached the old record.
+                self.sip.extensions.invalidate(ext.number)
         self.log.info("extensions from config: {total} ({changed} updated)",
                       total=len(self.config.extensions), changed=changed)
-        await sync_admins(self.store, self.config, announce("API admin"), self.hash_secret)
-        return key
+        await sync_admins(self.store, self.config, announce("API admin password"), self.hash_secret)
 
     async def _listen_api(self) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)

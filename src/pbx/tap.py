@@ -4,14 +4,17 @@
 Every configuration problem becomes ``SystemExit("pbx: <file>: <key>:
 <problem>")``, which twistd prints as exactly that one line before exiting
 with status 1.
+
+``--reset-password NAME`` and ``--reset-pin NUMBER`` replace a forgotten
+secret in the store and print the new one; no listener opens, so they work
+while the daemon runs (SQLite allows a second writer; PostgreSQL too).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.python import usage
 
@@ -39,18 +42,25 @@ def default_config_path() -> str:
 class Options(usage.Options):
     """Options of ``twistd pbx``."""
 
-    synopsis = "[-c CONFIG] [--check-config]"
+    synopsis = "[-c CONFIG] [--check-config | --reset-password NAME | --reset-pin NUMBER]"
     optParameters = [
         ["config", "c", None, "Configuration file (default: the installed etc/pbx/pbx.yml)."],
+        ["reset-password", None, None,
+         "Give API administrator or extension NAME a new generated password, print it once and exit."],
+        ["reset-pin", None, None,
+         "Give extension NUMBER a new generated PIN (voicemail, user login), print it once and exit."],
     ]
     optFlags = [
         ["check-config", None, "Validate the configuration and exit (status 0 or 1)."],
     ]
 
     def postOptions(self) -> None:  # noqa: N802 - twisted API
-        """Fill in the default configuration path."""
+        """Fill in the default configuration path; refuse two actions at once."""
         if not self["config"]:
             self["config"] = default_config_path()
+        actions = [self["check-config"], self["reset-password"], self["reset-pin"]]
+        if sum(bool(a) for a in actions) > 1:
+            raise usage.UsageError("give only one of --check-config, --reset-password, --reset-pin")
 
 
 def load(options: Options | dict[str, Any]) -> tuple[Config, list[Any], dict[str, ICodec]]:
@@ -80,14 +90,57 @@ def makeService(options: Options) -> Any:  # noqa: N802 - twisted API
     if options["check-config"]:
         print(f"pbx: {config.path}: configuration OK")
         raise SystemExit(0)
+    if options["reset-password"] or options["reset-pin"]:
+        reset(config, options["reset-password"], options["reset-pin"])
 
     from twisted.internet import reactor
 
     from pbx.service import PBXService
+    from pbx.startup_report import TwistdStartupReport
 
-    def exit_with(code: int) -> None:
-        reactor.addSystemEventTrigger("after", "shutdown", os._exit, code)
-        if reactor.running:
-            reactor.stop()
+    # twistd's own options (the parent of ours) say whether it forks and where the pid file is.
+    server_options = getattr(options, "parent", None)
+    report = TwistdStartupReport.before_forking(server_options if server_options is not None else {}, reactor)
+    return PBXService(config, reactor, features, report=report, codecs=codecs)
 
-    return PBXService(config, reactor, features, exit=exit_with, codecs=codecs)
+
+def reset(config: Config, name: str | None, number: str | None) -> NoReturn:
+    """
+    Replace a forgotten password (``name``) or PIN (``number``) in the store
+    and print the new one on stdout; nothing listens.
+
+    :raises SystemExit: 0 when done; the one-line reason (status 1) when
+        the name is unknown or the store cannot be used.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    from pbx.provisioning import ResetError, reset_password, reset_pin
+    from pbx.store.url import open_store, parse_store_url
+
+    target = parse_store_url(config.database)
+    if target.backend == "sqlite" and not Path(target.target).is_file():
+        raise SystemExit(f"pbx: {config.path}: no database at {target.target} (has the PBX been started?)")
+    pin_length = max(6, int(config.features.get("voicemail", {}).get("pin_min_length") or 0))
+
+    async def main(reactor: Any) -> None:
+        store = open_store(config.database, reactor)
+        try:
+            await store.migrate()
+            if name:
+                kind, secret = await reset_password(store, config, name)
+                shown = f"{kind} for {name}: {secret}"
+            else:
+                assert number is not None
+                shown = f"PIN for {number}: {await reset_pin(store, config, number, pin_length)}"
+        except ResetError as e:
+            print(f"pbx: {config.path}: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except Exception as e:
+            print(f"pbx: {config.path}: database: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        finally:
+            await store.close()
+        print(f"new {shown} (shown once; only its hash is kept)")
+
+    react(lambda reactor: Deferred.fromCoroutine(main(reactor)))

@@ -19,7 +19,13 @@ from attrs import Factory, define, evolve, field
 from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import (
+    Deferred,
+    ensureDeferred,
+    fail,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorUDP
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
@@ -260,6 +266,18 @@ class FakePBX:
     """The channel an answered :meth:`originate` of a number gives."""
     events: CallEvents = Factory(CallEvents)
     """Call events: what :meth:`subscribe_calls` subscribes to."""
+    startup_work: list[Deferred[Any]] = Factory(list)
+    """What the work given to :meth:`before_ready` returned (it runs at once)."""
+    secrets: list[tuple[str, str, str]] = Factory(list)
+    """(kind, name, secret) for every :meth:`announce_secret`."""
+
+    def before_ready(self, work: Callable[[], Any]) -> None:
+        """Run ``work`` at once (a test's PBX is ready already); keep its Deferred."""
+        self.startup_work.append(ensureDeferred(work()))
+
+    def announce_secret(self, kind: str, name: str, secret: str) -> None:
+        """Record."""
+        self.secrets.append((kind, name, secret))
 
     def run_in_thread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Run ``f`` at once; its result or exception in a Deferred."""

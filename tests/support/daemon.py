@@ -211,7 +211,10 @@ class Daemon:
         os.makedirs(self.workdir, exist_ok=True)
         self.config_path = os.path.join(self.workdir, "pbx.yml")
         Path(self.config_path).write_text(config)
-        self.env = {**os.environ, **(env or {})}
+        # A config without state_dir keeps its state in <workdir>/pbx-data:
+        # the default place, given as systemd's StateDirectory= would give it.
+        state = os.path.join(self.workdir, "pbx-data")
+        self.env = {**os.environ, "STATE_DIRECTORY": state, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         #: The most recent output lines (all of them unless there are more than KEEP_LINES).
         self.output: collections.deque[str] = collections.deque(maxlen=self.KEEP_LINES)

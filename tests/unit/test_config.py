@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import (
     ListenSpec,
+    default_state_dir,
     load_config,
     parse_config,
     substitute_env,
@@ -93,6 +95,58 @@ class ConfigLoadTests(SynchronousTestCase):
         self.assertTrue(all(s.interface == "127.0.0.1" for s in c.sip.listen))
         self.assertEqual([e.number for e in c.extensions], ["1001", "1002"])
         self.assertEqual(c.api.admins[0].password, "")
+
+
+class PathTests(SynchronousTestCase):
+    """Where relative paths point and where state lives by default."""
+
+    def test_relative_paths_follow_the_config_file(self) -> None:
+        """state_dir, an SQLite database, TLS files and plugin directories are taken from the file's directory."""
+        text = textwrap.dedent("""
+            state_dir: data
+            database: "sqlite://db/pbx.db"
+            sip: {tls: {certificate: tls/cert.pem, key: tls/key.pem, verify_clients: true, ca: tls/ca.pem}}
+        """)
+        c = parse_config(text, "/etc/pbx/pbx.yml", {})
+        self.assertEqual(c.state_dir, "/etc/pbx/data")
+        self.assertEqual(c.database, "sqlite:///etc/pbx/db/pbx.db")
+        self.assertEqual(
+            (c.sip.tls.certificate, c.sip.tls.key, c.sip.tls.ca),
+            ("/etc/pbx/tls/cert.pem", "/etc/pbx/tls/key.pem", "/etc/pbx/tls/ca.pem"),
+        )
+
+    def test_plugin_dirs_follow_the_config_file(self) -> None:
+        """A relative plugin directory is looked for beside the config file, not in the working directory."""
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "plugins"))
+        c = parse_config("plugin_dirs: [plugins]\nstate_dir: /s\n", os.path.join(root, "pbx.yml"), {})
+        self.assertEqual(c.plugin_dirs, (os.path.join(os.path.abspath(root), "plugins"),))
+
+    def test_absolute_paths_and_other_databases_unchanged(self) -> None:
+        """Absolute paths, in-memory SQLite and PostgreSQL URLs are kept as written."""
+        c = parse_config("state_dir: /srv/pbx\n", "/etc/pbx/pbx.yml", {})
+        self.assertEqual((c.state_dir, c.database), ("/srv/pbx", "sqlite:///srv/pbx/pbx.db"))
+        memory = parse_config('state_dir: /s\ndatabase: "sqlite://:memory:"\n', "/etc/pbx/pbx.yml", {})
+        self.assertEqual(memory.database, "sqlite://:memory:")
+        url = "postgresql://pbx@db.example.com/pbx"
+        self.assertEqual(parse_config(f"state_dir: /s\ndatabase: {url!r}\n", "/e/p.yml", {}).database, url)
+
+    def test_no_state_dir_is_the_default_place(self) -> None:
+        """Without state_dir (or with an empty one) state goes to the default place, not the working directory."""
+        env = {"STATE_DIRECTORY": "/var/lib/pbx-unit"}
+        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
+        self.assertEqual(parse_config('state_dir: ""\n', "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
+        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).database, "sqlite:///var/lib/pbx-unit/pbx.db")
+
+    def test_default_state_dir(self) -> None:
+        """systemd's STATE_DIRECTORY wins; then /var/lib/pbx for root; else XDG_STATE_HOME or ~/.local/state."""
+        self.assertEqual(default_state_dir({"STATE_DIRECTORY": "/var/lib/pbx:/x"}, 1000), "/var/lib/pbx")
+        self.assertEqual(default_state_dir({}, 0), "/var/lib/pbx")
+        self.assertEqual(default_state_dir({"XDG_STATE_HOME": "/home/u/st", "HOME": "/home/u"}, 1000), "/home/u/st/pbx")
+        self.assertEqual(default_state_dir({"HOME": "/home/u"}, 1000), "/home/u/.local/state/pbx")
+        self.assertEqual(
+            default_state_dir({"XDG_STATE_HOME": "relative", "HOME": "/home/u"}, 1000), "/home/u/.local/state/pbx"
+        )
 
 
 class SubstitutionTests(SynchronousTestCase):

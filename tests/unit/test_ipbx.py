@@ -141,6 +141,19 @@ class FakePBXTests(ProviderTestsMixin, SynchronousTestCase):
         """A FakePBX with the test config."""
         return FakePBX(config=parse_config(CONFIG, "t.yml", {}))
 
+    def test_startup_hooks(self) -> None:
+        """before_ready work runs at once (a test's PBX is ready) and announced secrets are recorded."""
+        pbx = self.make()
+
+        async def work() -> str:
+            pbx.announce_secret("voicemail PIN", "1001", "482913")
+            return "done"
+
+        pbx.before_ready(work)
+        [done] = pbx.startup_work
+        self.assertEqual(self.successResultOf(done), "done")
+        self.assertEqual(pbx.secrets, [("voicemail PIN", "1001", "482913")])
+
     def test_authenticate_without_api(self) -> None:
         """Without an API under test, every request is refused with 401."""
         error = self.assertRaises(APIError, FakePBX().authenticate, object())

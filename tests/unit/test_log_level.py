@@ -53,6 +53,13 @@ class FilterObserversTests(SynchronousTestCase):
                 [e["log_format"] for e in seen], ["warn", "error", "critical"]
             )
 
+    def test_always_shown(self) -> None:
+        """An event marked always_shown passes any level; the same event unmarked does not."""
+        filter_observers(self.publisher, LogLevel.error)
+        self.log.info("pbx ready", always_shown=True)
+        self.log.info("quiet")
+        self.assertEqual([e["log_format"] for e in self.first], ["pbx ready"])
+
     def test_debug_passes_everything(self) -> None:
         """At debug, nothing is dropped."""
         filter_observers(self.publisher, LogLevel.debug)

@@ -5,11 +5,13 @@ shutdown, on a fake reactor and an in-memory store.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from attrs import define
 
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
@@ -20,6 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx import service as service_module
 from pbx.config import parse_config
 from pbx.errors import StartupError
+from pbx.interfaces import IStartupReport
+from pbx.security.passwords import hash_password, verify_password
 from pbx.service import APIListener, PBXService
 from pbx.testing import FakeUDPPort, FakeUDPReactor, MemoryStore
 
@@ -63,6 +67,32 @@ class StubEndpoint:
         return fail(self.error) if self.error is not None else succeed(self.port)
 
 
+@implementer(IStartupReport)
+@define
+class RecordingReport:
+    """An IStartupReport that records what it is told."""
+
+    told: list[str] = []
+
+    def starting(self) -> None:
+        """Record."""
+        self.told.append("starting")
+
+    def started(self) -> None:
+        """Record."""
+        self.told.append("started")
+
+    def failed(self, problem: str) -> None:
+        """Record the problem."""
+        self.told.append(f"failed: {problem}")
+
+
+CREDENTIALS = (
+    "api: {admins: [{username: admin}]}\n"
+    "extensions: {'1001': {name: One}}\n"
+)
+
+
 class APIListenerTests(SynchronousTestCase):
     """The HTTP API's port as a service."""
 
@@ -88,24 +118,37 @@ class APIListenerTests(SynchronousTestCase):
 class PBXServiceTests(SynchronousTestCase):
     """Startup order, the named listeners, and shutdown."""
 
-    def start(self, reactor: FakeUDPReactor, log_level: str = "info") -> PBXService:
-        """Start a PBX with two SIP listeners and the API on ``reactor``, its log on ``self.logged``."""
+    def setUp(self) -> None:
         self.store = MemoryStore()
-        self.logged: list[dict[str, Any]] = []
-        self.publisher = LogPublisher(self.logged.append)
-        self.exits: list[int] = []
+        self.state_dir = os.path.abspath(self.mktemp())
+        # What reaches twistd's log (log.level filters it while the PBX runs).
+        self.published: list[dict[str, Any]] = []
+        self.publisher = LogPublisher(self.published.append)
         self.events: list[dict[str, Any]] = []
         self.patch(service_module, "open_store", lambda url, reactor: self.store)
         self.patch(service_module, "tune_garbage_collector", lambda: None)
         self.patch(PBXService, "log", Logger(observer=self.events.append))
+        # The PBX hashes in its thread pool; here at once and cheaply.
+        self.patch(PBXService, "hash_secret", lambda _, secret: succeed(hash_password(secret, iterations=1000)))
+
+    def make(self, reactor: FakeUDPReactor, extra: str = "") -> PBXService:
+        """A PBX with two SIP listeners and the API on ``reactor``, not started."""
         config = parse_config(
-            f"state_dir: {self.mktemp()}\n"
-            "sip: {listen: [udp:5060:interface=127.0.0.1, tcp:5070:interface=127.0.0.1]}\n"
-            f"log: {{level: {log_level}}}\n"
+            f"state_dir: {self.state_dir}\n"
+            "sip: {listen: [udp:5060:interface=127.0.0.1, tcp:5070:interface=127.0.0.1]}\n" + extra
         )
-        pbx = PBXService(config, reactor, codecs={}, exit=self.exits.append, log_publisher=self.publisher)
+        self.report = RecordingReport([])
+        return PBXService(config, reactor, codecs={}, report=self.report, log_publisher=self.publisher)
+
+    def start(self, reactor: FakeUDPReactor, extra: str = "") -> PBXService:
+        """Start a PBX made by :meth:`make`."""
+        pbx = self.make(reactor, extra)
         pbx.startService()
         return pbx
+
+    def logged(self, text: str) -> list[dict[str, Any]]:
+        """The log events whose format holds ``text``."""
+        return [e for e in self.events if text in e["log_format"]]
 
     def test_listeners_are_named_children(self) -> None:
         """Every listener is a named child, SIP in config order then the API, all in the ready line."""
@@ -115,15 +158,85 @@ class PBXServiceTests(SynchronousTestCase):
         self.assertEqual(pbx.listeners, ["sip:udp:127.0.0.1:5060", "sip:tcp:0.0.0.0:5070", "http:0.0.0.0:8080"])
         [ready] = [e for e in self.events if e["log_format"].startswith("pbx ready")]
         self.assertEqual(ready["listeners"], "sip:udp:127.0.0.1:5060 sip:tcp:0.0.0.0:5070 http:0.0.0.0:8080")
-        self.assertEqual(self.exits, [])
+        self.assertEqual(self.report.told, ["starting", "started"])
+        verifyObject(IStartupReport, self.report)
+
+    def test_state_directory_logged(self) -> None:
+        """The start logs where the state lives, and makes that directory."""
+        self.successResultOf(self.start(FakeUDPReactor()).ready)
+        [event] = self.logged("state directory")
+        self.assertEqual(event["state_dir"], self.state_dir)
+        self.assertTrue(os.path.isdir(self.state_dir))
+
+    def test_unusable_state_directory_is_one_line(self) -> None:
+        """A state directory that cannot be made fails the start with one line naming it."""
+        open(self.state_dir, "w").close()  # a file where the directory should be
+        self.state_dir = os.path.join(self.state_dir, "sub")
+        self.start(FakeUDPReactor())
+        [told] = self.report.told[1:]
+        self.assertTrue(told.startswith(f"failed: state_dir {self.state_dir}: "), told)
 
     def test_listen_failure_is_one_line(self) -> None:
-        """A SIP port that cannot open ends startup with one line naming it, and exit status 1."""
+        """A SIP port that cannot open ends startup with one line naming it, told to the report."""
         pbx = self.start(BusyUDPReactor())
-        self.assertEqual(self.exits, [1])
         [critical] = [e for e in self.events if e["log_level"].name == "critical"]
         self.assertTrue(critical["problem"].startswith("sip.listen udp:5060:interface=127.0.0.1: "))
+        self.assertEqual(self.report.told, ["starting", f"failed: {critical['problem']}"])
         self.assertNotIn("api.listen", [child.name for child in pbx])
+
+    def test_busy_port_generates_nothing(self) -> None:
+        """A start that cannot bind stores no credentials, no server secret, and shows no secret."""
+        self.start(BusyUDPReactor(), CREDENTIALS)
+        self.assertEqual((self.store.extensions, self.store.admins), ({}, {}))
+        self.assertNotIn("server.secret", self.store.settings)
+        self.assertEqual(self.logged("generated"), [])
+
+    def test_secrets_shown_once_in_one_block_before_ready(self) -> None:
+        """Generated passwords appear once, together, in the event just before pbx ready; a restart shows none."""
+        self.start(BusyUDPReactor(), CREDENTIALS)
+        pbx = self.start(FakeUDPReactor(), CREDENTIALS)
+        self.successResultOf(pbx.ready)
+        [block] = self.logged("generated secrets")
+        self.assertIs(self.events[self.events.index(block) + 1], self.logged("pbx ready")[0])
+        sip, admin = block["secrets"].splitlines()
+        self.assertTrue(sip.startswith("SIP password for 1001: "), sip)
+        self.assertTrue(admin.startswith("API admin password for admin: "), admin)
+        self.assertTrue(verify_password(admin.rsplit(" ", 1)[1], self.store.admins["admin"].password_hash))
+        self.assertIn("server.secret", self.store.settings)
+        self.successResultOf(pbx.stopService())
+        self.events.clear()
+        self.successResultOf(self.start(FakeUDPReactor(), CREDENTIALS).ready)
+        self.assertEqual(self.logged("generated"), [])
+
+    def test_before_ready_work_runs_after_provisioning(self) -> None:
+        """Work given to before_ready sees the configured extensions and its announced secrets join the block."""
+        pbx = self.make(FakeUDPReactor(), CREDENTIALS)
+        seen: list[object] = []
+
+        async def work() -> None:
+            seen.append(await self.store.get_extension("1001"))
+            pbx.announce_secret("voicemail PIN", "1001", "482913")
+
+        pbx.before_ready(work)
+        pbx.startService()
+        self.successResultOf(pbx.ready)
+        self.assertEqual([record.number for record in seen], ["1001"])  # type: ignore[attr-defined]
+        [block] = self.logged("generated secrets")
+        self.assertEqual(block["secrets"].splitlines()[-1], "voicemail PIN for 1001: 482913")
+
+    def test_failure_after_storing_still_shows_secrets(self) -> None:
+        """If the start fails once secrets were stored, they are shown before the failure, never lost."""
+        pbx = self.make(FakeUDPReactor(), CREDENTIALS)
+
+        def work() -> Deferred[None]:
+            return fail(StartupError("voicemail: disk full"))
+
+        pbx.before_ready(work)
+        pbx.startService()
+        [block] = self.logged("generated secrets")
+        self.assertIn("SIP password for 1001: ", block["secrets"])
+        self.assertEqual(self.report.told, ["starting", "failed: voicemail: disk full"])
+        self.assertLess(self.events.index(block), self.events.index(self.logged("startup failed")[0]))
 
     def test_stop_closes_everything(self) -> None:
         """Stopping closes every listener and then the store."""
@@ -138,10 +251,10 @@ class PBXServiceTests(SynchronousTestCase):
 
     def test_log_level_while_running(self) -> None:
         """With ``log.level: warn`` the log gets no info event while the PBX runs, and all of them once it stopped."""
-        pbx = self.start(FakeUDPReactor(), "warn")
+        pbx = self.start(FakeUDPReactor(), "log: {level: warn}\n")
         log = Logger(namespace="pbx.test", observer=self.publisher)
         log.info("quiet")
         log.warn("loud")
         self.successResultOf(pbx.stopService())
         log.info("after")
-        self.assertEqual([e["log_format"] for e in self.logged], ["loud", "after"])
+        self.assertEqual([e["log_format"] for e in self.published], ["loud", "after"])

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.tap import load
+from pbx.tap import Options, load
 
 BROKEN_CODEC = """
 from zope.interface import implementer
@@ -50,3 +51,21 @@ class LoadTests(SynchronousTestCase):
         path = self.write(self.mktemp(), f"plugin_dirs: [{site}]\n")
         error = self.assertRaises(SystemExit, load, {"config": path})
         self.assertTrue(str(error.code).startswith(f"pbx: {path}: codecs.brokencodec: plugin "), error.code)
+
+
+class OptionsTests(SynchronousTestCase):
+    """The command line of ``twistd pbx``."""
+
+    def test_reset_options(self) -> None:
+        """--reset-password and --reset-pin take a name; the config path gets its default."""
+        options = Options()
+        options.parseOptions(["--reset-password", "admin"])
+        self.assertEqual((options["reset-password"], options["reset-pin"]), ("admin", None))
+        self.assertTrue(options["config"])
+
+    def test_one_action_at_once(self) -> None:
+        """Two actions at once are a usage error."""
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["--reset-password", "admin", "--reset-pin", "1001"])
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["--check-config", "--reset-pin", "1001"])

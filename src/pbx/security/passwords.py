@@ -27,12 +27,18 @@ import unicodedata
 
 __all__ = [
     "DEFAULT_ITERATIONS",
+    "MAX_PIN_LENGTH",
     "generate_password",
+    "generate_pin",
     "hash_password",
     "needs_rehash",
     "password_problem",
+    "pin_problem",
     "verify_password",
 ]
+
+MAX_PIN_LENGTH = 12
+"""Longest PIN (voicemail on a phone, the API's user login) accepted."""
 
 DEFAULT_ITERATIONS = 600_000
 """PBKDF2-HMAC-SHA256 work factor recommended by OWASP (2023)."""
@@ -243,3 +249,41 @@ def password_problem(
     if _kinds(password) < 2:
         return "uses only one kind of character"
     return None
+
+
+def pin_problem(pin: str, mailbox: str, min_length: int = 4) -> str | None:
+    """
+    Say what, if anything, makes ``pin`` unacceptable as a PIN (voicemail, user login).
+
+    :param pin: the candidate.
+    :param mailbox: the mailbox it is for (the PIN may not be its number).
+    :param min_length: fewest digits accepted.
+    :returns: a short phrase, or None when the PIN is acceptable.
+    """
+    if not (pin.isascii() and pin.isdigit()):
+        return "use digits only"
+    if len(pin) < min_length:
+        return f"use at least {min_length} digits"
+    if len(pin) > MAX_PIN_LENGTH:
+        return f"use at most {MAX_PIN_LENGTH} digits"
+    if len(set(pin)) == 1:
+        return "do not repeat one digit"
+    steps = {int(b) - int(a) for a, b in zip(pin, pin[1:], strict=False)}
+    if steps in ({1}, {-1}):
+        return "do not use a run of digits"
+    if pin == mailbox:
+        return "do not use the mailbox number"
+    return None
+
+
+def generate_pin(mailbox: str, length: int = 6) -> str:
+    """
+    A random PIN that passes :func:`pin_problem`.
+
+    :param mailbox: the mailbox it is for.
+    :param length: digits, 4 to 12.
+    """
+    while True:
+        pin = "".join(secrets.choice("0123456789") for _ in range(length))
+        if pin_problem(pin, mailbox, length) is None:
+            return pin

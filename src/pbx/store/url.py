@@ -5,7 +5,8 @@ and the store it opens.
 ``sqlite:///var/lib/pbx/pbx.db``
     an SQLite file at an absolute path (three slashes);
 ``sqlite://state/pbx.db``
-    an SQLite file relative to the working directory;
+    an SQLite file at a relative path (in a configuration file, taken from
+    the file's directory by :mod:`pbx.config`);
 ``sqlite://:memory:``
     an SQLite database in memory, gone when the store closes (tests);
 ``postgresql://user@host:port/dbname`` (or ``postgres://``)

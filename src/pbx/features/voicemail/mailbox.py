@@ -47,14 +47,14 @@ from pbx.features.voicemail.spool import place, sweep, unlink
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent
 from pbx.security.lockout import Lockout
+from pbx.security.passwords import generate_pin, pin_problem
 
-__all__ = ["FOLDERS", "GREETINGS", "KIND", "Message", "Voicemail", "pin_problem"]
+__all__ = ["FOLDERS", "GREETINGS", "KIND", "Message", "Voicemail", "generate_pin", "pin_problem"]
 
 KIND = "voicemail.message"
 """The store document kind of message metadata."""
 FOLDERS = ("new", "old")
 GREETINGS = ("unavailable", "busy", "name")
-MAX_PIN_LENGTH = 12
 
 
 Hasher = Callable[[str], "Deferred[str]"]
@@ -110,44 +110,6 @@ def _message(data: dict[str, Any], path: str) -> Message:
     }
     fields = {k: v for k, v in data.items() if k in known}
     return Message(path=path, **fields)
-
-
-def pin_problem(pin: str, mailbox: str, min_length: int = 4) -> str | None:
-    """
-    Say what, if anything, makes ``pin`` unacceptable as a voicemail PIN.
-
-    :param pin: the candidate.
-    :param mailbox: the mailbox it is for (the PIN may not be its number).
-    :param min_length: fewest digits accepted.
-    :returns: a short phrase, or None when the PIN is acceptable.
-    """
-    if not (pin.isascii() and pin.isdigit()):
-        return "use digits only"
-    if len(pin) < min_length:
-        return f"use at least {min_length} digits"
-    if len(pin) > MAX_PIN_LENGTH:
-        return f"use at most {MAX_PIN_LENGTH} digits"
-    if len(set(pin)) == 1:
-        return "do not repeat one digit"
-    steps = {int(b) - int(a) for a, b in zip(pin, pin[1:], strict=False)}
-    if steps in ({1}, {-1}):
-        return "do not use a run of digits"
-    if pin == mailbox:
-        return "do not use the mailbox number"
-    return None
-
-
-def generate_pin(mailbox: str, length: int = 6) -> str:
-    """
-    A random PIN that passes :func:`pin_problem`.
-
-    :param mailbox: the mailbox it is for.
-    :param length: digits, 4 to 12.
-    """
-    while True:
-        pin = "".join(secrets.choice("0123456789") for _ in range(length))
-        if pin_problem(pin, mailbox, length) is None:
-            return pin
 
 
 @implementer(IGreetings)

@@ -32,8 +32,9 @@ class VoicemailService(Service):
     ``voicemail`` and ``voicemail-main``, the diverter that sends unanswered
     calls to voicemail, the ``message-summary`` event package, the API and
     the :class:`~pbx.features.voicemail.interfaces.IGreetings` other features
-    look up), then, in the background, cleans the spool after a crash and
-    generates a PIN for every mailbox that has none.
+    look up) and asks the PBX to generate, before it is ready, a PIN for
+    every mailbox that has none; then, in the background, it cleans the
+    spool after a crash.
 
     :param pbx: the running PBX.
     :param options: the feature's options.
@@ -75,7 +76,7 @@ class VoicemailService(Service):
         return ToApplication("voicemail", {"mailbox": callee, "reason": reason})
 
     def startService(self) -> None:  # noqa: N802 - twisted API
-        """Register with the PBX now; recover and provision in the background."""
+        """Register with the PBX now; provision PINs before it is ready; recover in the background."""
         from pbx.features.voicemail.api import OPENAPI_PATHS, VoicemailAPI
         from pbx.features.voicemail.deposit import Deposit
         from pbx.features.voicemail.interfaces import IGreetings
@@ -124,7 +125,8 @@ class VoicemailService(Service):
         api = VoicemailAPI(self.voicemail, pbx.authenticate)
         pbx.mount_api("voicemail", api.resource(), OPENAPI_PATHS)
         pbx.provide(IGreetings, self.voicemail)
-        self.ready = Deferred.fromCoroutine(self._start())
+        pbx.before_ready(self.generate_pins)
+        self.ready = Deferred.fromCoroutine(self._recover())
         self.ready.addErrback(
             lambda f: self.log.failure("voicemail: start-up work failed", f)
         )
@@ -139,7 +141,7 @@ class VoicemailService(Service):
                 transcriber.close()
         return super().stopService()
 
-    async def _start(self) -> None:
+    async def _recover(self) -> None:
         assert self.voicemail is not None
         adopted = await self.voicemail.recover()
         self.log.info(
@@ -147,12 +149,12 @@ class VoicemailService(Service):
             spool=self.voicemail.spool,
             adopted=adopted,
         )
-        await self.generate_pins()
 
     async def generate_pins(self) -> int:
         """
-        Give every mailbox without a PIN a random one, logged once (like
-        generated SIP passwords: only its hash is kept).
+        Give every mailbox without a PIN a random one, announced to the PBX
+        (which shows it once, with the other generated secrets; only its
+        hash is kept).
 
         :returns: how many PINs were made.
         """
@@ -171,11 +173,6 @@ class VoicemailService(Service):
                 continue  # deleted, or given a PIN meanwhile
             await store.put_extension(evolve(current, pin_hash=encoded))
             self.pbx.extension_changed(record.number)
-            # Shown once, at the start that created it; only a hash is kept.
-            self.log.warn(
-                "generated voicemail PIN for {number}: {pin} (shown once; change it)",
-                number=record.number,
-                pin=pin,
-            )
+            self.pbx.announce_secret("voicemail PIN", record.number, pin)
             made += 1
         return made

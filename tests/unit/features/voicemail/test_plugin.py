@@ -488,11 +488,13 @@ class ServiceTests(SynchronousTestCase):
         self.assertIs(self.pbx.lookup(IGreetings), service.voicemail)
 
     def test_recovers_and_generates_pins(self) -> None:
-        """The orphan is adopted; mailboxes without a PIN get one, logged once; others keep theirs."""
+        """The orphan is adopted; mailboxes without a PIN get one, announced to the PBX and never logged."""
         logged: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, logged.append)
         service = self.start()
+        [work] = self.pbx.startup_work
+        self.assertEqual(self.successResultOf(work), 1)
         self.assertEqual(
             self.successResultOf(
                 Deferred.fromCoroutine(service.voicemail.counts("1001"))
@@ -500,15 +502,10 @@ class ServiceTests(SynchronousTestCase):
             (1, 0),
         )
         self.assertIn(("message-summary", "1001"), self.pbx.notified)
-        pins = [
-            e for e in logged if "generated voicemail PIN" in e.get("log_format", "")
-        ]
-        self.assertEqual([e["number"] for e in pins], ["1001"])
-        self.assertTrue(
-            verify_password(
-                pins[0]["pin"], self.store.extensions["1001"].pin_hash
-            )
-        )
+        [(kind, number, pin)] = self.pbx.secrets
+        self.assertEqual((kind, number), ("voicemail PIN", "1001"))
+        self.assertTrue(verify_password(pin, self.store.extensions["1001"].pin_hash))
+        self.assertFalse([e for e in logged if "PIN" in e.get("log_format", "")])
         self.assertEqual(self.store.extensions["1002"].pin_hash, "kept")
         self.assertEqual(
             self.store.extensions["1003"].pin_hash, ""
