@@ -15,7 +15,6 @@ whatever the level.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Any
 
 from twisted.logger import (
