@@ -17,8 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from zope.interface import implementer
+
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
@@ -37,9 +40,12 @@ def level_named(name: str) -> LogLevel:
     return LogLevel.levelWithName(name)
 
 
-def always_shown(event: dict[str, Any]) -> PredicateResult:
-    """Let events marked ``always_shown`` through; leave the rest to the level."""
-    return PredicateResult.yes if event.get("always_shown") else PredicateResult.maybe
+@implementer(ILogFilterPredicate)
+class AlwaysShown:
+    """Lets events marked ``always_shown`` through; leaves the rest to the level."""
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        return PredicateResult.yes if event.get("always_shown") else PredicateResult.maybe
 
 
 def filter_observers(publisher: LogPublisher, level: LogLevel) -> Callable[[], None]:
@@ -57,7 +63,7 @@ def filter_observers(publisher: LogPublisher, level: LogLevel) -> Callable[[], N
     originals: list[ILogObserver] = list(publisher._observers)
     wrapped = []
     for observer in originals:
-        filtering = FilteringLogObserver(observer, [always_shown, predicate])
+        filtering = FilteringLogObserver(observer, [AlwaysShown(), predicate])
         publisher.removeObserver(observer)
         publisher.addObserver(filtering)
         wrapped.append((observer, filtering))
