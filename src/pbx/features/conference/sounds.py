@@ -33,12 +33,13 @@ _NOTE_SECONDS = 0.4
 
 
 def _note(hz: float, seconds: float, rate: int, level: float) -> np.ndarray:
-    """One note with a soft attack and decay and a quiet octave above it."""
+    """One note with a soft attack, decay and release, and a quiet octave above it."""
     t = np.arange(int(seconds * rate)) / rate
     wave_ = np.sin(2 * np.pi * hz * t) + 0.3 * np.sin(4 * np.pi * hz * t)
     attack = np.minimum(1.0, t / 0.02)
     decay = np.exp(-2.5 * t)
-    return np.asarray(wave_ * attack * decay * level, dtype=np.float64)
+    release = np.minimum(1.0, (seconds - t) / 0.05)  # no click into the next note
+    return np.asarray(wave_ * attack * decay * release * level, dtype=np.float64)
 
 
 def _fade(samples: np.ndarray, rate: int, seconds: float = 0.005) -> np.ndarray:
