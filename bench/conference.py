@@ -26,10 +26,12 @@ Two series:
 
 Per step (~``--seconds``): loss of what the phones sent (the endpoints'
 RTP statistics: sequence gaps, RFC 3550 §6.4.1) and of what pbx sent
-(gaps at the generator), pbx's send rate, the CPU of this process (% of
-one core), participants per core (participants / CPU share) and the CPU
-other processes took meanwhile.  A step passes with both losses below
-0.1 % and the send rate within 2 % of 50 packets/s; a series stops at the
+(gaps at the generator), pbx's send rate per participant, the CPU of
+this process (% of one core), participants per core (participants served,
+from the frames pbx sent, over its CPU share) and the CPU other processes
+took meanwhile (a machine shared with other work starves pbx: its send
+rate drops while its cost per participant stays put).  A step passes with both losses below
+0.1 % and pbx sending within 2 % of 50 packets/s; a series stops at the
 first step that does not.  The raw results go to
 ``bench/results/conference-<timestamp>.json``.
 """
@@ -313,16 +315,21 @@ async def _bench(reactor: Any, room_size: int, steps: list[int], rooms: list[int
             if r["others"] < MAX_OTHERS:
                 break
         best["passed"] = (best["loss_in"] < MAX_LOSS and best["loss_out"] < MAX_LOSS
-                          and abs(best["rate_out"] - 50) < 1.0 and not best["silent_streams"])
-        best["per_core"] = best["participants"] / best["cpu"] if best["cpu"] else 0.0
+                          and abs(best["rate_pbx"] - 50) < 1.0 and not best["silent_streams"])
+        # Participants served per core: what pbx did (the frames it sent, in
+        # participant-seconds) over the CPU it took.  On a machine other
+        # processes keep busy pbx may get less CPU than the load needs and
+        # fall behind (the step fails), but this cost stays measurable.
+        served = best["participants"] * best["rate_pbx"] / 50
+        best["per_core"] = served / best["cpu"] if best["cpu"] else 0.0
         return best
 
-    header = (f"{'parts':>6} {'rooms':>5} {'loss in %':>9} {'loss out %':>10} {'pkt/s out':>9} "
+    header = (f"{'parts':>6} {'rooms':>5} {'loss in %':>9} {'loss out %':>10} {'pkt/s sent':>10} "
               f"{'pbx CPU%':>8} {'per core':>8} {'gen CPU%':>8} {'others%':>7}  pass")
 
     def row(r: dict[str, Any]) -> str:
         return (f"{r['participants']:>6} {r['rooms']:>5} {r['loss_in'] * 100:>9.3f} {r['loss_out'] * 100:>10.3f} "
-                f"{r['rate_out']:>9.2f} {r['cpu'] * 100:>8.1f} {r['per_core']:>8.0f} {r['gen_cpu'] * 100:>8.1f} "
+                f"{r['rate_pbx']:>10.2f} {r['cpu'] * 100:>8.1f} {r['per_core']:>8.0f} {r['gen_cpu'] * 100:>8.1f} "
                 f"{r['others'] * 100:>7.0f}  {'yes' if r['passed'] else 'NO'}")
 
     print(f"pbx pid {os.getpid()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
