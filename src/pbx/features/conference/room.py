@@ -311,11 +311,3 @@ class Rooms:
             self.log.info("conference {room}: the last moderator left; the conference ends", room=room.number)
         if not len(room) and self._live.get(room.number) is room:
             del self._live[room.number]
-
-    def find(self, participant_id: str) -> tuple[Room, Participant] | None:
-        """The room and participant with this id, if any."""
-        for room in self._live.values():
-            for p in room:
-                if p.id == participant_id:
-                    return room, p
-        return None
