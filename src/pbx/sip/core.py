@@ -115,10 +115,10 @@ class SIPCore:
         """The Allow header value: the methods we handle."""
         return ", ".join(sorted({"OPTIONS", "ACK", *self.handlers}))
 
-    def _send(self, message: Request | Response, peer: Peer) -> None:
+    def _send(self, message: Request | Response, peer: Peer) -> bool:
         if isinstance(message, Response):
             message.headers.set("Server", self.user_agent)
-        self.transports.send(message, peer)
+        return self.transports.send(message, peer)
 
     # -- from the transports ----------------------------------------------
 
@@ -136,12 +136,31 @@ class SIPCore:
         try:
             stamp_via(message, peer)
             reply_to = response_peer(message, peer)
+            if stream:
+                self._note_alias(message, peer)
         except SIPParseError as e:
             self._malformed(MalformedMessage(e.reason, message), peer)
             return
         if self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
+
+    def _note_alias(self, request: Request, peer: Peer) -> None:
+        """
+        RFC 5923 §5: a Via with ``alias`` offers the connection for requests
+        to its sent-by address too (the phone's listening address, which
+        its Contact names), but only ever for addresses on the host the
+        connection comes from.
+        """
+        via = request.top_via
+        if "alias" not in via.params or via.transport.lower() != peer.transport:
+            return
+        if _unbracket(via.host).lower() != peer.host.lower():
+            # Without the mutual TLS authentication §6 asks for, only an
+            # address on the connection's own host is believed.
+            return
+        default = 5061 if peer.transport == "tls" else 5060
+        self.transports.alias(Peer(peer.transport, _unbracket(via.host), via.port or default), peer)
 
     def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""
