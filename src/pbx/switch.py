@@ -124,7 +124,7 @@ def build_switch(
     )
     events = EventServer(
         core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts,
-        functools.partial(peer_for, connected=core.transports.connected),
+        functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses)

@@ -51,10 +51,12 @@ class Location:
     local_address: Callable[[str], LocalAddress]
     #: Whether a stream to a peer is open (None: take it as open).
     connected: Callable[[Peer], bool] | None = None
+    #: Whether a binding asked for RFC 5626 outbound (None: ``ob`` in its Contact).
+    outbound: Callable[[Binding], bool] | None = None
 
     def peer_for(self, binding: Binding) -> Peer:
         """Where a registered phone is reached (:func:`pbx.sip.location.peer_for`)."""
-        return peer_for(binding, self.connected)
+        return peer_for(binding, self.connected, self.outbound)
 
 
 @frozen

@@ -108,6 +108,7 @@ class SIPCore:
     def __attrs_post_init__(self) -> None:
         self.transports = Transports(self.receive, self.clock)
         self.transactions = TransactionLayer(self.clock, self._send, self, send_bytes=self.transports.send_bytes)
+        self.transports.unreachable = self.transactions.unreachable
         self._merge = ExpiringMap(self.clock)
 
     @property

@@ -221,10 +221,7 @@ class ClientTransaction:
         self.key = client_key(self.request)
         self.state = "calling" if self.invite else "trying"
         if self.layer.send(self.request, self.peer) is False:
-            # §17.1.1.2, §17.1.2.2: a transport error ends the transaction
-            # and the TU sees 503 (§8.1.3.1), on the next turn of the clock
-            # so the TU has the transaction in hand first.
-            self._timers.start("B", 0, self._transport_error)
+            self.transport_error()
             return
         # Timer A/B for INVITE, E/F for non-INVITE: same values (§17.1.2.2).
         if not self.peer.reliable:
@@ -246,7 +243,17 @@ class ClientTransaction:
             self._interval = timers.T2  # §17.1.2.2: Proceeding retransmits every T2
         self._timers.start("A", self._interval, self._retransmit)
 
-    def _transport_error(self) -> None:
+    def transport_error(self) -> None:
+        """
+        §17.1.1.2, §17.1.2.2: the request could not be delivered; the
+        transaction ends and the TU sees 503 (§8.1.3.1), on the next turn of
+        the clock so the TU has the transaction in hand first.
+        """
+        if self.state in ("calling", "trying", "proceeding"):
+            self._timers.stop("A")
+            self._timers.start("B", 0, self._transport_failed)
+
+    def _transport_failed(self) -> None:
         if self.state in ("calling", "trying", "proceeding"):
             self._terminate()
             self.on_response(make_response(self.request, 503, "Service Unavailable"))
@@ -376,6 +383,11 @@ class TransactionLayer:
         txn = ClientTransaction(self, request, peer, on_response)
         self._client[txn.key] = txn
         return txn
+
+    def unreachable(self, peer: Peer) -> None:
+        """No connection to ``peer`` could be opened: its client transactions fail (§17.1.4)."""
+        for txn in [t for t in self._client.values() if t.peer == peer]:
+            txn.transport_error()
 
     def find_invite(self, cancel: Request) -> ServerTransaction | None:
         """§9.2: the INVITE server transaction a CANCEL refers to."""

@@ -132,6 +132,7 @@ class SIPStreamProtocol(Protocol):
             self._idle.cancel()
         self._idle = None
         if self.peer is not None:
+            self.log.debug("connection {peer} closed", peer=str(self.peer))
             self._transports.connection_lost(self.peer, self)
 
 
@@ -162,12 +163,15 @@ class Transports:
     :ivar clock: for idle timers.
     :ivar connect: opens an outgoing stream to a peer (``(peer, factory)``);
         unset means requests to stream peers without a connection fail.
+    :ivar unreachable: told of a peer no connection could be opened to
+        (the transaction layer ends what waited for it).
     """
 
     receive: Receiver
     clock: IReactorTime
     udp: Any = None  # the UDP port messages go out of
     connect: Callable[[Peer, Factory], Any] | None = None
+    unreachable: Callable[[Peer], Any] | None = None
     _streams: dict[Peer, SIPStreamProtocol] = field(factory=dict)
     _pending: dict[Peer, list[bytes]] = field(factory=dict)
     #: RFC 5923 aliases: a phone's sent-by address -> its connection, and back.
@@ -212,6 +216,8 @@ class Transports:
         """An outgoing stream could not be opened; drop what waited for it."""
         dropped = self._pending.pop(peer, [])
         self.log.info("could not connect to {peer}; {n} message(s) dropped", peer=str(peer), n=len(dropped))
+        if self.unreachable is not None:
+            self.unreachable(peer)
 
     @property
     def connections(self) -> int:

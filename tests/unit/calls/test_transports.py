@@ -142,12 +142,14 @@ class FlowGoneTests(StreamCallTestCase):
         self.assertEqual(record.end, record.start)
 
     def test_plain_binding_gone_dials_contact(self) -> None:
-        """A callee without ob whose connection is gone gets a new connection to its Contact's address, not its old port."""
+        """A callee without ob whose connection is gone is dialled at its Contact's address, not its old port; refused, the call fails at once."""
         phone = self.phone("1003", "192.0.2.23", "tcp")
         phone.disconnect()
         invite, leg = self.caller.invite("1003")
         self.caller.expect(100)
         self.assertEqual(self.dialled.peers, [Peer("tcp", "192.0.2.23", 5060)])
-        self.caller.cancel(invite)
-        ok, terminated = self.caller.expect(200, 487)
-        self.caller.ack_failure(invite, terminated)
+        # Nothing listens there either: the call fails at once.
+        self.core.transports.connect_failed(Peer("tcp", "192.0.2.23", 5060))
+        self.clock.advance(0)
+        final = self.caller.expect_one(480)
+        self.caller.ack_failure(invite, final)

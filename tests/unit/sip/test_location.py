@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.records import Binding
-from pbx.sip.location import outbound, peer_for
+from pbx.sip.location import has_ob, peer_for
 from pbx.sip.transaction import Peer
 
 
@@ -48,7 +48,7 @@ class PeerForTests(SynchronousTestCase):
     def test_outbound_flow_gone(self) -> None:
         """A phone that registered with ob keeps its flow even when it is gone (RFC 5626 §5.3): that send fails."""
         contact = "sip:1001@10.0.0.5:5070;transport=tcp;ob"
-        self.assertTrue(outbound(binding("tcp", contact)))
+        self.assertTrue(has_ob(binding("tcp", contact)))
         peer = peer_for(binding("tcp", contact), never)
         self.assertEqual(peer, Peer("tcp", "192.0.2.7", 40001))
         self.assertTrue(peer.flow)
@@ -61,4 +61,10 @@ class PeerForTests(SynchronousTestCase):
 
     def test_unreadable_contact(self) -> None:
         """A Contact that does not parse is not an outbound one."""
-        self.assertFalse(outbound(binding("tcp", "sip:")))
+        self.assertFalse(has_ob(binding("tcp", "sip:")))
+
+    def test_outbound_from_the_registrar(self) -> None:
+        """What the registrar says of a binding decides, when given (reg-id and +sip.instance leave no ob)."""
+        plain = binding("tcp", "sip:1001@10.0.0.5:5070;transport=tcp")
+        self.assertTrue(peer_for(plain, never, lambda b: True).flow)
+        self.assertFalse(peer_for(plain, never, lambda b: False).flow)

@@ -467,6 +467,18 @@ class ClientNonInviteTests(_LayerTestCase):
             self.responses.clear()
         self.assert_finished()
 
+    def test_unreachable(self) -> None:
+        """When no connection to the peer could be opened, its client transactions end with 503; others go on."""
+        first = self.client(request("BYE", transport="TCP"), TCP)
+        other = self.client(request("BYE", branch="z9hG4bK-t2", transport="TCP"), Peer("tcp", "198.51.100.2", 5060))
+        self.layer.unreachable(Peer("tcp", TCP.host, TCP.port))
+        self.clock.advance(0)
+        self.assertEqual([r.status for r in self.responses], [503])
+        self.assertEqual((first.state, other.state), ("terminated", "trying"))
+        self.clock.advance(timers.TIMER_F)
+        self.assertEqual([r.status for r in self.responses], [503, 408])
+        self.assert_finished()
+
     def test_timer_e_and_f(self) -> None:
         """Timer E retransmits after 0.5, 1, 2, 4, 4... s; Timer F gives a 408 at 32 s."""
         txn = self.client(request())

@@ -346,6 +346,15 @@ class SendTests(_StreamTestCase):
         self.close(protocol)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_connect_failed_reported(self) -> None:
+        """A connection that could not be opened is reported as an unreachable peer."""
+        unreachable: list[Peer] = []
+        self.transports.unreachable = unreachable.append
+        self.transports.connect = self.connector
+        self.transports.send(parse_request(options()), PHONE)
+        self.transports.connect_failed(PHONE)
+        self.assertEqual(unreachable, [PHONE])
+
     def test_connect_failed_drops_queue(self) -> None:
         """When the connection fails the queue is dropped; a later attempt starts afresh."""
         self.transports.connect = self.connector
