@@ -18,6 +18,12 @@ caller hangs up the first, the callee the second.  For each call:
 - each phone's recording of the call is the other phone's signal
   (:func:`support.calls.heard_problems`).
 
+:class:`GoneConnectionTests` kills a TCP callee's baresip and calls it: with
+RFC 5626 outbound (baresip's ``sipnat=outbound``) pbx sends nothing and the
+caller hears 480 at once; without, pbx dials the port its Contact names, is
+refused, and the caller hears 480 at once too.  Neither dials the port the
+phone's old connection came from.
+
 See ``test_calls_baresip.py`` for how baresip plays and records audio, and
 ``test_peers_baresip.py`` for TLS: libre 1.1.0 does not verify the server's
 certificate, but the phones are still pointed at pbx's self-signed one.
@@ -25,8 +31,10 @@ certificate, but the phones are still pointed at pbx's self-signed one.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -277,3 +285,116 @@ class TransportMatrixTests(SynchronousTestCase):
     def test_tls_to_tls(self) -> None:
         """TLS caller, TLS callee: audio both ways, hang-up from each side."""
         self.pair("tls", "tls")
+
+
+class GoneConnectionTests(SynchronousTestCase):
+    """
+    A TCP callee whose connection is gone (baresip killed, so it neither
+    unregisters nor listens any more) fails the call at once: pbx never
+    dials the port the phone's connection came from.
+    """
+
+    def setUp(self) -> None:
+        """pbx on UDP and TCP; a UDP caller; a TCP callee with outbound (1202) and one without (1203)."""
+        self.baresip = require_binary("baresip", "baresip-core")
+        missing = [m for m in (*NEEDED, "uuid") if not (MODULES / f"{m}.so").is_file()]
+        if missing:
+            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        self.workdir = Path(self.mktemp()).absolute()
+        self.workdir.mkdir(parents=True)
+        numbers = ("1101", "1202", "1203")
+        self.passwords = {n: strong_password(n) for n in numbers}
+        self.sip_port, api_port = free_port(), free_port()
+        first = free_udp_block(RELAY_PORTS + 20 * len(numbers))
+        admin = admin_password()
+        self.daemon = Daemon(
+            str(self.workdir / "pbx"),
+            call_config(
+                api_port=api_port,
+                sip_port=self.sip_port,
+                admin_password=admin,
+                extensions=self.passwords,
+                transports=("udp", "tcp"),
+                rtp_ports=(first, first + RELAY_PORTS - 1),
+            ),
+        )
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+        self.api = API(api_port, admin)
+        samples, _ = keyed_tone(CALLER_TONE, SIGNAL_SECONDS, seed=1)
+        write_pcm_wav(self.workdir / "signal.wav", samples)
+        self.phones = {}
+        for index, (number, transport, outbound) in enumerate(
+            [("1101", "udp", False), ("1202", "tcp", True), ("1203", "tcp", False)]
+        ):
+            phone = Phone(
+                self.baresip,
+                self.workdir / f"baresip-{number}",
+                number,
+                self.passwords[number],
+                self.sip_port,
+                Path("..", "signal.wav"),
+                first + RELAY_PORTS + 20 * index,
+                answer=number != "1101",
+                transport=transport,
+                outbound=outbound,
+            )
+            self.addCleanup(phone.stop)
+            self.phones[number] = phone
+            self.binding(number)
+
+    def binding(self, number: str) -> dict[str, str]:
+        """``number``'s binding, once listed."""
+        phone = self.phones[number]
+        try:
+            return wait_until(
+                lambda: next(
+                    (r for r in self.api.registrations() if r["extension"] == number), None
+                ),
+                LIMIT,
+                f"{number}'s registration",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+
+    def call_gone(self, number: str) -> tuple[str, str]:
+        """
+        Kill ``number``'s baresip, wait until pbx saw its connection close,
+        call it, and check the caller hears 480 within seconds.
+
+        :returns: the port its connection came from and the one its Contact names.
+        """
+        binding = self.binding(number)
+        source = binding["source"].rpartition(":")[2]
+        contact = re.search(r"@127\.0\.0\.1:(\d+)", binding["contact"])
+        assert contact is not None, binding
+        self.phones[number].process.kill()
+        self.daemon.wait_for(re.compile(rf"connection tcp:127\.0\.0\.1:{source} closed"), LIMIT)
+        caller = self.phones["1101"].control
+        since = caller.mark()
+        started = time.monotonic()
+        caller.command("dial", number)
+        closed = caller.event("CALL_CLOSED", since=since)
+        self.assertLess(time.monotonic() - started, 5.0, "not at once: a timer ended the call")
+        self.assertIn("480", closed.get("param", ""), closed)
+        return source, contact.group(1)
+
+    def assert_source_not_dialled(self, source: str) -> None:
+        """pbx never tried to open a connection to the port the phone's connection came from."""
+        self.assertNotIn(f"connect to tcp:127.0.0.1:{source}", "\n".join(self.daemon.output))
+        self.assertFalse(self.daemon.tracebacks)
+
+    def test_outbound_flow_gone(self) -> None:
+        """baresip registered with outbound: pbx does not dial anything, the caller hears 480 at once."""
+        binding = self.binding("1202")
+        self.assertNotIn(";ob", binding["contact"])  # reg-id and +sip.instance mark it
+        source, contact = self.call_gone("1202")
+        self.daemon.wait_for(re.compile(rf"no connection to tcp:127\.0\.0\.1:{source}; request dropped"), LIMIT)
+        self.assertNotIn("could not connect", "\n".join(self.daemon.output))
+        self.assert_source_not_dialled(source)
+
+    def test_plain_connection_gone(self) -> None:
+        """baresip registered without outbound: pbx dials its Contact's port (not its old one), refused, 480 at once."""
+        source, contact = self.call_gone("1203")
+        self.daemon.wait_for(re.compile(rf"could not connect to tcp:127\.0\.0\.1:{contact}\b"), LIMIT)
+        self.assert_source_not_dialled(source)

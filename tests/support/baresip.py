@@ -164,6 +164,7 @@ class Phone:
         extra_modules: tuple[str, ...] = (),
         transport: str = "udp",
         cafile: Path | None = None,
+        outbound: bool = False,
     ) -> None:
         """
         Write its configuration and start it.
@@ -174,6 +175,8 @@ class Phone:
         :param transport: ``udp``, ``tcp`` or ``tls``: how it registers and calls.
         :param cafile: the certificate to trust for TLS (libre 1.1.0 does
             not check it, but the phone is set up as a real one would be).
+        :param outbound: register with RFC 5626 outbound (``reg-id`` and
+            ``+sip.instance``; baresip needs its ``uuid`` module for that).
         """
         self.transport = transport
         self.number = number
@@ -200,6 +203,7 @@ class Phone:
             "module\t\t\tctrl_tcp.so\n"
             "module\t\t\tmenu.so\n"
             + "".join(f"module\t\t\t{m}.so\n" for m in extra_modules)
+            + ("module\t\t\tuuid.so\n" if outbound else "")
             + "module_tmp\t\taccount.so\n"
         )
         answermode = ";answermode=auto" if answer else ""
@@ -207,6 +211,10 @@ class Phone:
             f"<sip:{number}@127.0.0.1:{sip_port};transport={transport}>"
             f";auth_pass={password};regint=300{answermode}"
         )
+        if outbound:
+            account += (
+                f';sipnat=outbound;outbound="sip:127.0.0.1:{sip_port};transport={transport}"'
+            )
         # baresip 1.0's mwi module re-subscribes in an endless loop when the
         # registration succeeds before its start-up timer has fired (that
         # timer walks the subscription list while appending to it).  Such a
