@@ -95,18 +95,14 @@ class TransportMatrixTests(SynchronousTestCase):
             raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
         cls.workdir = Path(tempfile.mkdtemp(prefix="pbx-transports-"))
         cls.phones, cls.patterns = {}, {}
-        try:
-            cls._start(baresip)
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _start(cls, baresip: str) -> None:
-        numbers = [*CALLERS.values(), *CALLEES.values()]
-        passwords = {n: strong_password(n) for n in numbers}
+        phones = [
+            (number, transport, number in CALLERS.values())
+            for transport in TRANSPORTS
+            for number in (CALLERS[transport], CALLEES[transport])
+        ]
+        passwords = {number: strong_password(number) for number, _, _ in phones}
         sip_port, tls_port, api_port = free_port(), free_port(), free_port()
-        first = free_udp_block(RELAY_PORTS + 20 * len(numbers))
+        first = free_udp_block(RELAY_PORTS + 20 * len(phones))
         cls.relay = (first, first + RELAY_PORTS - 1)
         admin = admin_password()
         cls.daemon = Daemon(
@@ -122,11 +118,26 @@ class TransportMatrixTests(SynchronousTestCase):
                 rtp_ports=cls.relay,
             ),
         )
-        cls.daemon.start()
         cls.api = API(api_port, admin)
-        for index, number in enumerate(numbers):
-            transport = TRANSPORTS[index % 3]
-            calling = number in CALLERS.values()
+        try:
+            cls.daemon.start()
+            cls._start_phones(baresip, phones, passwords, (sip_port, tls_port), first)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _start_phones(
+        cls,
+        baresip: str,
+        phones: list[tuple[str, str, bool]],
+        passwords: dict[str, str],
+        ports: tuple[int, int],
+        first: int,
+    ) -> None:
+        """Start each (number, transport, calling) phone; wait for every registration."""
+        sip_port, tls_port = ports
+        for index, (number, transport, calling) in enumerate(phones):
             samples, cls.patterns[number] = keyed_tone(
                 CALLER_TONE if calling else CALLEE_TONE, SIGNAL_SECONDS, seed=index + 1
             )
@@ -165,8 +176,7 @@ class TransportMatrixTests(SynchronousTestCase):
         """Stop the phones and pbx; remove their files."""
         for phone in cls.phones.values():
             phone.stop()
-        if getattr(cls, "daemon", None) is not None:
-            cls.daemon.stop()
+        cls.daemon.stop()
         shutil.rmtree(cls.workdir, ignore_errors=True)
 
     def carried(self) -> tuple[int, int] | None:
