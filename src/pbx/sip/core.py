@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import new_tag
+from pbx.sip.location import DEFAULT_PORTS
 from pbx.sip.message import (
     MalformedMessage,
     Request,
@@ -160,8 +161,8 @@ class SIPCore:
             # Without the mutual TLS authentication §6 asks for, only an
             # address on the connection's own host is believed.
             return
-        default = 5061 if peer.transport == "tls" else 5060
-        self.transports.alias(Peer(peer.transport, _unbracket(via.host), via.port or default), peer)
+        port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
+        self.transports.alias(Peer(peer.transport, _unbracket(via.host), port), peer)
 
     def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""

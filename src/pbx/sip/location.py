@@ -21,14 +21,13 @@ def peer_for(
     Where requests to ``binding``'s phone go.
 
     Over UDP, the address its REGISTER came from, so a phone behind NAT
-    stays reachable.  Over TCP and TLS, the connection it registered on
-    (a flow: its port is ephemeral).  When ``connected`` says that
-    connection is gone, a phone that asked for RFC 5626 outbound is still
-    sent to the flow, which fails at once (a proxy
-    answers 430 then, §5.3; the phone recovers with a new flow, §4.5); any
-    other gets a new connection to
-    the address its Contact names (RFC 3261 §18.1.1).  The Contact's
-    address is also used when the source is unknown.
+    stays reachable.  Over TCP and TLS, the connection it registered on (a
+    flow: its port is ephemeral).  When ``connected`` says that connection
+    is gone, a phone that asked for RFC 5626 outbound is still sent to the
+    flow, which fails at once (a proxy answers 430 then, §5.3; the phone
+    recovers with a new flow, §4.5); any other gets a new connection to the
+    address its Contact names (RFC 3261 §18.1.1).  The Contact's address is
+    also used when the source is unknown.
 
     :param connected: whether a stream to a peer is open; None takes the
         connection as open.

@@ -54,7 +54,7 @@ class Peer:
 
 
 #: Sends a message; False when it could not go (no connection, no socket).
-Sender = Callable[[Request | Response, Peer], "bool | None"]
+Sender = Callable[[Request | Response, Peer], bool | None]
 
 
 class TransactionUser(Protocol):
@@ -202,8 +202,8 @@ class ClientTransaction:
     """
     An INVITE (§17.1.1, RFC 6026 §7.2) or non-INVITE (§17.1.2) client
     transaction.  ``on_response`` gets every response the TU must see; a
-    timeout is delivered as a synthetic 408, a
-    message that could not be sent as a synthetic 503.
+    timeout is delivered as a synthetic 408, a request that could not be
+    sent as a synthetic 503.
     """
 
     layer: TransactionLayer
