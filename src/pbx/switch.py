@@ -11,6 +11,7 @@ makes, one named child service per ``sip.listen`` entry.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,7 +123,8 @@ def build_switch(
         config, store, reactor, core, registrar, authn, extensions, relay, addresses, applications, codecs
     )
     events = EventServer(
-        core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts, peer_for,
+        core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts,
+        functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses)

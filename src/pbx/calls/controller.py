@@ -92,7 +92,8 @@ class CallController:
 
     def __attrs_post_init__(self) -> None:
         self.services = LegServices(
-            sip=SIPSender(self.core), location=Location(self.registrar.contacts, self.local_address),
+            sip=SIPSender(self.core), location=Location(self.registrar.contacts, self.local_address,
+                                                      self.core.transports.connected, self.registrar.outbound),
             clock=self.core.clock, dialogs=self.dialogs, domain=self.config.sip.domain,
         )
         self.routing = Routing(lambda number: self.lookup(number), self.registrar.contacts, self.applications,

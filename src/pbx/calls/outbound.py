@@ -237,7 +237,7 @@ class OutboundCall:
             transaction.respond(make_response(request, 488))
             return
         ok = make_response(request, 200)
-        ok.headers.add("Contact", self.b.dialog.address.contact(self.caller))
+        ok.headers.add("Contact", self.b.dialog.contact(self.caller))
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = body
         self._reinvites.respond(transaction, ok)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import new_tag
+from pbx.sip.location import DEFAULT_PORTS
 from pbx.sip.message import (
     MalformedMessage,
     Request,
@@ -108,6 +109,7 @@ class SIPCore:
     def __attrs_post_init__(self) -> None:
         self.transports = Transports(self.receive, self.clock)
         self.transactions = TransactionLayer(self.clock, self._send, self, send_bytes=self.transports.send_bytes)
+        self.transports.unreachable = self.transactions.unreachable
         self._merge = ExpiringMap(self.clock)
 
     @property
@@ -115,10 +117,10 @@ class SIPCore:
         """The Allow header value: the methods we handle."""
         return ", ".join(sorted({"OPTIONS", "ACK", *self.handlers}))
 
-    def _send(self, message: Request | Response, peer: Peer) -> None:
+    def _send(self, message: Request | Response, peer: Peer) -> bool:
         if isinstance(message, Response):
             message.headers.set("Server", self.user_agent)
-        self.transports.send(message, peer)
+        return self.transports.send(message, peer)
 
     # -- from the transports ----------------------------------------------
 
@@ -136,12 +138,31 @@ class SIPCore:
         try:
             stamp_via(message, peer)
             reply_to = response_peer(message, peer)
+            if stream:
+                self._note_alias(message, peer)
         except SIPParseError as e:
             self._malformed(MalformedMessage(e.reason, message), peer)
             return
         if self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
+
+    def _note_alias(self, request: Request, peer: Peer) -> None:
+        """
+        RFC 5923 §5: a Via with ``alias`` offers the connection for requests
+        to its sent-by address too (the phone's listening address, which
+        its Contact names), but only ever for addresses on the host the
+        connection comes from.
+        """
+        via = request.top_via
+        if "alias" not in via.params or via.transport.lower() != peer.transport:
+            return
+        if _unbracket(via.host).lower() != peer.host.lower():
+            # Without the mutual TLS authentication §6 asks for, only an
+            # address on the connection's own host is believed.
+            return
+        port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
+        self.transports.alias(Peer(peer.transport, _unbracket(via.host), port), peer)
 
     def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""

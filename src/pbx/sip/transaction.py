@@ -29,11 +29,19 @@ from pbx.sip.named_timers import NamedTimers
 
 @frozen
 class Peer:
-    """Where a message came from or goes to: transport and address."""
+    """
+    Where a message came from or goes to: transport and address.
+
+    :ivar flow: the address is the far end of a connection the peer opened
+        (an RFC 5626 §3 flow): its port is ephemeral, so a request to it
+        goes on that connection or not at all.  Not part of equality: the
+        connection is found by address alone.
+    """
 
     transport: str  # "udp", "tcp" or "tls"
     host: str
     port: int
+    flow: bool = field(default=False, eq=False)
 
     @property
     def reliable(self) -> bool:
@@ -45,7 +53,8 @@ class Peer:
         return f"{self.transport}:{host}:{self.port}"
 
 
-Sender = Callable[[Request | Response, Peer], None]
+#: Sends a message; False when it could not go (no connection, no socket).
+Sender = Callable[[Request | Response, Peer], bool | None]
 
 
 class TransactionUser(Protocol):
@@ -193,7 +202,8 @@ class ClientTransaction:
     """
     An INVITE (§17.1.1, RFC 6026 §7.2) or non-INVITE (§17.1.2) client
     transaction.  ``on_response`` gets every response the TU must see; a
-    timeout or transport failure is delivered as a synthetic 408.
+    timeout is delivered as a synthetic 408, a request that could not be
+    sent as a synthetic 503.
     """
 
     layer: TransactionLayer
@@ -210,7 +220,9 @@ class ClientTransaction:
         self._timers = NamedTimers(self.layer.clock)
         self.key = client_key(self.request)
         self.state = "calling" if self.invite else "trying"
-        self.layer.send(self.request, self.peer)
+        if self.layer.send(self.request, self.peer) is False:
+            self.transport_error()
+            return
         # Timer A/B for INVITE, E/F for non-INVITE: same values (§17.1.2.2).
         if not self.peer.reliable:
             self._timers.start("A", timers.T1, self._retransmit)
@@ -230,6 +242,21 @@ class ClientTransaction:
         else:
             self._interval = timers.T2  # §17.1.2.2: Proceeding retransmits every T2
         self._timers.start("A", self._interval, self._retransmit)
+
+    def transport_error(self) -> None:
+        """
+        §17.1.1.2, §17.1.2.2: the request could not be delivered; the
+        transaction ends and the TU sees 503 (§8.1.3.1), on the next turn of
+        the clock so the TU has the transaction in hand first.
+        """
+        if self.state in ("calling", "trying", "proceeding"):
+            self._timers.stop("A")
+            self._timers.start("B", 0, self._transport_failed)
+
+    def _transport_failed(self) -> None:
+        if self.state in ("calling", "trying", "proceeding"):
+            self._terminate()
+            self.on_response(make_response(self.request, 503, "Service Unavailable"))
 
     def _timeout(self) -> None:
         if self.state in ("calling", "trying", "proceeding"):
@@ -356,6 +383,11 @@ class TransactionLayer:
         txn = ClientTransaction(self, request, peer, on_response)
         self._client[txn.key] = txn
         return txn
+
+    def unreachable(self, peer: Peer) -> None:
+        """No connection to ``peer`` could be opened: its client transactions fail (§17.1.4)."""
+        for txn in [t for t in self._client.values() if t.peer == peer]:
+            txn.transport_error()
 
     def find_invite(self, cancel: Request) -> ServerTransaction | None:
         """§9.2: the INVITE server transaction a CANCEL refers to."""

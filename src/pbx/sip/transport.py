@@ -7,6 +7,11 @@ The protocols do no SIP work: UDP hands each datagram up; TCP and TLS frame
 by Content-Length (§18.3), answer CRLF keep-alive pings (RFC 5626 §3.5.1)
 and reap idle connections.  Nothing raised below the core escapes
 ``datagramReceived`` or ``dataReceived``.
+
+A connection a phone opened is its flow (RFC 5626 §3): the phone's port
+there is ephemeral, so requests to it go on that connection or fail; pbx
+never dials that address.  Connections pbx opened to a listening address
+are used again for later requests to the same address.
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ class SIPStreamProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, transports: Transports, kind: str) -> None:
+    def __init__(self, transports: Transports, kind: str, inbound: bool = True) -> None:
         self._transports = transports
         self._kind = kind
+        self._inbound = inbound
         self._framer = StreamFramer(MAX_MESSAGE)
         self._idle: IDelayedCall | None = None
         self.peer: Peer | None = None
@@ -72,7 +78,7 @@ class SIPStreamProtocol(Protocol):
     def connectionMade(self) -> None:  # noqa: N802 - twisted API
         """Register the connection so responses and requests can use it."""
         address: Any = self._stream.getPeer()
-        self.peer = Peer(self._kind, address.host, address.port)
+        self.peer = Peer(self._kind, address.host, address.port, flow=self._inbound)
         self._transports.connection_made(self.peer, self)
         self._touch()
 
@@ -126,21 +132,26 @@ class SIPStreamProtocol(Protocol):
             self._idle.cancel()
         self._idle = None
         if self.peer is not None:
+            self.log.debug("connection {peer} closed", peer=str(self.peer))
             self._transports.connection_lost(self.peer, self)
 
 
 class SIPStreamFactory(Factory):
-    """Makes :class:`SIPStreamProtocol` for one TCP or TLS listener."""
+    """
+    Makes :class:`SIPStreamProtocol` for one TCP or TLS listener, or for
+    one connection pbx opens (``inbound=False``).
+    """
 
     noisy = False
 
-    def __init__(self, transports: Transports, kind: str) -> None:
+    def __init__(self, transports: Transports, kind: str, inbound: bool = True) -> None:
         self._transports = transports
         self._kind = kind
+        self._inbound = inbound
 
     def buildProtocol(self, addr: Any) -> SIPStreamProtocol:  # noqa: N802 - twisted API
         """A protocol for one connection."""
-        return SIPStreamProtocol(self._transports, self._kind)
+        return SIPStreamProtocol(self._transports, self._kind, self._inbound)
 
 
 @define(eq=False)
@@ -152,14 +163,20 @@ class Transports:
     :ivar clock: for idle timers.
     :ivar connect: opens an outgoing stream to a peer (``(peer, factory)``);
         unset means requests to stream peers without a connection fail.
+    :ivar unreachable: told of a peer no connection could be opened to
+        (the transaction layer ends what waited for it).
     """
 
     receive: Receiver
     clock: IReactorTime
     udp: Any = None  # the UDP port messages go out of
     connect: Callable[[Peer, Factory], Any] | None = None
+    unreachable: Callable[[Peer], Any] | None = None
     _streams: dict[Peer, SIPStreamProtocol] = field(factory=dict)
     _pending: dict[Peer, list[bytes]] = field(factory=dict)
+    #: RFC 5923 aliases: a phone's sent-by address -> its connection, and back.
+    _aliases: dict[Peer, Peer] = field(factory=dict)
+    _aliased: dict[Peer, set[Peer]] = field(factory=dict)
     log = Logger()
 
     def connection_made(self, peer: Peer, protocol: SIPStreamProtocol) -> None:
@@ -169,14 +186,38 @@ class Transports:
             protocol.send(data)
 
     def connection_lost(self, peer: Peer, protocol: SIPStreamProtocol) -> None:
-        """A stream went away."""
+        """A stream went away, and the aliases of it."""
         if self._streams.get(peer) is protocol:
             del self._streams[peer]
+            for alias in self._aliased.pop(peer, ()):
+                if self._aliases.get(alias) == peer:
+                    del self._aliases[alias]
+
+    def alias(self, address: Peer, connection: Peer) -> None:
+        """
+        RFC 5923 §5: requests to ``address`` may go on the open stream to
+        ``connection`` (a Via with ``alias`` came on it).
+        """
+        if connection in self._streams and address != connection:
+            self._aliases[address] = connection
+            self._aliased.setdefault(connection, set()).add(address)
+
+    def connected(self, peer: Peer) -> bool:
+        """Whether a stream to ``peer`` (or one aliased to it) is open."""
+        return self._stream(peer) is not None
+
+    def _stream(self, peer: Peer) -> SIPStreamProtocol | None:
+        stream = self._streams.get(peer)
+        if stream is None and (connection := self._aliases.get(peer)) is not None:
+            stream = self._streams.get(connection)
+        return stream
 
     def connect_failed(self, peer: Peer) -> None:
         """An outgoing stream could not be opened; drop what waited for it."""
         dropped = self._pending.pop(peer, [])
         self.log.info("could not connect to {peer}; {n} message(s) dropped", peer=str(peer), n=len(dropped))
+        if self.unreachable is not None:
+            self.unreachable(peer)
 
     @property
     def connections(self) -> int:
@@ -188,7 +229,9 @@ class Transports:
         Send one message to ``peer``.
 
         Responses on streams go back on the connection the request came in
-        on (§18.2.2).  Requests to a stream peer with no connection open one.
+        on (§18.2.2).  Requests to a stream peer go on its open connection
+        (or one aliased to it); with none, a new one is opened, except to a
+        flow's address (see the module docstring).
 
         :returns: False when it could not be sent (no connection, no socket).
         """
@@ -206,15 +249,17 @@ class Transports:
             else:
                 self.udp.write(data, (peer.host, peer.port))
                 return True
-        stream = self._streams.get(peer)
+        stream = self._stream(peer)
         if stream is not None:
             stream.send(data)
             return True
-        if not request or self.connect is None:
+        if not request or self.connect is None or peer.flow:
+            # RFC 5626 §5.3: a flow that is gone is not re-opened by us
+            # (nothing listens on its port); the phone registers again.
             self.log.info("no connection to {peer}; {kind} dropped", peer=str(peer),
                           kind="request" if request else "response")
             return False
         self._pending.setdefault(peer, []).append(data)
         if len(self._pending[peer]) == 1:
-            self.connect(peer, SIPStreamFactory(self, peer.transport))
+            self.connect(peer, SIPStreamFactory(self, peer.transport, inbound=False))
         return True

@@ -612,3 +612,38 @@ class TortureCorpusTests(SynchronousTestCase):
         names = _torture_files()
         self.assertEqual(len(names), 50, str(CONFORMANCE / "rfc4475"))
         self.assertEqual(set(names) - set(_verdicts()), {"test.dat"})
+
+
+class AliasTests(_CoreTestCase):
+    """RFC 5923 §5: a Via with alias on a connection offers it for requests to the Via's sent-by."""
+
+    def connect(self, host: str = "192.0.2.7", port: int = 40001) -> tuple[Peer, StringTransport]:
+        """A TCP connection from a phone, as a listener accepts it."""
+        address = IPv4Address("TCP", host, port)
+        protocol = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, None)
+        assert protocol.peer is not None
+        return protocol.peer, transport
+
+    def test_alias_offered(self) -> None:
+        """A request whose Via has alias makes its sent-by address reach the connection."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK-a1;rport;alias"
+        self.core.receive(request(via=via), peer, True)
+        self.assertTrue(self.core.transports.connected(Peer("tcp", "192.0.2.7", 5070)))
+
+    def test_no_alias(self) -> None:
+        """Without alias, the sent-by address is not taken for the connection."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK-a2;rport"
+        self.core.receive(request(via=via), peer, True)
+        self.assertFalse(self.core.transports.connected(Peer("tcp", "192.0.2.7", 5070)))
+
+    def test_alias_for_another_host_ignored(self) -> None:
+        """An alias naming another host than the connection's is not believed (no mutual TLS, §6)."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.99:5070;branch=z9hG4bK-a3;rport;alias"
+        self.core.receive(request(via=via), peer, True)
+        self.assertFalse(self.core.transports.connected(Peer("tcp", "192.0.2.99", 5070)))

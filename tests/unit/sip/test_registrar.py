@@ -8,8 +8,10 @@ from typing import Any
 
 import attrs
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,6 +26,7 @@ from pbx.sip.ids import new_branch
 from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import SWEEP_INTERVAL, Registrar
 from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPStreamFactory
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"
@@ -768,3 +771,62 @@ class PersistenceTests(RegistrarTestCase):
         self.registrar = restarted
         self.phone.cseq = 10
         self.assertEqual(self.phone.register().status, 500)
+
+
+OUTBOUND_CONTACT = (
+    '<sip:1001@192.0.2.10:5060;transport=tcp>;reg-id=1;+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>"'
+)
+
+
+class OutboundTests(RegistrarTestCase):
+    """RFC 5626: a REGISTER over a connection with reg-id and +sip.instance asks for outbound."""
+
+    def setUp(self) -> None:
+        """Open the phone's TCP connection to pbx."""
+        super().setUp()
+        address = IPv4Address("TCP", "192.0.2.10", 40010)
+        self.connection = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        self.wire = StringTransport(peerAddress=address)
+        self.connection.makeConnection(self.wire)
+
+    def tearDown(self) -> None:
+        """Close the connection, then the usual checks."""
+        self.connection.connectionLost(None)  # type: ignore[arg-type]
+        super().tearDown()
+
+    def send(self, data: bytes, source: tuple[str, int] = PHONE_ADDRESS) -> Response:
+        """Send on the connection; return the one response that came back on it."""
+        self.connection.dataReceived(data)
+        response = parse_message(self.wire.value(), stream=True)
+        self.wire.clear()
+        assert isinstance(response, Response)
+        return response
+
+    def test_outbound(self) -> None:
+        """reg-id and +sip.instance make the binding outbound; a refresh without them does not."""
+        self.assertEqual(self.phone.register([OUTBOUND_CONTACT]).status, 200)
+        [binding] = self.registrar.contacts("1001")
+        self.assertEqual((binding.transport, binding.source), ("tcp", "192.0.2.10:40010"))
+        self.assertTrue(self.registrar.outbound(binding))
+        self.assertEqual(self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp>"]).status, 200)
+        self.assertFalse(self.registrar.outbound(binding))
+
+    def test_plain_contact(self) -> None:
+        """A Contact without them is not outbound, unless its URI has ob."""
+        self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp>"])
+        [binding] = self.registrar.contacts("1001")
+        self.assertFalse(self.registrar.outbound(binding))
+        self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp;ob>"], expires=0)
+        self.phone.register(["<sip:1001@192.0.2.10:5061;transport=tcp;ob>"])
+        self.assertEqual(
+            [self.registrar.outbound(b) for b in self.registrar.contacts("1001")], [False, True]
+        )
+
+    def test_sweep_forgets(self) -> None:
+        """An expired outbound binding is forgotten by the sweep."""
+        self.phone.register([OUTBOUND_CONTACT], expires=60)
+        [binding] = self.registrar.contacts("1001")
+        self.registrar.start()
+        self.clock.advance(SWEEP_INTERVAL * 3)
+        self.assertEqual(self.registrar.contacts("1001"), [])
+        self.assertFalse(self.registrar.outbound(binding))
