@@ -31,6 +31,7 @@ certificate, but the phones are still pointed at pbx's self-signed one.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -317,17 +318,17 @@ class GoneConnectionTests(SynchronousTestCase):
         self.sip_port, api_port = free_port(), free_port()
         first = free_udp_block(RELAY_PORTS + 20 * len(numbers))
         admin = admin_password()
-        self.daemon = Daemon(
-            str(self.workdir / "pbx"),
-            call_config(
-                api_port=api_port,
-                sip_port=self.sip_port,
-                admin_password=admin,
-                extensions=self.passwords,
-                transports=("udp", "tcp"),
-                rtp_ports=(first, first + RELAY_PORTS - 1),
-            ),
-        )
+        config = json.loads(call_config(
+            api_port=api_port,
+            sip_port=self.sip_port,
+            admin_password=admin,
+            extensions=self.passwords,
+            transports=("udp", "tcp"),
+            rtp_ports=(first, first + RELAY_PORTS - 1),
+        ))
+        # The test waits for the transport's debug line of the closed connection.
+        config["log"] = {"level": "debug"}
+        self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config))
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.api = API(api_port, admin)
