@@ -41,6 +41,8 @@ if [ "$mode" = test ]; then
   command -v sox >/dev/null || need+=(sox)
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
   command -v chromium >/dev/null || need+=(chromium)
+  # Playwright's bundled Node.js driver links libatomic.
+  /sbin/ldconfig -p | grep -q "libatomic.so.1 " || need+=(libatomic1)
   command -v git >/dev/null || need+=(git)
 fi
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
