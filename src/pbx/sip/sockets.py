@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from pbx.config import ListenSpec, TLSConfig
 from pbx.errors import ListenError
@@ -31,6 +32,7 @@ from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory, Transports
 __all__ = [
     "UDP_RECEIVE_BUFFER",
     "LocalAddresses",
+    "RefusingTLSFactory",
     "SIPListener",
     "ServerTLS",
     "StreamConnector",
@@ -173,9 +175,12 @@ class SIPListener(Service):
             return self._reactor.listenTCP(
                 spec.port, SIPStreamFactory(transports, "tcp"), interface=spec.interface
             )
-        return self._reactor.listenSSL(
-            spec.port, SIPStreamFactory(transports, "tls"), self._tls.context(), interface=spec.interface
+        # listenSSL would wrap the factory in a TLSMemoryBIOFactory, which
+        # cannot refuse a connection; this one can, before any TLS state.
+        factory = RefusingTLSFactory(
+            self._tls.context(), False, SIPStreamFactory(transports, "tls"), clock=self._reactor
         )
+        return self._reactor.listenTCP(spec.port, factory, interface=spec.interface)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 - twisted API
         """Close the socket (if it opened)."""
@@ -185,6 +190,22 @@ class SIPListener(Service):
             return succeed(None)
         stopped = maybeDeferred(port.stopListening)
         return stopped.addCallback(lambda _: None)
+
+
+class RefusingTLSFactory(TLSMemoryBIOFactory):
+    """
+    TLS over a factory whose ``buildProtocol`` may return None: the
+    connection is then closed as soon as it is accepted, with no handshake.
+    """
+
+    noisy = False
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - twisted API
+        """The TLS protocol around the inner one, or None if the inner factory refused."""
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self.protocol(self, inner)
 
 
 @define(eq=False)
