@@ -14,7 +14,10 @@ When every slot is taken, a new connection takes the slot of the oldest
 unproven one (which is closed) rather than being refused: a phone sends its
 request as soon as it connects, so it proves itself within a round trip,
 while connections opened only to sit idle are the ones that go.  A source
-at its own cap is refused outright.  Connections pbx opened itself (to a
+at its own cap is refused outright.  An evicted connection's descriptor is
+freed on the reactor's next turn, after the accepts in hand: at most an
+eighth of ``max_total`` (16 at least) evictions are left in flight, so the
+descriptors in use never pass the cap by more than that.  Connections pbx opened itself (to a
 phone's listening address) are not counted: there are as many as there are
 registered phones that want them.
 """
@@ -89,6 +92,8 @@ class StreamGuard:
     _members: dict[Evictable, _Member] = field(factory=dict, init=False)
     #: Unproven connections, oldest first (dicts keep insertion order).
     _unproven: dict[Evictable, None] = field(factory=dict, init=False)
+    #: Evicted connections whose descriptors are not closed yet.
+    _evicted: set[Evictable] = field(factory=set, init=False)
     _buffered: int = field(default=0, init=False)
     _throttled: ThrottledLog = field(init=False)
     log = Logger()
@@ -114,7 +119,8 @@ class StreamGuard:
         room.  A refusal or an eviction is logged, throttled.
         """
         refusal = self._caps.refusal(source)
-        if refusal == "total" and self._unproven:
+        in_flight = max(16, self.limits.max_total // 8)
+        if refusal == "total" and self._unproven and len(self._evicted) < in_flight:
             oldest = next(iter(self._unproven))
             self._throttled.event(
                 "evicted",
@@ -123,6 +129,7 @@ class StreamGuard:
                 limit=self.limits.max_total,
             )
             self.release(oldest)
+            self._evicted.add(oldest)
             oldest.evict()
             refusal = self._caps.refusal(source)
         if refusal is None:
@@ -137,8 +144,8 @@ class StreamGuard:
         else:
             self._throttled.event(
                 "total",
-                "SIP connections refused: all {limit} slots taken by proven connections"
-                " (sip.connections.max_total); {count} refused",
+                "SIP connections refused: all {limit} slots taken (sip.connections.max_total);"
+                " {count} refused",
                 limit=self.limits.max_total,
             )
         return False
@@ -189,6 +196,11 @@ class StreamGuard:
         self._unproven.pop(connection, None)
         self._buffered -= member.held
         self._caps.remove(member.source)
+
+    def lost(self, connection: Evictable) -> None:
+        """``connection`` is closed and its descriptor freed."""
+        self._evicted.discard(connection)
+        self.release(connection)
 
     def timed_out(self, source: str) -> None:
         """Log, throttled, that an unproven connection from ``source`` ran out of time."""

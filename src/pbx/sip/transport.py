@@ -184,7 +184,7 @@ class SIPStreamProtocol(Protocol):
         """Forget the connection, its timer and what it held."""
         self._closing = True
         self._cancel_timer()
-        self._guard.release(self)
+        self._guard.lost(self)
         if self.peer is not None:
             self.log.debug("connection {peer} closed", peer=str(self.peer))
             self._transports.connection_lost(self.peer, self)
