@@ -59,6 +59,11 @@ BUDGET = re.compile(r"open files limit (\d+) .*SIP connections (\d+) \((\d+) per
 ABOUT_CONNECTIONS = re.compile(r"SIP connections|Could not accept|Too many open files|EMFILE")
 #: Connections opened at once before waiting for the daemon to accept them.
 BATCH = 250
+#: What a peer that never reads may try to send; without backpressure all of
+#: it is read and answered into an ever-growing write buffer.
+NEVER_READ = 64 * 1024 * 1024
+#: Peak RSS growth allowed for it.
+NEVER_READ_GROWTH_LIMIT_KIB = 20 * 1024
 #: Peak RSS growth allowed for 2,000 connections of 60 KB each (118 MB unbounded).
 RSS_GROWTH_LIMIT_KIB = 40 * 1024
 
@@ -229,3 +234,30 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertLessEqual(len(about), 6, "\n".join(about))
         self.assertEqual(self.daemon.tracebacks, [])
         print(f"\npeak RSS growth {growth} KiB for {HALF_SENT_CONNECTIONS} x {HALF_SENT} octets")
+
+    def test_peer_that_never_reads(self) -> None:
+        """A peer sending requests but reading no answers is no longer read once our writes wait: little memory grows."""
+        before = self.daemon.rss_kib()
+        batch = b"".join(
+            (f"OPTIONS sip:pbx@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-nr{n}\r\n"
+             f"From: <sip:x@127.0.0.1>;tag=nr\r\nTo: <sip:pbx@127.0.0.1>\r\nCall-ID: nr-{n}@127.0.0.1\r\n"
+             "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+            for n in range(100)
+        )
+        s = socket.create_connection(("127.0.0.1", self.sip_port), timeout=10)
+        self.sockets.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(3)  # the daemon stops reading: sending then blocks
+        sent = 0
+        try:
+            while sent < NEVER_READ:
+                s.sendall(batch)
+                sent += len(batch)
+        except TimeoutError:
+            pass
+        self.assertLess(sent, NEVER_READ)
+        options_ping(self.sip_port)
+        growth = self.daemon.rss_kib("VmHWM") - before
+        self.assertLess(growth, NEVER_READ_GROWTH_LIMIT_KIB, f"peak RSS grew by {growth} KiB")
+        self.assertEqual(self.daemon.tracebacks, [])
+        print(f"\nsent {sent} octets before the daemon stopped reading; peak RSS growth {growth} KiB")

@@ -68,7 +68,10 @@ class SIPStreamProtocol(Protocol):
     An inbound one is counted by the transports' :class:`StreamGuard`: it
     has a short time to deliver its first complete message, then a long
     idle timeout renewed by any byte (keep-alives included); the bytes of an
-    unfinished message it makes us hold come out of a shared budget.
+    unfinished message it makes us hold come out of a shared budget.  What
+    we write waits in the transport's buffer: past its size (64 KB) we read
+    nothing more from the peer until the buffer drains, so a peer that
+    sends requests without reading the answers cannot grow it further.
     """
 
     log = Logger()
@@ -91,8 +94,23 @@ class SIPStreamProtocol(Protocol):
         self.peer = Peer(self._kind, address.host, address.port, flow=self._inbound)
         if self._inbound:
             self._guard.opened(self, address.host)
+        # We produce answers to what we read: when the peer stops reading
+        # them and the write buffer fills, we stop reading its requests.
+        self._stream.registerProducer(self, True)
         self._transports.connection_made(self.peer, self)
         self._arm()
+
+    def pauseProducing(self) -> None:  # noqa: N802 - twisted API
+        """The peer is not reading what we write: stop reading from it until it does."""
+        self._stream.pauseProducing()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - twisted API
+        """What we wrote has drained: read again."""
+        if not self._closing:
+            self._stream.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802 - twisted API
+        """The connection is going; connectionLost does the rest."""
 
     def _arm(self) -> None:
         """(Re)start the timer: the first-message one until proven, then the idle one."""
@@ -129,6 +147,8 @@ class SIPStreamProtocol(Protocol):
         self._closing = True
         self._cancel_timer()
         self._guard.release(self)
+        # TLS waits for a registered producer to go before it shuts down.
+        self._stream.unregisterProducer()
         if abort:
             self._stream.abortConnection()
         else:

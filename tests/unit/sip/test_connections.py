@@ -274,3 +274,31 @@ class BufferTests(_GuardTestCase):
         self.assertEqual(self.guard.buffered, 0)
         self.assertEqual(self.guard.open, 0)
         self.lose(protocol)
+
+
+class BackpressureTests(_GuardTestCase):
+    """A peer that does not read what we write stops being read."""
+
+    def test_reading_paused_while_writes_wait(self) -> None:
+        """The protocol is its transport's streaming producer: pausing it pauses reading, resuming resumes it."""
+        protocol, transport = self.connect()
+        assert protocol is not None
+        self.assertIs(transport.producer, protocol)
+        self.assertTrue(transport.streaming)
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        protocol.stopProducing()
+        self.lose(protocol)
+
+    def test_no_resume_after_close(self) -> None:
+        """A connection being closed is not read again when its writes drain."""
+        protocol, transport = self.connect()
+        assert protocol is not None
+        protocol.pauseProducing()
+        self.clock.advance(LIMITS.first_message_timeout)
+        self.assertIsNone(transport.producer)  # unregistered before closing (TLS waits for that)
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.lose(protocol)
