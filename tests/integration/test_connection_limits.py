@@ -54,7 +54,9 @@ SOURCES = [f"127.0.0.{n}" for n in range(10, 70)]
 FIRST_MESSAGE_TIMEOUT = 5
 EXTENSION = "1001"
 #: How the daemon states its limits at start.
-BUDGET = re.compile(r"open files limit (\d+) .*SIP connections (\d+) \((\d+) per address\)")
+BUDGET = re.compile(
+    r"open files limit (\d+) .*SIP connections (\d+) \((\d+) per address\), API connections (\d+)"
+)
 #: Lines the daemon writes about refused or closed connections (throttled).
 ABOUT_CONNECTIONS = re.compile(r"SIP connections|Could not accept|Too many open files|EMFILE")
 #: Connections opened at once before waiting for the daemon to accept them.
@@ -145,6 +147,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         [budget] = [m for line in self.daemon.output if (m := BUDGET.search(line))]
         self.assertEqual(int(budget.group(1)), NOFILE)
         self.max_total, self.per_source = int(budget.group(2)), int(budget.group(3))
+        self.api_total = int(budget.group(4))
         # The flood is spread so that the total cap, not the per-address one, binds.
         self.assertLess(IDLE_CONNECTIONS // len(SOURCES), self.per_source)
         self.assertLess(self.max_total, NOFILE * 7 // 10)
@@ -261,3 +264,15 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.assertLess(growth, NEVER_READ_GROWTH_LIMIT_KIB, f"peak RSS grew by {growth} KiB")
         self.assertEqual(self.daemon.tracebacks, [])
         print(f"\nsent {sent} octets before the daemon stopped reading; peak RSS growth {growth} KiB")
+
+    def test_idle_api_connections(self) -> None:
+        """1,000 idle API connections: the daemon holds at most its API cap and the administrator still gets in."""
+        baseline = self.fds()
+        self.sockets = open_connections(self.api_port, 1000)
+        wait_until(lambda: accept_queue(self.api_port) == 0, 30, "the daemon to accept every API connection")
+        self.assertLessEqual(self.fds() - baseline, self.api_total + self.api_total // 8 + 8)
+        self.assertEqual(self.api.registrations(), [])
+        lines = [line for line in self.new_lines() if "API connections" in line]
+        self.assertTrue(lines)
+        self.assertLessEqual(len(lines), 3, "\n".join(lines))
+        self.assertEqual(self.daemon.tracebacks, [])

@@ -3,8 +3,11 @@ Bounds on the API's HTTP connections, so that neither many idle clients
 nor slow ones can take the descriptors the rest of the PBX needs:
 
 - :class:`LimitedFactory` wraps the :class:`~twisted.web.server.Site` and
-  refuses connections beyond a cap in total and per source address (closed
-  as soon as accepted; see :mod:`pbx.security.connections`);
+  refuses connections beyond a cap per source address (closed as soon as
+  accepted; see :mod:`pbx.security.connections`); at the total cap the
+  oldest connection that is waiting for a request head is closed to make
+  room, as SIP does (:mod:`pbx.sip.connections`), so idle clients cannot
+  lock an administrator out;
 - :class:`HeaderTimedChannel` closes a connection whose request head
   (request line and headers) has not arrived within ``header_timeout``
   seconds, however slowly it trickles in; the Site's own ``timeOut`` closes
@@ -56,12 +59,17 @@ class LimitedFactory(WrappingFactory):
         super().__init__(wrapped)
         self.caps = caps
         self._throttled = ThrottledLog(clock, self.log)
+        #: Open connections and where from, oldest first.
         self._sources: dict[ProtocolWrapper, str] = {}
+        #: Connections closed to make room whose descriptors are not freed yet.
+        self._evicted: set[ProtocolWrapper] = set()
 
     def buildProtocol(self, addr: IAddress | None) -> Any:  # noqa: N802 - twisted API
         """The wrapped protocol, or None (the socket is closed) over a cap."""
         source = _source(addr)
         refusal = self.caps.refusal(source)
+        if refusal == "total" and self._evict():
+            refusal = self.caps.refusal(source)
         if refusal is not None:
             limit = self.caps.max_per_source if refusal == "per-source" else self.caps.max_total
             self._throttled.event(
@@ -80,9 +88,36 @@ class LimitedFactory(WrappingFactory):
         self._sources[protocol] = source
         return protocol
 
+    def _evict(self) -> bool:
+        """
+        Close the oldest connection waiting for a request head, unless too
+        many closed ones still hold their descriptors (an eighth of the cap,
+        8 at least).
+
+        :returns: whether one was closed.
+        """
+        if len(self._evicted) >= max(8, self.caps.max_total // 8):
+            return False
+        for wrapper, source in self._sources.items():
+            channel = wrapper.wrappedProtocol
+            if isinstance(channel, HeaderTimedChannel) and channel.awaiting_head:
+                del self._sources[wrapper]
+                self.caps.remove(source)
+                self._evicted.add(wrapper)
+                self._throttled.event(
+                    "evicted",
+                    "API connections: all {limit} slots taken (api.connections.max_total); {count} idle"
+                    " connection(s) closed to make room",
+                    limit=self.caps.max_total,
+                )
+                wrapper.transport.abortConnection()  # type: ignore[union-attr]
+                return True
+        return False
+
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:  # noqa: N802 - twisted API
         """A connection closed: it no longer counts."""
         super().unregisterProtocol(p)
+        self._evicted.discard(p)
         source = self._sources.pop(p, None)
         if source is not None:
             self.caps.remove(source)
@@ -103,6 +138,11 @@ class HeaderTimedChannel(HTTPChannel):
         """Start the clock for the first request's head."""
         super().connectionMade()
         self._await_head()
+
+    @property
+    def awaiting_head(self) -> bool:
+        """Whether the connection is idle or sending a request head (not being served)."""
+        return self._head_call is not None and self._head_call.active()
 
     def _await_head(self) -> None:
         self._cancel_head()
