@@ -133,11 +133,12 @@ class ConnectionLimitTests(SynchronousTestCase):
             self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         self.sip_port = free_port()
         self.api_port = free_port()
+        self.tls_port = free_port()
         self.password = strong_password(EXTENSION)
         admin = admin_password()
         config = json.loads(loopback_config(
             api_port=self.api_port, sip_port=self.sip_port, admin_password=admin,
-            extensions={EXTENSION: self.password}, digest_algorithms=["MD5"],
+            extensions={EXTENSION: self.password}, digest_algorithms=["MD5"], tls_port=self.tls_port,
         ))
         config["sip"]["connections"] = {"first_message_timeout": FIRST_MESSAGE_TIMEOUT}
         self.daemon = Daemon(self.mktemp(), json.dumps(config), nofile=NOFILE)
@@ -275,4 +276,18 @@ class ConnectionLimitTests(SynchronousTestCase):
         lines = [line for line in self.new_lines() if "API connections" in line]
         self.assertTrue(lines)
         self.assertLessEqual(len(lines), 3, "\n".join(lines))
+        self.assertEqual(self.daemon.tracebacks, [])
+
+    def test_tls_without_handshake(self) -> None:
+        """Connections to the TLS port that never start a handshake are held to the cap, then closed after the first-message timeout."""
+        baseline = self.fds()
+        count = self.max_total + 200
+        self.sockets = open_connections(self.tls_port, count)
+        wait_until(lambda: accept_queue(self.tls_port) == 0, 30, "the daemon to accept every TLS connection")
+        wait_until(lambda: self.fds() - baseline <= self.max_total, 10, f"at most {self.max_total} connections held")
+        wait_until(lambda: len(closed_by_server(self.sockets)) == count,
+                   FIRST_MESSAGE_TIMEOUT + 30, "every connection without a handshake closed")
+        about = [line for line in self.new_lines() if ABOUT_CONNECTIONS.search(line)]
+        self.assertTrue(any("slots taken" in line for line in about), about)
+        self.assertTrue(any("first_message_timeout" in line for line in about), about)
         self.assertEqual(self.daemon.tracebacks, [])
