@@ -21,7 +21,7 @@ from typing import Any
 from attrs import define, field
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 __all__ = ["ConnectionCaps", "ThrottledLog"]
 
@@ -80,7 +80,7 @@ class ConnectionCaps:
 @define(eq=False)
 class ThrottledLog:
     """
-    One warning per ``interval`` for each kind of event, saying how many
+    One line (a warning unless told otherwise) per ``interval`` for each kind of event, saying how many
     such events it stands for; the events between two lines are counted,
     not written.  A flood of refused connections thus costs a line a
     minute, not a line a connection.
@@ -96,12 +96,12 @@ class ThrottledLog:
     _last: dict[str, float] = field(factory=dict, init=False)
     _counts: dict[str, int] = field(factory=dict, init=False)
 
-    def event(self, kind: str, format: str, **fields: Any) -> bool:
+    def event(self, kind: str, format: str, *, level: LogLevel = LogLevel.warn, **fields: Any) -> bool:
         """
-        Count one event of ``kind``; write ``format`` if no line of that kind
-        was written in the last ``interval`` seconds.  ``format`` may use
-        ``{count}``: the events since the last line of the kind, this one
-        included.
+        Count one event of ``kind``; write ``format`` at ``level`` if no line
+        of that kind was written in the last ``interval`` seconds.
+        ``format`` may use ``{count}``: the events since the last line of the
+        kind, this one included.
 
         :returns: whether a line was written.
         """
@@ -111,5 +111,5 @@ class ThrottledLog:
         if last is not None and now - last < self.interval:
             return False
         self._last[kind] = now
-        self.log.warn(format, count=self._counts.pop(kind), **fields)
+        self.log.emit(level, format, count=self._counts.pop(kind), **fields)
         return True

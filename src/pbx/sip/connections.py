@@ -29,7 +29,7 @@ from typing import Protocol
 from attrs import define, field, frozen
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from pbx.security.connections import ConnectionCaps, ThrottledLog
 
@@ -201,6 +201,15 @@ class StreamGuard:
         """``connection`` is closed and its descriptor freed."""
         self._evicted.discard(connection)
         self.release(connection)
+
+    def framing_lost(self, source: str, reason: str) -> None:
+        """Log, throttled, that a connection from ``source`` was closed for a message that cannot be framed."""
+        self._throttled.event(
+            "framing",
+            "SIP connections closed: framing lost (RFC 3261 §18.3); {count} closed, the last from {source}:"
+            " {reason}",
+            level=LogLevel.info, source=source, reason=reason,
+        )
 
     def timed_out(self, source: str) -> None:
         """Log, throttled, that an unproven connection from ``source`` ran out of time."""

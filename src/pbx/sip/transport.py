@@ -124,7 +124,7 @@ class SIPStreamProtocol(Protocol):
     def _expire(self) -> None:
         self._timer = None
         if self._proven:
-            self.log.info("closing idle {peer}", peer=str(self.peer))
+            self.log.debug("closing idle {peer}", peer=str(self.peer))
             self._close(abort=False)
         else:
             assert self.peer is not None
@@ -169,7 +169,8 @@ class SIPStreamProtocol(Protocol):
             items = self._framer.feed(data)
         except SIPParseError as e:
             # RFC 3261 §18.3: framing is lost; the connection must close.
-            self.log.info("closing {peer}: {reason}", peer=str(self.peer), reason=e.reason)
+            assert self.peer is not None
+            self._guard.framing_lost(self.peer.host, e.reason)
             self._close(abort=False)
             return
         for item in items:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.security.connections import ConnectionCaps, ThrottledLog
@@ -67,6 +67,11 @@ class ThrottledLogTests(SynchronousTestCase):
         self.assertTrue(self.throttled.event("refused", "refused {count} from {who}", who="z"))
         self.assertEqual(self.lines(), ["refused 1 from x", "refused 1001 from z"])
         self.assertEqual(self.events[-1]["log_level"].name, "warn")
+
+    def test_level(self) -> None:
+        """A kind may be logged at another level than warn."""
+        self.throttled.event("framing", "lost {count}", level=LogLevel.info)
+        self.assertEqual(self.events[-1]["log_level"], LogLevel.info)
 
     def test_kinds_are_separate(self) -> None:
         """Each kind has its own interval."""

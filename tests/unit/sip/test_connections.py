@@ -9,7 +9,7 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -264,6 +264,26 @@ class BufferTests(_GuardTestCase):
         self.assertEqual(self.guard.buffered, 12000)
         for protocol in (filler, filler2, phone):
             self.lose(protocol)
+
+    def test_framing_lost_logged_throttled(self) -> None:
+        """Connections closed for lost framing (RFC 3261 §18.3) make one info line a minute, not one each."""
+        lines: list[str] = []
+
+        def observe(event: dict[str, object]) -> None:
+            if event.get("log_level") == LogLevel.info and "framing lost" in str(event.get("log_format")):
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        for host in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+            protocol, transport = self.connect(host)
+            assert protocol is not None
+            protocol.dataReceived(OPTIONS.replace(b"Content-Length: 0\r\n", b""))
+            self.assertTrue(transport.disconnecting)
+            self.lose(protocol)
+        self.assertEqual(len(lines), 1)
+        self.assertIn("the last from 192.0.2.1: Missing Content-Length", lines[0])
+        self.assertEqual(self.guard.open, 0)
 
     def test_message_over_max_closes(self) -> None:
         """A message longer than max_message closes its connection (RFC 3261 §18.3 framing is lost)."""
