@@ -31,7 +31,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
-from pbx.security.connections import ConnectionCaps, ThrottledLog
+from pbx.security.connections import ConnectionCaps, Refusal, ThrottledLog
 
 __all__ = ["HeaderTimedChannel", "LimitedFactory"]
 
@@ -68,16 +68,16 @@ class LimitedFactory(WrappingFactory):
         """The wrapped protocol, or None (the socket is closed) over a cap."""
         source = _source(addr)
         refusal = self.caps.refusal(source)
-        if refusal == "total" and self._evict():
+        if refusal is Refusal.TOTAL and self._evict():
             refusal = self.caps.refusal(source)
         if refusal is not None:
-            limit = self.caps.max_per_source if refusal == "per-source" else self.caps.max_total
+            per_source = refusal is Refusal.PER_SOURCE
             self._throttled.event(
-                refusal,
+                refusal.value,
                 "API connections refused: {limit} open ({where}, api.connections.{key}); {count} refused",
-                limit=limit,
-                where=f"from {source}" if refusal == "per-source" else "in total",
-                key="max_per_source" if refusal == "per-source" else "max_total",
+                limit=self.caps.max_per_source if per_source else self.caps.max_total,
+                where=f"from {source}" if per_source else "in total",
+                key="max_per_source" if per_source else "max_total",
             )
             return None
         inner = self.wrappedFactory.buildProtocol(addr)

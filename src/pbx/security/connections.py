@@ -16,6 +16,7 @@ counted; nothing is scheduled.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from attrs import define, field
@@ -23,7 +24,16 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
-__all__ = ["ConnectionCaps", "ThrottledLog"]
+__all__ = ["ConnectionCaps", "Refusal", "ThrottledLog"]
+
+
+class Refusal(enum.Enum):
+    """Why a connection is refused."""
+
+    #: Its source address has its share open.
+    PER_SOURCE = "per-source"
+    #: Every slot is taken.
+    TOTAL = "total"
 
 
 @define(eq=False)
@@ -49,17 +59,12 @@ class ConnectionCaps:
         """How many connections from ``source`` are open."""
         return self._by_source.get(source, 0)
 
-    def refusal(self, source: str) -> str | None:
-        """
-        Why a new connection from ``source`` must be refused, or None.
-
-        :returns: ``"per-source"`` when ``source`` has its share open,
-            ``"total"`` when every slot is taken.
-        """
+    def refusal(self, source: str) -> Refusal | None:
+        """Why a new connection from ``source`` must be refused, or None."""
         if self._by_source.get(source, 0) >= self.max_per_source:
-            return "per-source"
+            return Refusal.PER_SOURCE
         if self._total >= self.max_total:
-            return "total"
+            return Refusal.TOTAL
         return None
 
     def add(self, source: str) -> None:

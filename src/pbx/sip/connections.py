@@ -31,7 +31,7 @@ from attrs import define, field, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 
-from pbx.security.connections import ConnectionCaps, ThrottledLog
+from pbx.security.connections import ConnectionCaps, Refusal, ThrottledLog
 
 __all__ = ["StreamGuard", "StreamLimits"]
 
@@ -120,7 +120,7 @@ class StreamGuard:
         """
         refusal = self._caps.refusal(source)
         in_flight = max(16, self.limits.max_total // 8)
-        if refusal == "total" and self._unproven and len(self._evicted) < in_flight:
+        if refusal is Refusal.TOTAL and self._unproven and len(self._evicted) < in_flight:
             oldest = next(iter(self._unproven))
             self._throttled.event(
                 "evicted",
@@ -134,16 +134,16 @@ class StreamGuard:
             refusal = self._caps.refusal(source)
         if refusal is None:
             return True
-        if refusal == "per-source":
+        if refusal is Refusal.PER_SOURCE:
             self._throttled.event(
-                "per-source",
+                refusal.value,
                 "SIP connections refused: {source} has {limit} open (sip.connections.max_per_source);"
                 " {count} refused",
                 source=source, limit=self.limits.max_per_source,
             )
         else:
             self._throttled.event(
-                "total",
+                refusal.value,
                 "SIP connections refused: all {limit} slots taken (sip.connections.max_total);"
                 " {count} refused",
                 limit=self.limits.max_total,

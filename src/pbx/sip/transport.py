@@ -5,9 +5,10 @@ messages back out (RFC 3261 §18).
 
 The protocols do no SIP work: UDP hands each datagram up; TCP and TLS frame
 by Content-Length (§18.3), answer CRLF keep-alive pings (RFC 5626 §3.5.1)
-and reap idle connections; how many streams phones may open and what they
-may make us hold is bounded by :mod:`pbx.sip.connections`.  Nothing raised below the core escapes
-``datagramReceived`` or ``dataReceived``.
+and reap idle connections.  How many streams phones may open, for how long,
+and what they may make us hold is bounded by :mod:`pbx.sip.connections`.
+Nothing raised below the core escapes ``datagramReceived`` or
+``dataReceived``.
 
 A connection a phone opened is its flow (RFC 5626 §3): the phone's port
 there is ephemeral, so requests to it go on that connection or fail; pbx

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.security.connections import ConnectionCaps, ThrottledLog
+from pbx.security.connections import ConnectionCaps, Refusal, ThrottledLog
 
 
 class ConnectionCapsTests(SynchronousTestCase):
@@ -20,11 +20,11 @@ class ConnectionCapsTests(SynchronousTestCase):
         caps.add("192.0.2.1")
         self.assertIsNone(caps.refusal("192.0.2.1"))
         caps.add("192.0.2.1")
-        self.assertEqual(caps.refusal("192.0.2.1"), "per-source")
+        self.assertEqual(caps.refusal("192.0.2.1"), Refusal.PER_SOURCE)
         self.assertIsNone(caps.refusal("192.0.2.2"))
         caps.add("192.0.2.2")
-        self.assertEqual(caps.refusal("192.0.2.3"), "total")
-        self.assertEqual(caps.refusal("192.0.2.1"), "per-source")
+        self.assertEqual(caps.refusal("192.0.2.3"), Refusal.TOTAL)
+        self.assertEqual(caps.refusal("192.0.2.1"), Refusal.PER_SOURCE)
         self.assertEqual((caps.total, caps.open_from("192.0.2.1")), (3, 2))
 
     def test_remove_frees_slots(self) -> None:
