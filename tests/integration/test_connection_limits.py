@@ -17,19 +17,22 @@ process raises its own open files limit to hold them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
-import select
 import socket
 import subprocess
-from collections.abc import Iterable
-from pathlib import Path
 
 import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from support.connections import (
+    SOURCES,
+    accept_queue,
+    closed_by_server,
+    descriptors,
+    open_connections,
+)
 from support.daemon import (
     API,
     Daemon,
@@ -48,8 +51,6 @@ NOFILE = 1024
 IDLE_CONNECTIONS = 3000
 HALF_SENT_CONNECTIONS = 2000
 HALF_SENT = 60 * 1024
-#: Source addresses 127.0.0.10 .. 127.0.0.69.
-SOURCES = [f"127.0.0.{n}" for n in range(10, 70)]
 #: The daemon's first-message timeout here, shorter than the default.
 FIRST_MESSAGE_TIMEOUT = 5
 EXTENSION = "1001"
@@ -68,56 +69,6 @@ NEVER_READ = 64 * 1024 * 1024
 NEVER_READ_GROWTH_LIMIT_KIB = 20 * 1024
 #: Peak RSS growth allowed for 2,000 connections of 60 KB each (118 MB unbounded).
 RSS_GROWTH_LIMIT_KIB = 40 * 1024
-
-
-def open_connections(port: int, count: int, first: int = 0) -> list[socket.socket]:
-    """Start ``count`` non-blocking connections to 127.0.0.1:``port``, spread over :data:`SOURCES`."""
-    sockets = []
-    for i in range(first, first + count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setblocking(False)
-        s.bind((SOURCES[i % len(SOURCES)], 0))
-        s.connect_ex(("127.0.0.1", port))
-        sockets.append(s)
-    return sockets
-
-
-def accept_queue(port: int) -> int | None:
-    """
-    Connections waiting for the daemon to accept them on 127.0.0.1:``port``
-    (the listening socket's rx_queue in /proc/net/tcp), or None if it is
-    not listening.
-    """
-    local = f"0100007F:{port:04X}"
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
-            return int(fields[4].split(":")[1], 16)
-    return None
-
-
-def descriptors(pid: int) -> int:
-    """How many descriptors process ``pid`` has open."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def closed_by_server(sockets: Iterable[socket.socket]) -> set[socket.socket]:
-    """The connections the server has closed (end of stream or reset)."""
-    by_fd = {s.fileno(): s for s in sockets}
-    poller = select.poll()
-    for fd in by_fd:
-        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    closed = set()
-    for fd, _ in poller.poll(0):
-        s = by_fd[fd]
-        try:
-            if s.recv(1, socket.MSG_PEEK) == b"":
-                closed.add(s)
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed.add(s)
-    return closed
 
 
 class ConnectionLimitTests(SynchronousTestCase):

@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import re
-import resource
 import secrets
 import select
 import shutil
@@ -250,19 +249,18 @@ class Daemon:
 
     def start(self, limit: float = 60.0) -> None:
         """Start the daemon and wait for its ready line."""
-        nofile = self.nofile
-
-        def limit_descriptors() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
+        command = self.command()
+        if self.nofile is not None:
+            # prlimit sets the limit and execs twistd (same pid); a
+            # preexec_fn is unsafe with the output-reading threads running.
+            prlimit = require_binary("prlimit", "util-linux")
+            command = [prlimit, f"--nofile={self.nofile}:{self.nofile}", "--", *command]
         self.process = subprocess.Popen(
-            self.command(),
+            command,
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=limit_descriptors if nofile is not None else None,
         )
         self._reader = threading.Thread(
             target=self._drain, name=f"pbx-output-{self.process.pid}", daemon=True
