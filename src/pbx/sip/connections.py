@@ -17,9 +17,10 @@ while connections opened only to sit idle are the ones that go.  A source
 at its own cap is refused outright.  An evicted connection's descriptor is
 freed on the reactor's next turn, after the accepts in hand: at most an
 eighth of ``max_total`` (16 at least) evictions are left in flight, so the
-descriptors in use never pass the cap by more than that.  Connections pbx opened itself (to a
-phone's listening address) are not counted: there are as many as there are
-registered phones that want them.
+descriptors in use never pass the cap by more than that.
+
+Connections pbx opened itself (to a phone's listening address) are not
+counted: there are as many as there are registered phones that want them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class StreamLimits:
     """
     The numbers a :class:`StreamGuard` enforces (``sip.connections``, with
     the caps derived from the descriptor limit; see
-    :mod:`pbx.security.descriptors`).
+    :mod:`pbx.descriptors`).
 
     :ivar max_total: inbound connections open at once.
     :ivar max_per_source: inbound connections open at once from one address.
