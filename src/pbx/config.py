@@ -79,7 +79,7 @@ class SIPConnectionsConfig:
     """
     The ``sip.connections`` section: bounds on the TCP and TLS connections
     phones open (see :mod:`pbx.sip.connections`).  A cap of 0 is derived
-    from the descriptor limit at start (:mod:`pbx.security.descriptors`).
+    from the descriptor limit at start (:mod:`pbx.descriptors`).
     """
 
     max_total: int = 0
