@@ -75,6 +75,41 @@ class SecurityConfig:
 
 
 @frozen
+class SIPConnectionsConfig:
+    """
+    The ``sip.connections`` section: bounds on the TCP and TLS connections
+    phones open (see :mod:`pbx.sip.connections`).  A cap of 0 is derived
+    from the descriptor limit at start (:mod:`pbx.descriptors`).
+    """
+
+    max_total: int = 0
+    max_per_source: int = 0
+    #: Seconds a new connection has to deliver one complete message (and finish TLS).
+    first_message_timeout: int = 20
+    #: Seconds a connection that carried a message may stay silent.
+    idle_timeout: int = 600
+    #: The largest message, in octets.
+    max_message: int = 65536
+    #: Octets of unfinished messages held over all connections.
+    max_buffered: int = 16 * 1024 * 1024
+
+
+@frozen
+class APIConnectionsConfig:
+    """
+    The ``api.connections`` section: bounds on HTTP connections to the API.
+    A cap of 0 is derived from the descriptor limit at start.
+    """
+
+    max_total: int = 0
+    max_per_source: int = 0
+    #: Seconds a connection may stay silent.
+    idle_timeout: int = 60
+    #: Seconds a request has to send its whole head (request line and headers).
+    header_timeout: int = 20
+
+
+@frozen
 class SIPConfig:
     """The ``sip:`` section."""
 
@@ -90,6 +125,7 @@ class SIPConfig:
     # MD5 alone by default: common phones (baresip 1.0, SIPp, sipsak) give up
     # on any SHA-256 challenge, even one listed after MD5.
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    connections: SIPConnectionsConfig = SIPConnectionsConfig()
 
 
 @frozen
@@ -146,6 +182,7 @@ class APIConfig:
     admins: tuple[AdminConfig, ...] = ()
     token_lifetime: int = 3600
     max_body: int = 1024 * 1024
+    connections: APIConnectionsConfig = APIConnectionsConfig()
 
 
 @frozen
@@ -379,7 +416,9 @@ def _check_server_endpoint(text: str, key: str) -> str:
 
 
 def _sip(raw: Any, base: Path) -> SIPConfig:
-    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise"})
+    s = _mapping(raw, "sip", {
+        "domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise", "connections",
+    })
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
         raise ConfigError("sip.domain", f"{domain!r} is not a host name")
@@ -419,7 +458,39 @@ def _sip(raw: Any, base: Path) -> SIPConfig:
     if not algorithms or len(set(algorithms)) != len(algorithms):
         raise ConfigError("sip.digest_algorithms", "must list SHA-256 and/or MD5, each once")
     advertise = _str(s.get("advertise"), "sip.advertise")
-    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms)
+    connections = _sip_connections(s.get("connections"))
+    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms, connections)
+
+
+def _sip_connections(raw: Any) -> SIPConnectionsConfig:
+    key = "sip.connections"
+    c = _mapping(raw, key, {f.name for f in fields(SIPConnectionsConfig)})
+    d = SIPConnectionsConfig()
+    connections = SIPConnectionsConfig(
+        max_total=_int(c.get("max_total"), f"{key}.max_total", d.max_total, 0, 10_000_000),
+        max_per_source=_int(c.get("max_per_source"), f"{key}.max_per_source", d.max_per_source, 0, 10_000_000),
+        first_message_timeout=_int(
+            c.get("first_message_timeout"), f"{key}.first_message_timeout", d.first_message_timeout, 1, 300
+        ),
+        idle_timeout=_int(c.get("idle_timeout"), f"{key}.idle_timeout", d.idle_timeout, 30, 86400),
+        max_message=_int(c.get("max_message"), f"{key}.max_message", d.max_message, 4096, 1024 * 1024),
+        max_buffered=_int(c.get("max_buffered"), f"{key}.max_buffered", d.max_buffered, 65536, 2**31),
+    )
+    if connections.max_buffered < 2 * connections.max_message:
+        raise ConfigError(f"{key}.max_buffered", "must hold at least two messages of max_message octets")
+    return connections
+
+
+def _api_connections(raw: Any) -> APIConnectionsConfig:
+    key = "api.connections"
+    c = _mapping(raw, key, {f.name for f in fields(APIConnectionsConfig)})
+    d = APIConnectionsConfig()
+    return APIConnectionsConfig(
+        max_total=_int(c.get("max_total"), f"{key}.max_total", d.max_total, 0, 1_000_000),
+        max_per_source=_int(c.get("max_per_source"), f"{key}.max_per_source", d.max_per_source, 0, 1_000_000),
+        idle_timeout=_int(c.get("idle_timeout"), f"{key}.idle_timeout", d.idle_timeout, 1, 86400),
+        header_timeout=_int(c.get("header_timeout"), f"{key}.header_timeout", d.header_timeout, 1, 3600),
+    )
 
 
 def _rtp(raw: Any) -> RTPConfig:
@@ -484,7 +555,7 @@ def _admin(value: Any, key: str) -> AdminConfig:
 
 
 def _api(raw: Any) -> APIConfig:
-    a = _mapping(raw, "api", {"listen", "admins", "token_lifetime", "max_body"})
+    a = _mapping(raw, "api", {"listen", "admins", "token_lifetime", "max_body", "connections"})
     listen = _check_server_endpoint(_str(a.get("listen"), "api.listen", DEFAULT_API_LISTEN), "api.listen")
     admins = _list(a.get("admins"), "api.admins", _admin)
     names = [x.username for x in admins]
@@ -496,6 +567,7 @@ def _api(raw: Any) -> APIConfig:
         admins=admins,
         token_lifetime=_int(a.get("token_lifetime"), "api.token_lifetime", 3600, 60, 7 * 86400),
         max_body=_int(a.get("max_body"), "api.max_body", 1024 * 1024, 1024, 64 * 1024 * 1024),
+        connections=_api_connections(a.get("connections")),
     )
 
 

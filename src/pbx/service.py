@@ -35,21 +35,27 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web.iweb import IRequest
-from twisted.web.server import Site
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
+from pbx.api.limits import LimitedFactory
 from pbx.api.tokens import Session
 from pbx.config import Config
+from pbx.descriptors import ConnectionBudget, raise_descriptor_limit, share_descriptors
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import sync_admins, sync_extension
+from pbx.security.connections import ConnectionCaps
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.store.url import open_store
@@ -249,10 +255,13 @@ class PBXService(MultiService):
         assert self.store is not None
         stored = await self.store.get_setting("server.secret")
         key = bytes.fromhex(stored) if stored else secrets.token_bytes(32)
-        self.sip = build_switch(self.config, self.store, self.reactor, key, self.applications, self._codecs)
+        budget = self._share_descriptors()
+        self.sip = build_switch(
+            self.config, self.store, self.reactor, key, self.applications, self._codecs, streams=budget.sip
+        )
         await self.sip.start()
         self._listen_sip()
-        await self._listen_api()
+        await self._listen_api(budget)
         self._start_features()
         self._check_applications()
         # Every listener is bound and the features accepted the config: only
@@ -265,6 +274,19 @@ class PBXService(MultiService):
         self._show_secrets()
         tune_garbage_collector()
         self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners), always_shown=True)
+
+    def _share_descriptors(self) -> ConnectionBudget:
+        """Raise the descriptor limit as far as allowed and share it out; log both."""
+        before, now, hard = raise_descriptor_limit()
+        rtp = self.config.rtp
+        budget = share_descriptors(
+            now, rtp.port_max - rtp.port_min + 1, self.config.sip.connections, self.config.api.connections
+        )
+        self.log.info(
+            "open files limit {now} (was {before}, hard limit {hard}); {budget}",
+            now=now, before=before, hard=hard, budget=budget.describe(),
+        )
+        return budget
 
     async def _open_store(self) -> None:
         state_dir = self.config.state_dir
@@ -336,10 +358,15 @@ class PBXService(MultiService):
                       total=len(self.config.extensions), changed=changed)
         await sync_admins(self.store, self.config, announce("API admin password"), self.hash_secret)
 
-    async def _listen_api(self) -> None:
+    async def _listen_api(self, budget: ConnectionBudget) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
-        site = make_site(self.api.resource(), self.config.api.max_body)
-        listener = APIListener(serverFromString(self.reactor, self.config.api.listen), site, self.config.api.listen)
+        api = self.config.api
+        site = make_site(
+            self.api.resource(), api.max_body, reactor=self.reactor,
+            idle_timeout=api.connections.idle_timeout, header_timeout=api.connections.header_timeout,
+        )
+        limited = LimitedFactory(site, ConnectionCaps(budget.api_total, budget.api_per_source), self.reactor)
+        listener = APIListener(serverFromString(self.reactor, api.listen), limited, api.listen)
         self._add_listener("api.listen", listener)
         self.listeners.append(await listener.listening())
 
@@ -374,11 +401,11 @@ class APIListener(Service):
     and closes when it stops.
 
     :param endpoint: where to listen.
-    :param site: what to serve.
+    :param site: what to serve (the Site, wrapped in its connection limits).
     :param description: the ``api.listen`` setting, for the error message.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, site: Site, description: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, site: IProtocolFactory, description: str) -> None:
         self._endpoint = endpoint
         self._site = site
         self._description = description

@@ -30,6 +30,7 @@ from pbx.media.relay import Relay
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
+from pbx.sip.connections import StreamGuard, StreamLimits
 from pbx.sip.core import SIPCore
 from pbx.sip.events import EventServer
 from pbx.sip.location import peer_for
@@ -93,6 +94,7 @@ def build_switch(
     secret: bytes,
     applications: dict[str, IDialplanApplication],
     codecs: Mapping[str, ICodec],
+    streams: StreamLimits | None = None,
 ) -> Switch:
     """
     Wire the switch ``config`` describes; nothing listens or runs yet.
@@ -103,6 +105,8 @@ def build_switch(
     :param applications: the PBX's registry of dialplan applications, which
         features fill later.
     :param codecs: the codec plugins found at configuration time.
+    :param streams: the limits on SIP connections phones open (derived
+        from the descriptor limit, :mod:`pbx.descriptors`); None: defaults.
     """
     sip, sec = config.sip, config.security
     core = SIPCore(reactor, user_agent=sip.user_agent)
@@ -116,6 +120,7 @@ def build_switch(
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
     core.transports.connect = StreamConnector(reactor, core.transports).connect
+    core.transports.guard = StreamGuard(reactor, streams or StreamLimits())
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
     addresses = LocalAddresses(sip.advertise)

@@ -8,7 +8,9 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import (
+    APIConnectionsConfig,
     ListenSpec,
+    SIPConnectionsConfig,
     default_state_dir,
     load_config,
     parse_config,
@@ -283,3 +285,35 @@ class LogLevelConfigTests(SynchronousTestCase):
         self.assertEqual(problem("log: {level: 3}\n")[0], "log.level")
         self.assertEqual(problem("log: {colour: red}\n"), ("log.colour", "unknown key"))
         self.assertEqual(problem("log: debug\n"), ("log", "must be a mapping, not a string"))
+
+
+class ConnectionsConfigTests(SynchronousTestCase):
+    """``sip.connections`` and ``api.connections``."""
+
+    def test_defaults(self) -> None:
+        """Without the sections, caps are 0 (derived at start) and the timeouts have their defaults."""
+        config = parse_config("", "pbx.yml", {})
+        self.assertEqual(config.sip.connections, SIPConnectionsConfig())
+        self.assertEqual((config.sip.connections.max_total, config.sip.connections.first_message_timeout), (0, 20))
+        self.assertEqual(config.api.connections, APIConnectionsConfig())
+
+    def test_values(self) -> None:
+        """Given values are kept."""
+        config = parse_config(
+            "sip: {connections: {max_total: 500, max_per_source: 50, first_message_timeout: 10,"
+            " idle_timeout: 300, max_message: 32768, max_buffered: 1048576}}\n"
+            "api: {connections: {max_total: 20, max_per_source: 5, idle_timeout: 30, header_timeout: 10}}\n",
+            "pbx.yml", {},
+        )
+        self.assertEqual(config.sip.connections, SIPConnectionsConfig(500, 50, 10, 300, 32768, 1048576))
+        self.assertEqual(config.api.connections, APIConnectionsConfig(20, 5, 30, 10))
+
+    def test_problems(self) -> None:
+        """Unknown keys, out-of-range values and a budget too small for two messages are refused by name."""
+        self.assertEqual(problem("sip: {connections: {max_open: 1}}\n"), ("sip.connections.max_open", "unknown key"))
+        self.assertEqual(problem("sip: {connections: {first_message_timeout: 0}}\n"),
+                         ("sip.connections.first_message_timeout", "must be between 1 and 300"))
+        self.assertEqual(problem("sip: {connections: {max_buffered: 65536}}\n"),
+                         ("sip.connections.max_buffered", "must hold at least two messages of max_message octets"))
+        self.assertEqual(problem("api: {connections: {header_timeout: -1}}\n"),
+                         ("api.connections.header_timeout", "must be between 1 and 3600"))

@@ -10,10 +10,13 @@ from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
+
+from pbx.api.limits import HeaderTimedChannel
 
 SECURITY_HEADERS = {
     b"X-Content-Type-Options": b"nosniff",
@@ -162,14 +165,35 @@ class CappedRequest(server.Request):
             transport.loseConnection()
 
 
-def make_site(root: Any, max_body: int) -> server.Site:
-    """A Site serving ``root`` with capped, header-hardened requests."""
+def make_site(
+    root: Any,
+    max_body: int,
+    *,
+    reactor: IReactorTime | None = None,
+    idle_timeout: float = 60.0,
+    header_timeout: float = 20.0,
+) -> server.Site:
+    """
+    A Site serving ``root`` with capped, header-hardened requests.
+
+    :param reactor: for the connections' timeouts.
+    :param idle_timeout: seconds a connection may stay silent.
+    :param header_timeout: seconds a request has to send its head
+        (:class:`~pbx.api.limits.HeaderTimedChannel`).
+    """
 
     class Request(CappedRequest):
         pass
 
+    class Channel(HeaderTimedChannel):
+        pass
+
     Request.max_body = max_body
-    site = server.Site(HardenedResource(root, max_body), requestFactory=Request)
+    Channel.header_timeout = header_timeout
+    site = server.Site(
+        HardenedResource(root, max_body), requestFactory=Request, reactor=reactor, timeout=idle_timeout
+    )
+    site.protocol = Channel  # type: ignore[method-assign,assignment]  # a channel with no HTTP/2 switch
     site.displayTracebacks = False
     site.noisy = False
     return site

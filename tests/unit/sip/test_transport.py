@@ -11,10 +11,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pbx.sip.connections import StreamLimits
 from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import (
-    IDLE_TIMEOUT,
     UDP_MAX_REQUEST,
     SIPDatagramProtocol,
     SIPStreamFactory,
@@ -24,6 +24,7 @@ from pbx.sip.transport import (
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
 PHONE = Peer("tcp", "192.0.2.7", 5070)
+IDLE_TIMEOUT = StreamLimits().idle_timeout
 
 
 def options(
@@ -198,8 +199,9 @@ class StreamProtocolTests(_StreamTestCase):
         self.close(protocol)
 
     def test_idle_reaped(self) -> None:
-        """A connection silent for IDLE_TIMEOUT on the injected clock is closed."""
+        """A connection that carried a message and is then silent for the idle timeout is closed."""
         protocol, transport = self.connect()
+        protocol.dataReceived(options())
         self.clock.advance(IDLE_TIMEOUT - 1)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(1)
@@ -209,8 +211,9 @@ class StreamProtocolTests(_StreamTestCase):
         self.assertEqual(self.transports.connections, 0)
 
     def test_data_defers_reaping(self) -> None:
-        """Any data, even a keep-alive, restarts the idle timer."""
+        """Once a message came, any data, even a keep-alive, restarts the idle timer."""
         protocol, transport = self.connect()
+        protocol.dataReceived(options())
         self.clock.advance(IDLE_TIMEOUT - 1)
         protocol.dataReceived(b"\r\n\r\n")
         self.clock.advance(IDLE_TIMEOUT - 1)
