@@ -162,7 +162,7 @@ class OptionsTests(_CoreTestCase):
         """A response matching no client transaction is dropped silently."""
         response = make_response(parse_message(request()), 200, to_tag="x")  # type: ignore[arg-type]
         self.assertEqual(self.receive(response.to_bytes()), [])
-        self.assertEqual(self.core.stats, {"received": 1, "bad": 0, "dropped": 0})
+        self.assertEqual(self.core.stats, {"received": 1, "bad": 0, "dropped": 0, "limited": 0})
 
     def test_via_fake_udp_reactor(self) -> None:
         """A datagram through a listening SIPDatagramProtocol is answered out of that port."""
@@ -293,7 +293,7 @@ class MalformedTests(_CoreTestCase):
         self.assertEqual(response.status, 400)
         self.assertEqual(response.reason, "Malformed Max-Forwards header")
         self.assertEqual(response.top_via.received, "203.0.113.9")
-        self.assertEqual(self.core.stats, {"received": 1, "bad": 1, "dropped": 0})
+        self.assertEqual(self.core.stats, {"received": 1, "bad": 1, "dropped": 0, "limited": 0})
 
     def test_400_duplicate_header(self) -> None:
         """Two Call-ID headers get 400 Multiple Call-ID headers, sent to the source."""
@@ -323,7 +323,7 @@ class MalformedTests(_CoreTestCase):
         """Bytes that are not SIP get no reply and are counted as bad and dropped."""
         for data in (b"\x00\xff\xfegarbage", b"NOT SIP AT ALL\r\n\r\n", b"hello"):
             self.assertEqual(self.receive(data), [])
-        self.assertEqual(self.core.stats, {"received": 3, "bad": 3, "dropped": 3})
+        self.assertEqual(self.core.stats, {"received": 3, "bad": 3, "dropped": 3, "limited": 0})
         self.assertEqual(self.port.written, [])
 
     def test_bad_via_dropped(self) -> None:
@@ -512,15 +512,15 @@ class CheckTests(_CoreTestCase):
         self.assertEqual((response.status, response.to.tag), (420, "dlg-9"))
 
     def test_invite_without_handler(self) -> None:
-        """An INVITE with no handler gets 100 Trying, then 501, retransmitted until ACKed."""
+        """An INVITE with no handler gets 501 at once (no 100 before it), retransmitted until ACKed."""
         sent = self.receive(request("INVITE"))
-        self.assertEqual([r.status for r, _ in sent], [100, 501])
+        self.assertEqual([r.status for r, _ in sent], [501])
         self.clock.advance(0.5)
-        self.assertEqual(len(self.port.written), 3)
-        ack = request("ACK", to_tag=sent[1][0].to.tag)
+        self.assertEqual(len(self.port.written), 2)
+        ack = request("ACK", to_tag=sent[0][0].to.tag)
         self.assertEqual(self.receive(ack), [])
         self.clock.advance(10)
-        self.assertEqual(len(self.port.written), 3)
+        self.assertEqual(len(self.port.written), 2)
 
     def test_ack_never_answered(self) -> None:
         """An ACK gets no response, even when malformed or failing a check."""
