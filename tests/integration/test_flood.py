@@ -485,3 +485,53 @@ class SourceFloodTests(SynchronousTestCase):
         self.assertEqual(statuses, {"SIP/2.0 407 Proxy Authentication Required": PROBE_INVITES})
         sent = sum(len(unauthenticated_invite(self.sip_port, port, n)) for n in range(PROBE_INVITES))
         print(f"{PROBE_INVITES} INVITEs, {sent} bytes in; {len(got)} answers, {sum(map(len, got))} bytes out")
+
+
+class ScannerTests(SynchronousTestCase):
+    """SIPVicious (Debian package ``sipvicious``) finds nothing and cracks nothing."""
+
+    def setUp(self) -> None:
+        self.svwar = require_binary("svwar", "sipvicious")
+        self.svcrack = require_binary("svcrack", "sipvicious")
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+        self.sip_port = free_port()
+        self.daemon = Daemon(
+            os.path.join(self.workdir, "pbx"),
+            loopback_config(
+                api_port=free_port(),
+                sip_port=self.sip_port,
+                admin_password=admin_password(),
+                extensions={"1001": strong_password("1001")},
+            ),
+        )
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+
+    def run_tool(self, *command: str) -> str:
+        """Run a SIPVicious tool (its session files in the test's directory); its output."""
+        result = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=120,
+            stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, "HOME": self.workdir},
+        )
+        return result.stdout + result.stderr
+
+    def test_svwar_finds_nothing(self) -> None:
+        """svwar scanning 1000-1010 (1001 exists) reports no extension, and its address is banned."""
+        output = self.run_tool(
+            self.svwar, "-e1000-1010", "-b", "127.0.0.1", "-p", str(self.sip_port), "127.0.0.1"
+        )
+        self.assertNotIn("1001", output)
+        self.daemon.wait_for(re.compile(r"banned 127\.0\.0\.1 for 60 s: scanner"), 5)
+        self.assertEqual(self.daemon.tracebacks, [])
+
+    def test_svcrack_banned(self) -> None:
+        """svcrack is banned before its guesses reach the lockout's five failures."""
+        output = self.run_tool(
+            self.svcrack, "-u", "1001", "-r", "1000-1100", "-b", "127.0.0.1",
+            "-p", str(self.sip_port), "127.0.0.1",
+        )
+        self.daemon.wait_for(re.compile(r"banned 127\.0\.0\.1 for 60 s: scanner"), 5)
+        self.assertNotIn("SIP digest lockout", "\n".join(self.daemon.output), output)
+        self.assertNotIn("cracked", output.lower().replace("could not be cracked", ""))
+        self.assertEqual(self.daemon.tracebacks, [])
