@@ -43,6 +43,8 @@ from twisted.web.server import Site
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
+from pbx.api.security import SecurityAPI
+from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.errors import ListenError, StartupError
@@ -338,6 +340,9 @@ class PBXService(MultiService):
 
     async def _listen_api(self) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
+        assert self.sip is not None and self.store is not None
+        security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
+        self.api.mount("security", security.resource(), security_paths())
         site = make_site(self.api.resource(), self.config.api.max_body)
         listener = APIListener(serverFromString(self.reactor, self.config.api.listen), site, self.config.api.listen)
         self._add_listener("api.listen", listener)

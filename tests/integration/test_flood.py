@@ -33,6 +33,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.daemon import (
+    API,
     Daemon,
     admin_password,
     free_port,
@@ -370,12 +371,13 @@ class SourceFloodTests(SynchronousTestCase):
         self.api_port = free_port()
         self.sip_port = free_port()
         self.password = strong_password("1001")
+        self.admin = admin_password()
         self.daemon = Daemon(
             self.mktemp(),
             loopback_config(
                 api_port=self.api_port,
                 sip_port=self.sip_port,
-                admin_password=admin_password(),
+                admin_password=self.admin,
                 extensions={"1001": self.password},
             ),
         )
@@ -462,6 +464,8 @@ class SourceFloodTests(SynchronousTestCase):
         self.assertEqual(result["after"], 0, summary)
         self.assertLess(result["after_kib"], result["idle_kib"] * 1.1 + RSS_MARGIN_KIB, summary)
         self.daemon.wait_for(re.compile(rf"banned {re.escape(FLOODER)} for 60 s: flood"), 5)
+        bans = API(self.api_port, self.admin).get("/security/bans")["bans"]
+        self.assertEqual([(b["address"], b["reason"]) for b in bans], [(FLOODER, "flood")])
         self.assertEqual(self.daemon.tracebacks, [], summary)
 
     def test_invite_flood(self) -> None:
