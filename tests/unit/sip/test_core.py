@@ -709,7 +709,7 @@ class SourceDefenceTests(_CoreTestCase):
         self.assertEqual(self.receive_raw(request("OPTIONS")), [])
 
     def test_malformed_scored(self) -> None:
-        """Malformed messages add to the source's score; twenty ban it and are then not answered."""
-        answered = [self.receive_raw(request("INFO", max_forwards="bad", call_id=f"m{n}")) for n in range(20)]
-        self.assertEqual([len(a) for a in answered], [1] * 19 + [0])
+        """Malformed messages add to the source's score; fifty ban it and are then not answered."""
+        answered = [self.receive_raw(request("INFO", max_forwards="bad", call_id=f"m{n}")) for n in range(50)]
+        self.assertEqual([len(a) for a in answered], [1] * 49 + [0])
         self.assertTrue(self.defence.banned(SOURCE[0]))
