@@ -26,7 +26,9 @@ import yaml
 from attrs import field, fields, frozen
 
 from pbx.errors import ConfigError
+from pbx.security.networks import parse_networks
 from pbx.security.passwords import password_problem
+from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
 
 T = TypeVar("T")
 
@@ -65,13 +67,24 @@ class RegistrarConfig:
 
 @frozen
 class SecurityConfig:
-    """Brute-force lockout and digest nonce settings, shared by SIP and HTTP."""
+    """
+    Brute-force lockout and digest nonce settings, shared by SIP and HTTP;
+    per-source SIP rate limits, bans and the allow-list
+    (:mod:`pbx.security.defence`).
+    """
 
     nonce_lifetime: int = 300
     lockout_failures: int = 5
     lockout_window: int = 300
     lockout_delay: int = 30
     lockout_max_delay: int = 3600
+    #: Networks (CIDR) never rate-limited, scored or banned.
+    allow: tuple[str, ...] = ()
+    #: Kind of SIP message -> its per-source token bucket.
+    rate_limits: tuple[tuple[str, Limit], ...] = tuple(DEFAULT_LIMITS.items())
+    ban_score: int = 100
+    ban_time: int = 60
+    ban_max_time: int = 86400
 
 
 @frozen
@@ -575,7 +588,27 @@ def _security(raw: Any) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    return SecurityConfig(**{k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in keys})
+    numbers = keys - {"allow", "rate_limits"}
+    values: dict[str, Any] = {
+        k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in numbers
+    }
+    allow = _list(s.get("allow"), "security.allow", _str)
+    for i, text in enumerate(allow):
+        try:
+            parse_networks([text])
+        except ValueError as e:
+            raise ConfigError(f"security.allow[{i}]", str(e)) from None
+    limits = dict(DEFAULT_LIMITS)
+    given = _mapping(s.get("rate_limits"), "security.rate_limits", set(KINDS))
+    for kind, value in given.items():
+        key = f"security.rate_limits.{kind}"
+        shape = _mapping(value, key, {"rate", "burst"})
+        rate = _int(shape.get("rate"), f"{key}.rate", int(limits[kind].rate), 1, 1_000_000)
+        burst = _int(shape.get("burst"), f"{key}.burst", limits[kind].burst, 1, 1_000_000)
+        limits[kind] = Limit(rate, burst)
+    if values["ban_max_time"] < values["ban_time"]:
+        raise ConfigError("security.ban_max_time", "is shorter than ban_time")
+    return SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()))
 
 
 _EXTENSION_NUMBER = re.compile(r"[0-9]{2,10}")

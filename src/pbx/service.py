@@ -47,6 +47,8 @@ from twisted.web.iweb import IRequest
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
 from pbx.api.limits import LimitedFactory
+from pbx.api.security import SecurityAPI
+from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.descriptors import ConnectionBudget, raise_descriptor_limit, share_descriptors
@@ -360,6 +362,9 @@ class PBXService(MultiService):
 
     async def _listen_api(self, budget: ConnectionBudget) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
+        assert self.sip is not None and self.store is not None
+        security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
+        self.api.mount("security", security.resource(), security_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

@@ -1,6 +1,7 @@
 """
-The switch a configuration describes, wired in this one place: the SIP core,
-registrar, extension cache and request authenticator, the media relay and
+The switch a configuration describes, wired in this one place: the SIP core
+and the source defence that screens what reaches it, the registrar,
+extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
 
@@ -27,6 +28,8 @@ from pbx.media.channel import load_audio
 from pbx.media.ports import PortAllocator
 from pbx.media.prompts import PromptLibrary
 from pbx.media.relay import Relay
+from pbx.records import AuditEvent
+from pbx.security.defence import Ban, SourceDefence
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
@@ -65,6 +68,7 @@ class Switch:
     calls: CallController
     events: EventServer
     addresses: LocalAddresses
+    defence: SourceDefence
     log = Logger()
 
     async def start(self) -> None:
@@ -72,6 +76,7 @@ class Switch:
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
         self.registrar.start()
+        self.defence.start()
         self.calls.install()
 
     async def stop(self) -> None:
@@ -80,6 +85,7 @@ class Switch:
         self.events.stop()
         await self.relay.close_all()
         self.registrar.stop()
+        self.defence.stop()
 
     async def flush(self) -> None:
         """Write the registrar's pending binding changes (once the listeners are closed)."""
@@ -115,8 +121,10 @@ def build_switch(
         algorithms=sip.digest_algorithms,
     )
     lockout = Lockout.from_config(reactor, sec)
+    defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
+    core.defence = defence
     extensions = ExtensionCache(store, reactor)
-    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get)
+    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
     core.transports.connect = StreamConnector(reactor, core.transports).connect
@@ -132,7 +140,15 @@ def build_switch(
         functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
-    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses)
+    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence)
+
+
+def audit_ban(store: IStore, ban: Ban) -> None:
+    """Write a ban to the audit trail (``sip.ban``: the source, why and until when)."""
+    detail = f"{ban.reason}; {ban.until - ban.since:.0f}s (ban {ban.strikes})"
+    event = AuditEvent(ban.since, "sip.ban", "", ban.host, detail)
+    d = store.add_audit(event)
+    d.addErrback(lambda f: Switch.log.failure("audit of the ban of {host} failed", f, host=ban.host))
 
 
 def make_call_controller(

@@ -137,6 +137,7 @@ def loopback_config(
     digest_algorithms: Iterable[str] | None = None,
     state_dir: str | None = None,
     domain: str = "pbx.test",
+    security: Mapping[str, Any] | None = None,
 ) -> str:
     """
     A configuration listening on 127.0.0.1 only.
@@ -149,6 +150,8 @@ def loopback_config(
     :param tls_port: adds a TLS listener there (self-signed certificate
         generated in ``<state_dir>/tls`` at first start).
     :param digest_algorithms: challenge order; None keeps the default.
+    :param security: the ``security:`` section (rate limits, allow-list);
+        None keeps the defaults.
     """
     listen = [f"{t}:{sip_port}:interface=127.0.0.1" for t in transports]
     if tls_port is not None:
@@ -168,6 +171,8 @@ def loopback_config(
     }
     if state_dir is not None:
         config["state_dir"] = state_dir
+    if security is not None:
+        config["security"] = dict(security)
     text = json.dumps(config, indent=1)
     assert "$" not in text
     return text

@@ -17,6 +17,7 @@ from pbx.config import (
     substitute_env,
 )
 from pbx.errors import ConfigError
+from pbx.security.ratelimit import DEFAULT_LIMITS, Limit
 
 GOOD = """
 sip:
@@ -317,3 +318,32 @@ class ConnectionsConfigTests(SynchronousTestCase):
                          ("sip.connections.max_buffered", "must hold at least two messages of max_message octets"))
         self.assertEqual(problem("api: {connections: {header_timeout: -1}}\n"),
                          ("api.connections.header_timeout", "must be between 1 and 3600"))
+
+
+class SecurityConfigTests(SynchronousTestCase):
+    """The ``security:`` section's rate limits, allow-list and bans."""
+
+    def test_defaults(self) -> None:
+        """Without a section every kind has its default limit and nothing is allow-listed."""
+        c = parse_config(GOOD, "pbx.yml", ENV).security
+        self.assertEqual(dict(c.rate_limits), DEFAULT_LIMITS)
+        self.assertEqual((c.allow, c.ban_score, c.ban_time, c.ban_max_time), ((), 100, 60, 86400))
+
+    def test_override(self) -> None:
+        """A kind's limit may be given in part; the rest keep their defaults."""
+        text = GOOD + 'security:\n  allow: ["192.0.2.0/24", "2001:db8::1"]\n'
+        text += "  rate_limits: {INVITE: {rate: 5}}\n  ban_time: 120\n  ban_max_time: 600\n"
+        c = parse_config(text, "pbx.yml", ENV).security
+        self.assertEqual(dict(c.rate_limits)["INVITE"], Limit(5, DEFAULT_LIMITS["INVITE"].burst))
+        self.assertEqual(c.allow, ("192.0.2.0/24", "2001:db8::1"))
+        self.assertEqual((c.ban_time, c.ban_max_time), (120, 600))
+
+    def test_errors(self) -> None:
+        """A bad network, an unknown kind, a bad rate or inverted ban times name their key."""
+        for section, key in (
+            ('allow: ["192.0.2.0/33"]', "security.allow[0]"),
+            ("rate_limits: {PUBLISH: {rate: 1}}", "security.rate_limits.PUBLISH"),
+            ("rate_limits: {INVITE: {rate: 0}}", "security.rate_limits.INVITE.rate"),
+            ("ban_time: 600\n  ban_max_time: 60", "security.ban_max_time"),
+        ):
+            self.assertEqual(problem(GOOD + f"security:\n  {section}\n")[0], key, section)

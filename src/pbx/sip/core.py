@@ -1,7 +1,9 @@
 """
 The SIP core: where bytes from every transport become requests and
 responses, are checked (RFC 3261 §8.2, §18.2.1), pass through the
-transaction layer, and reach the method's handler.
+transaction layer, and reach the method's handler.  Before any parsing, the
+source defence may drop a message (a banned source, or one over its rate);
+malformed messages and scanners' requests count against their source.
 
 Handlers are registered per method (REGISTER goes to the registrar, later
 INVITE to the call controller); OPTIONS is answered here.
@@ -17,6 +19,8 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pbx.security.defence import is_scanner
+from pbx.security.interfaces import ISourceDefence
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import new_tag
 from pbx.sip.location import DEFAULT_PORTS
@@ -100,7 +104,9 @@ class SIPCore:
     allow_events: list[str] = field(factory=list)
     transports: Transports = field(init=False)
     transactions: TransactionLayer = field(init=False)
-    stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
+    #: Screens every message before it is parsed, and hears of misbehaviour.
+    defence: ISourceDefence | None = None
+    stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0, "limited": 0})
     # RFC 3261 §8.2.2.2: (From tag, Call-ID, CSeq) of requests without a To
     # tag, to spot the same request arriving by another path.
     _merge: ExpiringMap[tuple[str, str, int, str], str] = field(init=False)
@@ -127,6 +133,10 @@ class SIPCore:
     def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
         """One message's bytes from a transport."""
         self.stats["received"] += 1
+        if self.defence is not None and not self.defence.admit(data, peer.host):
+            # Banned or over its rate: dropped before any parsing, unanswered.
+            self.stats["limited"] += 1
+            return
         try:
             message = parse_message(data, stream=stream)
         except MalformedMessage as e:
@@ -143,9 +153,16 @@ class SIPCore:
         except SIPParseError as e:
             self._malformed(MalformedMessage(e.reason, message), peer)
             return
-        if self._reject(message, reply_to):
+        if self._scanner(message, peer) or self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
+
+    def _scanner(self, request: Request, peer: Peer) -> bool:
+        """A request from a known SIP scanner bans its source; it is dropped unanswered."""
+        agent = request.headers.get("User-Agent")
+        if self.defence is None or not agent or not is_scanner(agent):
+            return False
+        return bool(self.defence.offence(peer.host, "scanner"))
 
     def _note_alias(self, request: Request, peer: Peer) -> None:
         """
@@ -167,6 +184,9 @@ class SIPCore:
     def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""
         self.stats["bad"] += 1
+        if self.defence is not None and self.defence.offence(peer.host, "malformed"):
+            self.stats["dropped"] += 1
+            return
         request = error.request
         if request is None or request.method == "ACK":
             self.stats["dropped"] += 1

@@ -156,7 +156,7 @@ class Registrar:
         """
         if self.authn.lockout.is_locked(("sip-user", aor)):
             # The AOR's user is locked out: refuse before any challenge.
-            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=new_tag()))
+            self.authn.refuse(transaction)
             return None
         record = await self.authn.authenticate(transaction)
         if record is None:

@@ -83,6 +83,14 @@ def server_key(request: Request) -> tuple[Any, ...]:
     return ("2543", request.call_id, request.from_.tag, request.cseq.number, str(via), method)
 
 
+def _unauthenticated(request: Request) -> bool:
+    """A request outside any dialog (no To tag) and without credentials (§22)."""
+    if request.to.tag:
+        return False
+    headers = request.headers
+    return not (headers.get("Proxy-Authorization") or headers.get("Authorization"))
+
+
 def client_key(message: Request | Response) -> tuple[str, str]:
     """RFC 3261 §17.1.3: a response matches by top Via branch and CSeq method."""
     return (message.top_via.branch or "", message.cseq.method)
@@ -108,10 +116,23 @@ class ServerTransaction:
     def __attrs_post_init__(self) -> None:
         self._timers = NamedTimers(self.layer.clock)
         if self.invite:
-            # §17.2.1: the INVITE transaction starts in Proceeding; a 100 is
-            # sent unless the TU answers first (we send it at once: the TU
-            # of a B2BUA rarely answers within 200 ms).
+            # §17.2.1: the INVITE transaction starts in Proceeding, and a
+            # 100 is sent unless the TU answers within 200 ms.
             self.state = "proceeding"
+            if not _unauthenticated(self.request):
+                self.trying()
+
+    def trying(self) -> None:
+        """
+        §17.2.1: send 100 (Trying) unless the TU has already answered.
+
+        Sent at once for most INVITEs (the TU of a B2BUA rarely answers
+        within 200 ms).  A new INVITE without credentials is usually
+        challenged at once and statelessly (§8.2.7: a stateless UAS sends
+        no 1xx), so its 100 waits until the TU has seen it: the layer calls
+        this again then, and the 100 goes only if nothing else did.
+        """
+        if self.invite and self.state == "proceeding" and self.last_response is None:
             self.respond(make_response(self.request, 100))
 
     @property
@@ -159,6 +180,24 @@ class ServerTransaction:
             self._timers.start("H", timers.TIMER_H, self._timer_h)
         else:
             self._timers.start("J", 0 if self.peer.reliable else timers.TIMER_J, self._terminate)
+
+    def respond_statelessly(self, response: Response) -> None:
+        """
+        Send a final response once and forget the transaction: no timers,
+        no retransmissions, nothing kept for retransmitted requests.
+
+        RFC 3261 §8.2.7: a stateless UAS answers each copy of a request
+        anew, and that is how unauthenticated requests should be challenged;
+        §17.2.1's retransmissions of a final response would make every
+        unacknowledged INVITE from a spoofed source an amplifier.  A
+        retransmitted request gets one fresh answer, so there is never more
+        than one response per request received.
+        """
+        if self.state in ("completed", "confirmed", "terminated", "accepted"):
+            return
+        self.last_response = response
+        self._send(response)
+        self._terminate()
 
     def _send(self, response: Response) -> None:
         self.layer.send(response, self.peer)
@@ -369,6 +408,7 @@ class TransactionLayer:
         txn = ServerTransaction(self, request, peer, key)
         self._server[key] = txn
         self.tu.request_received(txn)
+        txn.trying()
 
     def response_received(self, response: Response, peer: Peer) -> None:
         """A response from the transport; unmatched ones are dropped (§18.1.2)."""

@@ -36,10 +36,9 @@ class CallSetupTests(CallTestCase):
     """Authenticating the caller and forking the INVITE."""
 
     def test_challenge(self) -> None:
-        """An INVITE without credentials gets 100 and then 407 with a Digest challenge; nobody rings."""
+        """An INVITE without credentials gets one 407 with a Digest challenge and no 100; nobody rings."""
         self.caller.invite(authenticate=False)
-        trying, challenge = self.caller.expect(100, 407)
-        self.assertIsNone(trying.to.tag)
+        challenge = self.caller.expect_one(407)
         self.assertTrue(challenge.to.tag)
         header = challenge.headers.get("Proxy-Authenticate") or ""
         self.assertTrue(header.startswith("Digest "))
@@ -49,10 +48,12 @@ class CallSetupTests(CallTestCase):
         self.assertEqual(self.allocator.in_use, 0)
 
     def test_wrong_password(self) -> None:
-        """Credentials with a wrong password get a fresh 407 and an audit event; nobody rings."""
+        """Credentials with a wrong password get a fresh 407 (once) and an audit event; nobody rings."""
         self.caller.password = "Wrong-pass-1001"
         self.caller.invite()
         self.caller.expect(100, 407)
+        self.clock.advance(40)
+        self.caller.expect()
         self.assertEqual([e.kind for e in self.store.audit], ["sip.auth.failure"])
         self.quiet(self.callee)
         self.assertEqual(self.allocator.in_use, 0)
@@ -426,7 +427,7 @@ class FailureTests(CallTestCase):
     def test_cancel_unknown(self) -> None:
         """A CANCEL matching no INVITE gets 481."""
         invite, leg = self.caller.invite(authenticate=False)
-        self.caller.expect(100, 407)
+        self.caller.expect(407)
         stray = Leg("nowhere@192.0.2.11", leg.local, leg.remote, leg.target, 1)
         self.caller.send(self.caller.request_to("CANCEL", leg.target, stray, cseq=1))
         self.caller.expect(481)
@@ -762,7 +763,7 @@ class InDialogTests(CallTestCase):
     def test_no_dialog_without_tag(self) -> None:
         """An in-dialog method without a To tag gets 481."""
         invite, leg = self.caller.invite(authenticate=False)
-        self.caller.expect(100, 407)
+        self.caller.expect(407)
         self.caller.send(
             self.caller.request_to(
                 "BYE", leg.target, attrs.evolve(leg, call_id="x@192.0.2.11")

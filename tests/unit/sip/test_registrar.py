@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.config import RegistrarConfig
 from pbx.provisioning import extension_record
 from pbx.records import Binding
+from pbx.security.defence import SourceDefence
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
@@ -830,3 +831,30 @@ class OutboundTests(RegistrarTestCase):
         self.clock.advance(SWEEP_INTERVAL * 3)
         self.assertEqual(self.registrar.contacts("1001"), [])
         self.assertFalse(self.registrar.outbound(binding))
+
+
+class ThreatScoreTests(RegistrarTestCase):
+    """Failed authentication counts against the source's threat score."""
+
+    def make_registrar(self) -> Registrar:
+        """A registrar whose authenticator reports to a source defence."""
+        self.defence = SourceDefence(self.clock)
+        authn = RequestAuthenticator(
+            self.store, self.clock, self.auth, self.lockout, self.store.get_extension, self.defence
+        )
+        return Registrar(self.store, self.clock, authn, self.limits)
+
+    def test_scores(self) -> None:
+        """A wrong password scores 10, an unknown user 20, a try while locked out 10."""
+        self.phone.register(password="wrong")
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 10.0)])
+        Phone(self, "1999", password="x", call_id="reg-2@192.0.2.10", cseq=50).register()
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 30.0)])
+        self.phone.register(password="wrong")  # the third failure locks the address out
+        self.assertEqual(self.phone.send(self.phone.request()).status, 403)
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 50.0)])
+
+    def test_challenge_is_stateless(self) -> None:
+        """The 401 to a REGISTER without credentials leaves no transaction behind."""
+        self.assertEqual(self.phone.send(self.phone.request()).status, 401)
+        self.assertEqual(self.core.transactions.counts, (0, 0))
