@@ -92,6 +92,9 @@ class ConnectionLimitTests(SynchronousTestCase):
             extensions={EXTENSION: self.password}, digest_algorithms=["MD5"], tls_port=self.tls_port,
         ))
         config["sip"]["connections"] = {"first_message_timeout": FIRST_MESSAGE_TIMEOUT}
+        # Connection caps are under test, not the per-source request limits:
+        # the peer that never reads sends far more requests than those allow.
+        config["security"] = {"allow": ["127.0.0.1"]}
         self.daemon = Daemon(self.mktemp(), json.dumps(config), nofile=NOFILE)
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
