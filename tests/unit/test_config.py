@@ -81,11 +81,19 @@ class ConfigLoadTests(SynchronousTestCase):
         c = parse_config("state_dir: /tmp/pbx-state\n", "pbx.yml", {})
         self.assertEqual(c.database, "sqlite:///tmp/pbx-state/pbx.db")
 
-    def test_empty_file(self) -> None:
-        """An empty file gives the defaults."""
-        c = parse_config("", "pbx.yml", {})
+    def test_empty_mapping(self) -> None:
+        """An empty mapping gives the defaults."""
+        c = parse_config("{}\n", "pbx.yml", {})
         self.assertEqual(c.sip.domain, "pbx.localdomain")
         self.assertEqual(len(c.sip.listen), 3)
+
+    def test_empty_file(self) -> None:
+        """An empty file (or one of comments only) is an error, not a PBX on the defaults."""
+        for text in ("", "# nothing\n", "---\n"):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(text, "pbx.yml", {})
+            self.assertEqual(caught.exception.key, "(file)")
+            self.assertIn("is empty", caught.exception.problem)
 
     def test_installed_default_config_loads(self) -> None:
         """The shipped etc/pbx.yml is valid with an empty environment."""
@@ -134,9 +142,9 @@ class PathTests(SynchronousTestCase):
     def test_no_state_dir_is_the_default_place(self) -> None:
         """Without state_dir (or with an empty one) state goes to the default place, not the working directory."""
         env = {"STATE_DIRECTORY": "/var/lib/pbx-unit"}
-        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
+        self.assertEqual(parse_config("{}", "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
         self.assertEqual(parse_config('state_dir: ""\n', "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
-        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).database, "sqlite:///var/lib/pbx-unit/pbx.db")
+        self.assertEqual(parse_config("{}", "/etc/pbx/pbx.yml", env).database, "sqlite:///var/lib/pbx-unit/pbx.db")
 
     def test_default_state_dir(self) -> None:
         """systemd's STATE_DIRECTORY wins; then /var/lib/pbx for root; else XDG_STATE_HOME or ~/.local/state."""
@@ -266,7 +274,7 @@ class LogLevelConfigTests(SynchronousTestCase):
 
     def test_default_info(self) -> None:
         """With no log section the level is info."""
-        self.assertEqual(parse_config("", "pbx.yml", {}).log.level, "info")
+        self.assertEqual(parse_config("{}", "pbx.yml", {}).log.level, "info")
 
     def test_each_level(self) -> None:
         """Every level is taken, in any case."""
@@ -283,3 +291,58 @@ class LogLevelConfigTests(SynchronousTestCase):
         self.assertEqual(problem("log: {level: 3}\n")[0], "log.level")
         self.assertEqual(problem("log: {colour: red}\n"), ("log.colour", "unknown key"))
         self.assertEqual(problem("log: debug\n"), ("log", "must be a mapping, not a string"))
+
+
+class HostileFileTests(SynchronousTestCase):
+    """A file built to hurt (header injection, alias bombs, deep nesting) is one clear error."""
+
+    def test_line_break_in_name(self) -> None:
+        """A CR/LF in an extension's name is refused, naming the key: it would split a SIP header."""
+        key, why = problem('extensions:\n  "1001": {name: "Alice\\r\\nX-Evil: 1"}\n')
+        self.assertEqual((key, why), ("extensions.1001.name", "holds a line break"))
+
+    def test_control_character_anywhere(self) -> None:
+        """Any string of the file, feature options too, is refused with a control character."""
+        key, why = problem('features: {voicemail: {spool: "a\\x07b"}}\n')
+        self.assertEqual((key, why), ("features.voicemail.spool", "holds the control character U+0007"))
+        key, why = problem('sip: {user_agent: "pbx\\nVia: x"}\n')
+        self.assertEqual((key, why), ("sip.user_agent", "holds a line break"))
+
+    def test_lone_surrogate(self) -> None:
+        """A YAML escape that makes a lone surrogate is refused."""
+        key, why = problem('extensions:\n  "1001": {name: "\\ud800"}\n')
+        self.assertEqual(key, "extensions.1001.name")
+        self.assertIn("lone surrogate", why)
+
+    def test_long_email(self) -> None:
+        """An e-mail address longer than RFC 5321 allows is refused."""
+        key, why = problem(f'extensions:\n  "1001": {{email: "{"a" * 60}@{"b" * 900}.example"}}\n')
+        self.assertEqual((key, why), ("extensions.1001.email", "is longer than 254 characters"))
+        key, why = problem('extensions:\n  "1001": {email: "a b@example.com"}\n')
+        self.assertEqual((key, why), ("extensions.1001.email", "is not an e-mail address"))
+
+    def test_alias_bomb(self) -> None:
+        """Aliases that expand to billions of values are refused before anything is built."""
+        lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+            lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+        key, why = problem("\n".join(lines) + "\n")
+        self.assertTrue(key.startswith("line "))
+        self.assertIn("with its aliases expanded", why)
+
+    def test_few_aliases_allowed(self) -> None:
+        """A small alias still works (and an unknown section it makes is reported as usual)."""
+        key, _ = problem("x: &x {level: info}\nlog: *x\n")
+        self.assertEqual(key, "x")
+
+    def test_deep_nesting(self) -> None:
+        """Deep nesting is one line naming where, and no traceback, even far past Python's recursion limit."""
+        key, why = problem("a: " + "[" * 40 + "]" * 40 + "\n")
+        self.assertEqual((key, why), ("line 1", "nested deeper than 16 levels"))
+        key, why = problem("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+        self.assertEqual((key, why), ("(file)", "nested deeper than 16 levels"))
+
+    def test_not_a_mapping(self) -> None:
+        """A file that is a list or a scalar is refused."""
+        self.assertEqual(problem("- sip\n"), ("(top level)", "must be a mapping of sections"))
+        self.assertEqual(problem("hello\n"), ("(top level)", "must be a mapping of sections"))

@@ -301,6 +301,57 @@ class ExtensionTests(APITestCase):
         self.assertEqual(self.call("DELETE", "/api/v1/extensions/2001", token=token)[0], 404)
 
 
+class HostileInputTests(APITestCase):
+    """Input built to hurt gets a 4xx JSON answer naming the problem, never a 500."""
+
+    def post_raw(self, path: str, raw: bytes, token: str | None = None) -> tuple[int, Any]:
+        status, body, _ = self.call("POST", path, raw=raw, token=token,
+                                    headers={"Content-Type": "application/json"})
+        return status, body
+
+    def test_nested_json(self) -> None:
+        """Deeply nested JSON is 400, on the login (no token needed) as on any route."""
+        deep = b'{"username": ' + b"[" * 500 + b"]" * 500 + b"}"
+        self.assertEqual(self.post_raw("/api/v1/auth/login", deep),
+                         (400, {"error": "the body is nested deeper than 16 levels"}))
+        very_deep = b"[" * 2040  # beyond Python's recursion limit
+        self.assertEqual(self.post_raw("/api/v1/auth/login", very_deep),
+                         (400, {"error": "the body is nested deeper than 16 levels"}))
+        token = self.login()
+        self.assertEqual(self.post_raw("/api/v1/extensions", deep, token)[0], 400)
+
+    def test_lone_surrogate(self) -> None:
+        """A lone surrogate escape in a name or a login is 400."""
+        token = self.login()
+        raw = b'{"number": "2001", "password": "Str0ng-enough-pw", "name": "\\ud800"}'
+        self.assertEqual(self.post_raw("/api/v1/extensions", raw, token),
+                         (400, {"error": "the body holds a lone surrogate (not valid Unicode text)"}))
+        self.assertEqual(self.post_raw("/api/v1/auth/login", b'{"username": "\\udc00", "password": "x"}')[0], 400)
+        self.assertNotIn("2001", self.store.extensions)
+
+    def test_line_break_in_name_or_caller_id(self) -> None:
+        """A CR/LF in a name or caller ID is 422 naming the field, on create and on change."""
+        token = self.login()
+        body = {"number": "2001", "password": "Str0ng-enough-pw", "name": "Eve\r\nX-Evil: 1"}
+        self.assertEqual(self.call("POST", "/api/v1/extensions", body, token=token)[:2],
+                         (422, {"error": "name holds a line break"}))
+        self.call("POST", "/api/v1/extensions", {"number": "2001", "password": "Str0ng-enough-pw"}, token=token)
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"caller_id": "a\nb"}, token=token)[:2],
+                         (422, {"error": "caller_id holds a line break"}))
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"name": "\u202eevil"}, token=token)[:2],
+                         (422, {"error": "name holds the direction control U+202E"}))
+        self.assertEqual(self.store.extensions["2001"].name, "")
+
+    def test_long_email(self) -> None:
+        """An e-mail address is at most 254 characters (RFC 5321), not 900 KB."""
+        token = self.login()
+        email = "a" * 900 + "@example.com"
+        self.assertEqual(self.call("POST", "/api/v1/extensions",
+                                   {"number": "2001", "password": "Str0ng-enough-pw", "email": email},
+                                   token=token)[:2],
+                         (422, {"error": "email is longer than 254 characters"}))
+
+
 class ListingTests(APITestCase):
     """Registrations, calls and CDR."""
 
