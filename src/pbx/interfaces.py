@@ -156,6 +156,13 @@ class IPBX(Interface):
     def extension_deleted(number):  # type: ignore[no-untyped-def]
         """An extension was deleted through the API: drop its live state."""
 
+    def credentials_changed(username):  # type: ignore[no-untyped-def]
+        """
+        The secret of ``username`` (an extension's PIN or password, an
+        administrator's password) changed, or it was disabled: end every
+        API session it has, so a token taken before the change stops working.
+        """
+
     def register_application(application):  # type: ignore[no-untyped-def]
         """
         Make an :class:`IDialplanApplication` reachable from the dialplan.

@@ -199,6 +199,11 @@ class PBXService(MultiService):
             self.sip.extensions.invalidate(number)
             self.sip.registrar.forget(number)
 
+    def credentials_changed(self, username: str) -> None:
+        """End every API session of ``username`` (see IPBX)."""
+        if self.api is not None:
+            self.api.revoke_sessions(username)
+
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
         return self.sip.calls.live_calls() if self.sip is not None else []

@@ -259,6 +259,7 @@ class FakePBX:
     notified: list[tuple[str, str]] = Factory(list)
     changed: list[str] = Factory(list)
     deleted: list[str] = Factory(list)
+    credentials: list[str] = Factory(list)
     provided: dict[InterfaceClass, Any] = Factory(dict)
     originated: list[str] = Factory(list)
     """Numbers :meth:`originate` was asked to ring."""
@@ -321,6 +322,12 @@ class FakePBX:
     def extension_deleted(self, number: str) -> None:
         """Record the deletion."""
         self.deleted.append(number)
+
+    def credentials_changed(self, username: str) -> None:
+        """Record it; end the sessions :attr:`api` holds for ``username``, if there is one."""
+        self.credentials.append(username)
+        if self.api is not None:
+            self.api.revoke_sessions(username)
 
     def register_application(self, application: IDialplanApplication) -> None:
         """Register by name; twice is an error, as in the PBX."""

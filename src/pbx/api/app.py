@@ -193,11 +193,23 @@ class PBXApi:
 
     @app.route("/api/v1/auth/logout", methods=["POST"])
     def logout(self, request: IRequest) -> bytes:
-        """End the session of the token presented."""
-        self._authenticate(request)
+        """End the session of the token presented (an administrator's or a user's own)."""
+        self.authenticate(request)
         token = (request.getHeader(b"authorization") or b"").decode("latin-1").partition(" ")[2].strip()
         self.tokens.revoke(token)
         return json_body(request, 200, {"logged_out": True})
+
+    def revoke_sessions(self, username: str) -> int:
+        """
+        End every session of ``username``: after its secret changed, or it
+        was disabled or deleted.
+
+        :returns: how many sessions ended.
+        """
+        ended = self.tokens.revoke_user(username)
+        if ended:
+            self.log.info("{count} API session(s) of {username!r} ended", count=ended, username=username)
+        return ended
 
     # -- status and documents ---------------------------------------------
 
@@ -375,6 +387,9 @@ class PBXApi:
         record = await self._record(number, fields, previous)
         await self.pbx.store.put_extension(record)
         self.pbx.extension_changed(number)
+        if fields.get("password") or fields.get("pin") or fields.get("enabled") is False:
+            # A token taken with the old secret, or before the disable, dies now.
+            self.revoke_sessions(number)
         await self._audit("api.extension.update", number, request, f"by {admin}: {','.join(sorted(fields))}")
         return json_body(request, 200, self._extension_json(record))
 
@@ -385,6 +400,7 @@ class PBXApi:
         await self._existing(number)
         await self.pbx.store.delete_extension(number)
         self.pbx.extension_deleted(number)
+        self.revoke_sessions(number)
         await self._audit("api.extension.delete", number, request, f"by {admin}")
         request.setResponseCode(204)
         return b""

@@ -506,6 +506,45 @@ class MountTests(APITestCase):
             self.assertEqual(self.user_login(pin="000000")[0], 401)
         self.assertEqual(self.user_login()[0], 429)
 
+    def test_user_logs_out(self) -> None:
+        """A user may log out its own token; it then opens nothing."""
+        token = self.user_login()[1]["token"]
+        self.assertEqual(self.call("POST", "/api/v1/auth/logout", token=token)[:2], (200, {"logged_out": True}))
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=token)[0], 401)
+
+    def test_sessions_end_when_secret_changes_or_extension_goes(self) -> None:
+        """A user's tokens die when the admin changes its PIN or password, disables or deletes it; the admin's live on."""
+        admin = self.login()
+        changes: list[tuple[str, dict[str, Any] | None]] = [
+            ("PATCH", {"pin": "739146"}),
+            ("PATCH", {"password": "An0ther-long-secret"}),
+            ("PATCH", {"enabled": False}),
+            ("DELETE", None),
+        ]
+        for method, body in changes:
+            self.store.extensions["1001"] = ExtensionRecord("1001", pin_hash=hash_password("482913", iterations=1000))
+            user = self.user_login()[1]["token"]
+            other = self.user_login()[1]["token"]
+            self.assertEqual(self.call(method, "/api/v1/extensions/1001", body, token=admin)[0] // 100, 2)
+            for token in (user, other):
+                self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=token)[0], 401, body)
+        self.assertEqual(self.call("GET", "/api/v1/status", token=admin)[0], 200)
+
+    def test_other_changes_keep_sessions(self) -> None:
+        """A change that touches no secret (a name, do-not-disturb) keeps the user's session."""
+        admin = self.login()
+        user = self.user_login()[1]["token"]
+        self.call("PATCH", "/api/v1/extensions/1001", {"name": "Alice", "dnd": True}, token=admin)
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=user)[0], 200)
+
+    def test_credentials_changed_ends_sessions(self) -> None:
+        """IPBX.credentials_changed (a feature changed a PIN) ends that user's sessions only."""
+        user = self.user_login()[1]["token"]
+        admin = self.login()
+        self.pbx.credentials_changed("1001")
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=user)[0], 401)
+        self.assertEqual(self.call("GET", "/api/v1/status", token=admin)[0], 200)
+
     def test_unknown_feature_and_bare_name_are_404(self) -> None:
         """Nothing is mounted at other names; the name alone is no resource."""
         token = self.login()

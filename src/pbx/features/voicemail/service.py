@@ -100,7 +100,7 @@ class VoicemailService(Service):
             pin_min_length=options.pin_min_length,
             on_change=self.notify,
             mailboxes=options.mailboxes,
-            on_extension_changed=pbx.extension_changed,
+            on_extension_changed=self._pin_changed,
         )
         self.pipeline = AfterDeposit(self.voicemail, options, pbx)
         pbx.register_application(
@@ -149,6 +149,11 @@ class VoicemailService(Service):
             spool=self.voicemail.spool,
             adopted=adopted,
         )
+
+    def _pin_changed(self, number: str) -> None:
+        """A mailbox's PIN changed: drop cached records and end its API sessions."""
+        self.pbx.extension_changed(number)
+        self.pbx.credentials_changed(number)
 
     async def generate_pins(self) -> int:
         """
