@@ -77,6 +77,10 @@ class SecurityConfig:
 
     nonce_lifetime: int = 300
     lockout_failures: int = 5
+    #: Failures from one address, over every user it tries, before that
+    #: address is locked out of PIN logins (a user's own budget is
+    #: ``lockout_failures``; many users may share an address behind NAT or a proxy).
+    lockout_address_failures: int = 50
     lockout_window: int = 300
     lockout_delay: int = 30
     lockout_max_delay: int = 3600
@@ -581,7 +585,12 @@ def _security(raw: Any) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    return SecurityConfig(**{k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in keys})
+    security = SecurityConfig(
+        **{k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in keys}
+    )
+    if security.lockout_address_failures < security.lockout_failures:
+        raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
+    return security
 
 
 def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:

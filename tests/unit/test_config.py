@@ -346,3 +346,13 @@ class HostileFileTests(SynchronousTestCase):
         """A file that is a list or a scalar is refused."""
         self.assertEqual(problem("- sip\n"), ("(top level)", "must be a mapping of sections"))
         self.assertEqual(problem("hello\n"), ("(top level)", "must be a mapping of sections"))
+
+
+class SecuritySectionTests(SynchronousTestCase):
+    """The lockout thresholds."""
+
+    def test_address_threshold(self) -> None:
+        """lockout_address_failures defaults to ten times a user's; it may not be below lockout_failures."""
+        self.assertEqual(parse_config("{}", "pbx.yml", {}).security.lockout_address_failures, 50)
+        key, why = problem("security: {lockout_failures: 10, lockout_address_failures: 5}\n")
+        self.assertEqual((key, why), ("security.lockout_address_failures", "must not be less than lockout_failures"))

@@ -158,15 +158,20 @@ class PBXApi:
         if len(username) > 128 or len(password) > 1024:
             raise APIError(400, "username or password too long")
         ip = self._client(request)
+        # Lockout per credential: every attempt counts against its user name
+        # and, with a much higher threshold, against its address.  A locked
+        # address stops PIN logins only: an administrator is locked by its
+        # own failures, never by users' wrong PINs from the same address
+        # (behind a reverse proxy every client shares one).
+        admin = await self.pbx.store.get_admin(username)
         keys = (("user", username), ("ip", ip))
-        for key in keys:
+        for key in keys[:1] if admin is not None else keys:
             until = self.lockout.locked_until(key)
             if until is not None:
                 wait = max(1, int(until - self.pbx.clock.seconds()))
                 raise APIError(429, "too many failed logins; try later", {b"Retry-After": str(wait).encode()})
         # An administrator, else a user: an extension number with its
         # voicemail PIN, who reaches only that extension's own resources.
-        admin = await self.pbx.store.get_admin(username)
         encoded, role = (admin.password_hash, "admin") if admin is not None else ("", "user")
         if admin is None and _NUMBER.fullmatch(username):
             record = await self.pbx.store.get_extension(username)
@@ -181,8 +186,9 @@ class PBXApi:
             if locked:
                 await self._audit("api.lockout", username, request, f"{locked:.0f}s")
             raise APIError(401, "wrong username or password")
-        for key in keys:
-            self.lockout.record_success(key)
+        # Only the user's own count is forgiven: one good login must not wipe
+        # what its address did under other names.
+        self.lockout.record_success(keys[0])
         token, session = self.tokens.issue(username, role, "" if role == "admin" else username)
         await self._audit("api.login", username, request)
         return json_body(

@@ -151,7 +151,7 @@ class AuthTests(APITestCase):
         self.assertEqual(
             [(e["log_level"].name, formatEvent(e)) for e in events],
             [("warn", "API login lockout: 'admin' from 127.0.0.1 locked out for 30 s"
-                      " (too many failures by user and ip)")],
+                      " (too many failures by user)")],
         )
 
     def test_login_bad_input(self) -> None:
@@ -544,6 +544,31 @@ class MountTests(APITestCase):
         self.pbx.credentials_changed("1001")
         self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=user)[0], 401)
         self.assertEqual(self.call("GET", "/api/v1/status", token=admin)[0], 200)
+
+    def test_user_pins_do_not_lock_the_admin(self) -> None:
+        """Five wrong PINs for a user from 127.0.0.1 lock that user only: the admin and other users still log in."""
+        self.store.extensions["1002"] = ExtensionRecord("1002", pin_hash=hash_password("560391", iterations=1000))
+        for _ in range(5):
+            self.user_login(pin="000000")
+        self.assertEqual(self.user_login()[0], 429)
+        self.assertEqual(self.user_login("1002", "560391")[0], 200)
+        self.login()
+
+    def test_address_threshold(self) -> None:
+        """An address guessing many users' PINs is locked out of PIN logins at its own, higher threshold; never the admin."""
+        for i in range(50):
+            self.assertEqual(self.user_login(f"{2000 + i}", "000000")[0], 401)
+        self.assertEqual(self.user_login()[0], 429)
+        self.login()
+        self.clock.advance(31)
+        self.assertEqual(self.user_login()[0], 200)
+
+    def test_admin_failures_lock_the_admin(self) -> None:
+        """An administrator's own wrong passwords lock it, not the users at the same address."""
+        for _ in range(3):
+            self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 429)
+        self.assertEqual(self.user_login()[0], 200)
 
     def test_unknown_feature_and_bare_name_are_404(self) -> None:
         """Nothing is mounted at other names; the name alone is no resource."""
