@@ -122,6 +122,22 @@ class IPBX(Interface):
         :returns: Deferred firing with a bool.
         """
 
+    def hold_pin(pin):  # type: ignore[no-untyped-def]
+        """
+        Keep ``pin`` in memory, for :meth:`verify_secret`, until its hash is
+        made; then :meth:`hash_pin_later`.  For many PINs at once (at start),
+        which hashed one by one would delay ``pbx ready`` for minutes.
+
+        :returns: a placeholder to store as the PIN's encoding now.
+        """
+
+    def hash_pin_later(number, placeholder):  # type: ignore[no-untyped-def]
+        """
+        Hash the PIN held under ``placeholder``, already stored as extension
+        ``number``'s PIN, off the startup path; the hash replaces the
+        placeholder in the store unless the PIN changed meanwhile.
+        """
+
     def authenticate(request):  # type: ignore[no-untyped-def]
         """
         The session of an API request: a

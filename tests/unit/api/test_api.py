@@ -570,6 +570,15 @@ class MountTests(APITestCase):
         self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 429)
         self.assertEqual(self.user_login()[0], 200)
 
+    def test_login_with_pin_not_hashed_yet(self) -> None:
+        """A PIN still waiting for its hash (fresh start) logs in at once; a wrong one does not."""
+        self.api = PBXApi(self.pbx, self.pbx.verify_secret, fast_hash)
+        self.pbx.api = self.api
+        self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
+        self.store.extensions["1005"] = ExtensionRecord("1005", pin_hash=self.pbx.hold_pin("571946"))
+        self.assertEqual(self.user_login("1005", "000000")[0], 401)
+        self.assertEqual(self.user_login("1005", "571946")[0], 200)
+
     def test_unknown_feature_and_bare_name_are_404(self) -> None:
         """Nothing is mounted at other names; the name alone is no resource."""
         token = self.login()

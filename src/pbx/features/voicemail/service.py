@@ -172,11 +172,13 @@ class VoicemailService(Service):
             if record.pin_hash or not self.options.has_mailbox(record.number):
                 continue
             pin = generate_pin(record.number, max(6, self.options.pin_min_length))
-            encoded = await self.pbx.hash_secret(pin)
             current = await store.get_extension(record.number)
             if current is None or current.pin_hash:
                 continue  # deleted, or given a PIN meanwhile
-            await store.put_extension(evolve(current, pin_hash=encoded))
+            # Hashed off the startup path; the PIN works from now on.
+            placeholder = self.pbx.hold_pin(pin)
+            await store.put_extension(evolve(current, pin_hash=placeholder))
+            self.pbx.hash_pin_later(record.number, placeholder)
             self.pbx.extension_changed(record.number)
             self.pbx.announce_secret("voicemail PIN", record.number, pin)
             made += 1
