@@ -78,8 +78,8 @@ class SecurityConfig:
     nonce_lifetime: int = 300
     lockout_failures: int = 5
     #: Failures from one address, over every user it tries, before that
-    #: address is locked out of PIN logins (a user's own budget is
-    #: ``lockout_failures``; many users may share an address behind NAT or a proxy).
+    #: address is locked out (a user's own budget is ``lockout_failures``;
+    #: many users may share an address behind NAT or a reverse proxy).
     lockout_address_failures: int = 50
     lockout_window: int = 300
     lockout_delay: int = 30

@@ -87,12 +87,12 @@ class Lockout:
     @classmethod
     def from_config(cls, clock: IReactorTime, security: SecurityConfig) -> Lockout:
         """A lockout with the ``security`` section's thresholds and delays."""
-        # The address kinds of PIN logins (API and phone); SIP digest keeps
-        # one threshold for its "sip-ip" and "sip-user" keys.
+        # The address keys of API logins, phone PIN checks and SIP digest:
+        # a whole office behind NAT shares one.
         address = security.lockout_address_failures
         return cls(clock, max_failures=security.lockout_failures, window=security.lockout_window,
                    base_delay=security.lockout_delay, max_delay=security.lockout_max_delay,
-                   thresholds={"ip": address, "vm-source": address})
+                   thresholds={"ip": address, "vm-source": address, "sip-ip": address})
 
     def __attrs_post_init__(self) -> None:
         if self.max_failures < 1 or any(n < 1 for n in self.thresholds.values()):

@@ -38,11 +38,11 @@ class LockoutTests(SynchronousTestCase):
         self.assertEqual(self.lockout.record_failure(IP), 30)
 
     def test_from_config_addresses(self) -> None:
-        """From the config, API and phone PIN addresses get lockout_address_failures; SIP digest keys do not."""
+        """From the config, every kind of address key gets lockout_address_failures; user keys lockout_failures."""
         from pbx.config import SecurityConfig
 
         lockout = Lockout.from_config(self.clock, SecurityConfig(lockout_failures=2, lockout_address_failures=20))
-        self.assertEqual(lockout.thresholds, {"ip": 20, "vm-source": 20})
+        self.assertEqual(lockout.thresholds, {"ip": 20, "vm-source": 20, "sip-ip": 20})
         self.assertEqual(lockout.max_failures, 2)
 
     def test_lock_after_max_failures(self) -> None:
