@@ -26,7 +26,7 @@ import yaml
 from attrs import field, fields, frozen
 
 from pbx.errors import ConfigError
-from pbx.security.passwords import password_problem
+from pbx.security.passwords import is_hash, password_problem
 from pbx.validation import (
     admin_username_problem,
     display_name_problem,
@@ -169,6 +169,8 @@ class ExtensionConfig:
     password: str = field(repr=False, default="")
     #: The user's PIN (voicemail on a phone, the API's user login).
     pin: str = field(repr=False, default="")
+    #: Or its PBKDF2 encoding, made beforehand (no PIN in the file, nothing to hash at start).
+    pin_hash: str = field(repr=False, default="")
     email: str = ""
 
 
@@ -604,7 +606,7 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
         if isinstance(number, bool) or extension_number_problem(str(number)):
             raise ConfigError(key, "an extension number is 2-10 digits")
         number = str(number)
-        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "email"})
+        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "pin_hash", "email"})
         password = _str(e.get("password"), f"{key}.password")
         if password:
             problem = password_problem(password, username=number)
@@ -617,9 +619,14 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
         pin = _str(e.get(pin_key), f"{key}.{pin_key}")
         if pin:
             _check(pin_format_problem, pin, f"{key}.{pin_key}")
+        pin_hash = _str(e.get("pin_hash"), f"{key}.pin_hash")
+        if pin_hash and pin:
+            raise ConfigError(f"{key}.pin_hash", f"give {pin_key} or pin_hash, not both")
+        if pin_hash and not is_hash(pin_hash):
+            raise ConfigError(f"{key}.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)")
         email = _check(email_problem, _str(e.get("email"), f"{key}.email"), f"{key}.email")
         name = _check(display_name_problem, _str(e.get("name"), f"{key}.name"), f"{key}.name")
-        result.append(ExtensionConfig(number, name, password, pin, email))
+        result.append(ExtensionConfig(number, name, password, pin, pin_hash, email))
     return tuple(result)
 
 

@@ -74,9 +74,10 @@ def extension_record(
 
 def config_fingerprint(secret: bytes, ext: ExtensionConfig, realm: str) -> str:
     """A keyed digest of one extension's config entry, to skip unchanged ones."""
-    entry = json.dumps(
-        [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
-    ).encode()
+    fields = [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
+    if ext.pin_hash:  # appended only when given: older entries keep their fingerprint
+        fields.append(ext.pin_hash)
+    entry = json.dumps(fields).encode()
     return hmac.new(secret, entry, hashlib.sha256).hexdigest()
 
 
@@ -114,7 +115,7 @@ async def sync_extension(
     if password is None and (previous is None or previous.realm != realm or not previous.ha1_md5):
         password = generate_password()
         announce(ext.number, password)
-    pin_hash = ""
+    pin_hash = ext.pin_hash
     if ext.pin and pending is not None:
         pin_hash = pending.hold(ext.pin)
     elif ext.pin:
@@ -248,7 +249,7 @@ async def reset_pin(
     extension = await store.get_extension(number)
     if extension is None:
         raise ResetError(f"no extension {number!r}")
-    if any(e.number == number and e.pin for e in config.extensions):
+    if any(e.number == number and (e.pin or e.pin_hash) for e in config.extensions):
         raise ResetError(f"{number}'s PIN is set in {config.path}: change it there")
     pin = generate_pin(number, length)
     encoded = await _maybe_deferred(hasher(pin))

@@ -242,6 +242,13 @@ class ConfigErrorTests(SynchronousTestCase):
         self.assertEqual(key, "extensions.1001.pin")
         self.assertIn("not both", message)
 
+    def test_pin_hash(self) -> None:
+        """pin_hash takes a PBKDF2 encoding instead of a PIN; not both, and nothing else."""
+        key, why = problem('extensions:\n  "1001": {pin_hash: "md5$abc"}\n')
+        self.assertEqual((key, why), ("extensions.1001.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)"))
+        key, why = problem('extensions:\n  "1001": {pin: "4826", pin_hash: "x"}\n')
+        self.assertEqual((key, why), ("extensions.1001.pin_hash", "give pin or pin_hash, not both"))
+
     def test_bad_database(self) -> None:
         """Only sqlite:// and postgresql:// databases are known."""
         key, _ = problem('database: "mysql://x"\n')
