@@ -27,8 +27,16 @@ from attrs import field, fields, frozen
 
 from pbx.errors import ConfigError
 from pbx.security.networks import parse_networks
-from pbx.security.passwords import password_problem
+from pbx.security.passwords import is_hash, password_problem
 from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
+from pbx.validation import (
+    admin_username_problem,
+    display_name_problem,
+    email_problem,
+    extension_number_problem,
+    pin_format_problem,
+    text_problem,
+)
 
 T = TypeVar("T")
 
@@ -75,6 +83,10 @@ class SecurityConfig:
 
     nonce_lifetime: int = 300
     lockout_failures: int = 5
+    #: Failures from one address, over every user it tries, before that
+    #: address is locked out (a user's own budget is ``lockout_failures``;
+    #: many users may share an address behind NAT or a reverse proxy).
+    lockout_address_failures: int = 50
     lockout_window: int = 300
     lockout_delay: int = 30
     lockout_max_delay: int = 3600
@@ -207,6 +219,8 @@ class ExtensionConfig:
     password: str = field(repr=False, default="")
     #: The user's PIN (voicemail on a phone, the API's user login).
     pin: str = field(repr=False, default="")
+    #: Or its PBKDF2 encoding, made beforehand (no PIN in the file, nothing to hash at start).
+    pin_hash: str = field(repr=False, default="")
     email: str = ""
 
 
@@ -276,12 +290,20 @@ def substitute_env(value: str, key: str, environ: Mapping[str, str]) -> str:
     return _ENV.sub(replace, value)
 
 
+#: Longest string the file may hold (after ``${...}`` substitution).
+MAX_STRING = 4096
+
+
 def _substitute(node: Any, key: str, environ: Mapping[str, str]) -> Any:
+    """``node`` with the environment substituted; every string checked as text."""
     if isinstance(node, str):
-        return substitute_env(node, key, environ)
+        return _check(lambda v: text_problem(v, MAX_STRING), substitute_env(node, key, environ), key)
     if isinstance(node, list):
         return [_substitute(v, f"{key}[{i}]", environ) for i, v in enumerate(node)]
     if isinstance(node, dict):
+        for k in node:
+            if isinstance(k, str):
+                _check(lambda v: text_problem(v, 256), k, _join(key, "(key)"))
         return {k: _substitute(v, _join(key, k), environ) for k, v in node.items()}
     return node
 
@@ -310,10 +332,64 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise
 
 
+#: Deepest nesting of mappings and lists the file may have.
+MAX_DEPTH = 16
+#: Most values the file may describe once every alias (``*name``) is
+#: expanded: a few aliases to aliases otherwise describe billions.
+MAX_NODES = 100_000
+
+
+def _read_yaml(text: str) -> Any:
+    """
+    The one YAML document in ``text``, its size checked before anything is
+    built from it.
+
+    :raises ConfigError: for bad YAML, nesting deeper than :data:`MAX_DEPTH`
+        or more than :data:`MAX_NODES` values with aliases expanded.
+    """
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        # PyYAML's parser recurses per level: far deeper than MAX_DEPTH.
+        raise ConfigError("(file)", f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a node graph nested too deeply or too large once aliases are expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"line {node.start_mark.line + 1}", f"nested deeper than {MAX_DEPTH} levels")
+        if id(node) in sizes:  # an alias: the same node again
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v, depth + 1) for v in node.value)
+        if total > MAX_NODES:
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}",
+                f"describes more than {MAX_NODES} values with its aliases expanded",
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 1)
+
+
 def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] | None = None) -> Config:
     """Validate configuration text; see :func:`load_config`."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = _read_yaml(text)
     except ConfigError:
         raise
     except yaml.YAMLError as e:
@@ -322,7 +398,8 @@ def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] |
         problem = getattr(e, "problem", None) or "not valid YAML"
         raise ConfigError(where, f"invalid YAML: {problem}") from None
     if raw is None:
-        raw = {}
+        # An empty file would start a PBX on the defaults, listening everywhere.
+        raise ConfigError("(file)", "is empty: it needs at least one section (see etc/pbx.yml)")
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "must be a mapping of sections")
     environ = os.environ if environ is None else environ
@@ -368,6 +445,14 @@ def _int(value: Any, key: str, default: int, low: int = 0, high: int = 2**31) ->
         raise ConfigError(key, f"must be a whole number, not {_kind(value)}")
     if not low <= value <= high:
         raise ConfigError(key, f"must be between {low} and {high}")
+    return value
+
+
+def _check(problem_of: Callable[[Any], str | None], value: T, key: str) -> T:
+    """``value`` if ``problem_of`` (a :mod:`pbx.validation` check) finds nothing wrong with it."""
+    problem = problem_of(value)
+    if problem is not None:
+        raise ConfigError(key, problem)
     return value
 
 
@@ -557,8 +642,7 @@ def _log(raw: Any) -> LogConfig:
 def _admin(value: Any, key: str) -> AdminConfig:
     a = _mapping(value, key, {"username", "password"})
     username = _str(a.get("username"), f"{key}.username")
-    if not re.fullmatch(r"[A-Za-z0-9_.@\-]{1,64}", username):
-        raise ConfigError(f"{key}.username", "must be 1-64 letters, digits or _.@-")
+    _check(admin_username_problem, username, f"{key}.username")
     password = _str(a.get("password"), f"{key}.password")
     if password:
         problem = password_problem(password, username=username, min_length=12)
@@ -608,10 +692,10 @@ def _security(raw: Any) -> SecurityConfig:
         limits[kind] = Limit(rate, burst)
     if values["ban_max_time"] < values["ban_time"]:
         raise ConfigError("security.ban_max_time", "is shorter than ban_time")
-    return SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()))
-
-
-_EXTENSION_NUMBER = re.compile(r"[0-9]{2,10}")
+    security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()))
+    if security.lockout_address_failures < security.lockout_failures:
+        raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
+    return security
 
 
 def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
@@ -622,10 +706,10 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
     result = []
     for number, value in raw.items():
         key = f"extensions.{number}"
-        if isinstance(number, bool) or not _EXTENSION_NUMBER.fullmatch(str(number)):
+        if isinstance(number, bool) or extension_number_problem(str(number)):
             raise ConfigError(key, "an extension number is 2-10 digits")
         number = str(number)
-        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "email"})
+        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "pin_hash", "email"})
         password = _str(e.get("password"), f"{key}.password")
         if password:
             problem = password_problem(password, username=number)
@@ -636,12 +720,16 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
             raise ConfigError(f"{key}.pin", "give pin or voicemail_pin (its older name), not both")
         pin_key = "pin" if "pin" in e else "voicemail_pin"
         pin = _str(e.get(pin_key), f"{key}.{pin_key}")
-        if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
-            raise ConfigError(f"{key}.{pin_key}", "must be 4-12 digits")
-        email = _str(e.get("email"), f"{key}.email")
-        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
-            raise ConfigError(f"{key}.email", f"{email!r} is not an email address")
-        result.append(ExtensionConfig(number, _str(e.get("name"), f"{key}.name"), password, pin, email))
+        if pin:
+            _check(pin_format_problem, pin, f"{key}.{pin_key}")
+        pin_hash = _str(e.get("pin_hash"), f"{key}.pin_hash")
+        if pin_hash and pin:
+            raise ConfigError(f"{key}.pin_hash", f"give {pin_key} or pin_hash, not both")
+        if pin_hash and not is_hash(pin_hash):
+            raise ConfigError(f"{key}.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)")
+        email = _check(email_problem, _str(e.get("email"), f"{key}.email"), f"{key}.email")
+        name = _check(display_name_problem, _str(e.get("name"), f"{key}.name"), f"{key}.name")
+        result.append(ExtensionConfig(number, name, password, pin, pin_hash, email))
     return tuple(result)
 
 

@@ -56,10 +56,11 @@ from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
 from pbx.plugin_loader import ConfiguredFeature
-from pbx.provisioning import sync_admins, sync_extension
+from pbx.provisioning import drop_placeholders, sync_admins, sync_extension
 from pbx.security.connections import ConnectionCaps
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
+from pbx.security.pending import PendingPINs
 from pbx.store.url import open_store
 from pbx.switch import Switch, build_switch, sip_listeners
 
@@ -117,6 +118,8 @@ class PBXService(MultiService):
         self._unfilter_log: Callable[[], None] = lambda: None
         self._before_ready: list[Callable[[], Deferred[Any] | Coroutine[Any, Any, Any]]] = []
         self._secrets: list[tuple[str, str, str]] = []
+        #: PINs stored as placeholders while their hash is made (after the store opens).
+        self.pins: PendingPINs | None = None
 
     # -- IPBX --------------------------------------------------------------
 
@@ -207,6 +210,11 @@ class PBXService(MultiService):
             self.sip.extensions.invalidate(number)
             self.sip.registrar.forget(number)
 
+    def credentials_changed(self, username: str) -> None:
+        """End every API session of ``username`` (see IPBX)."""
+        if self.api is not None:
+            self.api.revoke_sessions(username)
+
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
         return self.sip.calls.live_calls() if self.sip is not None else []
@@ -218,8 +226,27 @@ class PBXService(MultiService):
         return self.run_in_thread(hash_password, secret)
 
     def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
-        """Check ``secret`` against a PBKDF2 encoding in the reactor's thread pool."""
+        """
+        Check ``secret`` against a PBKDF2 encoding in the reactor's thread
+        pool, or against the PIN held in memory for a placeholder.
+        """
+        held = self.pins.verify(secret, encoded) if self.pins is not None else None
+        if held is not None:
+            return succeed(held)
         return self.run_in_thread(verify_password, secret, encoded)
+
+    def hold_pin(self, pin: str) -> str:
+        """A placeholder to store as a PIN's encoding until its hash is made (see IPBX)."""
+        return self._pins().hold(pin)
+
+    def hash_pin_later(self, number: str, placeholder: str) -> None:
+        """Hash the PIN held under ``placeholder`` off the startup path (see IPBX)."""
+        self._pins().hash_later(number, placeholder)
+
+    def _pins(self) -> PendingPINs:
+        if self.pins is None:
+            raise RuntimeError("the store is not open yet")
+        return self.pins
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -255,6 +282,7 @@ class PBXService(MultiService):
     async def _start(self) -> None:
         await self._open_store()
         assert self.store is not None
+        self.pins = PendingPINs(self.store, self.clock, self.hash_secret, self.extension_changed)
         stored = await self.store.get_setting("server.secret")
         key = bytes.fromhex(stored) if stored else secrets.token_bytes(32)
         budget = self._share_descriptors()
@@ -348,10 +376,16 @@ class PBXService(MultiService):
         def announce(kind: str) -> Callable[[str, str], None]:
             return lambda name, secret: self.announce_secret(kind, name, secret)
 
+        assert self.pins is not None
+        dropped = await drop_placeholders(self.store)
+        if dropped:
+            self.log.warn("PINs of {count} extension(s) were never hashed (the last run stopped first):"
+                          " set again", count=len(dropped))
         changed = 0
         for ext in self.config.extensions:
             if await sync_extension(
-                self.store, ext, self.config.sip.domain, announce("SIP password"), key, self.hash_secret
+                self.store, ext, self.config.sip.domain, announce("SIP password"), key, self.hash_secret,
+                self.pins,
             ):
                 changed += 1
                 # A request that came in since the listeners opened may have cached the old record.
@@ -395,6 +429,8 @@ class PBXService(MultiService):
         await _stop_all(self._listener_services)
         if self.sip is not None:
             await self.sip.flush()
+        if self.pins is not None:
+            self.pins.stop()
         if self.store is not None:
             await self.store.close()
         self._unfilter_log()

@@ -17,6 +17,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from pbx.api.limits import HeaderTimedChannel
+from pbx.validation import MAX_JSON_DEPTH, json_problem
 
 SECURITY_HEADERS = {
     b"X-Content-Type-Options": b"nosniff",
@@ -87,8 +88,9 @@ def read_json(request: IRequest) -> dict[str, Any]:
     """
     The request body as a JSON object.
 
-    :raises APIError: 415 for another content type, 400 for bad JSON or a
-        body that is not an object.
+    :raises APIError: 415 for another content type, 400 for bad JSON, a
+        body that is not an object, one nested too deeply or one holding a
+        lone surrogate (``"\\ud800"`` decodes, but is not text).
     """
     ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
     if ctype != b"application/json":
@@ -98,8 +100,13 @@ def read_json(request: IRequest) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise APIError(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise APIError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise APIError(400, "the body must be a JSON object")
+    problem = json_problem(value)
+    if problem is not None:
+        raise APIError(400, f"the body {problem}")
     return value
 
 

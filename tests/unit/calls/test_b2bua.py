@@ -118,6 +118,34 @@ class CallSetupTests(CallTestCase):
         self.assertEqual(self.allocator.in_use, 0)
 
 
+class BrokenInputTests(CallTestCase):
+    """Values that would break a header, and failures inside the controller, leave nothing behind."""
+
+    def test_line_break_in_stored_name(self) -> None:
+        """A name stored with a CR/LF (before the API checked names) rings the callee with the line break blanked."""
+        self.store.extensions["1001"] = attrs.evolve(self.store.extensions["1001"], name="Eve\r\nX-Evil: 1")
+        invite, leg, [forked] = self.ring()
+        self.assertEqual(forked.from_.display_name, "Eve  X-Evil: 1")
+        self.assertIsNone(forked.headers.get("X-Evil"))
+        self.abandon(invite)
+
+    def test_failure_while_ringing_leaves_no_call(self) -> None:
+        """An error while building the forked INVITE answers 500, and the call and its RTP ports are gone."""
+        import pbx.calls.call
+
+        def broken(**_: object) -> Request:
+            raise ValueError("header values must not contain CR or LF")
+
+        self.patch(pbx.calls.call, "new_invite", broken)
+        invite, leg = self.caller.invite()
+        trying, failed = self.caller.expect(100, 500)
+        self.caller.ack_failure(invite, failed)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(self.controller.calls, {})
+        self.assertEqual(self.allocator.in_use, 0)
+        self.assertEqual(self.records()["a"].disposition, "FAILED")
+
+
 class AnswerTests(CallTestCase):
     """Ringing, early media, answer and hang-up."""
 
