@@ -6,7 +6,7 @@
 #   ./bootstrap.sh          what running pbx needs: .venv with pbx installed
 #                           (then: .venv/bin/twistd -n pbx)
 #   ./bootstrap.sh --test   what the tests need: the real peers from Debian
-#                           (SIPp, sipsak, baresip, Chromium), a PostgreSQL
+#                           (SIPp, sipsak, baresip, SIPVicious, Chromium), a PostgreSQL
 #                           server with a database "test" trusting local
 #                           connections when none answers on 127.0.0.1:5432,
 #                           and tox in .venv (then: .venv/bin/tox)
@@ -41,7 +41,10 @@ if [ "$mode" = test ]; then
   command -v sox >/dev/null || need+=(sox)
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
   command -v chromium >/dev/null || need+=(chromium)
+  # Playwright's bundled Node.js driver links libatomic.
+  /sbin/ldconfig -p | grep -q "libatomic.so.1 " || need+=(libatomic1)
   command -v git >/dev/null || need+=(git)
+  command -v svwar >/dev/null || need+=(sipvicious)
 fi
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if [ "$mode" = test ] && ! pg_up; then
@@ -94,4 +97,4 @@ if ! pg_up; then
     || as_postgres createdb test
 fi
 pg_up || { echo "bootstrap: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
-echo "bootstrap: SIPp, sipsak, baresip, Chromium, PostgreSQL and tox (.venv/bin/tox) are ready"
+echo "bootstrap: SIPp, sipsak, baresip, SIPVicious, Chromium, PostgreSQL and tox (.venv/bin/tox) are ready"

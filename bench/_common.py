@@ -417,6 +417,9 @@ class PBX(Server):
             )
         lines += [
             f"state_dir: {self.workdir / 'state'}",
+            "# The load comes from one address: measure capacity, not the",
+            "# per-source request limits (security.rate_limits).",
+            "security: {allow: [127.0.0.1]}",
             "extensions:",
         ]
         lines += [

@@ -26,7 +26,17 @@ import yaml
 from attrs import field, fields, frozen
 
 from pbx.errors import ConfigError
-from pbx.security.passwords import password_problem
+from pbx.security.networks import parse_networks
+from pbx.security.passwords import is_hash, password_problem
+from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
+from pbx.validation import (
+    admin_username_problem,
+    display_name_problem,
+    email_problem,
+    extension_number_problem,
+    pin_format_problem,
+    text_problem,
+)
 
 T = TypeVar("T")
 
@@ -65,13 +75,63 @@ class RegistrarConfig:
 
 @frozen
 class SecurityConfig:
-    """Brute-force lockout and digest nonce settings, shared by SIP and HTTP."""
+    """
+    Brute-force lockout and digest nonce settings, shared by SIP and HTTP;
+    per-source SIP rate limits, bans and the allow-list
+    (:mod:`pbx.security.defence`).
+    """
 
     nonce_lifetime: int = 300
     lockout_failures: int = 5
+    #: Failures from one address, over every user it tries, before that
+    #: address is locked out (a user's own budget is ``lockout_failures``;
+    #: many users may share an address behind NAT or a reverse proxy).
+    lockout_address_failures: int = 50
     lockout_window: int = 300
     lockout_delay: int = 30
     lockout_max_delay: int = 3600
+    #: Networks (CIDR) never rate-limited, scored or banned.
+    allow: tuple[str, ...] = ()
+    #: Kind of SIP message -> its per-source token bucket.
+    rate_limits: tuple[tuple[str, Limit], ...] = tuple(DEFAULT_LIMITS.items())
+    ban_score: int = 100
+    ban_time: int = 60
+    ban_max_time: int = 86400
+
+
+@frozen
+class SIPConnectionsConfig:
+    """
+    The ``sip.connections`` section: bounds on the TCP and TLS connections
+    phones open (see :mod:`pbx.sip.connections`).  A cap of 0 is derived
+    from the descriptor limit at start (:mod:`pbx.descriptors`).
+    """
+
+    max_total: int = 0
+    max_per_source: int = 0
+    #: Seconds a new connection has to deliver one complete message (and finish TLS).
+    first_message_timeout: int = 20
+    #: Seconds a connection that carried a message may stay silent.
+    idle_timeout: int = 600
+    #: The largest message, in octets.
+    max_message: int = 65536
+    #: Octets of unfinished messages held over all connections.
+    max_buffered: int = 16 * 1024 * 1024
+
+
+@frozen
+class APIConnectionsConfig:
+    """
+    The ``api.connections`` section: bounds on HTTP connections to the API.
+    A cap of 0 is derived from the descriptor limit at start.
+    """
+
+    max_total: int = 0
+    max_per_source: int = 0
+    #: Seconds a connection may stay silent.
+    idle_timeout: int = 60
+    #: Seconds a request has to send its whole head (request line and headers).
+    header_timeout: int = 20
 
 
 @frozen
@@ -90,6 +150,7 @@ class SIPConfig:
     # MD5 alone by default: common phones (baresip 1.0, SIPp, sipsak) give up
     # on any SHA-256 challenge, even one listed after MD5.
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    connections: SIPConnectionsConfig = SIPConnectionsConfig()
 
 
 @frozen
@@ -146,6 +207,7 @@ class APIConfig:
     admins: tuple[AdminConfig, ...] = ()
     token_lifetime: int = 3600
     max_body: int = 1024 * 1024
+    connections: APIConnectionsConfig = APIConnectionsConfig()
 
 
 @frozen
@@ -157,6 +219,8 @@ class ExtensionConfig:
     password: str = field(repr=False, default="")
     #: The user's PIN (voicemail on a phone, the API's user login).
     pin: str = field(repr=False, default="")
+    #: Or its PBKDF2 encoding, made beforehand (no PIN in the file, nothing to hash at start).
+    pin_hash: str = field(repr=False, default="")
     email: str = ""
 
 
@@ -226,12 +290,20 @@ def substitute_env(value: str, key: str, environ: Mapping[str, str]) -> str:
     return _ENV.sub(replace, value)
 
 
+#: Longest string the file may hold (after ``${...}`` substitution).
+MAX_STRING = 4096
+
+
 def _substitute(node: Any, key: str, environ: Mapping[str, str]) -> Any:
+    """``node`` with the environment substituted; every string checked as text."""
     if isinstance(node, str):
-        return substitute_env(node, key, environ)
+        return _check(lambda v: text_problem(v, MAX_STRING), substitute_env(node, key, environ), key)
     if isinstance(node, list):
         return [_substitute(v, f"{key}[{i}]", environ) for i, v in enumerate(node)]
     if isinstance(node, dict):
+        for k in node:
+            if isinstance(k, str):
+                _check(lambda v: text_problem(v, 256), k, _join(key, "(key)"))
         return {k: _substitute(v, _join(key, k), environ) for k, v in node.items()}
     return node
 
@@ -260,10 +332,64 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise
 
 
+#: Deepest nesting of mappings and lists the file may have.
+MAX_DEPTH = 16
+#: Most values the file may describe once every alias (``*name``) is
+#: expanded: a few aliases to aliases otherwise describe billions.
+MAX_NODES = 100_000
+
+
+def _read_yaml(text: str) -> Any:
+    """
+    The one YAML document in ``text``, its size checked before anything is
+    built from it.
+
+    :raises ConfigError: for bad YAML, nesting deeper than :data:`MAX_DEPTH`
+        or more than :data:`MAX_NODES` values with aliases expanded.
+    """
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        # PyYAML's parser recurses per level: far deeper than MAX_DEPTH.
+        raise ConfigError("(file)", f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a node graph nested too deeply or too large once aliases are expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"line {node.start_mark.line + 1}", f"nested deeper than {MAX_DEPTH} levels")
+        if id(node) in sizes:  # an alias: the same node again
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v, depth + 1) for v in node.value)
+        if total > MAX_NODES:
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}",
+                f"describes more than {MAX_NODES} values with its aliases expanded",
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root, 1)
+
+
 def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] | None = None) -> Config:
     """Validate configuration text; see :func:`load_config`."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = _read_yaml(text)
     except ConfigError:
         raise
     except yaml.YAMLError as e:
@@ -272,7 +398,8 @@ def parse_config(text: str, path: str = "<string>", environ: Mapping[str, str] |
         problem = getattr(e, "problem", None) or "not valid YAML"
         raise ConfigError(where, f"invalid YAML: {problem}") from None
     if raw is None:
-        raw = {}
+        # An empty file would start a PBX on the defaults, listening everywhere.
+        raise ConfigError("(file)", "is empty: it needs at least one section (see etc/pbx.yml)")
     if not isinstance(raw, dict):
         raise ConfigError("(top level)", "must be a mapping of sections")
     environ = os.environ if environ is None else environ
@@ -318,6 +445,14 @@ def _int(value: Any, key: str, default: int, low: int = 0, high: int = 2**31) ->
         raise ConfigError(key, f"must be a whole number, not {_kind(value)}")
     if not low <= value <= high:
         raise ConfigError(key, f"must be between {low} and {high}")
+    return value
+
+
+def _check(problem_of: Callable[[Any], str | None], value: T, key: str) -> T:
+    """``value`` if ``problem_of`` (a :mod:`pbx.validation` check) finds nothing wrong with it."""
+    problem = problem_of(value)
+    if problem is not None:
+        raise ConfigError(key, problem)
     return value
 
 
@@ -379,7 +514,9 @@ def _check_server_endpoint(text: str, key: str) -> str:
 
 
 def _sip(raw: Any, base: Path) -> SIPConfig:
-    s = _mapping(raw, "sip", {"domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise"})
+    s = _mapping(raw, "sip", {
+        "domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise", "connections",
+    })
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
         raise ConfigError("sip.domain", f"{domain!r} is not a host name")
@@ -419,7 +556,39 @@ def _sip(raw: Any, base: Path) -> SIPConfig:
     if not algorithms or len(set(algorithms)) != len(algorithms):
         raise ConfigError("sip.digest_algorithms", "must list SHA-256 and/or MD5, each once")
     advertise = _str(s.get("advertise"), "sip.advertise")
-    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms)
+    connections = _sip_connections(s.get("connections"))
+    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms, connections)
+
+
+def _sip_connections(raw: Any) -> SIPConnectionsConfig:
+    key = "sip.connections"
+    c = _mapping(raw, key, {f.name for f in fields(SIPConnectionsConfig)})
+    d = SIPConnectionsConfig()
+    connections = SIPConnectionsConfig(
+        max_total=_int(c.get("max_total"), f"{key}.max_total", d.max_total, 0, 10_000_000),
+        max_per_source=_int(c.get("max_per_source"), f"{key}.max_per_source", d.max_per_source, 0, 10_000_000),
+        first_message_timeout=_int(
+            c.get("first_message_timeout"), f"{key}.first_message_timeout", d.first_message_timeout, 1, 300
+        ),
+        idle_timeout=_int(c.get("idle_timeout"), f"{key}.idle_timeout", d.idle_timeout, 30, 86400),
+        max_message=_int(c.get("max_message"), f"{key}.max_message", d.max_message, 4096, 1024 * 1024),
+        max_buffered=_int(c.get("max_buffered"), f"{key}.max_buffered", d.max_buffered, 65536, 2**31),
+    )
+    if connections.max_buffered < 2 * connections.max_message:
+        raise ConfigError(f"{key}.max_buffered", "must hold at least two messages of max_message octets")
+    return connections
+
+
+def _api_connections(raw: Any) -> APIConnectionsConfig:
+    key = "api.connections"
+    c = _mapping(raw, key, {f.name for f in fields(APIConnectionsConfig)})
+    d = APIConnectionsConfig()
+    return APIConnectionsConfig(
+        max_total=_int(c.get("max_total"), f"{key}.max_total", d.max_total, 0, 1_000_000),
+        max_per_source=_int(c.get("max_per_source"), f"{key}.max_per_source", d.max_per_source, 0, 1_000_000),
+        idle_timeout=_int(c.get("idle_timeout"), f"{key}.idle_timeout", d.idle_timeout, 1, 86400),
+        header_timeout=_int(c.get("header_timeout"), f"{key}.header_timeout", d.header_timeout, 1, 3600),
+    )
 
 
 def _rtp(raw: Any) -> RTPConfig:
@@ -473,8 +642,7 @@ def _log(raw: Any) -> LogConfig:
 def _admin(value: Any, key: str) -> AdminConfig:
     a = _mapping(value, key, {"username", "password"})
     username = _str(a.get("username"), f"{key}.username")
-    if not re.fullmatch(r"[A-Za-z0-9_.@\-]{1,64}", username):
-        raise ConfigError(f"{key}.username", "must be 1-64 letters, digits or _.@-")
+    _check(admin_username_problem, username, f"{key}.username")
     password = _str(a.get("password"), f"{key}.password")
     if password:
         problem = password_problem(password, username=username, min_length=12)
@@ -484,7 +652,7 @@ def _admin(value: Any, key: str) -> AdminConfig:
 
 
 def _api(raw: Any) -> APIConfig:
-    a = _mapping(raw, "api", {"listen", "admins", "token_lifetime", "max_body"})
+    a = _mapping(raw, "api", {"listen", "admins", "token_lifetime", "max_body", "connections"})
     listen = _check_server_endpoint(_str(a.get("listen"), "api.listen", DEFAULT_API_LISTEN), "api.listen")
     admins = _list(a.get("admins"), "api.admins", _admin)
     names = [x.username for x in admins]
@@ -496,6 +664,7 @@ def _api(raw: Any) -> APIConfig:
         admins=admins,
         token_lifetime=_int(a.get("token_lifetime"), "api.token_lifetime", 3600, 60, 7 * 86400),
         max_body=_int(a.get("max_body"), "api.max_body", 1024 * 1024, 1024, 64 * 1024 * 1024),
+        connections=_api_connections(a.get("connections")),
     )
 
 
@@ -503,10 +672,30 @@ def _security(raw: Any) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    return SecurityConfig(**{k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in keys})
-
-
-_EXTENSION_NUMBER = re.compile(r"[0-9]{2,10}")
+    numbers = keys - {"allow", "rate_limits"}
+    values: dict[str, Any] = {
+        k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in numbers
+    }
+    allow = _list(s.get("allow"), "security.allow", _str)
+    for i, text in enumerate(allow):
+        try:
+            parse_networks([text])
+        except ValueError as e:
+            raise ConfigError(f"security.allow[{i}]", str(e)) from None
+    limits = dict(DEFAULT_LIMITS)
+    given = _mapping(s.get("rate_limits"), "security.rate_limits", set(KINDS))
+    for kind, value in given.items():
+        key = f"security.rate_limits.{kind}"
+        shape = _mapping(value, key, {"rate", "burst"})
+        rate = _int(shape.get("rate"), f"{key}.rate", int(limits[kind].rate), 1, 1_000_000)
+        burst = _int(shape.get("burst"), f"{key}.burst", limits[kind].burst, 1, 1_000_000)
+        limits[kind] = Limit(rate, burst)
+    if values["ban_max_time"] < values["ban_time"]:
+        raise ConfigError("security.ban_max_time", "is shorter than ban_time")
+    security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()))
+    if security.lockout_address_failures < security.lockout_failures:
+        raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
+    return security
 
 
 def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
@@ -517,10 +706,10 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
     result = []
     for number, value in raw.items():
         key = f"extensions.{number}"
-        if isinstance(number, bool) or not _EXTENSION_NUMBER.fullmatch(str(number)):
+        if isinstance(number, bool) or extension_number_problem(str(number)):
             raise ConfigError(key, "an extension number is 2-10 digits")
         number = str(number)
-        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "email"})
+        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "pin_hash", "email"})
         password = _str(e.get("password"), f"{key}.password")
         if password:
             problem = password_problem(password, username=number)
@@ -531,12 +720,16 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
             raise ConfigError(f"{key}.pin", "give pin or voicemail_pin (its older name), not both")
         pin_key = "pin" if "pin" in e else "voicemail_pin"
         pin = _str(e.get(pin_key), f"{key}.{pin_key}")
-        if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
-            raise ConfigError(f"{key}.{pin_key}", "must be 4-12 digits")
-        email = _str(e.get("email"), f"{key}.email")
-        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
-            raise ConfigError(f"{key}.email", f"{email!r} is not an email address")
-        result.append(ExtensionConfig(number, _str(e.get("name"), f"{key}.name"), password, pin, email))
+        if pin:
+            _check(pin_format_problem, pin, f"{key}.{pin_key}")
+        pin_hash = _str(e.get("pin_hash"), f"{key}.pin_hash")
+        if pin_hash and pin:
+            raise ConfigError(f"{key}.pin_hash", f"give {pin_key} or pin_hash, not both")
+        if pin_hash and not is_hash(pin_hash):
+            raise ConfigError(f"{key}.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)")
+        email = _check(email_problem, _str(e.get("email"), f"{key}.email"), f"{key}.email")
+        name = _check(display_name_problem, _str(e.get("name"), f"{key}.name"), f"{key}.name")
+        result.append(ExtensionConfig(number, name, password, pin, pin_hash, email))
     return tuple(result)
 
 

@@ -122,6 +122,22 @@ class IPBX(Interface):
         :returns: Deferred firing with a bool.
         """
 
+    def hold_pin(pin):  # type: ignore[no-untyped-def]
+        """
+        Keep ``pin`` in memory, for :meth:`verify_secret`, until its hash is
+        made; then :meth:`hash_pin_later`.  For many PINs at once (at start),
+        which hashed one by one would delay ``pbx ready`` for minutes.
+
+        :returns: a placeholder to store as the PIN's encoding now.
+        """
+
+    def hash_pin_later(number, placeholder):  # type: ignore[no-untyped-def]
+        """
+        Hash the PIN held under ``placeholder``, already stored as extension
+        ``number``'s PIN, off the startup path; the hash replaces the
+        placeholder in the store unless the PIN changed meanwhile.
+        """
+
     def authenticate(request):  # type: ignore[no-untyped-def]
         """
         The session of an API request: a
@@ -155,6 +171,13 @@ class IPBX(Interface):
 
     def extension_deleted(number):  # type: ignore[no-untyped-def]
         """An extension was deleted through the API: drop its live state."""
+
+    def credentials_changed(username):  # type: ignore[no-untyped-def]
+        """
+        The secret of ``username`` (an extension's PIN or password, an
+        administrator's password) changed, or it was disabled: end every
+        API session it has, so a token taken before the change stops working.
+        """
 
     def register_application(application):  # type: ignore[no-untyped-def]
         """

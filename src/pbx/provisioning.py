@@ -26,6 +26,7 @@ from pbx.config import Config, ExtensionConfig
 from pbx.interfaces import IStore
 from pbx.records import AdminRecord, AuditEvent, ExtensionRecord
 from pbx.security.passwords import generate_password, generate_pin, hash_password
+from pbx.security.pending import PendingPINs, is_placeholder
 from pbx.sip.auth import compute_ha1
 
 
@@ -73,9 +74,10 @@ def extension_record(
 
 def config_fingerprint(secret: bytes, ext: ExtensionConfig, realm: str) -> str:
     """A keyed digest of one extension's config entry, to skip unchanged ones."""
-    entry = json.dumps(
-        [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
-    ).encode()
+    fields = [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
+    if ext.pin_hash:  # appended only when given: older entries keep their fingerprint
+        fields.append(ext.pin_hash)
+    entry = json.dumps(fields).encode()
     return hmac.new(secret, entry, hashlib.sha256).hexdigest()
 
 
@@ -86,6 +88,7 @@ async def sync_extension(
     announce: Callable[[str, str], None],
     secret: bytes,
     pin_hasher: Callable[[str], object] = hash_password,
+    pending: PendingPINs | None = None,
 ) -> bool:
     """
     Write one configured extension into the store.
@@ -95,6 +98,11 @@ async def sync_extension(
     changed; a new extension gets a generated password, announced once.
     An entry unchanged since the last sync (same keyed fingerprint) whose
     record still exists is skipped, so restarts stay cheap.
+
+    With ``pending``, a PIN is stored as a placeholder and hashed later,
+    off the startup path (:mod:`pbx.security.pending`); the entry is marked
+    synced only once its hash is stored, so a start that stops before that
+    does it again.
 
     :returns: whether the store was written.
     """
@@ -107,8 +115,10 @@ async def sync_extension(
     if password is None and (previous is None or previous.realm != realm or not previous.ha1_md5):
         password = generate_password()
         announce(ext.number, password)
-    pin_hash = ""
-    if ext.pin:
+    pin_hash = ext.pin_hash
+    if ext.pin and pending is not None:
+        pin_hash = pending.hold(ext.pin)
+    elif ext.pin:
         pin_hash = str(await _maybe_deferred(pin_hasher(ext.pin)))
     record = extension_record(
         ext.number,
@@ -121,8 +131,31 @@ async def sync_extension(
         previous=previous,
     )
     await store.put_extension(record)
-    await store.put_setting(mark, fingerprint)
+    if ext.pin and pending is not None:
+
+        async def synced() -> None:
+            await store.put_setting(mark, fingerprint)
+
+        pending.hash_later(ext.number, pin_hash, synced)
+    else:
+        await store.put_setting(mark, fingerprint)
     return True
+
+
+async def drop_placeholders(store: IStore) -> list[str]:
+    """
+    Forget PIN placeholders left by an earlier run that stopped before their
+    hash landed (:mod:`pbx.security.pending`): those PINs are set again, from
+    the configuration or generated anew, like PINs never set.
+
+    :returns: the extensions whose placeholder was dropped.
+    """
+    dropped = []
+    for record in await store.list_extensions():
+        if is_placeholder(record.pin_hash):
+            await store.put_extension(evolve(record, pin_hash=""))
+            dropped.append(record.number)
+    return dropped
 
 
 async def sync_admins(
@@ -216,7 +249,7 @@ async def reset_pin(
     extension = await store.get_extension(number)
     if extension is None:
         raise ResetError(f"no extension {number!r}")
-    if any(e.number == number and e.pin for e in config.extensions):
+    if any(e.number == number and (e.pin or e.pin_hash) for e in config.extensions):
         raise ResetError(f"{number}'s PIN is set in {config.path}: change it there")
     pin = generate_pin(number, length)
     encoded = await _maybe_deferred(hasher(pin))

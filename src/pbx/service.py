@@ -35,23 +35,32 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web.iweb import IRequest
-from twisted.web.server import Site
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
+from pbx.api.limits import LimitedFactory
+from pbx.api.security import SecurityAPI
+from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
 from pbx.config import Config
+from pbx.descriptors import ConnectionBudget, raise_descriptor_limit, share_descriptors
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
 from pbx.plugin_loader import ConfiguredFeature
-from pbx.provisioning import sync_admins, sync_extension
+from pbx.provisioning import drop_placeholders, sync_admins, sync_extension
+from pbx.security.connections import ConnectionCaps
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
+from pbx.security.pending import PendingPINs
 from pbx.store.url import open_store
 from pbx.switch import Switch, build_switch, sip_listeners
 
@@ -109,6 +118,8 @@ class PBXService(MultiService):
         self._unfilter_log: Callable[[], None] = lambda: None
         self._before_ready: list[Callable[[], Deferred[Any] | Coroutine[Any, Any, Any]]] = []
         self._secrets: list[tuple[str, str, str]] = []
+        #: PINs stored as placeholders while their hash is made (after the store opens).
+        self.pins: PendingPINs | None = None
 
     # -- IPBX --------------------------------------------------------------
 
@@ -199,6 +210,11 @@ class PBXService(MultiService):
             self.sip.extensions.invalidate(number)
             self.sip.registrar.forget(number)
 
+    def credentials_changed(self, username: str) -> None:
+        """End every API session of ``username`` (see IPBX)."""
+        if self.api is not None:
+            self.api.revoke_sessions(username)
+
     def live_calls(self) -> list[dict[str, Any]]:
         """Calls in progress."""
         return self.sip.calls.live_calls() if self.sip is not None else []
@@ -210,8 +226,27 @@ class PBXService(MultiService):
         return self.run_in_thread(hash_password, secret)
 
     def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
-        """Check ``secret`` against a PBKDF2 encoding in the reactor's thread pool."""
+        """
+        Check ``secret`` against a PBKDF2 encoding in the reactor's thread
+        pool, or against the PIN held in memory for a placeholder.
+        """
+        held = self.pins.verify(secret, encoded) if self.pins is not None else None
+        if held is not None:
+            return succeed(held)
         return self.run_in_thread(verify_password, secret, encoded)
+
+    def hold_pin(self, pin: str) -> str:
+        """A placeholder to store as a PIN's encoding until its hash is made (see IPBX)."""
+        return self._pins().hold(pin)
+
+    def hash_pin_later(self, number: str, placeholder: str) -> None:
+        """Hash the PIN held under ``placeholder`` off the startup path (see IPBX)."""
+        self._pins().hash_later(number, placeholder)
+
+    def _pins(self) -> PendingPINs:
+        if self.pins is None:
+            raise RuntimeError("the store is not open yet")
+        return self.pins
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -247,12 +282,16 @@ class PBXService(MultiService):
     async def _start(self) -> None:
         await self._open_store()
         assert self.store is not None
+        self.pins = PendingPINs(self.store, self.clock, self.hash_secret, self.extension_changed)
         stored = await self.store.get_setting("server.secret")
         key = bytes.fromhex(stored) if stored else secrets.token_bytes(32)
-        self.sip = build_switch(self.config, self.store, self.reactor, key, self.applications, self._codecs)
+        budget = self._share_descriptors()
+        self.sip = build_switch(
+            self.config, self.store, self.reactor, key, self.applications, self._codecs, streams=budget.sip
+        )
         await self.sip.start()
         self._listen_sip()
-        await self._listen_api()
+        await self._listen_api(budget)
         self._start_features()
         self._check_applications()
         # Every listener is bound and the features accepted the config: only
@@ -265,6 +304,19 @@ class PBXService(MultiService):
         self._show_secrets()
         tune_garbage_collector()
         self.log.info("pbx ready listeners={listeners}", listeners=" ".join(self.listeners), always_shown=True)
+
+    def _share_descriptors(self) -> ConnectionBudget:
+        """Raise the descriptor limit as far as allowed and share it out; log both."""
+        before, now, hard = raise_descriptor_limit()
+        rtp = self.config.rtp
+        budget = share_descriptors(
+            now, rtp.port_max - rtp.port_min + 1, self.config.sip.connections, self.config.api.connections
+        )
+        self.log.info(
+            "open files limit {now} (was {before}, hard limit {hard}); {budget}",
+            now=now, before=before, hard=hard, budget=budget.describe(),
+        )
+        return budget
 
     async def _open_store(self) -> None:
         state_dir = self.config.state_dir
@@ -324,10 +376,16 @@ class PBXService(MultiService):
         def announce(kind: str) -> Callable[[str, str], None]:
             return lambda name, secret: self.announce_secret(kind, name, secret)
 
+        assert self.pins is not None
+        dropped = await drop_placeholders(self.store)
+        if dropped:
+            self.log.warn("PINs of {count} extension(s) were never hashed (the last run stopped first):"
+                          " set again", count=len(dropped))
         changed = 0
         for ext in self.config.extensions:
             if await sync_extension(
-                self.store, ext, self.config.sip.domain, announce("SIP password"), key, self.hash_secret
+                self.store, ext, self.config.sip.domain, announce("SIP password"), key, self.hash_secret,
+                self.pins,
             ):
                 changed += 1
                 # A request that came in since the listeners opened may have cached the old record.
@@ -336,10 +394,18 @@ class PBXService(MultiService):
                       total=len(self.config.extensions), changed=changed)
         await sync_admins(self.store, self.config, announce("API admin password"), self.hash_secret)
 
-    async def _listen_api(self) -> None:
+    async def _listen_api(self, budget: ConnectionBudget) -> None:
         self.api = PBXApi(self, self.verify_secret, self.hash_secret)
-        site = make_site(self.api.resource(), self.config.api.max_body)
-        listener = APIListener(serverFromString(self.reactor, self.config.api.listen), site, self.config.api.listen)
+        assert self.sip is not None and self.store is not None
+        security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
+        self.api.mount("security", security.resource(), security_paths())
+        api = self.config.api
+        site = make_site(
+            self.api.resource(), api.max_body, reactor=self.reactor,
+            idle_timeout=api.connections.idle_timeout, header_timeout=api.connections.header_timeout,
+        )
+        limited = LimitedFactory(site, ConnectionCaps(budget.api_total, budget.api_per_source), self.reactor)
+        listener = APIListener(serverFromString(self.reactor, api.listen), limited, api.listen)
         self._add_listener("api.listen", listener)
         self.listeners.append(await listener.listening())
 
@@ -363,6 +429,8 @@ class PBXService(MultiService):
         await _stop_all(self._listener_services)
         if self.sip is not None:
             await self.sip.flush()
+        if self.pins is not None:
+            self.pins.stop()
         if self.store is not None:
             await self.store.close()
         self._unfilter_log()
@@ -374,11 +442,11 @@ class APIListener(Service):
     and closes when it stops.
 
     :param endpoint: where to listen.
-    :param site: what to serve.
+    :param site: what to serve (the Site, wrapped in its connection limits).
     :param description: the ``api.listen`` setting, for the error message.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, site: Site, description: str) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, site: IProtocolFactory, description: str) -> None:
         self._endpoint = endpoint
         self._site = site
         self._description = description

@@ -1,6 +1,7 @@
 """
-The switch a configuration describes, wired in this one place: the SIP core,
-registrar, extension cache and request authenticator, the media relay and
+The switch a configuration describes, wired in this one place: the SIP core
+and the source defence that screens what reaches it, the registrar,
+extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
 
@@ -11,6 +12,7 @@ makes, one named child service per ``sip.listen`` entry.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,9 +28,12 @@ from pbx.media.channel import load_audio
 from pbx.media.ports import PortAllocator
 from pbx.media.prompts import PromptLibrary
 from pbx.media.relay import Relay
+from pbx.records import AuditEvent
+from pbx.security.defence import Ban, SourceDefence
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
+from pbx.sip.connections import StreamGuard, StreamLimits
 from pbx.sip.core import SIPCore
 from pbx.sip.events import EventServer
 from pbx.sip.location import peer_for
@@ -63,6 +68,7 @@ class Switch:
     calls: CallController
     events: EventServer
     addresses: LocalAddresses
+    defence: SourceDefence
     log = Logger()
 
     async def start(self) -> None:
@@ -70,6 +76,7 @@ class Switch:
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
         self.registrar.start()
+        self.defence.start()
         self.calls.install()
 
     async def stop(self) -> None:
@@ -78,6 +85,7 @@ class Switch:
         self.events.stop()
         await self.relay.close_all()
         self.registrar.stop()
+        self.defence.stop()
 
     async def flush(self) -> None:
         """Write the registrar's pending binding changes (once the listeners are closed)."""
@@ -92,6 +100,7 @@ def build_switch(
     secret: bytes,
     applications: dict[str, IDialplanApplication],
     codecs: Mapping[str, ICodec],
+    streams: StreamLimits | None = None,
 ) -> Switch:
     """
     Wire the switch ``config`` describes; nothing listens or runs yet.
@@ -102,6 +111,8 @@ def build_switch(
     :param applications: the PBX's registry of dialplan applications, which
         features fill later.
     :param codecs: the codec plugins found at configuration time.
+    :param streams: the limits on SIP connections phones open (derived
+        from the descriptor limit, :mod:`pbx.descriptors`); None: defaults.
     """
     sip, sec = config.sip, config.security
     core = SIPCore(reactor, user_agent=sip.user_agent)
@@ -110,11 +121,14 @@ def build_switch(
         algorithms=sip.digest_algorithms,
     )
     lockout = Lockout.from_config(reactor, sec)
+    defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
+    core.defence = defence
     extensions = ExtensionCache(store, reactor)
-    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get)
+    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
     core.transports.connect = StreamConnector(reactor, core.transports).connect
+    core.transports.guard = StreamGuard(reactor, streams or StreamLimits())
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
     addresses = LocalAddresses(sip.advertise)
@@ -122,10 +136,19 @@ def build_switch(
         config, store, reactor, core, registrar, authn, extensions, relay, addresses, applications, codecs
     )
     events = EventServer(
-        core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts, peer_for,
+        core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts,
+        functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
-    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses)
+    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence)
+
+
+def audit_ban(store: IStore, ban: Ban) -> None:
+    """Write a ban to the audit trail (``sip.ban``: the source, why and until when)."""
+    detail = f"{ban.reason}; {ban.until - ban.since:.0f}s (ban {ban.strikes})"
+    event = AuditEvent(ban.since, "sip.ban", "", ban.host, detail)
+    d = store.add_audit(event)
+    d.addErrback(lambda f: Switch.log.failure("audit of the ban of {host} failed", f, host=ban.host))
 
 
 def make_call_controller(

@@ -40,6 +40,7 @@ from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
+from pbx.security.pending import PendingPINs
 
 
 @implementer(IStore)
@@ -259,6 +260,15 @@ class FakePBX:
     notified: list[tuple[str, str]] = Factory(list)
     changed: list[str] = Factory(list)
     deleted: list[str] = Factory(list)
+    credentials: list[str] = Factory(list)
+    pins: PendingPINs = field(
+        default=Factory(
+            lambda self: PendingPINs(self.store, self.clock, self.hash_secret, self.extension_changed),
+            takes_self=True,
+        ),
+        repr=False,
+    )
+    """PINs held until their (quick) hash lands: :meth:`hold_pin`."""
     provided: dict[InterfaceClass, Any] = Factory(dict)
     originated: list[str] = Factory(list)
     """Numbers :meth:`originate` was asked to ring."""
@@ -288,8 +298,17 @@ class FakePBX:
         return succeed(hash_password(secret, iterations=1000))
 
     def verify_secret(self, secret: str, encoded: str) -> Deferred[bool]:
-        """Check at once."""
-        return succeed(verify_password(secret, encoded))
+        """Check at once (a held PIN's placeholder against the PIN)."""
+        held = self.pins.verify(secret, encoded)
+        return succeed(verify_password(secret, encoded) if held is None else held)
+
+    def hold_pin(self, pin: str) -> str:
+        """Hold in :attr:`pins`."""
+        return self.pins.hold(pin)
+
+    def hash_pin_later(self, number: str, placeholder: str) -> None:
+        """Queue in :attr:`pins`: with the quick hash, it lands at once."""
+        self.pins.hash_later(number, placeholder)
 
     def authenticate(self, request: IRequest) -> Session:
         """The session :attr:`api` finds; 401 without an API."""
@@ -321,6 +340,12 @@ class FakePBX:
     def extension_deleted(self, number: str) -> None:
         """Record the deletion."""
         self.deleted.append(number)
+
+    def credentials_changed(self, username: str) -> None:
+        """Record it; end the sessions :attr:`api` holds for ``username``, if there is one."""
+        self.credentials.append(username)
+        if self.api is not None:
+            self.api.revoke_sessions(username)
 
     def register_application(self, application: IDialplanApplication) -> None:
         """Register by name; twice is an error, as in the PBX."""

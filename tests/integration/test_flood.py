@@ -19,22 +19,27 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import select
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.daemon import (
+    API,
     Daemon,
     admin_password,
     free_port,
     loopback_config,
     options_ping,
+    require_binary,
     strong_password,
 )
 
@@ -202,6 +207,10 @@ class FloodTests(SynchronousTestCase):
                 sip_port=self.sip_port,
                 admin_password=admin_password(),
                 extensions={"1001": strong_password("1001")},
+                # This test is about the parser's robustness, so the flooding
+                # source is allow-listed: otherwise it is banned within
+                # milliseconds (SourceFloodTests tests that).
+                security={"allow": ["127.0.0.1/32"]},
             ),
         )
         self.addCleanup(self.daemon.stop)
@@ -292,3 +301,242 @@ class FloodTests(SynchronousTestCase):
         self.assertEqual(self.daemon.tracebacks, [], summary)
         assert self.daemon.process is not None
         self.assertIsNone(self.daemon.process.poll(), "the daemon exited")
+
+
+#: How long the one-source flood lasts, and the most datagrams it sends.
+SOURCE_FLOOD_SECONDS = 10.0
+SOURCE_FLOOD_MAX = 3_000_000
+#: The flooder's address: all of 127/8 is loopback, so it is a source of its own.
+FLOODER = "127.0.0.2"
+#: The reflector probe's address, a third source.
+PROBE = "127.0.0.3"
+#: Unauthenticated INVITEs the reflector probe sends (within the INVITE burst).
+PROBE_INVITES = 50
+#: After the flood, RSS may exceed the idle RSS by 10 % plus this (KiB): the
+#: allocator's high-water mark from the first milliseconds, before the ban,
+#: when requests were still parsed (measured: see the printed summary).
+RSS_MARGIN_KIB = 8 * 1024
+
+
+def flood_requests(method: str, sip_port: int, port: int, count: int) -> list[bytes]:
+    """``count`` distinct unauthenticated requests from ``FLOODER:port``, each a new transaction."""
+    event = "Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 600\r\n" if method == "SUBSCRIBE" else ""
+    return [
+        (
+            f"{method} sip:1001@127.0.0.1:{sip_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {FLOODER}:{port};branch=z9hG4bK-f{n}\r\n"
+            f"From: <sip:x@{FLOODER}>;tag=f{n}\r\nTo: <sip:1001@127.0.0.1>\r\n"
+            f"Call-ID: f{n}@{FLOODER}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:x@{FLOODER}:{port}>\r\n{event}Content-Length: 0\r\n\r\n"
+        ).encode()
+        for n in range(count)
+    ]
+
+
+def unauthenticated_invite(sip_port: int, port: int, n: int) -> bytes:
+    """One INVITE with SDP from ``PROBE:port``, no credentials, never ACKed."""
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\n"
+        "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    return (
+        f"INVITE sip:1001@127.0.0.1:{sip_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {PROBE}:{port};branch=z9hG4bK-p{n};rport\r\n"
+        f"From: <sip:x@{PROBE}>;tag=p{n}\r\nTo: <sip:1001@127.0.0.1>\r\n"
+        f"Call-ID: p{n}@{PROBE}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:x@{PROBE}:{port}>\r\nContent-Type: application/sdp\r\n"
+        f"Content-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+def collect(s: socket.socket, seconds: float) -> list[bytes]:
+    """Every datagram arriving on ``s`` within ``seconds`` (a bounded wait, not a sleep)."""
+    deadline = time.monotonic() + seconds
+    got = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([s], [], [], remaining)
+        if ready:
+            got.append(s.recv(65535))
+    return got
+
+
+class SourceFloodTests(SynchronousTestCase):
+    """
+    One source flooding new transactions is dropped and banned; everyone
+    else is still served, nothing is amplified, and no memory stays behind.
+    """
+
+    def setUp(self) -> None:
+        self.sipsak = require_binary("sipsak", "sipsak")
+        self.api_port = free_port()
+        self.sip_port = free_port()
+        self.password = strong_password("1001")
+        self.admin = admin_password()
+        self.daemon = Daemon(
+            self.mktemp(),
+            loopback_config(
+                api_port=self.api_port,
+                sip_port=self.sip_port,
+                admin_password=self.admin,
+                extensions={"1001": self.password},
+            ),
+        )
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+
+    def socket_on(self, host: str) -> socket.socket:
+        """A UDP socket bound to ``host`` (a loopback address of its own)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        self.addCleanup(s.close)
+        return s
+
+    def register(self) -> subprocess.CompletedProcess[str]:
+        """sipsak on 127.0.0.1 registers 1001 with digest credentials."""
+        return subprocess.run(
+            [
+                self.sipsak, "-vv", "-H", "127.0.0.1", "-U", "-C",
+                f"sip:1001@127.0.0.1:{free_port()}", "-u", "1001", "-x", "120",
+                "-a", self.password, "-s", f"sip:1001@127.0.0.1:{self.sip_port}", "-i",
+            ],
+            capture_output=True, text=True, errors="replace", timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def flood(self, method: str) -> dict[str, Any]:
+        """Flood ``method`` from FLOODER while 127.0.0.1 sends 10 OPTIONS and a REGISTER."""
+        flooder = self.socket_on(FLOODER)
+        flooder.setblocking(False)
+        payloads = flood_requests(method, self.sip_port, flooder.getsockname()[1], 20_000)
+        stats: Counter[str] = Counter()
+        answers: list[str] = []
+        registered: list[subprocess.CompletedProcess[str]] = []
+
+        def client() -> None:
+            for _ in range(10):
+                answers.append(options_ping(self.sip_port, limit=8))
+            registered.append(self.register())
+
+        # Idle baseline: the daemon started and answered one OPTIONS.
+        self.assertEqual(options_ping(self.sip_port), "SIP/2.0 200 OK")
+        idle = self.daemon.rss_kib()
+        deadline = time.monotonic() + SOURCE_FLOOD_SECONDS
+        started = time.monotonic()
+        thread = threading.Thread(target=client)
+        thread.start()
+        n = 0
+        while time.monotonic() < deadline and n < SOURCE_FLOOD_MAX:
+            for _ in range(256):
+                try:
+                    flooder.sendto(payloads[n % len(payloads)], ("127.0.0.1", self.sip_port))
+                    stats["sent"] += 1
+                except (BlockingIOError, OSError):
+                    stats["send buffer full"] += 1
+                n += 1
+            try:
+                while True:
+                    flooder.recv(65535)
+                    stats["answered"] += 1
+            except BlockingIOError:
+                pass
+        flood_seconds = time.monotonic() - started
+        thread.join(60)
+        self.assertFalse(thread.is_alive())
+        after_flood = collect(flooder, 3.0)
+        after = self.daemon.rss_kib()
+        result = {
+            "sent": stats["sent"], "rate": round(stats["sent"] / flood_seconds),
+            "answered": stats["answered"], "after": len(after_flood),
+            "idle_kib": idle, "after_kib": after, "options": answers,
+            "register": registered[0] if registered else None,
+        }
+        print(f"{method} flood: {dict(result, register=registered[0].returncode if registered else None)}")
+        return result
+
+    def check(self, method: str) -> None:
+        """The assertions every one-source flood must meet."""
+        result = self.flood(method)
+        summary = str({k: v for k, v in result.items() if k != "register"})
+        self.assertEqual(result["options"], ["SIP/2.0 200 OK"] * 10, summary)
+        register = result["register"]
+        self.assertEqual(register.returncode, 0, register.stdout + register.stderr)
+        self.assertLessEqual(result["answered"], result["sent"], summary)
+        self.assertEqual(result["after"], 0, summary)
+        self.assertLess(result["after_kib"], result["idle_kib"] * 1.1 + RSS_MARGIN_KIB, summary)
+        self.daemon.wait_for(re.compile(rf"banned {re.escape(FLOODER)} for 60 s: flood"), 5)
+        bans = API(self.api_port, self.admin).get("/security/bans")["bans"]
+        self.assertEqual([(b["address"], b["reason"]) for b in bans], [(FLOODER, "flood")])
+        self.assertEqual(self.daemon.tracebacks, [], summary)
+
+    def test_invite_flood(self) -> None:
+        """An INVITE flood from one address: others are answered, the flooder banned, RSS back near idle."""
+        self.check("INVITE")
+
+    def test_subscribe_flood(self) -> None:
+        """A SUBSCRIBE flood from one address: others are answered, the flooder banned, RSS back near idle."""
+        self.check("SUBSCRIBE")
+
+    def test_no_reflection(self) -> None:
+        """N unauthenticated INVITEs never ACKed get exactly N 407s, no 100 and nothing afterwards."""
+        probe = self.socket_on(PROBE)
+        port = probe.getsockname()[1]
+        for n in range(PROBE_INVITES):
+            probe.sendto(unauthenticated_invite(self.sip_port, port, n), ("127.0.0.1", self.sip_port))
+        # Before this change an INVITE got 100 and then 407 retransmitted
+        # for 32 s (Timer G from 0.5 s): six seconds show any of that.
+        got = collect(probe, 6.0)
+        statuses = Counter(data.split(b"\r\n", 1)[0].decode() for data in got)
+        self.assertEqual(statuses, {"SIP/2.0 407 Proxy Authentication Required": PROBE_INVITES})
+        sent = sum(len(unauthenticated_invite(self.sip_port, port, n)) for n in range(PROBE_INVITES))
+        print(f"{PROBE_INVITES} INVITEs, {sent} bytes in; {len(got)} answers, {sum(map(len, got))} bytes out")
+
+
+class ScannerTests(SynchronousTestCase):
+    """SIPVicious (Debian package ``sipvicious``) finds nothing and cracks nothing."""
+
+    def setUp(self) -> None:
+        self.svwar = require_binary("svwar", "sipvicious")
+        self.svcrack = require_binary("svcrack", "sipvicious")
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+        self.sip_port = free_port()
+        self.daemon = Daemon(
+            os.path.join(self.workdir, "pbx"),
+            loopback_config(
+                api_port=free_port(),
+                sip_port=self.sip_port,
+                admin_password=admin_password(),
+                extensions={"1001": strong_password("1001")},
+            ),
+        )
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+
+    def run_tool(self, *command: str) -> str:
+        """Run a SIPVicious tool (its session files in the test's directory); its output."""
+        result = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=120,
+            stdin=subprocess.DEVNULL, cwd=self.workdir, env={**os.environ, "HOME": self.workdir},
+        )
+        return result.stdout + result.stderr
+
+    def test_svwar_finds_nothing(self) -> None:
+        """svwar scanning 1000-1010 (1001 exists) reports no extension, and its address is banned."""
+        output = self.run_tool(
+            self.svwar, "-e1000-1010", "-b", "127.0.0.1", "-p", str(self.sip_port), "127.0.0.1"
+        )
+        self.assertNotIn("1001", output)
+        self.daemon.wait_for(re.compile(r"banned 127\.0\.0\.1 for 60 s: scanner"), 5)
+        self.assertEqual(self.daemon.tracebacks, [])
+
+    def test_svcrack_banned(self) -> None:
+        """svcrack is banned before its guesses reach the lockout's five failures."""
+        output = self.run_tool(
+            self.svcrack, "-u", "1001", "-r", "1000-1100", "-b", "127.0.0.1",
+            "-p", str(self.sip_port), "127.0.0.1",
+        )
+        self.daemon.wait_for(re.compile(r"banned 127\.0\.0\.1 for 60 s: scanner"), 5)
+        self.assertNotIn("SIP digest lockout", "\n".join(self.daemon.output), output)
+        self.assertNotIn("The password for", output)
+        self.assertNotIn("Does not seem to require authentication", output)
+        self.assertEqual(self.daemon.tracebacks, [])

@@ -86,25 +86,39 @@ class Control:
         payload = json.dumps(
             {"command": command, "params": params, "token": command}
         ).encode()
+        since = self.mark()
         self.socket.sendall(b"%d:%s," % (len(payload), payload))
         response = self.wait_for(
-            lambda m: m.get("response") and m.get("token") == command
+            lambda m: m.get("response") and m.get("token") == command, since=since
         )
         if not response.get("ok"):
             raise AssertionError(f"baresip refused {command} {params}: {response}")
 
-    def event(self, kind: str) -> dict[str, Any]:
+    def mark(self) -> int:
+        """How many messages came so far: ``since`` for a later wait."""
+        with self._changed:
+            return len(self.messages)
+
+    def event(self, kind: str, since: int = 0) -> dict[str, Any]:
         """Wait for an event of type ``kind`` (CALL_ESTABLISHED, CALL_CLOSED...)."""
-        return self.wait_for(lambda m: m.get("event") and m.get("type") == kind)
+        return self.wait_for(
+            lambda m: m.get("event") and m.get("type") == kind, since=since
+        )
 
     def wait_for(
-        self, match: Callable[[dict[str, Any]], Any], limit: float = LIMIT
+        self,
+        match: Callable[[dict[str, Any]], Any],
+        limit: float = LIMIT,
+        since: int = 0,
     ) -> dict[str, Any]:
-        """The first message so far or within ``limit`` seconds that ``match`` accepts."""
+        """
+        The first message so far or within ``limit`` seconds that ``match``
+        accepts, among those after the first ``since``.
+        """
         deadline = time.monotonic() + limit
         with self._changed:
             while True:
-                for message in self.messages:
+                for message in self.messages[since:]:
                     if match(message):
                         return message
                 remaining = deadline - time.monotonic()
@@ -148,13 +162,23 @@ class Phone:
         answer: bool,
         codecs: tuple[str, ...] = ("g711",),
         extra_modules: tuple[str, ...] = (),
+        transport: str = "udp",
+        cafile: Path | None = None,
+        outbound: bool = False,
     ) -> None:
         """
         Write its configuration and start it.
 
+        :param sip_port: pbx's port for ``transport`` (its TLS port for ``tls``).
         :param codecs: codec modules, in order of preference.
         :param extra_modules: more modules to load (``mwi``...).
+        :param transport: ``udp``, ``tcp`` or ``tls``: how it registers and calls.
+        :param cafile: the certificate to trust for TLS (libre 1.1.0 does
+            not check it, but the phone is set up as a real one would be).
+        :param outbound: register with RFC 5626 outbound (``reg-id`` and
+            ``+sip.instance``; baresip needs its ``uuid`` module for that).
         """
+        self.transport = transport
         self.number = number
         self.home = home
         self.recordings = home / "recordings"
@@ -172,19 +196,25 @@ class Phone:
             # file name at 127 bytes, and a test's temporary path is long.
             f"snd_path\t\t{self.recordings.name}\n"
             f"ctrl_tcp_listen\t\t127.0.0.1:{self.control_port}\n"
+            + (f"sip_cafile\t\t{cafile}\n" if cafile is not None else "")
             + "".join(f"module\t\t\t{codec}.so\n" for codec in codecs)
             + "module\t\t\taufile.so\n"
             "module\t\t\tsndfile.so\n"
             "module\t\t\tctrl_tcp.so\n"
             "module\t\t\tmenu.so\n"
             + "".join(f"module\t\t\t{m}.so\n" for m in extra_modules)
+            + ("module\t\t\tuuid.so\n" if outbound else "")
             + "module_tmp\t\taccount.so\n"
         )
         answermode = ";answermode=auto" if answer else ""
         account = (
-            f"<sip:{number}@127.0.0.1:{sip_port};transport=udp>"
+            f"<sip:{number}@127.0.0.1:{sip_port};transport={transport}>"
             f";auth_pass={password};regint=300{answermode}"
         )
+        if outbound:
+            account += (
+                f';sipnat=outbound;outbound="sip:127.0.0.1:{sip_port};transport={transport}"'
+            )
         # baresip 1.0's mwi module re-subscribes in an endless loop when the
         # registration succeeds before its start-up timer has fired (that
         # timer walks the subscription list while appending to it).  Such a
@@ -229,6 +259,10 @@ class Phone:
         """The decoded audio of the one call this phone had."""
         [path] = self.recordings.glob("dump-*-dec.wav")
         return read_pcm_wav(path)
+
+    def recorded(self) -> set[Path]:
+        """The decoded-audio files so far (one per call, named by the second it began)."""
+        return set(self.recordings.glob("dump-*-dec.wav"))
 
 
 def press(phone: Phone, key: str, n: int) -> None:

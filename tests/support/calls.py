@@ -250,3 +250,43 @@ def best_alignment(
         r = pearson(received[:n], sent[lag : lag + n])
         best = max(best, (r, lag))
     return best
+
+
+def heard_problems(
+    audio: Sequence[int],
+    *,
+    talker: float,
+    own: float,
+    pattern: Sequence[bool],
+    seconds: float = 1.0,
+) -> list[str]:
+    """
+    What is wrong with ``audio``, recorded by a phone that sent a keyed tone
+    at ``own`` Hz, as the keyed tone at ``talker`` Hz sent with ``pattern``:
+    at least ``seconds`` of sound, dominant frequency within 3 Hz of the
+    talker's, over 80 % of the loud frames' energy at it and under 5 % at
+    its own tone, and an on/off envelope that lines up with the pattern
+    (correlation above 0.8).
+
+    :returns: one line per failed check; empty when it is the talker's signal.
+    """
+    loud = [
+        i
+        for i in range(0, len(audio) - FRAME, FRAME)
+        if max(map(abs, audio[i : i + FRAME])) > 1000
+    ]
+    if len(loud) * FRAME / RATE < seconds:
+        return [f"{len(loud) * FRAME / RATE:.2f}s of sound, under {seconds}s"]
+    problems = []
+    start = loud[0]
+    found = dominant_frequency(audio[start : start + RATE])
+    if abs(found - talker) > 3.0:
+        problems.append(f"dominant {found} Hz, not {talker} Hz")
+    if (share := tone_share(audio, talker)) <= 0.8:
+        problems.append(f"{share:.2f} of the energy at {talker} Hz")
+    if (share := tone_share(audio, own)) >= 0.05:
+        problems.append(f"{share:.2f} of the energy at its own {own} Hz")
+    r, lag = best_alignment(envelope(audio), pattern)
+    if r <= 0.8:
+        problems.append(f"envelope correlation {r:.2f} at lag {lag}")
+    return problems

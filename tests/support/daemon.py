@@ -137,6 +137,7 @@ def loopback_config(
     digest_algorithms: Iterable[str] | None = None,
     state_dir: str | None = None,
     domain: str = "pbx.test",
+    security: Mapping[str, Any] | None = None,
 ) -> str:
     """
     A configuration listening on 127.0.0.1 only.
@@ -149,6 +150,8 @@ def loopback_config(
     :param tls_port: adds a TLS listener there (self-signed certificate
         generated in ``<state_dir>/tls`` at first start).
     :param digest_algorithms: challenge order; None keeps the default.
+    :param security: the ``security:`` section (rate limits, allow-list);
+        None keeps the defaults.
     """
     listen = [f"{t}:{sip_port}:interface=127.0.0.1" for t in transports]
     if tls_port is not None:
@@ -168,6 +171,8 @@ def loopback_config(
     }
     if state_dir is not None:
         config["state_dir"] = state_dir
+    if security is not None:
+        config["security"] = dict(security)
     text = json.dumps(config, indent=1)
     assert "$" not in text
     return text
@@ -205,8 +210,17 @@ class Daemon:
     TRACEBACK_LINES = 40
 
     def __init__(
-        self, workdir: str, config: str, env: dict[str, str] | None = None
+        self,
+        workdir: str,
+        config: str,
+        env: dict[str, str] | None = None,
+        *,
+        nofile: int | None = None,
     ) -> None:
+        """
+        :param nofile: when given, the daemon starts with this soft and hard
+            open files limit (RLIMIT_NOFILE), so it cannot raise it.
+        """
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.config_path = os.path.join(self.workdir, "pbx.yml")
@@ -215,6 +229,7 @@ class Daemon:
         # the default place, given as systemd's StateDirectory= would give it.
         state = os.path.join(self.workdir, "pbx-data")
         self.env = {**os.environ, "STATE_DIRECTORY": state, **(env or {})}
+        self.nofile = nofile
         self.process: subprocess.Popen[bytes] | None = None
         #: The most recent output lines (all of them unless there are more than KEEP_LINES).
         self.output: collections.deque[str] = collections.deque(maxlen=self.KEEP_LINES)
@@ -239,8 +254,14 @@ class Daemon:
 
     def start(self, limit: float = 60.0) -> None:
         """Start the daemon and wait for its ready line."""
+        command = self.command()
+        if self.nofile is not None:
+            # prlimit sets the limit and execs twistd (same pid); a
+            # preexec_fn is unsafe with the output-reading threads running.
+            prlimit = require_binary("prlimit", "util-linux")
+            command = [prlimit, f"--nofile={self.nofile}:{self.nofile}", "--", *command]
         self.process = subprocess.Popen(
-            self.command(),
+            command,
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -290,12 +311,15 @@ class Daemon:
             tail = "\n".join(list(self.output)[-40:])
         raise AssertionError(f"no line matching {pattern.pattern!r}; output:\n{tail}")
 
-    def rss_kib(self) -> int:
-        """The daemon's resident set size in KiB (VmRSS in /proc/<pid>/status)."""
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        """
+        The daemon's resident set size in KiB (``VmRSS`` in /proc/<pid>/status),
+        or its peak so far with ``field="VmHWM"``.
+        """
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-        raise AssertionError(f"no VmRSS for process {self.pid}")
+        raise AssertionError(f"no {field} for process {self.pid}")
 
     def stop(self) -> int:
         """Stop the daemon with SIGTERM; return its exit status."""
@@ -386,8 +410,10 @@ def options_ping(sip_port: int, limit: float = 10.0) -> str:
             resend = min(time.monotonic() + interval, deadline)
             interval = min(interval * 2, 4.0)
             while (remaining := resend - time.monotonic()) > 0:
-                ready, _, _ = select.select([s], [], [], remaining)
-                if not ready:
+                # poll, not select: the caller may hold more than 1,024 descriptors.
+                poller = select.poll()
+                poller.register(s, select.POLLIN)
+                if not poller.poll(remaining * 1000):
                     break
                 data = s.recv(65535)
                 status = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")

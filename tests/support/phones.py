@@ -5,7 +5,8 @@ A real :class:`SIPCore`, registrar, authenticator and :class:`CallController`
 are wired as :func:`pbx.switch.build_switch` wires them, on a
 :class:`FakeUDPReactor` (its clock drives every timer, its fake UDP ports
 carry the relay's sockets).  A :class:`Phone` is scripted: it registers, then
-sends requests and answers what pbx sends it, datagram by datagram.
+sends requests and answers what pbx sends it, datagram by datagram, or over
+a TCP or TLS connection it opens to pbx (a ``StringTransport``).
 :class:`CallTestCase` is that PBX with a caller and callees' phones.
 """
 
@@ -18,6 +19,9 @@ from typing import Any
 
 import attrs
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.controller import CallController
@@ -42,9 +46,18 @@ from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.ids import new_branch
-from pbx.sip.message import Headers, Request, Response, make_response, parse_message
+from pbx.sip.message import (
+    Headers,
+    KeepAlive,
+    Request,
+    Response,
+    StreamFramer,
+    make_response,
+    parse_message,
+)
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPStreamFactory, SIPStreamProtocol
 from pbx.sip.uri import parse_uri
 from pbx.testing import FakeUDPPort, FakeUDPReactor, MemoryStore
 
@@ -120,19 +133,40 @@ class Leg:
 
 
 class Phone:
-    """One registered SIP phone, scripted by a test."""
+    """
+    One registered SIP phone, scripted by a test.
+
+    Over ``tcp`` or ``tls`` it opens one connection to pbx from an ephemeral
+    port (:attr:`source_port`) and listens at ``port``, which its Contact
+    names, as a phone does.
+    """
 
     def __init__(
-        self, test: CallTestCase, user: str, host: str, port: int = 5060
+        self,
+        test: CallTestCase,
+        user: str,
+        host: str,
+        port: int = 5060,
+        transport: str = "udp",
+        contact_params: str = "",
+        via_params: str = "",
     ) -> None:
         self.test = test
         self.user = user
         self.host = host
         self.port = port
+        self.transport = transport
+        self.contact_params = contact_params
+        self.via_params = via_params
         self.password = PASSWORDS[user]
         self.inbox: list[Request | Response] = []
         self.tag = f"tag-{user}-{host.rsplit('.', 1)[1]}"
         self.count = 0
+        self.source_port = 40000 + int(host.rsplit(".", 1)[1])
+        #: The open connection to pbx (streams only) and what pbx wrote on it.
+        self.connection: SIPStreamProtocol | None = None
+        self.wire: StringTransport | None = None
+        self._framer = StreamFramer(65536)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -142,16 +176,49 @@ class Phone:
     @property
     def contact(self) -> str:
         """This phone's Contact URI."""
-        return f"sip:{self.user}@{self.host}:{self.port}"
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.user}@{self.host}:{self.port}{suffix}{self.contact_params}"
 
     # -- the wire -----------------------------------------------------------
 
     def send(self, message: Request | Response) -> None:
-        """Put one message on the wire to pbx."""
-        self.test.core.receive(
-            message.to_bytes(), Peer("udp", self.host, self.port), False
-        )
+        """Put one message on the wire to pbx (opening the connection first over a stream)."""
+        if self.transport == "udp":
+            self.test.core.receive(
+                message.to_bytes(), Peer("udp", self.host, self.port), False
+            )
+        else:
+            if self.connection is None:
+                self.connect()
+            assert self.connection is not None
+            self.connection.dataReceived(message.to_bytes())
         self.test.deliver()
+
+    def connect(self) -> None:
+        """Open a new connection to pbx from :attr:`source_port` (the next port after a close)."""
+        factory = SIPStreamFactory(self.test.core.transports, self.transport)
+        address = IPv4Address("TCP", self.host, self.source_port)
+        self.connection = factory.buildProtocol(address)
+        self.wire = StringTransport(peerAddress=address)
+        self.connection.makeConnection(self.wire)
+
+    def disconnect(self) -> None:
+        """The connection to pbx closes."""
+        assert self.connection is not None
+        self.connection.connectionLost(Failure(ConnectionError("closed")))
+        self.connection = self.wire = None
+        self.source_port += 1
+
+    def take_stream(self) -> None:
+        """Move what pbx wrote on the connection into the inbox."""
+        if self.wire is None:
+            return
+        data = self.wire.value()
+        self.wire.clear()
+        for item in self._framer.feed(data):
+            if not isinstance(item, KeepAlive):
+                message = parse_message(item, stream=True)
+                self.inbox.append(message)
 
     def received(self) -> list[Request | Response]:
         """Everything pbx sent this phone since the last look."""
@@ -192,7 +259,8 @@ class Phone:
         headers = Headers()
         headers.add(
             "Via",
-            f"SIP/2.0/UDP {self.host}:{self.port};branch={branch or new_branch()};rport",
+            f"SIP/2.0/{self.transport.upper()} {self.host}:{self.port}"
+            f";branch={branch or new_branch()};rport{self.via_params}",
         )
         headers.add("Max-Forwards", "70")
         headers.add("From", leg.local)
@@ -306,8 +374,8 @@ class Phone:
         self.send(invite)
         if not authenticate:
             return invite, leg
-        trying, challenge = self.expect(100, 407)
-        self.test.assertEqual(trying.to.tag, None)
+        # RFC 3261 §8.2.7: the challenge is stateless, with no 100 before it.
+        challenge = self.expect_one(407)
         self.ack_failure(invite, challenge)
         credentials = self.credentials(challenge, "INVITE", uri, "Proxy-Authenticate")
         invite = self.request_to(
@@ -452,7 +520,7 @@ class CallTestCase(SynchronousTestCase):
             self.store,
             self.config,
             self.relay,
-            lambda transport: self.address,
+            lambda transport: self.address if transport == "udp" else LocalAddress(transport, *PBX),
             "127.0.0.1",
             self.store.get_extension,
         )
@@ -463,9 +531,9 @@ class CallTestCase(SynchronousTestCase):
         self.caller = self.phone("1001", "192.0.2.11")
         self.callee = self.phone("1002", "192.0.2.12")
 
-    def phone(self, user: str, host: str) -> Phone:
-        """A registered phone of extension ``user`` at ``host``."""
-        phone = Phone(self, user, host)
+    def phone(self, user: str, host: str, transport: str = "udp", **options: str) -> Phone:
+        """A registered phone of extension ``user`` at ``host`` (``options`` go to :class:`Phone`)."""
+        phone = Phone(self, user, host, transport=transport, **options)
         self.phones[phone.address] = phone
         phone.register()
         return phone
@@ -484,7 +552,9 @@ class CallTestCase(SynchronousTestCase):
     # -- plumbing -------------------------------------------------------------
 
     def deliver(self) -> None:
-        """Hand every datagram pbx wrote to the phone it was addressed to."""
+        """Hand every datagram pbx wrote to the phone it was addressed to, and what it wrote on each connection."""
+        for phone in self.phones.values():
+            phone.take_stream()
         written, self.port.written = self.port.written, []
         for data, addr in written:
             message = parse_message(data)
@@ -493,6 +563,9 @@ class CallTestCase(SynchronousTestCase):
                 phone, f"{describe(message)} sent to {addr}, where no phone is"
             )
             assert phone is not None
+            self.assertEqual(
+                phone.transport, "udp", f"{describe(message)} sent by UDP to a {phone.transport} phone"
+            )
             phone.inbox.append(message)
 
     def advance(self, seconds: float, step: float = 0.25) -> None:

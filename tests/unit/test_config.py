@@ -8,13 +8,16 @@ import textwrap
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import (
+    APIConnectionsConfig,
     ListenSpec,
+    SIPConnectionsConfig,
     default_state_dir,
     load_config,
     parse_config,
     substitute_env,
 )
 from pbx.errors import ConfigError
+from pbx.security.ratelimit import DEFAULT_LIMITS, Limit
 
 GOOD = """
 sip:
@@ -81,11 +84,19 @@ class ConfigLoadTests(SynchronousTestCase):
         c = parse_config("state_dir: /tmp/pbx-state\n", "pbx.yml", {})
         self.assertEqual(c.database, "sqlite:///tmp/pbx-state/pbx.db")
 
-    def test_empty_file(self) -> None:
-        """An empty file gives the defaults."""
-        c = parse_config("", "pbx.yml", {})
+    def test_empty_mapping(self) -> None:
+        """An empty mapping gives the defaults."""
+        c = parse_config("{}\n", "pbx.yml", {})
         self.assertEqual(c.sip.domain, "pbx.localdomain")
         self.assertEqual(len(c.sip.listen), 3)
+
+    def test_empty_file(self) -> None:
+        """An empty file (or one of comments only) is an error, not a PBX on the defaults."""
+        for text in ("", "# nothing\n", "---\n"):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(text, "pbx.yml", {})
+            self.assertEqual(caught.exception.key, "(file)")
+            self.assertIn("is empty", caught.exception.problem)
 
     def test_installed_default_config_loads(self) -> None:
         """The shipped etc/pbx.yml is valid with an empty environment."""
@@ -134,9 +145,9 @@ class PathTests(SynchronousTestCase):
     def test_no_state_dir_is_the_default_place(self) -> None:
         """Without state_dir (or with an empty one) state goes to the default place, not the working directory."""
         env = {"STATE_DIRECTORY": "/var/lib/pbx-unit"}
-        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
+        self.assertEqual(parse_config("{}", "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
         self.assertEqual(parse_config('state_dir: ""\n', "/etc/pbx/pbx.yml", env).state_dir, "/var/lib/pbx-unit")
-        self.assertEqual(parse_config("", "/etc/pbx/pbx.yml", env).database, "sqlite:///var/lib/pbx-unit/pbx.db")
+        self.assertEqual(parse_config("{}", "/etc/pbx/pbx.yml", env).database, "sqlite:///var/lib/pbx-unit/pbx.db")
 
     def test_default_state_dir(self) -> None:
         """systemd's STATE_DIRECTORY wins; then /var/lib/pbx for root; else XDG_STATE_HOME or ~/.local/state."""
@@ -234,6 +245,13 @@ class ConfigErrorTests(SynchronousTestCase):
         self.assertEqual(key, "extensions.1001.pin")
         self.assertIn("not both", message)
 
+    def test_pin_hash(self) -> None:
+        """pin_hash takes a PBKDF2 encoding instead of a PIN; not both, and nothing else."""
+        key, why = problem('extensions:\n  "1001": {pin_hash: "md5$abc"}\n')
+        self.assertEqual((key, why), ("extensions.1001.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)"))
+        key, why = problem('extensions:\n  "1001": {pin: "4826", pin_hash: "x"}\n')
+        self.assertEqual((key, why), ("extensions.1001.pin_hash", "give pin or pin_hash, not both"))
+
     def test_bad_database(self) -> None:
         """Only sqlite:// and postgresql:// databases are known."""
         key, _ = problem('database: "mysql://x"\n')
@@ -266,7 +284,7 @@ class LogLevelConfigTests(SynchronousTestCase):
 
     def test_default_info(self) -> None:
         """With no log section the level is info."""
-        self.assertEqual(parse_config("", "pbx.yml", {}).log.level, "info")
+        self.assertEqual(parse_config("{}", "pbx.yml", {}).log.level, "info")
 
     def test_each_level(self) -> None:
         """Every level is taken, in any case."""
@@ -283,3 +301,129 @@ class LogLevelConfigTests(SynchronousTestCase):
         self.assertEqual(problem("log: {level: 3}\n")[0], "log.level")
         self.assertEqual(problem("log: {colour: red}\n"), ("log.colour", "unknown key"))
         self.assertEqual(problem("log: debug\n"), ("log", "must be a mapping, not a string"))
+
+
+class ConnectionsConfigTests(SynchronousTestCase):
+    """``sip.connections`` and ``api.connections``."""
+
+    def test_defaults(self) -> None:
+        """Without the sections, caps are 0 (derived at start) and the timeouts have their defaults."""
+        config = parse_config(GOOD, "pbx.yml", ENV)
+        self.assertEqual(config.sip.connections, SIPConnectionsConfig())
+        self.assertEqual((config.sip.connections.max_total, config.sip.connections.first_message_timeout), (0, 20))
+        self.assertEqual(config.api.connections, APIConnectionsConfig())
+
+    def test_values(self) -> None:
+        """Given values are kept."""
+        config = parse_config(
+            "sip: {connections: {max_total: 500, max_per_source: 50, first_message_timeout: 10,"
+            " idle_timeout: 300, max_message: 32768, max_buffered: 1048576}}\n"
+            "api: {connections: {max_total: 20, max_per_source: 5, idle_timeout: 30, header_timeout: 10}}\n",
+            "pbx.yml", {},
+        )
+        self.assertEqual(config.sip.connections, SIPConnectionsConfig(500, 50, 10, 300, 32768, 1048576))
+        self.assertEqual(config.api.connections, APIConnectionsConfig(20, 5, 30, 10))
+
+    def test_problems(self) -> None:
+        """Unknown keys, out-of-range values and a budget too small for two messages are refused by name."""
+        self.assertEqual(problem("sip: {connections: {max_open: 1}}\n"), ("sip.connections.max_open", "unknown key"))
+        self.assertEqual(problem("sip: {connections: {first_message_timeout: 0}}\n"),
+                         ("sip.connections.first_message_timeout", "must be between 1 and 300"))
+        self.assertEqual(problem("sip: {connections: {max_buffered: 65536}}\n"),
+                         ("sip.connections.max_buffered", "must hold at least two messages of max_message octets"))
+        self.assertEqual(problem("api: {connections: {header_timeout: -1}}\n"),
+                         ("api.connections.header_timeout", "must be between 1 and 3600"))
+
+
+class SecurityConfigTests(SynchronousTestCase):
+    """The ``security:`` section's rate limits, allow-list and bans."""
+
+    def test_defaults(self) -> None:
+        """Without a section every kind has its default limit and nothing is allow-listed."""
+        c = parse_config(GOOD, "pbx.yml", ENV).security
+        self.assertEqual(dict(c.rate_limits), DEFAULT_LIMITS)
+        self.assertEqual((c.allow, c.ban_score, c.ban_time, c.ban_max_time), ((), 100, 60, 86400))
+
+    def test_override(self) -> None:
+        """A kind's limit may be given in part; the rest keep their defaults."""
+        text = GOOD + 'security:\n  allow: ["192.0.2.0/24", "2001:db8::1"]\n'
+        text += "  rate_limits: {INVITE: {rate: 5}}\n  ban_time: 120\n  ban_max_time: 600\n"
+        c = parse_config(text, "pbx.yml", ENV).security
+        self.assertEqual(dict(c.rate_limits)["INVITE"], Limit(5, DEFAULT_LIMITS["INVITE"].burst))
+        self.assertEqual(c.allow, ("192.0.2.0/24", "2001:db8::1"))
+        self.assertEqual((c.ban_time, c.ban_max_time), (120, 600))
+
+    def test_errors(self) -> None:
+        """A bad network, an unknown kind, a bad rate or inverted ban times name their key."""
+        for section, key in (
+            ('allow: ["192.0.2.0/33"]', "security.allow[0]"),
+            ("rate_limits: {PUBLISH: {rate: 1}}", "security.rate_limits.PUBLISH"),
+            ("rate_limits: {INVITE: {rate: 0}}", "security.rate_limits.INVITE.rate"),
+            ("ban_time: 600\n  ban_max_time: 60", "security.ban_max_time"),
+        ):
+            self.assertEqual(problem(GOOD + f"security:\n  {section}\n")[0], key, section)
+
+
+class HostileFileTests(SynchronousTestCase):
+    """A file built to hurt (header injection, alias bombs, deep nesting) is one clear error."""
+
+    def test_line_break_in_name(self) -> None:
+        """A CR/LF in an extension's name is refused, naming the key: it would split a SIP header."""
+        key, why = problem('extensions:\n  "1001": {name: "Alice\\r\\nX-Evil: 1"}\n')
+        self.assertEqual((key, why), ("extensions.1001.name", "holds a line break"))
+
+    def test_control_character_anywhere(self) -> None:
+        """Any string of the file, feature options too, is refused with a control character."""
+        key, why = problem('features: {voicemail: {spool: "a\\x07b"}}\n')
+        self.assertEqual((key, why), ("features.voicemail.spool", "holds the control character U+0007"))
+        key, why = problem('sip: {user_agent: "pbx\\nVia: x"}\n')
+        self.assertEqual((key, why), ("sip.user_agent", "holds a line break"))
+
+    def test_lone_surrogate(self) -> None:
+        """A YAML escape that makes a lone surrogate is refused."""
+        key, why = problem('extensions:\n  "1001": {name: "\\ud800"}\n')
+        self.assertEqual(key, "extensions.1001.name")
+        self.assertIn("lone surrogate", why)
+
+    def test_long_email(self) -> None:
+        """An e-mail address longer than RFC 5321 allows is refused."""
+        key, why = problem(f'extensions:\n  "1001": {{email: "{"a" * 60}@{"b" * 900}.example"}}\n')
+        self.assertEqual((key, why), ("extensions.1001.email", "is longer than 254 characters"))
+        key, why = problem('extensions:\n  "1001": {email: "a b@example.com"}\n')
+        self.assertEqual((key, why), ("extensions.1001.email", "is not an e-mail address"))
+
+    def test_alias_bomb(self) -> None:
+        """Aliases that expand to billions of values are refused before anything is built."""
+        lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+            lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+        key, why = problem("\n".join(lines) + "\n")
+        self.assertTrue(key.startswith("line "))
+        self.assertIn("with its aliases expanded", why)
+
+    def test_few_aliases_allowed(self) -> None:
+        """A small alias still works (and an unknown section it makes is reported as usual)."""
+        key, _ = problem("x: &x {level: info}\nlog: *x\n")
+        self.assertEqual(key, "x")
+
+    def test_deep_nesting(self) -> None:
+        """Deep nesting is one line naming where, and no traceback, even far past Python's recursion limit."""
+        key, why = problem("a: " + "[" * 40 + "]" * 40 + "\n")
+        self.assertEqual((key, why), ("line 1", "nested deeper than 16 levels"))
+        key, why = problem("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+        self.assertEqual((key, why), ("(file)", "nested deeper than 16 levels"))
+
+    def test_not_a_mapping(self) -> None:
+        """A file that is a list or a scalar is refused."""
+        self.assertEqual(problem("- sip\n"), ("(top level)", "must be a mapping of sections"))
+        self.assertEqual(problem("hello\n"), ("(top level)", "must be a mapping of sections"))
+
+
+class SecuritySectionTests(SynchronousTestCase):
+    """The lockout thresholds."""
+
+    def test_address_threshold(self) -> None:
+        """lockout_address_failures defaults to ten times a user's; it may not be below lockout_failures."""
+        self.assertEqual(parse_config("{}", "pbx.yml", {}).security.lockout_address_failures, 50)
+        key, why = problem("security: {lockout_failures: 10, lockout_address_failures: 5}\n")
+        self.assertEqual((key, why), ("security.lockout_address_failures", "must not be less than lockout_failures"))

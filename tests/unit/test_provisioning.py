@@ -101,3 +101,26 @@ class ResetTests(SynchronousTestCase):
             self.refused(reset_pin(self.store, self.config, "1002", 6, cheap)),
             "1002's PIN is set in /etc/pbx/pbx.yml: change it there",
         )
+
+
+class PinHashTests(SynchronousTestCase):
+    """A PIN given already hashed in the config (``pin_hash``)."""
+
+    def test_stored_as_given(self) -> None:
+        """The encoding is stored as it is, with nothing to hash; the PIN verifies; --reset-pin refuses it."""
+        from pbx.provisioning import sync_extension
+
+        encoded = cheap("582914")
+        config = parse_config(f'extensions:\n  "1001": {{pin_hash: "{encoded}"}}\n', "/etc/pbx/pbx.yml", {})
+        self.assertNotIn(encoded, repr(config))
+        store = MemoryStore()
+
+        def no_hashing(pin: str) -> str:
+            raise AssertionError("nothing should be hashed")
+
+        [ext] = config.extensions
+        self.assertTrue(self.successResultOf(Deferred.fromCoroutine(
+            sync_extension(store, ext, "pbx.test", lambda n, s: None, b"k" * 32, no_hashing))))
+        self.assertTrue(verify_password("582914", store.extensions["1001"].pin_hash))
+        failure = self.failureResultOf(Deferred.fromCoroutine(reset_pin(store, config, "1001", hasher=cheap)))
+        self.assertIn("PIN is set in /etc/pbx/pbx.yml", str(failure.value))

@@ -20,6 +20,7 @@ from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx import service as service_module
+from pbx.api.limits import LimitedFactory
 from pbx.config import parse_config
 from pbx.errors import StartupError
 from pbx.interfaces import IStartupReport
@@ -127,6 +128,8 @@ class PBXServiceTests(SynchronousTestCase):
         self.events: list[dict[str, Any]] = []
         self.patch(service_module, "open_store", lambda url, reactor: self.store)
         self.patch(service_module, "tune_garbage_collector", lambda: None)
+        # The process's own open files limit is left alone.
+        self.patch(service_module, "raise_descriptor_limit", lambda: (1024, 2048, 4096))
         self.patch(PBXService, "log", Logger(observer=self.events.append))
         # The PBX hashes in its thread pool; here at once and cheaply.
         self.patch(PBXService, "hash_secret", lambda _, secret: succeed(hash_password(secret, iterations=1000)))
@@ -167,6 +170,22 @@ class PBXServiceTests(SynchronousTestCase):
         [event] = self.logged("state directory")
         self.assertEqual(event["state_dir"], self.state_dir)
         self.assertTrue(os.path.isdir(self.state_dir))
+
+    def test_descriptor_limit_shared_out(self) -> None:
+        """The start raises the open files limit, logs it and how it is shared, and the listeners get those caps."""
+        reactor = FakeUDPReactor()
+        pbx = self.start(reactor, "rtp: {ports: 10000-10099}\n")
+        self.successResultOf(pbx.ready)
+        [event] = self.logged("open files limit")
+        self.assertEqual((event["before"], event["now"], event["hard"]), (1024, 2048, 4096))
+        self.assertIn("SIP connections 1820 (455 per address), API connections 64 (32 per address)",
+                      event["budget"])
+        assert pbx.sip is not None
+        self.assertEqual(pbx.sip.core.transports.guard.limits.max_total, 1820)
+        [(_, api_factory, _, _)] = [server for server in reactor.tcpServers if server[0] == 8080]
+        self.assertIsInstance(api_factory, LimitedFactory)
+        self.assertEqual((api_factory.caps.max_total, api_factory.caps.max_per_source), (64, 32))
+        self.assertEqual(api_factory.wrappedFactory.timeOut, 60)
 
     def test_unusable_state_directory_is_one_line(self) -> None:
         """A state directory that cannot be made fails the start with one line naming it."""

@@ -51,6 +51,15 @@ class BuildSwitchTests(SynchronousTestCase):
         assert switch.calls.media is not None
         self.assertEqual(switch.calls.media.codecs, {"pcmu": pcmu})
 
+    def test_defence(self) -> None:
+        """The core and the authenticator share one source defence, whose bans reach the audit trail."""
+        switch = self.build()
+        self.assertIs(switch.core.defence, switch.defence)
+        self.assertIs(switch.authn.defence, switch.defence)
+        switch.defence.offence("192.0.2.7", "scanner")
+        [event] = self.store.audit
+        self.assertEqual((event.kind, event.source, event.detail), ("sip.ban", "192.0.2.7", "scanner; 60s (ban 1)"))
+
     def test_start_and_stop(self) -> None:
         """Starting restores registrations and takes calls; stopping leaves no timer behind."""
         self.store.put_binding(Binding("1001", "sip:1001@192.0.2.1", 3600.0))

@@ -31,6 +31,12 @@ from pbx.provisioning import extension_record
 from pbx.records import AuditEvent, ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import password_problem
+from pbx.validation import (
+    display_name_problem,
+    email_problem,
+    extension_number_problem,
+    pin_format_problem,
+)
 
 Verifier = Callable[[str, str], Deferred[bool]]
 Hasher = Callable[[str], Deferred[str]]
@@ -149,16 +155,23 @@ class PBXApi:
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
             raise APIError(400, "username and password are required strings")
+        if len(username) > 128 or len(password) > 1024:
+            raise APIError(400, "username or password too long")
         ip = self._client(request)
+        # Lockout per credential: every attempt counts against its user name
+        # and, with a much higher threshold, against its address.  A locked
+        # address stops PIN logins only: an administrator is locked by its
+        # own failures, never by users' wrong PINs from the same address
+        # (behind a reverse proxy every client shares one).
+        admin = await self.pbx.store.get_admin(username)
         keys = (("user", username), ("ip", ip))
-        for key in keys:
+        for key in keys[:1] if admin is not None else keys:
             until = self.lockout.locked_until(key)
             if until is not None:
                 wait = max(1, int(until - self.pbx.clock.seconds()))
                 raise APIError(429, "too many failed logins; try later", {b"Retry-After": str(wait).encode()})
         # An administrator, else a user: an extension number with its
         # voicemail PIN, who reaches only that extension's own resources.
-        admin = await self.pbx.store.get_admin(username)
         encoded, role = (admin.password_hash, "admin") if admin is not None else ("", "user")
         if admin is None and _NUMBER.fullmatch(username):
             record = await self.pbx.store.get_extension(username)
@@ -173,8 +186,9 @@ class PBXApi:
             if locked:
                 await self._audit("api.lockout", username, request, f"{locked:.0f}s")
             raise APIError(401, "wrong username or password")
-        for key in keys:
-            self.lockout.record_success(key)
+        # Only the user's own count is forgiven: one good login must not wipe
+        # what its address did under other names.
+        self.lockout.record_success(keys[0])
         token, session = self.tokens.issue(username, role, "" if role == "admin" else username)
         await self._audit("api.login", username, request)
         return json_body(
@@ -185,11 +199,23 @@ class PBXApi:
 
     @app.route("/api/v1/auth/logout", methods=["POST"])
     def logout(self, request: IRequest) -> bytes:
-        """End the session of the token presented."""
-        self._authenticate(request)
+        """End the session of the token presented (an administrator's or a user's own)."""
+        self.authenticate(request)
         token = (request.getHeader(b"authorization") or b"").decode("latin-1").partition(" ")[2].strip()
         self.tokens.revoke(token)
         return json_body(request, 200, {"logged_out": True})
+
+    def revoke_sessions(self, username: str) -> int:
+        """
+        End every session of ``username``: after its secret changed, or it
+        was disabled or deleted.
+
+        :returns: how many sessions ended.
+        """
+        ended = self.tokens.revoke_user(username)
+        if ended:
+            self.log.info("{count} API session(s) of {username!r} ended", count=ended, username=username)
+        return ended
 
     # -- status and documents ---------------------------------------------
 
@@ -286,24 +312,24 @@ class PBXApi:
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise APIError(422, f"unknown field: {unknown[0]}")
-        for name in ("name", "email", "password", "pin", "voicemail_pin", "caller_id", *_FORWARDS):
+        for name in ("password", "pin", "voicemail_pin", *_FORWARDS):
             if name in body and not isinstance(body[name], str):
                 raise APIError(422, f"{name} must be a string")
         for name in ("enabled", "dnd"):
             if name in body and not isinstance(body[name], bool):
                 raise APIError(422, f"{name} must be true or false")
-        for name in ("name", "caller_id"):
-            if len(body.get(name, "")) > 100:
-                raise APIError(422, f"{name} is longer than 100 characters")
+        # The one set of checks the config file uses too (pbx.validation).
+        for name, problem_of in (("name", display_name_problem), ("caller_id", display_name_problem),
+                                 ("email", email_problem)):
+            problem = problem_of(body[name]) if name in body else None
+            if problem is not None:
+                raise APIError(422, f"{name} {problem}")
         for name in _FORWARDS:
             target = body.get(name, "")
-            if target and not _NUMBER.fullmatch(target):
+            if target and extension_number_problem(target):
                 raise APIError(422, f"{name} must be an extension number or empty")
             if target == number:
                 raise APIError(422, f"{name} cannot forward an extension to itself")
-        email = body.get("email", "")
-        if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
-            raise APIError(422, "email is not an email address")
         if "password" in body:
             problem = password_problem(body["password"], username=number)
             if problem:
@@ -312,8 +338,8 @@ class PBXApi:
             raise APIError(422, "give pin or voicemail_pin (its older name), not both")
         pin_field = "pin" if "pin" in body else "voicemail_pin"
         pin = body.get(pin_field)
-        if pin is not None and not re.fullmatch(r"[0-9]{4,12}", pin):
-            raise APIError(422, f"{pin_field} must be 4-12 digits")
+        if pin is not None and pin_format_problem(pin):
+            raise APIError(422, f"{pin_field} {pin_format_problem(pin)}")
         if "voicemail_pin" in body:
             body = {k: v for k, v in body.items() if k != "voicemail_pin"} | {"pin": body["voicemail_pin"]}
         return body
@@ -324,8 +350,8 @@ class PBXApi:
         admin = self._authenticate(request)
         body = read_json(request)
         number = body.get("number")
-        if not isinstance(number, str) or not _NUMBER.fullmatch(number):
-            raise APIError(422, "number must be a string of 2-10 digits")
+        if not isinstance(number, str) or extension_number_problem(number):
+            raise APIError(422, f"number {extension_number_problem(number)}")
         if "password" not in body:
             raise APIError(422, "password is required")
         fields = self._fields(body, number, creating=True)
@@ -367,6 +393,9 @@ class PBXApi:
         record = await self._record(number, fields, previous)
         await self.pbx.store.put_extension(record)
         self.pbx.extension_changed(number)
+        if fields.get("password") or fields.get("pin") or fields.get("enabled") is False:
+            # A token taken with the old secret, or before the disable, dies now.
+            self.revoke_sessions(number)
         await self._audit("api.extension.update", number, request, f"by {admin}: {','.join(sorted(fields))}")
         return json_body(request, 200, self._extension_json(record))
 
@@ -377,6 +406,7 @@ class PBXApi:
         await self._existing(number)
         await self.pbx.store.delete_extension(number)
         self.pbx.extension_deleted(number)
+        self.revoke_sessions(number)
         await self._audit("api.extension.delete", number, request, f"by {admin}")
         request.setResponseCode(204)
         return b""

@@ -10,10 +10,14 @@ from typing import Any
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
+
+from pbx.api.limits import HeaderTimedChannel
+from pbx.validation import MAX_JSON_DEPTH, json_problem
 
 SECURITY_HEADERS = {
     b"X-Content-Type-Options": b"nosniff",
@@ -84,8 +88,9 @@ def read_json(request: IRequest) -> dict[str, Any]:
     """
     The request body as a JSON object.
 
-    :raises APIError: 415 for another content type, 400 for bad JSON or a
-        body that is not an object.
+    :raises APIError: 415 for another content type, 400 for bad JSON, a
+        body that is not an object, one nested too deeply or one holding a
+        lone surrogate (``"\\ud800"`` decodes, but is not text).
     """
     ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
     if ctype != b"application/json":
@@ -95,8 +100,13 @@ def read_json(request: IRequest) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise APIError(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise APIError(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise APIError(400, "the body must be a JSON object")
+    problem = json_problem(value)
+    if problem is not None:
+        raise APIError(400, f"the body {problem}")
     return value
 
 
@@ -162,14 +172,35 @@ class CappedRequest(server.Request):
             transport.loseConnection()
 
 
-def make_site(root: Any, max_body: int) -> server.Site:
-    """A Site serving ``root`` with capped, header-hardened requests."""
+def make_site(
+    root: Any,
+    max_body: int,
+    *,
+    reactor: IReactorTime | None = None,
+    idle_timeout: float = 60.0,
+    header_timeout: float = 20.0,
+) -> server.Site:
+    """
+    A Site serving ``root`` with capped, header-hardened requests.
+
+    :param reactor: for the connections' timeouts.
+    :param idle_timeout: seconds a connection may stay silent.
+    :param header_timeout: seconds a request has to send its head
+        (:class:`~pbx.api.limits.HeaderTimedChannel`).
+    """
 
     class Request(CappedRequest):
         pass
 
+    class Channel(HeaderTimedChannel):
+        pass
+
     Request.max_body = max_body
-    site = server.Site(HardenedResource(root, max_body), requestFactory=Request)
+    Channel.header_timeout = header_timeout
+    site = server.Site(
+        HardenedResource(root, max_body), requestFactory=Request, reactor=reactor, timeout=idle_timeout
+    )
+    site.protocol = Channel  # type: ignore[method-assign,assignment]  # a channel with no HTTP/2 switch
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -231,7 +231,8 @@ class ApplicationCall:
             transaction.respond(make_response(request, 488))
             return
         ok = make_response(request, 200)
-        ok.headers.add("Contact", self.address.contact())
+        dialog = self.a.dialog
+        ok.headers.add("Contact", dialog.contact("pbx") if dialog is not None else self.address.contact())
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = body
         self._reinvites.respond(transaction, ok)

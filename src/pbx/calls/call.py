@@ -402,7 +402,7 @@ class Call:
                 transaction.respond(make_response(request, 488))
                 return
             ok = make_response(request, 200)
-            ok.headers.add("Contact", (self.a.dialog or other_dialog).address.contact())
+            ok.headers.add("Contact", (self.a.dialog or other_dialog).contact("pbx"))
             if self.session_expires and leg == "a":
                 for name, value in self._session_timer_headers():
                     ok.headers.add(name, value)

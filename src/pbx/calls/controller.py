@@ -92,7 +92,8 @@ class CallController:
 
     def __attrs_post_init__(self) -> None:
         self.services = LegServices(
-            sip=SIPSender(self.core), location=Location(self.registrar.contacts, self.local_address),
+            sip=SIPSender(self.core), location=Location(self.registrar.contacts, self.local_address,
+                                                      self.core.transports.connected, self.registrar.outbound),
             clock=self.core.clock, dialogs=self.dialogs, domain=self.config.sip.domain,
         )
         self.routing = Routing(lambda number: self.lookup(number), self.registrar.contacts, self.applications,
@@ -149,8 +150,21 @@ class CallController:
         transaction.respond(make_response(request, 481))
 
     def _failed(self, failure: Any, transaction: ServerTransaction) -> None:
+        """
+        Handling a new INVITE raised: answer 500, and end the call it may
+        have started, so no call stays listed holding its RTP ports.
+        """
         self.log.failure("INVITE handling failed", failure)
-        transaction.respond(make_response(transaction.request, 500))
+        call = self.calls.get(transaction.request.call_id)
+        if isinstance(call, Call) and call.invite is transaction and call.a.waiting:
+            try:
+                call.fail(500)  # answers the caller; the call then ends like any refused one
+                return
+            except Exception:
+                self.log.failure("refusing the failed call {call_id} failed", call_id=call.call_id)
+                self.call_ended(call)
+        if transaction.state in ("trying", "proceeding"):
+            transaction.respond(make_response(transaction.request, 500))
 
     def _cancel(self, transaction: ServerTransaction) -> None:
         """§9.2: a CANCEL matches a pending INVITE server transaction or gets 481."""

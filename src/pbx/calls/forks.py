@@ -84,9 +84,16 @@ def _decline(fork: Fork, response: Response) -> Verdict:
 
 
 def best_failure(forks: list[Fork]) -> int:
-    """§16.7 step 6: the most telling final status of forks that all failed."""
+    """
+    §16.7 step 6: the most telling final status of forks that all failed.
+
+    A 503 is not passed on (§16.7 step 6: it would say pbx itself is out of
+    service); it comes from a phone that could not be reached, such as one
+    whose connection is gone, and the caller hears 480 as for a phone that
+    is not registered.
+    """
     best = min(forks, key=lambda f: (_PREFERENCE.get(f.status, 5), f.status))
-    return best.status
+    return 480 if best.status == 503 else best.status
 
 
 class _ForkInputs(Protocol):

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from pbx.calls.machine import IGNORED, build
 from pbx.calls.signalling import LegServices
 from pbx.sip import timers
-from pbx.sip.dialog import Dialog, LocalAddress
+from pbx.sip.dialog import Dialog, LocalAddress, sips_requested
 from pbx.sip.ids import new_tag
 from pbx.sip.message import Response, make_response
 from pbx.sip.named_timers import NamedTimers
@@ -247,7 +247,7 @@ class InboundLeg:
         """Answer the INVITE (or resend an answer) with our To tag, Contact on 101-299 (§12.1.1)."""
         response = make_response(self.invite.request, status, reason, to_tag=self.tag)
         if 100 < status < 300:
-            response.headers.add("Contact", self.address.contact())
+            response.headers.add("Contact", self.address.contact(sips=sips_requested(self.invite.request)))
         for name, value in extra or []:
             response.headers.add(name, value)
         if body:

@@ -26,6 +26,7 @@ from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
+from pbx.validation import printable
 
 #: How each outcome of unanswered ringing is recorded: (disposition, side, cause or None for the status).
 _UNANSWERED = {
@@ -39,6 +40,9 @@ _UNANSWERED = {
 
 def display_name(name: str) -> str:
     """A quoted display name followed by a space, or '' (RFC 3261 §25.1 quoted-string)."""
+    # A quoted-string holds no CR or LF (RFC 3261 §25.1): a name stored
+    # before the API checked it must not split the header.
+    name = printable(name).strip()
     if not name:
         return ""
     escaped = name.replace("\\", "\\\\").replace('"', '\\"')
@@ -237,7 +241,7 @@ class OutboundCall:
             transaction.respond(make_response(request, 488))
             return
         ok = make_response(request, 200)
-        ok.headers.add("Contact", self.b.dialog.address.contact(self.caller))
+        ok.headers.add("Contact", self.b.dialog.contact(self.caller))
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = body
         self._reinvites.respond(transaction, ok)

@@ -49,9 +49,14 @@ class Location:
 
     contacts: Callable[[str], list[Binding]]
     local_address: Callable[[str], LocalAddress]
+    #: Whether a stream to a peer is open (None: take it as open).
+    connected: Callable[[Peer], bool] | None = None
+    #: Whether a binding asked for RFC 5626 outbound (None: ``ob`` in its Contact).
+    outbound: Callable[[Binding], bool] | None = None
 
-    #: Where a registered phone is reached: the address its REGISTER came from.
-    peer_for = staticmethod(peer_for)
+    def peer_for(self, binding: Binding) -> Peer:
+        """Where a registered phone is reached (:func:`pbx.sip.location.peer_for`)."""
+        return peer_for(binding, self.connected, self.outbound)
 
 
 @frozen

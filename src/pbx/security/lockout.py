@@ -4,6 +4,10 @@ Brute-force lockout with growing delays, shared by SIP digest and API logins.
 Failures are counted per key; callers count each attempt under several keys
 (``("user", "1001")`` and ``("ip", "192.0.2.7")``) so that neither one
 address trying many users nor many addresses trying one user goes unchecked.
+A kind of key may have its own threshold: an address (which a whole office
+behind NAT, or every client behind a reverse proxy, may share) gets a much
+higher one than a user, so one user's wrong PINs lock that user, not everyone
+at the same address.
 
 Pure and timer-free: time comes from the injected clock when a method is
 called, and nothing is scheduled, so there is nothing to cancel.
@@ -12,7 +16,7 @@ called, and nothing is scheduled, so there is nothing to cancel.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from itertools import islice
 
 from attrs import define, field
@@ -58,6 +62,8 @@ class Lockout:
 
     :ivar clock: source of time (``seconds()``).
     :ivar max_failures: failures within ``window`` that trigger a lockout.
+    :ivar thresholds: ``max_failures`` for keys of some kinds (a key's kind
+        is its first item), e.g. ``{"ip": 50}``.
     :ivar window: seconds a failure is remembered.
     :ivar base_delay: seconds of the first lockout.
     :ivar max_delay: longest lockout, in seconds.
@@ -72,6 +78,7 @@ class Lockout:
     max_delay: float = 3600
     max_keys: int = 10_000
     prune_every: int = 1_000
+    thresholds: Mapping[str, int] = field(factory=dict)
     # Insertion order = order of last failure, oldest first.
     _entries: dict[Hashable, _Entry] = field(init=False, factory=dict)
     _calls: int = field(init=False, default=0)
@@ -80,12 +87,16 @@ class Lockout:
     @classmethod
     def from_config(cls, clock: IReactorTime, security: SecurityConfig) -> Lockout:
         """A lockout with the ``security`` section's thresholds and delays."""
+        # The address keys of API logins, phone PIN checks and SIP digest:
+        # a whole office behind NAT shares one.
+        address = security.lockout_address_failures
         return cls(clock, max_failures=security.lockout_failures, window=security.lockout_window,
-                   base_delay=security.lockout_delay, max_delay=security.lockout_max_delay)
+                   base_delay=security.lockout_delay, max_delay=security.lockout_max_delay,
+                   thresholds={"ip": address, "vm-source": address, "sip-ip": address})
 
     def __attrs_post_init__(self) -> None:
-        if self.max_failures < 1:
-            raise ValueError("max_failures must be at least 1")
+        if self.max_failures < 1 or any(n < 1 for n in self.thresholds.values()):
+            raise ValueError("max_failures and thresholds must be at least 1")
         if self.window <= 0 or self.base_delay <= 0:
             raise ValueError("window and base_delay must be positive")
         if self.max_delay < self.base_delay:
@@ -97,6 +108,12 @@ class Lockout:
     def tracked_keys(self) -> int:
         """How many keys are remembered now."""
         return len(self._entries)
+
+    def _limit(self, key: Hashable) -> int:
+        """The failures that lock ``key``: its kind's threshold, else ``max_failures``."""
+        if self.thresholds and isinstance(key, tuple) and key:
+            return self.thresholds.get(key[0], self.max_failures)
+        return self.max_failures
 
     def _delay(self, strikes: int) -> float:
         # Cap the exponent too: 2**strikes must not grow without bound.
@@ -155,13 +172,13 @@ class Lockout:
         if entry is None:
             if len(self._entries) >= self.max_keys:
                 self._make_room(now)
-            entry = _Entry(deque(maxlen=self.max_failures))
+            entry = _Entry(deque(maxlen=self._limit(key)))
         self._entries[key] = entry  # re-inserted: now the most recent
         if now < entry.locked_until:
             return entry.locked_until - now
         self._age_out(entry, now)
         entry.failures.append(now)
-        if len(entry.failures) < self.max_failures:
+        if len(entry.failures) < (entry.failures.maxlen or self.max_failures):
             return 0.0
         entry.failures.clear()
         entry.strikes += 1

@@ -31,6 +31,7 @@ __all__ = [
     "generate_password",
     "generate_pin",
     "hash_password",
+    "is_hash",
     "needs_rehash",
     "password_problem",
     "pin_problem",
@@ -140,6 +141,16 @@ def _decode(encoded: str) -> tuple[int, bytes, bytes] | None:
     if not salt or len(key) != _KEY_BYTES:
         return None
     return iterations, salt, key
+
+
+def is_hash(encoded: str) -> bool:
+    """
+    Tell whether ``encoded`` is a well-formed :func:`hash_password` encoding.
+
+    :param encoded: the candidate (from a config file, say).
+    :returns: whether it decodes.
+    """
+    return _decode(encoded) is not None
 
 
 def verify_password(password: str, encoded: str) -> bool:

@@ -4,8 +4,11 @@ Authenticating SIP requests from extensions (RFC 3261 §22).
 One :class:`RequestAuthenticator` serves the registrar (``401`` with
 ``WWW-Authenticate``, §22.2) and the call controller (``407`` with
 ``Proxy-Authenticate``, §22.3).  Failures count towards a lockout per user
-and per source address, with growing delays, and are written to the audit
-trail.  An unknown user and a wrong password get the same answer.
+and per source address, with growing delays, and towards the source's
+threat score; they are written to the audit trail.  An unknown user and a
+wrong password get the same answer.  Challenges and refusals are sent
+statelessly (§8.2.7), so an unauthenticated request costs one response and
+no memory.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from twisted.logger import Logger
 
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent, ExtensionRecord
+from pbx.security.interfaces import ISourceDefence
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import (
     Credentials,
@@ -48,6 +52,8 @@ class RequestAuthenticator:
     digest: DigestAuthenticator
     lockout: Lockout
     lookup: Callable[[str], Deferred[ExtensionRecord | None]]
+    #: Told of failed authentications (threat scores and bans).
+    defence: ISourceDefence | None = None
     log = Logger()
 
     async def authenticate(self, transaction: ServerTransaction, *, proxy: bool = False) -> ExtensionRecord | None:
@@ -63,7 +69,7 @@ class RequestAuthenticator:
         keys: tuple[Any, ...] = (("sip-ip", source),) + ((("sip-user", user),) if user else ())
         if any(self.lockout.is_locked(k) for k in keys):
             # Locked: refuse without checking, so guessing learns nothing.
-            transaction.respond(make_response(request, 403, to_tag=new_tag()))
+            self.refuse(transaction)
             return None
         if credentials is None:
             self.challenge(transaction, proxy=proxy)
@@ -82,7 +88,7 @@ class RequestAuthenticator:
             self.challenge(transaction, proxy=proxy, stale=True)
             return None
         if verdict is not Verdict.OK or record is None:
-            await self._failure(transaction, credentials.username, keys, proxy)
+            await self._failure(transaction, credentials.username, keys, proxy, known=record is not None)
             return None
         for key in keys:
             self.lockout.record_success(key)
@@ -99,15 +105,35 @@ class RequestAuthenticator:
         return None
 
     def challenge(self, transaction: ServerTransaction, *, proxy: bool = False, stale: bool = False) -> None:
-        """Answer 401 (or 407) with a fresh challenge per algorithm."""
+        """
+        Answer 401 (or 407) with a fresh challenge per algorithm, statelessly
+        (RFC 3261 §8.2.7): the nonce is stateless too, so nothing is kept.
+        """
         response = make_response(transaction.request, 407 if proxy else 401, to_tag=new_tag())
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.digest.challenge(stale=stale):
             response.headers.add(name, value)
-        transaction.respond(response)
+        transaction.respond_statelessly(response)
 
-    async def _failure(self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...], proxy: bool) -> None:
+    def refuse(self, transaction: ServerTransaction) -> None:
+        """
+        Answer 403 to a request from a locked-out user or address, statelessly
+        (§8.2.7); trying while locked out counts as a failure for the source.
+        """
+        self._offence(transaction.peer.host, "auth failure")
+        transaction.respond_statelessly(make_response(transaction.request, 403, to_tag=new_tag()))
+
+    def _offence(self, source: str, kind: str) -> None:
+        if self.defence is not None:
+            self.defence.offence(source, kind)
+
+    async def _failure(
+        self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...], proxy: bool, *, known: bool
+    ) -> None:
         source = transaction.peer.host
+        # An unknown user gets the same answer as a wrong password, but a
+        # source probing for users scores more (pbx.security.defence).
+        self._offence(source, "auth failure" if known else "unknown user")
         delay = self.lockout.record_failures(keys, what="SIP digest", who=username, source=source)
         now = self.clock.seconds()
         await self.store.add_audit(AuditEvent(now, "sip.auth.failure", username, source, transaction.request.method))

@@ -1,7 +1,9 @@
 """
 The SIP core: where bytes from every transport become requests and
 responses, are checked (RFC 3261 §8.2, §18.2.1), pass through the
-transaction layer, and reach the method's handler.
+transaction layer, and reach the method's handler.  Before any parsing, the
+source defence may drop a message (a banned source, or one over its rate);
+malformed messages and scanners' requests count against their source.
 
 Handlers are registered per method (REGISTER goes to the registrar, later
 INVITE to the call controller); OPTIONS is answered here.
@@ -17,8 +19,11 @@ from attrs import define, field
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pbx.security.defence import is_scanner
+from pbx.security.interfaces import ISourceDefence
 from pbx.sip.expiry import ExpiringMap
 from pbx.sip.ids import new_tag
+from pbx.sip.location import DEFAULT_PORTS
 from pbx.sip.message import (
     MalformedMessage,
     Request,
@@ -99,7 +104,9 @@ class SIPCore:
     allow_events: list[str] = field(factory=list)
     transports: Transports = field(init=False)
     transactions: TransactionLayer = field(init=False)
-    stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0})
+    #: Screens every message before it is parsed, and hears of misbehaviour.
+    defence: ISourceDefence | None = None
+    stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0, "limited": 0})
     # RFC 3261 §8.2.2.2: (From tag, Call-ID, CSeq) of requests without a To
     # tag, to spot the same request arriving by another path.
     _merge: ExpiringMap[tuple[str, str, int, str], str] = field(init=False)
@@ -108,6 +115,7 @@ class SIPCore:
     def __attrs_post_init__(self) -> None:
         self.transports = Transports(self.receive, self.clock)
         self.transactions = TransactionLayer(self.clock, self._send, self, send_bytes=self.transports.send_bytes)
+        self.transports.unreachable = self.transactions.unreachable
         self._merge = ExpiringMap(self.clock)
 
     @property
@@ -115,16 +123,20 @@ class SIPCore:
         """The Allow header value: the methods we handle."""
         return ", ".join(sorted({"OPTIONS", "ACK", *self.handlers}))
 
-    def _send(self, message: Request | Response, peer: Peer) -> None:
+    def _send(self, message: Request | Response, peer: Peer) -> bool:
         if isinstance(message, Response):
             message.headers.set("Server", self.user_agent)
-        self.transports.send(message, peer)
+        return self.transports.send(message, peer)
 
     # -- from the transports ----------------------------------------------
 
     def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
         """One message's bytes from a transport."""
         self.stats["received"] += 1
+        if self.defence is not None and not self.defence.admit(data, peer.host):
+            # Banned or over its rate: dropped before any parsing, unanswered.
+            self.stats["limited"] += 1
+            return
         try:
             message = parse_message(data, stream=stream)
         except MalformedMessage as e:
@@ -136,16 +148,45 @@ class SIPCore:
         try:
             stamp_via(message, peer)
             reply_to = response_peer(message, peer)
+            if stream:
+                self._note_alias(message, peer)
         except SIPParseError as e:
             self._malformed(MalformedMessage(e.reason, message), peer)
             return
-        if self._reject(message, reply_to):
+        if self._scanner(message, peer) or self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
+
+    def _scanner(self, request: Request, peer: Peer) -> bool:
+        """A request from a known SIP scanner bans its source; it is dropped unanswered."""
+        agent = request.headers.get("User-Agent")
+        if self.defence is None or not agent or not is_scanner(agent):
+            return False
+        return bool(self.defence.offence(peer.host, "scanner"))
+
+    def _note_alias(self, request: Request, peer: Peer) -> None:
+        """
+        RFC 5923 §5: a Via with ``alias`` offers the connection for requests
+        to its sent-by address too (the phone's listening address, which
+        its Contact names), but only ever for addresses on the host the
+        connection comes from.
+        """
+        via = request.top_via
+        if "alias" not in via.params or via.transport.lower() != peer.transport:
+            return
+        if _unbracket(via.host).lower() != peer.host.lower():
+            # Without the mutual TLS authentication §6 asks for, only an
+            # address on the connection's own host is believed.
+            return
+        port = via.port or DEFAULT_PORTS.get(peer.transport, 5060)
+        self.transports.alias(Peer(peer.transport, _unbracket(via.host), port), peer)
 
     def _malformed(self, error: MalformedMessage, peer: Peer) -> None:
         """§8.2: 400 (or 505) when we can address a response; else drop."""
         self.stats["bad"] += 1
+        if self.defence is not None and self.defence.offence(peer.host, "malformed"):
+            self.stats["dropped"] += 1
+            return
         request = error.request
         if request is None or request.method == "ACK":
             self.stats["dropped"] += 1

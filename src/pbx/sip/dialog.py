@@ -37,11 +37,25 @@ class LocalAddress:
         """A Via value for a request we send (with rport, RFC 3581 §3)."""
         return f"SIP/2.0/{self.transport.upper()} {self.hostport};branch={branch or new_branch()};rport"
 
-    def contact(self, user: str = "pbx") -> str:
-        """Our Contact header value."""
+    def contact(self, user: str = "pbx", *, sips: bool = False) -> str:
+        """
+        Our Contact header value: the one rule every Contact pbx sends follows.
+
+        A ``sips:`` URI only when the peer asked for SIPS (``sips``, see
+        :func:`sips_requested`) and we are on TLS: RFC 3261 §8.1.1.8 and
+        §12.1.1 require it then.  A SIPS URI means TLS on every hop
+        (RFC 5630), which a phone that registered or called with ``sip:``
+        over TLS did not ask for, and baresip 1.0 sends no ACK or BYE to one.
+        Otherwise ``sip:`` with ``;transport=tcp`` or ``;transport=tls``
+        (RFC 3261 §19.1.1), which phones on those transports accept.
+
+        :param user: the user part.
+        :param sips: whether the peer asked for SIPS.
+        """
+        if sips and self.transport == "tls":
+            return f"<sips:{user}@{self.hostport}>"
         suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        scheme = "sips" if self.transport == "tls" else "sip"
-        return f"<{scheme}:{user}@{self.hostport}{suffix}>"
+        return f"<sip:{user}@{self.hostport}{suffix}>"
 
 
 @define(eq=False)
@@ -55,6 +69,8 @@ class Dialog:
     :ivar route_set: Record-Route values in the order requests use them.
     :ivar peer: where requests for this dialog go.
     :ivar address: our address on the peer's transport.
+    :ivar sips: whether the dialog is secure (RFC 3261 §12.1.1, §12.1.2):
+        our Contact in it is then a ``sips:`` URI.
     """
 
     call_id: str
@@ -67,6 +83,7 @@ class Dialog:
     remote_seq: int | None = None
     route_set: list[str] = field(factory=list)
     contact_user: str = "pbx"
+    sips: bool = False
 
     @property
     def local_tag(self) -> str:
@@ -98,6 +115,7 @@ class Dialog:
             remote_seq=request.cseq.number,
             # §12.1.1: the route set is the Record-Route list, in order.
             route_set=[str(r) for r in request.record_routes],
+            sips=sips_requested(request),
         )
 
     @classmethod
@@ -115,6 +133,8 @@ class Dialog:
             remote_seq=None,
             # §12.1.2: the route set is the Record-Route list, reversed.
             route_set=[str(r) for r in reversed(response.record_routes)],
+            # §12.1.2: secure when the request went to a SIPS URI.
+            sips=request.uri.scheme == "sips",
         )
 
     def update_target(self, message: Request | Response) -> None:
@@ -138,6 +158,10 @@ class Dialog:
             self.remote_seq = number
         return True
 
+    def contact(self, user: str | None = None) -> str:
+        """Our Contact in this dialog (requests and responses alike)."""
+        return self.address.contact(user or self.contact_user, sips=self.sips)
+
     def request(self, method: str, *, body: bytes = b"", content_type: str | None = None,
                 cseq: int | None = None, branch: str | None = None) -> Request:
         """
@@ -159,10 +183,28 @@ class Dialog:
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{cseq} {method}")
         if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"):
-            headers.add("Contact", self.address.contact(self.contact_user))
+            headers.add("Contact", self.contact())
         if content_type is not None:
             headers.add("Content-Type", content_type)
         return Request(method, self.remote_target, headers, body)
+
+
+def sips_requested(request: Request) -> bool:
+    """
+    Whether our Contact in answer to ``request`` must be a SIPS URI: its
+    Request-URI is one (§8.1.1.8), or the top Record-Route is, or, with no
+    Record-Route, its Contact is (§12.1.1).
+    """
+    if request.uri.scheme == "sips":
+        return True
+    try:
+        routes = request.record_routes
+        if routes:
+            return routes[0].uri.scheme == "sips"
+        contacts = request.contacts
+    except SIPParseError:
+        return False
+    return bool(contacts) and contacts[0].uri.scheme == "sips"
 
 
 def top_via(request: Request) -> Via:
@@ -189,7 +231,8 @@ def new_invite(
     headers.add("To", to)
     headers.add("Call-ID", new_call_id(address.host))
     headers.add("CSeq", "1 INVITE")
-    headers.add("Contact", address.contact(contact_user))
+    # §8.1.1.8: a SIPS Request-URI needs a SIPS Contact.
+    headers.add("Contact", address.contact(contact_user, sips=target.scheme == "sips"))
     headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK")
     headers.add("Supported", "timer")
     for name, value in extra or []:

@@ -292,7 +292,7 @@ class EventServer:
         """The 200 to SUBSCRIBE: our tag, the granted duration and Contact (§4.2.1.1)."""
         response = make_response(request, 200, to_tag=dialog.local_tag)
         response.headers.add("Expires", str(expires))
-        response.headers.add("Contact", dialog.address.contact(dialog.contact_user))
+        response.headers.add("Contact", dialog.contact())
         response.headers.add("Allow-Events", ", ".join(self.packages))  # §4.4.4
         return response
 
@@ -466,7 +466,7 @@ class EventServer:
         headers.add("To", aor)
         headers.add("Call-ID", new_call_id(address.host))
         headers.add("CSeq", "1 NOTIFY")
-        headers.add("Contact", address.contact())
+        headers.add("Contact", address.contact(sips=target.scheme == "sips"))
         headers.add("Event", package.event)
         headers.add("Subscription-State", "active")
         headers.add("Content-Type", package.content_type)

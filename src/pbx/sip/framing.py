@@ -65,6 +65,11 @@ class StreamFramer:
     _scanned: int = field(default=0, init=False)
     _pending: int | None = field(default=None, init=False)
 
+    @property
+    def buffered(self) -> int:
+        """Octets held: the start of a message not yet complete."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes | KeepAlive]:
         """
         Add received bytes.

@@ -25,6 +25,7 @@ from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.headers import NameAddr
 from pbx.sip.ids import new_tag
+from pbx.sip.location import has_ob
 from pbx.sip.message import Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import ServerTransaction
 from pbx.store.writebehind import BindingWriter
@@ -52,6 +53,9 @@ class Registrar:
     #: Batches binding writes; None writes each change at once.
     writer: BindingWriter | None = None
     bindings: dict[str, dict[str, Binding]] = field(factory=dict)
+    #: (AOR, contact) of bindings registered with RFC 5626 outbound; kept in
+    #: memory only: after a restart their flows are gone anyway.
+    _outbound: set[tuple[str, str]] = field(factory=set)
     _sweeper: LoopingCall | None = None
     log = Logger()
 
@@ -93,6 +97,7 @@ class Registrar:
                 dropped += 1
             if not contacts:
                 del self.bindings[aor]
+        self._outbound = {k for k in self._outbound if k[1] in self.bindings.get(k[0], {})}
         await self.store.expire_bindings(now)
         return dropped
 
@@ -105,6 +110,14 @@ class Registrar:
     def forget(self, aor: str) -> None:
         """Drop an AOR's bindings from memory (the extension was deleted)."""
         self.bindings.pop(aor, None)
+
+    def outbound(self, binding: Binding) -> bool:
+        """
+        Whether ``binding``'s phone asked for RFC 5626 outbound: requests go
+        on its flow or nowhere.  Its REGISTER carried ``reg-id`` and
+        ``+sip.instance`` on the Contact (§4.2.1), or the Contact URI has ``ob``.
+        """
+        return (binding.aor, binding.contact) in self._outbound or has_ob(binding)
 
     # -- REGISTER ----------------------------------------------------------
 
@@ -143,7 +156,7 @@ class Registrar:
         """
         if self.authn.lockout.is_locked(("sip-user", aor)):
             # The AOR's user is locked out: refuse before any challenge.
-            transaction.respond(make_response(transaction.request, 403, "Forbidden", to_tag=new_tag()))
+            self.authn.refuse(transaction)
             return None
         record = await self.authn.authenticate(transaction)
         if record is None:
@@ -192,6 +205,10 @@ class Registrar:
                     await self._delete(aor, key)
                 continue
             q = _q(contact)
+            if transport != "udp" and "reg-id" in contact.params and "+sip.instance" in contact.params:
+                self._outbound.add((aor, key))
+            else:
+                self._outbound.discard((aor, key))
             binding = Binding(aor, key, now + expires, transport, source, user_agent, call_id, cseq, q, now)
             current[key] = binding
             await self._put(binding)

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Factory
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from pbx.config import ListenSpec, TLSConfig
 from pbx.errors import ListenError
@@ -31,6 +32,8 @@ from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory, Transports
 __all__ = [
     "UDP_RECEIVE_BUFFER",
     "LocalAddresses",
+    "STREAM_BACKLOG",
+    "RefusingTLSFactory",
     "SIPListener",
     "ServerTLS",
     "StreamConnector",
@@ -41,6 +44,12 @@ __all__ = [
 #: UDP receive buffer asked for (the kernel caps it at net.core.rmem_max):
 #: room for a burst of requests while the reactor is busy.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
+#: Pending TCP and TLS connections the kernel queues for accept: phones
+#: reconnect in bursts after an outage, and a short queue drops them (the
+#: kernel caps it at net.core.somaxconn).  What is accepted is then held to
+#: the limits of :mod:`pbx.sip.connections`.
+STREAM_BACKLOG = 1024
 
 _WILDCARDS = ("", "0.0.0.0", "::")
 
@@ -171,11 +180,14 @@ class SIPListener(Service):
             return port
         if spec.transport == "tcp":
             return self._reactor.listenTCP(
-                spec.port, SIPStreamFactory(transports, "tcp"), interface=spec.interface
+                spec.port, SIPStreamFactory(transports, "tcp"), backlog=STREAM_BACKLOG, interface=spec.interface
             )
-        return self._reactor.listenSSL(
-            spec.port, SIPStreamFactory(transports, "tls"), self._tls.context(), interface=spec.interface
+        # listenSSL would wrap the factory in a TLSMemoryBIOFactory, which
+        # cannot refuse a connection; this one can, before any TLS state.
+        factory = RefusingTLSFactory(
+            self._tls.context(), False, SIPStreamFactory(transports, "tls"), clock=self._reactor
         )
+        return self._reactor.listenTCP(spec.port, factory, backlog=STREAM_BACKLOG, interface=spec.interface)
 
     def stopService(self) -> Deferred[None]:  # noqa: N802 - twisted API
         """Close the socket (if it opened)."""
@@ -185,6 +197,22 @@ class SIPListener(Service):
             return succeed(None)
         stopped = maybeDeferred(port.stopListening)
         return stopped.addCallback(lambda _: None)
+
+
+class RefusingTLSFactory(TLSMemoryBIOFactory):
+    """
+    TLS over a factory whose ``buildProtocol`` may return None: the
+    connection is then closed as soon as it is accepted, with no handshake.
+    """
+
+    noisy = False
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802 - twisted API
+        """The TLS protocol around the inner one, or None if the inner factory refused."""
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        return self.protocol(self, inner)
 
 
 @define(eq=False)

@@ -29,11 +29,19 @@ from pbx.sip.named_timers import NamedTimers
 
 @frozen
 class Peer:
-    """Where a message came from or goes to: transport and address."""
+    """
+    Where a message came from or goes to: transport and address.
+
+    :ivar flow: the address is the far end of a connection the peer opened
+        (an RFC 5626 §3 flow): its port is ephemeral, so a request to it
+        goes on that connection or not at all.  Not part of equality: the
+        connection is found by address alone.
+    """
 
     transport: str  # "udp", "tcp" or "tls"
     host: str
     port: int
+    flow: bool = field(default=False, eq=False)
 
     @property
     def reliable(self) -> bool:
@@ -45,7 +53,8 @@ class Peer:
         return f"{self.transport}:{host}:{self.port}"
 
 
-Sender = Callable[[Request | Response, Peer], None]
+#: Sends a message; False when it could not go (no connection, no socket).
+Sender = Callable[[Request | Response, Peer], bool | None]
 
 
 class TransactionUser(Protocol):
@@ -74,6 +83,14 @@ def server_key(request: Request) -> tuple[Any, ...]:
     return ("2543", request.call_id, request.from_.tag, request.cseq.number, str(via), method)
 
 
+def _unauthenticated(request: Request) -> bool:
+    """A request outside any dialog (no To tag) and without credentials (§22)."""
+    if request.to.tag:
+        return False
+    headers = request.headers
+    return not (headers.get("Proxy-Authorization") or headers.get("Authorization"))
+
+
 def client_key(message: Request | Response) -> tuple[str, str]:
     """RFC 3261 §17.1.3: a response matches by top Via branch and CSeq method."""
     return (message.top_via.branch or "", message.cseq.method)
@@ -99,10 +116,23 @@ class ServerTransaction:
     def __attrs_post_init__(self) -> None:
         self._timers = NamedTimers(self.layer.clock)
         if self.invite:
-            # §17.2.1: the INVITE transaction starts in Proceeding; a 100 is
-            # sent unless the TU answers first (we send it at once: the TU
-            # of a B2BUA rarely answers within 200 ms).
+            # §17.2.1: the INVITE transaction starts in Proceeding, and a
+            # 100 is sent unless the TU answers within 200 ms.
             self.state = "proceeding"
+            if not _unauthenticated(self.request):
+                self.trying()
+
+    def trying(self) -> None:
+        """
+        §17.2.1: send 100 (Trying) unless the TU has already answered.
+
+        Sent at once for most INVITEs (the TU of a B2BUA rarely answers
+        within 200 ms).  A new INVITE without credentials is usually
+        challenged at once and statelessly (§8.2.7: a stateless UAS sends
+        no 1xx), so its 100 waits until the TU has seen it: the layer calls
+        this again then, and the 100 goes only if nothing else did.
+        """
+        if self.invite and self.state == "proceeding" and self.last_response is None:
             self.respond(make_response(self.request, 100))
 
     @property
@@ -151,6 +181,24 @@ class ServerTransaction:
         else:
             self._timers.start("J", 0 if self.peer.reliable else timers.TIMER_J, self._terminate)
 
+    def respond_statelessly(self, response: Response) -> None:
+        """
+        Send a final response once and forget the transaction: no timers,
+        no retransmissions, nothing kept for retransmitted requests.
+
+        RFC 3261 §8.2.7: a stateless UAS answers each copy of a request
+        anew, and that is how unauthenticated requests should be challenged;
+        §17.2.1's retransmissions of a final response would make every
+        unacknowledged INVITE from a spoofed source an amplifier.  A
+        retransmitted request gets one fresh answer, so there is never more
+        than one response per request received.
+        """
+        if self.state in ("completed", "confirmed", "terminated", "accepted"):
+            return
+        self.last_response = response
+        self._send(response)
+        self._terminate()
+
     def _send(self, response: Response) -> None:
         self.layer.send(response, self.peer)
 
@@ -193,7 +241,8 @@ class ClientTransaction:
     """
     An INVITE (§17.1.1, RFC 6026 §7.2) or non-INVITE (§17.1.2) client
     transaction.  ``on_response`` gets every response the TU must see; a
-    timeout or transport failure is delivered as a synthetic 408.
+    timeout is delivered as a synthetic 408, a request that could not be
+    sent as a synthetic 503.
     """
 
     layer: TransactionLayer
@@ -210,7 +259,9 @@ class ClientTransaction:
         self._timers = NamedTimers(self.layer.clock)
         self.key = client_key(self.request)
         self.state = "calling" if self.invite else "trying"
-        self.layer.send(self.request, self.peer)
+        if self.layer.send(self.request, self.peer) is False:
+            self.transport_error()
+            return
         # Timer A/B for INVITE, E/F for non-INVITE: same values (§17.1.2.2).
         if not self.peer.reliable:
             self._timers.start("A", timers.T1, self._retransmit)
@@ -230,6 +281,21 @@ class ClientTransaction:
         else:
             self._interval = timers.T2  # §17.1.2.2: Proceeding retransmits every T2
         self._timers.start("A", self._interval, self._retransmit)
+
+    def transport_error(self) -> None:
+        """
+        §17.1.1.2, §17.1.2.2: the request could not be delivered; the
+        transaction ends and the TU sees 503 (§8.1.3.1), on the next turn of
+        the clock so the TU has the transaction in hand first.
+        """
+        if self.state in ("calling", "trying", "proceeding"):
+            self._timers.stop("A")
+            self._timers.start("B", 0, self._transport_failed)
+
+    def _transport_failed(self) -> None:
+        if self.state in ("calling", "trying", "proceeding"):
+            self._terminate()
+            self.on_response(make_response(self.request, 503, "Service Unavailable"))
 
     def _timeout(self) -> None:
         if self.state in ("calling", "trying", "proceeding"):
@@ -342,6 +408,7 @@ class TransactionLayer:
         txn = ServerTransaction(self, request, peer, key)
         self._server[key] = txn
         self.tu.request_received(txn)
+        txn.trying()
 
     def response_received(self, response: Response, peer: Peer) -> None:
         """A response from the transport; unmatched ones are dropped (§18.1.2)."""
@@ -356,6 +423,11 @@ class TransactionLayer:
         txn = ClientTransaction(self, request, peer, on_response)
         self._client[txn.key] = txn
         return txn
+
+    def unreachable(self, peer: Peer) -> None:
+        """No connection to ``peer`` could be opened: its client transactions fail (§17.1.4)."""
+        for txn in [t for t in self._client.values() if t.peer == peer]:
+            txn.transport_error()
 
     def find_invite(self, cancel: Request) -> ServerTransaction | None:
         """§9.2: the INVITE server transaction a CANCEL refers to."""

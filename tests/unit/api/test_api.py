@@ -151,7 +151,7 @@ class AuthTests(APITestCase):
         self.assertEqual(
             [(e["log_level"].name, formatEvent(e)) for e in events],
             [("warn", "API login lockout: 'admin' from 127.0.0.1 locked out for 30 s"
-                      " (too many failures by user and ip)")],
+                      " (too many failures by user)")],
         )
 
     def test_login_bad_input(self) -> None:
@@ -299,6 +299,57 @@ class ExtensionTests(APITestCase):
         self.assertEqual(self.pbx.deleted, ["2001"])
         self.assertEqual(self.call("GET", "/api/v1/extensions/2001", token=token)[0], 404)
         self.assertEqual(self.call("DELETE", "/api/v1/extensions/2001", token=token)[0], 404)
+
+
+class HostileInputTests(APITestCase):
+    """Input built to hurt gets a 4xx JSON answer naming the problem, never a 500."""
+
+    def post_raw(self, path: str, raw: bytes, token: str | None = None) -> tuple[int, Any]:
+        status, body, _ = self.call("POST", path, raw=raw, token=token,
+                                    headers={"Content-Type": "application/json"})
+        return status, body
+
+    def test_nested_json(self) -> None:
+        """Deeply nested JSON is 400, on the login (no token needed) as on any route."""
+        deep = b'{"username": ' + b"[" * 500 + b"]" * 500 + b"}"
+        self.assertEqual(self.post_raw("/api/v1/auth/login", deep),
+                         (400, {"error": "the body is nested deeper than 16 levels"}))
+        very_deep = b"[" * 2040  # beyond Python's recursion limit
+        self.assertEqual(self.post_raw("/api/v1/auth/login", very_deep),
+                         (400, {"error": "the body is nested deeper than 16 levels"}))
+        token = self.login()
+        self.assertEqual(self.post_raw("/api/v1/extensions", deep, token)[0], 400)
+
+    def test_lone_surrogate(self) -> None:
+        """A lone surrogate escape in a name or a login is 400."""
+        token = self.login()
+        raw = b'{"number": "2001", "password": "Str0ng-enough-pw", "name": "\\ud800"}'
+        self.assertEqual(self.post_raw("/api/v1/extensions", raw, token),
+                         (400, {"error": "the body holds a lone surrogate (not valid Unicode text)"}))
+        self.assertEqual(self.post_raw("/api/v1/auth/login", b'{"username": "\\udc00", "password": "x"}')[0], 400)
+        self.assertNotIn("2001", self.store.extensions)
+
+    def test_line_break_in_name_or_caller_id(self) -> None:
+        """A CR/LF in a name or caller ID is 422 naming the field, on create and on change."""
+        token = self.login()
+        body = {"number": "2001", "password": "Str0ng-enough-pw", "name": "Eve\r\nX-Evil: 1"}
+        self.assertEqual(self.call("POST", "/api/v1/extensions", body, token=token)[:2],
+                         (422, {"error": "name holds a line break"}))
+        self.call("POST", "/api/v1/extensions", {"number": "2001", "password": "Str0ng-enough-pw"}, token=token)
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"caller_id": "a\nb"}, token=token)[:2],
+                         (422, {"error": "caller_id holds a line break"}))
+        self.assertEqual(self.call("PATCH", "/api/v1/extensions/2001", {"name": "\u202eevil"}, token=token)[:2],
+                         (422, {"error": "name holds the direction control U+202E"}))
+        self.assertEqual(self.store.extensions["2001"].name, "")
+
+    def test_long_email(self) -> None:
+        """An e-mail address is at most 254 characters (RFC 5321), not 900 KB."""
+        token = self.login()
+        email = "a" * 900 + "@example.com"
+        self.assertEqual(self.call("POST", "/api/v1/extensions",
+                                   {"number": "2001", "password": "Str0ng-enough-pw", "email": email},
+                                   token=token)[:2],
+                         (422, {"error": "email is longer than 254 characters"}))
 
 
 class ListingTests(APITestCase):
@@ -454,6 +505,79 @@ class MountTests(APITestCase):
         for _ in range(3):
             self.assertEqual(self.user_login(pin="000000")[0], 401)
         self.assertEqual(self.user_login()[0], 429)
+
+    def test_user_logs_out(self) -> None:
+        """A user may log out its own token; it then opens nothing."""
+        token = self.user_login()[1]["token"]
+        self.assertEqual(self.call("POST", "/api/v1/auth/logout", token=token)[:2], (200, {"logged_out": True}))
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=token)[0], 401)
+
+    def test_sessions_end_when_secret_changes_or_extension_goes(self) -> None:
+        """A user's tokens die when the admin changes its PIN or password, disables or deletes it; the admin's live on."""
+        admin = self.login()
+        changes: list[tuple[str, dict[str, Any] | None]] = [
+            ("PATCH", {"pin": "739146"}),
+            ("PATCH", {"password": "An0ther-long-secret"}),
+            ("PATCH", {"enabled": False}),
+            ("DELETE", None),
+        ]
+        for method, body in changes:
+            self.store.extensions["1001"] = ExtensionRecord("1001", pin_hash=hash_password("482913", iterations=1000))
+            user = self.user_login()[1]["token"]
+            other = self.user_login()[1]["token"]
+            self.assertEqual(self.call(method, "/api/v1/extensions/1001", body, token=admin)[0] // 100, 2)
+            for token in (user, other):
+                self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=token)[0], 401, body)
+        self.assertEqual(self.call("GET", "/api/v1/status", token=admin)[0], 200)
+
+    def test_other_changes_keep_sessions(self) -> None:
+        """A change that touches no secret (a name, do-not-disturb) keeps the user's session."""
+        admin = self.login()
+        user = self.user_login()[1]["token"]
+        self.call("PATCH", "/api/v1/extensions/1001", {"name": "Alice", "dnd": True}, token=admin)
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=user)[0], 200)
+
+    def test_credentials_changed_ends_sessions(self) -> None:
+        """IPBX.credentials_changed (a feature changed a PIN) ends that user's sessions only."""
+        user = self.user_login()[1]["token"]
+        admin = self.login()
+        self.pbx.credentials_changed("1001")
+        self.assertEqual(self.call("GET", "/api/v1/things/1001/things", token=user)[0], 401)
+        self.assertEqual(self.call("GET", "/api/v1/status", token=admin)[0], 200)
+
+    def test_user_pins_do_not_lock_the_admin(self) -> None:
+        """Five wrong PINs for a user from 127.0.0.1 lock that user only: the admin and other users still log in."""
+        self.store.extensions["1002"] = ExtensionRecord("1002", pin_hash=hash_password("560391", iterations=1000))
+        for _ in range(5):
+            self.user_login(pin="000000")
+        self.assertEqual(self.user_login()[0], 429)
+        self.assertEqual(self.user_login("1002", "560391")[0], 200)
+        self.login()
+
+    def test_address_threshold(self) -> None:
+        """An address guessing many users' PINs is locked out of PIN logins at its own, higher threshold; never the admin."""
+        for i in range(50):
+            self.assertEqual(self.user_login(f"{2000 + i}", "000000")[0], 401)
+        self.assertEqual(self.user_login()[0], 429)
+        self.login()
+        self.clock.advance(31)
+        self.assertEqual(self.user_login()[0], 200)
+
+    def test_admin_failures_lock_the_admin(self) -> None:
+        """An administrator's own wrong passwords lock it, not the users at the same address."""
+        for _ in range(3):
+            self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong-password1"})
+        self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW})[0], 429)
+        self.assertEqual(self.user_login()[0], 200)
+
+    def test_login_with_pin_not_hashed_yet(self) -> None:
+        """A PIN still waiting for its hash (fresh start) logs in at once; a wrong one does not."""
+        self.api = PBXApi(self.pbx, self.pbx.verify_secret, fast_hash)
+        self.pbx.api = self.api
+        self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
+        self.store.extensions["1005"] = ExtensionRecord("1005", pin_hash=self.pbx.hold_pin("571946"))
+        self.assertEqual(self.user_login("1005", "000000")[0], 401)
+        self.assertEqual(self.user_login("1005", "571946")[0], 200)
 
     def test_unknown_feature_and_bare_name_are_404(self) -> None:
         """Nothing is mounted at other names; the name alone is no resource."""

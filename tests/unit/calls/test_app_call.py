@@ -45,7 +45,7 @@ class AnswerTests(AppCallTestCase):
     def test_answer(self) -> None:
         """*43 gets 407, then 200 whose SDP offers the caller's first shared codec and telephone-event at a bound RTP port."""
         invite, leg = self.caller.invite("*43", authenticate=False)
-        self.caller.expect(100, 407)
+        self.caller.expect(407)
         invite, leg, ok = self.dial("*43")
         self.assertEqual(ok.headers.get("Content-Type"), "application/sdp")
         self.assertTrue(ok.to.tag)

@@ -36,10 +36,9 @@ class CallSetupTests(CallTestCase):
     """Authenticating the caller and forking the INVITE."""
 
     def test_challenge(self) -> None:
-        """An INVITE without credentials gets 100 and then 407 with a Digest challenge; nobody rings."""
+        """An INVITE without credentials gets one 407 with a Digest challenge and no 100; nobody rings."""
         self.caller.invite(authenticate=False)
-        trying, challenge = self.caller.expect(100, 407)
-        self.assertIsNone(trying.to.tag)
+        challenge = self.caller.expect_one(407)
         self.assertTrue(challenge.to.tag)
         header = challenge.headers.get("Proxy-Authenticate") or ""
         self.assertTrue(header.startswith("Digest "))
@@ -49,10 +48,12 @@ class CallSetupTests(CallTestCase):
         self.assertEqual(self.allocator.in_use, 0)
 
     def test_wrong_password(self) -> None:
-        """Credentials with a wrong password get a fresh 407 and an audit event; nobody rings."""
+        """Credentials with a wrong password get a fresh 407 (once) and an audit event; nobody rings."""
         self.caller.password = "Wrong-pass-1001"
         self.caller.invite()
         self.caller.expect(100, 407)
+        self.clock.advance(40)
+        self.caller.expect()
         self.assertEqual([e.kind for e in self.store.audit], ["sip.auth.failure"])
         self.quiet(self.callee)
         self.assertEqual(self.allocator.in_use, 0)
@@ -115,6 +116,34 @@ class CallSetupTests(CallTestCase):
         self.quiet(self.callee)
         self.assertEqual(self.records()["a"].disposition, "FAILED")
         self.assertEqual(self.allocator.in_use, 0)
+
+
+class BrokenInputTests(CallTestCase):
+    """Values that would break a header, and failures inside the controller, leave nothing behind."""
+
+    def test_line_break_in_stored_name(self) -> None:
+        """A name stored with a CR/LF (before the API checked names) rings the callee with the line break blanked."""
+        self.store.extensions["1001"] = attrs.evolve(self.store.extensions["1001"], name="Eve\r\nX-Evil: 1")
+        invite, leg, [forked] = self.ring()
+        self.assertEqual(forked.from_.display_name, "Eve  X-Evil: 1")
+        self.assertIsNone(forked.headers.get("X-Evil"))
+        self.abandon(invite)
+
+    def test_failure_while_ringing_leaves_no_call(self) -> None:
+        """An error while building the forked INVITE answers 500, and the call and its RTP ports are gone."""
+        import pbx.calls.call
+
+        def broken(**_: object) -> Request:
+            raise ValueError("header values must not contain CR or LF")
+
+        self.patch(pbx.calls.call, "new_invite", broken)
+        invite, leg = self.caller.invite()
+        trying, failed = self.caller.expect(100, 500)
+        self.caller.ack_failure(invite, failed)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(self.controller.calls, {})
+        self.assertEqual(self.allocator.in_use, 0)
+        self.assertEqual(self.records()["a"].disposition, "FAILED")
 
 
 class AnswerTests(CallTestCase):
@@ -426,7 +455,7 @@ class FailureTests(CallTestCase):
     def test_cancel_unknown(self) -> None:
         """A CANCEL matching no INVITE gets 481."""
         invite, leg = self.caller.invite(authenticate=False)
-        self.caller.expect(100, 407)
+        self.caller.expect(407)
         stray = Leg("nowhere@192.0.2.11", leg.local, leg.remote, leg.target, 1)
         self.caller.send(self.caller.request_to("CANCEL", leg.target, stray, cseq=1))
         self.caller.expect(481)
@@ -762,7 +791,7 @@ class InDialogTests(CallTestCase):
     def test_no_dialog_without_tag(self) -> None:
         """An in-dialog method without a To tag gets 481."""
         invite, leg = self.caller.invite(authenticate=False)
-        self.caller.expect(100, 407)
+        self.caller.expect(407)
         self.caller.send(
             self.caller.request_to(
                 "BYE", leg.target, attrs.evolve(leg, call_id="x@192.0.2.11")

@@ -29,6 +29,22 @@ class LockoutTests(SynchronousTestCase):
         """Record ``n`` failures for ``key`` and return what each call said."""
         return [self.lockout.record_failure(key) for _ in range(n)]  # type: ignore[arg-type]
 
+    def test_threshold_per_kind(self) -> None:
+        """A kind with its own threshold locks at that count; other kinds at max_failures."""
+        self.lockout = Lockout(clock=self.clock, thresholds={"ip": 8})
+        self.assertEqual(self.fail_times(IP, 7), [0] * 7)
+        self.assertEqual(self.fail_times(USER, 5)[-1], 30)
+        self.assertFalse(self.lockout.is_locked(IP))
+        self.assertEqual(self.lockout.record_failure(IP), 30)
+
+    def test_from_config_addresses(self) -> None:
+        """From the config, every kind of address key gets lockout_address_failures; user keys lockout_failures."""
+        from pbx.config import SecurityConfig
+
+        lockout = Lockout.from_config(self.clock, SecurityConfig(lockout_failures=2, lockout_address_failures=20))
+        self.assertEqual(lockout.thresholds, {"ip": 20, "vm-source": 20, "sip-ip": 20})
+        self.assertEqual(lockout.max_failures, 2)
+
     def test_lock_after_max_failures(self) -> None:
         """The fifth failure locks the key for the base delay; four do not."""
         self.assertEqual(self.fail_times(USER, 4), [0, 0, 0, 0])

@@ -9,6 +9,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from pbx.security.defence import SourceDefence
+from pbx.security.ratelimit import Limit
 from pbx.sip import core as core_module
 from pbx.sip.core import SUPPORTED, SIPCore, response_peer, stamp_via
 from pbx.sip.message import Request, Response, make_response, parse_message
@@ -162,7 +164,7 @@ class OptionsTests(_CoreTestCase):
         """A response matching no client transaction is dropped silently."""
         response = make_response(parse_message(request()), 200, to_tag="x")  # type: ignore[arg-type]
         self.assertEqual(self.receive(response.to_bytes()), [])
-        self.assertEqual(self.core.stats, {"received": 1, "bad": 0, "dropped": 0})
+        self.assertEqual(self.core.stats, {"received": 1, "bad": 0, "dropped": 0, "limited": 0})
 
     def test_via_fake_udp_reactor(self) -> None:
         """A datagram through a listening SIPDatagramProtocol is answered out of that port."""
@@ -293,7 +295,7 @@ class MalformedTests(_CoreTestCase):
         self.assertEqual(response.status, 400)
         self.assertEqual(response.reason, "Malformed Max-Forwards header")
         self.assertEqual(response.top_via.received, "203.0.113.9")
-        self.assertEqual(self.core.stats, {"received": 1, "bad": 1, "dropped": 0})
+        self.assertEqual(self.core.stats, {"received": 1, "bad": 1, "dropped": 0, "limited": 0})
 
     def test_400_duplicate_header(self) -> None:
         """Two Call-ID headers get 400 Multiple Call-ID headers, sent to the source."""
@@ -323,7 +325,7 @@ class MalformedTests(_CoreTestCase):
         """Bytes that are not SIP get no reply and are counted as bad and dropped."""
         for data in (b"\x00\xff\xfegarbage", b"NOT SIP AT ALL\r\n\r\n", b"hello"):
             self.assertEqual(self.receive(data), [])
-        self.assertEqual(self.core.stats, {"received": 3, "bad": 3, "dropped": 3})
+        self.assertEqual(self.core.stats, {"received": 3, "bad": 3, "dropped": 3, "limited": 0})
         self.assertEqual(self.port.written, [])
 
     def test_bad_via_dropped(self) -> None:
@@ -512,15 +514,15 @@ class CheckTests(_CoreTestCase):
         self.assertEqual((response.status, response.to.tag), (420, "dlg-9"))
 
     def test_invite_without_handler(self) -> None:
-        """An INVITE with no handler gets 100 Trying, then 501, retransmitted until ACKed."""
+        """An INVITE with no handler gets 501 at once (no 100 before it), retransmitted until ACKed."""
         sent = self.receive(request("INVITE"))
-        self.assertEqual([r.status for r, _ in sent], [100, 501])
+        self.assertEqual([r.status for r, _ in sent], [501])
         self.clock.advance(0.5)
-        self.assertEqual(len(self.port.written), 3)
-        ack = request("ACK", to_tag=sent[1][0].to.tag)
+        self.assertEqual(len(self.port.written), 2)
+        ack = request("ACK", to_tag=sent[0][0].to.tag)
         self.assertEqual(self.receive(ack), [])
         self.clock.advance(10)
-        self.assertEqual(len(self.port.written), 3)
+        self.assertEqual(len(self.port.written), 2)
 
     def test_ack_never_answered(self) -> None:
         """An ACK gets no response, even when malformed or failing a check."""
@@ -612,3 +614,102 @@ class TortureCorpusTests(SynchronousTestCase):
         names = _torture_files()
         self.assertEqual(len(names), 50, str(CONFORMANCE / "rfc4475"))
         self.assertEqual(set(names) - set(_verdicts()), {"test.dat"})
+
+
+class AliasTests(_CoreTestCase):
+    """RFC 5923 §5: a Via with alias on a connection offers it for requests to the Via's sent-by."""
+
+    def connect(self, host: str = "192.0.2.7", port: int = 40001) -> tuple[Peer, StringTransport]:
+        """A TCP connection from a phone, as a listener accepts it."""
+        address = IPv4Address("TCP", host, port)
+        protocol = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, None)
+        assert protocol.peer is not None
+        return protocol.peer, transport
+
+    def test_alias_offered(self) -> None:
+        """A request whose Via has alias makes its sent-by address reach the connection."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK-a1;rport;alias"
+        self.core.receive(request(via=via), peer, True)
+        self.assertTrue(self.core.transports.connected(Peer("tcp", "192.0.2.7", 5070)))
+
+    def test_no_alias(self) -> None:
+        """Without alias, the sent-by address is not taken for the connection."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK-a2;rport"
+        self.core.receive(request(via=via), peer, True)
+        self.assertFalse(self.core.transports.connected(Peer("tcp", "192.0.2.7", 5070)))
+
+    def test_alias_for_another_host_ignored(self) -> None:
+        """An alias naming another host than the connection's is not believed (no mutual TLS, §6)."""
+        peer, transport = self.connect()
+        via = "SIP/2.0/TCP 192.0.2.99:5070;branch=z9hG4bK-a3;rport;alias"
+        self.core.receive(request(via=via), peer, True)
+        self.assertFalse(self.core.transports.connected(Peer("tcp", "192.0.2.99", 5070)))
+
+
+class StatelessChallengeTests(_CoreTestCase):
+    """RFC 3261 §8.2.7: challenges to unauthenticated requests keep no state."""
+
+    def setUp(self) -> None:
+        super().setUp()
+
+        def challenge(transaction: ServerTransaction) -> None:
+            transaction.respond_statelessly(make_response(transaction.request, 407, to_tag="t"))
+
+        self.core.handlers["INVITE"] = challenge
+        self.core.handlers["REGISTER"] = challenge
+
+    def test_one_407_per_invite(self) -> None:
+        """Each copy of an unauthenticated INVITE gets one 407, no 100, and nothing is kept or resent."""
+        sent = [self.receive(request("INVITE")) for _ in range(3)]
+        self.assertEqual([[r.status for r, _ in s] for s in sent], [[407], [407], [407]])
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+        self.clock.advance(40)
+        self.assertEqual(len(self.port.written), 3)
+
+    def test_register_not_kept(self) -> None:
+        """A challenged REGISTER leaves no completed transaction behind (no Timer J entry)."""
+        self.assertEqual([r.status for r, _ in self.receive(request("REGISTER"))], [407])
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+
+    def test_authenticated_invite_gets_100(self) -> None:
+        """An INVITE with credentials still gets its 100 at once (the TU will take a while)."""
+        pending: list[ServerTransaction] = []
+        self.core.handlers["INVITE"] = pending.append
+        credentials = 'Proxy-Authorization: Digest username="1002", realm="pbx.test"\r\n'
+        self.assertEqual([r.status for r, _ in self.receive(request("INVITE", extra=credentials))], [100])
+        pending[0].respond_statelessly(make_response(pending[0].request, 407, to_tag="t"))
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+
+
+class SourceDefenceTests(_CoreTestCase):
+    """The core screens messages with the source defence and reports offences."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.defence = SourceDefence(self.clock, {"OPTIONS": Limit(1, 2)})
+        self.core.defence = self.defence
+
+    def test_limited_before_parsing(self) -> None:
+        """Requests over the source's rate are dropped unanswered, even garbage after the method."""
+        sent = [self.receive_raw(request("OPTIONS", call_id=f"c{n}", via=f"SIP/2.0/UDP h;branch=z9hG4bK-{n}"))
+                for n in range(3)]
+        self.assertEqual([len(s) for s in sent], [1, 1, 0])
+        self.assertEqual(self.receive_raw(b"OPTIONS \x00\xff garbage"), [])
+        self.assertEqual(self.core.stats["limited"], 2)
+
+    def test_scanner_banned(self) -> None:
+        """A request with a scanner's User-Agent is dropped and bans its source."""
+        self.assertEqual(self.receive_raw(request("INVITE", extra="User-Agent: friendly-scanner\r\n")), [])
+        self.assertTrue(self.defence.banned(SOURCE[0]))
+        self.assertEqual(self.receive_raw(request("OPTIONS")), [])
+
+    def test_malformed_scored(self) -> None:
+        """Malformed messages add to the source's score; fifty ban it and are then not answered."""
+        answered = [self.receive_raw(request("INFO", max_forwards="bad", call_id=f"m{n}")) for n in range(50)]
+        self.assertEqual([len(a) for a in answered], [1] * 49 + [0])
+        self.assertTrue(self.defence.banned(SOURCE[0]))

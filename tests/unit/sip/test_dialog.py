@@ -12,6 +12,7 @@ from pbx.sip.dialog import (
     new_call_id,
     new_invite,
     new_tag,
+    sips_requested,
 )
 from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Request, Response, parse_message
@@ -111,16 +112,27 @@ class LocalAddressTests(SynchronousTestCase):
         self.assertEqual(ADDRESS.contact("1001"), "<sip:1001@127.0.0.1:5060>")
 
     def test_contact_tcp_tls(self) -> None:
-        """TCP names its transport; TLS uses a sips URI."""
+        """TCP and TLS name their transport in a sip URI (RFC 3261 §19.1.4)."""
         self.assertEqual(
             LocalAddress("tcp", "192.0.2.1", 5060).contact(),
             "<sip:pbx@192.0.2.1:5060;transport=tcp>",
         )
-        self.assertTrue(
-            LocalAddress("tls", "192.0.2.1", 5061)
-            .contact()
-            .startswith("<sips:pbx@192.0.2.1:5061")
+        self.assertEqual(
+            LocalAddress("tls", "192.0.2.1", 5061).contact(),
+            "<sip:pbx@192.0.2.1:5061;transport=tls>",
         )
+
+    def test_contact_sips_only_when_asked_on_tls(self) -> None:
+        """A peer asking for SIPS gets a sips URI on TLS (RFC 5630 §3.2: no transport=tls beside it); never on TCP or UDP."""
+        self.assertEqual(
+            LocalAddress("tls", "192.0.2.1", 5061).contact("1001", sips=True),
+            "<sips:1001@192.0.2.1:5061>",
+        )
+        self.assertEqual(
+            LocalAddress("tcp", "192.0.2.1", 5060).contact(sips=True),
+            "<sip:pbx@192.0.2.1:5060;transport=tcp>",
+        )
+        self.assertEqual(ADDRESS.contact(sips=True), "<sip:pbx@127.0.0.1:5060>")
 
     def test_tags_and_call_ids(self) -> None:
         """Tags and Call-IDs are fresh each time; a Call-ID ends with our host."""
@@ -349,6 +361,67 @@ class RemoteSeqTests(SynchronousTestCase):
         dialog = Dialog.as_uac(invite, ok_for(reparse(invite)), PEER, ADDRESS)
         self.assertTrue(dialog.check_remote_seq(self.request(1)))
         self.assertEqual(dialog.remote_seq, 1)
+
+
+TLS = LocalAddress("tls", "192.0.2.1", 5061)
+TLS_PEER = Peer("tls", "192.0.2.11", 40123)
+
+
+class SIPSContactTests(SynchronousTestCase):
+    """Our Contact is a sips URI only where the peer asked for SIPS (RFC 3261 §8.1.1.8, §12.1)."""
+
+    def test_sip_request_over_tls(self) -> None:
+        """An INVITE to a sip URI over TLS gets a sip Contact with transport=tls, in the dialog too."""
+        request = parse_request(INVITE.replace("Record-Route", "X-Record-Route"))
+        self.assertFalse(sips_requested(request))
+        dialog = Dialog.as_uas(request, TLS_PEER, TLS, "our-tag")
+        self.assertEqual(dialog.contact(), "<sip:pbx@192.0.2.1:5061;transport=tls>")
+        bye = reparse(dialog.request("INVITE"))
+        self.assertEqual(bye.headers.get("Contact"), "<sip:pbx@192.0.2.1:5061;transport=tls>")
+
+    def test_sips_request_uri(self) -> None:
+        """A sips Request-URI asks for SIPS (§8.1.1.8): the dialog's Contact is sips."""
+        request = parse_request(INVITE.replace("INVITE sip:1002@", "INVITE sips:1002@"))
+        self.assertTrue(sips_requested(request))
+        dialog = Dialog.as_uas(request, TLS_PEER, TLS, "our-tag")
+        self.assertEqual(dialog.contact("1002"), "<sips:1002@192.0.2.1:5061>")
+
+    def test_sips_contact_without_record_route(self) -> None:
+        """Without Record-Route, the caller's sips Contact asks for SIPS (§12.1.1)."""
+        request = parse_request(
+            INVITE.replace("Record-Route", "X-Record-Route").replace(
+                "Contact: <sip:1001@", "Contact: <sips:1001@"
+            )
+        )
+        self.assertTrue(sips_requested(request))
+
+    def test_top_record_route_decides(self) -> None:
+        """With Record-Route, the top one decides, not the Contact (§12.1.1)."""
+        sip_routes = parse_request(INVITE.replace("Contact: <sip:1001@", "Contact: <sips:1001@"))
+        self.assertFalse(sips_requested(sip_routes))
+        sips_route = parse_request(INVITE.replace("<sip:p1.example", "<sips:p1.example"))
+        self.assertTrue(sips_requested(sips_route))
+
+    def test_invite_to_phone(self) -> None:
+        """An INVITE to a phone's sip Contact over TLS names transport=tls; to a sips Contact, sips; the dialogs follow."""
+        for target, contact in [
+            ("sip:1002-x@192.0.2.12:5071;transport=tls", "<sip:1001@192.0.2.1:5061;transport=tls>"),
+            ("sips:1002-x@192.0.2.12:5071", "<sips:1001@192.0.2.1:5061>"),
+        ]:
+            invite = reparse(
+                new_invite(
+                    target=parse_uri(target), to="<sip:1002@pbx.test>",
+                    from_="<sip:1001@pbx.test>", address=TLS, contact_user="1001",
+                )
+            )
+            self.assertEqual(invite.headers.get("Contact"), contact)
+            ok = Response(200, "OK")
+            for name in ("Via", "From", "Call-ID", "CSeq"):
+                ok.headers.add(name, invite.headers.get(name) or "")
+            ok.headers.add("To", "<sip:1002@pbx.test>;tag=bob")
+            dialog = Dialog.as_uac(invite, ok, TLS_PEER, TLS)
+            dialog.contact_user = "1001"
+            self.assertEqual(dialog.request("INVITE").headers.get("Contact"), contact)
 
 
 class NewInviteTests(SynchronousTestCase):

@@ -10,8 +10,10 @@ import re
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.interfaces import IEventPackage
@@ -24,13 +26,20 @@ from pbx.sip.core import SIPCore
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.events import EventServer
 from pbx.sip.ids import new_branch
-from pbx.sip.message import Request, Response, make_response, parse_message
+from pbx.sip.message import (
+    Request,
+    Response,
+    StreamFramer,
+    make_response,
+    parse_message,
+)
 from pbx.sip.message_summary import (
     MessageSummaryError,
     message_summary_body,
     parse_message_summary,
 )
 from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPStreamFactory
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"
@@ -537,3 +546,37 @@ class MessageSummaryTests(SynchronousTestCase):
         for body in (b"", b"Voice-Message: 1/0\r\n", b"Messages-Waiting: maybe\r\n",
                      b"Messages-Waiting: yes\r\nVoice-Message: 1\r\n", b"Messages-Waiting: yes\r\nVoice-Message: 1/0 (0/0\r\n"):
             self.assertRaises(MessageSummaryError, parse_message_summary, body)
+
+
+class StreamSubscriberTests(EventsTestCase):
+    """A subscriber on TCP gets its NOTIFYs on the connection it subscribed on (the dialog's flow)."""
+
+    def test_notify_on_connection(self) -> None:
+        """The 401, the 200, the first NOTIFY and a later one all go on the phone's connection; none by UDP."""
+        address = IPv4Address("TCP", "192.0.2.10", 40100)
+        protocol = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        wire = StringTransport(peerAddress=address)
+        protocol.makeConnection(wire)
+
+        def exchange(data: bytes) -> list[Request | Response]:
+            protocol.dataReceived(data)
+            framer_output = StreamFramer(65536).feed(wire.value())
+            wire.clear()
+            return [parse_message(item, stream=True) for item in framer_output if isinstance(item, bytes)]
+
+        [challenge] = exchange(self.phone.request())
+        assert isinstance(challenge, Response)
+        nonce = re.search(r'nonce="([^"]+)"', challenge.headers.get("WWW-Authenticate") or "")
+        assert nonce is not None
+        ok, notify = exchange(self.phone.request(authorization=self.phone.authorization(nonce.group(1))))
+        assert isinstance(ok, Response) and isinstance(notify, Request)
+        self.assertEqual((ok.status, notify.method), (200, "NOTIFY"))
+        self.assertEqual(exchange(make_response(notify, 200).to_bytes()), [])
+        self.events.notify(EVENT, "1001")
+        [later] = exchange(b"")
+        assert isinstance(later, Request)
+        self.assertEqual(later.method, "NOTIFY")
+        self.assertEqual(exchange(make_response(later, 200).to_bytes()), [])
+        self.assertEqual(self.port.written, [])
+        self.events.stop()
+        protocol.connectionLost(None)  # type: ignore[arg-type]

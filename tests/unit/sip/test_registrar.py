@@ -8,14 +8,17 @@ from typing import Any
 
 import attrs
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import RegistrarConfig
 from pbx.provisioning import extension_record
 from pbx.records import Binding
+from pbx.security.defence import SourceDefence
 from pbx.security.lockout import Lockout
 from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
@@ -24,6 +27,7 @@ from pbx.sip.ids import new_branch
 from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import SWEEP_INTERVAL, Registrar
 from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPStreamFactory
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"
@@ -768,3 +772,89 @@ class PersistenceTests(RegistrarTestCase):
         self.registrar = restarted
         self.phone.cseq = 10
         self.assertEqual(self.phone.register().status, 500)
+
+
+OUTBOUND_CONTACT = (
+    '<sip:1001@192.0.2.10:5060;transport=tcp>;reg-id=1;+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>"'
+)
+
+
+class OutboundTests(RegistrarTestCase):
+    """RFC 5626: a REGISTER over a connection with reg-id and +sip.instance asks for outbound."""
+
+    def setUp(self) -> None:
+        """Open the phone's TCP connection to pbx."""
+        super().setUp()
+        address = IPv4Address("TCP", "192.0.2.10", 40010)
+        self.connection = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        self.wire = StringTransport(peerAddress=address)
+        self.connection.makeConnection(self.wire)
+
+    def tearDown(self) -> None:
+        """Close the connection, then the usual checks."""
+        self.connection.connectionLost(None)  # type: ignore[arg-type]
+        super().tearDown()
+
+    def send(self, data: bytes, source: tuple[str, int] = PHONE_ADDRESS) -> Response:
+        """Send on the connection; return the one response that came back on it."""
+        self.connection.dataReceived(data)
+        response = parse_message(self.wire.value(), stream=True)
+        self.wire.clear()
+        assert isinstance(response, Response)
+        return response
+
+    def test_outbound(self) -> None:
+        """reg-id and +sip.instance make the binding outbound; a refresh without them does not."""
+        self.assertEqual(self.phone.register([OUTBOUND_CONTACT]).status, 200)
+        [binding] = self.registrar.contacts("1001")
+        self.assertEqual((binding.transport, binding.source), ("tcp", "192.0.2.10:40010"))
+        self.assertTrue(self.registrar.outbound(binding))
+        self.assertEqual(self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp>"]).status, 200)
+        self.assertFalse(self.registrar.outbound(binding))
+
+    def test_plain_contact(self) -> None:
+        """A Contact without them is not outbound, unless its URI has ob."""
+        self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp>"])
+        [binding] = self.registrar.contacts("1001")
+        self.assertFalse(self.registrar.outbound(binding))
+        self.phone.register(["<sip:1001@192.0.2.10:5060;transport=tcp;ob>"], expires=0)
+        self.phone.register(["<sip:1001@192.0.2.10:5061;transport=tcp;ob>"])
+        self.assertEqual(
+            [self.registrar.outbound(b) for b in self.registrar.contacts("1001")], [False, True]
+        )
+
+    def test_sweep_forgets(self) -> None:
+        """An expired outbound binding is forgotten by the sweep."""
+        self.phone.register([OUTBOUND_CONTACT], expires=60)
+        [binding] = self.registrar.contacts("1001")
+        self.registrar.start()
+        self.clock.advance(SWEEP_INTERVAL * 3)
+        self.assertEqual(self.registrar.contacts("1001"), [])
+        self.assertFalse(self.registrar.outbound(binding))
+
+
+class ThreatScoreTests(RegistrarTestCase):
+    """Failed authentication counts against the source's threat score."""
+
+    def make_registrar(self) -> Registrar:
+        """A registrar whose authenticator reports to a source defence."""
+        self.defence = SourceDefence(self.clock)
+        authn = RequestAuthenticator(
+            self.store, self.clock, self.auth, self.lockout, self.store.get_extension, self.defence
+        )
+        return Registrar(self.store, self.clock, authn, self.limits)
+
+    def test_scores(self) -> None:
+        """A wrong password scores 10, an unknown user 20, a try while locked out 10."""
+        self.phone.register(password="wrong")
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 10.0)])
+        Phone(self, "1999", password="x", call_id="reg-2@192.0.2.10", cseq=50).register()
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 30.0)])
+        self.phone.register(password="wrong")  # the third failure locks the address out
+        self.assertEqual(self.phone.send(self.phone.request()).status, 403)
+        self.assertEqual(self.defence.scores(), [("192.0.2.10", 50.0)])
+
+    def test_challenge_is_stateless(self) -> None:
+        """The 401 to a REGISTER without credentials leaves no transaction behind."""
+        self.assertEqual(self.phone.send(self.phone.request()).status, 401)
+        self.assertEqual(self.core.transactions.counts, (0, 0))

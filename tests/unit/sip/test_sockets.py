@@ -7,15 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import CannotListenError
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import ListenSpec, TLSConfig
 from pbx.errors import ListenError
 from pbx.sip import sockets
-from pbx.sip.sockets import LocalAddresses, ServerTLS, SIPListener, StreamConnector
+from pbx.sip.connections import StreamGuard, StreamLimits
+from pbx.sip.sockets import (
+    LocalAddresses,
+    RefusingTLSFactory,
+    ServerTLS,
+    SIPListener,
+    StreamConnector,
+)
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPStreamFactory, Transports
 from pbx.testing import FakeUDPReactor
@@ -44,6 +52,19 @@ def named(addresses: LocalAddresses, transport: str) -> tuple[str, str, int]:
 def tls(state_dir: str = "unused") -> ServerTLS:
     """A self-signed TLS context source keeping its certificate in ``state_dir``."""
     return ServerTLS(TLSConfig(), state_dir, "pbx.test")
+
+
+class CountingTLS(ServerTLS):
+    """A ServerTLS that records every context it hands out."""
+
+    made: list[Any]
+
+    def context(self) -> Any:
+        """The context, recorded."""
+        if not hasattr(self, "made"):
+            self.made = []
+        self.made.append(super().context())
+        return self.made[-1]
 
 
 class SIPListenerTests(SynchronousTestCase):
@@ -91,13 +112,34 @@ class SIPListenerTests(SynchronousTestCase):
         self.assertIsInstance(factory, SIPStreamFactory)
 
     def test_tls_listeners_share_one_context(self) -> None:
-        """Two TLS listeners use one context, made when the first one opens."""
+        """Two TLS listeners use one context, made when the first one opens, over refusing TLS factories."""
         reactor = MemoryReactorClock()
-        table, addresses, source = transports(reactor), LocalAddresses(), tls(self.mktemp())
+        table, addresses = transports(reactor), LocalAddresses()
+        source = CountingTLS(TLSConfig(), self.mktemp(), "pbx.test")
         for port in (5061, 5062):
             SIPListener(ListenSpec("tls", port), reactor, table, addresses, source).startService()
-        [first, second] = reactor.sslServers
-        self.assertIs(first[2], second[2])
+        [first, second] = reactor.tcpServers
+        self.assertEqual([first[0], second[0]], [5061, 5062])
+        for factory in (first[1], second[1]):
+            self.assertIsInstance(factory, RefusingTLSFactory)
+            self.assertIsInstance(factory.wrappedFactory, SIPStreamFactory)
+        self.assertEqual(len(source.made), 2)
+        self.assertIs(source.made[0], source.made[1])
+
+    def test_tls_refusal_makes_no_tls_state(self) -> None:
+        """A TLS connection the guard refuses gets no protocol at all (Twisted closes the socket)."""
+        reactor = MemoryReactorClock()
+        table = transports(reactor)
+        table.guard = StreamGuard(reactor, StreamLimits(max_total=1, max_per_source=1))
+        SIPListener(ListenSpec("tls", 5061), reactor, table, LocalAddresses(), tls(self.mktemp())).startService()
+        [(_, factory, _, _)] = reactor.tcpServers
+        first = factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 40000))
+        self.assertIsNotNone(first)
+        first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.1", 40000)))
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 40001)))
+        self.assertEqual(table.guard.open, 1)
+        first.connectionLost(Failure(ConnectionError("closed")))
+        self.assertEqual(table.guard.open, 0)
 
 
 class LocalAddressesTests(SynchronousTestCase):

@@ -455,6 +455,30 @@ class ServerInviteTests(_LayerTestCase):
 class ClientNonInviteTests(_LayerTestCase):
     """The non-INVITE client transaction (RFC 3261 §17.1.2)."""
 
+    def test_transport_error(self) -> None:
+        """A request that cannot be sent ends its transaction with a 503 on the next turn of the clock (§8.1.3.1)."""
+        for method in ("BYE", "INVITE"):
+            self.layer.send = lambda message, peer: False
+            txn = self.client(request(method, transport="TCP"), TCP)
+            self.assertEqual(self.responses, [])
+            self.clock.advance(0)
+            self.assertEqual([(r.status, r.cseq.method) for r in self.responses], [(503, method)])
+            self.assertEqual(txn.state, "terminated")
+            self.responses.clear()
+        self.assert_finished()
+
+    def test_unreachable(self) -> None:
+        """When no connection to the peer could be opened, its client transactions end with 503; others go on."""
+        first = self.client(request("BYE", transport="TCP"), TCP)
+        other = self.client(request("BYE", branch="z9hG4bK-t2", transport="TCP"), Peer("tcp", "198.51.100.2", 5060))
+        self.layer.unreachable(Peer("tcp", TCP.host, TCP.port))
+        self.clock.advance(0)
+        self.assertEqual([r.status for r in self.responses], [503])
+        self.assertEqual((first.state, other.state), ("terminated", "trying"))
+        self.clock.advance(timers.TIMER_F)
+        self.assertEqual([r.status for r in self.responses], [503, 408])
+        self.assert_finished()
+
     def test_timer_e_and_f(self) -> None:
         """Timer E retransmits after 0.5, 1, 2, 4, 4... s; Timer F gives a 408 at 32 s."""
         txn = self.client(request())

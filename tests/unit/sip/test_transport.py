@@ -11,10 +11,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pbx.sip.connections import StreamLimits
 from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import (
-    IDLE_TIMEOUT,
     UDP_MAX_REQUEST,
     SIPDatagramProtocol,
     SIPStreamFactory,
@@ -24,6 +24,7 @@ from pbx.sip.transport import (
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
 PHONE = Peer("tcp", "192.0.2.7", 5070)
+IDLE_TIMEOUT = StreamLimits().idle_timeout
 
 
 def options(
@@ -198,8 +199,9 @@ class StreamProtocolTests(_StreamTestCase):
         self.close(protocol)
 
     def test_idle_reaped(self) -> None:
-        """A connection silent for IDLE_TIMEOUT on the injected clock is closed."""
+        """A connection that carried a message and is then silent for the idle timeout is closed."""
         protocol, transport = self.connect()
+        protocol.dataReceived(options())
         self.clock.advance(IDLE_TIMEOUT - 1)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(1)
@@ -209,8 +211,9 @@ class StreamProtocolTests(_StreamTestCase):
         self.assertEqual(self.transports.connections, 0)
 
     def test_data_defers_reaping(self) -> None:
-        """Any data, even a keep-alive, restarts the idle timer."""
+        """Once a message came, any data, even a keep-alive, restarts the idle timer."""
         protocol, transport = self.connect()
+        protocol.dataReceived(options())
         self.clock.advance(IDLE_TIMEOUT - 1)
         protocol.dataReceived(b"\r\n\r\n")
         self.clock.advance(IDLE_TIMEOUT - 1)
@@ -346,6 +349,15 @@ class SendTests(_StreamTestCase):
         self.close(protocol)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_connect_failed_reported(self) -> None:
+        """A connection that could not be opened is reported as an unreachable peer."""
+        unreachable: list[Peer] = []
+        self.transports.unreachable = unreachable.append
+        self.transports.connect = self.connector
+        self.transports.send(parse_request(options()), PHONE)
+        self.transports.connect_failed(PHONE)
+        self.assertEqual(unreachable, [PHONE])
+
     def test_connect_failed_drops_queue(self) -> None:
         """When the connection fails the queue is dropped; a later attempt starts afresh."""
         self.transports.connect = self.connector
@@ -461,3 +473,67 @@ class ResponseTypesTests(SynchronousTestCase):
             parse_message(make_response(request, 200).to_bytes()), Response
         )
         self.assertEqual(parse_request(MESSAGE).body, b"Hello\r\n\r\nthere")
+
+
+class FlowTests(SendTests):
+    """Connections a phone opened are its flows (RFC 5626); RFC 5923 aliases reuse them."""
+
+    def test_inbound_connection_is_a_flow(self) -> None:
+        """A connection accepted from a phone is marked a flow; one pbx opened is not."""
+        protocol, _ = self.connect()
+        assert protocol.peer is not None
+        self.assertTrue(protocol.peer.flow)
+        self.transports.connect = self.connector
+        self.transports.send(parse_request(options()), Peer("tcp", "192.0.2.9", 5060))
+        [(peer, factory)] = self.connector.attempts
+        outbound = factory.buildProtocol(IPv4Address("TCP", peer.host, peer.port))
+        outbound.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", peer.host, peer.port)))
+        assert outbound.peer is not None
+        self.assertFalse(outbound.peer.flow)
+        self.close(protocol)
+        self.close(outbound)
+
+    def test_request_goes_on_the_flow(self) -> None:
+        """A request to a phone's flow goes on its connection, whether or not the Peer says flow."""
+        protocol, transport = self.connect()
+        self.transports.connect = self.connector
+        request = parse_request(options())
+        self.assertTrue(self.transports.send(request, Peer("tcp", PHONE.host, PHONE.port, flow=True)))
+        self.assertTrue(self.transports.send(request, PHONE))
+        self.assertEqual(transport.value(), request.to_bytes() * 2)
+        self.assertEqual(self.connector.attempts, [])
+        self.close(protocol)
+
+    def test_flow_gone_never_dialled(self) -> None:
+        """Once the phone's connection is gone, a request to its flow fails at once; its port is not dialled."""
+        protocol, _ = self.connect()
+        assert protocol.peer is not None
+        flow = protocol.peer
+        self.close(protocol)
+        self.transports.connect = self.connector
+        self.assertFalse(self.transports.connected(flow))
+        self.assertFalse(self.transports.send(parse_request(options()), flow))
+        self.assertEqual(self.connector.attempts, [])
+
+    def test_alias(self) -> None:
+        """After an alias, requests to the phone's sent-by address use its connection, until it closes (RFC 5923 §5)."""
+        protocol, transport = self.connect()
+        assert protocol.peer is not None
+        listening = Peer("tcp", PHONE.host, 5060)
+        self.transports.connect = self.connector
+        self.assertFalse(self.transports.connected(listening))
+        self.transports.alias(listening, protocol.peer)
+        self.assertTrue(self.transports.connected(listening))
+        request = parse_request(options())
+        self.assertTrue(self.transports.send(request, listening))
+        self.assertEqual(transport.value(), request.to_bytes())
+        self.close(protocol)
+        self.assertFalse(self.transports.connected(listening))
+        self.transports.send(request, listening)
+        self.assertEqual([p for p, _ in self.connector.attempts], [listening])
+
+    def test_alias_needs_an_open_connection(self) -> None:
+        """An alias to a connection that is not open is ignored."""
+        listening = Peer("tcp", PHONE.host, 5060)
+        self.transports.alias(listening, PHONE)
+        self.assertFalse(self.transports.connected(listening))

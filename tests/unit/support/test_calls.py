@@ -18,6 +18,7 @@ from support.calls import (
     best_alignment,
     dominant_frequency,
     envelope,
+    heard_problems,
     keyed_tone,
     read_pcm_wav,
     tone_share,
@@ -97,3 +98,29 @@ class SignalTests(SynchronousTestCase):
         self.assertEqual(best_alignment(envelope(silence), pattern)[0], 0.0)
         self.assertEqual(tone_share(silence, 440), 0.0)
         self.assertTrue(math.isfinite(dominant_frequency(silence[:FRAME])))
+
+
+class HeardTests(SynchronousTestCase):
+    """heard_problems accepts the other phone's signal and names what is wrong with anything else."""
+
+    def test_talker_accepted(self) -> None:
+        """1.2 s of the talker's tone (about 0.7 s of it sounding), starting a few frames in, has no problem."""
+        samples, pattern = keyed_tone(1000, 3.0, seed=2)
+        heard = samples[5 * FRAME : 5 * FRAME + int(1.2 * RATE)]
+        self.assertEqual(
+            heard_problems(heard, talker=1000, own=440, pattern=pattern, seconds=0.5), []
+        )
+
+    def test_own_signal_refused(self) -> None:
+        """A phone hearing its own tone is told so (frequency, shares, envelope)."""
+        own, _ = keyed_tone(440, 3.0, seed=1)
+        _, pattern = keyed_tone(1000, 3.0, seed=2)
+        problems = heard_problems(own, talker=1000, own=440, pattern=pattern)
+        self.assertEqual(len(problems), 4, problems)
+
+    def test_too_short(self) -> None:
+        """Less sound than asked for is one problem, named in seconds."""
+        samples, pattern = keyed_tone(1000, 3.0, seed=2)
+        problems = heard_problems(samples[: RATE // 2], talker=1000, own=440, pattern=pattern)
+        self.assertEqual(len(problems), 1)
+        self.assertIn("under 1.0s", problems[0])

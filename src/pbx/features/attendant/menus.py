@@ -194,6 +194,8 @@ def _greeting(raw: Any, key: str) -> tuple[str, ...]:
     result = []
     for i, item in enumerate(items):
         at = key if isinstance(raw, str) else f"{key}[{i}]"
+        if isinstance(item, str):
+            v.string(item, at)
         if not isinstance(item, str) or not (item.endswith(".wav") or PROMPT_ID.fullmatch(item)):
             raise ConfigError(at, f"{item!r} is not a prompt id (group/name) or a .wav path")
         result.append(item)

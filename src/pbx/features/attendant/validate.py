@@ -13,9 +13,12 @@ import re
 from typing import Any
 
 from pbx.errors import ConfigError
+from pbx.validation import text_problem
 
 #: Menu and schedule names.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: Longest string a menu or schedule may hold (a .wav path is the longest).
+MAX_STRING = 1024
 #: Extension numbers and mailboxes an action may name.
 NUMBER = re.compile(r"[0-9]{1,15}")
 
@@ -71,6 +74,11 @@ def string(value: Any, key: str, pattern: re.Pattern[str] | None = None, what: s
     if not isinstance(value, str):
         hint = " (quote it)" if isinstance(value, int | float) and not isinstance(value, bool) else ""
         raise ConfigError(where(key), f"must be a string, not {kind(value)}{hint}")
+    # The core's text checks first (no line breaks or control characters):
+    # the API hands these strings in too, and they reach logs and file names.
+    problem = text_problem(value, MAX_STRING)
+    if problem is not None:
+        raise ConfigError(where(key), problem)
     if not value or (pattern is not None and not pattern.fullmatch(value)):
         raise ConfigError(where(key), f"{value!r} is not {what or 'valid'}")
     return value

@@ -100,7 +100,7 @@ class VoicemailService(Service):
             pin_min_length=options.pin_min_length,
             on_change=self.notify,
             mailboxes=options.mailboxes,
-            on_extension_changed=pbx.extension_changed,
+            on_extension_changed=self._pin_changed,
         )
         self.pipeline = AfterDeposit(self.voicemail, options, pbx)
         pbx.register_application(
@@ -150,6 +150,11 @@ class VoicemailService(Service):
             adopted=adopted,
         )
 
+    def _pin_changed(self, number: str) -> None:
+        """A mailbox's PIN changed: drop cached records and end its API sessions."""
+        self.pbx.extension_changed(number)
+        self.pbx.credentials_changed(number)
+
     async def generate_pins(self) -> int:
         """
         Give every mailbox without a PIN a random one, announced to the PBX
@@ -167,11 +172,13 @@ class VoicemailService(Service):
             if record.pin_hash or not self.options.has_mailbox(record.number):
                 continue
             pin = generate_pin(record.number, max(6, self.options.pin_min_length))
-            encoded = await self.pbx.hash_secret(pin)
             current = await store.get_extension(record.number)
             if current is None or current.pin_hash:
                 continue  # deleted, or given a PIN meanwhile
-            await store.put_extension(evolve(current, pin_hash=encoded))
+            # Hashed off the startup path; the PIN works from now on.
+            placeholder = self.pbx.hold_pin(pin)
+            await store.put_extension(evolve(current, pin_hash=placeholder))
+            self.pbx.hash_pin_later(record.number, placeholder)
             self.pbx.extension_changed(record.number)
             self.pbx.announce_secret("voicemail PIN", record.number, pin)
             made += 1

@@ -254,6 +254,8 @@ class MenuAPITests(FeatureTestCase):
             ({"options": {}}, "greeting"),
             ({"greeting": "aa/welcome", "name": "other"}, "name"),
             ({"greeting": "aa/welcome", "bogus": 1}, "bogus"),
+            ({"greeting": "/tmp/a\nb.wav"}, "greeting"),
+            ({"greeting": ["aa/welcome", "x" * 2000 + ".wav"]}, "greeting[1]"),
         ]
         for body, field in cases:
             status, answer = self.request("PUT", f"{PREFIX}/menus/new", body, token=self.token)

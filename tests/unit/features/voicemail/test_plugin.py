@@ -510,10 +510,19 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(
             self.store.extensions["1003"].pin_hash, ""
         )  # no mailbox
-        self.assertEqual(self.pbx.changed, ["1001"])
+        # Once for the placeholder, once when its hash landed.
+        self.assertEqual(self.pbx.changed, ["1001", "1001"])
         self.assertEqual(
             self.successResultOf(Deferred.fromCoroutine(service.generate_pins())), 0
         )
+
+    def test_pin_change_ends_api_sessions(self) -> None:
+        """A PIN changed through voicemail (phone or API) ends that extension's API sessions."""
+        service = self.start()
+        result = self.successResultOf(Deferred.fromCoroutine(service.voicemail.set_pin("1001", "739146")))
+        self.assertIsNone(result)
+        self.assertEqual(self.pbx.credentials, ["1001"])
+        self.assertIn("1001", self.pbx.changed)
 
     def test_deposit_notifies(self) -> None:
         """A message delivered through the service's mailboxes sends message-summary for its mailbox."""
