@@ -27,18 +27,17 @@ front.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from attrs import field, frozen
 
 from pbx.errors import ConfigError
+from pbx.validation import extension_number_problem, pin_format_problem, text_problem
 
 __all__ = ["ConferenceOptions", "RoomOptions", "parse_options"]
 
 _ROOM = re.compile(r"[0-9]{1,20}")
-_PIN = re.compile(r"[0-9]{3,12}")
-_NUMBER = re.compile(r"[0-9]{2,10}")
 _FEATURE_KEYS = frozenset({"rooms"})
 _ROOM_KEYS = frozenset({
     "pin", "moderator_pin", "moderators", "wait_for_moderator", "end_with_moderator",
@@ -92,12 +91,14 @@ def _flag(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
     return value
 
 
-def _digits(value: Any, key: str, pattern: re.Pattern[str], what: str) -> str:
+def _digits(value: Any, key: str, problem: Callable[[Any], str | None]) -> str:
+    """Digits (a YAML integer is taken as its digits) that pass ``problem``, the shared check."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ConfigError(key, f"must be {what}")
-    return value
+    trouble = problem(value)
+    if trouble is not None:
+        raise ConfigError(key, trouble)
+    return str(value)
 
 
 def parse_room(number: str, raw: Any, where: str) -> RoomOptions:
@@ -116,21 +117,24 @@ def parse_room(number: str, raw: Any, where: str) -> RoomOptions:
     pins = {}
     for key in ("pin", "moderator_pin"):
         value = raw.get(key)
-        pins[key] = "" if value in (None, "") else _digits(value, f"{where}.{key}", _PIN, "3 to 12 digits")
+        pins[key] = "" if value in (None, "") else _digits(value, f"{where}.{key}", pin_format_problem)
     if pins["pin"] and pins["pin"] == pins["moderator_pin"]:
         raise ConfigError(f"{where}.moderator_pin", "must differ from pin")
     moderators = raw.get("moderators", [])
     if not isinstance(moderators, list):
         raise ConfigError(f"{where}.moderators", "must be a list of extension numbers")
     numbers = frozenset(
-        _digits(m, f"{where}.moderators[{i}]", _NUMBER, "an extension number (2-10 digits)")
+        _digits(m, f"{where}.moderators[{i}]", extension_number_problem)
         for i, m in enumerate(moderators)
     )
     limit = raw.get("max_participants", 50)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 2 <= limit <= MAX_PARTICIPANTS:
         raise ConfigError(f"{where}.max_participants", f"must be a whole number from 2 to {MAX_PARTICIPANTS}")
     music = raw.get("music", "")
-    if not isinstance(music, str) or (music and not (music.startswith("/") and music.endswith(".wav"))):
+    trouble = text_problem(music, 4096)
+    if trouble is not None:
+        raise ConfigError(f"{where}.music", trouble)
+    if music and not (music.startswith("/") and music.endswith(".wav")):
         raise ConfigError(f"{where}.music", "must be the absolute path of a .wav file")
     room = RoomOptions(
         number=number,
