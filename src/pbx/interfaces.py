@@ -499,6 +499,10 @@ class IChannel(Interface):
         "The :class:`pbx.media.prompts.PromptLibrary` prompt ids are found in;"
         " its ``say_digits`` and friends turn numbers into prompt ids."
     )
+    rate = Attribute(
+        "The PCM sample rate of the call's codec (8000 for G.711, 16000 for"
+        " G.722, 48000 for Opus): what a mix or a recording is sized by."
+    )
     mix = Attribute(
         "The N-party mix (:class:`pbx.media.mix.Mix`) this channel has joined,"
         " or None."

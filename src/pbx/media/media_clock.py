@@ -26,9 +26,9 @@ Tick = Callable[[int], object]
 
 class MediaClock:
     """
-    Ticks every subscriber each ``ptime`` seconds with the number of ptimes
-    elapsed since its last tick (more than 1 when the reactor was late),
-    in the order they subscribed.  The timer runs only while someone is
+    Ticks every subscriber each ``ptime`` seconds, in the order they
+    subscribed; when the reactor was late, once per ptime elapsed (the
+    count passed is always 1).  The timer runs only while someone is
     subscribed.
     """
 
@@ -77,12 +77,20 @@ class MediaClock:
         return remove
 
     def _tick(self, elapsed: int) -> None:
+        # Late by several ptimes, every subscriber is ticked once per ptime
+        # elapsed, all of them in turn each time, rather than each one
+        # `elapsed` times in a row: the members of an N-party mix
+        # (pbx.media.mix) then share one round per ptime.  Ticked in a row,
+        # each member's second tick starts a round of its own, and a late
+        # tick costs a big room one whole mix per member, which makes it
+        # later still.
         ticks = self._ticks
-        for key in list(ticks):
-            tick = ticks.get(key)
-            if tick is None:
-                continue  # removed by an earlier subscriber's tick
-            try:
-                tick(elapsed)
-            except Exception:
-                self.log.failure("media tick failed")
+        for _ in range(elapsed):
+            for key in list(ticks):
+                tick = ticks.get(key)
+                if tick is None:
+                    continue  # removed by an earlier subscriber's tick
+                try:
+                    tick(1)
+                except Exception:
+                    self.log.failure("media tick failed")

@@ -17,10 +17,12 @@ round costs one :meth:`Mixer.mix` whatever the number of members, and as
 long as every member ticks once per ptime each one hears each other's
 frame exactly once, at most one tick late.  Members that stop ticking (a
 channel whose prompt has priority, a phone gone quiet) neither stall the
-rounds nor get a frame twice.  When the reactor runs late the endpoint
-ticks a channel several times in a row; each of those ticks is then a
-round of its own, so what the others said in the late ticks is lost (a
-short dropout) rather than repeated.
+rounds nor get a frame twice.  When the reactor runs late the media clock
+ticks every channel once per ptime missed, all of them in turn each time,
+so a late tick is a few ordinary rounds.  A channel ticked several times
+in a row (by a timer of its own) makes each of those ticks a round of its
+own: what the others said in them is lost (a short dropout) rather than
+repeated, and each costs a whole mix.
 
 Pure media: nothing here knows about RTP, SIP or Twisted; the channel
 (:meth:`pbx.media.channel.Channel.join`) is the only caller of

@@ -1,0 +1,1 @@
+"""Meet-me conference rooms: PINs, moderators, mute, lock, hold music, REST API."""

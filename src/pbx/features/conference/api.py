@@ -1,0 +1,218 @@
+"""
+The conference's REST routes, mounted under ``/api/v1/conference/``
+(administrators only):
+
+- ``GET /rooms``: every configured room with its settings (whether it has
+  PINs, never the PINs) and its live state;
+- ``GET /rooms/<room>``: one room;
+- ``GET /rooms/<room>/participants``: who is in it;
+- ``POST /rooms/<room>/lock``, ``POST /rooms/<room>/unlock``: only
+  moderators may join a locked room (409 when nobody is in the room: a
+  lock lasts as long as the meeting);
+- ``POST /rooms/<room>/participants/<id>/mute`` and ``.../unmute``;
+- ``DELETE /rooms/<room>/participants/<id>``: hang up (kick) a participant.
+
+Every change is audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pbx.api.http import APIError, add_json_errors, json_body
+from pbx.features.conference.options import RoomOptions
+from pbx.features.conference.room import Participant, Room, Rooms
+from pbx.interfaces import IPBX
+from pbx.records import AuditEvent
+
+__all__ = ["ConferenceAPI", "openapi_paths"]
+
+
+class ConferenceAPI:
+    """
+    The routes, relative to the mount point.
+
+    :param pbx: the running PBX (``authenticate``, ``store``, ``clock``).
+    :param rooms: the rooms.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, pbx: IPBX, rooms: Rooms) -> None:
+        self.pbx = pbx
+        self.rooms = rooms
+
+    def resource(self) -> Any:
+        """The Klein resource to mount."""
+        return self.app.resource()
+
+    add_json_errors(app, "conference API")
+
+    # -- helpers -----------------------------------------------------------
+
+    def _admin(self, request: IRequest) -> str:
+        """The administrator's username; 401 without a session, 403 for users."""
+        session = self.pbx.authenticate(request)
+        if session.role != "admin":
+            raise APIError(403, "administrators only")
+        return str(session.username)
+
+    async def _audit(self, request: IRequest, kind: str, subject: str, username: str) -> None:
+        peer = request.getClientAddress()
+        host = peer.host if hasattr(peer, "host") else str(peer)
+        await self.pbx.store.add_audit(AuditEvent(self.pbx.clock.seconds(), kind, subject, host, username))
+
+    def _options(self, number: str) -> RoomOptions:
+        options = self.rooms.configured(number)
+        if options is None:
+            raise APIError(404, f"no room {number!r}")
+        return options
+
+    def _live(self, number: str) -> Room:
+        self._options(number)
+        room = self.rooms.live(number)
+        if room is None:
+            raise APIError(409, f"nobody is in room {number!r}")
+        return room
+
+    def _participant(self, number: str, participant_id: str) -> tuple[Room, Participant]:
+        self._options(number)
+        room = self.rooms.live(number)
+        try:
+            if room is None:
+                raise KeyError(participant_id)
+            return room, room.get(participant_id)
+        except KeyError:
+            raise APIError(404, f"no participant {participant_id!r} in room {number!r}") from None
+
+    def _room(self, options: RoomOptions) -> dict[str, Any]:
+        room = self.rooms.live(options.number)
+        live = room.describe() if room is not None else {
+            "participants": 0, "locked": False, "moderator_present": False, "sample_rate": None}
+        return {
+            "room": options.number,
+            "pin": bool(options.pin),
+            "moderator_pin": bool(options.moderator_pin),
+            "moderators": sorted(options.moderators),
+            "wait_for_moderator": options.wait_for_moderator,
+            "end_with_moderator": options.end_with_moderator,
+            "max_participants": options.max_participants,
+            **live,
+        }
+
+    # -- routes ------------------------------------------------------------
+
+    @app.route("/rooms", methods=["GET"])
+    def list_rooms(self, request: IRequest) -> bytes:
+        """Every configured room and its live state."""
+        self._admin(request)
+        rooms = [self._room(o) for _, o in sorted(self.rooms.options.rooms.items())]
+        return json_body(request, 200, {"rooms": rooms})
+
+    @app.route("/rooms/<number>", methods=["GET"])
+    def get_room(self, request: IRequest, number: str) -> bytes:
+        """One room."""
+        self._admin(request)
+        return json_body(request, 200, self._room(self._options(number)))
+
+    @app.route("/rooms/<number>/participants", methods=["GET"])
+    def list_participants(self, request: IRequest, number: str) -> bytes:
+        """Who is in the room."""
+        self._admin(request)
+        self._options(number)
+        room = self.rooms.live(number)
+        people = [p.describe() for p in room] if room is not None else []
+        return json_body(request, 200, {"participants": people})
+
+    @app.route("/rooms/<number>/<any(lock, unlock):action>", methods=["POST"])
+    async def lock(self, request: IRequest, number: str, action: str) -> bytes:
+        """Lock or unlock a room that someone is in."""
+        username = self._admin(request)
+        room = self._live(number)
+        room.locked = action == "lock"
+        self.log.info("conference {room}: {action}ed through the API by {user}", room=number,
+                      action=action, user=username)
+        await self._audit(request, f"conference.{action}", number, username)
+        return json_body(request, 200, self._room(room.options))
+
+    @app.route("/rooms/<number>/participants/<pid>/<any(mute, unmute):action>", methods=["POST"])
+    async def mute(self, request: IRequest, number: str, pid: str, action: str) -> bytes:
+        """Mute or unmute a participant."""
+        username = self._admin(request)
+        room, participant = self._participant(number, pid)
+        room.set_muted(participant, action == "mute")
+        await self._audit(request, f"conference.{action}", f"{number}/{pid}", username)
+        return json_body(request, 200, participant.describe())
+
+    @app.route("/rooms/<number>/participants/<pid>", methods=["DELETE"])
+    async def kick(self, request: IRequest, number: str, pid: str) -> bytes:
+        """Hang up a participant."""
+        username = self._admin(request)
+        room, participant = self._participant(number, pid)
+        self.log.info("conference {room}: {caller} kicked through the API by {user}", room=number,
+                      caller=participant.channel.caller or "anonymous", user=username)
+        await room.kick(participant)
+        await self._audit(request, "conference.kick", f"{number}/{pid}", username)
+        return json_body(request, 200, {"kicked": pid})
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _object(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+
+
+def openapi_paths(prefix: str = "/api/v1/conference") -> dict[str, Any]:
+    """The OpenAPI ``paths`` these routes add, keyed by full path."""
+    errors = {"401": _error("Not logged in"), "403": _error("Administrators only")}
+    room = {"name": "room", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}}
+    pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    missing = {"404": _error("No such room")}
+    nobody = {"409": _error("Nobody is in the room")}
+    gone = {"404": _error("No such room or participant")}
+    paths: dict[str, Any] = {
+        f"{prefix}/rooms": {
+            "get": {"summary": "List the conference rooms with their live state",
+                    "responses": {"200": _object("The rooms"), **errors}},
+        },
+        f"{prefix}/rooms/{{room}}": {
+            "parameters": [room],
+            "get": {"summary": "One conference room", "responses": {"200": _object("The room"), **missing, **errors}},
+        },
+        f"{prefix}/rooms/{{room}}/participants": {
+            "parameters": [room],
+            "get": {"summary": "Who is in a conference room",
+                    "responses": {"200": _object("The participants"), **missing, **errors}},
+        },
+    }
+    for action in ("lock", "unlock"):
+        paths[f"{prefix}/rooms/{{room}}/{action}"] = {
+            "parameters": [room],
+            "post": {"summary": f"{action.capitalize()} a conference room (moderators may still join a locked one)",
+                     "responses": {"200": _object("The room"), **missing, **nobody, **errors}},
+        }
+    for action in ("mute", "unmute"):
+        paths[f"{prefix}/rooms/{{room}}/participants/{{id}}/{action}"] = {
+            "parameters": [room, pid],
+            "post": {"summary": f"{action.capitalize()} a participant",
+                     "responses": {"200": _object("The participant"), **gone, **errors}},
+        }
+    paths[f"{prefix}/rooms/{{room}}/participants/{{id}}"] = {
+        "parameters": [room, pid],
+        "delete": {"summary": "Hang up a participant",
+                   "responses": {"200": _object("Kicked"), **gone, **errors}},
+    }
+    return paths
