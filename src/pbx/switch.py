@@ -1,6 +1,6 @@
 """
 The switch a configuration describes, wired in this one place: the SIP core
-and the source defence that screens what reaches it, the registrar,
+with the source defence and the overload guard that screen what reaches it, the registrar,
 extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
@@ -37,6 +37,7 @@ from pbx.sip.connections import StreamGuard, StreamLimits
 from pbx.sip.core import SIPCore
 from pbx.sip.events import EventServer
 from pbx.sip.location import peer_for
+from pbx.sip.overload import OverloadGuard
 from pbx.sip.registrar import Registrar
 from pbx.sip.sockets import (
     LocalAddresses,
@@ -77,6 +78,8 @@ class Switch:
         self.log.info("registrations restored: {count}", count=count)
         self.registrar.start()
         self.defence.start()
+        if self.core.overload is not None:
+            self.core.overload.start()
         self.calls.install()
 
     async def stop(self) -> None:
@@ -86,6 +89,8 @@ class Switch:
         await self.relay.close_all()
         self.registrar.stop()
         self.defence.stop()
+        if self.core.overload is not None:
+            self.core.overload.stop()
 
     async def flush(self) -> None:
         """Write the registrar's pending binding changes (once the listeners are closed)."""
@@ -123,6 +128,7 @@ def build_switch(
     lockout = Lockout.from_config(reactor, sec)
     defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
     core.defence = defence
+    core.overload = OverloadGuard(reactor, sip.overload)
     extensions = ExtensionCache(store, reactor)
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
