@@ -78,8 +78,9 @@ def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | N
 
     The response copies the Via, From, To, Call-ID and CSeq lines (§8.2.6.2)
     and adds a To tag; the top Via gets ``received`` and ``rport`` (§18.2.1,
-    RFC 3581 §4) and the response goes where §18.2.2 says: the source
-    address, at the source port when the client asked with ``rport``.
+    RFC 3581 §4) and the response goes where §18.2.2 says: back on a
+    stream's connection; for UDP to the source address, at the source port
+    when the client asked with ``rport`` and otherwise at the Via's port.
     """
     lines = data[: _head_end(data)].split(b"\n")
     copied: list[tuple[bytes, bytes]] = []
@@ -95,21 +96,21 @@ def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | N
         name = _COPIED.get(line[:colon].strip().lower())
         if name is not None:
             copied.append((name, line[colon + 1 :].strip()))
-    names = {name for name, _ in copied}
-    if len(names) != 5 or peer.transport != "udp":
+    if len({name for name, _ in copied}) != 5:
         return None
     top = next(value for name, value in copied if name == b"Via")
-    top = top.split(b",", 1)[0] if b"," in top else top
-    sent_by = _SENT_BY.match(top)
-    if sent_by is None:
-        return None
+    top = top.split(b",", 1)[0]
     host = peer.host.encode()
+    to = peer  # streams answer on the request's connection (§18.2.2)
     if _RPORT.search(top):
         stamped = _RPORT.sub(b";rport=" + str(peer.port).encode(), top, count=1) + b";received=" + host
-        to = peer
     else:
         stamped = top + b";received=" + host
-        to = Peer("udp", peer.host, int(sent_by.group(2) or 5060))
+        if peer.transport == "udp":
+            sent_by = _SENT_BY.match(top)
+            if sent_by is None:
+                return None
+            to = Peer("udp", peer.host, int(sent_by.group(2) or 5060))
     out = [b"SIP/2.0 503 Service Unavailable"]
     via_done = False
     for name, value in copied:

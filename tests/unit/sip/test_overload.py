@@ -1,0 +1,277 @@
+"""Tests for :mod:`pbx.sip.overload` (RFC 3261 §21.5.4, §8.2.6, §18.2; RFC 7339)."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.config import SIPOverloadConfig
+from pbx.sip.core import SIPCore
+from pbx.sip.message import Response, parse_message
+from pbx.sip.overload import SAMPLE_INTERVAL, OverloadGuard, new_work, refusal
+from pbx.sip.transaction import Peer
+from pbx.testing import FakeUDPPort
+
+SOURCE = Peer("udp", "203.0.113.9", 40000)
+
+
+def request(
+    method: str = "REGISTER",
+    *,
+    via: str = "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-o1;rport",
+    to_tag: str | None = None,
+    extra: str = "",
+) -> bytes:
+    """The wire form of a request."""
+    to = "<sip:1001@pbx.test>" + ("" if to_tag is None else f";tag={to_tag}")
+    return (
+        f"{method} sip:pbx.test SIP/2.0\r\n"
+        f"Via: {via}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:1001@pbx.test>;tag=f1\r\n"
+        f"To: {to}\r\n"
+        "Call-ID: overload-1@10.0.0.5\r\n"
+        f"CSeq: 7 {method}\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n"
+        "\r\n"
+    ).encode()
+
+
+CREDENTIALS = 'Authorization: Digest username="1001", realm="pbx.test", nonce="n", uri="sip:pbx.test", response="r"\r\n'
+PROXY_CREDENTIALS = CREDENTIALS.replace("Authorization", "Proxy-Authorization")
+
+
+class NewWorkTests(SynchronousTestCase):
+    """Which requests start new work, read from the raw bytes."""
+
+    def test_register_without_credentials(self) -> None:
+        """A REGISTER without credentials is new work, at any level."""
+        self.assertTrue(new_work(request("REGISTER"), severe=False))
+        self.assertTrue(new_work(request("REGISTER"), severe=True))
+
+    def test_credentials_only_when_severe(self) -> None:
+        """A request with credentials finishes a challenge round: new work only when severe."""
+        self.assertFalse(new_work(request("REGISTER", extra=CREDENTIALS), severe=False))
+        self.assertFalse(new_work(request("INVITE", extra=PROXY_CREDENTIALS), severe=False))
+        self.assertTrue(new_work(request("REGISTER", extra=CREDENTIALS), severe=True))
+        self.assertTrue(new_work(request("INVITE", extra=PROXY_CREDENTIALS), severe=True))
+
+    def test_initial_invite(self) -> None:
+        """An INVITE without a To tag is new work."""
+        self.assertTrue(new_work(request("INVITE"), severe=False))
+
+    def test_reinvite_in_dialog(self) -> None:
+        """An INVITE with a To tag (compact form too) belongs to a dialog: never new work."""
+        self.assertFalse(new_work(request("INVITE", to_tag="t9"), severe=True))
+        compact = request("INVITE", to_tag="t9").replace(b"\r\nTo: ", b"\r\nt: ")
+        self.assertFalse(new_work(compact, severe=True))
+
+    def test_other_methods_and_responses(self) -> None:
+        """ACK, BYE, CANCEL, OPTIONS and responses are never new work."""
+        for method in ("ACK", "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE"):
+            self.assertFalse(new_work(request(method), severe=True), method)
+        self.assertFalse(new_work(b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n", severe=True))
+
+    def test_credentials_in_body_do_not_count(self) -> None:
+        """Only the header section is searched for credentials."""
+        data = request("REGISTER").replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 60\r\n\r\n") + (
+            b"\n" + CREDENTIALS.encode()
+        )
+        self.assertTrue(new_work(data, severe=False))
+
+
+class RefusalTests(SynchronousTestCase):
+    """The stateless 503 written from the request's own header lines."""
+
+    def parsed(self, data: bytes, peer: Peer = SOURCE) -> tuple[Response, Peer]:
+        answer = refusal(data, peer, 7)
+        assert answer is not None
+        response = parse_message(answer[0], stream=False)
+        assert isinstance(response, Response)
+        return response, answer[1]
+
+    def test_response_fields(self) -> None:
+        """503 with Retry-After, the request's From, Call-ID and CSeq, and a To tag added (§8.2.6.2)."""
+        response, _ = self.parsed(request("INVITE"))
+        self.assertEqual((response.status, response.reason), (503, "Service Unavailable"))
+        self.assertEqual(response.headers.get("Retry-After"), "7")
+        self.assertEqual(response.call_id, "overload-1@10.0.0.5")
+        self.assertEqual((response.cseq.number, response.cseq.method), (7, "INVITE"))
+        self.assertEqual(response.from_.tag, "f1")
+        self.assertTrue(response.to.tag)
+        self.assertEqual(response.headers.get("Content-Length"), "0")
+
+    def test_rport(self) -> None:
+        """With rport the top Via records the source and the answer goes to the source port (RFC 3581 §4)."""
+        response, to = self.parsed(request())
+        via = response.top_via
+        self.assertEqual((via.params.get("received"), via.params.get("rport")), ("203.0.113.9", "40000"))
+        self.assertEqual(via.branch, "z9hG4bK-o1")
+        self.assertEqual(to, SOURCE)
+
+    def test_no_rport(self) -> None:
+        """Without rport the answer goes to the source address at the Via's port (§18.2.2)."""
+        response, to = self.parsed(request(via="SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-o2"))
+        self.assertEqual(response.top_via.params.get("received"), "203.0.113.9")
+        self.assertEqual(to, Peer("udp", "203.0.113.9", 5062))
+        _, default = self.parsed(request(via="SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-o3"))
+        self.assertEqual(default, Peer("udp", "203.0.113.9", 5060))
+
+    def test_stream(self) -> None:
+        """Over a stream the answer goes back on the request's connection."""
+        peer = Peer("tcp", "203.0.113.9", 40001)
+        _, to = self.parsed(request(via="SIP/2.0/TCP 10.0.0.5:5062;branch=z9hG4bK-o4"), peer)
+        self.assertEqual(to, peer)
+
+    def test_every_via_kept_in_order(self) -> None:
+        """Every Via is copied, in order, only the top one stamped."""
+        data = request(via="SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-a, SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK-b")
+        data = data.replace(b"Max-Forwards", b"v: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bK-c\r\nMax-Forwards")
+        response, _ = self.parsed(data)
+        vias = ", ".join(response.headers.get_all("Via"))
+        self.assertEqual([p.split(";")[1] for p in vias.split(", ")],
+                         ["branch=z9hG4bK-a", "branch=z9hG4bK-b", "branch=z9hG4bK-c"])
+        self.assertIn("received=203.0.113.9", vias.split(", ")[0])
+        self.assertNotIn("received", vias.split(", ", 1)[1])
+
+    def test_compact_forms(self) -> None:
+        """Compact header names (§7.3.3) are read and written in full."""
+        data = (
+            b"REGISTER sip:pbx.test SIP/2.0\r\nv: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-c;rport\r\n"
+            b"f: <sip:1001@pbx.test>;tag=f2\r\nt: <sip:1001@pbx.test>\r\ni: compact@10.0.0.5\r\n"
+            b"CSeq: 2 REGISTER\r\nl: 0\r\n\r\n"
+        )
+        response, _ = self.parsed(data)
+        self.assertEqual((response.status, response.call_id, response.from_.tag), (503, "compact@10.0.0.5", "f2"))
+
+    def test_missing_header(self) -> None:
+        """A request without a Call-ID cannot be answered: None (it is dropped)."""
+        data = request().replace(b"Call-ID: overload-1@10.0.0.5\r\n", b"")
+        self.assertIsNone(refusal(data, SOURCE, 5))
+
+
+class OverloadGuardTests(SynchronousTestCase):
+    """The guard samples the reactor's lag on the clock and refuses new work while it is late."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=100, severe_lag_ms=500))
+        self.guard.start()
+
+    def tearDown(self) -> None:
+        self.guard.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def late(self, seconds: float) -> None:
+        """The reactor comes back to the sampling timer ``seconds`` after it was due."""
+        self.clock.advance(SAMPLE_INTERVAL + seconds)
+
+    def test_on_time(self) -> None:
+        """A reactor that keeps time refuses nothing."""
+        for _ in range(10):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.lag, 0.0)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.assertFalse(self.guard.refuses(request("INVITE")))
+
+    def test_late_refuses_new_rounds(self) -> None:
+        """Past lag_ms, new REGISTERs and INVITEs without credentials are refused; the rest pass."""
+        self.late(0.2)
+        self.assertAlmostEqual(self.guard.lag, 0.2)
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        self.assertTrue(self.guard.refuses(request("INVITE")))
+        self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("INVITE", extra=PROXY_CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("INVITE", to_tag="t1")))
+        for method in ("ACK", "BYE", "CANCEL"):
+            self.assertFalse(self.guard.refuses(request(method)), method)
+        self.assertEqual(self.guard.stats, {"refused": 2, "episodes": 1})
+
+    def test_severe_refuses_credentials_too(self) -> None:
+        """Past severe_lag_ms, new requests with credentials are refused as well."""
+        self.late(0.6)
+        self.assertTrue(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+        self.assertTrue(self.guard.refuses(request("INVITE", extra=PROXY_CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("BYE")))
+
+    def test_recovers_at_the_next_sample(self) -> None:
+        """Once a sample is on time again, new work is taken at once."""
+        self.late(0.3)
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.lag, 0.0)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_overdue_sample_counts(self) -> None:
+        """In a long reactor turn, before the sampling timer can run, the overdue time is the lag."""
+        self.clock.rightNow += SAMPLE_INTERVAL + 0.05
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.clock.rightNow += 0.1
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+
+    def test_at_threshold(self) -> None:
+        """Lag equal to lag_ms is still tolerated."""
+        self.late(0.1)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+
+class DisabledGuardTests(SynchronousTestCase):
+    """``lag_ms: 0`` turns shedding off."""
+
+    def test_never_refuses(self) -> None:
+        """With lag_ms 0 no timer runs and nothing is refused, however late the reactor is."""
+        clock = Clock()
+        guard = OverloadGuard(clock, SIPOverloadConfig(lag_ms=0))
+        guard.start()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(10)
+        self.assertFalse(guard.refuses(request("REGISTER")))
+        guard.stop()
+
+
+class CoreSheddingTests(SynchronousTestCase):
+    """The core answers refused requests with 503 before parsing; the rest flows on."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.core = SIPCore(self.clock)
+        self.port = FakeUDPPort(5060, None)
+        self.core.transports.udp = self.port
+        self.core.overload = OverloadGuard(self.clock, SIPOverloadConfig())
+        self.core.overload.start()
+        self.handled: list[str] = []
+        self.core.handlers["REGISTER"] = lambda t: self.handled.append(t.request.method)
+
+    def tearDown(self) -> None:
+        assert self.core.overload is not None
+        self.core.overload.stop()
+        self.clock.advance(64)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_refused_statelessly(self) -> None:
+        """Under lag a new REGISTER gets 503 with Retry-After and makes no transaction."""
+        self.clock.advance(SAMPLE_INTERVAL + 0.3)
+        self.core.receive(request("REGISTER"), SOURCE, False)
+        self.assertEqual(self.handled, [])
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+        [(data, addr)] = self.port.written
+        response = parse_message(data, stream=False)
+        assert isinstance(response, Response)
+        self.assertEqual((response.status, response.headers.get("Retry-After")), (503, "5"))
+        self.assertEqual(addr, ("203.0.113.9", 40000))
+
+    def test_in_dialog_flows(self) -> None:
+        """Under lag a BYE still reaches the transaction layer (and gets its 481 here)."""
+        self.clock.advance(SAMPLE_INTERVAL + 0.3)
+        self.core.receive(request("BYE", to_tag="t1"), SOURCE, False)
+        [(data, _)] = self.port.written
+        response = parse_message(data, stream=False)
+        assert isinstance(response, Response)
+        self.assertEqual(response.status, 481)
+
+    def test_admitted_when_on_time(self) -> None:
+        """On time, a REGISTER reaches its handler."""
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.core.receive(request("REGISTER"), SOURCE, False)
+        self.assertEqual(self.handled, ["REGISTER"])
