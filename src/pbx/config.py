@@ -126,10 +126,10 @@ class SIPOverloadConfig:
     calls and registrations are refused with 503 (see :mod:`pbx.sip.overload`).
     """
 
-    #: Milliseconds late before new challenge rounds are refused; 0: never.
-    lag_ms: int = 100
+    #: Milliseconds late (smoothed) before new challenge rounds are refused; 0: never.
+    lag_ms: int = 200
     #: Milliseconds late before every new INVITE and REGISTER is refused.
-    severe_lag_ms: int = 500
+    severe_lag_ms: int = 1000
     #: Seconds a refused client is asked to wait (Retry-After).
     retry_after: int = 5
 

@@ -6,14 +6,15 @@ still finishes in time.
 
 The signal is the reactor's lag: a timer on the injected clock is due every
 :data:`SAMPLE_INTERVAL` seconds, and how late it runs is how long the
-reactor took to come back to it.  While the last sample, or the sample that
-is overdue right now, is later than ``lag_ms``, requests that start new work
+reactor took to come back to it.  While the lag, smoothed over
+:data:`SMOOTHING` seconds, is over ``lag_ms``, requests that start new work
 are refused: INVITEs outside a dialog (no To tag, §12.1.1) and REGISTERs,
 those without credentials first (they open a challenge round; the second
-request of a round finishes work already accepted).  Past ``severe_lag_ms``,
-new INVITEs and REGISTERs with credentials are refused too.  The thresholds
-are the ``sip.overload`` section (:class:`pbx.config.SIPOverloadConfig`).  In-dialog
-requests, ACK, CANCEL, BYE and every response always pass.
+request of a round finishes work already accepted).  Past ``severe_lag_ms``
+(or in a reactor turn already that late), new INVITEs and REGISTERs with
+credentials are refused too.  In-dialog requests, ACK, CANCEL, BYE and
+every response always pass.  The thresholds are the ``sip.overload``
+section (:class:`pbx.config.SIPOverloadConfig`).
 
 Refusing has to cost far less than the work it saves, or a flood three
 times the capacity still wins: the decision reads the start line and a few
@@ -24,6 +25,7 @@ parsing the message (about 5 µs, against 45 µs to parse and answer it).
 
 from __future__ import annotations
 
+import math
 import re
 
 from attrs import define, field
@@ -35,15 +37,18 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.ids import new_tag
 from pbx.sip.transaction import Peer
 
-__all__ = ["SAMPLE_INTERVAL", "OverloadGuard", "new_work", "refusal"]
+__all__ = ["SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
 
 #: Seconds between samples of the reactor's lag.
 SAMPLE_INTERVAL = 0.025
+#: Seconds the lag is smoothed over.
+SMOOTHING = 0.5
 
-_HEADS = re.compile(rb"\r?\n\r?\n")
 _CREDENTIALS = re.compile(rb"\n(?:proxy-)?authorization[ \t]*:", re.IGNORECASE)
 _TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\n]*;[ \t]*tag[ \t]*=", re.IGNORECASE)
-#: Header names (lower case, compact forms too, §7.3.3) a response copies.
+#: The header lines a response copies (§8.2.6.2), compact forms too (§7.3.3).
+_LINE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
 _COPIED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
            b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
 _RPORT = re.compile(rb";[ \t]*rport(?![=\w-])", re.IGNORECASE)
@@ -56,19 +61,23 @@ def new_work(data: bytes, severe: bool) -> bool:
     Whether the request in ``data`` starts new work: a REGISTER, or an
     INVITE without a To tag; unless ``severe``, only one without credentials.
     """
+    head = _head_end(data)
     if data.startswith(b"REGISTER "):
         pass
     elif data.startswith(b"INVITE "):
-        if _TO_TAG.search(data, 0, _head_end(data)):
+        if _TO_TAG.search(data, 0, head):
             return False  # a re-INVITE in a dialog (§14)
     else:
         return False
-    return severe or not _CREDENTIALS.search(data, 0, _head_end(data))
+    return severe or not _CREDENTIALS.search(data, 0, head)
 
 
 def _head_end(data: bytes) -> int:
-    match = _HEADS.search(data)
-    return match.start() if match else len(data)
+    """Where the header section ends (§7: CRLF CRLF; bare LFs are tolerated)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    return end if end >= 0 else len(data)
 
 
 def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | None:
@@ -82,20 +91,10 @@ def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | N
     stream's connection; for UDP to the source address, at the source port
     when the client asked with ``rport`` and otherwise at the Via's port.
     """
-    lines = data[: _head_end(data)].split(b"\n")
-    copied: list[tuple[bytes, bytes]] = []
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
-            if copied:
-                name, value = copied[-1]
-                copied[-1] = (name, value + b" " + line.strip())
-            continue
-        colon = line.find(b":")
-        if colon <= 0:
-            continue
-        name = _COPIED.get(line[:colon].strip().lower())
-        if name is not None:
-            copied.append((name, line[colon + 1 :].strip()))
+    head = data[: _head_end(data)]
+    if b"\n " in head or b"\n\t" in head:
+        head = _FOLD.sub(b" ", head)  # §7.3.1: a folded line continues the one above
+    copied = [(_COPIED[name.lower()], value.rstrip()) for name, value in _LINE.findall(head)]
     if len({name for name, _ in copied}) != 5:
         return None
     top = next(value for name, value in copied if name == b"Via")
@@ -130,6 +129,12 @@ class OverloadGuard:
     """
     Samples the reactor's lag on ``clock`` and decides what new work to refuse.
 
+    One late sample is not overload (a garbage collection, another process
+    taking the core for a moment): the lag is smoothed over about
+    :data:`SMOOTHING` seconds, and that level is compared with ``lag_ms``.
+    A reactor turn that runs past ``severe_lag_ms`` counts at once, before
+    the sampling timer can run: it is the level then.
+
     :ivar clock: the injected reactor time; its lateness is the lag.
     :ivar limits: the thresholds (``sip.overload``).
     """
@@ -138,8 +143,11 @@ class OverloadGuard:
     limits: SIPOverloadConfig = SIPOverloadConfig()
     #: Lag of the last sample, seconds.
     lag: float = 0.0
+    #: The smoothed lag, seconds.
+    level: float = 0.0
     stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0})
     _due: float = 0.0
+    _last: float = 0.0
     _timer: IDelayedCall | None = None
     _shedding: bool = False
     log = Logger()
@@ -147,6 +155,7 @@ class OverloadGuard:
     def start(self) -> None:
         """Take the first sample one interval from now."""
         if self.limits.lag_ms > 0 and self._timer is None:
+            self._last = self.clock.seconds()
             self._arm()
 
     def stop(self) -> None:
@@ -160,29 +169,35 @@ class OverloadGuard:
         self._timer = self.clock.callLater(SAMPLE_INTERVAL, self._sample)
 
     def _sample(self) -> None:
-        self.lag = max(0.0, self.clock.seconds() - self._due)
+        now = self.clock.seconds()
+        self.lag = max(0.0, now - self._due)
+        # An average weighted by time: a sample stands for the time since the last.
+        weight = 1.0 - math.exp(-(now - self._last) / SMOOTHING)
+        self.level += (self.lag - self.level) * weight
+        self._last = now
         self._arm()
-        shedding = self.lag > self.limits.lag_ms / 1000
+        shedding = self.level * 1000 > self.limits.lag_ms
         if shedding and not self._shedding:
             self.stats["episodes"] += 1
             self.log.warn("overloaded: the reactor is {lag:.0f} ms late; refusing new calls and registrations",
-                          lag=1000 * self.lag)
+                          lag=1000 * self.level)
         elif self._shedding and not shedding:
             self.log.info("overload over: {refused} request(s) refused so far", refused=self.stats["refused"])
         self._shedding = shedding
 
     def current_lag(self) -> float:
-        """The lag now: the last sample's, or the overdue sample's if that is later."""
+        """The smoothed lag, or the current turn's lateness once that is past ``severe_lag_ms``."""
         if self._timer is None:
             return 0.0
-        return max(self.lag, self.clock.seconds() - self._due)
+        overdue = self.clock.seconds() - self._due
+        return overdue if overdue * 1000 > self.limits.severe_lag_ms else self.level
 
     def refuses(self, data: bytes) -> bool:
         """Whether the message in ``data`` is new work to refuse now (counted)."""
         if self._timer is None or not data.startswith((b"INVITE ", b"REGISTER ")):
             return False
-        lag = self.current_lag()
-        if lag * 1000 <= self.limits.lag_ms or not new_work(data, lag * 1000 > self.limits.severe_lag_ms):
+        lag = self.current_lag() * 1000
+        if lag <= self.limits.lag_ms or not new_work(data, lag > self.limits.severe_lag_ms):
             return False
         self.stats["refused"] += 1
         return True
