@@ -45,6 +45,7 @@ from pbx.sip.sockets import (
     SIPListener,
     StreamConnector,
     host_address,
+    receive_queue,
 )
 from pbx.store.cache import ExtensionCache
 from pbx.store.writebehind import BindingWriter
@@ -128,7 +129,7 @@ def build_switch(
     lockout = Lockout.from_config(reactor, sec)
     defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
     core.defence = defence
-    core.overload = OverloadGuard(reactor, sip.overload)
+    core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
     extensions = ExtensionCache(store, reactor)
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))

@@ -4,17 +4,22 @@ once with a stateless 503 and Retry-After (RFC 3261 §21.5.4; RFC 7339 §1
 on why a server sheds load early and cheaply), so the work already accepted
 still finishes in time.
 
-The signal is the reactor's lag: a timer on the injected clock is due every
-:data:`SAMPLE_INTERVAL` seconds, and how late it runs is how long the
-reactor took to come back to it.  While the lag, smoothed over
-:data:`SMOOTHING` seconds, is over ``lag_ms``, requests that start new work
-are refused: INVITEs outside a dialog (no To tag, §12.1.1) and REGISTERs,
-those without credentials first (they open a challenge round; the second
-request of a round finishes work already accepted).  Past ``severe_lag_ms``
-(or in a reactor turn already that late), new INVITEs and REGISTERs with
-credentials are refused too.  In-dialog requests, ACK, CANCEL, BYE and
-every response always pass.  The thresholds are the ``sip.overload``
-section (:class:`pbx.config.SIPOverloadConfig`).
+Two signals say the server is behind.  The reactor's lag: a timer on the
+injected clock is due every :data:`SAMPLE_INTERVAL` seconds, and how late
+it runs is how long the reactor took to come back to it (smoothed over
+:data:`SMOOTHING` seconds).  And the UDP socket's receive queue: refusing is
+cheap, so a reactor that refuses keeps time while requests still wait
+seconds in the kernel's buffer (4 MB asked for, :mod:`pbx.sip.sockets`), and
+a client retransmits what waited over 500 ms (§17.1.1.2, T1).  While the
+lag is over ``lag_ms`` or more than ``queue_kb`` wait to be read, requests
+that start new work are refused: INVITEs outside a dialog (no To tag,
+§12.1.1) and REGISTERs, those without credentials only (they open a
+challenge round; the second request of a round finishes work already
+accepted).  Past ``severe_lag_ms`` (or in a reactor turn already that
+late), new INVITEs and REGISTERs with credentials are refused too.
+In-dialog requests, ACK, CANCEL, BYE and every response always pass.  The
+thresholds are the ``sip.overload`` section
+(:class:`pbx.config.SIPOverloadConfig`).
 
 Refusing has to cost far less than the work it saves, or a flood three
 times the capacity still wins: the decision reads the start line and a few
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from attrs import define, field
 
@@ -132,6 +138,7 @@ class OverloadGuard:
     One late sample is not overload (a garbage collection, another process
     taking the core for a moment): the lag is smoothed over about
     :data:`SMOOTHING` seconds, and that level is compared with ``lag_ms``.
+    The receive queue is read at each sample.
     A reactor turn that runs past ``severe_lag_ms`` counts at once, before
     the sampling timer can run: it is the level then.
 
@@ -141,10 +148,14 @@ class OverloadGuard:
 
     clock: IReactorTime
     limits: SIPOverloadConfig = SIPOverloadConfig()
+    #: Octets waiting in the UDP socket's receive queue (None: not known here).
+    queue: Callable[[], int | None] | None = None
     #: Lag of the last sample, seconds.
     lag: float = 0.0
     #: The smoothed lag, seconds.
     level: float = 0.0
+    #: Octets queued at the last sample.
+    queued: int = 0
     stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0})
     _due: float = 0.0
     _last: float = 0.0
@@ -176,14 +187,26 @@ class OverloadGuard:
         self.level += (self.lag - self.level) * weight
         self._last = now
         self._arm()
-        shedding = self.level * 1000 > self.limits.lag_ms
+        self.queued = self._queued()
+        shedding = self.level * 1000 > self.limits.lag_ms or self.queued > self.limits.queue_kb * 1024
         if shedding and not self._shedding:
             self.stats["episodes"] += 1
-            self.log.warn("overloaded: the reactor is {lag:.0f} ms late; refusing new calls and registrations",
-                          lag=1000 * self.level)
+            self.log.warn(
+                "overloaded: the reactor is {lag:.0f} ms late, {kb} KB wait to be read;"
+                " refusing new calls and registrations",
+                lag=1000 * self.level, kb=self.queued // 1024,
+            )
         elif self._shedding and not shedding:
             self.log.info("overload over: {refused} request(s) refused so far", refused=self.stats["refused"])
         self._shedding = shedding
+
+    def _queued(self) -> int:
+        if self.queue is None:
+            return 0
+        try:
+            return self.queue() or 0
+        except OSError:
+            return 0
 
     def current_lag(self) -> float:
         """The smoothed lag, or the current turn's lateness once that is past ``severe_lag_ms``."""
@@ -197,7 +220,8 @@ class OverloadGuard:
         if self._timer is None or not data.startswith((b"INVITE ", b"REGISTER ")):
             return False
         lag = self.current_lag() * 1000
-        if lag <= self.limits.lag_ms or not new_work(data, lag > self.limits.severe_lag_ms):
+        over = lag > self.limits.lag_ms or self.queued > self.limits.queue_kb * 1024
+        if not over or not new_work(data, lag > self.limits.severe_lag_ms):
             return False
         self.stats["refused"] += 1
         return True
