@@ -133,7 +133,7 @@ class SIPOverloadConfig:
     #: Seconds a refused client is asked to wait (Retry-After).
     retry_after: int = 5
     #: KB waiting in the UDP receive queue before new challenge rounds are refused.
-    queue_kb: int = 512
+    queue_kb: int = 1024
 
 
 @frozen
