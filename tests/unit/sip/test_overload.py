@@ -192,9 +192,10 @@ class OverloadGuardTests(SynchronousTestCase):
         self.assertFalse(self.guard.refuses(request("REGISTER")))
 
     def test_late_refuses_new_rounds(self) -> None:
-        """Late for a while past lag_ms: new REGISTERs and INVITEs without credentials are refused; the rest pass."""
-        late(self.clock, 0.2)
-        self.assertTrue(0.1 < self.guard.level < 0.2)
+        """Late for a while, twice lag_ms: new REGISTERs and INVITEs without credentials are refused; the rest pass."""
+        late(self.clock, 0.3)
+        self.assertTrue(0.2 < self.guard.level < 0.3)
+        self.assertEqual(self.guard.share, 1.0)
         self.assertTrue(self.guard.refuses(request("REGISTER")))
         self.assertTrue(self.guard.refuses(request("INVITE")))
         self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
@@ -203,6 +204,16 @@ class OverloadGuardTests(SynchronousTestCase):
         for method in ("ACK", "BYE", "CANCEL"):
             self.assertFalse(self.guard.refuses(request(method)), method)
         self.assertEqual(self.guard.stats, {"refused": 2, "episodes": 1})
+
+    def test_share_grows_with_the_lag(self) -> None:
+        """Between lag_ms and twice that, that share of new rounds is refused, evenly spread."""
+        late(self.clock, 0.2)
+        self.assertTrue(0.1 < self.guard.level < 0.2)
+        share = self.guard.share
+        self.assertTrue(0 < share < 1)
+        self.assertAlmostEqual(share, self.guard.level / 0.1 - 1)
+        refused = [self.guard.refuses(request("REGISTER")) for _ in range(100)]
+        self.assertEqual(sum(refused), int(100 * share))
 
     def test_severe_refuses_credentials_too(self) -> None:
         """Past severe_lag_ms, new requests with credentials are refused as well."""
@@ -245,17 +256,23 @@ class QueueSignalTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_deep_queue_refuses(self) -> None:
-        """With more than queue_kb waiting and the reactor on time, new rounds are refused; credentials pass."""
-        self.waiting = 600 * 1024
+        """With twice queue_kb waiting and the reactor on time, new rounds are refused; credentials pass."""
+        self.waiting = 1024 * 1024
         self.clock.advance(SAMPLE_INTERVAL)
         self.assertEqual(self.guard.level, 0.0)
         self.assertTrue(self.guard.refuses(request("REGISTER")))
         self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
         self.assertFalse(self.guard.refuses(request("BYE")))
 
+    def test_half_over(self) -> None:
+        """One and a half times queue_kb waiting: every other new round is refused."""
+        self.waiting = 768 * 1024
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual([self.guard.refuses(request("INVITE")) for _ in range(4)], [False, True, False, True])
+
     def test_drained_queue_admits(self) -> None:
         """At the first sample after the queue drained, new work is taken again."""
-        self.waiting = 600 * 1024
+        self.waiting = 1024 * 1024
         self.clock.advance(SAMPLE_INTERVAL)
         self.waiting = 1024
         self.clock.advance(SAMPLE_INTERVAL)
@@ -306,7 +323,7 @@ class CoreSheddingTests(SynchronousTestCase):
         self.core = SIPCore(self.clock)
         self.port = FakeUDPPort(5060, None)
         self.core.transports.udp = self.port
-        self.core.overload = OverloadGuard(self.clock, SIPOverloadConfig())
+        self.core.overload = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=100))
         self.core.overload.start()
         self.handled: list[str] = []
         self.core.handlers["REGISTER"] = lambda t: self.handled.append(t.request.method)
