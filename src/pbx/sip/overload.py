@@ -45,12 +45,18 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.ids import new_tag
 from pbx.sip.transaction import Peer
 
-__all__ = ["SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
+__all__ = ["GAIN", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
 
 #: Seconds between samples of the reactor's lag.
 SAMPLE_INTERVAL = 0.025
 #: Seconds the lag is smoothed over.
 SMOOTHING = 0.5
+#: How fast the refused share grows, per second and per unit of pressure
+#: over 1: at pressure 2 it goes from none to all in a quarter second.
+GAIN = 4.0
+#: How fast it shrinks, per second, once the pressure is under 1: from all
+#: to none in a quarter second.
+RELEASE = 4.0
 
 _CREDENTIALS = re.compile(rb"\n(?:proxy-)?authorization[ \t]*:", re.IGNORECASE)
 _TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\n]*;[ \t]*tag[ \t]*=", re.IGNORECASE)
@@ -141,11 +147,15 @@ class OverloadGuard:
     taking the core for a moment): the lag is smoothed over about
     :data:`SMOOTHING` seconds; the receive queue is read at each sample.
     Their pressure is the larger of lag / ``lag_ms`` and queued /
-    ``queue_kb``.  Over 1, a share of new work is refused that grows with
-    it, all of it at 2 (RFC 7339 §3.3's loss-based way of asking for
-    less): a server just at its capacity refuses a little, not everything
-    for a while.  Past ``severe_lag_ms``, smoothed or in a reactor turn
-    that has not let the sampling timer run yet, everything new is refused.
+    ``queue_kb``.  The share of new work refused follows it as RFC 7339
+    §3.3's loss-based control asks: it grows while the pressure is over 1
+    (by :data:`GAIN` per second and unit of excess) and shrinks while it is
+    under (by :data:`RELEASE` per second), so the queue settles near
+    ``queue_kb`` whatever the load offered, well under the 500 ms after
+    which clients retransmit, and a server just at its capacity refuses a
+    little, not everything for a while.  Past ``severe_lag_ms``, smoothed
+    or in a reactor turn that has not let the sampling timer run yet,
+    everything new is refused.
 
     :ivar clock: the injected reactor time; its lateness is the lag.
     :ivar limits: the thresholds (``sip.overload``).
@@ -162,6 +172,8 @@ class OverloadGuard:
     level: float = 0.0
     #: Octets queued at the last sample.
     queued: int = 0
+    #: The larger of lag / ``lag_ms`` and queued / ``queue_kb`` at the last sample.
+    pressure: float = 0.0
     #: The share of new work refused now, 0 to 1.
     share: float = 0.0
     stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0})
@@ -170,12 +182,13 @@ class OverloadGuard:
     _timer: IDelayedCall | None = None
     _shedding: bool = False
     _debt: float = 0.0
+    _shared: float = 0.0
     log = Logger()
 
     def start(self) -> None:
         """Take the first sample one interval from now."""
         if self.limits.lag_ms > 0 and self._timer is None:
-            self._last = self.clock.seconds()
+            self._last = self._shared = self.clock.seconds()
             self._arm()
 
     def stop(self) -> None:
@@ -197,8 +210,13 @@ class OverloadGuard:
         self._last = now
         self._arm()
         self.queued = self._queued()
-        pressure = max(self.level * 1000 / self.limits.lag_ms, self.queued / (self.limits.queue_kb * 1024))
-        self.share = min(1.0, max(0.0, pressure - 1.0))
+        self.pressure = max(self.level * 1000 / self.limits.lag_ms, self.queued / (self.limits.queue_kb * 1024))
+        elapsed = now - self._shared
+        self._shared = now
+        if self.pressure > 1.0:
+            self.share = min(1.0, self.share + GAIN * (self.pressure - 1.0) * elapsed)
+        else:
+            self.share = max(0.0, self.share - RELEASE * elapsed)
         shedding = self.share > 0
         if shedding and not self._shedding:
             self.stats["episodes"] += 1

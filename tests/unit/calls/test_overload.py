@@ -24,9 +24,11 @@ class SheddingCallTests(CallTestCase):
         super().tearDown()
 
     def overload(self) -> None:
-        """More than queue_kb wait in the receive queue from the next sample on."""
+        """Four times queue_kb wait in the receive queue for a quarter second: all new work is refused."""
         self.waiting = 4 * 1024 * 1024
-        self.clock.advance(SAMPLE_INTERVAL)
+        for _ in range(10):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 1.0)
 
     def test_call_up_finishes(self) -> None:
         """A confirmed call's BYE completes end to end while new INVITEs get 503 with Retry-After."""
@@ -65,9 +67,11 @@ class SheddingCallTests(CallTestCase):
         self.assertIn("[503]", str(refused.exception))
 
     def test_recovery(self) -> None:
-        """Once the queue is read down, the next sample lets new calls in again."""
+        """Once the queue is read down, new calls are let in again within a quarter second."""
         self.overload()
         self.waiting = 0
-        self.clock.advance(SAMPLE_INTERVAL)
+        for _ in range(10):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 0.0)
         _, leg, _ = self.establish()
         self.hang_up(leg)

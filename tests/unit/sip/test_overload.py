@@ -9,6 +9,8 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.core import SIPCore
 from pbx.sip.message import Response, parse_message
 from pbx.sip.overload import (
+    GAIN,
+    RELEASE,
     SAMPLE_INTERVAL,
     SMOOTHING,
     OverloadGuard,
@@ -205,15 +207,15 @@ class OverloadGuardTests(SynchronousTestCase):
             self.assertFalse(self.guard.refuses(request(method)), method)
         self.assertEqual(self.guard.stats, {"refused": 2, "episodes": 1})
 
-    def test_share_grows_with_the_lag(self) -> None:
-        """Between lag_ms and twice that, that share of new rounds is refused, evenly spread."""
-        late(self.clock, 0.2)
-        self.assertTrue(0.1 < self.guard.level < 0.2)
-        share = self.guard.share
-        self.assertTrue(0 < share < 1)
-        self.assertAlmostEqual(share, self.guard.level / 0.1 - 1)
-        refused = [self.guard.refuses(request("REGISTER")) for _ in range(100)]
-        self.assertEqual(sum(refused), int(100 * share))
+    def test_share_follows_the_lag(self) -> None:
+        """The refused share grows while the lag stays over lag_ms, and falls back to none once on time."""
+        late(self.clock, 0.25, samples=1)
+        first = self.guard.share
+        late(self.clock, 0.25, samples=1)
+        self.assertTrue(0 < first < self.guard.share)
+        for _ in range(round(2 * SMOOTHING / SAMPLE_INTERVAL)):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 0.0)
 
     def test_severe_refuses_credentials_too(self) -> None:
         """Past severe_lag_ms, new requests with credentials are refused as well."""
@@ -255,28 +257,39 @@ class QueueSignalTests(SynchronousTestCase):
         self.guard.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def hold(self, kib: int, seconds: float) -> None:
+        """``kib`` wait in the queue at every sample for ``seconds``."""
+        self.waiting = kib * 1024
+        for _ in range(round(seconds / SAMPLE_INTERVAL)):
+            self.clock.advance(SAMPLE_INTERVAL)
+
     def test_deep_queue_refuses(self) -> None:
-        """With twice queue_kb waiting and the reactor on time, new rounds are refused; credentials pass."""
-        self.waiting = 1024 * 1024
-        self.clock.advance(SAMPLE_INTERVAL)
-        self.assertEqual(self.guard.level, 0.0)
+        """With twice queue_kb waiting for a while and the reactor on time, new rounds are refused; credentials pass."""
+        self.hold(1024, 0.3)
+        self.assertEqual((self.guard.level, self.guard.pressure, self.guard.share), (0.0, 2.0, 1.0))
         self.assertTrue(self.guard.refuses(request("REGISTER")))
         self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
         self.assertFalse(self.guard.refuses(request("BYE")))
 
-    def test_half_over(self) -> None:
-        """One and a half times queue_kb waiting: every other new round is refused."""
-        self.waiting = 768 * 1024
-        self.clock.advance(SAMPLE_INTERVAL)
-        self.assertEqual([self.guard.refuses(request("INVITE")) for _ in range(4)], [False, True, False, True])
+    def test_share_grows_with_time_and_excess(self) -> None:
+        """The share grows by GAIN per second and unit of excess pressure, and that share is refused, evenly."""
+        self.hold(768, 0.2)
+        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.2)
+        refused = [self.guard.refuses(request("INVITE")) for _ in range(100)]
+        self.assertIn(sum(refused), (39, 40))  # 40 % of 100, give or take rounding
+        self.assertNotIn([True, True], [refused[i : i + 2] for i in range(99)])
 
     def test_drained_queue_admits(self) -> None:
-        """At the first sample after the queue drained, new work is taken again."""
-        self.waiting = 1024 * 1024
-        self.clock.advance(SAMPLE_INTERVAL)
-        self.waiting = 1024
-        self.clock.advance(SAMPLE_INTERVAL)
+        """Once the queue is read down, the share falls by RELEASE a second and new work is taken again."""
+        self.hold(2048, 0.3)
+        self.hold(1, 1 / RELEASE)
+        self.assertEqual(self.guard.share, 0.0)
         self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_at_threshold(self) -> None:
+        """Exactly queue_kb waiting is not overload."""
+        self.hold(512, 1.0)
+        self.assertEqual((self.guard.pressure, self.guard.share), (1.0, 0.0))
 
     def test_unknown_queue(self) -> None:
         """Where the queue cannot be read (None, or an error), only the lag counts."""
