@@ -15,6 +15,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is the JSON ``Error`` (for the routes features mount)."""
+    return _json(_ref("Error"), description)
+
+
+def object_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is a JSON object."""
+    return _json({"type": "object"}, description)
+
+
 _ERRORS = {
     "400": _json(_ref("Error"), "Bad request"),
     "401": _json(_ref("Error"), "Not logged in, or the token expired"),
