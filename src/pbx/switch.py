@@ -1,6 +1,7 @@
 """
 The switch a configuration describes, wired in this one place: the SIP core
-and the source defence that screens what reaches it, the registrar,
+and the source defence that screens what reaches it (its bans go to the
+audit trail and close the banned source's SIP connections), the registrar,
 extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
@@ -45,10 +46,11 @@ from pbx.sip.sockets import (
     StreamConnector,
     host_address,
 )
+from pbx.sip.transport import Transports
 from pbx.store.cache import ExtensionCache
 from pbx.store.writebehind import BindingWriter
 
-__all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "sip_listeners"]
+__all__ = ["Switch", "build_switch", "drop_banned", "make_call_controller", "media_address", "sip_listeners"]
 
 
 @define(eq=False)
@@ -121,14 +123,16 @@ def build_switch(
         algorithms=sip.digest_algorithms,
     )
     lockout = Lockout.from_config(reactor, sec)
-    defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
+    defence = SourceDefence.from_config(reactor, sec)
     core.defence = defence
+    defence.add_ban_listener(functools.partial(audit_ban, store))
+    defence.add_ban_listener(functools.partial(drop_banned, core.transports))
     extensions = ExtensionCache(store, reactor)
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
     core.transports.connect = StreamConnector(reactor, core.transports).connect
-    core.transports.guard = StreamGuard(reactor, streams or StreamLimits())
+    core.transports.guard = StreamGuard(reactor, streams or StreamLimits(), banned=defence.banned)
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
     addresses = LocalAddresses(sip.advertise)
@@ -141,6 +145,13 @@ def build_switch(
     )
     core.handlers["SUBSCRIBE"] = events
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence)
+
+
+def drop_banned(transports: Transports, ban: Ban) -> None:
+    """Close the banned source's SIP connections: nothing it sends is read any more."""
+    closed = transports.drop_source(ban.host)
+    if closed:
+        Switch.log.info("closed {count} SIP connection(s) of banned {host}", count=closed, host=ban.host)
 
 
 def audit_ban(store: IStore, ban: Ban) -> None:

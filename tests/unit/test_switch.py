@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx import switch as switch_module
@@ -14,6 +17,7 @@ from pbx.config import RTPConfig, parse_config
 from pbx.media.codecs import PCMU
 from pbx.records import Binding
 from pbx.sip import sockets
+from pbx.sip.transport import SIPStreamFactory
 from pbx.switch import Switch, build_switch, media_address, sip_listeners
 from pbx.testing import FakeUDPReactor, MemoryStore
 
@@ -59,6 +63,23 @@ class BuildSwitchTests(SynchronousTestCase):
         switch.defence.offence("192.0.2.7", "scanner")
         [event] = self.store.audit
         self.assertEqual((event.kind, event.source, event.detail), ("sip.ban", "192.0.2.7", "scanner; 60s (ban 1)"))
+
+    def test_ban_closes_connections(self) -> None:
+        """A ban closes the source's open SIP streams, and its new connections are refused."""
+        switch = self.build()
+        transports = switch.core.transports
+        factory = SIPStreamFactory(transports, "tcp")
+        address = IPv4Address("TCP", "192.0.2.7", 40000)
+        protocol = factory.buildProtocol(address)
+        assert protocol is not None
+        stream = StringTransport(peerAddress=address)
+        protocol.makeConnection(stream)
+        switch.defence.offence("192.0.2.7", "scanner")
+        self.assertTrue(stream.disconnecting)
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40001)))
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.8", 40000)))
+        protocol.connectionLost(Failure(ConnectionError("closed")))
+        self.assertEqual(transports.connections, 0)
 
     def test_start_and_stop(self) -> None:
         """Starting restores registrations and takes calls; stopping leaves no timer behind."""
