@@ -6,6 +6,7 @@ unit test that uses it exercises behaviour the real store has.
 :class:`FakePBX` is the one :class:`~pbx.interfaces.IPBX` every feature's
 tests run on.
 :class:`FakeUDPReactor` adds ``listenUDP`` to Twisted's ``MemoryReactorClock``.
+:class:`RecordingSecurityLog` keeps what would go to the security log.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ from pbx.calls.originated import Originated
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.security.defence import Ban
+from pbx.security.interfaces import ISecurityLog
 from pbx.security.lockout import Lockout
+from pbx.security.log_lines import Remote
 from pbx.security.passwords import hash_password, verify_password
 from pbx.security.pending import PendingPINs
 
@@ -210,6 +214,23 @@ class MemoryStore:
 
 #: The config a :class:`FakePBX` has unless given one.
 MINIMAL_CONFIG = "sip: {domain: pbx.test}\n"
+
+
+@implementer(ISecurityLog)
+@define(eq=False)
+class RecordingSecurityLog:
+    """An ISecurityLog that keeps each failed login (its arguments) and each ban."""
+
+    failures: list[tuple[str, str, Remote, bool, str]] = field(factory=list)
+    bans: list[Ban] = field(factory=list)
+
+    def failed_login(self, service: str, account: str, remote: Remote, known: bool, method: str = "") -> None:
+        """Keep one failed login."""
+        self.failures.append((service, account, remote, known, method))
+
+    def banned(self, ban: Ban) -> None:
+        """Keep one ban."""
+        self.bans.append(ban)
 
 
 def _lockout(pbx: FakePBX) -> Lockout:

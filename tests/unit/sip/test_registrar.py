@@ -20,6 +20,7 @@ from pbx.provisioning import extension_record
 from pbx.records import Binding
 from pbx.security.defence import SourceDefence
 from pbx.security.lockout import Lockout
+from pbx.security.log_lines import Remote
 from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
@@ -28,7 +29,7 @@ from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import SWEEP_INTERVAL, Registrar
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPStreamFactory
-from pbx.testing import FakeUDPPort, MemoryStore
+from pbx.testing import FakeUDPPort, MemoryStore, RecordingSecurityLog
 
 REALM = "pbx.test"
 PASSWORD = "Str0ng-pass-word"
@@ -858,3 +859,32 @@ class ThreatScoreTests(RegistrarTestCase):
         """The 401 to a REGISTER without credentials leaves no transaction behind."""
         self.assertEqual(self.phone.send(self.phone.request()).status, 401)
         self.assertEqual(self.core.transactions.counts, (0, 0))
+
+
+class SecurityLogTests(RegistrarTestCase):
+    """Failed authentication is written to the security log (for fail2ban)."""
+
+    def make_registrar(self) -> Registrar:
+        """A registrar whose authenticator writes to a recording security log."""
+        self.security_log = RecordingSecurityLog()
+        authn = RequestAuthenticator(
+            self.store, self.clock, self.auth, self.lockout, self.store.get_extension,
+            security_log=self.security_log,
+        )
+        return Registrar(self.store, self.clock, authn, self.limits)
+
+    def test_failures_written(self) -> None:
+        """A wrong password and an unknown user are each one entry, with the source's transport and port."""
+        self.phone.register(password="wrong")
+        Phone(self, "1999", password="x", call_id="reg-2@192.0.2.10", cseq=50).register()
+        source = Remote("udp", *PHONE_ADDRESS)
+        self.assertEqual(self.security_log.failures, [
+            ("SIP", "1001", source, True, "REGISTER"),
+            ("SIP", "1999", source, False, "REGISTER"),
+        ])
+
+    def test_success_and_challenge_not_written(self) -> None:
+        """A request without credentials (the challenge) and a good login write nothing."""
+        self.assertEqual(self.phone.send(self.phone.request()).status, 401)
+        self.assertEqual(self.phone.register().status, 200)
+        self.assertEqual(self.security_log.failures, [])
