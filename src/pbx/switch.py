@@ -12,6 +12,7 @@ makes, one named child service per ``sip.listen`` entry.
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from attrs import define
 
 from twisted.logger import Logger
 
+from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
 from pbx.calls.endpoint_media import MediaServices
 from pbx.config import Config, RTPConfig
@@ -42,9 +44,9 @@ from pbx.sip.sockets import (
     host_address,
 )
 from pbx.store.cache import ExtensionCache
-from pbx.store.writebehind import BindingWriter
+from pbx.store.binding_writer import BindingWriter
 
-__all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "sip_listeners"]
+__all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "node_name", "sip_listeners"]
 
 
 @define(eq=False)
@@ -67,9 +69,15 @@ class Switch:
     log = Logger()
 
     async def start(self) -> None:
-        """Restore registrations, start the registrar's sweep and take calls; before any listener opens."""
+        """
+        Restore registrations, write the records of calls the last run left
+        up, start the registrar's sweep and take calls; before any listener
+        opens.
+        """
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
+        assert self.calls.cdr is not None
+        await self.calls.cdr.recover()
         self.registrar.start()
         self.calls.install()
 
@@ -81,9 +89,11 @@ class Switch:
         self.registrar.stop()
 
     async def flush(self) -> None:
-        """Write the registrar's pending binding changes (once the listeners are closed)."""
+        """Write pending binding changes and call records (once the listeners are closed)."""
         if self.registrar.writer is not None:
             await self.registrar.writer.flush()
+        if self.calls.cdr is not None:
+            await self.calls.cdr.flush()
 
 
 def build_switch(
@@ -149,7 +159,17 @@ def make_call_controller(
         addresses.local_address, media_address(config.rtp), extensions.get,
         applications=applications,
         media=MediaServices(dict(codecs), PromptLibrary(), load_audio(reactor)),
+        cdr=CDRWriter(store, reactor, node_name(config)),
     )
+
+
+def node_name(config: Config) -> str:
+    """
+    This pbx's name in the journal of live calls: its host and state
+    directory, the same at every start of one installation and different
+    for two that share a database.
+    """
+    return f"{socket.gethostname()}:{config.state_dir}"
 
 
 def media_address(rtp: RTPConfig) -> str:

@@ -82,11 +82,14 @@ def _operation(cursor: Any, sql: str, params: Params) -> None:
 def _transaction(cursor: Any, statements: Sequence[Statement]) -> list[int]:
     # adbapi commits when this returns and rolls back if it raises.
     cursor.execute("BEGIN IMMEDIATE")
-    counts = []
+    results = []
     for sql, params in statements:
         cursor.execute(sql, tuple(params))
-        counts.append(cursor.rowcount)
-    return counts
+        if cursor.description is not None:  # INSERT ... RETURNING id
+            results.append(int(cursor.fetchall()[0][0]))
+        else:
+            results.append(cursor.rowcount)
+    return results
 
 
 def _insert(cursor: Any, sql: str, params: Params) -> int:
