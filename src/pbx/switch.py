@@ -43,8 +43,8 @@ from pbx.sip.sockets import (
     StreamConnector,
     host_address,
 )
-from pbx.store.cache import ExtensionCache
 from pbx.store.binding_writer import BindingWriter
+from pbx.store.cache import ExtensionCache
 
 __all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "node_name", "sip_listeners"]
 

@@ -37,7 +37,14 @@ from pbx.calls.events import CallEvents
 from pbx.calls.originated import Originated
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord, LiveCallEntry
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 

@@ -19,7 +19,14 @@ from zope.interface.verify import verifyObject
 from twisted.internet.defer import Deferred, gatherResults
 
 from pbx.interfaces import IStore
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord, LiveCallEntry
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
 from pbx.store import schema
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sql import SQLStore

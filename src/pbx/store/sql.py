@@ -19,7 +19,14 @@ from attrs import AttrsInstance, define, evolve, field, fields, frozen
 
 from twisted.internet.defer import Deferred, succeed
 
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord, LiveCallEntry
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
 from pbx.store import schema
 from pbx.store.group_commit import GroupCommit, Statement
 
