@@ -144,10 +144,10 @@ class LiveCallEntry:
 
     @classmethod
     def of(cls, node: str, call: str, record: CallRecord, now: float) -> LiveCallEntry:
-        """The entry of one of an answered call's records, touched ``now``."""
+        """The entry of one of an answered call's records (answered ``now`` if it says no time), touched at the answer."""
+        answer = record.answer if record.answer is not None else now
         return cls(node, call, record.leg, record.call_id, record.caller, record.callee,
-                   record.start, record.answer if record.answer is not None else now,
-                   record.codecs, record.application, now)
+                   record.start, answer, record.codecs, record.application, answer)
 
     def interrupted(self) -> CallRecord:
         """The record of this leg, cut off at the last touch."""
