@@ -12,6 +12,10 @@ are all up and the journal of live calls has been touched past their
 answer (read from the SQLite file, as a second reader of the WAL), pbx is
 killed, restarted, and each call has one ``INTERRUPTED`` record per leg
 that ends at the last touch.
+
+Voicemail: a SIPp caller leaves a message for an extension that is not
+registered and hangs up; pbx is killed the moment SIPp has the ``200`` to
+its BYE, and after the restart the mailbox holds the message.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from support.calls import keyed_tone, write_ulaw_wav
 from support.daemon import (
     API,
     Daemon,
@@ -41,6 +46,7 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.features import FeatureCallCase
 from support.paths import SCENARIOS
 from support.sipp import CALLEE, LIMIT, SIPpCallCase
 
@@ -57,6 +63,10 @@ CALL_MS = 120_000
 #: for the first touch after all calls are up.
 TOUCH_INTERVAL = 30.0
 TOUCH_LIMIT = TOUCH_INTERVAL + 20
+
+
+#: How long the caller stays on after the greeting starts (ms): the greeting, then the message.
+MESSAGE_CALL_MS = 20_000
 
 
 def kill_hard(daemon: Daemon) -> None:
@@ -214,4 +224,34 @@ class InterruptedCallsTests(SIPpCallCase):
             self.assertLessEqual(r["end"], killed_at, r)
             self.assertLess(r["end"] - r["start"], TOUCH_LIMIT + LIMIT, r)
         self.assertEqual(self.journal(), [])
+        self.assertFalse(again.tracebacks)
+
+
+class VoicemailSurvivesKillTests(FeatureCallCase):
+    """A message whose caller has hung up is in the mailbox after a SIGKILL and a restart."""
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """Voicemail for every extension; 1002 never registers, so its calls go to its mailbox."""
+        config["features"] = {"voicemail": {}}
+
+    def test_message_survives_kill(self) -> None:
+        """
+        1001 calls 1002 (not registered), leaves a message with RTP and
+        hangs up; pbx is killed with SIGKILL at once; after the restart the
+        mailbox lists the message, several seconds long.
+        """
+        # SIPp's rtp_stream file, in SIPp's working directory: the message.
+        samples, _ = keyed_tone(440, 2.0, seed=1)
+        write_ulaw_wav(self.workdir / "tone.wav", samples)
+        self.call("uac_call_rtp", CALLEE, "-d", str(MESSAGE_CALL_MS))
+        kill_hard(self.daemon)
+        again = Daemon(str(self.workdir / "pbx"), Path(self.daemon.config_path).read_text())
+        self.addCleanup(again.stop)
+        again.start()
+        self.daemon = again
+        api = API(self.api_port, self.admin)
+        [message] = wait_until(lambda: api.get(f"/voicemail/{CALLEE}/messages")["messages"], LIMIT,
+                               "the message in the mailbox")
+        self.assertEqual((message["caller"], message["folder"]), ("1001", "new"))
+        self.assertGreater(message["duration"], 2.0, message)
         self.assertFalse(again.tracebacks)
