@@ -283,6 +283,19 @@ class StoreSuiteMixin(_TestCase):
         self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:a")])
 
     @deferred_test
+    async def test_write_many_bindings(self) -> None:
+        """A batch larger than one statement carries replaces, inserts and deletes every binding it names."""
+        await self.store.write_bindings([binding(str(1000 + i), "sip:a", 10.0) for i in range(1200)], [])
+        await self.store.write_bindings(
+            [binding(str(1000 + i), "sip:a", 20.0, cseq=2) for i in range(600, 1300)],
+            [(str(1000 + i), "sip:a") for i in range(0, 550)],
+        )
+        stored = await self.store.list_bindings()
+        self.assertEqual([b.aor for b in stored], [str(1000 + i) for i in range(550, 1300)])
+        self.assertEqual({b.expires_at for b in stored[:50]}, {10.0})
+        self.assertEqual({(b.expires_at, b.cseq) for b in stored[50:]}, {(20.0, 2)})
+
+    @deferred_test
     async def test_write_bindings(self) -> None:
         """A batch deletes then inserts or replaces, all in one call."""
         await self.store.put_binding(binding("100", "sip:a", 10.0))

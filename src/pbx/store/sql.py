@@ -35,6 +35,7 @@ Params = Sequence[object]
 
 
 R = TypeVar("R", bound=AttrsInstance)
+T = TypeVar("T")
 
 
 def _columns(names: Sequence[str]) -> str:
@@ -85,6 +86,16 @@ class _Table(Generic[R]):
         )
         return f"{sql} ON CONFLICT ({_columns(self.key)}) DO UPDATE SET {updates}"
 
+    def insert_many(self, count: int) -> str:
+        """
+        :attr:`insert` for ``count`` records in one statement (one VALUES
+        row each).  For a keyed table the records must have distinct keys:
+        PostgreSQL refuses to update one row twice in one statement.
+        """
+        head, _, tail = self.insert.partition(" VALUES (")
+        row, _, conflict = tail.partition(")")
+        return f"{head} VALUES " + ", ".join([f"({row})"] * count) + conflict
+
     def row(self, record: R) -> Row:
         """The parameters of :attr:`insert` for ``record``."""
         values = (getattr(record, name) for name in self.columns)
@@ -116,6 +127,15 @@ _PUT_ITEM = (
     "INSERT INTO items (kind, owner, item_key, data) VALUES ({p}, {p}, {p}, {p}) "
     "ON CONFLICT (kind, owner, item_key) DO UPDATE SET data = excluded.data"
 )
+
+
+#: The most rows one multi-row statement carries (10 columns each stays far
+#: below SQLite's 32,766 parameters).
+ROWS_PER_STATEMENT = 500
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 @define(eq=False)
@@ -270,13 +290,22 @@ class SQLStore(ABC):
     def write_bindings(
         self, puts: Sequence[Binding], deletes: Sequence[tuple[str, str]]
     ) -> Deferred[None]:
-        """Apply many binding changes in one transaction (deletes first)."""
-        statements: list[Statement] = [
-            (self._sql("DELETE FROM bindings WHERE aor = {p} AND contact = {p}"), d)
-            for d in deletes
-        ]
-        insert = self._sql(_BINDINGS.insert)
-        statements += [(insert, _BINDINGS.row(b)) for b in puts]
+        """
+        Apply many binding changes in one transaction (deletes first).
+
+        Each (aor, contact) may appear once among ``puts``.  The changes go
+        in a few statements of many rows each: SQLite's driver hands the
+        interpreter lock back and forth at every statement, and a busy
+        reactor thread makes each hand-over slow.
+        """
+        statements: list[Statement] = []
+        for chunk in _chunks(deletes, ROWS_PER_STATEMENT):
+            where = " OR ".join(["(aor = {p} AND contact = {p})"] * len(chunk))
+            statements.append((self._sql("DELETE FROM bindings WHERE " + where),
+                               [v for key in chunk for v in key]))
+        for rows in _chunks(puts, ROWS_PER_STATEMENT):
+            statements.append((self._sql(_BINDINGS.insert_many(len(rows))),
+                               [v for b in rows for v in _BINDINGS.row(b)]))
         d = self._run_interaction(statements) if statements else succeed([])
         return d.addCallback(lambda _: None)
 
@@ -373,9 +402,11 @@ class SQLStore(ABC):
     # Journal of live calls
 
     def journal_calls(self, entries: Sequence[LiveCallEntry]) -> Deferred[None]:
-        """Insert or replace journal entries; Deferred firing once committed."""
-        insert = self._sql(_LIVE_CALLS.insert)
-        d = self._grouped([(insert, _LIVE_CALLS.row(e)) for e in entries])
+        """Insert or replace journal entries (one per leg); Deferred firing once committed."""
+        if not entries:
+            return succeed(None)
+        insert = self._sql(_LIVE_CALLS.insert_many(len(entries)))
+        d = self._grouped([(insert, [v for e in entries for v in _LIVE_CALLS.row(e)])])
         return d.addCallback(lambda _: None)
 
     def touch_calls(self, node: str, now: float) -> Deferred[int]:
