@@ -247,12 +247,15 @@ class Registrar:
 
     async def _committed(self, writes: list[Deferred[Any]]) -> None:
         """Wait until every write is committed; :class:`StoreUnavailable` if one failed."""
-        if not writes:
-            return
         try:
-            await gatherResults(writes, consumeErrors=True)
+            if len(writes) == 1:  # the usual REGISTER: one contact
+                await writes[0]
+            elif writes:
+                await gatherResults(writes, consumeErrors=True)
         except FirstError as e:
             raise StoreUnavailable() from e.subFailure.value
+        except Exception as e:
+            raise StoreUnavailable() from e
 
     def _ok(self, request: Request, aor: str) -> Response:
         """§10.3 step 8: 200 listing every current binding with its expiry."""
