@@ -27,7 +27,7 @@ from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import RETRY_AFTER, SWEEP_INTERVAL, Registrar
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPStreamFactory
-from pbx.store.binding_writer import BindingWriter
+from pbx.store.binding_writer import BATCH_DELAY, BindingWriter
 from pbx.testing import FakeUDPPort, MemoryStore
 
 REALM = "pbx.test"
@@ -808,13 +808,13 @@ class CommitBeforeOKTests(RegistrarTestCase):
     def test_no_200_before_commit(self) -> None:
         """The 200 is not sent while the binding's transaction is open, and is sent when it commits."""
         self.send_authenticated(self.phone)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual((len(self.batches), self.answers()), (1, []))
         self.commits[0].callback(None)
         self.assertEqual(self.answers(), [200])
 
     def test_registers_together_share_a_commit(self) -> None:
-        """Two phones' REGISTERs of one reactor turn go in one transaction and both get 200 at its commit."""
+        """Two phones' REGISTERs arriving together go in one transaction and both get 200 at its commit."""
         other = Phone(self, "1002", password=OTHER_PASSWORD, call_id="reg-9@192.0.2.10",
                       source=("192.0.2.11", 5060))
         nonces = [p.challenge() for p in (self.phone, other)]
@@ -822,7 +822,7 @@ class CommitBeforeOKTests(RegistrarTestCase):
         for phone, nonce in zip((self.phone, other), nonces, strict=True):
             data = phone.request(authorization=phone.authorization(nonce))
             self.core.receive(data, Peer("udp", *phone.source), False)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual(len(self.batches), 1)
         self.assertEqual(sorted(b.aor for b in self.batches[0][0]), ["1001", "1002"])
         self.assertEqual(self.answers(), [])
@@ -832,11 +832,11 @@ class CommitBeforeOKTests(RegistrarTestCase):
     def test_unregister_waits_for_commit(self) -> None:
         """An Expires: 0 REGISTER is answered only once the delete is committed."""
         self.send_authenticated(self.phone)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.commits[0].callback(None)
         self.answers()
         self.send_authenticated(self.phone, expires=0)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual(self.batches[1], ([], [("1001", "sip:1001@192.0.2.10:5060")]))
         self.assertEqual(self.answers(), [])
         self.commits[1].callback(None)
@@ -845,7 +845,7 @@ class CommitBeforeOKTests(RegistrarTestCase):
     def test_failed_commit_is_503(self) -> None:
         """A binding that cannot be committed is refused 503 with Retry-After, not acknowledged."""
         self.send_authenticated(self.phone)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.commits[0].errback(OSError("disk full"))
         written = [parse_message(raw) for raw, _ in self.port.written]
         self.port.written.clear()

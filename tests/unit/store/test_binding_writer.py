@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.records import Binding
-from pbx.store.binding_writer import BindingWriter
+from pbx.store.binding_writer import BATCH_DELAY, BindingWriter
 from pbx.testing import MemoryStore
 
 
@@ -132,17 +132,17 @@ class GroupCommitOrderTests(SynchronousTestCase):
     def test_not_acknowledged_before_commit(self) -> None:
         """put()'s Deferred has no result while the transaction is open, and fires at its commit."""
         d = self.writer.put(b("100", "sip:a"))
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual(len(self.commits), 1)
         self.assertNoResult(d)
         self.commits[0].callback(None)
         self.assertIsNone(self.successResultOf(d))
 
     def test_changes_of_one_turn_share_a_transaction(self) -> None:
-        """Changes queued in the same reactor turn go in one transaction, and all fire at its commit."""
+        """Changes queued within the batch delay go in one transaction, and all fire at its commit."""
         ds = [self.writer.put(b(str(100 + i), "sip:a")) for i in range(5)]
         ds.append(self.writer.delete("200", "sip:gone"))
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual(len(self.batches), 1)
         self.assertEqual((len(self.batches[0][0]), self.batches[0][1]), (5, [("200", "sip:gone")]))
         for d in ds:
@@ -153,7 +153,7 @@ class GroupCommitOrderTests(SynchronousTestCase):
     def test_changes_during_a_commit_form_the_next_batch(self) -> None:
         """What arrives while a batch commits waits for it, then commits together, after it."""
         first = self.writer.put(b("100", "sip:a"))
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         later = [self.writer.put(b("101", "sip:a")), self.writer.put(b("102", "sip:a"))]
         self.clock.advance(1)
         self.assertEqual(len(self.commits), 1)  # one transaction at a time
@@ -161,7 +161,7 @@ class GroupCommitOrderTests(SynchronousTestCase):
         self.successResultOf(first)
         for d in later:
             self.assertNoResult(d)
-        self.clock.advance(0)
+        self.clock.advance(BATCH_DELAY)
         self.assertEqual([p.aor for p in self.batches[1][0]], ["101", "102"])
         self.commits[1].callback(None)
         self.assertEqual([self.successResultOf(d) for d in later], [None, None])
