@@ -12,6 +12,7 @@ committed, in the order they were submitted.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from attrs import define, field
@@ -47,7 +48,7 @@ class GroupCommit:
     _run: Transaction
     max_batch: int = 2000
     transactions: int = 0
-    _waiting: list[_Unit] = field(factory=list)
+    _waiting: deque[_Unit] = field(factory=deque)
     _committing: bool = False
     #: Units still to commit one by one after a shared transaction failed.
     _alone: int = 0
@@ -66,11 +67,6 @@ class GroupCommit:
             self._commit()
         return unit.done
 
-    @property
-    def idle(self) -> bool:
-        """Whether nothing is waiting or committing."""
-        return not self._committing and not self._waiting
-
     def _take(self) -> list[_Unit]:
         batch: list[_Unit] = []
         size = 0
@@ -78,7 +74,7 @@ class GroupCommit:
             unit = self._waiting[0]
             if batch and size + len(unit.statements) > self.max_batch:
                 break
-            batch.append(self._waiting.pop(0))
+            batch.append(self._waiting.popleft())
             size += len(unit.statements)
         return batch
 
@@ -105,7 +101,7 @@ class GroupCommit:
             # caller's statements are tried again in a transaction of their own.
             self.log.info("a shared transaction of {n} writes failed ({reason}); retrying each",
                           n=len(batch), reason=failure.getErrorMessage())
-            self._waiting[:0] = batch
+            self._waiting.extendleft(reversed(batch))
             self._alone = len(batch)
             self._commit_alone()
 
@@ -113,7 +109,7 @@ class GroupCommit:
 
     def _commit_alone(self) -> None:
         """Commit the first waiting unit by itself (after a shared transaction failed)."""
-        unit = self._waiting.pop(0)
+        unit = self._waiting.popleft()
         self.transactions += 1
 
         def finished(result: list[int] | Failure) -> None:
