@@ -666,6 +666,18 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
         self.assertEqual(len(await self.store.list_audit()), 4)
 
     @deferred_test
+    async def test_version_5_gains_the_journal(self) -> None:
+        """A version 5 database migrates to an empty journal of live calls that works."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 5)
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        self.assertEqual(await store.recover_calls("n1"), [])
+        await store.journal_calls(self.entries("n1", "c1", 10.0))
+        self.assertEqual(len(await store.recover_calls("n1")), 2)
+
+    @deferred_test
     async def test_pins_survive_the_rename(self) -> None:
         """A version 3 database's voicemail_pin_hash values are every extension's pin_hash once migrated."""
         store = await self.make_store()
