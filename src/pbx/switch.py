@@ -15,6 +15,7 @@ makes, one named child service per ``sip.listen`` entry.
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from attrs import define
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
 from pbx.calls.endpoint_media import MediaServices
 from pbx.config import Config, RTPConfig, SecurityConfig
@@ -51,12 +53,12 @@ from pbx.sip.sockets import (
     host_address,
 )
 from pbx.sip.transport import Transports
+from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
-from pbx.store.writebehind import BindingWriter
 
 __all__ = [
     "Switch", "build_switch", "drop_banned", "make_call_controller", "make_security_log", "media_address",
-    "sip_listeners",
+    "node_name", "sip_listeners",
 ]
 
 
@@ -83,8 +85,9 @@ class Switch:
 
     async def start(self) -> None:
         """
-        Open the security log, restore registrations, start the registrar's
-        sweep and take calls; before any listener opens.
+        Open the security log, restore registrations, write the records of
+        calls the last run left up, start the registrar's sweep and take
+        calls; before any listener opens.
 
         :raises StartupError: the security log cannot be opened.
         """
@@ -94,6 +97,8 @@ class Switch:
             raise StartupError(f"security.log {e.filename}: {e.strerror or e}") from e
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
+        assert self.calls.cdr is not None
+        await self.calls.cdr.recover()
         self.registrar.start()
         self.defence.start()
         self.calls.install()
@@ -107,9 +112,11 @@ class Switch:
         self.defence.stop()
 
     async def flush(self) -> None:
-        """Write the registrar's pending binding changes and the security log's lines (once the listeners are closed)."""
+        """Write pending binding changes, call records and the security log's lines (once the listeners are closed)."""
         if self.registrar.writer is not None:
             await self.registrar.writer.flush()
+        if self.calls.cdr is not None:
+            await self.calls.cdr.flush()
         await self.security_log.close()
 
 
@@ -212,7 +219,17 @@ def make_call_controller(
         addresses.local_address, media_address(config.rtp), extensions.get,
         applications=applications,
         media=MediaServices(dict(codecs), PromptLibrary(), load_audio(reactor)),
+        cdr=CDRWriter(store, reactor, node_name(config)),
     )
+
+
+def node_name(config: Config) -> str:
+    """
+    This pbx's name in the journal of live calls: its host and state
+    directory, the same at every start of one installation and different
+    for two that share a database.
+    """
+    return f"{socket.gethostname()}:{config.state_dir}"
 
 
 def media_address(rtp: RTPConfig) -> str:

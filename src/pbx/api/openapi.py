@@ -110,7 +110,11 @@ _SCHEMAS: dict[str, Any] = {
                 ("hangup_side", "string"), ("hangup_cause", "string"), ("codecs", "string"),
             ]
         } | {
-            "disposition": {"type": "string", "enum": list(DISPOSITIONS)},
+            "disposition": {
+                "type": "string", "enum": list(DISPOSITIONS),
+                "description": "INTERRUPTED: the call was up when pbx stopped without hanging it up "
+                "(a crash); recorded at the next start, ending when the call was last known to be up",
+            },
             "application": {
                 "type": "string",
                 "description": "the dialplan application that answered the call, or the one a "

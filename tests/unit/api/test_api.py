@@ -430,6 +430,19 @@ class ListingTests(APITestCase):
         self.assertEqual(set(schema["properties"]), set(row))
         self.assertIn("VOICEMAIL", schema["properties"]["disposition"]["enum"])
 
+    def test_cdr_interrupted(self) -> None:
+        """A call a crash interrupted is listed INTERRUPTED, a disposition the schema documents."""
+        token = self.login()
+        self.successResultOf(self.store.add_call_record(CallRecord(
+            "cut", "1001", "1002", 100.0, 160.0, answer=101.0, disposition="INTERRUPTED",
+            hangup_side="pbx", hangup_cause="interrupted")))
+        [row] = self.call("GET", "/api/v1/cdr", token=token)[1]["records"]
+        self.assertEqual((row["disposition"], row["billable"]), ("INTERRUPTED", 59.0))
+        schema = self.call("GET", "/api/v1/openapi.json")[1]["components"]["schemas"]["CallRecord"]
+        disposition = schema["properties"]["disposition"]
+        self.assertIn("INTERRUPTED", disposition["enum"])
+        self.assertIn("INTERRUPTED", disposition["description"])
+
     def test_cdr_bad_query(self) -> None:
         """Bad CDR query parameters get 400."""
         token = self.login()
