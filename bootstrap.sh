@@ -6,7 +6,7 @@
 #   ./bootstrap.sh          what running pbx needs: .venv with pbx installed
 #                           (then: .venv/bin/twistd -n pbx)
 #   ./bootstrap.sh --test   what the tests need: the real peers from Debian
-#                           (SIPp, sipsak, baresip, SIPVicious, Chromium), a PostgreSQL
+#                           (SIPp, sipsak, baresip, SIPVicious, fail2ban, Chromium), a PostgreSQL
 #                           server with a database "test" trusting local
 #                           connections when none answers on 127.0.0.1:5432,
 #                           and tox in .venv (then: .venv/bin/tox)
@@ -45,6 +45,7 @@ if [ "$mode" = test ]; then
   /sbin/ldconfig -p | grep -q "libatomic.so.1 " || need+=(libatomic1)
   command -v git >/dev/null || need+=(git)
   command -v svwar >/dev/null || need+=(sipvicious)
+  command -v fail2ban-regex >/dev/null || need+=(fail2ban)
 fi
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 if [ "$mode" = test ] && ! pg_up; then
@@ -97,4 +98,4 @@ if ! pg_up; then
     || as_postgres createdb test
 fi
 pg_up || { echo "bootstrap: PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
-echo "bootstrap: SIPp, sipsak, baresip, SIPVicious, Chromium, PostgreSQL and tox (.venv/bin/tox) are ready"
+echo "bootstrap: SIPp, sipsak, baresip, SIPVicious, fail2ban, Chromium, PostgreSQL and tox (.venv/bin/tox) are ready"

@@ -9,7 +9,7 @@ Strings may refer to the environment: ``${NAME}`` (which must be set) and
 ``${NAME:-default}``; ``$$`` is a literal dollar sign.
 
 Relative paths (``state_dir``, an SQLite ``database``, ``sip.tls`` files,
-``plugin_dirs``) are taken from the configuration file's directory, so the
+``security.log``, ``plugin_dirs``) are taken from the configuration file's directory, so the
 PBX a file describes does not depend on where it was started from.  With no
 ``state_dir`` the state lives in one fixed place (:func:`default_state_dir`).
 """
@@ -97,6 +97,8 @@ class SecurityConfig:
     ban_score: int = 100
     ban_time: int = 60
     ban_max_time: int = 86400
+    #: The security log's file (failed logins and bans, for fail2ban); empty: none.
+    log: str = ""
 
 
 @frozen
@@ -703,11 +705,11 @@ def _api(raw: Any) -> APIConfig:
     )
 
 
-def _security(raw: Any) -> SecurityConfig:
+def _security(raw: Any, base: Path) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    numbers = keys - {"allow", "rate_limits"}
+    numbers = keys - {"allow", "rate_limits", "log"}
     values: dict[str, Any] = {
         k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in numbers
     }
@@ -727,7 +729,10 @@ def _security(raw: Any) -> SecurityConfig:
         limits[kind] = Limit(rate, burst)
     if values["ban_max_time"] < values["ban_time"]:
         raise ConfigError("security.ban_max_time", "is shorter than ban_time")
-    security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()))
+    log = _path(base, _str(s.get("log"), "security.log"))
+    if log and Path(log).is_dir():
+        raise ConfigError("security.log", f"{log!r} is a directory, not a file")
+    security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()), log=log)
     if security.lockout_address_failures < security.lockout_failures:
         raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
     return security
@@ -850,7 +855,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         sip=_sip(top.get("sip"), base),
         rtp=_rtp(top.get("rtp")),
         api=_api(top.get("api")),
-        security=_security(top.get("security")),
+        security=_security(top.get("security"), base),
         database=database,
         state_dir=state_dir,
         extensions=_extensions(top.get("extensions")),

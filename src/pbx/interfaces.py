@@ -380,7 +380,7 @@ class IStore(Interface):
 
     # Call detail records
     def add_call_record(record):  # type: ignore[no-untyped-def]
-        """Store one CallRecord; Deferred firing with its new id."""
+        """Store one CallRecord; Deferred firing with its new id once committed."""
 
     def list_call_records(offset=0, limit=100, caller=None, callee=None, since=None, until=None):  # type: ignore[no-untyped-def]  # noqa: E501
         """
@@ -388,9 +388,28 @@ class IStore(Interface):
         filtered by caller/callee (exact) and start time range.
         """
 
+    # Journal of live calls (a crash cannot lose an answered call's records)
+    def journal_calls(entries):  # type: ignore[no-untyped-def]
+        """Insert or replace LiveCallEntry rows; Deferred firing once committed."""
+
+    def touch_calls(node, now):  # type: ignore[no-untyped-def]
+        """Set ``touched`` of every entry of ``node`` to ``now``; Deferred firing with the count."""
+
+    def finish_call(node, call, records):  # type: ignore[no-untyped-def]
+        """
+        Store a call's CallRecords and drop its journal entries in one
+        transaction; Deferred firing once committed.
+        """
+
+    def recover_calls(node):  # type: ignore[no-untyped-def]
+        """
+        Turn every journal entry of ``node`` into an ``INTERRUPTED``
+        CallRecord in one transaction; Deferred firing with those records.
+        """
+
     # Audit trail
     def add_audit(event):  # type: ignore[no-untyped-def]
-        """Store one AuditEvent; Deferred firing with its id."""
+        """Store one AuditEvent; Deferred firing with its id once committed."""
 
     def list_audit(limit=100, kind=None):  # type: ignore[no-untyped-def]
         """Deferred firing with AuditEvents, newest first."""

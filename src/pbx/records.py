@@ -68,8 +68,11 @@ class Binding:
 
 #: What a call detail record says of how its call went.  ``VOICEMAIL``: the
 #: voicemail application answered it (a call diverted to voicemail, or one
-#: dialled straight to it).
-DISPOSITIONS = ("ANSWERED", "VOICEMAIL", "NO ANSWER", "BUSY", "FAILED", "CANCELLED")
+#: dialled straight to it).  ``INTERRUPTED``: the call was up when pbx
+#: stopped without hanging it up (a crash, ``kill -9``, a power cut); its
+#: record was made at the next start and ends at the last moment the call
+#: was known to be up.
+DISPOSITIONS = ("ANSWERED", "VOICEMAIL", "NO ANSWER", "BUSY", "FAILED", "CANCELLED", "INTERRUPTED")
 
 
 @frozen
@@ -108,6 +111,52 @@ class CallRecord:
         if self.answer is None:
             return 0.0
         return max(0.0, self.end - self.answer)
+
+
+@frozen
+class LiveCallEntry:
+    """
+    One leg of a call that is up, in the journal of live calls.
+
+    Written when the call is answered, its ``touched`` time moved forward
+    while the call lasts, and removed in the transaction that stores the
+    call's records.  An entry found at startup belongs to a call the last
+    run never finished: it becomes an ``INTERRUPTED`` record (see
+    :meth:`interrupted`).
+
+    ``node`` names the pbx that carries the call (several may share a
+    PostgreSQL database); ``call`` is the call's key (its caller's
+    Call-ID), ``call_id`` the Call-ID of this leg.
+    """
+
+    node: str
+    call: str
+    leg: str
+    call_id: str
+    caller: str
+    callee: str
+    start: float
+    answer: float
+    codecs: str = ""
+    application: str = ""
+    #: The last time the call was known to be up.
+    touched: float = 0.0
+
+    @classmethod
+    def of(cls, node: str, call: str, record: CallRecord, now: float) -> LiveCallEntry:
+        """The entry of one of an answered call's records (answered ``now`` if it says no time), touched at the answer."""
+        answer = record.answer if record.answer is not None else now
+        return cls(node, call, record.leg, record.call_id, record.caller, record.callee,
+                   record.start, answer, record.codecs, record.application, answer)
+
+    def interrupted(self) -> CallRecord:
+        """The record of this leg, cut off at the last touch."""
+        return CallRecord(
+            call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.start,
+            end=max(self.touched, self.answer), answer=self.answer, disposition="INTERRUPTED",
+            hangup_side="pbx", hangup_cause="interrupted", codecs=self.codecs, leg=self.leg,
+            application=self.application,
+        )
 
 
 @frozen

@@ -395,8 +395,8 @@ class PBXService(MultiService):
         await sync_admins(self.store, self.config, announce("API admin password"), self.hash_secret)
 
     async def _listen_api(self, budget: ConnectionBudget) -> None:
-        self.api = PBXApi(self, self.verify_secret, self.hash_secret)
         assert self.sip is not None and self.store is not None
+        self.api = PBXApi(self, self.verify_secret, self.hash_secret, security_log=self.sip.security_log)
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
         api = self.config.api

@@ -1,6 +1,9 @@
 """
 The switch a configuration describes, wired in this one place: the SIP core
-with the source defence and the overload guard that screen what reaches it, the registrar,
+with the source defence that screens what reaches it (its bans go to the
+audit trail and the security log, and close the banned source's SIP
+connections) and the overload guard that sheds new work when pbx falls
+behind, the registrar,
 extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
@@ -13,16 +16,20 @@ makes, one named child service per ``sip.listen`` entry.
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from attrs import define
 
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
 from pbx.calls.endpoint_media import MediaServices
-from pbx.config import Config, RTPConfig
+from pbx.config import Config, RTPConfig, SecurityConfig
+from pbx.errors import StartupError
 from pbx.interfaces import ICodec, IDialplanApplication, IStore
 from pbx.media.channel import load_audio
 from pbx.media.ports import PortAllocator
@@ -31,6 +38,7 @@ from pbx.media.relay import Relay
 from pbx.records import AuditEvent
 from pbx.security.defence import Ban, SourceDefence
 from pbx.security.lockout import Lockout
+from pbx.security.log_file import AppendingFile, NoSecurityLog, SecurityLog
 from pbx.sip.auth import DigestAuthenticator
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.connections import StreamGuard, StreamLimits
@@ -47,10 +55,14 @@ from pbx.sip.sockets import (
     host_address,
     receive_queue,
 )
+from pbx.sip.transport import Transports
+from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
-from pbx.store.writebehind import BindingWriter
 
-__all__ = ["Switch", "build_switch", "make_call_controller", "media_address", "sip_listeners"]
+__all__ = [
+    "Switch", "build_switch", "drop_banned", "make_call_controller", "make_security_log", "media_address",
+    "node_name", "sip_listeners",
+]
 
 
 @define(eq=False)
@@ -71,12 +83,25 @@ class Switch:
     events: EventServer
     addresses: LocalAddresses
     defence: SourceDefence
+    security_log: SecurityLog | NoSecurityLog
     log = Logger()
 
     async def start(self) -> None:
-        """Restore registrations, start the registrar's sweep and take calls; before any listener opens."""
+        """
+        Open the security log, restore registrations, write the records of
+        calls the last run left up, start the registrar's sweep and take
+        calls; before any listener opens.
+
+        :raises StartupError: the security log cannot be opened.
+        """
+        try:
+            self.security_log.open()
+        except OSError as e:
+            raise StartupError(f"security.log {e.filename}: {e.strerror or e}") from e
         count = await self.registrar.load()
         self.log.info("registrations restored: {count}", count=count)
+        assert self.calls.cdr is not None
+        await self.calls.cdr.recover()
         self.registrar.start()
         self.defence.start()
         if self.core.overload is not None:
@@ -94,9 +119,12 @@ class Switch:
             self.core.overload.stop()
 
     async def flush(self) -> None:
-        """Write the registrar's pending binding changes (once the listeners are closed)."""
+        """Write pending binding changes, call records and the security log's lines (once the listeners are closed)."""
         if self.registrar.writer is not None:
             await self.registrar.writer.flush()
+        if self.calls.cdr is not None:
+            await self.calls.cdr.flush()
+        await self.security_log.close()
 
 
 def build_switch(
@@ -127,15 +155,19 @@ def build_switch(
         algorithms=sip.digest_algorithms,
     )
     lockout = Lockout.from_config(reactor, sec)
-    defence = SourceDefence.from_config(reactor, sec, on_ban=functools.partial(audit_ban, store))
+    defence = SourceDefence.from_config(reactor, sec)
     core.defence = defence
     core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
+    security_log = make_security_log(sec, reactor)
+    defence.add_ban_listener(security_log.banned)
+    defence.add_ban_listener(functools.partial(audit_ban, store))
+    defence.add_ban_listener(functools.partial(drop_banned, core.transports))
     extensions = ExtensionCache(store, reactor)
-    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence)
+    authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence, security_log)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
     core.transports.connect = StreamConnector(reactor, core.transports).connect
-    core.transports.guard = StreamGuard(reactor, streams or StreamLimits())
+    core.transports.guard = StreamGuard(reactor, streams or StreamLimits(), banned=defence.banned)
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
     addresses = LocalAddresses(sip.advertise)
@@ -147,7 +179,25 @@ def build_switch(
         functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
-    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence)
+    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log)
+
+
+def make_security_log(security: SecurityConfig, reactor: Any) -> SecurityLog | NoSecurityLog:
+    """The security log ``security.log`` names, written in the reactor's thread pool; none if unset."""
+    if not security.log:
+        return NoSecurityLog()
+
+    def in_thread(function: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+    return SecurityLog(AppendingFile(security.log), reactor, in_thread)
+
+
+def drop_banned(transports: Transports, ban: Ban) -> None:
+    """Close the banned source's SIP connections: nothing it sends is read any more."""
+    closed = transports.drop_source(ban.host)
+    if closed:
+        Switch.log.info("closed {count} SIP connection(s) of banned {host}", count=closed, host=ban.host)
 
 
 def audit_ban(store: IStore, ban: Ban) -> None:
@@ -177,7 +227,17 @@ def make_call_controller(
         addresses.local_address, media_address(config.rtp), extensions.get,
         applications=applications,
         media=MediaServices(dict(codecs), PromptLibrary(), load_audio(reactor)),
+        cdr=CDRWriter(store, reactor, node_name(config)),
     )
+
+
+def node_name(config: Config) -> str:
+    """
+    This pbx's name in the journal of live calls: its host and state
+    directory, the same at every start of one installation and different
+    for two that share a database.
+    """
+    return f"{socket.gethostname()}:{config.state_dir}"
 
 
 def media_address(rtp: RTPConfig) -> str:

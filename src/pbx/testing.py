@@ -6,12 +6,13 @@ unit test that uses it exercises behaviour the real store has.
 :class:`FakePBX` is the one :class:`~pbx.interfaces.IPBX` every feature's
 tests run on.
 :class:`FakeUDPReactor` adds ``listenUDP`` to Twisted's ``MemoryReactorClock``.
+:class:`RecordingSecurityLog` keeps what would go to the security log.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from attrs import Factory, define, evolve, field
@@ -37,8 +38,18 @@ from pbx.calls.events import CallEvents
 from pbx.calls.originated import Originated
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
+from pbx.security.defence import Ban
+from pbx.security.interfaces import ISecurityLog
 from pbx.security.lockout import Lockout
+from pbx.security.log_lines import Remote
 from pbx.security.passwords import hash_password, verify_password
 from pbx.security.pending import PendingPINs
 
@@ -52,6 +63,7 @@ class MemoryStore:
     bindings: dict[tuple[str, str], Binding] = field(factory=dict)
     calls: list[CallRecord] = field(factory=list)
     audit: list[AuditEvent] = field(factory=list)
+    live_calls: dict[tuple[str, str, str], LiveCallEntry] = field(factory=dict)
     admins: dict[str, AdminRecord] = field(factory=dict)
     settings: dict[str, str] = field(factory=dict)
     items: dict[tuple[str, str, str], str] = field(factory=dict)
@@ -151,6 +163,40 @@ class MemoryStore:
         rows.sort(key=lambda r: (r.start, r.id or 0), reverse=True)
         return succeed((len(rows), rows[offset:offset + limit]))
 
+    def journal_calls(self, entries: Sequence[LiveCallEntry]) -> Deferred[None]:
+        """See IStore."""
+        for e in entries:
+            self.live_calls[(e.node, e.call, e.leg)] = e
+        return succeed(None)
+
+    def touch_calls(self, node: str, now: float) -> Deferred[int]:
+        """See IStore."""
+        keys = [k for k in self.live_calls if k[0] == node]
+        for k in keys:
+            self.live_calls[k] = evolve(self.live_calls[k], touched=now)
+        return succeed(len(keys))
+
+    def finish_call(self, node: str, call: str, records: Sequence[CallRecord]) -> Deferred[None]:
+        """See IStore."""
+        for record in records:
+            self.add_call_record(record)
+        for k in [k for k in self.live_calls if k[:2] == (node, call)]:
+            del self.live_calls[k]
+        return succeed(None)
+
+    def recover_calls(self, node: str) -> Deferred[list[CallRecord]]:
+        """See IStore."""
+        entries = sorted((e for e in self.live_calls.values() if e.node == node),
+                         key=lambda e: (e.start, e.call.encode(), e.leg.encode()))
+        records = []
+        for e in entries:
+            record = e.interrupted()
+            new_id = len(self.calls) + 1
+            self.calls.append(evolve(record, id=new_id))
+            records.append(evolve(record, id=new_id))
+            del self.live_calls[(e.node, e.call, e.leg)]
+        return succeed(records)
+
     def add_audit(self, event: AuditEvent) -> Deferred[int]:
         """See IStore."""
         new_id = len(self.audit) + 1
@@ -210,6 +256,23 @@ class MemoryStore:
 
 #: The config a :class:`FakePBX` has unless given one.
 MINIMAL_CONFIG = "sip: {domain: pbx.test}\n"
+
+
+@implementer(ISecurityLog)
+@define(eq=False)
+class RecordingSecurityLog:
+    """An ISecurityLog that keeps each failed login (its arguments) and each ban."""
+
+    failures: list[tuple[str, str, Remote, bool, str]] = field(factory=list)
+    bans: list[Ban] = field(factory=list)
+
+    def failed_login(self, service: str, account: str, remote: Remote, known: bool, method: str = "") -> None:
+        """Keep one failed login."""
+        self.failures.append((service, account, remote, known, method))
+
+    def banned(self, ban: Ban) -> None:
+        """Keep one ban."""
+        self.bans.append(ban)
 
 
 def _lockout(pbx: FakePBX) -> Lockout:

@@ -145,8 +145,9 @@ class SIPpRegisterTests(SynchronousTestCase):
         """
         The API lists exactly one binding per extension, as SIPp sent it.
 
-        Bindings reach the store (which the API reads) in batches shortly
-        after their 200s, so this polls, within LIMIT_SECONDS.
+        Every binding is in the store (which the API reads) before its
+        200, so the first answer should be complete; the poll, within
+        LIMIT_SECONDS, only bounds the wait.
         """
 
         def complete() -> list[dict[str, Any]] | None:

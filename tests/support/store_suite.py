@@ -19,7 +19,14 @@ from zope.interface.verify import verifyObject
 from twisted.internet.defer import Deferred, gatherResults
 
 from pbx.interfaces import IStore
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
 from pbx.store import schema
 from pbx.store.schema import LATEST_VERSION
 from pbx.store.sql import SQLStore
@@ -276,6 +283,19 @@ class StoreSuiteMixin(_TestCase):
         self.assertEqual(await self.store.list_bindings(), [binding("200", "sip:a")])
 
     @deferred_test
+    async def test_write_many_bindings(self) -> None:
+        """A batch larger than one statement carries replaces, inserts and deletes every binding it names."""
+        await self.store.write_bindings([binding(str(1000 + i), "sip:a", 10.0) for i in range(1200)], [])
+        await self.store.write_bindings(
+            [binding(str(1000 + i), "sip:a", 20.0, cseq=2) for i in range(600, 1300)],
+            [(str(1000 + i), "sip:a") for i in range(0, 550)],
+        )
+        stored = await self.store.list_bindings()
+        self.assertEqual([b.aor for b in stored], [str(1000 + i) for i in range(550, 1300)])
+        self.assertEqual({b.expires_at for b in stored[:50]}, {10.0})
+        self.assertEqual({(b.expires_at, b.cseq) for b in stored[50:]}, {(20.0, 2)})
+
+    @deferred_test
     async def test_write_bindings(self) -> None:
         """A batch deletes then inserts or replaces, all in one call."""
         await self.store.put_binding(binding("100", "sip:a", 10.0))
@@ -503,6 +523,77 @@ class StoreSuiteMixin(_TestCase):
         (event,) = await self.store.list_audit(kind=AWKWARD)
         self.assertEqual(event.detail, AWKWARD)
 
+    # Journal of live calls
+
+    def entries(self, node: str, call_key: str, start: float) -> list[LiveCallEntry]:
+        """The journal entries of one answered two-leg call, touched at its answer."""
+        return [
+            LiveCallEntry(node, call_key, "a", call_key, "100", "200", start, start + 5.0,
+                          "PCMU", "", start + 5.0),
+            LiveCallEntry(node, call_key, "b", f"{call_key}-b", "100", AWKWARD, start + 0.5,
+                          start + 5.0, "PCMU", "", start + 5.0),
+        ]
+
+    @deferred_test
+    async def test_finished_call_leaves_no_entry(self) -> None:
+        """A journalled call's records stored by finish_call remove its entries: recovery finds nothing."""
+        await self.store.journal_calls(self.entries("n1", "c1", 10.0))
+        records = [call(10.0, call_id="c1"), call(10.5, call_id="c1-b", leg="b")]
+        await self.store.finish_call("n1", "c1", records)
+        self.assertEqual(await self.store.recover_calls("n1"), [])
+        total, stored = await self.store.list_call_records()
+        self.assertEqual((total, sorted(stored, key=lambda r: r.leg)), (2, records))
+
+    @deferred_test
+    async def test_recover_interrupted_calls(self) -> None:
+        """Entries left behind become INTERRUPTED records ending at the last touch, once only."""
+        await self.store.journal_calls(self.entries("n1", "c1", 10.0))
+        await self.store.journal_calls(self.entries("n1", "c2", 20.0))
+        self.assertEqual(await self.store.touch_calls("n1", 95.0), 4)
+        recovered = await self.store.recover_calls("n1")
+        self.assertEqual(
+            [(r.call_id, r.leg, r.disposition, r.answer, r.end, r.callee) for r in recovered],
+            [("c1", "a", "INTERRUPTED", 15.0, 95.0, "200"),
+             ("c1-b", "b", "INTERRUPTED", 15.0, 95.0, AWKWARD),
+             ("c2", "a", "INTERRUPTED", 25.0, 95.0, "200"),
+             ("c2-b", "b", "INTERRUPTED", 25.0, 95.0, AWKWARD)],
+        )
+        total, stored = await self.store.list_call_records()
+        self.assertEqual(total, 4)
+        self.assertEqual({r.id for r in stored}, {r.id for r in recovered})
+        self.assertEqual(await self.store.recover_calls("n1"), [])
+
+    @deferred_test
+    async def test_recovery_is_per_node(self) -> None:
+        """Recovering one node leaves another node's live calls (and its touches) alone."""
+        await self.store.journal_calls(self.entries("n1", "c1", 10.0))
+        await self.store.journal_calls(self.entries("n2", "c2", 20.0))
+        self.assertEqual(await self.store.touch_calls("n2", 50.0), 2)
+        self.assertEqual([r.call_id for r in await self.store.recover_calls("n1")], ["c1", "c1-b"])
+        self.assertEqual([r.end for r in await self.store.recover_calls("n2")], [50.0, 50.0])
+
+    @deferred_test
+    async def test_journal_replaces_entry(self) -> None:
+        """Journalling a leg again replaces its entry rather than adding one."""
+        first = self.entries("n1", "c1", 10.0)[0]
+        await self.store.journal_calls([first])
+        await self.store.journal_calls([LiveCallEntry(
+            "n1", "c1", "a", "c1", "100", "200", 10.0, 15.0, "PCMA", "echo", 40.0)])
+        (record,) = await self.store.recover_calls("n1")
+        self.assertEqual((record.codecs, record.application, record.end), ("PCMA", "echo", 40.0))
+
+    @deferred_test
+    async def test_concurrent_group_writes(self) -> None:
+        """Audit events, call records and journal writes issued at once all land, each with its own id."""
+        writes: list[Deferred[Any]] = [self.store.add_audit(AuditEvent(float(i), "k")) for i in range(30)]
+        writes += [self.store.add_call_record(call(float(i))) for i in range(30)]
+        writes += [self.store.journal_calls(self.entries("n1", f"c{i}", float(i))) for i in range(10)]
+        results = await gatherResults(writes, consumeErrors=True)
+        self.assertEqual(len(set(results[:30])), 30)
+        self.assertEqual(len(set(results[30:60])), 30)
+        self.assertEqual(len(await self.store.list_audit(limit=1000)), 30)
+        self.assertEqual(len(await self.store.recover_calls("n1")), 20)
+
     # Concurrency
 
     @deferred_test
@@ -560,6 +651,31 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
             [(r.call_id, r.disposition, r.application) for r in records],
             [("c1", "NO ANSWER", "")],
         )
+
+    @deferred_test
+    async def test_shared_transaction_failure_spares_the_others(self) -> None:
+        """A write that fails in a shared transaction fails alone; those committed with it are retried and land."""
+        assert isinstance(self.store, SQLStore)
+        # The first write goes alone; the rest queue behind it and share the next transaction.
+        first = self.store.add_audit(AuditEvent(0.0, "k"))
+        bad = self.store._grouped([("INSERT INTO no_such_table VALUES (1)", ())])
+        good = [self.store.add_audit(AuditEvent(float(i), "k")) for i in range(1, 4)]
+        ids = await gatherResults([first, *good], consumeErrors=True)
+        self.assertEqual(len(set(ids)), 4)
+        await self.assertFailure(bad, Exception)
+        self.assertEqual(len(await self.store.list_audit()), 4)
+
+    @deferred_test
+    async def test_version_5_gains_the_journal(self) -> None:
+        """A version 5 database migrates to an empty journal of live calls that works."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 5)
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        self.assertEqual(await store.recover_calls("n1"), [])
+        await store.journal_calls(self.entries("n1", "c1", 10.0))
+        self.assertEqual(len(await store.recover_calls("n1")), 2)
 
     @deferred_test
     async def test_pins_survive_the_rename(self) -> None:

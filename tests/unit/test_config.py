@@ -127,6 +127,23 @@ class PathTests(SynchronousTestCase):
             ("/etc/pbx/tls/cert.pem", "/etc/pbx/tls/key.pem", "/etc/pbx/tls/ca.pem"),
         )
 
+    def test_security_log(self) -> None:
+        """security.log is off by default, relative to the file's directory, and must not be a directory."""
+        self.assertEqual(parse_config("state_dir: /s\n", "/etc/pbx/pbx.yml", {}).security.log, "")
+        c = parse_config("state_dir: /s\nsecurity: {log: log/security.log}\n", "/etc/pbx/pbx.yml", {})
+        self.assertEqual(c.security.log, "/etc/pbx/log/security.log")
+        absolute = parse_config("state_dir: /s\nsecurity: {log: /var/log/pbx.sec}\n", "/etc/pbx/pbx.yml", {})
+        self.assertEqual(absolute.security.log, "/var/log/pbx.sec")
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        error = self.assertRaises(
+            ConfigError, parse_config, f"state_dir: /s\nsecurity: {{log: {root}}}\n", "/etc/pbx/pbx.yml", {}
+        )
+        self.assertEqual(error.key, "security.log")
+        self.assertIn("is a directory", str(error))
+        error = self.assertRaises(ConfigError, parse_config, "security: {log: [a]}\n", "/etc/pbx/pbx.yml", {})
+        self.assertEqual(error.key, "security.log")
+
     def test_plugin_dirs_follow_the_config_file(self) -> None:
         """A relative plugin directory is looked for beside the config file, not in the working directory."""
         root = self.mktemp()

@@ -4,16 +4,25 @@ Tests for :mod:`pbx.switch`: the switch wired from a configuration.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
+import attrs
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx import switch as switch_module
 from pbx.config import RTPConfig, parse_config
+from pbx.errors import StartupError
 from pbx.media.codecs import PCMU
 from pbx.records import Binding
+from pbx.security.log_file import NoSecurityLog
 from pbx.sip import sockets
+from pbx.sip.transport import SIPStreamFactory
 from pbx.switch import Switch, build_switch, media_address, sip_listeners
 from pbx.testing import FakeUDPReactor, MemoryStore
 
@@ -59,6 +68,62 @@ class BuildSwitchTests(SynchronousTestCase):
         switch.defence.offence("192.0.2.7", "scanner")
         [event] = self.store.audit
         self.assertEqual((event.kind, event.source, event.detail), ("sip.ban", "192.0.2.7", "scanner; 60s (ban 1)"))
+
+    def test_ban_closes_connections(self) -> None:
+        """A ban closes the source's open SIP streams, and its new connections are refused."""
+        switch = self.build()
+        transports = switch.core.transports
+        factory = SIPStreamFactory(transports, "tcp")
+        address = IPv4Address("TCP", "192.0.2.7", 40000)
+        protocol = factory.buildProtocol(address)
+        assert protocol is not None
+        stream = StringTransport(peerAddress=address)
+        protocol.makeConnection(stream)
+        switch.defence.offence("192.0.2.7", "scanner")
+        self.assertTrue(stream.disconnecting)
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 40001)))
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.8", 40000)))
+        protocol.connectionLost(Failure(ConnectionError("closed")))
+        self.assertEqual(transports.connections, 0)
+
+    def test_no_security_log_by_default(self) -> None:
+        """Without security.log nothing is written, and starting opens no file."""
+        switch = self.build()
+        self.assertIsInstance(switch.security_log, NoSecurityLog)
+        self.assertIsInstance(switch.authn.security_log, NoSecurityLog)
+
+    def test_security_log(self) -> None:
+        """With security.log, failed logins and bans are written there, in the reactor's thread pool."""
+        path = os.path.abspath(self.mktemp())
+        self.config = attrs.evolve(self.config, security=attrs.evolve(self.config.security, log=path))
+        switch = self.build()
+        self.assertIs(switch.authn.security_log, switch.security_log)
+        pool = object()
+        self.reactor.getThreadPool = lambda: pool  # type: ignore[attr-defined]
+        ran: list[object] = []
+
+        def in_place(reactor: Any, threads: object, f: Any, *args: Any) -> Deferred[Any]:
+            ran.append(threads)
+            return succeed(f(*args))
+
+        self.patch(switch_module, "deferToThreadPool", in_place)
+        self.successResultOf(Deferred.fromCoroutine(switch.start()))
+        switch.defence.offence("192.0.2.7", "scanner")
+        self.successResultOf(Deferred.fromCoroutine(switch.stop()))
+        self.successResultOf(Deferred.fromCoroutine(switch.flush()))
+        self.assertEqual(ran, [pool])
+        with open(path, encoding="utf-8") as f:
+            [line] = f.read().splitlines()
+        self.assertIn('SecurityEvent="FailedACL"', line)
+        self.assertIn('RemoteAddress="IPV4/ANY/192.0.2.7/0"', line)
+
+    def test_security_log_cannot_open(self) -> None:
+        """A security log that cannot be opened stops the start, naming the key and the path."""
+        path = os.path.join(os.path.abspath(self.mktemp()), "missing", "security.log")
+        self.config = attrs.evolve(self.config, security=attrs.evolve(self.config.security, log=path))
+        switch = self.build()
+        failure = self.failureResultOf(Deferred.fromCoroutine(switch.start()), StartupError)
+        self.assertEqual(str(failure.value), f"security.log {path}: No such file or directory")
 
     def test_start_and_stop(self) -> None:
         """Starting restores registrations and takes calls; stopping leaves no timer behind."""

@@ -29,7 +29,10 @@ from pbx.api.tokens import Session, TokenStore
 from pbx.interfaces import IPBX
 from pbx.provisioning import extension_record
 from pbx.records import AuditEvent, ExtensionRecord
+from pbx.security.interfaces import ISecurityLog
 from pbx.security.lockout import Lockout
+from pbx.security.log_file import NoSecurityLog
+from pbx.security.log_lines import Remote
 from pbx.security.passwords import password_problem
 from pbx.validation import (
     display_name_problem,
@@ -62,14 +65,18 @@ class PBXApi:
     :param verify: checks a password against a PBKDF2 encoding; returns a
         Deferred so the work can run off the reactor thread.
     :param hasher: hashes a new PIN the same way.
+    :param security_log: told of failed logins, for fail2ban (default: none).
     """
 
     app = Klein()
     app.url_map.converters["feature"] = _FeatureConverter
     log = Logger()
 
-    def __init__(self, pbx: IPBX, verify: Verifier, hasher: Hasher) -> None:
+    def __init__(
+        self, pbx: IPBX, verify: Verifier, hasher: Hasher, *, security_log: ISecurityLog | None = None
+    ) -> None:
         self.pbx = pbx
+        self._security_log = NoSecurityLog() if security_log is None else security_log
         self._verify = verify
         self._hash = hasher
         # A PBKDF2 encoding no password matches, verified for unknown users so
@@ -182,6 +189,9 @@ class PBXApi:
         ok = await self._verify(password, encoded or self._dummy_hash or "")
         if not ok or not encoded:
             locked = self.lockout.record_failures(keys, what="API login", who=username, source=ip)
+            peer = request.getClientAddress()
+            remote = Remote(getattr(peer, "type", "TCP"), ip, getattr(peer, "port", 0))
+            self._security_log.failed_login("API", username, remote, bool(encoded), "")
             await self._audit("api.login.failure", username, request)
             if locked:
                 await self._audit("api.lockout", username, request, f"{locked:.0f}s")

@@ -15,6 +15,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is the JSON ``Error`` (for the routes features mount)."""
+    return _json(_ref("Error"), description)
+
+
+def object_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is a JSON object."""
+    return _json({"type": "object"}, description)
+
+
 _ERRORS = {
     "400": _json(_ref("Error"), "Bad request"),
     "401": _json(_ref("Error"), "Not logged in, or the token expired"),
@@ -100,7 +110,11 @@ _SCHEMAS: dict[str, Any] = {
                 ("hangup_side", "string"), ("hangup_cause", "string"), ("codecs", "string"),
             ]
         } | {
-            "disposition": {"type": "string", "enum": list(DISPOSITIONS)},
+            "disposition": {
+                "type": "string", "enum": list(DISPOSITIONS),
+                "description": "INTERRUPTED: the call was up when pbx stopped without hanging it up "
+                "(a crash); recorded at the next start, ending when the call was last known to be up",
+            },
             "application": {
                 "type": "string",
                 "description": "the dialplan application that answered the call, or the one a "

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
+from pbx.api.openapi import error_response, object_response
 from pbx.api.tokens import Session
 from pbx.records import AuditEvent
 from pbx.security.interfaces import ISourceDefence
@@ -132,46 +133,32 @@ class SecurityAPI:
         return json_body(request, 200, {"allow": allow})
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _object(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-
-
 def openapi_paths(prefix: str = "/api/v1/security") -> dict[str, Any]:
     """The OpenAPI ``paths`` these routes add, keyed by full path."""
-    errors = {"401": _error("Not logged in"), "403": _error("Administrators only")}
+    errors = {"401": error_response("Not logged in"), "403": error_response("Administrators only")}
     address = {"name": "address", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         f"{prefix}/bans": {
             "get": {"summary": "SIP sources banned now",
-                    "responses": {"200": _object("The bans, soonest end first"), **errors}},
+                    "responses": {"200": object_response("The bans, soonest end first"), **errors}},
         },
         f"{prefix}/bans/{{address}}": {
             "parameters": [address],
             "delete": {"summary": "Lift a ban and forget the source's score",
-                       "responses": {"200": _object("Lifted"), "404": _error("Not banned"), **errors}},
+                       "responses": {"200": object_response("Lifted"), "404": error_response("Not banned"), **errors}},
         },
         f"{prefix}/scores": {
             "get": {"summary": "SIP sources' threat scores",
-                    "responses": {"200": _object("Scores above zero, highest first"), **errors}},
+                    "responses": {"200": object_response("Scores above zero, highest first"), **errors}},
         },
         f"{prefix}/allow": {
             "get": {"summary": "Networks never rate-limited or banned",
-                    "responses": {"200": _object("The allow-list"), **errors}},
+                    "responses": {"200": object_response("The allow-list"), **errors}},
             "put": {"summary": "Replace the allow-list until the next start",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["allow"],
                         "properties": {"allow": {"type": "array", "items": {"type": "string"}}}}}}},
-                    "responses": {"200": _object("The new allow-list"),
-                                  "422": _error("Not a list of networks"), **errors}},
+                    "responses": {"200": object_response("The new allow-list"),
+                                  "422": error_response("Not a list of networks"), **errors}},
         },
     }

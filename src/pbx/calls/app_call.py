@@ -139,7 +139,7 @@ class ApplicationCall:
             return
         self.answered_at = self.services.clock.seconds()
         self.a.answer(body)
-        self._event("answered", "a", application=self.application.name)
+        self._event("answered", "a", application=self.application.name, records=self.record())
         if not self.delayed:
             self._start_application()
 

@@ -208,7 +208,7 @@ class Call:
         self.a.answer(body, self._session_timer_headers())
         assert fork.dialog is not None
         self.services.dialogs.add(self, fork.dialog)
-        self._event("answered", "b")
+        self._event("answered", "b", records=self.record())
         self._event("bridged")
         return Verdict.ACCEPT
 

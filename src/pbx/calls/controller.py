@@ -83,6 +83,8 @@ class CallController:
     diverters: list[Diverter] = field(factory=list)
     #: Every call's life (CDR writing is one subscriber).
     events: CallEvents = field(factory=CallEvents)
+    #: Writes call records and journals live calls (default: on ``store``, node "").
+    cdr: CDRWriter | None = None
     dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
@@ -98,6 +100,8 @@ class CallController:
         )
         self.routing = Routing(lambda number: self.lookup(number), self.registrar.contacts, self.applications,
                                self.diverters)
+        if self.cdr is None:
+            self.cdr = CDRWriter(self.store, self.core.clock)
 
     @property
     def clock(self) -> Any:
@@ -116,13 +120,15 @@ class CallController:
         for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
-        self.events.subscribe(CDRWriter(self.store), kinds=("ended",))
+        assert self.cdr is not None
+        self.events.subscribe(self.cdr, kinds=CDRWriter.KINDS)
+        self.cdr.start()
         self._checker = LoopingCall(self._check_media_safely)
         self._checker.clock = self.clock
         self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
 
     def stop(self) -> None:
-        """Hang up every call and stop the watchdog."""
+        """Hang up every call and stop the watchdog and the journal's touches."""
         if self._checker is not None and self._checker.running:
             self._checker.stop()
         for call in list(self.calls.values()):
@@ -130,6 +136,8 @@ class CallController:
                 call.hang_up("pbx", "shutdown")
             elif isinstance(call, Call | OutboundCall):
                 call.fail(503, "Service Unavailable")
+        if self.cdr is not None:
+            self.cdr.stop()
 
     # -- dispatch ----------------------------------------------------------
 

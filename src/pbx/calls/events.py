@@ -34,7 +34,9 @@ class CallEvent:
     :ivar time: the clock's time of the event.
     :ivar leg: ``"a"`` (the caller's side), ``"b"`` (a callee's side) or ``""``.
     :ivar detail: what else the event says: ``application``, ``reason``,
-        ``records`` (for ``ended``: the :class:`~pbx.records.CallRecord` list) ...
+        ``records`` (for ``ended``: the :class:`~pbx.records.CallRecord`
+        list; for ``answered``: the records the call would have if it ended
+        then, which the journal of live calls keeps) ...
     """
 
     kind: str

@@ -171,7 +171,7 @@ class OutboundCall:
         self.answered_at = self.services.clock.seconds()
         assert fork.dialog is not None
         self.services.dialogs.add(self, fork.dialog)
-        self._event("answered", "b")
+        self._event("answered", "b", records=self.record())
         return Verdict.ACCEPT
 
     def _rung(self, rung: Rung) -> Rung:

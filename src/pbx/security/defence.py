@@ -116,7 +116,6 @@ class SourceDefence:
     :ivar ban_time: seconds of a source's first ban.
     :ivar ban_max_time: longest ban; past bans are forgotten after a source
         stays out of trouble this long.
-    :ivar on_ban: told of each new ban (the audit trail).
     """
 
     clock: IReactorTime
@@ -126,22 +125,21 @@ class SourceDefence:
     ban_time: float = 60.0
     ban_max_time: float = 86400.0
     max_sources: int = 50_000
-    on_ban: Callable[[Ban], object] | None = None
     stats: dict[str, int] = field(factory=lambda: {"admitted": 0, "limited": 0, "banned": 0})
     _sources: dict[str, _Source] = field(factory=dict)
     _passes: RetransmissionPasses = field(factory=RetransmissionPasses)
     _sweeper: LoopingCall | None = None
+    #: Told of each new ban: the audit trail, the security log, the SIP connections.
+    _ban_listeners: list[Callable[[Ban], object]] = field(factory=list, init=False)
     log = Logger()
 
     @classmethod
-    def from_config(
-        cls, clock: IReactorTime, security: SecurityConfig, on_ban: Callable[[Ban], object] | None = None
-    ) -> SourceDefence:
+    def from_config(cls, clock: IReactorTime, security: SecurityConfig) -> SourceDefence:
         """The defence the ``security`` section describes."""
         return cls(
             clock, dict(security.rate_limits), parse_networks(security.allow),
             ban_score=security.ban_score, ban_time=security.ban_time,
-            ban_max_time=security.ban_max_time, on_ban=on_ban,
+            ban_max_time=security.ban_max_time,
         )
 
     def __attrs_post_init__(self) -> None:
@@ -221,11 +219,16 @@ class SourceDefence:
             "banned {host} for {duration:.0f} s: {reason} (ban {strikes})",
             host=host, duration=duration, reason=kind, strikes=source.strikes,
         )
-        if self.on_ban is not None:
+        ban = Ban(host, now, source.banned_until, source.strikes, kind)
+        for listener in self._ban_listeners:
             try:
-                self.on_ban(Ban(host, now, source.banned_until, source.strikes, kind))
+                listener(ban)
             except Exception:
-                self.log.failure("recording the ban of {host} failed", host=host)
+                self.log.failure("telling of the ban of {host} failed", host=host)
+
+    def add_ban_listener(self, listener: Callable[[Ban], object]) -> None:
+        """See :meth:`ISourceDefence.add_ban_listener`."""
+        self._ban_listeners.append(listener)
 
     def banned(self, host: str) -> bool:
         """See :meth:`ISourceDefence.banned`."""

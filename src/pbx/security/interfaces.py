@@ -2,8 +2,10 @@
 Contracts of the security package that other layers use.
 
 The SIP layer screens every message with an :class:`ISourceDefence` and
-reports misbehaviour to it; the API (later) lists and edits its bans and
-allow-list through the same interface, so neither knows the other.
+reports misbehaviour to it; the API lists and edits its bans and
+allow-list through the same interface, so neither knows the other.  Failed
+logins and bans are written to an :class:`ISecurityLog` for tools such as
+fail2ban.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class ISourceDefence(Interface):
     def banned(host):  # type: ignore[no-untyped-def]
         """Whether ``host`` is banned now."""
 
+    def add_ban_listener(listener):  # type: ignore[no-untyped-def]
+        """
+        Tell ``listener`` of every new ban, with its :class:`pbx.security.defence.Ban`.
+
+        A listener that raises is logged; the ban and the other listeners go on.
+        """
+
     def bans():  # type: ignore[no-untyped-def]
         """
         The bans in force.
@@ -71,3 +80,24 @@ class ISourceDefence(Interface):
         :param networks: CIDR strings.
         :raises ValueError: for a string that is not a network.
         """
+
+
+class ISecurityLog(Interface):
+    """
+    A log of failed logins and bans, one line each, in a shape fail2ban
+    reads (:mod:`pbx.security.log_lines`).
+    """
+
+    def failed_login(service, account, remote, known, method):  # type: ignore[no-untyped-def]
+        """
+        One failed login.
+
+        :param service: ``"SIP"`` (digest authentication) or ``"API"``.
+        :param account: the user name tried, as the client sent it.
+        :param remote: the client's :class:`pbx.security.log_lines.Remote`.
+        :param known: whether the account exists (else: a probe for users).
+        :param method: the SIP request's method, or ``""``.
+        """
+
+    def banned(ban):  # type: ignore[no-untyped-def]
+        """One new ban (a :class:`pbx.security.defence.Ban`)."""

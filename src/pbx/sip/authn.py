@@ -5,7 +5,8 @@ One :class:`RequestAuthenticator` serves the registrar (``401`` with
 ``WWW-Authenticate``, §22.2) and the call controller (``407`` with
 ``Proxy-Authenticate``, §22.3).  Failures count towards a lockout per user
 and per source address, with growing delays, and towards the source's
-threat score; they are written to the audit trail.  An unknown user and a
+threat score; they are written to the audit trail and the security log
+(for fail2ban, :mod:`pbx.security.log_file`).  An unknown user and a
 wrong password get the same answer.  Challenges and refusals are sent
 statelessly (§8.2.7), so an unauthenticated request costs one response and
 no memory.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attrs import define
+from attrs import define, field
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -24,8 +25,10 @@ from twisted.logger import Logger
 
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent, ExtensionRecord
-from pbx.security.interfaces import ISourceDefence
+from pbx.security.interfaces import ISecurityLog, ISourceDefence
 from pbx.security.lockout import Lockout
+from pbx.security.log_file import NoSecurityLog
+from pbx.security.log_lines import Remote
 from pbx.sip.auth import (
     Credentials,
     DigestAuthenticator,
@@ -54,6 +57,8 @@ class RequestAuthenticator:
     lookup: Callable[[str], Deferred[ExtensionRecord | None]]
     #: Told of failed authentications (threat scores and bans).
     defence: ISourceDefence | None = None
+    #: Told of each failed authentication, for fail2ban.
+    security_log: ISecurityLog = field(factory=NoSecurityLog)
     log = Logger()
 
     async def authenticate(self, transaction: ServerTransaction, *, proxy: bool = False) -> ExtensionRecord | None:
@@ -130,13 +135,16 @@ class RequestAuthenticator:
     async def _failure(
         self, transaction: ServerTransaction, username: str, keys: tuple[Any, ...], proxy: bool, *, known: bool
     ) -> None:
-        source = transaction.peer.host
+        peer = transaction.peer
+        source = peer.host
         # An unknown user gets the same answer as a wrong password, but a
         # source probing for users scores more (pbx.security.defence).
         self._offence(source, "auth failure" if known else "unknown user")
+        method = transaction.request.method
+        self.security_log.failed_login("SIP", username, Remote(peer.transport, source, peer.port), known, method)
         delay = self.lockout.record_failures(keys, what="SIP digest", who=username, source=source)
         now = self.clock.seconds()
-        await self.store.add_audit(AuditEvent(now, "sip.auth.failure", username, source, transaction.request.method))
+        await self.store.add_audit(AuditEvent(now, "sip.auth.failure", username, source, method))
         if delay:
             await self.store.add_audit(AuditEvent(now, "sip.lockout", username, source, f"{delay:.0f}s"))
         # The same answer as for no credentials at all: a fresh challenge.

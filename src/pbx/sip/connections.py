@@ -14,7 +14,8 @@ When every slot is taken, a new connection takes the slot of the oldest
 unproven one (which is closed) rather than being refused: a phone sends its
 request as soon as it connects, so it proves itself within a round trip,
 while connections opened only to sit idle are the ones that go.  A source
-at its own cap is refused outright.  An evicted connection's descriptor is
+at its own cap is refused outright, and so is a banned source
+(:mod:`pbx.security.defence`).  An evicted connection's descriptor is
 freed on the reactor's next turn, after the accepts in hand: at most an
 eighth of ``max_total`` (16 at least) evictions are left in flight, so the
 descriptors in use never pass the cap by more than that.
@@ -25,6 +26,7 @@ counted: there are as many as there are registered phones that want them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from attrs import define, field, frozen
@@ -85,10 +87,12 @@ class StreamGuard:
 
     :ivar clock: for the throttled log.
     :ivar limits: what is enforced.
+    :ivar banned: whether a source address is banned (its connections are refused).
     """
 
     clock: IReactorTime
     limits: StreamLimits = StreamLimits()
+    banned: Callable[[str], bool] = lambda source: False
     _caps: ConnectionCaps = field(init=False)
     _members: dict[Evictable, _Member] = field(factory=dict, init=False)
     #: Unproven connections, oldest first (dicts keep insertion order).
@@ -115,10 +119,16 @@ class StreamGuard:
 
     def admit(self, source: str) -> bool:
         """
-        Whether a connection from ``source`` may be accepted now; when the
+        Whether a connection from ``source`` may be accepted now: not if it
+        is banned, nor over a cap; when the
         total is reached, the oldest unproven connection is closed to make
         room.  A refusal or an eviction is logged, throttled.
         """
+        if self.banned(source):
+            self._throttled.event(
+                "banned", "SIP connections refused: {source} is banned; {count} refused", source=source,
+            )
+            return False
         refusal = self._caps.refusal(source)
         in_flight = max(16, self.limits.max_total // 8)
         if refusal is Refusal.TOTAL and self._unproven and len(self._evicted) < in_flight:

@@ -4,7 +4,10 @@ The registrar and location service (RFC 3261 §10.3).
 REGISTER requests are authenticated with Digest (:mod:`pbx.sip.auth`),
 brute force is locked out per user and per source address, and bindings
 live in the store so a restart keeps every phone reachable.  An in-memory
-copy answers lookups; the store is written on every change.
+copy answers lookups; every change is committed to the store before the
+``200`` that acknowledges it is sent (REGISTERs that arrive together share
+one transaction, see :mod:`pbx.store.binding_writer`), so a crash loses no
+registration a phone was told about.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from attrs import define, field
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -28,9 +31,15 @@ from pbx.sip.ids import new_tag
 from pbx.sip.location import has_ob
 from pbx.sip.message import Request, Response, SIPParseError, make_response
 from pbx.sip.transaction import ServerTransaction
-from pbx.store.writebehind import BindingWriter
+from pbx.store.binding_writer import BindingWriter
 
 SWEEP_INTERVAL = 30.0
+#: Seconds a phone is asked to wait when its registration could not be stored.
+RETRY_AFTER = 5
+
+
+class StoreUnavailable(Exception):
+    """A binding change could not be committed, so it must not be acknowledged."""
 
 
 def contact_key(contact: NameAddr) -> str:
@@ -50,7 +59,7 @@ class Registrar:
     clock: IReactorTime
     authn: RequestAuthenticator
     limits: RegistrarConfig
-    #: Batches binding writes; None writes each change at once.
+    #: Commits binding changes in shared transactions; None commits each alone.
     writer: BindingWriter | None = None
     bindings: dict[str, dict[str, Binding]] = field(factory=dict)
     #: (AOR, contact) of bindings registered with RFC 5626 outbound; kept in
@@ -147,6 +156,11 @@ class Registrar:
             response = await self._update(request, aor, peer.transport, f"{peer.host}:{peer.port}")
         except SIPParseError as e:
             response = make_response(request, 400, e.reason)
+        except StoreUnavailable:
+            # Not committed, so not acknowledged (the writer logged why).
+            # RFC 3261 §21.5.4: a temporary condition; the phone may retry.
+            response = make_response(request, 503, "Registrations cannot be stored")
+            response.headers.add("Retry-After", str(RETRY_AFTER))
         transaction.respond(response)
 
     async def _authenticate(self, transaction: ServerTransaction, aor: str) -> ExtensionRecord | None:
@@ -183,9 +197,9 @@ class Registrar:
             for b in current.values():
                 if b.call_id == call_id and cseq <= b.cseq:
                     return make_response(request, 500, "CSeq out of order")
-            for key in list(current):
-                await self._delete(aor, key)
+            removed = [self._delete(aor, key) for key in current]
             current.clear()
+            await self._committed(removed)
             return self._ok(request, aor)
         changes: list[tuple[str, int, NameAddr]] = []
         for contact in request.contacts:
@@ -199,10 +213,11 @@ class Registrar:
             existing = current.get(key)
             if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
                 return make_response(request, 500, "CSeq out of order")  # §10.3 step 7
+        writes: list[Deferred[None]] = []
         for key, expires, contact in changes:
             if expires == 0:
                 if current.pop(key, None) is not None:
-                    await self._delete(aor, key)
+                    writes.append(self._delete(aor, key))
                 continue
             q = _q(contact)
             if transport != "udp" and "reg-id" in contact.params and "+sip.instance" in contact.params:
@@ -211,24 +226,36 @@ class Registrar:
                 self._outbound.discard((aor, key))
             binding = Binding(aor, key, now + expires, transport, source, user_agent, call_id, cseq, q, now)
             current[key] = binding
-            await self._put(binding)
+            writes.append(self._put(binding))
             self.log.debug("REGISTER {aor} {contact} for {expires}s from {transport}:{source}",
                           aor=aor, contact=key, expires=expires, transport=transport, source=source)
         if not current:
             self.bindings.pop(aor, None)
+        # §10.3 step 8 answers once the changes are durable, not before.
+        await self._committed(writes)
         return self._ok(request, aor)
 
-    async def _put(self, binding: Binding) -> None:
+    def _put(self, binding: Binding) -> Deferred[None]:
         if self.writer is not None:
-            self.writer.put(binding)
-        else:
-            await self.store.put_binding(binding)
+            return self.writer.put(binding)
+        return self.store.put_binding(binding)
 
-    async def _delete(self, aor: str, contact: str) -> None:
+    def _delete(self, aor: str, contact: str) -> Deferred[Any]:
         if self.writer is not None:
-            self.writer.delete(aor, contact)
-        else:
-            await self.store.delete_binding(aor, contact)
+            return self.writer.delete(aor, contact)
+        return self.store.delete_binding(aor, contact)
+
+    async def _committed(self, writes: list[Deferred[Any]]) -> None:
+        """Wait until every write is committed; :class:`StoreUnavailable` if one failed."""
+        try:
+            if len(writes) == 1:  # the usual REGISTER: one contact
+                await writes[0]
+            elif writes:
+                await gatherResults(writes, consumeErrors=True)
+        except FirstError as e:
+            raise StoreUnavailable() from e.subFailure.value
+        except Exception as e:
+            raise StoreUnavailable() from e
 
     def _ok(self, request: Request, aor: str) -> Response:
         """§10.3 step 8: 200 listing every current binding with its expiry."""

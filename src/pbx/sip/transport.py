@@ -137,6 +137,10 @@ class SIPStreamProtocol(Protocol):
         self.log.debug("evicting {peer}: no complete message yet", peer=str(self.peer))
         self._close(abort=True)
 
+    def drop(self) -> None:
+        """Close at once, discarding what waits to be written (its source was banned)."""
+        self._close(abort=True)
+
     def _close(self, *, abort: bool) -> None:
         """
         Close the connection: gracefully (what was written still goes out),
@@ -303,6 +307,19 @@ class Transports:
         self.log.info("could not connect to {peer}; {n} message(s) dropped", peer=str(peer), n=len(dropped))
         if self.unreachable is not None:
             self.unreachable(peer)
+
+    def drop_source(self, host: str) -> int:
+        """
+        Close at once every stream with ``host``, either way it was opened:
+        its source was banned, so nothing it sends will be read.
+
+        :returns: how many were closed.
+        """
+        streams = [stream for peer, stream in self._streams.items() if peer.host == host]
+        for stream in streams:
+            stream.drop()
+        self._pending = {peer: queued for peer, queued in self._pending.items() if peer.host != host}
+        return len(streams)
 
     @property
     def connections(self) -> int:

@@ -45,11 +45,14 @@ class _Pool(txpostgres.ConnectionPool):  # type: ignore[misc]
 
 async def _transaction(cursor: Any, statements: Sequence[Statement]) -> list[int]:
     # txpostgres has sent BEGIN; it commits when this returns, or rolls back.
-    counts = []
+    results = []
     for sql, params in statements:
         await cursor.execute(sql, tuple(params))
-        counts.append(cursor.rowcount)
-    return counts
+        if cursor.description is not None:  # INSERT ... RETURNING id
+            results.append(int(cursor.fetchall()[0][0]))
+        else:
+            results.append(cursor.rowcount)
+    return results
 
 
 @implementer(IStore)

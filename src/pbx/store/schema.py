@@ -223,6 +223,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         "call records name the application that answered the call",
         ("ALTER TABLE call_records ADD COLUMN application TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        6,
+        "journal of live calls: the calls a crash interrupts still get their records",
+        (
+            """
+            CREATE TABLE live_calls (
+                node {key} NOT NULL,
+                "call" {key} NOT NULL,
+                leg {key} NOT NULL,
+                call_id TEXT NOT NULL,
+                caller TEXT NOT NULL,
+                callee TEXT NOT NULL,
+                start {real} NOT NULL,
+                answer {real} NOT NULL,
+                codecs TEXT NOT NULL,
+                application TEXT NOT NULL,
+                touched {real} NOT NULL,
+                PRIMARY KEY (node, "call", leg)
+            )
+            """,
+        ),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

@@ -13,22 +13,29 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from attrs import AttrsInstance, fields, frozen
+from attrs import AttrsInstance, define, evolve, field, fields, frozen
 
 from twisted.internet.defer import Deferred, succeed
 
-from pbx.records import AdminRecord, AuditEvent, Binding, CallRecord, ExtensionRecord
+from pbx.records import (
+    AdminRecord,
+    AuditEvent,
+    Binding,
+    CallRecord,
+    ExtensionRecord,
+    LiveCallEntry,
+)
 from pbx.store import schema
+from pbx.store.group_commit import GroupCommit, Statement
 
 Row = tuple[Any, ...]
 Params = Sequence[object]
-#: One statement of a transaction: SQL text (markers filled) and parameters.
-Statement = tuple[str, Params]
 
 
 R = TypeVar("R", bound=AttrsInstance)
+T = TypeVar("T")
 
 
 def _columns(names: Sequence[str]) -> str:
@@ -79,6 +86,16 @@ class _Table(Generic[R]):
         )
         return f"{sql} ON CONFLICT ({_columns(self.key)}) DO UPDATE SET {updates}"
 
+    def insert_many(self, count: int) -> str:
+        """
+        :attr:`insert` for ``count`` records in one statement (one VALUES
+        row each).  For a keyed table the records must have distinct keys:
+        PostgreSQL refuses to update one row twice in one statement.
+        """
+        head, _, tail = self.insert.partition(" VALUES (")
+        row, _, conflict = tail.partition(")")
+        return f"{head} VALUES " + ", ".join([f"({row})"] * count) + conflict
+
     def row(self, record: R) -> Row:
         """The parameters of :attr:`insert` for ``record``."""
         values = (getattr(record, name) for name in self.columns)
@@ -99,6 +116,7 @@ _BINDINGS = _Table("bindings", Binding, ("aor", "contact"))
 _CALLS = _Table("call_records", CallRecord)
 _AUDIT = _Table("audit", AuditEvent)
 _ADMINS = _Table("admins", AdminRecord, ("username",))
+_LIVE_CALLS = _Table("live_calls", LiveCallEntry, ("node", "call", "leg"))
 _PUT_SETTING = (
     'INSERT INTO settings ("key", "value") VALUES ({p}, {p}) '
     'ON CONFLICT ("key") DO UPDATE SET "value" = excluded."value"'
@@ -111,6 +129,16 @@ _PUT_ITEM = (
 )
 
 
+#: The most rows one multi-row statement carries (10 columns each stays far
+#: below SQLite's 32,766 parameters).
+ROWS_PER_STATEMENT = 500
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@define(eq=False)
 class SQLStore(ABC):
     """
     :class:`pbx.interfaces.IStore` over SQL; subclasses supply the connection.
@@ -118,9 +146,15 @@ class SQLStore(ABC):
     A subclass sets :attr:`_dialect` and implements the four ``_run_*``
     primitives.  Each returns a Deferred and runs without blocking the
     reactor.  Their SQL text has its markers already filled in.
+
+    Writes that callers wait on before they acknowledge something (audit
+    events, call records, the live-call journal) go through one
+    :class:`~pbx.store.group_commit.GroupCommit`: those that arrive together
+    share a transaction.
     """
 
-    _dialect: schema.Dialect
+    _dialect: ClassVar[schema.Dialect]
+    _group: GroupCommit | None = field(init=False, default=None)
 
     @abstractmethod
     def _run_query(self, sql: str, params: Params = ()) -> Deferred[list[Row]]:
@@ -139,7 +173,8 @@ class SQLStore(ABC):
         """
         Run statements in one transaction: all take effect, or none.
 
-        :returns: Deferred firing with the row count of each statement.
+        :returns: Deferred firing with the row count of each statement, or
+            for an ``INSERT ... RETURNING id`` the new row's id.
         """
 
     @abstractmethod
@@ -162,6 +197,15 @@ class SQLStore(ABC):
     async def _count(self, template: str, *params: object) -> int:
         (count,) = await self._run_interaction([(self._sql(template), params)])
         return count
+
+    def _grouped(self, statements: Sequence[Statement]) -> Deferred[list[int]]:
+        """Commit ``statements`` in the next shared transaction."""
+        if self._group is None:
+            self._group = GroupCommit(self._run_interaction)
+        return self._group.submit(statements)
+
+    def _insert_returning_id(self, table: _Table[Any], record: Any) -> Statement:
+        return (self._sql(table.insert) + " RETURNING id", table.row(record))
 
     # Schema
 
@@ -246,13 +290,22 @@ class SQLStore(ABC):
     def write_bindings(
         self, puts: Sequence[Binding], deletes: Sequence[tuple[str, str]]
     ) -> Deferred[None]:
-        """Apply many binding changes in one transaction (deletes first)."""
-        statements: list[Statement] = [
-            (self._sql("DELETE FROM bindings WHERE aor = {p} AND contact = {p}"), d)
-            for d in deletes
-        ]
-        insert = self._sql(_BINDINGS.insert)
-        statements += [(insert, _BINDINGS.row(b)) for b in puts]
+        """
+        Apply many binding changes in one transaction (deletes first).
+
+        Each (aor, contact) may appear once among ``puts``.  The changes go
+        in a few statements of many rows each: SQLite's driver hands the
+        interpreter lock back and forth at every statement, and a busy
+        reactor thread makes each hand-over slow.
+        """
+        statements: list[Statement] = []
+        for chunk in _chunks(deletes, ROWS_PER_STATEMENT):
+            where = " OR ".join(["(aor = {p} AND contact = {p})"] * len(chunk))
+            statements.append((self._sql("DELETE FROM bindings WHERE " + where),
+                               [v for key in chunk for v in key]))
+        for rows in _chunks(puts, ROWS_PER_STATEMENT):
+            statements.append((self._sql(_BINDINGS.insert_many(len(rows))),
+                               [v for b in rows for v in _BINDINGS.row(b)]))
         d = self._run_interaction(statements) if statements else succeed([])
         return d.addCallback(lambda _: None)
 
@@ -283,8 +336,9 @@ class SQLStore(ABC):
     # Call detail records
 
     def add_call_record(self, record: CallRecord) -> Deferred[int]:
-        """Store one call record (its ``id`` is ignored); Deferred firing with the new id."""
-        return self._run_insert(self._sql(_CALLS.insert), _CALLS.row(record))
+        """Store one call record (its ``id`` is ignored); Deferred firing with the new id once committed."""
+        d = self._grouped([self._insert_returning_id(_CALLS, record)])
+        return d.addCallback(lambda ids: ids[0])
 
     def list_call_records(
         self,
@@ -345,11 +399,59 @@ class SQLStore(ABC):
         )
         return int(total), [_CALLS.from_row(row) for row in rows]
 
+    # Journal of live calls
+
+    def journal_calls(self, entries: Sequence[LiveCallEntry]) -> Deferred[None]:
+        """Insert or replace journal entries (one per leg); Deferred firing once committed."""
+        if not entries:
+            return succeed(None)
+        insert = self._sql(_LIVE_CALLS.insert_many(len(entries)))
+        d = self._grouped([(insert, [v for e in entries for v in _LIVE_CALLS.row(e)])])
+        return d.addCallback(lambda _: None)
+
+    def touch_calls(self, node: str, now: float) -> Deferred[int]:
+        """Set ``touched`` of every entry of ``node``; Deferred firing with the count."""
+        sql = self._sql("UPDATE live_calls SET touched = {p} WHERE node = {p}")
+        d = self._grouped([(sql, (float(now), node))])
+        return d.addCallback(lambda counts: counts[0])
+
+    def finish_call(self, node: str, call: str, records: Sequence[CallRecord]) -> Deferred[None]:
+        """
+        Store a call's records and drop its journal entries, in one
+        transaction: a crash leaves one or the other, never both.
+        """
+        statements = [self._insert_returning_id(_CALLS, r) for r in records]
+        statements.append((self._sql('DELETE FROM live_calls WHERE node = {p} AND "call" = {p}'), (node, call)))
+        d = self._grouped(statements)
+        return d.addCallback(lambda _: None)
+
+    def recover_calls(self, node: str) -> Deferred[list[CallRecord]]:
+        """
+        Turn every journal entry of ``node`` into an ``INTERRUPTED`` call
+        record, in one transaction.
+
+        :returns: Deferred firing with the records stored, oldest first.
+        """
+        return Deferred.fromCoroutine(self._recover_calls(node))
+
+    async def _recover_calls(self, node: str) -> list[CallRecord]:
+        rows = await self._query(_LIVE_CALLS.select + ' WHERE node = {p} ORDER BY start, "call", leg', node)
+        entries = [_LIVE_CALLS.from_row(row) for row in rows]
+        if not entries:
+            return []
+        records = [e.interrupted() for e in entries]
+        statements = [self._insert_returning_id(_CALLS, r) for r in records]
+        delete = self._sql('DELETE FROM live_calls WHERE node = {p} AND "call" = {p} AND leg = {p}')
+        statements += [(delete, (e.node, e.call, e.leg)) for e in entries]
+        ids = await self._grouped(statements)
+        return [evolve(r, id=i) for r, i in zip(records, ids, strict=False)]
+
     # Audit trail
 
     def add_audit(self, event: AuditEvent) -> Deferred[int]:
-        """Store one audit event (its ``id`` is ignored); Deferred firing with the new id."""
-        return self._run_insert(self._sql(_AUDIT.insert), _AUDIT.row(event))
+        """Store one audit event (its ``id`` is ignored); Deferred firing with the new id once committed."""
+        d = self._grouped([self._insert_returning_id(_AUDIT, event)])
+        return d.addCallback(lambda ids: ids[0])
 
     def list_audit(
         self, limit: int = 100, kind: str | None = None

@@ -24,7 +24,7 @@ from pbx.records import AdminRecord, Binding, CallRecord, ExtensionRecord
 from pbx.security.lockout import Lockout
 from pbx.security.passwords import hash_password, verify_password
 from pbx.sip.auth import compute_ha1
-from pbx.testing import FakePBX, MemoryStore
+from pbx.testing import FakePBX, MemoryStore, RecordingSecurityLog
 
 CONFIG = """
 sip: {domain: pbx.test}
@@ -161,6 +161,27 @@ class AuthTests(APITestCase):
         self.assertEqual(self.call("POST", "/api/v1/auth/login", raw=b"[]", headers={"Content-Type": "application/json"})[0], 400)
         self.assertEqual(self.call("POST", "/api/v1/auth/login", raw=b"x=1", headers={"Content-Type": "text/plain"})[0], 415)
         self.assertEqual(self.call("POST", "/api/v1/auth/login", {"username": 1, "password": None})[0], 400)
+
+
+class SecurityLogTests(APITestCase):
+    """Failed logins are written to the security log (for fail2ban)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.security_log = RecordingSecurityLog()
+        self.api = PBXApi(self.pbx, check, fast_hash, security_log=self.security_log)
+        self.pbx.api = self.api
+        self.treq = StubTreq(make_site(self.api.resource(), 2048).resource)
+
+    def test_failed_logins_written(self) -> None:
+        """A wrong password and an unknown user are each one entry from the client's address; a good login none."""
+        self.call("POST", "/api/v1/auth/login", {"username": "admin", "password": "wrong"})
+        self.call("POST", "/api/v1/auth/login", {"username": "nobody", "password": "wrong"})
+        self.login()
+        entries = [(service, account, remote.host, known, method)
+                   for service, account, remote, known, method in self.security_log.failures]
+        self.assertEqual(entries, [("API", "admin", "127.0.0.1", True, ""), ("API", "nobody", "127.0.0.1", False, "")])
+        self.assertEqual({remote.transport for _, _, remote, _, _ in self.security_log.failures}, {"TCP"})
 
 
 class HTTPTests(APITestCase):
@@ -408,6 +429,19 @@ class ListingTests(APITestCase):
         schema = self.call("GET", "/api/v1/openapi.json")[1]["components"]["schemas"]["CallRecord"]
         self.assertEqual(set(schema["properties"]), set(row))
         self.assertIn("VOICEMAIL", schema["properties"]["disposition"]["enum"])
+
+    def test_cdr_interrupted(self) -> None:
+        """A call a crash interrupted is listed INTERRUPTED, a disposition the schema documents."""
+        token = self.login()
+        self.successResultOf(self.store.add_call_record(CallRecord(
+            "cut", "1001", "1002", 100.0, 160.0, answer=101.0, disposition="INTERRUPTED",
+            hangup_side="pbx", hangup_cause="interrupted")))
+        [row] = self.call("GET", "/api/v1/cdr", token=token)[1]["records"]
+        self.assertEqual((row["disposition"], row["billable"]), ("INTERRUPTED", 59.0))
+        schema = self.call("GET", "/api/v1/openapi.json")[1]["components"]["schemas"]["CallRecord"]
+        disposition = schema["properties"]["disposition"]
+        self.assertIn("INTERRUPTED", disposition["enum"])
+        self.assertIn("INTERRUPTED", disposition["description"])
 
     def test_cdr_bad_query(self) -> None:
         """Bad CDR query parameters get 400."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import attrs
 
+from pbx.calls.cdr import TOUCH_INTERVAL
 from pbx.calls.controller import MEDIA_CHECK_INTERVAL
 from pbx.calls.dialplan import Dialplan, HangUp, Route, ToApplication, compile_pattern
 from pbx.config import CallsConfig
@@ -333,6 +334,26 @@ class AnswerTests(CallTestCase):
             self.assertEqual((record.hangup_side, record.hangup_cause), ("a", "BYE"))
         self.assertEqual(a.start, start)
         self.assertEqual(a.duration, 45)
+
+    def test_live_call_journal(self) -> None:
+        """An answered call has journal entries for both legs, touched while it lasts, gone with its records."""
+        installed = self.clock.seconds()  # the touches run every TOUCH_INTERVAL from here
+        invite, leg, [forked] = self.ring()
+        self.callee.respond(forked, 180)
+        self.advance(3)
+        self.callee.respond(forked, 200, body=CALLEE_SDP)
+        self.callee.expect("ACK")
+        answered = self.clock.seconds()
+        self.caller.confirm(invite, leg, self.caller.expect(180, 200)[1])
+        entries = sorted(self.store.live_calls.values(), key=lambda e: e.leg)
+        self.assertEqual([(e.call, e.leg, e.call_id, e.answer, e.touched) for e in entries],
+                         [(invite.call_id, "a", invite.call_id, answered, answered),
+                          (invite.call_id, "b", forked.call_id, answered, answered)])
+        self.advance(TOUCH_INTERVAL)
+        self.assertEqual({e.touched for e in self.store.live_calls.values()}, {installed + TOUCH_INTERVAL})
+        self.hang_up(leg)
+        self.assertEqual(self.store.live_calls, {})
+        self.assertEqual(sorted(self.records()), ["a", "b"])
 
 
 class FailureTests(CallTestCase):

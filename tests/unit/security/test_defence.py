@@ -34,8 +34,8 @@ class DefenceTests(SynchronousTestCase):
         self.bans: list[Ban] = []
         self.defence = SourceDefence(
             self.clock, {"INVITE": Limit(10, 5)}, parse_networks(["10.0.0.0/8"]),
-            on_ban=self.bans.append,
         )
+        self.defence.add_ban_listener(self.bans.append)
         self.events: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
@@ -164,14 +164,18 @@ class DefenceTests(SynchronousTestCase):
         self.assertLessEqual(defence.tracked, 100)
         self.assertTrue(defence.banned("192.0.2.200"))
 
-    def test_on_ban_failure_logged(self) -> None:
-        """A failing ban recorder is logged; the ban stands."""
+    def test_ban_listener_failure_logged(self) -> None:
+        """A failing ban listener is logged; the ban stands and later listeners are told."""
         def fail(ban: Ban) -> None:
             raise RuntimeError("store down")
 
-        defence = SourceDefence(self.clock, on_ban=fail)
+        told: list[Ban] = []
+        defence = SourceDefence(self.clock)
+        defence.add_ban_listener(fail)
+        defence.add_ban_listener(told.append)
         self.assertTrue(defence.offence(HOST, "scanner"))
         self.assertTrue(defence.banned(HOST))
+        self.assertEqual([ban.host for ban in told], [HOST])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_from_config(self) -> None:

@@ -95,6 +95,18 @@ class CapTests(_GuardTestCase):
             self.lose(protocol)
         self.assertEqual(self.guard.open, 0)
 
+    def test_banned_source_refused(self) -> None:
+        """A banned source's connection is refused and logged; others are accepted."""
+        self.guard.banned = lambda source: source == "192.0.2.66"
+        refused, _ = self.connect("192.0.2.66")
+        self.assertIsNone(refused)
+        self.assertEqual(self.guard.open, 0)
+        self.assertEqual(len(self.warnings), 1)
+        self.assertIn("is banned", self.warnings[0])
+        other, _ = self.connect()
+        self.assertIsNotNone(other)
+        self.lose(other)
+
     def test_oldest_unproven_evicted(self) -> None:
         """At max_total a new connection takes the slot of the oldest connection that sent no message."""
         proven, _ = self.connect("192.0.2.1")

@@ -20,15 +20,17 @@ from pbx.provisioning import extension_record
 from pbx.records import Binding
 from pbx.security.defence import SourceDefence
 from pbx.security.lockout import Lockout
+from pbx.security.log_lines import Remote
 from pbx.sip.auth import DigestAuthenticator, compute_ha1, compute_response
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
 from pbx.sip.ids import new_branch
 from pbx.sip.message import Response, parse_message
-from pbx.sip.registrar import SWEEP_INTERVAL, Registrar
+from pbx.sip.registrar import RETRY_AFTER, SWEEP_INTERVAL, Registrar
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPStreamFactory
-from pbx.testing import FakeUDPPort, MemoryStore
+from pbx.store.binding_writer import BATCH_DELAY, BindingWriter
+from pbx.testing import FakeUDPPort, MemoryStore, RecordingSecurityLog
 
 REALM = "pbx.test"
 PASSWORD = "Str0ng-pass-word"
@@ -774,6 +776,90 @@ class PersistenceTests(RegistrarTestCase):
         self.assertEqual(self.phone.register().status, 500)
 
 
+class CommitBeforeOKTests(RegistrarTestCase):
+    """A REGISTER is answered 200 only once its binding change is committed."""
+
+    def make_registrar(self) -> Registrar:
+        """A registrar whose binding writer's transactions commit when the test says so."""
+        self.commits: list[Deferred[None]] = []
+        self.batches: list[tuple[list[Binding], list[tuple[str, str]]]] = []
+
+        def write_bindings(puts: list[Binding], deletes: list[tuple[str, str]]) -> Deferred[None]:
+            d: Deferred[None] = Deferred()
+            self.batches.append((puts, deletes))
+            self.commits.append(d)
+            return d
+
+        self.store.write_bindings = write_bindings  # type: ignore[method-assign]
+        authn = RequestAuthenticator(self.store, self.clock, self.auth, self.lockout, self.store.get_extension)
+        return Registrar(self.store, self.clock, authn, self.limits, writer=BindingWriter(self.store, self.clock))
+
+    def send_authenticated(self, phone: Phone, **kwargs: Any) -> None:
+        """Challenge ``phone`` and send its authenticated REGISTER, whose answer waits."""
+        nonce = phone.challenge(**kwargs)
+        self.port.written.clear()
+        data = phone.request(authorization=phone.authorization(nonce), **kwargs)
+        self.core.receive(data, Peer("udp", *phone.source), False)
+
+    def answers(self) -> list[int]:
+        """Statuses of the responses written so far, then forgotten."""
+        written, self.port.written[:] = list(self.port.written), []
+        return [response.status for response in (parse_message(raw) for raw, _ in written)
+                if isinstance(response, Response)]
+
+    def test_no_200_before_commit(self) -> None:
+        """The 200 is not sent while the binding's transaction is open, and is sent when it commits."""
+        self.send_authenticated(self.phone)
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual((len(self.batches), self.answers()), (1, []))
+        self.commits[0].callback(None)
+        self.assertEqual(self.answers(), [200])
+
+    def test_registers_together_share_a_commit(self) -> None:
+        """Two phones' REGISTERs arriving together go in one transaction and both get 200 at its commit."""
+        other = Phone(self, "1002", password=OTHER_PASSWORD, call_id="reg-9@192.0.2.10",
+                      source=("192.0.2.11", 5060))
+        nonces = [p.challenge() for p in (self.phone, other)]
+        self.answers()
+        for phone, nonce in zip((self.phone, other), nonces, strict=True):
+            data = phone.request(authorization=phone.authorization(nonce))
+            self.core.receive(data, Peer("udp", *phone.source), False)
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual(len(self.batches), 1)
+        self.assertEqual(sorted(b.aor for b in self.batches[0][0]), ["1001", "1002"])
+        self.assertEqual(self.answers(), [])
+        self.commits[0].callback(None)
+        self.assertEqual(self.answers(), [200, 200])
+
+    def test_unregister_waits_for_commit(self) -> None:
+        """An Expires: 0 REGISTER is answered only once the delete is committed."""
+        self.send_authenticated(self.phone)
+        self.clock.advance(BATCH_DELAY)
+        self.commits[0].callback(None)
+        self.answers()
+        self.send_authenticated(self.phone, expires=0)
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual(self.batches[1], ([], [("1001", "sip:1001@192.0.2.10:5060")]))
+        self.assertEqual(self.answers(), [])
+        self.commits[1].callback(None)
+        self.assertEqual(self.answers(), [200])
+
+    def test_failed_commit_is_503(self) -> None:
+        """A binding that cannot be committed is refused 503 with Retry-After, not acknowledged."""
+        self.send_authenticated(self.phone)
+        self.clock.advance(BATCH_DELAY)
+        self.commits[0].errback(OSError("disk full"))
+        written = [parse_message(raw) for raw, _ in self.port.written]
+        self.port.written.clear()
+        self.assertEqual([(r.status, r.headers.get("Retry-After")) for r in written  # type: ignore[union-attr]
+                          ], [(503, str(RETRY_AFTER))])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        # The change is tried again, and then committed.
+        self.clock.advance(self.registrar.writer.retry_delay)  # type: ignore[union-attr]
+        self.commits[1].callback(None)
+        self.assertEqual(self.registrar.writer.pending, 0)  # type: ignore[union-attr]
+
+
 OUTBOUND_CONTACT = (
     '<sip:1001@192.0.2.10:5060;transport=tcp>;reg-id=1;+sip.instance="<urn:uuid:00000000-0000-0000-0000-000000000001>"'
 )
@@ -858,3 +944,32 @@ class ThreatScoreTests(RegistrarTestCase):
         """The 401 to a REGISTER without credentials leaves no transaction behind."""
         self.assertEqual(self.phone.send(self.phone.request()).status, 401)
         self.assertEqual(self.core.transactions.counts, (0, 0))
+
+
+class SecurityLogTests(RegistrarTestCase):
+    """Failed authentication is written to the security log (for fail2ban)."""
+
+    def make_registrar(self) -> Registrar:
+        """A registrar whose authenticator writes to a recording security log."""
+        self.security_log = RecordingSecurityLog()
+        authn = RequestAuthenticator(
+            self.store, self.clock, self.auth, self.lockout, self.store.get_extension,
+            security_log=self.security_log,
+        )
+        return Registrar(self.store, self.clock, authn, self.limits)
+
+    def test_failures_written(self) -> None:
+        """A wrong password and an unknown user are each one entry, with the source's transport and port."""
+        self.phone.register(password="wrong")
+        Phone(self, "1999", password="x", call_id="reg-2@192.0.2.10", cseq=50).register()
+        source = Remote("udp", *PHONE_ADDRESS)
+        self.assertEqual(self.security_log.failures, [
+            ("SIP", "1001", source, True, "REGISTER"),
+            ("SIP", "1999", source, False, "REGISTER"),
+        ])
+
+    def test_success_and_challenge_not_written(self) -> None:
+        """A request without credentials (the challenge) and a good login write nothing."""
+        self.assertEqual(self.phone.send(self.phone.request()).status, 401)
+        self.assertEqual(self.phone.register().status, 200)
+        self.assertEqual(self.security_log.failures, [])

@@ -537,3 +537,47 @@ class FlowTests(SendTests):
         listening = Peer("tcp", PHONE.host, 5060)
         self.transports.alias(listening, PHONE)
         self.assertFalse(self.transports.connected(listening))
+
+
+class DropSourceTests(_StreamTestCase):
+    """Transports.drop_source: a banned source's streams close at once."""
+
+    def tearDown(self) -> None:
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_drops_only_that_source(self) -> None:
+        """Every stream from the host is aborted, over TCP and TLS; another host's stays open."""
+        tcp, tcp_transport = self.connect()
+        tls, tls_transport = self.connect(Peer("tls", PHONE.host, 5071))
+        other, other_transport = self.connect(Peer("tcp", "192.0.2.8", 5070))
+        self.assertEqual(self.transports.drop_source(PHONE.host), 2)
+        self.assertTrue(tcp_transport.disconnecting)
+        self.assertTrue(tls_transport.disconnecting)
+        self.assertFalse(other_transport.disconnecting)
+        self.assertEqual(self.transports.guard.open, 1)
+        tcp.dataReceived(options())
+        self.assertEqual(self.received.calls, [])
+        for protocol in (tcp, tls, other):
+            self.close(protocol)
+        self.assertEqual(self.transports.connections, 0)
+
+    def test_drops_queued_requests(self) -> None:
+        """Requests waiting for a connection to the host are dropped with it."""
+        connector = Connector()
+        self.transports.connect = connector
+        target = Peer("tcp", PHONE.host, 5080)
+        self.assertTrue(self.transports.send(parse_request(options()), target))
+        self.assertEqual(self.transports.drop_source(PHONE.host), 0)
+        [(_, factory)] = connector.attempts
+        protocol = factory.buildProtocol(IPv4Address("TCP", target.host, target.port))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", target.host, target.port))
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"")
+        self.close(protocol)
+
+    def test_unknown_host(self) -> None:
+        """A host with no stream closes nothing."""
+        protocol, transport = self.connect()
+        self.assertEqual(self.transports.drop_source("198.51.100.1"), 0)
+        self.assertFalse(transport.disconnecting)
+        self.close(protocol)

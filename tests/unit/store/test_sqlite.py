@@ -44,6 +44,13 @@ class SQLiteStoreTests(SQLStoreSuiteMixin, TestCase):
         self.assertEqual(mode, "wal")
 
     @deferred_test
+    async def test_commits_are_flushed(self) -> None:
+        """Every connection commits with synchronous=FULL: a commit is on disk when it returns."""
+        assert isinstance(self.store, SQLiteStore)
+        rows = await self.store._run_query("PRAGMA synchronous")
+        self.assertEqual(rows, [(2,)])  # 2 is FULL
+
+    @deferred_test
     async def test_persistent(self) -> None:
         """A second store on the same file, after the first closed, sees its data."""
         await self.store.put_extension(ExtensionRecord("100", name="Alice"))

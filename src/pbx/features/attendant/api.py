@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body, read_json
+from pbx.api.openapi import error_response, object_response
 from pbx.errors import ConfigError
 from pbx.features.attendant.catalogue import (
     MENU,
@@ -140,23 +141,9 @@ class AttendantAPI:
         return json_body(request, 200, {done: name})
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _object(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-
-
 def openapi_paths(prefix: str = "/api/v1/attendant") -> dict[str, Any]:
     """The OpenAPI ``paths`` these routes add, keyed by full path."""
-    errors = {"401": _error("Not logged in"), "403": _error("Administrators only")}
+    errors = {"401": error_response("Not logged in"), "403": error_response("Administrators only")}
     name = {"name": "name", "in": "path", "required": True,
             "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}
     paths: dict[str, Any] = {}
@@ -164,18 +151,18 @@ def openapi_paths(prefix: str = "/api/v1/attendant") -> dict[str, Any]:
         what = collection[:-1]
         paths[f"{prefix}/{collection}"] = {
             "get": {"summary": f"List the attendant's {collection}",
-                    "responses": {"200": _object(f"The {collection} in effect"), **errors}},
+                    "responses": {"200": object_response(f"The {collection} in effect"), **errors}},
         }
         paths[f"{prefix}/{collection}/{{name}}"] = {
             "parameters": [name],
             "get": {"summary": f"One attendant {what}",
-                    "responses": {"200": _object(f"The {what}"), "404": _error("No such " + what), **errors}},
+                    "responses": {"200": object_response(f"The {what}"), "404": error_response("No such " + what), **errors}},
             "put": {"summary": f"Create or replace an attendant {what}",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "responses": {"200": _object("Replaced"), "201": _object("Created"),
-                                  "400": _error("Invalid; the message names the field"), **errors}},
+                    "responses": {"200": object_response("Replaced"), "201": object_response("Created"),
+                                  "400": error_response("Invalid; the message names the field"), **errors}},
             "delete": {"summary": f"Delete an attendant {what} (or revert it to the config file's)",
-                       "responses": {"200": _object("Deleted or reverted"), "404": _error("No such " + what),
-                                     "409": _error("Still in use, or defined in the config file"), **errors}},
+                       "responses": {"200": object_response("Deleted or reverted"), "404": error_response("No such " + what),
+                                     "409": error_response("Still in use, or defined in the config file"), **errors}},
         }
     return paths

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pbx.api.http import APIError, add_json_errors, json_body
+from pbx.api.openapi import error_response, object_response
 from pbx.features.conference.options import RoomOptions
 from pbx.features.conference.room import Participant, Room, Rooms
 from pbx.interfaces import IPBX
@@ -161,58 +162,44 @@ class ConferenceAPI:
         return json_body(request, 200, {"kicked": pid})
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _object(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-
-
 def openapi_paths(prefix: str = "/api/v1/conference") -> dict[str, Any]:
     """The OpenAPI ``paths`` these routes add, keyed by full path."""
-    errors = {"401": _error("Not logged in"), "403": _error("Administrators only")}
+    errors = {"401": error_response("Not logged in"), "403": error_response("Administrators only")}
     room = {"name": "room", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}}
     pid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    missing = {"404": _error("No such room")}
-    nobody = {"409": _error("Nobody is in the room")}
-    gone = {"404": _error("No such room or participant")}
+    missing = {"404": error_response("No such room")}
+    nobody = {"409": error_response("Nobody is in the room")}
+    gone = {"404": error_response("No such room or participant")}
     paths: dict[str, Any] = {
         f"{prefix}/rooms": {
             "get": {"summary": "List the conference rooms with their live state",
-                    "responses": {"200": _object("The rooms"), **errors}},
+                    "responses": {"200": object_response("The rooms"), **errors}},
         },
         f"{prefix}/rooms/{{room}}": {
             "parameters": [room],
-            "get": {"summary": "One conference room", "responses": {"200": _object("The room"), **missing, **errors}},
+            "get": {"summary": "One conference room", "responses": {"200": object_response("The room"), **missing, **errors}},
         },
         f"{prefix}/rooms/{{room}}/participants": {
             "parameters": [room],
             "get": {"summary": "Who is in a conference room",
-                    "responses": {"200": _object("The participants"), **missing, **errors}},
+                    "responses": {"200": object_response("The participants"), **missing, **errors}},
         },
     }
     for action in ("lock", "unlock"):
         paths[f"{prefix}/rooms/{{room}}/{action}"] = {
             "parameters": [room],
             "post": {"summary": f"{action.capitalize()} a conference room (moderators may still join a locked one)",
-                     "responses": {"200": _object("The room"), **missing, **nobody, **errors}},
+                     "responses": {"200": object_response("The room"), **missing, **nobody, **errors}},
         }
     for action in ("mute", "unmute"):
         paths[f"{prefix}/rooms/{{room}}/participants/{{id}}/{action}"] = {
             "parameters": [room, pid],
             "post": {"summary": f"{action.capitalize()} a participant",
-                     "responses": {"200": _object("The participant"), **gone, **errors}},
+                     "responses": {"200": object_response("The participant"), **gone, **errors}},
         }
     paths[f"{prefix}/rooms/{{room}}/participants/{{id}}"] = {
         "parameters": [room, pid],
         "delete": {"summary": "Hang up a participant",
-                   "responses": {"200": _object("Kicked"), **gone, **errors}},
+                   "responses": {"200": object_response("Kicked"), **gone, **errors}},
     }
     return paths

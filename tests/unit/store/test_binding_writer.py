@@ -1,4 +1,4 @@
-"""Tests for the write-behind of registration bindings."""
+"""Tests for the group commit of registration bindings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.records import Binding
-from pbx.store.writebehind import BindingWriter
+from pbx.store.binding_writer import BATCH_DELAY, BindingWriter
 from pbx.testing import MemoryStore
 
 
@@ -76,8 +76,9 @@ class BindingWriterTests(SynchronousTestCase):
     def test_failure_keeps_changes(self) -> None:
         """A failed batch is kept and written once the store works again."""
         self.store.failing = True
-        self.writer.put(b("100", "sip:a"))
+        d = self.writer.put(b("100", "sip:a"))
         self.clock.advance(0.05)
+        self.failureResultOf(d, OSError)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertEqual(self.writer.pending, 1)
         self.store.failing = False
@@ -97,13 +98,71 @@ class BindingWriterTests(SynchronousTestCase):
             return d
 
         self.store.write_bindings = slow  # type: ignore[method-assign]
-        self.writer.put(b("100", "sip:a", 1))
+        first = self.writer.put(b("100", "sip:a", 1))
         self.clock.advance(0.05)
         self.writer.put(b("100", "sip:a", 2))
         d, _, _ = pending.pop()
         d.errback(OSError("disk full"))
+        self.failureResultOf(first, OSError)
         self.flushLoggedErrors(OSError)
         self.store.write_bindings = original  # type: ignore[method-assign]
         self.store.failing = False
         self.clock.advance(1.0)
         self.assertEqual(self.store.bindings[("100", "sip:a")].cseq, 2)
+
+
+class GroupCommitOrderTests(SynchronousTestCase):
+    """A change's Deferred fires only once the batch holding it is committed."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+        self.commits: list[Deferred[None]] = []
+        self.writer = BindingWriter(self.store, self.clock)
+        self.store.write_bindings = self.slow  # type: ignore[method-assign]
+        self.batches: list[tuple[list[Binding], list[tuple[str, str]]]] = []
+
+    def slow(self, puts: list[Binding], deletes: list[tuple[str, str]]) -> Deferred[None]:
+        """A write_bindings that commits when the test says so."""
+        d: Deferred[None] = Deferred()
+        self.batches.append((puts, deletes))
+        self.commits.append(d)
+        return d
+
+    def test_not_acknowledged_before_commit(self) -> None:
+        """put()'s Deferred has no result while the transaction is open, and fires at its commit."""
+        d = self.writer.put(b("100", "sip:a"))
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual(len(self.commits), 1)
+        self.assertNoResult(d)
+        self.commits[0].callback(None)
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_changes_of_one_turn_share_a_transaction(self) -> None:
+        """Changes queued within the batch delay go in one transaction, and all fire at its commit."""
+        ds = [self.writer.put(b(str(100 + i), "sip:a")) for i in range(5)]
+        ds.append(self.writer.delete("200", "sip:gone"))
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual(len(self.batches), 1)
+        self.assertEqual((len(self.batches[0][0]), self.batches[0][1]), (5, [("200", "sip:gone")]))
+        for d in ds:
+            self.assertNoResult(d)
+        self.commits[0].callback(None)
+        self.assertEqual([self.successResultOf(d) for d in ds], [None] * 6)
+
+    def test_changes_during_a_commit_form_the_next_batch(self) -> None:
+        """What arrives while a batch commits waits for it, then commits together, after it."""
+        first = self.writer.put(b("100", "sip:a"))
+        self.clock.advance(BATCH_DELAY)
+        later = [self.writer.put(b("101", "sip:a")), self.writer.put(b("102", "sip:a"))]
+        self.clock.advance(1)
+        self.assertEqual(len(self.commits), 1)  # one transaction at a time
+        self.commits[0].callback(None)
+        self.successResultOf(first)
+        for d in later:
+            self.assertNoResult(d)
+        self.clock.advance(BATCH_DELAY)
+        self.assertEqual([p.aor for p in self.batches[1][0]], ["101", "102"])
+        self.commits[1].callback(None)
+        self.assertEqual([self.successResultOf(d) for d in later], [None, None])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
