@@ -134,8 +134,8 @@ class SIPOverloadConfig:
     severe_lag_ms: int = 1000
     #: Seconds a refused client is asked to wait (Retry-After).
     retry_after: int = 5
-    #: KB waiting in the UDP receive queue before new challenge rounds are refused.
-    queue_kb: int = 1024
+    #: Milliseconds requests wait in the UDP receive queue before new challenge rounds are refused.
+    queue_ms: int = 150
 
 
 @frozen
@@ -590,7 +590,7 @@ def _sip_overload(raw: Any) -> SIPOverloadConfig:
         lag_ms=_int(o.get("lag_ms"), f"{key}.lag_ms", d.lag_ms, 0, 60_000),
         severe_lag_ms=_int(o.get("severe_lag_ms"), f"{key}.severe_lag_ms", d.severe_lag_ms, 1, 60_000),
         retry_after=_int(o.get("retry_after"), f"{key}.retry_after", d.retry_after, 1, 3600),
-        queue_kb=_int(o.get("queue_kb"), f"{key}.queue_kb", d.queue_kb, 16, 1024 * 1024),
+        queue_ms=_int(o.get("queue_ms"), f"{key}.queue_ms", d.queue_ms, 1, 60_000),
     )
     if overload.lag_ms and overload.severe_lag_ms < overload.lag_ms:
         raise ConfigError(f"{key}.severe_lag_ms", "must be at least lag_ms")

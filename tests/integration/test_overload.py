@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 #: Requests in the burst: the daemon's receive buffer (4 MB asked for, so
 #: 8 MB as Linux counts, about 1.3 KB per datagram) holds them all, so the
-#: kernel drops none of them, while far more wait than ``queue_kb`` allows.
+#: kernel drops none of them, while they wait far longer than ``queue_ms``.
 BURST = 4000
 BYE_EVERY = 50
 #: Seconds to wait for every answer (the daemon needs one or two).

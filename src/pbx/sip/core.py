@@ -138,6 +138,8 @@ class SIPCore:
     def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
         """One message's bytes from a transport."""
         self.stats["received"] += 1
+        if self.overload is not None and not stream:
+            self.overload.read(len(data))
         if self.defence is not None and not self.defence.admit(data, peer.host):
             # Banned or over its rate: dropped before any parsing, unanswered.
             self.stats["limited"] += 1

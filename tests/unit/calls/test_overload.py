@@ -24,7 +24,7 @@ class SheddingCallTests(CallTestCase):
         super().tearDown()
 
     def overload(self) -> None:
-        """Four times queue_kb wait in the receive queue for a quarter second: all new work is refused."""
+        """4 MB wait in the receive queue and nothing is read for a quarter second: all new work is refused."""
         self.waiting = 4 * 1024 * 1024
         for _ in range(10):
             self.clock.advance(SAMPLE_INTERVAL)

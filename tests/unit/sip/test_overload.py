@@ -9,6 +9,7 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.core import SIPCore
 from pbx.sip.message import Response, parse_message
 from pbx.sip.overload import (
+    DATAGRAM_OVERHEAD,
     GAIN,
     RELEASE,
     SAMPLE_INTERVAL,
@@ -245,51 +246,57 @@ class OverloadGuardTests(SynchronousTestCase):
 
 
 class QueueSignalTests(SynchronousTestCase):
-    """The UDP receive queue, read at each sample, is the second signal."""
+    """The wait in the UDP receive queue, estimated at each sample, is the second signal."""
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.waiting: int | None = 0
-        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(queue_kb=512), queue=lambda: self.waiting)
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(queue_ms=100), queue=lambda: self.waiting)
         self.guard.start()
 
     def tearDown(self) -> None:
         self.guard.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def hold(self, kib: int, seconds: float) -> None:
-        """``kib`` wait in the queue at every sample for ``seconds``."""
+    def hold(self, kib: int, read_kib_per_second: int, seconds: float) -> None:
+        """``kib`` wait in the queue at every sample for ``seconds``, read at ``read_kib_per_second``."""
         self.waiting = kib * 1024
+        per_sample = round(read_kib_per_second * 1024 * SAMPLE_INTERVAL)
         for _ in range(round(seconds / SAMPLE_INTERVAL)):
+            self.guard.read(per_sample - DATAGRAM_OVERHEAD)
             self.clock.advance(SAMPLE_INTERVAL)
 
-    def test_deep_queue_refuses(self) -> None:
-        """With twice queue_kb waiting for a while and the reactor on time, new rounds are refused; credentials pass."""
-        self.hold(1024, 0.3)
-        self.assertEqual((self.guard.level, self.guard.pressure, self.guard.share), (0.0, 2.0, 1.0))
+    def test_long_wait_refuses(self) -> None:
+        """Twice queue_ms of waiting for a while, the reactor on time: new rounds are refused; credentials pass."""
+        self.hold(1024, 5 * 1024, 0.3)
+        self.assertEqual(self.guard.level, 0.0)
+        self.assertAlmostEqual(self.guard.wait, 0.2)
+        self.assertEqual(self.guard.share, 1.0)
         self.assertTrue(self.guard.refuses(request("REGISTER")))
         self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
         self.assertFalse(self.guard.refuses(request("BYE")))
 
     def test_share_grows_with_time_and_excess(self) -> None:
         """The share grows by GAIN per second and unit of excess pressure, and that share is refused, evenly."""
-        self.hold(768, 0.2)
+        self.hold(768, 5 * 1024, 0.2)
+        self.assertAlmostEqual(self.guard.pressure, 1.5)
         self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.2)
         refused = [self.guard.refuses(request("INVITE")) for _ in range(100)]
         self.assertIn(sum(refused), (39, 40))  # 40 % of 100, give or take rounding
         self.assertNotIn([True, True], [refused[i : i + 2] for i in range(99)])
 
-    def test_drained_queue_admits(self) -> None:
-        """Once the queue is read down, the share falls by RELEASE a second and new work is taken again."""
-        self.hold(2048, 0.3)
-        self.hold(1, 1 / RELEASE)
-        self.assertEqual(self.guard.share, 0.0)
+    def test_full_queue_read_fast(self) -> None:
+        """A full buffer read as fast as it fills (a flood dropped unparsed) makes no one wait: nothing is refused."""
+        self.hold(8 * 1024, 200 * 1024, 1.0)
+        self.assertLess(self.guard.wait, 0.05)
         self.assertFalse(self.guard.refuses(request("REGISTER")))
 
-    def test_at_threshold(self) -> None:
-        """Exactly queue_kb waiting is not overload."""
-        self.hold(512, 1.0)
-        self.assertEqual((self.guard.pressure, self.guard.share), (1.0, 0.0))
+    def test_drained_queue_admits(self) -> None:
+        """Once the queue is read down, the share falls by RELEASE a second and new work is taken again."""
+        self.hold(2048, 5 * 1024, 0.3)
+        self.hold(1, 5 * 1024, 1 / RELEASE)
+        self.assertEqual((self.guard.wait, self.guard.share), (0.0, 0.0))
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
 
     def test_unknown_queue(self) -> None:
         """Where the queue cannot be read (None, or an error), only the lag counts."""
@@ -298,7 +305,7 @@ class QueueSignalTests(SynchronousTestCase):
         self.assertFalse(self.guard.refuses(request("REGISTER")))
         self.guard.queue = _unreadable
         self.clock.advance(SAMPLE_INTERVAL)
-        self.assertEqual(self.guard.queued, 0)
+        self.assertEqual((self.guard.queued, self.guard.wait), (0, 0.0))
 
 
 def _unreadable() -> int:
