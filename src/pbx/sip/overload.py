@@ -47,7 +47,7 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.ids import new_tag
 from pbx.sip.transaction import Peer
 
-__all__ = ["DATAGRAM_OVERHEAD", "GAIN", "QUEUE_FLOOR", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
+__all__ = ["DATAGRAM_OVERHEAD", "GAIN", "MAX_EXCESS", "QUEUE_FLOOR", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
 
 #: Seconds between samples of the reactor's lag.
 SAMPLE_INTERVAL = 0.025
@@ -61,6 +61,8 @@ QUEUE_FLOOR = 64 * 1024
 #: How fast the refused share grows, per second and per unit of pressure
 #: over 1: at pressure 2 it goes from none to all in a quarter second.
 GAIN = 4.0
+#: The most excess pressure counted: a share grows in a tenth of a second at the fastest.
+MAX_EXCESS = 2.5
 #: How fast it shrinks, per second, once the pressure is under 1: from all
 #: to none in a quarter second.
 RELEASE = 4.0
@@ -153,9 +155,10 @@ class OverloadGuard:
     One late sample is not overload (a garbage collection, another process
     taking the core for a moment): the lag is smoothed over about
     :data:`SMOOTHING` seconds.  At each sample the receive queue is read,
-    and what it holds over the octets read since the last sample (plus the
-    kernel's :data:`DATAGRAM_OVERHEAD` each) is the wait.  The pressure is
-    the larger of lag / ``lag_ms`` and wait / ``queue_ms``.  The share of new work refused follows it as RFC 7339
+    and what it holds over the rate it is read at (octets a second, plus
+    the kernel's :data:`DATAGRAM_OVERHEAD` a datagram, smoothed alike) is
+    the wait.  The pressure is the larger of lag / ``lag_ms`` and wait /
+    ``queue_ms``.  The share of new work refused follows it as RFC 7339
     §3.3's loss-based control asks: it grows while the pressure is over 1
     (by :data:`GAIN` per second and unit of excess) and shrinks while it is
     under (by :data:`RELEASE` per second), so the wait settles near
@@ -180,7 +183,9 @@ class OverloadGuard:
     level: float = 0.0
     #: Octets queued at the last sample.
     queued: int = 0
-    #: Seconds the queue holds at the rate it was read since the last sample.
+    #: Octets (with the kernel's overhead) read a second, smoothed.
+    rate: float = 0.0
+    #: Seconds the queue holds at that rate.
     wait: float = 0.0
     #: The larger of lag / ``lag_ms`` and wait / ``queue_ms`` at the last sample.
     pressure: float = 0.0
@@ -193,13 +198,12 @@ class OverloadGuard:
     _shedding: bool = False
     _debt: float = 0.0
     _read: int = 0
-    _shared: float = 0.0
     log = Logger()
 
     def start(self) -> None:
         """Take the first sample one interval from now."""
         if self.limits.lag_ms > 0 and self._timer is None:
-            self._last = self._shared = self.clock.seconds()
+            self._last = self.clock.seconds()
             self._arm()
 
     def stop(self) -> None:
@@ -215,22 +219,25 @@ class OverloadGuard:
     def _sample(self) -> None:
         now = self.clock.seconds()
         self.lag = max(0.0, now - self._due)
-        # An average weighted by time: a sample stands for the time since the last.
-        weight = 1.0 - math.exp(-(now - self._last) / SMOOTHING)
-        self.level += (self.lag - self.level) * weight
+        elapsed = max(now - self._last, 1e-6)
         self._last = now
         self._arm()
+        # An average weighted by time: a sample stands for the time since the last.
+        weight = 1.0 - math.exp(-elapsed / SMOOTHING)
+        self.level += (self.lag - self.level) * weight
+        # The read rate, smoothed as the lag is: one long turn that read
+        # nothing does not make the wait endless.
+        self.rate += (self._read / elapsed - self.rate) * weight
+        self._read = 0
         self.queued = self._queued()
-        elapsed = now - self._shared
         if self.queued < QUEUE_FLOOR:
             self.wait = 0.0  # a few datagrams that came in since the reactor looked
         else:
-            self.wait = self.queued * elapsed / max(self._read, 1)
-        self._read = 0
+            self.wait = self.queued / max(self.rate, 1.0)
         self.pressure = max(self.level * 1000 / self.limits.lag_ms, self.wait * 1000 / self.limits.queue_ms)
-        self._shared = now
         if self.pressure > 1.0:
-            self.share = min(1.0, self.share + GAIN * (self.pressure - 1.0) * elapsed)
+            excess = min(self.pressure - 1.0, MAX_EXCESS)
+            self.share = min(1.0, self.share + GAIN * excess * elapsed)
         else:
             self.share = max(0.0, self.share - RELEASE * elapsed)
         shedding = self.share > 0

@@ -268,9 +268,10 @@ class QueueSignalTests(SynchronousTestCase):
 
     def test_long_wait_refuses(self) -> None:
         """Twice queue_ms of waiting for a while, the reactor on time: new rounds are refused; credentials pass."""
+        self.hold(0, 5 * 1024, 4.0)  # the read rate settles
         self.hold(1024, 5 * 1024, 0.3)
         self.assertEqual(self.guard.level, 0.0)
-        self.assertAlmostEqual(self.guard.wait, 0.2)
+        self.assertAlmostEqual(self.guard.wait, 0.2, places=3)
         self.assertEqual(self.guard.share, 1.0)
         self.assertTrue(self.guard.refuses(request("REGISTER")))
         self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
@@ -278,11 +279,12 @@ class QueueSignalTests(SynchronousTestCase):
 
     def test_share_grows_with_time_and_excess(self) -> None:
         """The share grows by GAIN per second and unit of excess pressure, and that share is refused, evenly."""
+        self.hold(0, 5 * 1024, 4.0)  # the read rate settles
         self.hold(768, 5 * 1024, 0.2)
-        self.assertAlmostEqual(self.guard.pressure, 1.5)
-        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.2)
+        self.assertAlmostEqual(self.guard.pressure, 1.5, places=2)
+        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.2, places=2)
         refused = [self.guard.refuses(request("INVITE")) for _ in range(100)]
-        self.assertIn(sum(refused), (39, 40))  # 40 % of 100, give or take rounding
+        self.assertTrue(38 <= sum(refused) <= 41, sum(refused))  # 40 % of 100, give or take rounding
         self.assertNotIn([True, True], [refused[i : i + 2] for i in range(99)])
 
     def test_full_queue_read_fast(self) -> None:
@@ -297,6 +299,14 @@ class QueueSignalTests(SynchronousTestCase):
         self.hold(1, 5 * 1024, 1 / RELEASE)
         self.assertEqual((self.guard.wait, self.guard.share), (0.0, 0.0))
         self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_a_pause_is_not_endless(self) -> None:
+        """A turn that read nothing (a pause) does not make the wait endless: the read rate is smoothed."""
+        self.hold(0, 5 * 1024, 4.0)
+        self.waiting = 512 * 1024
+        self.clock.advance(SAMPLE_INTERVAL + 0.1)
+        self.assertLess(self.guard.wait, 0.2)
+        self.assertLess(self.guard.share, 0.5)
 
     def test_unknown_queue(self) -> None:
         """Where the queue cannot be read (None, or an error), only the lag counts."""
