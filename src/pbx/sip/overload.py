@@ -59,10 +59,14 @@ DATAGRAM_OVERHEAD = 768
 #: Below this many octets queued there is no wait worth measuring.
 QUEUE_FLOOR = 64 * 1024
 #: How fast the refused share grows, per second and per unit of pressure
-#: over 1: at pressure 2 it goes from none to all in a quarter second.
-GAIN = 4.0
-#: The most excess pressure counted: a share grows in a tenth of a second at the fastest.
-MAX_EXCESS = 2.5
+#: over 1: at pressure 2 it goes from none to all in two thirds of a second.
+#: A stall of the reactor shorter than that (another process taking the
+#: core, a garbage collection) is waited out; clients retransmit, and the
+#: backlog is read once the reactor runs again.
+GAIN = 1.5
+#: The most excess pressure counted: the share grows from none to all in a
+#: third of a second at the fastest.
+MAX_EXCESS = 2.0
 #: How fast it shrinks, per second, once the pressure is under 1: from all
 #: to none in a quarter second.
 RELEASE = 4.0
@@ -239,7 +243,8 @@ class OverloadGuard:
             excess = min(self.pressure - 1.0, MAX_EXCESS)
             self.share = min(1.0, self.share + GAIN * excess * elapsed)
         else:
-            self.share = max(0.0, self.share - RELEASE * elapsed)
+            share = self.share - RELEASE * elapsed
+            self.share = share if share > 1e-9 else 0.0
         shedding = self.share > 0
         if shedding and not self._shedding:
             self.stats["episodes"] += 1

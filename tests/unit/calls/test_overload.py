@@ -24,9 +24,9 @@ class SheddingCallTests(CallTestCase):
         super().tearDown()
 
     def overload(self) -> None:
-        """4 MB wait in the receive queue and nothing is read for a quarter second: all new work is refused."""
+        """4 MB wait in the receive queue and nothing is read for 0.4 s: all new work is refused."""
         self.waiting = 4 * 1024 * 1024
-        for _ in range(10):
+        for _ in range(16):
             self.clock.advance(SAMPLE_INTERVAL)
         self.assertEqual(self.guard.share, 1.0)
 

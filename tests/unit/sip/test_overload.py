@@ -269,7 +269,7 @@ class QueueSignalTests(SynchronousTestCase):
     def test_long_wait_refuses(self) -> None:
         """Twice queue_ms of waiting for a while, the reactor on time: new rounds are refused; credentials pass."""
         self.hold(0, 5 * 1024, 4.0)  # the read rate settles
-        self.hold(1024, 5 * 1024, 0.3)
+        self.hold(1024, 5 * 1024, 1.0)
         self.assertEqual(self.guard.level, 0.0)
         self.assertAlmostEqual(self.guard.wait, 0.2, places=3)
         self.assertEqual(self.guard.share, 1.0)
@@ -280,11 +280,12 @@ class QueueSignalTests(SynchronousTestCase):
     def test_share_grows_with_time_and_excess(self) -> None:
         """The share grows by GAIN per second and unit of excess pressure, and that share is refused, evenly."""
         self.hold(0, 5 * 1024, 4.0)  # the read rate settles
-        self.hold(768, 5 * 1024, 0.2)
+        self.hold(768, 5 * 1024, 0.5)
         self.assertAlmostEqual(self.guard.pressure, 1.5, places=2)
-        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.2, places=2)
+        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.5, places=2)
+        self.assertLess(self.guard.share, 0.5)
         refused = [self.guard.refuses(request("INVITE")) for _ in range(100)]
-        self.assertTrue(38 <= sum(refused) <= 41, sum(refused))  # 40 % of 100, give or take rounding
+        self.assertLessEqual(abs(sum(refused) - 100 * self.guard.share), 2, sum(refused))
         self.assertNotIn([True, True], [refused[i : i + 2] for i in range(99)])
 
     def test_full_queue_read_fast(self) -> None:
@@ -295,7 +296,7 @@ class QueueSignalTests(SynchronousTestCase):
 
     def test_drained_queue_admits(self) -> None:
         """Once the queue is read down, the share falls by RELEASE a second and new work is taken again."""
-        self.hold(2048, 5 * 1024, 0.3)
+        self.hold(2048, 5 * 1024, 1.0)
         self.hold(1, 5 * 1024, 1 / RELEASE)
         self.assertEqual((self.guard.wait, self.guard.share), (0.0, 0.0))
         self.assertFalse(self.guard.refuses(request("REGISTER")))
