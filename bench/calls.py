@@ -840,10 +840,11 @@ def bench_setup(
             if not step.passed:
                 break
         best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
-        if args.overload and best is not None:
+        base = args.overload_rate or (best.rate if best is not None else None)
+        if args.overload and base is not None:
             step.quiet_after_s = settle(server, api, args.settle, step.passed)
             steps += overload_steps(
-                server, args, best.rate, rows, callees, callee_ports, inf, workdir, api
+                server, args, base, rows, callees, callee_ports, inf, workdir, api
             )
         result["memory_after"] = memory(server.pids())
         if args.idle_memory > 0:
@@ -1405,10 +1406,9 @@ def setup_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
 def overload_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per step at and after the zero-failure rate R."""
     best = result.get("best")
-    if best is None:
-        return []
+    overload = [s for s in result.get("steps", []) if s["phase"] != "climb"]
     rows: list[tuple[str, ...]] = []
-    for s in [best, *(s for s in result.get("steps", []) if s["phase"] != "climb")]:
+    for s in [best, *overload] if best is not None else overload:
         rows.append(
             (
                 "R" if s["phase"] == "climb" else s["phase"],
@@ -1597,6 +1597,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         dest="overload",
         action="store_false",
         help="skip the overload steps (1.5R, 3R, then R again) after the setup climb",
+    )
+    parser.add_argument(
+        "--overload-rate",
+        type=int,
+        help="R for the overload steps, calls/s (default: the zero-failure rate found)",
     )
     parser.add_argument(
         "--overload-lag-ms",

@@ -395,8 +395,9 @@ def bench_server(
             if not step.passed:
                 break
         best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
-        if args.overload and best is not None:
-            steps += overload_steps(server, best.rate, args, users_csv, workdir)
+        base = args.overload_rate or (best.rate if best is not None else None)
+        if args.overload and base is not None:
+            steps += overload_steps(server, base, args, users_csv, workdir)
         result["memory_after"] = memory(server.pids())
         if args.idle_memory > 0:
             # After Timer J (32 s) every transaction of the run has ended.
@@ -510,9 +511,8 @@ def overload_rows(results: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in results:
         best = r.get("best")
-        if best is None:
-            continue
-        shown = [best, *(s for s in r.get("steps", []) if s["phase"] != "climb")]
+        overload = [s for s in r.get("steps", []) if s["phase"] != "climb"]
+        shown = [best, *overload] if best is not None else overload
         for s in shown:
             p99 = s["rtt_ms"].get("p99")
             rows.append(
@@ -587,6 +587,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         dest="overload",
         action="store_false",
         help="skip the overload steps (1.5R, 3R, then R again) after the climb",
+    )
+    parser.add_argument(
+        "--overload-rate",
+        type=int,
+        help="R for the overload steps, reg/s (default: the zero-failure rate found)",
     )
     parser.add_argument(
         "--overload-lag-ms",
