@@ -67,9 +67,11 @@ GAIN = 1.5
 #: The most excess pressure counted: the share grows from none to all in a
 #: third of a second at the fastest.
 MAX_EXCESS = 2.0
-#: How fast it shrinks, per second, once the pressure is under 1: from all
-#: to none in a quarter second.
-RELEASE = 4.0
+#: How fast it shrinks, per second and per unit of pressure under 1: from
+#: all to none in half a second once nothing waits.  Shrinking as gently as
+#: it grows keeps the share steady near the load's excess, where dropping it
+#: at once would let a flood in again.
+RELEASE = 2.0
 
 _CREDENTIALS = re.compile(rb"\n(?:proxy-)?authorization[ \t]*:", re.IGNORECASE)
 _TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\n]*;[ \t]*tag[ \t]*=", re.IGNORECASE)
@@ -165,7 +167,7 @@ class OverloadGuard:
     ``queue_ms``.  The share of new work refused follows it as RFC 7339
     §3.3's loss-based control asks: it grows while the pressure is over 1
     (by :data:`GAIN` per second and unit of excess) and shrinks while it is
-    under (by :data:`RELEASE` per second), so the wait settles near
+    under (by :data:`RELEASE` per second and unit under), so the wait settles near
     ``queue_ms`` whatever the load offered, well under the 500 ms after
     which clients retransmit, and a server just at its capacity refuses a
     little, not everything for a while.  Past ``severe_lag_ms``, smoothed
@@ -243,7 +245,7 @@ class OverloadGuard:
             excess = min(self.pressure - 1.0, MAX_EXCESS)
             self.share = min(1.0, self.share + GAIN * excess * elapsed)
         else:
-            share = self.share - RELEASE * elapsed
+            share = self.share - RELEASE * (1.0 - self.pressure) * elapsed
             self.share = share if share > 1e-9 else 0.0
         shedding = self.share > 0
         if shedding and not self._shedding:

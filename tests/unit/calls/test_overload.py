@@ -67,10 +67,10 @@ class SheddingCallTests(CallTestCase):
         self.assertIn("[503]", str(refused.exception))
 
     def test_recovery(self) -> None:
-        """Once the queue is read down, new calls are let in again within a quarter second."""
+        """Once the queue is read down, new calls are let in again within half a second."""
         self.overload()
         self.waiting = 0
-        for _ in range(10):
+        for _ in range(21):
             self.clock.advance(SAMPLE_INTERVAL)
         self.assertEqual(self.guard.share, 0.0)
         _, leg, _ = self.establish()
