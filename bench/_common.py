@@ -393,6 +393,8 @@ class PBX(Server):
     admin_password = ""
     #: More top-level YAML (``rtp:``, ``calls:`` sections), appended as is.
     extra_config = ""
+    #: ``sip.overload.lag_ms`` (0: no load shedding); None: pbx's default.
+    overload_lag_ms: int | None = None
     #: Log lines that look like faults rather than load (:meth:`log_problems`).
     problem_pattern = re.compile(
         r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout",
@@ -408,6 +410,10 @@ class PBX(Server):
             f'  listen: ["udp:{self.port}:interface=127.0.0.1"]',
             "  # SIPp 3.6 answers only the first challenge and knows only MD5.",
             f"  digest_algorithms: [{', '.join(self.digest_algorithms)}]",
+        ]
+        if self.overload_lag_ms is not None:
+            lines.append(f"  overload: {{lag_ms: {self.overload_lag_ms}}}")
+        lines += [
             "api:",
             f'  listen: "tcp:{self.api_port}:interface=127.0.0.1"',
         ]
@@ -603,6 +609,25 @@ def completion_rate(dates: Sequence[float]) -> float:
     last = max(1, math.ceil(0.99 * len(ordered)) - 1)
     span = (ordered[last] - ordered[0]) / 1000
     return last / span if span > 0 else 0.0
+
+
+def goodput(successful: int, dates: Sequence[float], offered_s: float) -> float:
+    """
+    Completions per second under overload: all ``successful`` ones over the
+    offered time, or over the time their completion ``dates`` (ms) took if
+    that was longer.
+    """
+    if not successful:
+        return 0.0
+    span = (max(dates) - min(dates)) / 1000 if dates else 0.0
+    return successful / max(offered_s, span)
+
+
+#: Overload steps after the zero-failure rate R is found: (label, share of R).
+#: The last is the recovery step, R again.
+OVERLOAD_STEPS = (("1.5R", 1.5), ("3R", 3.0), ("recovery", 1.0))
+#: Under overload, goodput must stay at this share of R.
+MIN_GOODPUT = 0.9
 
 
 def clock_tick(dates: Sequence[float]) -> float | None:

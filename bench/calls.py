@@ -67,6 +67,8 @@ from typing import Any
 
 from _common import (
     DOMAIN,
+    MIN_GOODPUT,
+    OVERLOAD_STEPS,
     PBX,
     RESULTS,
     ROOT,
@@ -77,6 +79,7 @@ from _common import (
     command_version,
     completion_rate,
     free_udp_port,
+    goodput,
     machine,
     make_users,
     markdown_table,
@@ -622,6 +625,8 @@ class SetupStep:
     rate: int
     calls: int
     attempt: int = 1
+    #: "climb", or an overload step's label (1.5R, 3R, recovery).
+    phase: str = "climb"
     commands: list[list[str]] = field(default_factory=list)
     uac_exit: int | None = None
     uas_exit: list[int | None] = field(default_factory=list)
@@ -631,6 +636,8 @@ class SetupStep:
     timers: dict[str, Any] = field(default_factory=dict)
     #: Calls/s set up (200 received), over the first 99 % of them.
     completion_rate: float = 0.0
+    #: Calls/s completed (set up and torn down) over the step (_common.goodput).
+    goodput: float = 0.0
     tick_ms: float | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     cpu_ms_per_call: float | None = None
@@ -650,6 +657,16 @@ class SetupStep:
     errors_sample: list[str] = field(default_factory=list)
     passed: bool = False
     verdict: str = ""
+
+
+def judge_overload(step: SetupStep, zero_failure_rate: int) -> tuple[bool, str]:
+    """An overload step passes when goodput stays at MIN_GOODPUT of the zero-failure rate."""
+    if step.uac_exit is None:
+        return False, "SIPp did not finish in time"
+    floor = MIN_GOODPUT * zero_failure_rate
+    if step.goodput < floor:
+        return False, f"goodput {step.goodput:.1f} calls/s, under {floor:.0f}"
+    return True, f"goodput ≥ {floor:.0f}"
 
 
 def judge_setup(step: SetupStep) -> tuple[bool, str]:
@@ -737,6 +754,9 @@ def run_setup_step(
     step.completion_rate = timers.pop("completion_rate", 0.0)
     step.tick_ms = timers.pop("tick_ms", None)
     step.timers = timers
+    files = rtt_files(stepdir, "uac_call")
+    dates = read_rtt_file(files[0], TIMERS["setup"])[0] if files else []
+    step.goodput = goodput(step.uac.get("successful", 0), dates, offered_s)
     if step.uac.get("successful"):
         step.cpu_ms_per_call = (
             1000 * step.usage["server_cpu_s"] / step.uac["successful"]
@@ -765,11 +785,12 @@ def print_setup_step(step: SetupStep) -> None:
     """One progress line for a finished step."""
     p99 = step.timers.get("setup", {}).get("p99", math.nan)
     again = f" (attempt {step.attempt})" if step.attempt > 1 else ""
+    again += f" [{step.phase}]" if step.phase != "climb" else ""
     u = step.usage
     print(
         f"   {step.rate:>4} calls/s x {step.calls:>5}{again}: {step.uac.get('successful', 0):>5} ok"
         f" {step.uac.get('failed', 0) + step.uas.get('failed', 0):>4} failed,"
-        f" {step.completion_rate:6.1f} calls/s, setup p99 {p99:5.0f} ms,"
+        f" {step.completion_rate:6.1f} calls/s, goodput {step.goodput:6.1f}, setup p99 {p99:5.0f} ms,"
         f" CPU: pbx {u.get('server_cpu_percent', 0):3.0f}% SIPp {u.get('sipp_cpu_percent', 0):3.0f}%"
         f" other {u.get('other_cpu_percent', 0):3.0f}%; UDP drops pbx {step.socket_drops.get('pbx', 0)}"
         f" UAS {step.socket_drops.get('uas', 0)} UAC {step.socket_drops.get('uac', 0)} -> {step.verdict}",
@@ -787,6 +808,7 @@ def bench_setup(
     workdir = scratch / "setup"
     workdir.mkdir()
     server = make_pbx(workdir, [*callers, *callees], SETUP_MEDIA_TIMEOUT)
+    server.overload_lag_ms = args.overload_lag_ms
     result: dict[str, Any] = {"mode": "setup", "version": server.version()}
     print(f"== call setup rate: {result['version']}", flush=True)
     server.start()
@@ -817,6 +839,13 @@ def bench_setup(
                     break
             if not step.passed:
                 break
+        best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
+        base = args.overload_rate or (best.rate if best is not None else None)
+        if args.overload and base is not None:
+            step.quiet_after_s = settle(server, api, args.settle, step.passed)
+            steps += overload_steps(
+                server, args, base, rows, callees, callee_ports, inf, workdir, api
+            )
         result["memory_after"] = memory(server.pids())
         if args.idle_memory > 0:
             # Completed transactions are kept up to 32 s (Timer J): after
@@ -831,12 +860,50 @@ def bench_setup(
         result["log"] = str(server.log_path)
         result["log_problems"] = server.log_problems()[:50]
         result["steps"] = [asdict(s) for s in steps]
-    best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
+    best = max(
+        (s for s in steps if s.passed and s.phase == "climb"),
+        key=lambda s: s.rate,
+        default=None,
+    )
     result["best"] = asdict(best) if best else None
     profiles = sorted(workdir.glob("*-rate-*/py-spy.txt"))
     if profiles:
         result["profile"] = {"file": str(profiles[0]), "text": profiles[0].read_text()}
     return result
+
+
+def overload_steps(
+    server: PBX,
+    args: argparse.Namespace,
+    rate: int,
+    rows: Sequence[tuple[User, User]],
+    callees: Sequence[User],
+    callee_ports: Sequence[int],
+    inf: Path,
+    workdir: Path,
+    api: API,
+) -> list[SetupStep]:
+    """
+    After the zero-failure rate R: a step at 1.5R and at 3R (failures are
+    expected there; goodput counts), then R again, which must pass as in
+    the climb.  Between them the benchmark waits only until pbx holds no
+    call (``settle`` as after a passing step): recovery is measured at once.
+    """
+    steps: list[SetupStep] = []
+    for index, (label, share) in enumerate(OVERLOAD_STEPS, 1):
+        offered = round(rate * share)
+        step = run_setup_step(
+            server, args, offered, step_calls(offered, args.seconds), rows, callees,
+            callee_ports, inf, workdir / f"overload-{index}-{label}-1",
+        )  # fmt: skip
+        step.phase = label
+        if label != "recovery":
+            step.passed, step.verdict = judge_overload(step, rate)
+        steps.append(step)
+        print_setup_step(step)
+        if index < len(OVERLOAD_STEPS):
+            step.quiet_after_s = settle(server, api, args.settle, True)
+    return steps
 
 
 # ---------------------------------------------------------------------------
@@ -1191,6 +1258,7 @@ def bench_media(
     workdir = scratch / "media"
     workdir.mkdir()
     server = make_pbx(workdir, [*callers, *callees], args.media_timeout)
+    server.overload_lag_ms = args.overload_lag_ms
     result: dict[str, Any] = {"mode": "media", "version": server.version()}
     print(f"== concurrent calls with RTP: {result['version']}", flush=True)
     server.start()
@@ -1251,6 +1319,15 @@ SETUP_STEPS = (
     "CPU ms per call",
     "other CPU %",
     "RSS (MB)",
+    "result",
+)
+OVERLOAD_HEADERS = (
+    "step",
+    "offered (calls/s)",
+    "goodput (calls/s)",
+    "failed",
+    "setup p99 (ms)",
+    "pbx UDP drops",
     "result",
 )
 MEDIA_STEPS = (
@@ -1326,6 +1403,26 @@ def setup_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def overload_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per step at and after the zero-failure rate R."""
+    best = result.get("best")
+    overload = [s for s in result.get("steps", []) if s["phase"] != "climb"]
+    rows: list[tuple[str, ...]] = []
+    for s in [best, *overload] if best is not None else overload:
+        rows.append(
+            (
+                "R" if s["phase"] == "climb" else s["phase"],
+                str(s["rate"]),
+                f"{s['goodput']:.1f}",
+                str(s["uac"].get("failed", 0) + s["uas"].get("failed", 0)),
+                _ms(s["timers"].get("setup", {}).get("p99"), s.get("tick_ms")),
+                str(s["socket_drops"].get("pbx", 0)),
+                s["verdict"],
+            )
+        )
+    return rows
+
+
 def media_step_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per step of the media mode."""
     rows: list[tuple[str, ...]] = []
@@ -1375,6 +1472,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             "Call setup rate", SETUP_SUMMARY, setup_summary_rows(result, args.rate_list)
         )
         print_tables("Steps", SETUP_STEPS, setup_step_rows(result))
+        overload = overload_rows(result)
+        if overload:
+            print_tables("Overload", OVERLOAD_HEADERS, overload)
         print(
             f"\n{args.callers} callers, {args.callees} callee(s); steps of {args.seconds:g} s;"
             f" calls held {args.hold_ms} ms after the ACK. A rate counts when no call failed"
@@ -1491,6 +1591,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         default=35.0,
         help="seconds to wait after the setup steps before measuring memory again (default 35; 0: skip)",
+    )
+    parser.add_argument(
+        "--no-overload",
+        dest="overload",
+        action="store_false",
+        help="skip the overload steps (1.5R, 3R, then R again) after the setup climb",
+    )
+    parser.add_argument(
+        "--overload-rate",
+        type=int,
+        help="R for the overload steps, calls/s (default: the zero-failure rate found)",
+    )
+    parser.add_argument(
+        "--overload-lag-ms",
+        type=int,
+        help="pbx's sip.overload.lag_ms (0: no load shedding; default: pbx's own)",
     )
     parser.add_argument(
         "--keep",

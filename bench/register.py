@@ -49,6 +49,8 @@ from typing import Any
 from _common import (
     DOMAIN,
     HERE,
+    MIN_GOODPUT,
+    OVERLOAD_STEPS,
     PBX,
     RESULTS,
     ROOT,
@@ -61,6 +63,7 @@ from _common import (
     completion_rate,
     descendants,
     free_udp_port,
+    goodput,
     machine,
     make_users,
     markdown_table,
@@ -163,6 +166,8 @@ class Step:
     rate: int
     calls: int
     attempt: int = 1
+    #: "climb", or an overload step's label (1.5R, 3R, recovery).
+    phase: str = "climb"
     command: list[str] = field(default_factory=list)
     exit_status: int | None = None
     wall_s: float = 0.0
@@ -175,6 +180,8 @@ class Step:
     out_of_call_msgs: int = 0
     watchdog_major: int = 0
     completion_rate: float = 0.0
+    #: Registrations completed per second over the step (see _common.goodput).
+    goodput: float = 0.0
     rtt_samples: int = 0
     rtt_tick_ms: float | None = None
     rtt_ms: dict[str, float] = field(default_factory=dict)
@@ -283,6 +290,7 @@ def run_step(
         step.rtt_samples = len(times)
         step.rtt_tick_ms = clock_tick(dates)
         step.completion_rate = completion_rate(dates)
+        step.goodput = goodput(step.successful, dates, offered_s)
         step.rtt_ms = rtt_summary(times)
     if step.successful:
         step.cpu_ms_per_registration = 1000 * step.server_cpu_s / step.successful
@@ -291,6 +299,16 @@ def run_step(
         step.errors_sample = errors[0].read_text(errors="replace").splitlines()[:40]
     step.passed, step.verdict = judge(step)
     return step
+
+
+def judge_overload(step: Step, zero_failure_rate: int) -> tuple[bool, str]:
+    """An overload step passes when goodput stays at MIN_GOODPUT of the zero-failure rate."""
+    if step.exit_status is None:
+        return False, "SIPp did not finish in time"
+    floor = MIN_GOODPUT * zero_failure_rate
+    if step.goodput < floor:
+        return False, f"goodput {step.goodput:.0f} reg/s, under {floor:.0f}"
+    return True, f"goodput ≥ {floor:.0f}"
 
 
 def judge(step: Step) -> tuple[bool, str]:
@@ -324,9 +342,10 @@ def print_step(step: Step) -> None:
     """One progress line for a finished step."""
     p99 = step.rtt_ms.get("p99", math.nan)
     again = f" (attempt {step.attempt})" if step.attempt > 1 else ""
+    phase = f" [{step.phase}]" if step.phase != "climb" else ""
     print(
-        f"   {step.rate:>6} reg/s x {step.calls:>6}{again}: {step.successful:>6} ok {step.failed:>5} failed,"
-        f" {step.completion_rate:7.0f} reg/s done, p99 {p99:6.0f} ms,"
+        f"   {step.rate:>6} reg/s x {step.calls:>6}{again}{phase}: {step.successful:>6} ok {step.failed:>5} failed,"
+        f" {step.completion_rate:7.0f} reg/s done, goodput {step.goodput:7.0f}, p99 {p99:6.0f} ms,"
         f" CPU: server {step.server_cpu_percent:3.0f}% SIPp {step.sipp_cpu_percent:3.0f}%"
         f" other {step.other_cpu_percent:3.0f}%, UDP drops {step.udp_receive_buffer_drops}"
         f" -> {step.verdict}",
@@ -346,6 +365,8 @@ def bench_server(
     workdir.mkdir()
     users_csv = scratch / "users.csv"
     server = SERVERS[name](workdir, free_udp_port(), users)
+    if isinstance(server, PBX):
+        server.overload_lag_ms = args.overload_lag_ms
     result: dict[str, Any] = {
         "server": name,
         "version": server.version(),
@@ -373,6 +394,10 @@ def bench_server(
                     break
             if not step.passed:
                 break
+        best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
+        base = args.overload_rate or (best.rate if best is not None else None)
+        if args.overload and base is not None:
+            steps += overload_steps(server, base, args, users_csv, workdir)
         result["memory_after"] = memory(server.pids())
         if args.idle_memory > 0:
             # After Timer J (32 s) every transaction of the run has ended.
@@ -386,7 +411,11 @@ def bench_server(
     result["log_problems"] = server.log_problems()[:50]
     result["log"] = str(server.log_path)
     result["steps"] = [asdict(s) for s in steps]
-    best = max((s for s in steps if s.passed), key=lambda s: s.rate, default=None)
+    best = max(
+        (s for s in steps if s.passed and s.phase == "climb"),
+        key=lambda s: s.rate,
+        default=None,
+    )
     result["best"] = asdict(best) if best else None
     if result["log_problems"]:
         print(
@@ -396,6 +425,28 @@ def bench_server(
         for line in result["log_problems"][:3]:
             print(f"     {line[:200]}", flush=True)
     return result
+
+
+def overload_steps(
+    server: Server, rate: int, args: argparse.Namespace, users_csv: Path, workdir: Path
+) -> list[Step]:
+    """
+    After the zero-failure rate R: a step at 1.5R and at 3R (failures are
+    expected there; goodput counts), then R again, which must pass as in
+    the climb: the server recovers once the load drops.
+    """
+    steps: list[Step] = []
+    for label, share in OVERLOAD_STEPS:
+        offered = round(rate * share)
+        calls = step_calls(offered, args.seconds, args.max_calls)
+        step = run_step(server, offered, calls, users_csv, workdir / f"overload-{label}")
+        step.phase = label
+        if label != "recovery":
+            step.passed, step.verdict = judge_overload(step, rate)
+        steps.append(step)
+        print_step(step)
+        time.sleep(SETTLE_S)
+    return steps
 
 
 # ---------------------------------------------------------------------------
@@ -440,6 +491,42 @@ def table_rows(
                 f"{cpu:.3f}" if cpu is not None else "n/a",
             )
         )
+    return rows
+
+
+OVERLOAD_HEADERS = (
+    "server",
+    "step",
+    "offered (reg/s)",
+    "goodput (reg/s)",
+    "failed",
+    "p99 (ms)",
+    "UDP drops",
+    "result",
+)
+
+
+def overload_rows(results: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per step at and after the zero-failure rate R."""
+    rows: list[tuple[str, ...]] = []
+    for r in results:
+        best = r.get("best")
+        overload = [s for s in r.get("steps", []) if s["phase"] != "climb"]
+        shown = [best, *overload] if best is not None else overload
+        for s in shown:
+            p99 = s["rtt_ms"].get("p99")
+            rows.append(
+                (
+                    r["server"],
+                    "R" if s["phase"] == "climb" else s["phase"],
+                    str(s["rate"]),
+                    f"{s['goodput']:.0f}",
+                    str(s["failed"]),
+                    f"{p99:g}" if p99 is not None else "n/a",
+                    str(s["udp_receive_buffer_drops"]),
+                    s["verdict"],
+                )
+            )
     return rows
 
 
@@ -494,6 +581,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         default=35.0,
         help="seconds to wait after the run before measuring memory again (default 35; 0: skip)",
+    )
+    parser.add_argument(
+        "--no-overload",
+        dest="overload",
+        action="store_false",
+        help="skip the overload steps (1.5R, 3R, then R again) after the climb",
+    )
+    parser.add_argument(
+        "--overload-rate",
+        type=int,
+        help="R for the overload steps, reg/s (default: the zero-failure rate found)",
+    )
+    parser.add_argument(
+        "--overload-lag-ms",
+        type=int,
+        help="pbx's sip.overload.lag_ms (0: no load shedding; default: pbx's own)",
     )
     parser.add_argument(
         "--keep",
@@ -590,6 +693,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(rst_table(HEADERS, rows))
     print()
+    overload = overload_rows(report["results"])
+    if overload:
+        print(markdown_table(OVERLOAD_HEADERS, overload))
+        print()
+        print(rst_table(OVERLOAD_HEADERS, overload))
+        print()
     print(f"Command: {command_line}")
     print(
         f"{args.users} users; steps of {args.seconds:g} s at {', '.join(map(str, args.rate_list))} reg/s;"

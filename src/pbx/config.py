@@ -122,6 +122,23 @@ class SIPConnectionsConfig:
 
 
 @frozen
+class SIPOverloadConfig:
+    """
+    The ``sip.overload`` section: how late the reactor may run before new
+    calls and registrations are refused with 503 (see :mod:`pbx.sip.overload`).
+    """
+
+    #: Milliseconds late (smoothed) before new challenge rounds are refused; 0: never.
+    lag_ms: int = 200
+    #: Milliseconds late before every new INVITE and REGISTER is refused.
+    severe_lag_ms: int = 1000
+    #: Seconds a refused client is asked to wait (Retry-After).
+    retry_after: int = 5
+    #: Milliseconds requests wait in the UDP receive queue before new challenge rounds are refused.
+    queue_ms: int = 150
+
+
+@frozen
 class APIConnectionsConfig:
     """
     The ``api.connections`` section: bounds on HTTP connections to the API.
@@ -153,6 +170,7 @@ class SIPConfig:
     # on any SHA-256 challenge, even one listed after MD5.
     digest_algorithms: tuple[str, ...] = ("MD5",)
     connections: SIPConnectionsConfig = SIPConnectionsConfig()
+    overload: SIPOverloadConfig = SIPOverloadConfig()
 
 
 @frozen
@@ -518,6 +536,7 @@ def _check_server_endpoint(text: str, key: str) -> str:
 def _sip(raw: Any, base: Path) -> SIPConfig:
     s = _mapping(raw, "sip", {
         "domain", "listen", "tls", "registrar", "user_agent", "digest_algorithms", "advertise", "connections",
+        "overload",
     })
     domain = _str(s.get("domain"), "sip.domain", "pbx.localdomain")
     if not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", domain):
@@ -559,7 +578,23 @@ def _sip(raw: Any, base: Path) -> SIPConfig:
         raise ConfigError("sip.digest_algorithms", "must list SHA-256 and/or MD5, each once")
     advertise = _str(s.get("advertise"), "sip.advertise")
     connections = _sip_connections(s.get("connections"))
-    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms, connections)
+    overload = _sip_overload(s.get("overload"))
+    return SIPConfig(domain, listen, tls, registrar, user_agent, advertise, algorithms, connections, overload)
+
+
+def _sip_overload(raw: Any) -> SIPOverloadConfig:
+    key = "sip.overload"
+    o = _mapping(raw, key, {f.name for f in fields(SIPOverloadConfig)})
+    d = SIPOverloadConfig()
+    overload = SIPOverloadConfig(
+        lag_ms=_int(o.get("lag_ms"), f"{key}.lag_ms", d.lag_ms, 0, 60_000),
+        severe_lag_ms=_int(o.get("severe_lag_ms"), f"{key}.severe_lag_ms", d.severe_lag_ms, 1, 60_000),
+        retry_after=_int(o.get("retry_after"), f"{key}.retry_after", d.retry_after, 1, 3600),
+        queue_ms=_int(o.get("queue_ms"), f"{key}.queue_ms", d.queue_ms, 1, 60_000),
+    )
+    if overload.lag_ms and overload.severe_lag_ms < overload.lag_ms:
+        raise ConfigError(f"{key}.severe_lag_ms", "must be at least lag_ms")
+    return overload
 
 
 def _sip_connections(raw: Any) -> SIPConnectionsConfig:

@@ -1,8 +1,9 @@
 """
 The switch a configuration describes, wired in this one place: the SIP core
-and the source defence that screens what reaches it (its bans go to the
+with the source defence that screens what reaches it (its bans go to the
 audit trail and the security log, and close the banned source's SIP
-connections), the registrar,
+connections) and the overload guard that sheds new work when pbx falls
+behind, the registrar,
 extension cache and request authenticator, the media relay and
 what terminated calls need (codecs, prompts, a WAV loader), the call
 controller and the SUBSCRIBE event server.
@@ -44,6 +45,7 @@ from pbx.sip.connections import StreamGuard, StreamLimits
 from pbx.sip.core import SIPCore
 from pbx.sip.events import EventServer
 from pbx.sip.location import peer_for
+from pbx.sip.overload import OverloadGuard
 from pbx.sip.registrar import Registrar
 from pbx.sip.sockets import (
     LocalAddresses,
@@ -51,6 +53,7 @@ from pbx.sip.sockets import (
     SIPListener,
     StreamConnector,
     host_address,
+    receive_queue,
 )
 from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
@@ -101,6 +104,8 @@ class Switch:
         await self.calls.cdr.recover()
         self.registrar.start()
         self.defence.start()
+        if self.core.overload is not None:
+            self.core.overload.start()
         self.calls.install()
 
     async def stop(self) -> None:
@@ -110,6 +115,8 @@ class Switch:
         await self.relay.close_all()
         self.registrar.stop()
         self.defence.stop()
+        if self.core.overload is not None:
+            self.core.overload.stop()
 
     async def flush(self) -> None:
         """Write pending binding changes, call records and the security log's lines (once the listeners are closed)."""
@@ -150,6 +157,7 @@ def build_switch(
     lockout = Lockout.from_config(reactor, sec)
     defence = SourceDefence.from_config(reactor, sec)
     core.defence = defence
+    core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
     security_log = make_security_log(sec, reactor)
     defence.add_ban_listener(security_log.banned)
     defence.add_ban_listener(functools.partial(audit_ban, store))

@@ -11,6 +11,7 @@ from pbx.config import (
     APIConnectionsConfig,
     ListenSpec,
     SIPConnectionsConfig,
+    SIPOverloadConfig,
     default_state_dir,
     load_config,
     parse_config,
@@ -350,6 +351,29 @@ class ConnectionsConfigTests(SynchronousTestCase):
                          ("sip.connections.max_buffered", "must hold at least two messages of max_message octets"))
         self.assertEqual(problem("api: {connections: {header_timeout: -1}}\n"),
                          ("api.connections.header_timeout", "must be between 1 and 3600"))
+
+
+class OverloadConfigTests(SynchronousTestCase):
+    """``sip.overload``: when new calls and registrations are refused."""
+
+    def test_defaults(self) -> None:
+        """Without the section: 200 ms, 1000 ms, Retry-After 5 s, 150 ms in the queue."""
+        config = parse_config(GOOD, "pbx.yml", ENV)
+        self.assertEqual(config.sip.overload, SIPOverloadConfig(200, 1000, 5, 150))
+
+    def test_values(self) -> None:
+        """Given values are kept; lag_ms 0 (shedding off) needs no severe_lag_ms."""
+        config = parse_config("sip: {overload: {lag_ms: 50, severe_lag_ms: 200, retry_after: 10}}\n", "pbx.yml", {})
+        self.assertEqual(config.sip.overload, SIPOverloadConfig(50, 200, 10))
+        self.assertEqual(parse_config("sip: {overload: {lag_ms: 0}}\n", "pbx.yml", {}).sip.overload.lag_ms, 0)
+
+    def test_problems(self) -> None:
+        """Unknown keys, out-of-range values and a severe threshold under the first are refused by name."""
+        self.assertEqual(problem("sip: {overload: {lag: 1}}\n"), ("sip.overload.lag", "unknown key"))
+        self.assertEqual(problem("sip: {overload: {retry_after: 0}}\n"),
+                         ("sip.overload.retry_after", "must be between 1 and 3600"))
+        self.assertEqual(problem("sip: {overload: {lag_ms: 300, severe_lag_ms: 200}}\n"),
+                         ("sip.overload.severe_lag_ms", "must be at least lag_ms"))
 
 
 class SecurityConfigTests(SynchronousTestCase):

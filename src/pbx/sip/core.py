@@ -2,8 +2,10 @@
 The SIP core: where bytes from every transport become requests and
 responses, are checked (RFC 3261 §8.2, §18.2.1), pass through the
 transaction layer, and reach the method's handler.  Before any parsing, the
-source defence may drop a message (a banned source, or one over its rate);
-malformed messages and scanners' requests count against their source.
+source defence may drop a message (a banned source, or one over its rate),
+and while the reactor is behind the overload guard refuses new calls and
+registrations with a stateless 503 (:mod:`pbx.sip.overload`); malformed
+messages and scanners' requests count against their source.
 
 Handlers are registered per method (REGISTER goes to the registrar, later
 INVITE to the call controller); OPTIONS is answered here.
@@ -33,6 +35,7 @@ from pbx.sip.message import (
     make_response,
     parse_message,
 )
+from pbx.sip.overload import OverloadGuard, refusal
 from pbx.sip.transaction import Peer, ServerTransaction, TransactionLayer
 from pbx.sip.transport import Transports
 
@@ -106,6 +109,8 @@ class SIPCore:
     transactions: TransactionLayer = field(init=False)
     #: Screens every message before it is parsed, and hears of misbehaviour.
     defence: ISourceDefence | None = None
+    #: Refuses new work while the reactor is behind.
+    overload: OverloadGuard | None = None
     stats: dict[str, int] = field(factory=lambda: {"received": 0, "bad": 0, "dropped": 0, "limited": 0})
     # RFC 3261 §8.2.2.2: (From tag, Call-ID, CSeq) of requests without a To
     # tag, to spot the same request arriving by another path.
@@ -133,9 +138,14 @@ class SIPCore:
     def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
         """One message's bytes from a transport."""
         self.stats["received"] += 1
+        if self.overload is not None and not stream:
+            self.overload.read(len(data))
         if self.defence is not None and not self.defence.admit(data, peer.host):
             # Banned or over its rate: dropped before any parsing, unanswered.
             self.stats["limited"] += 1
+            return
+        if self.overload is not None and self.overload.refuses(data):
+            self._refuse(data, peer)
             return
         try:
             message = parse_message(data, stream=stream)
@@ -156,6 +166,13 @@ class SIPCore:
         if self._scanner(message, peer) or self._reject(message, reply_to):
             return
         self.transactions.request_received(message, reply_to)
+
+    def _refuse(self, data: bytes, peer: Peer) -> None:
+        """RFC 3261 §21.5.4: a stateless 503 with Retry-After, written without parsing."""
+        assert self.overload is not None
+        answer = refusal(data, peer, self.overload.limits.retry_after)
+        if answer is not None:
+            self.transports.send_bytes(answer[0], answer[1])
 
     def _scanner(self, request: Request, peer: Peer) -> bool:
         """A request from a known SIP scanner bans its source; it is dropped unanswered."""

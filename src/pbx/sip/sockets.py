@@ -10,6 +10,8 @@ what runs above the core is wired elsewhere (:mod:`pbx.switch`).
 from __future__ import annotations
 
 import socket
+import struct
+import sys
 from typing import Any
 
 from attrs import define, field
@@ -39,6 +41,7 @@ __all__ = [
     "StreamConnector",
     "grow_receive_buffer",
     "host_address",
+    "receive_queue",
 ]
 
 #: UDP receive buffer asked for (the kernel caps it at net.core.rmem_max):
@@ -71,6 +74,24 @@ def grow_receive_buffer(port: Any) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     except OSError:
         pass
+
+
+#: Linux's SO_MEMINFO (include/uapi/asm-generic/socket.h); its first field
+#: is the memory the receive queue holds now.
+_SO_MEMINFO = 55
+_MEMINFO_SIZE = 9 * 4
+
+
+def receive_queue(port: Any) -> int | None:
+    """
+    Octets (as the kernel counts them, with its overhead) waiting to be
+    read on a UDP port's socket; None where that is not known.
+    """
+    sock = getattr(port, "socket", None)
+    if sock is None or not sys.platform.startswith("linux"):
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE)
+    return int(struct.unpack_from("I", raw)[0])
 
 
 @define(eq=False)

@@ -1,0 +1,292 @@
+"""
+Graceful overload: when the reactor falls behind, new work is refused at
+once with a stateless 503 and Retry-After (RFC 3261 §21.5.4; RFC 7339 §1
+on why a server sheds load early and cheaply), so the work already accepted
+still finishes in time.
+
+Two signals say the server is behind.  The reactor's lag: a timer on the
+injected clock is due every :data:`SAMPLE_INTERVAL` seconds, and how late
+it runs is how long the reactor took to come back to it (smoothed over
+:data:`SMOOTHING` seconds).  And the wait in the UDP socket's receive
+queue: refusing is cheap, so a reactor that refuses keeps time while
+requests still wait seconds in the kernel's buffer (4 MB asked for,
+:mod:`pbx.sip.sockets`), and a client retransmits what waited over 500 ms
+(§17.1.1.2, T1).  The wait is what the queue holds over how fast pbx reads
+it: a flood that is dropped as fast as it comes (a banned source) fills
+the buffer without making anyone wait.  While the lag is over ``lag_ms``
+or the wait over ``queue_ms``, a share of the requests that start new work
+is refused (:class:`OverloadGuard`): INVITEs outside a dialog (no To tag,
+§12.1.1) and REGISTERs, those without credentials only (they open a
+challenge round; the second request of a round finishes work already
+accepted).  Past ``severe_lag_ms`` (or in a reactor turn already that
+late), every new INVITE and REGISTER is refused, with credentials or not.
+In-dialog requests, ACK, CANCEL, BYE and every response always pass.  The
+thresholds are the ``sip.overload`` section
+(:class:`pbx.config.SIPOverloadConfig`).
+
+Refusing has to cost far less than the work it saves, or a flood three
+times the capacity still wins: the decision reads the start line and a few
+header lines of the raw bytes, and the 503 is written from the request's
+own Via, From, To, Call-ID and CSeq lines (§8.2.6.1-§8.2.6.2), without
+parsing the message (9 µs here, against 25-40 µs to parse it and answer
+with :func:`pbx.sip.message.make_response`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+from attrs import define, field
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from pbx.config import SIPOverloadConfig
+from pbx.sip.ids import new_tag
+from pbx.sip.transaction import Peer
+
+__all__ = ["DATAGRAM_OVERHEAD", "GAIN", "MAX_EXCESS", "QUEUE_FLOOR", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
+
+#: Seconds between samples of the reactor's lag.
+SAMPLE_INTERVAL = 0.025
+#: Seconds the lag is smoothed over.
+SMOOTHING = 0.5
+#: Octets the kernel counts per datagram on top of its payload (its socket
+#: buffer and headers; 780 measured for a 500-octet datagram on Linux x86-64).
+DATAGRAM_OVERHEAD = 768
+#: Below this many octets queued there is no wait worth measuring.
+QUEUE_FLOOR = 64 * 1024
+#: How fast the refused share grows, per second and per unit of pressure
+#: over 1: at pressure 2 it goes from none to all in two thirds of a second.
+#: A stall of the reactor shorter than that (another process taking the
+#: core, a garbage collection) is waited out; clients retransmit, and the
+#: backlog is read once the reactor runs again.
+GAIN = 1.5
+#: The most excess pressure counted: the share grows from none to all in a
+#: third of a second at the fastest.
+MAX_EXCESS = 2.0
+#: How fast it shrinks, per second and per unit of pressure under 1: from
+#: all to none in half a second once nothing waits.  Shrinking as gently as
+#: it grows keeps the share steady near the load's excess, where dropping it
+#: at once would let a flood in again.
+RELEASE = 2.0
+
+_CREDENTIALS = re.compile(rb"\n(?:proxy-)?authorization[ \t]*:", re.IGNORECASE)
+_TO_TAG = re.compile(rb"\n(?:to|t)[ \t]*:[^\n]*;[ \t]*tag[ \t]*=", re.IGNORECASE)
+#: The header lines a response copies (§8.2.6.2), compact forms too (§7.3.3).
+_LINE = re.compile(rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+_COPIED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To", b"t": b"To",
+           b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
+_RPORT = re.compile(rb";[ \t]*rport(?![=\w-])", re.IGNORECASE)
+_SENT_BY = re.compile(rb"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*UDP[ \t]+(\[[^\]]*\]|[^;:, \t]+)(?::([0-9]+))?",
+                      re.IGNORECASE)
+
+
+def new_work(data: bytes, severe: bool) -> bool:
+    """
+    Whether the request in ``data`` starts new work: a REGISTER, or an
+    INVITE without a To tag; unless ``severe``, only one without credentials.
+    """
+    head = _head_end(data)
+    if data.startswith(b"REGISTER "):
+        pass
+    elif data.startswith(b"INVITE "):
+        if _TO_TAG.search(data, 0, head):
+            return False  # a re-INVITE in a dialog (§14)
+    else:
+        return False
+    return severe or not _CREDENTIALS.search(data, 0, head)
+
+
+def _head_end(data: bytes) -> int:
+    """Where the header section ends (§7: CRLF CRLF; bare LFs are tolerated)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = data.find(b"\n\n")
+    return end if end >= 0 else len(data)
+
+
+def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | None:
+    """
+    A stateless 503 for the request in ``data``, and where it goes; None
+    when the request lacks what a response needs (then it is dropped).
+
+    The response copies the Via, From, To, Call-ID and CSeq lines (§8.2.6.2)
+    and adds a To tag; the top Via gets ``received`` and ``rport`` (§18.2.1,
+    RFC 3581 §4) and the response goes where §18.2.2 says: back on a
+    stream's connection; for UDP to the source address, at the source port
+    when the client asked with ``rport`` and otherwise at the Via's port.
+    """
+    head = data[: _head_end(data)]
+    if b"\n " in head or b"\n\t" in head:
+        head = _FOLD.sub(b" ", head)  # §7.3.1: a folded line continues the one above
+    copied = [(_COPIED[name.lower()], value.rstrip()) for name, value in _LINE.findall(head)]
+    if len({name for name, _ in copied}) != 5:
+        return None
+    top = next(value for name, value in copied if name == b"Via")
+    top = top.split(b",", 1)[0]
+    host = peer.host.encode()
+    to = peer  # streams answer on the request's connection (§18.2.2)
+    if _RPORT.search(top):
+        stamped = _RPORT.sub(b";rport=" + str(peer.port).encode(), top, count=1) + b";received=" + host
+    else:
+        stamped = top + b";received=" + host
+        if peer.transport == "udp":
+            sent_by = _SENT_BY.match(top)
+            if sent_by is None:
+                return None
+            to = Peer("udp", peer.host, int(sent_by.group(2) or 5060))
+    out = [b"SIP/2.0 503 Service Unavailable"]
+    via_done = False
+    for name, value in copied:
+        if name == b"Via" and not via_done:
+            rest = value[len(top):]
+            value, via_done = stamped + rest, True
+        elif name == b"To" and b"tag=" not in value.lower():
+            value = value + b";tag=" + new_tag().encode()
+        out.append(name + b": " + value)
+    out.append(b"Retry-After: " + str(retry_after).encode())
+    out.append(b"Content-Length: 0")
+    return b"\r\n".join(out) + b"\r\n\r\n", to
+
+
+@define(eq=False)
+class OverloadGuard:
+    """
+    Samples the reactor's lag on ``clock`` and decides what new work to refuse.
+
+    One late sample is not overload (a garbage collection, another process
+    taking the core for a moment): the lag is smoothed over about
+    :data:`SMOOTHING` seconds.  At each sample the receive queue is read,
+    and what it holds over the rate it is read at (octets a second, plus
+    the kernel's :data:`DATAGRAM_OVERHEAD` a datagram, smoothed alike) is
+    the wait.  The pressure is the larger of lag / ``lag_ms`` and wait /
+    ``queue_ms``.  The share of new work refused follows it as RFC 7339
+    §3.3's loss-based control asks: it grows while the pressure is over 1
+    (by :data:`GAIN` per second and unit of excess) and shrinks while it is
+    under (by :data:`RELEASE` per second and unit under), so the wait settles near
+    ``queue_ms`` whatever the load offered, well under the 500 ms after
+    which clients retransmit, and a server just at its capacity refuses a
+    little, not everything for a while.  Past ``severe_lag_ms``, smoothed
+    or in a reactor turn that has not let the sampling timer run yet,
+    everything new is refused.
+
+    :ivar clock: the injected reactor time; its lateness is the lag.
+    :ivar limits: the thresholds (``sip.overload``).
+    :ivar queue: octets waiting in the UDP socket's receive queue (None:
+        not known here).
+    """
+
+    clock: IReactorTime
+    limits: SIPOverloadConfig = SIPOverloadConfig()
+    queue: Callable[[], int | None] | None = None
+    #: Lag of the last sample, seconds.
+    lag: float = 0.0
+    #: The smoothed lag, seconds.
+    level: float = 0.0
+    #: Octets queued at the last sample.
+    queued: int = 0
+    #: Octets (with the kernel's overhead) read a second, smoothed.
+    rate: float = 0.0
+    #: Seconds the queue holds at that rate.
+    wait: float = 0.0
+    #: The larger of lag / ``lag_ms`` and wait / ``queue_ms`` at the last sample.
+    pressure: float = 0.0
+    #: The share of new work refused now, 0 to 1.
+    share: float = 0.0
+    stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0})
+    _due: float = 0.0
+    _last: float = 0.0
+    _timer: IDelayedCall | None = None
+    _shedding: bool = False
+    _debt: float = 0.0
+    _read: int = 0
+    log = Logger()
+
+    def start(self) -> None:
+        """Take the first sample one interval from now."""
+        if self.limits.lag_ms > 0 and self._timer is None:
+            self._last = self.clock.seconds()
+            self._arm()
+
+    def stop(self) -> None:
+        """Cancel the sampling timer."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _arm(self) -> None:
+        self._due = self.clock.seconds() + SAMPLE_INTERVAL
+        self._timer = self.clock.callLater(SAMPLE_INTERVAL, self._sample)
+
+    def _sample(self) -> None:
+        now = self.clock.seconds()
+        self.lag = max(0.0, now - self._due)
+        elapsed = max(now - self._last, 1e-6)
+        self._last = now
+        self._arm()
+        # An average weighted by time: a sample stands for the time since the last.
+        weight = 1.0 - math.exp(-elapsed / SMOOTHING)
+        self.level += (self.lag - self.level) * weight
+        # The read rate, smoothed as the lag is: one long turn that read
+        # nothing does not make the wait endless.
+        self.rate += (self._read / elapsed - self.rate) * weight
+        self._read = 0
+        self.queued = self._queued()
+        if self.queued < QUEUE_FLOOR:
+            self.wait = 0.0  # a few datagrams that came in since the reactor looked
+        else:
+            self.wait = self.queued / max(self.rate, 1.0)
+        self.pressure = max(self.level * 1000 / self.limits.lag_ms, self.wait * 1000 / self.limits.queue_ms)
+        if self.pressure > 1.0:
+            excess = min(self.pressure - 1.0, MAX_EXCESS)
+            self.share = min(1.0, self.share + GAIN * excess * elapsed)
+        else:
+            share = self.share - RELEASE * (1.0 - self.pressure) * elapsed
+            self.share = share if share > 1e-9 else 0.0
+        shedding = self.share > 0
+        if shedding and not self._shedding:
+            self.stats["episodes"] += 1
+            self.log.warn(
+                "overloaded: the reactor is {lag:.0f} ms late, requests wait {wait:.0f} ms to be read;"
+                " refusing new calls and registrations",
+                lag=1000 * self.level, wait=1000 * self.wait,
+            )
+        elif self._shedding and not shedding:
+            self.log.info("overload over: {refused} request(s) refused so far", refused=self.stats["refused"])
+        self._shedding = shedding
+
+    def read(self, size: int) -> None:
+        """A datagram of ``size`` octets was read from the UDP socket (before any screening)."""
+        self._read += size + DATAGRAM_OVERHEAD
+
+    def _queued(self) -> int:
+        if self.queue is None:
+            return 0
+        try:
+            return self.queue() or 0
+        except OSError:
+            return 0
+
+    def _overdue(self) -> float:
+        """How late the sampling timer is now, in a reactor turn that has not let it run."""
+        return self.clock.seconds() - self._due
+
+    def refuses(self, data: bytes) -> bool:
+        """Whether the message in ``data`` is new work to refuse now (counted)."""
+        if self._timer is None or not data.startswith((b"INVITE ", b"REGISTER ")):
+            return False
+        severe = max(self.level, self._overdue()) * 1000 > self.limits.severe_lag_ms
+        share = 1.0 if severe else self.share
+        if not share or not new_work(data, severe):
+            return False
+        # Refuse that share of new work, evenly: one in two at share 0.5.
+        self._debt += share
+        if self._debt < 1.0:
+            return False
+        self._debt -= 1.0
+        self.stats["refused"] += 1
+        return True

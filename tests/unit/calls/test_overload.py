@@ -1,0 +1,77 @@
+"""Calls through the B2BUA while the overload guard sheds new work (RFC 3261 §21.5.4; RFC 7339)."""
+
+from __future__ import annotations
+
+from pbx.config import SIPOverloadConfig
+from pbx.sip.message import Response
+from pbx.sip.overload import SAMPLE_INTERVAL, OverloadGuard
+
+from support.phones import CallTestCase, Phone
+
+
+class SheddingCallTests(CallTestCase):
+    """Under overload, calls already up finish; new calls are refused with 503 and Retry-After."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.waiting = 0
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(retry_after=9), queue=lambda: self.waiting)
+        self.core.overload = self.guard
+        self.guard.start()
+
+    def tearDown(self) -> None:
+        self.guard.stop()
+        super().tearDown()
+
+    def overload(self) -> None:
+        """4 MB wait in the receive queue and nothing is read for 0.4 s: all new work is refused."""
+        self.waiting = 4 * 1024 * 1024
+        for _ in range(16):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 1.0)
+
+    def test_call_up_finishes(self) -> None:
+        """A confirmed call's BYE completes end to end while new INVITEs get 503 with Retry-After."""
+        other = self.phone("1003", "192.0.2.13")
+        _, leg, _ = self.establish()
+        self.overload()
+        other.invite("1002", authenticate=False)
+        refused = other.expect_one(503)
+        assert isinstance(refused, Response)
+        self.assertEqual(refused.headers.get("Retry-After"), "9")
+        self.assertTrue(refused.to.tag)
+        self.hang_up(leg)
+        self.assertEqual(list(self.controller.calls), [])
+        self.assertGreater(self.guard.stats["refused"], 0)
+
+    def test_challenged_call_completes(self) -> None:
+        """A call whose challenge came before the overload completes: its INVITE with credentials passes."""
+        self.waiting = 0
+        invite, leg, [forked] = self.ring()
+        self.overload()
+        callee_leg = self.answer(self.callee, forked)
+        _, ok = self.caller.expect(180, 200)
+        assert isinstance(ok, Response)
+        self.caller.confirm(invite, leg, ok)
+        self.assertEqual([c.state for c in self.controller.calls.values()], ["confirmed"])
+        self.assertTrue(callee_leg.target)
+        self.hang_up(leg)
+
+    def test_new_registration_refused(self) -> None:
+        """A new REGISTER is refused with 503 under overload (the phone's script expected a 401)."""
+        self.overload()
+        phone = Phone(self, "1003", "192.0.2.13")
+        self.phones[phone.address] = phone
+        with self.assertRaises(self.failureException) as refused:
+            phone.register()
+        self.assertIn("[503]", str(refused.exception))
+
+    def test_recovery(self) -> None:
+        """Once the queue is read down, new calls are let in again within half a second."""
+        self.overload()
+        self.waiting = 0
+        for _ in range(21):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 0.0)
+        _, leg, _ = self.establish()
+        self.hang_up(leg)

@@ -1,0 +1,393 @@
+"""Tests for :mod:`pbx.sip.overload` (RFC 3261 §21.5.4, §8.2.6, §18.2; RFC 7339)."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.config import SIPOverloadConfig
+from pbx.sip.core import SIPCore
+from pbx.sip.message import Response, parse_message
+from pbx.sip.overload import (
+    DATAGRAM_OVERHEAD,
+    GAIN,
+    RELEASE,
+    SAMPLE_INTERVAL,
+    SMOOTHING,
+    OverloadGuard,
+    new_work,
+    refusal,
+)
+from pbx.sip.sockets import receive_queue
+from pbx.sip.transaction import Peer
+from pbx.testing import FakeUDPPort
+
+SOURCE = Peer("udp", "203.0.113.9", 40000)
+
+
+def request(
+    method: str = "REGISTER",
+    *,
+    via: str = "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-o1;rport",
+    to_tag: str | None = None,
+    extra: str = "",
+) -> bytes:
+    """The wire form of a request."""
+    to = "<sip:1001@pbx.test>" + ("" if to_tag is None else f";tag={to_tag}")
+    return (
+        f"{method} sip:pbx.test SIP/2.0\r\n"
+        f"Via: {via}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:1001@pbx.test>;tag=f1\r\n"
+        f"To: {to}\r\n"
+        "Call-ID: overload-1@10.0.0.5\r\n"
+        f"CSeq: 7 {method}\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n"
+        "\r\n"
+    ).encode()
+
+
+CREDENTIALS = 'Authorization: Digest username="1001", realm="pbx.test", nonce="n", uri="sip:pbx.test", response="r"\r\n'
+PROXY_CREDENTIALS = CREDENTIALS.replace("Authorization", "Proxy-Authorization")
+
+
+class NewWorkTests(SynchronousTestCase):
+    """Which requests start new work, read from the raw bytes."""
+
+    def test_register_without_credentials(self) -> None:
+        """A REGISTER without credentials is new work, at any level."""
+        self.assertTrue(new_work(request("REGISTER"), severe=False))
+        self.assertTrue(new_work(request("REGISTER"), severe=True))
+
+    def test_credentials_only_when_severe(self) -> None:
+        """A request with credentials finishes a challenge round: new work only when severe."""
+        self.assertFalse(new_work(request("REGISTER", extra=CREDENTIALS), severe=False))
+        self.assertFalse(new_work(request("INVITE", extra=PROXY_CREDENTIALS), severe=False))
+        self.assertTrue(new_work(request("REGISTER", extra=CREDENTIALS), severe=True))
+        self.assertTrue(new_work(request("INVITE", extra=PROXY_CREDENTIALS), severe=True))
+
+    def test_initial_invite(self) -> None:
+        """An INVITE without a To tag is new work."""
+        self.assertTrue(new_work(request("INVITE"), severe=False))
+
+    def test_reinvite_in_dialog(self) -> None:
+        """An INVITE with a To tag (compact form too) belongs to a dialog: never new work."""
+        self.assertFalse(new_work(request("INVITE", to_tag="t9"), severe=True))
+        compact = request("INVITE", to_tag="t9").replace(b"\r\nTo: ", b"\r\nt: ")
+        self.assertFalse(new_work(compact, severe=True))
+
+    def test_other_methods_and_responses(self) -> None:
+        """ACK, BYE, CANCEL, OPTIONS and responses are never new work."""
+        for method in ("ACK", "BYE", "CANCEL", "OPTIONS", "SUBSCRIBE"):
+            self.assertFalse(new_work(request(method), severe=True), method)
+        self.assertFalse(new_work(b"SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\n", severe=True))
+
+    def test_credentials_in_body_do_not_count(self) -> None:
+        """Only the header section is searched for credentials."""
+        data = request("REGISTER").replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 60\r\n\r\n") + (
+            b"\n" + CREDENTIALS.encode()
+        )
+        self.assertTrue(new_work(data, severe=False))
+
+
+class RefusalTests(SynchronousTestCase):
+    """The stateless 503 written from the request's own header lines."""
+
+    def parsed(self, data: bytes, peer: Peer = SOURCE) -> tuple[Response, Peer]:
+        answer = refusal(data, peer, 7)
+        assert answer is not None
+        response = parse_message(answer[0], stream=False)
+        assert isinstance(response, Response)
+        return response, answer[1]
+
+    def test_response_fields(self) -> None:
+        """503 with Retry-After, the request's From, Call-ID and CSeq, and a To tag added (§8.2.6.2)."""
+        response, _ = self.parsed(request("INVITE"))
+        self.assertEqual((response.status, response.reason), (503, "Service Unavailable"))
+        self.assertEqual(response.headers.get("Retry-After"), "7")
+        self.assertEqual(response.call_id, "overload-1@10.0.0.5")
+        self.assertEqual((response.cseq.number, response.cseq.method), (7, "INVITE"))
+        self.assertEqual(response.from_.tag, "f1")
+        self.assertTrue(response.to.tag)
+        self.assertEqual(response.headers.get("Content-Length"), "0")
+
+    def test_rport(self) -> None:
+        """With rport the top Via records the source and the answer goes to the source port (RFC 3581 §4)."""
+        response, to = self.parsed(request())
+        via = response.top_via
+        self.assertEqual((via.params.get("received"), via.params.get("rport")), ("203.0.113.9", "40000"))
+        self.assertEqual(via.branch, "z9hG4bK-o1")
+        self.assertEqual(to, SOURCE)
+
+    def test_no_rport(self) -> None:
+        """Without rport the answer goes to the source address at the Via's port (§18.2.2)."""
+        response, to = self.parsed(request(via="SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-o2"))
+        self.assertEqual(response.top_via.params.get("received"), "203.0.113.9")
+        self.assertEqual(to, Peer("udp", "203.0.113.9", 5062))
+        _, default = self.parsed(request(via="SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-o3"))
+        self.assertEqual(default, Peer("udp", "203.0.113.9", 5060))
+
+    def test_stream(self) -> None:
+        """Over a stream the answer goes back on the request's connection."""
+        peer = Peer("tcp", "203.0.113.9", 40001)
+        _, to = self.parsed(request(via="SIP/2.0/TCP 10.0.0.5:5062;branch=z9hG4bK-o4"), peer)
+        self.assertEqual(to, peer)
+
+    def test_every_via_kept_in_order(self) -> None:
+        """Every Via is copied, in order, only the top one stamped."""
+        data = request(via="SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-a, SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK-b")
+        data = data.replace(b"Max-Forwards", b"v: SIP/2.0/UDP 10.0.0.7;branch=z9hG4bK-c\r\nMax-Forwards")
+        response, _ = self.parsed(data)
+        vias = ", ".join(response.headers.get_all("Via"))
+        self.assertEqual([p.split(";")[1] for p in vias.split(", ")],
+                         ["branch=z9hG4bK-a", "branch=z9hG4bK-b", "branch=z9hG4bK-c"])
+        self.assertIn("received=203.0.113.9", vias.split(", ")[0])
+        self.assertNotIn("received", vias.split(", ", 1)[1])
+
+    def test_compact_forms(self) -> None:
+        """Compact header names (§7.3.3) are read and written in full."""
+        data = (
+            b"REGISTER sip:pbx.test SIP/2.0\r\nv: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK-c;rport\r\n"
+            b"f: <sip:1001@pbx.test>;tag=f2\r\nt: <sip:1001@pbx.test>\r\ni: compact@10.0.0.5\r\n"
+            b"CSeq: 2 REGISTER\r\nl: 0\r\n\r\n"
+        )
+        response, _ = self.parsed(data)
+        self.assertEqual((response.status, response.call_id, response.from_.tag), (503, "compact@10.0.0.5", "f2"))
+
+    def test_missing_header(self) -> None:
+        """A request without a Call-ID cannot be answered: None (it is dropped)."""
+        data = request().replace(b"Call-ID: overload-1@10.0.0.5\r\n", b"")
+        self.assertIsNone(refusal(data, SOURCE, 5))
+
+
+def late(clock: Clock, seconds: float, samples: int = 4) -> None:
+    """The reactor comes back to the sampling timer ``seconds`` after it was due, ``samples`` times running."""
+    for _ in range(samples):
+        clock.advance(SAMPLE_INTERVAL + seconds)
+
+
+class OverloadGuardTests(SynchronousTestCase):
+    """The guard samples the reactor's lag on the clock and refuses new work while it is late."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=100, severe_lag_ms=500))
+        self.guard.start()
+
+    def tearDown(self) -> None:
+        self.guard.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_on_time(self) -> None:
+        """A reactor that keeps time refuses nothing."""
+        for _ in range(10):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual((self.guard.lag, self.guard.level), (0.0, 0.0))
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.assertFalse(self.guard.refuses(request("INVITE")))
+
+    def test_one_late_sample_tolerated(self) -> None:
+        """One late turn (a garbage collection) is smoothed away: nothing is refused."""
+        late(self.clock, 0.15, samples=1)
+        self.assertAlmostEqual(self.guard.lag, 0.15)
+        self.assertLess(self.guard.level, 0.1)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_late_refuses_new_rounds(self) -> None:
+        """Late for a while, twice lag_ms: new REGISTERs and INVITEs without credentials are refused; the rest pass."""
+        late(self.clock, 0.3)
+        self.assertTrue(0.2 < self.guard.level < 0.3)
+        self.assertEqual(self.guard.share, 1.0)
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        self.assertTrue(self.guard.refuses(request("INVITE")))
+        self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("INVITE", extra=PROXY_CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("INVITE", to_tag="t1")))
+        for method in ("ACK", "BYE", "CANCEL"):
+            self.assertFalse(self.guard.refuses(request(method)), method)
+        self.assertEqual(self.guard.stats, {"refused": 2, "episodes": 1})
+
+    def test_share_follows_the_lag(self) -> None:
+        """The refused share grows while the lag stays over lag_ms, and falls back to none once on time."""
+        late(self.clock, 0.25, samples=1)
+        first = self.guard.share
+        late(self.clock, 0.25, samples=1)
+        self.assertTrue(0 < first < self.guard.share)
+        for _ in range(round(2 * SMOOTHING / SAMPLE_INTERVAL)):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual(self.guard.share, 0.0)
+
+    def test_severe_refuses_credentials_too(self) -> None:
+        """Past severe_lag_ms, new requests with credentials are refused as well."""
+        late(self.clock, 0.8)
+        self.assertGreater(self.guard.level, 0.5)
+        self.assertTrue(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+        self.assertTrue(self.guard.refuses(request("INVITE", extra=PROXY_CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("BYE")))
+
+    def test_recovers_within_a_second(self) -> None:
+        """Once the reactor keeps time again, new work is taken within twice SMOOTHING seconds."""
+        late(self.clock, 0.3)
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        for _ in range(round(2 * SMOOTHING / SAMPLE_INTERVAL)):
+            self.clock.advance(SAMPLE_INTERVAL)
+        self.assertLess(self.guard.level, 0.1)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.assertEqual(self.guard.stats, {"refused": 1, "episodes": 1})
+
+    def test_overdue_turn_counts_when_severe(self) -> None:
+        """A reactor turn already past severe_lag_ms, before the sampling timer can run, refuses at once."""
+        self.clock.rightNow += SAMPLE_INTERVAL + 0.4
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.clock.rightNow += 0.2
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        self.assertTrue(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+
+
+class QueueSignalTests(SynchronousTestCase):
+    """The wait in the UDP receive queue, estimated at each sample, is the second signal."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.waiting: int | None = 0
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(queue_ms=100), queue=lambda: self.waiting)
+        self.guard.start()
+
+    def tearDown(self) -> None:
+        self.guard.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def hold(self, kib: int, read_kib_per_second: int, seconds: float) -> None:
+        """``kib`` wait in the queue at every sample for ``seconds``, read at ``read_kib_per_second``."""
+        self.waiting = kib * 1024
+        per_sample = round(read_kib_per_second * 1024 * SAMPLE_INTERVAL)
+        for _ in range(round(seconds / SAMPLE_INTERVAL)):
+            self.guard.read(per_sample - DATAGRAM_OVERHEAD)
+            self.clock.advance(SAMPLE_INTERVAL)
+
+    def test_long_wait_refuses(self) -> None:
+        """Twice queue_ms of waiting for a while, the reactor on time: new rounds are refused; credentials pass."""
+        self.hold(0, 5 * 1024, 4.0)  # the read rate settles
+        self.hold(1024, 5 * 1024, 1.0)
+        self.assertEqual(self.guard.level, 0.0)
+        self.assertAlmostEqual(self.guard.wait, 0.2, places=3)
+        self.assertEqual(self.guard.share, 1.0)
+        self.assertTrue(self.guard.refuses(request("REGISTER")))
+        self.assertFalse(self.guard.refuses(request("REGISTER", extra=CREDENTIALS)))
+        self.assertFalse(self.guard.refuses(request("BYE")))
+
+    def test_share_grows_with_time_and_excess(self) -> None:
+        """The share grows by GAIN per second and unit of excess pressure, and that share is refused, evenly."""
+        self.hold(0, 5 * 1024, 4.0)  # the read rate settles
+        self.hold(768, 5 * 1024, 0.5)
+        self.assertAlmostEqual(self.guard.pressure, 1.5, places=2)
+        self.assertAlmostEqual(self.guard.share, GAIN * 0.5 * 0.5, places=2)
+        self.assertLess(self.guard.share, 0.5)
+        refused = [self.guard.refuses(request("INVITE")) for _ in range(100)]
+        self.assertLessEqual(abs(sum(refused) - 100 * self.guard.share), 2, sum(refused))
+        self.assertNotIn([True, True], [refused[i : i + 2] for i in range(99)])
+
+    def test_full_queue_read_fast(self) -> None:
+        """A full buffer read as fast as it fills (a flood dropped unparsed) makes no one wait: nothing is refused."""
+        self.hold(8 * 1024, 200 * 1024, 1.0)
+        self.assertLess(self.guard.wait, 0.05)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_drained_queue_admits(self) -> None:
+        """Once the queue is read down, the share falls by RELEASE a second and new work is taken again."""
+        self.hold(2048, 5 * 1024, 1.0)
+        self.hold(1, 5 * 1024, 1 / RELEASE)
+        self.assertEqual((self.guard.wait, self.guard.share), (0.0, 0.0))
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+
+    def test_a_pause_is_not_endless(self) -> None:
+        """A turn that read nothing (a pause) does not make the wait endless: the read rate is smoothed."""
+        self.hold(0, 5 * 1024, 4.0)
+        self.waiting = 512 * 1024
+        self.clock.advance(SAMPLE_INTERVAL + 0.1)
+        self.assertLess(self.guard.wait, 0.2)
+        self.assertLess(self.guard.share, 0.5)
+
+    def test_unknown_queue(self) -> None:
+        """Where the queue cannot be read (None, or an error), only the lag counts."""
+        self.waiting = None
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.assertFalse(self.guard.refuses(request("REGISTER")))
+        self.guard.queue = _unreadable
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.assertEqual((self.guard.queued, self.guard.wait), (0, 0.0))
+
+
+def _unreadable() -> int:
+    raise OSError("no such option")
+
+
+class ReceiveQueueTests(SynchronousTestCase):
+    """:func:`pbx.sip.sockets.receive_queue` on ports without a real socket."""
+
+    def test_no_socket(self) -> None:
+        """A port without a socket (a fake, or none yet) has no known queue."""
+        self.assertIsNone(receive_queue(None))
+        self.assertIsNone(receive_queue(FakeUDPPort(5060, None)))
+
+
+class DisabledGuardTests(SynchronousTestCase):
+    """``lag_ms: 0`` turns shedding off."""
+
+    def test_never_refuses(self) -> None:
+        """With lag_ms 0 no timer runs and nothing is refused, however late the reactor is."""
+        clock = Clock()
+        guard = OverloadGuard(clock, SIPOverloadConfig(lag_ms=0))
+        guard.start()
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(10)
+        self.assertFalse(guard.refuses(request("REGISTER")))
+        guard.stop()
+
+
+class CoreSheddingTests(SynchronousTestCase):
+    """The core answers refused requests with 503 before parsing; the rest flows on."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.core = SIPCore(self.clock)
+        self.port = FakeUDPPort(5060, None)
+        self.core.transports.udp = self.port
+        self.core.overload = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=100))
+        self.core.overload.start()
+        self.handled: list[str] = []
+        self.core.handlers["REGISTER"] = lambda t: self.handled.append(t.request.method)
+
+    def tearDown(self) -> None:
+        assert self.core.overload is not None
+        self.core.overload.stop()
+        self.clock.advance(64)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_refused_statelessly(self) -> None:
+        """Under lag a new REGISTER gets 503 with Retry-After and makes no transaction."""
+        late(self.clock, 0.3)
+        self.core.receive(request("REGISTER"), SOURCE, False)
+        self.assertEqual(self.handled, [])
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+        [(data, addr)] = self.port.written
+        response = parse_message(data, stream=False)
+        assert isinstance(response, Response)
+        self.assertEqual((response.status, response.headers.get("Retry-After")), (503, "5"))
+        self.assertEqual(addr, ("203.0.113.9", 40000))
+
+    def test_in_dialog_flows(self) -> None:
+        """Under lag a BYE still reaches the transaction layer (and gets its 481 here)."""
+        late(self.clock, 0.3)
+        self.core.receive(request("BYE", to_tag="t1"), SOURCE, False)
+        [(data, _)] = self.port.written
+        response = parse_message(data, stream=False)
+        assert isinstance(response, Response)
+        self.assertEqual(response.status, 481)
+
+    def test_admitted_when_on_time(self) -> None:
+        """On time, a REGISTER reaches its handler."""
+        self.clock.advance(SAMPLE_INTERVAL)
+        self.core.receive(request("REGISTER"), SOURCE, False)
+        self.assertEqual(self.handled, ["REGISTER"])
