@@ -157,7 +157,8 @@ def build_switch(
     lockout = Lockout.from_config(reactor, sec)
     defence = SourceDefence.from_config(reactor, sec)
     core.defence = defence
-    core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
+    if sip.overload.lag_ms > 0:
+        core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
     security_log = make_security_log(sec, reactor)
     defence.add_ban_listener(security_log.banned)
     defence.add_ban_listener(functools.partial(audit_ban, store))

@@ -1,6 +1,6 @@
 """
 Integration test: a burst of new work far above capacity against the live
-daemon, with the default ``sip.overload`` thresholds.
+daemon, with shedding on (``sip.overload.lag_ms: 200``; it is off by default).
 
 One allow-listed socket on 127.0.0.1 (so the per-source limits do not drop
 the burst first) sends :data:`BURST` new REGISTERs and INVITEs without
@@ -11,6 +11,7 @@ until every request has one (bounded), then checks what kind they are.
 
 from __future__ import annotations
 
+import json
 import re
 import select
 import socket
@@ -61,16 +62,15 @@ class OverloadTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.sip_port = free_port()
-        self.daemon = Daemon(
-            self.mktemp(),
-            loopback_config(
-                api_port=free_port(),
-                sip_port=self.sip_port,
-                admin_password=admin_password(),
-                extensions={"1001": strong_password("1001")},
-                security={"allow": ["127.0.0.1/32"]},
-            ),
-        )
+        config = json.loads(loopback_config(
+            api_port=free_port(),
+            sip_port=self.sip_port,
+            admin_password=admin_password(),
+            extensions={"1001": strong_password("1001")},
+            security={"allow": ["127.0.0.1/32"]},
+        ))
+        config["sip"]["overload"] = {"lag_ms": 200}
+        self.daemon = Daemon(self.mktemp(), json.dumps(config))
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -357,9 +357,9 @@ class OverloadConfigTests(SynchronousTestCase):
     """``sip.overload``: when new calls and registrations are refused."""
 
     def test_defaults(self) -> None:
-        """Without the section: 200 ms, 1000 ms, Retry-After 5 s, 150 ms in the queue."""
+        """Without the section shedding is off (lag_ms 0); 1000 ms, Retry-After 5 s, 150 ms in the queue."""
         config = parse_config(GOOD, "pbx.yml", ENV)
-        self.assertEqual(config.sip.overload, SIPOverloadConfig(200, 1000, 5, 150))
+        self.assertEqual(config.sip.overload, SIPOverloadConfig(0, 1000, 5, 150))
 
     def test_values(self) -> None:
         """Given values are kept; lag_ms 0 (shedding off) needs no severe_lag_ms."""

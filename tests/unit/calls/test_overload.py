@@ -15,7 +15,7 @@ class SheddingCallTests(CallTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.waiting = 0
-        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(retry_after=9), queue=lambda: self.waiting)
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=200, retry_after=9), queue=lambda: self.waiting)
         self.core.overload = self.guard
         self.guard.start()
 

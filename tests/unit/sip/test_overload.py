@@ -251,7 +251,7 @@ class QueueSignalTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.waiting: int | None = 0
-        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(queue_ms=100), queue=lambda: self.waiting)
+        self.guard = OverloadGuard(self.clock, SIPOverloadConfig(lag_ms=200, queue_ms=100), queue=lambda: self.waiting)
         self.guard.start()
 
     def tearDown(self) -> None:
