@@ -22,7 +22,15 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbx import __version__
-from pbx.api.http import APIError, add_json_errors, error_body, json_body, read_json
+from pbx.api.http import (
+    APIError,
+    add_json_errors,
+    admin_name,
+    client_host,
+    error_body,
+    json_body,
+    read_json,
+)
 from pbx.api.openapi import openapi_document
 from pbx.api.pages import Pages
 from pbx.api.tokens import Session, TokenStore
@@ -105,8 +113,7 @@ class PBXApi:
     # -- authentication ----------------------------------------------------
 
     def _client(self, request: IRequest) -> str:
-        peer = request.getClientAddress()
-        return getattr(peer, "host", "") or str(peer)
+        return client_host(request)
 
     def authenticate(self, request: IRequest) -> Session:
         """
@@ -125,10 +132,7 @@ class PBXApi:
 
     def _authenticate(self, request: IRequest) -> str:
         """An administrator's session (403 for a user's); returns the username."""
-        session = self.authenticate(request)
-        if session.role != "admin":
-            raise APIError(403, "administrators only")
-        return session.username
+        return admin_name(self.authenticate(request))
 
     # -- feature APIs ------------------------------------------------------
 

@@ -38,6 +38,19 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def client_host(request: IRequest) -> str:
+    """The address a request came from, as audit events and lockouts name it."""
+    peer = request.getClientAddress()
+    return getattr(peer, "host", "") or str(peer)
+
+
+def admin_name(session: Any) -> str:
+    """An administrator session's username; 403 for a user's session."""
+    if session.role != "admin":
+        raise APIError(403, "administrators only")
+    return str(session.username)
+
+
 def json_body(request: IRequest, status: int, body: Any) -> bytes:
     """Set status and JSON content type on ``request``; return the encoded body."""
     request.setResponseCode(status)

@@ -25,7 +25,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pbx.api.http import APIError, add_json_errors, json_body, read_json
+from pbx.api.http import (
+    APIError,
+    add_json_errors,
+    admin_name,
+    client_host,
+    json_body,
+    read_json,
+)
 from pbx.api.openapi import error_response, object_response
 from pbx.api.tokens import Session
 from pbx.records import AuditEvent
@@ -69,14 +76,10 @@ class SecurityAPI:
     add_json_errors(app, "security API")
 
     def _admin(self, request: IRequest) -> str:
-        session = self._authenticate(request)
-        if session.role != "admin":
-            raise APIError(403, "administrators only")
-        return session.username
+        return admin_name(self._authenticate(request))
 
     async def _record(self, request: IRequest, kind: str, subject: str, admin: str) -> None:
-        peer = request.getClientAddress()
-        await self._audit(AuditEvent(self._clock.seconds(), kind, subject, getattr(peer, "host", ""), admin))
+        await self._audit(AuditEvent(self._clock.seconds(), kind, subject, client_host(request), admin))
 
     @app.route("/bans", methods=["GET"])
     def bans(self, request: IRequest) -> bytes:

@@ -24,7 +24,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from pbx.api.http import APIError, add_json_errors, json_body, read_json
+from pbx.api.http import (
+    APIError,
+    add_json_errors,
+    admin_name,
+    client_host,
+    json_body,
+    read_json,
+)
 from pbx.api.openapi import error_response, object_response
 from pbx.errors import ConfigError
 from pbx.features.attendant.catalogue import (
@@ -80,15 +87,11 @@ class AttendantAPI:
 
     async def _admin(self, request: IRequest) -> str:
         """The administrator's username; 401 without a session, 403 for users."""
-        session = self.pbx.authenticate(request)
-        if session.role != "admin":
-            raise APIError(403, "administrators only")
-        return str(session.username)
+        return admin_name(self.pbx.authenticate(request))
 
     async def _audit(self, request: IRequest, kind: str, subject: str, username: str) -> None:
-        peer = request.getClientAddress()
         await self.pbx.store.add_audit(
-            AuditEvent(self.pbx.clock.seconds(), kind, subject, getattr(peer, "host", "") or str(peer), username)
+            AuditEvent(self.pbx.clock.seconds(), kind, subject, client_host(request), username)
         )
 
     @staticmethod

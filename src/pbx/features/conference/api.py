@@ -23,7 +23,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pbx.api.http import APIError, add_json_errors, json_body
+from pbx.api.http import APIError, add_json_errors, admin_name, client_host, json_body
 from pbx.api.openapi import error_response, object_response
 from pbx.features.conference.options import RoomOptions
 from pbx.features.conference.room import Participant, Room, Rooms
@@ -58,15 +58,12 @@ class ConferenceAPI:
 
     def _admin(self, request: IRequest) -> str:
         """The administrator's username; 401 without a session, 403 for users."""
-        session = self.pbx.authenticate(request)
-        if session.role != "admin":
-            raise APIError(403, "administrators only")
-        return str(session.username)
+        return admin_name(self.pbx.authenticate(request))
 
     async def _audit(self, request: IRequest, kind: str, subject: str, username: str) -> None:
-        peer = request.getClientAddress()
-        host = peer.host if hasattr(peer, "host") else str(peer)
-        await self.pbx.store.add_audit(AuditEvent(self.pbx.clock.seconds(), kind, subject, host, username))
+        await self.pbx.store.add_audit(
+            AuditEvent(self.pbx.clock.seconds(), kind, subject, client_host(request), username)
+        )
 
     def _options(self, number: str) -> RoomOptions:
         options = self.rooms.configured(number)
