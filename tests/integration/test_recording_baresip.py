@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 import urllib.request
 import wave
@@ -121,10 +123,16 @@ class RecordingBaresipTests(SynchronousTestCase):
         config["features"] = {
             "recording": {"always": [CALLER], "dir": "rec", "retention_days": 30}
         }
-        self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config, indent=1))
+        self.config = json.dumps(config, indent=1)
+        self.daemon = Daemon(str(self.workdir / "pbx"), self.config)
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.base = f"http://127.0.0.1:{self.api_port}/api/v1"
+        self.login()
+        self.patterns: dict[str, list[bool]] = {}
+
+    def login(self) -> None:
+        """Log in as the administrator (again after a restart: tokens live in the process)."""
         status, body = http(
             "POST",
             f"{self.base}/auth/login",
@@ -132,7 +140,6 @@ class RecordingBaresipTests(SynchronousTestCase):
         )
         self.assertEqual(status, 200, body)
         self.token = body["token"]
-        self.patterns: dict[str, list[bool]] = {}
 
     def api(self, method: str, path: str) -> Any:
         """One JSON request as the administrator; the body of a 2xx."""
@@ -314,3 +321,95 @@ class RecordingBaresipTests(SynchronousTestCase):
             level = float(own[own > 0].mean())
             self.assertGreater(level, 1000, what)
             self.assertLess(float(leak.mean()), 0.05 * level, f"{what}: hears {other}")
+
+    def left_keying(self, audio: np.ndarray) -> list[float]:
+        """Correlations, half second by half second, of the left channel with the caller's keying."""
+        own = envelope(audio[:, 0].astype(np.float64), TONES[CALLER][0])
+        _, lag = best_correlation(own, self.patterns[CALLER], range(0, 2000))
+        return [
+            best_correlation(
+                own[i : i + PIECE],
+                self.patterns[CALLER],
+                range(lag + i - 3, lag + i + 4),
+            )[0]
+            for i in range(0, len(own) - PIECE + 1, PIECE)
+        ]
+
+    def test_kill_keeps_recordings(self) -> None:
+        """
+        A finished recording survives SIGKILL unchanged; the one running at
+        the kill is kept, up to the crash, and listed as interrupted after
+        the restart.
+        """
+        a = self.start_phone(CALLER, answer=False)
+        b = self.start_phone(CALLEE, answer=True)
+        ids = []
+        for hang_up in (True, False):
+            mark = {p: p.control.mark() for p in (a, b)}
+            a.control.command("dial", CALLEE)
+            for phone in (a, b):
+                phone.control.event("CALL_ESTABLISHED", since=mark[phone])
+            running = wait_until(
+                lambda: [
+                    r
+                    for r in self.api("GET", "/recordings/")["recordings"]
+                    if r["status"] == "recording"
+                ],
+                LIMIT,
+                "the recording",
+            )
+            ids.append(running[0]["id"])
+            time.sleep(3.0)
+            if hang_up:
+                a.control.command("hangup")
+                for phone in (a, b):
+                    phone.control.event("CALL_CLOSED", since=mark[phone])
+                wait_until(
+                    lambda: (
+                        self.api("GET", f"/recordings/{ids[0]}")["status"] == "complete"
+                    ),
+                    LIMIT,
+                    "the first recording complete",
+                )
+                _, finished = self.download(f"/recordings/{ids[0]}/audio")
+        assert self.daemon.process is not None
+        os.kill(self.daemon.pid, signal.SIGKILL)
+        self.daemon.process.wait(30)
+
+        again = Daemon(str(self.workdir / "pbx"), self.config)
+        self.addCleanup(again.stop)
+        again.start(limit=120)
+        self.login()
+        listed = {r["id"]: r for r in self.api("GET", "/recordings/")["recordings"]}
+        self.assertEqual(sorted(listed), sorted(ids))
+        self.assertEqual(listed[ids[0]]["status"], "complete")
+        self.assertEqual(self.download(f"/recordings/{ids[0]}/audio")[1], finished)
+        interrupted = listed[ids[1]]
+        self.assertEqual(
+            (interrupted["status"], interrupted["caller"]), ("interrupted", CALLER)
+        )
+        # What was written before the kill: all but the last batch in memory (half a second).
+        self.assertGreater(interrupted["duration"], 2.0)
+        self.assertLess(interrupted["duration"], 3.5)
+        kind, data = self.download(f"/recordings/{ids[1]}/audio")
+        self.assertEqual(kind, "audio/wav")
+        with wave.open(io.BytesIO(data)) as w:
+            audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(
+                -1, 2
+            )
+        self.assertLess(abs(len(audio) / RATE - interrupted["duration"]), 0.05)
+        pieces = sorted(self.left_keying(audio[RATE // 5 :]))
+        self.assertGreater(
+            pieces[len(pieces) // 2],
+            0.9,
+            f"the interrupted recording's left channel: {pieces}",
+        )
+        self.assertEqual(
+            [
+                n
+                for n in os.listdir(self.workdir / "pbx" / "pbx-data" / "rec")
+                if n.endswith(".part")
+            ],
+            [],
+        )
+        self.assertFalse(self.daemon.tracebacks + again.tracebacks)
