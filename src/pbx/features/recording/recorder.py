@@ -198,8 +198,10 @@ class LegStream:
             if abs(where - now) > self.rate:  # the RTP clock and ours disagree: restart
                 where = None
         if where is None:
-            self._anchor = (ssrc, timestamp, now)
-            where = now
+            # Anchored on a frame boundary: a 20 ms packet then fills one
+            # frame of the file exactly (10 ms of placement error at most).
+            where = round(now / self.frame_samples) * self.frame_samples
+            self._anchor = (ssrc, timestamp, where)
         end = self._cursor + self._buffered
         if anchor is None and not self._buffered:
             # The first audio: start at the frame this packet falls in.
