@@ -8,8 +8,9 @@ decoder); telephone-event packets (RFC 4733) and comfort noise carry no
 speech and are left out; what remains is decoded with the leg's negotiated
 codec and resampled to the recording's rate.  A packet's place in the file
 comes from its RTP timestamp (RFC 3550 §5.1: it counts samples), anchored
-to the clock when the leg's stream starts and re-anchored when the two
-disagree by more than a second (a new SSRC, a restarted stream), so jitter
+to the clock when the leg's stream starts and re-anchored when they
+disagree (a new SSRC; timestamps a second ahead of the clock, or ten behind
+it: packets read late by a busy reactor keep their place), so jitter
 never moves audio and a silence-suppressing phone leaves silence where it
 was quiet.  The two legs meet in a :class:`StereoRecorder` by 20 ms frame
 number: the caller (leg ``a``) on the left channel and the callee on the
@@ -39,8 +40,13 @@ from pbx.media.wav import StereoRecorder, WavWriter
 __all__ = ["CallRecorder", "Downmix", "LegStream"]
 
 FRAMES_PER_SECOND = 50
-#: Frames the two legs may be apart before the slower one's frame is late.
-MAX_DELAY_FRAMES = 15
+#: Frames the two legs may be apart before the slower one's frame is late:
+#: one second, as a reactor that stalls reads one socket's backlog before
+#: the other's (32 KB of pending frames per call at most).
+MAX_DELAY_FRAMES = 50
+#: How far behind the clock a leg's packets may be read before its stream is
+#: taken to have restarted (its timestamps jumped back).
+LATE_SECONDS = 10
 #: Comfort noise (RFC 3389) and events carry no speech to decode.
 _NOT_AUDIO = frozenset({"telephone-event", "cn"})
 
@@ -195,7 +201,9 @@ class LegStream:
         where = None
         if anchor is not None and anchor[0] == ssrc:
             where = anchor[2] + ts_delta(timestamp, anchor[1]) * self.rate // clock_rate
-            if abs(where - now) > self.rate:  # the RTP clock and ours disagree: restart
+            # The RTP clock and ours disagree: restart.  A packet may be read
+            # late (a busy reactor works through a backlog), never early.
+            if where - now > self.rate or now - where > LATE_SECONDS * self.rate:
                 where = None
         if where is None:
             # Anchored on a frame boundary: a 20 ms packet then fills one
@@ -232,6 +240,13 @@ class LegStream:
             self._push(out)
 
     def _push(self, pcm: np.ndarray) -> None:
+        n = self.frame_samples
+        if (
+            not self._buffered and len(pcm) == n
+        ):  # the usual case: one packet, one frame
+            self.on_frame(self._cursor // n, pcm)
+            self._cursor += n
+            return
         self._buffer.append(pcm)
         self._buffered += len(pcm)
         n = self.frame_samples
