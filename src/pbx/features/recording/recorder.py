@@ -183,9 +183,10 @@ class LegStream:
                 self.undecodable += 1
                 return
             decoder = self._decoders[item.payload_type] = codec.new_decoder()
-            self._resamplers[item.payload_type] = Resampler(
-                codec.sample_rate, self.rate
-            )
+            if codec.sample_rate != self.rate:
+                self._resamplers[item.payload_type] = Resampler(
+                    codec.sample_rate, self.rate
+                )
         try:
             pcm = np.asarray(decoder.decode(item.payload), dtype=np.int16)
         except ValueError:

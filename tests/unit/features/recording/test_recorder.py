@@ -14,11 +14,11 @@ import numpy as np
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pbx.features.recording.recorder import CallRecorder, Downmix
 from pbx.media import g711
-from pbx.media.codecs import PCMU
+from pbx.media.codecs import G722, PCMU, CodecUnavailable
 from pbx.media.dtmf import encode_event
 from pbx.media.rtp import RTPSender
 from pbx.media.wav import WavWriter
@@ -238,3 +238,51 @@ class MixedTests(RecorderTestCase):
         self.assertEqual(channels, 1)
         total = a.decoded().astype(np.int32) + b.decoded()
         np.testing.assert_array_equal(audio[:, 0], np.clip(total, -32768, 32767))
+
+
+class WidebandTests(SynchronousTestCase):
+    """A G.722 call is recorded at 16 kHz."""
+
+    def test_g722(self) -> None:
+        """G.722 packets (8 kHz RTP clock, 16 kHz audio) fill 20 ms frames of a 16 kHz file, in time."""
+        codec = G722()
+        try:
+            codec.probe()
+        except CodecUnavailable as e:
+            raise SkipTest(f"G.722 is not installed: {e}") from None
+        clock = Clock()
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "w.wav")
+        writer = WavWriter(
+            path,
+            clock,
+            threadpool=object(),
+            sample_rate=16000,
+            channels=2,  # type: ignore[arg-type]
+            defer_to_thread_pool=inline,
+        )
+        recorder = CallRecorder(
+            writer, clock, lambda leg: {9: ("g722", 8000)}, {"g722": codec}
+        )
+        encoder, sender = codec.new_encoder(), RTPSender(9)
+        t = np.arange(50 * 320) / 16000
+        audio = (8000 * np.sin(2 * np.pi * 3000 * t)).astype(np.int16)
+        for i in range(50):
+            recorder.packet(
+                "b",
+                sender.next_packet(
+                    encoder.encode(audio[i * 320 : (i + 1) * 320]), 160
+                ).to_bytes(),
+            )
+            clock.advance(0.02)
+        self.successResultOf(recorder.close())
+        channels, recorded = read(path)
+        with wave.open(path) as w:
+            self.assertEqual(w.getframerate(), 16000)
+        self.assertEqual(len(recorded), 50 * 320)
+        right = recorded[:, 1].astype(np.float64)
+        # A 3 kHz tone (beyond G.711's band) survives: the file is wideband.
+        spectrum = np.abs(np.fft.rfft(right[3200:]))
+        self.assertEqual(round(np.argmax(spectrum) * 16000 / len(right[3200:])), 3000)
+        self.assertFalse(recorded[:, 0].any())
