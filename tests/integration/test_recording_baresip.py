@@ -16,6 +16,12 @@ and whose right channel follows the callee's, each without the other's
 tone; its metadata names the call, the parties, the format and the pause;
 and every frame of the paused span is silent.
 
+Two more calls: pbx is killed (SIGKILL) during a second recorded call and
+restarted: the first recording is unchanged and the second is kept up to
+the kill, as ``interrupted``, its left channel still the caller's keying;
+and on a call no policy records, ``*1`` pressed on the callee's phone (RFC
+4733) starts a recording and ``*1`` again stops it.
+
 Only loopback is used.
 """
 
@@ -36,7 +42,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
 from support.calls import (
     FRAME,
     RATE,
@@ -60,7 +66,7 @@ pytestmark = pytest.mark.integration
 
 CALLER, CALLEE = "1001", "1002"
 #: Each phone's tone (Hz) and keying seed.
-TONES = {CALLER: (600.0, 21), CALLEE: (1300.0, 22)}
+TONES = {CALLER: (600.0, 21), CALLEE: (1300.0, 22), "1003": (900.0, 23)}
 SIGNAL_SECONDS = 60.0
 TALK, PAUSE, AFTER = 3.0, 2.0, 3.0
 RELAY_PORTS = 20
@@ -413,3 +419,42 @@ class RecordingBaresipTests(SynchronousTestCase):
             [],
         )
         self.assertFalse(self.daemon.tracebacks + again.tracebacks)
+
+    def test_toggle_keys(self) -> None:
+        """
+        On a call no policy records, *1 pressed by the callee's phone (RFC
+        4733 events) starts a recording and *1 again stops it.
+        """
+        b = self.start_phone(CALLEE, answer=False)
+        c = self.start_phone("1003", answer=True)
+        b.control.command("dial", "1003")
+        for phone in (b, c):
+            phone.control.event("CALL_ESTABLISHED")
+        time.sleep(1.0)
+        self.assertEqual(self.api("GET", "/recordings/")["recordings"], [])
+        press(c, "*", 1)
+        press(c, "1", 2)
+        [running] = wait_until(
+            lambda: self.api("GET", "/recordings/")["recordings"], LIMIT, "a recording"
+        )
+        self.assertEqual(
+            (running["status"], running["started_by"]), ("recording", "keys:1003")
+        )
+        time.sleep(2.0)
+        press(c, "*", 3)
+        press(c, "1", 4)
+        meta = wait_until(
+            lambda: (
+                (m := self.api("GET", f"/recordings/{running['id']}"))["status"]
+                == "complete"
+                and m
+            ),
+            LIMIT,
+            "the recording stopped",
+        )
+        self.assertEqual((meta["caller"], meta["callee"]), (CALLEE, "1003"))
+        self.assertLess(abs(meta["duration"] - 2.0), 1.0)
+        b.control.command("hangup")
+        for phone in (b, c):
+            phone.control.event("CALL_CLOSED")
+        self.assertEqual(len(self.api("GET", "/recordings/")["recordings"]), 1)
