@@ -391,3 +391,25 @@ class RecoveryTests(SynchronousTestCase):
         pbx = make_pbx(self)
         self.start(pbx, {"retention_days": 0})
         self.assertEqual(pbx.clock.getDelayedCalls(), [])
+
+
+class PolicyToggleTests(ServiceTestCase):
+    """On an always-on recording the toggle keys pause and resume; they never stop it."""
+
+    options: dict[str, Any] = {"always": ["1001"], "toggle": "*1"}
+
+    def test_keys_pause_and_resume(self) -> None:
+        """*1 pauses the policy recording, *1 again resumes it; the call's end completes it."""
+        tap = self.answer()
+        keys, a, b = Talker(0), Talker(600), Talker(900)
+        self.talk(tap, 1.0, a, b)
+        for packet in keys.key("*") + keys.key("1"):
+            tap.listeners["a"](packet)
+        self.talk(tap, 1.0, a, b)
+        for packet in keys.key("*") + keys.key("1"):
+            tap.listeners["a"](packet)
+        self.talk(tap, 1.0, a, b)
+        self.end()
+        [meta] = self.items()
+        self.assertEqual((meta["status"], meta["started_by"]), ("complete", "policy"))
+        self.assertEqual(meta["pauses"], [[1.0, 2.0]])
