@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -62,7 +62,11 @@ class RecordingService(Service):
         )
 
     def startService(self) -> None:  # noqa: N802 - twisted API
-        """Follow calls, mount the API; repair interrupted recordings and start the sweep in the background."""
+        """
+        Follow calls and mount the API now; make the directory before the PBX
+        is ready; repair interrupted recordings and start the sweep in the
+        background.
+        """
         from pbx.features.recording.api import RecordingAPI, openapi_paths
         from pbx.features.recording.library import Library
 
@@ -74,6 +78,8 @@ class RecordingService(Service):
         self.pbx.mount_api(
             "recordings", RecordingAPI(self.pbx, self).resource(), openapi_paths()
         )
+        # The directory exists before the first call can be recorded.
+        self.pbx.before_ready(self.library.prepare)
         self.ready = Deferred.fromCoroutine(self._recover())
         self.ready.addErrback(
             lambda f: self.log.failure("recording: start-up work failed", f)
@@ -113,8 +119,6 @@ class RecordingService(Service):
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         finishing = [self._end(call_id) for call_id in list(self.watches)]
-        from twisted.internet.defer import DeferredList
-
         return DeferredList(finishing, consumeErrors=True)
 
     # -- calls ---------------------------------------------------------------------
