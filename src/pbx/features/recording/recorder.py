@@ -41,9 +41,11 @@ __all__ = ["CallRecorder", "Downmix", "LegStream"]
 
 FRAMES_PER_SECOND = 50
 #: Frames the two legs may be apart before the slower one's frame is late:
-#: one second, as a reactor that stalls reads one socket's backlog before
-#: the other's (32 KB of pending frames per call at most).
-MAX_DELAY_FRAMES = 50
+#: three seconds.  A reactor that stalls (a starved CPU) then reads each
+#: socket's whole backlog in turn, one leg's seconds of packets before the
+#: other's; frames wait here only while one leg sends and the other does
+#: not (about 100 KB per such call at most).
+MAX_DELAY_FRAMES = 150
 #: How far behind the clock a leg's packets may be read before its stream is
 #: taken to have restarted (its timestamps jumped back).
 LATE_SECONDS = 10
