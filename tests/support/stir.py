@@ -141,24 +141,23 @@ class PKI:
         return evolve(self, signer=signer)
 
 
-def make_pki(name: str = "Test") -> PKI:
-    """A fresh PKI valid around :data:`NOW`."""
+def make_pki(name: str = "Test", around: float = NOW) -> PKI:
+    """A fresh PKI valid from 30 days before ``around`` for a year."""
+    span = {"not_before": around - 30 * DAY, "not_after": around + 365 * DAY}
     root_key = ec.generate_private_key(ec.SECP256R1())
-    root = issue(
-        f"{name} STI-CA root",
-        root_key,
-        None,
-        root_key,
-        ca=True,
-        not_after=NOW + 3650 * DAY,
-    )
+    root = issue(f"{name} STI-CA root", root_key, None, root_key, ca=True, **span)
     intermediate_key = ec.generate_private_key(ec.SECP256R1())
     intermediate = issue(
-        f"{name} STI-CA issuing", intermediate_key, root, root_key, ca=True
+        f"{name} STI-CA issuing", intermediate_key, root, root_key, ca=True, **span
     )
     signer_key = ec.generate_private_key(ec.SECP256R1())
     signer = issue(
-        f"{name} SHAKEN signer", signer_key, intermediate, intermediate_key, ca=False
+        f"{name} SHAKEN signer",
+        signer_key,
+        intermediate,
+        intermediate_key,
+        ca=False,
+        **span,
     )
     return PKI(root_key, root, intermediate_key, intermediate, signer_key, signer)
 

@@ -178,8 +178,13 @@ def parse_options(raw: Any, base: Path | None = None) -> StirShakenOptions | Non
         x5u = raw["x5u"]
         problem = text_problem(x5u, 2048)
         if problem is None:
-            # Our own x5u is what verifiers fetch: https, as they expect.
-            problem = x5u_problem(x5u, ())
+            # What verifiers fetch: https for carriers' verifiers (they fetch
+            # nothing else by default); http only makes sense between pbx
+            # sites that list it in their allowed_x5u.
+            own = normalise_prefix(x5u)
+            problem = (
+                "must be an https:// URL" if own is None else x5u_problem(x5u, (own,))
+            )
         if problem is not None:
             raise ConfigError(_key("x5u"), problem)
     trust = tuple(

@@ -104,6 +104,12 @@ class ParseTests(SynchronousTestCase):
             (options.x5u_cache_ttl, options.require_tn_auth_list), (0, False)
         )
 
+    def test_http_x5u(self) -> None:
+        """Our own x5u may be http, for pbx sites that allow it from each other."""
+        options = parse_options(dict(SIGNING, x5u="http://127.0.0.1:8080/sp.pem"))
+        assert options is not None
+        self.assertEqual(options.x5u, "http://127.0.0.1:8080/sp.pem")
+
     def test_verify_only(self) -> None:
         """trust alone verifies without signing."""
         options = parse_options({"trust": ["/a.pem"]})
@@ -124,9 +130,14 @@ class ParseTests(SynchronousTestCase):
             "together",
         )
         self.assertError(
-            dict(SIGNING, x5u="http://certs.example.com/a.pem"),
+            dict(SIGNING, x5u="ftp://certs.example.com/a.pem"),
             "stir_shaken.x5u",
             "https",
+        )
+        self.assertError(
+            dict(SIGNING, x5u="https://certs.example.com/a/../b.pem"),
+            "stir_shaken.x5u",
+            "..",
         )
         self.assertError(dict(SIGNING, x5u="certs.example.com"), "stir_shaken.x5u")
         self.assertError(dict(SIGNING, x5u=5), "stir_shaken.x5u", "string")
