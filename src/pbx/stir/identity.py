@@ -73,6 +73,9 @@ def split_identities(values: Iterable[str]) -> list[str]:
     """
     out: list[str] = []
     for value in values:
+        if "," not in value:
+            out.append(value)
+            continue
         start, depth, quoted = 0, False, False
         for i, c in enumerate(value):
             if c == '"' and not depth:
