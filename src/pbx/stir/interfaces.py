@@ -48,8 +48,8 @@ class IStirShaken(Interface):
 
     async def verify_inbound(
         identity_values: Sequence[str],
-        from_tn: str | Iterable[str] | None,
-        to_tn: str | Iterable[str] | None,
+        from_tn: str | Iterable[str | None] | None,
+        to_tn: str | Iterable[str | None] | None,
         now: float,
     ) -> Verdict:
         """

@@ -11,8 +11,12 @@ Outbound::
 
 Inbound::
 
-    verdict = await stir.verify_inbound(invite.headers.get_all("Identity"),
-                                        (pai_user, from_user), (to_user, ruri_user), clock.seconds())
+    verdict = await stir.verify_inbound(
+        invite.headers.get_all("Identity"),
+        (number_of(pai.uri), number_of(from_.uri)),      # pbx.stir.tn.number_of
+        (number_of(to.uri), number_of(invite.uri)),
+        clock.seconds(),
+    )
     refusal = stir.rejection(verdict)      # (438, "Invalid Identity Header") or None
     caller_uri = with_verstat(caller_uri, verdict)   # what the callee's phone shows
 """
@@ -51,6 +55,14 @@ class StirShaken:
     reject_failed: bool = False
     """Refuse calls whose verification failed (RFC 8224 §6.2.2)."""
 
+    @classmethod
+    def off(cls) -> StirShaken:
+        """
+        STIR/SHAKEN switched off (no ``stir_shaken:`` section): nothing is
+        signed, every call is No-TN-Validation.
+        """
+        return cls(signer=None, verifier=None)
+
     def sign_outbound(self, call: OutboundCall) -> str | None:
         """
         The Identity header value for an outbound INVITE.
@@ -65,8 +77,8 @@ class StirShaken:
     async def verify_inbound(
         self,
         identity_values: Sequence[str],
-        from_tn: str | Iterable[str] | None,
-        to_tn: str | Iterable[str] | None,
+        from_tn: str | Iterable[str | None] | None,
+        to_tn: str | Iterable[str | None] | None,
         now: float,
     ) -> Verdict:
         """

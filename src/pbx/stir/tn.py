@@ -1,5 +1,6 @@
 """
-Telephone numbers in the canonical form PASSporTs carry (RFC 8224 §8.3).
+Telephone numbers in the canonical form PASSporTs carry (RFC 8224 §8.3),
+and the number a SIP or tel URI names.
 
 Pure: no Twisted, no I/O.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_TN_DIGITS", "canonical_tn", "tn_problem"]
+from pbx.sip.uri import URI, unescape
+
+__all__ = ["MAX_TN_DIGITS", "canonical_tn", "number_of", "tn_problem"]
 
 #: Most digits a canonical number may have (E.164's 15, with room for
 #: national prefixes some carriers keep).
@@ -54,3 +57,19 @@ def canonical_tn(number: str) -> str:
         raise ValueError(f"{number!r} {problem}")
     digits = number.split(";", 1)[0].translate(_SEPARATORS)
     return digits[1:] if digits.startswith("+") else digits
+
+
+def number_of(uri: URI) -> str | None:
+    """
+    The telephone number a From, To, P-Asserted-Identity or Request-URI names.
+
+    :param uri: a ``tel`` URI, or a SIP URI whose user part is a number
+        (``sip:+15551230000;npdi@carrier.example.com;user=phone``).
+    :returns: the number, canonical; None for a name (``sip:alice@...``) or
+        an anonymous caller.
+    """
+    if uri.scheme == "tel" or uri.is_sip:
+        user = unescape(uri.user) if uri.user else ""
+        if tn_problem(user) is None:
+            return canonical_tn(user)
+    return None

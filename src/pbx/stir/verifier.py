@@ -31,12 +31,14 @@ DEFAULT_MAX_AGE = 60
 MAX_IDENTITIES = 4
 
 
-def _numbers(value: str | Iterable[str] | None) -> set[str]:
+def _numbers(value: str | Iterable[str | None] | None) -> set[str]:
     """The canonical forms of every telephone number among ``value``."""
     if value is None:
         return set()
     candidates = [value] if isinstance(value, str) else list(value)
-    return {canonical_tn(c) for c in candidates if tn_problem(c) is None}
+    return {
+        canonical_tn(c) for c in candidates if c is not None and tn_problem(c) is None
+    }
 
 
 @define(eq=False)
@@ -53,8 +55,8 @@ class Verifier:
     async def verify(
         self,
         identity_values: Sequence[str],
-        from_tn: str | Iterable[str] | None,
-        to_tn: str | Iterable[str] | None,
+        from_tn: str | Iterable[str | None] | None,
+        to_tn: str | Iterable[str | None] | None,
         now: float,
     ) -> Verdict:
         """

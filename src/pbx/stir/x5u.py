@@ -5,8 +5,9 @@ places, size- and time-capped, cached.
 An Identity header names the URL its certificate is fetched from, so a
 verifier that fetched anything would make HTTP requests wherever a caller
 chose (ATIS-1000074 §5.3.1 and RFC 8224 §12.3 warn of exactly this).  Only
-``https`` URLs are fetched unless ``allowed_x5u`` lists prefixes; then only
-URLs under those, ``http`` included only where a prefix says ``http://``.
+``https`` URLs with a host name or a public address are fetched unless
+``allowed_x5u`` lists prefixes; then only URLs under those, ``http``
+included only where a prefix says ``http://``.
 A URL with ``.`` or ``..`` path segments or user information never is.
 
 :class:`SignerCache` fetches with an injected ``IAgent`` (no redirects
@@ -19,6 +20,7 @@ when the time leaves the window in which its last answer holds.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any, cast
@@ -123,7 +125,20 @@ def x5u_problem(url: str, allowed: Sequence[str]) -> str | None:
             return "is not under an allowed_x5u prefix"
     elif parts.scheme.lower() != "https":
         return "is not https (list an http prefix in allowed_x5u to allow it)"
+    elif not _public_host(parts.hostname):
+        # RFC 8224 §12.3: the caller chooses the URL; without a list, keep
+        # verifiers from being sent to this network's own servers.
+        return "is a private or local address (list it in allowed_x5u to allow it)"
     return None
+
+
+def _public_host(host: str) -> bool:
+    """Whether ``host`` is a name, or an address that is globally reachable."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() != "localhost" and not host.lower().endswith(".localhost")
+    return address.is_global
 
 
 class _BodyTooLarge(Exception):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pbx.sip.uri import parse_uri
 from pbx.stir.attestation import attestation
-from pbx.stir.tn import canonical_tn, tn_problem
+from pbx.stir.tn import canonical_tn, number_of, tn_problem
 
 
 class CanonicalTests(SynchronousTestCase):
@@ -27,6 +28,31 @@ class CanonicalTests(SynchronousTestCase):
                 canonical_tn(bad)
         self.assertIsNotNone(tn_problem(15551234567))
         self.assertIsNone(tn_problem("+15551234567"))
+
+
+class NumberOfTests(SynchronousTestCase):
+    """The number a URI names."""
+
+    def test_numbers(self) -> None:
+        """tel URIs and SIP URIs with a number (escaped or with parameters) give it, canonical."""
+        for text in (
+            "tel:+1-555-123-0000",
+            "sip:+15551230000@carrier.example.com;user=phone",
+            "sip:+15551230000;npdi;verstat=TN-Validation-Passed@h",
+            "sips:%2B15551230000@h",
+            "sip:15551230000@127.0.0.1:5060",
+        ):
+            self.assertEqual(number_of(parse_uri(text)), "15551230000", text)
+
+    def test_not_numbers(self) -> None:
+        """Names, anonymous callers and other schemes give None."""
+        for text in (
+            "sip:alice@example.com",
+            "sip:anonymous@anonymous.invalid",
+            "sip:h",
+            "urn:service:sos",
+        ):
+            self.assertIsNone(number_of(parse_uri(text)), text)
 
 
 class AttestationTests(SynchronousTestCase):

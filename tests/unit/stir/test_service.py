@@ -184,6 +184,18 @@ class ServiceTests(SynchronousTestCase):
             (Status.NO_VALIDATION, Reason.NOT_CONFIGURED),
         )
 
+    def test_off(self) -> None:
+        """Switched off, nothing is signed, nothing verified, nothing refused."""
+        stir = StirShaken.off()
+        self.assertTrue(verifyObject(IStirShaken, stir))
+        call = OutboundCall("15551230000", "15557654321", authenticated=True)
+        self.assertIsNone(stir.sign_outbound(call))
+        value = self.build().sign_outbound(call)
+        assert value is not None
+        verdict = self.verify(stir, [value], "15551230000", "15557654321")
+        self.assertEqual(verdict.status, Status.NO_VALIDATION)
+        self.assertIsNone(stir.rejection(verdict))
+
     def test_reject_policy(self) -> None:
         """Failed calls are refused only when reject_failed is set, with RFC 8224's response."""
         value = self.build().sign_outbound(

@@ -124,7 +124,7 @@ class VerifierTests(SynchronousTestCase):
         """orig may match P-Asserted-Identity while From is anonymous; dest any of To and the Request-URI."""
         value = f"{self.sign()};info=<{X5U}>"
         verdict = self.verify(
-            [value], from_tn=["anonymous", "+15551230000"], to_tn=("1001", CALLEE)
+            [value], from_tn=[None, "anonymous", "+15551230000"], to_tn=("1001", CALLEE)
         )
         self.assertEqual(verdict.status, Status.PASSED, verdict.detail)
 

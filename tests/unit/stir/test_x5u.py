@@ -12,7 +12,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -39,6 +39,22 @@ class AllowedTests(SynchronousTestCase):
         self.assertIn(
             "not https", x5u_problem("http://certs.example.com/a.pem", ()) or ""
         )
+
+    def test_local_addresses_need_a_prefix(self) -> None:
+        """Without prefixes, https URLs to loopback, private or link-local addresses are refused."""
+        for url in (
+            "https://127.0.0.1/a.pem",
+            "https://10.1.2.3/a.pem",
+            "https://192.168.1.1:8443/a.pem",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/a.pem",
+            "https://localhost/a.pem",
+            "https://db.localhost/a.pem",
+        ):
+            self.assertIn("private or local", x5u_problem(url, ()) or "", url)
+        self.assertIsNone(x5u_problem("https://8.8.8.8/a.pem", ()))
+        allowed = (normalise_prefix("https://127.0.0.1/"),)
+        self.assertIsNone(x5u_problem("https://127.0.0.1/a.pem", allowed))  # type: ignore[arg-type]
 
     def test_prefixes(self) -> None:
         """With prefixes, only URLs under them, http included where a prefix says so."""
@@ -320,6 +336,20 @@ class CacheTests(SynchronousTestCase):
         self.assertEqual(len(results), 3)
         for outcome in results:
             self.assertFailure_(outcome, Reason.X5U_UNAVAILABLE)
+
+    def test_cancelled_waiter(self) -> None:
+        """A call that gives up during the fetch leaves the fetch and the other waiters alone."""
+        agent = SilentAgent()
+        cache = self.cache(agent=agent)
+        first = ensureDeferred(cache.signer(URL, NOW))
+        results: list[Any] = []
+        ensureDeferred(cache.signer(URL, NOW)).addBoth(results.append)
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        self.assertEqual((agent.cancelled, results), (0, []))
+        self.clock.advance(6)
+        self.assertFailure_(results[0], Reason.X5U_UNAVAILABLE)
+        self.assertEqual(agent.cancelled, 1)
 
     def test_bounded(self) -> None:
         """The cache holds at most max_entries URLs."""
