@@ -23,10 +23,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 from attrs import define, field
+from cryptography import x509
 
 from zope.interface import implementer
 
@@ -105,8 +106,10 @@ def x5u_problem(url: str, allowed: Sequence[str]) -> str | None:
         any ``https`` URL.
     :returns: a short phrase, or None when it may be fetched.
     """
-    if len(url) > MAX_URL_LENGTH or any(
-        c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url
+    if (
+        len(url) > MAX_URL_LENGTH
+        or not url.isascii()
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)
     ):
         return "is not a URL"
     parts = urlsplit(url)
@@ -204,7 +207,7 @@ def _lifetime(headers: Headers, ceiling: float) -> float:
 
 @define(eq=False)
 class _Entry:
-    certificates: list[Any] | None
+    certificates: list[x509.Certificate] | None
     error: str
     expires: float
     verified: VerifiedSigner | None = None
@@ -317,6 +320,7 @@ class SignerCache:
         try:
             return _Entry(read_certificates(body), "", expires)
         except CertificateError as e:
+            self.log.info("x5u {url}: {error}", url=url, error=str(e))
             return _Entry(None, f"x5u: {e}", self.clock.seconds() + self.failure_ttl)
 
     def _keep(self, url: str, entry: _Entry) -> None:

@@ -98,6 +98,7 @@ class AllowedTests(SynchronousTestCase):
             "https://certs.example.com/shaken/%2E%2E/private/key.pem",
             "https://certs.example.com/shaken/a.pem#x",
             "https://certs.example.com/shaken/a\r\n.pem",
+            "https://certs.example.com/shaken/ä.pem",
             "https:///shaken/a.pem",
             "https://certs.example.com/shaken/" + "a" * 3000,
         ):
