@@ -10,7 +10,7 @@ The ``stir_shaken:`` section of the configuration, validated into one frozen
       key: /etc/pbx/shaken.key               # ... its P-256 private key ...
       x5u: "https://certs.example.com/shaken.pem"   # ... and where verifiers fetch it
       trust: [/etc/pbx/sti-ca.pem]           # verifying: the STI-CAs' certificates
-      allowed_x5u: ["https://cr.sti-ca.example/"]   # default: any https URL
+      allowed_x5u: ["https://cr.sti-ca.example/"]   # default: any public https URL
       max_age: 60                            # seconds iat may be off (RFC 8224 §6.2.1)
       reject_failed: false                   # true: failed calls get 436/437/438/403
       x5u_timeout: 5                         # seconds per certificate fetch
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pbx.errors import ConfigError
 from pbx.stir.certificates import CertificateError, TrustAnchors, read_certificates
-from pbx.stir.x5u import normalise_prefix, x5u_problem
+from pbx.stir.locations import normalise_prefix, x5u_problem
 from pbx.validation import text_problem
 
 __all__ = ["Credentials", "StirShakenOptions", "load_credentials", "parse_options"]
@@ -183,7 +183,9 @@ def parse_options(raw: Any, base: Path | None = None) -> StirShakenOptions | Non
             # sites that list it in their allowed_x5u.
             own = normalise_prefix(x5u)
             problem = (
-                "must be an https:// URL" if own is None else x5u_problem(x5u, (own,))
+                "must be an https:// (or http://) URL"
+                if own is None
+                else x5u_problem(x5u, (own,))
             )
         if problem is not None:
             raise ConfigError(_key("x5u"), problem)

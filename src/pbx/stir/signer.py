@@ -1,23 +1,24 @@
 """
 Signing outbound calls: the Identity header a trunk adds to an INVITE.
 
-Pure but for the clock: the signing time comes from the injected
-``IReactorTime``.
+Pure: the signing time comes from the injected clock (an ``IReactorTime``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from attrs import define, field, frozen
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from twisted.internet.interfaces import IReactorTime
 
 from pbx.stir.attestation import Attestation, attestation
 from pbx.stir.identity import build_identity
 from pbx.stir.passport import Passport, sign
 from pbx.stir.tn import canonical_tn, tn_problem
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
 
 __all__ = ["OutboundCall", "Signer"]
 

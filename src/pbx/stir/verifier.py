@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 
 from attrs import define
 
-from twisted.logger import Logger
-
 from pbx.stir.identity import IdentityError, parse_identity, split_identities
 from pbx.stir.interfaces import ISignerSource
 from pbx.stir.passport import ALGORITHM, SHAKEN, read_header, verify
@@ -44,8 +42,6 @@ def _numbers(value: str | Iterable[str | None] | None) -> set[str]:
 @define(eq=False)
 class Verifier:
     """Checks Identity headers against the call they arrived with."""
-
-    log = Logger()
 
     signers: ISignerSource
     """Gives the verified key for an ``x5u`` (:class:`pbx.stir.x5u.SignerCache`)."""

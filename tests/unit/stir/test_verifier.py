@@ -22,9 +22,10 @@ from twisted.web.resource import Resource
 from twisted.web.static import Data
 
 from pbx.stir.certificates import TrustAnchors
+from pbx.stir.locations import normalise_prefix
 from pbx.stir.verdict import Reason, Status, Verdict
 from pbx.stir.verifier import Verifier
-from pbx.stir.x5u import SignerCache, normalise_prefix
+from pbx.stir.x5u import SignerCache
 
 from support.stir import NOW, make_pki
 

@@ -22,8 +22,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pbx.stir.certificates import TrustAnchors, VerifiedSigner
 from pbx.stir.interfaces import ISignerSource
+from pbx.stir.locations import normalise_prefix, x5u_problem
 from pbx.stir.verdict import Reason
-from pbx.stir.x5u import SignerCache, X5UError, normalise_prefix, x5u_problem
+from pbx.stir.x5u import SignerCache, X5UError
 
 from support.stir import NOW, PKI, make_pki
 
