@@ -39,12 +39,16 @@ class EmergencyInvite:
     :ivar body: the new message body (the SDP alone when there is no location).
     :ivar content_type: the new ``Content-Type`` of the body.
     :ivar location: the PIDF-LO inside the body, or ``b""``.
+    :ivar content_id: the PIDF-LO part's ``Content-ID`` (without ``<>``),
+        which ``Geolocation`` names; for a sender that builds the multipart
+        body itself.
     """
 
     headers: tuple[tuple[str, str], ...]
     body: bytes
     content_type: str
     location: bytes = b""
+    content_id: str = ""
 
 
 def emergency_invite(
@@ -112,5 +116,5 @@ def emergency_invite(
     body = b"".join(mark + CRLF + part + CRLF for part in parts) + mark + b"--" + CRLF
     headers += [("Geolocation", f"<cid:{cid}>"), ("Geolocation-Routing", "no")]
     return EmergencyInvite(
-        tuple(headers), body, f"multipart/mixed;boundary={boundary}", location
+        tuple(headers), body, f"multipart/mixed;boundary={boundary}", location, cid
     )

@@ -178,6 +178,7 @@ class EmergencyInviteTests(SynchronousTestCase):
         self.assertEqual(sdp.get_payload(decode=True), SDP)
         self.assertEqual(pidf.get_content_type(), "application/pidf+xml")
         self.assertEqual(pidf["Content-ID"], "<t0k3n@pbx.test>")
+        self.assertEqual(invite.content_id, "t0k3n@pbx.test")
         self.assertEqual(
             headers["Geolocation"], "<cid:" + pidf["Content-ID"].strip("<>") + ">"
         )
