@@ -41,6 +41,8 @@ pytestmark = [
 
 CA = "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"
 DID = "+15551230000"
+#: The carrier's address: not the phones' (127.0.0.1), so its calls are told apart by source.
+CARRIER = "127.0.0.2"
 HQ = {
     "country": "US",
     "A1": "CA",
@@ -72,14 +74,14 @@ class EmergencyTrunkTests(SIPpCallCase):
     """911 reaches the carrier with the caller's location; the PSAP's callback rings through DND."""
 
     def config(self, **kwargs: Any) -> str:
-        """A carrier trunk (IP-authenticated from 127.0.0.1) and the ``emergency:`` section."""
+        """A carrier trunk (IP-authenticated from 127.0.0.2) and the ``emergency:`` section."""
         self.carrier_port = free_port(socket.SOCK_DGRAM)
         config = json.loads(super().config(**kwargs))
         config["trunks"] = {
             "carrier": {
-                "uri": f"sip:127.0.0.1:{self.carrier_port};transport=udp",
+                "uri": f"sip:{CARRIER}:{self.carrier_port};transport=udp",
                 "caller_id": DID,
-                "allow_from": ["127.0.0.1/32"],
+                "allow_from": [f"{CARRIER}/32"],
                 "dids": {DID: {"extension": CALLEE}},
             }
         }
@@ -93,17 +95,16 @@ class EmergencyTrunkTests(SIPpCallCase):
         }
         return json.dumps(config, indent=1)
 
+    def start_carrier(self) -> Any:
+        """The SIPp carrier on 127.0.0.2 (``uas_answer.xml``): answers one call; its messages in ``carrier.messages``."""
+        return self.start_sipp(
+            "uas_answer", self.carrier_port, "-m", "1", "-mp", str(next(self.media_ports)),
+            "-i", CARRIER, name="carrier",
+        )  # fmt: skip
+
     def test_pidf_lo_reaches_the_carrier(self) -> None:
         """The carrier's INVITE carries the PIDF-LO of the configured address by value."""
-        carrier = self.start_sipp(
-            "uas_answer",
-            self.carrier_port,
-            "-m",
-            "1",
-            "-mp",
-            str(next(self.media_ports)),
-            name="carrier",
-        )
+        carrier = self.start_carrier()
         self.call("uac_auth", "911")
         self.finish(carrier, "carrier")
         headers, body = received_invite(
@@ -134,15 +135,7 @@ class EmergencyTrunkTests(SIPpCallCase):
     def test_callback_rings_through_dnd(self) -> None:
         """Within the callback window the carrier's call to the callback number reaches 1001 despite DND."""
         phone = self.register_callee(CALLER)
-        carrier = self.start_sipp(
-            "uas_answer",
-            self.carrier_port,
-            "-m",
-            "1",
-            "-mp",
-            str(next(self.media_ports)),
-            name="carrier",
-        )
+        carrier = self.start_carrier()
         self.call("uac_auth", "911")
         self.finish(carrier, "carrier")
         status, login = http(
@@ -167,6 +160,8 @@ class EmergencyTrunkTests(SIPpCallCase):
             "1",
             "-mp",
             str(next(self.media_ports)),
+            "-i",
+            CARRIER,
             f"127.0.0.1:{self.sip_port}",
             name="psap",
         )

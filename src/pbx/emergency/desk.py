@@ -6,9 +6,11 @@ The emergency desk: everything pbx does when someone dials 911, in one place.
   outbound trunk route too; a call told twice counts once).  It finds the
   caller's location, writes the audit record, publishes the ``emergency``
   event and e-mails ``emergency.notify.email`` at once;
-- :meth:`EmergencyDesk.outbound_invite` is the one call the trunk's
-  outbound-INVITE hook makes: the headers and multipart body carrying the
-  PIDF-LO and callback number; it opens the PSAP callback window;
+- :meth:`EmergencyDesk.trunk_change` is the one call the trunk's
+  outbound-INVITE hook makes: for an emergency call, the headers and the
+  PIDF-LO part to send beside the SDP (:meth:`EmergencyDesk.outbound_invite`
+  makes the whole multipart body for a sender that wants it); either opens
+  the PSAP callback window;
 - :meth:`EmergencyDesk.callback_target` is what an inbound call from the
   emergency trunk asks: the extension a PSAP callback reaches.
 """
@@ -234,6 +236,35 @@ class EmergencyDesk:
             method=located.method if located is not None else "Manual",
             element=self.config.pidf_element,
             sdp_type=sdp_type,
+        )
+
+    async def trunk_change(
+        self,
+        extension: str,
+        dialled: str,
+        callback_number: str,
+        domain: str,
+        *,
+        call_id: str = "",
+        source: str = "",
+    ) -> EmergencyInvite | None:
+        """
+        What the trunk's outbound hook asks for each INVITE to a trunk: None
+        for a call to any other number; for an emergency call, it is told
+        to :meth:`dialled` (once per call) and gets the headers and the
+        PIDF-LO part (``location``, ``content_id``) to send beside the SDP.
+        """
+        if self.is_emergency(dialled) is None:
+            return None
+        await self.dialled(
+            extension,
+            dialled,
+            call_id=call_id,
+            callback_number=callback_number,
+            source=source,
+        )
+        return await self.outbound_invite(
+            extension, callback_number, b"", domain, source=source
         )
 
     def callback_target(self, number: str) -> str | None:

@@ -8,7 +8,9 @@ What an emergency INVITE to a trunk carries beyond an ordinary one.
   ``Geolocation-Routing: no`` (§4.2: the location is for the PSAP, not
   for choosing a route);
 - the callback number in ``P-Asserted-Identity`` (RFC 3325 §9.1), so the
-  PSAP can call back;
+  PSAP can call back: a ``tel:`` URI for an E.164 number, which may stand
+  beside the ``sip:`` one a trunk puts there itself (§9.1 allows one of
+  each);
 - ``Priority: emergency`` (RFC 3261 §20.26).
 
 Without a known location the call still goes out (Kari's Law: nothing
@@ -80,8 +82,12 @@ def emergency_invite(
     :param sdp_type: the Content-Type of ``sdp``.
     :param token: a unique token for the boundary and Content-ID (default: a fresh one).
     """
+    if callback_number.startswith("+"):
+        identity = f"<tel:{callback_number}>"
+    else:
+        identity = f"<sip:{callback_number}@{domain};user=phone>"
     headers = [
-        ("P-Asserted-Identity", f"<sip:{callback_number}@{domain};user=phone>"),
+        ("P-Asserted-Identity", identity),
         ("Priority", "emergency"),
     ]
     if address is None:

@@ -257,7 +257,7 @@ class DeskTests(SynchronousTestCase):
         self.assertIn(b"<ca:A3>Austin</ca:A3>", invite.location)
         self.assertIn(b"<gp:method>Derived</gp:method>", invite.location)
         self.assertIn(
-            ("P-Asserted-Identity", "<sip:+15551230000@pbx.test;user=phone>"),
+            ("P-Asserted-Identity", "<tel:+15551230000>"),
             invite.headers,
         )
         self.assertEqual(self.desk.callback_target("5551230000"), "1000")
@@ -279,3 +279,24 @@ class DeskTests(SynchronousTestCase):
         desk.send = self.sender
         self.successResultOf(Deferred.fromCoroutine(desk.dialled("1000", "9911")))
         self.assertEqual((len(self.audits()), self.sender.sent), (1, []))
+
+    def test_trunk_change(self) -> None:
+        """The trunk hook's call: nothing for other numbers; for 911 the alert once, the headers and the PIDF-LO part."""
+
+        def change(dialled: str, call_id: str) -> Any:
+            return self.successResultOf(
+                Deferred.fromCoroutine(
+                    self.desk.trunk_change(
+                        "1000", dialled, "+15551230000", "pbx.test", call_id=call_id
+                    )
+                )
+            )
+
+        self.assertIsNone(change("95552345678", "c1"))
+        self.desk.on_call_event(CallEvent("created", "c2", "1000", "9911", NOW))
+        invite = change("9911", "c2")
+        assert invite is not None
+        self.assertEqual(len(self.audits()), 1)
+        self.assertIn(("Geolocation", f"<cid:{invite.content_id}>"), invite.headers)
+        self.assertIn(b"<ca:ROOM>210</ca:ROOM>", invite.location)
+        self.assertEqual(self.desk.callback_target("+15551230000"), "1000")

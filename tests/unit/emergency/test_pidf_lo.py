@@ -166,9 +166,7 @@ class EmergencyInviteTests(SynchronousTestCase):
         headers = dict(invite.headers)
         self.assertEqual(headers["Geolocation"], "<cid:t0k3n@pbx.test>")
         self.assertEqual(headers["Geolocation-Routing"], "no")
-        self.assertEqual(
-            headers["P-Asserted-Identity"], "<sip:+15551230000@pbx.test;user=phone>"
-        )
+        self.assertEqual(headers["P-Asserted-Identity"], "<tel:+15551230000>")
         self.assertEqual(headers["Priority"], "emergency")
         message = self.parts(invite.content_type, invite.body)
         self.assertTrue(message.is_multipart())
@@ -242,3 +240,19 @@ class EmergencyInviteTests(SynchronousTestCase):
         self.assertEqual(
             [name for name, _ in invite.headers], ["P-Asserted-Identity", "Priority"]
         )
+
+    def test_callback_identity_forms(self) -> None:
+        """An E.164 callback number is a tel: URI (beside a trunk's sip: one); any other a sip: URI with user=phone."""
+        for number, expected in (
+            ("+15551230000", "<tel:+15551230000>"),
+            ("5551230000", "<sip:5551230000@d;user=phone>"),
+        ):
+            invite = emergency_invite(
+                extension="1000",
+                callback_number=number,
+                sdp=SDP,
+                domain="d",
+                now=NOW,
+                address=None,
+            )
+            self.assertEqual(dict(invite.headers)["P-Asserted-Identity"], expected)
