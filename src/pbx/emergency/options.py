@@ -90,6 +90,17 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: A dialled emergency number or outside-line prefix.
 _DIGITS = re.compile(r"[0-9*#]{1,8}")
 PIDF_ELEMENTS = ("tuple", "device")
+#: The keys of ``notify.smtp``: how to reach the server (the voicemail
+#: mailer's other keys, attachment and subject, say nothing here).
+SMTP_KEYS = {
+    "sender",
+    "server",
+    "starttls",
+    "verify_certificate",
+    "username",
+    "password",
+    "timeout",
+}
 
 
 @frozen
@@ -314,7 +325,8 @@ def parse_emergency(raw: Any, key: str = "emergency") -> EmergencyConfig:
     smtp = None
     if notify.get("smtp") is not None:
         smtp = parse_email_options(
-            _mapping(notify["smtp"], f"{key}.notify.smtp"), f"{key}.notify.smtp"
+            _mapping(notify["smtp"], f"{key}.notify.smtp", SMTP_KEYS),
+            f"{key}.notify.smtp",
         )
     elif emails:
         raise ConfigError(

@@ -152,6 +152,9 @@ class ParseEmergencyTests(SynchronousTestCase):
         raw["notify"]["email"] = ["not an address"]
         self.assertEqual(self.problem(raw).key, "emergency.notify.email[0]")
         raw = full()
+        raw["notify"]["smtp"]["attach"] = "wav"
+        self.assertEqual(self.problem(raw).key, "emergency.notify.smtp.attach")
+        raw = full()
         raw["notify"]["smtp"]["starttls"] = "sometimes"
         self.assertEqual(self.problem(raw).key, "emergency.notify.smtp.starttls")
 
