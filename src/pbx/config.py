@@ -264,6 +264,7 @@ class Config:
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
     log: LogConfig = LogConfig()
     emergency: Any = None  # pbx.emergency.options.EmergencyConfig
+    permissions: Any = None  # pbx.permissions.options.PermissionsConfig
 
 
 # ---------------------------------------------------------------------------
@@ -796,7 +797,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan", "emergency",
+    "features", "plugin_dirs", "calls", "dialplan", "emergency", "permissions",
 }
 
 
@@ -849,6 +850,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
     from pbx.emergency.options import parse_emergency
+    from pbx.permissions.options import parse_permissions
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -869,4 +871,5 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         dialplan=parse_dialplan(top.get("dialplan")),
         log=_log(top.get("log")),
         emergency=parse_emergency(top.get("emergency")),
+        permissions=parse_permissions(top.get("permissions")),
     )

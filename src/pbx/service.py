@@ -58,6 +58,8 @@ from pbx.emergency.interfaces import IEmergencyEvents
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
+from pbx.permissions.api import PermissionsAPI
+from pbx.permissions.api import openapi_paths as permissions_paths
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import drop_placeholders, sync_admins, sync_extension
 from pbx.security.connections import ConnectionCaps
@@ -407,6 +409,9 @@ class PBXService(MultiService):
             self.api.mount("emergency", emergency.resource(), emergency_paths())
             self.api.mount_extension("location", emergency.extension_location, extension_paths())
             self.provide(IEmergencyEvents, self.sip.emergency)
+        if self.sip.permissions is not None:
+            permissions = PermissionsAPI(self.sip.permissions, self.store, self.api.authenticate, self.reactor)
+            self.api.mount("permissions", permissions.resource(), permissions_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,
