@@ -24,7 +24,7 @@ permissions:
     timezone: America/Los_Angeles
     hours: [{days: mon-fri, from: "07:00", to: "19:00"}]
     holidays: ["12-25"]
-  announcement: general/not-permitted   # the prompt a refused caller hears
+  announcement: general/not-available   # the prompt a refused caller hears (the default)
 ```
 
 Classes are ``internal``, ``local``, ``national``, ``international`` and
@@ -64,7 +64,7 @@ __all__ = ["Limits", "PermissionsConfig", "parse_limits", "parse_permissions"]
 NUMBERING = ("nanp", "none")
 #: Largest value of a limit.
 MAX_LIMIT = 10_000
-#: A prompt id (``general/not-permitted``).
+#: A prompt id (``general/not-available``, ``site/no-toll``).
 _PROMPT = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*){0,3}")
 _AREA_CODE = re.compile(r"[2-9][0-9]{2}")
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -121,7 +121,7 @@ class PermissionsConfig:
     extension_limits: Mapping[str, Limits] = field(factory=dict)
     #: When international calls may be made; None: at any time.
     international_hours: Schedule | None = None
-    announcement: str = "general/not-permitted"
+    announcement: str = "general/not-available"
 
     def class_of(self, extension: str) -> tuple[ServiceClass, str]:
         """
@@ -303,7 +303,7 @@ def parse_permissions(raw: Any, key: str = "permissions") -> PermissionsConfig:
     if not isinstance(announcement, str) or not _PROMPT.fullmatch(announcement):
         raise ConfigError(
             v.join(key, "announcement"),
-            "must be a prompt id such as general/not-permitted",
+            "must be a prompt id such as general/not-available",
         )
     return PermissionsConfig(
         table=table,

@@ -137,7 +137,7 @@ class PermissionsAPITests(SynchronousTestCase):
                 "holidays": [],
             },
         )
-        self.assertEqual(body["announcement"], "general/not-permitted")
+        self.assertEqual(body["announcement"], "general/not-available")
         self.assertEqual(body["holds"], [])
         self.assertEqual(
             body["usage"],

@@ -29,7 +29,7 @@ international_hours:
   timezone: America/Los_Angeles
   hours: [{days: mon-fri, from: "07:00", to: "19:00"}]
   holidays: ["12-25"]
-announcement: general/not-permitted
+announcement: site/no-toll
 """
 
 
@@ -77,7 +77,7 @@ class PermissionsOptionsTests(SynchronousTestCase):
         # 2026-12-07 is a Monday: 16:00 UTC is 08:00 in Los Angeles, 03:00 UTC is 19:00 the day before.
         self.assertEqual(hours.state_at(1796659200.0), "open")
         self.assertEqual(hours.state_at(1796612400.0), "closed")
-        self.assertEqual(config.announcement, "general/not-permitted")
+        self.assertEqual(config.announcement, "site/no-toll")
 
     def test_numbering_none(self) -> None:
         """numbering: none starts from an empty table: only the classes given classify."""
