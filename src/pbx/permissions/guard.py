@@ -159,6 +159,8 @@ class Guard:
     emergency: Callable[[str], str | None] = is_emergency
     alerts: AlertBoard = field(init=False)
     _tickets: dict[str, _Ticket] = field(factory=dict)
+    #: extension -> the keys of its tickets
+    _live: dict[str, set[str]] = field(factory=dict)
     _international: dict[str, deque[float]] = field(factory=dict)
     _held: dict[str, Hold] = field(factory=dict)
     _ids: Any = field(factory=lambda: itertools.count(1))
@@ -274,11 +276,17 @@ class Guard:
         ticket = call_id or f"permissions-{next(self._ids)}"
         decision = Decision(Verdict.ALLOW, number_class, ticket=ticket)
         self._tickets[ticket] = _Ticket(extension, now, decision)
+        self._live.setdefault(extension, set()).add(ticket)
         return decision
 
     def release(self, ticket: str) -> None:
         """The call of ``ticket`` is over: it no longer counts (a ticket unknown or released: nothing)."""
-        self._tickets.pop(ticket, None)
+        gone = self._tickets.pop(ticket, None)
+        if gone is not None:
+            keys = self._live[gone.extension]
+            keys.discard(ticket)
+            if not keys:
+                del self._live[gone.extension]
 
     def on_call_event(self, event: CallEnd) -> None:
         """A call event subscriber: an ``ended`` call releases its ticket."""
@@ -290,15 +298,16 @@ class Guard:
     def outside_calls(self, extension: str, now: float | None = None) -> int:
         """How many outside calls ``extension`` has up (tickets older than a day are dropped)."""
         now = self.clock.seconds() if now is None else now
-        for key, ticket in list(self._tickets.items()):
+        for key in list(self._live.get(extension, ())):
+            ticket = self._tickets[key]
             if now - ticket.since > MAX_CALL_SECONDS:
                 self.log.warn(
                     "permissions: the call {ticket} of {extension} was never released; no longer counted",
                     ticket=key,
-                    extension=ticket.extension,
+                    extension=extension,
                 )
-                del self._tickets[key]
-        return sum(1 for t in self._tickets.values() if t.extension == extension)
+                self.release(key)
+        return len(self._live.get(extension, ()))
 
     def international_calls(self, extension: str, now: float | None = None) -> int:
         """How many international calls ``extension`` made in the last hour."""
@@ -315,8 +324,8 @@ class Guard:
     def usage(self) -> list[dict[str, Any]]:
         """Every extension with an outside call up, an international call this hour or a hold."""
         now = self.clock.seconds()
-        self.outside_calls("", now)
-        names = {t.extension for t in self._tickets.values()} | set(self._held)
+        names = {e for e in list(self._live) if self.outside_calls(e, now)}
+        names |= set(self._held)
         names |= {e for e in list(self._international) if self._window(e, now)}
         return [
             {
