@@ -8,6 +8,8 @@ Under ``/api/v1/permissions/`` (administrators only):
   announcement, the held extensions and the live counters;
 - ``GET /extensions/<n>``: one extension's class (and where it comes
   from), limits, counters and hold;
+- ``GET /check?extension=<n>&number=<number>``: what a call would get
+  now (allowed, or the status, reason and limit), changing no counter;
 - ``GET /alerts?unacknowledged=true``: recent toll-fraud alerts, newest first;
 - ``POST /alerts/<id>/acknowledge``: mark one seen;
 - ``GET /holds``, ``DELETE /holds/<n>``: held extensions; release one.
@@ -17,6 +19,7 @@ Acknowledgements and releases are written to the audit trail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +39,8 @@ from pbx.records import AuditEvent
 from pbx.validation import extension_number_problem
 
 __all__ = ["PermissionsAPI", "openapi_paths"]
+
+_NUMBER = re.compile(r"\+?[0-9*#]{1,20}")
 
 
 def _args(request: IRequest, allowed: set[str]) -> dict[str, str]:
@@ -151,6 +156,40 @@ class PermissionsAPI:
             },
         )
 
+    @app.route("/check", methods=["GET"])
+    def check(self, request: IRequest) -> bytes:
+        """Would ``extension`` be let through to ``number`` now?  Nothing is counted."""
+        admin_name(self._authenticate(request))
+        args = _args(request, {"extension", "number"})
+        extension, number = args.get("extension", ""), args.get("number", "")
+        if number.startswith(" "):
+            # An unescaped + in a query string reads as a space (form encoding).
+            number = "+" + number[1:]
+        if extension_number_problem(extension):
+            raise APIError(400, "extension must be an extension number (2-10 digits)")
+        if not _NUMBER.fullmatch(number):
+            raise APIError(400, "number must be digits, an optional + first (up to 20)")
+        decision = self._guard.preview(extension, number)
+        service_class, source = self._guard.config.class_of(extension)
+        return json_body(
+            request,
+            200,
+            {
+                "extension": extension,
+                "number": number,
+                "class": service_class.label,
+                "source": source,
+                "number_class": decision.number_class.label,
+                "allowed": decision.allowed,
+                "verdict": decision.verdict.value,
+                "status": decision.status,
+                "reason": decision.reason,
+                "detail": decision.detail,
+                "limit": decision.limit,
+                "emergency": decision.emergency,
+            },
+        )
+
     @app.route("/alerts", methods=["GET"])
     def alerts(self, request: IRequest) -> bytes:
         """Recent toll-fraud alerts, newest first (``unacknowledged=true``: only those nobody has seen)."""
@@ -239,6 +278,30 @@ def openapi_paths(prefix: str = "/api/v1/permissions") -> dict[str, Any]:
                 "summary": "One extension's class of service, limits, counters and hold",
                 "responses": {
                     "200": object_response("The extension's permissions"),
+                    **errors,
+                },
+            },
+        },
+        f"{prefix}/check": {
+            "get": {
+                "summary": "What a call from an extension to a number would get now (nothing is counted)",
+                "parameters": [
+                    {
+                        "name": "extension",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "number",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": object_response("The decision"),
+                    "400": error_response("Bad query"),
                     **errors,
                 },
             },

@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -194,90 +194,115 @@ class Guard:
         :param call_id: the call's Call-ID: asked again, the same decision,
             counted once; it is also the ticket.
         """
+        if call_id and call_id in self._tickets:
+            return self._tickets[call_id].decision
         now = self.clock.seconds()
+        decision = self._assess(extension, number, dialled, now)
+        number = normalise(number)
+        if decision.emergency:
+            self.log.info(
+                "permissions: {extension} -> {number} is an emergency call ({emergency}): always allowed",
+                extension=extension,
+                number=number,
+                emergency=decision.emergency,
+            )
+            return decision
+        if not decision.allowed:
+            self.log.info(
+                "permissions: {extension} -> {number} refused: {detail}",
+                extension=extension,
+                number=number,
+                detail=decision.detail,
+            )
+            if decision.limit:
+                self.alerts.raise_alert(
+                    extension, decision.limit, number, decision.detail, now
+                )
+                if decision.verdict is Verdict.HOLD:
+                    self._hold(extension, now, decision.limit, decision.detail)
+            return decision
+        if decision.number_class >= ServiceClass.INTERNATIONAL:
+            self._window(extension, now).append(now)
+        ticket = call_id or f"permissions-{next(self._ids)}"
+        decision = evolve(decision, ticket=ticket)
+        self._tickets[ticket] = _Ticket(extension, now, decision)
+        self._live.setdefault(extension, set()).add(ticket)
+        return decision
+
+    def preview(self, extension: str, number: str, dialled: str = "") -> Decision:
+        """
+        What :meth:`check` would answer now, changing nothing: no ticket,
+        no count, no alert, no hold (for the API's question "may 1001 call
+        this number?").
+        """
+        return self._assess(extension, number, dialled, self.clock.seconds())
+
+    def _assess(
+        self, extension: str, number: str, dialled: str, now: float
+    ) -> Decision:
+        """The decision for a new call, from the state as it is."""
         for candidate in (dialled, number):
             emergency = self.emergency(candidate) if candidate else None
             if emergency:
-                self.log.info(
-                    "permissions: {extension} -> {number} is an emergency call ({emergency}): always allowed",
-                    extension=extension,
-                    number=number,
-                    emergency=emergency,
-                )
                 return Decision(
                     Verdict.ALLOW,
                     self.config.table.classify(number),
                     emergency=emergency,
                 )
-        if call_id and call_id in self._tickets:
-            return self._tickets[call_id].decision
         number = normalise(number)
         number_class = self.config.table.classify(number)
         held = self._held.get(extension)
         if held is not None:
-            return self._refuse(
+            return self._refusal(
                 Verdict.HOLD,
-                extension,
-                number,
                 number_class,
                 "Outside Calls Held",
                 f"outside calls held since a {held.limit} alert",
             )
         own, source = self.config.class_of(extension)
         if not own.allows(number_class):
-            return self._refuse(
+            return self._refusal(
                 Verdict.REFUSE,
-                extension,
-                number,
                 number_class,
                 "Call Not Permitted",
                 f"a {number_class.label} number; the class of service is {own.label} ({source})",
             )
         limits = self.config.limits_of(extension)
+        # A tripped limit refuses this call, or holds every outside call.
+        tripped = Verdict.HOLD if limits.hold else Verdict.REFUSE
         if limits.concurrent_outside is not None:
             up = self.outside_calls(extension, now)
             if up >= limits.concurrent_outside:
-                return self._trip(
-                    extension,
-                    number,
+                return self._refusal(
+                    tripped,
                     number_class,
-                    now,
-                    "concurrent_outside",
                     "Too Many Outside Calls",
                     f"{up} outside calls up (limit {limits.concurrent_outside})",
+                    "concurrent_outside",
                 )
         if number_class >= ServiceClass.INTERNATIONAL:
             hours = self.config.international_hours
             if hours is not None and hours.state_at(now) != "open":
-                return self._trip(
-                    extension,
-                    number,
+                return self._refusal(
+                    tripped,
                     number_class,
-                    now,
-                    "international_hours",
                     "International Calls Closed",
                     "an international call outside international_hours",
+                    "international_hours",
                 )
-            window = self._window(extension, now)
+            made = self.international_calls(extension, now)
             if (
                 limits.international_per_hour is not None
-                and len(window) >= limits.international_per_hour
+                and made >= limits.international_per_hour
             ):
-                return self._trip(
-                    extension,
-                    number,
+                return self._refusal(
+                    tripped,
                     number_class,
-                    now,
-                    "international_per_hour",
                     "International Call Limit",
-                    f"{len(window)} international calls in the last hour (limit {limits.international_per_hour})",
+                    f"{made} international calls in the last hour (limit {limits.international_per_hour})",
+                    "international_per_hour",
                 )
-            window.append(now)
-        ticket = call_id or f"permissions-{next(self._ids)}"
-        decision = Decision(Verdict.ALLOW, number_class, ticket=ticket)
-        self._tickets[ticket] = _Ticket(extension, now, decision)
-        self._live.setdefault(extension, set()).add(ticket)
-        return decision
+        return Decision(Verdict.ALLOW, number_class)
 
     def release(self, ticket: str) -> None:
         """The call of ``ticket`` is over: it no longer counts (a ticket unknown or released: nothing)."""
@@ -372,22 +397,14 @@ class Guard:
 
     # -- refusals --------------------------------------------------------------
 
-    def _refuse(
+    def _refusal(
         self,
         verdict: Verdict,
-        extension: str,
-        number: str,
         number_class: ServiceClass,
         reason: str,
         detail: str,
         limit: str = "",
     ) -> Decision:
-        self.log.info(
-            "permissions: {extension} -> {number} refused: {detail}",
-            extension=extension,
-            number=number,
-            detail=detail,
-        )
         return Decision(
             verdict,
             number_class,
@@ -396,23 +413,4 @@ class Guard:
             detail=detail,
             announcement=self.config.announcement,
             limit=limit,
-        )
-
-    def _trip(
-        self,
-        extension: str,
-        number: str,
-        number_class: ServiceClass,
-        now: float,
-        limit: str,
-        reason: str,
-        detail: str,
-    ) -> Decision:
-        self.alerts.raise_alert(extension, limit, number, detail, now)
-        verdict = Verdict.REFUSE
-        if self.config.limits_of(extension).hold:
-            self._hold(extension, now, limit, detail)
-            verdict = Verdict.HOLD
-        return self._refuse(
-            verdict, extension, number, number_class, reason, detail, limit
         )

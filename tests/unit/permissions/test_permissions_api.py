@@ -180,6 +180,42 @@ class PermissionsAPITests(SynchronousTestCase):
         status, body = self.request("GET", f"{PREFIX}/extensions/x1", token=token)
         self.assertEqual((status, body), (404, {"error": "no extension x1"}))
 
+    def test_check(self) -> None:
+        """GET /check says what a call would get now, and counts nothing."""
+        token = self.login()
+        status, body = self.request(
+            "GET", f"{PREFIX}/check?extension=1002&number=%2B19005550000", token=token
+        )
+        self.assertEqual(
+            (status, body["allowed"], body["class"], body["source"]),
+            (200, False, "international", "group sales"),
+        )
+        self.assertEqual(
+            (body["number_class"], body["status"], body["reason"], body["verdict"]),
+            ("premium", 403, "Call Not Permitted", "refuse"),
+        )
+        status, body = self.request(
+            "GET", f"{PREFIX}/check?extension=1002&number=+442071234567", token=token
+        )
+        self.assertEqual(
+            (status, body["number"], body["allowed"], body["number_class"]),
+            (200, "+442071234567", True, "international"),
+        )
+        status, body = self.request(
+            "GET", f"{PREFIX}/check?extension=1009&number=911", token=token
+        )
+        self.assertEqual((body["allowed"], body["emergency"]), (True, "911"))
+        self.assertEqual(self.guard.usage(), [])
+        for query, error in (
+            ("extension=1&number=911", "extension must be"),
+            ("extension=1001&number=abc", "number must be"),
+            ("extension=1001", "number must be"),
+            ("extension=1001&number=1&x=1", "unknown query parameter: x"),
+        ):
+            status, body = self.request("GET", f"{PREFIX}/check?{query}", token=token)
+            self.assertEqual(status, 400, query)
+            self.assertIn(error, body["error"])
+
     def test_alerts_and_acknowledge(self) -> None:
         """A tripped limit is listed; an admin acknowledges it, audited; unknown ids are 404."""
         token = self.login()
@@ -272,6 +308,7 @@ class PermissionsAPITests(SynchronousTestCase):
         for method, path in (
             ("GET", f"{PREFIX}/"),
             ("GET", f"{PREFIX}/extensions/1001"),
+            ("GET", f"{PREFIX}/check?extension=1001&number=911"),
             ("GET", f"{PREFIX}/alerts"),
             ("POST", f"{PREFIX}/alerts/1/acknowledge"),
             ("GET", f"{PREFIX}/holds"),

@@ -340,6 +340,26 @@ class GuardTests(SynchronousTestCase):
     async def _fail(self) -> int:
         raise OSError("disk full")
 
+    def test_preview_changes_nothing(self) -> None:
+        """preview() answers as check() would, with no ticket, count, alert or hold."""
+        guard = self.make(
+            default="international",
+            limits={"international_per_hour": 1, "hold": True},
+        )
+        ask = guard.preview("1001", UK)
+        self.assertEqual((ask.verdict, ask.ticket), (Verdict.ALLOW, ""))
+        self.assertEqual(
+            (guard.outside_calls("1001"), guard.international_calls("1001")), (0, 0)
+        )
+        self.assertTrue(guard.check("1001", UK).allowed)
+        ask = guard.preview("1001", UK)
+        self.assertEqual(
+            (ask.verdict, ask.limit), (Verdict.HOLD, "international_per_hour")
+        )
+        self.assertEqual((guard.alerts.alerts(), guard.holds()), ([], []))
+        self.assertEqual(guard.preview("1001", "911").emergency, "911")
+        self.assertTrue(guard.check("1001", US).allowed)
+
     # -- holds -----------------------------------------------------------------
 
     def test_hold_until_released(self) -> None:
