@@ -16,10 +16,10 @@ to a trunk, and tells it when the call is over::
 memory (holds are also written to the store and read back by
 :meth:`Guard.load` at start).  In order, it:
 
-1. lets every emergency call through (Kari's Law: never blocked, limited or
-   counted, :func:`pbx.emergency.numbers.is_emergency`);
-2. answers a call it has already allowed (a ``call_id`` asked again, as a
+1. answers a call it has already allowed (a ``call_id`` asked again, as a
    failover to the next trunk does) with the same decision, counted once;
+2. lets every emergency call through (Kari's Law: never blocked, limited or
+   counted, :func:`pbx.emergency.numbers.is_emergency`);
 3. refuses every outside call of a held extension;
 4. refuses a number above the extension's class of service;
 5. refuses a call over the extension's limits: outside calls up at once,
@@ -28,6 +28,8 @@ memory (holds are also written to the store and read back by
    alert (:mod:`pbx.permissions.alerts`) and, with ``limits.hold``, holds
    the extension's outside calls until an administrator releases them.
 
+The decision itself is made without side effects (:meth:`Guard.preview`
+asks only that); :meth:`Guard.check` then counts, alerts and holds.
 An allowed call takes a ticket: it counts as up until released.  A ticket
 never released (a lost end of call) stops counting after
 :data:`MAX_CALL_SECONDS`.
