@@ -1,0 +1,287 @@
+"""
+Integration test: ring groups, follow-me and do-not-disturb by schedule
+with baresip phones through the real daemon.
+
+Six baresip phones register (1001 calls; 1002-1006 are called and answer
+only when the test tells them to, with ctrl_tcp's ``accept``).  Each plays
+its own keyed tone (:func:`support.calls.keyed_tone`) and records what it
+hears, so an answered call is checked for audio both ways as
+``test_calls_baresip.py`` does.  Ringing is seen as baresip's
+``CALL_INCOMING`` events, and its stopping (pbx's CANCEL) as
+``CALL_CLOSED`` events at phones that never answered.
+
+The configuration:
+
+- group ``sales`` (600): ringall over 1002, 1003, 1004;
+- group ``support`` (601): hunt over 1002, 1003, 3 s each;
+- group ``night`` (602): ringall over 1002 for 3 s, then extension 1004;
+- follow-me of 1005: after 3 s, 1003 rings too;
+- 1006 has a DND schedule open one minute a week, a few days from now.
+
+Only loopback is used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.calls import (
+    call_config,
+    free_udp_block,
+    heard_problems,
+    keyed_tone,
+    write_pcm_wav,
+)
+from support.daemon import (
+    API,
+    Daemon,
+    admin_password,
+    free_port,
+    require_binary,
+    strong_password,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+NUMBERS = ("1001", "1002", "1003", "1004", "1005", "1006")
+TONES = {
+    "1001": (440.0, 1),
+    "1002": (1000.0, 2),
+    "1003": (700.0, 3),
+    "1004": (1300.0, 4),
+    "1005": (1700.0, 5),
+    "1006": (1900.0, 6),
+}
+SIGNAL_SECONDS = 40.0
+#: Packets each way the relay carries before the test hangs up (3 s).
+PACKETS = 150
+RELAY_PORTS = 40
+HUNT_MEMBER_TIMEOUT = 3
+FOLLOW_AFTER = 3
+
+
+def closed_schedule() -> dict[str, Any]:
+    """A DND schedule open only for one minute a week, a day away from now (UTC): closed now."""
+    day = (datetime.datetime.now(datetime.UTC).weekday() + 3) % 7
+    return {
+        "timezone": "UTC",
+        "hours": [
+            {
+                "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][day],
+                "from": "03:00",
+                "to": "03:01",
+            }
+        ],
+    }
+
+
+class GroupTests(SynchronousTestCase):
+    """Groups, follow-me and DND schedules with real phones."""
+
+    def setUp(self) -> None:
+        """Start pbx with the groups above; start and register the five phones."""
+        self.baresip = require_binary("baresip", "baresip-core")
+        missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
+        if missing:
+            raise AssertionError(
+                f"baresip-core is incomplete: no {missing} in {MODULES}"
+            )
+        self.workdir = Path(self.mktemp()).absolute()
+        self.workdir.mkdir(parents=True)
+        self.sip_port = free_port()
+        api_port = free_port()
+        self.passwords = {n: strong_password(n) for n in NUMBERS}
+        first = free_udp_block(RELAY_PORTS + 20 * len(NUMBERS))
+        self.phone_rtp = {
+            n: first + RELAY_PORTS + 20 * i for i, n in enumerate(NUMBERS)
+        }
+        admin = admin_password()
+        config = json.loads(
+            call_config(
+                api_port=api_port,
+                sip_port=self.sip_port,
+                admin_password=admin,
+                extensions=self.passwords,
+                transports=("udp",),
+                rtp_ports=(first, first + RELAY_PORTS - 1),
+            )
+        )
+        config["groups"] = {
+            "sales": {
+                "number": "600",
+                "members": ["1002", "1003", "1004"],
+                "strategy": "ringall",
+            },
+            "support": {
+                "number": "601",
+                "members": ["1002", "1003"],
+                "strategy": "hunt",
+                "member_timeout": HUNT_MEMBER_TIMEOUT,
+                "timeout": 30,
+            },
+            "night": {
+                "number": "602",
+                "members": ["1002"],
+                "timeout": 3,
+                "final": {"extension": "1004"},
+            },
+        }
+        config["follow_me"] = {
+            "1005": {"after": FOLLOW_AFTER, "numbers": ["1003"], "mode": "also"}
+        }
+        config["dnd_schedule"] = {"1006": closed_schedule()}
+        self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config, indent=1))
+        self.addCleanup(self.daemon.stop)
+        self.daemon.start()
+        self.api = API(api_port, admin)
+        self.patterns: dict[str, list[bool]] = {}
+        self.phones = {n: self.start_phone(n) for n in NUMBERS}
+
+    def start_phone(self, number: str) -> Phone:
+        """Write ``number``'s signal and start its phone (answering only on ``accept``); wait for its registration."""
+        frequency, seed = TONES[number]
+        samples, self.patterns[number] = keyed_tone(frequency, SIGNAL_SECONDS, seed)
+        source = self.workdir / f"signal-{number}.wav"
+        write_pcm_wav(source, samples)
+        phone = Phone(
+            self.baresip,
+            self.workdir / f"baresip-{number}",
+            number,
+            self.passwords[number],
+            self.sip_port,
+            Path("..", source.name),
+            self.phone_rtp[number],
+            answer=False,
+        )
+        self.addCleanup(phone.stop)
+        wait_until(
+            lambda: [r for r in self.api.registrations() if r["extension"] == number],
+            LIMIT,
+            f"{number}'s registration",
+        )
+        return phone
+
+    def talk_and_hang_up(self, caller: str, callee: str) -> None:
+        """Once 3 s of audio went each way, the caller hangs up; each heard the other."""
+
+        def carried() -> bool:
+            calls = self.api.get("/calls")["calls"]
+            if len(calls) != 1 or calls[0]["state"] != "confirmed":
+                return False
+            media = calls[0]["media"]
+            return (
+                min(media["a_to_b"]["packets"], media["b_to_a"]["packets"]) >= PACKETS
+            )
+
+        wait_until(carried, LIMIT, f"{PACKETS} packets each way")
+        self.phones[caller].control.command("hangup")
+        for number in (caller, callee):
+            self.phones[number].control.event("CALL_CLOSED")
+        for number in (caller, callee):
+            self.assertEqual(self.phones[number].stop(), 0)
+        for listener, talker in ((caller, callee), (callee, caller)):
+            problems = heard_problems(
+                self.phones[listener].heard(),
+                talker=TONES[talker][0],
+                own=TONES[listener][0],
+                pattern=self.patterns[talker],
+            )
+            self.assertEqual(problems, [], f"{listener} hearing {talker}")
+
+    def b_leg_callee(self) -> str:
+        """The callee of the answered leg's record (the member whose phone answered)."""
+
+        def b_record() -> str | None:
+            rows = [r for r in self.api.get("/cdr")["records"] if r["leg"] == "b"]
+            return rows[0]["callee"] if rows else None
+
+        return str(wait_until(b_record, LIMIT, "the answered leg's record"))
+
+    def test_ringall(self) -> None:
+        """
+        600 rings 1002, 1003 and 1004 at once; 1003 answers; the other two
+        stop ringing (CANCEL); 1001 and 1003 hear each other; the record of
+        the answered leg names 1003.
+        """
+        caller = self.phones["1001"]
+        caller.control.command("dial", "600")
+        for number in ("1002", "1003", "1004"):
+            self.phones[number].control.event("CALL_INCOMING")
+        self.phones["1003"].control.command("accept")
+        caller.control.event("CALL_ESTABLISHED")
+        self.phones["1003"].control.event("CALL_ESTABLISHED")
+        for number in ("1002", "1004"):
+            self.phones[number].control.event("CALL_CLOSED")
+        self.talk_and_hang_up("1001", "1003")
+        self.assertEqual(self.b_leg_callee(), "1003")
+
+    def test_hunt(self) -> None:
+        """601 rings 1002 alone; after member_timeout it stops and 1003 rings, answers and talks."""
+        caller = self.phones["1001"]
+        caller.control.command("dial", "601")
+        self.phones["1002"].control.event("CALL_INCOMING")
+        started = time.monotonic()
+        self.phones["1002"].control.event("CALL_CLOSED")
+        self.phones["1003"].control.event("CALL_INCOMING")
+        waited = time.monotonic() - started
+        self.assertGreater(waited, HUNT_MEMBER_TIMEOUT - 0.5)
+        self.assertLess(waited, HUNT_MEMBER_TIMEOUT + 2.0)
+        self.assertFalse(self.rang("1004"))
+        self.phones["1003"].control.command("accept")
+        caller.control.event("CALL_ESTABLISHED")
+        self.talk_and_hang_up("1001", "1003")
+        self.assertEqual(self.b_leg_callee(), "1003")
+
+    def test_final_destination(self) -> None:
+        """602: 1002 rings 3 s unanswered and stops; then the final extension 1004 rings, answers and talks."""
+        caller = self.phones["1001"]
+        caller.control.command("dial", "602")
+        self.phones["1002"].control.event("CALL_INCOMING")
+        self.phones["1002"].control.event("CALL_CLOSED")
+        self.phones["1004"].control.event("CALL_INCOMING")
+        self.phones["1004"].control.command("accept")
+        caller.control.event("CALL_ESTABLISHED")
+        self.talk_and_hang_up("1001", "1004")
+        self.assertEqual(self.b_leg_callee(), "1004")
+
+    def test_follow_me(self) -> None:
+        """1005 rings alone for 3 s, then 1003 rings too, answers and talks; 1005 stops ringing."""
+        caller = self.phones["1001"]
+        caller.control.command("dial", "1005")
+        self.phones["1005"].control.event("CALL_INCOMING")
+        started = time.monotonic()
+        self.phones["1003"].control.event("CALL_INCOMING")
+        waited = time.monotonic() - started
+        self.assertGreater(waited, FOLLOW_AFTER - 0.5)
+        self.assertLess(waited, FOLLOW_AFTER + 2.0)
+        self.phones["1003"].control.command("accept")
+        caller.control.event("CALL_ESTABLISHED")
+        self.phones["1005"].control.event("CALL_CLOSED")
+        self.talk_and_hang_up("1001", "1003")
+        self.assertEqual(self.b_leg_callee(), "1003")
+
+    def test_dnd_schedule(self) -> None:
+        """1006 is outside its working hours: a call to it is refused 486 and its phone never rings."""
+        caller = self.phones["1001"]
+        caller.control.command("dial", "1006")
+        closed = caller.control.event("CALL_CLOSED")
+        self.assertIn("486", json.dumps(closed))
+        # pbx answers 486 without sending any INVITE: nothing can still be on its way.
+        self.assertFalse(self.rang("1006"))
+
+    def rang(self, number: str) -> bool:
+        """Whether ``number``'s phone has had an incoming call."""
+        return any(
+            m.get("type") == "CALL_INCOMING"
+            for m in self.phones[number].control.messages
+        )
