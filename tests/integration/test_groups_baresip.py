@@ -46,6 +46,7 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
+    http,
     require_binary,
     strong_password,
     wait_until,
@@ -241,6 +242,33 @@ class GroupTests(SynchronousTestCase):
         caller.control.event("CALL_ESTABLISHED")
         self.talk_and_hang_up("1001", "1003")
         self.assertEqual(self.b_leg_callee(), "1003")
+
+    def test_member_logged_out_through_the_api(self) -> None:
+        """
+        The groups are listed; 1002 logs out of support through the API, so
+        601 rings 1003 first and 1002 never rings.
+        """
+        listed = self.api.get("/groups/")["groups"]
+        self.assertEqual(
+            [(g["name"], g["number"], g["strategy"]) for g in listed],
+            [
+                ("night", "602", "ringall"),
+                ("sales", "600", "ringall"),
+                ("support", "601", "hunt"),
+            ],
+        )
+        status, body = http(
+            "DELETE",
+            f"{self.api.base}/groups/support/members/1002",
+            token=self.api._token,
+        )
+        self.assertEqual((status, body["logged_in"]), (200, ["1003"]))
+        self.phones["1001"].control.command("dial", "601")
+        self.phones["1003"].control.event("CALL_INCOMING")
+        self.phones["1003"].control.command("accept")
+        self.phones["1001"].control.event("CALL_ESTABLISHED")
+        self.talk_and_hang_up("1001", "1003")
+        self.assertFalse(self.rang("1002"))
 
     def test_final_destination(self) -> None:
         """602: 1002 rings 3 s unanswered and stops; then the final extension 1004 rings, answers and talks."""

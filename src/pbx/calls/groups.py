@@ -27,6 +27,7 @@ from attrs import define, field, frozen
 
 from pbx.calls.dialplan import ToApplication
 from pbx.errors import ConfigError
+from pbx.interfaces import IStore
 from pbx.validation import extension_number_problem
 
 STRATEGIES = ("ringall", "hunt")
@@ -208,6 +209,10 @@ class GroupDirectory:
             self._logged_out.discard((name, member))
         else:
             self._logged_out.add((name, member))
+
+    async def load(self, store: IStore) -> None:
+        """Take the logins and logouts kept in ``store`` (at start)."""
+        self.restore(await store.list_items(MEMBERSHIP_KIND))
 
     def restore(self, items: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
         """Take the memberships stored (``(group, member, {"logged_in": ...})``) of configured members."""
