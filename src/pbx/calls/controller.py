@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
+from pbx.calls.confirm import APPLICATION, Connect, Screen
 from pbx.calls.dial import Dial
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup
 from pbx.calls.divert import Diverter
@@ -449,10 +450,26 @@ class CallController:
         if plan is None:
             self._ring(call, bindings)
             return
-        ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more,
-                                lambda: call.state in ("routing", "ringing"), self.clock,
-                                self.config.calls.ring_timeout)
+        def waiting() -> bool:
+            return call.state in ("routing", "ringing")
+
+        timeout = plan.timeout or self.config.calls.ring_timeout
+        screen = None
+        if plan.confirm and self.media is not None:
+            screen = Screen(
+                lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
+                                                   timeout),
+                lambda leg: self._take_screened(call, leg), waiting)
+        ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more, waiting,
+                                self.clock, self.config.calls.ring_timeout, screen)
         Deferred.fromCoroutine(ringer.run()).addCallback(self._rung, call).addErrback(self._policy_failed, call)
+
+    def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
+        """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""
+        if call.state not in ("routing", "ringing"):
+            return False
+        self._hand_over(call, call.callee, ToApplication(APPLICATION, {}), "follow_me", application=Connect(leg))
+        return True
 
     def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
         """What makes a terminated call's media, given the call's hang-up callback."""
@@ -464,7 +481,7 @@ class CallController:
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
-                         early: tuple[bytes, Deferred[None]] | None = None) -> None:
+                         early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
         """
         Answer the call ourselves and hand it to a dialplan application.
 
@@ -474,7 +491,8 @@ class CallController:
             the same port where it can.
         """
         request = transaction.request
-        application = self.applications.get(action.name)
+        if application is None:  # else one of the call layer's own (follow-me's Connect)
+            application = self.applications.get(action.name)
         if application is None or self.media is None:
             self.log.warn("dialplan application {name!r} is not running", name=action.name)
             transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=new_tag()))
@@ -532,7 +550,7 @@ class CallController:
         self._hand_over(call, callee, action, reason)
         return True
 
-    def _hand_over(self, call: Call, callee: str, action: ToApplication, reason: str) -> None:
+    def _hand_over(self, call: Call, callee: str, action: ToApplication, reason: str, application: Any = None) -> None:
         """End the ringing call and answer its caller with application ``action`` (see :meth:`_divert_call`)."""
         self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
                       reason=reason)
@@ -541,6 +559,7 @@ class CallController:
         self._run_application(
             call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
             early=None if early is None else (early, self.relay.close(call.media.session)),
+            application=application,
         )
 
     # -- calls applications place -------------------------------------------------

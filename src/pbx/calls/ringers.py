@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from pbx.calls.confirm import Screen
 from pbx.calls.follow_me import FollowMe
 from pbx.calls.forks import Outcome, Rung
 from pbx.calls.groups import RingGroup
@@ -131,6 +132,8 @@ class FollowMeRinger:
     :ivar ring_more: adds phones to the ringing (:meth:`pbx.calls.call.Call.ring_more`).
     :ivar waiting: whether the caller still waits.
     :ivar ring_timeout: how long the other numbers ring when ``timeout`` is not set.
+    :ivar screen: with ``confirm``, places the other numbers' legs that must press 1
+        (:mod:`pbx.calls.confirm`) instead of ringing them in the call.
     """
 
     plan: FollowMe
@@ -141,6 +144,7 @@ class FollowMeRinger:
     waiting: Callable[[], bool]
     clock: IReactorTime
     ring_timeout: float
+    screen: Screen | None = None
     log = Logger()
 
     @property
@@ -149,6 +153,13 @@ class FollowMeRinger:
 
     async def run(self) -> Rung:
         """Ring the extension, then the other numbers; fires with how ringing ended."""
+        try:
+            return await self._ring()
+        finally:
+            if self.screen is not None:
+                self.screen.stop()
+
+    async def _ring(self) -> Rung:
         if self.plan.mode == "only":
             rung = await self.ring(self.own, self.plan.after)
             if rung.outcome is not Outcome.NO_ANSWER or not self.waiting():
@@ -156,7 +167,12 @@ class FollowMeRinger:
             others = await self._others()
             if not others or not self.waiting():
                 return rung
-            return await self.ring(others, self._others_ring)
+            if self.screen is None:
+                return await self.ring(others, self._others_ring)
+            # The caller waits, with no phone of its own call ringing, until a leg accepts.
+            waiting = self.ring([], self._others_ring)
+            self.screen.start(others)
+            return await waiting
         ringing = self.ring(self.own, self.plan.after + self._others_ring)
         joining = self.clock.callLater(self.plan.after, self._join)
         try:
@@ -174,7 +190,10 @@ class FollowMeRinger:
                     number=self.plan.number,
                     n=len(others),
                 )
-                self.ring_more(others)
+                if self.screen is not None:
+                    self.screen.start(others)
+                else:
+                    self.ring_more(others)
 
         Deferred.fromCoroutine(join()).addErrback(
             lambda f: self.log.failure(

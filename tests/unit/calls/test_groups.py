@@ -18,7 +18,7 @@ from pbx.calls.groups import GroupDirectory, parse_groups
 from pbx.sip.message import Request, Response
 
 from support.divert import DivertTestCase
-from support.phones import CALLEE_SDP, Leg, Phone
+from support.phones import CALLEE_SDP, Leg, Phone, audio
 
 #: A schedule closed at every hour of every day: the extension is always in DND.
 CLOSED = {
@@ -415,6 +415,80 @@ class FollowMeTests(GroupTestCase):
         self.abandon(invite, (self.callee, forked))
         self.advance(30)
         self.quiet(self.third)
+
+
+class ConfirmTests(GroupTestCase):
+    """Follow-me with confirm: the other number must press 1 before it gets the call."""
+
+    def setUp(self) -> None:
+        """1002 has follow-me to 1003 after 5 s, with confirm."""
+        super().setUp()
+        self.configure(
+            follow_me={"1002": {"after": 5, "numbers": ["1003"], "confirm": True}}
+        )
+
+    def answered_leg(self) -> tuple[Request, Leg, Request, Request, Any]:
+        """1001 calls 1002 (ringing); after 5 s pbx calls 1003, which answers.  Returns the pieces and pbx's port."""
+        invite, leg, [forked] = self.ring()
+        self.callee.respond(forked, 180)
+        self.caller.expect(180)
+        self.advance(5)
+        placed = self.third.expect_one("INVITE")
+        self.assertEqual(placed.from_.uri.user, "1001")
+        self.third.respond(placed, 200, body=CALLEE_SDP)
+        self.third.expect("ACK")
+        return invite, leg, forked, placed, self.clock.udpPorts[audio(placed.body)[1]]
+
+    def test_press_1_connects(self) -> None:
+        """
+        1003 hears the prompt and presses 1: the caller is answered and
+        bridged to 1003, 1002 stops ringing; hanging up ends 1003's leg.
+        """
+        invite, leg, forked, placed, port = self.answered_leg()
+        self.media(0.5)
+        written, port.written = port.written, []
+        self.assertGreater(
+            len([addr for _, addr in written if addr == ("192.0.2.12", 5000)]),
+            10,
+            "no prompt played",
+        )
+        self.quiet(self.caller)
+        self.press(port, "1")
+        self.caller.confirm(invite, leg, self.finals(self.caller, 200))
+        self.cancel_answered(self.callee, forked)
+        self.bye(leg)
+        bye = self.third.expect_one("BYE")
+        self.third.respond(bye, 200)
+        self.media(0.1)
+        kinds = [(r.callee, r.disposition, r.application) for r in self.store.calls]
+        self.assertIn(("1002", "ANSWERED", "follow-me"), kinds)
+
+    def test_other_key_hangs_up_leg(self) -> None:
+        """1003 presses 2: its leg is hung up and 1002 keeps ringing until voicemail takes the call."""
+        invite_time = self.clock.seconds()
+        invite, leg, forked, placed, port = self.answered_leg()
+        self.media(0.5)
+        self.press(port, "2")
+        bye = self.third.expect_one("BYE")
+        self.third.respond(bye, 200)
+        self.quiet(self.caller, self.callee)
+        while not self.callee.inbox:  # 1002 rings out: 5 + 30 s from the start
+            self.advance(0.25)
+        self.assertLessEqual(abs(self.clock.seconds() - invite_time - 35), 0.25)
+        self.cancel_answered(self.callee, forked)
+        self.caller.confirm(invite, leg, self.finals(self.caller, 200))
+        self.voicemail_got("1002", "no_answer")
+        self.bye(leg)
+
+    def test_desk_phone_answers_first(self) -> None:
+        """1002 answers while 1003 hears the prompt: 1003's leg is hung up."""
+        invite, leg, forked, placed, port = self.answered_leg()
+        self.callee.respond(forked, 200, body=CALLEE_SDP)
+        self.callee.expect("ACK")
+        self.caller.confirm(invite, leg, self.finals(self.caller, 200))
+        bye = self.third.expect_one("BYE")
+        self.third.respond(bye, 200)
+        self.hang_up(leg)
 
 
 class DNDScheduleTests(GroupTestCase):

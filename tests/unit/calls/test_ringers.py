@@ -228,3 +228,68 @@ class FollowMeRingerTests(SynchronousTestCase):
         self.ringing.end(Outcome.BUSY, 486)
         self.assertEqual(self.successResultOf(result).outcome, Outcome.BUSY)
         self.assertEqual(len(self.ringing.rings), 1)
+
+    def test_only_with_screen(self) -> None:
+        """Mode only with confirm: after ``after`` the caller waits on no phone while the screen calls the others."""
+        screen = FakeScreen()
+        plan = FollowMe(
+            "1002", ("1003",), after=10, mode="only", timeout=20, confirm=True
+        )
+        ringer = FollowMeRinger(
+            plan,
+            [phone("1002")],
+            lambda n: succeed([phone(n)]),
+            self.ringing.ring,
+            self.ringing.ring_more,
+            lambda: True,
+            self.clock,
+            30,
+            screen,
+        )  # type: ignore[arg-type]
+        result = Deferred.fromCoroutine(ringer.run())
+        self.clock.advance(10)
+        self.assertEqual(self.ringing.rings, [(0, ["1002"], 10), (10, [], 20)])
+        self.assertEqual((screen.started, screen.stopped), ([["1003"]], False))
+        self.clock.advance(20)
+        self.assertEqual(self.successResultOf(result).outcome, Outcome.NO_ANSWER)
+        self.assertTrue(screen.stopped)
+
+    def test_also_with_screen(self) -> None:
+        """Mode also with confirm: the others go to the screen, not into the ringing; it is stopped at the end."""
+        screen = FakeScreen()
+        plan = FollowMe(
+            "1002", ("1003",), after=10, mode="also", timeout=20, confirm=True
+        )
+        ringer = FollowMeRinger(
+            plan,
+            [phone("1002")],
+            lambda n: succeed([phone(n)]),
+            self.ringing.ring,
+            self.ringing.ring_more,
+            lambda: True,
+            self.clock,
+            30,
+            screen,
+        )  # type: ignore[arg-type]
+        result = Deferred.fromCoroutine(ringer.run())
+        self.clock.advance(10)
+        self.assertEqual((screen.started, self.ringing.added), ([["1003"]], []))
+        self.ringing.end(Outcome.ANSWERED, 200, "1002")
+        self.assertEqual(self.successResultOf(result).outcome, Outcome.ANSWERED)
+        self.assertTrue(screen.stopped)
+
+
+class FakeScreen:
+    """Notes the phones it is asked to call and whether it was stopped."""
+
+    def __init__(self) -> None:
+        self.started: list[list[str]] = []
+        self.stopped = False
+
+    def start(self, bindings: list[Binding]) -> None:
+        """Note the numbers."""
+        self.started.append([b.aor for b in bindings])
+
+    def stop(self) -> None:
+        """Note the stop."""
+        self.stopped = True
