@@ -16,6 +16,7 @@ The configuration:
 - group ``support`` (601): hunt over 1002, 1003, 3 s each;
 - group ``night`` (602): ringall over 1002 for 3 s, then extension 1004;
 - follow-me of 1005: after 3 s, 1003 rings too;
+- follow-me of 1004: after 2 s, instead, 1003 with "press 1 to accept";
 - 1006 has a DND schedule open one minute a week, a few days from now.
 
 Only loopback is used.
@@ -33,12 +34,16 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
 from support.calls import (
+    RATE,
+    best_alignment,
     call_config,
+    envelope,
     free_udp_block,
     heard_problems,
     keyed_tone,
+    tone_share,
     write_pcm_wav,
 )
 from support.daemon import (
@@ -138,7 +143,8 @@ class GroupTests(SynchronousTestCase):
             },
         }
         config["follow_me"] = {
-            "1005": {"after": FOLLOW_AFTER, "numbers": ["1003"], "mode": "also"}
+            "1005": {"after": FOLLOW_AFTER, "numbers": ["1003"], "mode": "also"},
+            "1004": {"after": 2, "numbers": ["1003"], "mode": "only", "confirm": True},
         }
         config["dnd_schedule"] = {"1006": closed_schedule()}
         self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config, indent=1))
@@ -298,6 +304,60 @@ class GroupTests(SynchronousTestCase):
         self.talk_and_hang_up("1001", "1003")
         self.assertEqual(self.b_leg_callee(), "1003")
 
+    def test_follow_me_confirm(self) -> None:
+        """
+        1004 rings 2 s and stops; pbx calls 1003, which answers and hears
+        the prompt while 1001 still hears ringing; 1003 presses 1 and only
+        then is 1001 answered; each hears the other's tone.
+        """
+        caller, mobile = self.phones["1001"], self.phones["1003"]
+        caller.control.command("dial", "1004")
+        self.phones["1004"].control.event("CALL_INCOMING")
+        self.phones["1004"].control.event("CALL_CLOSED")
+        mobile.control.event("CALL_INCOMING")
+        mobile.control.command("accept")
+        mobile.control.event("CALL_ESTABLISHED")
+        # The prompt plays into 1003's call: a second of it has arrived.
+        wait_until(lambda: recorded_seconds(mobile) > 1.0, LIMIT, "the prompt at 1003")
+        self.assertFalse(
+            any(m.get("type") == "CALL_ESTABLISHED" for m in caller.control.messages)
+        )
+        press(mobile, "1", 1)
+        caller.control.event("CALL_ESTABLISHED")
+        accepted = recorded_seconds(mobile)
+        wait_until(
+            lambda: (
+                recorded_seconds(caller) > 3.5
+                and recorded_seconds(mobile) > accepted + 3.5
+            ),
+            LIMIT,
+            "3 s of the bridged call",
+        )
+        caller.control.command("hangup")
+        caller.control.event("CALL_CLOSED")
+        mobile.control.event("CALL_CLOSED")
+        for phone in (caller, mobile):
+            self.assertEqual(phone.stop(), 0)
+        heard = {
+            "1001": caller.heard(),
+            "1003": mobile.heard()[round((accepted + 1.0) * RATE) :],
+        }
+        for listener, talker in (("1001", "1003"), ("1003", "1001")):
+            self.assertEqual(
+                tone_problems(
+                    heard[listener],
+                    TONES[talker][0],
+                    TONES[listener][0],
+                    self.patterns[talker],
+                ),
+                [],
+                f"{listener} hearing {talker}",
+            )
+        records = wait_until(
+            lambda: self.api.get("/cdr")["records"] or None, LIMIT, "the records"
+        )
+        self.assertIn("follow-me", {r["application"] for r in records})
+
     def test_dnd_schedule(self) -> None:
         """1006 is outside its working hours: a call to it is refused 486 and its phone never rings."""
         caller = self.phones["1001"]
@@ -313,3 +373,32 @@ class GroupTests(SynchronousTestCase):
             m.get("type") == "CALL_INCOMING"
             for m in self.phones[number].control.messages
         )
+
+
+def recorded_seconds(phone: Phone) -> float:
+    """How much audio the phone's call recording holds so far (0 before its call starts)."""
+    paths = list(phone.recordings.glob("dump-*-dec.wav"))
+    if not paths:
+        return 0.0
+    # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
+    return max(0, paths[0].stat().st_size - 44) / 2 / RATE
+
+
+def tone_problems(
+    audio: list[int], talker: float, own: float, pattern: list[bool]
+) -> list[str]:
+    """
+    What is wrong with ``audio`` as the talker's keyed tone: most of the loud
+    frames' energy at the talker's frequency, almost none at the listener's
+    own, and an envelope that follows the talker's keying at some lag up to
+    30 s (the talker's signal began when its own call did, before the bridge).
+    """
+    problems = []
+    if (share := tone_share(audio, talker)) <= 0.8:
+        problems.append(f"{share:.2f} of the energy at {talker} Hz")
+    if (share := tone_share(audio, own)) >= 0.05:
+        problems.append(f"{share:.2f} of the energy at its own {own} Hz")
+    r, lag = best_alignment(envelope(audio), pattern, max_lag=1500)
+    if r <= 0.8:
+        problems.append(f"envelope correlation {r:.2f} at lag {lag}")
+    return problems

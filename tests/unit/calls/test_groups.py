@@ -515,3 +515,35 @@ class DNDScheduleTests(GroupTestCase):
         invite, leg, [forked] = self.ring()
         self.connected(invite, leg, self.callee, forked)
         self.hang_up_with(leg, self.callee)
+
+
+class ConfirmOnlyTests(GroupTestCase):
+    """Follow-me with confirm in mode only."""
+
+    def test_only_mode(self) -> None:
+        """1002 rings 2 s and is cancelled; then pbx calls 1003, which presses 1 and gets the caller."""
+        self.configure(
+            follow_me={
+                "1002": {
+                    "after": 2,
+                    "numbers": ["1003"],
+                    "mode": "only",
+                    "confirm": True,
+                }
+            }
+        )
+        invite, leg, [forked] = self.ring()
+        self.callee.respond(forked, 180)
+        self.caller.expect(180)
+        self.advance(2)
+        self.cancel_answered(self.callee, forked)
+        placed = self.third.expect_one("INVITE")
+        self.third.respond(placed, 200, body=CALLEE_SDP)
+        self.third.expect("ACK")
+        port = self.clock.udpPorts[audio(placed.body)[1]]
+        self.media(0.5)
+        self.press(port, "1")
+        self.caller.confirm(invite, leg, self.finals(self.caller, 200))
+        self.bye(leg)
+        bye = self.third.expect_one("BYE")
+        self.third.respond(bye, 200)
