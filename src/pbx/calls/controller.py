@@ -434,8 +434,12 @@ class CallController:
             return
         reason = {Outcome.BUSY: "busy", Outcome.NO_ANSWER: "no_answer"}.get(rung.outcome, "unavailable")
         status = rung.status if rung.status in BUSY else 480
-        if group.final_application is not None and group.final_application.name in self.applications:
-            self._hand_over(call, group.number, group.final_application, reason)
+        final = group.final_application
+        if final is not None and final.name not in self.applications:
+            self.log.warn("group {group}: final application {name!r} is not running", group=group.name,
+                          name=final.name)
+        if final is not None and final.name in self.applications:
+            self._hand_over(call, group.number, final, reason)
         elif group.final_extension:
             self.log.info("group {group}: unanswered, to {number}", group=group.name, number=group.final_extension)
             forwarded = Deferred.fromCoroutine(self._forward(call, group.final_extension, status, reason))
@@ -447,7 +451,8 @@ class CallController:
     def _ring_callee(self, call: Call, bindings: list[Binding]) -> None:
         """Ring an extension's phones, and its follow-me numbers when it has a follow-me."""
         plan = self.config.follow_me.get(call.callee)
-        if plan is None:
+        if plan is None or (plan.confirm and self.media is None):
+            # Without media services nobody could press 1: the other numbers stay silent.
             self._ring(call, bindings)
             return
         def waiting() -> bool:
@@ -455,7 +460,7 @@ class CallController:
 
         timeout = plan.timeout or self.config.calls.ring_timeout
         screen = None
-        if plan.confirm and self.media is not None:
+        if plan.confirm:
             screen = Screen(
                 lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
                                                    timeout),
