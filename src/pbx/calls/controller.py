@@ -419,7 +419,8 @@ class CallController:
             return
         self.log.info("call {caller} -> group {group} ({strategy})", caller=caller, group=name,
                       strategy=group.strategy)
-        ringer = GroupRinger(group, self.groups.logged_in(group), self._reach().member, call.ring,
+        members = [m for m in self.groups.logged_in(group) if m != caller]  # a member calling its group
+        ringer = GroupRinger(group, members, self._reach().member, call.ring,
                              lambda: call.state in ("routing", "ringing"), self.clock)
         Deferred.fromCoroutine(ringer.run()).addCallback(self._group_rung, call, group).addErrback(
             self._policy_failed, call)

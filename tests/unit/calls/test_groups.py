@@ -149,6 +149,15 @@ class RingAllTests(GroupTestCase):
         self.connected(invite, leg, self.third, forked)
         self.hang_up_with(leg, self.third)
 
+    def test_caller_not_rung(self) -> None:
+        """A member calling its own group does not ring itself; the others ring."""
+        self.group(strategy="ringall", members=["1001", "1003"])
+        invite, leg = self.caller.invite("600")
+        self.caller.expect(100)
+        forked = self.third.expect_one("INVITE")
+        self.connected(invite, leg, self.third, forked)
+        self.hang_up_with(leg, self.third)
+
     def test_members_forwards_do_not_apply(self) -> None:
         """A member forwarding always elsewhere still rings itself inside the group."""
         self.group(strategy="ringall", members=["1002"])
