@@ -287,15 +287,17 @@ class CallController:
             return
         assert record is not None
         bindings = self.registrar.contacts(target)
+        # Follow-me rings the other numbers even when no phone of the extension is registered.
+        followed = not bindings and target in self.config.follow_me
         why = "unavailable"
-        if not bindings and record.forward_no_answer and record.forward_no_answer not in seen:
+        if not bindings and not followed and record.forward_no_answer and record.forward_no_answer not in seen:
             number, forward, refuse = await self.routing.resolve_target(record.forward_no_answer, seen)
             if forward is not None:
                 # A forward target that fails too: diverted as itself.
                 target, record = number, forward
                 bindings = self.registrar.contacts(target) if not refuse else []
                 why = "dnd" if refuse == 486 else "unavailable"
-        if not bindings:
+        if not bindings and not followed:
             if not self._divert_new(transaction, caller, display, target, why):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return

@@ -160,19 +160,14 @@ class FollowMeRinger:
                 self.screen.stop()
 
     async def _ring(self) -> Rung:
+        if not self.own:
+            # No phone of the extension registered: the other numbers at once.
+            return await self._ring_others(Rung(Outcome.UNAVAILABLE, 480))
         if self.plan.mode == "only":
             rung = await self.ring(self.own, self.plan.after)
             if rung.outcome is not Outcome.NO_ANSWER or not self.waiting():
                 return rung
-            others = await self._others()
-            if not others or not self.waiting():
-                return rung
-            if self.screen is None:
-                return await self.ring(others, self._others_ring)
-            # The caller waits, with no phone of its own call ringing, until a leg accepts.
-            waiting = self.ring([], self._others_ring)
-            self.screen.start(others)
-            return await waiting
+            return await self._ring_others(rung)
         ringing = self.ring(self.own, self.plan.after + self._others_ring)
         joining = self.clock.callLater(self.plan.after, self._join)
         try:
@@ -180,6 +175,18 @@ class FollowMeRinger:
         finally:
             if joining.active():
                 joining.cancel()
+
+    async def _ring_others(self, otherwise: Rung) -> Rung:
+        """Ring the other numbers alone; ``otherwise`` when there is none to ring."""
+        others = await self._others()
+        if not others or not self.waiting():
+            return otherwise
+        if self.screen is None:
+            return await self.ring(others, self._others_ring)
+        # The caller waits, with no phone of its own call ringing, until a leg accepts.
+        waiting = self.ring([], self._others_ring)
+        self.screen.start(others)
+        return await waiting
 
     def _join(self) -> None:
         async def join() -> None:

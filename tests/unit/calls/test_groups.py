@@ -15,10 +15,11 @@ from pbx.calls.dialplan import Dialplan, Route, ToExtension, ToGroup, compile_pa
 from pbx.calls.dnd_schedule import parse_dnd_schedules
 from pbx.calls.follow_me import parse_follow_me
 from pbx.calls.groups import GroupDirectory, parse_groups
+from pbx.provisioning import extension_record
 from pbx.sip.message import Request, Response
 
 from support.divert import DivertTestCase
-from support.phones import CALLEE_SDP, Leg, Phone, audio
+from support.phones import CALLEE_SDP, REALM, Leg, Phone, audio
 
 #: A schedule closed at every hour of every day: the extension is always in DND.
 CLOSED = {
@@ -414,6 +415,18 @@ class FollowMeTests(GroupTestCase):
         self.caller.confirm(invite, leg, self.finals(self.caller, 200))
         self.voicemail_got("1002", "no_answer")
         self.bye(leg)
+
+    def test_unregistered_extension_rings_others_at_once(self) -> None:
+        """An extension with no phone registered rings its follow-me numbers at once."""
+        self.store.extensions["1005"] = extension_record(
+            "1005", REALM, name="User 1005", password="Fifth-pass-1005"
+        )
+        self.configure(follow_me={"1005": {"after": 10, "numbers": ["1003"]}})
+        invite, leg = self.caller.invite("1005")
+        self.caller.expect(100)
+        other = self.third.expect_one("INVITE")
+        self.connected(invite, leg, self.third, other)
+        self.hang_up_with(leg, self.third)
 
     def test_caller_gives_up_before_follow_me(self) -> None:
         """A caller who cancels before ``after`` leaves the follow-me numbers silent."""

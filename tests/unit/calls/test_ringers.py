@@ -229,6 +229,26 @@ class FollowMeRingerTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(result).outcome, Outcome.BUSY)
         self.assertEqual(len(self.ringing.rings), 1)
 
+    def test_no_own_phone(self) -> None:
+        """With no phone of the extension to ring, the other numbers ring at once, in either mode."""
+        for mode in ("also", "only"):
+            self.ringing.rings.clear()
+            plan = FollowMe("1002", ("1003",), after=10, mode=mode, timeout=20)
+            ringer = FollowMeRinger(
+                plan,
+                [],
+                lambda n: succeed([phone(n)]),
+                self.ringing.ring,
+                self.ringing.ring_more,
+                lambda: True,
+                self.clock,
+                30,
+            )
+            result = Deferred.fromCoroutine(ringer.run())
+            self.assertEqual(self.ringing.rings, [(self.clock.seconds(), ["1003"], 20)])
+            self.clock.advance(20)
+            self.assertEqual(self.successResultOf(result).outcome, Outcome.NO_ANSWER)
+
     def test_only_with_screen(self) -> None:
         """Mode only with confirm: after ``after`` the caller waits on no phone while the screen calls the others."""
         screen = FakeScreen()
