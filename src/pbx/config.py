@@ -263,6 +263,7 @@ class Config:
     calls: CallsConfig = CallsConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
     log: LogConfig = LogConfig()
+    emergency: Any = None  # pbx.emergency.options.EmergencyConfig
     #: Ring groups by name (pbx.calls.groups.RingGroup).
     groups: Mapping[str, Any] = field(factory=dict)
     #: Follow-me by extension number (pbx.calls.follow_me.FollowMe).
@@ -801,7 +802,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan", "groups", "follow_me", "dnd_schedule",
+    "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
 }
 
 
@@ -853,6 +854,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     state_dir = _path(base, state_dir)
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
+    from pbx.emergency.options import parse_emergency
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -874,6 +876,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         calls=_calls(top.get("calls")),
         dialplan=dialplan,
         log=_log(top.get("log")),
+        emergency=parse_emergency(top.get("emergency")),
         groups=groups,
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),

@@ -54,6 +54,9 @@ from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.descriptors import ConnectionBudget, raise_descriptor_limit, share_descriptors
+from pbx.emergency.api import EmergencyAPI, extension_paths
+from pbx.emergency.api import openapi_paths as emergency_paths
+from pbx.emergency.interfaces import IEmergencyEvents
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
@@ -401,6 +404,11 @@ class PBXService(MultiService):
         self.api = PBXApi(self, self.verify_secret, self.hash_secret, security_log=self.sip.security_log)
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
+        if self.sip.emergency is not None:
+            emergency = EmergencyAPI(self.sip.emergency, self.store, self.api.authenticate, self.reactor)
+            self.api.mount("emergency", emergency.resource(), emergency_paths())
+            self.api.mount_extension("location", emergency.extension_location, extension_paths())
+            self.provide(IEmergencyEvents, self.sip.emergency)
         assert self.sip.calls.groups is not None
         groups = GroupsAPI(self.sip.calls.groups, self.api.authenticate, self.store, self.reactor)
         self.api.mount("groups", groups.resource(), groups_paths())
