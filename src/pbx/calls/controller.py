@@ -27,7 +27,7 @@ from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.confirm import APPLICATION, Connect, Screen
-from pbx.calls.dial import Dial
+from pbx.calls.dial import Dial, GroupDialling
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
@@ -636,8 +636,21 @@ class CallController:
             lambda callee, bindings, on_ringing: self._place(shown, name, callee, bindings, ring_timeout,
                                                              on_ringing),
             channel, caller=shown, caller_name=name, timeout=ring_timeout,
+            groups=GroupDialling(
+                lambda number: self._group_to_dial(number, shown), self._reach().member,
+                lambda callee, bindings, on_ringing, seconds: self._place(shown, name, callee, bindings, seconds,
+                                                                          on_ringing),
+                self.clock),
         )
         return Deferred.fromCoroutine(attempt.run(number))
+
+    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
+        """The group an application dials as ``number``, with its members to ring (not the caller)."""
+        assert self.groups is not None
+        group = self.groups.by_number(number)
+        if group is None:
+            return None
+        return group, [m for m in self.groups.logged_in(group) if m != caller]
 
     # -- endings -------------------------------------------------------------
 

@@ -11,10 +11,21 @@ from typing import Any
 
 import attrs
 
-from pbx.calls.dialplan import Dialplan, Route, ToExtension, ToGroup, compile_pattern
+from zope.interface import implementer
+
+from pbx.calls.dialplan import (
+    Dialplan,
+    Route,
+    ToApplication,
+    ToExtension,
+    ToGroup,
+    compile_pattern,
+)
 from pbx.calls.dnd_schedule import parse_dnd_schedules
 from pbx.calls.follow_me import parse_follow_me
 from pbx.calls.groups import GroupDirectory, parse_groups
+from pbx.interfaces import IDialplanApplication
+from pbx.media.channel import HungUp
 from pbx.provisioning import extension_record
 from pbx.sip.message import Request, Response
 
@@ -569,3 +580,91 @@ class ConfirmOnlyTests(GroupTestCase):
         self.bye(leg)
         bye = self.third.expect_one("BYE")
         self.third.respond(bye, 200)
+
+
+@implementer(IDialplanApplication)
+class GroupDialler:
+    """Dials 600 for its caller (as the attendant dials an extension), notes the outcome, then hangs up."""
+
+    name = "groupdial"
+
+    def __init__(self, controller: Any) -> None:
+        self.controller = controller
+        self.outcomes: list[str] = []
+
+    async def run(self, channel: Any, args: Any) -> None:
+        """Dial, note what came of it, hang up."""
+        try:
+            outcome = await self.controller.dial(channel, "600")
+        except HungUp:
+            self.outcomes.append("hung up")
+            raise
+        self.outcomes.append(outcome)
+        await channel.hangup("dial over")
+
+
+class DialGroupTests(GroupTestCase):
+    """An application dialling a group's number rings the group (IPBX.dial)."""
+
+    def setUp(self) -> None:
+        """*70 runs the group dialler."""
+        super().setUp()
+        self.dialler = GroupDialler(self.controller)
+        self.controller.applications["groupdial"] = self.dialler
+        self.route = Route(
+            "*70", compile_pattern("*70"), ToApplication("groupdial", {})
+        )
+
+    def test_hunt_from_an_application(self) -> None:
+        """The dialled hunt group rings 1002 for 10 s, then 1003, which answers and is bridged to the caller."""
+        self.configure(
+            {
+                "sales": {
+                    "number": "600",
+                    "members": ["1002", "1003"],
+                    "strategy": "hunt",
+                    "member_timeout": 10,
+                }
+            },
+            routes=(self.route,),
+        )
+        invite, leg, ok = self.dial("*70")
+        self.caller.confirm(invite, leg, ok)
+        first = self.callee.expect_one("INVITE")
+        self.callee.respond(first, 180)
+        self.advance(10)
+        self.cancel_answered(self.callee, first)
+        second = self.third.expect_one("INVITE")
+        self.third.respond(second, 200, body=CALLEE_SDP)
+        self.third.expect("ACK")
+        member_leg = self.third.answer_leg(second)
+        self.third.in_dialog(member_leg, "BYE")
+        self.third.expect(200)
+        self.assertEqual(self.dialler.outcomes, ["answered"])
+        bye = self.caller.expect_one("BYE")
+        self.caller.respond(bye, 200)
+
+    def test_unanswered_goes_to_final_application(self) -> None:
+        """Nobody answers the ringall group: its final application runs on the caller's channel."""
+        self.configure(
+            {
+                "sales": {
+                    "number": "600",
+                    "members": ["1002"],
+                    "timeout": 10,
+                    "final": {"app": "voicemail", "args": {"mailbox": "1002"}},
+                }
+            },
+            routes=(self.route,),
+        )
+        invite, leg, ok = self.dial("*70")
+        self.caller.confirm(invite, leg, ok)
+        first = self.callee.expect_one("INVITE")
+        self.callee.respond(first, 180)
+        self.advance(10)
+        self.cancel_answered(self.callee, first)
+        self.assertEqual(
+            self.voicemail.calls, [("1001", "User 1001", "*70", {"mailbox": "1002"})]
+        )
+        self.bye(leg)
+        self.assertEqual(self.dialler.outcomes, ["diverted"])
