@@ -458,6 +458,7 @@ class CallController:
             # Without media services nobody could press 1: the other numbers stay silent.
             self._ring(call, bindings)
             return
+
         def waiting() -> bool:
             return call.state in ("routing", "ringing")
 
