@@ -1,0 +1,102 @@
+"""
+Helpers for the paging unit tests (``unit/features/paging/``).
+
+- :class:`PageRig`: the ``paging`` and ``intercom`` applications on a
+  :class:`~pbx.testing.FakePBX` and a :class:`task.Clock`; member phones
+  are :class:`support.conference.Phone` channels (a steady tone of their
+  own, what pbx sends them kept decoded) that :meth:`FakePBX.originate`
+  hands back when they "answer"; every phone ticks each 20 ms.
+- :class:`FakeSocket`: a multicast socket that keeps what is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+
+from pbx.features.paging.app import Intercom, Paging
+from pbx.features.paging.options import parse_options
+from pbx.media.codecs import PCMU
+from pbx.testing import FakePBX
+
+from support.conference import TICK, Phone
+
+
+class FakeSocket:
+    """A sending socket: datagrams are kept; :attr:`refuse` makes ``sendto`` fail."""
+
+    def __init__(self, interface: str = "", ttl: int = 1, loop: bool = True) -> None:
+        self.interface, self.ttl, self.loop = interface, ttl, loop
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+        self.closed = False
+        self.refuse: OSError | None = None
+
+    def sendto(self, data: bytes, address: tuple[str, int], /) -> int:
+        """Keep the datagram (or raise :attr:`refuse`)."""
+        if self.closed:
+            raise OSError("closed")
+        if self.refuse is not None:
+            raise self.refuse
+        self.sent.append((data, address))
+        return len(data)
+
+    def close(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+
+class PageRig:
+    """The two applications with the options of ``yaml_text``, and phones."""
+
+    def __init__(self, yaml_text: str) -> None:
+        self.clock = task.Clock()
+        self.pbx = FakePBX(clock=self.clock)
+        self.options = parse_options(yaml.safe_load(yaml_text))
+        self.sockets: list[FakeSocket] = []
+        self.paging = Paging(self.pbx, self.options, self._socket)
+        self.intercom = Intercom(self.pbx, self.options)
+        self.phones: list[Phone] = []
+
+    def _socket(self, interface: str, ttl: int, loop: bool) -> FakeSocket:
+        sock = FakeSocket(interface, ttl, loop)
+        self.sockets.append(sock)
+        return sock
+
+    def phone(self, number: str, frequency: float | None, dialled: str = "") -> Phone:
+        """A phone of ``number`` sending a tone of ``frequency`` (None: silence)."""
+        phone = Phone(self.clock, number, dialled, PCMU(), frequency)
+        self.phones.append(phone)
+        return phone
+
+    def member(
+        self, number: str, frequency: float | None = None, outcome: str = "answered"
+    ) -> Phone:
+        """A member phone that :meth:`FakePBX.originate` answers with (or the outcome it gives)."""
+        phone = self.phone(number, frequency)
+        self.pbx.answerers[number] = phone.channel
+        self.pbx.outcomes[number] = outcome
+        return phone
+
+    def dial(
+        self,
+        app: Any,
+        number: str,
+        dialled: str,
+        frequency: float | None = 600.0,
+        args: Any = None,
+    ) -> tuple[Phone, Deferred[None]]:
+        """The phone of ``number`` dials ``dialled`` and is handed to ``app``."""
+        phone = self.phone(number, frequency, dialled)
+        return phone, app.run(phone.channel, {} if args is None else args)
+
+    def run(self, seconds: float) -> None:
+        """Let ``seconds`` pass, every phone on the line sending and receiving each tick."""
+        for _ in range(round(seconds / TICK)):
+            self.clock.advance(TICK)
+            for phone in self.phones:
+                if not phone.channel.hung_up:
+                    phone.channel.tick(phone.frame())

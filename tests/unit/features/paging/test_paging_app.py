@@ -1,0 +1,167 @@
+"""
+Tests for :mod:`pbx.features.paging.app` (``paging``) and :mod:`.page`: a
+pager pages a group on real channels ticked on a :class:`task.Clock`
+(:class:`support.paging.PageRig`); the members' legs come from
+:meth:`FakePBX.originate`.
+"""
+
+from __future__ import annotations
+
+from zope.interface.verify import verifyObject
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pbx.interfaces import IDialplanApplication
+
+from support.paging import PageRig
+
+GROUPS = """
+groups:
+  warehouse: {number: "700", members: ["1001", "1002", "1003"]}
+  quiet: {number: "701", members: ["1001"], beep: false, auto_answer: [grandstream, yealink]}
+"""
+PAGER, M1, M2, M3 = 600.0, 900.0, 1300.0, 1700.0
+
+
+class PagingTests(SynchronousTestCase):
+    """A page to a group of three phones."""
+
+    def setUp(self) -> None:
+        """The rig, with three member phones that answer and talk."""
+        self.rig = PageRig(GROUPS)
+        self.m1 = self.rig.member("1001", M1)
+        self.m2 = self.rig.member("1002", M2)
+        self.m3 = self.rig.member("1003", M3)
+
+    def test_provides(self) -> None:
+        """The application provides IDialplanApplication under the name ``paging``."""
+        self.assertTrue(verifyObject(IDialplanApplication, self.rig.paging))
+        self.assertEqual(self.rig.paging.name, "paging")
+
+    def test_members_called_with_auto_answer(self) -> None:
+        """Every member is called at once, showing the pager, with the default auto-answer headers."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "700")
+        self.assertEqual(self.rig.pbx.originated, ["1001", "1002", "1003"])
+        self.assertEqual(
+            self.rig.pbx.originate_headers["1001"],
+            [
+                ("Call-Info", f"<sip:{self.rig.pbx.config.sip.domain}>;answer-after=0"),
+                ("Alert-Info", "<http://localhost>;info=alert-autoanswer"),
+            ],
+        )
+        pager.hang_up()
+
+    def test_group_styles(self) -> None:
+        """A group's own auto-answer styles are sent instead of the default."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "701")
+        self.assertEqual(
+            self.rig.pbx.originate_headers["1001"],
+            [("Alert-Info", "Ring Answer"), ("Alert-Info", "info=alert-autoanswer")],
+        )
+        pager.hang_up()
+
+    def test_one_way_mix(self) -> None:
+        """Members hear the pager and never each other; the pager hears none of them."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "700", frequency=PAGER)
+        self.rig.run(1.0)
+        for member, _own in ((self.m1, M1), (self.m2, M2), (self.m3, M3)):
+            self.assertGreater(member.hears(PAGER), 0.8)
+            for other in (M1, M2, M3):
+                self.assertLess(
+                    member.hears(other), 0.02, f"{member.number} hears {other} Hz"
+                )
+        for frequency in (M1, M2, M3):
+            self.assertLess(pager.hears(frequency), 0.02)
+        self.assertLess(pager.hears(PAGER), 0.02)
+        pager.hang_up()
+
+    def test_beeps(self) -> None:
+        """Members hear a 1 kHz beep before the pager; the pager hears one when the page reaches someone."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "700", frequency=PAGER)
+        self.rig.run(0.2)
+        self.assertGreater(self.m1.hears(1000.0, 0.2), 0.1)
+        self.assertGreater(pager.hears(1000.0, 0.2), 0.1)
+        self.assertLess(self.m1.hears(PAGER, 0.2), 0.02)
+        self.rig.run(0.6)
+        self.assertLess(self.m1.hears(1000.0, 0.2), 0.02)
+        self.assertGreater(self.m1.hears(PAGER, 0.2), 0.8)
+        pager.hang_up()
+
+    def test_no_beep(self) -> None:
+        """A group with ``beep: false`` gives its members the pager at once."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "701", frequency=PAGER)
+        self.rig.run(0.2)
+        self.assertLess(self.m1.hears(1000.0, 0.2), 0.02)
+        self.assertGreater(self.m1.hears(PAGER, 0.1), 0.8)
+        pager.hang_up()
+
+    def test_pager_hangs_up(self) -> None:
+        """When the pager hangs up, every member is hung up and the application returns."""
+        pager, done = self.rig.dial(self.rig.paging, "1009", "700")
+        self.rig.run(0.4)
+        pager.hang_up()
+        for member in (self.m1, self.m2, self.m3):
+            self.assertTrue(member.channel.hung_up)
+            self.assertIsNone(member.channel.mix)
+        self.successResultOf(done)
+        self.assertEqual(self.rig.paging.pages, {})
+
+    def test_busy_member_skipped(self) -> None:
+        """A member that is busy or does not answer is skipped; the others are paged."""
+        rig = PageRig(GROUPS)
+        m1 = rig.member("1001", M1, outcome="busy")
+        m2 = rig.member("1002", M2, outcome="no_answer")
+        m3 = rig.member("1003", M3)
+        pager, _ = rig.dial(rig.paging, "1009", "700", frequency=PAGER)
+        rig.run(1.0)
+        self.assertGreater(m3.hears(PAGER), 0.8)
+        self.assertEqual((m1.channel.mix, m2.channel.mix), (None, None))
+        self.assertLess(max(m1.hears(PAGER), m2.hears(PAGER)), 0.02)
+        [page] = rig.paging.pages.values()
+        self.assertEqual(list(page.members), ["1003"])
+        pager.hang_up()
+
+    def test_member_leaves(self) -> None:
+        """A member hanging up leaves the page; the others still hear the pager."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "700", frequency=PAGER)
+        self.rig.run(0.4)
+        self.m1.hang_up()
+        self.rig.run(0.6)
+        [page] = self.rig.paging.pages.values()
+        self.assertEqual(sorted(page.members), ["1002", "1003"])
+        self.assertGreater(self.m2.hears(PAGER), 0.8)
+        pager.hang_up()
+
+    def test_pager_not_called(self) -> None:
+        """A pager who is a member of the group is not called."""
+        pager, _ = self.rig.dial(self.rig.paging, "1002", "700")
+        self.assertEqual(self.rig.pbx.originated, ["1001", "1003"])
+        pager.hang_up()
+
+    def test_nobody_answers(self) -> None:
+        """A page that reaches nobody gives the pager a congestion tone, then hangs up."""
+        rig = PageRig(GROUPS)
+        rig.pbx.outcome = "unavailable"
+        pager, done = rig.dial(rig.paging, "1009", "700", frequency=None)
+        rig.run(1.0)
+        self.assertGreater(pager.hears(480.0, 0.5), 0.05)
+        rig.run(1.5)
+        self.assertEqual(pager.hangups, ["normal"])
+        self.successResultOf(done)
+
+    def test_by_group_name(self) -> None:
+        """A route may name the group (``args: {group: quiet}``) whatever number was dialled."""
+        pager, _ = self.rig.dial(
+            self.rig.paging, "1009", "5555", args={"group": "quiet"}
+        )
+        self.assertEqual(self.rig.pbx.originated, ["1001"])
+        pager.hang_up()
+
+    def test_unknown_group(self) -> None:
+        """A number that is no group's is told so, and hung up, without calling anyone."""
+        pager, done = self.rig.dial(self.rig.paging, "1009", "799")
+        self.rig.run(0.5)
+        self.assertEqual(self.rig.pbx.originated, [])
+        self.assertEqual(pager.played, ["general/invalid-number", "general/goodbye"])
+        self.assertEqual(pager.hangups, ["normal"])
+        self.successResultOf(done)
