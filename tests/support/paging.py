@@ -6,18 +6,22 @@ Helpers for the paging unit tests (``unit/features/paging/``).
   are :class:`support.conference.Phone` channels (a steady tone of their
   own, what pbx sends them kept decoded) that :meth:`FakePBX.originate`
   hands back when they "answer"; every phone ticks each 20 ms.
+- :class:`RingingPBX`: a :class:`~pbx.testing.FakePBX` whose originated
+  legs ring until the test answers them (or they are cancelled).
 - :class:`FakeSocket`: a multicast socket that keeps what is sent.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
+from attrs import Factory, define
 
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 
+from pbx.calls.originated import Originated
 from pbx.features.paging.app import Intercom, Paging
 from pbx.features.paging.options import parse_options
 from pbx.media.codecs import PCMU
@@ -49,17 +53,68 @@ class FakeSocket:
         self.closed = True
 
 
+@define(eq=False)
+class RingingPBX(FakePBX):
+    """
+    A FakePBX whose :meth:`originate` rings until :meth:`answer`;
+    cancelling records the number in :attr:`cancelled` (the outcome is then
+    "cancelled"), unless :attr:`answer_on_cancel` has a channel for it: then
+    the leg answers just as it is cancelled (the race of a phone answering
+    while pbx sends CANCEL).
+    """
+
+    ringing: dict[str, Deferred[Originated]] = Factory(dict)
+    cancelled: list[str] = Factory(list)
+    answer_on_cancel: dict[str, Any] = Factory(dict)
+
+    def originate(
+        self,
+        number: str,
+        caller: str,
+        caller_name: str = "",
+        timeout: float | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Deferred[Originated]:
+        """Ring ``number`` until answered or cancelled."""
+        self.originated.append(number)
+        self.originate_headers[number] = list(headers)
+
+        def cancel(d: Deferred[Originated]) -> None:
+            channel = self.answer_on_cancel.get(number)
+            if channel is not None:
+                self.answer(number, channel)
+            else:
+                self.cancelled.append(number)
+                d.callback(Originated("cancelled"))
+
+        d: Deferred[Originated] = Deferred(cancel)
+        self.ringing[number] = d
+        return d
+
+    def answer(self, number: str, channel: Any) -> None:
+        """The phone of ``number`` answers with ``channel``."""
+        self.ringing.pop(number).callback(
+            Originated(
+                "answered",
+                channel,
+                channel.wait_for_hangup(),
+                lambda: channel.closed("pbx"),
+            )
+        )
+
+
 class PageRig:
     """The two applications with the options of ``yaml_text``, and phones."""
 
-    def __init__(self, yaml_text: str) -> None:
-        self.clock = task.Clock()
-        self.pbx = FakePBX(clock=self.clock)
+    def __init__(self, yaml_text: str, pbx: FakePBX | None = None) -> None:
+        self.pbx = pbx if pbx is not None else FakePBX()
+        self.clock = self.pbx.clock
         self.options = parse_options(yaml.safe_load(yaml_text))
         self.sockets: list[FakeSocket] = []
         self.paging = Paging(self.pbx, self.options, self._socket)
         self.intercom = Intercom(self.pbx, self.options)
         self.phones: list[Phone] = []
+        self.runs: list[Deferred[None]] = []
 
     def _socket(self, interface: str, ttl: int, loop: bool) -> FakeSocket:
         sock = FakeSocket(interface, ttl, loop)
@@ -91,7 +146,18 @@ class PageRig:
     ) -> tuple[Phone, Deferred[None]]:
         """The phone of ``number`` dials ``dialled`` and is handed to ``app``."""
         phone = self.phone(number, frequency, dialled)
-        return phone, app.run(phone.channel, {} if args is None else args)
+        done = app.run(phone.channel, {} if args is None else args)
+        self.runs.append(done)
+        return phone, done
+
+    def hang_up_all(self) -> list[Deferred[None]]:
+        """
+        Everyone still on the line hangs up; the applications' runs that
+        have not finished after that (there should be none).
+        """
+        for phone in self.phones:
+            phone.hang_up()
+        return [d for d in self.runs if not d.called]
 
     def run(self, seconds: float) -> None:
         """Let ``seconds`` pass, every phone on the line sending and receiving each tick."""

@@ -26,6 +26,10 @@ class IntercomTests(SynchronousTestCase):
         self.rig = PageRig(OPTIONS)
         self.callee = self.rig.member("1001", CALLEE)
 
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
+
     def test_provides(self) -> None:
         """The application provides IDialplanApplication under the name ``intercom``."""
         self.assertTrue(verifyObject(IDialplanApplication, self.rig.intercom))

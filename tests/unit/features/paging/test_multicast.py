@@ -165,9 +165,15 @@ class MulticastSocketTests(SynchronousTestCase):
 class MulticastPageTests(SynchronousTestCase):
     """A page of a group with a multicast address."""
 
+    rig: PageRig
+
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
+
     def test_page_streams_pager(self) -> None:
         """The pager's tone goes to the group's address in its codec; the stream stops with the page."""
-        rig = PageRig("""
+        rig = self.rig = PageRig("""
 multicast_interface: 127.0.0.1
 multicast_ttl: 2
 groups:
@@ -198,7 +204,7 @@ groups:
 
     def test_multicast_only_group_is_live(self) -> None:
         """A group whose members all fail still pages by multicast: the pager is not hung up."""
-        rig = PageRig(
+        rig = self.rig = PageRig(
             'groups: {yard: {number: "702", members: ["1001"], multicast: "239.2.2.2:6000"}}'
         )
         rig.pbx.outcome = "unavailable"
@@ -210,7 +216,7 @@ groups:
 
     def test_socket_failure(self) -> None:
         """A multicast socket that cannot be made leaves the page to its phones, logged."""
-        rig = PageRig(
+        rig = self.rig = PageRig(
             'groups: {yard: {number: "702", members: ["1001"], multicast: "239.2.2.2:6000"}}'
         )
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.interfaces import IDialplanApplication
 
-from support.paging import PageRig
+from support.paging import PageRig, RingingPBX
 
 GROUPS = """
 groups:
@@ -32,6 +32,10 @@ class PagingTests(SynchronousTestCase):
         self.m1 = self.rig.member("1001", M1)
         self.m2 = self.rig.member("1002", M2)
         self.m3 = self.rig.member("1003", M3)
+
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
 
     def test_provides(self) -> None:
         """The application provides IDialplanApplication under the name ``paging``."""
@@ -108,7 +112,7 @@ class PagingTests(SynchronousTestCase):
 
     def test_busy_member_skipped(self) -> None:
         """A member that is busy or does not answer is skipped; the others are paged."""
-        rig = PageRig(GROUPS)
+        rig = self.rig = PageRig(GROUPS)
         m1 = rig.member("1001", M1, outcome="busy")
         m2 = rig.member("1002", M2, outcome="no_answer")
         m3 = rig.member("1003", M3)
@@ -140,7 +144,7 @@ class PagingTests(SynchronousTestCase):
 
     def test_nobody_answers(self) -> None:
         """A page that reaches nobody gives the pager a congestion tone, then hangs up."""
-        rig = PageRig(GROUPS)
+        rig = self.rig = PageRig(GROUPS)
         rig.pbx.outcome = "unavailable"
         pager, done = rig.dial(rig.paging, "1009", "700", frequency=None)
         rig.run(1.0)
@@ -164,4 +168,40 @@ class PagingTests(SynchronousTestCase):
         self.assertEqual(self.rig.pbx.originated, [])
         self.assertEqual(pager.played, ["general/invalid-number", "general/goodbye"])
         self.assertEqual(pager.hangups, ["normal"])
+        self.successResultOf(done)
+
+
+class RingingTests(SynchronousTestCase):
+    """Members whose phones are still ringing when the page ends."""
+
+    def setUp(self) -> None:
+        """A rig whose members ring until the test answers them."""
+        self.rig = PageRig(GROUPS, pbx=RingingPBX())
+        self.pbx = self.rig.pbx
+        assert isinstance(self.pbx, RingingPBX)
+
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
+
+    def test_pager_hangs_up_while_ringing(self) -> None:
+        """The pager hanging up cancels every member still ringing and hangs up those that answered."""
+        pager, done = self.rig.dial(self.rig.paging, "1009", "700", frequency=PAGER)
+        first = self.rig.phone("1001", None)
+        self.pbx.answer("1001", first.channel)
+        self.rig.run(0.4)
+        self.assertGreater(first.hears(PAGER, 0.1), 0.8)
+        pager.hang_up()
+        self.assertEqual(sorted(self.pbx.cancelled), ["1002", "1003"])
+        self.assertTrue(first.channel.hung_up)
+        self.successResultOf(done)
+
+    def test_answer_racing_the_end(self) -> None:
+        """A member whose answer comes as its ringing is cancelled is hung up at once, never joined."""
+        late = self.rig.phone("1002", None)
+        self.pbx.answer_on_cancel["1002"] = late.channel
+        pager, done = self.rig.dial(self.rig.paging, "1009", "700")
+        pager.hang_up()
+        self.assertTrue(late.channel.hung_up)
+        self.assertIsNone(late.channel.mix)
         self.successResultOf(done)
