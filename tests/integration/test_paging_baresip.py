@@ -72,7 +72,7 @@ MULTICAST_GROUP = "239.255.77.7"
 AMPLITUDE = 8000
 SIGNAL_SECONDS = 60.0
 #: Seconds of the page (or intercom call) measured.
-TALK = 5.0
+TALK = 8.0
 #: Margin (s) after the answer: the beeps, the jitter buffer filling.
 SETTLE = 1.0
 RELAY_PORTS = 40
@@ -297,14 +297,19 @@ class BaresipPagingTests(SynchronousTestCase):
             self.assertLess(level, 100, f"the pager hears {member} at {level:.0f}")
 
         audio, headers = rtp_audio(listener.packets)
-        self.assertGreater(len(headers), (TALK + SETTLE) * 50)
+        self.assertGreater(len(headers), TALK * 50)
         self.assertEqual({h[0] for h in headers}, {0})
         self.assertEqual(len({h[3] for h in headers}), 1)
-        steps = {
+        steps = [
             (b[2] - a[2]) & 0xFFFFFFFF
             for a, b in zip(headers, headers[1:], strict=False)
-        }
-        self.assertEqual(steps, {160}, "one 20 ms PCMU frame per packet")
+        ]
+        # One 20 ms PCMU frame per packet; a tick the reactor ran late
+        # skips the time missed (a few on a busy machine, never most).
+        self.assertEqual({step % 160 for step in steps}, {0}, "whole 20 ms frames")
+        self.assertGreater(
+            steps.count(160), 0.95 * len(steps), "one 20 ms frame per packet"
+        )
         # The measured stretch: the last TALK seconds before the pager hung up.
         begin = max(0.0, len(headers) / 50 - TALK - 0.5)
         self.hears("the multicast listener", audio.astype(np.float64), PAGER, begin)
