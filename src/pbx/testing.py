@@ -36,6 +36,7 @@ from pbx.api.http import APIError
 from pbx.api.tokens import Session
 from pbx.calls.events import CallEvents
 from pbx.calls.originated import Originated
+from pbx.calls.outbound import check_extra_headers
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import (
@@ -447,9 +448,11 @@ class FakePBX:
         """
         Record ``number`` (and its ``headers`` in :attr:`originate_headers`); fire
         with its scripted outcome, and :attr:`answerers`' channel when answered.
+
+        :raises ValueError: for a header pbx would refuse, as the PBX's does.
         """
         self.originated.append(number)
-        self.originate_headers[number] = list(headers)
+        self.originate_headers[number] = check_extra_headers(headers)
         outcome = self.outcomes.get(number, self.outcome)
         if outcome != "answered":
             return succeed(Originated(outcome))

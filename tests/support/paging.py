@@ -22,8 +22,10 @@ from attrs import Factory, define
 from twisted.internet.defer import Deferred
 
 from pbx.calls.originated import Originated
+from pbx.calls.outbound import check_extra_headers
 from pbx.features.paging.app import Intercom, Paging
 from pbx.features.paging.options import parse_options
+from pbx.interfaces import ICodec
 from pbx.media.codecs import PCMU
 from pbx.testing import FakePBX
 
@@ -77,7 +79,7 @@ class RingingPBX(FakePBX):
     ) -> Deferred[Originated]:
         """Ring ``number`` until answered or cancelled."""
         self.originated.append(number)
-        self.originate_headers[number] = list(headers)
+        self.originate_headers[number] = check_extra_headers(headers)
 
         def cancel(d: Deferred[Originated]) -> None:
             channel = self.answer_on_cancel.get(number)
@@ -121,9 +123,15 @@ class PageRig:
         self.sockets.append(sock)
         return sock
 
-    def phone(self, number: str, frequency: float | None, dialled: str = "") -> Phone:
-        """A phone of ``number`` sending a tone of ``frequency`` (None: silence)."""
-        phone = Phone(self.clock, number, dialled, PCMU(), frequency)
+    def phone(
+        self,
+        number: str,
+        frequency: float | None,
+        dialled: str = "",
+        codec: ICodec | None = None,
+    ) -> Phone:
+        """A phone of ``number`` sending a tone of ``frequency`` (None: silence), in G.711 unless ``codec``."""
+        phone = Phone(self.clock, number, dialled, codec or PCMU(), frequency)
         self.phones.append(phone)
         return phone
 
@@ -143,9 +151,10 @@ class PageRig:
         dialled: str,
         frequency: float | None = 600.0,
         args: Any = None,
+        codec: ICodec | None = None,
     ) -> tuple[Phone, Deferred[None]]:
         """The phone of ``number`` dials ``dialled`` and is handed to ``app``."""
-        phone = self.phone(number, frequency, dialled)
+        phone = self.phone(number, frequency, dialled, codec)
         done = app.run(phone.channel, {} if args is None else args)
         self.runs.append(done)
         return phone, done

@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.interfaces import IDialplanApplication
+from pbx.media.codecs import G722
 
 from support.paging import PageRig, RingingPBX
 
@@ -98,6 +99,17 @@ class PagingTests(SynchronousTestCase):
         self.assertLess(self.m1.hears(1000.0, 0.2), 0.02)
         self.assertGreater(self.m1.hears(PAGER, 0.1), 0.8)
         pager.hang_up()
+
+    def test_wideband_pager(self) -> None:
+        """A G.722 pager is mixed at 16 kHz and heard by G.711 members; members are still not heard."""
+        pager, _ = self.rig.dial(
+            self.rig.paging, "1009", "700", frequency=PAGER, codec=G722()
+        )
+        self.rig.run(1.0)
+        [page] = self.rig.paging.pages.values()
+        self.assertEqual(page.mix.sample_rate, 16000)
+        self.assertGreater(self.m1.hears(PAGER), 0.7)
+        self.assertLess(pager.hears(M1), 0.02)
 
     def test_pager_hangs_up(self) -> None:
         """When the pager hangs up, every member is hung up and the application returns."""
