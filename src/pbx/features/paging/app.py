@@ -82,10 +82,20 @@ class Paging:
     async def _run(self, channel: IChannel, args: Any) -> None:
         await channel.answer()
         group = self.group_of(channel, args)
+        refusal = None
         if group is None:
             self.log.warn("paging: no group for {number!r}", number=channel.callee)
+            refusal = ["general/invalid-number", "general/goodbye"]
+        elif group.pagers and channel.caller not in group.pagers:
+            self.log.warn(
+                "page {group}: {caller} may not page it",
+                group=group.name,
+                caller=channel.caller or "anonymous",
+            )
+            refusal = ["general/not-available", "general/goodbye"]
+        if group is None or refusal is not None:
             try:
-                await channel.play(["general/invalid-number", "general/goodbye"])
+                await channel.play(refusal or [])
             except HungUp:
                 return
             await channel.hangup()
@@ -119,13 +129,22 @@ class Paging:
                     headers=headers,
                 )
 
-            page.ring(originate).addCallback(self._rung, page)
+            page.ring(originate, busy=self.in_a_call()).addCallback(self._rung, page)
             await channel.wait_for_hangup()
         except HungUp:
             pass
         finally:
             page.end()
             self.pages.pop(channel, None)
+
+    def in_a_call(self) -> set[str]:
+        """The extensions on an answered call now, either side (a page's member legs included)."""
+        busy: set[str] = set()
+        for call in self.pbx.live_calls():
+            if call.get("answered") is not None and call.get("state") != "ended":
+                busy.update(str(call.get(side) or "") for side in ("caller", "callee"))
+        busy.discard("")
+        return busy
 
     def _multicast(self, page: Page, group: GroupOptions) -> None:
         """Start the group's multicast stream; a socket or codec that fails leaves the page without it."""

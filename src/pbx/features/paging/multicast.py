@@ -10,6 +10,12 @@ encodes it in the group's codec and sends one RTP packet (RFC 3550,
 payload types of RFC 3551) to the group; silence while the pager says
 nothing, so listeners keep the page open until it ends.
 
+It ticks on a 20 ms timer of its own (a feature is not given the media
+clock), phase-locked to the media clock's: both run on the one reactor
+at the same period, so it takes each round of the mix once.  When the
+reactor runs late it sends one packet and the RTP timestamp skips the
+time missed.
+
 The socket only sends: nothing is read from it, so it needs no place in
 the reactor.  It is non-blocking; a datagram the kernel cannot take at
 once is dropped (a lost RTP packet) rather than waited for.  The TTL is 1

@@ -20,6 +20,8 @@ configuration), validated into one frozen :class:`PagingOptions`.
             codec: pcmu                   # of the multicast stream: pcmu, pcma or g722
             auto_answer: [call_info, polycom, yealink, grandstream]
             beep: true                    # members hear a beep before the pager
+            busy: skip                    # a member already in a call: skip (or: call)
+            pagers: ["1001", "1009"]      # who may page the group (default: anyone who may dial it)
 
 Errors name the key relative to the feature's section
 (``groups.warehouse.members[1]``); the plugin loader puts
@@ -53,7 +55,7 @@ _FEATURE_KEYS = frozenset(
     }
 )
 _GROUP_KEYS = frozenset(
-    {"number", "members", "multicast", "codec", "auto_answer", "beep"}
+    {"number", "members", "multicast", "codec", "auto_answer", "beep", "busy", "pagers"}
 )
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _NUMBER = re.compile(r"[0-9*#]{1,20}")
@@ -81,6 +83,10 @@ class GroupOptions:
     """The auto-answer header styles of the members' INVITEs (:data:`.autoanswer.STYLES`)."""
     beep: bool = True
     """Members hear a beep before the pager's audio."""
+    call_busy: bool = False
+    """Call members already in a call too (``busy: call``); by default they are skipped."""
+    pagers: frozenset[str] = frozenset()
+    """The extensions that may page this group; empty: anyone the dialplan lets dial it."""
 
 
 @frozen
@@ -144,6 +150,20 @@ def parse_multicast(raw: Any, key: str) -> tuple[str, int]:
     return str(address), int(port_text)
 
 
+def _extensions(raw: Any, key: str) -> list[str]:
+    """A list of extension numbers (YAML integers taken as their digits)."""
+    if not isinstance(raw, list):
+        raise ConfigError(key, "must be a list of extension numbers")
+    checked = []
+    for i, member in enumerate(raw):
+        member = _text(member)
+        problem = extension_number_problem(member)
+        if problem is not None:
+            raise ConfigError(f"{key}[{i}]", problem)
+        checked.append(member)
+    return checked
+
+
 def parse_group(
     name: str, raw: Any, where: str, default_styles: tuple[str, ...]
 ) -> GroupOptions:
@@ -167,13 +187,11 @@ def parse_group(
         )
     if len(members) > MAX_MEMBERS:
         raise ConfigError(f"{where}.members", f"at most {MAX_MEMBERS} members")
-    checked = []
-    for i, member in enumerate(members):
-        member = _text(member)
-        problem = extension_number_problem(member)
-        if problem is not None:
-            raise ConfigError(f"{where}.members[{i}]", problem)
-        checked.append(member)
+    checked = _extensions(members, f"{where}.members")
+    pagers = _extensions(raw.get("pagers", []), f"{where}.pagers")
+    busy = raw.get("busy", "skip")
+    if busy not in ("skip", "call"):
+        raise ConfigError(f"{where}.busy", "must be skip or call")
     multicast = None
     if raw.get("multicast") not in (None, ""):
         multicast = parse_multicast(raw["multicast"], f"{where}.multicast")
@@ -193,6 +211,8 @@ def parse_group(
             raw.get("auto_answer"), f"{where}.auto_answer", default_styles
         ),
         beep=beep,
+        call_busy=busy == "call",
+        pagers=frozenset(pagers),
     )
 
 

@@ -21,7 +21,7 @@ pager's channel.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from attrs import define, field
 
@@ -78,17 +78,30 @@ class Page:
         sender.start(self.mix)
         self._went_live()
 
-    def ring(self, originate: Callable[[str], Deferred[Originated]]) -> Deferred[int]:
+    def ring(
+        self,
+        originate: Callable[[str], Deferred[Originated]],
+        busy: Collection[str] = (),
+    ) -> Deferred[int]:
         """
         Call every member but the pager's own extension at once.
 
         :param originate: places the auto-answered leg to one extension.
+        :param busy: extensions in a call now: skipped unless the group
+            calls busy members too.
         :returns: a Deferred firing, once no member is ringing any more,
             with how many answered.
         """
         attempts = []
         for number in self.group.members:
             if number == self.pager.caller:
+                continue
+            if number in busy and not self.group.call_busy:
+                self.log.info(
+                    "page {group}: {member} skipped (in a call)",
+                    group=self.group.name,
+                    member=number,
+                )
                 continue
             try:
                 d = originate(number)

@@ -41,7 +41,7 @@ multicast_loop: false
 groups:
   warehouse: {number: 700, members: [1001, "1002", 1001], multicast: "239.1.1.1:5000", codec: g722,
               auto_answer: [grandstream, cisco], beep: false}
-  office: {number: "701", members: ["1003"]}
+  office: {number: "701", members: ["1003"], busy: call, pagers: [1009]}
 """)
         )
         group = options.groups["warehouse"]
@@ -63,7 +63,11 @@ groups:
                 False,
             ),
         )
-        self.assertEqual(options.groups["office"].auto_answer, ("polycom",))
+        office = options.groups["office"]
+        self.assertEqual(
+            (office.auto_answer, office.call_busy, office.pagers),
+            (("polycom",), True, {"1009"}),
+        )
         self.assertEqual(
             (
                 options.intercom_prefix,
@@ -96,7 +100,8 @@ groups:
             {"groups": {"g": {"number": "700", "members": ["1001"]}}}
         ).groups["g"]
         self.assertEqual(
-            (group.multicast, group.codec, group.beep), (None, "pcmu", True)
+            (group.multicast, group.codec, group.beep, group.call_busy, group.pagers),
+            (None, "pcmu", True, False, frozenset()),
         )
 
     def test_errors(self) -> None:
@@ -120,6 +125,9 @@ groups:
             "groups: {g: {number: '700', members: ['1001'], volume: 3}}": "groups.g.volume",
             "groups: {g: {number: '700', members: ['1001']}, h: {number: '700', members: ['1002']}}": "groups.h.number",
             "groups: {g: {number: '*805', members: ['1001']}}": "groups.g.number",
+            "groups: {g: {number: '700', members: ['1001'], busy: wait}}": "groups.g.busy",
+            "groups: {g: {number: '700', members: ['1001'], pagers: '1009'}}": "groups.g.pagers",
+            "groups: {g: {number: '700', members: ['1001'], pagers: ['x']}}": "groups.g.pagers[0]",
             "intercom_prefix: '80a'": "intercom_prefix",
             "ring_timeout: 0": "ring_timeout",
             "multicast_interface: eth0": "multicast_interface",

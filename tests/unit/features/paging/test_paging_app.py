@@ -217,3 +217,51 @@ class RingingTests(SynchronousTestCase):
         self.assertTrue(late.channel.hung_up)
         self.assertIsNone(late.channel.mix)
         self.successResultOf(done)
+
+
+class PolicyTests(SynchronousTestCase):
+    """Who may page, and members already in a call."""
+
+    def setUp(self) -> None:
+        """A rig with a group only 1009 may page, and one that calls busy members too."""
+        self.rig = PageRig("""
+groups:
+  guarded: {number: "700", members: ["1001", "1002"], pagers: ["1009"]}
+  all: {number: "701", members: ["1001", "1002"], busy: call}
+""")
+        self.m1 = self.rig.member("1001", M1)
+        self.m2 = self.rig.member("1002", M2)
+
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
+
+    def test_pager_not_allowed(self) -> None:
+        """An extension not among the group's pagers is told it is not available; nobody is called."""
+        pager, done = self.rig.dial(self.rig.paging, "1005", "700")
+        self.rig.run(0.5)
+        self.assertEqual(self.rig.pbx.originated, [])
+        self.assertEqual(pager.played, ["general/not-available", "general/goodbye"])
+        self.successResultOf(done)
+
+    def test_pager_allowed(self) -> None:
+        """One of the group's pagers pages it."""
+        pager, _ = self.rig.dial(self.rig.paging, "1009", "700")
+        self.assertEqual(self.rig.pbx.originated, ["1001", "1002"])
+
+    def test_busy_member_not_called(self) -> None:
+        """A member on an answered call is skipped without being called; a ringing one is not busy."""
+        self.rig.pbx.calls = [
+            {"caller": "1002", "callee": "1003", "state": "confirmed", "answered": 5.0},
+            {"caller": "1004", "callee": "1001", "state": "ringing", "answered": None},
+        ]
+        self.rig.dial(self.rig.paging, "1009", "700")
+        self.assertEqual(self.rig.pbx.originated, ["1001"])
+
+    def test_busy_member_called(self) -> None:
+        """A group with ``busy: call`` calls members in a call too."""
+        self.rig.pbx.calls = [
+            {"caller": "1003", "callee": "1002", "state": "confirmed", "answered": 5.0}
+        ]
+        self.rig.dial(self.rig.paging, "1009", "701")
+        self.assertEqual(self.rig.pbx.originated, ["1001", "1002"])
