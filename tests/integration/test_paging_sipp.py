@@ -9,7 +9,8 @@ without them fails the run), answers at once and waits for BYE.  The
 pager is SIPp too (``uac_bridged.xml``: a call of ``-d`` ms, then BYE).
 Beyond SIPp's check, the INVITE it logged is read back: every header the
 group's styles name is there, exactly.  1003 is a member with no phone:
-the page skips it and still reaches 1002.
+the page skips it and still reaches 1002; or a phone that rings and never
+answers (``uas_ring.xml``): the pager's hang-up cancels it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class SIPpPagingTests(SIPpCallCase):
         config = json.loads(call_config(**kwargs))
         config["features"] = {"paging": {
             "intercom_prefix": "*80",
+            "ring_timeout": 60,  # longer than uas_ring waits for its CANCEL
             "groups": {"all": {"number": GROUP, "members": [CALLEE, ABSENT], "auto_answer": STYLES}},
         }}  # fmt: skip
         config["dialplan"] = [
@@ -106,4 +108,22 @@ class SIPpPagingTests(SIPpCallCase):
         self.assertEqual(
             len([v for n, v in headers if n.lower() == "call-info"]), 1, headers
         )
+        self.assert_idle()
+
+    def test_ringing_member_cancelled(self) -> None:
+        """
+        A member still ringing when the pager hangs up gets CANCEL (its
+        phone rings and never answers), while the one that answered gets BYE.
+        """
+        answering = self.register_callee()
+        ringing = self.register_callee(ABSENT)
+        answers = self.start_callee("uas_autoanswer", answering, 1)
+        rings = self.start_sipp(
+            "uas_ring", ringing, "-m", "1", "-mp", str(next(self.media_ports)),
+            name="callee-uas_ring", limit=60,
+        )  # fmt: skip
+        rtp = free_port(socket.SOCK_DGRAM)
+        self.call("uac_bridged", GROUP, "-d", "2000", "-key", "rtp_port", str(rtp))
+        self.finish(answers, "callee-uas_autoanswer")
+        self.finish(rings, "callee-uas_ring")
         self.assert_idle()
