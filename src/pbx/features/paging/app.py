@@ -82,20 +82,10 @@ class Paging:
     async def _run(self, channel: IChannel, args: Any) -> None:
         await channel.answer()
         group = self.group_of(channel, args)
-        refusal = None
-        if group is None:
-            self.log.warn("paging: no group for {number!r}", number=channel.callee)
-            refusal = ["general/invalid-number", "general/goodbye"]
-        elif group.pagers and channel.caller not in group.pagers:
-            self.log.warn(
-                "page {group}: {caller} may not page it",
-                group=group.name,
-                caller=channel.caller or "anonymous",
-            )
-            refusal = ["general/not-available", "general/goodbye"]
-        if group is None or refusal is not None:
+        refusal = self._refusal(channel, group)
+        if refusal or group is None:
             try:
-                await channel.play(refusal or [])
+                await channel.play(refusal)
             except HungUp:
                 return
             await channel.hangup()
@@ -136,6 +126,20 @@ class Paging:
         finally:
             page.end()
             self.pages.pop(channel, None)
+
+    def _refusal(self, channel: IChannel, group: GroupOptions | None) -> list[str]:
+        """What a caller who may not page hears (no such group, not one of its pagers); [] for a pager."""
+        if group is None:
+            self.log.warn("paging: no group for {number!r}", number=channel.callee)
+            return ["general/invalid-number", "general/goodbye"]
+        if group.pagers and channel.caller not in group.pagers:
+            self.log.warn(
+                "page {group}: {caller} may not page it",
+                group=group.name,
+                caller=channel.caller or "anonymous",
+            )
+            return ["general/not-available", "general/goodbye"]
+        return []
 
     def in_a_call(self) -> set[str]:
         """The extensions on an answered call now, either side (a page's member legs included)."""

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.interfaces import IDialplanApplication
 
-from support.paging import PageRig
+from support.paging import PageRig, RingingPBX
 
 OPTIONS = "intercom_prefix: '*80'\nauto_answer: [call_info]\n"
 CALLER, CALLEE = 600.0, 900.0
@@ -103,3 +103,36 @@ class IntercomTests(SynchronousTestCase):
             )
             self.successResultOf(done)
         self.assertEqual(self.rig.pbx.originated, [])
+
+
+class IntercomRingingTests(SynchronousTestCase):
+    """An intercom call whose callee has not answered yet."""
+
+    def setUp(self) -> None:
+        """A rig whose callee rings until the test answers it."""
+        self.rig = PageRig(OPTIONS, pbx=RingingPBX())
+        self.pbx = self.rig.pbx
+        assert isinstance(self.pbx, RingingPBX)
+
+    def tearDown(self) -> None:
+        """Every call ends, and with it every application run."""
+        self.assertEqual(self.rig.hang_up_all(), [])
+
+    def test_ringback_then_connected(self) -> None:
+        """The caller hears ringback while the callee's phone rings, then the callee once it answers."""
+        caller, _ = self.rig.dial(self.rig.intercom, "1009", "*801001", frequency=None)
+        self.rig.run(0.6)
+        self.assertGreater(caller.hears(440.0, 0.4), 0.05)
+        callee = self.rig.phone("1001", CALLEE)
+        self.pbx.answer("1001", callee.channel)
+        self.rig.run(1.0)
+        self.assertGreater(caller.hears(CALLEE, 0.4), 0.8)
+        self.assertLess(caller.hears(440.0, 0.4), 0.02)
+
+    def test_caller_hangs_up_while_ringing(self) -> None:
+        """The caller hanging up before the answer cancels the callee's ringing."""
+        caller, done = self.rig.dial(self.rig.intercom, "1009", "*801001")
+        self.rig.run(0.4)
+        caller.hang_up()
+        self.assertEqual(self.pbx.cancelled, ["1001"])
+        self.successResultOf(done)
