@@ -223,7 +223,8 @@ class IPBX(Interface):
         returned Deferred stops the ringing.  ``headers``, a sequence of
         ``(name, value)`` pairs, are added to every INVITE sent (a page's
         ``Call-Info: <sip:...>;answer-after=0``); a name that is not a token
-        or a value holding a line break raises ``ValueError``.
+        or that pbx writes itself (Via, From, To, Call-ID, CSeq, Contact...),
+        or a value holding a line break, raises ``ValueError``.
 
         :returns: Deferred firing with a
             :class:`pbx.calls.originated.Originated`: ``outcome`` is
