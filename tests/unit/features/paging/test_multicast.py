@@ -13,7 +13,7 @@ from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.features.paging.multicast import MulticastSender, multicast_socket
-from pbx.media.codecs import PCMA, PCMU
+from pbx.media.codecs import G722, PCMA, PCMU
 from pbx.media.mix import Mix
 from pbx.media.rtp import parse_rtp
 
@@ -129,6 +129,39 @@ class MulticastSenderTests(SynchronousTestCase):
         MulticastSender(self.clock, GROUP, PCMA(), sock).start(Mix())
         self.clock.advance(0.02)
         self.assertEqual(parse_rtp(sock.sent[0][0]).payload_type, 8)
+
+
+class WidebandSenderTests(SynchronousTestCase):
+    """A G.722 stream from an 8 kHz mix."""
+
+    def test_g722(self) -> None:
+        """G.722: payload type 9, 160 octets and 160 RTP clock ticks per 20 ms (RFC 3551 §4.5.2), the talker's tone."""
+        clock = task.Clock()
+        mix = Mix()
+        talker = mix.add("pager", 8000)
+        sock = FakeSocket()
+        MulticastSender(clock, GROUP, G722(), sock).start(mix)
+        clock.advance(0.005)
+        for i in range(50):
+            clock.advance(0.02)
+            talker.put(tone(600.0, 160, i * 160))
+            talker.take()
+        packets = [parse_rtp(d) for d, _ in sock.sent]
+        self.assertEqual(
+            {(p.payload_type, len(p.payload)) for p in packets}, {(9, 160)}
+        )
+        self.assertEqual(
+            {
+                (b.timestamp - a.timestamp) & 0xFFFFFFFF
+                for a, b in zip(packets, packets[1:], strict=False)
+            },
+            {160},
+        )
+        decoder = G722().new_decoder()
+        audio = np.concatenate(
+            [np.asarray(decoder.decode(p.payload)) for p in packets[-25:]]
+        )
+        self.assertGreater(level(audio, 600.0, 16000), 4000)
 
 
 class MulticastSocketTests(SynchronousTestCase):
