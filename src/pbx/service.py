@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from zope.interface import implementer
@@ -144,9 +144,10 @@ class PBXService(MultiService):
         return self._sip().calls.dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
     def originate(self, number: str, caller: str, caller_name: str = "",
-                  timeout: float | None = None) -> Deferred[Any]:
+                  timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Any]:
         """Ring extension ``number``'s phones; the answered leg's channel or the outcome (see IPBX)."""
-        return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout)
+        return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout,
+                                           headers=headers)
 
     def subscribe_calls(self, subscriber: Callable[[Any], object],
                         kinds: Iterable[str] | None = None) -> Callable[[], None]:

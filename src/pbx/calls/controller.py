@@ -13,7 +13,7 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from attrs import define, evolve, field
@@ -37,7 +37,7 @@ from pbx.calls.forks import BUSY, Outcome, Rung
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, display_name
+from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
 from pbx.calls.reach import Reach
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
@@ -574,22 +574,27 @@ class CallController:
     # -- calls applications place -------------------------------------------------
 
     def _place(self, caller: str, caller_name: str, callee: str, bindings: list[Binding], timeout: float,
-               on_ringing: Callable[[], None] | None = None) -> OutboundCall:
+               on_ringing: Callable[[], None] | None = None,
+               headers: Sequence[tuple[str, str]] = ()) -> OutboundCall:
         """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
         call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
                             media=self._endpoint_media(caller, caller_name, callee),
-                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing)
+                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing,
+                            headers=headers)
         call.start(bindings, timeout)
         if call.state != "ended":
             self.calls[call.call_id] = call
         return call
 
     def originate(self, number: str, *, caller: str, caller_name: str = "",
-                  timeout: float | None = None) -> Deferred[Originated]:
+                  timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Originated]:
         """
         Ring extension ``number``'s phones (see :meth:`pbx.interfaces.IPBX.originate`).
         Cancelling the Deferred stops the ringing.
+
+        :raises ValueError: if one of ``headers`` is not a header pbx may add.
         """
+        extra = check_extra_headers(headers)
         ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
         placed: list[OutboundCall] = []
 
@@ -604,7 +609,7 @@ class CallController:
             bindings = self.registrar.contacts(number)
             if not bindings:
                 return Originated("unavailable")
-            call = self._place(caller, caller_name, number, bindings, ring_timeout)
+            call = self._place(caller, caller_name, number, bindings, ring_timeout, headers=extra)
             placed.append(call)
             rung: Rung = await call.outcome
             if rung.outcome is not Outcome.ANSWERED:
