@@ -45,6 +45,8 @@ from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web.iweb import IRequest
 
 from pbx.api.app import PBXApi
+from pbx.api.groups import GroupsAPI
+from pbx.api.groups import openapi_paths as groups_paths
 from pbx.api.http import make_site
 from pbx.api.limits import LimitedFactory
 from pbx.api.security import SecurityAPI
@@ -408,6 +410,9 @@ class PBXService(MultiService):
             self.api.mount("emergency", emergency.resource(), emergency_paths())
             self.api.mount_extension("location", emergency.extension_location, extension_paths())
             self.provide(IEmergencyEvents, self.sip.emergency)
+        assert self.sip.calls.groups is not None
+        groups = GroupsAPI(self.sip.calls.groups, self.api.authenticate, self.store, self.reactor)
+        self.api.mount("groups", groups.resource(), groups_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,
