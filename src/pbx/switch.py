@@ -109,6 +109,8 @@ class Switch:
         self.log.info("registrations restored: {count}", count=count)
         assert self.calls.cdr is not None
         await self.calls.cdr.recover()
+        assert self.calls.groups is not None
+        await self.calls.groups.load(self.calls.store)
         self.registrar.start()
         if self.emergency is not None:
             await self.emergency.callbacks.load()
