@@ -18,7 +18,14 @@ import struct
 
 from pbx.media.wav import fsync_directory
 
-__all__ = ["RECORDING_ID", "read_file", "repair_part", "unlink", "wav_bytes"]
+__all__ = [
+    "RECORDING_ID",
+    "read_file",
+    "remove_stale_parts",
+    "repair_part",
+    "unlink",
+    "wav_bytes",
+]
 
 RECORDING_ID = re.compile(r"[0-9]{13}-[0-9a-f]{8}")
 """A recording id: milliseconds started, a dash, 8 hex digits; also its file name."""
@@ -80,3 +87,25 @@ def unlink(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def remove_stale_parts(directory: str, before: float, keep: set[str]) -> int:
+    """
+    Remove temporary files no recording owns: ``.part`` files not named in
+    ``keep`` and last written before ``before`` (a live recording's file is
+    written every half second).  Such a file is left when pbx died between
+    creating a recording's file and storing its metadata.
+
+    :returns: how many were removed.
+    """
+    removed = 0
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if not (name.startswith(".") and name.endswith(".part")) or name in keep:
+            continue
+        try:
+            if os.path.getmtime(path) < before:
+                removed += unlink(path)
+        except FileNotFoundError:
+            continue
+    return removed

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from pbx.features.recording.files import (
     RECORDING_ID,
     read_file,
+    remove_stale_parts,
     repair_part,
     unlink,
     wav_bytes,
@@ -106,8 +107,17 @@ class Library:
 
         :returns: how many were kept.
         """
-        kept = 0
-        for meta in await self.all():
+        kept, started = 0, self.clock.seconds()
+        recordings = await self.all()
+        owned = {os.path.basename(str(m.get("part") or "")) for m in recordings}
+        stale = await self.in_thread(
+            remove_stale_parts, self.directory, started - 60, owned
+        )
+        if stale:
+            self.log.info(
+                "{stale} temporary recording file(s) nobody owns removed", stale=stale
+            )
+        for meta in recordings:
             if meta.get("status") != "recording":
                 continue
             part = os.path.join(

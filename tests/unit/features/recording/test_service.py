@@ -317,7 +317,10 @@ class RecoveryTests(SynchronousTestCase):
         return service
 
     def test_interrupted_recording_kept(self) -> None:
-        """A recording whose process died keeps what its temporary file holds, marked interrupted."""
+        """
+        A recording whose process died keeps what its temporary file holds,
+        marked interrupted; a temporary file nobody owns or writes is removed.
+        """
         pbx = make_pbx(self)
         pbx.clock.advance(1_700_000_000)
         directory = os.path.join(pbx.config.state_dir, "recordings")
@@ -344,8 +347,20 @@ class RecoveryTests(SynchronousTestCase):
         self.successResultOf(pbx.store.put_item(KIND, "", meta["id"], meta))
         empty = dict(meta, id="1700000000001-00000000", part=".missing.part")
         self.successResultOf(pbx.store.put_item(KIND, "", empty["id"], empty))
+        stray, live = (
+            os.path.join(directory, f".{n}.wav.000000000000.part")
+            for n in ("stray", "live")
+        )
+        for path in (stray, live):
+            with open(path, "wb") as f:
+                f.write(b"RIFF")
+        os.utime(
+            stray, (1_600_000_000, 1_600_000_000)
+        )  # untouched for long: nobody writes it
         # The process "dies": the writer is never closed.  The next start recovers.
         self.start(pbx)
+        self.assertFalse(os.path.exists(stray))
+        self.assertTrue(os.path.exists(live))
         [kept] = [d for _, _, d in self.successResultOf(pbx.store.list_items(KIND))]
         self.assertEqual((kept["status"], kept["duration"]), ("interrupted", 1.0))
         with wave.open(final) as w:
