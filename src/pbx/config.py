@@ -199,6 +199,14 @@ class CallsConfig:
     min_session_expires: int = 90
 
 
+@frozen
+class TransferConfig:
+    """The ``transfer:`` section: call transfer (REFER) from phones."""
+
+    #: Seconds a blind transfer's target rings before the transferor's phone is rung back.
+    recall_after: int = 30
+
+
 #: The values of ``log.level``, most verbose first.
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
@@ -261,6 +269,7 @@ class Config:
     features: Mapping[str, Mapping[str, Any]]
     plugin_dirs: tuple[str, ...] = ()
     calls: CallsConfig = CallsConfig()
+    transfer: TransferConfig = TransferConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
     log: LogConfig = LogConfig()
 
@@ -670,6 +679,11 @@ def _calls(raw: Any) -> CallsConfig:
     )
 
 
+def _transfer(raw: Any) -> TransferConfig:
+    t = _mapping(raw, "transfer", {"recall_after"})
+    return TransferConfig(recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600))
+
+
 def _log(raw: Any) -> LogConfig:
     c = _mapping(raw, "log", {"level"})
     level = _str(c.get("level"), "log.level", "info")
@@ -795,7 +809,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan",
+    "features", "plugin_dirs", "calls", "dialplan", "transfer",
 }
 
 
@@ -864,6 +878,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         features=_features(top.get("features")),
         plugin_dirs=plugin_dirs,
         calls=_calls(top.get("calls")),
+        transfer=_transfer(top.get("transfer")),
         dialplan=parse_dialplan(top.get("dialplan")),
         log=_log(top.get("log")),
     )

@@ -37,6 +37,7 @@ from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
+from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
@@ -88,6 +89,8 @@ class CallController:
     dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
+    #: Blind and attended transfers (REFER) of relayed calls.
+    transfers: Transfers = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -102,6 +105,9 @@ class CallController:
                                self.diverters)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
+        self.transfers = Transfers(self.services, self.routing, self.events, self.local_address,
+                                   ring_timeout=self.config.calls.ring_timeout,
+                                   recall_after=self.config.transfer.recall_after)
 
     @property
     def clock(self) -> Any:
@@ -117,7 +123,7 @@ class CallController:
 
     def install(self) -> None:
         """Take over call-related methods in the core, write CDRs, start the media watchdog."""
-        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
+        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK", "REFER"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
         assert self.cdr is not None
@@ -199,12 +205,15 @@ class CallController:
         method = request.method
         if method == "BYE":
             transaction.respond(make_response(request, 200))
-            call.hang_up(leg, "BYE")
+            if not (isinstance(call, Call) and self.transfers.leaving(call, leg)):
+                call.hang_up(leg, "BYE")
         elif method in ("INVITE", "UPDATE"):
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
             call.info(leg, transaction)
+        elif method == "REFER" and isinstance(call, Call):
+            self.transfers.refer(call, leg, dialog, transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
