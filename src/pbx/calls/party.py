@@ -30,7 +30,9 @@ class Party:
     :param on_ended: called once, when the party has left (hung up either way).
     """
 
-    def __init__(self, sip: Any, dialog: Dialog | None, on_ended: Callable[[], None]) -> None:
+    def __init__(
+        self, sip: Any, dialog: Dialog | None, on_ended: Callable[[], None]
+    ) -> None:
         self.dialog = dialog
         #: ``confirmed`` while the party is in the call, then ``ended``.
         self.state = "confirmed"

@@ -23,10 +23,22 @@ from pbx.sip.message import Request, Response, SIPParseError
 from pbx.sip.uri import URI
 
 #: Reason phrases of the statuses a transfer reports.
-REASONS = {100: "Trying", 180: "Ringing", 200: "OK", 403: "Forbidden", 404: "Not Found",
-           480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 486: "Busy Here",
-           487: "Request Terminated", 488: "Not Acceptable Here", 500: "Server Internal Error",
-           501: "Not Implemented", 503: "Service Unavailable", 603: "Decline"}
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    200: "OK",
+    403: "Forbidden",
+    404: "Not Found",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    603: "Decline",
+}
 
 
 class ReferError(ValueError):
@@ -54,7 +66,10 @@ class Replaces:
         disagree on whose tag is ``to-tag`` when they name a dialog they
         called in, so both readings are tried, the RFC's first.
         """
-        return [(self.call_id, self.to_tag, self.from_tag), (self.call_id, self.from_tag, self.to_tag)]
+        return [
+            (self.call_id, self.to_tag, self.from_tag),
+            (self.call_id, self.from_tag, self.to_tag),
+        ]
 
 
 @frozen
@@ -113,7 +128,11 @@ def parse_refer_to(value: str | None) -> ReferTarget:
     for name, escaped in uri.headers:
         if name.lower() == "replaces":
             replaces = parse_replaces(unquote(escaped))
-    return ReferTarget(URI(uri.scheme, uri.user, None, uri.host, uri.port, uri.params), number, replaces)
+    return ReferTarget(
+        URI(uri.scheme, uri.user, None, uri.host, uri.port, uri.params),
+        number,
+        replaces,
+    )
 
 
 def wants_subscription(request: Request) -> bool:
@@ -123,7 +142,10 @@ def wants_subscription(request: Request) -> bool:
 
 def sipfrag(status: int, reason: str | None = None) -> bytes:
     """A message/sipfrag body holding a status line (RFC 3515 §2.4.5, RFC 3420)."""
-    return f"SIP/2.0 {status} {reason or REASONS.get(status, '')}".rstrip().encode() + b"\r\n"
+    return (
+        f"SIP/2.0 {status} {reason or REASONS.get(status, '')}".rstrip().encode()
+        + b"\r\n"
+    )
 
 
 @define(eq=False)
@@ -142,8 +164,12 @@ class ReferProgress:
     #: The final status once reported (the subscription is then terminated).
     final: int | None = None
 
-    def report(self, status: int, reason: str | None = None,
-               on_response: Callable[[Response], None] | None = None) -> bool:
+    def report(
+        self,
+        status: int,
+        reason: str | None = None,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> bool:
         """
         NOTIFY the transferor of ``status``; a final one (>= 200) ends the
         subscription (RFC 3515 §2.4.5).  Nothing after the final one.
@@ -155,11 +181,16 @@ class ReferProgress:
             return False
         if status >= 200:
             self.final = status
-        notify = self.dialog.request("NOTIFY", body=sipfrag(status, reason),
-                                     content_type="message/sipfrag;version=2.0")
+        notify = self.dialog.request(
+            "NOTIFY",
+            body=sipfrag(status, reason),
+            content_type="message/sipfrag;version=2.0",
+        )
         notify.headers.add("Event", "refer")
-        notify.headers.add("Subscription-State",
-                           "terminated;reason=noresource" if status >= 200 else "active;expires=60")
+        notify.headers.add(
+            "Subscription-State",
+            "terminated;reason=noresource" if status >= 200 else "active;expires=60",
+        )
 
         def answered(response: Response) -> None:
             if response.status >= 200 and on_response is not None:

@@ -59,7 +59,13 @@ from pbx.calls.call import Call
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, CallMedia, MediaError
-from pbx.calls.refer import ReferError, ReferProgress, Replaces, parse_refer_to, wants_subscription
+from pbx.calls.refer import (
+    ReferError,
+    ReferProgress,
+    Replaces,
+    parse_refer_to,
+    wants_subscription,
+)
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices
 from pbx.media.offer_answer import offered_codecs
@@ -100,19 +106,29 @@ def current_sdp(media: CallMedia, leg: str) -> SessionDescription:
             streams.append(evolve(m, port=0) if m.port else m)
             continue
         used = True
-        formats = [str(c.payload_type) for c in offered_codecs(m) if c.encoding.lower() in keep]
+        formats = [
+            str(c.payload_type) for c in offered_codecs(m) if c.encoding.lower() in keep
+        ]
         if not formats:
             raise MediaError("the codec in use is not in the SDP")
         kept = set(formats)
         attributes = [
-            (name, value) for name, value in m.attributes
+            (name, value)
+            for name, value in m.attributes
             if name not in _DIRECTIONS
-            and not (name in ("rtpmap", "fmtp") and (value or "").split(" ", 1)[0] not in kept)
+            and not (
+                name in ("rtpmap", "fmtp")
+                and (value or "").split(" ", 1)[0] not in kept
+            )
         ]
         streams.append(evolve(m, formats=formats, attributes=attributes))
     if not used:
         raise MediaError("no audio stream to hand over")
-    return evolve(sdp, media=streams, attributes=[a for a in sdp.attributes if a[0] not in _DIRECTIONS])
+    return evolve(
+        sdp,
+        media=streams,
+        attributes=[a for a in sdp.attributes if a[0] not in _DIRECTIONS],
+    )
 
 
 @define(eq=False)
@@ -164,7 +180,9 @@ class Transfers:
 
     # -- REFER -------------------------------------------------------------------
 
-    def refer(self, call: Call, leg: str, dialog: Dialog, transaction: ServerTransaction) -> None:
+    def refer(
+        self, call: Call, leg: str, dialog: Dialog, transaction: ServerTransaction
+    ) -> None:
         """A REFER from the party in ``leg``'s seat of ``call``, in ``dialog``."""
         request = transaction.request
         try:
@@ -187,23 +205,33 @@ class Transfers:
         transaction.respond(accepted)
         progress = ReferProgress(self.services.sip, dialog, enabled=subscribe)
         progress.report(100)
-        self.log.info("call {call_id}: {who} transfers to {target}{how}", call_id=call.call_id,
-                      who=party_number(call, leg), target=target.number,
-                      how=" (attended)" if target.replaces else "")
+        self.log.info(
+            "call {call_id}: {who} transfers to {target}{how}",
+            call_id=call.call_id,
+            who=party_number(call, leg),
+            target=target.number,
+            how=" (attended)" if target.replaces else "",
+        )
         if target.replaces is not None:
             self._attended(call, leg, progress, target.replaces, target.number)
             return
-        d = Deferred.fromCoroutine(self._start_blind(call, leg, progress, target.number))
+        d = Deferred.fromCoroutine(
+            self._start_blind(call, leg, progress, target.number)
+        )
         d.addErrback(self._failed, call, progress)
 
     def _failed(self, failure: Any, call: Call, progress: ReferProgress) -> None:
-        self.log.failure("transferring call {call_id} failed", failure, call_id=call.call_id)
+        self.log.failure(
+            "transferring call {call_id} failed", failure, call_id=call.call_id
+        )
         self._blind.pop(call.call_id, None)
         progress.report(500)
 
     # -- blind ---------------------------------------------------------------------
 
-    async def _start_blind(self, call: Call, leg: str, progress: ReferProgress, number: str) -> None:
+    async def _start_blind(
+        self, call: Call, leg: str, progress: ReferProgress, number: str
+    ) -> None:
         transferor = party_number(call, leg)
         number, record, refuse = await self.routing.resolve_target(number, {transferor})
         if record is None or refuse:
@@ -218,16 +246,22 @@ class Transfers:
             return
         other = OTHER[leg]
         try:
-            offer = call.media.offer_from(other, current_sdp(call.media, other).to_bytes())
+            offer = call.media.offer_from(
+                other, current_sdp(call.media, other).to_bytes()
+            )
         except MediaError as e:
-            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
+            self.log.info(
+                "call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e
+            )
             progress.report(488)
             return
         transfer = _Blind(call, leg, number, transferor, progress, offer)
         self._blind[call.call_id] = transfer
         self._ring(transfer, number, bindings, self.recall_after)
 
-    def _ring(self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float) -> None:
+    def _ring(
+        self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float
+    ) -> None:
         """Ring ``number``'s phones with the transfer's offer, from the transferee."""
         call, other = transfer.call, OTHER[transfer.leg]
         shown, domain = party_number(call, other), self.services.domain
@@ -235,18 +269,31 @@ class Transfers:
 
         def invite(binding: Binding, address: LocalAddress) -> Request:
             return new_invite(
-                target=parse_uri(binding.contact), to=f"<sip:{number}@{domain}>",
-                from_=f"<sip:{shown}@{domain}>", address=address, body=transfer.offer,
+                target=parse_uri(binding.contact),
+                to=f"<sip:{number}@{domain}>",
+                from_=f"<sip:{shown}@{domain}>",
+                address=address,
+                body=transfer.offer,
                 contact_user=shown,
-                extra=[("P-Asserted-Identity", f"<sip:{shown}@{domain}>"), ("Referred-By", referred_by)],
+                extra=[
+                    ("P-Asserted-Identity", f"<sip:{shown}@{domain}>"),
+                    ("Referred-By", referred_by),
+                ],
             )
 
-        forks = Forks(self.services, on_provisional=lambda fork, response: self._ringing(transfer),
-                      on_answer=lambda fork, response: self._answer(transfer, response),
-                      contact_user=shown, timers=NamedTimers(self.services.clock))
+        forks = Forks(
+            self.services,
+            on_provisional=lambda fork, response: self._ringing(transfer),
+            on_answer=lambda fork, response: self._answer(transfer, response),
+            contact_user=shown,
+            timers=NamedTimers(self.services.clock),
+        )
         transfer.forks = forks
-        forks.ring(bindings, invite, timeout).addCallback(self._rung, transfer).addErrback(
-            lambda f: self.log.failure("transfer of {call_id}", f, call_id=call.call_id))
+        forks.ring(bindings, invite, timeout).addCallback(
+            self._rung, transfer
+        ).addErrback(
+            lambda f: self.log.failure("transfer of {call_id}", f, call_id=call.call_id)
+        )
 
     def _ringing(self, transfer: _Blind) -> None:
         """The target rings: the transfer is accepted; the transferor leaves."""
@@ -282,7 +329,12 @@ class Transfers:
         if transfer is None or transfer.leg != leg or transfer.released:
             return False
         transfer.released = True
-        call.vacate(leg, self._departing_record(call, leg, transfer.target, self.services.clock.seconds()))
+        call.vacate(
+            leg,
+            self._departing_record(
+                call, leg, transfer.target, self.services.clock.seconds()
+            ),
+        )
         return True
 
     def _answer(self, transfer: _Blind, response: Response) -> Verdict:
@@ -305,8 +357,14 @@ class Transfers:
             self._done(transfer)
             self._take_seat(call, transfer.leg, rung.fork)
             who = transfer.transferor if transfer.recalling else transfer.target
-            self._publish(call, transfer.leg, "recalled" if transfer.recalling else "blind",
-                          transferor=transfer.transferor, target=who, target_call_id=rung.fork.invite.call_id)
+            self._publish(
+                call,
+                transfer.leg,
+                "recalled" if transfer.recalling else "blind",
+                transferor=transfer.transferor,
+                target=who,
+                target_call_id=rung.fork.invite.call_id,
+            )
             return
         if call.state == "ended":
             self._done(transfer)
@@ -326,8 +384,12 @@ class Transfers:
         """The target did not answer: ring the transferor's phones back."""
         transfer.recalling = True
         bindings = self.routing.contacts(transfer.transferor)
-        self.log.info("call {call_id}: transfer to {target} unanswered, recalling {who}",
-                      call_id=transfer.call.call_id, target=transfer.target, who=transfer.transferor)
+        self.log.info(
+            "call {call_id}: transfer to {target} unanswered, recalling {who}",
+            call_id=transfer.call.call_id,
+            target=transfer.target,
+            who=transfer.transferor,
+        )
         if not bindings:
             self._done(transfer)
             transfer.call.hang_up("pbx", "transfer recall unavailable")
@@ -367,8 +429,14 @@ class Transfers:
                 return entry[0], entry[1]
         return None
 
-    def _attended(self, call: Call, leg: str, progress: ReferProgress, replaces: Replaces,
-                  number: str) -> None:
+    def _attended(
+        self,
+        call: Call,
+        leg: str,
+        progress: ReferProgress,
+        replaces: Replaces,
+        number: str,
+    ) -> None:
         """
         Join the transferee of ``call`` with the other party of the call
         ``replaces`` names (the target), where the transferor is too.
@@ -387,12 +455,18 @@ class Transfers:
             return
         transferee = OTHER[leg]
         try:
-            offer = call.media.offer_from(transferee, current_sdp(call.media, transferee).to_bytes())
+            offer = call.media.offer_from(
+                transferee, current_sdp(call.media, transferee).to_bytes()
+            )
         except MediaError as e:
-            self.log.info("call {call_id} cannot be joined: {e}", call_id=call.call_id, e=e)
+            self.log.info(
+                "call {call_id} cannot be joined: {e}", call_id=call.call_id, e=e
+            )
             progress.report(488)
             return
-        reinvite = target_dialog.request("INVITE", body=offer, content_type="application/sdp")
+        reinvite = target_dialog.request(
+            "INVITE", body=offer, content_type="application/sdp"
+        )
         cseq = reinvite.cseq.number
         sip = self.services.sip
         done = False
@@ -413,18 +487,30 @@ class Transfers:
             try:
                 call.media.answer_from(leg, response.body)
             except MediaError as e:
-                self.log.info("attended transfer: the target's answer is unusable: {e}", e=e)
+                self.log.info(
+                    "attended transfer: the target's answer is unusable: {e}", e=e
+                )
                 progress.report(488)
                 return
             if call.state != "confirmed" or other_call.state != "confirmed":
                 progress.report(487)
                 return
-            self._join(call, leg, other_call, target_leg, target_dialog, target_fork, progress)
+            self._join(
+                call, leg, other_call, target_leg, target_dialog, target_fork, progress
+            )
 
         sip.request(reinvite, target_dialog.peer, answered)
 
-    def _join(self, call: Call, leg: str, other_call: Call, target_leg: str, target_dialog: Dialog,
-              target_fork: Fork | None, progress: ReferProgress) -> None:
+    def _join(
+        self,
+        call: Call,
+        leg: str,
+        other_call: Call,
+        target_leg: str,
+        target_dialog: Dialog,
+        target_fork: Fork | None,
+        progress: ReferProgress,
+    ) -> None:
         transferor = party_number(call, leg)
         target = party_number(other_call, target_leg)
         other_call.hand_over(target_leg, f"transferred: {target} joined {call.call_id}")
@@ -443,8 +529,14 @@ class Transfers:
 
         if not progress.report(200, on_response=bye):
             bye()
-        self._publish(call, leg, "attended", transferor=transferor, target=target,
-                      target_call_id=other_call.call_id)
+        self._publish(
+            call,
+            leg,
+            "attended",
+            transferor=transferor,
+            target=target,
+            target_call_id=other_call.call_id,
+        )
 
     # -- records -----------------------------------------------------------------
 
@@ -456,14 +548,29 @@ class Transfers:
         else:
             call_id, start = call.call_id, call.started
         return CallRecord(
-            call_id=call_id, caller=call.caller, callee=call.callee, start=start, end=now,
-            answer=call.answered_at, disposition="ANSWERED", hangup_side=leg,
-            hangup_cause=f"transferred to {target}", codecs=call.media.codecs, leg=leg,
+            call_id=call_id,
+            caller=call.caller,
+            callee=call.callee,
+            start=start,
+            end=now,
+            answer=call.answered_at,
+            disposition="ANSWERED",
+            hangup_side=leg,
+            hangup_cause=f"transferred to {target}",
+            codecs=call.media.codecs,
+            leg=leg,
         )
 
     def _publish(self, call: Call, leg: str, kind: str, **detail: Any) -> None:
-        self.events.announce("transferred", call, self.services.clock.seconds(), leg, how=kind,
-                             call_id=call.call_id, **detail)
+        self.events.announce(
+            "transferred",
+            call,
+            self.services.clock.seconds(),
+            leg,
+            how=kind,
+            call_id=call.call_id,
+            **detail,
+        )
 
 
 def _seat_of(call: Call, leg: str) -> tuple[Dialog | None, Fork | None]:
