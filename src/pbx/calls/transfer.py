@@ -449,10 +449,12 @@ class Transfers:
         their_leg = other_call.leg_of(dialog)
         target_leg = OTHER[their_leg]
         target_dialog, target_fork = _seat_of(other_call, target_leg)
-        if target_dialog is None or (leg == "b" and target_fork is None):
-            # A callee's seat takes a phone pbx dialled; this target called in.
-            progress.report(501)
+        if target_dialog is None:
+            progress.report(481)
             return
+        if leg == "b" and target_fork is None:
+            # The target called in: its dialog takes the callee's seat as a fork.
+            target_fork = adopted_fork(other_call, target_dialog, self.services)
         transferee = OTHER[leg]
         try:
             offer = call.media.offer_from(
@@ -571,6 +573,29 @@ class Transfers:
             call_id=call.call_id,
             **detail,
         )
+
+
+def adopted_fork(call: Call, dialog: Dialog, services: LegServices) -> Fork:
+    """
+    The caller of ``call`` (in ``dialog``) as the answered fork a callee's
+    seat holds: a party pbx did not dial, moving there by an attended
+    transfer.  Nothing drives it but the dialog; its INVITE names its
+    Call-ID and its start in the call records.
+    """
+    binding = Binding(
+        aor=call.caller, contact=str(dialog.remote_target), expires_at=0.0
+    )
+    fork = Fork(
+        binding,
+        call.invite.request,
+        dialog.peer,
+        dialog.address,
+        call.started,
+        services.sip,
+    )
+    fork.dialog = dialog
+    fork.final()  # answered long ago: it takes no more responses
+    return fork
 
 
 def _seat_of(call: Call, leg: str) -> tuple[Dialog | None, Fork | None]:

@@ -448,3 +448,41 @@ class AttendedTransferTests(TransferTestCase):
         self.callee.expect(200)
         self.target.respond(self.target.expect_one("BYE"), 200)
         self.hang_up(leg)
+
+    def test_attended_target_called_in(self) -> None:
+        """The consultation call came from the target (1003 called 1002): it still takes 1002's seat."""
+        invite, leg, callee_leg = self.establish()
+        second, consult = self.target.invite("1002")
+        self.target.expect(100)
+        forked = self.callee.expect_one("INVITE")
+        self.callee.respond(forked, 200, body=CALLEE_SDP)
+        self.callee.expect("ACK")
+        ok = self.target.expect_one(200)
+        self.target.confirm(second, consult, ok)
+        callee_consult = self.callee.answer_leg(forked)
+        value = f"{forked.call_id};to-tag={forked.from_.tag};from-tag={self.callee.tag}"
+        self.accepted(
+            self.callee,
+            callee_leg,
+            f"<sip:1003@{REALM}?Replaces={quote(value, safe='')}>",
+        )
+        reinvite = self.target.expect_one("INVITE")
+        self.assertEqual(reinvite.call_id, consult.call_id)
+        self.target.respond(reinvite, 200, body=TARGET_SDP.replace(b" 1 IN", b" 2 IN"))
+        self.target.expect("ACK")
+        bye, notify = self.callee.expect("BYE", "NOTIFY")
+        self.assertEqual(bye.call_id, callee_consult.call_id)
+        self.callee.respond(bye, 200)
+        self.callee.respond(notify, 200)
+        self.callee.respond(self.callee.expect_one("BYE"), 200)
+        [call] = self.controller.calls.values()
+        assert isinstance(call, Call) and call.b is not None
+        self.assertEqual(
+            (call.callee, call.b.invite.call_id), ("1003", consult.call_id)
+        )
+        # The caller hangs up: BYE to 1003 in the dialog it started.
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        bye = self.target.expect_one("BYE")
+        self.assertEqual(bye.call_id, consult.call_id)
+        self.target.respond(bye, 200)
