@@ -118,7 +118,7 @@ def parse_refer_to(value: str | None) -> ReferTarget:
     try:
         uri = parse_name_addr(value.strip()).uri
     except (SIPParseError, ValueError) as e:
-        raise ReferError(f"bad Refer-To: {e}") from None
+        raise ReferError(f"bad Refer-To {value.strip()[:120]!r}: {e}") from None
     if not uri.is_sip:
         raise ReferError(f"Refer-To is not a SIP URI: {uri.scheme}")
     number = unquote(uri.user or "")

@@ -188,6 +188,7 @@ class Transfers:
         try:
             target = parse_refer_to(request.headers.get("Refer-To"))
         except ReferError as e:
+            self.log.info("REFER in {call_id} refused: {e}", call_id=call.call_id, e=e)
             transaction.respond(make_response(request, 400, str(e)[:80]))
             return
         if call.state != "confirmed":

@@ -1,0 +1,108 @@
+"""
+Integration tests: attended transfer (REFER with Replaces, RFC 3891 §7.1)
+driven by SIPp through the real daemon.
+
+1001 calls 1002 (``uac_call_rtp.xml``: PCMU from a looped tone, BYE after
+``-d``), then 1003 calls 1002 (``uac_transfer_target.xml``).  1002
+(``uas_attended_transferor.xml``) answers both and REFERs the first call
+to 1003 with a Replaces naming the second.  pbx re-INVITEs 1003 onto 1002's
+relay port of the first call, ends the second call, NOTIFYs 1002 (100,
+then 200) and hangs it up.  1001 and 1003 are then one call: the relay
+carries 1001's RTP to 1003's media port and 1003's to 1001, and the call
+records say 1002 transferred.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from support.daemon import free_port, wait_until
+from support.sipp import CALLEE, CALLER, LIMIT, SIPpCallCase
+
+pytestmark = pytest.mark.integration
+
+TARGET = "1003"
+#: Packets (20 ms) each way through the joined call the test waits for: 2 s.
+PACKETS = 100
+
+
+class AttendedTransferTests(SIPpCallCase):
+    """A SIPp transferor joins its two calls."""
+
+    def joined(self) -> dict[str, Any] | None:
+        """The one live call, once it is 1001 with 1003."""
+        calls = self.live_calls()
+        if len(calls) != 1 or (calls[0]["caller"], calls[0]["callee"]) != (
+            CALLER,
+            TARGET,
+        ):
+            return None
+        return calls[0]
+
+    def test_attended_transfer(self) -> None:
+        """1002 joins 1001 and 1003: RTP flows between them through 1002's old relay port."""
+        port = self.register_callee(CALLEE)
+        transferor = self.start_sipp(
+            "uas_attended_transferor", port, "-m", "2", "-mp", str(next(self.media_ports)),
+            "-inf", str(self.injection("transferor", [(TARGET,)])),
+            name="transferor", limit=60,
+        )  # fmt: skip
+        caller = self.call("uac_call_rtp", CALLEE, "-d", "15000", wait=False)
+        try:
+            wait_until(
+                lambda: [c for c in self.live_calls() if c["state"] == "confirmed"],
+                LIMIT, "1001's call to 1002",
+            )  # fmt: skip
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.report('transferor')}") from None
+        first = self.live_calls()[0]
+        b_port = first["media"]["b"]["local_port"]
+        row = (
+            TARGET,
+            CALLEE,
+            f"[authentication username={TARGET} password={self.passwords[TARGET]}]",
+        )
+        media = next(self.media_ports)
+        target = self.start_sipp(
+            "uac_transfer_target", free_port(socket.SOCK_DGRAM),
+            "-inf", str(self.injection("target", [row])), "-m", "1", "-mp", str(media),
+            f"127.0.0.1:{self.sip_port}", name="target", limit=60,
+        )  # fmt: skip
+        try:
+            call = wait_until(self.joined, LIMIT, "1001 joined with 1003")
+            self.assertEqual(call["call_id"], first["call_id"])
+            self.assertEqual(call["media"]["b"]["local_port"], b_port)
+            start = call["media"]
+            wait_until(
+                lambda: (c := self.joined())
+                and c["media"]["a_to_b"]["packets"] - start["a_to_b"]["packets"] >= PACKETS
+                and c["media"]["b_to_a"]["packets"] - start["b_to_a"]["packets"] >= PACKETS,
+                LIMIT, f"{PACKETS} packets each way between 1001 and 1003",
+            )  # fmt: skip
+            latched = self.joined()
+            assert latched is not None
+            host, rtp = latched["media"]["b"]["latched"]
+            self.assertEqual(host, "127.0.0.1")
+            self.assertTrue(
+                media <= rtp < media + 8,
+                f"1003's RTP came from {rtp}, not its -mp {media}",
+            )
+            self.finish(transferor, "transferor")
+            self.finish(caller, "caller-uac_call_rtp")
+            self.finish(target, "target")
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}\n{self.report('transferor')}\n{self.report('target')}"
+            ) from None
+        log = (self.workdir / "transferor.log").read_text(errors="replace")
+        self.assertIn("final NOTIFY: SIP/2.0 200", log)
+        records = self.wait_records(4)
+        causes = [r["hangup_cause"] for r in records]
+        self.assertIn(f"transferred to {TARGET}", causes)
+        self.assertTrue(
+            any(c.startswith(f"transferred: {TARGET} joined") for c in causes), causes
+        )
+        self.assert_idle()
