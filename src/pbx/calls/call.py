@@ -477,6 +477,10 @@ class Call:
         self.services.dialogs.add(self, dialog)
         self.media.session.unhold(leg)
 
+    def answer_in_dialog(self, transaction: ServerTransaction, response: Response) -> None:
+        """Answer an INVITE that joins this call; a 2xx is resent until its ACK reaches the call."""
+        self._reinvites.respond(transaction, response)
+
     def hand_over(self, leg: str, cause: str) -> None:
         """
         The party on ``leg`` moves to another call (an attended transfer

@@ -35,6 +35,7 @@ from pbx.calls.forks import Outcome, Rung
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
+from pbx.calls.replaces import Replacements
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.transfer import Transfers
@@ -91,6 +92,8 @@ class CallController:
     routing: Routing = field(init=False)
     #: Blind and attended transfers (REFER) of relayed calls.
     transfers: Transfers = field(init=False)
+    #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
+    replacements: Replacements = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -108,6 +111,7 @@ class CallController:
         self.transfers = Transfers(self.services, self.routing, self.events, self.local_address,
                                    ring_timeout=self.config.calls.ring_timeout,
                                    recall_after=self.config.transfer.recall_after)
+        self.replacements = Replacements(self.transfers)
 
     @property
     def clock(self) -> Any:
@@ -227,6 +231,13 @@ class CallController:
 
     async def _new_call(self, transaction: ServerTransaction) -> None:
         request = transaction.request
+        if request.headers.get("Replaces") is not None:
+            # RFC 3891 §3: a phone takes over a dialog of a call; only a known phone may.
+            replacing = await self.authn.authenticate(transaction, proxy=True)
+            if replacing is not None:
+                self.replacements.invite(transaction, replacing.number,
+                                         self.local_address(transaction.peer.transport))
+            return
         number = request.uri.user or ""
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)

@@ -455,7 +455,13 @@ class Transfers:
             return
         if leg == "b" and target_fork is None:
             # The target called in: its dialog takes the callee's seat as a fork.
-            target_fork = adopted_fork(other_call, target_dialog, self.services)
+            target_fork = adopted_fork(
+                other_call.caller,
+                other_call.invite.request,
+                other_call.started,
+                target_dialog,
+                self.services,
+            )
         transferee = OTHER[leg]
         try:
             offer = call.media.offer_from(
@@ -576,27 +582,25 @@ class Transfers:
         )
 
 
-def adopted_fork(call: Call, dialog: Dialog, services: LegServices) -> Fork:
+def adopted_fork(
+    number: str, invite: Request, started: float, dialog: Dialog, services: LegServices
+) -> Fork:
     """
-    The caller of ``call`` (in ``dialog``) as the answered fork a callee's
-    seat holds: a party pbx did not dial, moving there by an attended
-    transfer.  Nothing drives it but the dialog; its INVITE names its
-    Call-ID and its start in the call records.
+    A dialog pbx answered (its ``invite`` came from extension ``number``)
+    as the answered fork a callee's seat holds: a party pbx did not dial,
+    moving there by a transfer.  Nothing drives it but the dialog; its
+    INVITE names its Call-ID and ``started`` its start in the call records.
     """
-    binding = Binding(
-        aor=call.caller, contact=str(dialog.remote_target), expires_at=0.0
-    )
-    fork = Fork(
-        binding,
-        call.invite.request,
-        dialog.peer,
-        dialog.address,
-        call.started,
-        services.sip,
-    )
+    binding = Binding(aor=number, contact=str(dialog.remote_target), expires_at=0.0)
+    fork = Fork(binding, invite, dialog.peer, dialog.address, started, services.sip)
     fork.dialog = dialog
-    fork.final()  # answered long ago: it takes no more responses
+    fork.final()  # answered: it takes no more responses
     return fork
+
+
+def seat_dialog(call: Call, leg: str) -> Dialog | None:
+    """The dialog in ``leg``'s seat, if any."""
+    return _seat_of(call, leg)[0]
 
 
 def _seat_of(call: Call, leg: str) -> tuple[Dialog | None, Fork | None]:

@@ -15,7 +15,16 @@ from pbx.calls.events import CallEvent
 from pbx.calls.party import Party
 from pbx.sip.message import Request, Response
 
-from support.phones import CALLEE_SDP, REALM, CallTestCase, Leg, Phone, audio, describe
+from support.phones import (
+    CALLEE_SDP,
+    CALLER_SDP,
+    REALM,
+    CallTestCase,
+    Leg,
+    Phone,
+    audio,
+    describe,
+)
 
 TARGET_SDP = (
     b"v=0\r\n"
@@ -486,3 +495,66 @@ class AttendedTransferTests(TransferTestCase):
         bye = self.target.expect_one("BYE")
         self.assertEqual(bye.call_id, consult.call_id)
         self.target.respond(bye, 200)
+
+
+class ReplacesInviteTests(TransferTestCase):
+    """An INVITE with Replaces (RFC 3891 §3) takes over a party's seat."""
+
+    def test_takes_callee_seat(self) -> None:
+        """1003 replaces 1002: 1001 is re-INVITEd with 1003's offer, 1003 answered on 1002's port, 1002 BYEd."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        forked = self.answered_invite()
+        value = f"{forked.call_id};to-tag={forked.from_.tag};from-tag={self.callee.tag}"
+        joining, joined = self.target.invite(
+            "1002", body=TARGET_SDP, extra=[("Replaces", value)]
+        )
+        self.target.expect(100)
+        reinvite = self.caller.expect_one("INVITE")
+        self.assertEqual(reinvite.call_id, leg.call_id)
+        host, port, formats, direction = audio(reinvite.body)
+        self.assertEqual((host, port), ("127.0.0.1", session.local_port("a")))
+        self.caller.respond(reinvite, 200, body=CALLER_SDP.replace(b" 1 IN", b" 2 IN"))
+        self.caller.expect("ACK")
+        bye = self.callee.expect_one("BYE")
+        self.callee.respond(bye, 200)
+        ok = self.target.expect_one(200)
+        host, port, formats, direction = audio(ok.body)
+        self.assertEqual((host, port), ("127.0.0.1", session.local_port("b")))
+        self.target.confirm(joining, joined, ok)
+        self.advance(5)
+        self.quiet(self.target, self.caller, self.callee)
+        call = self.call()
+        self.assertEqual((call.caller, call.callee), ("1001", "1003"))
+        self.assertEqual(session.leg("b").rtp.remote, ("192.0.2.13", 6000))
+        [event] = self.transfers
+        self.assertEqual(
+            (event.detail["how"], event.detail["transferor"]), ("replaces", "1002")
+        )
+        # 1003 hangs up: the BYE reaches the caller.
+        self.target.in_dialog(joined, "BYE")
+        self.target.expect(200)
+        self.caller.respond(self.caller.expect_one("BYE"), 200)
+        causes = {r.hangup_cause for r in self.store.calls}
+        self.assertIn("replaced by 1003", causes)
+
+    def test_unknown_dialog(self) -> None:
+        """RFC 3891 §3: a Replaces naming no dialog of pbx gets 481 and changes nothing."""
+        invite, leg, callee_leg = self.establish()
+        joining, joined = self.target.invite(
+            "1002", body=TARGET_SDP, extra=[("Replaces", "nope@x;to-tag=a;from-tag=b")]
+        )
+        trying, refused = self.target.expect(100, 481)
+        self.target.ack_failure(joining, refused)
+        self.quiet(self.caller, self.callee)
+        self.hang_up(leg)
+
+    def test_malformed(self) -> None:
+        """A Replaces without its tags gets 400."""
+        invite, leg, callee_leg = self.establish()
+        joining, joined = self.target.invite(
+            "1002", body=TARGET_SDP, extra=[("Replaces", "c@x")]
+        )
+        trying, refused = self.target.expect(100, 400)
+        self.target.ack_failure(joining, refused)
+        self.hang_up(leg)
