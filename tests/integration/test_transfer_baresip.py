@@ -32,6 +32,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from support.baresip import LIMIT, MODULES, NEEDED, Phone
 from support.calls import (
+    FRAME,
     RATE,
     best_alignment,
     call_config,
@@ -226,8 +227,8 @@ class BlindTransferTests(SynchronousTestCase):
             since=since,
         )
 
-    def heard(self, listener: str, talker: str, before: set[Path]) -> list[str]:
-        """What is wrong with the end of ``listener``'s newest recording as ``talker``'s tone."""
+    def newest(self, listener: str, before: set[Path]) -> list[int]:
+        """The audio of ``listener``'s newest recording not in ``before``, once closed."""
         phone = self.phones[listener]
         path = max(
             wait_until(
@@ -237,9 +238,11 @@ class BlindTransferTests(SynchronousTestCase):
             ),
             key=lambda p: p.stat().st_mtime,
         )
-        audio = wait_until(
-            lambda: read_pcm_wav(path) or None, LIMIT, f"audio in {path}"
-        )
+        return wait_until(lambda: read_pcm_wav(path) or None, LIMIT, f"audio in {path}")
+
+    def heard(self, listener: str, talker: str, before: set[Path]) -> list[str]:
+        """What is wrong with the end of ``listener``'s newest recording as ``talker``'s tone."""
+        audio = self.newest(listener, before)
         return tail_problems(
             audio,
             talker=TONES[talker],
@@ -317,6 +320,7 @@ class BlindTransferTests(SynchronousTestCase):
     def test_unanswered_target_recalls(self) -> None:
         """A target that rings past recall_after stops ringing and the transferor's phone rings back."""
         silent, callee = self.phones[SILENT], self.phones[CALLEE]
+        recorded = self.phones[CALLER].recorded()
         marks = self.connect()
         try:
             callee.control.command(
@@ -335,3 +339,12 @@ class BlindTransferTests(SynchronousTestCase):
         except AssertionError as e:
             tail = "\n".join(list(self.daemon.output)[-40:])
             raise AssertionError(f"{e}\npbx:\n{tail}") from None
+        # While 2104 rang, 2101 heard ringback (440 + 480 Hz; no phone sends 480 Hz).
+        audio = self.newest(CALLER, recorded)
+        frames = [audio[i : i + FRAME] for i in range(0, len(audio) - FRAME, FRAME)]
+        ringing = [
+            f
+            for f in frames
+            if tone_share(f, 480.0) > 0.3 and tone_share(f, 440.0) > 0.3
+        ]
+        self.assertGreater(len(ringing), 50, "frames of ringback 2101 heard")

@@ -66,6 +66,7 @@ from pbx.calls.refer import (
     parse_refer_to,
     wants_subscription,
 )
+from pbx.calls.ringback import Ringback, ringback_frames
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices
 from pbx.media.offer_answer import offered_codecs
@@ -141,7 +142,10 @@ class _Blind:
     transferor: str
     progress: ReferProgress
     offer: bytes
+    #: The transferee's payload type of the codec in use (its ringback's).
+    payload_type: int = 0
     forks: Forks | None = None
+    ringback: Ringback | None = None
     released: bool = False
     recalling: bool = False
     over: bool = False
@@ -247,16 +251,17 @@ class Transfers:
             return
         other = OTHER[leg]
         try:
-            offer = call.media.offer_from(
-                other, current_sdp(call.media, other).to_bytes()
-            )
+            sdp = current_sdp(call.media, other)
+            offer = call.media.offer_from(other, sdp.to_bytes())
         except MediaError as e:
             self.log.info(
                 "call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e
             )
             progress.report(488)
             return
-        transfer = _Blind(call, leg, number, transferor, progress, offer)
+        transfer = _Blind(
+            call, leg, number, transferor, progress, offer, _first_format(sdp)
+        )
         self._blind[call.call_id] = transfer
         self._ring(transfer, number, bindings, self.recall_after)
 
@@ -306,6 +311,7 @@ class Transfers:
         if transfer.released:
             return
         transfer.released = True
+        self._ring_back(transfer)
         call, leg = transfer.call, transfer.leg
         now = self.services.clock.seconds()
         record = self._departing_record(call, leg, transfer.target, now)
@@ -330,6 +336,7 @@ class Transfers:
         if transfer is None or transfer.leg != leg or transfer.released:
             return False
         transfer.released = True
+        self._ring_back(transfer)
         call.vacate(
             leg,
             self._departing_record(
@@ -406,8 +413,22 @@ class Transfers:
         else:
             call.callee = number
 
+    def _ring_back(self, transfer: _Blind) -> None:
+        """The transferee hears ringback (G.711 only) until the target or the recalled transferor answers."""
+        media = transfer.call.media
+        frames = None if media.transcoding else ringback_frames(media.codecs)
+        if frames is None:
+            return
+        endpoint = media.session.leg(OTHER[transfer.leg]).rtp
+        transfer.ringback = Ringback(
+            self.services.clock, endpoint, frames, transfer.payload_type
+        )
+        transfer.ringback.start()
+
     def _done(self, transfer: _Blind) -> None:
         transfer.over = True
+        if transfer.ringback is not None:
+            transfer.ringback.stop()
         if self._blind.get(transfer.call.call_id) is transfer:
             del self._blind[transfer.call.call_id]
 
@@ -596,6 +617,12 @@ def adopted_fork(
     fork.dialog = dialog
     fork.final()  # answered: it takes no more responses
     return fork
+
+
+def _first_format(sdp: SessionDescription) -> int:
+    """The payload type of the first format of the first live audio stream."""
+    audio = next(m for m in sdp.media if m.media == "audio" and m.port)
+    return int(audio.formats[0])
 
 
 def seat_dialog(call: Call, leg: str) -> Dialog | None:

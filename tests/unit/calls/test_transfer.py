@@ -13,6 +13,7 @@ from urllib.parse import quote
 from pbx.calls.call import Call
 from pbx.calls.events import CallEvent
 from pbx.calls.party import Party
+from pbx.media.rtp import parse_rtp
 from pbx.sip.message import Request, Response
 
 from support.phones import (
@@ -160,6 +161,36 @@ class BlindTransferTests(TransferTestCase):
                 ("b", "1003", "BYE"),
             ],
         )
+
+    def test_ringback_while_target_rings(self) -> None:
+        """Once the transferor left, the transferee gets PCMA ringback from its relay port until the target answers."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        port = session.leg("a").rtp.transport
+        self.accepted(self.callee, callee_leg, f"<sip:1003@{REALM}>")
+        forked = self.target.expect_one("INVITE")
+        self.assertEqual(port.written, [])
+        self.target.respond(forked, 180)
+        self.released(self.callee)
+        port.written.clear()
+        self.advance(1.0, step=0.02)
+        packets = [
+            parse_rtp(data)
+            for data, addr in port.written
+            if addr == ("192.0.2.11", 4000)
+        ]
+        self.assertGreaterEqual(len(packets), 49)
+        self.assertEqual({p.payload_type for p in packets}, {8})
+        self.assertEqual({len(p.payload) for p in packets}, {160})
+        self.assertEqual(
+            [(b.sequence - a.sequence) & 0xFFFF for a, b in zip(packets, packets[1:])],
+            [1] * (len(packets) - 1),
+        )
+        self.target_answers(self.target, forked)
+        port.written.clear()
+        self.advance(1.0, step=0.02)
+        self.assertEqual(port.written, [])
+        self.hang_up_with_target(leg)
 
     def test_caller_transfers_callee(self) -> None:
         """1001 transfers 1002 to 1003: 1003 gets an offer at 1001's port, and talks to 1002."""
