@@ -183,7 +183,10 @@ class BlindTransferTests(TransferTestCase):
         self.assertEqual({p.payload_type for p in packets}, {8})
         self.assertEqual({len(p.payload) for p in packets}, {160})
         self.assertEqual(
-            [(b.sequence - a.sequence) & 0xFFFF for a, b in zip(packets, packets[1:])],
+            [
+                (b.sequence - a.sequence) & 0xFFFF
+                for a, b in zip(packets, packets[1:], strict=False)
+            ],
             [1] * (len(packets) - 1),
         )
         self.target_answers(self.target, forked)
