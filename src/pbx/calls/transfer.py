@@ -70,7 +70,7 @@ from pbx.calls.ringback import Ringback, ringback_frames
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices
 from pbx.media.offer_answer import offered_codecs
-from pbx.media.sdp import SessionDescription
+from pbx.media.sdp import SessionDescription, direction
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
 from pbx.sip.message import Request, Response, make_response
@@ -364,6 +364,7 @@ class Transfers:
             self._release_transferor(transfer)
             self._done(transfer)
             self._take_seat(call, transfer.leg, rung.fork)
+            self.resume(call, OTHER[transfer.leg])
             who = transfer.transferor if transfer.recalling else transfer.target
             self._publish(
                 call,
@@ -547,6 +548,7 @@ class Transfers:
         now = self.services.clock.seconds()
         dialog = call.vacate(leg, self._departing_record(call, leg, target, now))
         call.seat(leg, target_dialog, target_fork)
+        self.resume(call, OTHER[leg])
         if leg == "a":
             call.caller = target
         else:
@@ -567,6 +569,66 @@ class Transfers:
             target=target,
             target_call_id=other_call.call_id,
         )
+
+    # -- the transferee's direction -------------------------------------------------
+
+    def resume(self, call: Call, leg: str) -> None:
+        """
+        The party in ``leg``'s seat (the transferee) last agreed to a
+        one-way or inactive stream (the transferor held it before
+        transferring, as phones do for an attended transfer): re-INVITE it
+        with the new party's SDP, sendrecv (RFC 3264 §8.4), so media flows
+        both ways.  Its answer is taken; nothing goes to the new party.
+        """
+        media, other = call.media, OTHER[leg]
+        sdp = media.answers.get(leg) or media.offers.get(leg)
+        audio = (
+            None
+            if sdp is None
+            else next((m for m in sdp.media if m.media == "audio" and m.port), None)
+        )
+        dialog = seat_dialog(call, leg)
+        if (
+            sdp is None
+            or audio is None
+            or direction(sdp, audio) == "sendrecv"
+            or dialog is None
+        ):
+            return
+        try:
+            offer = media.offer_from(other, current_sdp(media, other).to_bytes())
+        except MediaError as e:
+            self.log.info(
+                "call {call_id}: no resuming offer: {e}", call_id=call.call_id, e=e
+            )
+            return
+        reinvite = dialog.request("INVITE", body=offer, content_type="application/sdp")
+        cseq, sip = reinvite.cseq.number, self.services.sip
+        done = False
+
+        def answered(response: Response) -> None:
+            nonlocal done
+            if response.status < 200:
+                return
+            if response.status < 300:
+                sip.send(ack_for_2xx(dialog, cseq), dialog.peer)
+            if done or response.status >= 300:
+                done = True
+                return
+            done = True
+            try:
+                media.answer_from(leg, response.body)
+            except MediaError as e:
+                self.log.info(
+                    "call {call_id}: resuming answer unusable: {e}",
+                    call_id=call.call_id,
+                    e=e,
+                )
+
+        self.log.info(
+            "call {call_id}: resuming the held transferee", call_id=call.call_id
+        )
+        sip.request(reinvite, dialog.peer, answered)
 
     # -- records -----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from support.phones import (
     Phone,
     audio,
     describe,
+    hold_sdp,
 )
 
 TARGET_SDP = (
@@ -40,6 +41,11 @@ TARGET_SDP = (
 )
 TARGET_PCMU_SDP = TARGET_SDP.replace(b"RTP/AVP 8 101", b"RTP/AVP 0 101").replace(
     b"a=rtpmap:8 PCMA/8000", b"a=rtpmap:0 PCMU/8000"
+)
+
+#: 1001's SDP answering with the codec in use only (PCMA), as an answer does.
+CALLER_PCMA_SDP = CALLER_SDP.replace(b"RTP/AVP 0 8 101", b"RTP/AVP 8 101").replace(
+    b"a=rtpmap:0 PCMU/8000\r\n", b""
 )
 
 
@@ -193,6 +199,37 @@ class BlindTransferTests(TransferTestCase):
         port.written.clear()
         self.advance(1.0, step=0.02)
         self.assertEqual(port.written, [])
+        self.hang_up_with_target(leg)
+
+    def test_held_transferee_resumed(self) -> None:
+        """A transferee the transferor held first is re-INVITEd sendrecv once the target answers."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        # 1002 holds 1001: 1001 answers recvonly.
+        self.callee.in_dialog(
+            callee_leg, "INVITE", body=hold_sdp(CALLEE_SDP, "sendonly")
+        )
+        self.callee.expect(100)
+        hold = self.caller.expect_one("INVITE")
+        self.caller.respond(hold, 200, body=hold_sdp(CALLER_PCMA_SDP, "recvonly"))
+        self.caller.expect("ACK")
+        self.callee.expect(200)
+        self.callee.ack_reinvite(callee_leg)
+        self.accepted(self.callee, callee_leg, f"<sip:1003@{REALM}>")
+        forked = self.target.expect_one("INVITE")
+        self.assertEqual(audio(forked.body)[3], "sendrecv")
+        self.target_answers(self.target, forked)
+        self.released(self.callee)
+        resume = self.caller.expect_one("INVITE")
+        host, port, formats, direction = audio(resume.body)
+        self.assertEqual(
+            (host, port, direction), ("127.0.0.1", session.local_port("a"), "sendrecv")
+        )
+        self.caller.respond(resume, 200, body=hold_sdp(CALLER_PCMA_SDP, "sendrecv", 3))
+        self.caller.expect("ACK")
+        self.quiet(self.target)
+        self.assertFalse(session.leg("a").rtp.held)
+        self.assertFalse(session.leg("b").rtp.held)
         self.hang_up_with_target(leg)
 
     def test_caller_transfers_callee(self) -> None:
