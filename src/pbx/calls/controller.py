@@ -111,7 +111,7 @@ class CallController:
         self.transfers = Transfers(self.services, self.routing, self.events, self.local_address,
                                    ring_timeout=self.config.calls.ring_timeout,
                                    recall_after=self.config.transfer.recall_after)
-        self.replacements = Replacements(self.transfers)
+        self.replacements = Replacements(self.services, self.events)
 
     @property
     def clock(self) -> Any:

@@ -22,12 +22,20 @@ from attrs import define
 
 from twisted.logger import Logger
 
+from pbx.calls.attended import find_dialog
 from pbx.calls.call import Call
+from pbx.calls.events import CallEvents
 from pbx.calls.media import OTHER, MediaError
 from pbx.calls.refer import ReferError, parse_replaces
-from pbx.calls.transfer import Transfers, adopted_fork, party_number, seat_dialog
-from pbx.records import CallRecord
-from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx
+from pbx.calls.seats import (
+    adopted_fork,
+    departing_record,
+    party_number,
+    reinvite,
+    seat_dialog,
+)
+from pbx.calls.signalling import LegServices
+from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.ids import new_tag
 from pbx.sip.message import Response, make_response
 from pbx.sip.transaction import ServerTransaction
@@ -35,9 +43,10 @@ from pbx.sip.transaction import ServerTransaction
 
 @define(eq=False)
 class Replacements:
-    """Takes INVITEs with Replaces; shares the transfers' services and events."""
+    """Takes INVITEs with Replaces."""
 
-    transfers: Transfers
+    services: LegServices
+    events: CallEvents
     log = Logger()
 
     def invite(
@@ -55,7 +64,7 @@ class Replacements:
                 make_response(request, 400, str(e)[:80], to_tag=new_tag())
             )
             return
-        found = self.transfers.find(replaces)
+        found = find_dialog(self.services, replaces)
         if found is None or found[0].state != "confirmed":
             # RFC 3891 §3: no such (confirmed) dialog.
             transaction.respond(make_response(request, 481, to_tag=new_tag()))
@@ -78,22 +87,8 @@ class Replacements:
             caller=caller,
             who=party_number(call, replaced),
         )
-        sip = self.transfers.services.sip
-        reinvite = other_dialog.request(
-            "INVITE", body=offer, content_type="application/sdp"
-        )
-        cseq = reinvite.cseq.number
-        done = False
 
         def answered(response: Response) -> None:
-            nonlocal done
-            if response.status < 200:
-                return
-            if response.status < 300:
-                sip.send(ack_for_2xx(other_dialog, cseq), other_dialog.peer)
-            if done:
-                return
-            done = True
             if response.status >= 300:
                 transaction.respond(
                     make_response(request, response.status, to_tag=new_tag())
@@ -109,7 +104,7 @@ class Replacements:
                 return
             self._join(transaction, call, replaced, caller, address, answer)
 
-        sip.request(reinvite, other_dialog.peer, answered)
+        reinvite(self.services.sip, other_dialog, offer, answered)
 
     def _join(
         self,
@@ -122,24 +117,10 @@ class Replacements:
     ) -> None:
         """Answer the newcomer, BYE the replaced party, seat the newcomer in its place."""
         request = transaction.request
-        services = self.transfers.services
+        services = self.services
         now = services.clock.seconds()
         who = party_number(call, replaced)
-        record = CallRecord(
-            call_id=call.call_id
-            if replaced == "a" or call.b is None
-            else call.b.invite.call_id,
-            caller=call.caller,
-            callee=call.callee,
-            start=call.started,
-            end=now,
-            answer=call.answered_at,
-            disposition="ANSWERED",
-            hangup_side=replaced,
-            hangup_cause=f"replaced by {caller}",
-            codecs=call.media.codecs,
-            leg=replaced,
-        )
+        record = departing_record(call, replaced, f"replaced by {caller}", now)
         old = call.vacate(replaced, record)
         if old is not None:
             services.sip.in_dialog(old, "BYE")  # RFC 3891 §3: the replaced dialog ends
@@ -157,7 +138,7 @@ class Replacements:
             call.caller = caller
         call.seat(replaced, dialog, fork)
         call.answer_in_dialog(transaction, ok)
-        self.transfers.events.announce(
+        self.events.announce(
             "transferred",
             call,
             now,

@@ -1,47 +1,44 @@
 """
-Transfer of relayed two-party calls from a phone's transfer key: blind
-transfer (REFER, RFC 3515) and attended transfer (REFER whose Refer-To
-carries Replaces, RFC 3891 §7.1).
+Transfer of relayed two-party calls from a phone's transfer key: the REFER
+(RFC 3515) in either party's dialog, and blind transfer with recall.
+Attended transfer (Refer-To with Replaces) is :mod:`pbx.calls.attended`'s;
+the seats both move parties between are :mod:`pbx.calls.seats`.
 
 Who is where.  A :class:`~pbx.calls.call.Call` has two seats, ``"a"`` (the
 caller's) and ``"b"`` (the callee's), each with one side of one relay
 session.  Either party may transfer: the *transferor* is the seat the REFER
-came in, the *transferee* the other seat, which is never touched: its
-dialog, its relay port and its SDP stay as they are.  The transferor's
-seat is emptied (:meth:`Call.vacate <pbx.calls.call.Call.vacate>`) and the
-target is seated there (:meth:`Call.seat <pbx.calls.call.Call.seat>`) on
-the transferor's relay port, so after a transfer the call is still one
-call with one relay session, whichever party moved.  The caller's seat
-normally holds an :class:`~pbx.calls.inbound.InboundLeg`; a target seated
-there is a :class:`~pbx.calls.party.Party` (a confirmed dialog, whoever
-formed it), so the call's own code (BYE, re-INVITE, INFO, records) goes on
-unchanged.
+came in, the *transferee* the other seat, whose dialog, relay port and SDP
+stay as they are.  The transferor's seat is emptied (:meth:`Call.vacate
+<pbx.calls.call.Call.vacate>`) and the target is seated there
+(:meth:`Call.seat <pbx.calls.call.Call.seat>`) on the transferor's relay
+port, so after a transfer the call is still one call with one relay
+session, whichever party moved.  The caller's seat normally holds an
+:class:`~pbx.calls.inbound.InboundLeg`; a target seated there is a
+:class:`~pbx.calls.party.Party` (a confirmed dialog, whoever formed it),
+so the call's own code (BYE, re-INVITE, INFO, records) goes on unchanged
+and the asymmetry of the call's set-up does not matter once it is up.
 
 Media.  The target gets an offer made from the transferee's SDP cut down
-to the codec in use (and telephone-event), sendrecv, pointing at the
-transferor's relay port (:meth:`CallMedia.offer_from
-<pbx.calls.media.CallMedia.offer_from>` on the transferee's side): a target
-that takes it talks to the transferee with no re-INVITE of the transferee;
-one that picks another of our codecs is transcoded by the relay.
+to the codec in use (and telephone-event), sendrecv, at the transferor's
+relay port: a target that takes it talks to the transferee with no
+re-INVITE of the transferee; one that picks another of pbx's codecs is
+transcoded by the relay.  A transferee the transferor had held is
+re-INVITEd sendrecv once the target is seated.
 
-Blind transfer.  202, NOTIFY "100 Trying", the target is resolved as a
-direct call is (unconditional forwarding, DND) and its phones ring.  A
-target that fails before ringing is reported in the final NOTIFY and the
-transferor keeps the call.  Once a phone of the target rings, the final
-NOTIFY says 200 and the transferor is hung up (after the NOTIFY's answer;
-it may hang up itself first).  The target answering takes the seat; a
-target that does not answer within ``transfer.recall_after`` seconds (or
-fails) rings the transferor's phones back, and the transferee is hung up
-if they do not answer either.
+Blind transfer.  202, NOTIFY "100 Trying" (none with ``Refer-Sub: false``,
+RFC 4488), the target is resolved as a direct call is (unconditional
+forwarding, DND) and its phones ring from the transferee's number, with
+Referred-By (RFC 3892).  A target that fails before ringing is reported in
+the final NOTIFY and the transferor keeps the call.  Once a phone of the
+target rings, the final NOTIFY says 200, the transferor is hung up (after
+the NOTIFY's answer; a transferor that hangs up first just leaves) and the
+transferee hears ringback (:mod:`pbx.calls.ringback`).  The target
+answering takes the seat; a target that does not answer within
+``transfer.recall_after`` seconds, or fails, rings the transferor's phones
+back, and the transferee is hung up if nobody answers that either.
 
-Attended transfer.  The Replaces names the transferor's other call through
-pbx.  Its remaining party (the target) is re-INVITEd onto the
-transferor's relay port in this call, that other call ends (BYE to the
-transferor there, nothing to the target) and the target takes the
-transferor's seat here; the transferor is hung up after the final NOTIFY.
-
-Every transfer is published as a ``transferred`` call event; the
-transferor's call record stays with the call's (hang-up cause
+Every transfer is published as a ``transferred`` call event naming both
+calls; the transferor's call record stays with the call's (hang-up cause
 ``transferred to <number>``).
 """
 
@@ -50,86 +47,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from attrs import define, evolve, field
+from attrs import define, field
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from pbx.calls.attended import AttendedTransfers
 from pbx.calls.call import Call
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
-from pbx.calls.media import OTHER, CallMedia, MediaError
+from pbx.calls.media import OTHER, MediaError
 from pbx.calls.refer import (
     ReferError,
     ReferProgress,
-    Replaces,
     parse_refer_to,
     wants_subscription,
 )
 from pbx.calls.ringback import Ringback, ringback_frames
 from pbx.calls.routing import Routing
+from pbx.calls.seats import (
+    current_sdp,
+    departing_record,
+    first_format,
+    party_number,
+    resume_held,
+)
 from pbx.calls.signalling import LegServices
-from pbx.media.offer_answer import offered_codecs
-from pbx.media.sdp import SessionDescription, direction
-from pbx.records import Binding, CallRecord
-from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
+from pbx.records import Binding
+from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
-
-#: SDP attributes that set a stream's direction (RFC 3264 §5.1).
-_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-
-
-def party_number(call: Call, leg: str) -> str:
-    """The extension in ``leg``'s seat (the caller or the callee)."""
-    return call.caller if leg == "a" else call.callee
-
-
-def current_sdp(media: CallMedia, leg: str) -> SessionDescription:
-    """
-    ``leg``'s SDP for a new peer: its last answer or offer, cut down to the
-    codec in use and telephone-event, sendrecv (RFC 3264 §5.1).
-
-    :raises MediaError: no SDP of that leg, no codec agreed, or the relay transcodes.
-    """
-    sdp = media.answers.get(leg) or media.offers.get(leg)
-    if sdp is None or not media.codecs:
-        raise MediaError("no agreed media to hand over")
-    if media.transcoding:
-        raise MediaError("a transcoded call is not transferred")
-    keep = {media.codecs.lower(), "telephone-event"}
-    streams = []
-    used = False
-    for m in sdp.media:
-        if m.media != "audio" or not m.port or used:
-            streams.append(evolve(m, port=0) if m.port else m)
-            continue
-        used = True
-        formats = [
-            str(c.payload_type) for c in offered_codecs(m) if c.encoding.lower() in keep
-        ]
-        if not formats:
-            raise MediaError("the codec in use is not in the SDP")
-        kept = set(formats)
-        attributes = [
-            (name, value)
-            for name, value in m.attributes
-            if name not in _DIRECTIONS
-            and not (
-                name in ("rtpmap", "fmtp")
-                and (value or "").split(" ", 1)[0] not in kept
-            )
-        ]
-        streams.append(evolve(m, formats=formats, attributes=attributes))
-    if not used:
-        raise MediaError("no audio stream to hand over")
-    return evolve(
-        sdp,
-        media=streams,
-        attributes=[a for a in sdp.attributes if a[0] not in _DIRECTIONS],
-    )
 
 
 @define(eq=False)
@@ -171,10 +120,13 @@ class Transfers:
     local_address: Callable[[str], LocalAddress]
     ring_timeout: float = 30.0
     recall_after: float = 30.0
+    #: Attended transfers (REFER with Replaces).
+    attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
+        self.attended = AttendedTransfers(self.services, self.events)
         self.events.subscribe(self._ended, kinds=("ended",))
 
     @property
@@ -218,7 +170,7 @@ class Transfers:
             how=" (attended)" if target.replaces else "",
         )
         if target.replaces is not None:
-            self._attended(call, leg, progress, target.replaces, target.number)
+            self.attended.transfer(call, leg, progress, target.replaces)
             return
         d = Deferred.fromCoroutine(
             self._start_blind(call, leg, progress, target.number)
@@ -260,7 +212,7 @@ class Transfers:
             progress.report(488)
             return
         transfer = _Blind(
-            call, leg, number, transferor, progress, offer, _first_format(sdp)
+            call, leg, number, transferor, progress, offer, first_format(sdp)
         )
         self._blind[call.call_id] = transfer
         self._ring(transfer, number, bindings, self.recall_after)
@@ -314,7 +266,7 @@ class Transfers:
         self._ring_back(transfer)
         call, leg = transfer.call, transfer.leg
         now = self.services.clock.seconds()
-        record = self._departing_record(call, leg, transfer.target, now)
+        record = departing_record(call, leg, f"transferred to {transfer.target}", now)
         dialog = call.vacate(leg, record)
         if dialog is None:
             return
@@ -339,8 +291,11 @@ class Transfers:
         self._ring_back(transfer)
         call.vacate(
             leg,
-            self._departing_record(
-                call, leg, transfer.target, self.services.clock.seconds()
+            departing_record(
+                call,
+                leg,
+                f"transferred to {transfer.target}",
+                self.services.clock.seconds(),
             ),
         )
         return True
@@ -364,7 +319,7 @@ class Transfers:
             self._release_transferor(transfer)
             self._done(transfer)
             self._take_seat(call, transfer.leg, rung.fork)
-            self.resume(call, OTHER[transfer.leg])
+            resume_held(call, OTHER[transfer.leg], self.services.sip)
             who = transfer.transferor if transfer.recalling else transfer.target
             self._publish(
                 call,
@@ -442,217 +397,6 @@ class Transfers:
         if transfer.forks is not None:
             transfer.forks.cancel()
 
-    # -- attended ----------------------------------------------------------------
-
-    def find(self, replaces: Replaces) -> tuple[Call, Dialog] | None:
-        """The relayed call and dialog a Replaces header names (RFC 3891 §3), or None."""
-        for key in replaces.keys():
-            entry = self.services.dialogs.find(*key)
-            if entry is not None and isinstance(entry[0], Call):
-                return entry[0], entry[1]
-        return None
-
-    def _attended(
-        self,
-        call: Call,
-        leg: str,
-        progress: ReferProgress,
-        replaces: Replaces,
-        number: str,
-    ) -> None:
-        """
-        Join the transferee of ``call`` with the other party of the call
-        ``replaces`` names (the target), where the transferor is too.
-        """
-        found = self.find(replaces)
-        if found is None or found[0] is call or found[0].state != "confirmed":
-            progress.report(481)
-            return
-        other_call, dialog = found
-        their_leg = other_call.leg_of(dialog)
-        target_leg = OTHER[their_leg]
-        target_dialog, target_fork = _seat_of(other_call, target_leg)
-        if target_dialog is None:
-            progress.report(481)
-            return
-        if leg == "b" and target_fork is None:
-            # The target called in: its dialog takes the callee's seat as a fork.
-            target_fork = adopted_fork(
-                other_call.caller,
-                other_call.invite.request,
-                other_call.started,
-                target_dialog,
-                self.services,
-            )
-        transferee = OTHER[leg]
-        try:
-            offer = call.media.offer_from(
-                transferee, current_sdp(call.media, transferee).to_bytes()
-            )
-        except MediaError as e:
-            self.log.info(
-                "call {call_id} cannot be joined: {e}", call_id=call.call_id, e=e
-            )
-            progress.report(488)
-            return
-        reinvite = target_dialog.request(
-            "INVITE", body=offer, content_type="application/sdp"
-        )
-        cseq = reinvite.cseq.number
-        sip = self.services.sip
-        done = False
-
-        def answered(response: Response) -> None:
-            nonlocal done
-            if response.status < 200:
-                return
-            if response.status < 300:
-                # §13.2.2.4: every 2xx is ACKed, a retransmitted one again.
-                sip.send(ack_for_2xx(target_dialog, cseq), target_dialog.peer)
-            if done:
-                return
-            done = True
-            if response.status >= 300:
-                progress.report(response.status)
-                return
-            try:
-                call.media.answer_from(leg, response.body)
-            except MediaError as e:
-                self.log.info(
-                    "attended transfer: the target's answer is unusable: {e}", e=e
-                )
-                progress.report(488)
-                return
-            if call.state != "confirmed" or other_call.state != "confirmed":
-                progress.report(487)
-                return
-            self._join(
-                call, leg, other_call, target_leg, target_dialog, target_fork, progress
-            )
-
-        sip.request(reinvite, target_dialog.peer, answered)
-
-    def _join(
-        self,
-        call: Call,
-        leg: str,
-        other_call: Call,
-        target_leg: str,
-        target_dialog: Dialog,
-        target_fork: Fork | None,
-        progress: ReferProgress,
-    ) -> None:
-        transferor = party_number(call, leg)
-        target = party_number(other_call, target_leg)
-        other_call.hand_over(target_leg, f"transferred: {target} joined {call.call_id}")
-        now = self.services.clock.seconds()
-        dialog = call.vacate(leg, self._departing_record(call, leg, target, now))
-        call.seat(leg, target_dialog, target_fork)
-        self.resume(call, OTHER[leg])
-        if leg == "a":
-            call.caller = target
-        else:
-            call.callee = target
-        sip = self.services.sip
-
-        def bye(_: object = None) -> None:
-            if dialog is not None:
-                sip.in_dialog(dialog, "BYE")
-
-        if not progress.report(200, on_response=bye):
-            bye()
-        self._publish(
-            call,
-            leg,
-            "attended",
-            transferor=transferor,
-            target=target,
-            target_call_id=other_call.call_id,
-        )
-
-    # -- the transferee's direction -------------------------------------------------
-
-    def resume(self, call: Call, leg: str) -> None:
-        """
-        The party in ``leg``'s seat (the transferee) last agreed to a
-        one-way or inactive stream (the transferor held it before
-        transferring, as phones do for an attended transfer): re-INVITE it
-        with the new party's SDP, sendrecv (RFC 3264 §8.4), so media flows
-        both ways.  Its answer is taken; nothing goes to the new party.
-        """
-        media, other = call.media, OTHER[leg]
-        sdp = media.answers.get(leg) or media.offers.get(leg)
-        audio = (
-            None
-            if sdp is None
-            else next((m for m in sdp.media if m.media == "audio" and m.port), None)
-        )
-        dialog = seat_dialog(call, leg)
-        if (
-            sdp is None
-            or audio is None
-            or direction(sdp, audio) == "sendrecv"
-            or dialog is None
-        ):
-            return
-        try:
-            offer = media.offer_from(other, current_sdp(media, other).to_bytes())
-        except MediaError as e:
-            self.log.info(
-                "call {call_id}: no resuming offer: {e}", call_id=call.call_id, e=e
-            )
-            return
-        reinvite = dialog.request("INVITE", body=offer, content_type="application/sdp")
-        cseq, sip = reinvite.cseq.number, self.services.sip
-        done = False
-
-        def answered(response: Response) -> None:
-            nonlocal done
-            if response.status < 200:
-                return
-            if response.status < 300:
-                sip.send(ack_for_2xx(dialog, cseq), dialog.peer)
-            if done or response.status >= 300:
-                done = True
-                return
-            done = True
-            try:
-                media.answer_from(leg, response.body)
-            except MediaError as e:
-                self.log.info(
-                    "call {call_id}: resuming answer unusable: {e}",
-                    call_id=call.call_id,
-                    e=e,
-                )
-
-        self.log.info(
-            "call {call_id}: resuming the held transferee", call_id=call.call_id
-        )
-        sip.request(reinvite, dialog.peer, answered)
-
-    # -- records -----------------------------------------------------------------
-
-    @staticmethod
-    def _departing_record(call: Call, leg: str, target: str, now: float) -> CallRecord:
-        """The transferor's record: answered, hung up by the transfer, naming the target."""
-        if leg == "b" and call.b is not None:
-            call_id, start = call.b.invite.call_id, call.b.started
-        else:
-            call_id, start = call.call_id, call.started
-        return CallRecord(
-            call_id=call_id,
-            caller=call.caller,
-            callee=call.callee,
-            start=start,
-            end=now,
-            answer=call.answered_at,
-            disposition="ANSWERED",
-            hangup_side=leg,
-            hangup_cause=f"transferred to {target}",
-            codecs=call.media.codecs,
-            leg=leg,
-        )
-
     def _publish(self, call: Call, leg: str, kind: str, **detail: Any) -> None:
         self.events.announce(
             "transferred",
@@ -663,39 +407,3 @@ class Transfers:
             call_id=call.call_id,
             **detail,
         )
-
-
-def adopted_fork(
-    number: str, invite: Request, started: float, dialog: Dialog, services: LegServices
-) -> Fork:
-    """
-    A dialog pbx answered (its ``invite`` came from extension ``number``)
-    as the answered fork a callee's seat holds: a party pbx did not dial,
-    moving there by a transfer.  Nothing drives it but the dialog; its
-    INVITE names its Call-ID and ``started`` its start in the call records.
-    """
-    binding = Binding(aor=number, contact=str(dialog.remote_target), expires_at=0.0)
-    fork = Fork(binding, invite, dialog.peer, dialog.address, started, services.sip)
-    fork.dialog = dialog
-    fork.final()  # answered: it takes no more responses
-    return fork
-
-
-def _first_format(sdp: SessionDescription) -> int:
-    """The payload type of the first format of the first live audio stream."""
-    audio = next(m for m in sdp.media if m.media == "audio" and m.port)
-    return int(audio.formats[0])
-
-
-def seat_dialog(call: Call, leg: str) -> Dialog | None:
-    """The dialog in ``leg``'s seat, if any."""
-    return _seat_of(call, leg)[0]
-
-
-def _seat_of(call: Call, leg: str) -> tuple[Dialog | None, Fork | None]:
-    """The dialog in ``leg``'s seat and, for the callee's seat, its fork."""
-    if leg == "a":
-        return call.a.dialog, None
-    if call.b is None:
-        return None, None
-    return call.b.dialog, call.b
