@@ -108,7 +108,8 @@ class CallController:
                                self.diverters)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
-        self.transfers = Transfers(self.services, self.routing, self.events, self.local_address,
+        self.transfers = Transfers(self.services, self.routing, self.events,
+                                   dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
                                    ring_timeout=self.config.calls.ring_timeout,
                                    recall_after=self.config.transfer.recall_after)
         self.replacements = Replacements(self.services, self.events)

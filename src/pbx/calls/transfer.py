@@ -54,6 +54,7 @@ from twisted.logger import Logger
 
 from pbx.calls.attended import AttendedTransfers
 from pbx.calls.call import Call
+from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
@@ -117,7 +118,8 @@ class Transfers:
     services: LegServices
     routing: Routing
     events: CallEvents
-    local_address: Callable[[str], LocalAddress]
+    #: The dialplan's action for a number (an authenticated caller's view).
+    dialplan: Callable[[str], Action | None] = lambda number: None
     ring_timeout: float = 30.0
     recall_after: float = 30.0
     #: Attended transfers (REFER with Replaces).
@@ -190,6 +192,18 @@ class Transfers:
         self, call: Call, leg: str, progress: ReferProgress, number: str
     ) -> None:
         transferor = party_number(call, leg)
+        # The dialplan first, as for a call dialled from the transferor's phone.
+        action = self.dialplan(number)
+        if isinstance(action, HangUp):
+            progress.report(action.status, action.reason or None)
+            return
+        if isinstance(action, ToApplication):
+            # Not yet: the transferee would need a channel of pbx's own.
+            self.log.info("transfer to application {name} refused", name=action.name)
+            progress.report(501)
+            return
+        if isinstance(action, ToExtension):
+            number = action.number
         number, record, refuse = await self.routing.resolve_target(number, {transferor})
         if record is None or refuse:
             progress.report(refuse or 404)

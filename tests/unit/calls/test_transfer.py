@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import attrs
+
 from pbx.calls.call import Call
+from pbx.calls.dialplan import (
+    Action,
+    Dialplan,
+    HangUp,
+    Route,
+    ToApplication,
+    ToExtension,
+    compile_pattern,
+)
 from pbx.calls.events import CallEvent
 from pbx.calls.party import Party
 from pbx.media.rtp import parse_rtp
@@ -406,6 +417,43 @@ class BlindTransferTests(TransferTestCase):
         for notify in messages[1:]:
             self.callee.respond(notify, 200)
         self.quiet(self.caller, self.target)
+        self.hang_up(leg)
+
+    def dialplan(self, *routes: tuple[str, Action]) -> None:
+        """Give the controller a dialplan of ``(pattern, action)`` routes."""
+        self.controller.config = attrs.evolve(
+            self.config,
+            dialplan=Dialplan(
+                tuple(Route(p, compile_pattern(p), a) for p, a in routes)
+            ),
+        )
+
+    def test_dialplan_routes_the_target(self) -> None:
+        """The Refer-To number goes through the dialplan: an alias rings its extension, a barred number is reported."""
+        self.dialplan(("0", ToExtension("1003")), ("_19XX", HangUp(403, "Barred")))
+        invite, leg, callee_leg = self.establish()
+        messages = self.refer(self.callee, callee_leg, f"<sip:1900@{REALM}>")
+        self.assertEqual(
+            [sipfrag(m) for m in messages[1:]],
+            ["SIP/2.0 100 Trying", "SIP/2.0 403 Barred"],
+        )
+        for notify in messages[1:]:
+            self.callee.respond(notify, 200)
+        self.accepted(self.callee, callee_leg, f"<sip:0@{REALM}>")
+        forked = self.target.expect_one("INVITE")
+        self.assertEqual(str(forked.to.uri), f"sip:1003@{REALM}")
+        self.target_answers(self.target, forked)
+        self.released(self.callee)
+        self.hang_up_with_target(leg)
+
+    def test_application_target_refused(self) -> None:
+        """A number the dialplan gives to an application is not a transfer target yet: NOTIFY 501."""
+        self.dialplan(("*97", ToApplication("voicemail", {})))
+        invite, leg, callee_leg = self.establish()
+        messages = self.refer(self.callee, callee_leg, f"<sip:*97@{REALM}>")
+        self.assertEqual(sipfrag(messages[-1]), "SIP/2.0 501 Not Implemented")
+        for notify in messages[1:]:
+            self.callee.respond(notify, 200)
         self.hang_up(leg)
 
     def test_bad_refer_to(self) -> None:
