@@ -7,7 +7,7 @@ pattern is an exact number (``1001``), an Asterisk-style pattern (``_1XXX``:
 characters, ``!`` zero or more), or a regular expression (``re:^9\\d+$``).
 A route sends the call to an extension (``$number`` is the dialled number,
 ``$1``... the regex groups), to a feature application, or hangs up with a
-SIP status.  A number no route matches reaches the extension of that number
+SIP status, or to a ring group (:mod:`pbx.calls.groups`).  A number no route matches reaches the extension of that number
 if there is one; anything else is ``404``.
 """
 
@@ -45,7 +45,14 @@ class HangUp:
     reason: str = ""
 
 
-Action = ToExtension | ToApplication | HangUp
+@frozen
+class ToGroup:
+    """Ring a ring group (:mod:`pbx.calls.groups`)."""
+
+    name: str
+
+
+Action = ToExtension | ToApplication | HangUp | ToGroup
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -123,7 +130,8 @@ class Dialplan:
 def parse_dialplan(raw: Any) -> Dialplan:
     """
     Validate the ``dialplan:`` section: a list of
-    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS, public: BOOL}``.
+    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS | group: NAME,
+    public: BOOL}``.
 
     :raises ConfigError: naming the entry and the problem.
     """
@@ -136,7 +144,7 @@ def parse_dialplan(raw: Any) -> Dialplan:
         key = f"dialplan[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(key, "must be a mapping with match: and one action")
-        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public"}
+        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public", "group"}
         if unknown:
             raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
         pattern = entry.get("match")
@@ -147,9 +155,9 @@ def parse_dialplan(raw: Any) -> Dialplan:
             regex = compile_pattern(pattern)
         except (re.error, ValueError) as e:
             raise ConfigError(f"{key}.match", f"bad pattern {pattern!r}: {e}") from None
-        actions = [k for k in ("extension", "app", "hangup") if k in entry]
+        actions = [k for k in ("extension", "app", "hangup", "group") if k in entry]
         if len(actions) != 1:
-            raise ConfigError(key, "needs exactly one of extension:, app: or hangup:")
+            raise ConfigError(key, "needs exactly one of extension:, app:, hangup: or group:")
         action: Action
         if "extension" in entry:
             target = str(entry["extension"])
@@ -165,6 +173,11 @@ def parse_dialplan(raw: Any) -> Dialplan:
             if not isinstance(entry["app"], str) or not isinstance(args, dict):
                 raise ConfigError(f"{key}.app", "needs an application name and an args mapping")
             action = ToApplication(entry["app"], args)
+        elif "group" in entry:
+            # Whether the group exists is checked with the groups: section (pbx.config).
+            if not isinstance(entry["group"], str) or not entry["group"]:
+                raise ConfigError(f"{key}.group", "needs a group name")
+            action = ToGroup(entry["group"])
         else:
             status = entry["hangup"]
             if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 699:

@@ -54,7 +54,7 @@ from twisted.logger import Logger
 
 from pbx.calls.attended import AttendedTransfers
 from pbx.calls.call import Call
-from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension
+from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension, ToGroup
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
@@ -197,9 +197,10 @@ class Transfers:
         if isinstance(action, HangUp):
             progress.report(action.status, action.reason or None)
             return
-        if isinstance(action, ToApplication):
-            # Not yet: the transferee would need a channel of pbx's own.
-            self.log.info("transfer to application {name} refused", name=action.name)
+        if isinstance(action, ToApplication | ToGroup):
+            # Not yet: an application needs a channel of pbx's own for the
+            # transferee, a ring group its own ringing policy.
+            self.log.info("transfer to {action} refused", action=action)
             progress.report(501)
             return
         if isinstance(action, ToExtension):
