@@ -10,10 +10,17 @@ relay port of the first call, ends the second call, NOTIFYs 1002 (100,
 then 200) and hangs it up.  1001 and 1003 are then one call: the relay
 carries 1001's RTP to 1003's media port and 1003's to 1001, and the call
 records say 1002 transferred.
+
+An INVITE with Replaces (RFC 3891 §3): 1001 calls 1002
+(``uac_transfer_target.xml`` again), 1002 (``uas_replaced.xml``) logs its
+dialog's ID, and 1003 (``uac_replaces.xml``) calls in naming it.  pbx
+re-INVITEs 1001 with 1003's offer, answers 1003 on 1002's relay port and
+BYEs 1002; RTP then flows between 1001 and 1003.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -29,8 +36,8 @@ TARGET = "1003"
 PACKETS = 100
 
 
-class AttendedTransferTests(SIPpCallCase):
-    """A SIPp transferor joins its two calls."""
+class JoinedCallCase(SIPpCallCase):
+    """The daemon and SIPp, and the call 1001 ends up in with 1003."""
 
     def joined(self) -> dict[str, Any] | None:
         """The one live call, once it is 1001 with 1003."""
@@ -41,6 +48,10 @@ class AttendedTransferTests(SIPpCallCase):
         ):
             return None
         return calls[0]
+
+
+class AttendedTransferTests(JoinedCallCase):
+    """A SIPp transferor joins its two calls."""
 
     def test_attended_transfer(self) -> None:
         """1002 joins 1001 and 1003: RTP flows between them through 1002's old relay port."""
@@ -105,4 +116,59 @@ class AttendedTransferTests(SIPpCallCase):
         self.assertTrue(
             any(c.startswith(f"transferred: {TARGET} joined") for c in causes), causes
         )
+        self.assert_idle()
+
+
+class ReplacesInviteTests(JoinedCallCase):
+    """A SIPp phone takes over another's dialog with an INVITE carrying Replaces."""
+
+    def test_invite_with_replaces(self) -> None:
+        """1003 replaces 1002 in 1001's call: 1002 gets BYE, RTP flows between 1001 and 1003."""
+        port = self.register_callee(CALLEE)
+        replaced = self.start_callee("uas_replaced", port, 1)
+        caller = self.call("uac_transfer_target", CALLEE, wait=False)
+        log = self.workdir / "callee-uas_replaced.log"
+        try:
+            found = wait_until(
+                lambda: log.exists() and re.search(r"dialog (\S+) (\S+) (\S+) ", log.read_text()),
+                LIMIT, "1002's dialog ID in its log",
+            )  # fmt: skip
+            call_id, pbx_tag, its_tag = found.groups()
+            first = wait_until(self.live_calls, LIMIT, "1001's call")[0]
+            row = (
+                TARGET, CALLEE,
+                f"[authentication username={TARGET} password={self.passwords[TARGET]}]",
+                call_id, pbx_tag, its_tag,
+            )  # fmt: skip
+            media = next(self.media_ports)
+            joining = self.start_sipp(
+                "uac_replaces", free_port(socket.SOCK_DGRAM),
+                "-inf", str(self.injection("joining", [row])), "-m", "1", "-mp", str(media),
+                "-d", "4000", f"127.0.0.1:{self.sip_port}", name="joining", limit=60,
+            )  # fmt: skip
+            call = wait_until(self.joined, LIMIT, "1001 with 1003")
+            self.assertEqual(call["call_id"], first["call_id"])
+            start = call["media"]
+            wait_until(
+                lambda: (c := self.joined())
+                and c["media"]["a_to_b"]["packets"] - start["a_to_b"]["packets"] >= PACKETS // 2
+                and c["media"]["b_to_a"]["packets"] - start["b_to_a"]["packets"] >= PACKETS // 2,
+                LIMIT, "packets each way between 1001 and 1003",
+            )  # fmt: skip
+            joined = self.joined()
+            assert joined is not None
+            host, rtp = joined["media"]["b"]["latched"]
+            self.assertTrue(
+                media <= rtp < media + 8,
+                f"1003's RTP came from {rtp}, not its -mp {media}",
+            )
+            self.finish(replaced, "callee-uas_replaced")
+            self.finish(joining, "joining")
+            self.finish(caller, "caller-uac_transfer_target")
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}\n{self.report('joining')}\n{self.report('callee-uas_replaced')}"
+            ) from None
+        records = self.wait_records(3)
+        self.assertIn("replaced by 1003", [r["hangup_cause"] for r in records])
         self.assert_idle()
