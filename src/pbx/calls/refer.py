@@ -121,6 +121,10 @@ def parse_refer_to(value: str | None) -> ReferTarget:
         raise ReferError(f"bad Refer-To {value.strip()[:120]!r}: {e}") from None
     if not uri.is_sip:
         raise ReferError(f"Refer-To is not a SIP URI: {uri.scheme}")
+    method = uri.param("method")
+    if method is not None and method.upper() != "INVITE":
+        # RFC 3515 §2.1: a Refer-To may ask for another method; pbx only connects calls.
+        raise ReferError(f"Refer-To asks for {method[:20]}, not INVITE")
     number = unquote(uri.user or "")
     if not number:
         raise ReferError("Refer-To names no number")

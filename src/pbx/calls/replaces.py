@@ -69,6 +69,10 @@ class Replacements:
             # RFC 3891 §3: no such (confirmed) dialog.
             transaction.respond(make_response(request, 481, to_tag=new_tag()))
             return
+        if replaces.early_only:
+            # RFC 3891 §3: early-only, and the dialog is confirmed.
+            transaction.respond(make_response(request, 486, to_tag=new_tag()))
+            return
         call, dialog = found
         replaced = call.leg_of(dialog)
         remaining = OTHER[replaced]

@@ -30,6 +30,12 @@ class ParseReferToTests(SynchronousTestCase):
         self.assertEqual(str(target.uri), "sip:1003@pbx.test:5060;transport=udp")
         self.assertIsNone(target.replaces)
 
+    def test_method_invite(self) -> None:
+        """RFC 3515 §2.1: ``method=INVITE`` is what pbx does anyway."""
+        self.assertEqual(
+            parse_refer_to("<sip:1003@pbx.test;method=INVITE>").number, "1003"
+        )
+
     def test_bare_uri(self) -> None:
         """A bare URI (as some phones send) is taken too; %-escapes in the user part are undone."""
         self.assertEqual(parse_refer_to("sip:%2A97@pbx.test").number, "*97")
@@ -51,6 +57,7 @@ class ParseReferToTests(SynchronousTestCase):
             "<sip:pbx.test>",
             "<sip:1003@",
             "<sip:1003@pbx.test?Replaces=abc%3Bto-tag%3D1>",
+            "<sip:1003@pbx.test;method=BYE>",
         ):
             with self.assertRaises(ReferError, msg=value):
                 parse_refer_to(value)

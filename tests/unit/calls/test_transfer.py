@@ -668,6 +668,19 @@ class ReplacesInviteTests(TransferTestCase):
         self.quiet(self.caller, self.callee)
         self.hang_up(leg)
 
+    def test_early_only(self) -> None:
+        """RFC 3891 §3: early-only naming a confirmed dialog gets 486, and the call goes on."""
+        invite, leg, callee_leg = self.establish()
+        forked = self.answered_invite()
+        value = f"{forked.call_id};to-tag={forked.from_.tag};from-tag={self.callee.tag};early-only"
+        joining, joined = self.target.invite(
+            "1002", body=TARGET_SDP, extra=[("Replaces", value)]
+        )
+        trying, refused = self.target.expect(100, 486)
+        self.target.ack_failure(joining, refused)
+        self.quiet(self.caller, self.callee)
+        self.hang_up(leg)
+
     def test_malformed(self) -> None:
         """A Replaces without its tags gets 400."""
         invite, leg, callee_leg = self.establish()
