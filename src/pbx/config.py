@@ -205,6 +205,9 @@ class TransferConfig:
 
     #: Seconds a blind transfer's target rings before the transferor's phone is rung back.
     recall_after: int = 30
+    #: Keys that, followed by a number, blind-transfer a call from a phone
+    #: without a transfer key (SIP INFO keys only); "" for none.
+    blind_code: str = "##"
 
 
 #: The values of ``log.level``, most verbose first.
@@ -687,8 +690,13 @@ def _calls(raw: Any) -> CallsConfig:
 
 
 def _transfer(raw: Any) -> TransferConfig:
-    t = _mapping(raw, "transfer", {"recall_after"})
-    return TransferConfig(recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600))
+    from pbx.calls.feature_codes import code_problem
+
+    t = _mapping(raw, "transfer", {"recall_after", "blind_code"})
+    return TransferConfig(
+        recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600),
+        blind_code=_check(code_problem, _str(t.get("blind_code"), "transfer.blind_code", "##"), "transfer.blind_code"),
+    )
 
 
 def _log(raw: Any) -> LogConfig:

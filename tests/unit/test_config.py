@@ -484,3 +484,10 @@ class TransferConfigTests(SynchronousTestCase):
         self.assertEqual(problem(GOOD + "transfer: {recall_after: 1}\n")[0], "transfer.recall_after")
         self.assertEqual(problem(GOOD + "transfer: {recall_after: soon}\n")[0], "transfer.recall_after")
         self.assertEqual(problem(GOOD + "transfer: {blind: '##'}\n")[0], "transfer.blind")
+        self.assertEqual(problem(GOOD + "transfer: {blind_code: 'x1'}\n")[0], "transfer.blind_code")
+
+    def test_blind_code(self) -> None:
+        """blind_code defaults to ## and may be turned off with ""."""
+        self.assertEqual(parse_config(GOOD, "pbx.yml", ENV).transfer.blind_code, "##")
+        config = parse_config(GOOD + "transfer: {blind_code: ''}\n", "pbx.yml", ENV)
+        self.assertEqual(config.transfer.blind_code, "")

@@ -120,7 +120,8 @@ class CallController:
         self.transfers = Transfers(self.services, self.routing, self.events,
                                    dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
                                    ring_timeout=self.config.calls.ring_timeout,
-                                   recall_after=self.config.transfer.recall_after)
+                                   recall_after=self.config.transfer.recall_after,
+                                   blind_code=self.config.transfer.blind_code)
         self.replacements = Replacements(self.services, self.events)
 
     @property
@@ -225,6 +226,8 @@ class CallController:
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
+            if isinstance(call, Call):
+                self.transfers.info(call, leg, request)  # it only watches for feature codes
             call.info(leg, transaction)
         elif method == "REFER" and isinstance(call, Call):
             self.transfers.refer(call, leg, dialog, transaction)

@@ -56,6 +56,7 @@ from pbx.calls.attended import AttendedTransfers
 from pbx.calls.call import Call
 from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension, ToGroup
 from pbx.calls.events import CallEvent, CallEvents
+from pbx.calls.feature_codes import DigitCollector
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
 from pbx.calls.refer import (
@@ -72,8 +73,10 @@ from pbx.calls.seats import (
     first_format,
     party_number,
     resume_held,
+    seat_dialog,
 )
 from pbx.calls.signalling import LegServices
+from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
@@ -120,11 +123,14 @@ class Transfers:
     events: CallEvents
     #: The dialplan's action for a number (an authenticated caller's view).
     dialplan: Callable[[str], Action | None] = lambda number: None
+    #: The in-call key code for a blind transfer ("" for none), see :mod:`pbx.calls.feature_codes`.
+    blind_code: str = ""
     ring_timeout: float = 30.0
     recall_after: float = 30.0
     #: Attended transfers (REFER with Replaces).
     attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
+    _collectors: dict[tuple[str, str], DigitCollector] = field(factory=dict)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -185,6 +191,44 @@ class Transfers:
         )
         self._blind.pop(call.call_id, None)
         progress.report(500)
+
+    # -- feature codes -------------------------------------------------------------
+
+    def info(self, call: Call, leg: str, request: Request) -> None:
+        """
+        An INFO from ``leg``'s seat (relayed as ever by the call): a key
+        that may be part of the blind transfer code and a number.
+        """
+        if not self.blind_code or call.state != "confirmed":
+            return
+        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+        if event is None:
+            return
+        key = (call.call_id, leg)
+        collector = self._collectors.get(key)
+        if collector is None:
+            collector = DigitCollector(
+                self.blind_code,
+                self.services.clock,
+                lambda number: self._keyed(call, leg, number),
+            )
+            self._collectors[key] = collector
+        collector.key(event.digit)
+
+    def _keyed(self, call: Call, leg: str, number: str) -> None:
+        """The blind transfer code and ``number`` were keyed in ``leg``'s seat: transfer, no NOTIFY."""
+        dialog = seat_dialog(call, leg)
+        if dialog is None or call.state != "confirmed" or call.call_id in self._blind:
+            return
+        self.log.info(
+            "call {call_id}: {who} keyed a transfer to {number}",
+            call_id=call.call_id,
+            who=party_number(call, leg),
+            number=number,
+        )
+        progress = ReferProgress(self.services.sip, dialog, enabled=False)
+        d = Deferred.fromCoroutine(self._start_blind(call, leg, progress, number))
+        d.addErrback(self._failed, call, progress)
 
     # -- blind ---------------------------------------------------------------------
 
@@ -404,7 +448,11 @@ class Transfers:
             del self._blind[transfer.call.call_id]
 
     def _ended(self, event: CallEvent) -> None:
-        """A call with a transfer in progress ended: its target stops ringing."""
+        """A call ended: its key collectors stop; a transfer in progress stops its target ringing."""
+        for leg in ("a", "b"):
+            collector = self._collectors.pop((event.call_id, leg), None)
+            if collector is not None:
+                collector.stop()
         transfer = self._blind.get(event.call_id)
         if transfer is None:
             return

@@ -479,6 +479,44 @@ class BlindTransferTests(TransferTestCase):
         self.hang_up_with_target(leg)
 
 
+class FeatureCodeTests(TransferTestCase):
+    """``##`` + number + ``#`` keyed by SIP INFO blind-transfers the call."""
+
+    def key(self, phone: Phone, leg: Leg, keys: str, other: Phone) -> None:
+        """``phone`` sends each key as INFO; pbx relays it to ``other``, whose 200 goes back."""
+        for key in keys:
+            phone.in_dialog(
+                leg,
+                "INFO",
+                body=f"Signal={key}\r\nDuration=160\r\n".encode(),
+                extra=[("Content-Type", "application/dtmf-relay")],
+            )
+            other.respond(other.expect_one("INFO"), 200)
+            phone.expect(200)
+
+    def test_keyed_blind_transfer(self) -> None:
+        """The callee keys ##1003#: 1003 rings from 1001 and, once it rings, the callee gets BYE (no NOTIFY)."""
+        invite, leg, callee_leg = self.establish()
+        self.key(self.callee, callee_leg, "##1003#", self.caller)
+        forked = self.target.expect_one("INVITE")
+        self.assertEqual(str(forked.from_.uri), f"sip:1001@{REALM}")
+        self.target.respond(forked, 180)
+        self.callee.respond(self.callee.expect_one("BYE"), 200)
+        self.target_answers(self.target, forked)
+        self.assertEqual(self.call().callee, "1003")
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.target.respond(self.target.expect_one("BYE"), 200)
+
+    def test_other_keys_just_relayed(self) -> None:
+        """Keys that are not the code are relayed and do nothing else."""
+        invite, leg, callee_leg = self.establish()
+        self.key(self.caller, leg, "#1#1003#", self.callee)
+        self.advance(10)
+        self.quiet(self.target, self.caller, self.callee)
+        self.hang_up(leg)
+
+
 class AttendedTransferTests(TransferTestCase):
     """REFER with Replaces: the transferor's two calls become one between the other parties."""
 
