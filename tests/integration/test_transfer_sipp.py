@@ -16,6 +16,11 @@ An INVITE with Replaces (RFC 3891 §3): 1001 calls 1002
 dialog's ID, and 1003 (``uac_replaces.xml``) calls in naming it.  pbx
 re-INVITEs 1001 with 1003's offer, answers 1003 on 1002's relay port and
 BYEs 1002; RTP then flows between 1001 and 1003.
+
+A keyed blind transfer: 1001 (``uac_keyed_transfer.xml``) sends ``##1003#``
+as SIP INFO keys; 1002 (``uas_keyed_transferee.xml``) answers the relayed
+INFOs, then talks to 1003 (``uas_ring_answer.xml``) once 1001 is hung up,
+and hangs up.
 """
 
 from __future__ import annotations
@@ -171,4 +176,31 @@ class ReplacesInviteTests(JoinedCallCase):
             ) from None
         records = self.wait_records(3)
         self.assertIn("replaced by 1003", [r["hangup_cause"] for r in records])
+        self.assert_idle()
+
+
+class KeyedTransferTests(SIPpCallCase):
+    """A phone without a transfer key transfers with the feature code, keyed as SIP INFO."""
+
+    def test_keyed_blind_transfer(self) -> None:
+        """1001 keys ##1003#: 1003 rings and answers, 1001 is hung up, 1002 talks to 1003 and hangs up."""
+        transferee = self.start_callee(
+            "uas_keyed_transferee", self.register_callee(CALLEE), 1
+        )
+        target = self.start_callee("uas_ring_answer", self.register_callee(TARGET), 1)
+        caller = self.call("uac_keyed_transfer", CALLEE, wait=False)
+        try:
+            wait_until(
+                lambda: [c for c in self.live_calls() if (c["caller"], c["callee"]) == (TARGET, CALLEE)],
+                LIMIT, "1002's call with 1003",
+            )  # fmt: skip
+            self.finish(caller, "caller-uac_keyed_transfer")
+            self.finish(transferee, "callee-uas_keyed_transferee")
+            self.finish(target, "callee-uas_ring_answer")
+        except AssertionError as e:
+            raise AssertionError(
+                f"{e}\n{self.report('caller-uac_keyed_transfer')}"
+            ) from None
+        records = self.wait_records(3)
+        self.assertIn(f"transferred to {TARGET}", [r["hangup_cause"] for r in records])
         self.assert_idle()
