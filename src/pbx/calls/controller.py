@@ -39,10 +39,12 @@ from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
 from pbx.calls.reach import Reach
+from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
+from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
@@ -96,6 +98,10 @@ class CallController:
     groups: GroupDirectory | None = None
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
+    #: Blind and attended transfers (REFER) of relayed calls.
+    transfers: Transfers = field(init=False)
+    #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
+    replacements: Replacements = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -112,6 +118,12 @@ class CallController:
             self.groups = GroupDirectory(self.config.groups)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
+        self.transfers = Transfers(self.services, self.routing, self.events,
+                                   dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
+                                   ring_timeout=self.config.calls.ring_timeout,
+                                   recall_after=self.config.transfer.recall_after,
+                                   blind_code=self.config.transfer.blind_code)
+        self.replacements = Replacements(self.services, self.events)
 
     @property
     def clock(self) -> Any:
@@ -127,7 +139,7 @@ class CallController:
 
     def install(self) -> None:
         """Take over call-related methods in the core, write CDRs, start the media watchdog."""
-        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
+        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK", "REFER"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
         assert self.cdr is not None
@@ -209,12 +221,17 @@ class CallController:
         method = request.method
         if method == "BYE":
             transaction.respond(make_response(request, 200))
-            call.hang_up(leg, "BYE")
+            if not (isinstance(call, Call) and self.transfers.leaving(call, leg)):
+                call.hang_up(leg, "BYE")
         elif method in ("INVITE", "UPDATE"):
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
+            if isinstance(call, Call):
+                self.transfers.info(call, leg, request)  # it only watches for feature codes
             call.info(leg, transaction)
+        elif method == "REFER" and isinstance(call, Call):
+            self.transfers.refer(call, leg, dialog, transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
@@ -228,6 +245,13 @@ class CallController:
 
     async def _new_call(self, transaction: ServerTransaction) -> None:
         request = transaction.request
+        if request.headers.get("Replaces") is not None:
+            # RFC 3891 §3: a phone takes over a dialog of a call; only a known phone may.
+            replacing = await self.authn.authenticate(transaction, proxy=True)
+            if replacing is not None:
+                self.replacements.invite(transaction, replacing.number,
+                                         self.local_address(transaction.peer.transport))
+            return
         number = request.uri.user or ""
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)
