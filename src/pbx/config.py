@@ -263,6 +263,7 @@ class Config:
     calls: CallsConfig = CallsConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
     log: LogConfig = LogConfig()
+    moh: Any = None  # pbx.media.moh_config.MusicOnHoldConfig
 
 
 # ---------------------------------------------------------------------------
@@ -795,7 +796,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan",
+    "features", "plugin_dirs", "calls", "dialplan", "moh",
 }
 
 
@@ -847,6 +848,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     state_dir = _path(base, state_dir)
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
+    from pbx.media.moh_config import parse_moh
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -866,4 +868,5 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         calls=_calls(top.get("calls")),
         dialplan=parse_dialplan(top.get("dialplan")),
         log=_log(top.get("log")),
+        moh=parse_moh(top.get("moh"), base),
     )
