@@ -72,6 +72,12 @@ def receiver() -> None:
         line = sys.stdin.readline()
         if not line or json.loads(line).get("cmd") == "quit":
             return
+        for sock in socks:  # what queued up between runs is not counted
+            while True:
+                try:
+                    sock.recv(2048)
+                except BlockingIOError:
+                    break
         cpu0 = time.process_time()
         deadline = time.monotonic() + json.loads(line)["seconds"]
         while time.monotonic() < deadline:
@@ -191,7 +197,7 @@ async def _bench(reactor: Any, steps: list[int], seconds: float) -> None:
     )
     print(
         f"{'held':>6} {'pps out':>8} {'loss %':>8} {'gap p50':>8} {'gap p99':>8} {'gap max':>8} "
-        f"{'CPU%':>6} {'µs/listener/s':>14} {'µs/pkt':>7} {'late ticks':>10} {'encoders':>8}"
+        f"{'CPU%':>6} {'µs/listener/s':>14} {'µs/pkt':>7} {'late ticks':>10} {'frames/s':>8} {'send err':>8}"
     )
     stop_watch = clock.add(watch)
     for i, n in enumerate([50, *steps]):  # the first run is a warm-up
@@ -203,9 +209,12 @@ async def _bench(reactor: Any, steps: list[int], seconds: float) -> None:
         while len(sessions) > n:
             relay.close(sessions.pop())
         late[:] = [0, 0]
-        cpu0, wall0 = _cpu(), time.monotonic()
+        cpu0, wall0, frames0 = _cpu(), time.monotonic(), playout.frames_played
+        errors0 = sum(s.feeding("b").send_errors for s in sessions)
         r = await phones.ask(cmd="run", seconds=seconds)
         cpu, wall = _cpu() - cpu0, time.monotonic() - wall0
+        frames = (playout.frames_played - frames0) / wall
+        errors = sum(s.feeding("b").send_errors for s in sessions) - errors0
         if i == 0:
             continue
         loss = 1 - r["received"] / max(r["expected"], 1)
@@ -215,7 +224,7 @@ async def _bench(reactor: Any, steps: list[int], seconds: float) -> None:
             f"{n:>6} {r['received'] / seconds:>8.0f} {loss * 100:>8.3f} {_quantile(gaps, 0.5):>8.1f} "
             f"{_quantile(gaps, 0.99):>8.1f} {top:>8.1f} {cpu / wall * 100:>6.1f} "
             f"{cpu / wall / n * 1e6:>14.1f} {cpu / max(r['received'], 1) * 1e6:>7.1f} "
-            f"{late[1]:>4}/{late[0]:<5} {1:>8}",
+            f"{late[1]:>4}/{late[0]:<5} {frames:>8.1f} {errors:>8}",
             flush=True,
         )
         if r["streams"] < n * 0.99:

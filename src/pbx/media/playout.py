@@ -32,6 +32,8 @@ __all__ = ["DEFAULT_CLASS", "HoldMusic", "Playout", "Sink"]
 
 #: The class of an extension the configuration names no class for.
 DEFAULT_CLASS = "default"
+#: Most frames a late tick sends at once to catch up with the clock.
+MAX_BURST = 5
 
 Sink = Callable[[bytes], object]
 """One listener: takes each encoded frame (the RTP payload)."""
@@ -57,6 +59,8 @@ class Playout:
     _frame: int = field(init=False)
     _position: int = field(init=False, default=0)
     _stop: Callable[[], None] | None = field(init=False, default=None)
+    _epoch: float | None = field(init=False, default=None)
+    _frames: int = field(init=False, default=0)
 
     log = Logger()
 
@@ -88,6 +92,8 @@ class Playout:
             if self._encoder is None:
                 self._encoder = self.codec.new_encoder()
             self._stop = self.clock.add(self._tick)
+            # The first frame is due one ptime from now.
+            self._epoch, self._frames = self.clock.seconds() + self.clock.ptime, 0
 
         def remove() -> None:
             if (
@@ -95,7 +101,7 @@ class Playout:
                 and not self._sinks
                 and self._stop is not None
             ):
-                stop, self._stop = self._stop, None
+                stop, self._stop, self._epoch = self._stop, None, None
                 stop()
 
         return remove
@@ -108,6 +114,20 @@ class Playout:
         return self._track[start:end]
 
     def _tick(self, _: int) -> None:
+        # Frames follow the clock, not the count of ticks: a reactor that
+        # was late (a busy machine) gets the frames it owes, up to
+        # MAX_BURST at once; after a longer stall the music goes on from
+        # where it stopped.
+        assert self._epoch is not None
+        due = round((self.clock.seconds() - self._epoch) / self.clock.ptime) + 1
+        owed = due - self._frames
+        if owed > MAX_BURST:
+            self._frames, owed = due - MAX_BURST, MAX_BURST
+        for _ in range(owed):
+            self._frames += 1
+            self._play()
+
+    def _play(self) -> None:
         payload = self._encoder.encode(self.next_frame())  # type: ignore[attr-defined]
         self.frames_played += 1
         for sink in list(self._sinks.values()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from zope.interface import implementer
@@ -15,7 +17,7 @@ from pbx.media.codecs import G722, PCMU
 from pbx.media.g711 import ulaw_decode
 from pbx.media.media_clock import MediaClock
 from pbx.media.music import MusicClass
-from pbx.media.playout import HoldMusic, Playout
+from pbx.media.playout import MAX_BURST, HoldMusic, Playout
 
 
 @implementer(IEncoder)
@@ -143,6 +145,73 @@ class PlayoutTests(SynchronousTestCase):
         self.assertGreater(
             np.corrcoef(decoded, music.pcm(8000)[:160].astype(float))[0, 1], 0.99
         )
+
+
+class ManualClock:
+    """A media clock whose ticks the test fires, at the times it sets."""
+
+    ptime = 0.02
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.ticks: list[Callable[[int], object]] = []
+
+    def seconds(self) -> float:
+        """The time the test set."""
+        return self.now
+
+    def add(self, tick: Callable[[int], object]) -> Callable[[], None]:
+        """Keep ``tick`` until the returned function is called."""
+        self.ticks.append(tick)
+        return lambda: self.ticks.remove(tick)
+
+    def tick_at(self, now: float) -> None:
+        """One tick (of count 1) at ``now``."""
+        self.now = now
+        for tick in list(self.ticks):
+            tick(1)
+
+
+class CatchUpTests(SynchronousTestCase):
+    """Frames follow the clock even when ticks are lost, a burst at most MAX_BURST long."""
+
+    def setUp(self) -> None:
+        """A playout on a clock whose ticks the test fires."""
+        self.clock = ManualClock()
+        self.playout = Playout(counting_class(100_000), RawCodec(), self.clock)  # type: ignore[arg-type]
+        self.frames: list[int] = []
+        self.playout.add(
+            lambda payload: self.frames.append(
+                int(np.frombuffer(payload, "<i2")[0]) // 160
+            )
+        )
+
+    def test_on_time(self) -> None:
+        """One frame a tick when ticks come every 20 ms, a little early or late."""
+        for i, jitter in enumerate([0.0, 0.004, -0.006, 0.009, 0.0], start=1):
+            self.clock.tick_at(0.02 * i + jitter)
+        self.assertEqual(self.frames, [0, 1, 2, 3, 4])
+
+    def test_lost_ticks(self) -> None:
+        """A tick that comes 60 ms after the one before sends the three frames due."""
+        self.clock.tick_at(0.02)
+        self.clock.tick_at(0.08)
+        self.assertEqual(self.frames, [0, 1, 2, 3])
+
+    def test_long_stall(self) -> None:
+        """After a one-second stall, MAX_BURST frames go at once, then one a tick, the music where it was."""
+        self.clock.tick_at(0.02)
+        self.clock.tick_at(1.02)
+        self.assertEqual(self.frames, list(range(1 + MAX_BURST)))
+        self.clock.tick_at(1.04)
+        self.assertEqual(self.frames[-1], MAX_BURST + 1)
+
+    def test_early_first_tick(self) -> None:
+        """A clock already running may tick right after the first listener comes: the first frame waits for the next."""
+        self.clock.tick_at(0.001)
+        self.assertEqual(self.frames, [])
+        self.clock.tick_at(0.021)
+        self.assertEqual(self.frames, [0])
 
 
 class HoldMusicTests(SynchronousTestCase):
