@@ -22,6 +22,12 @@ receivers to cope), and the relay neither hides nor causes that.  RTCP-mux
 (RFC 5761) works when both legs use it: their RTCP then arrives on the RTP
 socket and is relayed like RTP.
 
+A leg can hear a shared source instead of the other leg (music on hold):
+:meth:`RelaySession.feed` sends each frame of the source from that leg's RTP
+socket under an RTP header of the leg's own (:class:`RelayFeed`), and the
+other leg's RTP towards it is dropped until :meth:`RelaySession.unfeed`.
+The relayed path itself is not touched by this.
+
 The hot path is :meth:`RelayEndpoint.datagramReceived`: one tuple compare,
 one clock read, a few attribute reads, ``socket.sendto`` and three integer
 increments.  Nothing is parsed or logged per packet.
@@ -204,6 +210,11 @@ class RelayEndpoint(DatagramProtocol):
         self.held = held
         self._update_dest()
 
+    def set_fed(self, fed: bool) -> None:
+        """Stop (or resume) relaying the other leg's packets to this leg, which hears a feed instead."""
+        self.fed = fed
+        self._update_dest()
+
     def stats(self) -> dict[str, Any]:
         """Counters of this socket."""
         return {
@@ -384,8 +395,7 @@ class RelaySession:
         endpoint = self.leg(leg).rtp
         feed = RelayFeed(endpoint, payload_type, source.timestamp_step)
         self._feeds[leg] = (feed, source.add(feed))
-        endpoint.fed = True
-        endpoint._update_dest()
+        endpoint.set_fed(True)
 
     def unfeed(self, leg: str) -> None:
         """Stop feeding ``leg``: it hears the other leg again, relayed unchanged."""
@@ -393,8 +403,7 @@ class RelaySession:
         endpoint = self.leg(leg).rtp
         if fed is not None:
             fed[1]()
-        endpoint.fed = False
-        endpoint._update_dest()
+        endpoint.set_fed(False)
 
     def feeding(self, leg: str) -> RelayFeed | None:
         """The feed ``leg`` hears, if any."""
