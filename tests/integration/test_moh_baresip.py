@@ -24,7 +24,7 @@ phone recorded is compared with the class's track at 8 kHz (as pbx
 converts it), at the best offset in the looped track; most pieces must
 match above 0.9.  "Hears the other" is the keyed tone's envelope, frame by
 frame, correlated with the pattern sent, as the conference test does.
-The call events ``held``/``resumed`` are read from the daemon's API.
+The API's live call shows the holder's leg held while it holds.
 
 Only loopback is used: the phones and pbx's relay bind 127.0.0.1.
 """
@@ -267,6 +267,11 @@ class BaresipHoldTests(SynchronousTestCase):
             f"{listener} hearing itself",
         )
 
+    def held(self, leg: str) -> bool:
+        """Whether the API shows ``leg`` of the one live call held."""
+        [call] = self.api.get("/calls")["calls"]
+        return bool(call["media"][leg]["held"])
+
     def towards(self, leg: str) -> int:
         """RTP packets the relay has carried to ``leg`` of the one live call (from the other leg)."""
         [call] = self.api.get("/calls")["calls"]
@@ -302,11 +307,13 @@ class BaresipHoldTests(SynchronousTestCase):
         music = self.stretch(listener, f"{holder.number} holding")
         on_hold = self.towards(holder_leg)
         self.assert_music(music, holder.number, listener.number)
+        self.assertTrue(self.held(holder_leg))
         self.assertEqual(
             self.towards(holder_leg), on_hold, "RTP relayed to the phone that holds"
         )
 
         holder.control.command("resume")
+        wait_until(lambda: not self.held(holder_leg), LIMIT, "the resume")
         self.assert_talk(
             self.stretch(listener, f"{holder.number} resumed"),
             holder.number,
