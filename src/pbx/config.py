@@ -880,8 +880,8 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
     from pbx.emergency.options import parse_emergency
-    from pbx.permissions.options import parse_permissions
     from pbx.media.moh_config import parse_moh
+    from pbx.permissions.options import parse_permissions
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):

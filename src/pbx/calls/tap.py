@@ -79,3 +79,17 @@ class CallTap:
                         spec.payload_type, (spec.encoding.lower(), spec.clock_rate)
                     )
         return found
+
+    def feed(self, leg: str, source: Any, payload_type: int) -> None:
+        """
+        ``leg`` hears ``source`` instead of the other leg, sent from its own
+        relay port (see :meth:`pbx.media.relay.RelaySession.feed`): how a
+        supervisor's whisper reaches the agent.
+
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``, or the payload type is out of range.
+        """
+        self._media.session.feed(leg, source, payload_type)
+
+    def unfeed(self, leg: str) -> None:
+        """``leg`` hears the other leg again, relayed unchanged."""
+        self._media.session.unfeed(leg)
