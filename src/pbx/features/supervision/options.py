@@ -127,7 +127,9 @@ def parse_options(raw: Any) -> SupervisionOptions:
                 f"is also the {next(m for m, c in codes.items() if c == code)}_code",
             )
         codes[mode] = code
-    supervisors_raw = raw.get("supervisors") or {}
+    supervisors_raw = raw.get("supervisors")
+    if supervisors_raw is None:
+        supervisors_raw = {}
     if not isinstance(supervisors_raw, Mapping):
         raise ConfigError("supervisors", "must be a mapping of extension to extensions")
     supervisors: dict[str, frozenset[str] | str] = {}
