@@ -43,6 +43,7 @@ from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
+from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.interfaces import IStore
@@ -721,6 +722,14 @@ class CallController:
     def live_calls(self) -> list[dict[str, Any]]:
         """Every call in progress, for the API."""
         return [c.summary() for c in self.calls.values()]
+
+    def tap_call(self, call_id: str) -> CallTap | None:
+        """The media of answered relayed call ``call_id`` to listen to (see :meth:`pbx.interfaces.IPBX.tap_call`)."""
+        call = self.calls.get(call_id)
+        if not isinstance(call, Call) or call.b is None or call.state not in ("answered", "confirmed"):
+            return None
+        codecs = self.media.codecs if self.media is not None else {}
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
 
 
 def _caller_refreshes(request: Request) -> bool:

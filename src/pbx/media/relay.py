@@ -126,6 +126,8 @@ class RelayEndpoint(DatagramProtocol):
         #: Rewrites each packet before it is relayed (transcoding); None
         #: relays packets untouched, which is the fast path.
         self.transform: Callable[[bytes], bytes | None] | None = None
+        #: Sees each accepted packet (see :meth:`set_tap`); None: untapped.
+        self.tap: Callable[[bytes], object] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
@@ -199,6 +201,33 @@ class RelayEndpoint(DatagramProtocol):
         """Stop (or resume) sending to this leg."""
         self.held = held
         self._update_dest()
+
+    def set_tap(self, listener: Callable[[bytes], object] | None) -> None:
+        """
+        Hand every packet this leg sends, once accepted, to ``listener``
+        (a recording); None removes it.
+
+        The hot path stays untouched: a tapped endpoint gets an instance
+        attribute ``datagramReceived`` that shadows the class's method (the
+        UDP port looks it up on the instance), so an untapped endpoint runs
+        exactly the method above.  The listener sees each accepted packet as
+        it arrived (before any transform), after it was relayed; one that
+        raises is logged and removed.
+        """
+        self.__dict__.pop("datagramReceived", None)
+        self.tap = listener
+        if listener is not None:
+            self.datagramReceived = self._tapped  # type: ignore[method-assign]
+
+    def _tapped(self, data: bytes, addr: Address) -> None:
+        RelayEndpoint.datagramReceived(self, data, addr)
+        listener = self.tap
+        if addr == self.latched and listener is not None:
+            try:
+                listener(data)
+            except Exception:
+                self.log.failure("relay tap {listener!r} failed; removed", listener=listener)
+                self.set_tap(None)
 
     def stats(self) -> dict[str, Any]:
         """Counters of this socket."""
@@ -310,6 +339,22 @@ class RelaySession:
     def set_transform(self, leg: str, transform: Callable[[bytes], bytes | None] | None) -> None:
         """Rewrite the RTP ``leg`` sends before it reaches the other leg (None: relay as is)."""
         self.leg(leg).rtp.transform = transform
+
+    def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
+        """
+        Hand each RTP packet ``leg`` sends (accepted from its latched
+        source, as it arrived) to ``listener(data)`` after relaying it: what
+        a recording is made of.  One listener per leg; a second replaces
+        the first.  An untapped session costs exactly what it did (see
+        :meth:`RelayEndpoint.set_tap`).
+
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        self.leg(leg).rtp.set_tap(listener)
+
+    def untap(self, leg: str) -> None:
+        """Stop handing ``leg``'s packets to its listener, if any."""
+        self.leg(leg).rtp.set_tap(None)
 
     def hold(self, leg: str) -> None:
         """``leg`` does not want media (sendonly, inactive): drop RTP towards it.
