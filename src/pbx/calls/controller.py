@@ -48,6 +48,7 @@ from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
+from pbx.media.playout import HoldMusic
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
@@ -86,6 +87,8 @@ class CallController:
     applications: dict[str, Any] = field(factory=dict)
     #: What terminated calls need: codecs, prompts, a WAV loader.
     media: MediaServices | None = None
+    #: Music on hold (pbx answers holds itself); None passes holds on to the other phone.
+    music: HoldMusic | None = None
     calls: dict[str, LiveCall] = field(factory=dict)
     #: Asked, in order, where a call nobody will answer goes (see IPBX.add_diverter).
     diverters: list[Diverter] = field(factory=list)
@@ -353,7 +356,7 @@ class CallController:
             # asking refresher=uas, makes the UAS the refresher.  pbx never
             # refreshes, so it runs no session timer for such a caller.
             session_expires=expires if _caller_refreshes(request) else 0,
-            events=self.events, on_end=self.call_ended,
+            events=self.events, on_end=self.call_ended, music=self.music,
         )
         self.calls[call.call_id] = call
         return call
