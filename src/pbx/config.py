@@ -29,6 +29,7 @@ from pbx.errors import ConfigError
 from pbx.security.networks import parse_networks
 from pbx.security.passwords import is_hash, password_problem
 from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
+from pbx.trunks.config import TrunksConfig, check_trunk_routes, parse_trunks
 from pbx.validation import (
     admin_username_problem,
     display_name_problem,
@@ -262,6 +263,8 @@ class Config:
     plugin_dirs: tuple[str, ...] = ()
     calls: CallsConfig = CallsConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
+    #: SIP trunks, their DIDs and the rate table (``trunks:``, ``rates:``).
+    trunks: TrunksConfig = TrunksConfig()
     log: LogConfig = LogConfig()
 
 
@@ -795,7 +798,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan",
+    "features", "plugin_dirs", "calls", "dialplan", "trunks", "rates",
 }
 
 
@@ -852,6 +855,9 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     for i, d in enumerate(plugin_dirs):
         if not Path(d).is_dir():
             raise ConfigError(f"plugin_dirs[{i}]", f"{d!r} is not a directory")
+    dialplan = parse_dialplan(top.get("dialplan"))
+    trunks = parse_trunks(top.get("trunks"), top.get("rates"))
+    check_trunk_routes(dialplan, trunks)
     return Config(
         path=path,
         sip=_sip(top.get("sip"), base),
@@ -864,6 +870,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         features=_features(top.get("features")),
         plugin_dirs=plugin_dirs,
         calls=_calls(top.get("calls")),
-        dialplan=parse_dialplan(top.get("dialplan")),
+        dialplan=dialplan,
         log=_log(top.get("log")),
+        trunks=trunks,
     )

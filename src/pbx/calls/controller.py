@@ -27,7 +27,7 @@ from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.dial import Dial
-from pbx.calls.dialplan import HangUp, ToApplication, ToExtension
+from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
@@ -49,6 +49,10 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
+from pbx.trunks.call import TrunkCall
+from pbx.trunks.hooks import InboundContext, OutboundContext
+from pbx.trunks.registry import Trunks
+from pbx.trunks.routes import Attempt, fails_over, plan
 
 MEDIA_CHECK_INTERVAL = 5.0
 
@@ -85,6 +89,8 @@ class CallController:
     events: CallEvents = field(factory=CallEvents)
     #: Writes call records and journals live calls (default: on ``store``, node "").
     cdr: CDRWriter | None = None
+    #: The trunks calls go out through and come in from (default: ``config.trunks``).
+    trunks: Trunks | None = None
     dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
@@ -102,6 +108,8 @@ class CallController:
                                self.diverters)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
+        if self.trunks is None:
+            self.trunks = Trunks(self.config.trunks, self.services, self.local_address)
 
     @property
     def clock(self) -> Any:
@@ -126,11 +134,15 @@ class CallController:
         self._checker = LoopingCall(self._check_media_safely)
         self._checker.clock = self.clock
         self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
+        assert self.trunks is not None
+        self.trunks.start()
 
     def stop(self) -> None:
         """Hang up every call and stop the watchdog and the journal's touches."""
         if self._checker is not None and self._checker.running:
             self._checker.stop()
+        if self.trunks is not None:
+            self.trunks.stop()
         for call in list(self.calls.values()):
             if call.state in ("answered", "confirmed"):
                 call.hang_up("pbx", "shutdown")
@@ -218,11 +230,16 @@ class CallController:
 
     async def _new_call(self, transaction: ServerTransaction) -> None:
         request = transaction.request
+        trunk = self.trunks.identify(request, transaction.peer) if self.trunks else None
+        if trunk is not None:
+            await self._from_trunk(transaction, trunk)
+            return
         number = request.uri.user or ""
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)
         public = self.config.dialplan.resolve(number, authenticated=False)
         caller, display = "", ""
+        record: ExtensionRecord | None = None
         if public is None or authenticated:
             record = await self.authn.authenticate(transaction, proxy=True)
             if record is None:
@@ -243,7 +260,131 @@ class CallController:
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, number, action, display)
             return
+        if isinstance(action, ToTrunks):
+            if record is None:
+                # Outside lines cost money: only callers pbx authenticated use them.
+                transaction.respond(make_response(request, 403, "Outside Lines Need Authentication",
+                                                  to_tag=new_tag()))
+                return
+            await self._call_out(transaction, record, display, number, action, expires)
+            return
         await self._ring_extension(transaction, caller, display, action.number, expires)
+
+    # -- trunks ------------------------------------------------------------------
+
+    async def _from_trunk(self, transaction: ServerTransaction, trunk: Any) -> None:
+        """
+        An INVITE from a trunk: not challenged (the trunk is who it is by
+        its address); its DID says where it goes, an unknown DID gets 404.
+        """
+        assert self.trunks is not None
+        request = transaction.request
+        caller = request.from_.uri.user or "anonymous"
+        display = display_name(request.from_.display_name or "")
+        found = self.trunks.did(trunk, request)
+        if found is None:
+            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
+                          caller=caller, number=self.trunks.called_number(trunk, request))
+            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+            return
+        did, action = found
+        verdict = await self.trunks.hooks.verify(InboundContext(trunk.config, request, did, caller))
+        if verdict.refuse:
+            transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
+            return
+        expires = self._session_expires(transaction)
+        if expires is None:
+            return
+        self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
+                      did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
+        if isinstance(action, ToApplication):
+            self._run_application(transaction, caller, did, action, display)
+        elif isinstance(action, ToExtension):
+            await self._ring_extension(transaction, caller, display, action.number, expires)
+        else:
+            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+
+    async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
+                        dialled: str, action: ToTrunks, expires: int) -> None:
+        """A phone dials a number a trunk route matches: try the route's trunks in turn."""
+        assert self.trunks is not None
+        request = transaction.request
+        attempts = plan(action, dialled, self.trunks.trunks, self.trunks.rates,
+                        extension_caller_id=record.caller_id)
+        try:
+            session = self.relay.open_session()
+        except Exception as e:
+            self.log.warn("no media ports for a call: {e}", e=e)
+            transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
+            return
+        call = TrunkCall(
+            self.services, transaction, caller=record.number, callee=attempts[0].sent, caller_display=display,
+            media=CallMedia(session, self.media_address,
+                            available=self.media.codecs if self.media is not None else {}),
+            address=self.local_address(transaction.peer.transport),
+            session_expires=expires if _caller_refreshes(request) else 0,
+            events=self.events, on_end=self._trunk_call_ended, dialled=dialled,
+        )
+        self.calls[call.call_id] = call
+        self.log.info("call {caller} -> {dialled} out through {trunks}", caller=record.number, dialled=dialled,
+                      trunks=",".join(a.trunk.name for a in attempts))
+        await self._next_trunk(call, attempts)
+
+    async def _next_trunk(self, call: TrunkCall, attempts: list[Attempt]) -> None:
+        """Ring the next trunk that is up and has room; with none left, refuse the caller."""
+        assert self.trunks is not None
+        while attempts and call.state in ("routing", "ringing"):
+            attempt = attempts.pop(0)
+            trunk = attempt.trunk
+            if not trunk.up or trunk.full:
+                self.log.info("call {caller} -> {dialled}: trunk {trunk} skipped ({why})", caller=call.caller,
+                              dialled=call.dialled, trunk=trunk.name, why="down" if not trunk.up else "full")
+                continue
+            context = OutboundContext(call.caller, True, trunk.config, attempt.dialled, attempt.sent,
+                                      attempt.caller_id, call.call_id)
+            change = await self.trunks.hooks.decorate(context)
+            if call.state not in ("routing", "ringing"):
+                return  # the caller cancelled meanwhile
+            if change.refuse:
+                call.fail(change.refuse, change.reason or None)
+                return
+            trunk.take()
+            ringing = call.ring_trunk(attempt, change, self.config.calls.ring_timeout)
+            ringing.addCallback(self._trunk_rung, call, attempts).addErrback(self._policy_failed, call)
+            return
+        if call.state in ("routing", "ringing"):
+            status = call.last_status
+            if not status or fails_over(status):
+                call.fail(503, "No Trunk Available")
+            else:
+                call.fail(status)
+
+    def _trunk_rung(self, rung: Rung, call: TrunkCall, attempts: list[Attempt]) -> None:
+        """One trunk's ringing is over: done if answered, the next trunk on 408/5xx, else the caller hears why."""
+        if rung.outcome is not Outcome.ANSWERED and call.attempt is not None:
+            call.attempt.trunk.release()
+        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
+            return
+        if rung.outcome is Outcome.NO_ANSWER:
+            call.fail(480, "No Answer")
+            return
+        if rung.outcome is Outcome.FAILED:
+            call.fail(rung.status)  # the carrier's answer was unusable (488)
+            return
+        status = call.last_status
+        if fails_over(status) and attempts:
+            self.log.info("call {caller} -> {dialled}: trunk {trunk} answered {status}, trying the next",
+                          caller=call.caller, dialled=call.dialled, status=status,
+                          trunk=call.attempt.trunk.name if call.attempt is not None else "")
+            Deferred.fromCoroutine(self._next_trunk(call, attempts)).addErrback(self._policy_failed, call)
+            return
+        call.fail(503 if fails_over(status) else status)
+
+    def _trunk_call_ended(self, call: Call) -> None:
+        """A call through a trunk is over: the trunk has room again if it was answered."""
+        if isinstance(call, TrunkCall) and call.b is not None and call.attempt is not None:
+            call.attempt.trunk.release()
+        self.call_ended(call)
 
     def _session_expires(self, transaction: ServerTransaction) -> int | None:
         """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
