@@ -63,6 +63,8 @@ from pbx.security.passwords import hash_password, verify_password
 from pbx.security.pending import PendingPINs
 from pbx.store.url import open_store
 from pbx.switch import Switch, build_switch, sip_listeners
+from pbx.trunks.api import TrunksAPI
+from pbx.trunks.api import openapi_paths as trunks_paths
 
 
 @implementer(IPBX)
@@ -291,6 +293,7 @@ class PBXService(MultiService):
         )
         await self.sip.start()
         self._listen_sip()
+        self.sip.start_trunks()
         await self._listen_api(budget)
         self._start_features()
         self._check_applications()
@@ -399,6 +402,8 @@ class PBXService(MultiService):
         self.api = PBXApi(self, self.verify_secret, self.hash_secret, security_log=self.sip.security_log)
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
+        assert self.sip.calls.trunks is not None
+        self.api.mount("trunks", TrunksAPI(self.sip.calls.trunks, self.api.authenticate).resource(), trunks_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

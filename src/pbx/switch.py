@@ -58,6 +58,7 @@ from pbx.sip.sockets import (
 from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
+from pbx.trunks.tls import carrier_tls
 
 __all__ = [
     "Switch", "build_switch", "drop_banned", "make_call_controller", "make_security_log", "media_address",
@@ -107,6 +108,11 @@ class Switch:
         if self.core.overload is not None:
             self.core.overload.start()
         self.calls.install()
+
+    def start_trunks(self) -> None:
+        """Register with the carriers and start their keep-alives: once the SIP listeners name our address."""
+        assert self.calls.trunks is not None
+        self.calls.trunks.start()
 
     async def stop(self) -> None:
         """Hang up calls, end subscriptions, close relay sessions and stop the registrar's timers."""
@@ -167,7 +173,8 @@ def build_switch(
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence, security_log)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
-    core.transports.connect = StreamConnector(reactor, core.transports).connect
+    connector = StreamConnector(reactor, core.transports, verified=carrier_tls(config.trunks))
+    core.transports.connect = connector.connect
     core.transports.guard = StreamGuard(reactor, streams or StreamLimits(), banned=defence.banned)
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)

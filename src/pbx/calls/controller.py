@@ -134,8 +134,6 @@ class CallController:
         self._checker = LoopingCall(self._check_media_safely)
         self._checker.clock = self.clock
         self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
-        assert self.trunks is not None
-        self.trunks.start()
 
     def stop(self) -> None:
         """Hang up every call and stop the watchdog and the journal's touches."""
