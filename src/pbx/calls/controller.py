@@ -49,10 +49,10 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
-from pbx.trunks.call import TrunkCall
-from pbx.trunks.hooks import InboundContext, OutboundContext
+from pbx.trunks.hooks import InboundContext
+from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
-from pbx.trunks.routes import Attempt, fails_over, plan
+from pbx.trunks.trunk import Trunk
 
 MEDIA_CHECK_INTERVAL = 5.0
 
@@ -270,7 +270,7 @@ class CallController:
 
     # -- trunks ------------------------------------------------------------------
 
-    async def _from_trunk(self, transaction: ServerTransaction, trunk: Any) -> None:
+    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
         """
         An INVITE from a trunk: not challenged (the trunk is who it is by
         its address); its DID says where it goes, an unknown DID gets 404.
@@ -304,85 +304,20 @@ class CallController:
 
     async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
                         dialled: str, action: ToTrunks, expires: int) -> None:
-        """A phone dials a number a trunk route matches: try the route's trunks in turn."""
+        """A phone dials a number a trunk route matches: the route's trunks are tried in turn."""
         assert self.trunks is not None
-        request = transaction.request
-        attempts = plan(action, dialled, self.trunks.trunks, self.trunks.rates,
-                        extension_caller_id=record.caller_id)
-        try:
-            session = self.relay.open_session()
-        except Exception as e:
-            self.log.warn("no media ports for a call: {e}", e=e)
-            transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
-            return
-        call = TrunkCall(
-            self.services, transaction, caller=record.number, callee=attempts[0].sent, caller_display=display,
-            media=CallMedia(session, self.media_address,
-                            available=self.media.codecs if self.media is not None else {}),
-            address=self.local_address(transaction.peer.transport),
-            session_expires=expires if _caller_refreshes(request) else 0,
-            events=self.events, on_end=self._trunk_call_ended, dialled=dialled,
+        codecs = self.media.codecs if self.media is not None else {}
+        dialler = TrunkDialler(
+            self.trunks, self.services, self.relay.open_session,
+            lambda session: CallMedia(session, self.media_address, available=codecs),
+            self.local_address, self.events, self._track, self.call_ended, self.config.calls.ring_timeout,
         )
+        refreshes = _caller_refreshes(transaction.request)
+        await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+
+    def _track(self, call: LiveCall) -> None:
+        """A call is in progress: in-dialog requests, the API and the shutdown find it."""
         self.calls[call.call_id] = call
-        self.log.info("call {caller} -> {dialled} out through {trunks}", caller=record.number, dialled=dialled,
-                      trunks=",".join(a.trunk.name for a in attempts))
-        await self._next_trunk(call, attempts)
-
-    async def _next_trunk(self, call: TrunkCall, attempts: list[Attempt]) -> None:
-        """Ring the next trunk that is up and has room; with none left, refuse the caller."""
-        assert self.trunks is not None
-        while attempts and call.state in ("routing", "ringing"):
-            attempt = attempts.pop(0)
-            trunk = attempt.trunk
-            if not trunk.up or trunk.full:
-                self.log.info("call {caller} -> {dialled}: trunk {trunk} skipped ({why})", caller=call.caller,
-                              dialled=call.dialled, trunk=trunk.name, why="down" if not trunk.up else "full")
-                continue
-            context = OutboundContext(call.caller, True, trunk.config, attempt.dialled, attempt.sent,
-                                      attempt.caller_id, call.call_id)
-            change = await self.trunks.hooks.decorate(context)
-            if call.state not in ("routing", "ringing"):
-                return  # the caller cancelled meanwhile
-            if change.refuse:
-                call.fail(change.refuse, change.reason or None)
-                return
-            trunk.take()
-            ringing = call.ring_trunk(attempt, change, self.config.calls.ring_timeout)
-            ringing.addCallback(self._trunk_rung, call, attempts).addErrback(self._policy_failed, call)
-            return
-        if call.state in ("routing", "ringing"):
-            status = call.last_status
-            if not status or fails_over(status):
-                call.fail(503, "No Trunk Available")
-            else:
-                call.fail(status)
-
-    def _trunk_rung(self, rung: Rung, call: TrunkCall, attempts: list[Attempt]) -> None:
-        """One trunk's ringing is over: done if answered, the next trunk on 408/5xx, else the caller hears why."""
-        if rung.outcome is not Outcome.ANSWERED and call.attempt is not None:
-            call.attempt.trunk.release()
-        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-            return
-        if rung.outcome is Outcome.NO_ANSWER:
-            call.fail(480, "No Answer")
-            return
-        if rung.outcome is Outcome.FAILED:
-            call.fail(rung.status)  # the carrier's answer was unusable (488)
-            return
-        status = call.last_status
-        if fails_over(status) and attempts:
-            self.log.info("call {caller} -> {dialled}: trunk {trunk} answered {status}, trying the next",
-                          caller=call.caller, dialled=call.dialled, status=status,
-                          trunk=call.attempt.trunk.name if call.attempt is not None else "")
-            Deferred.fromCoroutine(self._next_trunk(call, attempts)).addErrback(self._policy_failed, call)
-            return
-        call.fail(503 if fails_over(status) else status)
-
-    def _trunk_call_ended(self, call: Call) -> None:
-        """A call through a trunk is over: the trunk has room again if it was answered."""
-        if isinstance(call, TrunkCall) and call.b is not None and call.attempt is not None:
-            call.attempt.trunk.release()
-        self.call_ended(call)
 
     def _session_expires(self, transaction: ServerTransaction) -> int | None:
         """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
