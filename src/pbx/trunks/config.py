@@ -16,11 +16,11 @@ from attrs import field, frozen
 
 from pbx.calls.dialplan import Action, Dialplan, ToApplication, ToExtension, ToTrunks
 from pbx.errors import ConfigError
-from pbx.security.networks import Network, parse_networks
+from pbx.security.networks import Network, contains, parse_networks
 from pbx.sip.uri import URI, parse_uri
 from pbx.trunks.numbers import E164, normalise
 
-__all__ = ["RateTable", "TrunkConfig", "TrunksConfig", "check_trunk_routes", "parse_rates", "parse_trunks"]
+__all__ = ["RateTable", "Source", "parse_source", "TrunkConfig", "TrunksConfig", "check_trunk_routes", "parse_rates", "parse_trunks"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _TRANSPORTS = ("udp", "tcp", "tls")
@@ -30,6 +30,46 @@ _KEYS = {
     "allow_from", "transport", "codecs", "max_calls", "outbound_proxy", "keepalive", "verify", "ca",
     "weight", "setup_timeout", "country_code", "from_domain",
 }
+
+
+@frozen
+class Source:
+    """
+    Where a trunk's INVITEs come from: a network, and optionally one port
+    (``192.0.2.0/24``, ``198.51.100.7:5060``, ``[2001:db8::1]:5060``), as
+    Kamailio's permissions table matches address and port.
+    """
+
+    network: Network
+    port: int | None = None
+
+    def matches(self, host: str, port: int) -> bool:
+        """Whether a request from ``host``:``port`` comes from here."""
+        return (self.port is None or self.port == port) and contains((self.network,), host)
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return str(self.network)
+        text = str(self.network.network_address) if self.network.num_addresses == 1 else str(self.network)
+        return f"[{text}]:{self.port}" if ":" in text else f"{text}:{self.port}"
+
+
+def parse_source(text: str) -> Source:
+    """
+    A ``allow_from`` entry.
+
+    :raises ValueError: naming the entry that is not a network, address or address:port.
+    """
+    text = text.strip()
+    port = None
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([0-9.]+(?:/[0-9]+)?):([0-9]{1,5})", text)
+    if m:
+        text = m.group(1) or m.group(3)
+        port = int(m.group(2) or m.group(4))
+        if not 0 < port < 65536:
+            raise ValueError(f"{port} is not a port")
+    [network] = parse_networks([text])
+    return Source(network, port)
 
 
 @frozen
@@ -45,7 +85,7 @@ class TrunkConfig:
     :ivar register: whether pbx keeps a registration with the carrier (RFC 3261 §10).
     :ivar caller_id: the number calls out carry when no other rule names one.
     :ivar dids: E.164 number -> where an inbound call to it goes.
-    :ivar allow_from: networks whose INVITEs belong to this trunk (IP authentication).
+    :ivar allow_from: where INVITEs that belong to this trunk come from (IP authentication).
     :ivar codecs: the codecs offered to the trunk, by name; empty: all.
     :ivar max_calls: concurrent calls at most; 0 for no limit.
     :ivar outbound_proxy: where requests are sent instead of ``uri``'s host, if set.
@@ -68,7 +108,7 @@ class TrunkConfig:
     register_expires: int = 3600
     caller_id: str = ""
     dids: Mapping[str, Action] = field(factory=dict)
-    allow_from: tuple[Network, ...] = ()
+    allow_from: tuple[Source, ...] = ()
     codecs: tuple[str, ...] = ()
     max_calls: int = 0
     outbound_proxy: URI | None = None
@@ -260,7 +300,7 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
             raise ConfigError(did_key, "is not a phone number")
         dids[e164] = _did_target(target, did_key)
     try:
-        allow_from = parse_networks(_list(raw.get("allow_from"), f"{key}.allow_from"))
+        allow_from = tuple(parse_source(t) for t in _list(raw.get("allow_from"), f"{key}.allow_from"))
     except ValueError as e:
         raise ConfigError(f"{key}.allow_from", str(e)) from None
     username = _str(raw.get("username"), f"{key}.username")

@@ -2,7 +2,7 @@
 Every trunk of a switch, and which trunk an inbound INVITE belongs to.
 
 An INVITE belongs to a trunk when its source is in the trunk's
-``allow_from`` networks (IP authentication), or, for a trunk that
+``allow_from`` networks or addresses (IP authentication), or, for a trunk that
 registers, when it comes from the carrier's address, or from the carrier's
 host to our registered Contact (its user is the account) or to one of the
 trunk's DIDs.  Anything else is an ordinary request (a phone, or a stranger
@@ -18,7 +18,6 @@ from twisted.logger import Logger
 
 from pbx.calls.dialplan import Action
 from pbx.calls.signalling import LegServices
-from pbx.security.networks import contains
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.message import Request, SIPParseError
 from pbx.sip.transaction import Peer
@@ -68,7 +67,7 @@ class Trunks:
         """The trunk an INVITE from ``peer`` comes from, or None."""
         for trunk in self.trunks.values():
             config = trunk.config
-            if config.allow_from and contains(config.allow_from, peer.host):
+            if any(source.matches(peer.host, peer.port) for source in config.allow_from):
                 return trunk
             if not config.register:
                 continue

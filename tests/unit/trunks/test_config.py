@@ -99,6 +99,18 @@ class TrunkConfigTests(SynchronousTestCase):
         for text, expected in cases.items():
             self.assertEqual(problem(text), expected, text)
 
+    def test_allow_from_with_ports(self) -> None:
+        """allow_from takes networks, addresses, and addresses with a port (IPv6 in brackets)."""
+        config = parse_config(
+            "trunks: {t: {uri: 'sip:h', allow_from: [192.0.2.0/24, 198.51.100.7:5070, '[2001:db8::1]:5060']}}")
+        net, one, six = config.trunks.trunks[0].allow_from
+        self.assertEqual([str(net), str(one), str(six)], ["192.0.2.0/24", "198.51.100.7:5070", "[2001:db8::1]:5060"])
+        self.assertEqual([net.matches("192.0.2.9", 1), one.matches("198.51.100.7", 5070),
+                          one.matches("198.51.100.7", 5060), six.matches("2001:db8::1", 5060)],
+                         [True, True, False, True])
+        self.assertEqual(problem("trunks: {t: {uri: 'sip:h', allow_from: ['1.2.3.4:70000']}}"),
+                         "trunks.t.allow_from: 70000 is not a port")
+
     def test_rates_longest_prefix(self) -> None:
         """The longest prefix of a trunk's rate table prices a number; a trunk without one has no price."""
         config = parse_config(

@@ -1,0 +1,152 @@
+"""
+Integration test: two pbx instances joined by a trunk, a baresip phone on
+each side, talking with audio checked both ways.
+
+pbx A (extension 1001, DID +15552001001) and pbx B (extensions 2001 and
+2002, DIDs +15553002001 and +15553002002) each have a trunk to the other,
+IP-authenticated by the other's SIP address and port (both run on
+127.0.0.1, like the phones, so the port tells them apart).  Each dials the
+other with ``9`` and ten digits.  A call from a trunk is not challenged:
+its DID picks the phone that rings, and only that one.
+
+For each call: both phones report it established; both relays (one per
+pbx) carry packets both ways; the caller hangs up and the callee sees the
+call closed; each phone's recording is the other phone's keyed tone
+(:func:`support.calls.heard_problems`); the records on each side name the
+trunk and the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.calls import call_config, free_udp_block, heard_problems, keyed_tone, read_pcm_wav, write_pcm_wav
+from support.daemon import API, Daemon, admin_password, free_port, require_binary, strong_password, wait_until
+
+pytestmark = pytest.mark.integration
+
+TONES = {"1001": 440.0, "2001": 700.0, "2002": 1000.0}
+DIDS = {"1001": "+15552001001", "2001": "+15553002001", "2002": "+15553002002"}
+SIGNAL_SECONDS = 8.0
+#: Audio each way through each relay before the caller hangs up: 1.2 s of 20 ms packets.
+PACKETS = 60
+RELAY_PORTS = 40
+
+
+class TwoPBXTests(SynchronousTestCase):
+    """Phones on two pbx instances call each other through the trunk between them."""
+
+    def setUp(self) -> None:
+        """Start both pbx instances and the three phones; wait for the registrations."""
+        baresip = require_binary("baresip", "baresip-core")
+        missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
+        if missing:
+            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        self.workdir = Path(tempfile.mkdtemp(prefix="pbx-trunks-"))
+        self.addCleanup(shutil.rmtree, self.workdir, True)
+        first = free_udp_block(2 * RELAY_PORTS + 20 * len(TONES))
+        sip = {"a": free_port(), "b": free_port()}
+        self.passwords = {number: strong_password(number) for number in TONES}
+        self.daemons: dict[str, Daemon] = {}
+        self.apis: dict[str, API] = {}
+        for index, (side, numbers, other) in enumerate((("a", ("1001",), "b"), ("b", ("2001", "2002"), "a"))):
+            admin = admin_password()
+            config = json.loads(call_config(
+                api_port=(api_port := free_port()), sip_port=sip[side], admin_password=admin,
+                extensions={n: self.passwords[n] for n in numbers}, transports=("udp",),
+                state_dir=str(self.workdir / side / "state"),
+                rtp_ports=(first + index * RELAY_PORTS, first + (index + 1) * RELAY_PORTS - 1),
+            ))
+            config["trunks"] = {f"pbx-{other}": {
+                "uri": f"sip:127.0.0.1:{sip[other]}", "allow_from": [f"127.0.0.1:{sip[other]}"],
+                "caller_id": DIDS[numbers[0]],
+                "dids": {DIDS[n]: {"extension": n} for n in numbers},
+            }}
+            config["dialplan"] = [{"match": "_9NXXNXXXXXX", "trunk": f"pbx-{other}", "strip": 1, "prepend": "+1"}]
+            daemon = Daemon(str(self.workdir / side), json.dumps(config))
+            self.addCleanup(daemon.stop)
+            daemon.start()
+            self.daemons[side], self.apis[side] = daemon, API(api_port, admin)
+        self.phones: dict[str, Phone] = {}
+        self.patterns: dict[str, list[bool]] = {}
+        for index, number in enumerate(TONES):
+            samples, self.patterns[number] = keyed_tone(TONES[number], SIGNAL_SECONDS, seed=index + 1)
+            write_pcm_wav(self.workdir / f"signal-{number}.wav", samples)
+            side = "a" if number.startswith("1") else "b"
+            phone = Phone(baresip, self.workdir / f"baresip-{number}", number, self.passwords[number], sip[side],
+                          Path("..", f"signal-{number}.wav"), first + 2 * RELAY_PORTS + 20 * index, answer=True)
+            self.addCleanup(phone.stop)
+            self.phones[number] = phone
+        for number in TONES:
+            api = self.apis["a" if number.startswith("1") else "b"]
+            wait_until(lambda n=number, api=api: [r for r in api.registrations() if r["extension"] == n],
+                       LIMIT, f"{number}'s registration")
+
+    def carried(self, side: str) -> tuple[int, int] | None:
+        """Packets one pbx's relay carried each way in its one live call, once confirmed."""
+        calls = self.apis[side].get("/calls")["calls"]
+        if len(calls) != 1 or calls[0]["state"] != "confirmed":
+            return None
+        media = calls[0]["media"]
+        return media["a_to_b"]["packets"], media["b_to_a"]["packets"]
+
+    def talk(self, caller: str, callee: str) -> None:
+        """``caller`` dials ``callee``'s DID with 9; both talk through both relays; the caller hangs up."""
+        a, b = self.phones[caller], self.phones[callee]
+        others = [p for n, p in self.phones.items() if n not in (caller, callee)]
+        marks = {a: a.control.mark(), b: b.control.mark()}
+        recorded = {p: p.recorded() for p in self.phones.values()}
+        dialled = "9" + DIDS[callee][2:]
+        what = f"{caller} -> {dialled} ({callee})"
+        try:
+            a.control.command("dial", dialled)
+            for phone in (a, b):
+                phone.control.event("CALL_ESTABLISHED", since=marks[phone])
+            for side in ("a", "b"):
+                wait_until(lambda s=side: (c := self.carried(s)) and min(c) >= PACKETS, LIMIT,
+                           f"{PACKETS} packets each way through pbx {side}'s relay ({what})")
+            a.control.command("hangup")
+            for phone in (a, b):
+                phone.control.event("CALL_CLOSED", since=marks[phone])
+        except AssertionError as e:
+            tails = "\n".join(f"pbx {s}:\n" + "\n".join(list(d.output)[-25:]) for s, d in self.daemons.items())
+            raise AssertionError(f"{what}: {e}\n{tails}") from None
+        for listener, talker in ((a, callee), (b, caller)):
+            [path] = wait_until(lambda p=listener: p.recorded() - recorded[p] or None, LIMIT,
+                                f"{listener.number}'s recording of {what}")
+            audio = wait_until(lambda p=path: read_pcm_wav(p) or None, LIMIT, f"audio in {path}")
+            problems = heard_problems(audio, talker=TONES[talker], own=TONES[listener.number],
+                                      pattern=self.patterns[talker], seconds=0.5)
+            self.assertEqual(problems, [], f"{listener.number} hearing {talker}: {what}")
+        for phone in others:
+            self.assertEqual(phone.recorded(), recorded[phone], f"{phone.number} rang in {what}")
+
+    def records(self, side: str, count: int) -> list[dict[str, Any]]:
+        """The newest ``count`` records of one pbx, once written."""
+        api = self.apis[side]
+        return wait_until(lambda: p["records"][:count] if (p := api.get(f"/cdr?limit={count}"))["total"] >= count
+                          else None, LIMIT, f"{count} records on pbx {side}")
+
+    def test_calls_both_ways(self) -> None:
+        """A's phone reaches B's second DID (only that phone rings), then B's first phone reaches A's."""
+        self.talk("1001", "2002")
+        out = next(r for r in self.records("a", 2) if r["leg"] == "a")
+        self.assertEqual((out["caller"], out["trunk"], out["dialled"], out["sent"], out["disposition"]),
+                         ("1001", "pbx-b", "95553002002", DIDS["2002"], "ANSWERED"))
+        into = next(r for r in self.records("b", 2) if r["leg"] == "a")
+        self.assertEqual((into["caller"], into["callee"], into["disposition"]), (DIDS["1001"], "2002", "ANSWERED"))
+
+        self.talk("2001", "1001")
+        back = next(r for r in self.records("b", 4) if r["leg"] == "a" and r["caller"] == "2001")
+        self.assertEqual((back["trunk"], back["sent"]), ("pbx-a", DIDS["1001"]))
+        for daemon in self.daemons.values():
+            self.assertFalse(daemon.tracebacks)
