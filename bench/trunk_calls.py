@@ -153,6 +153,8 @@ def run_step(server: PBX, workdir: Path, users: Sequence[User], carrier_port: in
         "uac": phones, "carrier": far, "elapsed_s": round(elapsed, 2),
         "pbx_cpu_ms_per_call": round(1000 * cpu["server_cpu_s"] / max(1, calls), 3),
         "pbx_cpu_percent": round(cpu["server_cpu_percent"], 1), "usage": cpu,
+        "errors": [line for path in sorted(stepdir.glob("*_errors.log"))
+                   for line in path.read_text(errors="replace").splitlines()[:5]],
     }
 
 
@@ -191,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f" pbx {step['pbx_cpu_ms_per_call']} ms CPU per call, {step['pbx_cpu_percent']} % of a core"
                   f" -> {'pass' if step['passed'] else 'FAIL'}", flush=True)
             if not step["passed"]:
+                for line in step["errors"]:
+                    print(f"      {line}")
                 break
     finally:
         server.stop()
