@@ -148,7 +148,9 @@ class RegistrationTrunkTests(SIPpTrunkCase):
         self.assertGreater(min(ab, ba), 20, (ab, ba))
         records = self.wait_records(4)
         inbound = [r for r in records if r["caller"] == OUTSIDE]
-        self.assertEqual({(r["callee"], r["disposition"]) for r in inbound}, {(CALLEE, "ANSWERED")})
+        self.assertEqual({(r["callee"], r["disposition"], r["trunk"], r["dialled"]) for r in inbound},
+                         {(CALLEE, "ANSWERED", "carrier", DID)})
+        self.assertEqual(self.trunk("carrier")["calls_in_use"], 0)
         self.assert_idle()
 
 

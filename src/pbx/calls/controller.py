@@ -13,6 +13,7 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,7 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
+from pbx.trunks.call import TrunkInboundCall
 from pbx.trunks.hooks import InboundContext
 from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
@@ -286,6 +288,11 @@ class CallController:
             transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
             return
         did, action = found
+        if trunk.full:
+            self.log.warn("trunk {trunk}: call from {caller} to {did} refused: {n} calls already",
+                          trunk=trunk.name, caller=caller, did=did, n=trunk.in_use)
+            transaction.respond(make_response(request, 503, "Trunk Full", to_tag=new_tag()))
+            return
         verdict = await self.trunks.hooks.verify(InboundContext(trunk.config, request, did, caller))
         if verdict.refuse:
             transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
@@ -298,7 +305,8 @@ class CallController:
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, did, action, display)
         elif isinstance(action, ToExtension):
-            await self._ring_extension(transaction, caller, display, action.number, expires)
+            await self._ring_extension(transaction, caller, display, action.number, expires,
+                                       functools.partial(TrunkInboundCall, trunk=trunk, did=did))
         else:
             transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
 
@@ -337,7 +345,7 @@ class CallController:
         return int(text)
 
     async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
-                              target: str, expires: int) -> None:
+                              target: str, expires: int, make_call: Callable[..., Call] = Call) -> None:
         request = transaction.request
         seen: set[str] = set()
         target, record, refuse = await self.routing.resolve_target(target, seen)
@@ -367,7 +375,7 @@ class CallController:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
             return
-        call = Call(
+        call = make_call(
             self.services, transaction, caller=caller, callee=target, caller_display=display,
             media=CallMedia(session, self.media_address,
                             available=self.media.codecs if self.media is not None else {}),

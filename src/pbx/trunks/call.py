@@ -10,12 +10,16 @@ challenges (RFC 3261 §22.2).  When the carrier does not ring or answer
 within the trunk's ``setup_timeout``, the attempt ends with 408 so the
 controller can try the next trunk.  Records name the trunk, the dialled and
 the sent number, and the cost.
+
+:class:`TrunkInboundCall` is the other way: a call from a trunk to a DID's
+extension, counted on the trunk and recorded with it.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from attrs import evolve
@@ -31,8 +35,9 @@ from pbx.sip.message import Request, Response
 from pbx.sip.uri import parse_uri
 from pbx.trunks.hooks import OutboundChange
 from pbx.trunks.routes import Attempt
+from pbx.trunks.trunk import Trunk
 
-__all__ = ["TrunkCall", "multipart", "only_codecs"]
+__all__ = ["TrunkCall", "TrunkInboundCall", "multipart", "only_codecs"]
 
 #: Static RTP payload types (RFC 3551 §6) by encoding name, for SDP without rtpmap.
 _STATIC = {"0": "PCMU", "3": "GSM", "8": "PCMA", "9": "G722", "18": "G729"}
@@ -176,3 +181,30 @@ class TrunkCall(Call):
                     trunk=self.attempt.trunk.name if self.attempt is not None else "",
                     sent=self.attempt.sent if self.attempt is not None else "", tried=list(self.tried))
         return view
+
+
+class TrunkInboundCall(Call):
+    """
+    A call from a trunk to one of its DIDs, relayed to the DID's extension:
+    it counts against the trunk's ``max_calls`` while it lasts, and its
+    records name the trunk and the DID (``dialled``).
+    """
+
+    def __init__(self, *args: Any, trunk: Trunk, did: str, on_end: Callable[[Call], None], **kwargs: Any) -> None:
+        self.trunk = trunk
+        self.did = did
+        trunk.take()
+
+        def ended(call: Call) -> None:
+            trunk.release()
+            on_end(call)
+
+        super().__init__(*args, on_end=ended, **kwargs)
+
+    def record(self) -> list[CallRecord]:
+        """The records of :class:`Call`, with the trunk and the DID called."""
+        return [evolve(row, trunk=self.trunk.name, dialled=self.did) for row in super().record()]
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view for the API, with the trunk."""
+        return {**super().summary(), "direction": "in", "trunk": self.trunk.name, "dialled": self.did}

@@ -262,9 +262,28 @@ class InboundTests(TrunkCallTestCase):
         self.callee.expect("ACK")
         ok = self.carrier.expect_one(200)
         self.carrier.confirm(invite, leg, ok)
+        carrier = self.controller.trunks.get("carrier")
+        self.assertEqual(carrier.in_use, 1)
+        [call] = self.controller.calls.values()
+        self.assertEqual((call.summary()["direction"], call.summary()["trunk"]), ("in", "carrier"))
         self.carrier.in_dialog(leg, "BYE")
         self.carrier.expect(200)
         self.callee.respond(self.callee.expect_one("BYE"), 200)
+        self.assertEqual(carrier.in_use, 0)
+        record = self.record()
+        self.assertEqual((record.caller, record.callee, record.trunk, record.dialled, record.disposition),
+                         ("+13125550100", "1002", "carrier", "+15551230000", "ANSWERED"))
+
+    def test_full_trunk_refuses(self) -> None:
+        """A call from a trunk that carries max_calls already gets 503; the extension does not ring."""
+        carrier = self.controller.trunks.get("carrier")
+        carrier.config = attrs.evolve(carrier.config, max_calls=1)
+        carrier.take()
+        invite, leg = self.carrier_invite("15551230000")
+        refused = self.carrier.expect_one(503)
+        self.carrier.ack_failure(invite, refused)
+        self.quiet(self.callee)
+        carrier.release()
 
     def test_unknown_did(self) -> None:
         """A call from a trunk to a number that is none of its DIDs gets 404 and a log line."""
