@@ -65,6 +65,7 @@ from pbx.store.url import open_store
 from pbx.switch import Switch, build_switch, sip_listeners
 from pbx.trunks.api import TrunksAPI
 from pbx.trunks.api import openapi_paths as trunks_paths
+from pbx.trunks.hooks import TrunkHooks
 
 
 @implementer(IPBX)
@@ -122,6 +123,8 @@ class PBXService(MultiService):
         self._secrets: list[tuple[str, str, str]] = []
         #: PINs stored as placeholders while their hash is made (after the store opens).
         self.pins: PendingPINs | None = None
+        #: What features add to calls through trunks (the switch's trunks use these).
+        self.trunk_hooks = TrunkHooks()
 
     # -- IPBX --------------------------------------------------------------
 
@@ -291,6 +294,8 @@ class PBXService(MultiService):
         self.sip = build_switch(
             self.config, self.store, self.reactor, key, self.applications, self._codecs, streams=budget.sip
         )
+        assert self.sip.calls.trunks is not None
+        self.sip.calls.trunks.hooks = self.trunk_hooks
         await self.sip.start()
         self._listen_sip()
         self.sip.start_trunks()
