@@ -182,6 +182,9 @@ def build_switch(
     calls = make_call_controller(
         config, store, reactor, core, registrar, authn, extensions, relay, addresses, applications, codecs
     )
+    assert calls.trunks is not None
+    calls.trunks.resolve = reactor.resolve
+    calls.trunks.tls = connector.verified
     events = EventServer(
         core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts,
         functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),

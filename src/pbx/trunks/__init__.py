@@ -19,9 +19,11 @@ Trunks: the lines between pbx and carriers (or other PBXs).
   ``setup_timeout``, never on the callee's own answers (404, 486, 603).
 
 Hooks (:mod:`~pbx.trunks.hooks`) for what builds on trunks (STIR/SHAKEN
-signing and verification, E911 location, calling permissions)::
+signing and verification, E911 location, calling permissions); a feature
+reaches them as ``pbx.trunk_hooks`` (:class:`pbx.interfaces.IPBX`), the
+switch as ``controller.trunks.hooks``::
 
-    hooks = controller.trunks.hooks
+    hooks = pbx.trunk_hooks
     hooks.outbound.append(sign)      # sign(OutboundContext) -> OutboundChange | None
     hooks.inbound.append(verify)     # verify(InboundContext) -> InboundVerdict | None
 

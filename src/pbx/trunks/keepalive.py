@@ -40,7 +40,8 @@ class KeepAlive:
         self.last_answer: float | None = None
         self._send = send
         self._local_address = local_address
-        self._peer = peer
+        #: Where requests go (the trunk sets it once the carrier's name is resolved).
+        self.peer = peer
         self._clock = clock
         self._timers = NamedTimers(clock)
         self._cseq = 0
@@ -61,7 +62,7 @@ class KeepAlive:
 
     def _ping(self) -> None:
         try:
-            self._send(self._options(), self._peer, self._answered)
+            self._send(self._options(), self.peer, self._answered)
         except Exception:
             self.log.failure("trunk {trunk}: OPTIONS failed", trunk=self.trunk.name)
         self._timers.start("ping", self.trunk.keepalive, self._ping)

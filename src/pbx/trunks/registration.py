@@ -110,7 +110,8 @@ class Registration:
         self.failures = 0
         self._send_request = send
         self._local_address = local_address
-        self._peer = peer
+        #: Where requests go (the trunk sets it once the carrier's name is resolved).
+        self.peer = peer
         self._clock = clock
         self._timers = NamedTimers(clock)
         self._call_id = ""
@@ -170,7 +171,7 @@ class Registration:
 
     def _transmit(self, request: Request) -> None:
         self._cseq = request.cseq.number
-        self._send_request(request, self._peer, lambda response: self._response(request, response))
+        self._send_request(request, self.peer, lambda response: self._response(request, response))
 
     def _response(self, request: Request, response: Response) -> None:
         status = response.status
@@ -234,7 +235,7 @@ class Registration:
     def _unregister(self) -> None:
         self._timers.stop_all()
         if self.registered:
-            self._send_request(self._request(0), self._peer, _ignore)
+            self._send_request(self._request(0), self.peer, _ignore)
         self.expires_at = None
 
 

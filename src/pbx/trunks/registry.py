@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.dialplan import Action
@@ -45,6 +46,10 @@ class Trunks:
         self.trunks = {t.name: Trunk(t, services, local_address) for t in config.trunks}
         self.rates: RateTable = config.rates
         self.hooks = hooks if hooks is not None else TrunkHooks()
+        #: Resolves a carrier's host name (``IReactorCore.resolve``); None: names are not resolved.
+        self.resolve: Callable[[str], Deferred[str]] | None = None
+        #: The verifying TLS creators of the SIP connector, by ``(host, port)``.
+        self.tls: dict[tuple[str, int], Any] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.trunks)
@@ -52,7 +57,7 @@ class Trunks:
     def start(self) -> None:
         """Register the registration trunks and start the keep-alives."""
         for trunk in self.trunks.values():
-            trunk.start()
+            trunk.start(self.resolve, self.tls)
 
     def stop(self) -> None:
         """Unregister and stop every timer."""

@@ -1,14 +1,24 @@
 """
 One trunk while pbx runs: its registration, its keep-alive, the calls it
 carries now, and where its requests go.
+
+A carrier named by a host name is resolved to an address (its A record:
+RFC 3263 §4.2's last step; NAPTR and SRV are not looked up) when the trunk
+starts, tried again every 30 s after a failure; until then the trunk is
+down and nothing is sent to it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from attrs import define, evolve
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pbx.calls.forks import Fork
 from pbx.calls.signalling import LegServices, Location
@@ -21,7 +31,18 @@ from pbx.trunks.config import TrunkConfig
 from pbx.trunks.keepalive import KeepAlive
 from pbx.trunks.registration import Registration
 
-__all__ = ["Trunk", "TrunkLocation"]
+__all__ = ["RESOLVE_RETRY", "Trunk", "TrunkLocation"]
+
+#: Seconds before a carrier's name that did not resolve is tried again.
+RESOLVE_RETRY = 30.0
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @define(eq=False)
@@ -44,19 +65,23 @@ class Trunk:
     :ivar in_use: calls out through the trunk now (ringing or up).
     """
 
+    log = Logger()
+
     def __init__(self, config: TrunkConfig, services: LegServices, local_address: Callable[[str], LocalAddress]) -> None:
         self.config = config
         host, port = config.next_hop
         self.peer = Peer(config.transport, host, port)
-        location = TrunkLocation(services.location.contacts, local_address, services.location.connected,
-                                 services.location.outbound, peer=self.peer)
-        self.services = evolve(services, location=location)
+        self._location = TrunkLocation(services.location.contacts, local_address, services.location.connected,
+                                       services.location.outbound, peer=self.peer)
+        self.services = evolve(services, location=self._location)
+        self._clock = services.clock
         send = services.sip.request
         self.registration = (Registration(config, send, local_address, self.peer, services.clock)
                              if config.register else None)
         self.keepalive = KeepAlive(config, send, local_address, self.peer, services.clock)
         self.in_use = 0
         self.calls_total = 0
+        self._retry: Any = None
 
     @property
     def name(self) -> str:
@@ -65,22 +90,60 @@ class Trunk:
 
     @property
     def up(self) -> bool:
-        """Whether calls may be sent: OPTIONS says it is up (or no keep-alive runs)."""
-        return self.keepalive.up
+        """Whether calls may be sent: its address is known and OPTIONS says it is up (or no keep-alive runs)."""
+        return _is_address(self.peer.host) and self.keepalive.up
 
     @property
     def full(self) -> bool:
         """Whether it carries ``max_calls`` calls already."""
         return bool(self.config.max_calls) and self.in_use >= self.config.max_calls
 
-    def start(self) -> None:
-        """Register and start pinging."""
+    def start(self, resolve: Callable[[str], Deferred[str]] | None = None,
+              tls: dict[tuple[str, int], Any] | None = None) -> None:
+        """
+        Register and start pinging; first resolve the next hop's name, if it is one.
+
+        :param resolve: a host name to an address (``IReactorCore.resolve``).
+        :param tls: the verifying TLS creators by ``(host, port)``: the
+            resolved address gets the creator of the name.
+        """
+        host = self.peer.host
+        if resolve is None or _is_address(host):
+            self._started()
+            return
+        d = resolve(host)
+        d.addCallbacks(self._resolved, self._unresolved, callbackArgs=(host, tls), errbackArgs=(resolve, tls))
+
+    def _resolved(self, address: str, name: str, tls: dict[tuple[str, int], Any] | None) -> None:
+        self.log.info("trunk {trunk}: {name} is {address}", trunk=self.name, name=name, address=address)
+        if tls is not None and (name, self.peer.port) in tls:
+            tls[(address, self.peer.port)] = tls[(name, self.peer.port)]
+        self._use(Peer(self.peer.transport, address, self.peer.port))
+        self._started()
+
+    def _unresolved(self, failure: Failure, resolve: Callable[[str], Deferred[str]],
+                    tls: dict[tuple[str, int], Any] | None) -> None:
+        self.log.warn("trunk {trunk}: cannot resolve {name}: {why}; trying again in {delay}s", trunk=self.name,
+                      name=self.peer.host, why=failure.getErrorMessage(), delay=RESOLVE_RETRY)
+        self._retry = self._clock.callLater(RESOLVE_RETRY, self.start, resolve, tls)
+
+    def _use(self, peer: Peer) -> None:
+        """Send everything to ``peer`` from now on."""
+        self.peer = peer
+        self._location.peer = peer
+        self.keepalive.peer = peer
+        if self.registration is not None:
+            self.registration.peer = peer
+
+    def _started(self) -> None:
         if self.registration is not None:
             self.registration.start()
         self.keepalive.start()
 
     def stop(self) -> None:
         """Unregister, stop pinging."""
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         if self.registration is not None:
             self.registration.stop()
         self.keepalive.stop()

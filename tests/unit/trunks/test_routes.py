@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import DNSLookupError
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.dialplan import ToTrunks
@@ -167,3 +169,48 @@ class CarrierTLSTests(SynchronousTestCase):
         config = parse_config("trunks: {s: {uri: 'sips:carrier.example', ca: /nonexistent.pem}}")
         error = self.assertRaises(StartupError, carrier_tls, config.trunks)
         self.assertIn("trunks.s.ca", str(error))
+
+
+class ResolveTests(SynchronousTestCase):
+    """A carrier named by a host name."""
+
+    def test_resolved_then_registered(self) -> None:
+        """The name resolves; REGISTER goes to the address, which gets the name's TLS creator; down until then."""
+        running = trunks("trunks: {c: {uri: 'sip:sip.carrier.example', username: a, password: p, register: true}}")
+        trunk = running.get("c")
+        asked: list[str] = []
+        answer: Deferred[str] = Deferred()
+
+        def resolve(name: str) -> Deferred[str]:
+            asked.append(name)
+            return answer
+
+        tls = {("sip.carrier.example", 5060): "creator"}
+        sent: list[Peer] = []
+        self.patch(trunk.registration, "_send_request", lambda request, peer, on: sent.append(peer))
+        trunk.start(resolve, tls)
+        self.assertEqual((asked, sent, trunk.up), (["sip.carrier.example"], [], False))
+        answer.callback("203.0.113.9")
+        self.assertEqual(sent, [Peer("udp", "203.0.113.9", 5060)])
+        self.assertEqual(trunk.services.location.peer_for(trunk.binding("+1")), Peer("udp", "203.0.113.9", 5060))
+        self.assertEqual(tls[("203.0.113.9", 5060)], "creator")
+        self.assertTrue(trunk.up)
+
+    def test_unresolved_retries(self) -> None:
+        """A name that does not resolve is tried again after 30 s; stopping cancels that."""
+        running = trunks("trunks: {c: {uri: 'sip:nowhere.example'}}")
+        trunk = running.get("c")
+        tries: list[str] = []
+
+        def resolve(name: str) -> Deferred[str]:
+            tries.append(name)
+            return fail(DNSLookupError(name))
+
+        clock = trunk.services.clock
+        trunk.start(resolve, None)
+        clock.advance(29)
+        self.assertEqual(len(tries), 1)
+        clock.advance(1)
+        self.assertEqual(len(tries), 2)
+        trunk.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
