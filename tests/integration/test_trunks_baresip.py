@@ -18,6 +18,8 @@ trunk and the numbers.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import shutil
 import tempfile
@@ -25,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -60,6 +66,12 @@ RELAY_PORTS = 40
 class TwoPBXTests(SynchronousTestCase):
     """Phones on two pbx instances call each other through the trunk between them."""
 
+    #: Whether A reaches B over TLS (see :class:`TLSTrunkTests`).
+    tls = False
+
+    def secure(self, side: str, config: dict[str, Any]) -> None:
+        """Change ``side``'s configuration for TLS from A to B (a subclass does)."""
+
     def setUp(self) -> None:
         """Start both pbx instances and the three phones; wait for the registrations."""
         baresip = require_binary("baresip", "baresip-core")
@@ -70,16 +82,19 @@ class TwoPBXTests(SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.workdir, True)
         first = free_udp_block(2 * RELAY_PORTS + 20 * len(TONES))
         sip = {"a": free_port(), "b": free_port()}
+        self.tls_port, self.second_tls_port = free_port(), free_port()
         self.passwords = {number: strong_password(number) for number in TONES}
         self.daemons: dict[str, Daemon] = {}
         self.apis: dict[str, API] = {}
-        for index, (side, numbers, other) in enumerate((("a", ("1001",), "b"), ("b", ("2001", "2002"), "a"))):
+        # B first: with TLS, A trusts the certificate B makes at its first start.
+        for index, (side, numbers, other) in enumerate((("b", ("2001", "2002"), "a"), ("a", ("1001",), "b"))):
             admin = admin_password()
             config = json.loads(call_config(
                 api_port=(api_port := free_port()), sip_port=sip[side], admin_password=admin,
                 extensions={n: self.passwords[n] for n in numbers}, transports=("udp",),
                 state_dir=str(self.workdir / side / "state"),
                 rtp_ports=(first + index * RELAY_PORTS, first + (index + 1) * RELAY_PORTS - 1),
+                **({"tls_port": self.tls_port} if side == "b" and self.tls else {}),
             ))
             config["trunks"] = {f"pbx-{other}": {
                 "uri": f"sip:127.0.0.1:{sip[other]}", "allow_from": [f"127.0.0.1:{sip[other]}"],
@@ -87,6 +102,8 @@ class TwoPBXTests(SynchronousTestCase):
                 "dids": {DIDS[n]: {"extension": n} for n in numbers},
             }}
             config["dialplan"] = [{"match": "_9NXXNXXXXXX", "trunk": f"pbx-{other}", "strip": 1, "prepend": "+1"}]
+            if self.tls:
+                self.secure(side, config)
             daemon = Daemon(str(self.workdir / side), json.dumps(config))
             self.addCleanup(daemon.stop)
             daemon.start()
@@ -165,3 +182,67 @@ class TwoPBXTests(SynchronousTestCase):
         self.assertEqual((back["trunk"], back["sent"]), ("pbx-a", DIDS["1001"]))
         for daemon in self.daemons.values():
             self.assertFalse(daemon.tracebacks)
+
+
+class TLSTrunkTests(TwoPBXTests):
+    """
+    A reaches B over TLS, verifying B's certificate: with B's certificate
+    as the trunk's ``ca`` the call connects with audio both ways; a trunk
+    whose ``ca`` is another certificate never gets its INVITE to B.
+
+    B takes INVITEs from all of 127.0.0.1 as the trunk (A's TLS connection
+    comes from a port nobody knows beforehand), so only A calls here.
+    """
+
+    tls = True
+
+    def secure(self, side: str, config: dict[str, Any]) -> None:
+        """A: the trunk to B over TLS trusting B's certificate, and one trusting another; B: A by address."""
+        if side == "b":
+            config["trunks"]["pbx-a"]["allow_from"] = ["127.0.0.1/32"]
+            # A second TLS port with the same certificate, for the trunk that does not trust it.
+            config["sip"]["listen"].append(f"tls:{self.second_tls_port}:interface=127.0.0.1")
+            return
+        trusted = self.workdir / "b" / "state" / "tls" / "cert.pem"
+        stranger = self.workdir / "stranger.pem"
+        stranger.write_bytes(_self_signed("127.0.0.1"))
+        trunk = config["trunks"]["pbx-b"]
+        trunk.update(uri=f"sip:127.0.0.1:{self.tls_port};transport=tls", ca=str(trusted))
+        config["trunks"]["untrusted"] = {**trunk, "uri": f"sip:127.0.0.1:{self.second_tls_port};transport=tls",
+                                         "ca": str(stranger), "setup_timeout": 2, "dids": {}}
+        config["dialplan"].append({"match": "_8NXXNXXXXXX", "trunk": "untrusted", "strip": 1, "prepend": "+1"})
+
+    def test_calls_both_ways(self) -> None:
+        """A's phone reaches B's DID over the verified TLS trunk, audio both ways."""
+        self.talk("1001", "2002")
+        out = next(r for r in self.records("a", 2) if r["leg"] == "a")
+        self.assertEqual((out["trunk"], out["sent"], out["disposition"]), ("pbx-b", DIDS["2002"], "ANSWERED"))
+
+    def test_unverified_carrier_gets_nothing(self) -> None:
+        """Through the trunk that does not trust B's certificate the call fails and nothing rings at B."""
+        a = self.phones["1001"]
+        mark = a.control.mark()
+        recorded = {p: p.recorded() for p in self.phones.values()}
+        a.control.command("dial", "8" + DIDS["2002"][2:])
+        a.control.event("CALL_CLOSED", since=mark)
+        failed = next(r for r in self.records("a", 1) if r["leg"] == "a")
+        self.assertEqual((failed["trunk"], failed["disposition"], failed["hangup_cause"]),
+                         ("untrusted", "FAILED", "503 No Trunk Available"))
+        self.assertEqual(self.apis["b"].get("/cdr?limit=1")["total"], 0)
+        for phone in self.phones.values():
+            self.assertEqual(phone.recorded(), recorded[phone])
+
+
+def _self_signed(address: str) -> bytes:
+    """A self-signed certificate for ``address`` that nobody here uses to serve: a CA B is not signed by."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)

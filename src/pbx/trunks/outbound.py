@@ -131,7 +131,10 @@ class TrunkDialler:
                           trunk=call.attempt.trunk.name if call.attempt is not None else "")
             Deferred.fromCoroutine(self._next(call, attempts)).addErrback(self._failed, call)
             return
-        call.fail(503 if fails_over(status) else status)
+        if fails_over(status):
+            call.fail(503, "No Trunk Available")  # §16.7 step 6: not the carrier's 5xx itself
+        else:
+            call.fail(status)
 
     def _failed(self, failure: Failure, call: TrunkCall) -> None:
         self.log.failure("routing the call {call_id} out failed", failure, call_id=call.call_id)

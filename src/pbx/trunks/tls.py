@@ -21,11 +21,24 @@ def carrier_tls(config: TrunksConfig) -> dict[tuple[str, int], Any]:
     """
     A client TLS connection creator per next hop of each ``tls`` trunk that verifies.
 
-    :raises StartupError: a trunk's ``ca`` file cannot be read or is no PEM certificate.
+    One connection serves every trunk to the same next hop, so those trunks
+    must check it the same way.
+
+    :raises StartupError: a trunk's ``ca`` file cannot be read or is no PEM
+        certificate; two trunks to one next hop check it differently.
     """
     creators: dict[tuple[str, int], Any] = {}
+    checks: dict[tuple[str, int], tuple[str, str, bool, str]] = {}
     for trunk in config.trunks:
-        if trunk.transport != "tls" or not trunk.verify:
+        if trunk.transport != "tls":
+            continue
+        hop = trunk.next_hop
+        name = trunk.uri.host_address if trunk.outbound_proxy is None else hop[0]
+        first = checks.setdefault(hop, (name, trunk.ca, trunk.verify, trunk.name))
+        if first[:3] != (name, trunk.ca, trunk.verify):
+            raise StartupError(f"trunks.{trunk.name}: TLS to {hop[0]}:{hop[1]} is checked otherwise by "
+                               f"trunks.{first[3]} (name, ca or verify), and both share one connection")
+        if not trunk.verify or hop in creators:
             continue
         trust: Any = platformTrust()
         if trunk.ca:
@@ -33,7 +46,5 @@ def carrier_tls(config: TrunksConfig) -> dict[tuple[str, int], Any]:
                 trust = Certificate.loadPEM(Path(trunk.ca).read_bytes())
             except Exception as e:  # OSError, or OpenSSL's error for a file that is no PEM
                 raise StartupError(f"trunks.{trunk.name}.ca: {e}") from e
-        host, port = trunk.next_hop
-        creators[(host, port)] = optionsForClientTLS(trunk.uri.host_address if trunk.outbound_proxy is None
-                                                     else host, trustRoot=trust)
+        creators[hop] = optionsForClientTLS(name, trustRoot=trust)
     return creators

@@ -164,6 +164,15 @@ class CarrierTLSTests(SynchronousTestCase):
             "  u: {uri: 'sip:192.0.2.8'}\n")
         self.assertEqual(set(carrier_tls(config.trunks)), {("carrier.example", 5061)})
 
+    def test_one_hop_checked_one_way(self) -> None:
+        """Two trunks to one next hop over TLS must check it alike: they share one connection."""
+        config = parse_config("trunks: {a: {uri: 'sips:carrier.example'}, b: {uri: 'sips:carrier.example', "
+                              "verify: false}}")
+        error = self.assertRaises(StartupError, carrier_tls, config.trunks)
+        self.assertIn("trunks.b: TLS to carrier.example:5061 is checked otherwise by trunks.a", str(error))
+        same = parse_config("trunks: {a: {uri: 'sips:carrier.example'}, b: {uri: 'sips:carrier.example'}}")
+        self.assertEqual(list(carrier_tls(same.trunks)), [("carrier.example", 5061)])
+
     def test_bad_ca(self) -> None:
         """A ca: that cannot be read stops startup naming the trunk."""
         config = parse_config("trunks: {s: {uri: 'sips:carrier.example', ca: /nonexistent.pem}}")
