@@ -266,6 +266,13 @@ class Config:
     #: SIP trunks, their DIDs and the rate table (``trunks:``, ``rates:``).
     trunks: TrunksConfig = TrunksConfig()
     log: LogConfig = LogConfig()
+    emergency: Any = None  # pbx.emergency.options.EmergencyConfig
+    #: Ring groups by name (pbx.calls.groups.RingGroup).
+    groups: Mapping[str, Any] = field(factory=dict)
+    #: Follow-me by extension number (pbx.calls.follow_me.FollowMe).
+    follow_me: Mapping[str, Any] = field(factory=dict)
+    #: Working hours by extension number, DND outside them (pbx.features.attendant.schedule.Schedule).
+    dnd_schedule: Mapping[str, Any] = field(factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -798,7 +805,8 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
-    "features", "plugin_dirs", "calls", "dialplan", "trunks", "rates",
+    "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
+    "trunks", "rates",
 }
 
 
@@ -850,6 +858,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     state_dir = _path(base, state_dir)
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
+    from pbx.emergency.options import parse_emergency
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -858,6 +867,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     dialplan = parse_dialplan(top.get("dialplan"))
     trunks = parse_trunks(top.get("trunks"), top.get("rates"))
     check_trunk_routes(dialplan, trunks)
+    groups = _groups(top.get("groups"), dialplan)
     return Config(
         path=path,
         sip=_sip(top.get("sip"), base),
@@ -873,4 +883,32 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         dialplan=dialplan,
         log=_log(top.get("log")),
         trunks=trunks,
+        emergency=parse_emergency(top.get("emergency")),
+        groups=groups,
+        follow_me=_follow_me(top.get("follow_me")),
+        dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
     )
+
+
+def _groups(raw: Any, dialplan: Any) -> dict[str, Any]:
+    """The ``groups:`` section; every ``group:`` route of the dialplan must name one of them."""
+    from pbx.calls.dialplan import ToGroup
+    from pbx.calls.groups import parse_groups
+
+    groups = parse_groups(raw)
+    for i, route in enumerate(dialplan.routes):
+        if isinstance(route.action, ToGroup) and route.action.name not in groups:
+            raise ConfigError(f"dialplan[{i}].group", f"no group {route.action.name!r} in groups:")
+    return groups
+
+
+def _follow_me(raw: Any) -> dict[str, Any]:
+    from pbx.calls.follow_me import parse_follow_me
+
+    return parse_follow_me(raw)
+
+
+def _dnd_schedule(raw: Any) -> dict[str, Any]:
+    from pbx.calls.dnd_schedule import parse_dnd_schedules
+
+    return parse_dnd_schedules(raw)

@@ -218,14 +218,18 @@ class IPBX(Interface):
             ``"no_answer"``, ``"unavailable"`` or ``"not_found"``.
         """
 
-    def originate(number, caller, caller_name="", timeout=None):  # type: ignore[no-untyped-def]
+    def originate(number, caller, caller_name="", timeout=None, headers=()):  # type: ignore[no-untyped-def]
         """
         Place a leg: ring every registered phone of extension ``number`` at
         once, showing ``caller``/``caller_name``, for ``timeout`` seconds
         (default: ``calls.ring_timeout``).  No forward or diversion applies:
         what follows an unanswered leg is the caller's policy.  Several legs
         may ring at once (a queue ringing its agents); cancelling the
-        returned Deferred stops the ringing.
+        returned Deferred stops the ringing.  ``headers``, a sequence of
+        ``(name, value)`` pairs, are added to every INVITE sent (a page's
+        ``Call-Info: <sip:...>;answer-after=0``); a name that is not a token
+        or that pbx writes itself (Via, From, To, Call-ID, CSeq, Contact...),
+        or a value holding a line break, raises ``ValueError``.
 
         :returns: Deferred firing with a
             :class:`pbx.calls.originated.Originated`: ``outcome`` is

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from zope.interface import implementer
@@ -45,6 +45,8 @@ from twisted.logger import Logger, LogPublisher, globalLogPublisher
 from twisted.web.iweb import IRequest
 
 from pbx.api.app import PBXApi
+from pbx.api.groups import GroupsAPI
+from pbx.api.groups import openapi_paths as groups_paths
 from pbx.api.http import make_site
 from pbx.api.limits import LimitedFactory
 from pbx.api.security import SecurityAPI
@@ -52,6 +54,9 @@ from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
 from pbx.config import Config
 from pbx.descriptors import ConnectionBudget, raise_descriptor_limit, share_descriptors
+from pbx.emergency.api import EmergencyAPI, extension_paths
+from pbx.emergency.api import openapi_paths as emergency_paths
+from pbx.emergency.interfaces import IEmergencyEvents
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
@@ -144,9 +149,10 @@ class PBXService(MultiService):
         return self._sip().calls.dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
     def originate(self, number: str, caller: str, caller_name: str = "",
-                  timeout: float | None = None) -> Deferred[Any]:
+                  timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Any]:
         """Ring extension ``number``'s phones; the answered leg's channel or the outcome (see IPBX)."""
-        return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout)
+        return self._sip().calls.originate(number, caller=caller, caller_name=caller_name, timeout=timeout,
+                                           headers=headers)
 
     def subscribe_calls(self, subscriber: Callable[[Any], object],
                         kinds: Iterable[str] | None = None) -> Callable[[], None]:
@@ -409,6 +415,14 @@ class PBXService(MultiService):
         self.api.mount("security", security.resource(), security_paths())
         assert self.sip.calls.trunks is not None
         self.api.mount("trunks", TrunksAPI(self.sip.calls.trunks, self.api.authenticate).resource(), trunks_paths())
+        if self.sip.emergency is not None:
+            emergency = EmergencyAPI(self.sip.emergency, self.store, self.api.authenticate, self.reactor)
+            self.api.mount("emergency", emergency.resource(), emergency_paths())
+            self.api.mount_extension("location", emergency.extension_location, extension_paths())
+            self.provide(IEmergencyEvents, self.sip.emergency)
+        assert self.sip.calls.groups is not None
+        groups = GroupsAPI(self.sip.calls.groups, self.api.authenticate, self.store, self.reactor)
+        self.api.mount("groups", groups.resource(), groups_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

@@ -29,6 +29,7 @@ from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
 from pbx.calls.endpoint_media import MediaServices
 from pbx.config import Config, RTPConfig, SecurityConfig
+from pbx.emergency.desk import EmergencyDesk, make_desk
 from pbx.errors import StartupError
 from pbx.interfaces import ICodec, IDialplanApplication, IStore
 from pbx.media.channel import load_audio
@@ -85,6 +86,8 @@ class Switch:
     addresses: LocalAddresses
     defence: SourceDefence
     security_log: SecurityLog | NoSecurityLog
+    #: E911: locations, alerts, the PIDF-LO for trunks, PSAP callbacks.
+    emergency: EmergencyDesk | None = None
     log = Logger()
 
     async def start(self) -> None:
@@ -103,7 +106,11 @@ class Switch:
         self.log.info("registrations restored: {count}", count=count)
         assert self.calls.cdr is not None
         await self.calls.cdr.recover()
+        assert self.calls.groups is not None
+        await self.calls.groups.load(self.calls.store)
         self.registrar.start()
+        if self.emergency is not None:
+            await self.emergency.callbacks.load()
         self.defence.start()
         if self.core.overload is not None:
             self.core.overload.start()
@@ -190,7 +197,10 @@ def build_switch(
         functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
     )
     core.handlers["SUBSCRIBE"] = events
-    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log)
+    emergency = make_desk(config.emergency, store, reactor, registrar.contacts)
+    calls.events.subscribe(emergency.on_call_event, kinds=["created"])
+    return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
+                  emergency=emergency)
 
 
 def make_security_log(security: SecurityConfig, reactor: Any) -> SecurityLog | NoSecurityLog:

@@ -36,6 +36,7 @@ from pbx.api.http import APIError
 from pbx.api.tokens import Session
 from pbx.calls.events import CallEvents
 from pbx.calls.originated import Originated
+from pbx.calls.outbound import check_extra_headers
 from pbx.config import Config, parse_config
 from pbx.interfaces import IPBX, IDialplanApplication, IStore
 from pbx.records import (
@@ -339,6 +340,8 @@ class FakePBX:
     """Numbers :meth:`originate` was asked to ring."""
     answerers: dict[str, Any] = Factory(dict)
     """The channel an answered :meth:`originate` of a number gives."""
+    originate_headers: dict[str, list[tuple[str, str]]] = Factory(dict)
+    """The extra INVITE headers the last :meth:`originate` of a number asked for."""
     events: CallEvents = Factory(CallEvents)
     """Call events: what :meth:`subscribe_calls` subscribes to."""
     startup_work: list[Deferred[Any]] = Factory(list)
@@ -443,9 +446,15 @@ class FakePBX:
         return d
 
     def originate(self, number: str, caller: str, caller_name: str = "",
-                  timeout: float | None = None) -> Deferred[Originated]:
-        """Record ``number``; fire with its scripted outcome, and :attr:`answerers`' channel when answered."""
+                  timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Originated]:
+        """
+        Record ``number`` (and its ``headers`` in :attr:`originate_headers`); fire
+        with its scripted outcome, and :attr:`answerers`' channel when answered.
+
+        :raises ValueError: for a header pbx would refuse, as the PBX's does.
+        """
         self.originated.append(number)
+        self.originate_headers[number] = check_extra_headers(headers)
         outcome = self.outcomes.get(number, self.outcome)
         if outcome != "answered":
             return succeed(Originated(outcome))

@@ -223,6 +223,14 @@ class CallContractTests(SynchronousTestCase):
         self.assertEqual([r.outcome for r in results], ["busy"])
         self.assertEqual(pbx.originated, ["1002"])
 
+    def test_originate_headers(self) -> None:
+        """originate() records the extra INVITE headers, and refuses one pbx would not send."""
+        pbx = FakePBX()
+        pbx.originate("1002", caller="1001", headers=[("Call-Info", "<sip:pbx>;answer-after=0")])
+        self.assertEqual(pbx.originate_headers["1002"], [("Call-Info", "<sip:pbx>;answer-after=0")])
+        with self.assertRaises(ValueError):
+            pbx.originate("1003", caller="1001", headers=[("Call-Info", "a\r\nVia: x")])
+
     def test_subscribe_calls(self) -> None:
         """A subscriber gets every published call event until it unsubscribes."""
         from pbx.calls.events import CallEvent

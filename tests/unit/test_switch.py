@@ -136,6 +136,18 @@ class BuildSwitchTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(switch.flush()))
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
+    def test_group_logins_restored(self) -> None:
+        """Starting takes the group logouts kept in the store: a logged-out member stays out."""
+        self.config = parse_config(CONFIG + 'groups: {sales: {number: "600", members: ["1001", "1002"]}}\n')
+        self.store.put_item("groups.member", "sales", "1001", {"logged_in": False})
+        switch = self.build()
+        self.successResultOf(Deferred.fromCoroutine(switch.start()))
+        directory = switch.calls.groups
+        assert directory is not None
+        self.assertEqual(directory.logged_in(directory.groups["sales"]), ["1002"])
+        self.successResultOf(Deferred.fromCoroutine(switch.stop()))
+        self.successResultOf(Deferred.fromCoroutine(switch.flush()))
+
     def test_one_listener_per_entry(self) -> None:
         """sip_listeners makes one listener per sip.listen entry, in order, feeding the core and naming us."""
         self.patch(sockets, "host_address", lambda: "192.0.2.7")

@@ -9,7 +9,7 @@ import csv
 import io
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from attrs import asdict, evolve
@@ -50,6 +50,9 @@ from pbx.validation import (
 )
 
 Verifier = Callable[[str, str], Deferred[bool]]
+#: Serves one ``/api/v1/extensions/<number>/<name>`` request: ``(request, number) -> body``;
+#: it checks the session itself (a user may reach their own extension).
+ExtensionPart = Callable[[IRequest, str], Awaitable[bytes]]
 Hasher = Callable[[str], Deferred[str]]
 
 _NUMBER = re.compile(r"[0-9]{2,10}")
@@ -92,6 +95,7 @@ class PBXApi:
         self._dummy_hash: str | None = None
         self._mounts: dict[str, Any] = {}
         self._paths: dict[str, Any] = {}
+        self._extension_parts: dict[str, ExtensionPart] = {}
         self.tokens = TokenStore(pbx.clock, lifetime=pbx.config.api.token_lifetime)
         # The PBX's one lockout, which voicemail PINs typed on a phone count in too.
         self.lockout: Lockout = pbx.lockout
@@ -150,6 +154,21 @@ class PBXApi:
         if resource is None:
             raise APIError(404, "no such resource")
         return resource
+
+    def mount_extension(self, name: str, handler: ExtensionPart, paths: dict[str, Any]) -> None:
+        """Serve ``/api/v1/extensions/<number>/<name>`` with ``handler`` and document its paths."""
+        if not _MOUNT.fullmatch(name) or name in self._extension_parts:
+            raise ValueError(f"cannot mount an API at /api/v1/extensions/<number>/{name}")
+        self._extension_parts[name] = handler
+        self._paths.update(paths)
+
+    @app.route("/api/v1/extensions/<number>/<feature:name>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
+    async def _extension_part(self, request: IRequest, number: str, name: str) -> bytes:
+        """A part of one extension another module serves (its location ...)."""
+        handler = self._extension_parts.get(name)
+        if handler is None:
+            raise APIError(404, "no such resource")
+        return await handler(request, number)
 
     async def _audit(self, kind: str, subject: str, request: IRequest, detail: str = "") -> None:
         await self.pbx.store.add_audit(

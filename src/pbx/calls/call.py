@@ -166,6 +166,11 @@ class Call:
                            refusal=self._refusal if self.delayed else None, timers=self._timers)
         return self.forks.ring(bindings, invite, ring_timeout)
 
+    def ring_more(self, bindings: list[Binding]) -> None:
+        """While ringing, ring ``bindings`` too (follow-me's other numbers)."""
+        if self.forks is not None:
+            self.forks.add(bindings)
+
     def _refusal(self, offer: bytes) -> bytes:
         try:
             return refusal(CallMedia.parse(offer), self.media.address)
@@ -440,7 +445,9 @@ class Call:
         )]
         if self.b is not None:
             rows.append(CallRecord(
-                call_id=self.b.invite.call_id, caller=self.caller, callee=self.callee, start=self.b.started,
+                # The extension whose phone answered (a group's member, a follow-me number).
+                call_id=self.b.invite.call_id, caller=self.caller, callee=self.b.binding.aor or self.callee,
+                start=self.b.started,
                 end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
                 hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="b",
             ))

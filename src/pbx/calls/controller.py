@@ -14,7 +14,7 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from attrs import define, evolve, field
@@ -27,15 +27,20 @@ from twisted.python.failure import Failure
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
-from pbx.calls.dial import Dial
-from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToTrunks
+from pbx.calls.confirm import APPLICATION, Connect, Screen
+from pbx.calls.dial import Dial, GroupDialling
+from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
+from pbx.calls.dnd_schedule import scheduled_dnd
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
-from pbx.calls.forks import Outcome, Rung
+from pbx.calls.forks import BUSY, Outcome, Rung
+from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, display_name
+from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
+from pbx.calls.reach import Reach
+from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.config import Config
@@ -94,6 +99,8 @@ class CallController:
     #: The trunks calls go out through and come in from (default: ``config.trunks``).
     trunks: Trunks | None = None
     dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
+    #: The ring groups and who of their members is logged in (default: the config's groups).
+    groups: GroupDirectory | None = None
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
     _checker: LoopingCall | None = None
@@ -107,7 +114,9 @@ class CallController:
             clock=self.core.clock, dialogs=self.dialogs, domain=self.config.sip.domain,
         )
         self.routing = Routing(lambda number: self.lookup(number), self.registrar.contacts, self.applications,
-                               self.diverters)
+                               self.diverters, self._scheduled_dnd)
+        if self.groups is None:
+            self.groups = GroupDirectory(self.config.groups)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
         if self.trunks is None:
@@ -253,7 +262,10 @@ class CallController:
         if expires is None:
             return
         if action is None:
-            action = ToExtension(number)
+            action = self._group_action(number) or ToExtension(number)
+        if isinstance(action, ToGroup):
+            await self._ring_group(transaction, caller, display, action.name, expires)
+            return
         if isinstance(action, HangUp):
             transaction.respond(make_response(request, action.status, action.reason or None, to_tag=new_tag()))
             return
@@ -357,24 +369,38 @@ class CallController:
             return
         assert record is not None
         bindings = self.registrar.contacts(target)
+        # Follow-me rings the other numbers even when no phone of the extension is registered.
+        followed = not bindings and target in self.config.follow_me
         why = "unavailable"
-        if not bindings and record.forward_no_answer and record.forward_no_answer not in seen:
+        if not bindings and not followed and record.forward_no_answer and record.forward_no_answer not in seen:
             number, forward, refuse = await self.routing.resolve_target(record.forward_no_answer, seen)
             if forward is not None:
                 # A forward target that fails too: diverted as itself.
                 target, record = number, forward
                 bindings = self.registrar.contacts(target) if not refuse else []
                 why = "dnd" if refuse == 486 else "unavailable"
-        if not bindings:
+        if not bindings and not followed:
             if not self._divert_new(transaction, caller, display, target, why):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
+        call = self._open_call(transaction, caller, display, target, expires, make_call)
+        if call is None:
+            return
+        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
+        call.seen = seen
+        self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
+        self._ring_callee(call, bindings)
+
+    def _open_call(self, transaction: ServerTransaction, caller: str, display: str, target: str,
+                   expires: int, make_call: Callable[..., Call] = Call) -> Call | None:
+        """A relayed call from the caller of ``transaction`` to ``target``; None (and 503) without media ports."""
+        request = transaction.request
         try:
             session = self.relay.open_session()
         except Exception as e:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
-            return
+            return None
         call = make_call(
             self.services, transaction, caller=caller, callee=target, caller_display=display,
             media=CallMedia(session, self.media_address,
@@ -386,11 +412,8 @@ class CallController:
             session_expires=expires if _caller_refreshes(request) else 0,
             events=self.events, on_end=self.call_ended,
         )
-        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
-        call.seen = seen
         self.calls[call.call_id] = call
-        self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
-        self._ring(call, bindings)
+        return call
 
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
         """Ring the callee; the policy takes the outcome (:meth:`_rung`)."""
@@ -447,6 +470,98 @@ class CallController:
         call.callee = number
         return bindings
 
+    # -- ring groups, follow-me, DND by schedule -------------------------------------
+
+    def _scheduled_dnd(self, number: str) -> bool:
+        return scheduled_dnd(self.config.dnd_schedule, number, self.clock.seconds())
+
+    def _reach(self) -> Reach:
+        return Reach(lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
+                     self._busy_numbers, lambda number: self.config.dialplan.resolve(number, authenticated=True))
+
+    def _busy_numbers(self) -> Iterable[str]:
+        """The extensions on an answered call now."""
+        for call in self.calls.values():
+            if call.state in ("answered", "confirmed"):
+                yield from (call.caller, call.callee)
+                if isinstance(call, Call) and call.b is not None:
+                    yield call.b.binding.aor
+
+    def _group_action(self, number: str) -> ToGroup | None:
+        """A number no route matched that is a ring group's number."""
+        assert self.groups is not None
+        group = self.groups.by_number(number)
+        return None if group is None else ToGroup(group.name)
+
+    async def _ring_group(self, transaction: ServerTransaction, caller: str, display: str, name: str,
+                          expires: int) -> None:
+        """Ring a group's members by its strategy; the policy then takes the outcome (:meth:`_group_rung`)."""
+        assert self.groups is not None
+        group = self.groups.groups[name]
+        call = self._open_call(transaction, caller, display, group.number, expires)
+        if call is None:
+            return
+        self.log.info("call {caller} -> group {group} ({strategy})", caller=caller, group=name,
+                      strategy=group.strategy)
+        members = [m for m in self.groups.logged_in(group) if m != caller]  # a member calling its group
+        ringer = GroupRinger(group, members, self._reach().member, call.ring,
+                             lambda: call.state in ("routing", "ringing"), self.clock)
+        Deferred.fromCoroutine(ringer.run()).addCallback(self._group_rung, call, group).addErrback(
+            self._policy_failed, call)
+
+    def _group_rung(self, ended: GroupRung, call: Call, group: RingGroup) -> None:
+        """Nobody in the group answered: the group's final destination, else the caller hears the failure."""
+        rung = ended.rung
+        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
+            return
+        if rung.outcome is Outcome.FAILED:
+            call.fail(rung.status)
+            return
+        reason = {Outcome.BUSY: "busy", Outcome.NO_ANSWER: "no_answer"}.get(rung.outcome, "unavailable")
+        status = rung.status if rung.status in BUSY else 480
+        final = group.final_application
+        if final is not None and final.name not in self.applications:
+            self.log.warn("group {group}: final application {name!r} is not running", group=group.name,
+                          name=final.name)
+        if final is not None and final.name in self.applications:
+            self._hand_over(call, group.number, final, reason)
+        elif group.final_extension:
+            self.log.info("group {group}: unanswered, to {number}", group=group.name, number=group.final_extension)
+            forwarded = Deferred.fromCoroutine(self._forward(call, group.final_extension, status, reason))
+            forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
+            forwarded.addErrback(self._policy_failed, call)
+        else:
+            call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
+
+    def _ring_callee(self, call: Call, bindings: list[Binding]) -> None:
+        """Ring an extension's phones, and its follow-me numbers when it has a follow-me."""
+        plan = self.config.follow_me.get(call.callee)
+        if plan is None or (plan.confirm and self.media is None):
+            # Without media services nobody could press 1: the other numbers stay silent.
+            self._ring(call, bindings)
+            return
+
+        def waiting() -> bool:
+            return call.state in ("routing", "ringing")
+
+        timeout = plan.timeout or self.config.calls.ring_timeout
+        screen = None
+        if plan.confirm:
+            screen = Screen(
+                lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
+                                                   timeout),
+                lambda leg: self._take_screened(call, leg), waiting)
+        ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more, waiting,
+                                self.clock, self.config.calls.ring_timeout, screen)
+        Deferred.fromCoroutine(ringer.run()).addCallback(self._rung, call).addErrback(self._policy_failed, call)
+
+    def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
+        """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""
+        if call.state not in ("routing", "ringing"):
+            return False
+        self._hand_over(call, call.callee, ToApplication(APPLICATION, {}), "follow_me", application=Connect(leg))
+        return True
+
     def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
         """What makes a terminated call's media, given the call's hang-up callback."""
         assert self.media is not None
@@ -457,7 +572,7 @@ class CallController:
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
-                         early: tuple[bytes, Deferred[None]] | None = None) -> None:
+                         early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
         """
         Answer the call ourselves and hand it to a dialplan application.
 
@@ -467,7 +582,8 @@ class CallController:
             the same port where it can.
         """
         request = transaction.request
-        application = self.applications.get(action.name)
+        if application is None:  # else one of the call layer's own (follow-me's Connect)
+            application = self.applications.get(action.name)
         if application is None or self.media is None:
             self.log.warn("dialplan application {name!r} is not running", name=action.name)
             transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=new_tag()))
@@ -522,6 +638,11 @@ class CallController:
         action = self._divertible(callee, reason)
         if action is None:
             return False
+        self._hand_over(call, callee, action, reason)
+        return True
+
+    def _hand_over(self, call: Call, callee: str, action: ToApplication, reason: str, application: Any = None) -> None:
+        """End the ringing call and answer its caller with application ``action`` (see :meth:`_divert_call`)."""
         self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
                       reason=reason)
         early = call.early_answer
@@ -529,28 +650,33 @@ class CallController:
         self._run_application(
             call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
             early=None if early is None else (early, self.relay.close(call.media.session)),
+            application=application,
         )
-        return True
 
     # -- calls applications place -------------------------------------------------
 
     def _place(self, caller: str, caller_name: str, callee: str, bindings: list[Binding], timeout: float,
-               on_ringing: Callable[[], None] | None = None) -> OutboundCall:
+               on_ringing: Callable[[], None] | None = None,
+               headers: Sequence[tuple[str, str]] = ()) -> OutboundCall:
         """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
         call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
                             media=self._endpoint_media(caller, caller_name, callee),
-                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing)
+                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing,
+                            headers=headers)
         call.start(bindings, timeout)
         if call.state != "ended":
             self.calls[call.call_id] = call
         return call
 
     def originate(self, number: str, *, caller: str, caller_name: str = "",
-                  timeout: float | None = None) -> Deferred[Originated]:
+                  timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Originated]:
         """
         Ring extension ``number``'s phones (see :meth:`pbx.interfaces.IPBX.originate`).
         Cancelling the Deferred stops the ringing.
+
+        :raises ValueError: if one of ``headers`` is not a header pbx may add.
         """
+        extra = check_extra_headers(headers)
         ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
         placed: list[OutboundCall] = []
 
@@ -565,7 +691,7 @@ class CallController:
             bindings = self.registrar.contacts(number)
             if not bindings:
                 return Originated("unavailable")
-            call = self._place(caller, caller_name, number, bindings, ring_timeout)
+            call = self._place(caller, caller_name, number, bindings, ring_timeout, headers=extra)
             placed.append(call)
             rung: Rung = await call.outcome
             if rung.outcome is not Outcome.ANSWERED:
@@ -598,8 +724,21 @@ class CallController:
             lambda callee, bindings, on_ringing: self._place(shown, name, callee, bindings, ring_timeout,
                                                              on_ringing),
             channel, caller=shown, caller_name=name, timeout=ring_timeout,
+            groups=GroupDialling(
+                lambda number: self._group_to_dial(number, shown), self._reach().member,
+                lambda callee, bindings, on_ringing, seconds: self._place(shown, name, callee, bindings, seconds,
+                                                                          on_ringing),
+                self.clock),
         )
         return Deferred.fromCoroutine(attempt.run(number))
+
+    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
+        """The group an application dials as ``number``, with its members to ring (not the caller)."""
+        assert self.groups is not None
+        group = self.groups.by_number(number)
+        if group is None:
+            return None
+        return group, [m for m in self.groups.logged_in(group) if m != caller]
 
     # -- endings -------------------------------------------------------------
 

@@ -8,20 +8,24 @@ do-not-disturb, then the extension's phones ring (an
 busy and no-answer forwards are followed; when nobody answers, the
 diverters may name an application (voicemail), which then runs on the
 caller's own channel.  An answered call is bridged to the caller until one
-side hangs up.
+side hangs up.  A ring group's number rings the group as a call to it
+would (:mod:`pbx.calls.ringers`), then its final destination.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from pbx.calls.forks import Outcome
+from pbx.calls.forks import Outcome, Rung
+from pbx.calls.groups import RingGroup
 from pbx.calls.outbound import OutboundCall
+from pbx.calls.ringers import GroupRinger
 from pbx.calls.routing import Routing
 from pbx.media.channel import Channel, HungUp
 from pbx.records import Binding, ExtensionRecord
@@ -30,6 +34,22 @@ from pbx.records import Binding, ExtensionRecord
 RINGBACK_ROUND = 6.0
 
 Target = tuple[str, ExtensionRecord, int]
+
+
+@frozen
+class GroupDialling:
+    """
+    What dialling a ring group's number takes.
+
+    :ivar find: the group dialled as this number and its members to ring, or None.
+    :ivar member_phones: a member's phones to ring (none when in DND, on a call...).
+    :ivar place: rings phones for so many seconds (``place(callee, bindings, on_ringing, timeout)``).
+    """
+
+    find: Callable[[str], tuple[RingGroup, list[str]] | None]
+    member_phones: Callable[[str], Awaitable[list[Binding]]]
+    place: Callable[[str, list[Binding], Callable[[], None], float], OutboundCall]
+    clock: IReactorTime
 
 
 @define(eq=False)
@@ -52,6 +72,7 @@ class Dial:
     timeout: float
     seen: set[str] = field(factory=set)
     leg: OutboundCall | None = None
+    groups: GroupDialling | None = None
     _ringback: bool = False
     _done: bool = False
     log = Logger()
@@ -82,6 +103,8 @@ class Dial:
             raise HungUp("the caller hung up")
 
     async def _route(self, number: str) -> str:
+        if self.groups is not None and (found := self.groups.find(number)) is not None:
+            return await self._group(*found)
         routing = self.routing
         target, record, refuse = await routing.resolve_target(number, self.seen)
         self._check()
@@ -115,6 +138,38 @@ class Dial:
             if forwarded is None:
                 return await self._give_up(target, reason, reason)
             target, record, refuse = forwarded
+
+    async def _group(self, group: RingGroup, members: list[str]) -> str:
+        """Ring a group's members by its strategy; unanswered, its final destination."""
+        assert self.groups is not None
+        if group.number in self.seen:
+            return "unavailable"  # a group whose final destination leads back to it
+        self.seen.add(group.number)
+        place = self.groups.place
+
+        def ring(bindings: list[Binding], timeout: float) -> Deferred[Rung]:
+            self.leg = place(group.number, bindings, self._ringing, timeout)
+            return self.leg.outcome
+
+        self.log.info("dial {caller} -> group {group}", caller=self.caller, group=group.name)
+        ringer = GroupRinger(group, members, self.groups.member_phones, ring, lambda: not self.channel.hung_up,
+                             self.groups.clock)
+        ended = await ringer.run()
+        self._check()
+        outcome = ended.rung.outcome
+        if outcome is Outcome.ANSWERED and self.leg is not None:
+            return await self._bridged(self.leg)
+        reason = {Outcome.BUSY: "busy", Outcome.NO_ANSWER: "no_answer"}.get(outcome, "unavailable")
+        final = group.final_application
+        if final is not None and final.name in self.routing.applications:
+            self._stop_ringback()
+            self.log.info("dial {caller} -> group {group} ({reason}): application {name}", caller=self.caller,
+                          group=group.name, reason=reason, name=final.name)
+            await self.routing.applications[final.name].run(self.channel, final.args)
+            return "diverted"
+        if group.final_extension:
+            return await self._route(group.final_extension)
+        return reason
 
     async def _forward(self, number: str) -> Target | None:
         """Follow a busy or no-answer forward to an extension that exists; None if there is none to follow."""

@@ -7,8 +7,9 @@ pattern is an exact number (``1001``), an Asterisk-style pattern (``_1XXX``:
 characters, ``!`` zero or more), or a regular expression (``re:^9\\d+$``).
 A route sends the call to an extension (``$number`` is the dialled number,
 ``$1``... the regex groups), to a feature application, out through trunks
-(``trunk: [names]`` with ``strip:``/``prepend:``, see :mod:`pbx.trunks`), or
-hangs up with a SIP status.  A number no route matches reaches the extension of that number
+(``trunk: [names]`` with ``strip:``/``prepend:``, see :mod:`pbx.trunks`), to a
+ring group (:mod:`pbx.calls.groups`), or hangs up with a SIP status.  A number
+no route matches reaches the extension of that number
 if there is one; anything else is ``404``.
 """
 
@@ -47,6 +48,13 @@ class HangUp:
 
 
 @frozen
+class ToGroup:
+    """Ring a ring group (:mod:`pbx.calls.groups`)."""
+
+    name: str
+
+
+@frozen
 class ToTrunks:
     """
     Send the call out through trunks, tried in order (least-cost routing
@@ -65,7 +73,7 @@ class ToTrunks:
     weighted: bool = False
 
 
-Action = ToExtension | ToApplication | HangUp | ToTrunks
+Action = ToExtension | ToApplication | HangUp | ToGroup | ToTrunks
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -168,7 +176,7 @@ def _to_trunks(entry: dict[str, Any], key: str) -> ToTrunks:
 def parse_dialplan(raw: Any) -> Dialplan:
     """
     Validate the ``dialplan:`` section: a list of
-    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS
+    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS | group: NAME
     | trunk: [NAMES] [strip: N, prepend: DIGITS, caller_id: E164, share: weighted], public: BOOL}``.
 
     :raises ConfigError: naming the entry and the problem.
@@ -182,7 +190,8 @@ def parse_dialplan(raw: Any) -> Dialplan:
         key = f"dialplan[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(key, "must be a mapping with match: and one action")
-        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public", *_TRUNK_KEYS}
+        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public", "group",
+                                *_TRUNK_KEYS}
         if unknown:
             raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
         pattern = entry.get("match")
@@ -193,9 +202,9 @@ def parse_dialplan(raw: Any) -> Dialplan:
             regex = compile_pattern(pattern)
         except (re.error, ValueError) as e:
             raise ConfigError(f"{key}.match", f"bad pattern {pattern!r}: {e}") from None
-        actions = [k for k in ("extension", "app", "hangup", "trunk") if k in entry]
+        actions = [k for k in ("extension", "app", "hangup", "group", "trunk") if k in entry]
         if len(actions) != 1:
-            raise ConfigError(key, "needs exactly one of extension:, app:, hangup: or trunk:")
+            raise ConfigError(key, "needs exactly one of extension:, app:, hangup:, group: or trunk:")
         if "trunk" not in entry and set(entry) & _TRUNK_KEYS:
             raise ConfigError(f"{key}.{sorted(set(entry) & _TRUNK_KEYS)[0]}", "goes with trunk: only")
         action: Action
@@ -215,6 +224,11 @@ def parse_dialplan(raw: Any) -> Dialplan:
             if not isinstance(entry["app"], str) or not isinstance(args, dict):
                 raise ConfigError(f"{key}.app", "needs an application name and an args mapping")
             action = ToApplication(entry["app"], args)
+        elif "group" in entry:
+            # Whether the group exists is checked with the groups: section (pbx.config).
+            if not isinstance(entry["group"], str) or not entry["group"]:
+                raise ConfigError(f"{key}.group", "needs a group name")
+            action = ToGroup(entry["group"])
         else:
             status = entry["hangup"]
             if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 699:

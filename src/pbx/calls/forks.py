@@ -254,6 +254,7 @@ class Forks:
         self._refusal = refusal
         self._contact_user = contact_user
         self._timers = NamedTimers(services.clock) if timers is None else timers
+        self._make_invite: Callable[[Binding, LocalAddress], Request] | None = None
         self._on_challenge = on_challenge
         self._inputs = _FORKS_MACHINE(self)
 
@@ -289,16 +290,28 @@ class Forks:
 
         :returns: :attr:`outcome`.
         """
+        self._make_invite = make_invite
+        self._start(bindings)
+        self._timers.start("ring", timeout, lambda: self._inputs.give_up(Outcome.NO_ANSWER, 480))
+        return self.outcome
+
+    def add(self, bindings: list[Binding]) -> None:
+        """While ringing, ring ``bindings`` too (follow-me), with the INVITEs :meth:`ring` makes."""
+        if self.ringing and self._make_invite is not None:
+            self._start(bindings)
+
+    def _start(self, bindings: list[Binding]) -> None:
         services = self._services
+        assert self._make_invite is not None
+        started = []
         for binding in bindings:
             peer = services.location.peer_for(binding)
             address = services.location.local_address(peer.transport)
-            invite = make_invite(binding, address)
-            self.forks.append(Fork(binding, invite, peer, address, services.clock.seconds(), services.sip))
-        for fork in self.forks:
+            invite = self._make_invite(binding, address)
+            started.append(Fork(binding, invite, peer, address, services.clock.seconds(), services.sip))
+        self.forks.extend(started)
+        for fork in started:
             fork.transaction = services.sip.request(fork.invite, fork.peer, functools.partial(self._response, fork))
-        self._timers.start("ring", timeout, lambda: self._inputs.give_up(Outcome.NO_ANSWER, 480))
-        return self.outcome
 
     def cancel(self, outcome: Outcome = Outcome.CANCELLED, status: int = 487) -> None:
         """Stop every phone that still rings; the outcome, if none yet, is ``outcome``."""

@@ -7,7 +7,7 @@ answers.  pbx ACKs the 2xx itself (RFC 3261 §13.2.2.4).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -22,6 +22,7 @@ from pbx.calls.signalling import LegServices
 from pbx.media.channel import Channel
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
+from pbx.sip.headers import TOKEN, header_key
 from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
@@ -49,6 +50,32 @@ def display_name(name: str) -> str:
     return f'"{escaped}" '
 
 
+#: Headers pbx writes itself in the INVITE it sends: an extra one may not replace or repeat them.
+_OWN_HEADERS = frozenset({
+    "via", "max-forwards", "from", "to", "call-id", "cseq", "contact", "content-type",
+    "content-length", "p-asserted-identity", "supported", "allow",
+})
+
+
+def check_extra_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """
+    The extra headers an application asked for, checked: each name a token
+    (RFC 3261 §25.1) that pbx does not write itself, each value one line.
+
+    :raises ValueError: naming the first bad header.
+    """
+    checked = []
+    for name, value in headers:
+        if not isinstance(name, str) or not TOKEN.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a token")
+        if header_key(name)[0] in _OWN_HEADERS:
+            raise ValueError(f"header {name} is written by pbx itself")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: the value must be one line of text")
+        checked.append((name, value.strip()))
+    return checked
+
+
 class OutboundCall:
     """
     One call pbx places to one extension's phones.
@@ -70,8 +97,11 @@ class OutboundCall:
         events: CallEvents,
         on_end: Callable[[OutboundCall], None],
         on_ringing: Callable[[], None] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.services = services
+        #: Extra headers of every INVITE (already checked: :func:`check_extra_headers`).
+        self.headers = list(headers)
         self.caller = caller
         self.callee = callee
         self.caller_name = caller_name
@@ -146,7 +176,7 @@ class OutboundCall:
         def invite(binding: Binding, address: LocalAddress) -> Request:
             request = new_invite(target=parse_uri(binding.contact), to=to, from_=identity, address=address,
                                  body=body, contact_user=self.caller,
-                                 extra=[("P-Asserted-Identity", identity)])
+                                 extra=[("P-Asserted-Identity", identity), *self.headers])
             # RFC 4028 §9: pbx never refreshes a session; without "Supported:
             # timer" a callee that wants a session timer refreshes it itself.
             request.headers.remove("Supported")

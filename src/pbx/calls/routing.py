@@ -31,12 +31,15 @@ class Routing:
     :ivar contacts: an extension's registered phones.
     :ivar applications: registered dialplan applications by name.
     :ivar diverters: asked, in order, where a call nobody will answer goes.
+    :ivar scheduled_dnd: whether an extension is outside its working hours
+        now (its ``dnd_schedule``), and so in do-not-disturb.
     """
 
     lookup: Callable[[str], Deferred[ExtensionRecord | None]]
     contacts: Callable[[str], list[Binding]]
     applications: dict[str, Any] = field(factory=dict)
     diverters: list[Diverter] = field(factory=list)
+    scheduled_dnd: Callable[[str], bool] = lambda number: False
     log = Logger()
 
     async def resolve_target(self, target: str, seen: set[str]) -> tuple[str, ExtensionRecord | None, int]:
@@ -56,7 +59,7 @@ class Routing:
             target, record = nxt, await self.lookup(nxt)
         if record is None or not record.enabled:
             return target, None, 404
-        if record.dnd:
+        if record.dnd or self.scheduled_dnd(target):
             return target, record, 486
         return target, record, 0
 

@@ -44,6 +44,8 @@ Receiver = Callable[[bytes, Peer, bool], None]
 #: RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) goes
 #: over a congestion-controlled transport.
 UDP_MAX_REQUEST = 1300
+#: Most addresses remembered as taking such requests over UDP only.
+MAX_UDP_ONLY = 1024
 
 
 class SIPDatagramProtocol(DatagramProtocol):
@@ -279,6 +281,10 @@ class Transports:
     unreachable: Callable[[Peer], Any] | None = None
     _streams: dict[Peer, SIPStreamProtocol] = field(factory=dict)
     _pending: dict[Peer, list[bytes]] = field(factory=dict)
+    #: Of those, the requests bound for UDP that were moved to TCP for their size.
+    _moved: dict[Peer, list[bytes]] = field(factory=dict)
+    #: (host, port) where TCP could not be opened for such a request: later ones go over UDP.
+    _udp_only: set[tuple[str, int]] = field(factory=set)
     #: RFC 5923 aliases: a phone's sent-by address -> its connection, and back.
     _aliases: dict[Peer, Peer] = field(factory=dict)
     _aliased: dict[Peer, set[Peer]] = field(factory=dict)
@@ -291,6 +297,7 @@ class Transports:
     def connection_made(self, peer: Peer, protocol: SIPStreamProtocol) -> None:
         """A stream is up; flush anything queued for it."""
         self._streams[peer] = protocol
+        self._moved.pop(peer, None)
         for data in self._pending.pop(peer, []):
             protocol.send(data)
 
@@ -322,8 +329,25 @@ class Transports:
         return stream
 
     def connect_failed(self, peer: Peer) -> None:
-        """An outgoing stream could not be opened; drop what waited for it."""
+        """
+        An outgoing stream could not be opened: what waited for it is
+        dropped, except requests moved from UDP for their size, which go
+        over UDP after all (RFC 3261 §18.1.1), as later ones to that
+        address do.
+        """
         dropped = self._pending.pop(peer, [])
+        moved = self._moved.pop(peer, [])
+        if moved and self.udp is not None:
+            if len(self._udp_only) >= MAX_UDP_ONLY:
+                self._udp_only.clear()
+            self._udp_only.add((peer.host, peer.port))
+            for data in moved:
+                self.udp.write(data, (peer.host, peer.port))
+            self.log.info("could not connect to {peer}; {n} request(s) sent over UDP instead", peer=str(peer),
+                          n=len(moved))
+            dropped = [data for data in dropped if data not in moved]
+            if not dropped:
+                return
         self.log.info("could not connect to {peer}; {n} message(s) dropped", peer=str(peer), n=len(dropped))
         if self.unreachable is not None:
             self.unreachable(peer)
@@ -361,11 +385,13 @@ class Transports:
 
     def send_bytes(self, data: bytes, peer: Peer, *, request: bool = False) -> bool:
         """Send one serialised message; see :meth:`send`."""
+        moved = False
         if peer.transport == "udp":
-            if request and len(data) > UDP_MAX_REQUEST and self.connect is not None:
+            if (request and len(data) > UDP_MAX_REQUEST and self.connect is not None
+                    and (peer.host, peer.port) not in self._udp_only):
                 # §18.1.1: too big for UDP; the Via should then name TCP,
                 # which is the caller's job when it builds the request.
-                peer = Peer("tcp", peer.host, peer.port)
+                peer, moved = Peer("tcp", peer.host, peer.port), True
             elif self.udp is None:
                 return False
             else:
@@ -382,6 +408,8 @@ class Transports:
                           kind="request" if request else "response")
             return False
         self._pending.setdefault(peer, []).append(data)
+        if moved:
+            self._moved.setdefault(peer, []).append(data)
         if len(self._pending[peer]) == 1:
             self.connect(peer, SIPStreamFactory(self, peer.transport, inbound=False))
         return True

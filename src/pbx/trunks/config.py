@@ -14,13 +14,23 @@ from typing import Any
 
 from attrs import field, frozen
 
-from pbx.calls.dialplan import Action, Dialplan, ToApplication, ToExtension, ToTrunks
+from pbx.calls.dialplan import (
+    Action,
+    Dialplan,
+    HangUp,
+    ToApplication,
+    ToExtension,
+    ToTrunks,
+)
 from pbx.errors import ConfigError
 from pbx.security.networks import Network, contains, parse_networks
 from pbx.sip.uri import URI, parse_uri
 from pbx.trunks.numbers import E164, normalise
 
-__all__ = ["RateTable", "Source", "parse_source", "TrunkConfig", "TrunksConfig", "check_trunk_routes", "parse_rates", "parse_trunks"]
+__all__ = [
+    "RateTable", "Source", "TrunkConfig", "TrunksConfig", "check_trunk_routes", "parse_rates", "parse_source",
+    "parse_trunks",
+]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _TRANSPORTS = ("udp", "tcp", "tls")
@@ -165,7 +175,9 @@ def describe(action: Action) -> dict[str, Any]:
         return {"app": action.name, "args": dict(action.args)}
     if isinstance(action, ToTrunks):
         return {"trunk": list(action.trunks)}
-    return {"hangup": action.status}
+    if isinstance(action, HangUp):
+        return {"hangup": action.status}
+    return {"group": action.name}
 
 
 @frozen

@@ -110,3 +110,26 @@ class OriginateTests(AppCallTestCase):
         self.assertEqual([r.outcome for r in first + second], ["busy", "answered"])
         second[0].hang_up()
         other.respond(other.expect_one("BYE"), 200)
+
+    def test_extra_headers(self) -> None:
+        """Headers given to originate (a page's auto-answer) are in the INVITE, after pbx's own."""
+        auto = [("Call-Info", "<sip:pbx.test>;answer-after=0"),
+                ("Alert-Info", "<http://localhost>;info=alert-autoanswer")]
+        _, results = self.originate(headers=auto)
+        invite = self.callee.expect_one("INVITE")
+        assert isinstance(invite, Request)
+        self.assertEqual(invite.headers.get_all("Call-Info"), ["<sip:pbx.test>;answer-after=0"])
+        self.assertEqual(invite.headers.get_all("Alert-Info"), ["<http://localhost>;info=alert-autoanswer"])
+        self.assertEqual(invite.headers.get_all("Call-ID"), [invite.call_id])
+        self.callee.respond(invite, 486)
+        self.callee.expect("ACK")
+        self.assertEqual([r.outcome for r in results], ["busy"])
+
+    def test_bad_extra_headers(self) -> None:
+        """A header name that is no token, one pbx writes itself, or a value with a line break is refused."""
+        for bad in [("Call Info", "x"), ("Call-ID", "forged"), ("Via", "SIP/2.0/UDP evil"),
+                    ("Call-Info", "a\r\nVia: evil"), ("X-Note", "a\nb")]:
+            with self.assertRaises(ValueError):
+                self.controller.originate("1002", caller="0800", headers=[bad])
+        self.quiet(self.callee)
+        self.assertEqual(self.controller.calls, {})

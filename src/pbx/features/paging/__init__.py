@@ -1,0 +1,1 @@
+"""Paging and intercom: page groups with auto-answer and multicast, and intercom calls."""

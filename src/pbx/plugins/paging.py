@@ -1,0 +1,5 @@
+"""Dropin: the ``paging`` feature (page groups, multicast paging and intercom)."""
+
+from pbx.features.paging.feature import paging
+
+__all__ = ["paging"]
