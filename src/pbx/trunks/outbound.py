@@ -5,8 +5,11 @@ The attempts of the route (:func:`pbx.trunks.routes.plan`) are tried in
 turn: a trunk that is down (OPTIONS) or full (``max_calls``) is skipped;
 the outbound hooks decorate or refuse each INVITE; a trunk that answers
 408 or 5xx, or does not answer in its ``setup_timeout``, passes the call to
-the next (RFC 3261 §21: those say the server failed, not the callee); any
-other failure (404, 486, 603 ...) reaches the caller.  A trunk counts the
+the next (RFC 3261 §21: those say the server failed, not the callee), as
+does one that refuses the trunk's credentials (401/407 again); any other
+failure (404, 486, 603 ...) reaches the caller.  With every trunk tried,
+the caller hears 503 (a 401/407 of a carrier is never passed on: the
+phone would take it for pbx's own challenge).  A trunk counts the
 call from its INVITE to the end of the call, or of the attempt.
 """
 

@@ -21,7 +21,7 @@ from pbx.trunks.config import RateTable
 from pbx.trunks.numbers import E164, sent_number
 from pbx.trunks.trunk import Trunk
 
-__all__ = ["Attempt", "FAILOVER", "caller_number", "fails_over", "plan"]
+__all__ = ["Attempt", "caller_number", "fails_over", "plan"]
 
 
 @frozen
@@ -95,12 +95,12 @@ def _weighted(rows: list[tuple[float | None, int, Trunk]], rng: random.Random) -
     return out
 
 
-#: RFC 3261 §21: what makes a call try the next trunk: no answer from the
-#: carrier (408) or a server failure (5xx, 503 among them).  The callee's
-#: own answers (404, 486, 603 ...) are final.
 def fails_over(status: int) -> bool:
-    """Whether a call that got ``status`` from a trunk goes on to the next one."""
-    return status == 408 or 500 <= status <= 599
-
-
-FAILOVER = "408, 500-599"
+    """
+    Whether a call that got ``status`` from a trunk goes on to the next one
+    (RFC 3261 §21): no answer from the carrier (408), a server failure
+    (5xx, 503 among them), or a challenge the trunk's credentials could not
+    answer (401, 407: the trunk, not the callee, is refused).  The callee's
+    own answers (404, 486, 603 ...) are final.
+    """
+    return status in (401, 407, 408) or 500 <= status <= 599

@@ -103,9 +103,9 @@ class PlanTests(SynchronousTestCase):
         self.assertEqual((b.cost(90.0), b.cost(0.0)), (0.045, 0.0))
 
     def test_fails_over(self) -> None:
-        """408 and 5xx fail over; the callee's answers do not."""
-        self.assertEqual([s for s in (404, 408, 480, 486, 500, 502, 503, 504, 603) if fails_over(s)],
-                         [408, 500, 502, 503, 504])
+        """408, 5xx and a challenge the trunk could not answer fail over; the callee's answers do not."""
+        self.assertEqual([s for s in (401, 403, 404, 407, 408, 480, 486, 500, 502, 503, 504, 603) if fails_over(s)],
+                         [401, 407, 408, 500, 502, 503, 504])
 
 
 class IdentifyTests(SynchronousTestCase):

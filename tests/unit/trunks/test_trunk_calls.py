@@ -132,16 +132,22 @@ class OutboundTests(TrunkCallTestCase):
         self.assertEqual(self.controller.trunks.get("carrier").in_use, 0)
 
     def test_wrong_credentials_are_not_retried_again(self) -> None:
-        """A second challenge to the retried INVITE ends the attempt (one retry per challenge); 407 is no failover."""
+        """
+        A second challenge to the retried INVITE ends the attempt (one retry
+        per challenge) and the call goes to the next trunk; with none left the
+        caller hears 503, never the carrier's 407.
+        """
         caller_invite, leg = self.dial_out()
         invite = self.carrier.expect_one("INVITE")
         again = self.challenge(self.carrier, invite)
         self.carrier.respond(again, 407, extra=[("Proxy-Authenticate", v) for v in self.digest.challenge()])
         self.carrier.expect("ACK")
-        self.quiet(self.backup)
-        failed = self.caller.expect_one(407)
+        second = self.backup.expect_one("INVITE")
+        self.backup.respond(second, 401, extra=[("WWW-Authenticate", v) for v in self.digest.challenge()])
+        self.backup.expect("ACK")  # the backup has no password: nothing to answer with
+        failed = self.caller.expect_one(503)
         self.caller.ack_failure(caller_invite, failed)
-        self.assertEqual(self.record().trunk, "carrier")
+        self.assertEqual((self.record().trunk, self.record().hangup_cause), ("backup", "503 No Trunk Available"))
 
     def test_unauthenticated_callers_do_not_go_out(self) -> None:
         """A public trunk route still refuses callers pbx did not authenticate."""
