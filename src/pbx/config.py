@@ -273,6 +273,7 @@ class Config:
     follow_me: Mapping[str, Any] = field(factory=dict)
     #: Working hours by extension number, DND outside them (pbx.features.attendant.schedule.Schedule).
     dnd_schedule: Mapping[str, Any] = field(factory=dict)
+    permissions: Any = None  # pbx.permissions.options.PermissionsConfig
 
 
 # ---------------------------------------------------------------------------
@@ -806,7 +807,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "trunks", "rates",
+    "trunks", "rates", "permissions",
 }
 
 
@@ -859,6 +860,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
     from pbx.emergency.options import parse_emergency
+    from pbx.permissions.options import parse_permissions
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -887,6 +889,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         groups=groups,
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
+        permissions=parse_permissions(top.get("permissions")),
     )
 
 

@@ -60,6 +60,8 @@ from pbx.emergency.interfaces import IEmergencyEvents
 from pbx.errors import ListenError, StartupError
 from pbx.interfaces import IPBX, ICodec, IDialplanApplication, IStartupReport, IStore
 from pbx.log_level import filter_observers, level_named
+from pbx.permissions.api import PermissionsAPI
+from pbx.permissions.api import openapi_paths as permissions_paths
 from pbx.plugin_loader import ConfiguredFeature
 from pbx.provisioning import drop_placeholders, sync_admins, sync_extension
 from pbx.security.connections import ConnectionCaps
@@ -301,6 +303,10 @@ class PBXService(MultiService):
             self.config, self.store, self.reactor, key, self.applications, self._codecs, streams=budget.sip
         )
         assert self.sip.calls.trunks is not None
+        # The switch's own hooks (permissions ...) first, then what features add.
+        own = self.sip.calls.trunks.hooks
+        self.trunk_hooks.outbound[:0] = own.outbound
+        self.trunk_hooks.inbound[:0] = own.inbound
         self.sip.calls.trunks.hooks = self.trunk_hooks
         await self.sip.start()
         self._listen_sip()
@@ -423,6 +429,9 @@ class PBXService(MultiService):
         assert self.sip.calls.groups is not None
         groups = GroupsAPI(self.sip.calls.groups, self.api.authenticate, self.store, self.reactor)
         self.api.mount("groups", groups.resource(), groups_paths())
+        if self.sip.permissions is not None:
+            permissions = PermissionsAPI(self.sip.permissions, self.store, self.api.authenticate, self.reactor)
+            self.api.mount("permissions", permissions.resource(), permissions_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

@@ -36,6 +36,8 @@ from pbx.media.channel import load_audio
 from pbx.media.ports import PortAllocator
 from pbx.media.prompts import PromptLibrary
 from pbx.media.relay import Relay
+from pbx.permissions.guard import Guard
+from pbx.permissions.options import PermissionsConfig
 from pbx.records import AuditEvent
 from pbx.security.defence import Ban, SourceDefence
 from pbx.security.lockout import Lockout
@@ -59,6 +61,7 @@ from pbx.sip.sockets import (
 from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
+from pbx.trunks.joins import ask_guard
 from pbx.trunks.tls import carrier_tls
 
 __all__ = [
@@ -88,6 +91,8 @@ class Switch:
     security_log: SecurityLog | NoSecurityLog
     #: E911: locations, alerts, the PIDF-LO for trunks, PSAP callbacks.
     emergency: EmergencyDesk | None = None
+    #: Calling permissions and the toll-fraud guard outbound routing asks.
+    permissions: Guard | None = None
     log = Logger()
 
     async def start(self) -> None:
@@ -111,6 +116,10 @@ class Switch:
         self.registrar.start()
         if self.emergency is not None:
             await self.emergency.callbacks.load()
+        if self.permissions is not None:
+            held = await self.permissions.load()
+            if held:
+                self.log.warn("outside calls of {count} extension(s) held after toll-fraud alerts", count=held)
         self.defence.start()
         if self.core.overload is not None:
             self.core.overload.start()
@@ -199,8 +208,11 @@ def build_switch(
     core.handlers["SUBSCRIBE"] = events
     emergency = make_desk(config.emergency, store, reactor, registrar.contacts)
     calls.events.subscribe(emergency.on_call_event, kinds=["created"])
+    permissions = Guard(config.permissions or PermissionsConfig(), reactor, store, emergency=emergency.is_emergency)
+    calls.events.subscribe(permissions.on_call_event, kinds=["ended"])
+    calls.trunks.hooks.outbound.append(ask_guard(permissions))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
-                  emergency=emergency)
+                  emergency=emergency, permissions=permissions)
 
 
 def make_security_log(security: SecurityConfig, reactor: Any) -> SecurityLog | NoSecurityLog:

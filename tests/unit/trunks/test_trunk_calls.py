@@ -11,6 +11,8 @@ from tests.support.phones import CALLEE_SDP, CALLER_SDP, PBX, CallTestCase, Leg,
 from twisted.logger import globalLogPublisher
 
 from pbx.calls.dialplan import parse_dialplan
+from pbx.permissions.guard import Guard
+from pbx.permissions.options import parse_permissions
 from pbx.records import CallRecord
 from pbx.sip.auth import DigestAuthenticator, Verdict, compute_ha1, parse_credentials
 from pbx.sip.message import Request, Response
@@ -21,6 +23,7 @@ from pbx.trunks.hooks import (
     OutboundChange,
     OutboundContext,
 )
+from pbx.trunks.joins import ask_guard
 from pbx.trunks.registry import Trunks
 
 DIALLED = "95552345678"
@@ -371,3 +374,13 @@ class HookTests(TrunkCallTestCase):
         [context] = seen
         self.assertEqual((context.trunk.name, context.did, context.caller), ("carrier", "+15551230000", "+13125550100"))
         self.quiet(self.callee)
+
+    def test_permissions_guard_refuses(self) -> None:
+        """Joined by ask_guard, the permissions guard refuses a number above the caller's class; nothing goes out."""
+        guard = Guard(parse_permissions({"default": "national"}), self.clock, self.store)
+        self.controller.trunks.hooks.outbound.append(ask_guard(guard))
+        caller_invite, leg = self.caller.invite("99005551234")  # +1 900: premium
+        refused = self.caller.expect(100, 403)[1]
+        self.assertEqual(refused.reason, "Call Not Permitted")
+        self.caller.ack_failure(caller_invite, refused)
+        self.quiet(self.carrier, self.backup)
