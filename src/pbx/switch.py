@@ -61,7 +61,7 @@ from pbx.sip.sockets import (
 from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
-from pbx.trunks.joins import ask_guard
+from pbx.trunks.joins import ask_guard, psap_callback, tell_desk
 from pbx.trunks.tls import carrier_tls
 
 __all__ = [
@@ -210,7 +210,9 @@ def build_switch(
     calls.events.subscribe(emergency.on_call_event, kinds=["created"])
     permissions = Guard(config.permissions or PermissionsConfig(), reactor, store, emergency=emergency.is_emergency)
     calls.events.subscribe(permissions.on_call_event, kinds=["ended"])
-    calls.trunks.hooks.outbound.append(ask_guard(permissions))
+    calls.trunks.hooks.outbound += [ask_guard(permissions), tell_desk(emergency, config.sip.domain)]
+    if config.emergency is not None:
+        calls.trunks.hooks.inbound.append(psap_callback(emergency, tuple(config.emergency.trunks)))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
                   emergency=emergency, permissions=permissions)
 

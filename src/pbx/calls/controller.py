@@ -44,6 +44,7 @@ from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.config import Config
+from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.records import Binding, ExtensionRecord
@@ -272,6 +273,10 @@ class CallController:
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, number, action, display)
             return
+        if record is not None and (emergency := self._emergency_route(number)) is not None:
+            # Kari's Law: 911, with or without the outside-line prefix, goes out
+            # on the emergency trunk order whatever the dialplan says.
+            action = emergency
         if isinstance(action, ToTrunks):
             if record is None:
                 # Outside lines cost money: only callers pbx authenticated use them.
@@ -288,18 +293,15 @@ class CallController:
         """
         An INVITE from a trunk: not challenged (the trunk is who it is by
         its address); its DID says where it goes, an unknown DID gets 404.
+        An inbound verifier may refuse it, or send it straight to an
+        extension (a PSAP calling back an emergency caller).
         """
         assert self.trunks is not None
         request = transaction.request
         caller = request.from_.uri.user or "anonymous"
         display = display_name(request.from_.display_name or "")
         found = self.trunks.did(trunk, request)
-        if found is None:
-            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
-                          caller=caller, number=self.trunks.called_number(trunk, request))
-            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
-            return
-        did, action = found
+        did = found[0] if found is not None else self.trunks.called(trunk, request)
         if trunk.full:
             self.log.warn("trunk {trunk}: call from {caller} to {did} refused: {n} calls already",
                           trunk=trunk.name, caller=caller, did=did, n=trunk.in_use)
@@ -309,18 +311,44 @@ class CallController:
         if verdict.refuse:
             transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
             return
+        if found is None and not verdict.extension:
+            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
+                          caller=caller, number=self.trunks.called_number(trunk, request))
+            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+            return
         expires = self._session_expires(transaction)
         if expires is None:
             return
         self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
                       did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
+        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did)
+        if verdict.extension:
+            self._ring_directly(transaction, caller, display, verdict.extension, expires,
+                                functools.partial(make_call, direct=True))
+            return
+        assert found is not None
+        action = found[1]
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, did, action, display)
         elif isinstance(action, ToExtension):
-            await self._ring_extension(transaction, caller, display, action.number, expires,
-                                       functools.partial(TrunkInboundCall, trunk=trunk, did=did))
+            await self._ring_extension(transaction, caller, display, action.number, expires, make_call)
         else:
             transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+
+    def _ring_directly(self, transaction: ServerTransaction, caller: str, display: str, number: str,
+                       expires: int, make_call: Callable[..., Call]) -> None:
+        """Ring ``number``'s phones past its DND, forwards, follow-me and voicemail."""
+        bindings = self.registrar.contacts(number)
+        if not bindings:
+            transaction.respond(make_response(transaction.request, 480, "Not Registered", to_tag=new_tag()))
+            return
+        call = self._open_call(transaction, caller, display, number, expires, make_call)
+        if call is None:
+            return
+        call.seen = {number}
+        self.log.info("call {caller} -> {callee} rung directly ({n} phone(s))", caller=caller, callee=number,
+                      n=len(bindings))
+        self._ring(call, bindings)
 
     async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
                         dialled: str, action: ToTrunks, expires: int) -> None:
@@ -334,6 +362,17 @@ class CallController:
         )
         refreshes = _caller_refreshes(transaction.request)
         await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+
+    def _emergency_route(self, number: str) -> ToTrunks | None:
+        """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
+        section = self.config.emergency
+        if section is None or self.trunks is None:
+            return None
+        names = tuple(name for name in section.trunks if self.trunks.get(name) is not None)
+        called = is_emergency(number, section.dial, section.prefixes) if names else None
+        if called is None or not number.endswith(called):
+            return None
+        return ToTrunks(names, strip=len(number) - len(called), emergency=True)
 
     def _track(self, call: LiveCall) -> None:
         """A call is in progress: in-dialog requests, the API and the shutdown find it."""
@@ -635,6 +674,8 @@ class CallController:
         the application a diverter names, under the same To tag, so the 18x
         the caller saw and the 2xx belong to one dialog (RFC 3261 §12.1).
         """
+        if isinstance(call, TrunkInboundCall) and call.direct:
+            return False  # rung past voicemail on purpose
         action = self._divertible(callee, reason)
         if action is None:
             return False

@@ -64,6 +64,7 @@ class ToTrunks:
     :ivar caller_id: the number this route presents; "" leaves it to the
         extension's or the trunk's.
     :ivar weighted: share calls among equally priced trunks by their weights.
+    :ivar emergency: an emergency call (never refused for a full trunk).
     """
 
     trunks: tuple[str, ...]
@@ -71,6 +72,7 @@ class ToTrunks:
     prepend: str = ""
     caller_id: str = ""
     weighted: bool = False
+    emergency: bool = False
 
 
 Action = ToExtension | ToApplication | HangUp | ToGroup | ToTrunks

@@ -33,7 +33,7 @@ from pbx.records import CallRecord
 from pbx.sip.dialog import LocalAddress, new_invite
 from pbx.sip.message import Request, Response
 from pbx.sip.uri import parse_uri
-from pbx.trunks.hooks import OutboundChange
+from pbx.trunks.hooks import OutboundChange, Part
 from pbx.trunks.routes import Attempt
 from pbx.trunks.trunk import Trunk
 
@@ -74,16 +74,22 @@ def only_codecs(sdp: bytes, names: tuple[str, ...]) -> bytes:
     return "\r\n".join(out).encode()
 
 
-def multipart(sdp: bytes, parts: tuple[tuple[str, bytes], ...]) -> tuple[bytes, str]:
-    """The body and its Content-Type: ``sdp`` alone, or with ``parts`` in multipart/mixed (RFC 5621)."""
+def multipart(sdp: bytes, parts: tuple[Part, ...]) -> tuple[bytes, str]:
+    """
+    The body and its Content-Type: ``sdp`` alone, or with ``parts`` in
+    multipart/mixed (RFC 5621; RFC 2046 §5.1.1: the CRLF before each
+    delimiter belongs to it, the last one ends with ``--``).
+    """
     if not parts:
         return sdp, "application/sdp"
-    boundary = "pbx-" + secrets.token_hex(8)
-    chunks = [(b"application/sdp", sdp)] if sdp else []
-    chunks += [(kind.encode(), body) for kind, body in parts]
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: " + kind + b"\r\n\r\n" + data + b"\r\n"
-                    for kind, data in chunks) + b"--" + boundary.encode() + b"--\r\n"
-    return body, f"multipart/mixed;boundary={boundary}"
+    boundary = ("pbx-" + secrets.token_hex(8)).encode()
+    chunks: list[tuple[str, bytes, tuple[tuple[str, str], ...]]] = [("application/sdp", sdp, ())] if sdp else []
+    chunks += [(part[0], part[1], part[2] if len(part) > 2 else ()) for part in parts]
+    body = b""
+    for kind, data, headers in chunks:
+        head = f"Content-Type: {kind}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers)
+        body += b"--" + boundary + b"\r\n" + head.encode() + b"\r\n" + data + b"\r\n"
+    return body + b"--" + boundary + b"--\r\n", f"multipart/mixed;boundary={boundary.decode()}"
 
 
 class TrunkCall(Call):
@@ -190,9 +196,12 @@ class TrunkInboundCall(Call):
     records name the trunk and the DID (``dialled``).
     """
 
-    def __init__(self, *args: Any, trunk: Trunk, did: str, on_end: Callable[[Call], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, trunk: Trunk, did: str, on_end: Callable[[Call], None], direct: bool = False,
+                 **kwargs: Any) -> None:
         self.trunk = trunk
         self.did = did
+        #: Rung past DND, forwards and voicemail (a PSAP's callback): nothing diverts it.
+        self.direct = direct
         trunk.take()
 
         def ended(call: Call) -> None:

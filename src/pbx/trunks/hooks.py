@@ -21,7 +21,7 @@ from attrs import define, field, frozen
 from pbx.sip.message import Request
 from pbx.trunks.config import TrunkConfig
 
-__all__ = ["InboundContext", "InboundVerdict", "OutboundChange", "OutboundContext", "TrunkHooks"]
+__all__ = ["Part", "InboundContext", "InboundVerdict", "OutboundChange", "OutboundContext", "TrunkHooks"]
 
 
 @frozen
@@ -48,19 +48,24 @@ class OutboundContext:
     call_id: str = ""
 
 
+Part = tuple[str, bytes] | tuple[str, bytes, tuple[tuple[str, str], ...]]
+
+
 @frozen
 class OutboundChange:
     """
     What an outbound hook does to the INVITE.
 
     :ivar headers: ``(name, value)`` lines to add (e.g. ``Identity``, ``Geolocation``).
-    :ivar parts: ``(content type, body)`` parts sent beside the SDP in a
-        ``multipart/mixed`` body (e.g. a PIDF-LO, RFC 6442).
+    :ivar parts: ``(content type, body)`` or ``(content type, body,
+        ((header, value), ...))`` parts sent beside the SDP in a
+        ``multipart/mixed`` body (e.g. a PIDF-LO with its ``Content-ID``,
+        RFC 6442).
     :ivar refuse: a SIP status to refuse the call with (0: go on), and its reason.
     """
 
     headers: tuple[tuple[str, str], ...] = ()
-    parts: tuple[tuple[str, bytes], ...] = ()
+    parts: tuple[Part, ...] = ()
     refuse: int = 0
     reason: str = ""
 
@@ -89,11 +94,14 @@ class InboundVerdict:
 
     :ivar notes: facts kept with the call (e.g. ``verstat``), logged with it.
     :ivar refuse: a SIP status to refuse the call with (0: go on), and its reason.
+    :ivar extension: ring this extension's phones instead of the DID's
+        target, past its DND, forwards and voicemail (a PSAP calling back).
     """
 
     notes: Mapping[str, str] = field(factory=dict)
     refuse: int = 0
     reason: str = ""
+    extension: str = ""
 
 
 Outbound = Callable[[OutboundContext], Any]
@@ -114,7 +122,7 @@ class TrunkHooks:
     async def decorate(self, context: OutboundContext) -> OutboundChange:
         """Ask every outbound hook; their headers and parts together, or the first refusal."""
         headers: list[tuple[str, str]] = []
-        parts: list[tuple[str, bytes]] = []
+        parts: list[Part] = []
         for hook in self.outbound:
             change = await _result(hook(context))
             if change is None:
@@ -128,6 +136,7 @@ class TrunkHooks:
     async def verify(self, context: InboundContext) -> InboundVerdict:
         """Ask every inbound verifier; their notes together, or the first refusal."""
         notes: dict[str, str] = {}
+        extension = ""
         for hook in self.inbound:
             verdict = await _result(hook(context))
             if verdict is None:
@@ -135,4 +144,5 @@ class TrunkHooks:
             if verdict.refuse:
                 return verdict
             notes.update(verdict.notes)
-        return InboundVerdict(notes)
+            extension = extension or verdict.extension
+        return InboundVerdict(notes, extension=extension)

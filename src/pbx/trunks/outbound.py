@@ -63,6 +63,8 @@ class TrunkDialler:
     track: Callable[[Any], None]
     ended: Callable[[Any], None]
     ring_timeout: float
+    #: An emergency call: a trunk's ``max_calls`` does not hold it back (Kari's Law).
+    emergency: bool = False
     log = Logger()
 
     async def call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
@@ -71,6 +73,7 @@ class TrunkDialler:
         request = transaction.request
         attempts = plan(action, dialled, self.trunks.trunks, self.trunks.rates,
                         extension_caller_id=record.caller_id)
+        self.emergency = action.emergency
         try:
             session = self.open_session()
         except Exception as e:
@@ -92,7 +95,7 @@ class TrunkDialler:
         while attempts and call.state in ("routing", "ringing"):
             attempt = attempts.pop(0)
             trunk = attempt.trunk
-            if not trunk.up or trunk.full:
+            if not trunk.up or (trunk.full and not self.emergency):
                 self.log.info("call {caller} -> {dialled}: trunk {trunk} skipped ({why})", caller=call.caller,
                               dialled=call.dialled, trunk=trunk.name, why="down" if not trunk.up else "full")
                 continue

@@ -99,6 +99,19 @@ class Trunks:
                 return number, trunk.config.dids[number]
         return None
 
+    def called(self, trunk: Trunk, request: Request) -> str:
+        """The E.164 number an INVITE from ``trunk`` calls (the Request-URI's, else To's), or ""."""
+        candidates = [request.uri.user or ""]
+        try:
+            candidates.append(request.to.uri.user or "")
+        except SIPParseError:
+            pass
+        for text in candidates:
+            number = normalise(text, trunk.config.country_code) if text else None
+            if number is not None:
+                return number
+        return ""
+
     def called_number(self, trunk: Trunk, request: Request) -> str:
         """The number an INVITE from ``trunk`` asked for, for the log (To's user, else the Request-URI's)."""
         try:

@@ -356,6 +356,22 @@ class HookTests(TrunkCallTestCase):
         self.caller.ack_failure(caller_invite, refused)
         self.quiet(self.carrier, self.backup)
 
+    def test_inbound_verifier_rings_an_extension_directly(self) -> None:
+        """A verifier naming an extension (a PSAP's callback) rings its phones past DND, even to an unknown DID."""
+        self.store.extensions["1002"] = attrs.evolve(self.store.extensions["1002"], dnd=True)
+        self.controller.trunks.hooks.inbound.append(lambda context: InboundVerdict(extension="1002"))
+        uri = f"sip:+15557770000@{PBX[0]}"
+        leg = Leg("in-psap@192.0.2.50", "<sip:911@192.0.2.50>;tag=p", f"<{uri}>", uri, 0)
+        invite = self.carrier.request_to("INVITE", uri, leg, body=CALLER_SDP)
+        self.carrier.send(invite)
+        self.carrier.expect(100)
+        forked = self.callee.expect_one("INVITE")
+        self.callee.respond(forked, 486)
+        self.callee.expect("ACK")
+        busy = self.carrier.expect_one(486)
+        self.carrier.ack_failure(invite, busy)
+        self.assertEqual(self.record().trunk, "carrier")
+
     def test_inbound_verifier_refuses(self) -> None:
         """An inbound verifier gets the trunk, DID and caller and may refuse the call."""
         seen: list[InboundContext] = []
