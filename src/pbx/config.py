@@ -200,6 +200,17 @@ class CallsConfig:
     min_session_expires: int = 90
 
 
+@frozen
+class TransferConfig:
+    """The ``transfer:`` section: call transfer (REFER) from phones."""
+
+    #: Seconds a blind transfer's target rings before the transferor's phone is rung back.
+    recall_after: int = 30
+    #: Keys that, followed by a number, blind-transfer a call from a phone
+    #: without a transfer key (SIP INFO keys only); "" for none.
+    blind_code: str = "##"
+
+
 #: The values of ``log.level``, most verbose first.
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
@@ -262,6 +273,7 @@ class Config:
     features: Mapping[str, Mapping[str, Any]]
     plugin_dirs: tuple[str, ...] = ()
     calls: CallsConfig = CallsConfig()
+    transfer: TransferConfig = TransferConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
     #: SIP trunks, their DIDs and the rate table (``trunks:``, ``rates:``).
     trunks: TrunksConfig = TrunksConfig()
@@ -681,6 +693,16 @@ def _calls(raw: Any) -> CallsConfig:
     )
 
 
+def _transfer(raw: Any) -> TransferConfig:
+    from pbx.calls.feature_codes import code_problem
+
+    t = _mapping(raw, "transfer", {"recall_after", "blind_code"})
+    return TransferConfig(
+        recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600),
+        blind_code=_check(code_problem, _str(t.get("blind_code"), "transfer.blind_code", "##"), "transfer.blind_code"),
+    )
+
+
 def _log(raw: Any) -> LogConfig:
     c = _mapping(raw, "log", {"level"})
     level = _str(c.get("level"), "log.level", "info")
@@ -807,7 +829,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "trunks", "rates", "permissions",
+    "trunks", "rates", "permissions", "transfer",
 }
 
 
@@ -882,6 +904,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         features=_features(top.get("features")),
         plugin_dirs=plugin_dirs,
         calls=_calls(top.get("calls")),
+        transfer=_transfer(top.get("transfer")),
         dialplan=dialplan,
         log=_log(top.get("log")),
         trunks=trunks,

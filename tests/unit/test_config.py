@@ -468,3 +468,26 @@ class SecuritySectionTests(SynchronousTestCase):
         self.assertEqual(parse_config("{}", "pbx.yml", {}).security.lockout_address_failures, 50)
         key, why = problem("security: {lockout_failures: 10, lockout_address_failures: 5}\n")
         self.assertEqual((key, why), ("security.lockout_address_failures", "must not be less than lockout_failures"))
+
+
+class TransferConfigTests(SynchronousTestCase):
+    """The ``transfer:`` section."""
+
+    def test_default_and_value(self) -> None:
+        """recall_after defaults to 30 seconds and takes a configured value."""
+        self.assertEqual(parse_config(GOOD, "pbx.yml", ENV).transfer.recall_after, 30)
+        config = parse_config(GOOD + "transfer: {recall_after: 12}\n", "pbx.yml", ENV)
+        self.assertEqual(config.transfer.recall_after, 12)
+
+    def test_bad_values(self) -> None:
+        """A recall_after out of range, not a number, or an unknown key names the key."""
+        self.assertEqual(problem(GOOD + "transfer: {recall_after: 1}\n")[0], "transfer.recall_after")
+        self.assertEqual(problem(GOOD + "transfer: {recall_after: soon}\n")[0], "transfer.recall_after")
+        self.assertEqual(problem(GOOD + "transfer: {blind: '##'}\n")[0], "transfer.blind")
+        self.assertEqual(problem(GOOD + "transfer: {blind_code: 'x1'}\n")[0], "transfer.blind_code")
+
+    def test_blind_code(self) -> None:
+        """blind_code defaults to ## and may be turned off with ""."""
+        self.assertEqual(parse_config(GOOD, "pbx.yml", ENV).transfer.blind_code, "##")
+        config = parse_config(GOOD + "transfer: {blind_code: ''}\n", "pbx.yml", ENV)
+        self.assertEqual(config.transfer.blind_code, "")

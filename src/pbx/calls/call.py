@@ -24,6 +24,7 @@ from pbx.calls.events import CallEvents
 from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
+from pbx.calls.party import Party
 from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
@@ -62,6 +63,11 @@ class Call:
     """
 
     log = Logger()
+    #: The caller's side: its leg, or, once a transfer put someone else
+    #: there, that party (:mod:`pbx.calls.transfer`).
+    a: InboundLeg | Party
+    #: Records of the parties that left by a transfer (:meth:`vacate`).
+    departed: tuple[CallRecord, ...] = ()
 
     def __init__(
         self,
@@ -430,6 +436,71 @@ class Call:
             info, other.peer,
             lambda r: transaction.respond(make_response(request, r.status)) if r.status >= 200 else None)
 
+    # -- transfer (pbx.calls.transfer) ------------------------------------------------
+
+    def vacate(self, leg: str, record: CallRecord | None = None) -> Dialog | None:
+        """
+        The party on ``leg`` leaves without ending the call (it transferred
+        it): its dialog leaves the call and the relay stops sending to its
+        side; the seat waits, empty, for :meth:`seat`.  Hanging up the call
+        meanwhile sends BYE to the other party only.
+
+        :param record: the departing party's call record, kept with the call's.
+        :returns: the departing party's dialog (the caller sends it BYE).
+        """
+        if leg == "a":
+            dialog = self.a.dialog
+            self.a = Party(self.services.sip, None, self._end)
+            # RFC 4028: the caller refreshed the session; the new party does not.
+            self.session_expires = 0
+            self._timers.stop("session")
+        else:
+            dialog = self.b.dialog if self.b is not None else None
+            self.b = None
+        if dialog is not None:
+            self.services.dialogs.discard(dialog)
+        if record is not None:
+            self.departed = (*self.departed, record)
+        self.media.session.hold(leg)
+        return dialog
+
+    def seat(self, leg: str, dialog: Dialog, fork: Fork | None = None) -> None:
+        """
+        Put a confirmed party in ``leg``'s empty seat: the transfer target
+        (``fork``, dialled by pbx) or a party from another call.  Its media
+        is already pointed at (the transfer answered its SDP on ``leg``).
+
+        :raises ValueError: a callee's seat gets no :class:`Fork`.
+        """
+        if leg == "a":
+            self.a = Party(self.services.sip, dialog, self._end)
+        elif fork is None:
+            raise ValueError("the callee's seat takes a fork")
+        else:
+            self.b = fork
+        self.delayed = False  # whatever the caller's INVITE was, the new party's offer/answer is done
+        self.services.dialogs.add(self, dialog)
+        self.media.session.unhold(leg)
+
+    def answer_in_dialog(self, transaction: ServerTransaction, response: Response) -> None:
+        """Answer an INVITE that joins this call; a 2xx is resent until its ACK reaches the call."""
+        self._reinvites.respond(transaction, response)
+
+    def hand_over(self, leg: str, cause: str) -> None:
+        """
+        The party on ``leg`` moves to another call (an attended transfer
+        joined it there): end this call, BYE the other party only.
+        """
+        if self._over or self.hangup_cause:
+            return
+        self.hangup_side, self.hangup_cause, self.disposition = "pbx", cause, "ANSWERED"
+        if leg == "b":
+            self.a.bye_now()
+        else:
+            if self.b is not None and self.b.dialog is not None:
+                self.services.sip.in_dialog(self.b.dialog, "BYE")
+            self.a.release()
+
     def inactive_for(self, now: float) -> float:
         """Seconds since RTP last flowed either way through the relay."""
         return float(self.media.session.inactive_for(now))
@@ -451,6 +522,7 @@ class Call:
                 end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
                 hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="b",
             ))
+        rows.extend(self.departed)
         return rows
 
     def summary(self) -> dict[str, Any]:

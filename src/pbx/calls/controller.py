@@ -40,9 +40,11 @@ from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
 from pbx.calls.reach import Reach
+from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
+from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
@@ -104,6 +106,10 @@ class CallController:
     groups: GroupDirectory | None = None
     services: LegServices = field(init=False)
     routing: Routing = field(init=False)
+    #: Blind and attended transfers (REFER) of relayed calls.
+    transfers: Transfers = field(init=False)
+    #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
+    replacements: Replacements = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -122,6 +128,12 @@ class CallController:
             self.cdr = CDRWriter(self.store, self.core.clock)
         if self.trunks is None:
             self.trunks = Trunks(self.config.trunks, self.services, self.local_address)
+        self.transfers = Transfers(self.services, self.routing, self.events,
+                                   dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
+                                   ring_timeout=self.config.calls.ring_timeout,
+                                   recall_after=self.config.transfer.recall_after,
+                                   blind_code=self.config.transfer.blind_code)
+        self.replacements = Replacements(self.services, self.events)
 
     @property
     def clock(self) -> Any:
@@ -137,7 +149,7 @@ class CallController:
 
     def install(self) -> None:
         """Take over call-related methods in the core, write CDRs, start the media watchdog."""
-        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK"):
+        for method in ("INVITE", "BYE", "CANCEL", "UPDATE", "INFO", "PRACK", "REFER"):
             self.core.handlers[method] = self._dispatch
         self.core.ack_handler = self.ack
         assert self.cdr is not None
@@ -221,12 +233,17 @@ class CallController:
         method = request.method
         if method == "BYE":
             transaction.respond(make_response(request, 200))
-            call.hang_up(leg, "BYE")
+            if not (isinstance(call, Call) and self.transfers.leaving(call, leg)):
+                call.hang_up(leg, "BYE")
         elif method in ("INVITE", "UPDATE"):
             dialog.update_target(request)
             call.reoffer(leg, transaction)
         elif method == "INFO":
+            if isinstance(call, Call):
+                self.transfers.info(call, leg, request)  # it only watches for feature codes
             call.info(leg, transaction)
+        elif method == "REFER" and isinstance(call, Call):
+            self.transfers.refer(call, leg, dialog, transaction)
         else:
             transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
 
@@ -240,6 +257,13 @@ class CallController:
 
     async def _new_call(self, transaction: ServerTransaction) -> None:
         request = transaction.request
+        if request.headers.get("Replaces") is not None:
+            # RFC 3891 §3: a phone takes over a dialog of a call; only a known phone may.
+            replacing = await self.authn.authenticate(transaction, proxy=True)
+            if replacing is not None:
+                self.replacements.invite(transaction, replacing.number,
+                                         self.local_address(transaction.peer.transport))
+            return
         trunk = self.trunks.identify(request, transaction.peer) if self.trunks else None
         if trunk is not None:
             await self._from_trunk(transaction, trunk)

@@ -41,6 +41,24 @@ class DialogTable(Generic[Owner]):
             return None
         return entry
 
+    def find(self, call_id: str, local_tag: str, remote_tag: str) -> tuple[Owner, Dialog] | None:
+        """The owner and dialog with this dialog ID (RFC 3891 §3: what a Replaces header names), or None."""
+        entry = self._dialogs.get((call_id, local_tag))
+        if entry is None or entry[1].remote_tag != remote_tag:
+            return None
+        return entry
+
+    def discard(self, dialog: Dialog) -> None:
+        """Forget one dialog (its party left the call: a transfer)."""
+        key = (dialog.call_id, dialog.local_tag)
+        entry = self._dialogs.get(key)
+        if entry is None or entry[1] is not dialog:
+            return
+        del self._dialogs[key]
+        keys = self._owned.get(id(entry[0]))
+        if keys is not None and key in keys:
+            keys.remove(key)
+
     def drop(self, owner: Owner) -> None:
         """Forget every dialog of ``owner``."""
         for key in self._owned.pop(id(owner), []):

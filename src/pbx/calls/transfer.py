@@ -1,0 +1,472 @@
+"""
+Transfer of relayed two-party calls from a phone's transfer key: the REFER
+(RFC 3515) in either party's dialog, and blind transfer with recall.
+Attended transfer (Refer-To with Replaces) is :mod:`pbx.calls.attended`'s;
+the seats both move parties between are :mod:`pbx.calls.seats`.
+
+Who is where.  A :class:`~pbx.calls.call.Call` has two seats, ``"a"`` (the
+caller's) and ``"b"`` (the callee's), each with one side of one relay
+session.  Either party may transfer: the *transferor* is the seat the REFER
+came in, the *transferee* the other seat, whose dialog, relay port and SDP
+stay as they are.  The transferor's seat is emptied (:meth:`Call.vacate
+<pbx.calls.call.Call.vacate>`) and the target is seated there
+(:meth:`Call.seat <pbx.calls.call.Call.seat>`) on the transferor's relay
+port, so after a transfer the call is still one call with one relay
+session, whichever party moved.  The caller's seat normally holds an
+:class:`~pbx.calls.inbound.InboundLeg`; a target seated there is a
+:class:`~pbx.calls.party.Party` (a confirmed dialog, whoever formed it),
+so the call's own code (BYE, re-INVITE, INFO, records) goes on unchanged
+and the asymmetry of the call's set-up does not matter once it is up.
+
+Media.  The target gets an offer made from the transferee's SDP cut down
+to the codec in use (and telephone-event), sendrecv, at the transferor's
+relay port: a target that takes it talks to the transferee with no
+re-INVITE of the transferee; one that picks another of pbx's codecs is
+transcoded by the relay.  A transferee the transferor had held is
+re-INVITEd sendrecv once the target is seated.
+
+Blind transfer.  202, NOTIFY "100 Trying" (none with ``Refer-Sub: false``,
+RFC 4488), the target is resolved as a direct call is (unconditional
+forwarding, DND) and its phones ring from the transferee's number, with
+Referred-By (RFC 3892).  A target that fails before ringing is reported in
+the final NOTIFY and the transferor keeps the call.  Once a phone of the
+target rings, the final NOTIFY says 200, the transferor is hung up (after
+the NOTIFY's answer; a transferor that hangs up first just leaves) and the
+transferee hears ringback (:mod:`pbx.calls.ringback`).  The target
+answering takes the seat; a target that does not answer within
+``transfer.recall_after`` seconds, or fails, rings the transferor's phones
+back, and the transferee is hung up if nobody answers that either.
+
+Every transfer is published as a ``transferred`` call event naming both
+calls; the transferor's call record stays with the call's (hang-up cause
+``transferred to <number>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pbx.calls.attended import AttendedTransfers
+from pbx.calls.call import Call
+from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension, ToGroup
+from pbx.calls.events import CallEvent, CallEvents
+from pbx.calls.feature_codes import DigitCollector
+from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
+from pbx.calls.media import OTHER, MediaError
+from pbx.calls.refer import (
+    ReferError,
+    ReferProgress,
+    parse_refer_to,
+    wants_subscription,
+)
+from pbx.calls.ringback import Ringback, ringback_frames
+from pbx.calls.routing import Routing
+from pbx.calls.seats import (
+    current_sdp,
+    departing_record,
+    first_format,
+    party_number,
+    resume_held,
+    seat_dialog,
+)
+from pbx.calls.signalling import LegServices
+from pbx.media.dtmf import parse_dtmf_info
+from pbx.records import Binding
+from pbx.sip.dialog import Dialog, LocalAddress, new_invite
+from pbx.sip.message import Request, Response, make_response
+from pbx.sip.named_timers import NamedTimers
+from pbx.sip.transaction import ServerTransaction
+from pbx.sip.uri import parse_uri
+
+
+@define(eq=False)
+class _Blind:
+    """One blind transfer in progress."""
+
+    call: Call
+    leg: str  # the transferor's seat
+    target: str
+    transferor: str
+    progress: ReferProgress
+    offer: bytes
+    #: The transferee's payload type of the codec in use (its ringback's).
+    payload_type: int = 0
+    forks: Forks | None = None
+    ringback: Ringback | None = None
+    released: bool = False
+    recalling: bool = False
+    over: bool = False
+
+
+@define(eq=False)
+class Transfers:
+    """
+    Carries out the transfers phones ask for in their calls.
+
+    :ivar services: SIP sender, clock, dialog table, domain.
+    :ivar routing: extensions, forwarding and registered phones.
+    :ivar events: where ``transferred`` is published; ``ended`` is watched
+        to stop a transfer whose call ended.
+    :ivar ring_timeout: seconds a recalled transferor's phones ring.
+    :ivar recall_after: seconds a blind transfer's target rings before the
+        transferor is rung back.
+    """
+
+    services: LegServices
+    routing: Routing
+    events: CallEvents
+    #: The dialplan's action for a number (an authenticated caller's view).
+    dialplan: Callable[[str], Action | None] = lambda number: None
+    #: The in-call key code for a blind transfer ("" for none), see :mod:`pbx.calls.feature_codes`.
+    blind_code: str = ""
+    ring_timeout: float = 30.0
+    recall_after: float = 30.0
+    #: Attended transfers (REFER with Replaces).
+    attended: AttendedTransfers = field(init=False)
+    _blind: dict[str, _Blind] = field(factory=dict)
+    _collectors: dict[tuple[str, str], DigitCollector] = field(factory=dict)
+    log = Logger()
+
+    def __attrs_post_init__(self) -> None:
+        self.attended = AttendedTransfers(self.services, self.events)
+        self.events.subscribe(self._ended, kinds=("ended",))
+
+    @property
+    def active(self) -> int:
+        """How many blind transfers are in progress."""
+        return len(self._blind)
+
+    # -- REFER -------------------------------------------------------------------
+
+    def refer(
+        self, call: Call, leg: str, dialog: Dialog, transaction: ServerTransaction
+    ) -> None:
+        """A REFER from the party in ``leg``'s seat of ``call``, in ``dialog``."""
+        request = transaction.request
+        try:
+            target = parse_refer_to(request.headers.get("Refer-To"))
+        except ReferError as e:
+            self.log.info("REFER in {call_id} refused: {e}", call_id=call.call_id, e=e)
+            transaction.respond(make_response(request, 400, str(e)[:80]))
+            return
+        if call.state != "confirmed":
+            transaction.respond(make_response(request, 403, "Call Not Established"))
+            return
+        if call.call_id in self._blind:
+            # RFC 3261 §14.2 in spirit: one transfer of a call at a time.
+            transaction.respond(make_response(request, 491))
+            return
+        subscribe = wants_subscription(request)
+        accepted = make_response(request, 202)
+        accepted.headers.add("Contact", dialog.contact())
+        if not subscribe:
+            accepted.headers.add("Refer-Sub", "false")  # RFC 4488 §4
+        transaction.respond(accepted)
+        progress = ReferProgress(self.services.sip, dialog, enabled=subscribe)
+        progress.report(100)
+        self.log.info(
+            "call {call_id}: {who} transfers to {target}{how}",
+            call_id=call.call_id,
+            who=party_number(call, leg),
+            target=target.number,
+            how=" (attended)" if target.replaces else "",
+        )
+        if target.replaces is not None:
+            self.attended.transfer(call, leg, progress, target.replaces)
+            return
+        d = Deferred.fromCoroutine(
+            self._start_blind(call, leg, progress, target.number)
+        )
+        d.addErrback(self._failed, call, progress)
+
+    def _failed(self, failure: Any, call: Call, progress: ReferProgress) -> None:
+        self.log.failure(
+            "transferring call {call_id} failed", failure, call_id=call.call_id
+        )
+        self._blind.pop(call.call_id, None)
+        progress.report(500)
+
+    # -- feature codes -------------------------------------------------------------
+
+    def info(self, call: Call, leg: str, request: Request) -> None:
+        """
+        An INFO from ``leg``'s seat (relayed as ever by the call): a key
+        that may be part of the blind transfer code and a number.
+        """
+        if not self.blind_code or call.state != "confirmed":
+            return
+        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+        if event is None:
+            return
+        key = (call.call_id, leg)
+        collector = self._collectors.get(key)
+        if collector is None:
+            collector = DigitCollector(
+                self.blind_code,
+                self.services.clock,
+                lambda number: self._keyed(call, leg, number),
+            )
+            self._collectors[key] = collector
+        collector.key(event.digit)
+
+    def _keyed(self, call: Call, leg: str, number: str) -> None:
+        """The blind transfer code and ``number`` were keyed in ``leg``'s seat: transfer, no NOTIFY."""
+        dialog = seat_dialog(call, leg)
+        if dialog is None or call.state != "confirmed" or call.call_id in self._blind:
+            return
+        self.log.info(
+            "call {call_id}: {who} keyed a transfer to {number}",
+            call_id=call.call_id,
+            who=party_number(call, leg),
+            number=number,
+        )
+        progress = ReferProgress(self.services.sip, dialog, enabled=False)
+        d = Deferred.fromCoroutine(self._start_blind(call, leg, progress, number))
+        d.addErrback(self._failed, call, progress)
+
+    # -- blind ---------------------------------------------------------------------
+
+    async def _start_blind(
+        self, call: Call, leg: str, progress: ReferProgress, number: str
+    ) -> None:
+        transferor = party_number(call, leg)
+        # The dialplan first, as for a call dialled from the transferor's phone.
+        action = self.dialplan(number)
+        if isinstance(action, HangUp):
+            progress.report(action.status, action.reason or None)
+            return
+        if isinstance(action, ToApplication | ToGroup):
+            # Not yet: an application needs a channel of pbx's own for the
+            # transferee, a ring group its own ringing policy.
+            self.log.info("transfer to {action} refused", action=action)
+            progress.report(501)
+            return
+        if isinstance(action, ToExtension):
+            number = action.number
+        number, record, refuse = await self.routing.resolve_target(number, {transferor})
+        if record is None or refuse:
+            progress.report(refuse or 404)
+            return
+        bindings = self.routing.contacts(number)
+        if not bindings:
+            progress.report(480)
+            return
+        if call.state != "confirmed" or call.call_id in self._blind:
+            progress.report(487)
+            return
+        other = OTHER[leg]
+        try:
+            sdp = current_sdp(call.media, other)
+            offer = call.media.offer_from(other, sdp.to_bytes())
+        except MediaError as e:
+            self.log.info(
+                "call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e
+            )
+            progress.report(488)
+            return
+        transfer = _Blind(
+            call, leg, number, transferor, progress, offer, first_format(sdp)
+        )
+        self._blind[call.call_id] = transfer
+        self._ring(transfer, number, bindings, self.recall_after)
+
+    def _ring(
+        self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float
+    ) -> None:
+        """Ring ``number``'s phones with the transfer's offer, from the transferee."""
+        call, other = transfer.call, OTHER[transfer.leg]
+        shown, domain = party_number(call, other), self.services.domain
+        referred_by = f"<sip:{transfer.transferor}@{domain}>"
+
+        def invite(binding: Binding, address: LocalAddress) -> Request:
+            return new_invite(
+                target=parse_uri(binding.contact),
+                to=f"<sip:{number}@{domain}>",
+                from_=f"<sip:{shown}@{domain}>",
+                address=address,
+                body=transfer.offer,
+                contact_user=shown,
+                extra=[
+                    ("P-Asserted-Identity", f"<sip:{shown}@{domain}>"),
+                    ("Referred-By", referred_by),
+                ],
+            )
+
+        forks = Forks(
+            self.services,
+            on_provisional=lambda fork, response: self._ringing(transfer),
+            on_answer=lambda fork, response: self._answer(transfer, response),
+            contact_user=shown,
+            timers=NamedTimers(self.services.clock),
+        )
+        transfer.forks = forks
+        forks.ring(bindings, invite, timeout).addCallback(
+            self._rung, transfer
+        ).addErrback(
+            lambda f: self.log.failure("transfer of {call_id}", f, call_id=call.call_id)
+        )
+
+    def _ringing(self, transfer: _Blind) -> None:
+        """The target rings: the transfer is accepted; the transferor leaves."""
+        if not transfer.recalling:
+            self._release_transferor(transfer)
+
+    def _release_transferor(self, transfer: _Blind) -> None:
+        """Final NOTIFY 200, then BYE the transferor (RFC 3515 §2.4.5)."""
+        if transfer.released:
+            return
+        transfer.released = True
+        self._ring_back(transfer)
+        call, leg = transfer.call, transfer.leg
+        now = self.services.clock.seconds()
+        record = departing_record(call, leg, f"transferred to {transfer.target}", now)
+        dialog = call.vacate(leg, record)
+        if dialog is None:
+            return
+        sip = self.services.sip
+
+        def bye(_: object = None) -> None:
+            sip.in_dialog(dialog, "BYE")
+
+        if not transfer.progress.report(200, on_response=bye):
+            bye()
+
+    def leaving(self, call: Call, leg: str) -> bool:
+        """
+        The party in ``leg``'s seat sent BYE: a transferor whose blind
+        transfer is under way leaves, and the call goes on (True; the BYE
+        is answered by the caller).  False: an ordinary hang-up.
+        """
+        transfer = self._blind.get(call.call_id)
+        if transfer is None or transfer.leg != leg or transfer.released:
+            return False
+        transfer.released = True
+        self._ring_back(transfer)
+        call.vacate(
+            leg,
+            departing_record(
+                call,
+                leg,
+                f"transferred to {transfer.target}",
+                self.services.clock.seconds(),
+            ),
+        )
+        return True
+
+    def _answer(self, transfer: _Blind, response: Response) -> Verdict:
+        """A phone of the target (or, on recall, of the transferor) answered: take its SDP on the seat."""
+        if transfer.call.state != "confirmed" or transfer.over:
+            return Verdict.DECLINE
+        try:
+            transfer.call.media.answer_from(transfer.leg, response.body)
+        except MediaError as e:
+            self.log.info("transfer target's answer unusable: {e}", e=e)
+            return Verdict.DECLINE
+        return Verdict.ACCEPT
+
+    def _rung(self, rung: Rung, transfer: _Blind) -> None:
+        call = transfer.call
+        if transfer.over:
+            return
+        if rung.outcome is Outcome.ANSWERED and rung.fork is not None:
+            self._release_transferor(transfer)
+            self._done(transfer)
+            self._take_seat(call, transfer.leg, rung.fork)
+            resume_held(call, OTHER[transfer.leg], self.services.sip)
+            who = transfer.transferor if transfer.recalling else transfer.target
+            self._publish(
+                call,
+                transfer.leg,
+                "recalled" if transfer.recalling else "blind",
+                transferor=transfer.transferor,
+                target=who,
+                target_call_id=rung.fork.invite.call_id,
+            )
+            return
+        if call.state == "ended":
+            self._done(transfer)
+            return
+        if not transfer.released:
+            # Nothing rang: the transferor keeps the call and hears why.
+            self._done(transfer)
+            transfer.progress.report(rung.status)
+            return
+        if transfer.recalling:
+            self._done(transfer)
+            call.hang_up("pbx", "transfer recall unanswered")
+            return
+        self._recall(transfer)
+
+    def _recall(self, transfer: _Blind) -> None:
+        """The target did not answer: ring the transferor's phones back."""
+        transfer.recalling = True
+        bindings = self.routing.contacts(transfer.transferor)
+        self.log.info(
+            "call {call_id}: transfer to {target} unanswered, recalling {who}",
+            call_id=transfer.call.call_id,
+            target=transfer.target,
+            who=transfer.transferor,
+        )
+        if not bindings:
+            self._done(transfer)
+            transfer.call.hang_up("pbx", "transfer recall unavailable")
+            return
+        self._ring(transfer, transfer.transferor, bindings, self.ring_timeout)
+
+    def _take_seat(self, call: Call, leg: str, fork: Fork) -> None:
+        assert fork.dialog is not None
+        call.seat(leg, fork.dialog, fork)
+        number = fork.binding.aor
+        if leg == "a":
+            call.caller = number
+        else:
+            call.callee = number
+
+    def _ring_back(self, transfer: _Blind) -> None:
+        """The transferee hears ringback (G.711 only) until the target or the recalled transferor answers."""
+        media = transfer.call.media
+        frames = None if media.transcoding else ringback_frames(media.codecs)
+        if frames is None:
+            return
+        endpoint = media.session.leg(OTHER[transfer.leg]).rtp
+        transfer.ringback = Ringback(
+            self.services.clock, endpoint, frames, transfer.payload_type
+        )
+        transfer.ringback.start()
+
+    def _done(self, transfer: _Blind) -> None:
+        transfer.over = True
+        if transfer.ringback is not None:
+            transfer.ringback.stop()
+        if self._blind.get(transfer.call.call_id) is transfer:
+            del self._blind[transfer.call.call_id]
+
+    def _ended(self, event: CallEvent) -> None:
+        """A call ended: its key collectors stop; a transfer in progress stops its target ringing."""
+        for leg in ("a", "b"):
+            collector = self._collectors.pop((event.call_id, leg), None)
+            if collector is not None:
+                collector.stop()
+        transfer = self._blind.get(event.call_id)
+        if transfer is None:
+            return
+        self._done(transfer)
+        if transfer.forks is not None:
+            transfer.forks.cancel()
+
+    def _publish(self, call: Call, leg: str, kind: str, **detail: Any) -> None:
+        self.events.announce(
+            "transferred",
+            call,
+            self.services.clock.seconds(),
+            leg,
+            how=kind,
+            call_id=call.call_id,
+            **detail,
+        )
