@@ -425,6 +425,8 @@ class Call:
             except MediaError:
                 transaction.respond(make_response(request, 488))
                 return
+            if self._hold is not None:
+                self._hold.refresh()
             ok = make_response(request, 200)
             ok.headers.add("Contact", (self.a.dialog or other_dialog).contact("pbx"))
             if self.session_expires and leg == "a":

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from pbx.calls.media import OTHER, CallMedia, MediaError
 from pbx.media.codecs_table import CodecSpec
 from pbx.media.offer_answer import offered_codecs
-from pbx.media.playout import HoldMusic
+from pbx.media.playout import HoldMusic, Playout
 from pbx.media.sdp import MediaDescription, SessionDescription, is_hold
 
 __all__ = ["LocalHold"]
@@ -53,6 +53,8 @@ class LocalHold:
     extension_of: Callable[[str], str]
     #: The legs whose hold pbx answered and keeps.
     holding: dict[str, bool] = field(factory=dict)
+    #: What each fed leg hears: (playout, payload type).
+    _feeding: dict[str, tuple[Playout, int]] = field(factory=dict)
     log = Logger()
 
     def answer(self, leg: str, body: bytes) -> bytes | None:
@@ -81,17 +83,18 @@ class LocalHold:
             self.release(leg)
             return None
         self.holding[leg] = hold
-        self._refresh()
+        self.refresh()
         return ours
 
     def release(self, leg: str) -> None:
         """Forget a hold pbx answered for ``leg`` (its next offer goes on): the music stops."""
         if self.holding.pop(leg, False):
-            self._refresh()
+            self.refresh()
 
     def stop(self) -> None:
         """The call is over: nobody hears music any more."""
         self.holding.clear()
+        self._feeding.clear()
         for leg in OTHER:
             self.media.session.unfeed(leg)
 
@@ -113,34 +116,38 @@ class LocalHold:
             return None
         return [main, *(c for c in agreed if c.is_auxiliary and c.key in offered)]
 
-    def _refresh(self) -> None:
-        """A leg hears music while the other holds (by pbx's answer) and it does not hold itself."""
+    def refresh(self) -> None:
+        """
+        Bring who hears what up to date: after pbx's own answers, and after
+        an offer/answer passed between the phones (a held party's re-INVITE
+        may change its codec or payload type).
+        """
         session = self.media.session
         for leg, other in OTHER.items():
             wanted = self.holding.get(other, False) and not self.media.held.get(
                 leg, False
             )
-            if not wanted:
-                if session.feeding(leg) is not None:
-                    session.unfeed(leg)
-                continue
-            if session.feeding(leg) is not None:
-                continue
-            codec = next(
-                (c for c in self.media.agreed.get(leg) or [] if not c.is_auxiliary),
-                None,
-            )
-            class_name = self.music.class_for(self.extension_of(other))
-            playout = (
-                self.music.playout(class_name, codec.encoding)
-                if codec is not None
-                else None
-            )
-            if playout is None or codec is None or codec.payload_type is None:
-                self.log.info(
-                    "no music on hold for leg {leg}: codec {codec} not ours",
-                    leg=leg,
-                    codec=codec.encoding if codec is not None else None,
-                )
-                continue
-            session.feed(leg, playout, codec.payload_type)
+            source = self._source(leg, other) if wanted else None
+            if source != self._feeding.get(leg):
+                session.unfeed(leg)
+                self._feeding.pop(leg, None)
+                if source is not None:
+                    session.feed(leg, *source)
+                    self._feeding[leg] = source
+
+    def _source(self, leg: str, other: str) -> tuple[Playout, int] | None:
+        """The playout and payload type ``leg`` hears while ``other`` holds, if we have its codec."""
+        codec = next(
+            (c for c in self.media.agreed.get(leg) or [] if not c.is_auxiliary), None
+        )
+        class_name = self.music.class_for(self.extension_of(other))
+        playout = (
+            self.music.playout(class_name, codec.encoding)
+            if codec is not None
+            else None
+        )
+        if playout is None or codec is None or codec.payload_type is None:
+            self.log.info("no music on hold for leg {leg}: codec {codec} not ours", leg=leg,
+                          codec=codec.encoding if codec is not None else None)  # fmt: skip
+            return None
+        return playout, codec.payload_type

@@ -238,7 +238,6 @@ class RelayEndpoint(DatagramProtocol):
             except Exception:
                 self.log.failure("relay tap {listener!r} failed; removed", listener=listener)
                 self.set_tap(None)
-
     def set_fed(self, fed: bool) -> None:
         """Stop (or resume) relaying the other leg's packets to this leg, which hears a feed instead."""
         self.fed = fed
@@ -423,7 +422,6 @@ class RelaySession:
     def untap(self, leg: str) -> None:
         """Stop handing ``leg``'s packets to its listener, if any."""
         self.leg(leg).rtp.set_tap(None)
-
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
         ``leg`` hears ``source`` (a :class:`~pbx.media.playout.Playout`)

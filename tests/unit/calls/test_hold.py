@@ -268,6 +268,38 @@ class HoldTests(CallTestCase):
         self.caller.ack_reinvite(leg)
         self.hang_up(leg)
 
+    def test_held_party_changes_codec(self) -> None:
+        """
+        While the caller holds, the callee's re-INVITE to PCMU goes to the
+        caller as before; once answered, the callee's music comes in PCMU
+        (payload type 0) from the PCMU playout.
+        """
+        invite, leg, callee_leg = self.establish()
+        self.hold(leg, CALLER_SDP, "sendonly")
+        self.callee.in_dialog(
+            callee_leg, "INVITE", body=hold_sdp(CALLEE_PCMU, "sendrecv", 2)
+        )
+        self.callee.expect(100)
+        reinvite = self.caller.expect_one("INVITE")
+        assert isinstance(reinvite, Request)
+        pcmu_only = CALLER_SDP.replace(b"RTP/AVP 0 8 101", b"RTP/AVP 0 101")
+        self.caller.respond(reinvite, 200, body=hold_sdp(pcmu_only, "sendonly", 4))
+        self.caller.expect("ACK")
+        self.assertEqual(audio(self.callee.expect_one(200).body)[2], ["0", "101"])
+        self.callee.ack_reinvite(callee_leg)
+        self.assertEqual(self.music.listeners(), {"sales/pcma": 0, "sales/pcmu": 1})
+        self.sent_to("b", CALLEE_MEDIA)
+        self.play(0.1)
+        packets = [rtp_fields(p) for p in self.sent_to("b", CALLEE_MEDIA)]
+        self.assertEqual({p[0] for p in packets}, {0})
+        heard = np.concatenate([g711.ulaw_decode(p[5]) for p in packets])
+        # A playout of its own (a new codec): the class from its start.
+        expected = self.classes["sales"].pcm(8000)[: len(heard)]
+        self.assertGreater(
+            np.corrcoef(heard.astype(float), expected.astype(float))[0, 1], 0.99
+        )
+        self.hang_up(leg)
+
     def test_hang_up_stops_music(self) -> None:
         """A call that ends while held leaves no listener and no media tick behind."""
         invite, leg, callee_leg = self.establish()
