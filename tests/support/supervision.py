@@ -69,13 +69,17 @@ class FakeCallTap:
         self._phase = 0
         self._sequence = 0
 
-    def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
-        """Keep ``listener``."""
+    def listen(
+        self, leg: str, listener: Callable[[bytes], object]
+    ) -> Callable[[], None]:
+        """Keep ``listener`` (one per leg here); returns what forgets it."""
         self.taps[leg] = listener
 
-    def untap(self, leg: str) -> None:
-        """Forget ``leg``'s listener."""
-        self.taps.pop(leg, None)
+        def remove() -> None:
+            if self.taps.get(leg) is listener:
+                del self.taps[leg]
+
+        return remove
 
     def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
         """PCMU and telephone-event, for both legs."""

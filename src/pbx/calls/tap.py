@@ -80,6 +80,18 @@ class CallTap:
                     )
         return found
 
+    def listen(
+        self, leg: str, listener: Callable[[bytes], object]
+    ) -> Callable[[], None]:
+        """
+        Hand every RTP packet ``leg`` sends to ``listener`` too, beside a
+        recording's :meth:`tap` (see :meth:`pbx.media.relay.RelaySession.listen`).
+
+        :returns: a function that removes the listener.
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        return self._media.session.listen(leg, listener)
+
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
         ``leg`` hears ``source`` instead of the other leg, sent from its own

@@ -56,11 +56,10 @@ class CallMediaTap(Protocol):
 
     codecs: Mapping[str, ICodec]
 
-    def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
-        """Hand each RTP packet ``leg`` sends to ``listener``."""
-
-    def untap(self, leg: str) -> None:
-        """Stop listening to ``leg``."""
+    def listen(
+        self, leg: str, listener: Callable[[bytes], object]
+    ) -> Callable[[], None]:
+        """Hand each RTP packet ``leg`` sends to ``listener`` (beside a recording); returns the remover."""
 
     def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
         """``{pt: (lower-case encoding, clock rate)}`` of what ``leg`` sends."""
@@ -210,6 +209,7 @@ class Monitor:
     _feeds: dict[str, LegFeed] = field(init=False, factory=dict)
     _stop_ticking: Callable[[], None] | None = field(init=False, default=None)
     _on_stop: list[Callable[[], object]] = field(init=False, factory=list)
+    _unlisten: list[Callable[[], None]] = field(init=False, factory=list)
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
@@ -237,7 +237,7 @@ class Monitor:
         if self.running:
             return
         for leg, leg_input in self._inputs.items():
-            self.tap.tap(leg, leg_input.packet)
+            self._unlisten.append(self.tap.listen(leg, leg_input.packet))
         self._stop_ticking = self.clock.add(self._tick)
         self._apply(fed_legs(self.mode, self.agent))
 
@@ -269,8 +269,9 @@ class Monitor:
             return
         stop()
         self._apply(frozenset())
-        for leg in self._inputs:
-            self.tap.untap(leg)
+        unlisten, self._unlisten = self._unlisten, []
+        for remove in unlisten:
+            remove()
         for member in self._members.values():
             member.remove()
         callbacks, self._on_stop = self._on_stop, []
