@@ -19,6 +19,10 @@ measured over :data:`TALK` seconds of each phone's recording:
 - after the supervisor hangs up: the parties hear each other and not the
   supervisor (the plain relay is back).
 
+An administrator asks the API to have 1000 listen to the call: 1000's
+phone rings, answers by itself and hears both parties, who do not hear it;
+stopping the monitor through the API hangs 1000's phone up.
+
 A supervisor the configuration does not allow (1003 over 1002) is refused:
 its call is hung up by pbx, and the call it asked for goes on untouched.
 Only loopback is used.
@@ -41,6 +45,7 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
+    http,
     require_binary,
     strong_password,
     wait_until,
@@ -92,7 +97,8 @@ class BaresipSupervisionTests(SynchronousTestCase):
         first = free_udp_block(RELAY_PORTS + 20 * len(TONES))
         relay = (first, first + RELAY_PORTS - 1)
         self.phone_rtp = {n: first + RELAY_PORTS + 20 * i for i, n in enumerate(TONES)}
-        admin = admin_password()
+        admin = self.admin = admin_password()
+        self.api_base = f"http://127.0.0.1:{api_port}/api/v1"
         config = json.loads(call_config(
             api_port=api_port, sip_port=self.sip_port, admin_password=admin,
             extensions=self.passwords, transports=("udp",), rtp_ports=relay,
@@ -277,3 +283,55 @@ class BaresipSupervisionTests(SynchronousTestCase):
             LIMIT,
             "only the parties' call",
         )
+
+    def test_api_listen(self) -> None:
+        """
+        POST /api/v1/supervision/calls/<id> rings the supervisor, who hears
+        both parties and is not heard; DELETE of its monitor hangs it up.
+        """
+        other = self.start_phone(OTHER, answer=True)
+        agent = self.start_phone(AGENT, answer=False)
+        supervisor = self.start_phone(SUPERVISOR, answer=True)
+        agent.control.command("dial", OTHER)
+        agent.control.event("CALL_ESTABLISHED")
+        other.control.event("CALL_ESTABLISHED")
+        [call] = self.api.get("/calls")["calls"]
+        status, body = http("POST", f"{self.api_base}/auth/login",
+                            {"username": "admin", "password": self.admin})  # fmt: skip
+        self.assertEqual(status, 200, body)
+        token = body["token"]
+        url = f"{self.api_base}/supervision/calls/{call['call_id']}"
+        status, body = http(
+            "POST", url, {"supervisor": SUPERVISOR, "mode": "listen"}, token=token
+        )
+        self.assertEqual((status, body["status"]), (202, "ringing"), body)
+        supervisor.control.event("CALL_ESTABLISHED")
+        wait_until(lambda: self.mode() == "listen", LIMIT, "the supervisor listening")
+        everyone = {AGENT: agent, OTHER: other, SUPERVISOR: supervisor}
+        listen = self.phase(everyone, "listening")
+        mark = supervisor.control.mark()
+        status, body = http(
+            "DELETE", f"{self.api_base}/supervision/monitors/{SUPERVISOR}", token=token
+        )
+        self.assertEqual((status, body["stopped"]), (200, True), body)
+        supervisor.control.event("CALL_CLOSED", since=mark)
+        agent.control.command("hangup")
+        agent.control.event("CALL_CLOSED")
+        heard = {}
+        for number, phone in everyone.items():
+            phone.stop()
+            heard[number] = np.asarray(phone.heard(), dtype=np.float64)
+        self.hears(
+            SUPERVISOR, heard[SUPERVISOR], AGENT, listen[SUPERVISOR], "API listen"
+        )
+        self.hears(
+            SUPERVISOR, heard[SUPERVISOR], OTHER, listen[SUPERVISOR], "API listen"
+        )
+        for party, peer in ((AGENT, OTHER), (OTHER, AGENT)):
+            peer_level = self.hears(
+                party, heard[party], peer, listen[party], "API listen"
+            )
+            leak = self.level(heard[party], SUPERVISOR, listen[party])
+            self.assertLess(
+                leak, 0.1 * peer_level, f"API listen: {party} hears the supervisor"
+            )
