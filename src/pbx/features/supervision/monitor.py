@@ -162,6 +162,11 @@ class LegFeed:
         """RTP clock ticks per 20 ms frame."""
         return int(self.codec.clock_rate) // FRAMES_PER_SECOND
 
+    @property
+    def attached(self) -> bool:
+        """Whether the relay still sends this feed to the leg (music on hold replaces it)."""
+        return self._sink is not None
+
     def add(self, sink: Callable[[bytes], object]) -> Callable[[], None]:
         """The relay's feed of the leg starts listening; returns what stops it."""
         self._sink = sink
@@ -251,8 +256,9 @@ class Monitor:
 
     def _apply(self, wanted: frozenset[str]) -> None:
         for leg in sorted(set(self._feeds) - wanted):
-            del self._feeds[leg]
-            self.tap.unfeed(leg)
+            # A feed replaced meanwhile (music on hold) is not ours to end.
+            if self._feeds.pop(leg).attached:
+                self.tap.unfeed(leg)
         for leg in sorted(wanted - set(self._feeds)):
             leg_input = self._inputs[leg]
             feed = self._feeds[leg] = LegFeed(leg_input.codec)

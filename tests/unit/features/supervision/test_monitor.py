@@ -205,3 +205,24 @@ class InputTests(SynchronousTestCase):
         first = leg.pop()
         assert first is not None
         self.assertLess(abs(float(first.mean()) - 200), 10)
+
+
+class HoldTests(MonitorTestCase):
+    """A whispered leg put on hold hears music on hold, which the supervisor leaving does not end."""
+
+    def test_replaced_feed_left_alone(self) -> None:
+        """When another feed replaced the whisper, stopping the monitor leaves that feed in place."""
+        self.monitor.set_mode("whisper")
+        self.monitor.start()
+
+        class Music:
+            timestamp_step = 160
+
+            def add(self, sink: object) -> object:
+                return lambda: None
+
+        music = Music()
+        self.tap.feed("a", music, 0)
+        self.monitor.stop()
+        self.assertIs(self.tap.feeds["a"][0], music)
+        self.tap.unfeed("a")
