@@ -63,6 +63,7 @@ from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
 from pbx.trunks.joins import ask_guard, psap_callback, tell_desk
+from pbx.trunks.stored import load_trunks
 from pbx.trunks.tls import carrier_tls
 
 __all__ = [
@@ -117,6 +118,10 @@ class Switch:
         self.registrar.start()
         if self.emergency is not None:
             await self.emergency.callbacks.load()
+        assert self.calls.trunks is not None
+        stored = await load_trunks(self.calls.store, self.calls.trunks)
+        if stored:
+            self.log.info("trunks from the API: {count}", count=stored)
         if self.permissions is not None:
             held = await self.permissions.load()
             if held:
