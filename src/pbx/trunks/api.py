@@ -40,7 +40,7 @@ from pbx.api.http import (
 )
 from pbx.api.openapi import error_response, object_response
 from pbx.api.tokens import Session
-from pbx.errors import ConfigError
+from pbx.errors import ConfigError, StartupError
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent
 from pbx.trunks.config import parse_rates, parse_trunk
@@ -156,8 +156,11 @@ class TrunksAPI:
             owner = self._trunks.did_owner(number, but=name)
             if owner is not None:
                 raise APIError(400, f"dids.{number}: is a DID of trunk {owner} too")
+        try:
+            self._trunks.put(config)
+        except StartupError as e:
+            raise APIError(400, str(e).removeprefix(f"trunks.{name}.")) from None
         await self._store.put_item(TRUNK_KIND, "", name, raw)
-        self._trunks.put(config)
         what = "changed" if old is not None else "created"
         await self._audit(request, "trunks.put", name, f"by {admin}: {what}")
         return json_body(request, 200 if old is not None else 201, self._summary(name))

@@ -25,6 +25,7 @@ from pbx.sip.transaction import Peer
 from pbx.trunks.config import RateTable, TrunkConfig, TrunksConfig
 from pbx.trunks.hooks import TrunkHooks
 from pbx.trunks.numbers import normalise
+from pbx.trunks.tls import carrier_tls
 from pbx.trunks.trunk import Trunk
 
 __all__ = ["Trunks"]
@@ -76,8 +77,13 @@ class Trunks:
         Run ``config`` as its trunk from now on: a trunk of that name is
         stopped (unregistered, its keep-alive ended) and the new one started.
         Calls in progress keep the trunk they went out on and end normally;
-        new calls use the new one.
+        new calls use the new one.  A ``tls`` trunk that verifies gets its
+        verifying connection creator, as the file's trunks do at start.
+
+        :raises StartupError: the trunk's ``ca`` cannot be read (nothing changed).
         """
+        if self.tls is not None and config.transport == "tls":
+            self.tls.update(carrier_tls(TrunksConfig((config,))))
         old = self.trunks.get(config.name)
         if old is not None:
             old.stop()

@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pbx.errors import ConfigError
+from pbx.errors import ConfigError, StartupError
 from pbx.interfaces import IStore
 from pbx.trunks.config import parse_rates, parse_trunk
 from pbx.trunks.registry import Trunks
@@ -42,13 +42,13 @@ async def load_trunks(store: IStore, trunks: Trunks) -> int:
     count = 0
     for _owner, name, data in await store.list_items(TRUNK_KIND):
         try:
-            config = parse_trunk(name, data)
-        except ConfigError as e:
+            trunks.put(parse_trunk(name, data))
+        except (ConfigError, StartupError) as e:
+            # A trunk stored by an older pbx, or a CA file gone since.
             _log.warn(
                 "stored trunk {trunk} skipped: {problem}", trunk=name, problem=str(e)
             )
             continue
-        trunks.put(config)
         count += 1
     rates = await store.get_item(RATES_KIND, "", RATES_KEY)
     if rates is not None:

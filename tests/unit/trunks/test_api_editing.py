@@ -368,6 +368,25 @@ class TrunkEditingTests(SynchronousTestCase):
             self.trunks.rates.public(), {"carrier": {"1": 0.5}, "backup": {"1": 0.1}}
         )
 
+    def test_tls_trunk_gets_a_verifying_creator(self) -> None:
+        """A verifying TLS trunk's next hop gets a verifying creator in the connector's table; one with verify: false none."""
+        self.trunks.tls = {}
+        body = {"uri": "sips:carrier.example:5061", "verify": True}
+        self.assertEqual(self.admin("PUT", f"{PREFIX}/secure", body)[0], 201)
+        self.assertEqual(list(self.trunks.tls), [("carrier.example", 5061)])
+        body = {"uri": "sips:other.example:5061", "verify": False}
+        self.assertEqual(self.admin("PUT", f"{PREFIX}/loose", body)[0], 201)
+        self.assertEqual(list(self.trunks.tls), [("carrier.example", 5061)])
+
+    def test_unreadable_ca_is_400(self) -> None:
+        """A ``ca`` that cannot be read is a 400 naming ``ca``; nothing is stored or started."""
+        self.trunks.tls = {}
+        body = {"uri": "sips:carrier.example:5061", "ca": "/nonexistent/ca.pem"}
+        status, answer = self.admin("PUT", f"{PREFIX}/secure", body)
+        self.assertEqual((status, answer["error"].split(":")[0]), (400, "ca"))
+        self.assertIsNone(self.trunks.get("secure"))
+        self.assertEqual([k for k in self.store.items if k[0] == TRUNK_KIND], [])
+
 
 class LoadTrunksTests(SynchronousTestCase):
     """The stored trunks and rates at start."""
