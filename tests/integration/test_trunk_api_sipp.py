@@ -10,8 +10,9 @@ a call dialled with 9 then goes out through it, the INVITE's challenge
 answered with the same credentials, audio both ways, priced by a rate table
 put through the API.  Deleting the API's copy unregisters (a SIPp registrar
 that accepts only ``Expires: 0``) and the file's trunk is back.  A trunk
-only the API defines is created (201), registers, and is deleted, which
-unregisters it too.
+only the API defines is created (201) and registers; the route is pointed
+at it through the API and a call goes out through it; once the route is
+reset it is deleted, which unregisters it too.
 """
 
 from __future__ import annotations
@@ -194,8 +195,13 @@ class TrunkAPITests(TrunkAPICase):
         self.assertEqual(self.api.request("DELETE", "/trunks/carrier")[0], 409)
         self.assert_idle()
 
-    def test_created_trunk_registers_and_delete_unregisters(self) -> None:
-        """A trunk only the API defines: 201, it registers with digest at once; DELETE unregisters it and it is gone."""
+    def test_created_trunk_routed_then_deleted(self) -> None:
+        """
+        A trunk only the API defines: 201, it registers with digest at once;
+        the 9 route is pointed at it and a call goes out through it (audio
+        both ways); it cannot be deleted while routed (409); after the route
+        is reset, DELETE unregisters it (Expires: 0) and it is gone.
+        """
         registrar = self.carrier(
             "carrier_register",
             self.other_port,
@@ -210,16 +216,42 @@ class TrunkAPITests(TrunkAPICase):
                 "username": "acct-2",
                 "password": PASSWORD,
                 "register": True,
-                "dids": {"+15557770000": {"extension": CALLER}},
+                "caller_id": "+15557770000",
             },
         )
         self.assertEqual((status, body["source"]), (201, "api"))
         self.assertNotIn(PASSWORD, json.dumps(body))
         self.finish(registrar, "other-register")
         self.registered("other")
+
+        status, body = self.api.request("PUT", "/routes/0", {"trunk": ["other"]})
+        self.assertEqual(
+            (status, body["trunks"], body["prepend"]), (200, ["other"], "+1")
+        )
+        far = self.carrier(
+            "carrier_invite_auth",
+            self.other_port,
+            "-rtp_echo",
+            rows=[("acct-2", PASSWORD)],
+            name="other-invite",
+        )
+        caller = self.call("uac_call_rtp", DIALLED, "-d", "3000", wait=False)
+        ab, ba = self.media_both_ways(caller)
+        self.finish(caller, "caller-uac_call_rtp")
+        self.finish(far, "other-invite")
+        self.assertGreater(min(ab, ba), 20, (ab, ba))
+        a = next(r for r in self.wait_records(2) if r["leg"] == "a")
+        self.assertEqual(
+            (a["disposition"], a["trunk"], a["sent"]), ("ANSWERED", "other", SENT)
+        )
+
+        self.assertEqual(self.api.request("DELETE", "/trunks/other")[0], 409)
+        self.assertEqual(self.api.request("DELETE", "/routes/0")[0], 204)
+        self.assertEqual(self.api.get("/routes/")["routes"][0]["trunks"], ["carrier"])
         gone = self.carrier(
             "carrier_unregister", self.other_port, name="other-unregister"
         )
         self.assertEqual(self.api.request("DELETE", "/trunks/other")[0], 204)
         self.finish(gone, "other-unregister")
         self.assertEqual(self.api.request("GET", "/trunks/other")[0], 404)
+        self.assert_idle()

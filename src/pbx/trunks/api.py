@@ -12,7 +12,8 @@ The trunks' REST routes, mounted under ``/api/v1/trunks/`` (administrators only)
   (Expires: 0) and the new one started, the keep-alive likewise; calls in
   progress go on.  An empty or absent ``password`` keeps the trunk's;
 - ``DELETE /<name>``: remove a trunk put through the API (unregistering
-  it); a trunk the file also defines goes back to the file's settings;
+  it); a trunk the file also defines goes back to the file's settings; a
+  trunk only the API defines that a route names is kept (409);
 - ``PUT /rates``: replace the rate table, used from the next call.
 
 Changes are stored (:mod:`pbx.trunks.stored`: the API's copy of a trunk
@@ -40,6 +41,7 @@ from pbx.api.http import (
 )
 from pbx.api.openapi import error_response, object_response
 from pbx.api.tokens import Session
+from pbx.calls.dialplan import Dialplan, ToTrunks
 from pbx.errors import ConfigError, StartupError
 from pbx.interfaces import IStore
 from pbx.records import AuditEvent
@@ -66,17 +68,19 @@ class TrunksAPI:
     :param authenticate: the API's bearer-token check.
     :param store: where changed trunks and rates are kept, and the audit trail.
     :param clock: for audit times.
+    :param routes: the dialplan in use (a trunk its routes name cannot be deleted).
     """
 
     app = Klein()
     log = Logger()
 
     def __init__(self, trunks: Trunks, authenticate: Callable[[IRequest], Session], store: IStore,
-                 clock: IReactorTime) -> None:
+                 clock: IReactorTime, routes: Callable[[], Dialplan | None] = lambda: None) -> None:
         self._trunks = trunks
         self._authenticate = authenticate
         self._store = store
         self._clock = clock
+        self._routes = routes
 
     def resource(self) -> Any:
         """The Klein resource to mount."""
@@ -171,9 +175,14 @@ class TrunksAPI:
         admin = admin_name(self._authenticate(request))
         if self._trunks.get(name) is None:
             raise APIError(404, f"no trunk {name}")
+        file_config = self._trunks.configured.get(name)
+        dialplan = self._routes()
+        if file_config is None and dialplan is not None:
+            for i, route in enumerate(dialplan.routes):
+                if isinstance(route.action, ToTrunks) and name in route.action.trunks:
+                    raise APIError(409, f"trunk {name} is in route {i} ({route.pattern}); change the route first")
         if not await self._store.delete_item(TRUNK_KIND, "", name):
             raise APIError(409, f"trunk {name} is defined in the configuration file only; edit the file")
-        file_config = self._trunks.configured.get(name)
         if file_config is not None:
             self._trunks.put(file_config)
             what = "back to the file's settings"

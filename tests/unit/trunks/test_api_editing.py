@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
-from pbx.calls.dialplan import ToTrunks
+from pbx.calls.dialplan import ToTrunks, parse_dialplan
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.config import parse_config
 from pbx.records import AdminRecord, ExtensionRecord
@@ -386,6 +386,63 @@ class TrunkEditingTests(SynchronousTestCase):
         self.assertEqual((status, answer["error"].split(":")[0]), (400, "ca"))
         self.assertIsNone(self.trunks.get("secure"))
         self.assertEqual([k for k in self.store.items if k[0] == TRUNK_KIND], [])
+
+
+class RoutedTrunkTests(SynchronousTestCase):
+    """A trunk a route names is not deleted from under it."""
+
+    def test_routed_api_trunk_is_kept(self) -> None:
+        """DELETE of an API trunk a route names is 409 and the trunk runs on; once no route names it, 204."""
+        store = MemoryStore()
+        store.admins["admin"] = AdminRecord(
+            "admin", hash_password(ADMIN_PW, iterations=1000)
+        )
+        clock = FakeUDPReactor()
+        config = parse_config(CONFIG, "t.yml", {})
+        address = LocalAddress("udp", "192.0.2.1", 5060)
+        services = LegServices(
+            SIPSender(SIPCore(clock)),
+            Location(lambda n: [], lambda t: address),
+            clock,
+            DialogTable(),
+            "pbx.test",
+        )
+        trunks = Trunks(config.trunks, services, lambda t: address)
+        dialplan = [parse_dialplan([{"match": "_9X.", "trunk": ["newco", "carrier"]}])]
+        api = PBXApi(FakePBX(clock=clock, store=store, config=config), check, fast_hash)
+        trunks_api = TrunksAPI(
+            trunks, api.authenticate, store, clock, routes=lambda: dialplan[0]
+        )
+        api.mount("trunks", trunks_api.resource(), openapi_paths())
+        treq = StubTreq(make_site(api.resource(), 65536).resource)
+
+        def call(
+            method: str, path: str, body: Any = None, token: str = ""
+        ) -> tuple[int, Any]:
+            headers = {"Content-Type": "application/json"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            data = json.dumps(body).encode() if body is not None else None
+            d = treq.request(
+                method, "http://127.0.0.1" + path, data=data, headers=headers
+            )
+            treq.flush()
+            response = self.successResultOf(d)
+            content = self.successResultOf(response.content())
+            return response.code, json.loads(content) if content else None
+
+        token = call(
+            "POST", "/api/v1/auth/login", {"username": "admin", "password": ADMIN_PW}
+        )[1]["token"]
+        self.assertEqual(
+            call("PUT", f"{PREFIX}/newco", {"uri": "sip:192.0.2.70"}, token)[0], 201
+        )
+        status, body = call("DELETE", f"{PREFIX}/newco", token=token)
+        self.assertEqual(status, 409)
+        self.assertIn("route 0 (_9X.)", body["error"])
+        self.assertIsNotNone(trunks.get("newco"))
+        dialplan[0] = parse_dialplan([{"match": "_9X.", "trunk": ["carrier"]}])
+        self.assertEqual(call("DELETE", f"{PREFIX}/newco", token=token)[0], 204)
 
 
 class LoadTrunksTests(SynchronousTestCase):

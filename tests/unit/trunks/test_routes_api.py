@@ -1,4 +1,4 @@
-"""Tests for :mod:`pbx.trunks.routes_api`: the outbound routes over the API."""
+"""Tests for :mod:`pbx.trunks.routes_api` (the outbound routes over the API) and their stored changes."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.api.app import PBXApi
 from pbx.api.http import make_site
+from pbx.calls.dialplan import Dialplan
 from pbx.config import parse_config
 from pbx.records import AdminRecord, ExtensionRecord
 from pbx.security.passwords import hash_password, verify_password
 from pbx.testing import FakePBX, MemoryStore
-from pbx.trunks.routes_api import RoutesAPI, openapi_paths
+from pbx.trunks.routes_api import RoutesAPI, openapi_paths, trunk_routes
+from pbx.trunks.stored import ROUTE_KIND, load_routes
 
 ADMIN_PW = "Adm1n-secret-pass"
 CONFIG = """
@@ -45,24 +47,34 @@ class RoutesAPITests(SynchronousTestCase):
     """GET /api/v1/routes/."""
 
     def setUp(self) -> None:
-        """The routes API over CONFIG's dialplan."""
-        store = MemoryStore()
-        store.admins["admin"] = AdminRecord(
+        """The routes API over CONFIG's dialplan; a changed dialplan is kept in ``self.dialplan``."""
+        self.store = MemoryStore()
+        self.store.admins["admin"] = AdminRecord(
             "admin", hash_password(ADMIN_PW, iterations=1000)
         )
-        store.extensions["1001"] = ExtensionRecord(
+        self.store.extensions["1001"] = ExtensionRecord(
             "1001", pin_hash=hash_password("482913", iterations=1000)
         )
         config = parse_config(CONFIG, "t.yml", {})
+        self.file = self.dialplan = config.dialplan
         self.api = PBXApi(
-            FakePBX(clock=Clock(), store=store, config=config), check, fast_hash
+            FakePBX(clock=Clock(), store=self.store, config=config), check, fast_hash
         )
-        self.api.mount(
-            "routes",
-            RoutesAPI(lambda: config.dialplan, self.api.authenticate).resource(),
-            openapi_paths(),
+        routes = RoutesAPI(
+            lambda: self.dialplan,
+            self.api.authenticate,
+            file_dialplan=self.file,
+            trunk_names=lambda: {"carrier", "backup", "newco"},
+            use=self.use,
+            store=self.store,
+            clock=Clock(),
         )
+        self.api.mount("routes", routes.resource(), openapi_paths())
         self.treq = StubTreq(make_site(self.api.resource(), 65536).resource)
+
+    def use(self, dialplan: Dialplan) -> None:
+        """What the switch does: route by ``dialplan`` from now on."""
+        self.dialplan = dialplan
 
     def request(
         self, method: str, path: str, body: Any = None, token: str | None = None
@@ -143,4 +155,111 @@ class RoutesAPITests(SynchronousTestCase):
             if m != "parameters"
             if p.startswith("/api/v1/routes")
         }
-        self.assertEqual(documented, {("/api/v1/routes/", "GET")})
+        self.assertEqual(
+            documented,
+            {
+                ("/api/v1/routes/", "GET"),
+                ("/api/v1/routes/{index}", "PUT"),
+                ("/api/v1/routes/{index}", "DELETE"),
+            },
+        )
+
+    def test_change_a_trunk_route(self) -> None:
+        """
+        PUT changes a trunk route's trunks and digits (pattern and place
+        kept): the dialplan in use resolves to the new trunks; stored by
+        pattern and audited.
+        """
+        token = self.login()
+        change = {"trunk": ["newco", "carrier"], "prepend": "+44", "share": "ordered"}
+        status, body = self.request("PUT", "/api/v1/routes/1", change, token)
+        self.assertEqual(
+            (
+                status,
+                body["index"],
+                body["pattern"],
+                body["trunks"],
+                body["strip"],
+                body["prepend"],
+            ),
+            (200, 1, "_9NXXNXXXXXX", ["newco", "carrier"], 1, "+44"),
+        )
+        action = self.dialplan.resolve("95552345678", authenticated=True)
+        self.assertEqual(
+            (action.trunks, action.strip, action.prepend),
+            (("newco", "carrier"), 1, "+44"),
+        )
+        self.assertEqual(
+            self.dialplan.resolve("1000", authenticated=True),
+            self.file.resolve("1000", authenticated=True),
+        )
+        self.assertEqual(
+            json.loads(self.store.items[(ROUTE_KIND, "", "_9NXXNXXXXXX")]), change
+        )
+        [event] = [e for e in self.store.audit if e.kind.startswith("routes.")]
+        self.assertEqual((event.kind, event.subject), ("routes.put", "_9NXXNXXXXXX"))
+
+        self.assertEqual(
+            self.request("DELETE", "/api/v1/routes/1", token=token), (204, None)
+        )
+        self.assertEqual(
+            self.dialplan.resolve("95552345678", authenticated=True).trunks,
+            ("carrier", "backup"),
+        )
+        self.assertEqual(
+            self.request("DELETE", "/api/v1/routes/1", token=token)[0], 404
+        )
+
+    def test_bad_changes(self) -> None:
+        """A bad field is 400 naming it; a route that is not a trunk route, or none, is 404; nothing changes."""
+        token = self.login()
+        for body, problem in [
+            ({"trunk": ["nope"]}, "trunk: no trunk named 'nope'"),
+            ({"trunk": []}, "trunk: "),
+            ({"strip": 99}, "strip: "),
+            ({"prepend": "abc"}, "prepend: "),
+            ({"match": "_X."}, "match: unknown key"),
+            ({"share": "random"}, "share: "),
+        ]:
+            status, answer = self.request("PUT", "/api/v1/routes/1", body, token)
+            self.assertEqual(status, 400, body)
+            self.assertTrue(answer["error"].startswith(problem), (answer, problem))
+        self.assertEqual(
+            self.request("PUT", "/api/v1/routes/0", {"strip": 1}, token)[0], 404
+        )
+        self.assertEqual(
+            self.request("PUT", "/api/v1/routes/7", {"strip": 1}, token)[0], 404
+        )
+        self.assertEqual(
+            self.request("PUT", "/api/v1/routes/x", {"strip": 1}, token)[0], 404
+        )
+        user = self.login("1001", "482913")
+        self.assertEqual(
+            self.request("PUT", "/api/v1/routes/1", {"strip": 2}, user)[0], 403
+        )
+        self.assertIs(self.dialplan, self.file)
+        self.assertEqual([k for k in self.store.items if k[0] == ROUTE_KIND], [])
+
+
+class LoadRoutesTests(SynchronousTestCase):
+    """The stored route changes at start."""
+
+    def test_stored_changes_applied_by_pattern(self) -> None:
+        """A stored change applies to the file's route of its pattern; one for a gone route or trunk is skipped."""
+        dialplan = parse_config(CONFIG, "t.yml", {}).dialplan
+        store = MemoryStore()
+        self.assertIs(
+            self.successResultOf(load_routes(store, dialplan, {"carrier", "backup"})),
+            dialplan,
+        )
+        store.put_item(ROUTE_KIND, "", "_9NXXNXXXXXX", {"trunk": ["backup"]})
+        store.put_item(ROUTE_KIND, "", "_9011.", {"trunk": ["gone"]})
+        store.put_item(ROUTE_KIND, "", "_7X.", {"trunk": ["backup"]})
+        loaded = self.successResultOf(
+            load_routes(store, dialplan, {"carrier", "backup"})
+        )
+        self.assertEqual(
+            [r["trunks"] for r in trunk_routes(loaded)], [["backup"], ["backup"]]
+        )
+        self.assertEqual(trunk_routes(loaded)[0]["prepend"], "+1")
+        self.assertEqual(len(loaded.routes), 3)
