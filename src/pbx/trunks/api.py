@@ -181,6 +181,10 @@ class TrunksAPI:
             for i, route in enumerate(dialplan.routes):
                 if isinstance(route.action, ToTrunks) and name in route.action.trunks:
                     raise APIError(409, f"trunk {name} is in route {i} ({route.pattern}); change the route first")
+        for number in file_config.dids if file_config is not None else ():
+            owner = self._trunks.did_owner(number, but=name)
+            if owner is not None:
+                raise APIError(409, f"the file's trunk {name} has DID {number}, now trunk {owner}'s; change that first")
         if not await self._store.delete_item(TRUNK_KIND, "", name):
             raise APIError(409, f"trunk {name} is defined in the configuration file only; edit the file")
         if file_config is not None:

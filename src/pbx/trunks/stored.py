@@ -59,7 +59,14 @@ async def load_trunks(store: IStore, trunks: Trunks) -> int:
     count = 0
     for _owner, name, data in await store.list_items(TRUNK_KIND):
         try:
-            trunks.put(parse_trunk(name, data))
+            config = parse_trunk(name, data)
+            for number in config.dids:
+                owner = trunks.did_owner(number, but=name)
+                if owner is not None:
+                    raise ConfigError(
+                        f"dids.{number}", f"is a DID of trunk {owner} too"
+                    )
+            trunks.put(config)
         except (ConfigError, StartupError) as e:
             # A trunk stored by an older pbx, or a CA file gone since.
             _log.warn(

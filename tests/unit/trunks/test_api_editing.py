@@ -283,6 +283,19 @@ class TrunkEditingTests(SynchronousTestCase):
             ("file", "sip:192.0.2.51", ["192.0.2.51/32"]),
         )
 
+    def test_file_trunk_not_brought_back_over_a_did_taken_since(self) -> None:
+        """Going back to the file's trunk is refused (409) while another trunk holds one of the file's DIDs."""
+        self.admin("PUT", f"{PREFIX}/carrier", {"uri": "sip:192.0.2.50"})
+        body = {
+            "uri": "sip:192.0.2.70",
+            "dids": {"+15551230000": {"extension": "1001"}},
+        }
+        self.assertEqual(self.admin("PUT", f"{PREFIX}/newco", body)[0], 201)
+        status, answer = self.admin("DELETE", f"{PREFIX}/carrier")
+        self.assertEqual(status, 409)
+        self.assertIn("+15551230000", answer["error"])
+        self.assertEqual(self.trunks.get("carrier").config.dids, {})
+
     def test_bad_input_names_the_field(self) -> None:
         """Bad trunks get 400 naming the field, as the config file's errors do; nothing is stored or started."""
         cases = [
@@ -479,6 +492,21 @@ class LoadTrunksTests(SynchronousTestCase):
         )
         self.assertIs(trunks.get("carrier").config, trunks.configured["carrier"])
         self.assertEqual(trunks.rates.public(), {"newco": {"44": 0.2}})
+
+    def test_stored_trunk_with_a_did_of_another(self) -> None:
+        """A stored trunk holding a DID the file gives another trunk is skipped."""
+        store = MemoryStore()
+        store.put_item(
+            TRUNK_KIND,
+            "",
+            "newco",
+            {**NEWCO, "dids": {"+15551230000": {"extension": "1001"}}},
+        )
+        trunks = self.trunks()
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(load_trunks(store, trunks))), 0
+        )
+        self.assertIsNone(trunks.get("newco"))
 
     def test_stored_trunk_that_no_longer_validates(self) -> None:
         """A stored trunk that is not valid is skipped (logged), and the rest start."""
