@@ -73,6 +73,8 @@ from pbx.switch import Switch, build_switch, sip_listeners
 from pbx.trunks.api import TrunksAPI
 from pbx.trunks.api import openapi_paths as trunks_paths
 from pbx.trunks.hooks import TrunkHooks
+from pbx.trunks.routes_api import RoutesAPI
+from pbx.trunks.routes_api import openapi_paths as routes_paths
 
 
 @implementer(IPBX)
@@ -424,7 +426,14 @@ class PBXService(MultiService):
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
         assert self.sip.calls.trunks is not None
-        self.api.mount("trunks", TrunksAPI(self.sip.calls.trunks, self.api.authenticate).resource(), trunks_paths())
+        trunks_api = TrunksAPI(self.sip.calls.trunks, self.api.authenticate, self.store, self.reactor,
+                               routes=lambda: self.sip.calls.config.dialplan if self.sip is not None else None)
+        self.api.mount("trunks", trunks_api.resource(), trunks_paths())
+        calls, trunks = self.sip.calls, self.sip.calls.trunks
+        routes = RoutesAPI(lambda: calls.config.dialplan, self.api.authenticate, file_dialplan=self.config.dialplan,
+                           trunk_names=lambda: set(trunks.trunks), use=self.sip.use_dialplan, store=self.store,
+                           clock=self.reactor)
+        self.api.mount("routes", routes.resource(), routes_paths())
         if self.sip.emergency is not None:
             emergency = EmergencyAPI(self.sip.emergency, self.store, self.api.authenticate, self.reactor)
             self.api.mount("emergency", emergency.resource(), emergency_paths())
