@@ -283,6 +283,7 @@ class Config:
     #: Working hours by extension number, DND outside them (pbx.features.attendant.schedule.Schedule).
     dnd_schedule: Mapping[str, Any] = field(factory=dict)
     permissions: Any = None  # pbx.permissions.options.PermissionsConfig
+    park: Any = None  # pbx.calls.park_options.ParkConfig
 
 
 # ---------------------------------------------------------------------------
@@ -826,7 +827,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "permissions", "transfer",
+    "permissions", "transfer", "park",
 }
 
 
@@ -878,6 +879,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     state_dir = _path(base, state_dir)
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
+    from pbx.calls.park_options import parse_park
     from pbx.emergency.options import parse_emergency
     from pbx.permissions.options import parse_permissions
 
@@ -907,6 +909,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
         permissions=parse_permissions(top.get("permissions")),
+        park=parse_park(top.get("park")),
     )
 
 

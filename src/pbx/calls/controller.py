@@ -38,6 +38,7 @@ from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
+from pbx.calls.park import ParkingLot
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
@@ -101,6 +102,8 @@ class CallController:
     transfers: Transfers = field(init=False)
     #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
     replacements: Replacements = field(init=False)
+    #: Call park (None without a ``park:`` section).
+    parking: ParkingLot | None = field(init=False, default=None)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -123,6 +126,10 @@ class CallController:
                                    recall_after=self.config.transfer.recall_after,
                                    blind_code=self.config.transfer.blind_code)
         self.replacements = Replacements(self.services, self.events)
+        if self.config.park is not None:
+            self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
+                                      ring_timeout=self.config.calls.ring_timeout)
+            self.transfers.parking = self.parking
 
     @property
     def clock(self) -> Any:
@@ -252,6 +259,11 @@ class CallController:
                                          self.local_address(transaction.peer.transport))
             return
         number = request.uri.user or ""
+        if self.parking is not None and self.parking.is_slot(number):
+            retriever = await self.authn.authenticate(transaction, proxy=True)
+            if retriever is not None:
+                self.parking.retrieve(transaction, retriever.number, self.local_address(transaction.peer.transport))
+            return
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)
         public = self.config.dialplan.resolve(number, authenticated=False)
