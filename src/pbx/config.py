@@ -283,6 +283,7 @@ class Config:
     #: Working hours by extension number, DND outside them (pbx.features.attendant.schedule.Schedule).
     dnd_schedule: Mapping[str, Any] = field(factory=dict)
     permissions: Any = None  # pbx.permissions.options.PermissionsConfig
+    moh: Any = None  # pbx.media.moh_config.MusicOnHoldConfig
     park: Any = None  # pbx.calls.park_options.ParkConfig
 
 
@@ -827,7 +828,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "permissions", "transfer", "park",
+    "permissions", "transfer", "moh", "park",
 }
 
 
@@ -881,6 +882,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     from pbx.calls.dialplan import parse_dialplan
     from pbx.calls.park_options import parse_park
     from pbx.emergency.options import parse_emergency
+    from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
@@ -909,6 +911,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
         permissions=parse_permissions(top.get("permissions")),
+        moh=parse_moh(top.get("moh"), base),
         park=parse_park(top.get("park")),
     )
 

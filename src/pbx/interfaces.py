@@ -247,6 +247,17 @@ class IPBX(Interface):
         :returns: a callable that unsubscribes.
         """
 
+    def tap_call(call_id):  # type: ignore[no-untyped-def]
+        """
+        The media of the answered two-party call ``call_id`` (as call events
+        name it) that pbx relays: a :class:`pbx.calls.tap.CallTap` whose
+        ``tap(leg, listener)`` hands each RTP packet leg ``"a"`` (the
+        caller) or ``"b"`` (the callee) sends to ``listener`` (recording),
+        ``untap(leg)`` stops that, and ``payload_types(leg)`` and
+        ``codecs`` say how to decode them.  None when no such call is up
+        (it ended, is not answered yet, or pbx terminates its media).
+        """
+
     def register_event_package(package):  # type: ignore[no-untyped-def]
         """
         Accept SUBSCRIBE requests for an :class:`IEventPackage` (RFC 6665).

@@ -159,6 +159,10 @@ class PBXService(MultiService):
         events = self._sip().calls.events
         return events.subscribe(subscriber) if kinds is None else events.subscribe(subscriber, kinds)
 
+    def tap_call(self, call_id: str) -> Any:
+        """The media of answered relayed call ``call_id`` to listen to, or None (see IPBX)."""
+        return self.sip.calls.tap_call(call_id) if self.sip is not None else None
+
     def register_event_package(self, package: Any) -> None:
         """Accept SUBSCRIBE for ``package`` (see IPBX)."""
         self._sip().events.register(package)

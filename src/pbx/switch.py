@@ -33,6 +33,7 @@ from pbx.emergency.desk import EmergencyDesk, make_desk
 from pbx.errors import StartupError
 from pbx.interfaces import ICodec, IDialplanApplication, IStore
 from pbx.media.channel import load_audio
+from pbx.media.playout import HoldMusic
 from pbx.media.ports import PortAllocator
 from pbx.media.prompts import PromptLibrary
 from pbx.media.relay import Relay
@@ -243,13 +244,17 @@ def make_call_controller(
     codecs: Mapping[str, ICodec],
 ) -> CallController:
     """The call controller, with what it is given to route and carry calls."""
-    return CallController(
+    controller = CallController(
         core, registrar, authn, store, config, relay,
         addresses.local_address, media_address(config.rtp), extensions.get,
         applications=applications,
         media=MediaServices(dict(codecs), PromptLibrary(), load_audio(reactor)),
         cdr=CDRWriter(store, reactor, node_name(config)),
     )
+    moh = config.moh
+    if moh is not None and moh.enabled:
+        controller.music = HoldMusic(moh.classes, moh.extensions, dict(codecs), controller.media_clock)
+    return controller
 
 
 def node_name(config: Config) -> str:

@@ -346,6 +346,8 @@ class FakePBX:
     """What the work given to :meth:`before_ready` returned (it runs at once)."""
     secrets: list[tuple[str, str, str]] = Factory(list)
     """(kind, name, secret) for every :meth:`announce_secret`."""
+    taps: dict[str, Any] = Factory(dict)
+    """What :meth:`tap_call` gives for a call id (a test's stand-in for :class:`pbx.calls.tap.CallTap`)."""
 
     def before_ready(self, work: Callable[[], Any]) -> None:
         """Run ``work`` at once (a test's PBX is ready already); keep its Deferred."""
@@ -465,6 +467,10 @@ class FakePBX:
                         kinds: Iterable[str] | None = None) -> Callable[[], None]:
         """Subscribe to :attr:`events`; tests publish there."""
         return self.events.subscribe(subscriber) if kinds is None else self.events.subscribe(subscriber, kinds)
+
+    def tap_call(self, call_id: str) -> Any:
+        """The entry of :attr:`taps` for ``call_id``, or None."""
+        return self.taps.get(call_id)
 
     def register_event_package(self, package: Any) -> None:
         """Record."""

@@ -25,6 +25,7 @@ its exit with a time limit; the API and the log are polled, never slept on.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -53,6 +54,16 @@ CALL_MS = 1000
 
 class SIPpCallTests(SIPpCallCase):
     """Answered calls: many in a row, hold and unhold, and a phone that dies."""
+
+    def config(self, **kwargs: Any) -> str:
+        """
+        The daemon with ``moh.enabled: false``: a hold re-INVITE goes on to
+        the callee, as these scenarios expect (music on hold is tested in
+        test_moh_baresip.py).
+        """
+        config = json.loads(super().config(**kwargs))
+        config["moh"] = {"enabled": False}
+        return json.dumps(config, indent=1)
 
     def test_hundred_calls(self) -> None:
         """

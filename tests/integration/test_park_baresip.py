@@ -9,7 +9,9 @@ slot.
 
 - 2202 parks 2201: 2202's baresip closes its call as transferred (the
   final NOTIFY's sipfrag was 2xx), ``/api/v1/park/`` lists slot 71 with
-  2201 parked by 2202; 2203 dials 71 and is connected to 2201: each one's
+  2201 parked by 2202, and 2201 hears music on hold (each half second of
+  what it records matches the default class's track, at 8 kHz, by
+  correlation above 0.9, as the music-on-hold test checks); 2203 dials 71 and is connected to 2201: each one's
   recording ends with the other's keyed tone (frequency and on/off pattern
   by correlation), and the slot is free again;
 - a call nobody retrieves rings 2202 back after ``park.timeout``; 2202
@@ -25,12 +27,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pbx.media.music import default_music_dir, load_music_class
+
 from support.baresip import LIMIT, MODULES, NEEDED, Phone
 from support.calls import (
+    FRAME,
     RATE,
     best_alignment,
     call_config,
@@ -60,7 +66,34 @@ SIGNAL_SECONDS = 60.0
 RELAY_PORTS = 40
 #: Packets (20 ms) each way after the join before the call is hung up: 3 s.
 PACKETS = 150
-PARK_TIMEOUT = 8
+PARK_TIMEOUT = 15
+#: Seconds of music recorded, after a margin for the park to take effect.
+STRETCH, SETTLE = 3.0, 0.8
+#: Frames of each piece of music correlated on its own (0.5 s).
+PIECE = 25
+
+
+def best_match(piece: np.ndarray, track: np.ndarray) -> float:
+    """
+    The highest normalised correlation of ``piece`` with any stretch of
+    ``track`` played in a loop (FFT cross-correlation).
+    """
+    n = len(piece)
+    looped = np.concatenate([track, track[:n]]).astype(np.float64)
+    size = 1 << (len(looped) + n).bit_length()
+    dots = np.fft.irfft(
+        np.fft.rfft(looped, size) * np.conj(np.fft.rfft(piece, size)), size
+    )[: len(track)]
+    energy = np.concatenate([[0.0], np.cumsum(looped * looped)])
+    windows = energy[n : n + len(track)] - energy[: len(track)]
+    norm = np.sqrt(np.maximum(windows, 1e-9) * float(piece @ piece))
+    return float(np.max(dots / norm))
+
+
+def growing(path: Path) -> np.ndarray:
+    """What a phone decoded so far into ``path`` (read while it is being written)."""
+    data = path.read_bytes()[44:]
+    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float64)
 
 
 def tail_problems(
@@ -103,6 +136,7 @@ class ParkTests(SynchronousTestCase):
     patterns: ClassVar[dict[str, list[bool]]]
     workdir: ClassVar[Path]
     sip_port: ClassVar[int]
+    music: ClassVar[np.ndarray]
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -132,6 +166,8 @@ class ParkTests(SynchronousTestCase):
             )
         )
         config["park"] = {"code": "70", "slots": "71-73", "timeout": PARK_TIMEOUT}
+        config["moh"] = {}  # the default class pbx ships
+        cls.music = load_music_class("default", default_music_dir()).pcm(RATE)
         cls.daemon = Daemon(str(cls.workdir / "pbx"), json.dumps(config, indent=1))
         cls.api = API(api_port, admin)
         try:
@@ -250,6 +286,36 @@ class ParkTests(SynchronousTestCase):
             pattern=self.patterns[talker],
         )
 
+    def music_problems(self, listener: str, before: set[Path]) -> list[float]:
+        """
+        The correlation with the default class of each half second of the
+        next :data:`STRETCH` seconds ``listener`` records (after
+        :data:`SETTLE`), when fewer than all but one pass 0.9; else [].
+        """
+        phone = self.phones[listener]
+        path = wait_until(
+            lambda: (
+                max(phone.recorded() - before, key=lambda p: p.stat().st_mtime)
+                if phone.recorded() - before
+                else None
+            ),
+            LIMIT,
+            f"{listener}'s recording",
+        )
+        start = len(growing(path)) / RATE + SETTLE
+        wait_until(
+            lambda: len(growing(path)) / RATE >= start + STRETCH,
+            LIMIT,
+            f"{STRETCH}s more of {listener}'s recording",
+        )
+        audio = growing(path)[int(start * RATE) : int((start + STRETCH) * RATE)]
+        step = PIECE * FRAME
+        scores = [
+            best_match(audio[i : i + step], self.music.astype(np.float64))
+            for i in range(0, len(audio) - step + 1, step)
+        ]
+        return [] if sum(s > 0.9 for s in scores) >= len(scores) - 1 else scores
+
     def failed(self, e: AssertionError) -> AssertionError:
         """``e`` with the end of pbx's log."""
         tail = "\n".join(list(self.daemon.output)[-40:])
@@ -263,6 +329,9 @@ class ParkTests(SynchronousTestCase):
         retriever = self.phones[RETRIEVER]
         try:
             marks = self.park()
+            self.assertEqual(
+                self.music_problems(CALLER, recorded[CALLER]), [], "2201's music"
+            )
             retriever.control.command("dial", "71")
             retriever.control.event("CALL_ESTABLISHED", since=marks[retriever])
             call = wait_until(

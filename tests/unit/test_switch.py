@@ -60,6 +60,21 @@ class BuildSwitchTests(SynchronousTestCase):
         assert switch.calls.media is not None
         self.assertEqual(switch.calls.media.codecs, {"pcmu": pcmu})
 
+    def test_music_on_hold(self) -> None:
+        """Music on hold is on by default: calls get the shipped class, the codecs and the calls' media clock."""
+        pcmu = PCMU()
+        switch = self.build({"pcmu": pcmu})
+        music = switch.calls.music
+        assert music is not None
+        self.assertEqual(list(music.classes), ["default"])
+        self.assertEqual(dict(music.codecs), {"pcmu": pcmu})
+        self.assertIs(music.clock, switch.calls.media_clock)
+
+    def test_music_on_hold_disabled(self) -> None:
+        """``moh.enabled: false``: calls pass holds on to the other phone."""
+        self.config = parse_config(CONFIG + "moh: {enabled: false}\n")
+        self.assertIsNone(self.build().calls.music)
+
     def test_defence(self) -> None:
         """The core and the authenticator share one source defence, whose bans reach the audit trail."""
         switch = self.build()

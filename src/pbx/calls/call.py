@@ -22,11 +22,13 @@ from twisted.logger import Logger
 
 from pbx.calls.events import CallEvents
 from pbx.calls.forks import BUSY, Fork, Forks, Outcome, Rung, Verdict
+from pbx.calls.hold import LocalHold
 from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.party import Party
 from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
+from pbx.media.playout import HoldMusic
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
@@ -60,6 +62,8 @@ class Call:
     :param events: where the call's events go (none is made that nobody takes).
     :param on_end: called once when the call is over (the controller
         forgets it, closes its relay session and its records are published).
+    :param music: music on hold: pbx answers holds itself and the held party
+        hears music (:mod:`pbx.calls.hold`); None passes holds on.
     """
 
     log = Logger()
@@ -82,6 +86,7 @@ class Call:
         session_expires: int = 0,
         events: CallEvents,
         on_end: Callable[[Call], None],
+        music: HoldMusic | None = None,
     ) -> None:
         self.services = services
         self.invite = invite
@@ -117,6 +122,7 @@ class Call:
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
         self._pending_reoffer = False
         self._published_ringing = False
+        self._hold = None if music is None else LocalHold(media, music, self._extension)
         self._event("created")
 
     # -- what the controller reads -------------------------------------------------
@@ -343,6 +349,8 @@ class Call:
         self._timers.stop_all()
         if self.forks is not None:
             self.forks.stop()
+        if self._hold is not None:
+            self._hold.stop()
         self._on_end(self)
         self._event("ended", records=self.record(), disposition=self.disposition)
 
@@ -375,6 +383,11 @@ class Call:
         if self.session_expires and leg == "a":
             self._timers.start("session", self.session_expires, self._session_expired)
         held = self.media.held.get(leg, False)
+        if self._hold is not None and (ours := self._hold.answer(leg, request.body)) is not None:
+            if self.media.held.get(leg, False) != held:
+                self._event("held" if not held else "resumed", leg)
+            self._answer_here(leg, transaction, ours)
+            return
         try:
             body = self.media.offer_from(leg, request.body) if request.body else b""
         except MediaError:
@@ -412,6 +425,8 @@ class Call:
             except MediaError:
                 transaction.respond(make_response(request, 488))
                 return
+            if self._hold is not None:
+                self._hold.refresh()
             ok = make_response(request, 200)
             ok.headers.add("Contact", (self.a.dialog or other_dialog).contact("pbx"))
             if self.session_expires and leg == "a":
@@ -423,6 +438,24 @@ class Call:
             self._reinvites.respond(transaction, ok)
 
         sip.request(outgoing, peer, answered)
+
+    def _extension(self, leg: str) -> str:
+        """The extension on ``leg``: the caller's on ``a``, the callee's on ``b``."""
+        return self.caller if leg == "a" else self.callee
+
+    def _answer_here(self, leg: str, transaction: ServerTransaction, body: bytes) -> None:
+        """200 to ``leg``'s re-INVITE or UPDATE with our own answer ``body`` (a hold or resume)."""
+        request = transaction.request
+        dialog = self.a.dialog if leg == "a" else self.b.dialog if self.b is not None else None
+        ok = make_response(request, 200)
+        if dialog is not None:
+            ok.headers.add("Contact", dialog.contact("pbx"))
+        if self.session_expires and leg == "a":
+            for name, value in self._session_timer_headers():
+                ok.headers.add(name, value)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = body
+        self._reinvites.respond(transaction, ok)
 
     def info(self, leg: str, transaction: ServerTransaction) -> None:
         """Pass INFO (e.g. application/dtmf-relay) to the other leg; answer with what it answers."""

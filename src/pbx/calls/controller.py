@@ -44,10 +44,12 @@ from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
+from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
 from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
+from pbx.media.playout import HoldMusic
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
@@ -86,6 +88,8 @@ class CallController:
     applications: dict[str, Any] = field(factory=dict)
     #: What terminated calls need: codecs, prompts, a WAV loader.
     media: MediaServices | None = None
+    #: Music on hold (pbx answers holds itself); None passes holds on to the other phone.
+    music: HoldMusic | None = None
     calls: dict[str, LiveCall] = field(factory=dict)
     #: Asked, in order, where a call nobody will answer goes (see IPBX.add_diverter).
     diverters: list[Diverter] = field(factory=list)
@@ -128,7 +132,7 @@ class CallController:
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
-                                      ring_timeout=self.config.calls.ring_timeout)
+                                      ring_timeout=self.config.calls.ring_timeout, music=lambda: self.music)
             self.transfers.parking = self.parking
 
     @property
@@ -364,7 +368,7 @@ class CallController:
             # asking refresher=uas, makes the UAS the refresher.  pbx never
             # refreshes, so it runs no session timer for such a caller.
             session_expires=expires if _caller_refreshes(request) else 0,
-            events=self.events, on_end=self.call_ended,
+            events=self.events, on_end=self.call_ended, music=self.music,
         )
         self.calls[call.call_id] = call
         return call
@@ -733,6 +737,14 @@ class CallController:
     def live_calls(self) -> list[dict[str, Any]]:
         """Every call in progress, for the API."""
         return [c.summary() for c in self.calls.values()]
+
+    def tap_call(self, call_id: str) -> CallTap | None:
+        """The media of answered relayed call ``call_id`` to listen to (see :meth:`pbx.interfaces.IPBX.tap_call`)."""
+        call = self.calls.get(call_id)
+        if not isinstance(call, Call) or call.b is None or call.state not in ("answered", "confirmed"):
+            return None
+        codecs = self.media.codecs if self.media is not None else {}
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
 
 
 def _caller_refreshes(request: Request) -> bool:

@@ -56,6 +56,9 @@ class CallMedia:
     transcoding: bool = False
     #: Whether each leg holds the call (its last SDP was sendonly or inactive).
     held: dict[str, bool] = field(factory=dict)
+    #: The codecs each leg settled on in its last offer/answer exchange,
+    #: with that leg's payload types, the one in use first.
+    agreed: dict[str, list[CodecSpec]] = field(factory=dict)
 
     def _next(self, leg: str) -> tuple[int, int]:
         self._versions[leg] += 1
@@ -134,6 +137,7 @@ class CallMedia:
             raise MediaError(str(e)) from e
         self._learn(leg, answer)
         self.answers[leg] = answer
+        self.agreed[leg], self.agreed[other] = chosen_codecs(answer), chosen_codecs(ours)
         self.transcoding = transforms is not None
         for name, transform in (transforms or {leg: None, other: None}).items():
             self.session.set_transform(name, transform)
@@ -142,6 +146,27 @@ class CallMedia:
         self.codecs = audio[0] if audio else ""
         if transforms is not None and main is not None:
             self.codecs = f"{self.codecs}<>{main.encoding}"
+        return ours.to_bytes()
+
+    def answer_here(self, leg: str, offer: SessionDescription, supported: list[CodecSpec]) -> bytes:
+        """
+        Answer ``leg``'s offer ourselves, without asking the other leg (a
+        hold or a resume): with ``supported`` (the codec in use), on our
+        relay port, the direction answered by RFC 3264 §6.1; learn what
+        ``leg`` announced, as for an offer passed on.
+
+        :raises MediaError: the offer has nothing ``supported`` names.
+        """
+        try:
+            ours = make_answer(
+                offer, supported=supported, local_address=self.address, ports=self._ports(leg, offer),
+                session_id=self._session_ids[leg], version=self._next(leg)[1],
+            )
+        except SDPError as e:
+            raise MediaError(str(e)) from e
+        self._learn(leg, offer)
+        self.offers[leg] = offer
+        self.agreed[leg] = chosen_codecs(ours)
         return ours.to_bytes()
 
     def _transcode(self, leg: str, chosen: CodecSpec, answered: list[CodecSpec],

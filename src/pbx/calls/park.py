@@ -9,8 +9,9 @@ reach :meth:`ParkingLot.park` through :mod:`pbx.calls.transfer`).  The
 the parker's seat is vacated (:meth:`Call.vacate
 <pbx.calls.call.Call.vacate>`), the final NOTIFY says ``200 Parked at 71``
 (RFC 3515 §2.4.5: the reason phrase is ours to choose) and the parker gets
-BYE once it answers that NOTIFY.  The parked party hears what
-:attr:`ParkingLot.music` plays into its relay leg.
+BYE once it answers that NOTIFY.  The parked party hears the parker's
+music-on-hold class, fed into its relay leg as a hold answered by pbx
+feeds it (:mod:`pbx.calls.hold`), until it leaves the slot.
 
 Retrieval.  An INVITE to a slot number from an authenticated extension
 takes the parked call's vacant seat, as an INVITE with Replaces
@@ -56,6 +57,7 @@ from pbx.calls.seats import (
     seat_dialog,
 )
 from pbx.calls.signalling import LegServices
+from pbx.media.playout import HoldMusic
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.ids import new_tag
@@ -64,7 +66,7 @@ from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
 
-__all__ = ["ParkingLot", "no_music"]
+__all__ = ["ParkingLot", "feed_music"]
 
 #: What stops the music a parked party hears.
 StopMusic = Callable[[], None]
@@ -74,9 +76,31 @@ def _silence() -> None:
     """Nothing to stop."""
 
 
-def no_music(call: Call, leg: str) -> StopMusic:
-    """Silence for the party parked in ``leg``'s seat of ``call``."""
-    return _silence
+def feed_music(music: HoldMusic | None, call: Call, leg: str, holder: str) -> StopMusic:
+    """
+    The party in ``leg``'s seat of ``call`` hears the music-on-hold class
+    of extension ``holder`` (the parker), in the codec it uses, from its
+    own relay port (:meth:`RelaySession.feed <pbx.media.relay.RelaySession.feed>`);
+    silence without music on hold or a playout in that codec.
+
+    :returns: what stops the music.
+    """
+    codec = next(
+        (c for c in call.media.agreed.get(leg) or [] if not c.is_auxiliary), None
+    )
+    if music is None or codec is None or codec.payload_type is None:
+        return _silence
+    playout = music.playout(music.class_for(holder), codec.encoding)
+    if playout is None:
+        return _silence
+    session = call.media.session
+    session.feed(leg, playout, codec.payload_type)
+
+    def stop() -> None:
+        if session.feeding(leg) is not None:
+            session.unfeed(leg)
+
+    return stop
 
 
 @define(eq=False)
@@ -120,8 +144,8 @@ class ParkingLot:
     :ivar events: where ``parked``/``unparked`` go; ``ended`` is watched.
     :ivar config: the code, the slots, the timeout, the operator.
     :ivar ring_timeout: seconds each recalled phone rings.
-    :ivar music: starts what the parked party in a seat of a call hears
-        and returns what stops it.
+    :ivar music: music on hold, when it is configured (read at each park:
+        the switch sets it after the controller is built).
     """
 
     services: LegServices
@@ -129,7 +153,7 @@ class ParkingLot:
     events: CallEvents
     config: ParkConfig
     ring_timeout: float = 30.0
-    music: Callable[[Call, str], StopMusic] = no_music
+    music: Callable[[], HoldMusic | None] = lambda: None
     _slots: dict[str, _Parked] = field(factory=dict)
     log = Logger()
 
@@ -171,7 +195,11 @@ class ParkingLot:
         dialog = call.vacate(leg, departing_record(call, leg, f"parked at {slot}", now))
         parked = _Parked(call, slot, leg, parker, now)
         self._slots[slot] = parked
-        parked.stop_music = self.music(call, OTHER[leg])
+        try:
+            parked.stop_music = feed_music(self.music(), call, OTHER[leg], parker)
+        except Exception:
+            # Parked in silence rather than not parked.
+            self.log.failure("music for parked {call_id}", call_id=call.call_id)
         parked.timer = clock.callLater(self.config.timeout, self._recall, parked)
         self.log.info(
             "call {call_id}: {parker} parked {who} at {slot}",

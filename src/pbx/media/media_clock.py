@@ -50,6 +50,10 @@ class MediaClock:
         """Seconds between ticks."""
         return self._ptime
 
+    def seconds(self) -> float:
+        """The time now, on the clock the ticks run on."""
+        return self._clock.seconds()
+
     @property
     def subscribers(self) -> int:
         """How many ticks are subscribed."""

@@ -22,6 +22,12 @@ receivers to cope), and the relay neither hides nor causes that.  RTCP-mux
 (RFC 5761) works when both legs use it: their RTCP then arrives on the RTP
 socket and is relayed like RTP.
 
+A leg can hear a shared source instead of the other leg (music on hold):
+:meth:`RelaySession.feed` sends each frame of the source from that leg's RTP
+socket under an RTP header of the leg's own (:class:`RelayFeed`), and the
+other leg's RTP towards it is dropped until :meth:`RelaySession.unfeed`.
+The relayed path itself is not touched by this.
+
 The hot path is :meth:`RelayEndpoint.datagramReceived`: one tuple compare,
 one clock read, a few attribute reads, ``socket.sendto`` and three integer
 increments.  Nothing is parsed or logged per packet.
@@ -30,7 +36,9 @@ increments.  Nothing is parsed or logged per packet.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +122,8 @@ class RelayEndpoint(DatagramProtocol):
         self.expected_ip: str | None = None
         self.latched: Address | None = None
         self.held = False
+        #: Whether this leg hears a :class:`RelayFeed` (music on hold) instead of the other leg.
+        self.fed = False
         self.closed = False
         self.dest: Address | None = None
         self.last_seen: float | None = None
@@ -126,6 +136,8 @@ class RelayEndpoint(DatagramProtocol):
         #: Rewrites each packet before it is relayed (transcoding); None
         #: relays packets untouched, which is the fast path.
         self.transform: Callable[[bytes], bytes | None] | None = None
+        #: Sees each accepted packet (see :meth:`set_tap`); None: untapped.
+        self.tap: Callable[[bytes], object] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
@@ -182,7 +194,7 @@ class RelayEndpoint(DatagramProtocol):
         return True
 
     def _update_dest(self) -> None:
-        if self.closed or self.held:
+        if self.closed or self.held or self.fed:
             self.dest = None
         else:
             self.dest = self.latched or self.remote
@@ -200,6 +212,37 @@ class RelayEndpoint(DatagramProtocol):
         self.held = held
         self._update_dest()
 
+    def set_tap(self, listener: Callable[[bytes], object] | None) -> None:
+        """
+        Hand every packet this leg sends, once accepted, to ``listener``
+        (a recording); None removes it.
+
+        The hot path stays untouched: a tapped endpoint gets an instance
+        attribute ``datagramReceived`` that shadows the class's method (the
+        UDP port looks it up on the instance), so an untapped endpoint runs
+        exactly the method above.  The listener sees each accepted packet as
+        it arrived (before any transform), after it was relayed; one that
+        raises is logged and removed.
+        """
+        self.__dict__.pop("datagramReceived", None)
+        self.tap = listener
+        if listener is not None:
+            self.datagramReceived = self._tapped  # type: ignore[method-assign]
+
+    def _tapped(self, data: bytes, addr: Address) -> None:
+        RelayEndpoint.datagramReceived(self, data, addr)
+        listener = self.tap
+        if addr == self.latched and listener is not None:
+            try:
+                listener(data)
+            except Exception:
+                self.log.failure("relay tap {listener!r} failed; removed", listener=listener)
+                self.set_tap(None)
+    def set_fed(self, fed: bool) -> None:
+        """Stop (or resume) relaying the other leg's packets to this leg, which hears a feed instead."""
+        self.fed = fed
+        self._update_dest()
+
     def stats(self) -> dict[str, Any]:
         """Counters of this socket."""
         return {
@@ -207,6 +250,58 @@ class RelayEndpoint(DatagramProtocol):
             "dropped_no_dest": self.dropped_no_dest, "send_errors": self.send_errors,
             "latches": self.latches, "latched": self.latched, "last_packet": self.last_seen,
         }
+
+
+_RTP_HEADER = struct.Struct("!BBHII")
+
+
+class RelayFeed:
+    """
+    One listener of a shared source: puts this leg's own RTP header (its
+    SSRC, sequence number and timestamp, RFC 3550 §5.1) on each payload and
+    sends it from the leg's RTP socket to the leg's phone.
+
+    The per-listener work of music on hold: one header pack, one ``sendto``.
+    The first packet has the marker bit (a new talkspurt, RFC 3551 §4.1).
+    """
+
+    __slots__ = ("_endpoint", "_marker", "_payload_type", "_step", "sent", "send_errors", "seq", "ssrc", "timestamp")
+
+    def __init__(self, endpoint: RelayEndpoint, payload_type: int, timestamp_step: int) -> None:
+        """
+        :param endpoint: the RTP socket of the leg that listens.
+        :param payload_type: the leg's payload type for the source's codec.
+        :param timestamp_step: RTP clock ticks per frame.
+        """
+        if not 0 <= payload_type <= 127:
+            raise ValueError(f"payload type {payload_type} out of range")
+        self._endpoint = endpoint
+        self._payload_type = payload_type
+        self._marker = 0x80
+        self._step = timestamp_step
+        # RFC 3550 §5.1: random initial sequence number and timestamp.
+        self.ssrc = secrets.randbits(32)
+        self.seq = secrets.randbits(16)
+        self.timestamp = secrets.randbits(32)
+        self.sent = 0
+        self.send_errors = 0
+
+    def __call__(self, payload: bytes) -> None:
+        """Send one frame's ``payload`` to the leg's phone (dropped while it has no address)."""
+        endpoint = self._endpoint
+        dest = endpoint.latched or endpoint.remote
+        if dest is None or endpoint.closed:
+            return
+        header = _RTP_HEADER.pack(0x80, self._marker | self._payload_type, self.seq, self.timestamp, self.ssrc)
+        self._marker = 0
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + self._step) & 0xFFFFFFFF
+        try:
+            endpoint.send(header + payload, dest)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.sent += 1
 
 
 @define(eq=False)
@@ -247,6 +342,7 @@ class RelaySession:
         self.closed = False
         self._released = False
         self._waiting: list[Deferred[None]] = []
+        self._feeds: dict[str, tuple[RelayFeed, Callable[[], None]]] = {}
 
     def when_closed(self) -> Deferred[None]:
         """Fires once :meth:`Relay.close` has given every port of this session back."""
@@ -310,6 +406,52 @@ class RelaySession:
     def set_transform(self, leg: str, transform: Callable[[bytes], bytes | None] | None) -> None:
         """Rewrite the RTP ``leg`` sends before it reaches the other leg (None: relay as is)."""
         self.leg(leg).rtp.transform = transform
+
+    def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
+        """
+        Hand each RTP packet ``leg`` sends (accepted from its latched
+        source, as it arrived) to ``listener(data)`` after relaying it: what
+        a recording is made of.  One listener per leg; a second replaces
+        the first.  An untapped session costs exactly what it did (see
+        :meth:`RelayEndpoint.set_tap`).
+
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        self.leg(leg).rtp.set_tap(listener)
+
+    def untap(self, leg: str) -> None:
+        """Stop handing ``leg``'s packets to its listener, if any."""
+        self.leg(leg).rtp.set_tap(None)
+    def feed(self, leg: str, source: Any, payload_type: int) -> None:
+        """
+        ``leg`` hears ``source`` (a :class:`~pbx.media.playout.Playout`)
+        instead of the other leg: each of its frames goes out from ``leg``'s
+        RTP socket, to where ``leg``'s RTP goes, under an RTP header of
+        ``leg``'s own (:class:`RelayFeed`).  The other leg's RTP towards
+        ``leg`` is dropped meanwhile; RTCP still flows.  Feeding a fed leg
+        replaces its source.
+
+        :param source: has ``add(sink) -> remove`` and ``timestamp_step``.
+        :param payload_type: the payload type ``leg`` negotiated for the source's codec.
+        """
+        self.unfeed(leg)
+        endpoint = self.leg(leg).rtp
+        feed = RelayFeed(endpoint, payload_type, source.timestamp_step)
+        self._feeds[leg] = (feed, source.add(feed))
+        endpoint.set_fed(True)
+
+    def unfeed(self, leg: str) -> None:
+        """Stop feeding ``leg``: it hears the other leg again, relayed unchanged."""
+        fed = self._feeds.pop(leg, None)
+        endpoint = self.leg(leg).rtp
+        if fed is not None:
+            fed[1]()
+        endpoint.set_fed(False)
+
+    def feeding(self, leg: str) -> RelayFeed | None:
+        """The feed ``leg`` hears, if any."""
+        fed = self._feeds.get(leg)
+        return fed[0] if fed is not None else None
 
     def hold(self, leg: str) -> None:
         """``leg`` does not want media (sendonly, inactive): drop RTP towards it.
@@ -443,6 +585,8 @@ class Relay:
             return session.when_closed()
         session.closed = True
         self._sessions.discard(session)
+        for name in LEGS:
+            session.unfeed(name)
         closing = [self._close_leg(session.leg(name)) for name in LEGS]
         done: Deferred[Any] = DeferredList(closing, consumeErrors=True)
         return done.addCallback(session.ports_released)

@@ -8,11 +8,16 @@ call, by scripted phones through the real controller, in memory.
 
 from __future__ import annotations
 
+import numpy as np
+
 from pbx.calls.call import Call
 from pbx.calls.events import CallEvent
 from pbx.calls.park import ParkingLot
 from pbx.calls.park_options import ParkConfig
 from pbx.config import CallsConfig
+from pbx.media.codecs import PCMA, PCMU
+from pbx.media.music import MusicClass
+from pbx.media.playout import HoldMusic
 from pbx.sip.message import Request, Response
 
 from support.phones import (
@@ -389,6 +394,63 @@ class RecallTests(ParkTestCase):
         self.callee.expect("ACK")
         self.assertEqual(self.controller.calls, {})
         self.assertEqual(self.lot.occupied(), [])
+
+
+class MusicTests(ParkTestCase):
+    """A parked party hears the parker's music-on-hold class until it leaves the slot."""
+
+    def setUp(self) -> None:
+        """Music on hold with one class, a 1 s track of a constant level."""
+        super().setUp()
+        track = np.full(8000, 0.25)
+        self.controller.music = HoldMusic(
+            {"default": MusicClass("default", 8000, track)},
+            {},
+            {"pcmu": PCMU(), "pcma": PCMA()},
+            self.controller.media_clock,
+        )
+
+    def sent_to_caller(self) -> list[bytes]:
+        """The RTP pbx sent 1001 from its relay port since the last look (then forgotten)."""
+        port = self.clock.udpPorts[self.session().local_port("a")]
+        mine = [d for d, a in port.written if a == ("192.0.2.11", 4000)]
+        port.written.clear()
+        return mine
+
+    def play(self, seconds: float) -> None:
+        """Let ``seconds`` pass in 20 ms steps, as the reactor would tick."""
+        for _ in range(round(seconds / 0.02)):
+            self.clock.advance(0.02)
+
+    def test_music_while_parked(self) -> None:
+        """1001 gets a packet of the class every 20 ms while parked, in its codec (PCMA), and none once retrieved."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        self.park(callee_leg)
+        self.assertIsNotNone(session.feeding("a"))
+        self.sent_to_caller()
+        self.play(1.0)
+        packets = self.sent_to_caller()
+        self.assertGreaterEqual(len(packets), 48)
+        self.assertEqual({p[1] & 0x7F for p in packets}, {8})
+        self.retrieve()
+        self.assertIsNone(session.feeding("a"))
+        self.play(0.2)
+        self.assertEqual(self.sent_to_caller(), [])
+        self.deliver()
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.retriever.respond(self.retriever.expect_one("BYE"), 200)
+
+    def test_music_stops_when_parked_party_leaves(self) -> None:
+        """The parked party hanging up stops its music."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        self.park(callee_leg)
+        self.assertIsNotNone(session.feeding("a"))
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.assertIsNone(session.feeding("a"))
 
 
 class NoParkTests(CallTestCase):

@@ -569,3 +569,76 @@ class RelayLifecycleTests(SynchronousTestCase):
         self.assertEqual(relay.sessions, 0)
         self.assertTrue(all(s.closed for s in sessions))
         self.assert_all_closed(reactor, alloc)
+
+
+class RelayTapTests(RelayTestCase):
+    """A tap hands each packet a leg sends to a listener, after relaying it."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.session.set_remote("a", *PHONE_A)
+        self.session.set_remote("b", *PHONE_B)
+        self.seen: list[bytes] = []
+
+    def test_untapped_runs_the_class_method(self) -> None:
+        """An untapped endpoint has no per-instance receive function: the hot path is the plain method."""
+        endpoint = self.port("a").protocol
+        self.assertNotIn("datagramReceived", vars(endpoint))
+        self.session.tap("a", self.seen.append)
+        self.assertIn("datagramReceived", vars(endpoint))
+        self.session.untap("a")
+        self.assertNotIn("datagramReceived", vars(endpoint))
+
+    def test_listener_sees_relayed_packets(self) -> None:
+        """A tapped leg's packets reach the listener unchanged and the other phone as before."""
+        self.session.tap("a", self.seen.append)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(self.seen, [RTP])
+        self.assertEqual(self.written("b"), [(RTP, PHONE_B)])
+
+    def test_only_the_tapped_leg(self) -> None:
+        """Tapping leg a does not show leg b's packets."""
+        self.session.tap("a", self.seen.append)
+        self.send("b", RTP, PHONE_B)
+        self.assertEqual(self.seen, [])
+        self.assertEqual(self.written("a"), [(RTP, PHONE_A)])
+
+    def test_rejected_source_not_seen(self) -> None:
+        """A packet from a source that may not latch is neither relayed nor tapped."""
+        self.send("a", RTP, PHONE_A)
+        self.session.tap("a", self.seen.append)
+        self.send("a", b"injected", ("203.0.113.9", 4000))
+        self.assertEqual(self.seen, [])
+
+    def test_seen_before_transform(self) -> None:
+        """The listener gets the packet as the phone sent it, before a transcoding transform."""
+        self.session.set_transform("a", lambda data: data.upper())
+        self.session.tap("a", self.seen.append)
+        self.send("a", b"rtp-bytes", PHONE_A)
+        self.assertEqual(self.seen, [b"rtp-bytes"])
+        self.assertEqual(self.written("b"), [(b"RTP-BYTES", PHONE_B)])
+
+    def test_untap_stops(self) -> None:
+        """After untap the listener sees nothing more."""
+        self.session.tap("a", self.seen.append)
+        self.session.untap("a")
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(self.seen, [])
+        self.assertEqual(self.written("b"), [(RTP, PHONE_B)])
+
+    def test_failing_listener_removed(self) -> None:
+        """A listener that raises is logged and removed; relaying goes on."""
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("boom")
+
+        self.session.tap("a", broken)
+        self.send("a", RTP, PHONE_A)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.written("b"), [(RTP, PHONE_B), (RTP, PHONE_B)])
+        self.assertNotIn("datagramReceived", vars(self.port("a").protocol))
+
+    def test_bad_leg(self) -> None:
+        """Only legs a and b can be tapped."""
+        self.assertRaises(ValueError, self.session.tap, "c", self.seen.append)

@@ -1,0 +1,81 @@
+"""
+The media of one answered, relayed two-party call, as a feature that listens
+to it (recording) sees it: the relay session's taps and what each leg's
+payload types mean.
+
+A :class:`CallTap` is what :meth:`pbx.interfaces.IPBX.tap_call` returns; it
+hands out no signalling and nothing that could change the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import define
+
+from pbx.calls.media import CallMedia
+from pbx.interfaces import ICodec
+from pbx.media.offer_answer import offered_codecs
+
+__all__ = ["CallTap"]
+
+
+@define(eq=False)
+class CallTap:
+    """
+    What a listener may do with a live relayed call's media.
+
+    :ivar call_id: the call's key (the caller's Call-ID), as call events name it.
+    :ivar caller: who called (leg ``"a"``).
+    :ivar callee: who answered (leg ``"b"``).
+    :ivar codecs: the codec plugins by lower-case encoding name, to decode
+        what a leg sends.
+    """
+
+    call_id: str
+    caller: str
+    callee: str
+    _media: CallMedia
+    codecs: Mapping[str, ICodec]
+
+    @property
+    def codec(self) -> str:
+        """The codec in use (``PCMU``; ``PCMU<>G722`` when the relay transcodes)."""
+        return self._media.codecs
+
+    def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
+        """
+        Hand every RTP packet ``leg`` sends (as it arrived) to ``listener``
+        (see :meth:`pbx.media.relay.RelaySession.tap`).
+
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        self._media.session.tap(leg, listener)
+
+    def untap(self, leg: str) -> None:
+        """Stop listening to ``leg``."""
+        self._media.session.untap(leg)
+
+    def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
+        """
+        What the payload types ``leg`` sends mean now (a re-INVITE may
+        change them): ``{pt: (lower-case encoding, RTP clock rate)}``,
+        from the leg's own SDP (offer or answer), which names the payload
+        types it uses (RFC 3264 §5.1, §6.1).
+        """
+        found: dict[int, tuple[str, int]] = {}
+        for sdp in (self._media.answers.get(leg), self._media.offers.get(leg)):
+            if sdp is None:
+                continue
+            audio: Any = next(
+                (m for m in sdp.media if m.media == "audio" and m.port), None
+            )
+            if audio is None:
+                continue
+            for spec in offered_codecs(audio):
+                if spec.payload_type is not None:
+                    found.setdefault(
+                        spec.payload_type, (spec.encoding.lower(), spec.clock_rate)
+                    )
+        return found

@@ -1,0 +1,1 @@
+"""Call recording: relayed two-party calls to WAV, on demand and by policy."""

@@ -1,0 +1,103 @@
+"""
+The options of the ``recording`` feature (``features: recording:`` in the
+configuration), validated into one frozen :class:`RecordingOptions`.
+
+Errors name the key relative to the feature's section (``always[1]``,
+``format``); the plugin loader puts ``features.recording.`` in front.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import frozen
+
+from pbx.errors import ConfigError
+
+__all__ = ["FORMATS", "RecordingOptions", "parse_recording_options"]
+
+FORMATS = ("stereo", "mixed")
+"""``stereo``: the caller on the left channel, the callee on the right; ``mixed``: both in one."""
+
+_NUMBER = re.compile(r"[0-9]{2,10}")
+_TOGGLE = re.compile(r"[0-9*#]{1,4}")
+_KEYS = frozenset({"always", "format", "retention_days", "announce", "dir", "toggle"})
+
+
+@frozen
+class RecordingOptions:
+    """What the recording feature was configured with."""
+
+    always: frozenset[str] = frozenset()
+    """Extensions whose every answered call (as caller or callee) is recorded."""
+    format: str = "stereo"
+    """One of :data:`FORMATS`."""
+    retention_days: float = 90.0
+    """Recordings older than this are deleted by the daily sweep; 0 keeps them forever."""
+    dir: str = "recordings"
+    """Where the files go; a relative path is under the PBX's ``state_dir``."""
+    toggle: str = "*1"
+    """The keys (RFC 4733 events) either party presses to start or stop recording; "" for none."""
+
+    def records_always(self, caller: str, callee: str) -> bool:
+        """Whether policy records a call between ``caller`` and ``callee``."""
+        return caller in self.always or callee in self.always
+
+
+def parse_recording_options(raw: Mapping[str, Any]) -> RecordingOptions:
+    """
+    Validate the feature's options.
+
+    :param raw: the mapping under ``features: recording:`` (without ``enabled``).
+    :raises ConfigError: naming the first bad key and its problem.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("recording", "must be a mapping")
+    unknown = sorted(str(k) for k in raw if k not in _KEYS)
+    if unknown:
+        raise ConfigError(unknown[0], "unknown key")
+    always = raw.get("always", [])
+    if always is None:
+        always = []
+    if not isinstance(always, list):
+        raise ConfigError("always", "must be a list of extension numbers")
+    numbers = []
+    for i, item in enumerate(always):
+        if (
+            isinstance(item, bool)
+            or not isinstance(item, str | int)
+            or not _NUMBER.fullmatch(str(item))
+        ):
+            raise ConfigError(f"always[{i}]", "an extension number is 2-10 digits")
+        numbers.append(str(item))
+    format_ = raw.get("format", "stereo")
+    if format_ not in FORMATS:
+        raise ConfigError("format", "must be stereo or mixed")
+    days = raw.get("retention_days", 90)
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int | float)
+        or not 0 <= days <= 36500
+    ):
+        raise ConfigError(
+            "retention_days", "must be a number of days from 0 (keep forever) to 36500"
+        )
+    announce = raw.get("announce", False)
+    if not isinstance(announce, bool):
+        raise ConfigError("announce", "must be true or false")
+    if announce:
+        # The relay cannot yet send audio into a relayed call's legs.
+        raise ConfigError(
+            "announce", "announcing a recording is not available yet; set false"
+        )
+    directory = raw.get("dir", "recordings")
+    if not isinstance(directory, str) or not directory.strip():
+        raise ConfigError("dir", "must be a directory path")
+    toggle = raw.get("toggle", "*1")
+    if isinstance(toggle, int) and not isinstance(toggle, bool):
+        toggle = str(toggle)
+    if not isinstance(toggle, str) or (toggle and not _TOGGLE.fullmatch(toggle)):
+        raise ConfigError("toggle", 'must be 1-4 keys of 0-9, * and #, or "" for none')
+    return RecordingOptions(frozenset(numbers), format_, float(days), directory, toggle)
