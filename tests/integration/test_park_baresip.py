@@ -9,7 +9,9 @@ slot.
 
 - 2202 parks 2201: 2202's baresip closes its call as transferred (the
   final NOTIFY's sipfrag was 2xx), ``/api/v1/park/`` lists slot 71 with
-  2201 parked by 2202, and 2201 hears music on hold (each half second of
+  2201 parked by 2202; before it left, 2202 heard the slot said (its
+  recording holds the ``digits/7`` and ``digits/1`` prompts, each found by
+  correlation above 0.9); 2201 hears music on hold (each half second of
   what it records matches the default class's track, at 8 kHz, by
   correlation above 0.9, as the music-on-hold test checks); 2203 dials 71 and is connected to 2201: each one's
   recording ends with the other's keyed tone (frequency and on/off pattern
@@ -33,6 +35,8 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.media.music import default_music_dir, load_music_class
+from pbx.media.prompts import PromptLibrary
+from pbx.media.wav import load_wav
 
 from support.baresip import LIMIT, MODULES, NEEDED, Phone
 from support.calls import (
@@ -241,8 +245,38 @@ class ParkTests(SynchronousTestCase):
             f"{PACKETS} packets each way ({what})",
         )
 
+    def said(self, before: set[Path]) -> dict[str, float]:
+        """
+        How well each digit prompt of slot 71 is found in 2202's newest
+        recording: read as it grows, until both are found or time is up.
+        """
+        phone = self.phones[PARKER]
+        prompts = PromptLibrary()
+        digits = {
+            d: load_wav(prompts.path(f"digits/{d}")).samples.astype(np.float64)
+            for d in "71"
+        }
+        scores: dict[str, float] = {}
+
+        def found() -> bool:
+            fresh = phone.recorded() - before
+            if not fresh:
+                return False
+            audio = growing(max(fresh, key=lambda p: p.stat().st_mtime))
+            if len(audio) < RATE:
+                return False
+            scores.update({d: best_match(pcm, audio) for d, pcm in digits.items()})
+            return min(scores.values()) > 0.9
+
+        try:
+            wait_until(found, LIMIT, "the slot in 2202's recording")
+        except AssertionError:
+            pass
+        return scores
+
     def park(self) -> dict[Phone, int]:
-        """2201 calls 2202, 2202 parks it; returns each phone's message mark from before the call."""
+        """2201 calls 2202, 2202 parks it and hears the slot; returns each phone's mark from before the call."""
+        recorded = self.phones[PARKER].recorded()
         marks = {p: p.control.mark() for p in self.phones.values()}
         caller, parker = self.phones[CALLER], self.phones[PARKER]
         caller.control.command("dial", PARKER)
@@ -262,6 +296,8 @@ class ParkTests(SynchronousTestCase):
         self.assertEqual(
             (slot["slot"], slot["parked"], slot["parker"]), ("71", CALLER, PARKER)
         )
+        scores = self.said(recorded)
+        self.assertGreater(min(scores.values()), 0.9, f"2202 hearing 71: {scores}")
         return marks
 
     def newest(self, listener: str, before: set[Path]) -> list[int]:

@@ -132,7 +132,8 @@ class CallController:
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
-                                      ring_timeout=self.config.calls.ring_timeout, music=lambda: self.music)
+                                      ring_timeout=self.config.calls.ring_timeout, music=lambda: self.music,
+                                      media=lambda: self.media)
             self.transfers.parking = self.parking
 
     @property

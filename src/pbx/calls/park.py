@@ -7,9 +7,11 @@ blind transfer feature code and the park code keyed by SIP INFO; both
 reach :meth:`ParkingLot.park` through :mod:`pbx.calls.transfer`).  The
 *parked* party stays in its call, its dialog and relay port untouched;
 the parker's seat is vacated (:meth:`Call.vacate
-<pbx.calls.call.Call.vacate>`), the final NOTIFY says ``200 Parked at 71``
-(RFC 3515 §2.4.5: the reason phrase is ours to choose) and the parker gets
-BYE once it answers that NOTIFY.  The parked party hears the parker's
+<pbx.calls.call.Call.vacate>`), the parker hears the slot's digits
+(:mod:`pbx.calls.park_announce`, when prompts are there and it uses
+G.711), then the final NOTIFY says ``200 Parked at 71`` (RFC 3515 §2.4.5:
+the reason phrase is ours to choose) and the parker gets BYE once it
+answers that NOTIFY.  The parked party hears the parker's
 music-on-hold class, fed into its relay leg as a hold answered by pbx
 feeds it (:mod:`pbx.calls.hold`), until it leaves the slot.
 
@@ -37,13 +39,16 @@ from typing import Any
 
 from attrs import define, field
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from pbx.calls.call import Call
+from pbx.calls.endpoint_media import MediaServices
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.forks import Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
+from pbx.calls.park_announce import OneShot, slot_frames
 from pbx.calls.park_options import ParkConfig
 from pbx.calls.refer import ReferProgress
 from pbx.calls.routing import Routing
@@ -154,6 +159,9 @@ class ParkingLot:
     config: ParkConfig
     ring_timeout: float = 30.0
     music: Callable[[], HoldMusic | None] = lambda: None
+    #: Prompts and the WAV loader, for saying the slot (None: not said).
+    media: Callable[[], MediaServices | None] = lambda: None
+    _said: dict[tuple[str, str], list[bytes] | None] = field(factory=dict)
     _slots: dict[str, _Parked] = field(factory=dict)
     log = Logger()
 
@@ -216,9 +224,49 @@ class ParkingLot:
         def bye(_: object = None) -> None:
             sip.in_dialog(dialog, "BYE")
 
-        reason = f"Parked at {slot}" if self.config.announce else None
-        if not progress.report(200, reason, on_response=bye):
-            bye()
+        def leave(_: object = None) -> None:
+            # RFC 3515 §2.4.5: the reason phrase of the final sipfrag is ours.
+            reason = f"Parked at {slot}" if self.config.announce else None
+            if not progress.report(200, reason, on_response=bye):
+                bye()
+
+        if not self.config.announce:
+            leave()
+            return
+        d = Deferred.fromCoroutine(self._say_slot(call, leg, slot))
+        d.addErrback(
+            lambda f: self.log.failure("saying slot {slot} failed", f, slot=slot)
+        )
+        d.addBoth(leave)
+
+    async def _say_slot(self, call: Call, leg: str, slot: str) -> None:
+        """The parker (in ``leg``'s vacated seat) hears the slot's digits; returns once they are said."""
+        media = self.media()
+        codec = next(
+            (c for c in call.media.agreed.get(leg) or [] if not c.is_auxiliary), None
+        )
+        if media is None or codec is None or codec.payload_type is None:
+            return
+        key = (slot, codec.encoding.lower())
+        if key not in self._said:
+            self._said[key] = await slot_frames(
+                media.prompts, media.load, slot, codec.encoding
+            )
+        frames = self._said[key]
+        if not frames or call.state == "ended":
+            return
+        said: Deferred[None] = Deferred()
+        session = call.media.session
+        session.feed(
+            leg,
+            OneShot(self.services.clock, frames, lambda: said.callback(None)),
+            codec.payload_type,
+        )
+        try:
+            await said
+        finally:
+            if session.feeding(leg) is not None:
+                session.unfeed(leg)
 
     def _parked(self, call: Call) -> _Parked | None:
         return next((p for p in self._slots.values() if p.call is call), None)

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from twisted.internet.defer import Deferred, succeed
+
 from pbx.calls.call import Call
+from pbx.calls.endpoint_media import MediaServices
 from pbx.calls.events import CallEvent
 from pbx.calls.park import ParkingLot
 from pbx.calls.park_options import ParkConfig
 from pbx.config import CallsConfig
+from pbx.media import g711
 from pbx.media.codecs import PCMA, PCMU
 from pbx.media.music import MusicClass
 from pbx.media.playout import HoldMusic
+from pbx.media.wav import WavAudio
 from pbx.sip.message import Request, Response
 
 from support.phones import (
@@ -451,6 +456,86 @@ class MusicTests(ParkTestCase):
         self.caller.in_dialog(leg, "BYE")
         self.caller.expect(200)
         self.assertIsNone(session.feeding("a"))
+
+
+class FakePrompts:
+    """Digit prompts by id, each a file name."""
+
+    def say_digits(self, digits: str) -> list[str]:
+        """One id per digit."""
+        return [f"digits/{d}" for d in digits]
+
+    def path(self, prompt_id: str, rate: int = 8000) -> str:
+        """The id is the path."""
+        return prompt_id
+
+
+class AnnounceTests(ParkTestCase):
+    """The parker hears the slot's digits before the final NOTIFY."""
+
+    def setUp(self) -> None:
+        """Prompts of 100 ms each, a digit's level standing for the digit."""
+        super().setUp()
+        self.loaded: list[str] = []
+
+        def load(path: str) -> Deferred[WavAudio]:
+            self.loaded.append(path)
+            level = 1000 * int(path.rsplit("/", 1)[1])
+            return succeed(WavAudio(8000, 1, np.full(800, level, dtype=np.int16)))
+
+        self.controller.media = MediaServices({}, FakePrompts(), load)
+
+    def test_slot_said_then_notify(self) -> None:
+        """1002 gets 7, 1, 300 ms of silence as PCMA from its relay port; then the final NOTIFY and BYE."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        port = self.clock.udpPorts[session.local_port("b")]
+        port.written.clear()
+        self.callee.in_dialog(
+            callee_leg, "REFER", extra=[("Refer-To", f"<sip:70@{REALM}>")]
+        )
+        accepted, trying = self.callee.expect(202, "NOTIFY")
+        self.callee.respond(trying, 200)
+        self.assertEqual(self.loaded, ["digits/7", "digits/1"])
+        for _ in range(24):
+            self.clock.advance(0.02)
+        self.deliver()
+        self.quiet(self.callee)
+        self.clock.advance(0.02)
+        self.clock.advance(0.02)
+        final = self.callee.expect_one("NOTIFY")
+        self.assertEqual(final.body, b"SIP/2.0 200 Parked at 71\r\n")
+        self.callee.respond(final, 200)
+        self.callee.respond(self.callee.expect_one("BYE"), 200)
+        packets = [d for d, a in port.written if a == ("192.0.2.12", 5000)]
+        # (800 + 800 + 2400) samples: 25 frames of 160.
+        self.assertEqual(len(packets), 25)
+        self.assertEqual({p[1] & 0x7F for p in packets}, {8})
+        decoded = [g711.alaw_decode(p[12:]) for p in packets]
+        # A-law keeps each level within a step: 7 (7000), then 1 (1000), then silence.
+        levels = [int(np.median(d)) for d in (decoded[0], decoded[5], decoded[20])]
+        for level, want in zip(levels, (7000, 1000, 0), strict=True):
+            self.assertLess(abs(level - want), 64, levels)
+        self.assertIsNone(session.feeding("b"))
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+
+    def test_frames_cached(self) -> None:
+        """A slot said once in a codec is not loaded again."""
+        for _ in range(2):
+            invite, leg, callee_leg = self.establish()
+            self.callee.in_dialog(
+                callee_leg, "REFER", extra=[("Refer-To", f"<sip:70@{REALM}>")]
+            )
+            accepted, trying = self.callee.expect(202, "NOTIFY")
+            self.callee.respond(trying, 200)
+            self.advance(0.6, step=0.02)
+            final = self.callee.expect_one("NOTIFY")
+            self.callee.respond(final, 200)
+            self.callee.respond(self.callee.expect_one("BYE"), 200)
+            self.caller.in_dialog(leg, "BYE")
+            self.caller.expect(200)
+        self.assertEqual(self.loaded, ["digits/7", "digits/1"])
 
 
 class NoParkTests(CallTestCase):
