@@ -285,6 +285,8 @@ class Config:
     permissions: Any = None  # pbx.permissions.options.PermissionsConfig
     moh: Any = None  # pbx.media.moh_config.MusicOnHoldConfig
     park: Any = None  # pbx.calls.park_options.ParkConfig
+    #: Call pickup groups by name: member extensions (pbx.calls.pickup).
+    pickup_groups: Mapping[str, tuple[str, ...]] = field(factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -828,7 +830,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "permissions", "transfer", "moh", "park",
+    "permissions", "transfer", "moh", "park", "pickup_groups",
 }
 
 
@@ -881,6 +883,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
     from pbx.calls.park_options import parse_park
+    from pbx.calls.pickup import parse_pickup_groups
     from pbx.emergency.options import parse_emergency
     from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions
@@ -913,6 +916,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         permissions=parse_permissions(top.get("permissions")),
         moh=parse_moh(top.get("moh"), base),
         park=parse_park(top.get("park")),
+        pickup_groups=parse_pickup_groups(top.get("pickup_groups")),
     )
 
 

@@ -39,6 +39,7 @@ from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
 from pbx.calls.park import ParkingLot
+from pbx.calls.pickup import Pickups
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
@@ -108,6 +109,8 @@ class CallController:
     replacements: Replacements = field(init=False)
     #: Call park (None without a ``park:`` section).
     parking: ParkingLot | None = field(init=False, default=None)
+    #: Directed and group call pickup.
+    pickups: Pickups = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -135,6 +138,7 @@ class CallController:
                                       ring_timeout=self.config.calls.ring_timeout, music=lambda: self.music,
                                       media=lambda: self.media)
             self.transfers.parking = self.parking
+        self.pickups = Pickups(self.services, lambda: self.calls.values(), self.config.pickup_groups)
 
     @property
     def clock(self) -> Any:
@@ -268,6 +272,11 @@ class CallController:
             retriever = await self.authn.authenticate(transaction, proxy=True)
             if retriever is not None:
                 self.parking.retrieve(transaction, retriever.number, self.local_address(transaction.peer.transport))
+            return
+        if self.pickups.wanted(number):
+            picker = await self.authn.authenticate(transaction, proxy=True)
+            if picker is not None:
+                self.pickups.pick(transaction, picker.number, self.local_address(transaction.peer.transport))
             return
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)
