@@ -883,7 +883,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
     from pbx.calls.park_options import parse_park
-    from pbx.calls.pickup import parse_pickup_groups
+    from pbx.calls.pickup_options import parse_pickup_groups
     from pbx.emergency.options import parse_emergency
     from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions

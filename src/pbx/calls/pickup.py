@@ -4,7 +4,7 @@ Call pickup: answering, from one's own phone, a call that rings another.
 Directed pickup: ``**`` + an extension picks up a call ringing that
 extension.  Group pickup: ``*8`` picks up a call ringing any other member
 of the picker's pickup groups (``pickup_groups: {sales: ["1001",
-"1002"]}``), the longest-ringing first.
+"1002"]}``, :mod:`pbx.calls.pickup_options`), the longest-ringing first.
 
 The picker's INVITE takes the ringing callee's seat of the
 :class:`~pbx.calls.call.Call`: pbx answers both offers itself with the
@@ -30,7 +30,6 @@ from pbx.calls.call import Call
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.seats import adopted_fork
 from pbx.calls.signalling import LegServices
-from pbx.errors import ConfigError
 from pbx.media.offer_answer import offered_codecs
 from pbx.media.sdp import SessionDescription
 from pbx.sip.dialog import Dialog, LocalAddress
@@ -38,37 +37,12 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import make_response
 from pbx.sip.transaction import ServerTransaction
 
-__all__ = ["DIRECTED_CODE", "GROUP_CODE", "Pickups", "parse_pickup_groups"]
+__all__ = ["DIRECTED_CODE", "GROUP_CODE", "Pickups"]
 
 #: Keys before an extension: pick up the call ringing it.
 DIRECTED_CODE = "**"
 #: Pick up a call ringing one's pickup group.
 GROUP_CODE = "*8"
-
-
-def parse_pickup_groups(raw: Any) -> dict[str, tuple[str, ...]]:
-    """
-    The ``pickup_groups:`` section: group name -> member extensions.
-
-    :raises ConfigError: not a mapping of lists of extension numbers.
-    """
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("pickup_groups", "must be a mapping of group names to lists")
-    groups = {}
-    for name, members in raw.items():
-        key = f"pickup_groups.{name}"
-        if not isinstance(members, list) or not members:
-            raise ConfigError(key, "must be a non-empty list of extensions")
-        numbers = []
-        for i, member in enumerate(members):
-            text = str(member) if isinstance(member, str | int) else ""
-            if isinstance(member, bool) or not text.isdigit():
-                raise ConfigError(f"{key}[{i}]", "must be an extension number")
-            numbers.append(text)
-        groups[str(name)] = tuple(numbers)
-    return groups
 
 
 def _common(

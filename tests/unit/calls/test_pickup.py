@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.call import Call
 from pbx.calls.events import CallEvent
-from pbx.calls.pickup import parse_pickup_groups
+from pbx.calls.pickup_options import parse_pickup_groups
 from pbx.config import parse_config
 from pbx.errors import ConfigError
 from pbx.sip.message import Request, Response
