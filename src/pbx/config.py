@@ -29,6 +29,7 @@ from pbx.errors import ConfigError
 from pbx.security.networks import parse_networks
 from pbx.security.passwords import is_hash, password_problem
 from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
+from pbx.trunks.config import TrunksConfig, check_trunk_routes, parse_trunks
 from pbx.validation import (
     admin_username_problem,
     display_name_problem,
@@ -274,6 +275,8 @@ class Config:
     calls: CallsConfig = CallsConfig()
     transfer: TransferConfig = TransferConfig()
     dialplan: Any = None  # pbx.calls.dialplan.Dialplan
+    #: SIP trunks, their DIDs and the rate table (``trunks:``, ``rates:``).
+    trunks: TrunksConfig = TrunksConfig()
     log: LogConfig = LogConfig()
     emergency: Any = None  # pbx.emergency.options.EmergencyConfig
     #: Ring groups by name (pbx.calls.groups.RingGroup).
@@ -830,7 +833,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "permissions", "transfer", "moh", "park", "pickup_groups",
+    "permissions", "transfer", "moh", "trunks", "rates", "park", "pickup_groups",
 }
 
 
@@ -893,6 +896,8 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         if not Path(d).is_dir():
             raise ConfigError(f"plugin_dirs[{i}]", f"{d!r} is not a directory")
     dialplan = parse_dialplan(top.get("dialplan"))
+    trunks = parse_trunks(top.get("trunks"), top.get("rates"))
+    check_trunk_routes(dialplan, trunks)
     groups = _groups(top.get("groups"), dialplan)
     return Config(
         path=path,
@@ -909,6 +914,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         transfer=_transfer(top.get("transfer")),
         dialplan=dialplan,
         log=_log(top.get("log")),
+        trunks=trunks,
         emergency=parse_emergency(top.get("emergency")),
         groups=groups,
         follow_me=_follow_me(top.get("follow_me")),

@@ -96,6 +96,11 @@ class IPBX(Interface):
     started_at = Attribute("Clock time the PBX started.")
     listeners = Attribute("List of strings naming every open listener.")
     features = Attribute("Names of the enabled features.")
+    trunk_hooks = Attribute(
+        "The :class:`pbx.trunks.hooks.TrunkHooks` of calls through trunks: append to "
+        "``outbound`` a callable that decorates or refuses each INVITE sent to a trunk, "
+        "to ``inbound`` one that checks or refuses each INVITE from a trunk."
+    )
 
     def run_in_thread(f, *args, **kwargs):  # type: ignore[no-untyped-def]
         """

@@ -98,6 +98,12 @@ class CallRecord:
     codecs: str = ""
     leg: str = "a"
     application: str = ""
+    #: A call through a trunk: the trunk, the number dialled, the number
+    #: sent to the trunk, and what it cost by the rate table.
+    trunk: str = ""
+    dialled: str = ""
+    sent: str = ""
+    cost: float = 0.0
     id: int | None = field(default=None, eq=False)
 
     @property

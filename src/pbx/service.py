@@ -72,6 +72,9 @@ from pbx.security.passwords import hash_password, verify_password
 from pbx.security.pending import PendingPINs
 from pbx.store.url import open_store
 from pbx.switch import Switch, build_switch, sip_listeners
+from pbx.trunks.api import TrunksAPI
+from pbx.trunks.api import openapi_paths as trunks_paths
+from pbx.trunks.hooks import TrunkHooks
 
 
 @implementer(IPBX)
@@ -129,6 +132,8 @@ class PBXService(MultiService):
         self._secrets: list[tuple[str, str, str]] = []
         #: PINs stored as placeholders while their hash is made (after the store opens).
         self.pins: PendingPINs | None = None
+        #: What features add to calls through trunks (the switch's trunks use these).
+        self.trunk_hooks = TrunkHooks()
 
     # -- IPBX --------------------------------------------------------------
 
@@ -303,8 +308,15 @@ class PBXService(MultiService):
         self.sip = build_switch(
             self.config, self.store, self.reactor, key, self.applications, self._codecs, streams=budget.sip
         )
+        assert self.sip.calls.trunks is not None
+        # The switch's own hooks (permissions ...) first, then what features add.
+        own = self.sip.calls.trunks.hooks
+        self.trunk_hooks.outbound[:0] = own.outbound
+        self.trunk_hooks.inbound[:0] = own.inbound
+        self.sip.calls.trunks.hooks = self.trunk_hooks
         await self.sip.start()
         self._listen_sip()
+        self.sip.start_trunks()
         await self._listen_api(budget)
         self._start_features()
         self._check_applications()
@@ -413,6 +425,8 @@ class PBXService(MultiService):
         self.api = PBXApi(self, self.verify_secret, self.hash_secret, security_log=self.sip.security_log)
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
+        assert self.sip.calls.trunks is not None
+        self.api.mount("trunks", TrunksAPI(self.sip.calls.trunks, self.api.authenticate).resource(), trunks_paths())
         if self.sip.emergency is not None:
             emergency = EmergencyAPI(self.sip.emergency, self.store, self.api.authenticate, self.reactor)
             self.api.mount("emergency", emergency.resource(), emergency_paths())

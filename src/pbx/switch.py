@@ -62,6 +62,8 @@ from pbx.sip.sockets import (
 from pbx.sip.transport import Transports
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
+from pbx.trunks.joins import ask_guard, psap_callback, tell_desk
+from pbx.trunks.tls import carrier_tls
 
 __all__ = [
     "Switch", "build_switch", "drop_banned", "make_call_controller", "make_security_log", "media_address",
@@ -124,6 +126,11 @@ class Switch:
             self.core.overload.start()
         self.calls.install()
 
+    def start_trunks(self) -> None:
+        """Register with the carriers and start their keep-alives: once the SIP listeners name our address."""
+        assert self.calls.trunks is not None
+        self.calls.trunks.start()
+
     async def stop(self) -> None:
         """Hang up calls, end subscriptions, close relay sessions and stop the registrar's timers."""
         self.calls.stop()
@@ -183,7 +190,8 @@ def build_switch(
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence, security_log)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
-    core.transports.connect = StreamConnector(reactor, core.transports).connect
+    connector = StreamConnector(reactor, core.transports, verified=carrier_tls(config.trunks))
+    core.transports.connect = connector.connect
     core.transports.guard = StreamGuard(reactor, streams or StreamLimits(), banned=defence.banned)
     rtp = config.rtp
     relay = Relay(reactor, PortAllocator(rtp.port_min, rtp.port_max), rtp.interface)
@@ -191,6 +199,9 @@ def build_switch(
     calls = make_call_controller(
         config, store, reactor, core, registrar, authn, extensions, relay, addresses, applications, codecs
     )
+    assert calls.trunks is not None
+    calls.trunks.resolve = reactor.resolve
+    calls.trunks.tls = connector.verified
     events = EventServer(
         core, reactor, authn, sip.domain, addresses.local_address, registrar.contacts,
         functools.partial(peer_for, connected=core.transports.connected, outbound=registrar.outbound),
@@ -200,6 +211,9 @@ def build_switch(
     calls.events.subscribe(emergency.on_call_event, kinds=["created"])
     permissions = Guard(config.permissions or PermissionsConfig(), reactor, store, emergency=emergency.is_emergency)
     calls.events.subscribe(permissions.on_call_event, kinds=["ended"])
+    calls.trunks.hooks.outbound += [ask_guard(permissions), tell_desk(emergency, config.sip.domain)]
+    if config.emergency is not None:
+        calls.trunks.hooks.inbound.append(psap_callback(emergency, tuple(config.emergency.trunks)))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
                   emergency=emergency, permissions=permissions)
 

@@ -53,6 +53,7 @@ from pbx.security.lockout import Lockout
 from pbx.security.log_lines import Remote
 from pbx.security.passwords import hash_password, verify_password
 from pbx.security.pending import PendingPINs
+from pbx.trunks.hooks import TrunkHooks
 
 
 @implementer(IStore)
@@ -323,6 +324,7 @@ class FakePBX:
     mounted: dict[str, tuple[Any, dict[str, Any]]] = Factory(dict)
     notified: list[tuple[str, str]] = Factory(list)
     changed: list[str] = Factory(list)
+    trunk_hooks: TrunkHooks = Factory(TrunkHooks)
     deleted: list[str] = Factory(list)
     credentials: list[str] = Factory(list)
     pins: PendingPINs = field(

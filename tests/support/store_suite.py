@@ -355,6 +355,15 @@ class StoreSuiteMixin(_TestCase):
         )
 
     @deferred_test
+    async def test_call_record_trunk(self) -> None:
+        """A call out through a trunk keeps its trunk, dialled and sent numbers and cost."""
+        record = call(10.0, trunk="carrier", dialled="95552345678", sent="+15552345678", cost=0.0125)
+        await self.store.add_call_record(record)
+        _, [stored] = await self.store.list_call_records()
+        self.assertEqual((stored.trunk, stored.dialled, stored.sent, stored.cost),
+                         ("carrier", "95552345678", "+15552345678", 0.0125))
+
+    @deferred_test
     async def test_list_call_records_paging(self) -> None:
         """Call records come newest first, one page at a time, with the total count."""
         for start in (30.0, 10.0, 50.0, 20.0, 40.0):
@@ -676,6 +685,26 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
         self.assertEqual(await store.recover_calls("n1"), [])
         await store.journal_calls(self.entries("n1", "c1", 10.0))
         self.assertEqual(len(await store.recover_calls("n1")), 2)
+
+    @deferred_test
+    async def test_version_6_call_records_gain_trunk_columns(self) -> None:
+        """A version 6 database's call records read back with no trunk and no cost once migrated."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 6)
+        await store._run_operation(
+            store._dialect.sql(
+                'INSERT INTO call_records (call_id, caller, callee, start, "end",'
+                " answer, disposition, hangup_side, hangup_cause, codecs, leg, application)"
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ),
+            ("c1", "100", "200", 1.0, 2.0, 1.5, "ANSWERED", "a", "BYE", "PCMU", "a", ""),
+        )
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        _, records = await store.list_call_records()
+        self.assertEqual([(r.call_id, r.trunk, r.dialled, r.sent, r.cost) for r in records],
+                         [("c1", "", "", "", 0.0)])
 
     @deferred_test
     async def test_pins_survive_the_rename(self) -> None:

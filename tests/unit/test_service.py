@@ -164,6 +164,20 @@ class PBXServiceTests(SynchronousTestCase):
         self.assertEqual(self.report.told, ["starting", "started"])
         verifyObject(IStartupReport, self.report)
 
+    def test_trunks_register_once_listening(self) -> None:
+        """A registration trunk's REGISTER leaves from the SIP port, naming it; the switch uses the PBX's trunk hooks."""
+        reactor = FakeUDPReactor()
+        pbx = self.start(reactor, "trunks: {c: {uri: 'sip:192.0.2.50', username: acct-1, password: pw,"
+                                  " register: true}}\n")
+        self.successResultOf(pbx.ready)
+        [(data, address)] = reactor.udpPorts[5060].written
+        self.assertEqual(address, ("192.0.2.50", 5060))
+        self.assertTrue(data.startswith(b"REGISTER sip:192.0.2.50 SIP/2.0\r\n"))
+        self.assertIn(b"Contact: <sip:acct-1@127.0.0.1:5060>", data)
+        assert pbx.sip is not None
+        self.assertIs(pbx.sip.calls.trunks.hooks, pbx.trunk_hooks)
+        self.successResultOf(pbx.stopService())
+
     def test_state_directory_logged(self) -> None:
         """The start logs where the state lives, and makes that directory."""
         self.successResultOf(self.start(FakeUDPReactor()).ready)

@@ -499,7 +499,7 @@ class PBXApi:
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
                        "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
-                       "application"]
+                       "application", "trunk", "dialled", "sent", "cost"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

@@ -120,6 +120,10 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "the dialplan application that answered the call, or the one a "
                 "call nobody answered was diverted to; empty for a call between people",
             },
+            "trunk": {"type": "string", "description": "the trunk a call went out through; empty otherwise"},
+            "dialled": {"type": "string", "description": "the number dialled, for a call out through a trunk"},
+            "sent": {"type": "string", "description": "the number sent to the trunk (after strip/prepend)"},
+            "cost": {"type": "number", "description": "the talk time priced by the rate table"},
         },
     },
 }

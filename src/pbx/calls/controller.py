@@ -13,6 +13,7 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.confirm import APPLICATION, Connect, Screen
 from pbx.calls.dial import Dial, GroupDialling
-from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup
+from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
@@ -48,6 +49,7 @@ from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
 from pbx.config import Config
+from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.media.playout import HoldMusic
@@ -60,6 +62,11 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
+from pbx.trunks.call import TrunkInboundCall
+from pbx.trunks.hooks import InboundContext
+from pbx.trunks.outbound import TrunkDialler
+from pbx.trunks.registry import Trunks
+from pbx.trunks.trunk import Trunk
 
 MEDIA_CHECK_INTERVAL = 5.0
 
@@ -98,6 +105,8 @@ class CallController:
     events: CallEvents = field(factory=CallEvents)
     #: Writes call records and journals live calls (default: on ``store``, node "").
     cdr: CDRWriter | None = None
+    #: The trunks calls go out through and come in from (default: ``config.trunks``).
+    trunks: Trunks | None = None
     dialogs: DialogTable[LiveCall] = field(factory=DialogTable)
     #: The ring groups and who of their members is logged in (default: the config's groups).
     groups: GroupDirectory | None = None
@@ -127,6 +136,8 @@ class CallController:
             self.groups = GroupDirectory(self.config.groups)
         if self.cdr is None:
             self.cdr = CDRWriter(self.store, self.core.clock)
+        if self.trunks is None:
+            self.trunks = Trunks(self.config.trunks, self.services, self.local_address)
         self.transfers = Transfers(self.services, self.routing, self.events,
                                    dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
                                    ring_timeout=self.config.calls.ring_timeout,
@@ -168,6 +179,8 @@ class CallController:
         """Hang up every call and stop the watchdog and the journal's touches."""
         if self._checker is not None and self._checker.running:
             self._checker.stop()
+        if self.trunks is not None:
+            self.trunks.stop()
         for call in list(self.calls.values()):
             if call.state in ("answered", "confirmed"):
                 call.hang_up("pbx", "shutdown")
@@ -267,6 +280,10 @@ class CallController:
                 self.replacements.invite(transaction, replacing.number,
                                          self.local_address(transaction.peer.transport))
             return
+        trunk = self.trunks.identify(request, transaction.peer) if self.trunks else None
+        if trunk is not None:
+            await self._from_trunk(transaction, trunk)
+            return
         number = request.uri.user or ""
         if self.parking is not None and self.parking.is_slot(number):
             retriever = await self.authn.authenticate(transaction, proxy=True)
@@ -282,6 +299,7 @@ class CallController:
         action = self.config.dialplan.resolve(number, authenticated=True)
         public = self.config.dialplan.resolve(number, authenticated=False)
         caller, display = "", ""
+        record: ExtensionRecord | None = None
         if public is None or authenticated:
             record = await self.authn.authenticate(transaction, proxy=True)
             if record is None:
@@ -305,7 +323,110 @@ class CallController:
         if isinstance(action, ToApplication):
             self._run_application(transaction, caller, number, action, display)
             return
+        if record is not None and (emergency := self._emergency_route(number)) is not None:
+            # Kari's Law: 911, with or without the outside-line prefix, goes out
+            # on the emergency trunk order whatever the dialplan says.
+            action = emergency
+        if isinstance(action, ToTrunks):
+            if record is None:
+                # Outside lines cost money: only callers pbx authenticated use them.
+                transaction.respond(make_response(request, 403, "Outside Lines Need Authentication",
+                                                  to_tag=new_tag()))
+                return
+            await self._call_out(transaction, record, display, number, action, expires)
+            return
         await self._ring_extension(transaction, caller, display, action.number, expires)
+
+    # -- trunks ------------------------------------------------------------------
+
+    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
+        """
+        An INVITE from a trunk: not challenged (the trunk is who it is by
+        its address); its DID says where it goes, an unknown DID gets 404.
+        An inbound verifier may refuse it, or send it straight to an
+        extension (a PSAP calling back an emergency caller).
+        """
+        assert self.trunks is not None
+        request = transaction.request
+        caller = request.from_.uri.user or "anonymous"
+        display = display_name(request.from_.display_name or "")
+        found = self.trunks.did(trunk, request)
+        did = found[0] if found is not None else self.trunks.called(trunk, request)
+        if trunk.full:
+            self.log.warn("trunk {trunk}: call from {caller} to {did} refused: {n} calls already",
+                          trunk=trunk.name, caller=caller, did=did, n=trunk.in_use)
+            transaction.respond(make_response(request, 503, "Trunk Full", to_tag=new_tag()))
+            return
+        verdict = await self.trunks.hooks.verify(InboundContext(trunk.config, request, did, caller))
+        if verdict.refuse:
+            transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
+            return
+        if found is None and not verdict.extension:
+            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
+                          caller=caller, number=self.trunks.called_number(trunk, request))
+            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+            return
+        expires = self._session_expires(transaction)
+        if expires is None:
+            return
+        self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
+                      did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
+        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did)
+        if verdict.extension:
+            self._ring_directly(transaction, caller, display, verdict.extension, expires,
+                                functools.partial(make_call, direct=True))
+            return
+        assert found is not None
+        action = found[1]
+        if isinstance(action, ToApplication):
+            self._run_application(transaction, caller, did, action, display)
+        elif isinstance(action, ToExtension):
+            await self._ring_extension(transaction, caller, display, action.number, expires, make_call)
+        else:
+            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+
+    def _ring_directly(self, transaction: ServerTransaction, caller: str, display: str, number: str,
+                       expires: int, make_call: Callable[..., Call]) -> None:
+        """Ring ``number``'s phones past its DND, forwards, follow-me and voicemail."""
+        bindings = self.registrar.contacts(number)
+        if not bindings:
+            transaction.respond(make_response(transaction.request, 480, "Not Registered", to_tag=new_tag()))
+            return
+        call = self._open_call(transaction, caller, display, number, expires, make_call)
+        if call is None:
+            return
+        call.seen = {number}
+        self.log.info("call {caller} -> {callee} rung directly ({n} phone(s))", caller=caller, callee=number,
+                      n=len(bindings))
+        self._ring(call, bindings)
+
+    async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
+                        dialled: str, action: ToTrunks, expires: int) -> None:
+        """A phone dials a number a trunk route matches: the route's trunks are tried in turn."""
+        assert self.trunks is not None
+        codecs = self.media.codecs if self.media is not None else {}
+        dialler = TrunkDialler(
+            self.trunks, self.services, self.relay.open_session,
+            lambda session: CallMedia(session, self.media_address, available=codecs),
+            self.local_address, self.events, self._track, self.call_ended, self.config.calls.ring_timeout,
+        )
+        refreshes = _caller_refreshes(transaction.request)
+        await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+
+    def _emergency_route(self, number: str) -> ToTrunks | None:
+        """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
+        section = self.config.emergency
+        if section is None or self.trunks is None:
+            return None
+        names = tuple(name for name in section.trunks if self.trunks.get(name) is not None)
+        called = is_emergency(number, section.dial, section.prefixes) if names else None
+        if called is None or not number.endswith(called):
+            return None
+        return ToTrunks(names, strip=len(number) - len(called), emergency=True)
+
+    def _track(self, call: LiveCall) -> None:
+        """A call is in progress: in-dialog requests, the API and the shutdown find it."""
+        self.calls[call.call_id] = call
 
     def _session_expires(self, transaction: ServerTransaction) -> int | None:
         """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
@@ -325,7 +446,7 @@ class CallController:
         return int(text)
 
     async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
-                              target: str, expires: int) -> None:
+                              target: str, expires: int, make_call: Callable[..., Call] = Call) -> None:
         request = transaction.request
         seen: set[str] = set()
         target, record, refuse = await self.routing.resolve_target(target, seen)
@@ -351,7 +472,7 @@ class CallController:
             if not self._divert_new(transaction, caller, display, target, why):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
-        call = self._open_call(transaction, caller, display, target, expires)
+        call = self._open_call(transaction, caller, display, target, expires, make_call)
         if call is None:
             return
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
@@ -360,7 +481,7 @@ class CallController:
         self._ring_callee(call, bindings)
 
     def _open_call(self, transaction: ServerTransaction, caller: str, display: str, target: str,
-                   expires: int) -> Call | None:
+                   expires: int, make_call: Callable[..., Call] = Call) -> Call | None:
         """A relayed call from the caller of ``transaction`` to ``target``; None (and 503) without media ports."""
         request = transaction.request
         try:
@@ -369,7 +490,7 @@ class CallController:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
             return None
-        call = Call(
+        call = make_call(
             self.services, transaction, caller=caller, callee=target, caller_display=display,
             media=CallMedia(session, self.media_address,
                             available=self.media.codecs if self.media is not None else {}),
@@ -603,6 +724,8 @@ class CallController:
         the application a diverter names, under the same To tag, so the 18x
         the caller saw and the 2xx belong to one dialog (RFC 3261 §12.1).
         """
+        if isinstance(call, TrunkInboundCall) and call.direct:
+            return False  # rung past voicemail on purpose
         action = self._divertible(callee, reason)
         if action is None:
             return False

@@ -6,8 +6,10 @@ pattern is an exact number (``1001``), an Asterisk-style pattern (``_1XXX``:
 ``X`` any digit, ``Z`` 1-9, ``N`` 2-9, ``[1-5]`` a set, ``.`` one or more
 characters, ``!`` zero or more), or a regular expression (``re:^9\\d+$``).
 A route sends the call to an extension (``$number`` is the dialled number,
-``$1``... the regex groups), to a feature application, or hangs up with a
-SIP status, or to a ring group (:mod:`pbx.calls.groups`).  A number no route matches reaches the extension of that number
+``$1``... the regex groups), to a feature application, out through trunks
+(``trunk: [names]`` with ``strip:``/``prepend:``, see :mod:`pbx.trunks`), to a
+ring group (:mod:`pbx.calls.groups`), or hangs up with a SIP status.  A number
+no route matches reaches the extension of that number
 if there is one; anything else is ``404``.
 """
 
@@ -52,7 +54,28 @@ class ToGroup:
     name: str
 
 
-Action = ToExtension | ToApplication | HangUp | ToGroup
+@frozen
+class ToTrunks:
+    """
+    Send the call out through trunks, tried in order (least-cost routing
+    may reorder them): the dialled number without its first ``strip``
+    digits, after ``prepend``.
+
+    :ivar caller_id: the number this route presents; "" leaves it to the
+        extension's or the trunk's.
+    :ivar weighted: share calls among equally priced trunks by their weights.
+    :ivar emergency: an emergency call (never refused for a full trunk).
+    """
+
+    trunks: tuple[str, ...]
+    strip: int = 0
+    prepend: str = ""
+    caller_id: str = ""
+    weighted: bool = False
+    emergency: bool = False
+
+
+Action = ToExtension | ToApplication | HangUp | ToGroup | ToTrunks
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -127,11 +150,36 @@ class Dialplan:
         return None
 
 
+_TRUNK_KEYS = {"trunk", "strip", "prepend", "caller_id", "share"}
+
+
+def _to_trunks(entry: dict[str, Any], key: str) -> ToTrunks:
+    """``trunk: NAME | [NAMES], strip: N, prepend: DIGITS, caller_id: +E164, share: weighted``."""
+    names = entry["trunk"]
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{key}.trunk", "needs a trunk name or a list of them")
+    strip = entry.get("strip", 0)
+    if isinstance(strip, bool) or not isinstance(strip, int) or not 0 <= strip <= 20:
+        raise ConfigError(f"{key}.strip", "must be a number of digits, 0-20")
+    prepend = entry.get("prepend", "")
+    if not isinstance(prepend, str | int) or isinstance(prepend, bool) or not re.fullmatch(r"\+?[0-9]*", str(prepend)):
+        raise ConfigError(f"{key}.prepend", "must be digits, an optional + first")
+    caller_id = entry.get("caller_id", "")
+    if not isinstance(caller_id, str) or (caller_id and not re.fullmatch(r"\+[1-9][0-9]{1,14}", caller_id)):
+        raise ConfigError(f"{key}.caller_id", "must be an E.164 number (+ and up to 15 digits)")
+    share = entry.get("share", "ordered")
+    if share not in ("ordered", "weighted"):
+        raise ConfigError(f"{key}.share", "must be ordered or weighted")
+    return ToTrunks(tuple(names), strip, str(prepend), caller_id, share == "weighted")
+
+
 def parse_dialplan(raw: Any) -> Dialplan:
     """
     Validate the ``dialplan:`` section: a list of
-    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS | group: NAME,
-    public: BOOL}``.
+    ``{match: PATTERN, extension: N | app: NAME [args: {...}] | hangup: STATUS | group: NAME
+    | trunk: [NAMES] [strip: N, prepend: DIGITS, caller_id: E164, share: weighted], public: BOOL}``.
 
     :raises ConfigError: naming the entry and the problem.
     """
@@ -144,7 +192,8 @@ def parse_dialplan(raw: Any) -> Dialplan:
         key = f"dialplan[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(key, "must be a mapping with match: and one action")
-        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public", "group"}
+        unknown = set(entry) - {"match", "extension", "app", "args", "hangup", "reason", "public", "group",
+                                *_TRUNK_KEYS}
         if unknown:
             raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
         pattern = entry.get("match")
@@ -155,11 +204,15 @@ def parse_dialplan(raw: Any) -> Dialplan:
             regex = compile_pattern(pattern)
         except (re.error, ValueError) as e:
             raise ConfigError(f"{key}.match", f"bad pattern {pattern!r}: {e}") from None
-        actions = [k for k in ("extension", "app", "hangup", "group") if k in entry]
+        actions = [k for k in ("extension", "app", "hangup", "group", "trunk") if k in entry]
         if len(actions) != 1:
-            raise ConfigError(key, "needs exactly one of extension:, app:, hangup: or group:")
+            raise ConfigError(key, "needs exactly one of extension:, app:, hangup:, group: or trunk:")
+        if "trunk" not in entry and set(entry) & _TRUNK_KEYS:
+            raise ConfigError(f"{key}.{sorted(set(entry) & _TRUNK_KEYS)[0]}", "goes with trunk: only")
         action: Action
-        if "extension" in entry:
+        if "trunk" in entry:
+            action = _to_trunks(entry, key)
+        elif "extension" in entry:
             target = str(entry["extension"])
             if not re.fullmatch(r"[0-9]{2,10}|\$number|\$[1-9]", target):
                 raise ConfigError(f"{key}.extension", f"{target!r} is not an extension number, $number or $1-$9")

@@ -225,6 +225,9 @@ class Forks:
         the ordinary mode, where every 2xx is ACKed at once, without a body.
     :param contact_user: the user part of our Contact in the dialogs formed.
     :param timers: the call's timers, where the group keeps ``ring``.
+    :param on_challenge: ``(fork, 401/407 response) -> request or None``:
+        the INVITE again with credentials (RFC 3261 §22.2), sent in place of
+        the fork's; None (or no callback) takes the challenge as a failure.
     :ivar state: ``ringing``, ``answered`` or ``over`` (:data:`FORKS_TABLE`).
     """
 
@@ -239,6 +242,7 @@ class Forks:
         refusal: Callable[[bytes], bytes] | None = None,
         contact_user: str = "pbx",
         timers: NamedTimers | None = None,
+        on_challenge: Callable[[Fork, Response], Request | None] | None = None,
     ) -> None:
         self.forks: list[Fork] = []
         self.winner: Fork | None = None
@@ -251,6 +255,7 @@ class Forks:
         self._contact_user = contact_user
         self._timers = NamedTimers(services.clock) if timers is None else timers
         self._make_invite: Callable[[Binding, LocalAddress], Request] | None = None
+        self._on_challenge = on_challenge
         self._inputs = _FORKS_MACHINE(self)
 
     @property
@@ -342,6 +347,8 @@ class Forks:
             self._prack(fork, response)
             self._on_provisional(fork, response)
             return
+        if status in (401, 407) and self._retried(fork, response):
+            return
         fork.final()
         if status >= 300:
             fork.status = status
@@ -378,6 +385,23 @@ class Forks:
         else:
             self.turn_down(fork, response.body)
             self._inputs.give_up(Outcome.FAILED, 488)
+
+    def _retried(self, fork: Fork, response: Response) -> bool:
+        """
+        §22.2: a challenged INVITE goes again with credentials, as a new fork
+        in the old one's place (same binding, a new transaction); the old
+        transaction ACKs the challenge itself (§17.1.1.3).
+        """
+        if self._on_challenge is None or not self.ringing or fork.cancelled or fork not in self.forks:
+            return False
+        retry = self._on_challenge(fork, response)
+        if retry is None:
+            return False
+        fork.final()
+        again = Fork(fork.binding, retry, fork.peer, fork.address, fork.started, self._services.sip)
+        self.forks[self.forks.index(fork)] = again
+        again.transaction = self._services.sip.request(retry, again.peer, functools.partial(self._response, again))
+        return True
 
     def _dialog(self, fork: Fork, response: Response) -> Dialog:
         dialog = Dialog.as_uac(fork.invite, response, fork.peer, fork.address)

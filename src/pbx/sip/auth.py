@@ -40,6 +40,7 @@ __all__ = [
     "Verdict",
     "compute_ha1",
     "compute_response",
+    "parse_challenge",
     "parse_credentials",
 ]
 
@@ -271,6 +272,25 @@ def parse_credentials(value: str) -> Credentials:
         nc=params.get("nc"),
         userhash=userhash == "true",
     )
+
+
+def parse_challenge(value: str) -> dict[str, str]:
+    """
+    Parse a WWW-Authenticate / Proxy-Authenticate ``Digest`` challenge
+    (RFC 3261 §22.4, RFC 7616 §3.3) into its lower-case directives.
+
+    :raises DigestError: if the value is malformed, not Digest, or has no realm or nonce.
+    """
+    if not isinstance(value, str) or len(value) > _MAX_HEADER:
+        raise DigestError("challenge missing or too long")
+    text = _FOLD.sub(" ", value).strip(" \t")
+    m = _SCHEME.match(text)
+    if m is None or m.group(1).lower() != "digest":
+        raise DigestError("not a Digest challenge")
+    params = _params(text[m.end() :])
+    if "realm" not in params or "nonce" not in params:
+        raise DigestError("a challenge needs realm and nonce")
+    return params
 
 
 def _quote(text: str) -> str:

@@ -245,11 +245,18 @@ class StreamConnector:
 
     reactor: Any
     transports: Transports
+    #: TLS client connection creators (``optionsForClientTLS``) by
+    #: ``(host, port)``: connections there verify the server's certificate
+    #: (a carrier's); elsewhere none is verified (phones).
+    verified: dict[tuple[str, int], Any] = field(factory=dict)
 
     def connect(self, peer: Peer, factory: Factory) -> None:
         """Open a connection to ``peer``; a failure is reported to the transports."""
         failing = _Failing(factory, self.transports, peer)
-        if peer.transport == "tls":
+        creator = self.verified.get((peer.host, peer.port)) if peer.transport == "tls" else None
+        if creator is not None:
+            self.reactor.connectTCP(peer.host, peer.port, TLSMemoryBIOFactory(creator, True, failing))
+        elif peer.transport == "tls":
             # Phones present self-signed certificates; the connection is
             # encrypted but the phone is identified by its registration.
             self.reactor.connectSSL(peer.host, peer.port, failing, CertificateOptions())

@@ -23,7 +23,9 @@ from typing import Any
 
 from attrs import define, field
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import (
     DatagramProtocol,
     Factory,
@@ -64,6 +66,7 @@ class SIPDatagramProtocol(DatagramProtocol):
             self.log.failure("UDP datagram from {addr} dropped", addr=addr)
 
 
+@implementer(IHandshakeListener)
 class SIPStreamProtocol(Protocol):
     """
     One TCP or TLS connection, in either direction.
@@ -89,6 +92,7 @@ class SIPStreamProtocol(Protocol):
         # Connections pbx opened need no proof: they were opened to send.
         self._proven = not inbound
         self._closing = False
+        self._producing = False
         self.peer: Peer | None = None
 
     def connectionMade(self) -> None:  # noqa: N802 - twisted API
@@ -99,9 +103,23 @@ class SIPStreamProtocol(Protocol):
             self._guard.opened(self, address.host)
         # We produce answers to what we read: when the peer stops reading
         # them and the write buffer fills, we stop reading its requests.
-        self._stream.registerProducer(self, True)
+        # Over TLS only once the handshake is done: until then the TLS layer
+        # pauses its producer while it holds what we wrote (a connection we
+        # opened to send), and pausing our reading then would stop the
+        # handshake itself.
+        if self._kind != "tls":
+            self._produce()
         self._transports.connection_made(self.peer, self)
         self._arm()
+
+    def handshakeCompleted(self) -> None:  # noqa: N802 - twisted API
+        """The TLS handshake is done: from now on, a peer that does not read stops our reading."""
+        if not self._closing:
+            self._produce()
+
+    def _produce(self) -> None:
+        self._stream.registerProducer(self, True)
+        self._producing = True
 
     def pauseProducing(self) -> None:  # noqa: N802 - twisted API
         """The peer is not reading what we write: stop reading from it until it does."""
@@ -155,7 +173,9 @@ class SIPStreamProtocol(Protocol):
         self._cancel_timer()
         self._guard.release(self)
         # TLS waits for a registered producer to go before it shuts down.
-        self._stream.unregisterProducer()
+        if self._producing:
+            self._stream.unregisterProducer()
+            self._producing = False
         if abort:
             self._stream.abortConnection()
         else:

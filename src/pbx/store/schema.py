@@ -245,6 +245,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "call records of calls through trunks: the trunk, the dialled and sent numbers, the cost",
+        (
+            "ALTER TABLE call_records ADD COLUMN trunk TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE call_records ADD COLUMN dialled TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE call_records ADD COLUMN sent TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE call_records ADD COLUMN cost {real} NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

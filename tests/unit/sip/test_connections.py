@@ -324,6 +324,26 @@ class BackpressureTests(_GuardTestCase):
         protocol.stopProducing()
         self.lose(protocol)
 
+    def test_tls_produces_after_the_handshake(self) -> None:
+        """
+        Over TLS the protocol becomes its transport's producer only once the
+        handshake is done: the TLS layer pauses its producer while it holds
+        writes made before (a connection pbx opened to send), and pausing our
+        reading then would stop the handshake.
+        """
+        factory = SIPStreamFactory(self.transports, "tls", inbound=False)
+        address = IPv4Address("TCP", "192.0.2.9", 5061)
+        protocol = factory.buildProtocol(address)
+        assert protocol is not None
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        self.assertIsNone(transport.producer)
+        protocol.handshakeCompleted()
+        self.assertIs(transport.producer, protocol)
+        protocol.drop()
+        self.assertIsNone(transport.producer)
+        self.lose(protocol)
+
     def test_no_resume_after_close(self) -> None:
         """A connection being closed is not read again when its writes drain."""
         protocol, transport = self.connect()
