@@ -287,6 +287,12 @@ class ParkingLot:
             return
         call, seat = parked.call, parked.seat
         remaining = OTHER[seat]
+        if caller == party_number(call, remaining):
+            # The parked phone's other line: it cannot talk to itself.
+            transaction.respond(
+                make_response(request, 403, "Parked Here", to_tag=new_tag())
+            )
+            return
         other_dialog = seat_dialog(call, remaining)
         if not request.body or other_dialog is None:
             # pbx needs the retriever's offer to re-INVITE the parked party with.

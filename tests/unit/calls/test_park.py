@@ -305,6 +305,18 @@ class RetrieveTests(ParkTestCase):
         self.caller.in_dialog(leg, "BYE")
         self.caller.expect(200)
 
+    def test_parked_party_cannot_retrieve_itself(self) -> None:
+        """The parked extension dialling its own slot from another line: 403, still parked."""
+        invite, leg, callee_leg = self.establish()
+        self.park(callee_leg)
+        other_line = self.phone("1001", "192.0.2.21")
+        joining, joined = other_line.invite("71", body=RETRIEVER_SDP)
+        trying, refused = other_line.expect(100, 403)
+        other_line.ack_failure(joining, refused)
+        self.assertEqual([s["slot"] for s in self.lot.occupied()], ["71"])
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+
     def test_slot_needs_authentication(self) -> None:
         """A slot is dialled by extensions only: the INVITE is challenged."""
         invite, leg = self.retriever.invite(
@@ -385,6 +397,22 @@ class RecallTests(ParkTestCase):
         self.assertEqual(self.events[-1].detail["how"], "ended")
         causes = {r.hangup_cause for r in self.store.calls}
         self.assertIn("park recall unanswered", causes)
+
+    def test_retrieved_while_recall_rings(self) -> None:
+        """A retriever while the parker's phone rings back: the ringing phone is cancelled."""
+        leg = self.parked()
+        self.advance(60)
+        recall = self.callee.expect_one("INVITE")
+        self.callee.respond(recall, 180)
+        self.retrieve()
+        self.callee.respond(self.callee.expect_one("CANCEL"), 200)
+        self.callee.respond(recall, 487)
+        self.callee.expect("ACK")
+        self.assertEqual(self.call().callee, "1003")
+        self.assertEqual(self.events[-1].detail["how"], "retrieved")
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.retriever.respond(self.retriever.expect_one("BYE"), 200)
 
     def test_hang_up_while_recall_rings(self) -> None:
         """The parked party hanging up while its recall rings cancels the ringing phone."""
