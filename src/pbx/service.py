@@ -49,6 +49,8 @@ from pbx.api.groups import GroupsAPI
 from pbx.api.groups import openapi_paths as groups_paths
 from pbx.api.http import make_site
 from pbx.api.limits import LimitedFactory
+from pbx.api.park import ParkAPI
+from pbx.api.park import openapi_paths as park_paths
 from pbx.api.security import SecurityAPI
 from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
@@ -445,6 +447,10 @@ class PBXService(MultiService):
         if self.sip.permissions is not None:
             permissions = PermissionsAPI(self.sip.permissions, self.store, self.api.authenticate, self.reactor)
             self.api.mount("permissions", permissions.resource(), permissions_paths())
+        if self.sip.calls.parking is not None:
+            lot = self.sip.calls.parking
+            park = ParkAPI(lot.occupied, lot.config.slots, self.api.authenticate)
+            self.api.mount("park", park.resource(), park_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

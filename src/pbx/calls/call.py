@@ -515,6 +515,22 @@ class Call:
         self.services.dialogs.add(self, dialog)
         self.media.session.unhold(leg)
 
+    def picked_up(self, fork: Fork, body: bytes) -> None:
+        """
+        A phone pbx did not ring answers the ringing call (call pickup,
+        :mod:`pbx.calls.pickup`): ``fork`` is its adopted dialog, ``body``
+        the answer for the caller; the phones still ringing get CANCEL.
+        """
+        if self.forks is not None:
+            self.forks.cancel()
+        assert fork.dialog is not None
+        self.b = fork
+        self.answered_at = self.services.clock.seconds()
+        self.a.answer(body, self._session_timer_headers())
+        self.services.dialogs.add(self, fork.dialog)
+        self._event("answered", "b", records=self.record(), picked_up_by=fork.binding.aor)
+        self._event("bridged")
+
     def answer_in_dialog(self, transaction: ServerTransaction, response: Response) -> None:
         """Answer an INVITE that joins this call; a 2xx is resent until its ACK reaches the call."""
         self._reinvites.respond(transaction, response)
