@@ -7,11 +7,18 @@ mistake a ConfigError naming its key.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import jwt
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import load_config, parse_config
 from pbx.errors import ConfigError
+from pbx.stir.identity import parse_identity
+from pbx.switch import build_switch
+from pbx.testing import FakeUDPReactor, MemoryStore
+from pbx.trunks.hooks import OutboundContext
 
 from support.stir import make_pki
 
@@ -82,3 +89,54 @@ class StirShakenSectionTests(SynchronousTestCase):
             path.write_text(text)
             e = self.assertRaises(ConfigError, load_config, path)
             self.assertEqual(e.key, key, text)
+
+
+class StirShakenSwitchTests(SynchronousTestCase):
+    """:func:`pbx.switch.build_switch` joins STIR/SHAKEN to the trunks' hooks when configured."""
+
+    def build(self, section: str) -> Any:
+        """A switch from a config with ``section`` appended; its trunks' hooks."""
+        base = Path(self.mktemp()).absolute()
+        base.mkdir()
+        pki = make_pki(around=1_000.0)
+        (base / "shaken.pem").write_bytes(pki.chain_pem())
+        (base / "shaken.key").write_bytes(pki.signer_key_pem())
+        path = base / "pbx.yml"
+        path.write_text(
+            "sip: {domain: pbx.test, listen: ['udp:5060:interface=127.0.0.1']}\n"
+            "trunks:\n  carrier: {uri: 'sip:192.0.2.50', caller_id: '+15551230000',"
+            " dids: {'+15551230000': {extension: '1001'}}}\n" + section
+        )
+        config = load_config(path)
+        reactor = FakeUDPReactor()
+        reactor.advance(1_000)
+        switch = build_switch(config, MemoryStore(), reactor, b"s" * 32, {}, {})
+        assert switch.calls.trunks is not None
+        self.trunk = config.trunks.get("carrier")
+        return switch.calls.trunks.hooks
+
+    def test_joined(self) -> None:
+        """With the section, one more outbound hook (it signs: attest A for the DID) and one inbound verifier."""
+        plain = self.build("")
+        hooks = self.build(
+            "stir_shaken: {certificate: shaken.pem, key: shaken.key, x5u: 'https://c.example.com/s.pem',"
+            " trust: [shaken.pem], require_tn_auth_list: false}\n"
+        )
+        self.assertEqual(
+            (len(hooks.outbound), len(hooks.inbound)),
+            (len(plain.outbound) + 1, len(plain.inbound) + 1),
+        )
+        change = hooks.outbound[-1](
+            OutboundContext(
+                "1001", True, self.trunk, "95552345678", "+15552345678", "+15551230000"
+            )
+        )
+        [(name, value)] = change.headers
+        self.assertEqual(
+            (name, parse_identity(value).info),
+            ("Identity", "https://c.example.com/s.pem"),
+        )
+        claims = jwt.decode(
+            parse_identity(value).token, options={"verify_signature": False}
+        )
+        self.assertEqual(claims["attest"], "A")
