@@ -37,8 +37,9 @@ import jwt
 import pytest
 from cryptography import x509
 
-from support.daemon import free_port
-from support.sipp import CALLEE, SIPpCallCase
+from support.calls import bound_udp_ports
+from support.daemon import free_port, wait_until
+from support.sipp import CALLEE, LIMIT, SIPpCallCase
 from support.stir import make_pki
 
 pytestmark = pytest.mark.integration
@@ -193,6 +194,14 @@ class StirTrunkCase(SIPpCallCase):
 
     # -- running the carrier ------------------------------------------------------------
 
+    def listening(self, port: int) -> None:
+        """Wait until a SIPp just started has bound ``port`` (a loaded machine starts it slowly)."""
+        wait_until(
+            lambda: port in bound_udp_ports(port, port),
+            LIMIT,
+            f"SIPp listening on {port}",
+        )
+
     def carrier_calls(
         self, scenario: str, rows: list[tuple[str, ...]], name: str
     ) -> None:
@@ -225,6 +234,7 @@ class SignAndVerifyTests(StirTrunkCase):
             CARRIER,
             name="carrier",
         )
+        self.listening(self.carrier_port)
         self.call("uac_auth", "95552345678")
         self.call("uac_auth", "85552345678")
         self.finish(carrier, "carrier")
@@ -251,6 +261,7 @@ class SignAndVerifyTests(StirTrunkCase):
         """
         phone = self.register_callee()
         callee = self.start_callee("uas_answer", phone, 3)
+        self.listening(phone)
         good = self.sign(OUTSIDE, DID)
         self.carrier_calls(
             "uac_carrier_identity", [(OUTSIDE, DID, good, self.x5u)], "good"
@@ -303,6 +314,7 @@ class RejectFailedTests(StirTrunkCase):
         """A PASSporT whose claims were changed gets 438; the phone never rings; a good one still goes through."""
         phone = self.register_callee()
         callee = self.start_callee("uas_answer", phone, 1)
+        self.listening(phone)
         forged = self.tamper(
             self.sign(OUTSIDE, DID), attest="A", orig={"tn": "13125550199"}
         )
