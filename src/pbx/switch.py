@@ -224,8 +224,10 @@ def build_switch(
         calls.trunks.hooks.inbound.append(psap_callback(emergency, tuple(config.emergency.trunks)))
     if config.stir_shaken is not None:
         stir = build_stir_shaken(config.stir_shaken, reactor, Agent(reactor), config.stir_credentials)
-        calls.trunks.hooks.outbound.append(sign_calls(stir))
-        calls.trunks.hooks.inbound.append(verify_calls(stir, reactor))
+        if config.stir_shaken.signs:
+            calls.trunks.hooks.outbound.append(sign_calls(stir))
+        if config.stir_shaken.verifies:
+            calls.trunks.hooks.inbound.append(verify_calls(stir, reactor))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
                   emergency=emergency, permissions=permissions)
 

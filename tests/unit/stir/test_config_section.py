@@ -140,3 +140,21 @@ class StirShakenSwitchTests(SynchronousTestCase):
             parse_identity(value).token, options={"verify_signature": False}
         )
         self.assertEqual(claims["attest"], "A")
+
+    def test_halves(self) -> None:
+        """Only signing: no verifier (inbound calls are not marked); only verifying: no signer."""
+        plain = self.build("")
+        signing = self.build(
+            "stir_shaken: {certificate: shaken.pem, key: shaken.key, x5u: 'https://c.example.com/s.pem'}\n"
+        )
+        verifying = self.build("stir_shaken: {trust: [shaken.pem]}\n")
+        self.assertEqual(
+            [
+                (
+                    len(h.outbound) - len(plain.outbound),
+                    len(h.inbound) - len(plain.inbound),
+                )
+                for h in (signing, verifying)
+            ],
+            [(1, 0), (0, 1)],
+        )
