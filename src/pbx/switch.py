@@ -24,6 +24,7 @@ from attrs import define, evolve
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.web.client import Agent
 
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
@@ -61,9 +62,16 @@ from pbx.sip.sockets import (
     receive_queue,
 )
 from pbx.sip.transport import Transports
+from pbx.stir.service import build_stir_shaken
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
-from pbx.trunks.joins import ask_guard, psap_callback, tell_desk
+from pbx.trunks.joins import (
+    ask_guard,
+    psap_callback,
+    sign_calls,
+    tell_desk,
+    verify_calls,
+)
 from pbx.trunks.stored import load_routes, load_trunks
 from pbx.trunks.tls import carrier_tls
 
@@ -228,6 +236,12 @@ def build_switch(
     calls.trunks.hooks.outbound += [ask_guard(permissions), tell_desk(emergency, config.sip.domain)]
     if config.emergency is not None:
         calls.trunks.hooks.inbound.append(psap_callback(emergency, tuple(config.emergency.trunks)))
+    if config.stir_shaken is not None:
+        stir = build_stir_shaken(config.stir_shaken, reactor, Agent(reactor), config.stir_credentials)
+        if config.stir_shaken.signs:
+            calls.trunks.hooks.outbound.append(sign_calls(stir))
+        if config.stir_shaken.verifies:
+            calls.trunks.hooks.inbound.append(verify_calls(stir, reactor))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
                   emergency=emergency, permissions=permissions)
 

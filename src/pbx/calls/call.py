@@ -165,18 +165,23 @@ class Call:
         request = self.invite.request
         max_forwards = max(0, (request.max_forwards or 70) - 1)
         display, domain, callee, caller = self.caller_display, self.services.domain, self.callee, self.caller
+        caller_uri = self.caller_uri(domain)
 
         def invite(binding: Binding, address: LocalAddress) -> Request:
             return new_invite(
                 target=parse_uri(binding.contact), to=f"<sip:{callee}@{domain}>",
-                from_=f"{display}<sip:{caller}@{domain}>", address=address, body=b_offer,
+                from_=f"{display}<{caller_uri}>", address=address, body=b_offer,
                 max_forwards=max_forwards, contact_user=caller,
-                extra=[("P-Asserted-Identity", f"{display}<sip:{caller}@{domain}>")],
+                extra=[("P-Asserted-Identity", f"{display}<{caller_uri}>")],
             )
 
         self.forks = Forks(self.services, on_provisional=self._provisional, on_answer=self._answer,
                            refusal=self._refusal if self.delayed else None, timers=self._timers)
         return self.forks.ring(bindings, invite, ring_timeout)
+
+    def caller_uri(self, domain: str) -> str:
+        """The caller's URI the callee's phones are shown (From, P-Asserted-Identity)."""
+        return f"sip:{self.caller}@{domain}"
 
     def ring_more(self, bindings: list[Binding]) -> None:
         """While ringing, ring ``bindings`` too (follow-me's other numbers)."""

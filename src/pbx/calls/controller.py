@@ -371,7 +371,8 @@ class CallController:
             return
         self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
                       did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
-        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did)
+        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did,
+                                      verstat=verdict.notes.get("verstat", ""))
         if verdict.extension:
             self._ring_directly(transaction, caller, display, verdict.extension, expires,
                                 functools.partial(make_call, direct=True))
