@@ -13,12 +13,16 @@ Then:
 - a locked room refuses everyone but moderators, a full room everyone
   (``general/not-available``);
 - with ``wait_for_moderator``, a participant hears music until a
-  moderator joins;
+  moderator joins: the room's ``music`` file, its ``music_class`` (a
+  music-on-hold class), or the generated music;
 - a caller alone in the room hears ``conf/only-person`` (pbx has no
   prompts to say how many are in a room);
 - in the room, keys: ``*6`` mutes or unmutes one's own line
   (``conf/muted``, ``conf/unmuted``), ``*5`` locks or unlocks the room for
-  a moderator (a beep says it was done).
+  a moderator (a beep says it was done), and the room's ``record_key``
+  (``*1``) starts or stops recording the room for a moderator (everyone
+  hears the recording tone when it starts; the moderator a beep when it
+  stops, ``general/not-available`` when the recording feature is off).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from twisted.logger import Logger
 
 from pbx.features.conference.room import Participant, Room, RoomFull, RoomLocked, Rooms
 from pbx.features.conference.sounds import Sounds
+from pbx.features.conference.taping import NoRecorder
 from pbx.interfaces import IChannel, IDialplanApplication
 from pbx.media.channel import HungUp
 from pbx.security.lockout import Lockout
@@ -158,11 +163,33 @@ class Conference:
                               caller=channel.caller or "anonymous",
                               state="muted" if participant.muted else "unmuted")
                 await self._say(channel, ["conf/muted" if participant.muted else "conf/unmuted"])
+            elif command and command == room.options.record_key and participant.moderator:
+                await self._toggle_recording(room, participant)
             elif command == LOCK_KEY and participant.moderator:
                 room.locked = not room.locked
                 self.log.info("conference {room}: {state} by {caller}", room=room.number,
                               state="locked" if room.locked else "unlocked", caller=channel.caller or "anonymous")
                 await self._say(channel, ["general/beep"])
+
+    async def _toggle_recording(self, room: Room, participant: Participant) -> None:
+        """A moderator's record key: start recording the room, or stop it."""
+        channel = participant.channel
+        who = channel.caller or "anonymous"
+        if room.tape is None:
+            try:
+                room.start_recording(f"keys:{who}")
+            except NoRecorder:
+                self.log.warn("conference {room}: {caller} asked for a recording; the recording "
+                              "feature is not enabled", room=room.number, caller=who)
+                await self._say(channel, ["general/not-available"])
+                return
+            self.log.info("conference {room}: recording started by {caller}", room=room.number, caller=who)
+            return
+        finished = room.stop_recording()
+        finished.addErrback(lambda f: self.log.failure(
+            "conference {room}: finishing the recording failed", f, room=room.number))
+        self.log.info("conference {room}: recording stopped by {caller}", room=room.number, caller=who)
+        await self._say(channel, ["general/beep"])
 
     async def _hold(self, room: Room, participant: Participant) -> None:
         """
@@ -171,6 +198,8 @@ class Conference:
         """
         channel = participant.channel
         music = [room.options.music] if room.options.music else []
+        if room.options.music_class:
+            music.append(self.sounds.music_path(room.options.music_class, channel.rate))
         music.append(self.sounds.path("music", channel.rate))
         while room.must_wait(participant):
             if not music:
