@@ -38,11 +38,14 @@ from pbx.media.rtp import RTPPacket
 from pbx.media.wav import WavAudio
 from pbx.testing import FakePBX
 
+from support.prompt_files import PROMPTS as SHIPPED_PROMPTS
+
 TICK = 0.02
 TE_PT = 101
 #: Frames of silence each prompt or sound is replaced by.
 PROMPT_FRAMES = 5
-PROMPTS = PromptLibrary()
+#: The checkout's prompts (an installed copy may be older than the checkout).
+PROMPTS = PromptLibrary([str(SHIPPED_PROMPTS)])
 _PROMPT_IDS = {PROMPTS.path(i, r): i for i in PROMPTS.ids() for r in PROMPTS.rates(i)}
 SOUNDS = Sounds("/conference-sounds")
 #: The amplitude of every phone's tone.

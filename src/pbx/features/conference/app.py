@@ -15,8 +15,9 @@ Then:
 - with ``wait_for_moderator``, a participant hears music until a
   moderator joins: the room's ``music`` file, its ``music_class`` (a
   music-on-hold class), or the generated music;
-- a caller alone in the room hears ``conf/only-person`` (pbx has no
-  prompts to say how many are in a room);
+- a caller alone in the room hears ``conf/only-person``; with
+  ``announce_count``, a caller who joins others hears how many ("there
+  are three other participants in this conference");
 - in the room, keys: ``*6`` mutes or unmutes one's own line
   (``conf/muted``, ``conf/unmuted``), ``*5`` locks or unlocks the room for
   a moderator (a beep says it was done), and the room's ``record_key``
@@ -150,8 +151,11 @@ class Conference:
         if room.must_wait(participant):
             await self._hold(room, participant)
         room.enter(participant)
-        if room.options.announce and len(room.in_mix()) == 1:
+        others = len(room.in_mix()) - 1
+        if room.options.announce and others == 0:
             await self._say(channel, ["conf/only-person"])
+        elif room.options.announce_count and others > 0:
+            await self._say(channel, self._count(channel, others))
         while True:
             key = await channel.collect_digits(max_digits=1, timeout=IDLE, terminator="")
             if key != "*":
@@ -212,6 +216,13 @@ class Conference:
             except Exception as e:
                 self.log.error("conference {room}: cannot play {path}: {error}", room=room.number,
                                path=music.pop(0), error=str(e))
+
+    @staticmethod
+    def _count(channel: IChannel, others: int) -> list[str]:
+        """The prompts that tell a caller how many others are in the room."""
+        if others == 1:
+            return ["conf/one-other"]
+        return ["conf/there-are", *channel.prompts.say_number(others), "conf/other-participants"]
 
     @staticmethod
     async def _say(channel: IChannel, items: list[str]) -> None:

@@ -22,6 +22,7 @@ the configuration), validated into one frozen :class:`ConferenceOptions`.
             record_tone: true                 # everyone hears a tone when recording starts
             sounds: true                      # join and leave tones
             announce: true                    # "you are the only person..."
+            announce_count: true              # "there are 3 other participants..."
 
 Errors name the key relative to the feature's section
 (``rooms.801.pin``); the plugin loader puts ``features.conference.`` in
@@ -46,7 +47,7 @@ _FEATURE_KEYS = frozenset({"rooms"})
 _ROOM_KEYS = frozenset({
     "pin", "moderator_pin", "moderators", "wait_for_moderator", "end_with_moderator",
     "max_participants", "music", "sounds", "announce", "music_class", "record", "record_key",
-    "record_tone",
+    "record_tone", "announce_count",
 })
 #: Keys after ``*`` the room uses itself (mute, lock): not a recording key.
 _TAKEN_KEYS = frozenset({"5", "6"})
@@ -86,6 +87,8 @@ class RoomOptions:
     """The key after ``*`` with which a moderator starts or stops recording; "" for none."""
     record_tone: bool = True
     """Everyone in the room hears a tone when recording starts."""
+    announce_count: bool = False
+    """Tell a caller who joins how many others are in the room."""
 
     @property
     def has_moderators(self) -> bool:
@@ -181,6 +184,7 @@ def parse_room(number: str, raw: Any, where: str) -> RoomOptions:
         record=_flag(raw, "record", where, False),
         record_key=record_key,
         record_tone=_flag(raw, "record_tone", where, True),
+        announce_count=_flag(raw, "announce_count", where, False),
     )
     needs = (("wait_for_moderator", room.wait_for_moderator), ("end_with_moderator", room.end_with_moderator))
     for key, on in needs:

@@ -247,7 +247,8 @@ class Room:
         noted as a participant; everyone in it hears the recording tone.
 
         :param started_by: ``config``, ``keys:<caller>`` or ``api:<user>``.
-        :raises NoRecorder: if the recording feature is not enabled.
+        :raises NoRecorder: if the recording feature is not enabled (or not
+            running yet).
         :raises AlreadyRecording: if the room is being recorded.
         """
         if self.tape is not None:
@@ -256,7 +257,10 @@ class Room:
         if recordings is None:
             raise NoRecorder(self.number)
         callers = [p.channel.caller for p in self.in_mix()]
-        recorder = recordings.start(self.number, self.mix.sample_rate, callers, started_by)
+        try:
+            recorder = recordings.start(self.number, self.mix.sample_rate, callers, started_by)
+        except RuntimeError as e:
+            raise NoRecorder(self.number) from e
         self.tape = RoomTape(recorder, started_by)
         self.tape.attach(self.mix)
         if self.options.record_tone:

@@ -53,4 +53,6 @@ class IRoomRecordings(Interface):
         :param participants: who is in the room now (extensions or caller ids).
         :param started_by: ``config``, ``keys:<caller>`` or ``api:<user>``.
         :returns: an :class:`IRoomRecorder`.
+        :raises RuntimeError: if recordings cannot be made now (the feature
+            has not started).
         """

@@ -28,6 +28,7 @@ from pbx.features.conference.taping import AlreadyRecording, NoRecorder, NotReco
 from pbx.features.recording.interfaces import IRoomRecorder, IRoomRecordings
 from pbx.features.recording.library import KIND
 from pbx.features.recording.service import RecordingService
+from pbx.media.codecs import G722
 from pbx.plugins.conference import conference
 from pbx.plugins.recording import recording
 from pbx.testing import FakePBX
@@ -226,6 +227,39 @@ class KeyTests(RecordingTestCase):
         self.meeting.run(1.0)
         self.assertEqual(self.stored(), [])
 
+    def test_follows_the_mix_rate(self) -> None:
+        """A recording started at 8 kHz keeps its rate when a G.722 caller moves the room to 16 kHz, and holds both."""
+        boss = self.meeting.call("1001", frequency=600.0)
+        self.meeting.run(0.3)
+        boss.press("*1")
+        self.meeting.run(0.5)
+        wide = self.meeting.call("1002", codec=G722(), frequency=1300.0)
+        self.meeting.run(1.0)
+        room = self.meeting.rooms.live("800")
+        assert room is not None
+        self.assertEqual(room.mix.sample_rate, 16000)
+        meta = self.finish([boss, wide])
+        self.assertEqual(meta["rate"], 8000)
+        rate, samples = read_recording(
+            self.pbx.lookup(IRoomRecordings).library().path(meta["id"])
+        )
+        self.assertEqual(rate, 8000)
+        last = samples[-4000:]
+        self.assertGreater(level(last, 600.0, rate), 0.5 * 6000)
+        self.assertGreater(level(last, 1300.0, rate), 0.5 * 6000)
+
+    def test_not_running(self) -> None:
+        """A recording feature that cannot record yet is told to the moderator, who stays in the room."""
+        recordings = self.pbx.lookup(IRoomRecordings)
+        self.patch(recordings, "library", lambda: None)
+        boss = self.meeting.call("1001")
+        self.meeting.run(0.3)
+        boss.press("*1")
+        self.meeting.run(0.5)
+        self.assertEqual(boss.played[-1], "general/not-available")
+        self.assertFalse(boss.channel.hung_up)
+        self.assertEqual(self.stored(), [])
+
     def test_ends_with_the_room(self) -> None:
         """A recording started by keys ends when the last caller leaves."""
         boss = self.meeting.call("1001")
@@ -270,6 +304,30 @@ class OptionTests(SynchronousTestCase):
             .record_key,
             "9",
         )
+
+
+class CountTests(SynchronousTestCase):
+    """``announce_count``: a caller who joins hears how many others are in."""
+
+    def test_count(self) -> None:
+        """The first hears they are alone, the second of one other, the third of "two other participants"."""
+        meeting = Meeting('rooms: {"800": {announce_count: true}, "801": {}}')
+        phones = []
+        for number in ("1001", "1002", "1003"):
+            phones.append(meeting.call(number))
+            meeting.run(0.5)
+        self.assertEqual(phones[0].played[0], "conf/only-person")
+        self.assertEqual(phones[1].played[0], "conf/one-other")
+        self.assertEqual(
+            phones[2].played[:3],
+            ["conf/there-are", "digits/2", "conf/other-participants"],
+        )
+        quiet = meeting.call("1004", room="801")
+        meeting.run(0.5)
+        self.assertNotIn("conf/one-other", quiet.played)
+        meeting.hang_up_all()
+        meeting.run(0.1)
+        self.assertEqual(meeting.clock.getDelayedCalls(), [])
 
 
 class MusicClassTests(SynchronousTestCase):
