@@ -15,6 +15,8 @@ Then:
 - with ``wait_for_moderator``, a participant hears music until a
   moderator joins: the room's ``music`` file, its ``music_class`` (a
   music-on-hold class), or the generated music;
+- a caller who comes into a room being recorded hears the recording tone
+  (unless ``record_tone`` is off);
 - a caller alone in the room hears ``conf/only-person``; with
   ``announce_count``, a caller who joins others hears how many ("there
   are three other participants in this conference");
@@ -152,10 +154,16 @@ class Conference:
             await self._hold(room, participant)
         room.enter(participant)
         others = len(room.in_mix()) - 1
+        intro = []
+        if room.tape is not None and room.options.record_tone:
+            # Whoever comes into a room being recorded hears so too.
+            intro.append(self.sounds.path("record", channel.rate))
         if room.options.announce and others == 0:
-            await self._say(channel, ["conf/only-person"])
+            intro.append("conf/only-person")
         elif room.options.announce_count and others > 0:
-            await self._say(channel, self._count(channel, others))
+            intro += self._count(channel, others)
+        if intro:
+            await self._say(channel, intro)
         while True:
             key = await channel.collect_digits(max_digits=1, timeout=IDLE, terminator="")
             if key != "*":

@@ -210,6 +210,21 @@ class KeyTests(RecordingTestCase):
         self.assertGreater(float(meta["duration"]), 0.5)
         self.assertRaises(NotRecording, room.stop_recording)
 
+    def test_latecomer_hears_the_tone(self) -> None:
+        """A caller who comes into a room being recorded hears the recording tone; no tone once it stops."""
+        boss = self.meeting.call("1001")
+        self.meeting.run(0.3)
+        boss.press("*1")
+        self.meeting.run(0.5)
+        late = self.meeting.call("1002")
+        self.meeting.run(0.5)
+        self.assertEqual(late.played[0], "record-8000.wav")
+        boss.press("*1")
+        self.meeting.run(0.5)
+        later = self.meeting.call("1003")
+        self.meeting.run(0.5)
+        self.assertNotIn("record-8000.wav", later.played)
+
     def test_participant_cannot(self) -> None:
         """*1 from someone who is not a moderator records nothing."""
         self.meeting.call("1001")
