@@ -14,6 +14,12 @@ Opus: a channel rate above 8 kHz) enters; then every member moves to a
 new 16 kHz mix, and back to 8 kHz when the last wideband participant
 leaves.  Mute states move with them.
 
+A room may be recorded (its ``record`` option, a moderator's key, the
+API): a :class:`~pbx.features.conference.taping.RoomTape` listens to the
+mix and hands it to the recording feature, found through
+:class:`~pbx.features.recording.interfaces.IRoomRecordings`; the recording
+ends when nobody is left in the mix.
+
 Nothing here waits: the dialplan application (:mod:`.app`) drives each
 participant's own channel; the room only plays short sounds to the
 others, mutes them in the mix, and hangs them up.

@@ -27,8 +27,10 @@ class ConferenceService(Service):
     Runs the conference rooms in a PBX.
 
     Starting registers the ``conference`` application and mounts the API at
-    once, and asks the PBX to write the generated sounds (join and leave
-    tones, hold music) under ``<state_dir>/conference`` before it is ready.
+    once, and asks the PBX to write the generated sounds (join, leave and
+    recording tones, hold music) and the music-on-hold classes rooms name
+    under ``<state_dir>/conference`` before it is ready.  Rooms find the
+    recording feature, when it is enabled, with :meth:`IPBX.lookup`.
 
     :param pbx: the running PBX.
     :param options: the configured rooms.
