@@ -19,7 +19,11 @@ below a tenth of the others').  Then the fourth phone presses ``*6``: the
 API shows it muted, its tone disappears from what the other three hear,
 and they still hear each other.
 
-A second test has the four phones meet in room 801, which is recorded
+A waiting caller in room 802 (``wait_for_moderator``) hears the room's
+music-on-hold class (a 1100 Hz tone in ``moh: classes:``) until a
+moderator comes.
+
+A further test has the four phones meet in room 801, which is recorded
 (``record: true``): the recordings API lists the room's recording
 (``kind: conference``, the room, the four participants) and the file
 downloaded holds each phone's keyed tone (the same correlation test).
@@ -67,6 +71,10 @@ pytestmark = pytest.mark.integration
 ROOM = "800"
 #: A room recorded whenever someone is in it.
 RECORDED = "801"
+#: A room whose callers wait for moderator 1001 with a music-on-hold class.
+WAITING = "802"
+#: The class's music: a steady tone (Hz), none of the phones' own.
+CLASS_TONE = 1100.0
 #: Each phone's tone (Hz) and keying seed.
 TONES = {"1001": (600.0, 11), "1002": (900.0, 12), "1003": (1300.0, 13), "1004": (1700.0, 14)}
 MUTED = "1004"
@@ -159,11 +167,17 @@ class BaresipConferenceTests(SynchronousTestCase):
             api_port=api_port, sip_port=self.sip_port, admin_password=admin,
             extensions=self.passwords, transports=("udp",), rtp_ports=relay,
         ))
+        music = self.workdir / "moh-tone"
+        music.mkdir()
+        t = np.arange(2 * RATE) / RATE
+        write_pcm_wav(music / "tone.wav", (np.sin(2 * np.pi * CLASS_TONE * t) * 8000).astype(int).tolist())
+        config["moh"] = {"classes": {"tone": str(music)}}
+        waiting = {"moderators": ["1001"], "wait_for_moderator": True, "music_class": "tone"}
         config["features"] = {
-            "conference": {"rooms": {ROOM: {}, RECORDED: {"record": True}}},
+            "conference": {"rooms": {ROOM: {}, RECORDED: {"record": True}, WAITING: waiting}},
             "recording": {"dir": "rec"},
         }
-        config["dialplan"] = [{"match": ROOM, "app": "conference"}, {"match": RECORDED, "app": "conference"}]
+        config["dialplan"] = [{"match": n, "app": "conference"} for n in (ROOM, RECORDED, WAITING)]
         self.admin = admin
         self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config, indent=1))
         self.addCleanup(self.daemon.stop)
@@ -317,3 +331,18 @@ class BaresipConferenceTests(SynchronousTestCase):
             self.assertGreater(rs[len(rs) // 2], 0.9, what)
             self.assertGreater(rs[len(rs) // 4], 0.8, what)
             self.assertGreater(float(envelope[full].mean()), 500, what)
+
+    def test_waiting_hears_the_music_class(self) -> None:
+        """A caller waiting for the moderator of room 802 hears the room's music-on-hold class."""
+        phone = self.start_phone("1002")
+        phone.control.command("dial", WAITING)
+        phone.control.event("CALL_ESTABLISHED")
+        wait_until(lambda: [p for p in self.participants(WAITING) if p["waiting"]], LIMIT, "1002 waiting")
+        self.record_until({"1002": phone}, {"1002": recorded_seconds(phone) + 3.0}, "3s of waiting")
+        phone.control.command("hangup")
+        phone.control.event("CALL_CLOSED")
+        wait_until(lambda: not self.participants(WAITING), LIMIT, "an empty room")
+        phone.stop()
+        heard = np.asarray(phone.heard(), dtype=np.float64)
+        last = tone_envelope(heard, CLASS_TONE)[-150:-25]
+        self.assertGreater(float(np.median(last)), 4000, f"the class's tone: {np.percentile(last, [10, 50, 90])}")
