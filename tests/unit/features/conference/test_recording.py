@@ -129,6 +129,21 @@ class InterfaceTests(RecordingTestCase):
         )
         self.assertEqual(meta["duration"], 0.02)
 
+    def test_recovered_after_a_crash(self) -> None:
+        """A room recording cut off by a crash is kept as interrupted, still a conference's, with what was written."""
+        recordings = self.pbx.lookup(IRoomRecordings)
+        recorder = recordings.start("801", 8000, ["1001"], "config")
+        for _ in range(60):
+            recorder.write(np.full(160, 100, dtype=np.int16))
+        library = recordings.library()
+        self.assertEqual(self.successResultOf(library.recover()), 1)
+        meta = self.successResultOf(library.get(recorder.recording_id))
+        self.assertEqual(
+            (meta["status"], meta["kind"], meta["room"]),
+            ("interrupted", "conference", "801"),
+        )
+        self.assertEqual(meta["duration"], 1.0)  # the two batches of 25 frames on disk
+
     def test_conference_looks_it_up(self) -> None:
         """The conference service's rooms find the recording feature's provider through the PBX."""
         service = conference.make_service(
