@@ -130,11 +130,16 @@ class TrunkCall(Call):
         to = f"<sip:{attempt.sent}@{config.host}>"
         contact_user = config.username or attempt.caller_id.lstrip("+") or "pbx"
 
+        # RFC 3325 §9.1: one identity per URI scheme.  A hook that asserts one
+        # (the E911 desk's callback number) speaks for the call instead of ours.
+        asserted = any(name.lower() == "p-asserted-identity" for name, _ in change.headers)
+        ours = [] if asserted else [("P-Asserted-Identity", identity)]
+
         def invite(binding: Any, address: LocalAddress) -> Request:
             made = new_invite(
                 target=parse_uri(binding.contact), to=to, from_=identity, address=address, body=body,
                 max_forwards=max_forwards, contact_user=contact_user,
-                extra=[("P-Asserted-Identity", identity), *change.headers],
+                extra=[*ours, *change.headers],
             )
             if body and content_type != "application/sdp":
                 made.headers.set("Content-Type", content_type)

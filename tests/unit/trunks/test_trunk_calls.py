@@ -356,6 +356,29 @@ class HookTests(TrunkCallTestCase):
         self.caller.ack_failure(caller_invite, refused)
         self.quiet(self.carrier, self.backup)
 
+    def test_hook_identity_replaces_ours(self) -> None:
+        """A hook that asserts an identity (E911's callback number) is the INVITE's only P-Asserted-Identity."""
+        self.controller.trunks.hooks.outbound.append(
+            lambda c: OutboundChange(headers=(("P-Asserted-Identity", "<sip:5551230000@pbx;user=phone>"),)))
+        caller_invite, leg = self.dial_out()
+        invite = self.carrier.expect_one("INVITE")
+        self.assertEqual(invite.headers.get_all("P-Asserted-Identity"), ["<sip:5551230000@pbx;user=phone>"])
+        self.carrier.respond(invite, 404)
+        self.carrier.expect("ACK")
+        self.caller.ack_failure(caller_invite, self.caller.expect_one(404))
+        self.quiet(self.carrier, self.backup)
+
+    def test_our_identity_without_a_hook(self) -> None:
+        """Without a hook asserting one, the INVITE asserts the caller ID the route chose."""
+        caller_invite, leg = self.dial_out()
+        invite = self.carrier.expect_one("INVITE")
+        [identity] = invite.headers.get_all("P-Asserted-Identity")
+        self.assertIn("+15551230000", identity)
+        self.carrier.respond(invite, 404)
+        self.carrier.expect("ACK")
+        self.caller.ack_failure(caller_invite, self.caller.expect_one(404))
+        self.quiet(self.carrier, self.backup)
+
     def test_inbound_verifier_rings_an_extension_directly(self) -> None:
         """A verifier naming an extension (a PSAP's callback) rings its phones past DND, even to an unknown DID."""
         self.store.extensions["1002"] = attrs.evolve(self.store.extensions["1002"], dnd=True)
