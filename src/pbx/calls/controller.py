@@ -13,13 +13,12 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from attrs import define, evolve, field
+from attrs import define, field
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,7 +27,6 @@ from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.confirm import APPLICATION, Connect, Screen
-from pbx.calls.dial import Dial, GroupDialling
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
@@ -38,18 +36,20 @@ from pbx.calls.forks import BUSY, Outcome, Rung
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
+from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.park import ParkingLot
 from pbx.calls.pickup import Pickups
+from pbx.calls.placing import Placing
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
+from pbx.calls.session_timer import caller_refreshes
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
+from pbx.calls.trunk_entry import TrunkEntry
 from pbx.config import Config
-from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.media.playout import HoldMusic
@@ -63,8 +63,6 @@ from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.trunks.call import TrunkInboundCall
-from pbx.trunks.hooks import InboundContext
-from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
 from pbx.trunks.trunk import Trunk
 
@@ -339,91 +337,25 @@ class CallController:
 
     # -- trunks ------------------------------------------------------------------
 
-    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
-        """
-        An INVITE from a trunk: not challenged (the trunk is who it is by
-        its address); its DID says where it goes, an unknown DID gets 404.
-        An inbound verifier may refuse it, or send it straight to an
-        extension (a PSAP calling back an emergency caller).
-        """
-        assert self.trunks is not None
-        request = transaction.request
-        caller = request.from_.uri.user or "anonymous"
-        display = display_name(request.from_.display_name or "")
-        found = self.trunks.did(trunk, request)
-        did = found[0] if found is not None else self.trunks.called(trunk, request)
-        if trunk.full:
-            self.log.warn("trunk {trunk}: call from {caller} to {did} refused: {n} calls already",
-                          trunk=trunk.name, caller=caller, did=did, n=trunk.in_use)
-            transaction.respond(make_response(request, 503, "Trunk Full", to_tag=new_tag()))
-            return
-        verdict = await self.trunks.hooks.verify(InboundContext(trunk.config, request, did, caller))
-        if verdict.refuse:
-            transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
-            return
-        if found is None and not verdict.extension:
-            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
-                          caller=caller, number=self.trunks.called_number(trunk, request))
-            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
-            return
-        expires = self._session_expires(transaction)
-        if expires is None:
-            return
-        self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
-                      did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
-        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did,
-                                      verstat=verdict.notes.get("verstat", ""))
-        if verdict.extension:
-            self._ring_directly(transaction, caller, display, verdict.extension, expires,
-                                functools.partial(make_call, direct=True))
-            return
-        assert found is not None
-        action = found[1]
-        if isinstance(action, ToApplication):
-            self._run_application(transaction, caller, did, action, display)
-        elif isinstance(action, ToExtension):
-            await self._ring_extension(transaction, caller, display, action.number, expires, make_call)
-        else:
-            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+    def _trunk_entry(self) -> TrunkEntry:
+        """Who routes calls from and to trunks, given the controller's current services."""
+        return TrunkEntry(self.trunks, self.services, self.relay, self.media, self.media_address, self.local_address,
+                          self.events, self.config, self.registrar.contacts, self._session_expires,
+                          self._run_application, self._ring_extension, self._open_call, self._ring, self._track,
+                          self.call_ended)
 
-    def _ring_directly(self, transaction: ServerTransaction, caller: str, display: str, number: str,
-                       expires: int, make_call: Callable[..., Call]) -> None:
-        """Ring ``number``'s phones past its DND, forwards, follow-me and voicemail."""
-        bindings = self.registrar.contacts(number)
-        if not bindings:
-            transaction.respond(make_response(transaction.request, 480, "Not Registered", to_tag=new_tag()))
-            return
-        call = self._open_call(transaction, caller, display, number, expires, make_call)
-        if call is None:
-            return
-        call.seen = {number}
-        self.log.info("call {caller} -> {callee} rung directly ({n} phone(s))", caller=caller, callee=number,
-                      n=len(bindings))
-        self._ring(call, bindings)
+    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
+        """An INVITE from a trunk (see :meth:`TrunkEntry.from_trunk`)."""
+        await self._trunk_entry().from_trunk(transaction, trunk)
 
     async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
                         dialled: str, action: ToTrunks, expires: int) -> None:
-        """A phone dials a number a trunk route matches: the route's trunks are tried in turn."""
-        assert self.trunks is not None
-        codecs = self.media.codecs if self.media is not None else {}
-        dialler = TrunkDialler(
-            self.trunks, self.services, self.relay.open_session,
-            lambda session: CallMedia(session, self.media_address, available=codecs),
-            self.local_address, self.events, self._track, self.call_ended, self.config.calls.ring_timeout,
-        )
-        refreshes = _caller_refreshes(transaction.request)
-        await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+        """A phone dials a number a trunk route matches (see :meth:`TrunkEntry.call_out`)."""
+        await self._trunk_entry().call_out(transaction, record, display, dialled, action, expires)
 
     def _emergency_route(self, number: str) -> ToTrunks | None:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
-        section = self.config.emergency
-        if section is None or self.trunks is None:
-            return None
-        names = tuple(name for name in section.trunks if self.trunks.get(name) is not None)
-        called = is_emergency(number, section.dial, section.prefixes) if names else None
-        if called is None or not number.endswith(called):
-            return None
-        return ToTrunks(names, strip=len(number) - len(called), emergency=True)
+        return self._trunk_entry().emergency_route(number)
 
     def _track(self, call: LiveCall) -> None:
         """A call is in progress: in-dialog requests, the API and the shutdown find it."""
@@ -499,7 +431,7 @@ class CallController:
             # RFC 4028 §9 table 2: a caller without "Supported: timer", or one
             # asking refresher=uas, makes the UAS the refresher.  pbx never
             # refreshes, so it runs no session timer for such a caller.
-            session_expires=expires if _caller_refreshes(request) else 0,
+            session_expires=expires if caller_refreshes(request) else 0,
             events=self.events, on_end=self.call_ended, music=self.music,
         )
         self.calls[call.call_id] = call
@@ -654,11 +586,7 @@ class CallController:
 
     def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
         """What makes a terminated call's media, given the call's hang-up callback."""
-        assert self.media is not None
-        services = evolve(self.media, reactor=self.clock, ports=self.relay.allocator,
-                          media_clock=self.media_clock, interface=self.config.rtp.interface,
-                          address=self.media_address)
-        return lambda on_hangup: EndpointMedia(services, caller, caller_name, callee, on_hangup)
+        return self._placing().endpoint_media(caller, caller_name, callee)
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
@@ -747,18 +675,18 @@ class CallController:
 
     # -- calls applications place -------------------------------------------------
 
+    def _placing(self) -> Placing:
+        """Who places calls for applications, given the controller's current services."""
+        return Placing(self.services, self.events, self.relay, self.media, lambda: self.media_clock, self.clock,
+                       self.config, self.media_address, lambda number: self.lookup(number),
+                       self.registrar.contacts, self.routing, self._track, self.call_ended,
+                       self._group_to_dial, self._reach)
+
     def _place(self, caller: str, caller_name: str, callee: str, bindings: list[Binding], timeout: float,
                on_ringing: Callable[[], None] | None = None,
                headers: Sequence[tuple[str, str]] = ()) -> OutboundCall:
         """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
-        call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
-                            media=self._endpoint_media(caller, caller_name, callee),
-                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing,
-                            headers=headers)
-        call.start(bindings, timeout)
-        if call.state != "ended":
-            self.calls[call.call_id] = call
-        return call
+        return self._placing().place(caller, caller_name, callee, bindings, timeout, on_ringing, headers)
 
     def originate(self, number: str, *, caller: str, caller_name: str = "",
                   timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Originated]:
@@ -768,38 +696,8 @@ class CallController:
 
         :raises ValueError: if one of ``headers`` is not a header pbx may add.
         """
-        extra = check_extra_headers(headers)
-        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
-        placed: list[OutboundCall] = []
-
-        def cancel(d: Deferred[Originated]) -> None:
-            for call in placed:
-                call.hang_up("a", "cancelled")
-
-        async def ring() -> Originated:
-            record = await self.lookup(number)
-            if record is None or not record.enabled or self.media is None:
-                return Originated("not_found" if self.media is not None else "failed")
-            bindings = self.registrar.contacts(number)
-            if not bindings:
-                return Originated("unavailable")
-            call = self._place(caller, caller_name, number, bindings, ring_timeout, headers=extra)
-            placed.append(call)
-            rung: Rung = await call.outcome
-            if rung.outcome is not Outcome.ANSWERED:
-                return Originated(rung.outcome.value)
-            return Originated("answered", call.channel, call.ended,
-                              lambda: call.hang_up("a", "hung up"), call.call_id)
-
-        result: Deferred[Originated] = Deferred(cancel)
-        Deferred.fromCoroutine(ring()).addCallbacks(result.callback, self._originate_failed, errbackArgs=(result,))
-        return result
-
-    def _originate_failed(self, failure: Failure, result: Deferred[Originated]) -> None:
-        if not failure.check(CancelledError):
-            self.log.failure("originate failed", failure)
-        if not result.called:
-            result.callback(Originated("failed"))
+        return self._placing().originate(number, caller=caller, caller_name=caller_name, timeout=timeout,
+                                         headers=headers)
 
     def dial(self, channel: Any, number: str, *, caller: str | None = None, caller_name: str | None = None,
              timeout: float | None = None) -> Deferred[str]:
@@ -808,21 +706,7 @@ class CallController:
         :meth:`pbx.interfaces.IPBX.dial`); fails with
         :class:`~pbx.media.channel.HungUp` if the caller hangs up first.
         """
-        shown = channel.caller if caller is None else caller
-        name = channel.caller_name if caller_name is None else caller_name
-        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
-        attempt = Dial(
-            self.routing,
-            lambda callee, bindings, on_ringing: self._place(shown, name, callee, bindings, ring_timeout,
-                                                             on_ringing),
-            channel, caller=shown, caller_name=name, timeout=ring_timeout,
-            groups=GroupDialling(
-                lambda number: self._group_to_dial(number, shown), self._reach().member,
-                lambda callee, bindings, on_ringing, seconds: self._place(shown, name, callee, bindings, seconds,
-                                                                          on_ringing),
-                self.clock),
-        )
-        return Deferred.fromCoroutine(attempt.run(number))
+        return self._placing().dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
     def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
         """The group an application dials as ``number``, with its members to ring (not the caller)."""
@@ -879,14 +763,6 @@ class CallController:
             return None
         codecs = self.media.codecs if self.media is not None else {}
         return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
-
-
-def _caller_refreshes(request: Request) -> bool:
-    """RFC 4028 §9: whether the caller can refresh: it supports timers and left refreshing to itself."""
-    supported = [v.strip().lower() for v in request.headers.get_all("Supported")]
-    params = (request.headers.get("Session-Expires") or "").split(";")[1:]
-    asked = {k.strip().lower(): v.strip().lower() for k, _, v in (p.partition("=") for p in params)}
-    return "timer" in supported and asked.get("refresher", "uac") == "uac"
 
 
 def _unquote(display: str) -> str:
