@@ -13,7 +13,7 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import define, field
@@ -26,23 +26,22 @@ from twisted.python.failure import Failure
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
-from pbx.calls.confirm import APPLICATION, Connect, Screen
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
-from pbx.calls.forks import BUSY, Outcome, Rung
+from pbx.calls.forks import Outcome, Rung
+from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, display_name
+from pbx.calls.outbound import OutboundCall, display_name, unquote_display
 from pbx.calls.park import ParkingLot
 from pbx.calls.pickup import Pickups
 from pbx.calls.placing import Placing
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
-from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.session_timer import caller_refreshes
 from pbx.calls.signalling import LegServices, Location, SIPSender
@@ -497,92 +496,34 @@ class CallController:
     def _scheduled_dnd(self, number: str) -> bool:
         return scheduled_dnd(self.config.dnd_schedule, number, self.clock.seconds())
 
-    def _reach(self) -> Reach:
-        return Reach(lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
-                     self._busy_numbers, lambda number: self.config.dialplan.resolve(number, authenticated=True))
+    def _group_policy(self) -> GroupPolicy:
+        """Who rings ring groups and follow-me numbers, given the controller's current services."""
+        assert self.groups is not None
+        return GroupPolicy(self.config, self.groups, self.applications, self.media, self.clock,
+                           lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
+                           lambda: self.calls.values(), self._open_call, self._ring, self._rung, self._forward,
+                           self._hand_over, self._policy_failed, self._place)
 
-    def _busy_numbers(self) -> Iterable[str]:
-        """The extensions on an answered call now."""
-        for call in self.calls.values():
-            if call.state in ("answered", "confirmed"):
-                yield from (call.caller, call.callee)
-                if isinstance(call, Call) and call.b is not None:
-                    yield call.b.binding.aor
+    def _reach(self) -> Reach:
+        """Who of a group or a follow-me can be rung now (see :meth:`GroupPolicy.reach`)."""
+        return self._group_policy().reach()
 
     def _group_action(self, number: str) -> ToGroup | None:
         """A number no route matched that is a ring group's number."""
-        assert self.groups is not None
-        group = self.groups.by_number(number)
-        return None if group is None else ToGroup(group.name)
+        return self._group_policy().group_action(number)
 
     async def _ring_group(self, transaction: ServerTransaction, caller: str, display: str, name: str,
                           expires: int) -> None:
-        """Ring a group's members by its strategy; the policy then takes the outcome (:meth:`_group_rung`)."""
-        assert self.groups is not None
-        group = self.groups.groups[name]
-        call = self._open_call(transaction, caller, display, group.number, expires)
-        if call is None:
-            return
-        self.log.info("call {caller} -> group {group} ({strategy})", caller=caller, group=name,
-                      strategy=group.strategy)
-        members = [m for m in self.groups.logged_in(group) if m != caller]  # a member calling its group
-        ringer = GroupRinger(group, members, self._reach().member, call.ring,
-                             lambda: call.state in ("routing", "ringing"), self.clock)
-        Deferred.fromCoroutine(ringer.run()).addCallback(self._group_rung, call, group).addErrback(
-            self._policy_failed, call)
-
-    def _group_rung(self, ended: GroupRung, call: Call, group: RingGroup) -> None:
-        """Nobody in the group answered: the group's final destination, else the caller hears the failure."""
-        rung = ended.rung
-        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-            return
-        if rung.outcome is Outcome.FAILED:
-            call.fail(rung.status)
-            return
-        reason = {Outcome.BUSY: "busy", Outcome.NO_ANSWER: "no_answer"}.get(rung.outcome, "unavailable")
-        status = rung.status if rung.status in BUSY else 480
-        final = group.final_application
-        if final is not None and final.name not in self.applications:
-            self.log.warn("group {group}: final application {name!r} is not running", group=group.name,
-                          name=final.name)
-        if final is not None and final.name in self.applications:
-            self._hand_over(call, group.number, final, reason)
-        elif group.final_extension:
-            self.log.info("group {group}: unanswered, to {number}", group=group.name, number=group.final_extension)
-            forwarded = Deferred.fromCoroutine(self._forward(call, group.final_extension, status, reason))
-            forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
-            forwarded.addErrback(self._policy_failed, call)
-        else:
-            call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
+        """Ring a group's members by its strategy (see :meth:`GroupPolicy.ring_group`)."""
+        await self._group_policy().ring_group(transaction, caller, display, name, expires)
 
     def _ring_callee(self, call: Call, bindings: list[Binding]) -> None:
         """Ring an extension's phones, and its follow-me numbers when it has a follow-me."""
-        plan = self.config.follow_me.get(call.callee)
-        if plan is None or (plan.confirm and self.media is None):
-            # Without media services nobody could press 1: the other numbers stay silent.
-            self._ring(call, bindings)
-            return
+        self._group_policy().ring_callee(call, bindings)
 
-        def waiting() -> bool:
-            return call.state in ("routing", "ringing")
-
-        timeout = plan.timeout or self.config.calls.ring_timeout
-        screen = None
-        if plan.confirm:
-            screen = Screen(
-                lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
-                                                   timeout),
-                lambda leg: self._take_screened(call, leg), waiting)
-        ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more, waiting,
-                                self.clock, self.config.calls.ring_timeout, screen)
-        Deferred.fromCoroutine(ringer.run()).addCallback(self._rung, call).addErrback(self._policy_failed, call)
-
-    def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
-        """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""
-        if call.state not in ("routing", "ringing"):
-            return False
-        self._hand_over(call, call.callee, ToApplication(APPLICATION, {}), "follow_me", application=Connect(leg))
-        return True
+    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
+        """The group an application dials as ``number``, with its members to ring (not the caller)."""
+        return self._group_policy().group_to_dial(number, caller)
 
     def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
         """What makes a terminated call's media, given the call's hang-up callback."""
@@ -609,7 +550,7 @@ class CallController:
         call = ApplicationCall(
             self.services, transaction, caller=caller, callee=number, application=application,
             args=action.args, address=self.local_address(transaction.peer.transport),
-            media=self._endpoint_media(caller, _unquote(display), number),
+            media=self._endpoint_media(caller, unquote_display(display), number),
             events=self.events, on_end=self.call_ended, tag=a_tag,
         )
         self.calls[call.call_id] = call
@@ -708,14 +649,6 @@ class CallController:
         """
         return self._placing().dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
-    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
-        """The group an application dials as ``number``, with its members to ring (not the caller)."""
-        assert self.groups is not None
-        group = self.groups.by_number(number)
-        if group is None:
-            return None
-        return group, [m for m in self.groups.logged_in(group) if m != caller]
-
     # -- endings -------------------------------------------------------------
 
     def call_ended(self, call: LiveCall) -> None:
@@ -763,11 +696,3 @@ class CallController:
             return None
         codecs = self.media.codecs if self.media is not None else {}
         return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
-
-
-def _unquote(display: str) -> str:
-    """The name inside a display_name() result."""
-    text = display.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return text
