@@ -23,6 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.calls.answering import Answering
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
@@ -36,7 +37,7 @@ from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, display_name, unquote_display
+from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.park import ParkingLot
 from pbx.calls.pickup import Pickups
 from pbx.calls.placing import Placing
@@ -61,7 +62,6 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
-from pbx.trunks.call import TrunkInboundCall
 from pbx.trunks.registry import Trunks
 from pbx.trunks.trunk import Trunk
 
@@ -529,90 +529,29 @@ class CallController:
         """What makes a terminated call's media, given the call's hang-up callback."""
         return self._placing().endpoint_media(caller, caller_name, callee)
 
+    def _answering(self) -> Answering:
+        """Who answers calls with dialplan applications, given the controller's current services."""
+        return Answering(self.services, self.events, self.applications, self.media, self.relay, self.routing,
+                         self.local_address, self._endpoint_media, self._track, self.call_ended)
+
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
                          early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
-        """
-        Answer the call ourselves and hand it to a dialplan application.
-
-        :param early: for a diverted call whose caller got early media: the
-            SDP answer of that 183 and when its relay ports are free.  The
-            application then answers once they are, with that same SDP on
-            the same port where it can.
-        """
-        request = transaction.request
-        if application is None:  # else one of the call layer's own (follow-me's Connect)
-            application = self.applications.get(action.name)
-        if application is None or self.media is None:
-            self.log.warn("dialplan application {name!r} is not running", name=action.name)
-            transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=new_tag()))
-            return
-        call = ApplicationCall(
-            self.services, transaction, caller=caller, callee=number, application=application,
-            args=action.args, address=self.local_address(transaction.peer.transport),
-            media=self._endpoint_media(caller, unquote_display(display), number),
-            events=self.events, on_end=self.call_ended, tag=a_tag,
-        )
-        self.calls[call.call_id] = call
-        self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
-                      name=action.name)
-        if early is None:
-            call.start()
-            return
-        answer, released = early
-
-        def start(_: object) -> None:
-            if call.state == "routing":  # not cancelled meanwhile
-                call.start(early_answer=answer)
-
-        released.addCallback(start).addErrback(
-            lambda f: self.log.failure("starting application {name} failed", f, name=action.name))
-
-    # -- diversion -----------------------------------------------------------
-
-    def _divertible(self, callee: str, reason: str) -> ToApplication | None:
-        action = self.routing.divert(callee, reason)
-        if action is not None and self.media is None:
-            self.log.warn("diverter named application {name!r}, which is not running", name=action.name)
-            return None
-        return action
+        """Answer the call ourselves and hand it to a dialplan application (see :meth:`Answering.run_application`)."""
+        self._answering().run_application(transaction, caller, number, action, display, a_tag, early, application)
 
     def _divert_new(self, transaction: ServerTransaction, caller: str, display: str, callee: str,
                     reason: str) -> bool:
         """Before anything rang: hand the caller to the application a diverter names, if any."""
-        action = self._divertible(callee, reason)
-        if action is None:
-            return False
-        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=caller, callee=callee, reason=reason)
-        self._run_application(transaction, caller, callee, action, display)
-        return True
+        return self._answering().divert_new(transaction, caller, display, callee, reason)
 
     def _divert_call(self, call: Call, callee: str, reason: str) -> bool:
-        """
-        A ringing call nobody will answer: end it (forks cancelled, relay
-        closed, its CDR written) and answer the same INVITE transaction with
-        the application a diverter names, under the same To tag, so the 18x
-        the caller saw and the 2xx belong to one dialog (RFC 3261 §12.1).
-        """
-        if isinstance(call, TrunkInboundCall) and call.direct:
-            return False  # rung past voicemail on purpose
-        action = self._divertible(callee, reason)
-        if action is None:
-            return False
-        self._hand_over(call, callee, action, reason)
-        return True
+        """A ringing call nobody will answer: diverted when a diverter names an application (see :meth:`Answering.divert_call`)."""
+        return self._answering().divert_call(call, callee, reason)
 
     def _hand_over(self, call: Call, callee: str, action: ToApplication, reason: str, application: Any = None) -> None:
-        """End the ringing call and answer its caller with application ``action`` (see :meth:`_divert_call`)."""
-        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
-                      reason=reason)
-        early = call.early_answer
-        call.diverted(reason, action.name)
-        self._run_application(
-            call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
-            early=None if early is None else (early, self.relay.close(call.media.session)),
-            application=application,
-        )
+        """End the ringing call and answer its caller with application ``action`` (see :meth:`Answering.hand_over`)."""
+        self._answering().hand_over(call, callee, action, reason, application)
 
     # -- calls applications place -------------------------------------------------
 
