@@ -32,7 +32,7 @@ from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
-from pbx.calls.forks import Outcome, Rung
+from pbx.calls.forks import Rung
 from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
@@ -43,8 +43,9 @@ from pbx.calls.pickup import Pickups
 from pbx.calls.placing import Placing
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
+from pbx.calls.ring_outcome import RingOutcome
 from pbx.calls.routing import Routing
-from pbx.calls.session_timer import caller_refreshes
+from pbx.calls.session_timer import caller_refreshes, session_expires
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
@@ -356,26 +357,15 @@ class CallController:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
         return self._trunk_entry().emergency_route(number)
 
+    # -- extensions ----------------------------------------------------------------
+
     def _track(self, call: LiveCall) -> None:
         """A call is in progress: in-dialog requests, the API and the shutdown find it."""
         self.calls[call.call_id] = call
 
     def _session_expires(self, transaction: ServerTransaction) -> int | None:
-        """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
-        value = transaction.request.headers.get("Session-Expires")
-        if value is None:
-            return 0
-        text = value.split(";", 1)[0].strip()
-        minimum = self.config.calls.min_session_expires
-        if not text.isdigit():
-            transaction.respond(make_response(transaction.request, 400, "Bad Session-Expires"))
-            return None
-        if int(text) < minimum:
-            response = make_response(transaction.request, 422, to_tag=new_tag())
-            response.headers.add("Min-SE", str(minimum))
-            transaction.respond(response)
-            return None
-        return int(text)
+        """RFC 4028 §8.1: refuse a session interval below Min-SE with 422 (see :func:`session_expires`)."""
+        return session_expires(transaction, self.config.calls.min_session_expires)
 
     async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
                               target: str, expires: int, make_call: Callable[..., Call] = Call) -> None:
@@ -436,60 +426,25 @@ class CallController:
         self.calls[call.call_id] = call
         return call
 
+    def _ring_outcome(self) -> RingOutcome:
+        """Who rings a callee and settles the outcome, given the controller's current services."""
+        return RingOutcome(self.routing, self.registrar.contacts, self.config.calls.ring_timeout, self._divert_call)
+
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
-        """Ring the callee; the policy takes the outcome (:meth:`_rung`)."""
-        call.ring(bindings, self.config.calls.ring_timeout).addCallback(self._rung, call).addErrback(
-            self._policy_failed, call)
+        """Ring the callee; the policy takes the outcome (see :meth:`RingOutcome.ring`)."""
+        self._ring_outcome().ring(call, bindings)
 
     def _rung(self, rung: Rung, call: Call) -> None:
         """Ringing is over: nothing more when answered; else forward, divert or fail."""
-        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-            return
-        if rung.outcome is Outcome.FAILED:
-            call.fail(rung.status)
-            return
-        if rung.outcome is Outcome.NO_ANSWER:
-            status, reason, forward = 480, "no_answer", call.forwards.pop("no_answer", "")
-        elif rung.outcome is Outcome.BUSY:
-            status, reason, forward = rung.status, "busy", call.forwards.pop("busy", "")
-        else:
-            status, reason, forward = rung.status, "unavailable", ""
-        if not forward:
-            if not self._divert_call(call, call.callee, reason):
-                call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
-            return
-        forwarded = Deferred.fromCoroutine(self._forward(call, forward, status, reason))
-        forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
-        forwarded.addErrback(self._policy_failed, call)
+        self._ring_outcome().rung(rung, call)
 
     def _policy_failed(self, failure: Failure, call: Call) -> None:
-        self.log.failure("routing the call {call_id} failed", failure, call_id=call.call_id)
-        call.fail(500)
+        """Settling the call raised: the caller hears 500."""
+        self._ring_outcome().policy_failed(failure, call)
 
     async def _forward(self, call: Call, target: str, status: int, reason: str) -> list[Binding] | None:
-        """Follow a busy or no-answer forward: the new callee's phones, or None when the call is settled."""
-        if not self.routing.may_forward(target, call.seen):
-            # A busy/no-answer forward back to an extension already rung.
-            number, record, refuse = target, None, 482
-        else:
-            number, record, refuse = await self.routing.resolve_target(target, call.seen)
-        if call.state not in ("routing", "ringing"):
-            return None  # the caller cancelled meanwhile
-        bindings = self.registrar.contacts(number) if not refuse else []
-        if not bindings or record is None:
-            # The forward target fails too: diverted as itself when it exists.
-            if record is None:
-                number = call.callee
-            else:
-                reason = "dnd" if refuse == 486 else "unavailable"
-            if not self._divert_call(call, number, reason):
-                call.fail(status)
-            return None
-        self.log.info("call {caller} -> {callee} forwarded to {target}",
-                      caller=call.caller, callee=call.callee, target=number)
-        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
-        call.callee = number
-        return bindings
+        """Follow a busy or no-answer forward (see :meth:`RingOutcome.forward`)."""
+        return await self._ring_outcome().forward(call, target, status, reason)
 
     # -- ring groups, follow-me, DND by schedule -------------------------------------
 
