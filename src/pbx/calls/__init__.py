@@ -11,4 +11,11 @@ one, both over :mod:`~pbx.calls.endpoint_media`.  The
 (:mod:`~pbx.calls.dialplan`, :mod:`~pbx.calls.routing`,
 :mod:`~pbx.calls.divert`, :mod:`~pbx.calls.dial`); every call publishes
 :mod:`~pbx.calls.events`, and :mod:`~pbx.calls.cdr` writes the records.
+The controller's policy is split by concern into collaborators it builds
+from the services they need: :mod:`~pbx.calls.trunk_entry` (calls from and
+to trunks), :mod:`~pbx.calls.group_policy` (ring groups, follow-me),
+:mod:`~pbx.calls.ring_outcome` (forward, divert or fail after ringing),
+:mod:`~pbx.calls.answering` (applications and diversion),
+:mod:`~pbx.calls.placing` (calls applications place) and
+:mod:`~pbx.calls.session_timer` (RFC 4028).
 """

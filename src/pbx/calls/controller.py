@@ -13,43 +13,44 @@ own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from attrs import define, evolve, field
+from attrs import define, field
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.calls.answering import Answering
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
-from pbx.calls.confirm import APPLICATION, Connect, Screen
-from pbx.calls.dial import Dial, GroupDialling
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
-from pbx.calls.forks import BUSY, Outcome, Rung
+from pbx.calls.forks import Rung
+from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
-from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
+from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.park import ParkingLot
 from pbx.calls.pickup import Pickups
+from pbx.calls.placing import Placing
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
-from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
+from pbx.calls.ring_outcome import RingOutcome
 from pbx.calls.routing import Routing
+from pbx.calls.session_timer import caller_refreshes, session_expires
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
 from pbx.calls.transfer import Transfers
+from pbx.calls.trunk_entry import TrunkEntry
 from pbx.config import Config
-from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.media.playout import HoldMusic
@@ -62,9 +63,6 @@ from pbx.sip.ids import new_tag
 from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
-from pbx.trunks.call import TrunkInboundCall
-from pbx.trunks.hooks import InboundContext
-from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
 from pbx.trunks.trunk import Trunk
 
@@ -339,112 +337,35 @@ class CallController:
 
     # -- trunks ------------------------------------------------------------------
 
-    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
-        """
-        An INVITE from a trunk: not challenged (the trunk is who it is by
-        its address); its DID says where it goes, an unknown DID gets 404.
-        An inbound verifier may refuse it, or send it straight to an
-        extension (a PSAP calling back an emergency caller).
-        """
-        assert self.trunks is not None
-        request = transaction.request
-        caller = request.from_.uri.user or "anonymous"
-        display = display_name(request.from_.display_name or "")
-        found = self.trunks.did(trunk, request)
-        did = found[0] if found is not None else self.trunks.called(trunk, request)
-        if trunk.full:
-            self.log.warn("trunk {trunk}: call from {caller} to {did} refused: {n} calls already",
-                          trunk=trunk.name, caller=caller, did=did, n=trunk.in_use)
-            transaction.respond(make_response(request, 503, "Trunk Full", to_tag=new_tag()))
-            return
-        verdict = await self.trunks.hooks.verify(InboundContext(trunk.config, request, did, caller))
-        if verdict.refuse:
-            transaction.respond(make_response(request, verdict.refuse, verdict.reason or None, to_tag=new_tag()))
-            return
-        if found is None and not verdict.extension:
-            self.log.warn("trunk {trunk}: call from {caller} to unknown DID {number}", trunk=trunk.name,
-                          caller=caller, number=self.trunks.called_number(trunk, request))
-            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
-            return
-        expires = self._session_expires(transaction)
-        if expires is None:
-            return
-        self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
-                      did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
-        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did,
-                                      verstat=verdict.notes.get("verstat", ""))
-        if verdict.extension:
-            self._ring_directly(transaction, caller, display, verdict.extension, expires,
-                                functools.partial(make_call, direct=True))
-            return
-        assert found is not None
-        action = found[1]
-        if isinstance(action, ToApplication):
-            self._run_application(transaction, caller, did, action, display)
-        elif isinstance(action, ToExtension):
-            await self._ring_extension(transaction, caller, display, action.number, expires, make_call)
-        else:
-            transaction.respond(make_response(request, 404, "Unknown DID", to_tag=new_tag()))
+    def _trunk_entry(self) -> TrunkEntry:
+        """Who routes calls from and to trunks, given the controller's current services."""
+        return TrunkEntry(self.trunks, self.services, self.relay, self.media, self.media_address, self.local_address,
+                          self.events, self.config, self.registrar.contacts, self._session_expires,
+                          self._run_application, self._ring_extension, self._open_call, self._ring, self._track,
+                          self.call_ended)
 
-    def _ring_directly(self, transaction: ServerTransaction, caller: str, display: str, number: str,
-                       expires: int, make_call: Callable[..., Call]) -> None:
-        """Ring ``number``'s phones past its DND, forwards, follow-me and voicemail."""
-        bindings = self.registrar.contacts(number)
-        if not bindings:
-            transaction.respond(make_response(transaction.request, 480, "Not Registered", to_tag=new_tag()))
-            return
-        call = self._open_call(transaction, caller, display, number, expires, make_call)
-        if call is None:
-            return
-        call.seen = {number}
-        self.log.info("call {caller} -> {callee} rung directly ({n} phone(s))", caller=caller, callee=number,
-                      n=len(bindings))
-        self._ring(call, bindings)
+    async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
+        """An INVITE from a trunk (see :meth:`TrunkEntry.from_trunk`)."""
+        await self._trunk_entry().from_trunk(transaction, trunk)
 
     async def _call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
                         dialled: str, action: ToTrunks, expires: int) -> None:
-        """A phone dials a number a trunk route matches: the route's trunks are tried in turn."""
-        assert self.trunks is not None
-        codecs = self.media.codecs if self.media is not None else {}
-        dialler = TrunkDialler(
-            self.trunks, self.services, self.relay.open_session,
-            lambda session: CallMedia(session, self.media_address, available=codecs),
-            self.local_address, self.events, self._track, self.call_ended, self.config.calls.ring_timeout,
-        )
-        refreshes = _caller_refreshes(transaction.request)
-        await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+        """A phone dials a number a trunk route matches (see :meth:`TrunkEntry.call_out`)."""
+        await self._trunk_entry().call_out(transaction, record, display, dialled, action, expires)
 
     def _emergency_route(self, number: str) -> ToTrunks | None:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
-        section = self.config.emergency
-        if section is None or self.trunks is None:
-            return None
-        names = tuple(name for name in section.trunks if self.trunks.get(name) is not None)
-        called = is_emergency(number, section.dial, section.prefixes) if names else None
-        if called is None or not number.endswith(called):
-            return None
-        return ToTrunks(names, strip=len(number) - len(called), emergency=True)
+        return self._trunk_entry().emergency_route(number)
+
+    # -- extensions ----------------------------------------------------------------
 
     def _track(self, call: LiveCall) -> None:
         """A call is in progress: in-dialog requests, the API and the shutdown find it."""
         self.calls[call.call_id] = call
 
     def _session_expires(self, transaction: ServerTransaction) -> int | None:
-        """RFC 4028 §8.1: refuse a session interval below Min-SE with 422."""
-        value = transaction.request.headers.get("Session-Expires")
-        if value is None:
-            return 0
-        text = value.split(";", 1)[0].strip()
-        minimum = self.config.calls.min_session_expires
-        if not text.isdigit():
-            transaction.respond(make_response(transaction.request, 400, "Bad Session-Expires"))
-            return None
-        if int(text) < minimum:
-            response = make_response(transaction.request, 422, to_tag=new_tag())
-            response.headers.add("Min-SE", str(minimum))
-            transaction.respond(response)
-            return None
-        return int(text)
+        """RFC 4028 §8.1: refuse a session interval below Min-SE with 422 (see :func:`session_expires`)."""
+        return session_expires(transaction, self.config.calls.min_session_expires)
 
     async def _ring_extension(self, transaction: ServerTransaction, caller: str, display: str,
                               target: str, expires: int, make_call: Callable[..., Call] = Call) -> None:
@@ -499,266 +420,108 @@ class CallController:
             # RFC 4028 §9 table 2: a caller without "Supported: timer", or one
             # asking refresher=uas, makes the UAS the refresher.  pbx never
             # refreshes, so it runs no session timer for such a caller.
-            session_expires=expires if _caller_refreshes(request) else 0,
+            session_expires=expires if caller_refreshes(request) else 0,
             events=self.events, on_end=self.call_ended, music=self.music,
         )
         self.calls[call.call_id] = call
         return call
 
+    def _ring_outcome(self) -> RingOutcome:
+        """Who rings a callee and settles the outcome, given the controller's current services."""
+        return RingOutcome(self.routing, self.registrar.contacts, self.config.calls.ring_timeout, self._divert_call)
+
     def _ring(self, call: Call, bindings: list[Binding]) -> None:
-        """Ring the callee; the policy takes the outcome (:meth:`_rung`)."""
-        call.ring(bindings, self.config.calls.ring_timeout).addCallback(self._rung, call).addErrback(
-            self._policy_failed, call)
+        """Ring the callee; the policy takes the outcome (see :meth:`RingOutcome.ring`)."""
+        self._ring_outcome().ring(call, bindings)
 
     def _rung(self, rung: Rung, call: Call) -> None:
         """Ringing is over: nothing more when answered; else forward, divert or fail."""
-        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-            return
-        if rung.outcome is Outcome.FAILED:
-            call.fail(rung.status)
-            return
-        if rung.outcome is Outcome.NO_ANSWER:
-            status, reason, forward = 480, "no_answer", call.forwards.pop("no_answer", "")
-        elif rung.outcome is Outcome.BUSY:
-            status, reason, forward = rung.status, "busy", call.forwards.pop("busy", "")
-        else:
-            status, reason, forward = rung.status, "unavailable", ""
-        if not forward:
-            if not self._divert_call(call, call.callee, reason):
-                call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
-            return
-        forwarded = Deferred.fromCoroutine(self._forward(call, forward, status, reason))
-        forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
-        forwarded.addErrback(self._policy_failed, call)
+        self._ring_outcome().rung(rung, call)
 
     def _policy_failed(self, failure: Failure, call: Call) -> None:
-        self.log.failure("routing the call {call_id} failed", failure, call_id=call.call_id)
-        call.fail(500)
+        """Settling the call raised: the caller hears 500."""
+        self._ring_outcome().policy_failed(failure, call)
 
     async def _forward(self, call: Call, target: str, status: int, reason: str) -> list[Binding] | None:
-        """Follow a busy or no-answer forward: the new callee's phones, or None when the call is settled."""
-        if not self.routing.may_forward(target, call.seen):
-            # A busy/no-answer forward back to an extension already rung.
-            number, record, refuse = target, None, 482
-        else:
-            number, record, refuse = await self.routing.resolve_target(target, call.seen)
-        if call.state not in ("routing", "ringing"):
-            return None  # the caller cancelled meanwhile
-        bindings = self.registrar.contacts(number) if not refuse else []
-        if not bindings or record is None:
-            # The forward target fails too: diverted as itself when it exists.
-            if record is None:
-                number = call.callee
-            else:
-                reason = "dnd" if refuse == 486 else "unavailable"
-            if not self._divert_call(call, number, reason):
-                call.fail(status)
-            return None
-        self.log.info("call {caller} -> {callee} forwarded to {target}",
-                      caller=call.caller, callee=call.callee, target=number)
-        call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
-        call.callee = number
-        return bindings
+        """Follow a busy or no-answer forward (see :meth:`RingOutcome.forward`)."""
+        return await self._ring_outcome().forward(call, target, status, reason)
 
     # -- ring groups, follow-me, DND by schedule -------------------------------------
 
     def _scheduled_dnd(self, number: str) -> bool:
         return scheduled_dnd(self.config.dnd_schedule, number, self.clock.seconds())
 
-    def _reach(self) -> Reach:
-        return Reach(lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
-                     self._busy_numbers, lambda number: self.config.dialplan.resolve(number, authenticated=True))
+    def _group_policy(self) -> GroupPolicy:
+        """Who rings ring groups and follow-me numbers, given the controller's current services."""
+        assert self.groups is not None
+        return GroupPolicy(self.config, self.groups, self.applications, self.media, self.clock,
+                           lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
+                           lambda: self.calls.values(), self._open_call, self._ring, self._rung, self._forward,
+                           self._hand_over, self._policy_failed, self._place)
 
-    def _busy_numbers(self) -> Iterable[str]:
-        """The extensions on an answered call now."""
-        for call in self.calls.values():
-            if call.state in ("answered", "confirmed"):
-                yield from (call.caller, call.callee)
-                if isinstance(call, Call) and call.b is not None:
-                    yield call.b.binding.aor
+    def _reach(self) -> Reach:
+        """Who of a group or a follow-me can be rung now (see :meth:`GroupPolicy.reach`)."""
+        return self._group_policy().reach()
 
     def _group_action(self, number: str) -> ToGroup | None:
         """A number no route matched that is a ring group's number."""
-        assert self.groups is not None
-        group = self.groups.by_number(number)
-        return None if group is None else ToGroup(group.name)
+        return self._group_policy().group_action(number)
 
     async def _ring_group(self, transaction: ServerTransaction, caller: str, display: str, name: str,
                           expires: int) -> None:
-        """Ring a group's members by its strategy; the policy then takes the outcome (:meth:`_group_rung`)."""
-        assert self.groups is not None
-        group = self.groups.groups[name]
-        call = self._open_call(transaction, caller, display, group.number, expires)
-        if call is None:
-            return
-        self.log.info("call {caller} -> group {group} ({strategy})", caller=caller, group=name,
-                      strategy=group.strategy)
-        members = [m for m in self.groups.logged_in(group) if m != caller]  # a member calling its group
-        ringer = GroupRinger(group, members, self._reach().member, call.ring,
-                             lambda: call.state in ("routing", "ringing"), self.clock)
-        Deferred.fromCoroutine(ringer.run()).addCallback(self._group_rung, call, group).addErrback(
-            self._policy_failed, call)
-
-    def _group_rung(self, ended: GroupRung, call: Call, group: RingGroup) -> None:
-        """Nobody in the group answered: the group's final destination, else the caller hears the failure."""
-        rung = ended.rung
-        if rung.outcome in (Outcome.ANSWERED, Outcome.CANCELLED) or call.state == "ended":
-            return
-        if rung.outcome is Outcome.FAILED:
-            call.fail(rung.status)
-            return
-        reason = {Outcome.BUSY: "busy", Outcome.NO_ANSWER: "no_answer"}.get(rung.outcome, "unavailable")
-        status = rung.status if rung.status in BUSY else 480
-        final = group.final_application
-        if final is not None and final.name not in self.applications:
-            self.log.warn("group {group}: final application {name!r} is not running", group=group.name,
-                          name=final.name)
-        if final is not None and final.name in self.applications:
-            self._hand_over(call, group.number, final, reason)
-        elif group.final_extension:
-            self.log.info("group {group}: unanswered, to {number}", group=group.name, number=group.final_extension)
-            forwarded = Deferred.fromCoroutine(self._forward(call, group.final_extension, status, reason))
-            forwarded.addCallback(lambda bindings: self._ring(call, bindings) if bindings else None)
-            forwarded.addErrback(self._policy_failed, call)
-        else:
-            call.fail(status, "No Answer" if rung.outcome is Outcome.NO_ANSWER else None)
+        """Ring a group's members by its strategy (see :meth:`GroupPolicy.ring_group`)."""
+        await self._group_policy().ring_group(transaction, caller, display, name, expires)
 
     def _ring_callee(self, call: Call, bindings: list[Binding]) -> None:
         """Ring an extension's phones, and its follow-me numbers when it has a follow-me."""
-        plan = self.config.follow_me.get(call.callee)
-        if plan is None or (plan.confirm and self.media is None):
-            # Without media services nobody could press 1: the other numbers stay silent.
-            self._ring(call, bindings)
-            return
+        self._group_policy().ring_callee(call, bindings)
 
-        def waiting() -> bool:
-            return call.state in ("routing", "ringing")
-
-        timeout = plan.timeout or self.config.calls.ring_timeout
-        screen = None
-        if plan.confirm:
-            screen = Screen(
-                lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
-                                                   timeout),
-                lambda leg: self._take_screened(call, leg), waiting)
-        ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more, waiting,
-                                self.clock, self.config.calls.ring_timeout, screen)
-        Deferred.fromCoroutine(ringer.run()).addCallback(self._rung, call).addErrback(self._policy_failed, call)
-
-    def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
-        """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""
-        if call.state not in ("routing", "ringing"):
-            return False
-        self._hand_over(call, call.callee, ToApplication(APPLICATION, {}), "follow_me", application=Connect(leg))
-        return True
+    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
+        """The group an application dials as ``number``, with its members to ring (not the caller)."""
+        return self._group_policy().group_to_dial(number, caller)
 
     def _endpoint_media(self, caller: str, caller_name: str, callee: str) -> Callable[[Callable[[str], None]], EndpointMedia]:
         """What makes a terminated call's media, given the call's hang-up callback."""
-        assert self.media is not None
-        services = evolve(self.media, reactor=self.clock, ports=self.relay.allocator,
-                          media_clock=self.media_clock, interface=self.config.rtp.interface,
-                          address=self.media_address)
-        return lambda on_hangup: EndpointMedia(services, caller, caller_name, callee, on_hangup)
+        return self._placing().endpoint_media(caller, caller_name, callee)
+
+    def _answering(self) -> Answering:
+        """Who answers calls with dialplan applications, given the controller's current services."""
+        return Answering(self.services, self.events, self.applications, self.media, self.relay, self.routing,
+                         self.local_address, self._endpoint_media, self._track, self.call_ended)
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
                          early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
-        """
-        Answer the call ourselves and hand it to a dialplan application.
-
-        :param early: for a diverted call whose caller got early media: the
-            SDP answer of that 183 and when its relay ports are free.  The
-            application then answers once they are, with that same SDP on
-            the same port where it can.
-        """
-        request = transaction.request
-        if application is None:  # else one of the call layer's own (follow-me's Connect)
-            application = self.applications.get(action.name)
-        if application is None or self.media is None:
-            self.log.warn("dialplan application {name!r} is not running", name=action.name)
-            transaction.respond(make_response(request, 404, f"No application {action.name}", to_tag=new_tag()))
-            return
-        call = ApplicationCall(
-            self.services, transaction, caller=caller, callee=number, application=application,
-            args=action.args, address=self.local_address(transaction.peer.transport),
-            media=self._endpoint_media(caller, _unquote(display), number),
-            events=self.events, on_end=self.call_ended, tag=a_tag,
-        )
-        self.calls[call.call_id] = call
-        self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
-                      name=action.name)
-        if early is None:
-            call.start()
-            return
-        answer, released = early
-
-        def start(_: object) -> None:
-            if call.state == "routing":  # not cancelled meanwhile
-                call.start(early_answer=answer)
-
-        released.addCallback(start).addErrback(
-            lambda f: self.log.failure("starting application {name} failed", f, name=action.name))
-
-    # -- diversion -----------------------------------------------------------
-
-    def _divertible(self, callee: str, reason: str) -> ToApplication | None:
-        action = self.routing.divert(callee, reason)
-        if action is not None and self.media is None:
-            self.log.warn("diverter named application {name!r}, which is not running", name=action.name)
-            return None
-        return action
+        """Answer the call ourselves and hand it to a dialplan application (see :meth:`Answering.run_application`)."""
+        self._answering().run_application(transaction, caller, number, action, display, a_tag, early, application)
 
     def _divert_new(self, transaction: ServerTransaction, caller: str, display: str, callee: str,
                     reason: str) -> bool:
         """Before anything rang: hand the caller to the application a diverter names, if any."""
-        action = self._divertible(callee, reason)
-        if action is None:
-            return False
-        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=caller, callee=callee, reason=reason)
-        self._run_application(transaction, caller, callee, action, display)
-        return True
+        return self._answering().divert_new(transaction, caller, display, callee, reason)
 
     def _divert_call(self, call: Call, callee: str, reason: str) -> bool:
-        """
-        A ringing call nobody will answer: end it (forks cancelled, relay
-        closed, its CDR written) and answer the same INVITE transaction with
-        the application a diverter names, under the same To tag, so the 18x
-        the caller saw and the 2xx belong to one dialog (RFC 3261 §12.1).
-        """
-        if isinstance(call, TrunkInboundCall) and call.direct:
-            return False  # rung past voicemail on purpose
-        action = self._divertible(callee, reason)
-        if action is None:
-            return False
-        self._hand_over(call, callee, action, reason)
-        return True
+        """A ringing call nobody will answer: diverted when a diverter names an application (see :meth:`Answering.divert_call`)."""
+        return self._answering().divert_call(call, callee, reason)
 
     def _hand_over(self, call: Call, callee: str, action: ToApplication, reason: str, application: Any = None) -> None:
-        """End the ringing call and answer its caller with application ``action`` (see :meth:`_divert_call`)."""
-        self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=call.caller, callee=callee,
-                      reason=reason)
-        early = call.early_answer
-        call.diverted(reason, action.name)
-        self._run_application(
-            call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
-            early=None if early is None else (early, self.relay.close(call.media.session)),
-            application=application,
-        )
+        """End the ringing call and answer its caller with application ``action`` (see :meth:`Answering.hand_over`)."""
+        self._answering().hand_over(call, callee, action, reason, application)
 
     # -- calls applications place -------------------------------------------------
+
+    def _placing(self) -> Placing:
+        """Who places calls for applications, given the controller's current services."""
+        return Placing(self.services, self.events, self.relay, self.media, lambda: self.media_clock, self.clock,
+                       self.config, self.media_address, lambda number: self.lookup(number),
+                       self.registrar.contacts, self.routing, self._track, self.call_ended,
+                       self._group_to_dial, self._reach)
 
     def _place(self, caller: str, caller_name: str, callee: str, bindings: list[Binding], timeout: float,
                on_ringing: Callable[[], None] | None = None,
                headers: Sequence[tuple[str, str]] = ()) -> OutboundCall:
         """Ring ``bindings`` of extension ``callee`` for an application; the call is tracked until it ends."""
-        call = OutboundCall(self.services, caller=caller, callee=callee, caller_name=caller_name,
-                            media=self._endpoint_media(caller, caller_name, callee),
-                            events=self.events, on_end=self.call_ended, on_ringing=on_ringing,
-                            headers=headers)
-        call.start(bindings, timeout)
-        if call.state != "ended":
-            self.calls[call.call_id] = call
-        return call
+        return self._placing().place(caller, caller_name, callee, bindings, timeout, on_ringing, headers)
 
     def originate(self, number: str, *, caller: str, caller_name: str = "",
                   timeout: float | None = None, headers: Sequence[tuple[str, str]] = ()) -> Deferred[Originated]:
@@ -768,38 +531,8 @@ class CallController:
 
         :raises ValueError: if one of ``headers`` is not a header pbx may add.
         """
-        extra = check_extra_headers(headers)
-        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
-        placed: list[OutboundCall] = []
-
-        def cancel(d: Deferred[Originated]) -> None:
-            for call in placed:
-                call.hang_up("a", "cancelled")
-
-        async def ring() -> Originated:
-            record = await self.lookup(number)
-            if record is None or not record.enabled or self.media is None:
-                return Originated("not_found" if self.media is not None else "failed")
-            bindings = self.registrar.contacts(number)
-            if not bindings:
-                return Originated("unavailable")
-            call = self._place(caller, caller_name, number, bindings, ring_timeout, headers=extra)
-            placed.append(call)
-            rung: Rung = await call.outcome
-            if rung.outcome is not Outcome.ANSWERED:
-                return Originated(rung.outcome.value)
-            return Originated("answered", call.channel, call.ended,
-                              lambda: call.hang_up("a", "hung up"), call.call_id)
-
-        result: Deferred[Originated] = Deferred(cancel)
-        Deferred.fromCoroutine(ring()).addCallbacks(result.callback, self._originate_failed, errbackArgs=(result,))
-        return result
-
-    def _originate_failed(self, failure: Failure, result: Deferred[Originated]) -> None:
-        if not failure.check(CancelledError):
-            self.log.failure("originate failed", failure)
-        if not result.called:
-            result.callback(Originated("failed"))
+        return self._placing().originate(number, caller=caller, caller_name=caller_name, timeout=timeout,
+                                         headers=headers)
 
     def dial(self, channel: Any, number: str, *, caller: str | None = None, caller_name: str | None = None,
              timeout: float | None = None) -> Deferred[str]:
@@ -808,29 +541,7 @@ class CallController:
         :meth:`pbx.interfaces.IPBX.dial`); fails with
         :class:`~pbx.media.channel.HungUp` if the caller hangs up first.
         """
-        shown = channel.caller if caller is None else caller
-        name = channel.caller_name if caller_name is None else caller_name
-        ring_timeout = self.config.calls.ring_timeout if timeout is None else timeout
-        attempt = Dial(
-            self.routing,
-            lambda callee, bindings, on_ringing: self._place(shown, name, callee, bindings, ring_timeout,
-                                                             on_ringing),
-            channel, caller=shown, caller_name=name, timeout=ring_timeout,
-            groups=GroupDialling(
-                lambda number: self._group_to_dial(number, shown), self._reach().member,
-                lambda callee, bindings, on_ringing, seconds: self._place(shown, name, callee, bindings, seconds,
-                                                                          on_ringing),
-                self.clock),
-        )
-        return Deferred.fromCoroutine(attempt.run(number))
-
-    def _group_to_dial(self, number: str, caller: str) -> tuple[RingGroup, list[str]] | None:
-        """The group an application dials as ``number``, with its members to ring (not the caller)."""
-        assert self.groups is not None
-        group = self.groups.by_number(number)
-        if group is None:
-            return None
-        return group, [m for m in self.groups.logged_in(group) if m != caller]
+        return self._placing().dial(channel, number, caller=caller, caller_name=caller_name, timeout=timeout)
 
     # -- endings -------------------------------------------------------------
 
@@ -879,19 +590,3 @@ class CallController:
             return None
         codecs = self.media.codecs if self.media is not None else {}
         return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
-
-
-def _caller_refreshes(request: Request) -> bool:
-    """RFC 4028 §9: whether the caller can refresh: it supports timers and left refreshing to itself."""
-    supported = [v.strip().lower() for v in request.headers.get_all("Supported")]
-    params = (request.headers.get("Session-Expires") or "").split(";")[1:]
-    asked = {k.strip().lower(): v.strip().lower() for k, _, v in (p.partition("=") for p in params)}
-    return "timer" in supported and asked.get("refresher", "uac") == "uac"
-
-
-def _unquote(display: str) -> str:
-    """The name inside a display_name() result."""
-    text = display.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return text

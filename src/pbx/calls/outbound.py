@@ -50,6 +50,14 @@ def display_name(name: str) -> str:
     return f'"{escaped}" '
 
 
+def unquote_display(display: str) -> str:
+    """The name inside a :func:`display_name` result."""
+    text = display.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return text
+
+
 #: Headers pbx writes itself in the INVITE it sends: an extra one may not replace or repeat them.
 _OWN_HEADERS = frozenset({
     "via", "max-forwards", "from", "to", "call-id", "cseq", "contact", "content-type",
