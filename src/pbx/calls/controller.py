@@ -299,7 +299,8 @@ class CallController:
         caller, display = "", ""
         record: ExtensionRecord | None = None
         if public is None or authenticated:
-            record = await self.authn.authenticate(transaction, proxy=True)
+            record = await self.authn.authenticate(transaction, proxy=True,
+                                                   emergency=self._emergency_route(number) is not None)
             if record is None:
                 return
             # The caller is who authenticated, whatever From claims.

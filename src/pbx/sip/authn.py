@@ -61,10 +61,15 @@ class RequestAuthenticator:
     security_log: ISecurityLog = field(factory=NoSecurityLog)
     log = Logger()
 
-    async def authenticate(self, transaction: ServerTransaction, *, proxy: bool = False) -> ExtensionRecord | None:
+    async def authenticate(self, transaction: ServerTransaction, *, proxy: bool = False,
+                           emergency: bool = False) -> ExtensionRecord | None:
         """
         Return the authenticated extension, or None after answering
         401/407 (challenge) or 403 (locked out).
+
+        :param emergency: the request is an emergency call: a lockout does not
+            refuse it (Kari's Law: nothing may block 911), though its
+            credentials are checked and a wrong answer still counts.
         """
         request = transaction.request
         source = transaction.peer.host
@@ -72,7 +77,7 @@ class RequestAuthenticator:
         credentials = self._credentials(request.headers.get_all(header))
         user = credentials.username if credentials else ""
         keys: tuple[Any, ...] = (("sip-ip", source),) + ((("sip-user", user),) if user else ())
-        if any(self.lockout.is_locked(k) for k in keys):
+        if not emergency and any(self.lockout.is_locked(k) for k in keys):
             # Locked: refuse without checking, so guessing learns nothing.
             self.refuse(transaction)
             return None

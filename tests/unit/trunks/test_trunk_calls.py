@@ -11,6 +11,7 @@ from tests.support.phones import CALLEE_SDP, CALLER_SDP, PBX, CallTestCase, Leg,
 from twisted.logger import globalLogPublisher
 
 from pbx.calls.dialplan import parse_dialplan
+from pbx.emergency.options import parse_emergency
 from pbx.permissions.guard import Guard
 from pbx.permissions.options import parse_permissions
 from pbx.records import CallRecord
@@ -422,4 +423,34 @@ class HookTests(TrunkCallTestCase):
         refused = self.caller.expect(100, 403)[1]
         self.assertEqual(refused.reason, "Call Not Permitted")
         self.caller.ack_failure(caller_invite, refused)
+        self.quiet(self.carrier, self.backup)
+
+
+class EmergencyLockoutTests(TrunkCallTestCase):
+    """Kari's Law: a lockout never stops 911."""
+
+    def setUp(self) -> None:
+        """The carrier is the emergency trunk; 1001's credentials are locked out."""
+        super().setUp()
+        self.config = attrs.evolve(self.config, emergency=parse_emergency({"trunk": ["carrier"]}))
+        self.controller.config = self.config
+        lockout = self.authn.lockout
+        while not lockout.is_locked(("sip-user", "1001")):
+            lockout.record_failure(("sip-user", "1001"))
+
+    def test_locked_out_phone_reaches_the_emergency_trunk(self) -> None:
+        """A phone whose credentials are locked out still gets 911 out, with its right credentials."""
+        caller_invite, leg = self.dial_out("911")
+        invite = self.carrier.expect_one("INVITE")
+        self.assertEqual(invite.uri.user, "911")
+        self.carrier.respond(invite, 404)
+        self.carrier.expect("ACK")
+        self.caller.ack_failure(caller_invite, self.caller.expect_one(404))
+        self.quiet(self.carrier, self.backup)
+
+    def test_locked_out_phone_refused_other_numbers(self) -> None:
+        """The same phone dialling anything else is refused while locked out."""
+        invite, _ = self.caller.invite(DIALLED)
+        refused = self.caller.expect(100, 403)[1]
+        self.caller.ack_failure(invite, refused)
         self.quiet(self.carrier, self.backup)
