@@ -134,14 +134,18 @@ class TrunkHooks:
         return OutboundChange(tuple(headers), tuple(parts))
 
     async def verify(self, context: InboundContext) -> InboundVerdict:
-        """Ask every inbound verifier; their notes together, or the first refusal."""
+        """
+        Ask every inbound verifier; their notes together, or the first
+        refusal.  A call an earlier verifier sent to an extension (a PSAP's
+        callback, Kari's Law) is refused by no later one: their notes stay.
+        """
         notes: dict[str, str] = {}
         extension = ""
         for hook in self.inbound:
             verdict = await _result(hook(context))
             if verdict is None:
                 continue
-            if verdict.refuse:
+            if verdict.refuse and not extension:
                 return verdict
             notes.update(verdict.notes)
             extension = extension or verdict.extension

@@ -454,3 +454,37 @@ class EmergencyLockoutTests(TrunkCallTestCase):
         refused = self.caller.expect(100, 403)[1]
         self.caller.ack_failure(invite, refused)
         self.quiet(self.carrier, self.backup)
+
+
+
+class InboundVerifierOrderTests(TrunkCallTestCase):
+    """What several inbound verifiers decide together."""
+
+    def test_psap_callback_is_not_refused(self) -> None:
+        """A later verifier's refusal (a failed Identity) does not stop a call an earlier one sent to an extension."""
+        hooks = self.controller.trunks.hooks
+        hooks.inbound.append(lambda c: InboundVerdict({"psap_callback": "1002"}, extension="1002"))
+        hooks.inbound.append(lambda c: InboundVerdict({"verstat": "TN-Validation-Failed"}, refuse=438,
+                                                      reason="Invalid Identity Header"))
+        uri = f"sip:+15557770000@{PBX[0]}"
+        leg = Leg("in-psap2@192.0.2.50", "<sip:911@192.0.2.50>;tag=p", f"<{uri}>", uri, 0)
+        invite = self.carrier.request_to("INVITE", uri, leg, body=CALLER_SDP)
+        self.carrier.send(invite)
+        self.carrier.expect(100)
+        forked = self.callee.expect_one("INVITE")
+        self.callee.respond(forked, 486)
+        self.callee.expect("ACK")
+        busy = self.carrier.expect_one(486)
+        self.carrier.ack_failure(invite, busy)
+
+    def test_refusal_before_a_callback_stands(self) -> None:
+        """A refusal from a verifier before any that names an extension stands."""
+        hooks = self.controller.trunks.hooks
+        hooks.inbound.append(lambda c: InboundVerdict(refuse=438, reason="Invalid Identity Header"))
+        hooks.inbound.append(lambda c: InboundVerdict(extension="1002"))
+        uri = f"sip:+15551230000@{PBX[0]}"
+        leg = Leg("in-y@192.0.2.50", "<sip:+13125550100@192.0.2.50>;tag=c", f"<{uri}>", uri, 0)
+        invite = self.carrier.request_to("INVITE", uri, leg, body=CALLER_SDP)
+        self.carrier.send(invite)
+        refused = self.carrier.expect_one(438)
+        self.carrier.ack_failure(invite, refused)
