@@ -61,6 +61,7 @@ from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.trunks.call import TrunkInboundCall
+from pbx.trunks.follow_me import OutsideLegs
 from pbx.trunks.hooks import InboundContext
 from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
@@ -613,14 +614,46 @@ class CallController:
 
         timeout = plan.timeout or self.config.calls.ring_timeout
         screen = None
-        if plan.confirm:
+        outside = self._outside_numbers(plan.numbers)
+        if plan.confirm or outside:
             screen = Screen(
                 lambda number, phones: self._place(call.caller, _unquote(call.caller_display), number, phones,
                                                    timeout),
-                lambda leg: self._take_screened(call, leg), waiting)
+                lambda leg: self._take_screened(call, leg), waiting,
+                place_outside=lambda number: Deferred.fromCoroutine(self._place_outside(call, plan.number, number,
+                                                                                        timeout)),
+                confirm=plan.confirm)
         ringer = FollowMeRinger(plan, bindings, self._reach().follow_me, call.ring, call.ring_more, waiting,
-                                self.clock, self.config.calls.ring_timeout, screen)
+                                self.clock, self.config.calls.ring_timeout, screen, outside)
         Deferred.fromCoroutine(ringer.run()).addCallback(self._rung, call).addErrback(self._policy_failed, call)
+
+    def _outside_numbers(self, numbers: Iterable[str]) -> tuple[str, ...]:
+        """The follow-me numbers the dialplan sends out through a trunk (none without trunks or media)."""
+        if self.trunks is None or self.media is None:
+            return ()
+        return tuple(n for n in numbers if self._emergency_route(n) is None
+                     and isinstance(self.config.dialplan.resolve(n, authenticated=True), ToTrunks))
+
+    async def _place_outside(self, call: Call, extension: str, number: str, timeout: float) -> OutboundCall | None:
+        """A follow-me leg of ``extension``'s call to outside ``number``, through its trunk route."""
+        assert self.trunks is not None
+        action = self.config.dialplan.resolve(number, authenticated=True)
+        record = await self.lookup(extension)
+        if not isinstance(action, ToTrunks) or record is None or call.state not in ("routing", "ringing"):
+            return None
+        caller, name = call.caller, _unquote(call.caller_display)
+
+        def make(*, services: Any, callee: str, identity: tuple[str, str], on_challenge: Any,
+                 headers: Sequence[tuple[str, str]]) -> OutboundCall:
+            return OutboundCall(services, caller=caller, callee=callee, caller_name=name,
+                                media=self._endpoint_media(caller, name, callee), events=self.events,
+                                on_end=self.call_ended, headers=headers, identity=identity,
+                                on_challenge=on_challenge)
+
+        leg = await OutsideLegs(self.trunks, make).place(extension, record.caller_id, number, action, timeout)
+        if leg is not None and leg.state != "ended":
+            self.calls[leg.call_id] = leg
+        return leg
 
     def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
         """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""
