@@ -45,7 +45,7 @@ from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
-from pbx.calls.transfer import Transfers
+from pbx.calls.transfer import OutsideTarget, Transfers
 from pbx.config import Config
 from pbx.emergency.numbers import is_emergency
 from pbx.interfaces import IStore
@@ -65,6 +65,7 @@ from pbx.trunks.follow_me import OutsideLegs
 from pbx.trunks.hooks import InboundContext
 from pbx.trunks.outbound import TrunkDialler
 from pbx.trunks.registry import Trunks
+from pbx.trunks.transfer import outside_party, outside_route
 from pbx.trunks.trunk import Trunk
 
 MEDIA_CHECK_INTERVAL = 5.0
@@ -137,7 +138,10 @@ class CallController:
                                    dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
                                    ring_timeout=self.config.calls.ring_timeout,
                                    recall_after=self.config.transfer.recall_after,
-                                   blind_code=self.config.transfer.blind_code)
+                                   blind_code=self.config.transfer.blind_code,
+                                   outside=self._transfer_out,
+                                   outside_keyed=self.config.transfer.outside_keyed,
+                                   outside_party=outside_party)
         self.replacements = Replacements(self.services, self.events)
 
     @property
@@ -391,6 +395,12 @@ class CallController:
         )
         refreshes = _caller_refreshes(transaction.request)
         await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
+
+    async def _transfer_out(self, transferor: str, number: str, action: ToTrunks) -> OutsideTarget | tuple[int, str]:
+        """Where a blind transfer to outside ``number`` rings (see :mod:`pbx.trunks.transfer`)."""
+        if self.trunks is None:
+            return 404, "No Trunks"
+        return await outside_route(self.trunks, lambda n: self.lookup(n))(transferor, number, action)
 
     def _emergency_route(self, number: str) -> ToTrunks | None:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
