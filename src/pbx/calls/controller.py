@@ -24,6 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.calls.announce import Announcer
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
@@ -898,7 +899,9 @@ class CallController:
         if not isinstance(call, Call) or call.b is None or call.state not in ("answered", "confirmed"):
             return None
         codecs = self.media.codecs if self.media is not None else {}
-        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
+        announcer = (None if self.media is None
+                     else Announcer(codecs, self.media.prompts, self.media.load, self.media_clock, self.clock))
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer)
 
 
 def _caller_refreshes(request: Request) -> bool:
