@@ -23,8 +23,23 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.baresip import LIMIT, MODULES, NEEDED, Phone
-from support.calls import RATE, call_config, free_udp_block, read_pcm_wav, tone_share, write_pcm_wav
-from support.daemon import API, Daemon, admin_password, free_port, require_binary, strong_password, wait_until
+from support.calls import (
+    RATE,
+    call_config,
+    free_udp_block,
+    read_pcm_wav,
+    tone_share,
+    write_pcm_wav,
+)
+from support.daemon import (
+    API,
+    Daemon,
+    admin_password,
+    free_port,
+    require_binary,
+    strong_password,
+    wait_until,
+)
 from support.paths import ROOT
 
 pytestmark = pytest.mark.integration
