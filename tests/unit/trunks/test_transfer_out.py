@@ -175,6 +175,25 @@ class BlindOutTests(TransferOutTestCase):
         self.hang_up(leg)
 
 
+    def test_call_ends_while_the_carrier_rings(self) -> None:
+        """The transferee hangs up while the carrier rings: the carrier is cancelled and the trunk is free."""
+        invite, leg, callee_leg = self.establish()
+        self.refer(self.callee, callee_leg, DIALLED)
+        out = self.carrier_invite()
+        self.carrier.respond(out, 180)
+        notify = self.callee.expect_one("NOTIFY")
+        self.callee.respond(notify, 200)
+        self.callee.respond(self.callee.expect_one("BYE"), 200)
+        self.assertEqual(self.trunk_in_use, 1)
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        cancel = self.carrier.expect_one("CANCEL")
+        self.carrier.respond(cancel, 200)
+        self.carrier.respond(out, 487)
+        self.carrier.expect("ACK")
+        self.assertEqual(self.trunk_in_use, 0)
+
+
 class TollFraudTests(TransferOutTestCase):
     """A party that came in over the trunk keys ``##`` + an outside number."""
 
