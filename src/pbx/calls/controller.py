@@ -33,6 +33,8 @@ from pbx.calls.dial import Dial, GroupDialling
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
+from pbx.calls.early_refusal import APPLICATION as APPLICATION_REFUSED
+from pbx.calls.early_refusal import EarlyRefusal, RefusalAnnouncement
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
 from pbx.calls.forks import BUSY, Outcome, Rung
@@ -393,6 +395,7 @@ class CallController:
             self.trunks, self.services, self.relay.open_session,
             lambda session: CallMedia(session, self.media_address, available=codecs),
             self.local_address, self.events, self._track, self.call_ended, self.config.calls.ring_timeout,
+            announce_refusal=self._refuse_with_announcement,
         )
         refreshes = _caller_refreshes(transaction.request)
         await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)
@@ -402,6 +405,24 @@ class CallController:
         if self.trunks is None:
             return 404, "No Trunks"
         return await outside_route(self.trunks, lambda n: self.lookup(n))(transferor, number, action)
+
+    def _refuse_with_announcement(self, call: Call, status: int, reason: str, prompt: str) -> bool:
+        """A refused outside call hears ``prompt`` as early media, then ``status`` (:mod:`pbx.calls.early_refusal`)."""
+        if self.media is None or not call.invite.request.body or not call.a.waiting:
+            return False
+        self.log.info("call {caller} -> {callee} refused ({status}) after announcement {prompt}",
+                      caller=call.caller, callee=call.callee, status=status, prompt=prompt)
+        invite, tag = call.invite, call.a_tag
+        call.diverted("refused", APPLICATION_REFUSED)
+        refused = EarlyRefusal(
+            self.services, invite, caller=call.caller, callee=call.callee,
+            application=RefusalAnnouncement(prompt), args={}, address=self.local_address(invite.peer.transport),
+            media=self._endpoint_media(call.caller, _unquote(call.caller_display), call.callee),
+            events=self.events, on_end=self.call_ended, tag=tag, status=status, reason=reason,
+        )
+        self.calls[refused.call_id] = refused
+        refused.start()
+        return True
 
     def _emergency_route(self, number: str) -> ToTrunks | None:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
