@@ -16,22 +16,27 @@ a trunk, against SIPp phones and a SIPp carrier on loopback.
 - A refused transfer: 1003, whose class of service is ``internal``, REFERs
   to the same number: its final NOTIFY says 403, nothing reaches the
   carrier, and it keeps the call until the caller hangs up.
+- A refused call out: 1001 dials a +1 900 number; it gets a 183 with pbx's
+  SDP, the announcement's length later the 403, and the carrier nothing.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import json
 import os
 import re
 import socket
 import time
+import wave
 from typing import Any
 
 import pytest
 
 from support.calls import free_udp_block
 from support.daemon import free_port
+from support.paths import ROOT
 from support.sipp import ABSENT, CALLEE, SIPpCallCase
 
 pytestmark = pytest.mark.integration
@@ -40,6 +45,7 @@ PASSWORD = "Carrier-secret-7"
 DIALLED = "95552345678"
 SENT = "+15552345678"
 AFTER = 2
+PROMPTS = ROOT / "share" / "prompts" / "en" / "8000"
 
 
 class OutsideCase(SIPpCallCase):
@@ -172,4 +178,27 @@ class TransferOutsideTests(OutsideCase):
         self.assertEqual({r["disposition"] for r in records}, {"ANSWERED"})
         self.assertEqual({r["callee"] for r in records}, {ABSENT})
         self.assertFalse(any("+1555" in line for line in self.daemon.output if "INVITE" in line))
+        self.assert_idle()
+
+
+class RefusedAnnouncementTests(OutsideCase):
+    """A call out the calling-permissions guard refuses hears its announcement first."""
+
+    def test_early_media_then_403(self) -> None:
+        """183 with SDP, then 403 Call Not Permitted about the prompt's length later; nothing to the carrier."""
+        self.call("uac_not_permitted", "99005550100")
+        log = (self.workdir / "caller-uac_not_permitted.log").read_text()
+        self.assertIn("final 403 Call Not Permitted", log)
+        messages = (self.workdir / "caller-uac_not_permitted.messages").read_text()
+        self.assertIn("SIP/2.0 183", messages)
+        self.assertIn("m=audio", messages.split("SIP/2.0 183", 1)[1].split("SIP/2.0 403", 1)[0])
+        stamps = re.findall(r"^----------------------------------------------- ([\d-]+ [\d:.]+)\n"
+                            r"UDP message received \[\d+\] bytes :\n\nSIP/2.0 (183|403)", messages, re.M)
+        self.assertEqual([code for _, code in stamps], ["183", "403"], messages[-2000:])
+        early, final = (datetime.datetime.fromisoformat(stamp) for stamp, _ in stamps)
+        prompt = PROMPTS / "general" / "not-available.wav"
+        with wave.open(str(prompt)) as wav:
+            seconds = wav.getnframes() / wav.getframerate()
+        self.assertGreater((final - early).total_seconds(), seconds - 0.3)
+        self.assertFalse(any("+1900" in line for line in self.daemon.output if "trunk" in line and "out" in line))
         self.assert_idle()
