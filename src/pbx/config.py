@@ -290,6 +290,12 @@ class Config:
     dnd_schedule: Mapping[str, Any] = field(factory=dict)
     permissions: Any = None  # pbx.permissions.options.PermissionsConfig
     moh: Any = None  # pbx.media.moh_config.MusicOnHoldConfig
+    park: Any = None  # pbx.calls.park_options.ParkConfig
+    #: Call pickup groups by name: member extensions (pbx.calls.pickup).
+    pickup_groups: Mapping[str, tuple[str, ...]] = field(factory=dict)
+    #: STIR/SHAKEN (``stir_shaken:``): the options and the files they name, read at load.
+    stir_shaken: Any = None  # pbx.stir.options.StirShakenOptions
+    stir_credentials: Any = None  # pbx.stir.options.Credentials
 
 
 # ---------------------------------------------------------------------------
@@ -834,7 +840,7 @@ def _features(raw: Any) -> dict[str, dict[str, Any]]:
 _TOP = {
     "sip", "rtp", "api", "security", "database", "state_dir", "extensions", "log",
     "features", "plugin_dirs", "calls", "dialplan", "emergency", "groups", "follow_me", "dnd_schedule",
-    "permissions", "transfer", "moh", "trunks", "rates",
+    "permissions", "transfer", "moh", "trunks", "rates", "park", "pickup_groups", "stir_shaken",
 }
 
 
@@ -886,6 +892,8 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     state_dir = _path(base, state_dir)
     database = _database(_str(top.get("database"), "database", ""), base, state_dir)
     from pbx.calls.dialplan import parse_dialplan
+    from pbx.calls.park_options import parse_park
+    from pbx.calls.pickup_options import parse_pickup_groups
     from pbx.emergency.options import parse_emergency
     from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions
@@ -898,6 +906,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     trunks = parse_trunks(top.get("trunks"), top.get("rates"))
     check_trunk_routes(dialplan, trunks)
     groups = _groups(top.get("groups"), dialplan)
+    stir_shaken, stir_credentials = _stir_shaken(top.get("stir_shaken"), base)
     return Config(
         path=path,
         sip=_sip(top.get("sip"), base),
@@ -920,7 +929,21 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
         permissions=parse_permissions(top.get("permissions")),
         moh=parse_moh(top.get("moh"), base),
+        park=parse_park(top.get("park")),
+        pickup_groups=parse_pickup_groups(top.get("pickup_groups")),
+        stir_shaken=stir_shaken,
+        stir_credentials=stir_credentials,
     )
+
+
+def _stir_shaken(raw: Any, base: Path) -> tuple[Any, Any]:
+    """The ``stir_shaken:`` section and its key, certificates and trust anchors; (None, None) when absent."""
+    from pbx.stir.options import load_credentials, parse_options
+
+    options = parse_options(raw, base)
+    if options is None:
+        return None, None
+    return options, load_credentials(options)
 
 
 def _groups(raw: Any, dialplan: Any) -> dict[str, Any]:

@@ -104,6 +104,10 @@ class CallRecord:
     dialled: str = ""
     sent: str = ""
     cost: float = 0.0
+    #: A call from a trunk: what STIR/SHAKEN verification said of the
+    #: caller's number (``TN-Validation-Passed``, ``TN-Validation-Failed``,
+    #: ``No-TN-Validation``); "" when pbx does not verify.
+    verstat: str = ""
     id: int | None = field(default=None, eq=False)
 
     @property

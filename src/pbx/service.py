@@ -49,6 +49,8 @@ from pbx.api.groups import GroupsAPI
 from pbx.api.groups import openapi_paths as groups_paths
 from pbx.api.http import make_site
 from pbx.api.limits import LimitedFactory
+from pbx.api.park import ParkAPI
+from pbx.api.park import openapi_paths as park_paths
 from pbx.api.security import SecurityAPI
 from pbx.api.security import openapi_paths as security_paths
 from pbx.api.tokens import Session
@@ -73,6 +75,8 @@ from pbx.switch import Switch, build_switch, sip_listeners
 from pbx.trunks.api import TrunksAPI
 from pbx.trunks.api import openapi_paths as trunks_paths
 from pbx.trunks.hooks import TrunkHooks
+from pbx.trunks.routes_api import RoutesAPI
+from pbx.trunks.routes_api import openapi_paths as routes_paths
 
 
 @implementer(IPBX)
@@ -424,7 +428,14 @@ class PBXService(MultiService):
         security = SecurityAPI(self.sip.defence, self.api.authenticate, self.store.add_audit, self.reactor)
         self.api.mount("security", security.resource(), security_paths())
         assert self.sip.calls.trunks is not None
-        self.api.mount("trunks", TrunksAPI(self.sip.calls.trunks, self.api.authenticate).resource(), trunks_paths())
+        trunks_api = TrunksAPI(self.sip.calls.trunks, self.api.authenticate, self.store, self.reactor,
+                               routes=lambda: self.sip.calls.config.dialplan if self.sip is not None else None)
+        self.api.mount("trunks", trunks_api.resource(), trunks_paths())
+        calls, trunks = self.sip.calls, self.sip.calls.trunks
+        routes = RoutesAPI(lambda: calls.config.dialplan, self.api.authenticate, file_dialplan=self.config.dialplan,
+                           trunk_names=lambda: set(trunks.trunks), use=self.sip.use_dialplan, store=self.store,
+                           clock=self.reactor)
+        self.api.mount("routes", routes.resource(), routes_paths())
         if self.sip.emergency is not None:
             emergency = EmergencyAPI(self.sip.emergency, self.store, self.api.authenticate, self.reactor)
             self.api.mount("emergency", emergency.resource(), emergency_paths())
@@ -436,6 +447,10 @@ class PBXService(MultiService):
         if self.sip.permissions is not None:
             permissions = PermissionsAPI(self.sip.permissions, self.store, self.api.authenticate, self.reactor)
             self.api.mount("permissions", permissions.resource(), permissions_paths())
+        if self.sip.calls.parking is not None:
+            lot = self.sip.calls.parking
+            park = ParkAPI(lot.occupied, lot.config.slots, self.api.authenticate)
+            self.api.mount("park", park.resource(), park_paths())
         api = self.config.api
         site = make_site(
             self.api.resource(), api.max_body, reactor=self.reactor,

@@ -20,13 +20,15 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from attrs import define
+from attrs import define, evolve
 
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.web.client import Agent
 
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.controller import CallController
+from pbx.calls.dialplan import Dialplan
 from pbx.calls.endpoint_media import MediaServices
 from pbx.config import Config, RTPConfig, SecurityConfig
 from pbx.emergency.desk import EmergencyDesk, make_desk
@@ -60,9 +62,17 @@ from pbx.sip.sockets import (
     receive_queue,
 )
 from pbx.sip.transport import Transports
+from pbx.stir.service import build_stir_shaken
 from pbx.store.binding_writer import BindingWriter
 from pbx.store.cache import ExtensionCache
-from pbx.trunks.joins import ask_guard, psap_callback, tell_desk
+from pbx.trunks.joins import (
+    ask_guard,
+    psap_callback,
+    sign_calls,
+    tell_desk,
+    verify_calls,
+)
+from pbx.trunks.stored import load_routes, load_trunks
 from pbx.trunks.tls import carrier_tls
 
 __all__ = [
@@ -117,6 +127,13 @@ class Switch:
         self.registrar.start()
         if self.emergency is not None:
             await self.emergency.callbacks.load()
+        assert self.calls.trunks is not None
+        stored = await load_trunks(self.calls.store, self.calls.trunks)
+        if stored:
+            self.log.info("trunks from the API: {count}", count=stored)
+        self.use_dialplan(
+            await load_routes(self.calls.store, self.calls.config.dialplan, set(self.calls.trunks.trunks))
+        )
         if self.permissions is not None:
             held = await self.permissions.load()
             if held:
@@ -125,6 +142,11 @@ class Switch:
         if self.core.overload is not None:
             self.core.overload.start()
         self.calls.install()
+
+    def use_dialplan(self, dialplan: Dialplan) -> None:
+        """Route calls by ``dialplan`` from the next call on (trunk routes changed through the API)."""
+        if dialplan is not self.calls.config.dialplan:
+            self.calls.config = evolve(self.calls.config, dialplan=dialplan)
 
     def start_trunks(self) -> None:
         """Register with the carriers and start their keep-alives: once the SIP listeners name our address."""
@@ -214,6 +236,12 @@ def build_switch(
     calls.trunks.hooks.outbound += [ask_guard(permissions), tell_desk(emergency, config.sip.domain)]
     if config.emergency is not None:
         calls.trunks.hooks.inbound.append(psap_callback(emergency, tuple(config.emergency.trunks)))
+    if config.stir_shaken is not None:
+        stir = build_stir_shaken(config.stir_shaken, reactor, Agent(reactor), config.stir_credentials)
+        if config.stir_shaken.signs:
+            calls.trunks.hooks.outbound.append(sign_calls(stir))
+        if config.stir_shaken.verifies:
+            calls.trunks.hooks.inbound.append(verify_calls(stir, reactor))
     return Switch(core, registrar, extensions, authn, relay, calls, events, addresses, defence, security_log,
                   emergency=emergency, permissions=permissions)
 

@@ -19,12 +19,25 @@ below a tenth of the others').  Then the fourth phone presses ``*6``: the
 API shows it muted, its tone disappears from what the other three hear,
 and they still hear each other.
 
+A waiting caller in room 802 (``wait_for_moderator``) hears the room's
+music-on-hold class (a 1100 Hz tone in ``moh: classes:``) until a
+moderator comes.
+
+A further test has the four phones meet in room 801, which is recorded
+(``record: true``): the recordings API lists the room's recording
+(``kind: conference``, the room, the four participants) and the file
+downloaded holds each phone's keyed tone (the same correlation test).
+
 Only loopback is used: the phones and pbx's endpoints bind 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import time
+import urllib.request
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +60,7 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
+    http,
     require_binary,
     strong_password,
     wait_until,
@@ -55,6 +69,12 @@ from support.daemon import (
 pytestmark = pytest.mark.integration
 
 ROOM = "800"
+#: A room recorded whenever someone is in it.
+RECORDED = "801"
+#: A room whose callers wait for moderator 1001 with a music-on-hold class.
+WAITING = "802"
+#: The class's music: a steady tone (Hz), none of the phones' own.
+CLASS_TONE = 1100.0
 #: Each phone's tone (Hz) and keying seed.
 TONES = {"1001": (600.0, 11), "1002": (900.0, 12), "1003": (1300.0, 13), "1004": (1700.0, 14)}
 MUTED = "1004"
@@ -147,12 +167,23 @@ class BaresipConferenceTests(SynchronousTestCase):
             api_port=api_port, sip_port=self.sip_port, admin_password=admin,
             extensions=self.passwords, transports=("udp",), rtp_ports=relay,
         ))
-        config["features"] = {"conference": {"rooms": {ROOM: {}}}}
-        config["dialplan"] = [{"match": ROOM, "app": "conference"}]
+        music = self.workdir / "moh-tone"
+        music.mkdir()
+        t = np.arange(2 * RATE) / RATE
+        write_pcm_wav(music / "tone.wav", (np.sin(2 * np.pi * CLASS_TONE * t) * 8000).astype(int).tolist())
+        config["moh"] = {"classes": {"tone": str(music)}}
+        waiting = {"moderators": ["1001"], "wait_for_moderator": True, "music_class": "tone"}
+        config["features"] = {
+            "conference": {"rooms": {ROOM: {}, RECORDED: {"record": True}, WAITING: waiting}},
+            "recording": {"dir": "rec"},
+        }
+        config["dialplan"] = [{"match": n, "app": "conference"} for n in (ROOM, RECORDED, WAITING)]
+        self.admin = admin
         self.daemon = Daemon(str(self.workdir / "pbx"), json.dumps(config, indent=1))
         self.addCleanup(self.daemon.stop)
         self.daemon.start()
         self.api = API(api_port, admin)
+        self.base = f"http://127.0.0.1:{api_port}/api/v1"
         self.patterns: dict[str, list[bool]] = {}
 
     def start_phone(self, number: str) -> Phone:
@@ -171,9 +202,17 @@ class BaresipConferenceTests(SynchronousTestCase):
             raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
         return phone
 
-    def participants(self) -> list[dict[str, object]]:
-        """Room 800's participants, from the API."""
-        return list(self.api.get(f"/conference/rooms/{ROOM}/participants")["participants"])
+    def participants(self, room: str = ROOM) -> list[dict[str, object]]:
+        """A room's participants, from the API."""
+        return list(self.api.get(f"/conference/rooms/{room}/participants")["participants"])
+
+    def download(self, path: str) -> bytes:
+        """GET ``path`` (below /api/v1) as the administrator, as raw bytes."""
+        status, body = http("POST", f"{self.base}/auth/login", {"username": "admin", "password": self.admin})
+        self.assertEqual(status, 200, body)
+        request = urllib.request.Request(f"{self.base}{path}", headers={"Authorization": f"Bearer {body['token']}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return bytes(response.read())
 
     def record_until(self, phones: dict[str, Phone], seconds: dict[str, float], what: str) -> None:
         """Wait until each phone's recording holds at least ``seconds[number]``."""
@@ -244,3 +283,66 @@ class BaresipConferenceTests(SynchronousTestCase):
             self.assertLess(levels[listener][0], 0.1 * min(others), f"hears itself; {report}")
             if listener != MUTED:
                 self.assertLess(levels[MUTED][1], 0.05 * levels[MUTED][0], f"still hears {MUTED}; {report}")
+
+    def test_recorded_room(self) -> None:
+        """
+        Four phones in recorded room 801: the recordings API lists the room's
+        recording with kind conference and the four participants, and its file
+        holds each phone's keyed tone.
+        """
+        phones = {n: self.start_phone(n) for n in TONES}
+        for phone in phones.values():
+            phone.control.command("dial", RECORDED)
+            phone.control.event("CALL_ESTABLISHED")
+        wait_until(lambda: len(p := self.participants(RECORDED)) == 4 and not any(x["waiting"] for x in p),
+                   LIMIT, "four participants in the room")
+        all_in = time.time()
+        live = self.api.get(f"/conference/rooms/{RECORDED}")["recording"]
+        self.assertIsNotNone(live, "room 801 is not being recorded")
+        wait_until(lambda: time.time() >= all_in + SETTLE + TALK, LIMIT, f"{TALK}s of the full room")
+        hung_up = time.time()
+        for phone in phones.values():
+            phone.control.command("hangup")
+            phone.control.event("CALL_CLOSED")
+        wait_until(lambda: not self.participants(RECORDED), LIMIT, "an empty room")
+
+        def finished() -> list[dict[str, object]]:
+            found = self.api.get("/recordings/")["recordings"]
+            return [m for m in found if m.get("kind") == "conference" and m["status"] == "complete"]
+
+        wait_until(finished, LIMIT, "the room's recording complete")
+        [meta] = finished()
+        self.assertEqual((meta["id"], meta["room"]), (live, RECORDED))
+        self.assertEqual(sorted(meta["participants"]), sorted(TONES))  # type: ignore[arg-type]
+        self.assertEqual(self.api.get(f"/recordings/{meta['id']}")["kind"], "conference")
+        with wave.open(io.BytesIO(self.download(f"/recordings/{meta['id']}/audio")), "rb") as w:
+            self.assertEqual((w.getframerate(), w.getnchannels()), (RATE, 1))
+            audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+        self.assertLess(abs(len(audio) / RATE - float(meta["duration"])), 0.05)  # type: ignore[arg-type]
+        started = float(meta["started"])  # type: ignore[arg-type]
+        full = slice(round((all_in + SETTLE - started) * 50), round((hung_up - started - 0.3) * 50))
+        self.assertGreaterEqual(full.stop - full.start, round(TALK * 50) - 20)
+        for talker, (frequency, _) in TONES.items():
+            envelope = tone_envelope(audio, frequency)
+            pieces = keying_by_piece(envelope[full], self.patterns[talker], full.start)
+            what = f"the recording holding {talker}: " + ", ".join(f"r={r:.2f} at lag {lag}" for r, lag in pieces)
+            rs = sorted(r for r, _ in pieces)
+            self.assertGreaterEqual(len(rs), 6, what)
+            self.assertGreater(rs[len(rs) // 2], 0.9, what)
+            self.assertGreater(rs[len(rs) // 4], 0.8, what)
+            self.assertGreater(float(envelope[full].mean()), 500, what)
+
+    def test_waiting_hears_the_music_class(self) -> None:
+        """A caller waiting for the moderator of room 802 hears the room's music-on-hold class."""
+        phone = self.start_phone("1002")
+        phone.control.command("dial", WAITING)
+        phone.control.event("CALL_ESTABLISHED")
+        wait_until(lambda: [p for p in self.participants(WAITING) if p["waiting"]], LIMIT, "1002 waiting")
+        self.record_until({"1002": phone}, {"1002": recorded_seconds(phone) + 3.0}, "3s of waiting")
+        phone.control.command("hangup")
+        phone.control.event("CALL_CLOSED")
+        wait_until(lambda: not self.participants(WAITING), LIMIT, "an empty room")
+        phone.stop()
+        heard = np.asarray(phone.heard(), dtype=np.float64)
+        last = tone_envelope(heard, CLASS_TONE)[-150:-25]
+        self.assertGreater(float(np.median(last)), 4000, f"the class's tone: {np.percentile(last, [10, 50, 90])}")

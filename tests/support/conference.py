@@ -27,6 +27,7 @@ from pbx.features.conference.app import Conference
 from pbx.features.conference.options import parse_options
 from pbx.features.conference.room import Rooms
 from pbx.features.conference.sounds import Sounds
+from pbx.features.recording.interfaces import IRoomRecordings
 from pbx.interfaces import ICodec
 from pbx.media.channel import Channel
 from pbx.media.codecs import PCMU
@@ -37,11 +38,14 @@ from pbx.media.rtp import RTPPacket
 from pbx.media.wav import WavAudio
 from pbx.testing import FakePBX
 
+from support.prompt_files import PROMPTS as SHIPPED_PROMPTS
+
 TICK = 0.02
 TE_PT = 101
 #: Frames of silence each prompt or sound is replaced by.
 PROMPT_FRAMES = 5
-PROMPTS = PromptLibrary()
+#: The checkout's prompts (an installed copy may be older than the checkout).
+PROMPTS = PromptLibrary([str(SHIPPED_PROMPTS)])
 _PROMPT_IDS = {PROMPTS.path(i, r): i for i in PROMPTS.ids() for r in PROMPTS.rates(i)}
 SOUNDS = Sounds("/conference-sounds")
 #: The amplitude of every phone's tone.
@@ -147,15 +151,19 @@ class Meeting:
     """
     The conference application with the rooms of ``rooms_yaml``, and phones.
 
-    :ivar pbx: a :class:`FakePBX` on the meeting's clock (its lockout counts PINs).
+    :ivar pbx: a :class:`FakePBX` on the meeting's clock (its lockout counts
+        PINs; rooms look the recording feature's room recorder up in it), or
+        the one given.
     """
 
-    def __init__(self, rooms_yaml: str) -> None:
+    def __init__(self, rooms_yaml: str, pbx: FakePBX | None = None) -> None:
         import yaml
 
-        self.clock = task.Clock()
-        self.pbx = FakePBX(clock=self.clock)
-        self.rooms = Rooms(parse_options(yaml.safe_load(rooms_yaml)), SOUNDS, self.clock)
+        self.pbx = pbx if pbx is not None else FakePBX(clock=task.Clock())
+        self.clock = self.pbx.clock
+        lookup = self.pbx.lookup
+        self.rooms = Rooms(parse_options(yaml.safe_load(rooms_yaml)), SOUNDS, self.clock,
+                           recordings=lambda: lookup(IRoomRecordings))
         self.app = Conference(self.rooms, SOUNDS, self.pbx.lockout)
         self.phones: list[Phone] = []
 

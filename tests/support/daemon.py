@@ -368,13 +368,17 @@ class API:
 
     def get(self, path: str) -> Any:
         """GET ``path`` (below /api/v1); returns the decoded body of a 200."""
-        if self._token is None:
-            status, body = http("POST", f"{self.base}/auth/login", self._credentials)
-            assert status == 200, f"login failed: {status} {body}"
-            self._token = body["token"]
-        status, body = http("GET", f"{self.base}{path}", token=self._token)
+        status, body = self.request("GET", path)
         assert status == 200, f"GET {path}: {status} {body}"
         return body
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Any request to ``path`` (below /api/v1) with a JSON ``body``; (status, decoded body)."""
+        if self._token is None:
+            status, answer = http("POST", f"{self.base}/auth/login", self._credentials)
+            assert status == 200, f"login failed: {status} {answer}"
+            self._token = answer["token"]
+        return http(method, f"{self.base}{path}", body, token=self._token)
 
     def registrations(self) -> list[dict[str, Any]]:
         """The live bindings from /api/v1/registrations."""

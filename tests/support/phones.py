@@ -473,6 +473,8 @@ class CallTestCase(SynchronousTestCase):
     calls_config = CallsConfig(
         ring_timeout=30, media_timeout=60, min_session_expires=90
     )
+    #: The ``park:`` section (None: no call park).
+    park_config: Any = None
 
     def setUp(self) -> None:
         """Wire core, registrar, authenticator, relay and controller; register 1001 and 1002."""
@@ -495,6 +497,7 @@ class CallTestCase(SynchronousTestCase):
             features={},
             calls=self.calls_config,
             dialplan=Dialplan(),
+            park=self.park_config,
         )
         self.core = SIPCore(self.clock, user_agent="pbx-test")
         self.port = FakeUDPPort(5060, None)

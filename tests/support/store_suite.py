@@ -364,6 +364,14 @@ class StoreSuiteMixin(_TestCase):
                          ("carrier", "95552345678", "+15552345678", 0.0125))
 
     @deferred_test
+    async def test_call_record_verstat(self) -> None:
+        """A call from a trunk keeps what STIR/SHAKEN verification said of its caller."""
+        record = call(10.0, trunk="carrier", dialled="+15551230000", verstat="TN-Validation-Passed")
+        await self.store.add_call_record(record)
+        _, [stored] = await self.store.list_call_records()
+        self.assertEqual((stored.trunk, stored.verstat), ("carrier", "TN-Validation-Passed"))
+
+    @deferred_test
     async def test_list_call_records_paging(self) -> None:
         """Call records come newest first, one page at a time, with the total count."""
         for start in (30.0, 10.0, 50.0, 20.0, 40.0):
@@ -705,6 +713,25 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
         _, records = await store.list_call_records()
         self.assertEqual([(r.call_id, r.trunk, r.dialled, r.sent, r.cost) for r in records],
                          [("c1", "", "", "", 0.0)])
+
+    @deferred_test
+    async def test_version_7_call_records_gain_verstat(self) -> None:
+        """A version 7 database's call records read back with no verstat once migrated."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 7)
+        await store._run_operation(
+            store._dialect.sql(
+                'INSERT INTO call_records (call_id, caller, callee, start, "end",'
+                " answer, disposition, hangup_side, hangup_cause, codecs, leg, application, trunk)"
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ),
+            ("c1", "100", "200", 1.0, 2.0, 1.5, "ANSWERED", "a", "BYE", "PCMU", "a", "", "carrier"),
+        )
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        _, records = await store.list_call_records()
+        self.assertEqual([(r.call_id, r.trunk, r.verstat) for r in records], [("c1", "carrier", "")])
 
     @deferred_test
     async def test_pins_survive_the_rename(self) -> None:

@@ -499,7 +499,7 @@ class PBXApi:
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
                        "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
-                       "application", "trunk", "dialled", "sent", "cost"]
+                       "application", "trunk", "dialled", "sent", "cost", "verstat"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

@@ -124,6 +124,11 @@ _SCHEMAS: dict[str, Any] = {
             "dialled": {"type": "string", "description": "the number dialled, for a call out through a trunk"},
             "sent": {"type": "string", "description": "the number sent to the trunk (after strip/prepend)"},
             "cost": {"type": "number", "description": "the talk time priced by the rate table"},
+            "verstat": {
+                "type": "string", "enum": ["", "TN-Validation-Passed", "TN-Validation-Failed", "No-TN-Validation"],
+                "description": "a call from a trunk: what STIR/SHAKEN verification said of the caller's "
+                "number; empty when pbx does not verify",
+            },
         },
     },
 }

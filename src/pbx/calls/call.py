@@ -165,18 +165,23 @@ class Call:
         request = self.invite.request
         max_forwards = max(0, (request.max_forwards or 70) - 1)
         display, domain, callee, caller = self.caller_display, self.services.domain, self.callee, self.caller
+        caller_uri = self.caller_uri(domain)
 
         def invite(binding: Binding, address: LocalAddress) -> Request:
             return new_invite(
                 target=parse_uri(binding.contact), to=f"<sip:{callee}@{domain}>",
-                from_=f"{display}<sip:{caller}@{domain}>", address=address, body=b_offer,
+                from_=f"{display}<{caller_uri}>", address=address, body=b_offer,
                 max_forwards=max_forwards, contact_user=caller,
-                extra=[("P-Asserted-Identity", f"{display}<sip:{caller}@{domain}>")],
+                extra=[("P-Asserted-Identity", f"{display}<{caller_uri}>")],
             )
 
         self.forks = Forks(self.services, on_provisional=self._provisional, on_answer=self._answer,
                            refusal=self._refusal if self.delayed else None, timers=self._timers)
         return self.forks.ring(bindings, invite, ring_timeout)
+
+    def caller_uri(self, domain: str) -> str:
+        """The caller's URI the callee's phones are shown (From, P-Asserted-Identity)."""
+        return f"sip:{self.caller}@{domain}"
 
     def ring_more(self, bindings: list[Binding]) -> None:
         """While ringing, ring ``bindings`` too (follow-me's other numbers)."""
@@ -514,6 +519,22 @@ class Call:
         self.delayed = False  # whatever the caller's INVITE was, the new party's offer/answer is done
         self.services.dialogs.add(self, dialog)
         self.media.session.unhold(leg)
+
+    def picked_up(self, fork: Fork, body: bytes) -> None:
+        """
+        A phone pbx did not ring answers the ringing call (call pickup,
+        :mod:`pbx.calls.pickup`): ``fork`` is its adopted dialog, ``body``
+        the answer for the caller; the phones still ringing get CANCEL.
+        """
+        if self.forks is not None:
+            self.forks.cancel()
+        assert fork.dialog is not None
+        self.b = fork
+        self.answered_at = self.services.clock.seconds()
+        self.a.answer(body, self._session_timer_headers())
+        self.services.dialogs.add(self, fork.dialog)
+        self._event("answered", "b", records=self.record(), picked_up_by=fork.binding.aor)
+        self._event("bridged")
 
     def answer_in_dialog(self, transaction: ServerTransaction, response: Response) -> None:
         """Answer an INVITE that joins this call; a 2xx is resent until its ACK reaches the call."""

@@ -42,6 +42,8 @@ from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, check_extra_headers, display_name
+from pbx.calls.park import ParkingLot
+from pbx.calls.pickup import Pickups
 from pbx.calls.reach import Reach
 from pbx.calls.replaces import Replacements
 from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
@@ -119,6 +121,10 @@ class CallController:
     transfers: Transfers = field(init=False)
     #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
     replacements: Replacements = field(init=False)
+    #: Call park (None without a ``park:`` section).
+    parking: ParkingLot | None = field(init=False, default=None)
+    #: Directed and group call pickup.
+    pickups: Pickups = field(init=False)
     _checker: LoopingCall | None = None
     _media_clock: MediaClock | None = None
     log = Logger()
@@ -146,6 +152,12 @@ class CallController:
                                    outside_keyed=self.config.transfer.outside_keyed,
                                    outside_party=outside_party)
         self.replacements = Replacements(self.services, self.events)
+        if self.config.park is not None:
+            self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
+                                      ring_timeout=self.config.calls.ring_timeout, music=lambda: self.music,
+                                      media=lambda: self.media)
+            self.transfers.parking = self.parking
+        self.pickups = Pickups(self.services, lambda: self.calls.values(), self.config.pickup_groups)
 
     @property
     def clock(self) -> Any:
@@ -281,6 +293,16 @@ class CallController:
             await self._from_trunk(transaction, trunk)
             return
         number = request.uri.user or ""
+        if self.parking is not None and self.parking.is_slot(number):
+            retriever = await self.authn.authenticate(transaction, proxy=True)
+            if retriever is not None:
+                self.parking.retrieve(transaction, retriever.number, self.local_address(transaction.peer.transport))
+            return
+        if self.pickups.wanted(number):
+            picker = await self.authn.authenticate(transaction, proxy=True)
+            if picker is not None:
+                self.pickups.pick(transaction, picker.number, self.local_address(transaction.peer.transport))
+            return
         authenticated = bool(request.headers.get_all("Proxy-Authorization"))
         action = self.config.dialplan.resolve(number, authenticated=True)
         public = self.config.dialplan.resolve(number, authenticated=False)
@@ -357,7 +379,8 @@ class CallController:
             return
         self.log.info("trunk {trunk}: call from {caller} to DID {did}{notes}", trunk=trunk.name, caller=caller,
                       did=did, notes="".join(f" {k}={v}" for k, v in verdict.notes.items()))
-        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did)
+        make_call = functools.partial(TrunkInboundCall, trunk=trunk, did=did,
+                                      verstat=verdict.notes.get("verstat", ""))
         if verdict.extension:
             self._ring_directly(transaction, caller, display, verdict.extension, expires,
                                 functools.partial(make_call, direct=True))

@@ -4,7 +4,8 @@ Call events: every call's life, published to whoever subscribes.
 A call publishes ``created`` when it is set up, ``ringing`` at the first
 provisional response from a callee's phone, ``answered`` and ``bridged``
 when two parties are connected, ``held``/``resumed`` when a party holds,
-``transferred`` when it moves, and ``ended`` with its call detail records.
+``transferred`` when it moves, ``parked``/``unparked`` as it waits in a
+park slot (:mod:`pbx.calls.park`), and ``ended`` with its call detail records.
 Call detail records are one subscriber (:mod:`pbx.calls.cdr`); queues, the
 operator console, recording and webhooks are others.
 """
@@ -18,7 +19,8 @@ from attrs import define, field, frozen
 
 from twisted.logger import Logger
 
-KINDS = ("created", "ringing", "answered", "bridged", "held", "resumed", "transferred", "ended")
+KINDS = ("created", "ringing", "answered", "bridged", "held", "resumed", "transferred", "ended",
+         "parked", "unparked")
 
 
 @frozen

@@ -75,6 +75,7 @@ from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.feature_codes import DigitCollector
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
+from pbx.calls.park import ParkingLot
 from pbx.calls.refer import (
     ReferError,
     ReferProgress,
@@ -181,6 +182,8 @@ class Transfers:
     outside_party: Callable[[Call, str], bool] = lambda call, leg: False
     #: Releases the trunk of a seated outside target, by call id, when its call ends.
     _trunk_seats: dict[str, Callable[[], None]] = field(factory=dict)
+    #: Call park: a transfer to its code parks the call (None: no park).
+    parking: ParkingLot | None = None
     #: Attended transfers (REFER with Replaces).
     attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
@@ -289,6 +292,9 @@ class Transfers:
     async def _start_blind(
         self, call: Call, leg: str, progress: ReferProgress, number: str, keyed: bool = False
     ) -> None:
+        if self.parking is not None and self.parking.is_code(number):
+            self.parking.park(call, leg, progress)
+            return
         transferor = party_number(call, leg)
         # The dialplan first, as for a call dialled from the transferor's phone.
         action = self.dialplan(number)

@@ -108,6 +108,8 @@ class Mix:
     # What each member hears this round, and who has been given it.
     _heard: dict[Hashable, np.ndarray] | None = field(init=False, default=None)
     _served: set[Hashable] = field(init=False, factory=set)
+    # Who hears the whole mix each round (a room's recording): key -> callback.
+    _listeners: dict[Hashable, Callable[[np.ndarray], None]] = field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if self.sample_rate not in RATES:
@@ -122,11 +124,28 @@ class Mix:
     @property
     def members(self) -> tuple[Hashable, ...]:
         """The members' keys (channels), in the order they joined."""
-        return self._mixer.participants
+        return tuple(k for k in self._mixer.participants if k not in self._listeners)
 
     def __len__(self) -> int:
         """The number of members."""
-        return len(self._mixer)
+        return len(self._mixer) - len(self._listeners)
+
+    def listen(self, key: Hashable, hear: Callable[[np.ndarray], None]) -> None:
+        """
+        Hand ``hear`` the whole mix (every unmuted member) of each round from
+        now on, at the mix's rate: what a recording of the room writes.  A
+        listener is not a member: it says nothing and is not counted.
+
+        :param key: who listens, unique among members and listeners.
+        :raises ValueError: if ``key`` is a member or a listener already.
+        """
+        self._mixer.add(key)
+        self._listeners[key] = hear
+
+    def unlisten(self, key: Hashable) -> None:
+        """Stop handing ``key`` the mix (nothing if it was not listening)."""
+        if self._listeners.pop(key, None) is not None:
+            self._mixer.remove(key)
 
     def __contains__(self, key: object) -> bool:
         """Whether ``key`` (a channel) is a member."""
@@ -189,6 +208,11 @@ class Mix:
             inputs, self._inputs = self._inputs, {}
             heard = self._heard = self._mixer.mix(inputs)
             self._served.clear()
+            # A listener puts nothing: what it "hears" is everyone.
+            for listener, hear in list(self._listeners.items()):
+                frame = heard.pop(listener, None)
+                if frame is not None:
+                    hear(frame)
         self._served.add(key)
         return heard.get(key)
 

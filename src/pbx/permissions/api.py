@@ -8,17 +8,23 @@ Under ``/api/v1/permissions/`` (administrators only):
   announcement, the held extensions and the live counters;
 - ``GET /extensions/<n>``: one extension's class (and where it comes
   from), limits, counters and hold;
+- ``PUT /extensions/<n>``: set its class and/or limits
+  (``{"class": "international", "limits": {"concurrent_outside": 2}}``,
+  checked as ``permissions.extensions`` is); stored, winning over the
+  file's, effective from the next call; ``DELETE`` drops them (the file's
+  apply again);
 - ``GET /check?extension=<n>&number=<number>``: what a call would get
   now (allowed, or the status, reason and limit), changing no counter;
 - ``GET /alerts?unacknowledged=true``: recent toll-fraud alerts, newest first;
 - ``POST /alerts/<id>/acknowledge``: mark one seen;
 - ``GET /holds``, ``DELETE /holds/<n>``: held extensions; release one.
 
-Acknowledgements and releases are written to the audit trail.
+Settings, acknowledgements and releases are written to the audit trail.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -28,13 +34,22 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pbx.api.http import APIError, add_json_errors, admin_name, client_host, json_body
+from pbx.api.http import (
+    APIError,
+    add_json_errors,
+    admin_name,
+    client_host,
+    json_body,
+    read_json,
+)
 from pbx.api.openapi import error_response, object_response
 from pbx.api.tokens import Session
+from pbx.errors import ConfigError
 from pbx.features.attendant.schedule import dump_schedule
 from pbx.interfaces import IStore
 from pbx.permissions.classes import CLASS_NAMES
-from pbx.permissions.guard import Guard
+from pbx.permissions.guard import SETTING_KEY, SETTING_KIND, Guard
+from pbx.permissions.options import parse_extension_setting
 from pbx.records import AuditEvent
 from pbx.validation import extension_number_problem
 
@@ -142,6 +157,7 @@ class PermissionsAPI:
         config = self._guard.config
         service_class, source = config.class_of(number)
         hold = next((h for h in self._guard.holds() if h.extension == number), None)
+        own_class, own_limits = self._guard.setting_of(number)
         return json_body(
             request,
             200,
@@ -153,8 +169,55 @@ class PermissionsAPI:
                 "outside_calls": self._guard.outside_calls(number),
                 "international_last_hour": self._guard.international_calls(number),
                 "hold": hold.as_dict() if hold is not None else None,
+                "set_by_api": {
+                    "class": own_class.label if own_class is not None else None,
+                    "limits": own_limits.as_dict() if own_limits is not None else None,
+                },
             },
         )
+
+    @app.route("/extensions/<number>", methods=["PUT"])
+    async def set_extension(self, request: IRequest, number: str) -> bytes:
+        """Set an extension's class of service and/or limits; the next call is judged by them."""
+        admin = admin_name(self._authenticate(request))
+        if extension_number_problem(number):
+            raise APIError(404, f"no extension {number}")
+        body = read_json(request)
+        if not body:
+            raise APIError(400, "class or limits: at least one is required")
+        try:
+            service_class, limits = parse_extension_setting(
+                body, "", self._guard.file_limits
+            )
+        except ConfigError as e:
+            raise APIError(400, f"{e.key}: {e.problem}") from None
+        data: dict[str, Any] = {}
+        if service_class is not None:
+            data["class"] = service_class.label
+        if limits is not None:
+            data["limits"] = limits.as_dict()
+        await self._store.put_item(SETTING_KIND, number, SETTING_KEY, data)
+        self._guard.set_extension(number, service_class, limits)
+        await self._audit(
+            request,
+            "permissions.extension.set",
+            number,
+            f"by {admin}: {json.dumps(data, sort_keys=True)}",
+        )
+        return self.extension(request, number)
+
+    @app.route("/extensions/<number>", methods=["DELETE"])
+    async def clear_extension(self, request: IRequest, number: str) -> bytes:
+        """Drop the class and limits set through the API: the file's apply again."""
+        admin = admin_name(self._authenticate(request))
+        if extension_number_problem(number) or not await self._store.delete_item(
+            SETTING_KIND, number, SETTING_KEY
+        ):
+            raise APIError(404, f"extension {number} has no settings from the API")
+        self._guard.set_extension(number, None, None)
+        await self._audit(request, "permissions.extension.clear", number, f"by {admin}")
+        request.setResponseCode(204)
+        return b""
 
     @app.route("/check", methods=["GET"])
     def check(self, request: IRequest) -> bytes:
@@ -278,6 +341,40 @@ def openapi_paths(prefix: str = "/api/v1/permissions") -> dict[str, Any]:
                 "summary": "One extension's class of service, limits, counters and hold",
                 "responses": {
                     "200": object_response("The extension's permissions"),
+                    **errors,
+                },
+            },
+            "put": {
+                "summary": "Set an extension's class of service and/or limits "
+                "(stored, over the file's, from the next call)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "class": {
+                                        "type": "string",
+                                        "enum": list(CLASS_NAMES),
+                                    },
+                                    "limits": {"type": "object"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": object_response("The extension's permissions"),
+                    "400": error_response("A bad field, named"),
+                    **errors,
+                },
+            },
+            "delete": {
+                "summary": "Drop the class and limits set through the API",
+                "responses": {
+                    "204": {"description": "Dropped: the file's apply"},
+                    "404": error_response("No settings from the API"),
                     **errors,
                 },
             },

@@ -49,12 +49,22 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pbx.emergency.numbers import is_emergency
+from pbx.errors import ConfigError
 from pbx.interfaces import IStore
 from pbx.permissions.alerts import AlertBoard
 from pbx.permissions.classes import ServiceClass, normalise
-from pbx.permissions.options import PermissionsConfig
+from pbx.permissions.options import Limits, PermissionsConfig, parse_extension_setting
 
-__all__ = ["HOLD_KIND", "CallEnd", "Decision", "Guard", "Hold", "Verdict"]
+__all__ = [
+    "HOLD_KIND",
+    "SETTING_KEY",
+    "SETTING_KIND",
+    "CallEnd",
+    "Decision",
+    "Guard",
+    "Hold",
+    "Verdict",
+]
 
 #: The sliding window of ``international_per_hour``, in seconds.
 HOUR = 3600.0
@@ -62,6 +72,10 @@ HOUR = 3600.0
 MAX_CALL_SECONDS = 24 * 3600.0
 #: The store's kind for held extensions (owner: the extension).
 HOLD_KIND = "permissions.hold"
+#: The store's kind for an extension's class and limits set through the API
+#: (owner: the extension, key :data:`SETTING_KEY`); they win over the file's.
+SETTING_KIND = "permissions.extension"
+SETTING_KEY = "setting"
 _HOLD_KEY = "hold"
 
 
@@ -166,10 +180,45 @@ class Guard:
     _international: dict[str, deque[float]] = field(factory=dict)
     _held: dict[str, Hold] = field(factory=dict)
     _ids: Any = field(factory=lambda: itertools.count(1))
+    #: The ``permissions:`` section as the file gives it; ``config`` is it
+    #: with the API's settings over it.
+    _file_config: PermissionsConfig = field(init=False)
+    #: extension -> (class, limits) set through the API (None: the file's).
+    _settings: dict[str, tuple[ServiceClass | None, Limits | None]] = field(
+        factory=dict
+    )
     log = Logger()
 
     def __attrs_post_init__(self) -> None:
         self.alerts = AlertBoard(self.store)
+        self._file_config = self.config
+
+    def set_extension(
+        self, number: str, service_class: ServiceClass | None, limits: Limits | None
+    ) -> None:
+        """Give ``number`` this class and limits (None: the file's) from the next call on."""
+        if service_class is None and limits is None:
+            self._settings.pop(number, None)
+        else:
+            self._settings[number] = (service_class, limits)
+        base = self._file_config
+        classes = dict(base.extensions)
+        limit_map = dict(base.extension_limits)
+        for extension, (own_class, own_limits) in self._settings.items():
+            if own_class is not None:
+                classes[extension] = own_class
+            if own_limits is not None:
+                limit_map[extension] = own_limits
+        self.config = evolve(base, extensions=classes, extension_limits=limit_map)
+
+    def setting_of(self, number: str) -> tuple[ServiceClass | None, Limits | None]:
+        """The class and limits set for ``number`` through the API (None: none)."""
+        return self._settings.get(number, (None, None))
+
+    @property
+    def file_limits(self) -> Limits:
+        """The section's ``limits:`` (what an extension's own limits start from)."""
+        return self._file_config.limits
 
     async def load(self) -> int:
         """Read the held extensions back from the store; how many there are."""
@@ -180,7 +229,24 @@ class Guard:
                 str(data.get("limit", "")),
                 str(data.get("detail", "")),
             )
+        await self._load_settings()
         return len(self._held)
+
+    async def _load_settings(self) -> None:
+        """Put the classes and limits set through the API over the file's."""
+        for owner, _key, data in await self.store.list_items(SETTING_KIND):
+            try:
+                service_class, limits = parse_extension_setting(
+                    data, "", self._file_config.limits
+                )
+            except ConfigError as e:
+                self.log.warn(
+                    "stored permissions of {extension} skipped: {problem}",
+                    extension=owner,
+                    problem=str(e),
+                )
+                continue
+            self.set_extension(owner, service_class, limits)
 
     # -- the call path ------------------------------------------------------
 

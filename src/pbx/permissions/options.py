@@ -183,6 +183,28 @@ def parse_limits(raw: Any, key: str, base: Limits = Limits()) -> Limits:
     )
 
 
+def parse_extension_setting(
+    raw: Any, key: str, base: Limits
+) -> tuple[ServiceClass | None, Limits | None]:
+    """
+    One extension's ``{class: ..., limits: {...}}`` as ``extensions:`` spells
+    it (the API sets the same); either may be absent (None).  Limits it
+    leaves out keep their value in ``base``.
+
+    :raises ConfigError: naming the field (``class``, ``limits.hold``) and the problem.
+    """
+    entry = v.mapping(raw, key, {"class", "limits"})
+    service_class = (
+        _class(entry["class"], v.join(key, "class")) if "class" in entry else None
+    )
+    limits = (
+        parse_limits(entry["limits"], v.join(key, "limits"), base)
+        if "limits" in entry
+        else None
+    )
+    return service_class, limits
+
+
 def _extension(raw: Any, key: str) -> str:
     number = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
     if not isinstance(number, str) or extension_number_problem(number):

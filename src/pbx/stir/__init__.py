@@ -15,5 +15,7 @@ fetched), :mod:`.options` (the ``stir_shaken:`` section).  Twisted only in
 :mod:`.x5u` (fetching certificates) and :mod:`.service`, which joins
 everything into the two calls a trunk makes,
 :meth:`.service.StirShaken.sign_outbound` and
-:meth:`.service.StirShaken.verify_inbound`.
+:meth:`.service.StirShaken.verify_inbound`.  The switch joins them to
+the trunks' hooks (:func:`pbx.trunks.joins.sign_calls`,
+:func:`pbx.trunks.joins.verify_calls`).
 """

@@ -146,7 +146,7 @@ class Verdict:
         return _RESPONSES.get(self.reason, _INVALID)
 
 
-def with_verstat(uri: URI, verdict: Verdict) -> URI:
+def with_verstat(uri: URI, verdict: Verdict | Status) -> URI:
     """
     Mark the caller's URI with the verdict, as the callee's phone is to see it.
 
@@ -158,17 +158,18 @@ def with_verstat(uri: URI, verdict: Verdict) -> URI:
     number is returned unchanged.
 
     :param uri: the From or P-Asserted-Identity URI.
-    :param verdict: the verification outcome.
+    :param verdict: the verification outcome (or just its status).
     :returns: the marked URI.
     """
+    verstat = verdict.value if isinstance(verdict, Status) else verdict.verstat
     if uri.scheme == "tel":
         params = tuple(p for p in uri.params if p[0] != "verstat")
-        return attrs.evolve(uri, params=(*params, ("verstat", verdict.verstat)))
+        return attrs.evolve(uri, params=(*params, ("verstat", verstat)))
     if not uri.is_sip or not uri.user:
         return uri
     number, *rest = uri.user.split(";")
     if not number.lstrip("+").replace("-", "").replace(".", "").isdigit():
         return uri
     kept = [p for p in rest if p.split("=", 1)[0].lower() != "verstat"]
-    user = ";".join([number, *kept, f"verstat={verdict.verstat}"])
+    user = ";".join([number, *kept, f"verstat={verstat}"])
     return attrs.evolve(uri, user=user)

@@ -255,6 +255,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE call_records ADD COLUMN cost {real} NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        8,
+        "call records of calls from trunks: what STIR/SHAKEN verification said of the caller (verstat)",
+        ("ALTER TABLE call_records ADD COLUMN verstat TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

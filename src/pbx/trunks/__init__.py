@@ -17,6 +17,10 @@ Trunks: the lines between pbx and carriers (or other PBXs).
   a trunk, answering its 401/407 with the trunk's credentials.  The controller
   tries the next trunk on 408, 5xx or no answer from the carrier in
   ``setup_timeout``, never on the callee's own answers (404, 486, 603).
+- :mod:`~pbx.trunks.api` (``/api/v1/trunks/``: live state; trunks and
+  the rate table changed live), :mod:`~pbx.trunks.stored` (what the API
+  changed, kept in the store and put over the file's at start),
+  :mod:`~pbx.trunks.routes_api` (``/api/v1/routes/``).
 
 Hooks (:mod:`~pbx.trunks.hooks`) for what builds on trunks (STIR/SHAKEN
 signing and verification, E911 location, calling permissions); a feature

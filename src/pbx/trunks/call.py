@@ -32,7 +32,8 @@ from pbx.calls.media import MediaError
 from pbx.records import CallRecord
 from pbx.sip.dialog import LocalAddress, new_invite
 from pbx.sip.message import Request, Response
-from pbx.sip.uri import parse_uri
+from pbx.sip.uri import SIPParseError, parse_uri
+from pbx.stir.verdict import Status, with_verstat
 from pbx.trunks.hooks import OutboundChange, Part
 from pbx.trunks.routes import Attempt
 from pbx.trunks.trunk import Trunk
@@ -197,9 +198,12 @@ class TrunkInboundCall(Call):
     """
 
     def __init__(self, *args: Any, trunk: Trunk, did: str, on_end: Callable[[Call], None], direct: bool = False,
-                 **kwargs: Any) -> None:
+                 verstat: str = "", **kwargs: Any) -> None:
         self.trunk = trunk
         self.did = did
+        #: What STIR/SHAKEN verification said of the caller's number (a
+        #: ``verstat`` value, :class:`pbx.stir.verdict.Status`); "" when not verified.
+        self.verstat = verstat
         #: Rung past DND, forwards and voicemail (a PSAP's callback): nothing diverts it.
         self.direct = direct
         trunk.take()
@@ -212,8 +216,27 @@ class TrunkInboundCall(Call):
 
     def record(self) -> list[CallRecord]:
         """The records of :class:`Call`, with the trunk and the DID called."""
-        return [evolve(row, trunk=self.trunk.name, dialled=self.did) for row in super().record()]
+        return [evolve(row, trunk=self.trunk.name, dialled=self.did, verstat=self.verstat)
+                for row in super().record()]
+
+    def caller_uri(self, domain: str) -> str:
+        """
+        The caller's URI, with the verification outcome as ``verstat`` on
+        its number (3GPP TS 24.229 §5.7.1.25) when there is one.
+        """
+        uri = super().caller_uri(domain)
+        try:
+            status = Status(self.verstat)
+        except ValueError:
+            return uri
+        try:
+            return str(with_verstat(parse_uri(uri), status))
+        except SIPParseError:
+            return uri  # a caller's name no URI can carry: shown as it is
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view for the API, with the trunk."""
-        return {**super().summary(), "direction": "in", "trunk": self.trunk.name, "dialled": self.did}
+        view = {**super().summary(), "direction": "in", "trunk": self.trunk.name, "dialled": self.did}
+        if self.verstat:
+            view["verstat"] = self.verstat
+        return view

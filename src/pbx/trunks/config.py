@@ -29,7 +29,7 @@ from pbx.trunks.numbers import E164, normalise
 
 __all__ = [
     "RateTable", "Source", "TrunkConfig", "TrunksConfig", "check_trunk_routes", "parse_rates", "parse_source",
-    "parse_trunks",
+    "parse_trunk", "parse_trunks",
 ]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
@@ -336,6 +336,23 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
         setup_timeout=_int(raw.get("setup_timeout"), f"{key}.setup_timeout", 8, 1, 120),
         country_code=country, from_domain=_str(raw.get("from_domain"), f"{key}.from_domain"),
     )
+
+
+def parse_trunk(name: str, raw: Any, key: str = "") -> TrunkConfig:
+    """
+    Validate one trunk as ``trunks:`` holds it (the API's trunks are checked the same way).
+
+    :param key: prefixes the field names of errors (``trunks.carrier``); "" names the fields alone.
+    :raises ConfigError: naming the field and the problem.
+    """
+    if not key:
+        if not _NAME.fullmatch(name):
+            raise ConfigError("name", "a trunk name is 1-32 lower-case letters, digits, - and _")
+        try:
+            return _trunk(name, raw, "_")
+        except ConfigError as e:
+            raise ConfigError(e.key.removeprefix("_.").removeprefix("_"), e.problem) from None
+    return _trunk(name, raw, key)
 
 
 def parse_rates(raw: Any, trunks: tuple[TrunkConfig, ...]) -> RateTable:

@@ -22,9 +22,10 @@ from pbx.calls.signalling import LegServices
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.message import Request, SIPParseError
 from pbx.sip.transaction import Peer
-from pbx.trunks.config import RateTable, TrunksConfig
+from pbx.trunks.config import RateTable, TrunkConfig, TrunksConfig
 from pbx.trunks.hooks import TrunkHooks
 from pbx.trunks.numbers import normalise
+from pbx.trunks.tls import carrier_tls
 from pbx.trunks.trunk import Trunk
 
 __all__ = ["Trunks"]
@@ -44,6 +45,11 @@ class Trunks:
     def __init__(self, config: TrunksConfig, services: LegServices, local_address: Callable[[str], LocalAddress],
                  hooks: TrunkHooks | None = None) -> None:
         self.trunks = {t.name: Trunk(t, services, local_address) for t in config.trunks}
+        #: The trunks as the configuration file defines them.
+        self.configured = {t.name: t for t in config.trunks}
+        self._services = services
+        self._local_address = local_address
+        self._running = False
         self.rates: RateTable = config.rates
         self.hooks = hooks if hooks is not None else TrunkHooks()
         #: Resolves a carrier's host name (``IReactorCore.resolve``); None: names are not resolved.
@@ -56,13 +62,51 @@ class Trunks:
 
     def start(self) -> None:
         """Register the registration trunks and start the keep-alives."""
+        self._running = True
         for trunk in self.trunks.values():
             trunk.start(self.resolve, self.tls)
 
     def stop(self) -> None:
         """Unregister and stop every timer."""
+        self._running = False
         for trunk in self.trunks.values():
             trunk.stop()
+
+    def put(self, config: TrunkConfig) -> Trunk:
+        """
+        Run ``config`` as its trunk from now on: a trunk of that name is
+        stopped (unregistered, its keep-alive ended) and the new one started.
+        Calls in progress keep the trunk they went out on and end normally;
+        new calls use the new one.  A ``tls`` trunk that verifies gets its
+        verifying connection creator, as the file's trunks do at start.
+
+        :raises StartupError: the trunk's ``ca`` cannot be read (nothing changed).
+        """
+        if self.tls is not None and config.transport == "tls":
+            self.tls.update(carrier_tls(TrunksConfig((config,))))
+        old = self.trunks.get(config.name)
+        if old is not None:
+            old.stop()
+        trunk = Trunk(config, self._services, self._local_address)
+        if old is not None:
+            # Calls up now release the trunk object they hold, not this one.
+            trunk.calls_total = old.calls_total
+        self.trunks[config.name] = trunk
+        if self._running:
+            trunk.start(self.resolve, self.tls)
+        self.log.info("trunk {trunk} {what}", trunk=config.name, what="changed" if old is not None else "added")
+        return trunk
+
+    def remove(self, name: str) -> None:
+        """Stop the trunk ``name`` (unregister, end its keep-alive) and forget it; calls in progress go on."""
+        trunk = self.trunks.pop(name, None)
+        if trunk is not None:
+            trunk.stop()
+            self.log.info("trunk {trunk} removed", trunk=name)
+
+    def did_owner(self, number: str, but: str = "") -> str | None:
+        """The trunk (other than ``but``) that has the DID ``number``, or None."""
+        return next((t.name for t in self.trunks.values() if t.name != but and number in t.config.dids), None)
 
     def get(self, name: str) -> Trunk | None:
         """The trunk called ``name``."""

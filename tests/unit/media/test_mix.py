@@ -359,6 +359,41 @@ class MuteAndGainTests(MixTestCase):
         self.assertRaises(KeyError, self.mix.set_muted, self.channel(), True)
 
 
+class ListenerTests(MixTestCase):
+    """A listener (a room's recording) hears the whole mix."""
+
+    def test_whole_mix(self) -> None:
+        """A listener gets one frame per round: every unmuted member summed; it is no member."""
+        a, b, c = self.constant(1000), self.constant(2000), self.constant(-500)
+        mix = Mix()
+        for channel in (a, b, c):
+            channel.join(mix)
+        frames: list[np.ndarray] = []
+        mix.listen("tape", frames.append)
+        self.assertEqual(len(mix), 3)
+        self.assertEqual(mix.members, (a, b, c))
+        self.tick(5)
+        self.assertIn(len(frames), (4, 5))
+        everyone = decoded(1000) + decoded(2000) + decoded(-500)
+        self.assertEqual(set(frames[-1].tolist()), {everyone})
+        mix.set_muted(b, True)
+        self.tick(3)
+        self.assertEqual(set(frames[-1].tolist()), {decoded(1000) + decoded(-500)})
+        mix.unlisten("tape")
+        count = len(frames)
+        self.tick(3)
+        self.assertEqual(len(frames), count)
+        self.assertEqual(len(mix._mixer), 3)
+
+    def test_listener_twice(self) -> None:
+        """A key listens once; unlistening a stranger does nothing."""
+        mix = Mix()
+        mix.listen("tape", lambda pcm: None)
+        self.assertRaises(ValueError, mix.listen, "tape", lambda pcm: None)
+        mix.unlisten("nobody")
+        self.assertEqual(len(mix), 0)
+
+
 class LeaveTests(MixTestCase):
     """Leaving and hanging up take a channel out of the mix."""
 

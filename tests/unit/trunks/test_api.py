@@ -63,7 +63,8 @@ class TrunksAPITests(SynchronousTestCase):
                                DialogTable(), "pbx.test")
         self.trunks = Trunks(config.trunks, services, lambda t: address)
         self.api = PBXApi(pbx, check, fast_hash)
-        self.api.mount("trunks", TrunksAPI(self.trunks, self.api.authenticate).resource(), openapi_paths())
+        self.api.mount("trunks", TrunksAPI(self.trunks, self.api.authenticate, self.store, self.clock).resource(),
+                       openapi_paths())
         self.treq = StubTreq(make_site(self.api.resource(), 65536).resource)
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:

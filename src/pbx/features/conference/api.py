@@ -10,7 +10,11 @@ The conference's REST routes, mounted under ``/api/v1/conference/``
   moderators may join a locked room (409 when nobody is in the room: a
   lock lasts as long as the meeting);
 - ``POST /rooms/<room>/participants/<id>/mute`` and ``.../unmute``;
-- ``DELETE /rooms/<room>/participants/<id>``: hang up (kick) a participant.
+- ``DELETE /rooms/<room>/participants/<id>``: hang up (kick) a participant;
+- ``POST /rooms/<room>/recording``: start recording the room (409 when it
+  is recorded already or nobody is in it, 503 without the recording
+  feature); ``DELETE /rooms/<room>/recording``: stop, answering with the
+  finished recording's metadata (as ``/api/v1/recordings/`` lists it).
 
 Every change is audited.
 """
@@ -27,6 +31,7 @@ from pbx.api.http import APIError, add_json_errors, admin_name, client_host, jso
 from pbx.api.openapi import error_response, object_response
 from pbx.features.conference.options import RoomOptions
 from pbx.features.conference.room import Participant, Room, Rooms
+from pbx.features.conference.taping import AlreadyRecording, NoRecorder, NotRecording
 from pbx.interfaces import IPBX
 from pbx.records import AuditEvent
 
@@ -91,7 +96,8 @@ class ConferenceAPI:
     def _room(self, options: RoomOptions) -> dict[str, Any]:
         room = self.rooms.live(options.number)
         live = room.describe() if room is not None else {
-            "participants": 0, "locked": False, "moderator_present": False, "sample_rate": None}
+            "participants": 0, "locked": False, "moderator_present": False, "sample_rate": None,
+            "recording": None}
         return {
             "room": options.number,
             "pin": bool(options.pin),
@@ -100,6 +106,7 @@ class ConferenceAPI:
             "wait_for_moderator": options.wait_for_moderator,
             "end_with_moderator": options.end_with_moderator,
             "max_participants": options.max_participants,
+            "record": options.record,
             **live,
         }
 
@@ -159,6 +166,35 @@ class ConferenceAPI:
         return json_body(request, 200, {"kicked": pid})
 
 
+    @app.route("/rooms/<number>/recording", methods=["POST", "DELETE"])
+    async def recording(self, request: IRequest, number: str) -> bytes:
+        """Start (POST) or stop (DELETE) recording a room that someone is in."""
+        username = self._admin(request)
+        room = self._live(number)
+        if request.method == b"POST":
+            try:
+                tape = room.start_recording(f"api:{username}")
+            except AlreadyRecording:
+                raise APIError(409, f"room {number!r} is being recorded already") from None
+            except NoRecorder:
+                raise APIError(503, "the recording feature is not enabled") from None
+            self.log.info("conference {room}: recording {id} started through the API by {user}",
+                          room=number, id=tape.recording_id, user=username)
+            await self._audit(request, "conference.record", number, username)
+            return json_body(request, 201, {"room": number, "recording": tape.recording_id})
+        try:
+            finished = room.stop_recording()
+        except NotRecording:
+            raise APIError(409, f"room {number!r} is not being recorded") from None
+        self.log.info("conference {room}: recording stopped through the API by {user}", room=number,
+                      user=username)
+        await self._audit(request, "conference.unrecord", number, username)
+        meta = await finished
+        if meta is None:
+            raise APIError(500, "the recording could not be written")
+        return json_body(request, 200, meta)
+
+
 def openapi_paths(prefix: str = "/api/v1/conference") -> dict[str, Any]:
     """The OpenAPI ``paths`` these routes add, keyed by full path."""
     errors = {"401": error_response("Not logged in"), "403": error_response("Administrators only")}
@@ -198,5 +234,16 @@ def openapi_paths(prefix: str = "/api/v1/conference") -> dict[str, Any]:
         "parameters": [room, pid],
         "delete": {"summary": "Hang up a participant",
                    "responses": {"200": object_response("Kicked"), **gone, **errors}},
+    }
+    paths[f"{prefix}/rooms/{{room}}/recording"] = {
+        "parameters": [room],
+        "post": {"summary": "Start recording a conference room (everyone hears the recording tone)",
+                 "responses": {"201": object_response("The recording's id"), **missing,
+                               "409": error_response("Nobody is in the room, or it is recorded already"),
+                               "503": error_response("The recording feature is not enabled"), **errors}},
+        "delete": {"summary": "Stop recording a conference room",
+                   "responses": {"200": object_response("The finished recording"), **missing,
+                                 "409": error_response("Nobody is in the room, or it is not recorded"),
+                                 **errors}},
     }
     return paths

@@ -13,12 +13,19 @@ Then:
 - a locked room refuses everyone but moderators, a full room everyone
   (``general/not-available``);
 - with ``wait_for_moderator``, a participant hears music until a
-  moderator joins;
-- a caller alone in the room hears ``conf/only-person`` (pbx has no
-  prompts to say how many are in a room);
+  moderator joins: the room's ``music`` file, its ``music_class`` (a
+  music-on-hold class), or the generated music;
+- a caller who comes into a room being recorded hears the recording tone
+  (unless ``record_tone`` is off);
+- a caller alone in the room hears ``conf/only-person``; with
+  ``announce_count``, a caller who joins others hears how many ("there
+  are three other participants in this conference");
 - in the room, keys: ``*6`` mutes or unmutes one's own line
   (``conf/muted``, ``conf/unmuted``), ``*5`` locks or unlocks the room for
-  a moderator (a beep says it was done).
+  a moderator (a beep says it was done), and the room's ``record_key``
+  (``*1``) starts or stops recording the room for a moderator (everyone
+  hears the recording tone when it starts; the moderator a beep when it
+  stops, ``general/not-available`` when the recording feature is off).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from twisted.logger import Logger
 
 from pbx.features.conference.room import Participant, Room, RoomFull, RoomLocked, Rooms
 from pbx.features.conference.sounds import Sounds
+from pbx.features.conference.taping import NoRecorder
 from pbx.interfaces import IChannel, IDialplanApplication
 from pbx.media.channel import HungUp
 from pbx.security.lockout import Lockout
@@ -145,8 +153,17 @@ class Conference:
         if room.must_wait(participant):
             await self._hold(room, participant)
         room.enter(participant)
-        if room.options.announce and len(room.in_mix()) == 1:
-            await self._say(channel, ["conf/only-person"])
+        others = len(room.in_mix()) - 1
+        intro = []
+        if room.tape is not None and room.options.record_tone:
+            # Whoever comes into a room being recorded hears so too.
+            intro.append(self.sounds.path("record", channel.rate))
+        if room.options.announce and others == 0:
+            intro.append("conf/only-person")
+        elif room.options.announce_count and others > 0:
+            intro += self._count(channel, others)
+        if intro:
+            await self._say(channel, intro)
         while True:
             key = await channel.collect_digits(max_digits=1, timeout=IDLE, terminator="")
             if key != "*":
@@ -158,11 +175,33 @@ class Conference:
                               caller=channel.caller or "anonymous",
                               state="muted" if participant.muted else "unmuted")
                 await self._say(channel, ["conf/muted" if participant.muted else "conf/unmuted"])
+            elif command and command == room.options.record_key and participant.moderator:
+                await self._toggle_recording(room, participant)
             elif command == LOCK_KEY and participant.moderator:
                 room.locked = not room.locked
                 self.log.info("conference {room}: {state} by {caller}", room=room.number,
                               state="locked" if room.locked else "unlocked", caller=channel.caller or "anonymous")
                 await self._say(channel, ["general/beep"])
+
+    async def _toggle_recording(self, room: Room, participant: Participant) -> None:
+        """A moderator's record key: start recording the room, or stop it."""
+        channel = participant.channel
+        who = channel.caller or "anonymous"
+        if room.tape is None:
+            try:
+                room.start_recording(f"keys:{who}")
+            except NoRecorder:
+                self.log.warn("conference {room}: {caller} asked for a recording; the recording "
+                              "feature is not enabled", room=room.number, caller=who)
+                await self._say(channel, ["general/not-available"])
+                return
+            self.log.info("conference {room}: recording started by {caller}", room=room.number, caller=who)
+            return
+        finished = room.stop_recording()
+        finished.addErrback(lambda f: self.log.failure(
+            "conference {room}: finishing the recording failed", f, room=room.number))
+        self.log.info("conference {room}: recording stopped by {caller}", room=room.number, caller=who)
+        await self._say(channel, ["general/beep"])
 
     async def _hold(self, room: Room, participant: Participant) -> None:
         """
@@ -171,6 +210,8 @@ class Conference:
         """
         channel = participant.channel
         music = [room.options.music] if room.options.music else []
+        if room.options.music_class:
+            music.append(self.sounds.music_path(room.options.music_class, channel.rate))
         music.append(self.sounds.path("music", channel.rate))
         while room.must_wait(participant):
             if not music:
@@ -183,6 +224,13 @@ class Conference:
             except Exception as e:
                 self.log.error("conference {room}: cannot play {path}: {error}", room=room.number,
                                path=music.pop(0), error=str(e))
+
+    @staticmethod
+    def _count(channel: IChannel, others: int) -> list[str]:
+        """The prompts that tell a caller how many others are in the room."""
+        if others == 1:
+            return ["conf/one-other"]
+        return ["conf/there-are", *channel.prompts.say_number(others), "conf/other-participants"]
 
     @staticmethod
     async def _say(channel: IChannel, items: list[str]) -> None:

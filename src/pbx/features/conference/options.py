@@ -16,8 +16,13 @@ the configuration), validated into one frozen :class:`ConferenceOptions`.
             end_with_moderator: true          # the last moderator leaving ends it
             max_participants: 50
             music: /srv/pbx/hold.wav          # replaces the generated hold music
+            music_class: sales                # or: a music-on-hold class (moh.classes)
+            record: true                      # recorded whenever someone is in it
+            record_key: "1"                   # a moderator's *1 starts or stops recording
+            record_tone: true                 # everyone hears a tone when recording starts
             sounds: true                      # join and leave tones
             announce: true                    # "you are the only person..."
+            announce_count: true              # "there are 3 other participants..."
 
 Errors name the key relative to the feature's section
 (``rooms.801.pin``); the plugin loader puts ``features.conference.`` in
@@ -41,8 +46,12 @@ _ROOM = re.compile(r"[0-9]{1,20}")
 _FEATURE_KEYS = frozenset({"rooms"})
 _ROOM_KEYS = frozenset({
     "pin", "moderator_pin", "moderators", "wait_for_moderator", "end_with_moderator",
-    "max_participants", "music", "sounds", "announce",
+    "max_participants", "music", "sounds", "announce", "music_class", "record", "record_key",
+    "record_tone", "announce_count",
 })
+#: Keys after ``*`` the room uses itself (mute, lock): not a recording key.
+_TAKEN_KEYS = frozenset({"5", "6"})
+_CLASS = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: The most participants one room may be configured for.
 MAX_PARTICIPANTS = 500
 
@@ -70,6 +79,16 @@ class RoomOptions:
     """Join and leave tones."""
     announce: bool = True
     """Tell a caller who joins an empty room that they are alone."""
+    music_class: str = ""
+    """A music-on-hold class (``moh: classes:``) played while waiting; "" for none."""
+    record: bool = False
+    """Record the room whenever someone is in it."""
+    record_key: str = "1"
+    """The key after ``*`` with which a moderator starts or stops recording; "" for none."""
+    record_tone: bool = True
+    """Everyone in the room hears a tone when recording starts."""
+    announce_count: bool = False
+    """Tell a caller who joins how many others are in the room."""
 
     @property
     def has_moderators(self) -> bool:
@@ -136,6 +155,20 @@ def parse_room(number: str, raw: Any, where: str) -> RoomOptions:
         raise ConfigError(f"{where}.music", trouble)
     if music and not (music.startswith("/") and music.endswith(".wav")):
         raise ConfigError(f"{where}.music", "must be the absolute path of a .wav file")
+    if music and raw.get("music_class"):
+        raise ConfigError(f"{where}.music_class", "give music or music_class, not both")
+    music_class = raw.get("music_class", "")
+    if music_class and (not isinstance(music_class, str) or not _CLASS.fullmatch(music_class)):
+        raise ConfigError(f"{where}.music_class", "must be the name of a class in moh.classes")
+    record_key = raw.get("record_key", "1")
+    if isinstance(record_key, int) and not isinstance(record_key, bool):
+        record_key = str(record_key)
+    if record_key is None or record_key is False:
+        record_key = ""
+    if not isinstance(record_key, str) or (record_key and not re.fullmatch(r"[0-9]", record_key)):
+        raise ConfigError(f"{where}.record_key", "must be one digit (pressed after *), or empty")
+    if record_key in _TAKEN_KEYS:
+        raise ConfigError(f"{where}.record_key", "*5 locks and *6 mutes: choose another digit")
     room = RoomOptions(
         number=number,
         pin=pins["pin"],
@@ -147,6 +180,11 @@ def parse_room(number: str, raw: Any, where: str) -> RoomOptions:
         music=music,
         sounds=_flag(raw, "sounds", where, True),
         announce=_flag(raw, "announce", where, True),
+        music_class=music_class or "",
+        record=_flag(raw, "record", where, False),
+        record_key=record_key,
+        record_tone=_flag(raw, "record_tone", where, True),
+        announce_count=_flag(raw, "announce_count", where, False),
     )
     needs = (("wait_for_moderator", room.wait_for_moderator), ("end_with_moderator", room.end_with_moderator))
     for key, on in needs:

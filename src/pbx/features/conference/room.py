@@ -14,6 +14,12 @@ Opus: a channel rate above 8 kHz) enters; then every member moves to a
 new 16 kHz mix, and back to 8 kHz when the last wideband participant
 leaves.  Mute states move with them.
 
+A room may be recorded (its ``record`` option, a moderator's key, the
+API): a :class:`~pbx.features.conference.taping.RoomTape` listens to the
+mix and hands it to the recording feature, found through
+:class:`~pbx.features.recording.interfaces.IRoomRecordings`; the recording
+ends when nobody is left in the mix.
+
 Nothing here waits: the dialplan application (:mod:`.app`) drives each
 participant's own channel; the room only plays short sounds to the
 others, mutes them in the mix, and hangs them up.
@@ -21,7 +27,7 @@ others, mutes them in the mix, and hangs them up.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
@@ -33,6 +39,13 @@ from twisted.logger import Logger
 
 from pbx.features.conference.options import ConferenceOptions, RoomOptions
 from pbx.features.conference.sounds import Sounds
+from pbx.features.conference.taping import (
+    AlreadyRecording,
+    NoRecorder,
+    NotRecording,
+    RoomTape,
+)
+from pbx.features.recording.interfaces import IRoomRecordings
 from pbx.interfaces import IChannel
 from pbx.media.channel import HungUp
 from pbx.media.mix import Mix
@@ -95,6 +108,10 @@ class Room:
     mix: Mix = Factory(Mix)
     locked: bool = False
     _participants: dict[str, Participant] = field(factory=dict)
+    recordings: Callable[[], IRoomRecordings | None] = lambda: None
+    """The recording feature's room recorder (:meth:`pbx.interfaces.IPBX.lookup`), if enabled."""
+    tape: RoomTape | None = None
+    """The room's recording while it runs."""
     log = Logger()
 
     @property
@@ -137,6 +154,7 @@ class Room:
             "locked": self.locked,
             "moderator_present": self.moderator_present,
             "sample_rate": self.mix.sample_rate,
+            "recording": self.tape.recording_id if self.tape is not None else None,
         }
 
     # -- coming and going ----------------------------------------------------
@@ -173,6 +191,10 @@ class Room:
         self.mix.set_muted(participant.channel, participant.muted)
         self._fit_rate()
         self._sound("join", exclude=participant)
+        if self.tape is not None:
+            self.tape.recorder.joined(participant.channel.caller)
+        elif self.options.record:
+            self._record_by_config()
         if participant.moderator:
             for waiting in [p for p in self._participants.values() if p.waiting]:
                 waiting.channel.stop_playing()
@@ -225,6 +247,56 @@ class Room:
         if not participant.waiting:
             self.mix.set_muted(participant.channel, muted)
 
+    def start_recording(self, started_by: str) -> RoomTape:
+        """
+        Record the room's mix from now on, with everyone who has entered
+        noted as a participant; everyone in it hears the recording tone.
+
+        :param started_by: ``config``, ``keys:<caller>`` or ``api:<user>``.
+        :raises NoRecorder: if the recording feature is not enabled (or not
+            running yet).
+        :raises AlreadyRecording: if the room is being recorded.
+        """
+        if self.tape is not None:
+            raise AlreadyRecording(self.number)
+        recordings = self.recordings()
+        if recordings is None:
+            raise NoRecorder(self.number)
+        callers = [p.channel.caller for p in self.in_mix()]
+        try:
+            recorder = recordings.start(self.number, self.mix.sample_rate, callers, started_by)
+        except RuntimeError as e:
+            raise NoRecorder(self.number) from e
+        self.tape = RoomTape(recorder, started_by)
+        self.tape.attach(self.mix)
+        if self.options.record_tone:
+            self._sound("record", always=True)
+        return self.tape
+
+    def stop_recording(self) -> Deferred[dict[str, Any] | None]:
+        """
+        Stop recording the room.
+
+        :returns: a Deferred firing with the recording's final metadata once
+            its file is complete.
+        :raises NotRecording: if the room is not being recorded.
+        """
+        tape, self.tape = self.tape, None
+        if tape is None:
+            raise NotRecording(self.number)
+        tape.detach()
+        d: Deferred[dict[str, Any] | None] = tape.recorder.stop()
+        return d
+
+    def _record_by_config(self) -> None:
+        try:
+            self.start_recording("config")
+        except NoRecorder:
+            self.log.warn("conference {room}: record is set but the recording feature is not enabled",
+                          room=self.number)
+        except Exception:
+            self.log.failure("conference {room}: starting the recording failed", room=self.number)
+
     def kick(self, participant: Participant) -> Deferred[None]:
         """Hang up a participant (their application then removes them)."""
         return participant.channel.hangup()
@@ -241,11 +313,17 @@ class Room:
         for p in members:
             p.channel.join(self.mix)
             self.mix.set_muted(p.channel, p.muted)
+        if self.tape is not None:
+            self.tape.attach(self.mix)
         self.log.info("conference {room}: mixing at {rate} Hz", room=self.number, rate=wanted)
 
-    def _sound(self, name: str, exclude: Participant | None = None) -> None:
-        """Play a join or leave tone to everyone in the mix but ``exclude`` who is not hearing something else."""
-        if not self.options.sounds:
+    def _sound(self, name: str, exclude: Participant | None = None, always: bool = False) -> None:
+        """
+        Play a tone to everyone in the mix but ``exclude`` who is not hearing
+        something else: join and leave tones when the room has ``sounds``,
+        others (``always``) regardless.
+        """
+        if not (self.options.sounds or always):
             return
         for p in self.in_mix():
             if p is exclude or p.channel.hung_up:
@@ -269,6 +347,8 @@ class Rooms:
     options: ConferenceOptions
     sounds: Sounds
     clock: IReactorTime
+    recordings: Callable[[], IRoomRecordings | None] = lambda: None
+    """The recording feature's room recorder, looked up when a room starts recording."""
     _live: dict[str, Room] = field(factory=dict)
     _ids: Iterator[int] = field(factory=lambda: count(1))
     log = Logger()
@@ -291,7 +371,7 @@ class Rooms:
         """
         room = self._live.get(number)
         if room is None:
-            room = Room(self.options.rooms[number], self.sounds)
+            room = Room(self.options.rooms[number], self.sounds, recordings=self.recordings)
         participant = Participant(str(next(self._ids)), channel, moderator, self.clock.seconds())
         room.admit(participant)
         self._live[number] = room
@@ -299,6 +379,10 @@ class Rooms:
                       caller=channel.caller or "anonymous", role=" as moderator" if moderator else "",
                       count=len(room))
         return room, participant
+
+    def recorded(self) -> list[Room]:
+        """The live rooms being recorded."""
+        return [room for room in self._live.values() if room.tape is not None]
 
     def leave(self, room: Room, participant: Participant) -> None:
         """Take ``participant`` out of ``room``; an empty room is forgotten."""
@@ -311,3 +395,8 @@ class Rooms:
             self.log.info("conference {room}: the last moderator left; the conference ends", room=room.number)
         if not len(room) and self._live.get(room.number) is room:
             del self._live[room.number]
+        if not room.in_mix() and room.tape is not None:
+            # Nobody left to hear: the recording ends with the meeting.
+            room.stop_recording().addErrback(
+                lambda f: self.log.failure("conference {room}: finishing the recording failed", f,
+                                           room=room.number))

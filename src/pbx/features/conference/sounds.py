@@ -1,24 +1,28 @@
 """
 The conference's own sounds, generated rather than shipped: a rising
-two-note tone when someone joins, a falling one when someone leaves, and
-a few seconds of soft music for callers waiting for a moderator.
+two-note tone when someone joins, a falling one when someone leaves, three
+short high beeps when recording starts, and a few seconds of soft music
+for callers waiting for a moderator.
 
 They are written as WAV files at 8 and 16 kHz (channels play files, and a
 file at the channel's own rate is not resampled on every play) into the
 feature's directory under ``state_dir`` when the PBX starts.  A room's
-``music:`` option replaces the music; a music-on-hold feature can replace
-it the same way.
+``music:`` option replaces the music, and so does its ``music_class:``: the
+music-on-hold class's track is written here too (``moh-<class>-<rate>.wav``).
 """
 
 from __future__ import annotations
 
 import os
 import wave
+from collections.abc import Callable
 
 import numpy as np
 from attrs import frozen
 
-__all__ = ["Sounds", "hold_music", "join_tone", "leave_tone", "write_sounds"]
+__all__ = [
+    "Sounds", "hold_music", "join_tone", "leave_tone", "record_tone", "write_music", "write_sounds",
+]
 
 #: The rates written: narrowband and wideband channels.
 RATES = (8000, 16000)
@@ -68,6 +72,14 @@ def leave_tone(rate: int) -> np.ndarray:
     return _two_notes(660.0, 440.0, rate)
 
 
+def record_tone(rate: int) -> np.ndarray:
+    """Recording started: three 1400 Hz beeps of 100 ms, 100 ms apart."""
+    t = np.arange(int(0.1 * rate)) / rate
+    beep = _fade(np.sin(2 * np.pi * 1400.0 * t) * 6000.0, rate)
+    gap = np.zeros(int(0.1 * rate))
+    return np.concatenate([beep, gap, beep, gap, beep]).astype(np.int16)
+
+
 def hold_music(rate: int) -> np.ndarray:
     """About 6.4 s of quiet arpeggios that loop cleanly (each note decays to near silence)."""
     notes = [_note(hz, _NOTE_SECONDS, rate, 5000.0) for hz in _MELODY]
@@ -87,6 +99,10 @@ class Sounds:
         :param rate: the channel's PCM rate; wideband and above get the 16 kHz file.
         """
         return os.path.join(self.directory, f"{name}-{16000 if rate >= 16000 else 8000}.wav")
+
+    def music_path(self, music_class: str, rate: int) -> str:
+        """The file of music-on-hold class ``music_class`` for a channel at ``rate``."""
+        return self.path(f"moh-{music_class}", rate)
 
 
 def _write(path: str, samples: np.ndarray, rate: int) -> None:
@@ -108,6 +124,20 @@ def write_sounds(directory: str) -> Sounds:
     os.makedirs(directory, exist_ok=True)
     sounds = Sounds(directory)
     for rate in RATES:
-        for name, make in (("join", join_tone), ("leave", leave_tone), ("music", hold_music)):
+        for name, make in (("join", join_tone), ("leave", leave_tone), ("record", record_tone),
+                           ("music", hold_music)):
             _write(sounds.path(name, rate), make(rate), rate)
     return sounds
+
+
+def write_music(directory: str, music_class: str, pcm: Callable[[int], np.ndarray]) -> None:
+    """
+    Write a music-on-hold class's track at both rates into ``directory``.
+    Blocking: run it off the reactor thread.
+
+    :param pcm: the class's track at a rate (:meth:`pbx.media.music.MusicClass.pcm`).
+    """
+    os.makedirs(directory, exist_ok=True)
+    sounds = Sounds(directory)
+    for rate in RATES:
+        _write(sounds.music_path(music_class, rate), pcm(rate), rate)

@@ -75,6 +75,7 @@ class RecordingService(Service):
             self.pbx.store, self.directory(), self.pbx.clock, self.pbx.run_in_thread
         )
         self._unsubscribe = self.pbx.subscribe_calls(self._event, ("answered", "ended"))
+        self._provide_rooms()
         self.pbx.mount_api(
             "recordings", RecordingAPI(self.pbx, self).resource(), openapi_paths()
         )
@@ -83,6 +84,15 @@ class RecordingService(Service):
         self.ready = Deferred.fromCoroutine(self._recover())
         self.ready.addErrback(
             lambda f: self.log.failure("recording: start-up work failed", f)
+        )
+
+    def _provide_rooms(self) -> None:
+        """Offer conference rooms a recorder of their mix (:class:`IRoomRecordings`)."""
+        from pbx.features.recording.interfaces import IRoomRecordings
+        from pbx.features.recording.rooms import RoomRecordings
+
+        self.pbx.provide(
+            IRoomRecordings, RoomRecordings(lambda: self.library, self.pbx.run_in_thread)
         )
 
     async def _recover(self) -> None:

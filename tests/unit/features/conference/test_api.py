@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from treq.testing import StubTreq
@@ -25,6 +26,7 @@ from pbx.config import parse_config
 from pbx.errors import ConfigError
 from pbx.features.conference.api import ConferenceAPI, openapi_paths
 from pbx.features.conference.service import ConferenceService
+from pbx.features.recording.interfaces import IRoomRecorder, IRoomRecordings
 from pbx.interfaces import IFeature
 from pbx.plugin_loader import configure, discover
 from pbx.plugins.conference import conference
@@ -80,7 +82,7 @@ class PluginTests(SynchronousTestCase):
         [work] = pbx.startup_work
         self.successResultOf(work)
         self.assertEqual(sorted(os.listdir(os.path.join(state, "conference", "sounds"))),
-                         [f"{n}-{r}.wav" for n in ("join", "leave", "music") for r in (16000, 8000)])
+                         [f"{n}-{r}.wav" for n in ("join", "leave", "music", "record") for r in (16000, 8000)])
 
 
 class APITests(SynchronousTestCase):
@@ -206,3 +208,73 @@ class APITests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertLessEqual(set(openapi_paths()), set(doc["paths"]))
         self.assertIn(f"{PREFIX}/rooms/{{room}}/participants/{{id}}/mute", doc["paths"])
+
+    def test_recording(self) -> None:
+        """POST .../recording starts (201, then 409), DELETE stops with the finished metadata (then 409); audited."""
+        recordings = TapeRecordings()
+        self.meeting.pbx.provide(IRoomRecordings, recordings)
+        self.assertEqual(self.request("POST", f"{PREFIX}/rooms/801/recording")[0], 409)  # nobody there
+        self.meeting.call("1001", room="801", frequency=600.0)
+        self.meeting.run(0.3)
+        status, body = self.request("POST", f"{PREFIX}/rooms/801/recording")
+        self.assertEqual((status, body), (201, {"room": "801", "recording": "r1"}))
+        self.assertEqual(self.request("POST", f"{PREFIX}/rooms/801/recording")[0], 409)
+        self.assertEqual(self.request("GET", f"{PREFIX}/rooms/801")[1]["recording"], "r1")
+        self.meeting.run(0.5)
+        status, body = self.request("DELETE", f"{PREFIX}/rooms/801/recording")
+        self.assertEqual(status, 200)
+        self.assertEqual((body["id"], body["room"], body["participants"], body["started_by"]),
+                         ("r1", "801", ["1001"], "api:admin"))
+        [recorder] = recordings.started
+        self.assertGreaterEqual(len(recorder.frames), 20)
+        self.assertEqual(self.request("DELETE", f"{PREFIX}/rooms/801/recording")[0], 409)
+        kinds = [e.kind for e in self.pbx.store.audit]
+        self.assertIn("conference.record", kinds)
+        self.assertIn("conference.unrecord", kinds)
+
+    def test_recording_without_the_feature(self) -> None:
+        """Without the recording feature, starting a room's recording is 503; an unknown room 404."""
+        self.meeting.call("1001", room="801")
+        self.meeting.run(0.3)
+        status, body = self.request("POST", f"{PREFIX}/rooms/801/recording")
+        self.assertEqual(status, 503)
+        self.assertIn("recording", body["error"])
+        self.assertEqual(self.request("POST", f"{PREFIX}/rooms/899/recording")[0], 404)
+
+
+@implementer(IRoomRecorder)
+class TapeRecorder:
+    """A room recorder that keeps the frames and the participants in memory."""
+
+    def __init__(self, recording_id: str, room: str, rate: int, participants: list[str], started_by: str) -> None:
+        self.recording_id = recording_id
+        self.sample_rate = rate
+        self.frames: list[Any] = []
+        self.meta = {"id": recording_id, "room": room, "participants": list(participants),
+                     "started_by": started_by}
+
+    def write(self, pcm: Any) -> None:
+        """Keep the frame."""
+        self.frames.append(pcm)
+
+    def joined(self, party: str) -> None:
+        """Note the participant."""
+        self.meta["participants"].append(party)
+
+    def stop(self) -> Deferred[dict[str, Any] | None]:
+        """The metadata at once."""
+        return succeed(self.meta)
+
+
+@implementer(IRoomRecordings)
+class TapeRecordings:
+    """Starts :class:`TapeRecorder` instances, ``r1``, ``r2``..."""
+
+    def __init__(self) -> None:
+        self.started: list[TapeRecorder] = []
+
+    def start(self, room: str, sample_rate: int, participants: list[str], started_by: str) -> TapeRecorder:
+        """A new recorder."""
+        recorder = TapeRecorder(f"r{len(self.started) + 1}", room, sample_rate, participants, started_by)
+        self.started.append(recorder)
+        return recorder
