@@ -152,7 +152,7 @@ class SIPpAttendantTests(FeatureCallCase):
         # The key cut the greeting: aa/invalid came two seconds in, not after
         # its 6.2 s, and the greeting started again as soon as it ended.
         self.assertLess(invalid[2] - welcome[2], 3.0, report)
-        self.assertAlmostEqual(again[2], prompt_end(invalid), delta=0.1, msg=report)
+        self.assertLessEqual(abs(again[2] - prompt_end(invalid)), 0.1, report)
         self.assertLess(operator[2] - again[2], 3.0, report)
         # Nothing after goodbye: pbx hung up.
         self.assertLess(abs(len(heard) / RATE - prompt_end(goodbye)), 0.1, report)

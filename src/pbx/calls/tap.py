@@ -4,8 +4,8 @@ to it (recording) sees it: the relay session's taps and what each leg's
 payload types mean.
 
 A :class:`CallTap` is what :meth:`pbx.interfaces.IPBX.tap_call` returns; it
-hands out no signalling; the one thing it may change is what the parties
-hear for the length of a prompt (:meth:`CallTap.announce`).
+hands out no signalling; what it may change is what a party hears: a
+supervisor's feed, or a prompt for its length (:meth:`CallTap.announce`).
 """
 
 from __future__ import annotations
@@ -95,3 +95,29 @@ class CallTap:
                         spec.payload_type, (spec.encoding.lower(), spec.clock_rate)
                     )
         return found
+
+    def listen(
+        self, leg: str, listener: Callable[[bytes], object]
+    ) -> Callable[[], None]:
+        """
+        Hand every RTP packet ``leg`` sends to ``listener`` too, beside a
+        recording's :meth:`tap` (see :meth:`pbx.media.relay.RelaySession.listen`).
+
+        :returns: a function that removes the listener.
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        return self._media.session.listen(leg, listener)
+
+    def feed(self, leg: str, source: Any, payload_type: int) -> None:
+        """
+        ``leg`` hears ``source`` instead of the other leg, sent from its own
+        relay port (see :meth:`pbx.media.relay.RelaySession.feed`): how a
+        supervisor's whisper reaches the agent.
+
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``, or the payload type is out of range.
+        """
+        self._media.session.feed(leg, source, payload_type)
+
+    def unfeed(self, leg: str) -> None:
+        """``leg`` hears the other leg again, relayed unchanged."""
+        self._media.session.unfeed(leg)

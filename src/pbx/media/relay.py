@@ -328,6 +328,8 @@ class RelaySession:
     :ivar closed: whether :meth:`Relay.close` has run.
     """
 
+    log = Logger()
+
     def __init__(self, clock: IReactorTime, a: RelayLeg, b: RelayLeg, latch: str = LatchMode.EXPECTED) -> None:
         """
         :param clock: time source.
@@ -343,6 +345,9 @@ class RelaySession:
         self._released = False
         self._waiting: list[Deferred[None]] = []
         self._feeds: dict[str, tuple[RelayFeed, Callable[[], None]]] = {}
+        #: The :meth:`tap` listener and the :meth:`listen` listeners of each leg.
+        self._taps: dict[str, Callable[[bytes], object]] = {}
+        self._listeners: dict[str, list[Callable[[bytes], object]]] = {}
 
     def when_closed(self) -> Deferred[None]:
         """Fires once :meth:`Relay.close` has given every port of this session back."""
@@ -417,11 +422,59 @@ class RelaySession:
 
         :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
         """
-        self.leg(leg).rtp.set_tap(listener)
+        self.leg(leg)
+        self._taps[leg] = listener
+        self._install_taps(leg)
 
     def untap(self, leg: str) -> None:
         """Stop handing ``leg``'s packets to its listener, if any."""
-        self.leg(leg).rtp.set_tap(None)
+        self.leg(leg)
+        self._taps.pop(leg, None)
+        self._install_taps(leg)
+
+    def listen(self, leg: str, listener: Callable[[bytes], object]) -> Callable[[], None]:
+        """
+        Hand each RTP packet ``leg`` sends to ``listener`` too, beside the
+        :meth:`tap` listener and any other: a supervisor listening to a call
+        that is being recorded.  A listener that raises is logged and removed.
+
+        :returns: a function that removes this listener (calling it again does nothing).
+        :raises ValueError: ``leg`` is not ``"a"`` or ``"b"``.
+        """
+        self.leg(leg)
+        self._listeners.setdefault(leg, []).append(listener)
+        self._install_taps(leg)
+
+        def remove() -> None:
+            listeners = self._listeners.get(leg, [])
+            if listener in listeners:
+                listeners.remove(listener)
+                self._install_taps(leg)
+
+        return remove
+
+    def _install_taps(self, leg: str) -> None:
+        """Give ``leg``'s endpoint its one tap: the :meth:`tap` listener alone, or all of them in turn."""
+        main, more = self._taps.get(leg), list(self._listeners.get(leg, ()))
+        if not more:
+            self.leg(leg).rtp.set_tap(main)
+            return
+        every = ([main] if main is not None else []) + more
+
+        def each(data: bytes) -> None:
+            for listener in every:
+                try:
+                    listener(data)
+                except Exception:
+                    self.log.failure("relay listener {listener!r} failed; removed", listener=listener)
+                    if self._taps.get(leg) is listener:
+                        del self._taps[leg]
+                    elif listener in self._listeners.get(leg, ()):
+                        self._listeners[leg].remove(listener)
+                    self._install_taps(leg)
+                    return
+
+        self.leg(leg).rtp.set_tap(each)
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
         ``leg`` hears ``source`` (a :class:`~pbx.media.playout.Playout`)

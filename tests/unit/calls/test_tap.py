@@ -56,3 +56,35 @@ class TapCallTests(CallTestCase):
         self.assertEqual(len(seen), 2)
         self.hang_up(leg)
         self.assertIsNone(self.controller.tap_call(invite.call_id))
+
+    def test_listen_and_feed(self) -> None:
+        """A listener sees a leg's packets beside the tap; a fed leg gets the feed's frames instead of the other leg's."""
+        invite, leg, _ = self.establish()
+        tap = self.controller.tap_call(invite.call_id)
+        assert isinstance(tap, CallTap)
+        seen: list[bytes] = []
+        tap.tap("a", lambda data: None)
+        remove = tap.listen("a", seen.append)
+        session = self.session()
+        ports = self.clock.udpPorts
+        ports[session.local_port("a")].protocol.datagramReceived(
+            RTP, ("192.0.2.11", 4000)
+        )
+        self.assertEqual(seen, [RTP])
+        remove()
+        sinks: list[object] = []
+
+        class Source:
+            timestamp_step = 160
+
+            def add(self, sink: object) -> object:
+                sinks.append(sink)
+                return lambda: sinks.remove(sink)
+
+        tap.feed("a", Source(), 8)
+        self.assertIsNotNone(session.feeding("a"))
+        self.assertEqual(len(sinks), 1)
+        tap.unfeed("a")
+        self.assertIsNone(session.feeding("a"))
+        self.assertEqual(sinks, [])
+        self.hang_up(leg)

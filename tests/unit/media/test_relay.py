@@ -642,3 +642,54 @@ class RelayTapTests(RelayTestCase):
     def test_bad_leg(self) -> None:
         """Only legs a and b can be tapped."""
         self.assertRaises(ValueError, self.session.tap, "c", self.seen.append)
+
+
+class RelayListenTests(RelayTestCase):
+    """Listeners beside the tap: a supervisor on a call that is being recorded."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.session.set_remote("a", *PHONE_A)
+        self.session.set_remote("b", *PHONE_B)
+        self.recorded: list[bytes] = []
+        self.supervised: list[bytes] = []
+
+    def test_tap_and_listener_both_see_packets(self) -> None:
+        """With a tap and a listener on a leg each sees every packet; removing one leaves the other."""
+        self.session.tap("a", self.recorded.append)
+        remove = self.session.listen("a", self.supervised.append)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual((self.recorded, self.supervised), ([RTP], [RTP]))
+        remove()
+        remove()
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual((self.recorded, self.supervised), ([RTP, RTP], [RTP]))
+        self.assertEqual(self.written("b"), [(RTP, PHONE_B), (RTP, PHONE_B)])
+
+    def test_tap_set_while_listening(self) -> None:
+        """A tap set or removed while a listener is on keeps the listener; the last one gone restores the plain method."""
+        remove = self.session.listen("a", self.supervised.append)
+        self.session.tap("a", self.recorded.append)
+        self.session.untap("a")
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual((self.recorded, self.supervised), ([], [RTP]))
+        remove()
+        self.assertNotIn("datagramReceived", vars(self.port("a").protocol))
+
+    def test_failing_listener_removed_alone(self) -> None:
+        """A listener that raises is logged and removed; the tap and the relay go on."""
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("boom")
+
+        self.session.tap("a", self.recorded.append)
+        self.session.listen("a", broken)
+        self.send("a", RTP, PHONE_A)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.recorded, [RTP, RTP])
+        self.assertEqual(self.written("b"), [(RTP, PHONE_B), (RTP, PHONE_B)])
+
+    def test_bad_leg(self) -> None:
+        """Only legs a and b can be listened to."""
+        self.assertRaises(ValueError, self.session.listen, "c", self.supervised.append)

@@ -84,7 +84,7 @@ class RTPTranscoderTests(SynchronousTestCase):
         self.assertEqual({p.ssrc for p in out}, {0x1234})
         self.assertTrue(out[0].marker)
         pcm = np.concatenate([alaw_decode(p.payload) for p in out[1:]])
-        self.assertAlmostEqual(peak_hz(pcm), 1000, delta=15)
+        self.assertLessEqual(abs(peak_hz(pcm) - 1000), 15)
 
     def test_events_mapped_and_others_dropped(self) -> None:
         """Telephone-events change payload type; other payload types are dropped."""

@@ -169,7 +169,7 @@ class RecordingTests(DepositTestCase):
         [message] = self.messages()
         self.assertEqual((message.mailbox, message.folder, message.caller, message.caller_name),
                          ("1001", "new", "1002", "Bob"))
-        self.assertAlmostEqual(message.duration, 2.0, delta=0.05)
+        self.assertLessEqual(abs(message.duration - 2.0), 0.05)
         self.assertEqual(self.deposited, [message])
         self.assertEqual(self.caller.played[-2:], ["vm/saved", "vm/goodbye"])
         self.assertEqual(self.caller.hangups, ["normal"])
@@ -197,8 +197,8 @@ class RecordingTests(DepositTestCase):
         self.caller.after_beep(3.0)
         self.run_app()
         [message] = self.messages()
-        self.assertAlmostEqual(message.duration, 3.0 + TAIL_SECONDS, delta=0.05)
-        self.assertAlmostEqual(self.writers.made[0].seconds, message.duration, delta=0.001)
+        self.assertLessEqual(abs(message.duration - (3.0 + TAIL_SECONDS)), 0.05)
+        self.assertLessEqual(abs(self.writers.made[0].seconds - message.duration), 0.001)
 
     def test_short_speech_then_silence(self) -> None:
         """0.6 s of speech then the silence timeout: the 5 s of silence do not make it long enough."""
@@ -211,7 +211,7 @@ class RecordingTests(DepositTestCase):
         self.caller.after_beep(3.0, ("hangup",), silence=1.0)
         self.run_app()
         [message] = self.messages()
-        self.assertAlmostEqual(message.duration, 3.0 + TAIL_SECONDS, delta=0.05)
+        self.assertLessEqual(abs(message.duration - (3.0 + TAIL_SECONDS)), 0.05)
         self.assertEqual(self.deposited, [message])
         self.assertEqual(self.caller.played[-1], "general/beep")
         self.assertEqual(self.caller.hangups, [])
@@ -228,7 +228,7 @@ class RecordingTests(DepositTestCase):
         self.caller.after_beep(8.0)
         self.run_app()
         [message] = self.messages()
-        self.assertAlmostEqual(message.duration, 5.0, delta=0.05)
+        self.assertLessEqual(abs(message.duration - 5.0), 0.05)
 
     def test_hang_up_during_greeting(self) -> None:
         """Hanging up during the greeting ends the application with HungUp (a normal end) and nothing recorded."""
@@ -312,7 +312,7 @@ class OperatorTests(DepositTestCase):
         self.run_app()
         self.assertEqual(self.pbx.dialled, [])
         [message] = self.messages()
-        self.assertAlmostEqual(message.duration, 2.0 + TAIL_SECONDS, delta=0.05)
+        self.assertLessEqual(abs(message.duration - (2.0 + TAIL_SECONDS)), 0.05)
 
 
 class SpeechTakeTests(SynchronousTestCase):
@@ -368,8 +368,8 @@ class RealVoicemailTests(SynchronousTestCase):
         self.assertTrue(message.path.startswith(os.path.abspath(os.path.join(spool, "1001"))))
         with wave.open(message.path, "rb") as w:
             seconds = w.getnframes() / w.getframerate()
-        self.assertAlmostEqual(seconds, message.duration, delta=0.001)
-        self.assertAlmostEqual(seconds, 2.0, delta=0.05)
+        self.assertLessEqual(abs(seconds - message.duration), 0.001)
+        self.assertLessEqual(abs(seconds - 2.0), 0.05)
         self.assertEqual(os.listdir(os.path.join(spool, "tmp")), [])
         self.assertEqual(self.successResultOf(voicemail.counts("1001")), (1, 0))
         self.assertEqual(caller.clock.getDelayedCalls(), [])

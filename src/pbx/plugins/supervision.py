@@ -1,0 +1,5 @@
+"""Dropin: the ``supervision`` feature (listen, whisper and barge)."""
+
+from pbx.features.supervision.feature import supervision
+
+__all__ = ["supervision"]
