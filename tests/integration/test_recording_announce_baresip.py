@@ -124,7 +124,8 @@ class RecordingAnnounceTests(SynchronousTestCase):
         for listener, talker in ((CALLER, CALLEE), (CALLEE, CALLER)):
             heard = np.asarray(self.phones[listener].heard(), dtype=np.int16)
             score, lag = best_match(heard, prompt, within=3 * RATE)
-            self.assertGreater(score, 0.9, f"{listener} hearing the prompt (lag {lag})")
+            tail = "\n".join(list(self.daemon.output)[-30:])
+            self.assertGreater(score, 0.9, f"{listener} hearing the prompt (lag {lag}, {len(heard) / RATE:.2f} s heard)\npbx:\n{tail}")
             after = heard[lag + len(prompt) + RATE // 2 : lag + len(prompt) + 3 * RATE // 2]
             self.assertEqual(len(after), RATE, f"{listener}: a second of audio after the prompt")
             self.assertGreater(tone_share(after.tolist(), TONES[talker]), 0.8, f"{listener} hearing {talker}")

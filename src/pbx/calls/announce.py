@@ -6,8 +6,10 @@ Each leg is fed (:meth:`pbx.media.relay.RelaySession.feed`) a
 type that leg agreed, the way music on hold is, so while the prompt plays
 each party hears it instead of the other; once it has played (its length,
 on the clock), each leg that is still fed by it is unfed and the relay
-carries the call unchanged again.  A leg whose codec pbx has no plugin for
-is left as it is.
+carries the call unchanged again.  The prompt starts once both phones
+send media (at most :data:`READY_WAIT` seconds after it was asked for), so
+a phone still setting up its stream does not miss its start.  A leg whose
+codec pbx has no plugin for is left as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = ["RECORDED", "Announcer"]
 
 #: The prompt a recording with ``announce: true`` plays.
 RECORDED = "general/call-recorded"
+#: Most seconds to wait for both phones' media before the prompt starts.
+READY_WAIT = 2.0
 
 
 @define(eq=False)
@@ -50,6 +54,20 @@ class Announcer:
     reactor: IReactorTime
     log = Logger()
 
+    async def _media_up(self, media: CallMedia) -> None:
+        """
+        Wait (up to :data:`READY_WAIT` seconds) until both phones have sent
+        RTP: a phone that has just answered, or just got the answer, may not
+        take packets yet, and would miss the start of the prompt.
+        """
+        deadline = self.reactor.seconds() + READY_WAIT
+        while self.reactor.seconds() < deadline and not media.session.closed:
+            if all(media.session.leg(leg).rtp.last_seen is not None for leg in ("a", "b")):
+                return
+            tick: Deferred[None] = Deferred()
+            self.reactor.callLater(self.clock.ptime, tick.callback, None)
+            await tick
+
     async def play(self, media: CallMedia, prompt: str) -> bool:
         """
         Play ``prompt`` to both legs of the call whose media is ``media``;
@@ -57,6 +75,7 @@ class Announcer:
         no leg could hear it).
         """
         wav = await self.load(self.prompts.path(prompt, 8000))
+        await self._media_up(media)
         samples = np.asarray(wav.samples, dtype=np.float64)
         if samples.ndim == 2:
             samples = samples.mean(axis=1)

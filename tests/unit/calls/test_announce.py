@@ -5,7 +5,7 @@ relayed call through the relay's feed, then the relay path restored.
 
 from __future__ import annotations
 
-from pbx.calls.announce import RECORDED
+from pbx.calls.announce import READY_WAIT, RECORDED
 from pbx.media.rtp import parse_rtp
 from pbx.media.wav import load_wav
 
@@ -16,7 +16,7 @@ class AnnounceTests(AppCallTestCase):
     """1001 calls 1002 (PCMA agreed); the call's tap plays "this call is recorded"."""
 
     def test_both_legs_hear_the_prompt_then_each_other(self) -> None:
-        """Each leg is fed the prompt in its codec for the prompt's length, then unfed."""
+        """Each leg is fed the prompt in its codec for the prompt's length (once the wait for media is over), then unfed."""
         invite, leg, callee_leg = self.establish()
         [call_id] = self.controller.calls
         tap = self.controller.tap_call(call_id)
@@ -24,6 +24,9 @@ class AnnounceTests(AppCallTestCase):
         session = self.session()
         done: list[bool] = []
         tap.announce(RECORDED).addCallback(done.append)
+        # The phones send no RTP here: the prompt starts after READY_WAIT.
+        self.assertIsNone(session.feeding("a"))
+        self.advance(READY_WAIT + 0.1, step=0.02)
         self.assertIsNotNone(session.feeding("a"))
         self.assertIsNotNone(session.feeding("b"))
         seconds = len(load_wav(PROMPTS.path(RECORDED, 8000)).samples) / 8000
@@ -50,6 +53,7 @@ class AnnounceTests(AppCallTestCase):
         assert tap is not None
         session = self.session()
         tap.announce(RECORDED)
+        self.advance(READY_WAIT + 0.1, step=0.02)
         other = session.feeding("a")
         assert other is not None
         # Something else feeds leg a now (as a hold's music would).
