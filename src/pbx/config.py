@@ -209,6 +209,9 @@ class TransferConfig:
     #: Keys that, followed by a number, blind-transfer a call from a phone
     #: without a transfer key (SIP INFO keys only); "" for none.
     blind_code: str = "##"
+    #: Whether a party on an outside line may transfer the call (keys or
+    #: REFER) to an outside number; off against toll fraud.
+    outside_keyed: bool = False
 
 
 #: The values of ``log.level``, most verbose first.
@@ -703,10 +706,11 @@ def _calls(raw: Any) -> CallsConfig:
 def _transfer(raw: Any) -> TransferConfig:
     from pbx.calls.feature_codes import code_problem
 
-    t = _mapping(raw, "transfer", {"recall_after", "blind_code"})
+    t = _mapping(raw, "transfer", {"recall_after", "blind_code", "outside_keyed"})
     return TransferConfig(
         recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600),
         blind_code=_check(code_problem, _str(t.get("blind_code"), "transfer.blind_code", "##"), "transfer.blind_code"),
+        outside_keyed=_bool(t.get("outside_keyed"), "transfer.outside_keyed", False),
     )
 
 

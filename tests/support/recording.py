@@ -27,6 +27,14 @@ class FakeTap:
     codec: str = "PCMU"
     codecs: dict[str, Any] = field(factory=lambda: {"pcmu": PCMU()})
     listeners: dict[str, Any] = field(factory=dict)
+    announced: list[str] = field(factory=list)
+
+    def announce(self, prompt: str = "general/call-recorded") -> Any:
+        """Record the prompt both parties would hear."""
+        from twisted.internet.defer import succeed
+
+        self.announced.append(prompt)
+        return succeed(True)
 
     def tap(self, leg: str, listener: Any) -> None:
         """Listen to ``leg``."""

@@ -491,3 +491,10 @@ class TransferConfigTests(SynchronousTestCase):
         self.assertEqual(parse_config(GOOD, "pbx.yml", ENV).transfer.blind_code, "##")
         config = parse_config(GOOD + "transfer: {blind_code: ''}\n", "pbx.yml", ENV)
         self.assertEqual(config.transfer.blind_code, "")
+
+    def test_outside_keyed(self) -> None:
+        """outside_keyed is off by default, may be turned on, and must be true or false."""
+        self.assertFalse(parse_config(GOOD, "pbx.yml", ENV).transfer.outside_keyed)
+        config = parse_config(GOOD + "transfer: {outside_keyed: true}\n", "pbx.yml", ENV)
+        self.assertTrue(config.transfer.outside_keyed)
+        self.assertEqual(problem(GOOD + "transfer: {outside_keyed: 3}\n")[0], "transfer.outside_keyed")

@@ -1,7 +1,8 @@
 """
 Calls pbx answers itself: a dialplan application run on an INVITE, and a
 call nobody will answer diverted to the application a diverter names
-(voicemail), under the caller's dialog.
+(voicemail), under the caller's dialog; and a refused call out that hears
+an announcement as early media before its refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from twisted.logger import Logger
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.dialplan import ToApplication
+from pbx.calls.early_refusal import APPLICATION as APPLICATION_REFUSED
+from pbx.calls.early_refusal import EarlyRefusal, RefusalAnnouncement
 from pbx.calls.endpoint_media import EndpointMedia, MediaServices
 from pbx.calls.events import CallEvents
 from pbx.calls.outbound import unquote_display
@@ -32,7 +35,7 @@ from pbx.trunks.call import TrunkInboundCall
 @define(eq=False)
 class Answering:
     """
-    Answers calls with dialplan applications.
+    Answers calls with dialplan applications (and announces refusals).
 
     :ivar applications: the running dialplan applications by name.
     :ivar media: media services; None when no application can run.
@@ -137,3 +140,25 @@ class Answering:
             early=None if early is None else (early, self.relay.close(call.media.session)),
             application=application,
         )
+
+    def refuse_with_announcement(self, call: Call, status: int, reason: str, prompt: str) -> bool:
+        """
+        A refused outside call hears ``prompt`` as early media, then
+        ``status`` (:mod:`pbx.calls.early_refusal`); False when it cannot
+        (no media services, no SDP offer, or the caller is answered).
+        """
+        if self.media is None or not call.invite.request.body or not call.a.waiting:
+            return False
+        self.log.info("call {caller} -> {callee} refused ({status}) after announcement {prompt}",
+                      caller=call.caller, callee=call.callee, status=status, prompt=prompt)
+        invite, tag = call.invite, call.a_tag
+        call.diverted("refused", APPLICATION_REFUSED)
+        refused = EarlyRefusal(
+            self.services, invite, caller=call.caller, callee=call.callee,
+            application=RefusalAnnouncement(prompt), args={}, address=self.local_address(invite.peer.transport),
+            media=self.endpoint_media(call.caller, unquote_display(call.caller_display), call.callee),
+            events=self.events, on_end=self.call_ended, tag=tag, status=status, reason=reason,
+        )
+        self.track(refused)
+        refused.start()
+        return True

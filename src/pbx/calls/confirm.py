@@ -14,6 +14,11 @@ ringing stops and the caller is answered by :class:`Connect`, which
 bridges the caller's channel to the accepted leg's until one hangs up.  A
 leg that presses another key, presses nothing, or answers after the call
 was taken or given up is hung up.
+
+A follow-me number routed to a trunk is such a leg too, placed through the
+trunk (``place_outside``, :mod:`pbx.trunks.follow_me`): with ``confirm``
+its answer is screened the same way; without, the leg that answers takes
+the call at once.
 """
 
 from __future__ import annotations
@@ -82,12 +87,16 @@ class Screen:
     :ivar place: rings one extension's phones as pbx's own call (``place(number, bindings)``).
     :ivar take: hands the caller to an accepted leg; False when the caller is no longer there.
     :ivar waiting: whether the caller still waits.
+    :ivar place_outside: places the leg to an outside number (None: not placed).
+    :ivar confirm: whether an answered leg must press 1; without, it takes the call on answering.
     """
 
     place: Callable[[str, list[Binding]], OutboundCall]
     take: Callable[[OutboundCall], bool]
     waiting: Callable[[], bool]
     key_timeout: float = KEY_TIMEOUT
+    place_outside: Callable[[str], Deferred[OutboundCall | None]] | None = None
+    confirm: bool = True
     legs: list[OutboundCall] = field(factory=list)
     accepted: OutboundCall | None = None
     _stopped: bool = False
@@ -105,6 +114,27 @@ class Screen:
             self.legs.append(leg)
             leg.outcome.addCallback(self._rung, leg).addErrback(self._failed, leg)
 
+    def start_outside(self, numbers: list[str]) -> None:
+        """Call each of ``numbers`` out through its trunk route (:attr:`place_outside`)."""
+        if self.place_outside is None:
+            return
+        for number in numbers:
+            if self._stopped:
+                return
+            self.place_outside(number).addCallback(self._placed).addErrback(self._not_placed, number)
+
+    def _not_placed(self, failure: Failure, number: str) -> None:
+        self.log.failure("follow-me leg to {number} failed", failure, number=number)
+
+    def _placed(self, leg: OutboundCall | None) -> None:
+        if leg is None:
+            return
+        if self._stopped:
+            leg.hang_up("a", "cancelled")
+            return
+        self.legs.append(leg)
+        leg.outcome.addCallback(self._rung, leg).addErrback(self._failed, leg)
+
     def stop(self) -> None:
         """The caller's call is settled: hang up every leg but the accepted one."""
         self._stopped = True
@@ -113,7 +143,9 @@ class Screen:
                 leg.hang_up("a", "cancelled")
 
     def _rung(self, rung: Rung, leg: OutboundCall) -> None:
-        if rung.outcome is Outcome.ANSWERED:
+        if rung.outcome is Outcome.ANSWERED and not self.confirm:
+            self._accept(leg)
+        elif rung.outcome is Outcome.ANSWERED:
             Deferred.fromCoroutine(self._ask(leg)).addErrback(self._failed, leg)
 
     def _failed(self, failure: Failure, leg: OutboundCall) -> None:
@@ -138,6 +170,14 @@ class Screen:
             )
             if leg.state != "ended":
                 leg.hang_up("a", "not accepted")
+            return
+        self._accept(leg)
+
+    def _accept(self, leg: OutboundCall) -> None:
+        """``leg`` takes the call: the others are hung up, the caller is bridged to it."""
+        if self._stopped or not self.waiting() or leg.state == "ended":
+            if leg.state != "ended":
+                leg.hang_up("a", "not needed")
             return
         self.log.info("follow-me leg {callee} accepted the call", callee=leg.callee)
         self.accepted = leg

@@ -23,6 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pbx.calls.announce import Announcer
 from pbx.calls.answering import Answering
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
@@ -48,7 +49,7 @@ from pbx.calls.routing import Routing
 from pbx.calls.session_timer import caller_refreshes, session_expires
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
-from pbx.calls.transfer import Transfers
+from pbx.calls.transfer import OutsideTarget, Transfers
 from pbx.calls.trunk_entry import TrunkEntry
 from pbx.config import Config
 from pbx.interfaces import IStore
@@ -64,6 +65,7 @@ from pbx.sip.message import Request, make_response
 from pbx.sip.registrar import Registrar
 from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.trunks.registry import Trunks
+from pbx.trunks.transfer import outside_party, outside_route
 from pbx.trunks.trunk import Trunk
 
 MEDIA_CHECK_INTERVAL = 5.0
@@ -140,7 +142,10 @@ class CallController:
                                    dialplan=lambda n: self.config.dialplan.resolve(n, authenticated=True),
                                    ring_timeout=self.config.calls.ring_timeout,
                                    recall_after=self.config.transfer.recall_after,
-                                   blind_code=self.config.transfer.blind_code)
+                                   blind_code=self.config.transfer.blind_code,
+                                   outside=self._transfer_out,
+                                   outside_keyed=self.config.transfer.outside_keyed,
+                                   outside_party=outside_party)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
@@ -343,7 +348,7 @@ class CallController:
         return TrunkEntry(self.trunks, self.services, self.relay, self.media, self.media_address, self.local_address,
                           self.events, self.config, self.registrar.contacts, self._session_expires,
                           self._run_application, self._ring_extension, self._open_call, self._ring, self._track,
-                          self.call_ended)
+                          self.call_ended, self._refuse_with_announcement)
 
     async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
         """An INVITE from a trunk (see :meth:`TrunkEntry.from_trunk`)."""
@@ -353,6 +358,16 @@ class CallController:
                         dialled: str, action: ToTrunks, expires: int) -> None:
         """A phone dials a number a trunk route matches (see :meth:`TrunkEntry.call_out`)."""
         await self._trunk_entry().call_out(transaction, record, display, dialled, action, expires)
+
+    async def _transfer_out(self, transferor: str, number: str, action: ToTrunks) -> OutsideTarget | tuple[int, str]:
+        """Where a blind transfer to outside ``number`` rings (see :mod:`pbx.trunks.transfer`)."""
+        if self.trunks is None:
+            return 404, "No Trunks"
+        return await outside_route(self.trunks, lambda n: self.lookup(n))(transferor, number, action)
+
+    def _refuse_with_announcement(self, call: Call, status: int, reason: str, prompt: str) -> bool:
+        """A refused outside call hears ``prompt`` first (see :meth:`Answering.refuse_with_announcement`)."""
+        return self._answering().refuse_with_announcement(call, status, reason, prompt)
 
     def _emergency_route(self, number: str) -> ToTrunks | None:
         """The route of an emergency number out through ``emergency.trunk`` (those configured), or None."""
@@ -458,7 +473,8 @@ class CallController:
         return GroupPolicy(self.config, self.groups, self.applications, self.media, self.clock,
                            lambda number: self.lookup(number), self.registrar.contacts, self._scheduled_dnd,
                            lambda: self.calls.values(), self._open_call, self._ring, self._rung, self._forward,
-                           self._hand_over, self._policy_failed, self._place)
+                           self._hand_over, self._policy_failed, self._place, self.trunks, self._emergency_route,
+                           self._endpoint_media, self.events, self._track, self.call_ended)
 
     def _reach(self) -> Reach:
         """Who of a group or a follow-me can be rung now (see :meth:`GroupPolicy.reach`)."""
@@ -590,4 +606,6 @@ class CallController:
         if not isinstance(call, Call) or call.b is None or call.state not in ("answered", "confirmed"):
             return None
         codecs = self.media.codecs if self.media is not None else {}
-        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs)
+        announcer = (None if self.media is None
+                     else Announcer(codecs, self.media.prompts, self.media.load, self.media_clock, self.clock))
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer)

@@ -343,6 +343,7 @@ def answer_dtmf_info(transaction: Any, channel: Channel | None) -> None:
     """An INFO carrying a DTMF digit (application/dtmf-relay): to ``channel``, 200; anything else 415."""
     request = transaction.request
     event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
+    # Answered first: the digit may end the call at once, and its BYE must not overtake the 200.
+    transaction.respond(make_response(request, 200 if event is not None else 415))
     if event is not None and channel is not None:
         channel.info_digit(event)
-    transaction.respond(make_response(request, 200 if event is not None else 415))

@@ -2,12 +2,12 @@
 Ring groups and follow-me: who of a group is rung and in what order, where
 an unanswered group call goes, and an extension's follow-me numbers rung
 beside its phones (a screened leg taking the caller when its answerer
-presses 1).
+presses 1), outside numbers among them called through their trunk route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from attrs import define
@@ -18,8 +18,9 @@ from twisted.python.failure import Failure
 
 from pbx.calls.call import Call
 from pbx.calls.confirm import APPLICATION, Connect, Screen
-from pbx.calls.dialplan import ToApplication, ToGroup
-from pbx.calls.endpoint_media import MediaServices
+from pbx.calls.dialplan import ToApplication, ToGroup, ToTrunks
+from pbx.calls.endpoint_media import EndpointMedia, MediaServices
+from pbx.calls.events import CallEvents
 from pbx.calls.forks import BUSY, Outcome, Rung
 from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.outbound import OutboundCall, unquote_display
@@ -28,6 +29,8 @@ from pbx.calls.ringers import FollowMeRinger, GroupRinger, GroupRung
 from pbx.config import Config
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.transaction import ServerTransaction
+from pbx.trunks.follow_me import OutsideLegs
+from pbx.trunks.registry import Trunks
 
 
 @define(eq=False)
@@ -48,6 +51,11 @@ class GroupPolicy:
     :ivar hand_over: ends a ringing call and answers its caller with an application.
     :ivar policy_failed: fails a call whose routing raised.
     :ivar place: places a call to phones for the call layer (a follow-me leg).
+    :ivar trunks: the trunks follow-me legs to outside numbers go out through; None without trunks.
+    :ivar emergency_route: an emergency number's route (never a follow-me number's).
+    :ivar endpoint_media: makes a terminated call's media (caller, caller name, callee).
+    :ivar track: lists a call in progress.
+    :ivar call_ended: told when a call is over.
     """
 
     config: Config
@@ -66,6 +74,12 @@ class GroupPolicy:
     hand_over: Callable[..., None]
     policy_failed: Callable[[Failure, Call], None]
     place: Callable[[str, str, str, list[Binding], float], OutboundCall]
+    trunks: Trunks | None
+    emergency_route: Callable[[str], ToTrunks | None]
+    endpoint_media: Callable[[str, str, str], Callable[[Callable[[str], None]], EndpointMedia]]
+    events: CallEvents
+    track: Callable[[Any], None]
+    call_ended: Callable[[Any], None]
     log = Logger()
 
     def reach(self) -> Reach:
@@ -140,14 +154,46 @@ class GroupPolicy:
 
         timeout = plan.timeout or self.config.calls.ring_timeout
         screen = None
-        if plan.confirm:
+        outside = self._outside_numbers(plan.numbers)
+        if plan.confirm or outside:
             screen = Screen(
                 lambda number, phones: self.place(call.caller, unquote_display(call.caller_display), number,
                                                   phones, timeout),
-                lambda leg: self._take_screened(call, leg), waiting)
+                lambda leg: self._take_screened(call, leg), waiting,
+                place_outside=lambda number: Deferred.fromCoroutine(self._place_outside(call, plan.number, number,
+                                                                                        timeout)),
+                confirm=plan.confirm)
         ringer = FollowMeRinger(plan, bindings, self.reach().follow_me, call.ring, call.ring_more, waiting,
-                                self.clock, self.config.calls.ring_timeout, screen)
+                                self.clock, self.config.calls.ring_timeout, screen, outside)
         Deferred.fromCoroutine(ringer.run()).addCallback(self.rung, call).addErrback(self.policy_failed, call)
+
+    def _outside_numbers(self, numbers: Iterable[str]) -> tuple[str, ...]:
+        """The follow-me numbers the dialplan sends out through a trunk (none without trunks or media)."""
+        if self.trunks is None or self.media is None:
+            return ()
+        return tuple(n for n in numbers if self.emergency_route(n) is None
+                     and isinstance(self.config.dialplan.resolve(n, authenticated=True), ToTrunks))
+
+    async def _place_outside(self, call: Call, extension: str, number: str, timeout: float) -> OutboundCall | None:
+        """A follow-me leg of ``extension``'s call to outside ``number``, through its trunk route."""
+        assert self.trunks is not None
+        action = self.config.dialplan.resolve(number, authenticated=True)
+        record = await self.lookup(extension)
+        if not isinstance(action, ToTrunks) or record is None or call.state not in ("routing", "ringing"):
+            return None
+        caller, name = call.caller, unquote_display(call.caller_display)
+
+        def make(*, services: Any, callee: str, identity: tuple[str, str], on_challenge: Any,
+                 headers: Sequence[tuple[str, str]]) -> OutboundCall:
+            return OutboundCall(services, caller=caller, callee=callee, caller_name=name,
+                                media=self.endpoint_media(caller, name, callee), events=self.events,
+                                on_end=self.call_ended, headers=headers, identity=identity,
+                                on_challenge=on_challenge)
+
+        leg = await OutsideLegs(self.trunks, make).place(extension, record.caller_id, number, action, timeout)
+        if leg is not None and leg.state != "ended":
+            self.track(leg)
+        return leg
 
     def _take_screened(self, call: Call, leg: OutboundCall) -> bool:
         """A follow-me leg pressed 1: the caller is answered and bridged to it (see :mod:`pbx.calls.confirm`)."""

@@ -106,8 +106,16 @@ class OutboundCall:
         on_end: Callable[[OutboundCall], None],
         on_ringing: Callable[[], None] | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        identity: tuple[str, str] | None = None,
+        on_challenge: Callable[[Fork, Response], Request | None] | None = None,
     ) -> None:
+        """
+        :param identity: (From, To) of the INVITE when it is not an extension's
+            call in our domain (a call out through a trunk).
+        :param on_challenge: answers a 401/407 (a trunk's credentials).
+        """
         self.services = services
+        self.identity = identity
         #: Extra headers of every INVITE (already checked: :func:`check_extra_headers`).
         self.headers = list(headers)
         self.caller = caller
@@ -118,7 +126,7 @@ class OutboundCall:
         self.started = services.clock.seconds()
         timers = NamedTimers(services.clock)
         self.forks = Forks(services, on_provisional=self._provisional, on_answer=self._answer,
-                           contact_user=caller, timers=timers)
+                           contact_user=caller, timers=timers, on_challenge=on_challenge)
         self.b: Fork | None = None
         self.answered_at: float | None = None
         self.ended_at: float | None = None
@@ -180,6 +188,8 @@ class OutboundCall:
             return self.outcome
         identity = f"{display_name(self.caller_name)}<sip:{self.caller}@{self.services.domain}>"
         to = f"<sip:{self.callee}@{self.services.domain}>"
+        if self.identity is not None:
+            identity, to = self.identity
 
         def invite(binding: Binding, address: LocalAddress) -> Request:
             request = new_invite(target=parse_uri(binding.contact), to=to, from_=identity, address=address,

@@ -6,7 +6,8 @@ its do-not-disturb (the flag or its ``dnd_schedule``) does, and a member
 already on a call is not rung again.  A follow-me number goes through the
 dialplan as if dialled: a number that reaches an extension rings it; one
 the dialplan sends elsewhere (an application, an outside line) has no
-phones here.
+phones here (an outside line's number is called out through its trunk:
+:mod:`pbx.trunks.follow_me`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.calls.dialplan import ToExtension
+from pbx.calls.dialplan import ToExtension, ToTrunks
 from pbx.records import Binding, ExtensionRecord
 
 
@@ -52,6 +53,8 @@ class Reach:
             return await self._extension(number)
         if isinstance(action, ToExtension):
             return await self._extension(action.number)
+        if isinstance(action, ToTrunks):
+            return []  # called out through its trunk, not rung as a phone
         self.log.info(
             "follow-me number {number} is routed to {action!r}, which follow-me cannot ring yet",
             number=number,

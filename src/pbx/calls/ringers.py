@@ -133,7 +133,9 @@ class FollowMeRinger:
     :ivar waiting: whether the caller still waits.
     :ivar ring_timeout: how long the other numbers ring when ``timeout`` is not set.
     :ivar screen: with ``confirm``, places the other numbers' legs that must press 1
-        (:mod:`pbx.calls.confirm`) instead of ringing them in the call.
+        (:mod:`pbx.calls.confirm`) instead of ringing them in the call; it
+        also places the legs to :attr:`outside` numbers, confirmed or not.
+    :ivar outside: the follow-me numbers the dialplan sends to a trunk.
     """
 
     plan: FollowMe
@@ -145,6 +147,7 @@ class FollowMeRinger:
     clock: IReactorTime
     ring_timeout: float
     screen: Screen | None = None
+    outside: tuple[str, ...] = ()
     log = Logger()
 
     @property
@@ -179,13 +182,17 @@ class FollowMeRinger:
     async def _ring_others(self, otherwise: Rung) -> Rung:
         """Ring the other numbers alone; ``otherwise`` when there is none to ring."""
         others = await self._others()
-        if not others or not self.waiting():
+        outside = self.outside if self.screen is not None else ()
+        if (not others and not outside) or not self.waiting():
             return otherwise
-        if self.screen is None:
+        if self.screen is None or not (self.plan.confirm or outside):
             return await self.ring(others, self._others_ring)
         # The caller waits, with no phone of its own call ringing, until a leg accepts.
-        waiting = self.ring([], self._others_ring)
-        self.screen.start(others)
+        waiting = self.ring([] if self.plan.confirm else others, self._others_ring)
+        if self.plan.confirm:
+            self.screen.start(others)
+        if outside:
+            self.screen.start_outside(list(outside))
         return await waiting
 
     def _join(self) -> None:
@@ -197,10 +204,17 @@ class FollowMeRinger:
                     number=self.plan.number,
                     n=len(others),
                 )
-                if self.screen is not None:
+                if self.screen is not None and self.plan.confirm:
                     self.screen.start(others)
                 else:
                     self.ring_more(others)
+            if self.outside and self.screen is not None and self.waiting():
+                self.log.info(
+                    "follow-me of {number}: calling {numbers} out",
+                    number=self.plan.number,
+                    numbers=",".join(self.outside),
+                )
+                self.screen.start_outside(list(self.outside))
 
         Deferred.fromCoroutine(join()).addErrback(
             lambda f: self.log.failure(

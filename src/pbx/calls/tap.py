@@ -4,7 +4,8 @@ to it (recording) sees it: the relay session's taps and what each leg's
 payload types mean.
 
 A :class:`CallTap` is what :meth:`pbx.interfaces.IPBX.tap_call` returns; it
-hands out no signalling and nothing that could change the call.
+hands out no signalling; what it may change is what a party hears: a
+supervisor's feed, or a prompt for its length (:meth:`CallTap.announce`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 from attrs import define
 
+from twisted.internet.defer import Deferred, succeed
+
+from pbx.calls.announce import RECORDED, Announcer
 from pbx.calls.media import CallMedia
 from pbx.interfaces import ICodec
 from pbx.media.offer_answer import offered_codecs
@@ -38,6 +42,18 @@ class CallTap:
     callee: str
     _media: CallMedia
     codecs: Mapping[str, ICodec]
+    #: Plays a prompt into both legs (None: pbx has no media services).
+    _announcer: Announcer | None = None
+
+    def announce(self, prompt: str = RECORDED) -> Deferred[bool]:
+        """
+        Play ``prompt`` to both parties (each hears it instead of the other
+        while it plays); fires once the relay path is restored, with False
+        when nobody could hear it (see :mod:`pbx.calls.announce`).
+        """
+        if self._announcer is None:
+            return succeed(False)
+        return Deferred.fromCoroutine(self._announcer.play(self._media, prompt))
 
     @property
     def codec(self) -> str:

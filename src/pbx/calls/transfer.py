@@ -37,6 +37,15 @@ answering takes the seat; a target that does not answer within
 ``transfer.recall_after`` seconds, or fails, rings the transferor's phones
 back, and the transferee is hung up if nobody answers that either.
 
+Outside numbers.  A target the dialplan sends to a trunk route rings out
+through the route's first trunk that is up and has room (:attr:`Transfers.outside`,
+:mod:`pbx.trunks.transfer`), with the transferor's calling permissions: a
+target the transferor may not call is reported in the final NOTIFY (403)
+and the transferor keeps the call.  A party that came in over a trunk may
+not send the call out again by keys (``##``) or a REFER of its own unless
+``transfer.outside_keyed`` says so: one outside caller must not reach
+another outside number at pbx's cost (toll fraud).
+
 Every transfer is published as a ``transferred`` call event naming both
 calls; the transferor's call record stays with the call's (hang-up cause
 ``transferred to <number>``).
@@ -44,17 +53,24 @@ calls; the transferor's call record stays with the call's (hang-up cause
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pbx.calls.attended import AttendedTransfers
 from pbx.calls.call import Call
-from pbx.calls.dialplan import Action, HangUp, ToApplication, ToExtension, ToGroup
+from pbx.calls.dialplan import (
+    Action,
+    HangUp,
+    ToApplication,
+    ToExtension,
+    ToGroup,
+    ToTrunks,
+)
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.feature_codes import DigitCollector
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
@@ -86,6 +102,34 @@ from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
 
 
+@frozen
+class OutsideTarget:
+    """
+    Where a blind transfer to an outside number rings: one trunk.
+
+    :ivar services: the trunk's leg services (its next hop).
+    :ivar binding: the INVITE's target (``aor``: the number sent).
+    :ivar to: the To header; :ivar from_: From and P-Asserted-Identity.
+    :ivar headers: what the outbound hooks add.
+    :ivar body: the INVITE's body and Content-Type for an SDP offer.
+    :ivar on_challenge: answers the carrier's 401/407.
+    :ivar release: the trunk has room again (the attempt or the call is over).
+    """
+
+    services: LegServices
+    binding: Binding
+    to: str
+    from_: str
+    headers: tuple[tuple[str, str], ...]
+    body: Callable[[bytes], tuple[bytes, str]]
+    on_challenge: Callable[[Fork, Response], Request | None]
+    release: Callable[[], None]
+
+
+#: The outside target of (transferor, number, route), or the refusal's (status, reason).
+OutsideRoute = Callable[[str, str, ToTrunks], Awaitable["OutsideTarget | tuple[int, str]"]]
+
+
 @define(eq=False)
 class _Blind:
     """One blind transfer in progress."""
@@ -103,6 +147,8 @@ class _Blind:
     released: bool = False
     recalling: bool = False
     over: bool = False
+    #: The trunk the target rings through (an outside number), until it answers or fails.
+    out: OutsideTarget | None = None
 
 
 @define(eq=False)
@@ -128,6 +174,14 @@ class Transfers:
     blind_code: str = ""
     ring_timeout: float = 30.0
     recall_after: float = 30.0
+    #: Places a blind transfer's outside target (None: outside numbers get 404).
+    outside: OutsideRoute | None = None
+    #: Whether a party on an outside line (``outside_party``) may transfer to an outside number.
+    outside_keyed: bool = False
+    #: Whether the party in a seat came over a trunk (an outside caller or callee).
+    outside_party: Callable[[Call, str], bool] = lambda call, leg: False
+    #: Releases the trunk of a seated outside target, by call id, when its call ends.
+    _trunk_seats: dict[str, Callable[[], None]] = field(factory=dict)
     #: Call park: a transfer to its code parks the call (None: no park).
     parking: ParkingLot | None = None
     #: Attended transfers (REFER with Replaces).
@@ -230,13 +284,13 @@ class Transfers:
             number=number,
         )
         progress = ReferProgress(self.services.sip, dialog, enabled=False)
-        d = Deferred.fromCoroutine(self._start_blind(call, leg, progress, number))
+        d = Deferred.fromCoroutine(self._start_blind(call, leg, progress, number, keyed=True))
         d.addErrback(self._failed, call, progress)
 
     # -- blind ---------------------------------------------------------------------
 
     async def _start_blind(
-        self, call: Call, leg: str, progress: ReferProgress, number: str
+        self, call: Call, leg: str, progress: ReferProgress, number: str, keyed: bool = False
     ) -> None:
         if self.parking is not None and self.parking.is_code(number):
             self.parking.park(call, leg, progress)
@@ -246,6 +300,9 @@ class Transfers:
         action = self.dialplan(number)
         if isinstance(action, HangUp):
             progress.report(action.status, action.reason or None)
+            return
+        if isinstance(action, ToTrunks):
+            await self._start_outside(call, leg, progress, number, action, keyed)
             return
         if isinstance(action, ToApplication | ToGroup):
             # Not yet: an application needs a channel of pbx's own for the
@@ -282,34 +339,83 @@ class Transfers:
         self._blind[call.call_id] = transfer
         self._ring(transfer, number, bindings, self.recall_after)
 
+    async def _start_outside(
+        self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToTrunks, keyed: bool
+    ) -> None:
+        """A blind transfer to a number a trunk route sends out: the transferor's permissions apply."""
+        transferor = party_number(call, leg)
+        if self.outside is None:
+            progress.report(404)
+            return
+        if self.outside_party(call, leg) and not self.outside_keyed:
+            # Toll fraud: an outside caller must not reach outside numbers through pbx.
+            self.log.warn(
+                "call {call_id}: outside party {who} may not transfer to outside number {number}{how}",
+                call_id=call.call_id, who=transferor, number=number, how=" (keyed)" if keyed else "",
+            )
+            progress.report(403, "Outside Transfer Not Permitted")
+            return
+        target = await self.outside(transferor, number, action)
+        if isinstance(target, tuple):
+            status, reason = target
+            self.log.info("call {call_id}: transfer to {number} refused: {status} {reason}",
+                          call_id=call.call_id, number=number, status=status, reason=reason)
+            progress.report(status, reason or None)
+            return
+        if call.state != "confirmed" or call.call_id in self._blind:
+            target.release()
+            progress.report(487)
+            return
+        other = OTHER[leg]
+        try:
+            sdp = current_sdp(call.media, other)
+            offer = call.media.offer_from(other, sdp.to_bytes())
+        except MediaError as e:
+            target.release()
+            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
+            progress.report(488)
+            return
+        transfer = _Blind(call, leg, number, transferor, progress, offer, first_format(sdp), out=target)
+        self._blind[call.call_id] = transfer
+        self._ring(transfer, target.binding.aor, [target.binding], self.recall_after)
+
     def _ring(
         self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float
     ) -> None:
-        """Ring ``number``'s phones with the transfer's offer, from the transferee."""
+        """Ring ``number``'s phones (or its trunk) with the transfer's offer, from the transferee."""
         call, other = transfer.call, OTHER[transfer.leg]
         shown, domain = party_number(call, other), self.services.domain
         referred_by = f"<sip:{transfer.transferor}@{domain}>"
+        out = None if transfer.recalling else transfer.out
+        body, content_type = out.body(transfer.offer) if out is not None else (transfer.offer, "application/sdp")
+        identity = out.from_ if out is not None else f"<sip:{shown}@{domain}>"
 
         def invite(binding: Binding, address: LocalAddress) -> Request:
-            return new_invite(
+            made = new_invite(
                 target=parse_uri(binding.contact),
-                to=f"<sip:{number}@{domain}>",
-                from_=f"<sip:{shown}@{domain}>",
+                to=out.to if out is not None else f"<sip:{number}@{domain}>",
+                from_=identity,
                 address=address,
-                body=transfer.offer,
+                body=body,
                 contact_user=shown,
                 extra=[
-                    ("P-Asserted-Identity", f"<sip:{shown}@{domain}>"),
+                    ("P-Asserted-Identity", identity),
                     ("Referred-By", referred_by),
+                    *(out.headers if out is not None else ()),
                 ],
             )
+            if body and content_type != "application/sdp":
+                made.headers.set("Content-Type", content_type)
+            return made
 
+        services = out.services if out is not None else self.services
         forks = Forks(
-            self.services,
+            services,
             on_provisional=lambda fork, response: self._ringing(transfer),
             on_answer=lambda fork, response: self._answer(transfer, response),
             contact_user=shown,
             timers=NamedTimers(self.services.clock),
+            on_challenge=out.on_challenge if out is not None else None,
         )
         transfer.forks = forks
         forks.ring(bindings, invite, timeout).addCallback(
@@ -378,9 +484,15 @@ class Transfers:
 
     def _rung(self, rung: Rung, transfer: _Blind) -> None:
         call = transfer.call
+        out, transfer.out = transfer.out, None
+        answered = rung.outcome is Outcome.ANSWERED and rung.fork is not None
+        if out is not None and (not answered or transfer.over):
+            out.release()  # the trunk's attempt is over
         if transfer.over:
             return
         if rung.outcome is Outcome.ANSWERED and rung.fork is not None:
+            if out is not None:
+                self._trunk_seats[call.call_id] = out.release
             self._release_transferor(transfer)
             self._done(transfer)
             self._take_seat(call, transfer.leg, rung.fork)
@@ -455,6 +567,9 @@ class Transfers:
 
     def _ended(self, event: CallEvent) -> None:
         """A call ended: its key collectors stop; a transfer in progress stops its target ringing."""
+        release = self._trunk_seats.pop(event.call_id, None)
+        if release is not None:
+            release()
         for leg in ("a", "b"):
             collector = self._collectors.pop((event.call_id, leg), None)
             if collector is not None:

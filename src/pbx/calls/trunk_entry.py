@@ -52,6 +52,8 @@ class TrunkEntry:
     :ivar ring: rings a call's callee, the policy taking the outcome.
     :ivar track: lists a call in progress.
     :ivar call_ended: told when a call is over.
+    :ivar announce_refusal: plays a refused call out an announcement before its refusal
+        (call, status, reason, prompt); False when it cannot (:mod:`pbx.calls.early_refusal`).
     """
 
     trunks: Trunks | None
@@ -70,6 +72,7 @@ class TrunkEntry:
     ring: Callable[[Call, list[Binding]], None]
     track: Callable[[Any], None]
     call_ended: Callable[[Any], None]
+    announce_refusal: Callable[[Call, int, str, str], bool]
     log = Logger()
 
     async def from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
@@ -143,6 +146,7 @@ class TrunkEntry:
             self.trunks, self.services, self.relay.open_session,
             lambda session: CallMedia(session, self.media_address, available=codecs),
             self.local_address, self.events, self.track, self.call_ended, self.config.calls.ring_timeout,
+            announce_refusal=self.announce_refusal,
         )
         refreshes = caller_refreshes(transaction.request)
         await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)

@@ -62,12 +62,14 @@ class OutboundChange:
         ``multipart/mixed`` body (e.g. a PIDF-LO with its ``Content-ID``,
         RFC 6442).
     :ivar refuse: a SIP status to refuse the call with (0: go on), and its reason.
+    :ivar announcement: the prompt the refused caller hears first, as early media ("" for none).
     """
 
     headers: tuple[tuple[str, str], ...] = ()
     parts: tuple[Part, ...] = ()
     refuse: int = 0
     reason: str = ""
+    announcement: str = ""
 
 
 @frozen

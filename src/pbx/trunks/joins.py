@@ -55,7 +55,8 @@ def ask_guard(guard: Guard) -> Outbound:
         decision = guard.check(context.caller, context.sent, dialled=context.dialled, call_id=context.call_id)
         if decision.allowed:
             return None
-        return OutboundChange(refuse=decision.status or 403, reason=decision.reason)
+        return OutboundChange(refuse=decision.status or 403, reason=decision.reason,
+                              announcement=decision.announcement)
 
     return check
 

@@ -65,6 +65,8 @@ class TrunkDialler:
     ring_timeout: float
     #: An emergency call: a trunk's ``max_calls`` does not hold it back (Kari's Law).
     emergency: bool = False
+    #: Plays a refused call its announcement as early media, then refuses it (False: not possible).
+    announce_refusal: Callable[[TrunkCall, int, str, str], bool] | None = None
     log = Logger()
 
     async def call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
@@ -105,7 +107,9 @@ class TrunkDialler:
             if call.state not in ("routing", "ringing"):
                 return  # the caller cancelled meanwhile
             if change.refuse:
-                call.fail(change.refuse, change.reason or None)
+                if not (change.announcement and self.announce_refusal is not None
+                        and self.announce_refusal(call, change.refuse, change.reason, change.announcement)):
+                    call.fail(change.refuse, change.reason or None)
                 return
             trunk.take()
             ringing = call.ring_trunk(attempt, change, self.ring_timeout)

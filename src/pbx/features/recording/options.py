@@ -40,6 +40,8 @@ class RecordingOptions:
     """Where the files go; a relative path is under the PBX's ``state_dir``."""
     toggle: str = "*1"
     """The keys (RFC 4733 events) either party presses to start or stop recording; "" for none."""
+    announce: bool = False
+    """Whether both parties hear "this call is recorded" when a recording starts."""
 
     def records_always(self, caller: str, callee: str) -> bool:
         """Whether policy records a call between ``caller`` and ``callee``."""
@@ -87,11 +89,6 @@ def parse_recording_options(raw: Mapping[str, Any]) -> RecordingOptions:
     announce = raw.get("announce", False)
     if not isinstance(announce, bool):
         raise ConfigError("announce", "must be true or false")
-    if announce:
-        # The relay cannot yet send audio into a relayed call's legs.
-        raise ConfigError(
-            "announce", "announcing a recording is not available yet; set false"
-        )
     directory = raw.get("dir", "recordings")
     if not isinstance(directory, str) or not directory.strip():
         raise ConfigError("dir", "must be a directory path")
@@ -100,4 +97,4 @@ def parse_recording_options(raw: Mapping[str, Any]) -> RecordingOptions:
         toggle = str(toggle)
     if not isinstance(toggle, str) or (toggle and not _TOGGLE.fullmatch(toggle)):
         raise ConfigError("toggle", 'must be 1-4 keys of 0-9, * and #, or "" for none')
-    return RecordingOptions(frozenset(numbers), format_, float(days), directory, toggle)
+    return RecordingOptions(frozenset(numbers), format_, float(days), directory, toggle, announce)

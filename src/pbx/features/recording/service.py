@@ -261,6 +261,12 @@ class RecordingService(Service):
             )
         )
         self._stored[recording_id] = stored
+        if self.options.announce:
+            # Both parties hear "this call is recorded" (pbx.calls.announce).
+            announced = Deferred.fromCoroutine(_announce(tap))
+            announced.addErrback(
+                lambda f: self.log.failure("announcing recording {id} failed", f, id=recording_id)
+            )
         return meta
 
     def _note_pauses(self, watch: CallWatch) -> None:
@@ -346,6 +352,11 @@ def _note_pauses(recorder: CallRecorder, meta: dict[str, Any]) -> None:
         [(first or 0) / 50, None if after is None else after / 50]
         for first, after in recorder.paused_spans
     ]
+
+
+async def _announce(tap: Any) -> None:
+    """Play the recording announcement into the tapped call."""
+    await tap.announce()
 
 
 async def _nothing() -> None:

@@ -109,7 +109,7 @@ class PluginTests(SynchronousTestCase):
             "always item": ({"always": ["1001", "x"]}, "features.recording.always[1]"),
             "format": ({"format": "surround"}, "features.recording.format"),
             "retention": ({"retention_days": -1}, "features.recording.retention_days"),
-            "announce": ({"announce": True}, "features.recording.announce"),
+            "announce": ({"announce": "loud"}, "features.recording.announce"),
             "toggle": ({"toggle": "*a"}, "features.recording.toggle"),
             "unknown": ({"colour": 1}, "features.recording.colour"),
         }
@@ -159,6 +159,18 @@ class ServiceTestCase(SynchronousTestCase):
     def items(self) -> list[dict[str, Any]]:
         """Every recording's metadata in the store."""
         return [d for _, _, d in self.successResultOf(self.pbx.store.list_items(KIND))]
+
+
+class AnnounceTests(ServiceTestCase):
+    """``announce: true``: both parties hear the recording prompt when a recording starts."""
+
+    options = {"always": ["1001"], "announce": True}
+
+    def test_recording_announced(self) -> None:
+        """The always-on recording of 1001's call plays general/call-recorded into the call once."""
+        tap = self.answer()
+        self.assertEqual(tap.announced, ["general/call-recorded"])
+        self.end()
 
 
 class PolicyTests(ServiceTestCase):
