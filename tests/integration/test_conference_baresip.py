@@ -46,9 +46,8 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.apps import locate, prompt
-from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press, recorded_seconds
 from support.calls import (
-    FRAME,
     RATE,
     call_config,
     free_udp_block,
@@ -65,6 +64,7 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.keying import keying_by_piece, tone_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -87,63 +87,6 @@ TALK, MUTED_TALK = 4.0, 4.0
 #: Margin (s) around each change (the last join tone, the mute key's way through pbx).
 SETTLE = 0.6
 RELAY_PORTS = 40
-#: Frames of each piece of a stretch correlated on its own (0.5 s).
-PIECE = 25
-
-
-def recorded_seconds(phone: Phone) -> float:
-    """How much audio the phone's call recording holds so far (0 before the call starts)."""
-    paths = list(phone.recordings.glob("dump-*-dec.wav"))
-    if not paths:
-        return 0.0
-    # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
-    return max(0, paths[0].stat().st_size - 44) / 2 / RATE
-
-
-def tone_envelope(audio: np.ndarray, frequency: float) -> np.ndarray:
-    """The amplitude of ``frequency`` in each 20 ms frame of ``audio``."""
-    frames = audio[: len(audio) // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
-    t = np.arange(FRAME) / RATE
-    c = frames @ np.cos(2 * np.pi * frequency * t)
-    s = frames @ np.sin(2 * np.pi * frequency * t)
-    return np.sqrt(c * c + s * s) * 2 / FRAME
-
-
-def keying_correlation(envelope: np.ndarray, pattern: list[bool], start: int,
-                       lags: range = range(-750, 751)) -> tuple[float, int]:
-    """
-    The best correlation of a stretch of a recording's envelope (from frame
-    ``start``) with the keying pattern sent, over ``lags`` (in frames; by
-    default up to 15 s either way: the talker's call began before or after
-    the listener's).
-
-    :returns: (Pearson's r, lag in frames).
-    """
-    sent = np.asarray(pattern, dtype=np.float64)
-    best = (-1.0, 0)
-    for lag in lags:
-        first = start + lag
-        if first < 0 or first + len(envelope) > len(sent):
-            continue
-        window = sent[first : first + len(envelope)]
-        if window.std() == 0 or envelope.std() == 0:
-            continue
-        best = max(best, (float(np.corrcoef(envelope, window)[0, 1]), lag))
-    return best
-
-
-def keying_by_piece(envelope: np.ndarray, pattern: list[bool], start: int) -> list[tuple[float, int]]:
-    """
-    :func:`keying_correlation` of each half second of the stretch, near the
-    stretch's best lag: a jitter buffer that slips a frame mid-stretch (an
-    adaptive one does, on a busy machine) costs one piece, not the whole
-    stretch.
-    """
-    _, lag = keying_correlation(envelope, pattern, start)
-    return [
-        keying_correlation(envelope[i : i + PIECE], pattern, start + i, range(lag - 10, lag + 11))
-        for i in range(0, len(envelope) - PIECE + 1, PIECE)
-    ]
 
 
 class BaresipConferenceTests(SynchronousTestCase):

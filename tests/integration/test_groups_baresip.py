@@ -34,7 +34,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press, recorded_seconds
 from support.calls import (
     RATE,
     best_alignment,
@@ -373,13 +373,6 @@ class GroupTests(SynchronousTestCase):
         )
 
 
-def recorded_seconds(phone: Phone) -> float:
-    """How much audio the phone's call recording holds so far (0 before its call starts)."""
-    paths = list(phone.recordings.glob("dump-*-dec.wav"))
-    if not paths:
-        return 0.0
-    # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
-    return max(0, paths[0].stat().st_size - 44) / 2 / RATE
 
 
 def tone_problems(

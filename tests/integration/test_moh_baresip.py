@@ -42,7 +42,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.media.music import default_music_dir, load_music_class
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, recorded_seconds
 from support.calls import (
     FRAME,
     RATE,
@@ -73,12 +73,6 @@ STRETCH, SETTLE = 3.0, 0.8
 PIECE = 25
 
 
-def recorded_seconds(phone: Phone) -> float:
-    """How much audio the phone's call recording holds so far."""
-    paths = list(phone.recordings.glob("dump-*-dec.wav"))
-    if not paths:
-        return 0.0
-    return max(0, paths[0].stat().st_size - 44) / 2 / RATE
 
 
 def recording(phone: Phone) -> np.ndarray:

@@ -38,7 +38,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press, recorded_seconds
 from support.calls import call_config, free_udp_block, keyed_tone, write_pcm_wav
 from support.daemon import (
     API,
@@ -71,12 +71,6 @@ SETTLE = 1.0
 RELAY_PORTS = 40
 
 
-def recorded_seconds(phone: Phone) -> float:
-    """How much audio the phone's call recording holds so far (0 before the call starts)."""
-    paths = list(phone.recordings.glob("dump-*-dec.wav"))
-    if not paths:
-        return 0.0
-    return max(0, paths[0].stat().st_size - 44) / 2 / 8000
 
 
 class BaresipSupervisionTests(SynchronousTestCase):

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.calls import read_pcm_wav
+from support.calls import RATE, read_pcm_wav
 from support.daemon import free_port, free_port_pair, wait_until
 
 MODULES = Path("/usr/lib/baresip/modules")
@@ -280,3 +280,12 @@ def press(phone: Phone, key: str, n: int) -> None:
     )
     if not answer.get("ok"):
         raise AssertionError(f"baresip refused sndcode {key}: {answer}")
+
+
+def recorded_seconds(phone: Phone) -> float:
+    """How much audio the phone's call recording holds so far (0 before its call starts)."""
+    paths = list(phone.recordings.glob("dump-*-dec.wav"))
+    if not paths:
+        return 0.0
+    # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
+    return max(0, paths[0].stat().st_size - 44) / 2 / RATE
