@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from attrs import field, fields, frozen
+from attrs import evolve, field, fields, frozen
 
 from pbx.errors import ConfigError
 from pbx.security.networks import parse_networks
@@ -63,6 +63,8 @@ class TLSConfig:
     key: str = ""
     verify_clients: bool = False
     ca: str = ""
+    #: FIPS mode (``security.fips``, not a key of this section): approved suites only.
+    approved_only: bool = False
 
 
 @frozen
@@ -100,6 +102,12 @@ class SecurityConfig:
     ban_max_time: int = 86400
     #: The security log's file (failed logins and bans, for fail2ban); empty: none.
     log: str = ""
+    #: Approved algorithms only, in crypto libraries in FIPS mode (:mod:`pbx.security.fips`).
+    fips: bool = False
+    #: Fewest characters in an API administrator's new password.
+    password_min_length: int = 12
+    #: Days an administrator's password may be used before it must be changed (0: no limit).
+    password_max_age_days: int = 0
 
 
 @frozen
@@ -755,7 +763,7 @@ def _security(raw: Any, base: Path) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    numbers = keys - {"allow", "rate_limits", "log"}
+    numbers = keys - {"allow", "rate_limits", "log", "fips", "password_min_length", "password_max_age_days"}
     values: dict[str, Any] = {
         k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in numbers
     }
@@ -778,6 +786,13 @@ def _security(raw: Any, base: Path) -> SecurityConfig:
     log = _path(base, _str(s.get("log"), "security.log"))
     if log and Path(log).is_dir():
         raise ConfigError("security.log", f"{log!r} is a directory, not a file")
+    values["fips"] = _bool(s.get("fips"), "security.fips", False)
+    values["password_min_length"] = _int(
+        s.get("password_min_length"), "security.password_min_length", d.password_min_length, 8, 128
+    )
+    values["password_max_age_days"] = _int(
+        s.get("password_max_age_days"), "security.password_max_age_days", 0, 0, 3650
+    )
     security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()), log=log)
     if security.lockout_address_failures < security.lockout_failures:
         raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
@@ -907,12 +922,22 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     check_trunk_routes(dialplan, trunks)
     groups = _groups(top.get("groups"), dialplan)
     stir_shaken, stir_credentials = _stir_shaken(top.get("stir_shaken"), base)
+    sip, security = _sip(top.get("sip"), base), _security(top.get("security"), base)
+    if security.fips:
+        sip, trunks = _approved_only(sip, trunks, given=top.get("sip") or {})
+    api = _api(top.get("api"))
+    for i, admin in enumerate(api.admins):
+        problem = admin.password and password_problem(
+            admin.password, username=admin.username, min_length=security.password_min_length
+        )
+        if problem:
+            raise ConfigError(f"api.admins[{i}].password", f"too weak: {problem}")
     return Config(
         path=path,
-        sip=_sip(top.get("sip"), base),
+        sip=sip,
         rtp=_rtp(top.get("rtp")),
-        api=_api(top.get("api")),
-        security=_security(top.get("security"), base),
+        api=api,
+        security=security,
         database=database,
         state_dir=state_dir,
         extensions=_extensions(top.get("extensions")),
@@ -934,6 +959,17 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         stir_shaken=stir_shaken,
         stir_credentials=stir_credentials,
     )
+
+
+def _approved_only(sip: SIPConfig, trunks: Any, given: Any) -> tuple[SIPConfig, Any]:
+    """FIPS mode: digest authentication with SHA-256 only, for phones and towards carriers."""
+    from pbx.security.fips import APPROVED_DIGESTS
+
+    if "digest_algorithms" in given and set(sip.digest_algorithms) - set(APPROVED_DIGESTS):
+        raise ConfigError("sip.digest_algorithms", "MD5 is not an approved algorithm (security.fips is true)")
+    carriers = tuple(evolve(t, approved_only=True) for t in trunks.trunks)
+    tls = evolve(sip.tls, approved_only=True)
+    return evolve(sip, digest_algorithms=APPROVED_DIGESTS, tls=tls), evolve(trunks, trunks=carriers, approved_only=True)
 
 
 def _stir_shaken(raw: Any, base: Path) -> tuple[Any, Any]:

@@ -60,6 +60,14 @@ _SCHEMAS: dict[str, Any] = {
             "listeners": {"type": "array", "items": {"type": "string"}},
             "features": {"type": "array", "items": {"type": "string"}},
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "fips": {
+                "type": "object",
+                "description": "security.fips, and whether each crypto library is in FIPS mode",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "cryptography": {"type": "object"}, "hashlib": {"type": "object"},
+                },
+            },
         },
     },
     "Extension": {
@@ -156,6 +164,19 @@ _PATHS: dict[str, Any] = {
         requestBody={"required": True, "content": {"application/json": {"schema": _ref("Login")}}},
     )},
     "/api/v1/auth/logout": {"post": _op("End this token's session", {"200": {"description": "Logged out"}})},
+    "/api/v1/auth/password": {"post": _op(
+        "An administrator changes its own password (also with an expired one); its other sessions end", {
+            "200": {"description": "Changed: a new token"},
+            "403": _json(_ref("Error"), "Wrong current password"),
+            "409": _json(_ref("Error"), "Set in the config file"),
+            "422": _json(_ref("Error"), "New password refused by the policy"),
+            "429": _json(_ref("Error"), "Locked out"),
+        },
+        requestBody={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["password", "new_password"],
+            "properties": {"password": {"type": "string"}, "new_password": {"type": "string"}},
+        }}}},
+    )},
     "/api/v1/openapi.json": {"get": _op(
         "This document", {"200": {"description": "OpenAPI document"}}, auth=False)},
     "/api/v1/docs": {"get": _op(

@@ -24,6 +24,7 @@ from pbx.calls.dialplan import (
 )
 from pbx.errors import ConfigError
 from pbx.security.networks import Network, contains, parse_networks
+from pbx.sip.auth import SUPPORTED_ALGORITHMS
 from pbx.sip.uri import URI, parse_uri
 from pbx.trunks.numbers import E164, normalise
 
@@ -129,6 +130,13 @@ class TrunkConfig:
     setup_timeout: int = 8
     country_code: str = "1"
     from_domain: str = ""
+    #: FIPS mode (``security.fips``): SHA-256 digests and approved TLS suites only.
+    approved_only: bool = False
+
+    @property
+    def digest_algorithms(self) -> tuple[str, ...]:
+        """The digest algorithms pbx answers the carrier's challenges with."""
+        return ("SHA-256",) if self.approved_only else SUPPORTED_ALGORITHMS
 
     @property
     def host(self) -> str:
@@ -209,6 +217,8 @@ class TrunksConfig:
 
     trunks: tuple[TrunkConfig, ...] = ()
     rates: RateTable = RateTable()
+    #: FIPS mode: every trunk, those added later too, keeps to approved algorithms.
+    approved_only: bool = False
 
     def get(self, name: str) -> TrunkConfig | None:
         """The trunk called ``name``."""
