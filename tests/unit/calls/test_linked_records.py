@@ -35,17 +35,11 @@ from support.phones import (
     hold_sdp,
 )
 
-#: 1003's SDP: PCMA, the codec the call uses.
+#: 1003's SDP: PCMA, the codec the call uses, at 192.0.2.13:6000.
 THIRD_SDP = (
-    b"v=0\r\n"
-    b"o=carol 300 1 IN IP4 192.0.2.13\r\n"
-    b"s=-\r\n"
-    b"c=IN IP4 192.0.2.13\r\n"
-    b"t=0 0\r\n"
-    b"m=audio 6000 RTP/AVP 8 101\r\n"
-    b"a=rtpmap:8 PCMA/8000\r\n"
-    b"a=rtpmap:101 telephone-event/8000\r\n"
-    b"a=sendrecv\r\n"
+    CALLEE_SDP.replace(b"bob 200", b"carol 300")
+    .replace(b"192.0.2.12", b"192.0.2.13")
+    .replace(b"m=audio 5000", b"m=audio 6000")
 )
 
 
@@ -87,6 +81,12 @@ class LinkedTestCase(CallTestCase):
         self.third.expect("ACK")
         return forked, self.third.answer_leg(forked)
 
+    def caller_hangs_up(self, leg: Leg) -> None:
+        """1001 hangs up its call with 1003; 1003 answers the BYE."""
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.third.respond(self.third.expect_one("BYE"), 200)
+
     def stored(self) -> list[CallRecord]:
         """Every record stored so far."""
         return list(self.store.calls)
@@ -109,9 +109,7 @@ class TransferRecordsTests(LinkedTestCase):
         invite, leg, callee_leg = self.establish()
         forked, third_leg = self.blind(self.callee, callee_leg, 10)
         self.advance(20)
-        self.caller.in_dialog(leg, "BYE")
-        self.caller.expect(200)
-        self.third.respond(self.third.expect_one("BYE"), 200)
+        self.caller_hangs_up(leg)
         t = self.t
         records = self.stored()
         self.assertEqual({r.linked_id for r in records}, {leg.call_id})
@@ -207,17 +205,13 @@ class JournalAfterTransferTests(LinkedTestCase):
             [("a", "1003", "INTERRUPTED", t, leg.call_id),
              ("b", "1003", "INTERRUPTED", t + 12, leg.call_id)],
         )
-        self.caller.in_dialog(leg, "BYE")
-        self.caller.expect(200)
-        self.third.respond(self.third.expect_one("BYE"), 200)
+        self.caller_hangs_up(leg)
 
     def test_ended_call_stores_departed_once(self) -> None:
         """A departed party's record, stored at the transfer, is not stored again when the call ends."""
         invite, leg, callee_leg = self.establish()
         self.blind(self.callee, callee_leg, 1)
-        self.caller.in_dialog(leg, "BYE")
-        self.caller.expect(200)
-        self.third.respond(self.third.expect_one("BYE"), 200)
+        self.caller_hangs_up(leg)
         causes = sorted(r.hangup_cause for r in self.stored())
         self.assertEqual(causes, ["BYE", "BYE", "transferred to 1003"])
         self.assertEqual(self.store.live_calls, {})
@@ -299,6 +293,4 @@ class HoldLeavesWithItsPartyTests(LinkedTestCase):
         self.caller.expect("ACK")
         self.third.expect(200)
         self.third.ack_reinvite(third_leg)
-        self.caller.in_dialog(leg, "BYE")
-        self.caller.expect(200)
-        self.third.respond(self.third.expect_one("BYE"), 200)
+        self.caller_hangs_up(leg)
