@@ -515,7 +515,8 @@ class PBXApi:
         """Call detail records, newest first, paged and filtered; CSV with ``format=csv``."""
         self._authenticate(request)
         args = {k.decode("latin-1"): v[-1].decode("utf-8", "replace") for k, v in (request.args or {}).items()}
-        unknown = sorted(set(args) - {"offset", "limit", "caller", "callee", "since", "until", "format"})
+        unknown = sorted(set(args) - {"offset", "limit", "caller", "callee", "since", "until", "linked_id",
+                                      "format"})
         if unknown:
             raise APIError(400, f"unknown query parameter: {unknown[0]}")
         offset = _int_arg(args, "offset", 0, 0, 10**9)
@@ -527,7 +528,7 @@ class PBXApi:
             raise APIError(400, "format must be json or csv")
         total, records = await self.pbx.store.list_call_records(
             offset=offset, limit=limit, caller=args.get("caller"), callee=args.get("callee"),
-            since=since, until=until,
+            since=since, until=until, linked_id=args.get("linked_id"),
         )
         rows = []
         for r in records:
@@ -539,7 +540,7 @@ class PBXApi:
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
                        "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
-                       "application", "trunk", "dialled", "sent", "cost", "verstat"]
+                       "application", "trunk", "dialled", "sent", "cost", "verstat", "linked_id"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

@@ -137,6 +137,12 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "a call from a trunk: what STIR/SHAKEN verification said of the caller's "
                 "number; empty when pbx does not verify",
             },
+            "linked_id": {
+                "type": "string",
+                "description": "shared by every record of one conversation: the call_id of the call it "
+                "began as; transfers, park and pickup keep it, an attended transfer gives both calls "
+                "the older one's",
+            },
         },
     },
 }
@@ -230,6 +236,7 @@ _PATHS: dict[str, Any] = {
                 ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                 ("caller", {"type": "string"}), ("callee", {"type": "string"}),
                 ("since", {"type": "number"}), ("until", {"type": "number"}),
+                ("linked_id", {"type": "string"}),
                 ("format", {"enum": ["json", "csv"]}),
             ]
         ],

@@ -89,6 +89,7 @@ from pbx.calls.seats import (
     departing_record,
     first_format,
     party_number,
+    records_detail,
     resume_held,
     seat_dialog,
 )
@@ -590,4 +591,5 @@ class Transfers:
             how=kind,
             call_id=call.call_id,
             **detail,
+            **records_detail(call),
         )
