@@ -271,7 +271,7 @@ class Consult:
         now = self.services.clock.seconds()
         self.call.vacate(leg, departing_record(self.call, leg, why, now))
 
-    def _join(self) -> None:
+    def _join(self, *_: object) -> None:
         """Re-INVITE the target onto the empty seat's relay port, with the staying party's SDP."""
         assert self.target is not None and self.target.dialog is not None
         call, stay = self.call, OTHER[self.left]
