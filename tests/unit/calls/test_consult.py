@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pbx.calls.call import Call
 from pbx.calls.endpoint_media import MediaServices
 from pbx.calls.events import CallEvent
 from pbx.media import g711
@@ -24,11 +23,11 @@ from support.phones import REALM, CallTestCase, Leg, Phone, audio
 
 TARGET_SDP = (
     b"v=0\r\n"
-    b"o=carol 300 1 IN IP4 192.0.2.13\r\n"
+    b"o=target 42 1 IN IP4 192.0.2.13\r\n"
     b"s=-\r\n"
     b"c=IN IP4 192.0.2.13\r\n"
     b"t=0 0\r\n"
-    b"m=audio 6000 RTP/AVP 0 101\r\n"
+    b"m=audio 6010 RTP/AVP 0 101\r\n"
     b"a=rtpmap:0 PCMU/8000\r\n"
     b"a=rtpmap:101 telephone-event/8000\r\n"
     b"a=sendrecv\r\n"
@@ -45,13 +44,12 @@ class ConsultTestCase(CallTestCase):
                                               load=lambda path: None)  # type: ignore[arg-type,return-value]
         self.target = self.phone("1003", "192.0.2.13")
         self.transfers: list[CallEvent] = []
-        self.controller.events.subscribe(self.transfers.append, kinds=("transferred",))
+        self.controller.events.subscribe(self.transfers.append, ("transferred",))
 
-    def call(self) -> Call:
-        """The one call in progress."""
+    def parties(self) -> tuple[str, str]:
+        """Who is in the one call in progress: (caller's seat, callee's seat)."""
         [call] = self.controller.calls.values()
-        assert isinstance(call, Call)
-        return call
+        return call.caller, call.callee
 
     def press(self, phone: Phone, leg: Leg, keys: str, other: Phone) -> None:
         """``phone`` keys ``keys``, one INFO each (relayed to ``other``, which answers 200)."""
@@ -97,8 +95,8 @@ class AttendedTests(ConsultTestCase):
     def test_consult_then_transfer(self) -> None:
         """1002 keys *21003#, talks to 1003 and hangs up: 1003 is re-INVITEd onto 1002's relay port and talks to 1001."""
         invite, leg, callee_leg = self.establish()
-        call = self.call()
-        session = call.media.session
+        [call] = self.controller.calls.values()
+        session = self.session()
         self.press(self.callee, callee_leg, "*21003#", self.caller)
         forked = self.target.expect_one("INVITE")
         self.assertEqual(str(forked.from_.uri), f"sip:1002@{REALM}")
@@ -116,10 +114,10 @@ class AttendedTests(ConsultTestCase):
         self.assertEqual(audio(reinvite.body)[1], session.local_port("b"))
         self.target.respond(reinvite, 200, body=TARGET_SDP.replace(b" 1 IN", b" 2 IN"))
         self.target.expect("ACK")
-        self.assertIs(self.call(), call)
-        self.assertEqual((call.caller, call.callee), ("1001", "1003"))
+        self.assertEqual(list(self.controller.calls.values()), [call])
+        self.assertEqual(self.parties(), ("1001", "1003"))
         self.assertEqual(self.fed(session), (False, False))
-        self.assertEqual(session.leg("b").rtp.remote, ("192.0.2.13", 6000))
+        self.assertEqual(session.leg("b").rtp.remote, ("192.0.2.13", 6010))
         [event] = self.transfers
         self.assertEqual((event.detail["how"], event.detail["transferor"], event.detail["target"]),
                          ("attended", "1002", "1003"))
@@ -132,20 +130,20 @@ class AttendedTests(ConsultTestCase):
     def test_cancel_code_returns(self) -> None:
         """While consulting, 1002 keys *: 1003 gets BYE and 1001 and 1002 talk again through the plain relay."""
         leg, callee_leg, forked, target_leg = self.consulted()
-        session = self.call().media.session
+        session = self.session()
         self.press(self.callee, callee_leg, "*", self.caller)
         bye = self.target.expect_one("BYE")
         self.assertEqual(bye.call_id, target_leg.call_id)
         self.target.respond(bye, 200)
         self.assertEqual(self.fed(session), (False, False))
-        self.assertEqual((self.call().caller, self.call().callee), ("1001", "1002"))
+        self.assertEqual(self.parties(), ("1001", "1002"))
         self.assertEqual(self.transfers, [])
         self.hang_up(leg)
 
     def test_target_hangs_up(self) -> None:
         """1003 hanging up while consulted puts 1002 back with 1001."""
         leg, callee_leg, forked, target_leg = self.consulted()
-        session = self.call().media.session
+        session = self.session()
         self.bye(self.target, target_leg)
         self.assertEqual(self.fed(session), (False, False))
         self.quiet(self.caller, self.callee)
@@ -154,7 +152,7 @@ class AttendedTests(ConsultTestCase):
     def test_busy_target(self) -> None:
         """A busy target: 1002 hears a busy tone for a few seconds, then is back with 1001; the code still works later."""
         invite, leg, callee_leg = self.establish()
-        session = self.call().media.session
+        session = self.session()
         self.press(self.callee, callee_leg, "*21003#", self.caller)
         forked = self.target.expect_one("INVITE")
         self.target.respond(forked, 486)
@@ -179,7 +177,7 @@ class AttendedTests(ConsultTestCase):
         self.press(self.callee, callee_leg, "*29999#", self.caller)
         self.advance(4.0)
         self.quiet(self.target, self.caller, self.callee)
-        self.assertEqual(self.fed(self.call().media.session), (False, False))
+        self.assertEqual(self.fed(self.session()), (False, False))
         self.hang_up(leg)
 
     def test_transferor_leaves_while_target_rings(self) -> None:
@@ -189,12 +187,12 @@ class AttendedTests(ConsultTestCase):
         forked = self.target.expect_one("INVITE")
         self.target.respond(forked, 180)
         self.bye(self.callee, callee_leg)
-        self.assertEqual(self.call().state, "confirmed")
+        self.assertEqual([c.state for c in self.controller.calls.values()], ["confirmed"])
         self.target.respond(forked, 200, body=TARGET_SDP)
         ack, reinvite = self.target.expect("ACK", "INVITE")
         self.target.respond(reinvite, 200, body=TARGET_SDP.replace(b" 1 IN", b" 2 IN"))
         self.target.expect("ACK")
-        self.assertEqual(self.call().callee, "1003")
+        self.assertEqual(self.parties()[1], "1003")
         self.bye(self.caller, leg)
         self.target.respond(self.target.expect_one("BYE"), 200)
 
@@ -207,7 +205,7 @@ class AttendedTests(ConsultTestCase):
         reinvite = self.target.expect_one("INVITE")
         self.target.respond(reinvite, 200, body=TARGET_SDP.replace(b" 1 IN", b" 2 IN"))
         self.target.expect("ACK")
-        self.assertEqual((self.call().caller, self.call().callee), ("1003", "1002"))
+        self.assertEqual(self.parties(), ("1003", "1002"))
         self.callee.in_dialog(callee_leg, "BYE")
         self.callee.expect(200)
         self.target.respond(self.target.expect_one("BYE"), 200)
@@ -219,8 +217,7 @@ class ThreeWayTests(ConsultTestCase):
     def test_three_hear_each_other(self) -> None:
         """1001's voice reaches 1002 and 1003, 1003's reaches 1001 and 1002, each from the port it talks to."""
         invite, leg, callee_leg = self.establish()
-        call = self.call()
-        session = call.media.session
+        session = self.session()
         self.press(self.caller, leg, "*31003#", self.callee)
         forked = self.target.expect_one("INVITE")
         self.target.respond(forked, 200, body=TARGET_SDP)
@@ -252,9 +249,8 @@ class ThreeWayTests(ConsultTestCase):
         reinvite = self.target.expect_one("INVITE")
         self.target.respond(reinvite, 200, body=TARGET_SDP.replace(b" 1 IN", b" 2 IN"))
         self.target.expect("ACK")
-        call = self.call()
-        self.assertEqual((call.caller, call.callee), ("1001", "1003"))
-        self.assertEqual(self.fed(call.media.session), (False, False))
+        self.assertEqual(self.parties(), ("1001", "1003"))
+        self.assertEqual(self.fed(self.session()), (False, False))
         [event] = self.transfers
         self.assertEqual(event.detail["how"], "three-way")
         self.bye(self.caller, leg)
