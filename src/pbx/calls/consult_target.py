@@ -29,14 +29,7 @@ from attrs import define, field, frozen
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pbx.calls.dialplan import (
-    Action,
-    HangUp,
-    ToApplication,
-    ToExtension,
-    ToGroup,
-    ToTrunks,
-)
+from pbx.calls import dialplan as plan
 from pbx.calls.forks import Fork, Forks, Rung, Verdict
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.routing import Routing
@@ -74,25 +67,25 @@ class TargetFinder:
     :ivar outside_allowed: whether the keying party may reach an outside number.
     """
 
-    dialplan: Callable[[str], Action | None]
+    dialplan: Callable[[str], plan.Action | None]
     routing: Routing
     outside: OutsideRoute | None
 
     async def find(self, number: str, who: str, outside_allowed: bool) -> Target | int:
         """Where ``number``, keyed by extension ``who``, rings; or the status refusing it."""
         action = self.dialplan(number)
-        if isinstance(action, HangUp):
+        if isinstance(action, plan.HangUp):
             return action.status
-        if isinstance(action, ToTrunks):
+        if isinstance(action, plan.ToTrunks):
             if self.outside is None:
                 return 404
             if not outside_allowed:
                 return 403
             out = await self.outside(who, number, action)
             return out[0] if isinstance(out, tuple) else Target(number, [out.binding], out)
-        if isinstance(action, ToApplication | ToGroup):
+        if isinstance(action, plan.ToApplication | plan.ToGroup):
             return 501
-        if isinstance(action, ToExtension):
+        if isinstance(action, plan.ToExtension):
             number = action.number
         number, record, refuse = await self.routing.resolve_target(number, {who})
         if record is None or refuse:
