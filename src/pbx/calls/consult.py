@@ -239,6 +239,9 @@ class Consult:
 
     def _rung(self, rung: Rung) -> None:
         answered = rung.outcome is Outcome.ANSWERED and self.target is not None and self.target.dialog is not None
+        if answered and self.state != "ringing":
+            self._drop_target()  # answered as the consultation ended: hung up at once
+            return
         if answered:
             assert self.target is not None and self.target.dialog is not None
             self.services.dialogs.add(self, self.target.dialog)
