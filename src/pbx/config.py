@@ -217,6 +217,13 @@ class TransferConfig:
     #: Keys that, followed by a number, blind-transfer a call from a phone
     #: without a transfer key (SIP INFO keys only); "" for none.
     blind_code: str = "##"
+    #: Keys that, followed by a number, put the other party on hold and
+    #: call the number to consult it (attended transfer by keys); "" for none.
+    attended_code: str = "*2"
+    #: Keys that, followed by a number, call it and make a three-way call; "" for none.
+    three_way_code: str = "*3"
+    #: While consulting or in a three-way call: the keys that drop the third party; "" for none.
+    cancel_code: str = "*"
     #: Whether a party on an outside line may transfer the call (keys or
     #: REFER) to an outside number; off against toll fraud.
     outside_keyed: bool = False
@@ -712,12 +719,25 @@ def _calls(raw: Any) -> CallsConfig:
 
 
 def _transfer(raw: Any) -> TransferConfig:
-    from pbx.calls.feature_codes import code_problem
+    from pbx.calls.feature_codes import clash, code_problem
 
-    t = _mapping(raw, "transfer", {"recall_after", "blind_code", "outside_keyed"})
+    t = _mapping(raw, "transfer", {"recall_after", "blind_code", "attended_code", "three_way_code", "cancel_code",
+                                   "outside_keyed"})
+    codes = {
+        f"transfer.{name}": _check(code_problem, _str(t.get(name), f"transfer.{name}", default), f"transfer.{name}")
+        for name, default in (("blind_code", "##"), ("attended_code", "*2"), ("three_way_code", "*3"),
+                              ("cancel_code", "*"))
+    }
+    # The cancel code is watched alone (while consulting); the others together.
+    clashing = clash({k: v for k, v in codes.items() if k != "transfer.cancel_code"})
+    if clashing is not None:
+        raise ConfigError(*clashing)
     return TransferConfig(
         recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600),
-        blind_code=_check(code_problem, _str(t.get("blind_code"), "transfer.blind_code", "##"), "transfer.blind_code"),
+        blind_code=codes["transfer.blind_code"],
+        attended_code=codes["transfer.attended_code"],
+        three_way_code=codes["transfer.three_way_code"],
+        cancel_code=codes["transfer.cancel_code"],
         outside_keyed=_bool(t.get("outside_keyed"), "transfer.outside_keyed", False),
     )
 

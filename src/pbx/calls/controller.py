@@ -28,6 +28,7 @@ from pbx.calls.answering import Answering
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
+from pbx.calls.consult import Consults, InCallMedia
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
@@ -146,6 +147,10 @@ class CallController:
                                    outside=self._transfer_out,
                                    outside_keyed=self.config.transfer.outside_keyed,
                                    outside_party=outside_party)
+        media = InCallMedia(lambda: self.media.codecs if self.media else {}, lambda: self.media_clock, lambda: self.music)
+        self.transfers.consults = Consults(self.services, self.routing, self.events, self.relay, self.media_address,
+                                           media, self.config.transfer, self.transfers.dialplan,
+                                           self.config.calls.ring_timeout, self._transfer_out, outside_party)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
