@@ -65,8 +65,8 @@ class ToTrunks:
         extension's or the trunk's.
     :ivar weighted: share calls among equally priced trunks by their weights.
     :ivar emergency: an emergency call (never refused for a full trunk).
-    :ivar name: what policies call the route (``name:``, else its ``match:``
-        pattern): call events carry it as ``route``.
+    :ivar route_name: what policies call the route (``name:``, else its
+        ``match:`` pattern): call events carry it as ``route``.
     :ivar moh: the music-on-hold class the outside party hears when held
         ("": the trunk's, else the holding extension's; :mod:`pbx.trunks.moh`).
     """
@@ -77,7 +77,7 @@ class ToTrunks:
     caller_id: str = ""
     weighted: bool = False
     emergency: bool = False
-    name: str = ""
+    route_name: str = ""
     moh: str = ""
 
 
@@ -187,7 +187,7 @@ def _to_trunks(entry: dict[str, Any], key: str) -> ToTrunks:
         raise ConfigError(f"{key}.name", "must be a name for the route")
     if not isinstance(moh, str):
         raise ConfigError(f"{key}.moh", "must be the name of a class in moh.classes")
-    return ToTrunks(tuple(names), strip, str(prepend), caller_id, share == "weighted", name=name, moh=moh)
+    return ToTrunks(tuple(names), strip, str(prepend), caller_id, share == "weighted", route_name=name, moh=moh)
 
 
 def parse_dialplan(raw: Any) -> Dialplan:

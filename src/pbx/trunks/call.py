@@ -192,7 +192,7 @@ class TrunkCall(Call):
 
     def line(self) -> dict[str, str]:
         """Events name the trunk tried (once one is) and the route (``name:``, else its pattern)."""
-        line = {"route": self.route.name} if self.route is not None and self.route.name else {}
+        line = {"route": self.route.route_name} if self.route is not None and self.route.route_name else {}
         return line | ({"trunk": self.attempt.trunk.name} if self.attempt is not None else {})
 
     def line_class(self) -> str:

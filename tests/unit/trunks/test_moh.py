@@ -86,7 +86,7 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual((carrier.moh, dict(carrier.did_moh)), ("sales", {"+15551230000": "default"}))
         first, second = (route.action for route in loaded.dialplan.routes)
         assert isinstance(first, ToTrunks) and isinstance(second, ToTrunks)
-        self.assertEqual((first.moh, first.name, second.moh, second.name),
+        self.assertEqual((first.moh, first.route_name, second.moh, second.route_name),
                          ("sales", "_9NXXNXXXXXX", "", "international"))
 
     def test_unknown_classes(self) -> None:

@@ -83,7 +83,7 @@ def check_names(trunks: Mapping[str, bool], routes: Mapping[str, bool], config: 
     for name in trunks:
         if name not in known_trunks:
             raise ConfigError(f"features.recording.trunks.{name}", f"no trunk named {name!r} in trunks:")
-    routes_known = {r.action.name for r in (config.dialplan.routes if config.dialplan is not None else ())
+    routes_known = {r.action.route_name for r in (config.dialplan.routes if config.dialplan is not None else ())
                     if isinstance(r.action, ToTrunks)}
     for name in routes:
         if name not in routes_known:
