@@ -932,6 +932,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     from pbx.emergency.options import parse_emergency
     from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions
+    from pbx.trunks.moh import check_classes
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -940,6 +941,9 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     dialplan = parse_dialplan(top.get("dialplan"))
     trunks = parse_trunks(top.get("trunks"), top.get("rates"))
     check_trunk_routes(dialplan, trunks)
+    moh = parse_moh(top.get("moh"), base)
+    if moh.enabled:  # off: holds pass on and no class is played
+        check_classes(moh.classes, dialplan, trunks)
     groups = _groups(top.get("groups"), dialplan)
     stir_shaken, stir_credentials = _stir_shaken(top.get("stir_shaken"), base)
     sip, security = _sip(top.get("sip"), base), _security(top.get("security"), base)
@@ -973,7 +977,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
         permissions=parse_permissions(top.get("permissions")),
-        moh=parse_moh(top.get("moh"), base),
+        moh=moh,
         park=parse_park(top.get("park")),
         pickup_groups=parse_pickup_groups(top.get("pickup_groups")),
         stir_shaken=stir_shaken,

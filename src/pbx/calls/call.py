@@ -123,7 +123,7 @@ class Call:
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
         self._pending_reoffer = False
         self._published_ringing = False
-        self._hold = None if music is None else LocalHold(media, music, self._extension)
+        self._hold = None if music is None else LocalHold(media, music, self._extension, self.line_class)
         #: Who sits where, for the records, and the conversation's linked id.
         self.seating = Seating(self.call_id, self.started)
         self._event("created")
@@ -153,7 +153,15 @@ class Call:
         return "answered" if self.a.state == "closing" else self.a.state
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        self._events.announce(kind, self, self.services.clock.seconds(), leg, **detail)
+        self._events.announce(kind, self, self.services.clock.seconds(), leg, **self.line(), **detail)
+
+    def line(self) -> dict[str, str]:
+        """The outside line the call runs over, as its events name it (``trunk``...): none between phones."""
+        return {}
+
+    def line_class(self) -> str:
+        """The music-on-hold class of the call's outside line (:mod:`pbx.trunks.moh`); "" for none."""
+        return ""
 
     # -- ringing ---------------------------------------------------------------------
 

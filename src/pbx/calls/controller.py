@@ -353,7 +353,7 @@ class CallController:
         return TrunkEntry(self.trunks, self.services, self.relay, self.media, self.media_address, self.local_address,
                           self.events, self.config, self.registrar.contacts, self._session_expires,
                           self._run_application, self._ring_extension, self._open_call, self._ring, self._track,
-                          self.call_ended, self._refuse_with_announcement)
+                          self.call_ended, self._refuse_with_announcement, self.music)
 
     async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
         """An INVITE from a trunk (see :meth:`TrunkEntry.from_trunk`)."""

@@ -85,7 +85,8 @@ def _silence() -> None:
 def feed_music(music: HoldMusic | None, call: Call, leg: str, holder: str) -> StopMusic:
     """
     The party in ``leg``'s seat of ``call`` hears the music-on-hold class
-    of extension ``holder`` (the parker), in the codec it uses, from its
+    of the call's outside line, else of extension ``holder`` (the parker)
+    (:meth:`HoldMusic.class_for <pbx.media.playout.HoldMusic.class_for>`), in the codec it uses, from its
     own relay port (:meth:`RelaySession.feed <pbx.media.relay.RelaySession.feed>`);
     silence without music on hold or a playout in that codec.
 
@@ -96,7 +97,7 @@ def feed_music(music: HoldMusic | None, call: Call, leg: str, holder: str) -> St
     )
     if music is None or codec is None or codec.payload_type is None:
         return _silence
-    playout = music.playout(music.class_for(holder), codec.encoding)
+    playout = music.playout(music.class_for(holder, call.line_class()), codec.encoding)
     if playout is None:
         return _silence
     session = call.media.session
