@@ -74,6 +74,7 @@ from pbx.calls.dialplan import (
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.feature_codes import DigitCollector
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
+from pbx.calls.groups import RingGroup
 from pbx.calls.media import OTHER, MediaError
 from pbx.calls.park import ParkingLot
 from pbx.calls.refer import (
@@ -93,6 +94,8 @@ from pbx.calls.seats import (
     seat_dialog,
 )
 from pbx.calls.signalling import LegServices
+from pbx.calls.transfer_app import ApplicationSeats
+from pbx.calls.transfer_group import TransferGroups
 from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
@@ -149,6 +152,8 @@ class _Blind:
     over: bool = False
     #: The trunk the target rings through (an outside number), until it answers or fails.
     out: OutsideTarget | None = None
+    #: The application a ring group's transfer goes to when nobody in the group answers.
+    final: ToApplication | None = None
 
 
 @define(eq=False)
@@ -184,6 +189,9 @@ class Transfers:
     _trunk_seats: dict[str, Callable[[], None]] = field(factory=dict)
     #: Call park: a transfer to its code parks the call (None: no park).
     parking: ParkingLot | None = None
+    #: Applications and ring groups as targets (:mod:`pbx.calls.transfer_app`, ``transfer_group``).
+    applications: ApplicationSeats | None = None
+    groups: TransferGroups | None = None
     #: Attended transfers (REFER with Replaces).
     attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
@@ -304,11 +312,12 @@ class Transfers:
         if isinstance(action, ToTrunks):
             await self._start_outside(call, leg, progress, number, action, keyed)
             return
-        if isinstance(action, ToApplication | ToGroup):
-            # Not yet: an application needs a channel of pbx's own for the
-            # transferee, a ring group its own ringing policy.
-            self.log.info("transfer to {action} refused", action=action)
-            progress.report(501)
+        if isinstance(action, ToApplication):
+            self._to_application(call, leg, progress, number, action)
+            return
+        group = self.groups.find(number, action) if self.groups is not None else None
+        if group is not None or isinstance(action, ToGroup):
+            self._start_group(call, leg, progress, transferor, group)
             return
         if isinstance(action, ToExtension):
             number = action.number
@@ -320,24 +329,53 @@ class Transfers:
         if not bindings:
             progress.report(480)
             return
+        transfer = self._begin(call, leg, progress, number, transferor)
+        if transfer is not None:
+            self._ring(transfer, number, bindings, self.recall_after)
+
+    def _begin(
+        self, call: Call, leg: str, progress: ReferProgress, number: str, transferor: str
+    ) -> _Blind | None:
+        """A blind transfer to ``number`` whose phones are about to ring; None (and a final NOTIFY) when it cannot be."""
         if call.state != "confirmed" or call.call_id in self._blind:
             progress.report(487)
-            return
+            return None
         other = OTHER[leg]
         try:
             sdp = current_sdp(call.media, other)
             offer = call.media.offer_from(other, sdp.to_bytes())
         except MediaError as e:
-            self.log.info(
-                "call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e
-            )
+            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
             progress.report(488)
+            return None
+        transfer = self._blind[call.call_id] = _Blind(call, leg, number, transferor, progress, offer, first_format(sdp))
+        return transfer
+
+    def _to_application(self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToApplication) -> bool:
+        """The transferee is handed to an application in ``leg``'s seat (:mod:`pbx.calls.transfer_app`)."""
+        seats = self.applications
+        status = seats.take(call, leg, number, action, progress) if seats is not None else 501
+        if status:
+            progress.report(status)
+        return not status
+
+    def _start_group(self, call: Call, leg: str, progress: ReferProgress, transferor: str, group: RingGroup | None) -> None:
+        """Ring a group's members for the transferee (:mod:`pbx.calls.transfer_group`)."""
+        if group is None or self.groups is None:
+            progress.report(404)  # a group: route to a group not configured
             return
-        transfer = _Blind(
-            call, leg, number, transferor, progress, offer, first_format(sdp)
-        )
-        self._blind[call.call_id] = transfer
-        self._ring(transfer, number, bindings, self.recall_after)
+        transfer = self._begin(call, leg, progress, group.number, transferor)
+        if transfer is None:
+            return
+        transfer.final = group.final_application
+        self.log.info("call {call_id}: transfer to group {group}", call_id=call.call_id, group=group.name)
+
+        def ring(bindings: list[Binding], timeout: float) -> Deferred[Rung]:
+            return self._rings(transfer, group.number, bindings, timeout)
+
+        skip = {transferor, party_number(call, OTHER[leg])}
+        ringing = self.groups.ring(group, skip, ring, lambda: not transfer.over)
+        self._follow(transfer, ringing)
 
     async def _start_outside(
         self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToTrunks, keyed: bool
@@ -362,26 +400,25 @@ class Transfers:
                           call_id=call.call_id, number=number, status=status, reason=reason)
             progress.report(status, reason or None)
             return
-        if call.state != "confirmed" or call.call_id in self._blind:
+        transfer = self._begin(call, leg, progress, number, transferor)
+        if transfer is None:
             target.release()
-            progress.report(487)
             return
-        other = OTHER[leg]
-        try:
-            sdp = current_sdp(call.media, other)
-            offer = call.media.offer_from(other, sdp.to_bytes())
-        except MediaError as e:
-            target.release()
-            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
-            progress.report(488)
-            return
-        transfer = _Blind(call, leg, number, transferor, progress, offer, first_format(sdp), out=target)
-        self._blind[call.call_id] = transfer
+        transfer.out = target
         self._ring(transfer, target.binding.aor, [target.binding], self.recall_after)
 
-    def _ring(
+    def _ring(self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float) -> None:
+        """Ring ``number``'s phones (or its trunk); the outcome settles the transfer."""
+        self._follow(transfer, self._rings(transfer, number, bindings, timeout))
+
+    def _follow(self, transfer: _Blind, ringing: Deferred[Rung]) -> None:
+        ringing.addCallback(self._rung, transfer).addErrback(
+            lambda f: self.log.failure("transfer of {call_id}", f, call_id=transfer.call.call_id)
+        )
+
+    def _rings(
         self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float
-    ) -> None:
+    ) -> Deferred[Rung]:
         """Ring ``number``'s phones (or its trunk) with the transfer's offer, from the transferee."""
         call, other = transfer.call, OTHER[transfer.leg]
         shown, domain = party_number(call, other), self.services.domain
@@ -418,11 +455,7 @@ class Transfers:
             on_challenge=out.on_challenge if out is not None else None,
         )
         transfer.forks = forks
-        forks.ring(bindings, invite, timeout).addCallback(
-            self._rung, transfer
-        ).addErrback(
-            lambda f: self.log.failure("transfer of {call_id}", f, call_id=call.call_id)
-        )
+        return forks.ring(bindings, invite, timeout)
 
     def _ringing(self, transfer: _Blind) -> None:
         """The target rings: the transfer is accepted; the transferor leaves."""
@@ -510,6 +543,14 @@ class Transfers:
         if call.state == "ended":
             self._done(transfer)
             return
+        if transfer.final is not None and not transfer.recalling:
+            # Nobody in the group answered: its final application takes the transferee.
+            destination, transfer.final = transfer.final, None
+            if transfer.ringback is not None:
+                transfer.ringback.stop()
+            if self._to_application(call, transfer.leg, transfer.progress, transfer.target, destination):
+                self._done(transfer)
+                return
         if not transfer.released:
             # Nothing rang: the transferor keeps the call and hears why.
             self._done(transfer)
