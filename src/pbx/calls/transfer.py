@@ -46,6 +46,11 @@ not send the call out again by keys (``##``) or a REFER of its own unless
 ``transfer.outside_keyed`` says so: one outside caller must not reach
 another outside number at pbx's cost (toll fraud).
 
+Applications and ring groups.  A target the dialplan gives to an
+application is handed to it in the transferor's seat
+(:mod:`pbx.calls.transfer_app`); a ring group's members ring by its
+strategy, then its final destination (:mod:`pbx.calls.transfer_group`).
+
 Every transfer is published as a ``transferred`` call event naming both
 calls; the transferor's call record stays with the call's (hang-up cause
 ``transferred to <number>``).
@@ -53,10 +58,10 @@ calls; the transferor's call record stays with the call's (hang-up cause
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -96,6 +101,7 @@ from pbx.calls.seats import (
 from pbx.calls.signalling import LegServices
 from pbx.calls.transfer_app import ApplicationSeats
 from pbx.calls.transfer_group import TransferGroups
+from pbx.calls.transfer_outside import OutsideRoute, OutsideTarget
 from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
@@ -103,34 +109,6 @@ from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
-
-
-@frozen
-class OutsideTarget:
-    """
-    Where a blind transfer to an outside number rings: one trunk.
-
-    :ivar services: the trunk's leg services (its next hop).
-    :ivar binding: the INVITE's target (``aor``: the number sent).
-    :ivar to: the To header; :ivar from_: From and P-Asserted-Identity.
-    :ivar headers: what the outbound hooks add.
-    :ivar body: the INVITE's body and Content-Type for an SDP offer.
-    :ivar on_challenge: answers the carrier's 401/407.
-    :ivar release: the trunk has room again (the attempt or the call is over).
-    """
-
-    services: LegServices
-    binding: Binding
-    to: str
-    from_: str
-    headers: tuple[tuple[str, str], ...]
-    body: Callable[[bytes], tuple[bytes, str]]
-    on_challenge: Callable[[Fork, Response], Request | None]
-    release: Callable[[], None]
-
-
-#: The outside target of (transferor, number, route), or the refusal's (status, reason).
-OutsideRoute = Callable[[str, str, ToTrunks], Awaitable["OutsideTarget | tuple[int, str]"]]
 
 
 @define(eq=False)
@@ -316,8 +294,14 @@ class Transfers:
             self._to_application(call, leg, progress, number, action)
             return
         group = self.groups.find(number, action) if self.groups is not None else None
-        if group is not None or isinstance(action, ToGroup):
-            self._start_group(call, leg, progress, transferor, group)
+        if self.groups is not None and group is not None:
+            # A ring group (pbx.calls.transfer_group): its members by its strategy, then its final destination.
+            transfer = self._begin(call, leg, progress, group.number, transferor)
+            if transfer is not None:
+                self._ring_group(transfer, self.groups, group)
+            return
+        if isinstance(action, ToGroup):
+            progress.report(404)  # a route to a group that is not configured
             return
         if isinstance(action, ToExtension):
             number = action.number
@@ -359,23 +343,10 @@ class Transfers:
             progress.report(status)
         return not status
 
-    def _start_group(self, call: Call, leg: str, progress: ReferProgress, transferor: str, group: RingGroup | None) -> None:
-        """Ring a group's members for the transferee (:mod:`pbx.calls.transfer_group`)."""
-        if group is None or self.groups is None:
-            progress.report(404)  # a group: route to a group not configured
-            return
-        transfer = self._begin(call, leg, progress, group.number, transferor)
-        if transfer is None:
-            return
-        transfer.final = group.final_application
-        self.log.info("call {call_id}: transfer to group {group}", call_id=call.call_id, group=group.name)
-
-        def ring(bindings: list[Binding], timeout: float) -> Deferred[Rung]:
-            return self._rings(transfer, group.number, bindings, timeout)
-
-        skip = {transferor, party_number(call, OTHER[leg])}
-        ringing = self.groups.ring(group, skip, ring, lambda: not transfer.over)
-        self._follow(transfer, ringing)
+    def _ring_group(self, transfer: _Blind, groups: TransferGroups, group: RingGroup) -> None:
+        transfer.final, skip = group.final_application, {transfer.transferor, party_number(transfer.call, OTHER[transfer.leg])}
+        ring = groups.ring(group, skip, lambda b, t: self._rings(transfer, group.number, b, t), lambda: not transfer.over)
+        self._follow(transfer, ring)
 
     async def _start_outside(
         self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToTrunks, keyed: bool

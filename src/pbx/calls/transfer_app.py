@@ -183,6 +183,8 @@ class ApplicationSeats:
             call.hang_up("pbx", "transfer to application failed")
             return 0
         call.media.session.unhold(leg)
+        if media.endpoint is not None and media.endpoint.port is not None:
+            call.media.session.pin(leg, media.services.address, media.endpoint.port)
         resume_held(call, other, self.services.sip)
         if leg == "a":
             call.caller = number
