@@ -132,14 +132,6 @@ class ApplicationSeats:
     def __attrs_post_init__(self) -> None:
         self.events.subscribe(self._ended, kinds=("ended",))
 
-    def runs(self, action: ToApplication) -> bool:
-        """Whether ``action``'s application is running (and pbx has media for it)."""
-        return action.name in self.applications and self.endpoint_media("", "", "") is not None
-
-    def holds(self, call: Call) -> bool:
-        """Whether an application has a seat of ``call``."""
-        return call.call_id in self._seated
-
     def take(self, call: Call, leg: str, number: str, action: ToApplication, progress: ReferProgress) -> int:
         """
         Hand the party opposite ``leg`` to ``action``'s application in
