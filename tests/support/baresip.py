@@ -20,6 +20,7 @@ connection).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,10 +28,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from twisted.trial.unittest import SynchronousTestCase
 
 from support.calls import RATE, read_pcm_wav
-from support.daemon import free_port, free_port_pair, wait_until
+from support.daemon import (
+    API,
+    Daemon,
+    free_port,
+    free_port_pair,
+    require_binary,
+    wait_until,
+)
 
 MODULES = Path("/usr/lib/baresip/modules")
 NEEDED = ("account", "g711", "aufile", "sndfile", "ctrl_tcp", "menu")
@@ -263,6 +273,41 @@ class Phone:
     def recorded(self) -> set[Path]:
         """The decoded-audio files so far (one per call, named by the second it began)."""
         return set(self.recordings.glob("dump-*-dec.wav"))
+
+
+class PhonesTestCase(SynchronousTestCase):
+    """
+    pbx and baresip phones a test class starts once (in its
+    ``setUpClass``): after each test no call is left and pbx logged no
+    traceback; at the end the phones and pbx stop and their files go.
+    """
+
+    daemon: ClassVar[Daemon]
+    api: ClassVar[API]
+    phones: ClassVar[dict[str, Phone]]
+    workdir: ClassVar[Path]
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        """Stop the phones and pbx; remove their files."""
+        for phone in cls.phones.values():
+            phone.stop()
+        cls.daemon.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def tearDown(self) -> None:
+        """No call is left, and pbx logged no traceback."""
+        wait_until(lambda: self.api.get("/calls")["calls"] == [], LIMIT, "no call left")
+        self.assertFalse(self.daemon.tracebacks)
+
+
+def require_baresip() -> str:
+    """baresip's path, once it and the modules the tests load (:data:`NEEDED`) are there."""
+    baresip = require_binary("baresip", "baresip-core")
+    missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
+    if missing:
+        raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+    return baresip
 
 
 def press(phone: Phone, key: str, n: int) -> None:

@@ -51,6 +51,8 @@ from pbx.calls.session_timer import caller_refreshes, session_expires
 from pbx.calls.signalling import LegServices, Location, SIPSender
 from pbx.calls.tap import CallTap
 from pbx.calls.transfer import OutsideTarget, Transfers
+from pbx.calls.transfer_app import ApplicationSeats
+from pbx.calls.transfer_group import TransferGroups
 from pbx.calls.trunk_entry import TrunkEntry
 from pbx.config import Config
 from pbx.interfaces import IStore
@@ -115,6 +117,8 @@ class CallController:
     routing: Routing = field(init=False)
     #: Blind and attended transfers (REFER) of relayed calls.
     transfers: Transfers = field(init=False)
+    #: Applications that blind transfers handed calls to.
+    app_seats: ApplicationSeats = field(init=False)
     #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
     replacements: Replacements = field(init=False)
     #: Call park (None without a ``park:`` section).
@@ -151,6 +155,10 @@ class CallController:
         self.transfers.consults = Consults(self.services, self.routing, self.events, self.relay, self.media_address,
                                            media, self.config.transfer, self.transfers.dialplan,
                                            self.config.calls.ring_timeout, self._transfer_out, outside_party)
+        self.transfers.applications = self.app_seats = ApplicationSeats(
+            self.services, self.events, self.applications, lambda *who: None if self.media is None else self._endpoint_media(*who))
+        self.transfers.groups = TransferGroups(self.groups, lambda n: self._reach().member(n), self.routing, self.clock,
+                                               self.config.transfer.recall_after)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
@@ -255,6 +263,8 @@ class CallController:
             return
         leg = call.leg_of(dialog)
         method = request.method
+        if isinstance(call, Call) and self.app_seats.in_dialog(call, leg, transaction):
+            return  # the transferee of a call an application took (pbx.calls.transfer_app)
         if method == "BYE":
             transaction.respond(make_response(request, 200))
             if not (isinstance(call, Call) and self.transfers.leaving(call, leg)):

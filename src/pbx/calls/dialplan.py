@@ -6,7 +6,8 @@ pattern is an exact number (``1001``), an Asterisk-style pattern (``_1XXX``:
 ``X`` any digit, ``Z`` 1-9, ``N`` 2-9, ``[1-5]`` a set, ``.`` one or more
 characters, ``!`` zero or more), or a regular expression (``re:^9\\d+$``).
 A route sends the call to an extension (``$number`` is the dialled number,
-``$1``... the regex groups), to a feature application, out through trunks
+``$1``... the regex groups), to a feature application (its text args may
+name them too: ``args: {mailbox: "$1"}``), out through trunks
 (``trunk: [names]`` with ``strip:``/``prepend:``, see :mod:`pbx.trunks`), to a
 ring group (:mod:`pbx.calls.groups`), or hangs up with a SIP status.  A number
 no route matches reaches the extension of that number
@@ -148,12 +149,21 @@ class Dialplan:
                 continue
             action = route.action
             if isinstance(action, ToExtension):
-                target = action.number.replace("$number", number)
-                for i, group in enumerate(m.groups(), 1):
-                    target = target.replace(f"${i}", group or "")
-                return ToExtension(target)
+                return ToExtension(_fill(action.number, m))
+            if isinstance(action, ToApplication) and any(isinstance(v, str) and "$" in v for v in action.args.values()):
+                # {match: "re:^\*(\d{4})$", app: voicemail, args: {mailbox: "$1"}}: the mailbox dialled.
+                return ToApplication(action.name, {k: _fill(v, m) if isinstance(v, str) else v
+                                                   for k, v in action.args.items()})
             return action
         return None
+
+
+def _fill(text: str, m: re.Match[str]) -> str:
+    """``text`` with ``$number`` (the number dialled) and ``$1``... (the pattern's groups) filled in."""
+    text = text.replace("$number", m.string)
+    for i, group in enumerate(m.groups(), 1):
+        text = text.replace(f"${i}", group or "")
+    return text
 
 
 _TRUNK_KEYS = {"trunk", "strip", "prepend", "caller_id", "share", "name", "moh"}

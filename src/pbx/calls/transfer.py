@@ -46,6 +46,11 @@ not send the call out again by keys (``##``) or a REFER of its own unless
 ``transfer.outside_keyed`` says so: one outside caller must not reach
 another outside number at pbx's cost (toll fraud).
 
+Applications and ring groups.  A target the dialplan gives to an
+application is handed to it in the transferor's seat
+(:mod:`pbx.calls.transfer_app`); a ring group's members ring by its
+strategy, then its final destination (:mod:`pbx.calls.transfer_group`).
+
 Every transfer is published as a ``transferred`` call event naming both
 calls; the transferor's call record stays with the call's (hang-up cause
 ``transferred to <number>``).
@@ -53,10 +58,10 @@ calls; the transferor's call record stays with the call's (hang-up cause
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -74,6 +79,7 @@ from pbx.calls.dialplan import (
 from pbx.calls.events import CallEvent, CallEvents
 from pbx.calls.feature_codes import DigitCollector, InCallCodes
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
+from pbx.calls.groups import RingGroup
 from pbx.calls.media import OTHER, MediaError
 from pbx.calls.park import ParkingLot
 from pbx.calls.refer import (
@@ -94,6 +100,9 @@ from pbx.calls.seats import (
     seat_dialog,
 )
 from pbx.calls.signalling import LegServices
+from pbx.calls.transfer_app import ApplicationSeats
+from pbx.calls.transfer_group import TransferGroups
+from pbx.calls.transfer_outside import OutsideRoute, OutsideTarget
 from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
@@ -101,34 +110,6 @@ from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
-
-
-@frozen
-class OutsideTarget:
-    """
-    Where a blind transfer to an outside number rings: one trunk.
-
-    :ivar services: the trunk's leg services (its next hop).
-    :ivar binding: the INVITE's target (``aor``: the number sent).
-    :ivar to: the To header; :ivar from_: From and P-Asserted-Identity.
-    :ivar headers: what the outbound hooks add.
-    :ivar body: the INVITE's body and Content-Type for an SDP offer.
-    :ivar on_challenge: answers the carrier's 401/407.
-    :ivar release: the trunk has room again (the attempt or the call is over).
-    """
-
-    services: LegServices
-    binding: Binding
-    to: str
-    from_: str
-    headers: tuple[tuple[str, str], ...]
-    body: Callable[[bytes], tuple[bytes, str]]
-    on_challenge: Callable[[Fork, Response], Request | None]
-    release: Callable[[], None]
-
-
-#: The outside target of (transferor, number, route), or the refusal's (status, reason).
-OutsideRoute = Callable[[str, str, ToTrunks], Awaitable["OutsideTarget | tuple[int, str]"]]
 
 
 @define(eq=False)
@@ -150,6 +131,8 @@ class _Blind:
     over: bool = False
     #: The trunk the target rings through (an outside number), until it answers or fails.
     out: OutsideTarget | None = None
+    #: The application a ring group's transfer goes to when nobody in the group answers.
+    final: ToApplication | None = None
 
 
 @define(eq=False)
@@ -187,6 +170,9 @@ class Transfers:
     parking: ParkingLot | None = None
     #: Consultation and three-way calls by keys (:mod:`pbx.calls.consult`), None for none.
     consults: InCallCodes | None = None
+    #: Applications and ring groups as targets (:mod:`pbx.calls.transfer_app`, ``transfer_group``).
+    applications: ApplicationSeats | None = None
+    groups: TransferGroups | None = None
     #: Attended transfers (REFER with Replaces).
     attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
@@ -306,11 +292,18 @@ class Transfers:
         if isinstance(action, ToTrunks):
             await self._start_outside(call, leg, progress, number, action, keyed)
             return
-        if isinstance(action, ToApplication | ToGroup):
-            # Not yet: an application needs a channel of pbx's own for the
-            # transferee, a ring group its own ringing policy.
-            self.log.info("transfer to {action} refused", action=action)
-            progress.report(501)
+        if isinstance(action, ToApplication):
+            self._to_application(call, leg, progress, number, action)
+            return
+        group = self.groups.find(number, action) if self.groups is not None else None
+        if self.groups is not None and group is not None:
+            # A ring group (pbx.calls.transfer_group): its members by its strategy, then its final destination.
+            transfer = self._begin(call, leg, progress, group.number, transferor)
+            if transfer is not None:
+                self._ring_group(transfer, self.groups, group)
+            return
+        if isinstance(action, ToGroup):
+            progress.report(404)  # a route to a group that is not configured
             return
         if isinstance(action, ToExtension):
             number = action.number
@@ -322,24 +315,40 @@ class Transfers:
         if not bindings:
             progress.report(480)
             return
+        transfer = self._begin(call, leg, progress, number, transferor)
+        if transfer is not None:
+            self._ring(transfer, number, bindings, self.recall_after)
+
+    def _begin(
+        self, call: Call, leg: str, progress: ReferProgress, number: str, transferor: str
+    ) -> _Blind | None:
+        """A blind transfer to ``number`` whose phones are about to ring; None (and a final NOTIFY) when it cannot be."""
         if call.state != "confirmed" or call.call_id in self._blind:
             progress.report(487)
-            return
+            return None
         other = OTHER[leg]
         try:
             sdp = current_sdp(call.media, other)
             offer = call.media.offer_from(other, sdp.to_bytes())
         except MediaError as e:
-            self.log.info(
-                "call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e
-            )
+            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
             progress.report(488)
-            return
-        transfer = _Blind(
-            call, leg, number, transferor, progress, offer, first_format(sdp)
-        )
-        self._blind[call.call_id] = transfer
-        self._ring(transfer, number, bindings, self.recall_after)
+            return None
+        transfer = self._blind[call.call_id] = _Blind(call, leg, number, transferor, progress, offer, first_format(sdp))
+        return transfer
+
+    def _to_application(self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToApplication) -> bool:
+        """The transferee is handed to an application in ``leg``'s seat (:mod:`pbx.calls.transfer_app`)."""
+        seats = self.applications
+        status = seats.take(call, leg, number, action, progress) if seats is not None else 501
+        if status:
+            progress.report(status)
+        return not status
+
+    def _ring_group(self, transfer: _Blind, groups: TransferGroups, group: RingGroup) -> None:
+        transfer.final, skip = group.final_application, {transfer.transferor, party_number(transfer.call, OTHER[transfer.leg])}
+        ring = groups.ring(group, skip, lambda b, t: self._rings(transfer, group.number, b, t), lambda: not transfer.over)
+        self._follow(transfer, ring)
 
     async def _start_outside(
         self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToTrunks, keyed: bool
@@ -364,26 +373,25 @@ class Transfers:
                           call_id=call.call_id, number=number, status=status, reason=reason)
             progress.report(status, reason or None)
             return
-        if call.state != "confirmed" or call.call_id in self._blind:
+        transfer = self._begin(call, leg, progress, number, transferor)
+        if transfer is None:
             target.release()
-            progress.report(487)
             return
-        other = OTHER[leg]
-        try:
-            sdp = current_sdp(call.media, other)
-            offer = call.media.offer_from(other, sdp.to_bytes())
-        except MediaError as e:
-            target.release()
-            self.log.info("call {call_id} cannot be transferred: {e}", call_id=call.call_id, e=e)
-            progress.report(488)
-            return
-        transfer = _Blind(call, leg, number, transferor, progress, offer, first_format(sdp), out=target)
-        self._blind[call.call_id] = transfer
+        transfer.out = target
         self._ring(transfer, target.binding.aor, [target.binding], self.recall_after)
 
-    def _ring(
+    def _ring(self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float) -> None:
+        """Ring ``number``'s phones (or its trunk); the outcome settles the transfer."""
+        self._follow(transfer, self._rings(transfer, number, bindings, timeout))
+
+    def _follow(self, transfer: _Blind, ringing: Deferred[Rung]) -> None:
+        ringing.addCallback(self._rung, transfer).addErrback(
+            lambda f: self.log.failure("transfer of {call_id}", f, call_id=transfer.call.call_id)
+        )
+
+    def _rings(
         self, transfer: _Blind, number: str, bindings: list[Binding], timeout: float
-    ) -> None:
+    ) -> Deferred[Rung]:
         """Ring ``number``'s phones (or its trunk) with the transfer's offer, from the transferee."""
         call, other = transfer.call, OTHER[transfer.leg]
         shown, domain = party_number(call, other), self.services.domain
@@ -420,11 +428,7 @@ class Transfers:
             on_challenge=out.on_challenge if out is not None else None,
         )
         transfer.forks = forks
-        forks.ring(bindings, invite, timeout).addCallback(
-            self._rung, transfer
-        ).addErrback(
-            lambda f: self.log.failure("transfer of {call_id}", f, call_id=call.call_id)
-        )
+        return forks.ring(bindings, invite, timeout)
 
     def _ringing(self, transfer: _Blind) -> None:
         """The target rings: the transfer is accepted; the transferor leaves."""
@@ -514,6 +518,14 @@ class Transfers:
         if call.state == "ended":
             self._done(transfer)
             return
+        if transfer.final is not None and not transfer.recalling:
+            # Nobody in the group answered: its final application takes the transferee.
+            destination, transfer.final = transfer.final, None
+            if transfer.ringback is not None:
+                transfer.ringback.stop()
+            if self._to_application(call, transfer.leg, transfer.progress, transfer.target, destination):
+                self._done(transfer)
+                return
         if not transfer.released:
             # Nothing rang: the transferor keeps the call and hears why.
             self._done(transfer)

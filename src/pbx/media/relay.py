@@ -517,6 +517,18 @@ class RelaySession:
         """``leg`` wants media again: resume RTP towards it."""
         self.leg(leg).rtp.set_held(False)
 
+    def pin(self, leg: str, host: str, port: int) -> None:
+        """
+        ``leg``'s media comes from ``host:port`` (RTP) and the next port
+        (RTCP), latched at once: pbx's own endpoint seated there
+        (:mod:`pbx.calls.transfer_app`), whose source is known, so a party
+        that left the seat and still sends for a moment cannot take it.
+        """
+        legs = self.leg(leg)
+        for endpoint, source in ((legs.rtp, (host, port)), (legs.rtcp, (host, port + 1))):
+            endpoint.latched = source
+            endpoint._update_dest()
+
     @property
     def last_activity(self) -> float:
         """Clock time of the last accepted packet on any socket, or the session's creation."""

@@ -150,6 +150,17 @@ class ResolveTests(SynchronousTestCase):
             dialplan.resolve("91005", authenticated=True), ToExtension("1005")
         )
 
+    def test_application_args_substitution(self) -> None:
+        """Text args of an application route take ``$1`` and ``$number`` too; other args and other routes stay as they are."""
+        args = {"mailbox": "$1", "from": "$number", "reason": "busy", "limit": 3}
+        dialplan = plan((r"re:^\*2(\d{4})$", ToApplication("voicemail", args), False),
+                        ("*97", ToApplication("voicemail-main", {"ask": "$1"}), False))
+        self.assertEqual(
+            dialplan.resolve("*21003", authenticated=True),
+            ToApplication("voicemail", {"mailbox": "1003", "from": "*21003", "reason": "busy", "limit": 3}),
+        )
+        self.assertEqual(dialplan.resolve("*97", authenticated=True), ToApplication("voicemail-main", {"ask": "$1"}))
+
     def test_public_route_for_unauthenticated(self) -> None:
         """Unauthenticated callers skip private routes and may use public ones."""
         dialplan = plan(

@@ -446,12 +446,12 @@ class BlindTransferTests(TransferTestCase):
         self.released(self.callee)
         self.hang_up_with_target(leg)
 
-    def test_application_target_refused(self) -> None:
-        """A number the dialplan gives to an application is not a transfer target yet: NOTIFY 501."""
+    def test_application_target_not_running(self) -> None:
+        """A number the dialplan gives to an application that is not running: NOTIFY 404, the transferor keeps the call."""
         self.dialplan(("*97", ToApplication("voicemail", {})))
         invite, leg, callee_leg = self.establish()
         messages = self.refer(self.callee, callee_leg, f"<sip:*97@{REALM}>")
-        self.assertEqual(sipfrag(messages[-1]), "SIP/2.0 501 Not Implemented")
+        self.assertEqual(sipfrag(messages[-1]), "SIP/2.0 404 Not Found")
         for notify in messages[1:]:
             self.callee.respond(notify, 200)
         self.hang_up(leg)

@@ -396,6 +396,25 @@ class LatchingTests(RelayTestCase):
         self.assertEqual(self.written("a"), [(RTP, NAT_A)])
 
 
+class PinTests(RelayTestCase):
+    """A leg pinned to pbx's own endpoint takes media from that address only, at once."""
+
+    def test_pinned_source_only(self) -> None:
+        """After pin(), the pinned source is latched and relayed at once; another source of the same IP is dropped."""
+        self.session.set_remote("a", *PHONE_A)
+        self.session.set_remote("b", "127.0.0.1", 30000)
+        self.send("b", RTP, ("127.0.0.1", 31000))  # the party that sat there, still sending
+        self.session.pin("b", "127.0.0.1", 30000)
+        self.written("a")
+        self.send("b", b"late", ("127.0.0.1", 31000))
+        self.send("b", RTP, ("127.0.0.1", 30000))
+        self.send("b", b"rtcp", ("127.0.0.1", 30001), rtcp=True)
+        self.assertEqual(self.written("a"), [(RTP, PHONE_A)])
+        self.assertEqual(len(self.written("a", rtcp=True)), 1)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(self.written("b"), [(RTP, ("127.0.0.1", 30000))])
+
+
 class StrictLatchingTests(RelayTestCase):
     """In strict mode only the SDP source IP latches, and nothing before the SDP is known."""
 
