@@ -207,7 +207,7 @@ class TransferConfig:
     #: Seconds a blind transfer's target rings before the transferor's phone is rung back.
     recall_after: int = 30
     #: Keys that, followed by a number, blind-transfer a call from a phone
-    #: without a transfer key (SIP INFO keys only); "" for none.
+    #: without a transfer key (RFC 4733 events or SIP INFO, :mod:`pbx.calls.keys`); "" for none.
     blind_code: str = "##"
     #: Whether a party on an outside line may transfer the call (keys or
     #: REFER) to an outside number; off against toll fraud.

@@ -36,6 +36,7 @@ from pbx.calls.events import CallEvents
 from pbx.calls.forks import Rung
 from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
+from pbx.calls.keys import CallKeys
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
@@ -114,6 +115,7 @@ class CallController:
     routing: Routing = field(init=False)
     #: Blind and attended transfers (REFER) of relayed calls.
     transfers: Transfers = field(init=False)
+    keys: CallKeys = field(init=False)  # what parties press in relayed calls
     #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
     replacements: Replacements = field(init=False)
     #: Call park (None without a ``park:`` section).
@@ -146,6 +148,9 @@ class CallController:
                                    outside=self._transfer_out,
                                    outside_keyed=self.config.transfer.outside_keyed,
                                    outside_party=outside_party)
+        self.keys = CallKeys(self.events, self.calls.get)
+        if self.config.transfer.blind_code:
+            self.keys.subscribe(self.transfers.key)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
@@ -259,7 +264,7 @@ class CallController:
             call.reoffer(leg, transaction)
         elif method == "INFO":
             if isinstance(call, Call):
-                self.transfers.info(call, leg, request)  # it only watches for feature codes
+                self.keys.info(call, leg, request)  # it only watches for feature codes
             call.info(leg, transaction)
         elif method == "REFER" and isinstance(call, Call):
             self.transfers.refer(call, leg, dialog, transaction)
@@ -608,4 +613,5 @@ class CallController:
         codecs = self.media.codecs if self.media is not None else {}
         announcer = (None if self.media is None
                      else Announcer(codecs, self.media.prompts, self.media.load, self.media_clock, self.clock))
-        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer)
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer,
+                       lambda listener: self.keys.watch(call, listener))

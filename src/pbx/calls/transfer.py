@@ -93,7 +93,6 @@ from pbx.calls.seats import (
     seat_dialog,
 )
 from pbx.calls.signalling import LegServices
-from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
@@ -251,15 +250,12 @@ class Transfers:
 
     # -- feature codes -------------------------------------------------------------
 
-    def info(self, call: Call, leg: str, request: Request) -> None:
+    def key(self, call: Call, leg: str, digit: str) -> None:
         """
-        An INFO from ``leg``'s seat (relayed as ever by the call): a key
-        that may be part of the blind transfer code and a number.
+        A key pressed in ``leg``'s seat (:meth:`pbx.calls.keys.CallKeys.subscribe`):
+        maybe part of the blind transfer code and a number.
         """
         if not self.blind_code or call.state != "confirmed":
-            return
-        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
-        if event is None:
             return
         key = (call.call_id, leg)
         collector = self._collectors.get(key)
@@ -270,7 +266,7 @@ class Transfers:
                 lambda number: self._keyed(call, leg, number),
             )
             self._collectors[key] = collector
-        collector.key(event.digit)
+        collector.key(digit)
 
     def _keyed(self, call: Call, leg: str, number: str) -> None:
         """The blind transfer code and ``number`` were keyed in ``leg``'s seat: transfer, no NOTIFY."""
