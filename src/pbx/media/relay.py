@@ -150,6 +150,7 @@ class RelayEndpoint(DatagramProtocol):
         self.transform: Callable[[bytes], bytes | None] | None = None
         #: Sees each accepted packet (see :meth:`set_tap`); None: untapped.
         self.tap: Callable[[bytes], object] | None = None
+        self._on_failure: Callable[[Callable[[bytes], object]], object] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
@@ -224,7 +225,8 @@ class RelayEndpoint(DatagramProtocol):
         self.held = held
         self._update_dest()
 
-    def set_tap(self, listener: Callable[[bytes], object] | None) -> None:
+    def set_tap(self, listener: Callable[[bytes], object] | None,
+                on_failure: Callable[[Callable[[bytes], object]], object] | None = None) -> None:
         """
         Hand every packet this leg sends, once accepted, to ``listener``
         (a recording); None removes it.
@@ -234,10 +236,11 @@ class RelayEndpoint(DatagramProtocol):
         UDP port looks it up on the instance), so an untapped endpoint runs
         exactly the method above.  The listener sees each accepted packet as
         it arrived (before any transform), after it was relayed; one that
-        raises is logged and removed.
+        raises is logged and removed, and ``on_failure(listener)`` told.
         """
         self.__dict__.pop("datagramReceived", None)
         self.tap = listener
+        self._on_failure = on_failure
         if listener is not None:
             self.datagramReceived = self._tapped  # type: ignore[method-assign]
 
@@ -249,7 +252,11 @@ class RelayEndpoint(DatagramProtocol):
                 listener(data)
             except Exception:
                 self.log.failure("relay tap {listener!r} failed; removed", listener=listener)
+                on_failure = self._on_failure
                 self.set_tap(None)
+                if on_failure is not None:
+                    on_failure(listener)
+
     def set_fed(self, fed: bool) -> None:
         """Stop (or resume) relaying the other leg's packets to this leg, which hears a feed instead."""
         self.fed = fed
@@ -415,12 +422,13 @@ class RelaySession:
         return remove
 
     def _install_taps(self, leg: str) -> None:
-        """Give ``leg``'s endpoint its one tap: the :meth:`tap` listener alone, or all of them in turn."""
+        """Give ``leg``'s endpoint its one tap: the only listener as it is, or all of them in turn."""
         main, more = self._taps.get(leg), list(self._listeners.get(leg, ()))
-        if not more:
-            self.leg(leg).rtp.set_tap(main)
-            return
         every = ([main] if main is not None else []) + more
+        if len(every) <= 1:
+            # The common case (a recording, or a call's key watch): one call per packet.
+            self.leg(leg).rtp.set_tap(every[0] if every else None, lambda listener: self._forget(leg, listener))
+            return
 
         def each(data: bytes) -> None:
             for listener in every:
@@ -428,14 +436,19 @@ class RelaySession:
                     listener(data)
                 except Exception:
                     self.log.failure("relay listener {listener!r} failed; removed", listener=listener)
-                    if self._taps.get(leg) is listener:
-                        del self._taps[leg]
-                    elif listener in self._listeners.get(leg, ()):
-                        self._listeners[leg].remove(listener)
-                    self._install_taps(leg)
+                    self._forget(leg, listener)
                     return
 
         self.leg(leg).rtp.set_tap(each)
+
+    def _forget(self, leg: str, listener: Callable[[bytes], object]) -> None:
+        """A listener of ``leg`` failed: it hears no more."""
+        if self._taps.get(leg) is listener:
+            del self._taps[leg]
+        elif listener in self._listeners.get(leg, ()):
+            self._listeners[leg].remove(listener)
+        self._install_taps(leg)
+
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
         ``leg`` hears ``source`` (a :class:`~pbx.media.playout.Playout`)
