@@ -28,8 +28,9 @@ from that leg's RTP socket (:class:`RelayFeed`), and the other leg's RTP
 towards it is dropped until :meth:`RelaySession.unfeed`.  The feed's RTP
 header continues the stream the leg's phone has been hearing: that stream's
 SSRC, with sequence numbers and timestamps that go on from the last packet
-relayed and never fall behind the other leg's (which the feed watches
-while it drops them), so relaying resumes where the feed stopped.  A phone
+relayed (the feed takes them from the other leg's next packet, which it
+watches for), at the same pace as the other leg's, so relaying resumes
+about where the feed stopped.  A phone
 sees one stream throughout (RFC 3550 §8.2: some, baresip 1.0 among them,
 drop a new SSRC mid-call).  The feed is only ever sent while the other
 leg's packets are not, so the relayed path never rewrites a header: a call
@@ -455,8 +456,8 @@ class RelaySession:
         instead of the other leg: each of its frames goes out from ``leg``'s
         RTP socket, to where ``leg``'s RTP goes, under an RTP header of
         ``leg``'s own that continues the stream ``leg`` was hearing
-        (:class:`RelayFeed`, which watches the other leg's packets for it
-        meanwhile) when the other leg's stream flows (a packet in the last
+        (:class:`RelayFeed`, which takes its numbering from the other
+        leg's next packet) when the other leg's stream flows (a packet in the last
         :data:`FLOWING` seconds) and is not transcoded; otherwise a stream
         of its own.  The other leg's RTP towards ``leg`` is dropped
         meanwhile; RTCP still flows.  Feeding a fed leg replaces its source.
@@ -473,8 +474,19 @@ class RelaySession:
                   and self._now() - peer.last_seen < FLOWING)
         feed = RelayFeed(endpoint, payload_type, source.timestamp_step, follow=follow)
         stop_source = source.add(feed)
-        stop_observing = self.listen(other, feed.observe) if follow else _nothing
-        self._feeds[leg] = (feed, lambda: (stop_source(), stop_observing()))
+        stop_observing: Callable[[], None] = _nothing
+        if follow:
+            def observe(data: bytes) -> None:
+                if feed.observe(data):
+                    stop_observing()  # the feed has its numbering: the leg runs its plain path again
+
+            stop_observing = self.listen(other, observe)
+
+        def stop() -> None:
+            stop_source()
+            stop_observing()
+
+        self._feeds[leg] = (feed, stop)
         endpoint.set_fed(True)
 
     def unfeed(self, leg: str) -> None:

@@ -36,21 +36,21 @@ class RelayFeed:
     sends it from the leg's RTP socket to the leg's phone.
 
     The header continues the stream the phone has been receiving from the
-    relay (RFC 3550 §5.1, §8.2): :meth:`observe` sees each packet of the
-    other leg, which the relay drops while this leg is fed.  The first
-    frame waits for the first of them (up to :data:`WAIT_FRAMES` frames)
-    and goes out under its SSRC, sequence number and timestamp, in its
-    place: the next number after the last packet relayed.  From then on the
-    feed's sequence number and timestamp only move forward, and are moved
-    up to the other leg's whenever that is ahead, so once the leg is unfed
-    the other leg's packets carry on from the feed's (at worst one number
-    repeats, which a receiver drops as a duplicate).  A feed that sees no
-    packet in time, or is told not to follow (the other leg is silent, or
-    its timestamps are rescaled by transcoding), sends a stream of its own:
+    relay (RFC 3550 §5.1, §8.2): the first frame waits (up to
+    :data:`WAIT_FRAMES` frames) for the other leg's next packet, which the
+    relay drops while this leg is fed (:meth:`observe`), and goes out in its
+    place, under its SSRC, sequence number and timestamp: the next number
+    after the last packet relayed.  From then on the feed keeps its own pace,
+    one number and one frame of timestamp per frame, as the other leg keeps
+    its own (both are real time), so when the leg is unfed the other leg's
+    packets carry on about where the feed stopped.  Following the other
+    leg's numbering during the feed would turn every burst of scheduling
+    jitter into lost packets and a shifted prompt; where the two ends drift
+    apart, the receiver sees a short loss (numbers skipped forward) or drops
+    a packet or two as late (numbers repeated).  A feed that sees no packet
+    in time, or is told not to follow (the other leg is silent, or its
+    timestamps are rescaled by transcoding), sends a stream of its own:
     random SSRC, sequence and timestamp (§5.1).
-    A feed that outlasts a silent other leg can leave that leg's packets
-    behind its numbering when relaying resumes; receivers re-synchronise
-    after a gap of more than 100 numbers (RFC 3550 appendix A.1).
 
     The per-listener work of music on hold: one header pack, one ``sendto``.
     The first packet has the marker bit (a new talkspurt, RFC 3551 §4.1).
@@ -82,23 +82,21 @@ class RelayFeed:
         self.sent = 0
         self.send_errors = 0
 
-    def observe(self, data: bytes) -> None:
-        """One RTP packet of the other leg (dropped by the relay while this leg is fed): keep up with it."""
+    def observe(self, data: bytes) -> bool:
+        """
+        One packet of the other leg (dropped by the relay while this leg is
+        fed): the stream to continue, if the feed has not started yet.
+
+        :returns: whether the feed has its numbering (nothing more to observe).
+        """
+        if self._anchored:
+            return True
         # RTP version 2 only; RFC 5761 §4: payload types 72-76 are RTCP on a muxed port.
         if len(data) < 12 or data[0] >> 6 != 2 or 72 <= (data[1] & 0x7F) <= 76:
-            return
-        _, _, seq, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
-        if not self._anchored:
-            self._anchored = True
-            self.ssrc, self.seq, self.timestamp = ssrc, seq, timestamp
-            return
-        if ssrc != self.ssrc:
-            return
-        # Serial number arithmetic (RFC 3550 appendix A.1): only ever forward.
-        if 0 < (seq - self.seq) & 0xFFFF < 0x8000:
-            self.seq = seq
-        if 0 < (timestamp - self.timestamp) & 0xFFFFFFFF < 0x80000000:
-            self.timestamp = timestamp
+            return False
+        _, _, self.seq, self.timestamp, self.ssrc = _RTP_HEADER.unpack_from(data)
+        self._anchored = True
+        return True
 
     def __call__(self, payload: bytes) -> None:
         """Send one frame's ``payload`` to the leg's phone (dropped while it has no address)."""
