@@ -223,8 +223,6 @@ async def _bench(reactor: Any, steps: list[int], seconds: float, keep: bool) -> 
             if (_busy() - busy0) / (time.monotonic() - wall0) < MAX_OTHERS:
                 return
 
-    from pbx.calls.keys import SeatKeys
-    from pbx.calls.media import CallMedia
     from pbx.features.recording.recorder import CallRecorder
     from pbx.media.codecs import PCMU
     from pbx.media.ports import PortAllocator
