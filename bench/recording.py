@@ -334,12 +334,15 @@ def hot_path() -> None:
     """
     The relay's per-packet cost in this process, without sockets: an
     untapped endpoint (what every unrecorded call runs), one tapped with a
-    listener that does nothing, and one feeding a recorder.
+    listener that does nothing, one watched for keys (every call when an
+    in-call feature code is configured), and one feeding a recorder.
     """
     import timeit
 
     from twisted.internet.task import Clock
 
+    from pbx.calls.keys import SeatKeys
+    from pbx.calls.media import CallMedia
     from pbx.features.recording.recorder import CallRecorder
     from pbx.media.codecs import PCMU
     from pbx.media.relay import RelayEndpoint
@@ -373,6 +376,8 @@ def hot_path() -> None:
     cost("untapped")
     a.set_tap(lambda data: None)
     cost("tapped, listener does nothing")
+    a.set_tap(SeatKeys(CallMedia(None, HOST), "a", lambda key: None).packet)
+    cost("watched for keys (pbx.calls.keys)")
     writer = WavWriter(
         os.path.join(directory, "hot.wav"),
         clock,

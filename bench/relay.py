@@ -26,6 +26,10 @@ Per step (N calls, for ~``--seconds``) it reports:
 Then the raw throughput: a few sessions blasted without pacing for a few
 seconds, relayed packets/s with the relay at full CPU; once with the relay's
 own send path (``socket.sendto``) and once with Twisted's ``port.write``.
+With ``--keys`` every session is watched for keys on both legs, as every
+call is when an in-call feature code is configured (:mod:`pbx.calls.keys`):
+the cost of the key stream on the relay.
+
 Everything is bounded in time and stays on 127.0.0.1.
 """
 
@@ -257,7 +261,7 @@ def _rss() -> int:
 
 
 async def _bench(
-    reactor: Any, steps: list[int], seconds: float, blast_seconds: float
+    reactor: Any, steps: list[int], seconds: float, blast_seconds: float, keys: bool = False
 ) -> None:
     from twisted.internet import defer, protocol, task
 
@@ -340,6 +344,8 @@ async def _bench(
             s = relay.open_session()
             s.set_remote("a", HOST, addrs["a"])
             s.set_remote("b", HOST, addrs["b"])
+            if keys:
+                _watch_keys(s)
             sessions.append(s)
         calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
         rss_per_call = (_rss() - rss0) / len(sessions) / 1024
@@ -382,6 +388,16 @@ async def _bench(
     assert allocator.in_use == 0, "ports leaked"
 
 
+def _watch_keys(session: Any) -> None:
+    """Watch both legs of ``session`` for keys, as a call's key stream does."""
+    from pbx.calls.keys import SeatKeys
+    from pbx.calls.media import CallMedia
+
+    media = CallMedia(session, HOST)
+    for seat in ("a", "b"):
+        session.listen(seat, SeatKeys(media, seat, lambda key: None).packet)
+
+
 def main() -> None:
     """Parse arguments; run the generator or the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -389,6 +405,7 @@ def main() -> None:
     parser.add_argument("--steps", default="100,200,400,600,800,1000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--blast-seconds", type=float, default=3.0)
+    parser.add_argument("--keys", action="store_true", help="watch every session for keys")
     args = parser.parse_args()
     if args.generator:
         generator()
@@ -412,7 +429,7 @@ def main() -> None:
         if reactor.running:
             reactor.stop()
 
-    d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds))
+    d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds, args.keys))
     d.addBoth(done)
 
     def out_of_time() -> None:

@@ -215,7 +215,7 @@ class TransferConfig:
     #: Seconds a blind transfer's target rings before the transferor's phone is rung back.
     recall_after: int = 30
     #: Keys that, followed by a number, blind-transfer a call from a phone
-    #: without a transfer key (SIP INFO keys only); "" for none.
+    #: without a transfer key (RFC 4733 events or SIP INFO, :mod:`pbx.calls.keys`); "" for none.
     blind_code: str = "##"
     #: Keys that, followed by a number, put the other party on hold and
     #: call the number to consult it (attended transfer by keys); "" for none.

@@ -259,7 +259,9 @@ class IPBX(Interface):
         ``tap(leg, listener)`` hands each RTP packet leg ``"a"`` (the
         caller) or ``"b"`` (the callee) sends to ``listener`` (recording),
         ``untap(leg)`` stops that, and ``payload_types(leg)`` and
-        ``codecs`` say how to decode them.  None when no such call is up
+        ``codecs`` say how to decode them; ``keys(listener)`` hands each
+        key a party presses (RFC 4733 or INFO) to ``listener(leg, key)``
+        (the recording toggle).  None when no such call is up
         (it ended, is not answered yet, or pbx terminates its media).
         """
 

@@ -20,7 +20,9 @@ Two more calls: pbx is killed (SIGKILL) during a second recorded call and
 restarted: the first recording is unchanged and the second is kept up to
 the kill, as ``interrupted``, its left channel still the caller's keying;
 and on a call no policy records, ``*1`` pressed on the callee's phone (RFC
-4733) starts a recording and ``*1`` again stops it.
+4733) starts a recording and ``*1`` again stops it.  With ``announce:
+true`` both phones hear "this call is recorded" (correlation with the
+prompt), then each other.
 
 Only loopback is used.
 """
@@ -49,6 +51,8 @@ from support.calls import (
     call_config,
     free_udp_block,
     keyed_tone,
+    read_pcm_wav,
+    tone_share,
     write_pcm_wav,
 )
 from support.daemon import (
@@ -61,6 +65,7 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +76,9 @@ SIGNAL_SECONDS = 60.0
 TALK, PAUSE, AFTER = 3.0, 2.0, 3.0
 RELAY_PORTS = 20
 PIECE = 25  # frames: half a second
+PROMPT = ROOT / "share" / "prompts" / "en" / "8000" / "general" / "call-recorded.wav"
+#: Seconds an announced call lasts: the prompt (3 s), then each party hears the other.
+ANNOUNCED_CALL = 7.0
 
 
 def envelope(audio: np.ndarray, frequency: float) -> np.ndarray:
@@ -80,6 +88,20 @@ def envelope(audio: np.ndarray, frequency: float) -> np.ndarray:
     c = frames @ np.cos(2 * np.pi * frequency * t)
     s = frames @ np.sin(2 * np.pi * frequency * t)
     return np.sqrt(c * c + s * s) * 2 / FRAME
+
+
+def best_match(heard: np.ndarray, prompt: np.ndarray, within: int) -> tuple[float, int]:
+    """The highest normalised cross-correlation of ``prompt`` in ``heard[:within + len(prompt)]``, and its lag."""
+    n = len(prompt)
+    span = heard[: within + n].astype(np.float64)
+    p = prompt.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(span) + n)))
+    dots = np.fft.irfft(np.fft.rfft(span, size) * np.conj(np.fft.rfft(p, size)), size)[: len(span) - n + 1]
+    energy = np.concatenate([[0.0], np.cumsum(span * span)])
+    windows = np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-9))
+    scores = dots / (windows * np.sqrt(float(p @ p)))
+    lag = int(np.argmax(scores))
+    return float(scores[lag]), lag
 
 
 def best_correlation(
@@ -419,6 +441,43 @@ class RecordingBaresipTests(SynchronousTestCase):
             [],
         )
         self.assertFalse(self.daemon.tracebacks + again.tracebacks)
+
+    def test_announcement_heard(self) -> None:
+        """
+        With ``announce: true`` both phones of a recorded call hear "this
+        call is recorded" (normalised cross-correlation with the prompt
+        above 0.9 in the first seconds; the relay's feed continues each
+        phone's RTP stream, without which baresip 1.0 drops it), then the
+        other phone's tone and not their own (the relay path restored).
+        """
+        self.daemon.stop()
+        config = json.loads(self.config)
+        config["features"]["recording"]["announce"] = True
+        daemon = Daemon(str(self.workdir / "pbx-announce"), json.dumps(config, indent=1))
+        self.addCleanup(daemon.stop)
+        daemon.start()
+        self.login()
+        a = self.start_phone(CALLER, answer=False)
+        b = self.start_phone(CALLEE, answer=True)
+        a.control.command("dial", CALLEE)
+        for phone in (a, b):
+            phone.control.event("CALL_ESTABLISHED")
+        wait_until(lambda: self.api("GET", "/recordings/")["recordings"], LIMIT, "the recording")
+        time.sleep(ANNOUNCED_CALL)  # real phones talk in real time
+        a.control.command("hangup")
+        for phone in (a, b):
+            phone.control.event("CALL_CLOSED")
+            phone.stop()  # closes its recording of what it heard
+        prompt = np.asarray(read_pcm_wav(PROMPT), dtype=np.int16)
+        for listener, talker, phone in ((CALLER, CALLEE, a), (CALLEE, CALLER, b)):
+            heard = np.asarray(phone.heard(), dtype=np.int16)
+            score, lag = best_match(heard, prompt, within=3 * RATE)
+            self.assertGreater(score, 0.9, f"{listener} hearing the prompt (lag {lag})")
+            after = heard[lag + len(prompt) + RATE // 2 : lag + len(prompt) + 3 * RATE // 2]
+            self.assertEqual(len(after), RATE, f"{listener}: a second of audio after the prompt")
+            self.assertGreater(tone_share(after.tolist(), TONES[talker][0]), 0.8, f"{listener} hearing {talker}")
+            self.assertLess(tone_share(after.tolist(), TONES[listener][0]), 0.05, f"{listener} hearing itself")
+        self.assertFalse(daemon.tracebacks)
 
     def test_toggle_keys(self) -> None:
         """

@@ -12,6 +12,9 @@ places one call and transfers it:
   each remaining party's recording ends with the other's keyed tone
   (frequency and on/off pattern by correlation); the call records say who
   transferred to whom;
+- the callee presses ``##2103#`` (the blind transfer code, sent as RFC
+  4733 events as baresip sends keys): pbx hangs the callee up and the caller
+  talks to 2103 as after a transfer key;
 - the callee transfers the caller to 2104, which rings past
   ``transfer.recall_after``: 2104 stops ringing, 2102 is rung back,
   answers, and the caller talks to it again.
@@ -31,7 +34,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
 from support.calls import (
     FRAME,
     RATE,
@@ -264,17 +267,26 @@ class BlindTransferTests(SynchronousTestCase):
             f"{count} call records",
         )
 
-    def transfer(self, transferor: str, transferee: str) -> None:
-        """``transferor`` (2101 or 2102) transfers the other party to 2103; they talk; checked."""
+    def transfer(self, transferor: str, transferee: str, keyed: bool = False) -> None:
+        """
+        ``transferor`` (2101 or 2102) transfers the other party to 2103, by
+        its transfer key or (``keyed``) by pressing ``##2103#`` (RFC 4733
+        events); they talk; checked.
+        """
         recorded = {n: p.recorded() for n, p in self.phones.items()}
         cdr_before = self.api.get("/cdr?limit=1")["total"]
         marks = self.connect()
         target, moving = self.phones[TARGET], self.phones[transferor]
         try:
-            moving.control.command(
-                "transfer", f"sip:{TARGET}@127.0.0.1:{self.sip_port}"
-            )
-            self.transferred(moving, marks[moving])
+            if keyed:
+                for n, key in enumerate(f"##{TARGET}#"):
+                    press(moving, key, n)
+                moving.control.event("CALL_CLOSED", since=marks[moving])
+            else:
+                moving.control.command(
+                    "transfer", f"sip:{TARGET}@127.0.0.1:{self.sip_port}"
+                )
+                self.transferred(moving, marks[moving])
             target.control.event("CALL_ESTABLISHED", since=marks[target])
             call = wait_until(
                 lambda: (
@@ -325,6 +337,10 @@ class BlindTransferTests(SynchronousTestCase):
     def test_caller_transfers_callee(self) -> None:
         """2101 transfers the callee 2102 to 2103: 2101 is released, 2102 and 2103 hear each other."""
         self.transfer(CALLER, CALLEE)
+
+    def test_callee_keys_transfer(self) -> None:
+        """2102 presses ##2103# (RFC 4733 in its RTP): 2102 is released, 2101 and 2103 hear each other."""
+        self.transfer(CALLEE, CALLER, keyed=True)
 
     def test_unanswered_target_recalls(self) -> None:
         """A target that rings past recall_after stops ringing and the transferor's phone rings back."""

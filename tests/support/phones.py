@@ -34,6 +34,7 @@ from pbx.config import (
     RTPConfig,
     SecurityConfig,
     SIPConfig,
+    TransferConfig,
 )
 from pbx.media.ports import PortAllocator
 from pbx.media.relay import Relay, RelaySession
@@ -475,6 +476,8 @@ class CallTestCase(SynchronousTestCase):
     )
     #: The ``park:`` section (None: no call park).
     park_config: Any = None
+    #: The ``transfer:`` section (its feature code ``##`` by default).
+    transfer_config = TransferConfig()
 
     def setUp(self) -> None:
         """Wire core, registrar, authenticator, relay and controller; register 1001 and 1002."""
@@ -498,6 +501,7 @@ class CallTestCase(SynchronousTestCase):
             calls=self.calls_config,
             dialplan=Dialplan(),
             park=self.park_config,
+            transfer=self.transfer_config,
         )
         self.core = SIPCore(self.clock, user_agent="pbx-test")
         self.port = FakeUDPPort(5060, None)

@@ -28,6 +28,7 @@ class FakeTap:
     codecs: dict[str, Any] = field(factory=lambda: {"pcmu": PCMU()})
     listeners: dict[str, Any] = field(factory=dict)
     announced: list[str] = field(factory=list)
+    key_listeners: list[Any] = field(factory=list)
 
     def announce(self, prompt: str = "general/call-recorded") -> Any:
         """Record the prompt both parties would hear."""
@@ -39,6 +40,17 @@ class FakeTap:
     def tap(self, leg: str, listener: Any) -> None:
         """Listen to ``leg``."""
         self.listeners[leg] = listener
+
+    def keys(self, listener: Any) -> Any:
+        """Watch the call's keys until the returned function is called."""
+        self.key_listeners.append(listener)
+        return lambda: self.key_listeners.remove(listener)
+
+    def press(self, leg: str, keys: str) -> None:
+        """The party in ``leg`` presses ``keys`` (as the call's key stream reports them)."""
+        for key in keys:
+            for listener in list(self.key_listeners):
+                listener(leg, key)
 
     def untap(self, leg: str) -> None:
         """Stop listening."""

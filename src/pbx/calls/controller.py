@@ -37,6 +37,7 @@ from pbx.calls.events import CallEvents
 from pbx.calls.forks import Rung
 from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
+from pbx.calls.keys import CallKeys
 from pbx.calls.media import CallMedia
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
@@ -119,6 +120,7 @@ class CallController:
     transfers: Transfers = field(init=False)
     #: Applications that blind transfers handed calls to.
     app_seats: ApplicationSeats = field(init=False)
+    keys: CallKeys = field(init=False)  # what parties press in relayed calls
     #: INVITEs with Replaces (RFC 3891) that take over a party's seat.
     replacements: Replacements = field(init=False)
     #: Call park (None without a ``park:`` section).
@@ -159,6 +161,10 @@ class CallController:
             self.services, self.events, self.applications, lambda *who: None if self.media is None else self._endpoint_media(*who))
         self.transfers.groups = TransferGroups(self.groups, lambda n: self._reach().member(n), self.routing, self.clock,
                                                self.config.transfer.recall_after)
+        self.keys = CallKeys(self.events, self.calls.get)
+        t = self.config.transfer
+        if t.blind_code or t.attended_code or t.three_way_code:
+            self.keys.subscribe(self.transfers.key)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
@@ -274,7 +280,7 @@ class CallController:
             call.reoffer(leg, transaction)
         elif method == "INFO":
             if isinstance(call, Call):
-                self.transfers.info(call, leg, request)  # it only watches for feature codes
+                self.keys.info(call, leg, request)  # it only watches for feature codes
             call.info(leg, transaction)
         elif method == "REFER" and isinstance(call, Call):
             self.transfers.refer(call, leg, dialog, transaction)
@@ -623,4 +629,5 @@ class CallController:
         codecs = self.media.codecs if self.media is not None else {}
         announcer = (None if self.media is None
                      else Announcer(codecs, self.media.prompts, self.media.load, self.media_clock, self.clock))
-        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer)
+        return CallTap(call.call_id, call.caller, call.callee, call.media, codecs, announcer,
+                       lambda listener: self.keys.watch(call, listener))

@@ -60,6 +60,21 @@ class CallMedia:
     #: with that leg's payload types, the one in use first.
     agreed: dict[str, list[CodecSpec]] = field(factory=dict)
 
+    def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
+        """
+        What the payload types ``leg`` sends mean now (a re-INVITE may
+        change them): ``{pt: (lower-case encoding, RTP clock rate)}``,
+        from the leg's own SDP (offer or answer), which names the payload
+        types it uses (RFC 3264 §5.1, §6.1).
+        """
+        found: dict[int, tuple[str, int]] = {}
+        for sdp in (self.answers.get(leg), self.offers.get(leg)):
+            audio = None if sdp is None else next((m for m in sdp.media if m.media == "audio" and m.port), None)
+            for spec in offered_codecs(audio) if audio is not None else ():
+                if spec.payload_type is not None:
+                    found.setdefault(spec.payload_type, (spec.encoding.lower(), spec.clock_rate))
+        return found
+
     def _next(self, leg: str) -> tuple[int, int]:
         self._versions[leg] += 1
         return self._session_ids[leg], self._versions[leg]

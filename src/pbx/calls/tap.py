@@ -1,7 +1,7 @@
 """
 The media of one answered, relayed two-party call, as a feature that listens
-to it (recording) sees it: the relay session's taps and what each leg's
-payload types mean.
+to it (recording) sees it: the relay session's taps, what each leg's
+payload types mean, and the keys its parties press (:mod:`pbx.calls.keys`).
 
 A :class:`CallTap` is what :meth:`pbx.interfaces.IPBX.tap_call` returns; it
 hands out no signalling; what it may change is what a party hears: a
@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred, succeed
 from pbx.calls.announce import RECORDED, Announcer
 from pbx.calls.media import CallMedia
 from pbx.interfaces import ICodec
-from pbx.media.offer_answer import offered_codecs
 
 __all__ = ["CallTap"]
 
@@ -44,6 +43,8 @@ class CallTap:
     codecs: Mapping[str, ICodec]
     #: Plays a prompt into both legs (None: pbx has no media services).
     _announcer: Announcer | None = None
+    #: Watches the call's keys (:meth:`pbx.calls.keys.CallKeys.watch` for this call); None: no keys.
+    _watch_keys: Callable[[Callable[[str, str], None]], Callable[[], None]] | None = None
 
     def announce(self, prompt: str = RECORDED) -> Deferred[bool]:
         """
@@ -69,32 +70,25 @@ class CallTap:
         """
         self._media.session.tap(leg, listener)
 
+    def keys(self, listener: Callable[[str, str], None]) -> Callable[[], None]:
+        """
+        ``listener(leg, key)`` for every key a party presses from now on:
+        RFC 4733 events in its RTP or SIP INFO, seen, not swallowed (see
+        :mod:`pbx.calls.keys`).
+
+        :returns: a function that stops it.
+        """
+        if self._watch_keys is None:
+            return lambda: None
+        return self._watch_keys(listener)
+
     def untap(self, leg: str) -> None:
         """Stop listening to ``leg``."""
         self._media.session.untap(leg)
 
     def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
-        """
-        What the payload types ``leg`` sends mean now (a re-INVITE may
-        change them): ``{pt: (lower-case encoding, RTP clock rate)}``,
-        from the leg's own SDP (offer or answer), which names the payload
-        types it uses (RFC 3264 §5.1, §6.1).
-        """
-        found: dict[int, tuple[str, int]] = {}
-        for sdp in (self._media.answers.get(leg), self._media.offers.get(leg)):
-            if sdp is None:
-                continue
-            audio: Any = next(
-                (m for m in sdp.media if m.media == "audio" and m.port), None
-            )
-            if audio is None:
-                continue
-            for spec in offered_codecs(audio):
-                if spec.payload_type is not None:
-                    found.setdefault(
-                        spec.payload_type, (spec.encoding.lower(), spec.clock_rate)
-                    )
-        return found
+        """What the payload types ``leg`` sends mean now (see :meth:`pbx.calls.media.CallMedia.payload_types`)."""
+        return self._media.payload_types(leg)
 
     def listen(
         self, leg: str, listener: Callable[[bytes], object]

@@ -103,7 +103,6 @@ from pbx.calls.signalling import LegServices
 from pbx.calls.transfer_app import ApplicationSeats
 from pbx.calls.transfer_group import TransferGroups
 from pbx.calls.transfer_outside import OutsideRoute, OutsideTarget
-from pbx.media.dtmf import parse_dtmf_info
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
@@ -240,15 +239,14 @@ class Transfers:
 
     # -- feature codes -------------------------------------------------------------
 
-    def info(self, call: Call, leg: str, request: Request) -> None:
+    def key(self, call: Call, leg: str, digit: str) -> None:
         """
-        An INFO from ``leg``'s seat (relayed as ever by the call): a key
-        that may be part of the blind transfer code and a number.
+        A key pressed in ``leg``'s seat (:meth:`pbx.calls.keys.CallKeys.subscribe`):
+        maybe part of the blind transfer code and a number.
         """
         if call.state != "confirmed":
             return
-        event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
-        if event is None or (self.consults is not None and self.consults.key(call, leg, event.digit)):
+        if self.consults is not None and self.consults.key(call, leg, digit):
             return
         key = (call.call_id, leg)
         collector = self._collectors.get(key)
@@ -258,7 +256,7 @@ class Transfers:
                 codes.update(self.consults.codes(call, leg))
             collector = DigitCollector(codes, self.services.clock)
             self._collectors[key] = collector
-        collector.key(event.digit)
+        collector.key(digit)
 
     def _keyed(self, call: Call, leg: str, number: str) -> None:
         """The blind transfer code and ``number`` were keyed in ``leg``'s seat: transfer, no NOTIFY."""

@@ -22,11 +22,19 @@ receivers to cope), and the relay neither hides nor causes that.  RTCP-mux
 (RFC 5761) works when both legs use it: their RTCP then arrives on the RTP
 socket and is relayed like RTP.
 
-A leg can hear a shared source instead of the other leg (music on hold):
-:meth:`RelaySession.feed` sends each frame of the source from that leg's RTP
-socket under an RTP header of the leg's own (:class:`RelayFeed`), and the
-other leg's RTP towards it is dropped until :meth:`RelaySession.unfeed`.
-The relayed path itself is not touched by this.
+A leg can hear a shared source instead of the other leg (music on hold,
+announcements): :meth:`RelaySession.feed` sends each frame of the source
+from that leg's RTP socket (:class:`RelayFeed`), and the other leg's RTP
+towards it is dropped until :meth:`RelaySession.unfeed`.  The feed's RTP
+header continues the stream the leg's phone has been hearing: that stream's
+SSRC, with sequence numbers and timestamps that go on from the last packet
+relayed (the feed takes them from the other leg's next packet, which it
+watches for), at the same pace as the other leg's, so relaying resumes
+about where the feed stopped.  A phone
+sees one stream throughout (RFC 3550 §8.2: some, baresip 1.0 among them,
+drop a new SSRC mid-call).  The feed is only ever sent while the other
+leg's packets are not, so the relayed path never rewrites a header: a call
+that is not fed costs exactly what it did.
 
 The hot path is :meth:`RelayEndpoint.datagramReceived`: one tuple compare,
 one clock read, a few attribute reads, ``socket.sendto`` and three integer
@@ -36,9 +44,7 @@ increments.  Nothing is parsed or logged per packet.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import socket
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +56,13 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from pbx.media.ports import PortAllocator, bind_pair
+from pbx.media.relay_feed import RelayFeed
 
 Address = tuple[str, int]
 
 LEGS = ("a", "b")
+#: Seconds since a leg's last packet within which its stream counts as flowing (see :meth:`RelaySession.feed`).
+FLOWING = 0.5
 ANY_SOURCE = "*"
 """``source_ip`` for :meth:`RelaySession.set_remote`: any source may latch."""
 
@@ -68,6 +77,10 @@ class LatchMode:
     otherwise (no SDP yet, or a private SDP address: the phone is behind NAT) any source."""
     STRICT = "strict"
     """Only the expected IP latches; nothing latches before it is known."""
+
+
+def _nothing() -> None:
+    pass
 
 
 def _dropping_sender(data: bytes, addr: Address) -> None:
@@ -138,6 +151,7 @@ class RelayEndpoint(DatagramProtocol):
         self.transform: Callable[[bytes], bytes | None] | None = None
         #: Sees each accepted packet (see :meth:`set_tap`); None: untapped.
         self.tap: Callable[[bytes], object] | None = None
+        self._on_failure: Callable[[Callable[[bytes], object]], object] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
@@ -212,7 +226,8 @@ class RelayEndpoint(DatagramProtocol):
         self.held = held
         self._update_dest()
 
-    def set_tap(self, listener: Callable[[bytes], object] | None) -> None:
+    def set_tap(self, listener: Callable[[bytes], object] | None,
+                on_failure: Callable[[Callable[[bytes], object]], object] | None = None) -> None:
         """
         Hand every packet this leg sends, once accepted, to ``listener``
         (a recording); None removes it.
@@ -222,10 +237,11 @@ class RelayEndpoint(DatagramProtocol):
         UDP port looks it up on the instance), so an untapped endpoint runs
         exactly the method above.  The listener sees each accepted packet as
         it arrived (before any transform), after it was relayed; one that
-        raises is logged and removed.
+        raises is logged and removed, and ``on_failure(listener)`` told.
         """
         self.__dict__.pop("datagramReceived", None)
         self.tap = listener
+        self._on_failure = on_failure
         if listener is not None:
             self.datagramReceived = self._tapped  # type: ignore[method-assign]
 
@@ -237,7 +253,11 @@ class RelayEndpoint(DatagramProtocol):
                 listener(data)
             except Exception:
                 self.log.failure("relay tap {listener!r} failed; removed", listener=listener)
+                on_failure = self._on_failure
                 self.set_tap(None)
+                if on_failure is not None:
+                    on_failure(listener)
+
     def set_fed(self, fed: bool) -> None:
         """Stop (or resume) relaying the other leg's packets to this leg, which hears a feed instead."""
         self.fed = fed
@@ -250,58 +270,6 @@ class RelayEndpoint(DatagramProtocol):
             "dropped_no_dest": self.dropped_no_dest, "send_errors": self.send_errors,
             "latches": self.latches, "latched": self.latched, "last_packet": self.last_seen,
         }
-
-
-_RTP_HEADER = struct.Struct("!BBHII")
-
-
-class RelayFeed:
-    """
-    One listener of a shared source: puts this leg's own RTP header (its
-    SSRC, sequence number and timestamp, RFC 3550 §5.1) on each payload and
-    sends it from the leg's RTP socket to the leg's phone.
-
-    The per-listener work of music on hold: one header pack, one ``sendto``.
-    The first packet has the marker bit (a new talkspurt, RFC 3551 §4.1).
-    """
-
-    __slots__ = ("_endpoint", "_marker", "_payload_type", "_step", "sent", "send_errors", "seq", "ssrc", "timestamp")
-
-    def __init__(self, endpoint: RelayEndpoint, payload_type: int, timestamp_step: int) -> None:
-        """
-        :param endpoint: the RTP socket of the leg that listens.
-        :param payload_type: the leg's payload type for the source's codec.
-        :param timestamp_step: RTP clock ticks per frame.
-        """
-        if not 0 <= payload_type <= 127:
-            raise ValueError(f"payload type {payload_type} out of range")
-        self._endpoint = endpoint
-        self._payload_type = payload_type
-        self._marker = 0x80
-        self._step = timestamp_step
-        # RFC 3550 §5.1: random initial sequence number and timestamp.
-        self.ssrc = secrets.randbits(32)
-        self.seq = secrets.randbits(16)
-        self.timestamp = secrets.randbits(32)
-        self.sent = 0
-        self.send_errors = 0
-
-    def __call__(self, payload: bytes) -> None:
-        """Send one frame's ``payload`` to the leg's phone (dropped while it has no address)."""
-        endpoint = self._endpoint
-        dest = endpoint.latched or endpoint.remote
-        if dest is None or endpoint.closed:
-            return
-        header = _RTP_HEADER.pack(0x80, self._marker | self._payload_type, self.seq, self.timestamp, self.ssrc)
-        self._marker = 0
-        self.seq = (self.seq + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + self._step) & 0xFFFFFFFF
-        try:
-            endpoint.send(header + payload, dest)
-        except OSError:
-            self.send_errors += 1
-            return
-        self.sent += 1
 
 
 @define(eq=False)
@@ -340,11 +308,12 @@ class RelaySession:
         self._legs = {"a": a, "b": b}
         self._latch = latch
         a.rtp.peer, b.rtp.peer, a.rtcp.peer, b.rtcp.peer = b.rtp, a.rtp, b.rtcp, a.rtcp
+        self._now = clock.seconds
         self.created = clock.seconds()
         self.closed = False
         self._released = False
         self._waiting: list[Deferred[None]] = []
-        self._feeds: dict[str, tuple[RelayFeed, Callable[[], None]]] = {}
+        self._feeds: dict[str, tuple[RelayFeed, Callable[[], object]]] = {}
         #: The :meth:`tap` listener and the :meth:`listen` listeners of each leg.
         self._taps: dict[str, Callable[[bytes], object]] = {}
         self._listeners: dict[str, list[Callable[[bytes], object]]] = {}
@@ -454,12 +423,13 @@ class RelaySession:
         return remove
 
     def _install_taps(self, leg: str) -> None:
-        """Give ``leg``'s endpoint its one tap: the :meth:`tap` listener alone, or all of them in turn."""
+        """Give ``leg``'s endpoint its one tap: the only listener as it is, or all of them in turn."""
         main, more = self._taps.get(leg), list(self._listeners.get(leg, ()))
-        if not more:
-            self.leg(leg).rtp.set_tap(main)
-            return
         every = ([main] if main is not None else []) + more
+        if len(every) <= 1:
+            # The common case (a recording, or a call's key watch): one call per packet.
+            self.leg(leg).rtp.set_tap(every[0] if every else None, lambda listener: self._forget(leg, listener))
+            return
 
         def each(data: bytes) -> None:
             for listener in every:
@@ -467,30 +437,56 @@ class RelaySession:
                     listener(data)
                 except Exception:
                     self.log.failure("relay listener {listener!r} failed; removed", listener=listener)
-                    if self._taps.get(leg) is listener:
-                        del self._taps[leg]
-                    elif listener in self._listeners.get(leg, ()):
-                        self._listeners[leg].remove(listener)
-                    self._install_taps(leg)
+                    self._forget(leg, listener)
                     return
 
         self.leg(leg).rtp.set_tap(each)
+
+    def _forget(self, leg: str, listener: Callable[[bytes], object]) -> None:
+        """A listener of ``leg`` failed: it hears no more."""
+        if self._taps.get(leg) is listener:
+            del self._taps[leg]
+        elif listener in self._listeners.get(leg, ()):
+            self._listeners[leg].remove(listener)
+        self._install_taps(leg)
+
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
         ``leg`` hears ``source`` (a :class:`~pbx.media.playout.Playout`)
         instead of the other leg: each of its frames goes out from ``leg``'s
         RTP socket, to where ``leg``'s RTP goes, under an RTP header of
-        ``leg``'s own (:class:`RelayFeed`).  The other leg's RTP towards
-        ``leg`` is dropped meanwhile; RTCP still flows.  Feeding a fed leg
-        replaces its source.
+        ``leg``'s own that continues the stream ``leg`` was hearing
+        (:class:`RelayFeed`, which takes its numbering from the other
+        leg's next packet) when the other leg's stream flows (a packet in the last
+        :data:`FLOWING` seconds) and is not transcoded; otherwise a stream
+        of its own.  The other leg's RTP towards ``leg`` is dropped
+        meanwhile; RTCP still flows.  Feeding a fed leg replaces its source.
 
         :param source: has ``add(sink) -> remove`` and ``timestamp_step``.
         :param payload_type: the payload type ``leg`` negotiated for the source's codec.
         """
         self.unfeed(leg)
         endpoint = self.leg(leg).rtp
-        feed = RelayFeed(endpoint, payload_type, source.timestamp_step)
-        self._feeds[leg] = (feed, source.add(feed))
+        other, peer = ("b" if leg == "a" else "a"), endpoint.peer
+        # Continue the other leg's stream if it flows (a transcoded call's relayed
+        # timestamps are rescaled: not a stream to follow as it arrives).
+        follow = (peer.transform is None and peer.last_seen is not None
+                  and self._now() - peer.last_seen < FLOWING)
+        feed = RelayFeed(endpoint, payload_type, source.timestamp_step, follow=follow)
+        stop_source = source.add(feed)
+        stop_observing: Callable[[], None] = _nothing
+        if follow:
+            def observe(data: bytes) -> None:
+                if feed.observe(data):
+                    stop_observing()  # the feed has its numbering: the leg runs its plain path again
+
+            stop_observing = self.listen(other, observe)
+
+        def stop() -> None:
+            stop_source()
+            stop_observing()
+
+        self._feeds[leg] = (feed, stop)
         endpoint.set_fed(True)
 
     def unfeed(self, leg: str) -> None:

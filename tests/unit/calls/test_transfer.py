@@ -38,6 +38,7 @@ from support.phones import (
     describe,
     hold_sdp,
 )
+from support.recording import Talker
 
 TARGET_SDP = (
     b"v=0\r\n"
@@ -494,10 +495,8 @@ class FeatureCodeTests(TransferTestCase):
             other.respond(other.expect_one("INFO"), 200)
             phone.expect(200)
 
-    def test_keyed_blind_transfer(self) -> None:
-        """The callee keys ##1003#: 1003 rings from 1001 and, once it rings, the callee gets BYE (no NOTIFY)."""
-        invite, leg, callee_leg = self.establish()
-        self.key(self.callee, callee_leg, "##1003#", self.caller)
+    def target_takes_over(self, leg: Leg) -> None:
+        """1003 rings from 1001, the callee gets BYE once it rings, 1003 answers and talks to 1001, who hangs up."""
         forked = self.target.expect_one("INVITE")
         self.assertEqual(str(forked.from_.uri), f"sip:1001@{REALM}")
         self.target.respond(forked, 180)
@@ -507,6 +506,25 @@ class FeatureCodeTests(TransferTestCase):
         self.caller.in_dialog(leg, "BYE")
         self.caller.expect(200)
         self.target.respond(self.target.expect_one("BYE"), 200)
+
+    def test_keyed_blind_transfer(self) -> None:
+        """The callee keys ##1003#: 1003 rings from 1001 and, once it rings, the callee gets BYE (no NOTIFY)."""
+        invite, leg, callee_leg = self.establish()
+        self.key(self.callee, callee_leg, "##1003#", self.caller)
+        self.target_takes_over(leg)
+
+    def test_keyed_by_rfc4733(self) -> None:
+        """The callee keys ##1003# as RFC 4733 events in its RTP: relayed to the caller, and 1003 rings."""
+        invite, leg, callee_leg = self.establish()
+        session = self.session()
+        callee_port = self.clock.udpPorts[session.local_port("b")].protocol
+        phone = Talker(0)
+        packets = [p for key in "##1003#" for p in phone.key(key)]
+        for packet in packets:
+            callee_port.datagramReceived(packet, ("192.0.2.12", 5000))
+        relayed = [data for data, _ in self.clock.udpPorts[session.local_port("a")].written]
+        self.assertEqual(relayed, packets)
+        self.target_takes_over(leg)
 
     def test_other_keys_just_relayed(self) -> None:
         """Keys that are not the code are relayed and do nothing else."""

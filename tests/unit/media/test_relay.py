@@ -709,6 +709,21 @@ class RelayListenTests(RelayTestCase):
         self.assertEqual(self.recorded, [RTP, RTP])
         self.assertEqual(self.written("b"), [(RTP, PHONE_B), (RTP, PHONE_B)])
 
+    def test_only_listener_called_directly(self) -> None:
+        """A leg's only listener is the endpoint's tap itself (one call per packet); one that raises is forgotten."""
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("boom")
+
+        self.session.listen("a", broken)
+        self.assertIs(self.port("a").protocol.tap, broken)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.session.listen("a", self.supervised.append)
+        self.send("a", RTP, PHONE_A)
+        self.assertEqual(self.supervised, [RTP])
+        self.assertEqual(self.flushLoggedErrors(RuntimeError), [])
+
     def test_bad_leg(self) -> None:
         """Only legs a and b can be listened to."""
         self.assertRaises(ValueError, self.session.listen, "c", self.supervised.append)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.media.ports import PortAllocator
-from pbx.media.relay import Relay, RelayFeed
+from pbx.media.relay import FLOWING, Relay, RelayFeed
+from pbx.media.relay_feed import WAIT_FRAMES
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
 PHONE_A = ("81.2.69.160", 4000)
@@ -42,8 +43,8 @@ def header(packet: bytes) -> tuple[int, int, int, int, int]:
     return struct.unpack("!BBHII", packet[:12])
 
 
-class FeedTests(SynchronousTestCase):
-    """A fed leg hears the source with its own RTP header, and the other leg again when unfed."""
+class FeedTestCase(SynchronousTestCase):
+    """A relay session between two phones, and a source."""
 
     def setUp(self) -> None:
         """A session between two phones with known addresses."""
@@ -68,8 +69,15 @@ class FeedTests(SynchronousTestCase):
         out, port.written = port.written, []
         return out
 
+
+class FeedTests(FeedTestCase):
+    """A fed leg hears the source with its own RTP header, and the other leg again when unfed."""
+
     def test_own_header(self) -> None:
-        """Each payload goes from b's socket to b with b's payload type, one SSRC, seq +1, timestamp +160, marker first."""
+        """
+        With a silent other leg, each payload goes from b's socket to b with
+        b's payload type, one SSRC, seq +1, timestamp +160, marker first.
+        """
         self.session.feed("b", self.source, 8)
         for payload in (b"one", b"two", b"three"):
             self.source.play(payload)
@@ -185,3 +193,105 @@ class FeedTests(SynchronousTestCase):
         self.assertEqual(
             [(h[2], h[3]) for h in headers], [(0xFFFF, 0xFFFFFFF0), (0, 0x90)]
         )
+
+
+def packet(seq: int, timestamp: int, ssrc: int = 0x5EED, pt: int = 0) -> bytes:
+    """An RTP packet of phone a's stream."""
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + bytes(160)
+
+
+class ContinuityTests(FeedTestCase):
+    """The feed continues the stream b was hearing, and a's stream carries on after the feed's (RFC 3550 §8.2)."""
+
+    def talk(self, first: int, count: int, ssrc: int = 0x5EED) -> list[bytes]:
+        """Phone a sends ``count`` packets from sequence number ``first`` (timestamps 160 apart)."""
+        sent = [packet(seq, 1000 + 160 * seq, ssrc) for seq in range(first, first + count)]
+        for data in sent:
+            self.port("a").protocol.datagramReceived(data, PHONE_A)
+        return sent
+
+    def test_continues_stream(self) -> None:
+        """
+        The feed's first frame takes the place of a's first dropped packet:
+        a's SSRC, the next sequence number and its timestamp, marker set;
+        once unfed, a's packets reach b unchanged and, at the same pace, in
+        sequence with the feed's.
+        """
+        relayed = self.talk(10, 3)
+        self.assertEqual([p for p, _ in self.written("b")], relayed)
+        self.session.feed("b", self.source, 0)
+        self.source.play(b"early")  # before a's next packet: held back
+        self.talk(13, 1)
+        for i in range(3):
+            self.source.play(b"music")
+            self.talk(14 + i, 1)
+        self.source.play(b"music")
+        sent = [header(p) for p, _ in self.written("b")]
+        self.assertEqual(
+            [(h[1], h[2], h[3], h[4]) for h in sent],
+            [(0x80, 13, 1000 + 160 * 13, 0x5EED)] + [(0, seq, 1000 + 160 * seq, 0x5EED) for seq in (14, 15, 16)],
+        )
+        self.session.unfeed("b")
+        relayed = self.talk(17, 2)
+        self.assertEqual([p for p, _ in self.written("b")], relayed)
+
+    def test_own_pace_after_start(self) -> None:
+        """
+        Once started, the feed numbers its frames one by one whatever a's
+        packets say (a burst of late frames is not turned into a loss), and
+        a's socket is no longer watched.
+        """
+        self.talk(10, 1)
+        self.written("b")
+        self.session.feed("b", self.source, 0)
+        self.port("a").protocol.datagramReceived(b"\x80\xc8" + bytes(30), PHONE_A)  # RTCP (RFC 5761): not a start
+        self.talk(11, 1)
+        self.assertNotIn("datagramReceived", vars(self.port("a").protocol))
+        self.talk(12, 5)  # a runs ahead while pbx's frames are late
+        for _ in range(3):
+            self.source.play(b"late")
+        self.assertEqual([header(p)[2] for p, _ in self.written("b")], [11, 12, 13])
+
+    def test_late_other_leg(self) -> None:
+        """A flowing leg whose next packet is late for :data:`WAIT_FRAMES` frames: the feed starts a stream of its own."""
+        self.talk(10, 1)
+        self.written("b")
+        self.session.feed("b", self.source, 0)
+        for _ in range(WAIT_FRAMES):
+            self.source.play(b"held back")
+        self.assertEqual(self.written("b"), [])
+        self.source.play(b"x")
+        self.talk(11, 1)
+        self.source.play(b"y")
+        [first, second] = [header(p) for p, _ in self.written("b")]
+        self.assertNotEqual(first[4], 0x5EED)
+        self.assertEqual(first[1], 0x80)
+        self.assertEqual((second[4], (second[2] - first[2]) % 65536), (first[4], 1))
+
+    def own_stream_at_once(self, silence: float = 0.0) -> None:
+        """After a's packet and ``silence`` seconds, feeding b sends at once, not under a's SSRC; a is not watched."""
+        self.talk(10, 1)
+        self.written("b")
+        self.reactor.advance(silence)
+        self.session.feed("b", self.source, 0)
+        self.source.play(b"x")
+        [(sent, _)] = self.written("b")
+        self.assertNotEqual(header(sent)[4], 0x5EED)
+        self.assertNotIn("datagramReceived", vars(self.port("a").protocol))
+
+    def test_silent_other_leg(self) -> None:
+        """A leg silent for :data:`FLOWING` seconds (on hold) is not waited for, or watched."""
+        self.own_stream_at_once(FLOWING)
+
+    def test_transcoded_own_stream(self) -> None:
+        """In a transcoded call (a's packets rewritten on their way) the feed does not follow a's stream."""
+        self.session.set_transform("a", lambda data: data)
+        self.own_stream_at_once()
+
+    def test_unfeed_before_start(self) -> None:
+        """A feed that ends before a's next packet leaves a's socket unwatched, its plain hot path."""
+        self.talk(10, 1)
+        self.session.feed("b", self.source, 0)
+        self.assertIn("datagramReceived", vars(self.port("a").protocol))
+        self.session.unfeed("b")
+        self.assertNotIn("datagramReceived", vars(self.port("a").protocol))

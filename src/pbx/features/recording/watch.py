@@ -1,12 +1,13 @@
 """
 What the recording feature attaches to one live call: the relay taps of
-both legs, the :class:`~pbx.features.recording.recorder.CallRecorder` while
-the call is recorded, and the watch for the toggle keys.
+both legs while the call is recorded (for the
+:class:`~pbx.features.recording.recorder.CallRecorder`), and the call's
+key stream for the toggle keys.
 
-A call that is neither recorded nor watched for keys is not tapped at all,
-so the relay's hot path is untouched for it.  The toggle is seen in the
-telephone-event packets (RFC 4733) either phone sends through the relay;
-only the payload type octet of other packets is looked at.
+A call that is not recorded is not tapped, so the relay's hot path is
+untouched for it.  The toggle is seen in the call's key stream
+(:meth:`pbx.calls.tap.CallTap.keys`, :mod:`pbx.calls.keys`): RFC 4733
+events either phone sends through the relay, or SIP INFO.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from attrs import define, field
 from twisted.logger import Logger
 
 from pbx.features.recording.recorder import CallRecorder
-from pbx.media.dtmf import RFC4733Receiver
-from pbx.media.rtp import parse_rtp
 
 __all__ = ["CallWatch", "ToggleKeys"]
 
@@ -67,9 +66,8 @@ class CallWatch:
     on_toggle: Callable[[str], None]
     recorder: CallRecorder | None = None
     meta: dict[str, Any] | None = None
-    _events: dict[str, tuple[frozenset[int], RFC4733Receiver, ToggleKeys]] = field(
-        factory=dict
-    )
+    _toggles: dict[str, ToggleKeys] = field(factory=dict)
+    _unwatch: Callable[[], None] | None = None
     _tapped: bool = False
 
     @property
@@ -83,21 +81,16 @@ class CallWatch:
         return str(self.tap.caller), str(self.tap.callee)
 
     def start(self) -> None:
-        """Tap the legs if a recording runs or keys are watched."""
+        """Watch the call's keys if there is a toggle; tap the legs while a recording runs."""
         if self.toggle:
-            for leg in LEGS:
-                types = frozenset(
-                    pt
-                    for pt, (name, _) in self.tap.payload_types(leg).items()
-                    if name == "telephone-event"
-                )
-                if types:
-                    self._events[leg] = (
-                        types,
-                        RFC4733Receiver(),
-                        ToggleKeys(self.toggle, self._toggled(leg)),
-                    )
+            self._toggles = {leg: ToggleKeys(self.toggle, self._toggled(leg)) for leg in LEGS}
+            self._unwatch = self.tap.keys(self._key)
         self._update_taps()
+
+    def _key(self, leg: str, key: str) -> None:
+        toggle = self._toggles.get(leg)
+        if toggle is not None:
+            toggle.digit(key)
 
     def _toggled(self, leg: str) -> Callable[[], None]:
         return lambda: self.on_toggle(leg)
@@ -115,13 +108,16 @@ class CallWatch:
         return running
 
     def stop(self) -> None:
-        """The call ended or the feature stops: untap."""
-        self._events.clear()
+        """The call ended or the feature stops: untap, stop watching keys."""
+        self._toggles.clear()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self.recorder = None
         self._update_taps()
 
     def _update_taps(self) -> None:
-        wanted = self.recorder is not None or bool(self._events)
+        wanted = self.recorder is not None
         if wanted and not self._tapped:
             for leg in LEGS:
                 self.tap.tap(leg, self._listener(leg))
@@ -134,18 +130,7 @@ class CallWatch:
         return lambda data: self.packet(leg, data)
 
     def packet(self, leg: str, data: bytes) -> None:
-        """One packet ``leg`` sent: to the recorder, and to the key watch if it is an event."""
+        """One packet ``leg`` sent: to the recorder."""
         recorder = self.recorder
         if recorder is not None:
             recorder.packet(leg, data)
-        events = self._events.get(leg)
-        if events is not None and len(data) > 1 and (data[1] & 0x7F) in events[0]:
-            try:
-                packet = parse_rtp(data)
-                presses = events[1].feed(
-                    packet.timestamp, packet.marker, packet.payload
-                )
-            except ValueError:
-                return
-            for press in presses:
-                events[2].digit(press.digit)

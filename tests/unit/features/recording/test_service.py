@@ -219,12 +219,13 @@ class PolicyTests(ServiceTestCase):
         )
 
     def test_other_calls_not_tapped(self) -> None:
-        """A call of extensions without policy is watched only for the toggle keys, not recorded."""
+        """A call of extensions without policy is watched only for the toggle keys: not tapped, not recorded."""
         tap = self.answer("c2", "1003", "1004")
         self.assertEqual(self.items(), [])
-        self.assertEqual(sorted(tap.listeners), ["a", "b"])
-        self.end("c2")
         self.assertEqual(tap.listeners, {})
+        self.assertEqual(len(tap.key_listeners), 1)
+        self.end("c2")
+        self.assertEqual(tap.key_listeners, [])
 
     def test_pause_and_resume_in_metadata(self) -> None:
         """Pause and resume through the service are kept as spans in the metadata; a second pause is refused."""
@@ -269,17 +270,14 @@ class ToggleTests(ServiceTestCase):
     def test_keys_start_and_stop(self) -> None:
         """*1 from the callee starts a recording; *1 again stops it."""
         tap = self.answer("c3", "1003", "1004")
-        keys = Talker(0)
         self.assertEqual(self.items(), [])
-        for packet in keys.key("*") + keys.key("1"):
-            tap.listeners["b"](packet)
+        tap.press("b", "*1")
         [meta] = self.items()
         self.assertEqual(
             (meta["status"], meta["started_by"]), ("recording", "keys:1004")
         )
         self.talk(tap, 1.0, Talker(600), Talker(900))
-        for packet in keys.key("*") + keys.key("1"):
-            tap.listeners["b"](packet)
+        tap.press("b", "*1")
         [meta] = self.items()
         self.assertEqual(meta["status"], "complete")
         self.end("c3")
@@ -287,10 +285,9 @@ class ToggleTests(ServiceTestCase):
     def test_other_keys_ignored(self) -> None:
         """Keys other than the toggle start nothing."""
         tap = self.answer("c3", "1003", "1004")
-        keys = Talker(0)
-        for digit in "*21#":
-            for packet in keys.key(digit):
-                tap.listeners["a"](packet)
+        tap.press("a", "*21#")
+        tap.press("b", "*")
+        tap.press("a", "1")
         self.assertEqual(self.items(), [])
         self.end("c3")
 
@@ -303,7 +300,7 @@ class NoToggleTests(ServiceTestCase):
     def test_untapped(self) -> None:
         """The call's media is left alone; the API can still start a recording."""
         tap = self.answer("c4", "1003", "1004")
-        self.assertEqual(tap.listeners, {})
+        self.assertEqual((tap.listeners, tap.key_listeners), ({}, []))
         meta = self.service.start("c4", "api:admin")
         self.assertEqual(meta["started_by"], "api:admin")
         self.assertEqual(sorted(tap.listeners), ["a", "b"])
@@ -428,13 +425,11 @@ class PolicyToggleTests(ServiceTestCase):
     def test_keys_pause_and_resume(self) -> None:
         """*1 pauses the policy recording, *1 again resumes it; the call's end completes it."""
         tap = self.answer()
-        keys, a, b = Talker(0), Talker(600), Talker(900)
+        a, b = Talker(600), Talker(900)
         self.talk(tap, 1.0, a, b)
-        for packet in keys.key("*") + keys.key("1"):
-            tap.listeners["a"](packet)
+        tap.press("a", "*1")
         self.talk(tap, 1.0, a, b)
-        for packet in keys.key("*") + keys.key("1"):
-            tap.listeners["a"](packet)
+        tap.press("a", "*1")
         self.talk(tap, 1.0, a, b)
         self.end()
         [meta] = self.items()
