@@ -43,6 +43,9 @@ class ExtensionRecord:
     forward_no_answer: str = ""
     #: Caller ID name presented to callees; "" uses the extension's name.
     caller_id: str = ""
+    #: SRTP for this extension's phones: ``off``, ``offered`` or ``required``
+    #: (:class:`pbx.media.sdes.SrtpPolicy`; keys travel only over TLS).
+    srtp: str = "offered"
 
 
 @frozen
@@ -108,6 +111,9 @@ class CallRecord:
     #: caller's number (``TN-Validation-Passed``, ``TN-Validation-Failed``,
     #: ``No-TN-Validation``); "" when pbx does not verify.
     verstat: str = ""
+    #: The SRTP suite this leg's media was encrypted with (the last one
+    #: agreed), "" for plain RTP.
+    srtp: str = ""
     id: int | None = field(default=None, eq=False)
 
     @property

@@ -73,6 +73,7 @@ _SCHEMAS: dict[str, Any] = {
             "dnd": {"type": "boolean"}, "caller_id": {"type": "string"},
             "forward_always": {"type": "string"}, "forward_busy": {"type": "string"},
             "forward_no_answer": {"type": "string"},
+            "srtp": {"enum": ["off", "offered", "required"]},
         },
     },
     "ExtensionInput": {
@@ -89,6 +90,8 @@ _SCHEMAS: dict[str, Any] = {
             "forward_always": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
             "forward_busy": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
             "forward_no_answer": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
+            "srtp": {"enum": ["off", "offered", "required"],
+                     "description": "SRTP for the extension's phones; keys only over TLS"},
         },
     },
     "Registration": {
@@ -129,6 +132,8 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "a call from a trunk: what STIR/SHAKEN verification said of the caller's "
                 "number; empty when pbx does not verify",
             },
+            "srtp": {"type": "string", "description": "the SRTP suite this leg's media was encrypted with; "
+                     "empty for plain RTP"},
         },
     },
 }

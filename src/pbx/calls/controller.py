@@ -410,9 +410,12 @@ class CallController:
             if not self._divert_new(transaction, caller, display, target, why):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
+        calling = await self.routing.lookup(caller)
         call = self._open_call(transaction, caller, display, target, expires, make_call)
         if call is None:
             return
+        call.media.secure("a", transaction.peer.transport, calling.srtp if calling is not None else "offered")
+        call.callee_srtp = record.srtp
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
         self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))

@@ -31,6 +31,7 @@ from attrs import define, evolve, field
 
 from pbx.media.offer_answer import NotAcceptable
 from pbx.media.sdp import MediaDescription, SessionDescription
+from pbx.media.srtp_policy import POLICIES, SrtpPolicy
 from pbx.media.srtp import SUITES, Crypto, LegCrypto, crypto_lines, new_crypto
 
 __all__ = [
@@ -45,18 +46,6 @@ __all__ = [
 ]
 
 
-class SrtpPolicy:
-    """What a leg (an extension's phone, a trunk) may or must speak."""
-
-    OFF = "off"
-    """Plain RTP only: an ``RTP/SAVP`` offer gets ``488``."""
-    OFFERED = "offered"
-    """SRTP when the phone offers it over TLS, or when the other leg is encrypted; plain otherwise."""
-    REQUIRED = "required"
-    """SRTP only: plain RTP, or any offer over UDP/TCP, gets ``488``."""
-
-
-POLICIES = (SrtpPolicy.OFF, SrtpPolicy.OFFERED, SrtpPolicy.REQUIRED)
 #: SRTP profiles (RFC 3711 §12, RFC 5124) and the plain ones pbx relays them as.
 _SECURE_PROTOS = {"RTP/SAVP": "RTP/AVP", "RTP/SAVPF": "RTP/AVPF"}
 

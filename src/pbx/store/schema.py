@@ -260,6 +260,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "call records of calls from trunks: what STIR/SHAKEN verification said of the caller (verstat)",
         ("ALTER TABLE call_records ADD COLUMN verstat TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        10,
+        "SRTP: each extension's policy, and the suite each call leg was encrypted with",
+        (
+            "ALTER TABLE extensions ADD COLUMN srtp TEXT NOT NULL DEFAULT 'offered'",
+            "ALTER TABLE call_records ADD COLUMN srtp TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

@@ -23,6 +23,7 @@ from pbx.calls.dialplan import (
     ToTrunks,
 )
 from pbx.errors import ConfigError
+from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.security.networks import Network, contains, parse_networks
 from pbx.sip.uri import URI, parse_uri
 from pbx.trunks.numbers import E164, normalise
@@ -38,7 +39,7 @@ _DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _KEYS = {
     "uri", "username", "auth_username", "password", "register", "register_expires", "caller_id", "dids",
     "allow_from", "transport", "codecs", "max_calls", "outbound_proxy", "keepalive", "verify", "ca",
-    "weight", "setup_timeout", "country_code", "from_domain",
+    "weight", "setup_timeout", "country_code", "from_domain", "srtp",
 }
 
 
@@ -106,6 +107,8 @@ class TrunkConfig:
     :ivar setup_timeout: seconds the carrier has to answer an INVITE at all
         (any response) before the call fails over.
     :ivar country_code: how national numbers from this trunk become E.164.
+    :ivar srtp: SRTP towards the trunk (``off``, ``offered``, ``required``;
+        keys only when ``transport`` is ``tls``).
     """
 
     name: str
@@ -129,6 +132,7 @@ class TrunkConfig:
     setup_timeout: int = 8
     country_code: str = "1"
     from_domain: str = ""
+    srtp: str = "offered"
 
     @property
     def host(self) -> str:
@@ -164,6 +168,7 @@ class TrunkConfig:
             "outbound_proxy": str(self.outbound_proxy) if self.outbound_proxy is not None else "",
             "keepalive": self.keepalive, "verify": self.verify, "weight": self.weight,
             "setup_timeout": self.setup_timeout, "password_set": bool(self.password),
+            "srtp": self.srtp,
         }
 
 
@@ -335,7 +340,14 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
         weight=_int(raw.get("weight"), f"{key}.weight", 1, 0, 1000),
         setup_timeout=_int(raw.get("setup_timeout"), f"{key}.setup_timeout", 8, 1, 120),
         country_code=country, from_domain=_str(raw.get("from_domain"), f"{key}.from_domain"),
+        srtp=_srtp(raw.get("srtp", "offered"), f"{key}.srtp"),
     )
+
+
+def _srtp(value: Any, key: str) -> str:
+    if problem := srtp_policy_problem(value):
+        raise ConfigError(key, problem)
+    return str(value)
 
 
 def parse_trunk(name: str, raw: Any, key: str = "") -> TrunkConfig:
