@@ -165,6 +165,7 @@ class Phone:
         transport: str = "udp",
         cafile: Path | None = None,
         outbound: bool = False,
+        params: str = "",
     ) -> None:
         """
         Write its configuration and start it.
@@ -177,6 +178,8 @@ class Phone:
             not check it, but the phone is set up as a real one would be).
         :param outbound: register with RFC 5626 outbound (``reg-id`` and
             ``+sip.instance``; baresip needs its ``uuid`` module for that).
+        :param params: more account parameters (``;mediaenc=srtp-mand``: SRTP
+            only, with the ``srtp`` module in ``extra_modules``).
         """
         self.transport = transport
         self.number = number
@@ -209,7 +212,7 @@ class Phone:
         answermode = ";answermode=auto" if answer else ""
         account = (
             f"<sip:{number}@127.0.0.1:{sip_port};transport={transport}>"
-            f";auth_pass={password};regint=300{answermode}"
+            f";auth_pass={password};regint=300{answermode}{params}"
         )
         if outbound:
             account += (

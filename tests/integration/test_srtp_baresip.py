@@ -1,0 +1,224 @@
+"""
+Integration tests: SRTP (SDES keys, RFC 4568) between baresip phones
+through pbx, with the ``srtp`` module and ``mediaenc=srtp-mand``.
+
+One daemon and four phones serve the class:
+
+- 1301 (caller, 440 Hz) and 1302 (callee, 1000 Hz, auto answer): TLS and
+  SRTP only;
+- 1303 (callee, 1000 Hz): plain RTP over UDP;
+- 1304: SRTP only, but over UDP, and its extension's policy is ``required``.
+
+Each call is checked as ``test_transports_baresip.py`` checks its calls:
+both phones established, about 1.2 s of audio each way through the relay,
+hang-up from one side, the other side closed, each phone's recording the
+other phone's keyed tone.  The call records say which leg was encrypted.
+While the SRTP calls run, a capture on ``lo`` (as root) collects the
+relay's packets: none may carry a PCMU tone, while the plain leg of the
+SRTP-to-plain call must (the same detector, shown to find plain audio).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.calls import call_config, free_udp_block, heard_problems, keyed_tone, read_pcm_wav, write_pcm_wav
+from support.capture import LoopbackCapture, plain_tone_packets
+from support.daemon import API, Daemon, admin_password, free_port, require_binary, strong_password, wait_until
+
+pytestmark = pytest.mark.integration
+
+SRTP_CALLER, SRTP_CALLEE, PLAIN_CALLEE, UDP_SRTP = "1301", "1302", "1303", "1304"
+#: number -> (transport, calls, account parameters)
+PHONES = {
+    SRTP_CALLER: ("tls", True, ";mediaenc=srtp-mand"),
+    SRTP_CALLEE: ("tls", False, ";mediaenc=srtp-mand"),
+    PLAIN_CALLEE: ("udp", False, ""),
+    UDP_SRTP: ("udp", True, ";mediaenc=srtp-mand"),
+}
+CALLER_TONE, CALLEE_TONE = 440.0, 1000.0
+SIGNAL_SECONDS = 8.0
+PACKETS = 60
+RELAY_PORTS = 40
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+class SrtpCallTests(SynchronousTestCase):
+    """SRTP phones on TLS call each other and plain phones through pbx; keys never travel over UDP."""
+
+    daemon: ClassVar[Daemon]
+    api: ClassVar[API]
+    phones: ClassVar[dict[str, Phone]]
+    patterns: ClassVar[dict[str, list[bool]]]
+    workdir: ClassVar[Path]
+    relay: ClassVar[tuple[int, int]]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        """Start pbx (UDP, TLS) and the four phones; wait for every registration."""
+        baresip = require_binary("baresip", "baresip-core")
+        missing = [m for m in (*NEEDED, "srtp") if not (MODULES / f"{m}.so").is_file()]
+        if missing:
+            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        cls.workdir = Path(tempfile.mkdtemp(prefix="pbx-srtp-"))
+        cls.phones, cls.patterns = {}, {}
+        passwords = {number: strong_password(number) for number in PHONES}
+        sip_port, tls_port, api_port = free_port(), free_port(), free_port()
+        first = free_udp_block(RELAY_PORTS + 20 * len(PHONES))
+        cls.relay = (first, first + RELAY_PORTS - 1)
+        admin = admin_password()
+        config = json.loads(call_config(
+            api_port=api_port, sip_port=sip_port, admin_password=admin, extensions=passwords,
+            transports=("udp",), tls_port=tls_port, state_dir=str(cls.workdir / "pbx" / "state"),
+            rtp_ports=cls.relay,
+        ))
+        config["extensions"][UDP_SRTP]["srtp"] = "required"
+        cls.daemon = Daemon(str(cls.workdir / "pbx"), json.dumps(config, indent=1))
+        cls.api = API(api_port, admin)
+        try:
+            cls.daemon.start()
+            cls._start_phones(baresip, passwords, (sip_port, tls_port), first)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _start_phones(cls, baresip: str, passwords: dict[str, str], ports: tuple[int, int], first: int) -> None:
+        sip_port, tls_port = ports
+        for index, (number, (transport, calling, params)) in enumerate(PHONES.items()):
+            samples, cls.patterns[number] = keyed_tone(
+                CALLER_TONE if calling else CALLEE_TONE, SIGNAL_SECONDS, seed=index + 1
+            )
+            source = cls.workdir / f"signal-{number}.wav"
+            write_pcm_wav(source, samples)
+            cls.phones[number] = Phone(
+                baresip, cls.workdir / f"baresip-{number}", number, passwords[number],
+                tls_port if transport == "tls" else sip_port, Path("..", source.name),
+                first + RELAY_PORTS + 20 * index, answer=not calling, transport=transport,
+                cafile=Path("..", "pbx", "state", "tls", "cert.pem"), extra_modules=("srtp",), params=params,
+            )
+        for number, phone in cls.phones.items():
+            try:
+                wait_until(
+                    lambda n=number, t=phone.transport: [
+                        r for r in cls.api.registrations() if r["extension"] == n and r["transport"] == t
+                    ],
+                    LIMIT, f"{number}'s {phone.transport} registration",
+                )
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        """Stop the phones and pbx; remove their files."""
+        for phone in cls.phones.values():
+            phone.stop()
+        cls.daemon.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def carried(self) -> dict[str, Any] | None:
+        """The one live call once it is confirmed and has carried PACKETS each way."""
+        calls = self.api.get("/calls")["calls"]
+        if len(calls) != 1 or calls[0]["state"] != "confirmed":
+            return None
+        media = calls[0]["media"]
+        if min(media["a_to_b"]["packets"], media["b_to_a"]["packets"]) < PACKETS:
+            return None
+        return calls[0]  # type: ignore[no-any-return]
+
+    def call(self, caller: str, callee: str, hangup: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """
+        One call, checked as the module docstring says.
+
+        :returns: the live call as /api/v1/calls showed it, and its two records.
+        """
+        a, b = self.phones[caller], self.phones[callee]
+        what = f"{caller} -> {callee}, {hangup} hangs up"
+        marks = {a: a.control.mark(), b: b.control.mark()}
+        recorded = {a: a.recorded(), b: b.recorded()}
+        before = self.api.get("/cdr?limit=1")["total"]
+        try:
+            a.control.command("dial", callee)
+            for phone in (a, b):
+                phone.control.event("CALL_ESTABLISHED", since=marks[phone])
+            live = wait_until(self.carried, LIMIT, f"{PACKETS} packets each way ({what})")
+            (a if hangup == "a" else b).control.command("hangup")
+            for phone in (a, b):
+                phone.control.event("CALL_CLOSED", since=marks[phone])
+        except AssertionError as e:
+            tail = "\n".join(list(self.daemon.output)[-30:])
+            raise AssertionError(f"{what}: {e}\npbx:\n{tail}\n{a.output()[-2000:]}") from None
+        records = wait_until(
+            lambda: page["records"][:2] if (page := self.api.get("/cdr?limit=2"))["total"] >= before + 2 else None,
+            LIMIT, f"the records of {what}",
+        )
+        for r in records:
+            self.assertEqual((r["disposition"], r["hangup_side"], r["hangup_cause"]), ("ANSWERED", hangup, "BYE"))
+        for listener, talker, own, tone in ((a, callee, CALLER_TONE, CALLEE_TONE), (b, caller, CALLEE_TONE, CALLER_TONE)):
+            [path] = wait_until(lambda p=listener: p.recorded() - recorded[p] or None, LIMIT, f"{listener.number}'s recording")
+            audio = wait_until(lambda p=path: read_pcm_wav(p) or None, LIMIT, f"audio in {path}")
+            problems = heard_problems(audio, talker=tone, own=own, pattern=self.patterns[talker], seconds=0.5)
+            self.assertEqual(problems, [], f"{listener.number} hearing {talker}: {what}")
+        self.assertFalse(self.daemon.tracebacks)
+        return live, records
+
+    def capture(self) -> LoopbackCapture:
+        """A capture of the relay's ports (root only: skipped otherwise)."""
+        if os.geteuid() != 0:
+            pytest.skip("a capture on lo needs root (AF_PACKET)")
+        capture = LoopbackCapture(range(self.relay[0], self.relay[1] + 1))
+        capture.start()
+        return capture
+
+    def test_srtp_to_srtp(self) -> None:
+        """Two SRTP phones on TLS: each leg keyed on its own, audio both ways, no plain PCMU on the wire."""
+        capture = self.capture()
+        try:
+            live, records = self.call(SRTP_CALLER, SRTP_CALLEE, "a")
+            self.call(SRTP_CALLER, SRTP_CALLEE, "b")
+        finally:
+            packets = capture.stop()
+        self.assertEqual(live["srtp"], {"a": SUITE, "b": SUITE})
+        self.assertEqual({r["leg"]: r["srtp"] for r in records}, {"a": SUITE, "b": SUITE})
+        self.assertGreater(len(packets), 4 * PACKETS)
+        self.assertEqual(plain_tone_packets(packets, (CALLER_TONE, CALLEE_TONE)), [])
+
+    def test_srtp_to_plain(self) -> None:
+        """An SRTP phone calls a plain phone on UDP: audio both ways, only the plain leg's RTP is in clear."""
+        capture = self.capture()
+        try:
+            live, records = self.call(SRTP_CALLER, PLAIN_CALLEE, "b")
+        finally:
+            packets = capture.stop()
+        self.assertEqual(live["srtp"], {"a": SUITE, "b": ""})
+        self.assertEqual({r["leg"]: r["srtp"] for r in records}, {"a": SUITE, "b": ""})
+        a_port, b_port = live["media"]["a"]["local_port"], live["media"]["b"]["local_port"]
+        plain = plain_tone_packets(packets, (CALLER_TONE, CALLEE_TONE))
+        self.assertGreater(len(plain), PACKETS)
+        self.assertEqual({port for pair in plain for port in pair if port in (a_port, b_port)}, {b_port})
+
+    def test_srtp_over_udp_refused(self) -> None:
+        """An SRTP offer over UDP from a phone whose policy requires SRTP: 488, no call."""
+        phone = self.phones[UDP_SRTP]
+        before = self.api.get("/cdr?limit=1")["total"]
+        mark = phone.control.mark()
+        phone.control.command("dial", SRTP_CALLEE)
+        closed = phone.control.event("CALL_CLOSED", since=mark)
+        self.assertIn("488", json.dumps(closed))
+        [record] = wait_until(
+            lambda: page["records"][:1] if (page := self.api.get("/cdr?limit=1"))["total"] > before else None,
+            LIMIT, "the refused call's record",
+        )
+        self.assertEqual(record["disposition"], "FAILED")
+        self.assertTrue(record["hangup_cause"].startswith("488"), record)
+        self.assertEqual(self.api.get("/calls")["calls"], [])
