@@ -32,9 +32,24 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.baresip import LIMIT, MODULES, NEEDED, Phone
-from support.calls import call_config, free_udp_block, heard_problems, keyed_tone, read_pcm_wav, write_pcm_wav
+from support.calls import (
+    call_config,
+    free_udp_block,
+    heard_problems,
+    keyed_tone,
+    read_pcm_wav,
+    write_pcm_wav,
+)
 from support.capture import LoopbackCapture, plain_tone_packets
-from support.daemon import API, Daemon, admin_password, free_port, require_binary, strong_password, wait_until
+from support.daemon import (
+    API,
+    Daemon,
+    admin_password,
+    free_port,
+    require_binary,
+    strong_password,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

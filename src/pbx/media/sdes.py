@@ -31,8 +31,8 @@ from attrs import define, evolve, field
 
 from pbx.media.offer_answer import NotAcceptable
 from pbx.media.sdp import MediaDescription, SessionDescription
-from pbx.media.srtp_policy import POLICIES, SrtpPolicy
 from pbx.media.srtp import SUITES, Crypto, LegCrypto, crypto_lines, new_crypto
+from pbx.media.srtp_policy import POLICIES, SrtpPolicy
 
 __all__ = [
     "POLICIES",

@@ -25,9 +25,8 @@ import re
 import secrets
 from collections.abc import Callable
 
-from attrs import frozen
-
 import pylibsrtp
+from attrs import frozen
 
 __all__ = [
     "SUITES",
