@@ -25,10 +25,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
-import wave
 import shutil
+import struct
 import tempfile
+import wave
 from pathlib import Path
 from typing import Any, ClassVar
 

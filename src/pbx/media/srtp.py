@@ -34,7 +34,9 @@ __all__ = [
     "LegCrypto",
     "Suite",
     "crypto_lines",
+    "inbound",
     "new_crypto",
+    "outbound",
     "parse_crypto",
 ]
 
