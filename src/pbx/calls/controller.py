@@ -411,10 +411,10 @@ class CallController:
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
         calling = await self.routing.lookup(caller)
-        call = self._open_call(transaction, caller, display, target, expires, make_call)
+        call = self._open_call(transaction, caller, display, target, expires, make_call,
+                               caller_srtp=calling.srtp if calling is not None else "offered")
         if call is None:
             return
-        call.media.secure("a", transaction.peer.transport, calling.srtp if calling is not None else "offered")
         call.callee_srtp = record.srtp
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
@@ -422,7 +422,7 @@ class CallController:
         self._ring_callee(call, bindings)
 
     def _open_call(self, transaction: ServerTransaction, caller: str, display: str, target: str,
-                   expires: int, make_call: Callable[..., Call] = Call) -> Call | None:
+                   expires: int, make_call: Callable[..., Call] = Call, *, caller_srtp: str = "offered") -> Call | None:
         """A relayed call from the caller of ``transaction`` to ``target``; None (and 503) without media ports."""
         request = transaction.request
         try:
@@ -431,10 +431,11 @@ class CallController:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
             return None
+        media = CallMedia(session, self.media_address, available=self.media.codecs if self.media is not None else {})
+        media.secure("a", transaction.peer.transport, caller_srtp)  # a trunk's call then takes the trunk's
         call = make_call(
             self.services, transaction, caller=caller, callee=target, caller_display=display,
-            media=CallMedia(session, self.media_address,
-                            available=self.media.codecs if self.media is not None else {}),
+            media=media,
             address=self.local_address(transaction.peer.transport),
             # RFC 4028 §9 table 2: a caller without "Supported: timer", or one
             # asking refresher=uas, makes the UAS the refresher.  pbx never
