@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import struct
 import tempfile
 import wave
@@ -37,7 +36,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.apps import locate, prompt, prompt_seconds
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, stop_all, wait_registered
 from support.calls import (
     call_config,
     free_udp_block,
@@ -135,24 +134,12 @@ class SrtpCallTests(SynchronousTestCase):
                 first + RELAY_PORTS + 20 * index, answer=not calling, transport=transport,
                 cafile=Path("..", "pbx", "state", "tls", "cert.pem"), extra_modules=("srtp",), params=params,
             )
-        for number, phone in cls.phones.items():
-            try:
-                wait_until(
-                    lambda n=number, t=phone.transport: [
-                        r for r in cls.api.registrations() if r["extension"] == n and r["transport"] == t
-                    ],
-                    LIMIT, f"{number}'s {phone.transport} registration",
-                )
-            except AssertionError as e:
-                raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+        wait_registered(cls.phones, cls.api.registrations)
 
     @classmethod
     def tearDownClass(cls) -> None:
         """Stop the phones and pbx; remove their files."""
-        for phone in cls.phones.values():
-            phone.stop()
-        cls.daemon.stop()
-        shutil.rmtree(cls.workdir, ignore_errors=True)
+        stop_all(cls.phones, cls.daemon, cls.workdir)
 
     def carried(self) -> dict[str, Any] | None:
         """The one live call once it is confirmed and has carried PACKETS each way."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, MODULES, NEEDED, Phone, stop_all, wait_registered
 from support.calls import (
     call_config,
     free_udp_block,
@@ -158,27 +157,12 @@ class TransportMatrixTests(SynchronousTestCase):
                 transport=transport,
                 cafile=Path("..", "pbx", "state", "tls", "cert.pem"),
             )
-        for number, phone in cls.phones.items():
-            try:
-                wait_until(
-                    lambda n=number, t=phone.transport: [
-                        r
-                        for r in cls.api.registrations()
-                        if r["extension"] == n and r["transport"] == t
-                    ],
-                    LIMIT,
-                    f"{number}'s {phone.transport} registration",
-                )
-            except AssertionError as e:
-                raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+        wait_registered(cls.phones, cls.api.registrations)
 
     @classmethod
     def tearDownClass(cls) -> None:
         """Stop the phones and pbx; remove their files."""
-        for phone in cls.phones.values():
-            phone.stop()
-        cls.daemon.stop()
-        shutil.rmtree(cls.workdir, ignore_errors=True)
+        stop_all(cls.phones, cls.daemon, cls.workdir)
 
     def carried(self) -> tuple[int, int] | None:
         """Packets the relay carried each way in the one live call, once it is confirmed (ACKed)."""

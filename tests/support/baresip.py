@@ -20,6 +20,7 @@ connection).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -292,3 +293,30 @@ def recorded_seconds(phone: Phone) -> float:
         return 0.0
     # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
     return max(0, paths[0].stat().st_size - 44) / 2 / RATE
+
+
+def wait_registered(phones: dict[str, Phone], registrations: Callable[[], list[dict[str, Any]]]) -> None:
+    """
+    Wait for each phone's registration over its own transport, as
+    ``registrations`` (the API's list) shows them; a phone that does not
+    register fails with the end of its output.
+    """
+    for number, phone in phones.items():
+        try:
+            wait_until(
+                lambda n=number, t=phone.transport: [  # type: ignore[misc]
+                    r for r in registrations() if r["extension"] == n and r["transport"] == t
+                ],
+                LIMIT,
+                f"{number}'s {phone.transport} registration",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+
+
+def stop_all(phones: dict[str, Phone], daemon: Any, workdir: Path) -> None:
+    """Stop the phones, then pbx; remove their files."""
+    for phone in phones.values():
+        phone.stop()
+    daemon.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
