@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from attrs import field, fields, frozen
+from attrs import evolve, field, fields, frozen
 
 from pbx.errors import ConfigError
 from pbx.media.srtp_policy import srtp_policy_problem
@@ -64,6 +64,8 @@ class TLSConfig:
     key: str = ""
     verify_clients: bool = False
     ca: str = ""
+    #: FIPS mode (``security.fips``, not a key of this section): approved suites only.
+    approved_only: bool = False
 
 
 @frozen
@@ -101,6 +103,12 @@ class SecurityConfig:
     ban_max_time: int = 86400
     #: The security log's file (failed logins and bans, for fail2ban); empty: none.
     log: str = ""
+    #: Approved algorithms only, in crypto libraries in FIPS mode (:mod:`pbx.security.fips`).
+    fips: bool = False
+    #: Fewest characters in an API administrator's new password.
+    password_min_length: int = 12
+    #: Days an administrator's password may be used before it must be changed (0: no limit).
+    password_max_age_days: int = 0
 
 
 @frozen
@@ -210,6 +218,13 @@ class TransferConfig:
     #: Keys that, followed by a number, blind-transfer a call from a phone
     #: without a transfer key (SIP INFO keys only); "" for none.
     blind_code: str = "##"
+    #: Keys that, followed by a number, put the other party on hold and
+    #: call the number to consult it (attended transfer by keys); "" for none.
+    attended_code: str = "*2"
+    #: Keys that, followed by a number, call it and make a three-way call; "" for none.
+    three_way_code: str = "*3"
+    #: While consulting or in a three-way call: the keys that drop the third party; "" for none.
+    cancel_code: str = "*"
     #: Whether a party on an outside line may transfer the call (keys or
     #: REFER) to an outside number; off against toll fraud.
     outside_keyed: bool = False
@@ -707,12 +722,25 @@ def _calls(raw: Any) -> CallsConfig:
 
 
 def _transfer(raw: Any) -> TransferConfig:
-    from pbx.calls.feature_codes import code_problem
+    from pbx.calls.feature_codes import clash, code_problem
 
-    t = _mapping(raw, "transfer", {"recall_after", "blind_code", "outside_keyed"})
+    t = _mapping(raw, "transfer", {"recall_after", "blind_code", "attended_code", "three_way_code", "cancel_code",
+                                   "outside_keyed"})
+    codes = {
+        f"transfer.{name}": _check(code_problem, _str(t.get(name), f"transfer.{name}", default), f"transfer.{name}")
+        for name, default in (("blind_code", "##"), ("attended_code", "*2"), ("three_way_code", "*3"),
+                              ("cancel_code", "*"))
+    }
+    # The cancel code is watched alone (while consulting); the others together.
+    clashing = clash({k: v for k, v in codes.items() if k != "transfer.cancel_code"})
+    if clashing is not None:
+        raise ConfigError(*clashing)
     return TransferConfig(
         recall_after=_int(t.get("recall_after"), "transfer.recall_after", 30, 5, 600),
-        blind_code=_check(code_problem, _str(t.get("blind_code"), "transfer.blind_code", "##"), "transfer.blind_code"),
+        blind_code=codes["transfer.blind_code"],
+        attended_code=codes["transfer.attended_code"],
+        three_way_code=codes["transfer.three_way_code"],
+        cancel_code=codes["transfer.cancel_code"],
         outside_keyed=_bool(t.get("outside_keyed"), "transfer.outside_keyed", False),
     )
 
@@ -758,7 +786,7 @@ def _security(raw: Any, base: Path) -> SecurityConfig:
     d = SecurityConfig()
     keys = {f.name for f in fields(SecurityConfig)}
     s = _mapping(raw, "security", keys)
-    numbers = keys - {"allow", "rate_limits", "log"}
+    numbers = keys - {"allow", "rate_limits", "log", "fips", "password_min_length", "password_max_age_days"}
     values: dict[str, Any] = {
         k: _int(s.get(k), f"security.{k}", getattr(d, k), 1, 86400 * 7) for k in numbers
     }
@@ -781,6 +809,13 @@ def _security(raw: Any, base: Path) -> SecurityConfig:
     log = _path(base, _str(s.get("log"), "security.log"))
     if log and Path(log).is_dir():
         raise ConfigError("security.log", f"{log!r} is a directory, not a file")
+    values["fips"] = _bool(s.get("fips"), "security.fips", False)
+    values["password_min_length"] = _int(
+        s.get("password_min_length"), "security.password_min_length", d.password_min_length, 8, 128
+    )
+    values["password_max_age_days"] = _int(
+        s.get("password_max_age_days"), "security.password_max_age_days", 0, 0, 3650
+    )
     security = SecurityConfig(**values, allow=allow, rate_limits=tuple(limits.items()), log=log)
     if security.lockout_address_failures < security.lockout_failures:
         raise ConfigError("security.lockout_address_failures", "must not be less than lockout_failures")
@@ -903,6 +938,7 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     from pbx.emergency.options import parse_emergency
     from pbx.media.moh_config import parse_moh
     from pbx.permissions.options import parse_permissions
+    from pbx.trunks.moh import check_classes
 
     plugin_dirs = tuple(_path(base, d) for d in _list(top.get("plugin_dirs"), "plugin_dirs", _str))
     for i, d in enumerate(plugin_dirs):
@@ -911,14 +947,27 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
     dialplan = parse_dialplan(top.get("dialplan"))
     trunks = parse_trunks(top.get("trunks"), top.get("rates"))
     check_trunk_routes(dialplan, trunks)
+    moh = parse_moh(top.get("moh"), base)
+    if moh.enabled:  # off: holds pass on and no class is played
+        check_classes(moh.classes, dialplan, trunks)
     groups = _groups(top.get("groups"), dialplan)
     stir_shaken, stir_credentials = _stir_shaken(top.get("stir_shaken"), base)
+    sip, security = _sip(top.get("sip"), base), _security(top.get("security"), base)
+    if security.fips:
+        sip, trunks = _approved_only(sip, trunks, given=top.get("sip") or {})
+    api = _api(top.get("api"))
+    for i, admin in enumerate(api.admins):
+        problem = admin.password and password_problem(
+            admin.password, username=admin.username, min_length=security.password_min_length
+        )
+        if problem:
+            raise ConfigError(f"api.admins[{i}].password", f"too weak: {problem}")
     return Config(
         path=path,
-        sip=_sip(top.get("sip"), base),
+        sip=sip,
         rtp=_rtp(top.get("rtp")),
-        api=_api(top.get("api")),
-        security=_security(top.get("security"), base),
+        api=api,
+        security=security,
         database=database,
         state_dir=state_dir,
         extensions=_extensions(top.get("extensions")),
@@ -934,12 +983,23 @@ def _build(raw: dict[str, Any], path: str, environ: Mapping[str, str]) -> Config
         follow_me=_follow_me(top.get("follow_me")),
         dnd_schedule=_dnd_schedule(top.get("dnd_schedule")),
         permissions=parse_permissions(top.get("permissions")),
-        moh=parse_moh(top.get("moh"), base),
+        moh=moh,
         park=parse_park(top.get("park")),
         pickup_groups=parse_pickup_groups(top.get("pickup_groups")),
         stir_shaken=stir_shaken,
         stir_credentials=stir_credentials,
     )
+
+
+def _approved_only(sip: SIPConfig, trunks: Any, given: Any) -> tuple[SIPConfig, Any]:
+    """FIPS mode: digest authentication with SHA-256 only, for phones and towards carriers."""
+    from pbx.security.fips import APPROVED_DIGESTS
+
+    if "digest_algorithms" in given and set(sip.digest_algorithms) - set(APPROVED_DIGESTS):
+        raise ConfigError("sip.digest_algorithms", "MD5 is not an approved algorithm (security.fips is true)")
+    carriers = tuple(evolve(t, approved_only=True) for t in trunks.trunks)
+    tls = evolve(sip.tls, approved_only=True)
+    return evolve(sip, digest_algorithms=APPROVED_DIGESTS, tls=tls), evolve(trunks, trunks=carriers, approved_only=True)
 
 
 def _stir_shaken(raw: Any, base: Path) -> tuple[Any, Any]:

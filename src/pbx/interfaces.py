@@ -402,10 +402,10 @@ class IStore(Interface):
     def add_call_record(record):  # type: ignore[no-untyped-def]
         """Store one CallRecord; Deferred firing with its new id once committed."""
 
-    def list_call_records(offset=0, limit=100, caller=None, callee=None, since=None, until=None):  # type: ignore[no-untyped-def]  # noqa: E501
+    def list_call_records(offset=0, limit=100, caller=None, callee=None, since=None, until=None, linked_id=None):  # type: ignore[no-untyped-def]  # noqa: E501
         """
         Deferred firing with ``(total, records)``: records newest first,
-        filtered by caller/callee (exact) and start time range.
+        filtered by caller/callee (exact), start time range and linked id.
         """
 
     # Journal of live calls (a crash cannot lose an answered call's records)
@@ -415,10 +415,11 @@ class IStore(Interface):
     def touch_calls(node, now):  # type: ignore[no-untyped-def]
         """Set ``touched`` of every entry of ``node`` to ``now``; Deferred firing with the count."""
 
-    def finish_call(node, call, records):  # type: ignore[no-untyped-def]
+    def finish_call(node, call, records, live=()):  # type: ignore[no-untyped-def]
         """
         Store a call's CallRecords and drop its journal entries in one
-        transaction; Deferred firing once committed.
+        transaction; Deferred firing once committed.  With ``live``
+        LiveCallEntry rows, the call goes on: they become its entries.
         """
 
     def recover_calls(node):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ backend.
 
 from __future__ import annotations
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
 
 @frozen
@@ -87,6 +87,13 @@ class CallRecord:
     (``voicemail``, ``attendant``, ``echo`` ...), or, on the record of a
     call that rang and was then diverted, the application it went to; ""
     for a call between people.
+
+    ``linked_id`` is shared by every record of one conversation (as
+    Asterisk's *linkedid*): the key of the call it began as (its caller's
+    Call-ID).  A transfer, a park and its retrieval or recall, a pickup
+    keep it; an attended transfer that joins two calls gives both the
+    older one's.  Each party's record covers the time it sat in the call:
+    ``answer`` is when it was connected, ``end`` when it left.
     """
 
     call_id: str
@@ -111,6 +118,8 @@ class CallRecord:
     #: caller's number (``TN-Validation-Passed``, ``TN-Validation-Failed``,
     #: ``No-TN-Validation``); "" when pbx does not verify.
     verstat: str = ""
+    #: The conversation this record belongs to (default: its own ``call_id``).
+    linked_id: str = field(default=Factory(lambda self: self.call_id, takes_self=True))
     #: The SRTP suite this leg's media was encrypted with (the last one
     #: agreed), "" for plain RTP.
     srtp: str = ""
@@ -157,13 +166,15 @@ class LiveCallEntry:
     application: str = ""
     #: The last time the call was known to be up.
     touched: float = 0.0
+    #: The record's :attr:`CallRecord.linked_id` ("": the call's key).
+    linked_id: str = ""
 
     @classmethod
     def of(cls, node: str, call: str, record: CallRecord, now: float) -> LiveCallEntry:
         """The entry of one of an answered call's records (answered ``now`` if it says no time), touched at the answer."""
         answer = record.answer if record.answer is not None else now
         return cls(node, call, record.leg, record.call_id, record.caller, record.callee,
-                   record.start, answer, record.codecs, record.application, answer)
+                   record.start, answer, record.codecs, record.application, answer, record.linked_id)
 
     def interrupted(self) -> CallRecord:
         """The record of this leg, cut off at the last touch."""
@@ -171,7 +182,7 @@ class LiveCallEntry:
             call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.start,
             end=max(self.touched, self.answer), answer=self.answer, disposition="INTERRUPTED",
             hangup_side="pbx", hangup_cause="interrupted", codecs=self.codecs, leg=self.leg,
-            application=self.application,
+            application=self.application, linked_id=self.linked_id or self.call,
         )
 
 

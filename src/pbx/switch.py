@@ -212,7 +212,9 @@ def build_switch(
     authn = RequestAuthenticator(store, reactor, auth, lockout, extensions.get, defence, security_log)
     registrar = Registrar(store, reactor, authn, sip.registrar, writer=BindingWriter(store, reactor))
     core.handlers["REGISTER"] = registrar
-    connector = StreamConnector(reactor, core.transports, verified=carrier_tls(config.trunks))
+    connector = StreamConnector(
+        reactor, core.transports, verified=carrier_tls(config.trunks), approved_only=sip.tls.approved_only
+    )
     core.transports.connect = connector.connect
     core.transports.guard = StreamGuard(reactor, streams or StreamLimits(), banned=defence.banned)
     rtp = config.rtp

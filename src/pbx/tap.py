@@ -72,10 +72,14 @@ def load(options: Options | dict[str, Any]) -> tuple[Config, list[Any], dict[str
     :raises SystemExit: with the one-line message on any problem.
     """
     from pbx.plugin_loader import configure, discover, discover_codecs
+    from pbx.security.fips import refusal
 
     path = options["config"]
     try:
         config = load_config(path)
+        problem = refusal(config.security.fips)
+        if problem:
+            raise ConfigError("security.fips", problem)
         features = configure(config.features, discover(config.plugin_dirs))
         codecs = discover_codecs(config.plugin_dirs)
     except ConfigError as e:

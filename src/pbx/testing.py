@@ -151,6 +151,7 @@ class MemoryStore:
         callee: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        linked_id: str | None = None,
     ) -> Deferred[tuple[int, list[CallRecord]]]:
         """See IStore."""
         if limit < 0 or offset < 0:
@@ -161,6 +162,7 @@ class MemoryStore:
             and (callee is None or r.callee == callee)
             and (since is None or r.start >= since)
             and (until is None or r.start < until)
+            and (linked_id is None or r.linked_id == linked_id)
         ]
         rows.sort(key=lambda r: (r.start, r.id or 0), reverse=True)
         return succeed((len(rows), rows[offset:offset + limit]))
@@ -178,13 +180,15 @@ class MemoryStore:
             self.live_calls[k] = evolve(self.live_calls[k], touched=now)
         return succeed(len(keys))
 
-    def finish_call(self, node: str, call: str, records: Sequence[CallRecord]) -> Deferred[None]:
+    def finish_call(
+        self, node: str, call: str, records: Sequence[CallRecord], live: Sequence[LiveCallEntry] = ()
+    ) -> Deferred[None]:
         """See IStore."""
         for record in records:
             self.add_call_record(record)
         for k in [k for k in self.live_calls if k[:2] == (node, call)]:
             del self.live_calls[k]
-        return succeed(None)
+        return self.journal_calls(live)
 
     def recover_calls(self, node: str) -> Deferred[list[CallRecord]]:
         """See IStore."""

@@ -112,6 +112,24 @@ class DaemonTests(SynchronousTestCase):
         err = (result.stdout + result.stderr).decode().strip()
         self.assertEqual(err, f"pbx: {bad.config_path}: rtp.ports: range 20000-10000 is inverted")
 
+    def test_fips_mode_needs_fips_libraries(self) -> None:
+        """
+        security.fips: true starts only where the crypto libraries are in FIPS
+        mode; elsewhere it stops with one line naming the key and the library.
+        """
+        from pbx.security.fips import refusal
+
+        fips = Daemon(self.workdir, config(self.api_port, self.sip_port, "security: {fips: true}"))
+        problem = refusal(True)  # the same libraries as the daemon's
+        if problem is None:
+            self.addCleanup(fips.stop)
+            fips.start()
+            return
+        result = subprocess.run(fips.command(), cwd=self.workdir, env=fips.env, capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual((result.stdout + result.stderr).decode().strip(),
+                         f"pbx: {fips.config_path}: security.fips: {problem}")
+
     def test_bad_log_level_one_line(self) -> None:
         """An unknown log.level stops startup with one line naming the key and the levels."""
         bad = Daemon(self.workdir, config(self.api_port, self.sip_port, "log: {level: loud}"))

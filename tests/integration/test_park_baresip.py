@@ -60,6 +60,7 @@ from support.daemon import (
     strong_password,
     wait_until,
 )
+from support.music import best_match
 
 pytestmark = pytest.mark.integration
 
@@ -75,23 +76,6 @@ PARK_TIMEOUT = 15
 STRETCH, SETTLE = 3.0, 0.8
 #: Frames of each piece of music correlated on its own (0.5 s).
 PIECE = 25
-
-
-def best_match(piece: np.ndarray, track: np.ndarray) -> float:
-    """
-    The highest normalised correlation of ``piece`` with any stretch of
-    ``track`` played in a loop (FFT cross-correlation).
-    """
-    n = len(piece)
-    looped = np.concatenate([track, track[:n]]).astype(np.float64)
-    size = 1 << (len(looped) + n).bit_length()
-    dots = np.fft.irfft(
-        np.fft.rfft(looped, size) * np.conj(np.fft.rfft(piece, size)), size
-    )[: len(track)]
-    energy = np.concatenate([[0.0], np.cumsum(looped * looped)])
-    windows = energy[n : n + len(track)] - energy[: len(track)]
-    norm = np.sqrt(np.maximum(windows, 1e-9) * float(piece @ piece))
-    return float(np.max(dots / norm))
 
 
 def growing(path: Path) -> np.ndarray:

@@ -162,3 +162,25 @@ class SipsakTests(SynchronousTestCase):
     def test_wrong_password_tcp(self) -> None:
         """A REGISTER over TCP with a wrong password is refused and binds nothing."""
         self.check_wrong_password("tcp")
+
+    def test_md5_client_refused_by_sha256_only(self) -> None:
+        """
+        Challenged with SHA-256 only (what FIPS mode imposes), sipsak, which
+        speaks MD5 alone, is answered but never registered.
+        """
+        api_port, sip_port = free_port(), free_port()
+        admin = admin_password()
+        daemon = Daemon(
+            self.mktemp(),
+            loopback_config(api_port=api_port, sip_port=sip_port, admin_password=admin,
+                            extensions={EXTENSION: self.password}, digest_algorithms=["SHA-256"]),
+        )
+        self.addCleanup(daemon.stop)
+        daemon.start()
+        self.sip_port = sip_port
+        result = self.register(self.password, free_port(), "udp")
+        output = result.stdout + result.stderr
+        self.assertNotIn(result.returncode, (0, 3), output)
+        self.assertIn("algorithm=SHA-256", output)
+        self.assertNotIn("algorithm=MD5", output)
+        self.assertEqual(API(api_port, admin).registrations(), [])

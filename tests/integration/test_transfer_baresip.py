@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import pytest
 
@@ -306,6 +307,14 @@ class BlindTransferTests(SynchronousTestCase):
         causes = {r["hangup_cause"] for r in rows}
         self.assertIn(f"transferred to {TARGET}", causes)
         self.assertEqual({r["disposition"] for r in rows}, {"ANSWERED"})
+        # One conversation: the three legs share a linked id, and it finds them all.
+        [linked] = {r["linked_id"] for r in rows}
+        found = self.api.get(f"/cdr?linked_id={quote(linked, safe='')}")["records"]
+        self.assertEqual(sorted(r["id"] for r in found), sorted(r["id"] for r in rows))
+        [left] = [r for r in rows if r["hangup_cause"].startswith("transferred")]
+        # The target sits where the transferor sat, connected once it had left.
+        [joined] = [r for r in rows if r["leg"] == left["leg"] and r["id"] != left["id"]]
+        self.assertGreaterEqual(joined["answer"], left["end"])
 
     # -- tests ---------------------------------------------------------------------
 

@@ -406,6 +406,16 @@ class StoreSuiteMixin(_TestCase):
         self.assertEqual((total, [r.start for r in page]), (2, [40.0]))
 
     @deferred_test
+    async def test_list_call_records_by_linked_id(self) -> None:
+        """A record's linked id defaults to its call id; filtering by it gives every leg of one conversation."""
+        await self.store.add_call_record(call(1.0, call_id="x1"))
+        await self.store.add_call_record(call(2.0, call_id="x2", leg="b", linked_id="x1"))
+        await self.store.add_call_record(call(3.0, call_id="y1"))
+        total, page = await self.store.list_call_records(linked_id="x1")
+        self.assertEqual((total, [(r.call_id, r.linked_id) for r in page]), (2, [("x2", "x1"), ("x1", "x1")]))
+        self.assertEqual(await self.store.list_call_records(linked_id="x2"), (0, []))
+
+    @deferred_test
     async def test_list_call_records_negative_limit(self) -> None:
         """A negative limit or offset fails the Deferred with ValueError."""
         d = self.store.list_call_records(limit=-1)
@@ -590,6 +600,25 @@ class StoreSuiteMixin(_TestCase):
         self.assertEqual([r.end for r in await self.store.recover_calls("n2")], [50.0, 50.0])
 
     @deferred_test
+    async def test_finish_call_goes_on(self) -> None:
+        """
+        finish_call with live entries (a transfer) stores the departed
+        record and replaces the call's entries: recovery gives the parties
+        in the call now, with their linked id.
+        """
+        await self.store.journal_calls(self.entries("n1", "c1", 10.0))
+        departed = call(10.5, call_id="c1-b", leg="b", hangup_cause="transferred to 300")
+        now = LiveCallEntry("n1", "c1", "b", "c1-c", "100", "300", 30.0, 32.0, "PCMU", "", 32.0, "c1")
+        await self.store.finish_call("n1", "c1", [departed], [self.entries("n1", "c1", 10.0)[0], now])
+        total, stored = await self.store.list_call_records()
+        self.assertEqual((total, stored), (1, [departed]))
+        recovered = await self.store.recover_calls("n1")
+        self.assertEqual(
+            [(r.call_id, r.leg, r.callee, r.answer, r.linked_id) for r in recovered],
+            [("c1", "a", "200", 15.0, "c1"), ("c1-c", "b", "300", 32.0, "c1")],
+        )
+
+    @deferred_test
     async def test_journal_replaces_entry(self) -> None:
         """Journalling a leg again replaces its entry rather than adding one."""
         first = self.entries("n1", "c1", 10.0)[0]
@@ -732,6 +761,35 @@ class SQLStoreSuiteMixin(StoreSuiteMixin):
         self.assertEqual(await store.migrate(), LATEST_VERSION)
         _, records = await store.list_call_records()
         self.assertEqual([(r.call_id, r.trunk, r.verstat) for r in records], [("c1", "carrier", "")])
+
+    @deferred_test
+    async def test_version_8_records_and_journal_gain_linked_id(self) -> None:
+        """A version 8 database's records and journal entries are each their own conversation once migrated."""
+        store = await self.make_store()
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        await self.migrate_to(store, 8)
+        await store._run_operation(
+            store._dialect.sql(
+                'INSERT INTO call_records (call_id, caller, callee, start, "end",'
+                " answer, disposition, hangup_side, hangup_cause, codecs, leg)"
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ),
+            ("c1", "100", "200", 1.0, 2.0, 1.5, "ANSWERED", "a", "BYE", "PCMU", "a"),
+        )
+        await store._run_operation(
+            store._dialect.sql(
+                'INSERT INTO live_calls (node, "call", leg, call_id, caller, callee, start,'
+                " answer, codecs, application, touched)"
+                " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+            ),
+            ("n1", "c2", "b", "c2-b", "100", "200", 5.0, 6.0, "PCMU", "", 9.0),
+        )
+        self.assertEqual(await store.migrate(), LATEST_VERSION)
+        total, [record] = await store.list_call_records(linked_id="c1")
+        self.assertEqual((total, record.call_id), (1, "c1"))
+        [interrupted] = await store.recover_calls("n1")
+        self.assertEqual((interrupted.call_id, interrupted.linked_id), ("c2-b", "c2"))
 
     @deferred_test
     async def test_pins_survive_the_rename(self) -> None:

@@ -498,6 +498,16 @@ class TransferConfigTests(SynchronousTestCase):
         config = parse_config(GOOD + "transfer: {blind_code: ''}\n", "pbx.yml", ENV)
         self.assertEqual(config.transfer.blind_code, "")
 
+    def test_consultation_codes(self) -> None:
+        """The consultation codes default to *2, *3 and *; "" turns one off; a bad or clashing code names its key."""
+        transfer = parse_config(GOOD, "pbx.yml", ENV).transfer
+        self.assertEqual((transfer.attended_code, transfer.three_way_code, transfer.cancel_code), ("*2", "*3", "*"))
+        config = parse_config(GOOD + "transfer: {three_way_code: '', cancel_code: '#*'}\n", "pbx.yml", ENV)
+        self.assertEqual((config.transfer.three_way_code, config.transfer.cancel_code), ("", "#*"))
+        self.assertEqual(problem(GOOD + "transfer: {attended_code: '*2a'}\n")[0], "transfer.attended_code")
+        key, why = problem(GOOD + "transfer: {three_way_code: '##'}\n")
+        self.assertEqual((key, why), ("transfer.blind_code", "'##' would hide transfer.three_way_code '##'"))
+
     def test_outside_keyed(self) -> None:
         """outside_keyed is off by default, may be turned on, and must be true or false."""
         self.assertFalse(parse_config(GOOD, "pbx.yml", ENV).transfer.outside_keyed)

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbx import __version__
+from pbx.api.admin_passwords import AdminPasswords
 from pbx.api.http import (
     APIError,
     add_json_errors,
@@ -38,6 +39,7 @@ from pbx.interfaces import IPBX
 from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.provisioning import extension_record
 from pbx.records import AuditEvent, ExtensionRecord
+from pbx.security.fips import library_state
 from pbx.security.interfaces import ISecurityLog
 from pbx.security.lockout import Lockout
 from pbx.security.log_file import NoSecurityLog
@@ -101,6 +103,11 @@ class PBXApi:
         # The PBX's one lockout, which voicemail PINs typed on a phone count in too.
         self.lockout: Lockout = pbx.lockout
         self._pages = Pages(__version__)
+        security = pbx.config.security
+        self.passwords = AdminPasswords(
+            pbx.store, pbx.clock, security.password_min_length, security.password_max_age_days,
+            frozenset(a.username for a in pbx.config.api.admins if a.password), verify, hasher,
+        )
 
     def resource(self) -> Any:
         """The Klein resource to mount at the root of the API site."""
@@ -120,11 +127,14 @@ class PBXApi:
     def _client(self, request: IRequest) -> str:
         return client_host(request)
 
-    def authenticate(self, request: IRequest) -> Session:
+    def authenticate(self, request: IRequest, *, expired_ok: bool = False) -> Session:
         """
         The session of the bearer token presented (an admin's or a user's).
 
-        :raises APIError: 401 without a live token.
+        :param expired_ok: a session whose password has expired will do
+            (changing the password, logging out).
+        :raises APIError: 401 without a live token; 403 for a session that
+            must change its password first.
         """
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
@@ -133,6 +143,8 @@ class PBXApi:
         session = self.tokens.check(token.strip())
         if session is None:
             raise APIError(401, "token expired or invalid", {b"WWW-Authenticate": b'Bearer realm="pbx", error="invalid_token"'})
+        if session.must_change_password and not expired_ok:
+            raise APIError(403, "password expired: change it with POST /api/v1/auth/password")
         return session
 
     def _authenticate(self, request: IRequest) -> str:
@@ -223,18 +235,45 @@ class PBXApi:
         # Only the user's own count is forgiven: one good login must not wipe
         # what its address did under other names.
         self.lockout.record_success(keys[0])
-        token, session = self.tokens.issue(username, role, "" if role == "admin" else username)
-        await self._audit("api.login", username, request)
-        return json_body(
-            request, 200,
-            {"token": token, "token_type": "Bearer", "role": session.role,
-             "expires_in": int(session.expires_at - self.pbx.clock.seconds())},
-        )
+        expired = role == "admin" and await self.passwords.expired(username)
+        token, session = self.tokens.issue(username, role, "" if role == "admin" else username, expired)
+        await self._audit("api.login", username, request, "password expired" if expired else "")
+        return self._token_body(request, token, session)
+
+    def _token_body(self, request: IRequest, token: str, session: Session) -> bytes:
+        body = {"token": token, "token_type": "Bearer", "role": session.role,
+                "expires_in": int(session.expires_at - self.pbx.clock.seconds())}
+        if session.must_change_password:
+            body["password_expired"] = True
+        return json_body(request, 200, body)
+
+    @app.route("/api/v1/auth/password", methods=["POST"])
+    async def change_password(self, request: IRequest) -> bytes:
+        """An administrator changes its own password; every session of it ends and a new one begins."""
+        session = self.authenticate(request, expired_ok=True)
+        username = admin_name(session)
+        body = read_json(request)
+        current, new = body.get("password"), body.get("new_password")
+        if not isinstance(current, str) or not isinstance(new, str) or len(current) > 1024 or len(new) > 1024:
+            raise APIError(400, "password and new_password are required strings (1024 characters at most)")
+        until = self.lockout.locked_until(("user", username))
+        if until is not None:
+            wait = max(1, int(until - self.pbx.clock.seconds()))
+            raise APIError(429, "too many failed attempts; try later", {b"Retry-After": str(wait).encode()})
+        if not await self.passwords.change(username, current, new):
+            locked = self.lockout.record_failures((("user", username),), what="password change",
+                                                  who=username, source=self._client(request))
+            await self._audit("api.password.failure", username, request, f"locked {locked:.0f}s" if locked else "")
+            raise APIError(403, "the current password is wrong")
+        self.revoke_sessions(username)
+        await self._audit("api.password", username, request)
+        token, fresh = self.tokens.issue(username, "admin")
+        return self._token_body(request, token, fresh)
 
     @app.route("/api/v1/auth/logout", methods=["POST"])
     def logout(self, request: IRequest) -> bytes:
         """End the session of the token presented (an administrator's or a user's own)."""
-        self.authenticate(request)
+        self.authenticate(request, expired_ok=True)
         token = (request.getHeader(b"authorization") or b"").decode("latin-1").partition(" ")[2].strip()
         self.tokens.revoke(token)
         return json_body(request, 200, {"logged_out": True})
@@ -297,6 +336,7 @@ class PBXApi:
                 "registrations": len(bindings),
                 "calls": len(self.pbx.live_calls()),
             },
+            "fips": {"enabled": self.pbx.config.security.fips, **library_state().summary()},
         })
 
     # -- extensions --------------------------------------------------------
@@ -480,7 +520,8 @@ class PBXApi:
         """Call detail records, newest first, paged and filtered; CSV with ``format=csv``."""
         self._authenticate(request)
         args = {k.decode("latin-1"): v[-1].decode("utf-8", "replace") for k, v in (request.args or {}).items()}
-        unknown = sorted(set(args) - {"offset", "limit", "caller", "callee", "since", "until", "format"})
+        unknown = sorted(set(args) - {"offset", "limit", "caller", "callee", "since", "until", "linked_id",
+                                      "format"})
         if unknown:
             raise APIError(400, f"unknown query parameter: {unknown[0]}")
         offset = _int_arg(args, "offset", 0, 0, 10**9)
@@ -492,7 +533,7 @@ class PBXApi:
             raise APIError(400, "format must be json or csv")
         total, records = await self.pbx.store.list_call_records(
             offset=offset, limit=limit, caller=args.get("caller"), callee=args.get("callee"),
-            since=since, until=until,
+            since=since, until=until, linked_id=args.get("linked_id"),
         )
         rows = []
         for r in records:
@@ -504,7 +545,7 @@ class PBXApi:
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
                        "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
-                       "application", "trunk", "dialled", "sent", "cost", "verstat", "srtp"]
+                       "application", "trunk", "dialled", "sent", "cost", "verstat", "linked_id", "srtp"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

@@ -60,6 +60,14 @@ _SCHEMAS: dict[str, Any] = {
             "listeners": {"type": "array", "items": {"type": "string"}},
             "features": {"type": "array", "items": {"type": "string"}},
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "fips": {
+                "type": "object",
+                "description": "security.fips, and whether each crypto library is in FIPS mode",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "cryptography": {"type": "object"}, "hashlib": {"type": "object"},
+                },
+            },
         },
     },
     "Extension": {
@@ -132,6 +140,12 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "a call from a trunk: what STIR/SHAKEN verification said of the caller's "
                 "number; empty when pbx does not verify",
             },
+            "linked_id": {
+                "type": "string",
+                "description": "shared by every record of one conversation: the call_id of the call it "
+                "began as; transfers, park and pickup keep it, an attended transfer gives both calls "
+                "the older one's",
+            },
             "srtp": {"type": "string", "description": "the SRTP suite this leg's media was encrypted with; "
                      "empty for plain RTP"},
         },
@@ -161,6 +175,19 @@ _PATHS: dict[str, Any] = {
         requestBody={"required": True, "content": {"application/json": {"schema": _ref("Login")}}},
     )},
     "/api/v1/auth/logout": {"post": _op("End this token's session", {"200": {"description": "Logged out"}})},
+    "/api/v1/auth/password": {"post": _op(
+        "An administrator changes its own password (also with an expired one); its other sessions end", {
+            "200": {"description": "Changed: a new token"},
+            "403": _json(_ref("Error"), "Wrong current password"),
+            "409": _json(_ref("Error"), "Set in the config file"),
+            "422": _json(_ref("Error"), "New password refused by the policy"),
+            "429": _json(_ref("Error"), "Locked out"),
+        },
+        requestBody={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["password", "new_password"],
+            "properties": {"password": {"type": "string"}, "new_password": {"type": "string"}},
+        }}}},
+    )},
     "/api/v1/openapi.json": {"get": _op(
         "This document", {"200": {"description": "OpenAPI document"}}, auth=False)},
     "/api/v1/docs": {"get": _op(
@@ -214,6 +241,7 @@ _PATHS: dict[str, Any] = {
                 ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                 ("caller", {"type": "string"}), ("callee", {"type": "string"}),
                 ("since", {"type": "number"}), ("until", {"type": "number"}),
+                ("linked_id", {"type": "string"}),
                 ("format", {"enum": ["json", "csv"]}),
             ]
         ],

@@ -20,6 +20,8 @@ class Session:
     role: str = "admin"
     #: The extension a user session belongs to ("" for admins).
     extension: str = ""
+    #: The password has expired: the session may only change it or log out.
+    must_change_password: bool = False
 
 
 @define(eq=False)
@@ -41,14 +43,16 @@ class TokenStore:
     def _key(token: str) -> str:
         return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
-    def issue(self, username: str, role: str = "admin", extension: str = "") -> tuple[str, Session]:
+    def issue(
+        self, username: str, role: str = "admin", extension: str = "", must_change_password: bool = False
+    ) -> tuple[str, Session]:
         """Make a new token for ``username``."""
         self._sweep()
         if len(self._sessions) >= self.max_sessions:
             oldest = min(self._sessions, key=lambda k: self._sessions[k].expires_at)
             del self._sessions[oldest]
         token = secrets.token_urlsafe(32)
-        session = Session(username, self.clock.seconds() + self.lifetime, role, extension)
+        session = Session(username, self.clock.seconds() + self.lifetime, role, extension, must_change_password)
         self._sessions[self._key(token)] = session
         return token, session
 

@@ -33,6 +33,7 @@ from pbx.calls.seats import (
     current_sdp,
     departing_record,
     party_number,
+    records_detail,
     reinvite,
     resume_held,
     seat_of,
@@ -129,6 +130,8 @@ class AttendedTransfers:
     ) -> None:
         transferor = party_number(call, leg)
         target = party_number(other_call, target_leg)
+        # Two calls become one conversation: the other call's records too.
+        call.seating.link(other_call.seating)
         other_call.hand_over(target_leg, f"transferred: {target} joined {call.call_id}")
         now = self.services.clock.seconds()
         dialog = call.vacate(
@@ -158,4 +161,5 @@ class AttendedTransfers:
             transferor=transferor,
             target=target,
             target_call_id=other_call.call_id,
+            **records_detail(call),
         )

@@ -27,6 +27,7 @@ from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.party import Party
 from pbx.calls.reinvite import ReinviteAnswers
+from pbx.calls.seating import Occupant, Seating
 from pbx.calls.signalling import LegServices
 from pbx.media.playout import HoldMusic
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
@@ -122,7 +123,9 @@ class Call:
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
         self._pending_reoffer = False
         self._published_ringing = False
-        self._hold = None if music is None else LocalHold(media, music, self._extension)
+        self._hold = None if music is None else LocalHold(media, music, self._extension, self.line_class)
+        #: Who sits where, for the records, and the conversation's linked id.
+        self.seating = Seating(self.call_id, self.started)
         #: The callee's SRTP policy (:mod:`pbx.media.sdes`): what its phones are offered.
         self.callee_srtp = "offered"
         self._event("created")
@@ -152,7 +155,15 @@ class Call:
         return "answered" if self.a.state == "closing" else self.a.state
 
     def _event(self, kind: str, leg: str = "", **detail: Any) -> None:
-        self._events.announce(kind, self, self.services.clock.seconds(), leg, **detail)
+        self._events.announce(kind, self, self.services.clock.seconds(), leg, **self.line(), **detail)
+
+    def line(self) -> dict[str, str]:
+        """The outside line the call runs over, as its events name it (``trunk``...): none between phones."""
+        return {}
+
+    def line_class(self) -> str:
+        """The music-on-hold class of the call's outside line (:mod:`pbx.trunks.moh`); "" for none."""
+        return ""
 
     # -- ringing ---------------------------------------------------------------------
 
@@ -506,6 +517,9 @@ class Call:
             self.services.dialogs.discard(dialog)
         if record is not None:
             self.departed = (*self.departed, record)
+        self.seating.vacate(leg)
+        if self._hold is not None:  # the leaving party's hold is over; the next one does not inherit it
+            self._hold.release(leg)
         self.media.session.hold(leg)
         return dialog
 
@@ -524,6 +538,7 @@ class Call:
         else:
             self.b = fork
         self.delayed = False  # whatever the caller's INVITE was, the new party's offer/answer is done
+        self.seating.seat(leg, Occupant.joining(dialog, fork, self.services.clock.seconds()))
         self.services.dialogs.add(self, dialog)
         self.media.session.unhold(leg)
 
@@ -566,23 +581,28 @@ class Call:
         """Seconds since RTP last flowed either way through the relay."""
         return float(self.media.session.inactive_for(now))
 
+    def occupant(self, leg: str) -> Occupant | None:
+        """Who sits in ``leg``'s seat, as its record names it; None for an empty seat."""
+        if leg == "a":
+            return self.seating.occupant(leg, Occupant(self.call_id, self.started, self.answered_at))
+        b = self.b
+        return None if b is None else self.seating.occupant(leg, Occupant(b.invite.call_id, b.started, self.answered_at))
+
     def record(self) -> list[CallRecord]:
-        """The call detail records: one for the call (leg a), one for the answering callee's leg."""
+        """The call detail records: one per seated party (the caller's leg a), then the departed's."""
         end = self.ended_at or self.services.clock.seconds()
-        rows = [CallRecord(
-            call_id=self.call_id, caller=self.caller, callee=self.callee, start=self.started,
-            end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
-            hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="a",
-            application=self.diverted_to, srtp=self.media.srtp["a"].suite,
-        )]
-        if self.b is not None:
+        rows = []
+        for leg in ("a", "b"):
+            if (who := self.occupant(leg)) is None:
+                continue
+            # On b, the extension whose phone answered (a group's member, a follow-me number).
+            callee = self.b.binding.aor or self.callee if leg == "b" and self.b is not None else self.callee
             rows.append(CallRecord(
-                # The extension whose phone answered (a group's member, a follow-me number).
-                call_id=self.b.invite.call_id, caller=self.caller, callee=self.b.binding.aor or self.callee,
-                start=self.b.started,
-                end=end, answer=self.answered_at, disposition=self.disposition or "FAILED",
-                hangup_side=self.hangup_side, hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg="b",
-                srtp=self.media.srtp["b"].suite,
+                call_id=who.call_id, caller=self.caller, callee=callee, start=who.start, end=end,
+                answer=who.answer, disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
+                hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg=leg,
+                application=self.diverted_to if leg == "a" else "", linked_id=self.seating.linked_id,
+                srtp=self.media.srtp[leg].suite,
             ))
         rows.extend(self.departed)
         return rows

@@ -9,13 +9,20 @@ entries of this node are touched, and the transaction that stores a call's
 records removes its entries.  At the next start, :meth:`CDRWriter.recover`
 turns whatever entries are left into ``INTERRUPTED`` records ending at the
 last touch.
+
+When the parties of a call up change (``transferred``, ``parked``,
+``unparked``), the records of those that left are stored at once and the
+call's entries are replaced by those of the parties in it now, in one
+transaction: a crash then leaves the right records, each with the call's
+linked id.  At the end, only the records not stored yet are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -25,7 +32,7 @@ from twisted.python.failure import Failure
 
 from pbx.calls.events import CallEvent
 from pbx.interfaces import IStore
-from pbx.records import LiveCallEntry
+from pbx.records import CallRecord, LiveCallEntry
 
 #: Seconds between touches of the live calls' journal entries: an
 #: interrupted call's record may end up to this much before the crash.
@@ -44,7 +51,7 @@ class CDRWriter:
     """
 
     #: The call events it takes.
-    KINDS = ("answered", "ended")
+    KINDS = ("answered", "transferred", "parked", "unparked", "ended")
 
     store: IStore
     clock: IReactorTime
@@ -52,12 +59,17 @@ class CDRWriter:
     touch_interval: float = TOUCH_INTERVAL
     #: Keys of the answered calls not yet ended.
     _live: set[str] = field(factory=set)
+    #: The records of live calls' departed parties, stored already.
+    _stored: dict[str, list[CallRecord]] = field(factory=dict)
     _writing: set[Deferred[Any]] = field(factory=set)
     _toucher: LoopingCall | None = None
     log = Logger()
 
     def __call__(self, event: CallEvent) -> None:
-        """Journal an answered call; store an ended call's records and drop its entries."""
+        """
+        Journal an answered call, journal a live call's parties again when
+        they change, store an ended call's records and drop its entries.
+        """
         records = event.detail.get("records", ())
         if event.kind == "answered":
             self._live.add(event.call_id)
@@ -66,7 +78,24 @@ class CDRWriter:
             self._track(self.store.journal_calls(entries), "journalling an answered call")
         elif event.kind == "ended":
             self._live.discard(event.call_id)
+            stored = self._stored.pop(event.call_id, [])
+            records = [r for r in records if r not in stored]
             self._track(self.store.finish_call(self.node, event.call_id, records), "writing a CDR")
+        elif event.call_id in self._live and "records" in event.detail:
+            self._moved(event.call_id, records, event.detail.get("departed", ()))
+
+    def _moved(self, call: str, records: Sequence[CallRecord], departed: Sequence[CallRecord]) -> None:
+        """A live call's parties changed: store the departed's records, journal those in it now."""
+        stored = self._stored.setdefault(call, [])
+        new = [r for r in departed if r not in stored]
+        stored.extend(new)
+        now = self.clock.seconds()
+        live = [
+            evolve(LiveCallEntry.of(self.node, call, r, now), touched=now)
+            for r in records
+            if r not in departed
+        ]
+        self._track(self.store.finish_call(self.node, call, new, live), "journalling a transferred call")
 
     def _track(self, d: Deferred[Any], what: str) -> None:
         self._writing.add(d)

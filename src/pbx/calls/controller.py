@@ -28,6 +28,7 @@ from pbx.calls.answering import Answering
 from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
+from pbx.calls.consult import Consults, InCallMedia
 from pbx.calls.dialplan import HangUp, ToApplication, ToExtension, ToGroup, ToTrunks
 from pbx.calls.divert import Diverter
 from pbx.calls.dnd_schedule import scheduled_dnd
@@ -146,6 +147,10 @@ class CallController:
                                    outside=self._transfer_out,
                                    outside_keyed=self.config.transfer.outside_keyed,
                                    outside_party=outside_party)
+        media = InCallMedia(lambda: self.media.codecs if self.media else {}, lambda: self.media_clock, lambda: self.music)
+        self.transfers.consults = Consults(self.services, self.routing, self.events, self.relay, self.media_address,
+                                           media, self.config.transfer, self.transfers.dialplan,
+                                           self.config.calls.ring_timeout, self._transfer_out, outside_party)
         self.replacements = Replacements(self.services, self.events)
         if self.config.park is not None:
             self.parking = ParkingLot(self.services, self.routing, self.events, self.config.park,
@@ -348,7 +353,7 @@ class CallController:
         return TrunkEntry(self.trunks, self.services, self.relay, self.media, self.media_address, self.local_address,
                           self.events, self.config, self.registrar.contacts, self._session_expires,
                           self._run_application, self._ring_extension, self._open_call, self._ring, self._track,
-                          self.call_ended, self._refuse_with_announcement)
+                          self.call_ended, self._refuse_with_announcement, self.music)
 
     async def _from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
         """An INVITE from a trunk (see :meth:`TrunkEntry.from_trunk`)."""

@@ -65,6 +65,10 @@ class ToTrunks:
         extension's or the trunk's.
     :ivar weighted: share calls among equally priced trunks by their weights.
     :ivar emergency: an emergency call (never refused for a full trunk).
+    :ivar route_name: what policies call the route (``name:``, else its
+        ``match:`` pattern): call events carry it as ``route``.
+    :ivar moh: the music-on-hold class the outside party hears when held
+        ("": the trunk's, else the holding extension's; :mod:`pbx.trunks.moh`).
     """
 
     trunks: tuple[str, ...]
@@ -73,6 +77,8 @@ class ToTrunks:
     caller_id: str = ""
     weighted: bool = False
     emergency: bool = False
+    route_name: str = ""
+    moh: str = ""
 
 
 Action = ToExtension | ToApplication | HangUp | ToGroup | ToTrunks
@@ -150,11 +156,15 @@ class Dialplan:
         return None
 
 
-_TRUNK_KEYS = {"trunk", "strip", "prepend", "caller_id", "share"}
+_TRUNK_KEYS = {"trunk", "strip", "prepend", "caller_id", "share", "name", "moh"}
 
 
 def _to_trunks(entry: dict[str, Any], key: str) -> ToTrunks:
-    """``trunk: NAME | [NAMES], strip: N, prepend: DIGITS, caller_id: +E164, share: weighted``."""
+    """
+    ``trunk: NAME | [NAMES], strip: N, prepend: DIGITS, caller_id: +E164,
+    share: weighted, name: NAME, moh: CLASS`` (whether ``moh:`` names a
+    class is checked with the ``moh:`` section, :mod:`pbx.trunks.moh`).
+    """
     names = entry["trunk"]
     if isinstance(names, str):
         names = [names]
@@ -172,7 +182,12 @@ def _to_trunks(entry: dict[str, Any], key: str) -> ToTrunks:
     share = entry.get("share", "ordered")
     if share not in ("ordered", "weighted"):
         raise ConfigError(f"{key}.share", "must be ordered or weighted")
-    return ToTrunks(tuple(names), strip, str(prepend), caller_id, share == "weighted")
+    name, moh = entry.get("name", str(entry.get("match", ""))), entry.get("moh", "")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key}.name", "must be a name for the route")
+    if not isinstance(moh, str):
+        raise ConfigError(f"{key}.moh", "must be the name of a class in moh.classes")
+    return ToTrunks(tuple(names), strip, str(prepend), caller_id, share == "weighted", route_name=name, moh=moh)
 
 
 def parse_dialplan(raw: Any) -> Dialplan:

@@ -37,8 +37,10 @@ class CallEvent:
     :ivar leg: ``"a"`` (the caller's side), ``"b"`` (a callee's side) or ``""``.
     :ivar detail: what else the event says: ``application``, ``reason``,
         ``records`` (for ``ended``: the :class:`~pbx.records.CallRecord`
-        list; for ``answered``: the records the call would have if it ended
-        then, which the journal of live calls keeps) ...
+        list; for ``answered``, and for ``transferred``, ``parked`` and
+        ``unparked`` of a call its parties moved in: the records the call
+        would have if it ended then, which the journal of live calls keeps,
+        with ``departed``, those of the parties that left) ...
     """
 
     kind: str

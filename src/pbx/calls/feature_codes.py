@@ -1,7 +1,12 @@
 """
-In-call feature codes for phones without a transfer key: the blind
-transfer code (``transfer.blind_code``, e.g. ``##``) followed by the
-number, ended by ``#`` or a pause of :data:`DIGIT_TIMEOUT` seconds.
+In-call feature codes for phones without a transfer key: a code followed
+by a number, ended by ``#`` or a pause of :data:`DIGIT_TIMEOUT` seconds.
+One :class:`DigitCollector` per party watches for every code at once: the
+blind transfer code (``transfer.blind_code``, ``##``), the attended transfer
+and three-way codes (``transfer.attended_code``, ``*2``;
+``transfer.three_way_code``, ``*3``: :mod:`pbx.calls.consult`).  A code
+that needs no number (``transfer.cancel_code``, ``*``, while consulting)
+is watched by a :class:`CodeWatch`.
 
 Keys are read from SIP INFO (``application/dtmf-relay`` or
 ``application/dtmf``), which pbx relays to the other party as before: the
@@ -12,7 +17,8 @@ one for events would put a parser on the hot path of every call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -31,33 +37,96 @@ def code_problem(code: str) -> str | None:
     return None
 
 
+class InCallCodes(Protocol):
+    """More in-call codes, beside blind transfer's (:class:`pbx.calls.consult.Consults`)."""
+
+    def codes(self, call: Any, leg: str) -> dict[str, Callable[[str], None]]:
+        """The codes ``leg``'s party of ``call`` may key, each with what its number starts."""
+
+    def key(self, call: Any, leg: str, key: str) -> bool:
+        """Whether a feature under way takes ``leg``'s key (then no code is watched)."""
+
+    def leaving(self, call: Any, leg: str) -> bool:
+        """Whether ``leg``'s hang-up is a feature's (the call goes on)."""
+
+
+def clash(codes: Mapping[str, str]) -> tuple[str, str] | None:
+    """
+    The key and why in-call ``codes`` (``{config key: code}``, "" for off)
+    cannot be watched together, or None: a code that ends another (or is
+    equal to it) would always be recognised first.
+    """
+    named = [(k, c) for k, c in codes.items() if c]
+    for key, code in named:
+        for other_key, other in named:
+            if key != other_key and other.endswith(code):
+                return key, f"{code!r} would hide {other_key} {other!r}"
+    return None
+
+
+class CodeWatch:
+    """
+    Watches keys for one or more codes that take no number.
+
+    :param codes: each code and what it does, called the moment its last key comes.
+    """
+
+    def __init__(self, codes: Mapping[str, Callable[[], None]]) -> None:
+        self._codes = {code: act for code, act in codes.items() if code}
+        self._width = max((len(code) for code in self._codes), default=0)
+        self._recent = ""
+
+    def key(self, key: str) -> str | None:
+        """One key; returns the code it completed (its action has run), or None."""
+        if not self._width:
+            return None
+        self._recent = (self._recent + key)[-self._width :]
+        # The longest code first: a shorter one that ends it cannot steal it.
+        for code in sorted(self._codes, key=len, reverse=True):
+            if self._recent.endswith(code):
+                self._recent = ""
+                self._codes[code]()
+                return code
+        return None
+
+
 class DigitCollector:
     """
-    Watches one party's keys for ``code`` + number.
+    Watches one party's keys for one of several codes, then a number.
 
-    :param code: the feature code.
+    :param codes: a code, or several, each with what to call with its number
+        ("" codes are off).
     :param clock: for the inter-digit timeout.
-    :param on_number: called with the number once it is complete.
+    :param on_number: with a single ``codes`` string, called with the number once it is complete.
     """
 
     def __init__(
-        self, code: str, clock: IReactorTime, on_number: Callable[[str], None]
+        self,
+        codes: str | Mapping[str, Callable[[str], None]],
+        clock: IReactorTime,
+        on_number: Callable[[str], None] | None = None,
     ) -> None:
-        self._code = code
+        if isinstance(codes, str):
+            assert on_number is not None
+            codes = {codes: on_number}
         self._clock = clock
-        self._on_number = on_number
-        self._recent = ""
-        #: The number being collected, or None while waiting for the code.
+        self._on_number: Callable[[str], None] | None = None
+        self._watch = CodeWatch({code: self._started(act) for code, act in codes.items()})
+        #: The number being collected, or None while waiting for a code.
         self.number: str | None = None
         self._timer: IDelayedCall | None = None
+
+    def _started(self, act: Callable[[str], None]) -> Callable[[], None]:
+        def started() -> None:
+            self._on_number, self.number = act, ""
+            self._restart()
+
+        return started
 
     def key(self, key: str) -> None:
         """One key the party pressed."""
         if self.number is None:
-            self._recent = (self._recent + key)[-len(self._code) :]
-            if self._recent == self._code:
-                self._recent, self.number = "", ""
-                self._restart()
+            self._watch.key(key)
             return
         if key == "#":
             self._finish()
@@ -79,7 +148,7 @@ class DigitCollector:
         self._timer = self._clock.callLater(DIGIT_TIMEOUT, self._finish)
 
     def _finish(self) -> None:
-        number = self.number
+        number, act = self.number, self._on_number
         self.stop()
-        if number:
-            self._on_number(number)
+        if number and act is not None:
+            act(number)

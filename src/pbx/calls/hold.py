@@ -5,7 +5,9 @@ When a phone holds (its re-INVITE or UPDATE offers ``sendonly`` or
 ``inactive``, or ``c=0.0.0.0``: RFC 3264 §8.4, RFC 6337 §5), pbx answers
 the offer itself (``recvonly``/``inactive``, the codec in use, our relay
 port) and does not pass it on: the other phone knows nothing of the hold
-and hears the music class of the holding extension, sent from the relay
+and hears the music class of the call's outside line (a DID's, a route's
+or a trunk's: :mod:`pbx.trunks.moh`), else that of the holding extension
+(:meth:`pbx.media.playout.HoldMusic.class_for`), sent from the relay
 port it already talks to, in the codec it already uses
 (:meth:`pbx.media.relay.RelaySession.feed`).  The resume (``sendrecv``
 again) is answered the same way; the feed stops and the relay carries the
@@ -46,11 +48,14 @@ class LocalHold:
     :param music: the classes and their playouts.
     :param extension_of: the extension on each leg (``"a"``, ``"b"``): its
         class is what the other party hears when it holds.
+    :param line_class: the class of the outside line the call runs over
+        now ("" for none): it wins over the holding extension's.
     """
 
     media: CallMedia
     music: HoldMusic
     extension_of: Callable[[str], str]
+    line_class: Callable[[], str] = lambda: ""
     #: The legs whose hold pbx answered and keeps.
     holding: dict[str, bool] = field(factory=dict)
     #: What each fed leg hears: (playout, payload type).
@@ -140,7 +145,7 @@ class LocalHold:
         codec = next(
             (c for c in self.media.agreed.get(leg) or [] if not c.is_auxiliary), None
         )
-        class_name = self.music.class_for(self.extension_of(other))
+        class_name = self.music.class_for(self.extension_of(other), self.line_class())
         playout = (
             self.music.playout(class_name, codec.encoding)
             if codec is not None

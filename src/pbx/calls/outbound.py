@@ -329,7 +329,7 @@ class OutboundCall:
             call_id=self.b.invite.call_id if self.b is not None else self.call_id, caller=self.caller,
             callee=self.callee, start=self.started, end=self.ended_at or self.services.clock.seconds(),
             answer=self.answered_at, disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
-            hangup_cause=self.hangup_cause, codecs=self.codecs, leg="b",
+            hangup_cause=self.hangup_cause, codecs=self.codecs, leg="b", linked_id=self.call_id,
         )]
 
     def summary(self) -> dict[str, Any]:

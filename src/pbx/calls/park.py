@@ -57,6 +57,7 @@ from pbx.calls.seats import (
     current_sdp,
     departing_record,
     party_number,
+    records_detail,
     reinvite,
     resume_held,
     seat_dialog,
@@ -84,7 +85,8 @@ def _silence() -> None:
 def feed_music(music: HoldMusic | None, call: Call, leg: str, holder: str) -> StopMusic:
     """
     The party in ``leg``'s seat of ``call`` hears the music-on-hold class
-    of extension ``holder`` (the parker), in the codec it uses, from its
+    of the call's outside line, else of extension ``holder`` (the parker)
+    (:meth:`HoldMusic.class_for <pbx.media.playout.HoldMusic.class_for>`), in the codec it uses, from its
     own relay port (:meth:`RelaySession.feed <pbx.media.relay.RelaySession.feed>`);
     silence without music on hold or a playout in that codec.
 
@@ -95,7 +97,7 @@ def feed_music(music: HoldMusic | None, call: Call, leg: str, holder: str) -> St
     )
     if music is None or codec is None or codec.payload_type is None:
         return _silence
-    playout = music.playout(music.class_for(holder), codec.encoding)
+    playout = music.playout(music.class_for(holder, call.line_class()), codec.encoding)
     if playout is None:
         return _silence
     session = call.media.session
@@ -216,7 +218,9 @@ class ParkingLot:
             who=party_number(call, OTHER[leg]),
             slot=slot,
         )
-        self.events.announce("parked", call, now, OTHER[leg], slot=slot, parker=parker)
+        self.events.announce(
+            "parked", call, now, OTHER[leg], slot=slot, parker=parker, **records_detail(call)
+        )
         if dialog is None:
             return
         sip = self.services.sip
@@ -348,7 +352,6 @@ class ParkingLot:
         ok.headers.add("Contact", dialog.contact())
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = answer
-        self._unpark(parked, "retrieved", caller, target_call_id=request.call_id)
         if seat == "b":
             fork = adopted_fork(caller, request, now, dialog, self.services)
             call.callee = caller
@@ -356,6 +359,8 @@ class ParkingLot:
         else:
             call.caller = caller
             call.seat(seat, dialog)
+        # Published once the retriever is seated: the event's records name it.
+        self._unpark(parked, "retrieved", caller, target_call_id=request.call_id)
         call.answer_in_dialog(transaction, ok)
 
     # -- recall ----------------------------------------------------------------------
@@ -455,12 +460,12 @@ class ParkingLot:
         if rung.outcome is Outcome.ANSWERED and rung.fork is not None:
             fork = rung.fork
             assert fork.dialog is not None
-            self._unpark(parked, "recalled", parked.ringing)
             call.seat(seat, fork.dialog, fork)
             if seat == "a":
                 call.caller = fork.binding.aor
             else:
                 call.callee = fork.binding.aor
+            self._unpark(parked, "recalled", parked.ringing)
             resume_held(call, OTHER[seat], self.services.sip)
             return
         if call.state == "ended":
@@ -493,6 +498,7 @@ class ParkingLot:
             how=how,
             by=by,
             **detail,
+            **records_detail(parked.call),
         )
 
     def _ended(self, event: CallEvent) -> None:

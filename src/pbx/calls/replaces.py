@@ -31,6 +31,7 @@ from pbx.calls.seats import (
     adopted_fork,
     departing_record,
     party_number,
+    records_detail,
     reinvite,
     seat_dialog,
 )
@@ -152,4 +153,5 @@ class Replacements:
             target=caller,
             call_id=call.call_id,
             target_call_id=request.call_id,
+            **records_detail(call),
         )

@@ -17,6 +17,7 @@ when it was left one-way by a hold (:func:`resume_held`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from attrs import evolve
 
@@ -120,25 +121,25 @@ def adopted_fork(
     return fork
 
 
-def departing_record(call: Call, leg: str, cause: str, now: float) -> CallRecord:
-    """The record of the party leaving ``leg``'s seat: answered, ended by ``cause``."""
-    if leg == "b" and call.b is not None:
-        call_id, start = call.b.invite.call_id, call.b.started
-    else:
-        call_id, start = call.call_id, call.started
-    return CallRecord(
-        call_id=call_id,
-        caller=call.caller,
-        callee=call.callee,
-        start=start,
-        end=now,
-        answer=call.answered_at,
-        disposition="ANSWERED",
-        hangup_side=leg,
-        hangup_cause=cause,
-        codecs=call.media.codecs,
-        leg=leg,
-    )
+def departing_record(call: Call, leg: str, cause: str, now: float) -> CallRecord | None:
+    """
+    The record of the party leaving ``leg``'s seat (answered, ended ``now``
+    by ``cause``), with the call's linked id; None for an empty seat.
+    """
+    rows = call.record()  # the seated parties', then the departed's
+    row = next((r for r in rows[: len(rows) - len(call.departed)] if r.leg == leg), None)
+    if row is None:
+        return None
+    return evolve(row, end=now, disposition="ANSWERED", hangup_side=leg, hangup_cause=cause)
+
+
+def records_detail(call: Call) -> dict[str, Any]:
+    """
+    What an event of a call whose parties changed (``transferred``,
+    ``parked``, ``unparked``) says for the records: ``records``, as if the
+    call ended now, and ``departed``, those of the parties that left.
+    """
+    return {"records": call.record(), "departed": call.departed}
 
 
 def reinvite(

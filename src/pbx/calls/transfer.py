@@ -72,7 +72,7 @@ from pbx.calls.dialplan import (
     ToTrunks,
 )
 from pbx.calls.events import CallEvent, CallEvents
-from pbx.calls.feature_codes import DigitCollector
+from pbx.calls.feature_codes import DigitCollector, InCallCodes
 from pbx.calls.forks import Fork, Forks, Outcome, Rung, Verdict
 from pbx.calls.media import OTHER, MediaError
 from pbx.calls.park import ParkingLot
@@ -89,6 +89,7 @@ from pbx.calls.seats import (
     departing_record,
     first_format,
     party_number,
+    records_detail,
     resume_held,
     seat_dialog,
 )
@@ -184,6 +185,8 @@ class Transfers:
     _trunk_seats: dict[str, Callable[[], None]] = field(factory=dict)
     #: Call park: a transfer to its code parks the call (None: no park).
     parking: ParkingLot | None = None
+    #: Consultation and three-way calls by keys (:mod:`pbx.calls.consult`), None for none.
+    consults: InCallCodes | None = None
     #: Attended transfers (REFER with Replaces).
     attended: AttendedTransfers = field(init=False)
     _blind: dict[str, _Blind] = field(factory=dict)
@@ -256,19 +259,18 @@ class Transfers:
         An INFO from ``leg``'s seat (relayed as ever by the call): a key
         that may be part of the blind transfer code and a number.
         """
-        if not self.blind_code or call.state != "confirmed":
+        if call.state != "confirmed":
             return
         event = parse_dtmf_info(request.headers.get("Content-Type") or "", request.body)
-        if event is None:
+        if event is None or (self.consults is not None and self.consults.key(call, leg, event.digit)):
             return
         key = (call.call_id, leg)
         collector = self._collectors.get(key)
         if collector is None:
-            collector = DigitCollector(
-                self.blind_code,
-                self.services.clock,
-                lambda number: self._keyed(call, leg, number),
-            )
+            codes = {self.blind_code: lambda number: self._keyed(call, leg, number)}
+            if self.consults is not None:
+                codes.update(self.consults.codes(call, leg))
+            collector = DigitCollector(codes, self.services.clock)
             self._collectors[key] = collector
         collector.key(event.digit)
 
@@ -455,6 +457,8 @@ class Transfers:
         transfer is under way leaves, and the call goes on (True; the BYE
         is answered by the caller).  False: an ordinary hang-up.
         """
+        if self.consults is not None and self.consults.leaving(call, leg):
+            return True
         transfer = self._blind.get(call.call_id)
         if transfer is None or transfer.leg != leg or transfer.released:
             return False
@@ -590,4 +594,5 @@ class Transfers:
             how=kind,
             call_id=call.call_id,
             **detail,
+            **records_detail(call),
         )

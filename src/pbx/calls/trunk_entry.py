@@ -25,6 +25,7 @@ from pbx.calls.session_timer import caller_refreshes
 from pbx.calls.signalling import LegServices
 from pbx.config import Config
 from pbx.emergency.numbers import is_emergency
+from pbx.media.playout import HoldMusic
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.ids import new_tag
@@ -73,6 +74,8 @@ class TrunkEntry:
     track: Callable[[Any], None]
     call_ended: Callable[[Any], None]
     announce_refusal: Callable[[Call, int, str, str], bool]
+    #: Music on hold for calls out (calls in get it from ``open_call``); None passes holds on.
+    music: HoldMusic | None = None
     log = Logger()
 
     async def from_trunk(self, transaction: ServerTransaction, trunk: Trunk) -> None:
@@ -146,7 +149,7 @@ class TrunkEntry:
             self.trunks, self.services, self.relay.open_session,
             lambda session: CallMedia(session, self.media_address, available=codecs),
             self.local_address, self.events, self.track, self.call_ended, self.config.calls.ring_timeout,
-            announce_refusal=self.announce_refusal,
+            announce_refusal=self.announce_refusal, music=self.music,
         )
         refreshes = caller_refreshes(transaction.request)
         await dialler.call_out(transaction, record, display, dialled, action, expires if refreshes else 0)

@@ -152,13 +152,17 @@ class HoldMusic:
     clock: MediaClock
     _playouts: dict[tuple[str, str], Playout] = field(init=False, factory=dict)
 
-    def class_for(self, extension: str) -> str:
+    def class_for(self, extension: str, line: str = "") -> str:
         """
-        The class the other party hears when ``extension`` holds: its own,
-        else the default.  (Routes and queues will name classes here too.)
+        The class the other party hears when ``extension`` holds: the
+        class of the outside line the call runs over (``line``: a DID's, a
+        route's or a trunk's, :mod:`pbx.trunks.moh`) when it has one, else
+        the extension's own, else the default.
         """
-        name = self.extensions.get(extension, DEFAULT_CLASS)
-        return name if name in self.classes else DEFAULT_CLASS
+        for name in (line, self.extensions.get(extension, "")):
+            if name and name in self.classes:
+                return name
+        return DEFAULT_CLASS
 
     def playout(self, class_name: str, codec: str) -> Playout | None:
         """

@@ -53,7 +53,7 @@ class Answer:
 
 def answer_challenge(
     status: int, challenges: list[str], *, method: str, uri: str, username: str, password: str,
-    nc: int = 1, cnonce: str | None = None,
+    nc: int = 1, cnonce: str | None = None, algorithms: tuple[str, ...] = SUPPORTED_ALGORITHMS,
 ) -> Answer:
     """
     Answer the strongest challenge we support among ``challenges`` (RFC 8760
@@ -62,6 +62,7 @@ def answer_challenge(
     :param status: 401 or 407.
     :param challenges: the WWW-Authenticate / Proxy-Authenticate values.
     :param uri: the Request-URI of the request being retried (the digest-uri).
+    :param algorithms: the algorithms we may answer with (FIPS mode: SHA-256 only).
     :raises DigestError: no usable Digest challenge.
     """
     parsed = []
@@ -71,7 +72,7 @@ def answer_challenge(
         except DigestError:
             continue
         algorithm = params.get("algorithm", "MD5").upper()
-        if algorithm in SUPPORTED_ALGORITHMS:
+        if algorithm in SUPPORTED_ALGORITHMS and algorithm in algorithms:
             parsed.append((SUPPORTED_ALGORITHMS.index(algorithm), algorithm, params))
     if not parsed:
         raise DigestError("no Digest challenge with an algorithm we support")
@@ -107,15 +108,20 @@ def is_stale(challenges: list[str]) -> bool:
     return False
 
 
-def authorized_retry(request: Request, response: Response, username: str, password: str) -> Request | None:
+def authorized_retry(
+    request: Request, response: Response, username: str, password: str,
+    algorithms: tuple[str, ...] = SUPPORTED_ALGORITHMS,
+) -> Request | None:
     """
     RFC 3261 §22.2: the request again, answering the 401/407 ``response``
     with ``username``'s credentials: the same Call-ID, From tag and To, the
     CSeq one higher (§8.1.3.5), a new Via branch (a new transaction).
 
+    :param algorithms: the digest algorithms we may answer with.
     :returns: None when the request already answered a challenge of this
         kind and the new one is not merely stale: the credentials are wrong
-        and retrying again would loop.
+        and retrying again would loop; or when no challenge uses an
+        algorithm of ``algorithms``.
     """
     if response.status not in (401, 407):
         return None
@@ -126,7 +132,7 @@ def authorized_retry(request: Request, response: Response, username: str, passwo
         return None
     try:
         answer = answer_challenge(response.status, challenges, method=request.method, uri=str(request.uri),
-                                  username=username, password=password)
+                                  username=username, password=password, algorithms=algorithms)
     except DigestError:
         return None
     headers = request.headers.copy()

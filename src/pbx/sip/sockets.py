@@ -26,6 +26,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from pbx.config import ListenSpec, TLSConfig
 from pbx.errors import ListenError
+from pbx.security.fips import approved_options
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.tls import server_context
 from pbx.sip.transaction import Peer
@@ -249,6 +250,8 @@ class StreamConnector:
     #: ``(host, port)``: connections there verify the server's certificate
     #: (a carrier's); elsewhere none is verified (phones).
     verified: dict[tuple[str, int], Any] = field(factory=dict)
+    #: FIPS mode: TLS 1.2+ with approved suites to phones too.
+    approved_only: bool = False
 
     def connect(self, peer: Peer, factory: Factory) -> None:
         """Open a connection to ``peer``; a failure is reported to the transports."""
@@ -259,7 +262,8 @@ class StreamConnector:
         elif peer.transport == "tls":
             # Phones present self-signed certificates; the connection is
             # encrypted but the phone is identified by its registration.
-            self.reactor.connectSSL(peer.host, peer.port, failing, CertificateOptions())
+            options = CertificateOptions(**approved_options()) if self.approved_only else CertificateOptions()
+            self.reactor.connectSSL(peer.host, peer.port, failing, options)
         else:
             self.reactor.connectTCP(peer.host, peer.port, failing)
 

@@ -19,6 +19,7 @@ from twisted.internet import ssl
 from twisted.internet.ssl import TLSVersion
 
 from pbx.config import TLSConfig
+from pbx.security.fips import restrict_context
 
 
 class TLSSetupError(Exception):
@@ -106,4 +107,6 @@ def server_context(config: TLSConfig, state_dir: str, hostname: str) -> tuple[ss
             certificate=private.original,
             raiseMinimumTo=TLSVersion.TLSv1_2,
         )
+    if config.approved_only:
+        restrict_context(options.getContext())
     return options, fingerprint(cert_path), generated

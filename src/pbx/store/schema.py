@@ -261,6 +261,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ("ALTER TABLE call_records ADD COLUMN verstat TEXT NOT NULL DEFAULT ''",),
     ),
     Migration(
+        9,
+        "call records share the linked id of their conversation (the legs of transferred calls)",
+        (
+            "ALTER TABLE call_records ADD COLUMN linked_id TEXT NOT NULL DEFAULT ''",
+            # Older records cannot be joined any more: each is its own conversation.
+            "UPDATE call_records SET linked_id = call_id",
+            "CREATE INDEX call_records_linked_id ON call_records (linked_id)",
+            "ALTER TABLE live_calls ADD COLUMN linked_id TEXT NOT NULL DEFAULT ''",
+            'UPDATE live_calls SET linked_id = "call"',
+        ),
+    ),
+    Migration(
         10,
         "SRTP: each extension's policy, and the suite each call leg was encrypted with",
         (

@@ -348,6 +348,7 @@ class SQLStore(ABC):
         callee: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        linked_id: str | None = None,
     ) -> Deferred[tuple[int, list[CallRecord]]]:
         """
         One page of call records, newest first.
@@ -358,13 +359,15 @@ class SQLStore(ABC):
         :param callee: only records with exactly this callee.
         :param since: only records that started at or after this time.
         :param until: only records that started before this time.
+        :param linked_id: only the records of this conversation (every leg of
+            a transferred call).
         :returns: Deferred firing with ``(total, records)``: ``total`` counts
             every matching record, not only this page.
         :raises ValueError: (in the Deferred) if ``offset`` or ``limit`` is
             negative.
         """
         return Deferred.fromCoroutine(
-            self._list_call_records(offset, limit, caller, callee, since, until)
+            self._list_call_records(offset, limit, caller, callee, since, until, linked_id)
         )
 
     async def _list_call_records(
@@ -375,6 +378,7 @@ class SQLStore(ABC):
         callee: str | None,
         since: float | None,
         until: float | None,
+        linked_id: str | None = None,
     ) -> tuple[int, list[CallRecord]]:
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
@@ -385,6 +389,7 @@ class SQLStore(ABC):
             ("callee = {p}", callee),
             ("start >= {p}", None if since is None else float(since)),
             ("start < {p}", None if until is None else float(until)),
+            ("linked_id = {p}", linked_id),
         ):
             if value is not None:
                 conditions.append(condition)
@@ -415,13 +420,21 @@ class SQLStore(ABC):
         d = self._grouped([(sql, (float(now), node))])
         return d.addCallback(lambda counts: counts[0])
 
-    def finish_call(self, node: str, call: str, records: Sequence[CallRecord]) -> Deferred[None]:
+    def finish_call(
+        self, node: str, call: str, records: Sequence[CallRecord], live: Sequence[LiveCallEntry] = ()
+    ) -> Deferred[None]:
         """
         Store a call's records and drop its journal entries, in one
         transaction: a crash leaves one or the other, never both.
+
+        :param live: the call goes on with these entries instead (the
+            records are of parties that left it, by a transfer or a park).
         """
         statements = [self._insert_returning_id(_CALLS, r) for r in records]
         statements.append((self._sql('DELETE FROM live_calls WHERE node = {p} AND "call" = {p}'), (node, call)))
+        if live:
+            insert = self._sql(_LIVE_CALLS.insert_many(len(live)))
+            statements.append((insert, [v for e in live for v in _LIVE_CALLS.row(e)]))
         d = self._grouped(statements)
         return d.addCallback(lambda _: None)
 

@@ -27,6 +27,7 @@ from attrs import evolve
 from twisted.internet.defer import Deferred, succeed
 
 from pbx.calls.call import Call
+from pbx.calls.dialplan import ToTrunks
 from pbx.calls.forks import Fork, Forks, Outcome, Rung
 from pbx.calls.media import MediaError
 from pbx.records import CallRecord
@@ -35,6 +36,7 @@ from pbx.sip.message import Request, Response
 from pbx.sip.uri import SIPParseError, parse_uri
 from pbx.stir.verdict import Status, with_verstat
 from pbx.trunks.hooks import OutboundChange, Part
+from pbx.trunks.moh import inbound_class, outbound_class
 from pbx.trunks.routes import Attempt
 from pbx.trunks.trunk import Trunk
 
@@ -102,12 +104,14 @@ class TrunkCall(Call):
     :ivar last_status: the final status of the last attempt (408 when the
         carrier did not answer in time).
     :ivar tried: the names of the trunks tried, in order.
+    :ivar route: the dialplan route that sends the call out (None: no route's).
     """
 
-    def __init__(self, *args: Any, dialled: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, dialled: str, route: ToTrunks | None = None, **kwargs: Any) -> None:
+        self.route = route
+        self.attempt: Attempt | None = None
         super().__init__(*args, **kwargs)
         self.dialled = dialled
-        self.attempt: Attempt | None = None
         self.last_status = 0
         self.tried: list[str] = []
         self._setup_timed_out = False
@@ -188,6 +192,15 @@ class TrunkCall(Call):
         return [evolve(row, trunk=attempt.trunk.name, dialled=self.dialled, sent=attempt.sent,
                        cost=attempt.cost(row.billable)) for row in rows]
 
+    def line(self) -> dict[str, str]:
+        """Events name the trunk tried (once one is) and the route (``name:``, else its pattern)."""
+        line = {"route": self.route.route_name} if self.route is not None and self.route.route_name else {}
+        return line | ({"trunk": self.attempt.trunk.name} if self.attempt is not None else {})
+
+    def line_class(self) -> str:
+        """The route's music-on-hold class, else that of the trunk the call went out on."""
+        return outbound_class(self.route, self.attempt.trunk.config if self.attempt is not None else None)
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view for the API, with the trunk."""
         view = super().summary()
@@ -221,6 +234,14 @@ class TrunkInboundCall(Call):
 
         super().__init__(*args, on_end=ended, **kwargs)
         self.media.secure("a", trunk.config.transport, trunk.config.srtp)
+
+    def line(self) -> dict[str, str]:
+        """Events name the trunk and the DID called."""
+        return {"trunk": self.trunk.name, "did": self.did}
+
+    def line_class(self) -> str:
+        """The DID's music-on-hold class, else the trunk's."""
+        return inbound_class(self.trunk.config, self.did)
 
     def record(self) -> list[CallRecord]:
         """The records of :class:`Call`, with the trunk and the DID called."""

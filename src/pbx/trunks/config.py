@@ -25,6 +25,7 @@ from pbx.calls.dialplan import (
 from pbx.errors import ConfigError
 from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.security.networks import Network, contains, parse_networks
+from pbx.sip.auth import SUPPORTED_ALGORITHMS
 from pbx.sip.uri import URI, parse_uri
 from pbx.trunks.numbers import E164, normalise
 
@@ -39,7 +40,7 @@ _DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _KEYS = {
     "uri", "username", "auth_username", "password", "register", "register_expires", "caller_id", "dids",
     "allow_from", "transport", "codecs", "max_calls", "outbound_proxy", "keepalive", "verify", "ca",
-    "weight", "setup_timeout", "country_code", "from_domain", "srtp",
+    "weight", "setup_timeout", "country_code", "from_domain", "moh", "srtp",
 }
 
 
@@ -107,6 +108,10 @@ class TrunkConfig:
     :ivar setup_timeout: seconds the carrier has to answer an INVITE at all
         (any response) before the call fails over.
     :ivar country_code: how national numbers from this trunk become E.164.
+    :ivar moh: the music-on-hold class a party beyond this trunk hears when
+        held ("": the holding extension's); a DID's or a route's wins
+        (:mod:`pbx.trunks.moh`).
+    :ivar did_moh: E.164 number -> the class callers of that DID hear when held.
     :ivar srtp: SRTP towards the trunk (``off``, ``offered``, ``required``;
         keys only when ``transport`` is ``tls``).
     """
@@ -132,7 +137,16 @@ class TrunkConfig:
     setup_timeout: int = 8
     country_code: str = "1"
     from_domain: str = ""
+    moh: str = ""
+    did_moh: Mapping[str, str] = field(factory=dict)
     srtp: str = "offered"
+    #: FIPS mode (``security.fips``): SHA-256 digests and approved TLS suites only.
+    approved_only: bool = False
+
+    @property
+    def digest_algorithms(self) -> tuple[str, ...]:
+        """The digest algorithms pbx answers the carrier's challenges with."""
+        return ("SHA-256",) if self.approved_only else SUPPORTED_ALGORITHMS
 
     @property
     def host(self) -> str:
@@ -162,12 +176,14 @@ class TrunkConfig:
         return {
             "name": self.name, "uri": str(self.uri), "transport": self.transport, "username": self.username,
             "register": self.register, "caller_id": self.caller_id,
-            "dids": {number: describe(action) for number, action in self.dids.items()},
+            "dids": {number: describe(action) | ({"moh": self.did_moh[number]} if number in self.did_moh else {})
+                     for number, action in self.dids.items()},
             "allow_from": [str(n) for n in self.allow_from], "codecs": list(self.codecs),
             "max_calls": self.max_calls,
             "outbound_proxy": str(self.outbound_proxy) if self.outbound_proxy is not None else "",
             "keepalive": self.keepalive, "verify": self.verify, "weight": self.weight,
             "setup_timeout": self.setup_timeout, "password_set": bool(self.password),
+            **({"moh": self.moh} if self.moh else {}),
             "srtp": self.srtp,
         }
 
@@ -214,6 +230,8 @@ class TrunksConfig:
 
     trunks: tuple[TrunkConfig, ...] = ()
     rates: RateTable = RateTable()
+    #: FIPS mode: every trunk, those added later too, keeps to approved algorithms.
+    approved_only: bool = False
 
     def get(self, name: str) -> TrunkConfig | None:
         """The trunk called ``name``."""
@@ -267,7 +285,7 @@ def _sip_uri(text: str, key: str) -> URI:
 def _did_target(value: Any, key: str) -> Action:
     if not isinstance(value, dict) or len({"extension", "app"} & set(value)) != 1:
         raise ConfigError(key, "needs {extension: N} or {app: NAME, args: {...}}")
-    unknown = set(value) - {"extension", "app", "args"}
+    unknown = set(value) - {"extension", "app", "args", "moh"}
     if unknown:
         raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key")
     if "extension" in value:
@@ -279,6 +297,15 @@ def _did_target(value: Any, key: str) -> Action:
     if not isinstance(value["app"], str) or not isinstance(args, dict):
         raise ConfigError(f"{key}.app", "needs an application name and an args mapping")
     return ToApplication(value["app"], args)
+
+
+def _class_name(value: Any, key: str) -> str:
+    """A ``moh:`` entry; whether the class exists is checked with ``moh:`` (:mod:`pbx.trunks.moh`)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be the name of a class in moh.classes")
+    return value
 
 
 def _caller_id(value: Any, key: str) -> str:
@@ -310,12 +337,15 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
     if not re.fullmatch(r"[1-9][0-9]{0,2}", country):
         raise ConfigError(f"{key}.country_code", "must be 1-3 digits")
     dids: dict[str, Action] = {}
+    did_moh: dict[str, str] = {}
     for number, target in dids_raw.items():
         did_key = f"{key}.dids.{number}"
         e164 = normalise(str(number), country)
         if e164 is None:
             raise ConfigError(did_key, "is not a phone number")
         dids[e164] = _did_target(target, did_key)
+        if moh := _class_name(target.get("moh"), f"{did_key}.moh"):
+            did_moh[e164] = moh
     try:
         allow_from = tuple(parse_source(t) for t in _list(raw.get("allow_from"), f"{key}.allow_from"))
     except ValueError as e:
@@ -340,6 +370,7 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
         weight=_int(raw.get("weight"), f"{key}.weight", 1, 0, 1000),
         setup_timeout=_int(raw.get("setup_timeout"), f"{key}.setup_timeout", 8, 1, 120),
         country_code=country, from_domain=_str(raw.get("from_domain"), f"{key}.from_domain"),
+        moh=_class_name(raw.get("moh"), f"{key}.moh"), did_moh=did_moh,
         srtp=_srtp(raw.get("srtp", "offered"), f"{key}.srtp"),
     )
 

@@ -30,6 +30,7 @@ from pbx.calls.events import CallEvents
 from pbx.calls.forks import Outcome, Rung
 from pbx.calls.media import CallMedia
 from pbx.calls.signalling import LegServices
+from pbx.media.playout import HoldMusic
 from pbx.records import ExtensionRecord
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.ids import new_tag
@@ -67,6 +68,8 @@ class TrunkDialler:
     emergency: bool = False
     #: Plays a refused call its announcement as early media, then refuses it (False: not possible).
     announce_refusal: Callable[[TrunkCall, int, str, str], bool] | None = None
+    #: Music on hold: pbx answers holds itself (:mod:`pbx.calls.hold`); None passes them on to the carrier.
+    music: HoldMusic | None = None
     log = Logger()
 
     async def call_out(self, transaction: ServerTransaction, record: ExtensionRecord, display: str,
@@ -86,6 +89,7 @@ class TrunkDialler:
             self.services, transaction, caller=record.number, callee=attempts[0].sent, caller_display=display,
             media=self.media(session), address=self.local_address(transaction.peer.transport),
             session_expires=session_expires, events=self.events, on_end=self._ended, dialled=dialled,
+            route=action, music=self.music,
         )
         self.track(call)
         self.log.info("call {caller} -> {dialled} out through {trunks}", caller=record.number, dialled=dialled,

@@ -180,7 +180,7 @@ class Registration:
         self.last_status = status
         if status in (401, 407):
             trunk = self.trunk
-            retry = authorized_retry(request, response, trunk.digest_user, trunk.password)
+            retry = authorized_retry(request, response, trunk.digest_user, trunk.password, trunk.digest_algorithms)
             if retry is not None:
                 self._transmit(retry)
                 return

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from attrs import evolve
+
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -45,6 +47,8 @@ class Trunks:
     def __init__(self, config: TrunksConfig, services: LegServices, local_address: Callable[[str], LocalAddress],
                  hooks: TrunkHooks | None = None) -> None:
         self.trunks = {t.name: Trunk(t, services, local_address) for t in config.trunks}
+        #: FIPS mode: trunks added later (API, store) keep to approved algorithms too.
+        self.approved_only = config.approved_only
         #: The trunks as the configuration file defines them.
         self.configured = {t.name: t for t in config.trunks}
         self._services = services
@@ -82,6 +86,8 @@ class Trunks:
 
         :raises StartupError: the trunk's ``ca`` cannot be read (nothing changed).
         """
+        if self.approved_only:
+            config = evolve(config, approved_only=True)
         if self.tls is not None and config.transport == "tls":
             self.tls.update(carrier_tls(TrunksConfig((config,))))
         old = self.trunks.get(config.name)

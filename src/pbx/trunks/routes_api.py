@@ -57,6 +57,8 @@ def trunk_routes(dialplan: Dialplan) -> list[dict[str, Any]]:
             {
                 "index": index,
                 "pattern": route.pattern,
+                "name": action.route_name,
+                "moh": action.moh,
                 "trunks": list(action.trunks),
                 "strip": action.strip,
                 "prepend": action.prepend,

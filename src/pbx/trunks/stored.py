@@ -113,6 +113,8 @@ def route_change(route: Route, change: dict[str, Any], trunks: set[str]) -> Rout
         "prepend": old.prepend,
         "caller_id": old.caller_id,
         "share": "weighted" if old.weighted else "ordered",
+        **({"name": old.route_name} if old.route_name else {}),
+        **({"moh": old.moh} if old.moh else {}),
         **change,
     }
     try:

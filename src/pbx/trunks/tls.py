@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 
 from pbx.errors import StartupError
+from pbx.security.fips import approved_options
 from pbx.trunks.config import TrunksConfig
 
 __all__ = ["carrier_tls"]
@@ -46,5 +47,7 @@ def carrier_tls(config: TrunksConfig) -> dict[tuple[str, int], Any]:
                 trust = Certificate.loadPEM(Path(trunk.ca).read_bytes())
             except Exception as e:  # OSError, or OpenSSL's error for a file that is no PEM
                 raise StartupError(f"trunks.{trunk.name}.ca: {e}") from e
-        creators[hop] = optionsForClientTLS(name, trustRoot=trust)
+        creators[hop] = optionsForClientTLS(
+            name, trustRoot=trust, extraCertificateOptions=approved_options() if trunk.approved_only else None
+        )
     return creators

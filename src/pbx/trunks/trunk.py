@@ -171,7 +171,9 @@ class Trunk:
         """``fork``'s INVITE again with this trunk's credentials (RFC 3261 §22.2), or None without any."""
         if not self.config.password:
             return None
-        return authorized_retry(fork.invite, response, self.config.digest_user, self.config.password)
+        return authorized_retry(
+            fork.invite, response, self.config.digest_user, self.config.password, self.config.digest_algorithms
+        )
 
     def summary(self) -> dict[str, Any]:
         """The trunk's live state and settings (no password), for the API."""

@@ -458,6 +458,27 @@ class ListingTests(APITestCase):
         self.assertIn("INTERRUPTED", disposition["enum"])
         self.assertIn("INTERRUPTED", disposition["description"])
 
+    def test_cdr_linked_id(self) -> None:
+        """``?linked_id=`` lists every leg of one transferred conversation; CSV and the schema name the column."""
+        token = self.login()
+        for record in (
+            CallRecord("x1", "1001", "1002", 100.0, 110.0, answer=101.0, hangup_cause="transferred to 1003"),
+            CallRecord("x1", "1001", "1003", 100.0, 150.0, answer=101.0),
+            CallRecord("x3", "1001", "1003", 109.0, 150.0, answer=112.0, leg="b", linked_id="x1"),
+            CallRecord("y1", "1004", "1005", 120.0, 130.0, answer=121.0),
+        ):
+            self.successResultOf(self.store.add_call_record(record))
+        body = self.call("GET", "/api/v1/cdr?linked_id=x1", token=token)[1]
+        self.assertEqual(body["total"], 3)
+        self.assertEqual({(r["call_id"], r["callee"], r["linked_id"]) for r in body["records"]},
+                         {("x1", "1002", "x1"), ("x1", "1003", "x1"), ("x3", "1003", "x1")})
+        text = self.call("GET", "/api/v1/cdr?format=csv&linked_id=y1", token=token)[1].decode()
+        header, line = text.splitlines()
+        self.assertEqual(dict(zip(header.split(","), line.split(","), strict=True))["linked_id"], "y1")
+        doc = self.call("GET", "/api/v1/openapi.json")[1]
+        self.assertIn("linked_id", doc["components"]["schemas"]["CallRecord"]["properties"])
+        self.assertIn("linked_id", {p["name"] for p in doc["paths"]["/api/v1/cdr"]["get"]["parameters"]})
+
     def test_cdr_bad_query(self) -> None:
         """Bad CDR query parameters get 400."""
         token = self.login()

@@ -107,6 +107,38 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(other.recover())), 0)
         self.assertEqual(len(self.store.live_calls), 2)
 
+    def test_transfer_rejournals(self) -> None:
+        """
+        A ``transferred`` event stores the departed party's record at once
+        and replaces the call's entries by the parties in it now, touched
+        now; the end stores only the records not stored yet.
+        """
+        self.publish("answered", legs(1000, 1000, 1000))
+        self.clock.advance(10)
+        left = CallRecord("c1-b", "1001", "1002", 1000.1, 1010, 1000, hangup_side="b",
+                          hangup_cause="transferred to 1003", leg="b", linked_id="c1")
+        now = [legs(1000, 1000, 1010)[0],
+               CallRecord("c1-c", "1001", "1003", 1008, 1010, 1010, leg="b", linked_id="c1")]
+        self.events.publish(CallEvent("transferred", "c1", "1001", "1003", 1010, "b",
+                                      {"records": [*now, left], "departed": (left,)}))
+        self.assertEqual(self.store.calls, [left])
+        self.assertEqual(
+            sorted((e.leg, e.call_id, e.callee, e.answer, e.touched, e.linked_id)
+                   for e in self.store.live_calls.values()),
+            [("a", "c1", "1002", 1000, 1010, "c1"), ("b", "c1-c", "1003", 1010, 1010, "c1")],
+        )
+        self.clock.advance(20)
+        ended = [CallRecord("c1", "1001", "1003", 1000, 1030, 1000), *now[1:], left]
+        self.publish("ended", ended)
+        self.assertEqual([r.call_id for r in self.store.calls], ["c1-b", "c1", "c1-c"])
+        self.assertEqual(self.store.live_calls, {})
+
+    def test_move_of_unjournalled_call_ignored(self) -> None:
+        """A ``parked`` event of a call the writer never saw answered writes nothing."""
+        self.events.publish(CallEvent("parked", "c9", "1001", "1002", 1000, "a",
+                                      {"records": legs(1000, 1000, 1000), "departed": ()}))
+        self.assertEqual((self.store.calls, self.store.live_calls), ([], {}))
+
     def test_failed_write_logged(self) -> None:
         """A store that fails a write is logged; the writer carries on."""
         self.store.finish_call = lambda *a: Deferred.fromCoroutine(_fail())  # type: ignore[method-assign]

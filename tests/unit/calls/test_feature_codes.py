@@ -1,11 +1,17 @@
-"""Tests for :mod:`pbx.calls.feature_codes`: the blind transfer code and number, keyed."""
+"""Tests for :mod:`pbx.calls.feature_codes`: in-call codes and their numbers, keyed."""
 
 from __future__ import annotations
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.calls.feature_codes import DIGIT_TIMEOUT, DigitCollector, code_problem
+from pbx.calls.feature_codes import (
+    DIGIT_TIMEOUT,
+    CodeWatch,
+    DigitCollector,
+    clash,
+    code_problem,
+)
 
 
 class DigitCollectorTests(SynchronousTestCase):
@@ -55,3 +61,34 @@ class DigitCollectorTests(SynchronousTestCase):
         self.assertIsNone(code_problem(""))
         self.assertIsNotNone(code_problem("#####"))
         self.assertIsNotNone(code_problem("#a"))
+
+
+class SeveralCodesTests(SynchronousTestCase):
+    """One collector per party watches every in-call code at once."""
+
+    def test_each_code_starts_its_own_number(self) -> None:
+        """``*2`` and ``*3`` each hand their number to their own action; ``##`` still works beside them."""
+        clock, got = Clock(), []
+        collector = DigitCollector(
+            {code: (lambda number, code=code: got.append((code, number))) for code in ("##", "*2", "*3")},
+            clock,
+        )
+        for keys in ("*21003#", "1*31004#", "##1005#"):
+            for key in keys:
+                collector.key(key)
+        self.assertEqual(got, [("*2", "1003"), ("*3", "1004"), ("##", "1005")])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_code_watch_fires_at_last_key(self) -> None:
+        """A code without a number acts the moment its last key comes, and says which it was."""
+        fired: list[str] = []
+        watch = CodeWatch({"*": lambda: fired.append("*"), "": lambda: fired.append("off")})
+        self.assertIsNone(watch.key("1"))
+        self.assertEqual(watch.key("*"), "*")
+        self.assertEqual(fired, ["*"])
+
+    def test_clash(self) -> None:
+        """A code that ends another, or equals it, is named with the code it hides; "" clashes with nothing."""
+        self.assertIsNone(clash({"t.blind": "##", "t.attended": "*2", "t.three_way": "*3", "t.off": ""}))
+        self.assertEqual(clash({"t.blind": "#", "t.attended": "*2#"}), ("t.blind", "'#' would hide t.attended '*2#'"))
+        self.assertEqual(clash({"t.a": "*2", "t.b": "*2"})[0], "t.a")  # type: ignore[index]

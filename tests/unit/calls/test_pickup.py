@@ -95,6 +95,17 @@ class PickupTests(CallTestCase):
         self.assertEqual(records["b"].callee, "1003")
         self.assertEqual(records["b"].disposition, "ANSWERED")
 
+    def test_records_linked(self) -> None:
+        """The picked-up call's two records share the caller's Call-ID as linked id; the picker's is its own dialog's."""
+        invite, leg, forked = self.ringing()
+        picked = self.pick("**1002", forked, invite, leg)
+        self.caller.in_dialog(leg, "BYE")
+        self.caller.expect(200)
+        self.picker.respond(self.picker.expect_one("BYE"), 200)
+        records = self.records()
+        self.assertEqual({r.linked_id for r in records.values()}, {leg.call_id})
+        self.assertEqual((records["b"].call_id, records["b"].callee), (picked.call_id, "1003"))
+
     def test_group(self) -> None:
         """1003 dials *8: the call ringing 1002, in its pickup group, is picked up; the picker hangs up."""
         invite, leg, forked = self.ringing()

@@ -230,6 +230,13 @@ class HoldMusicTests(SynchronousTestCase):
         self.assertEqual(self.music.class_for("1001"), "sales")
         self.assertEqual(self.music.class_for("1002"), "default")
 
+    def test_line_class_wins(self) -> None:
+        """An outside line's class wins over the extension's; a line class we do not have is passed over."""
+        self.assertEqual(self.music.class_for("1002", "sales"), "sales")
+        self.assertEqual(self.music.class_for("1001", "default"), "default")
+        self.assertEqual(self.music.class_for("1001", "gone"), "sales")
+        self.assertEqual(self.music.class_for("1002", "gone"), "default")
+
     def test_one_playout_per_class_and_codec(self) -> None:
         """Asking twice (any case) gives the same playout; another class another one."""
         first = self.music.playout("sales", "PCMU")

@@ -56,7 +56,7 @@ class TrunkConfigTests(SynchronousTestCase):
         self.assertEqual((backup.port, [str(n) for n in backup.allow_from], backup.register),
                          (25092, ["127.0.0.2/32"], False))
         [route] = config.dialplan.routes
-        self.assertEqual(route.action, ToTrunks(("carrier", "backup"), 1, "+1"))
+        self.assertEqual(route.action, ToTrunks(("carrier", "backup"), 1, "+1", route_name="_9NXXNXXXXXX"))
 
     def test_password_never_in_repr(self) -> None:
         """A trunk's repr and public view leave the password out."""

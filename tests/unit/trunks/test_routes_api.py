@@ -104,7 +104,7 @@ class RoutesAPITests(SynchronousTestCase):
         )
 
     def test_trunk_routes_in_order(self) -> None:
-        """Only the trunk routes, in dialplan order, with pattern, strip/prepend, caller ID and trunks in order."""
+        """Only the trunk routes, in dialplan order, with pattern, name, class, strip/prepend, caller ID and trunks."""
         status, body = self.request("GET", "/api/v1/routes/", token=self.login())
         self.assertEqual(status, 200)
         self.assertEqual(
@@ -113,6 +113,8 @@ class RoutesAPITests(SynchronousTestCase):
                 {
                     "index": 1,
                     "pattern": "_9NXXNXXXXXX",
+                    "name": "_9NXXNXXXXXX",
+                    "moh": "",
                     "trunks": ["carrier", "backup"],
                     "strip": 1,
                     "prepend": "+1",
@@ -124,6 +126,8 @@ class RoutesAPITests(SynchronousTestCase):
                 {
                     "index": 2,
                     "pattern": "_9011.",
+                    "name": "_9011.",
+                    "moh": "",
                     "trunks": ["backup"],
                     "strip": 1,
                     "prepend": "",

@@ -6,12 +6,25 @@ Calls through trunks, in memory: phones on pbx and scripted carriers at
 from __future__ import annotations
 
 import attrs
-from tests.support.phones import CALLEE_SDP, CALLER_SDP, PBX, CallTestCase, Leg, Phone
+import numpy as np
+from tests.support.phones import (
+    CALLEE_SDP,
+    CALLER_SDP,
+    PBX,
+    CallTestCase,
+    Leg,
+    Phone,
+    hold_sdp,
+)
 
 from twisted.logger import globalLogPublisher
 
 from pbx.calls.dialplan import parse_dialplan
+from pbx.calls.events import CallEvent
 from pbx.emergency.options import parse_emergency
+from pbx.media.codecs import PCMA, PCMU
+from pbx.media.music import MusicClass
+from pbx.media.playout import HoldMusic
 from pbx.permissions.guard import Guard
 from pbx.permissions.options import parse_permissions
 from pbx.records import CallRecord
@@ -488,3 +501,79 @@ class InboundVerifierOrderTests(TrunkCallTestCase):
         self.carrier.send(invite)
         refused = self.carrier.expect_one(438)
         self.carrier.ack_failure(invite, refused)
+
+
+class LineMusicTests(TrunkCallTestCase):
+    """
+    Music on hold in calls over trunks: the outside party hears the line's
+    class (a DID's, a route's, else the trunk's), not the holding extension's.
+    """
+
+    trunks_config = {
+        "carrier": {**TrunkCallTestCase.trunks_config["carrier"], "moh": "trunk",
+                    "dids": {"+15551230000": {"extension": "1002", "moh": "sales"},
+                             "+15551230001": {"extension": "1002"}}},
+        "backup": TrunkCallTestCase.trunks_config["backup"],
+    }
+    route = {**TrunkCallTestCase.route, "name": "national", "moh": "route"}
+
+    def setUp(self) -> None:
+        """Four classes; 1001 and 1002 have their own (``own``), which calls over trunks do not use."""
+        super().setUp()
+        classes = {name: MusicClass(name, 8000, np.zeros(800)) for name in ("default", "own", "sales", "trunk", "route")}
+        self.music = HoldMusic(classes, {"1001": "own", "1002": "own"}, {"pcmu": PCMU(), "pcma": PCMA()},
+                               self.controller.media_clock)
+        self.controller.music = self.music
+        self.events: list[CallEvent] = []
+        self.controller.events.subscribe(self.events.append, ("answered",))
+
+    def call_in(self, did: str) -> Leg:
+        """The carrier calls ``did`` (1002's); 1002 answers and holds; returns the carrier's leg."""
+        uri = f"sip:{did}@{PBX[0]}"
+        leg = Leg(f"in-{did}@192.0.2.50", '"Caller" <sip:+13125550100@192.0.2.50>;tag=ctag', f"<{uri}>", uri, 0)
+        invite = self.carrier.request_to("INVITE", uri, leg, body=CALLER_SDP)
+        self.carrier.send(invite)
+        self.carrier.expect(100)
+        forked = self.callee.expect_one("INVITE")
+        self.callee.respond(forked, 200, body=CALLEE_SDP)
+        self.callee.expect("ACK")
+        self.carrier.confirm(invite, leg, self.carrier.expect_one(200))
+        callee_leg = self.callee.answer_leg(forked)
+        self.callee.in_dialog(callee_leg, "INVITE", body=hold_sdp(CALLEE_SDP, "sendonly"))
+        self.callee.expect(100, 200)
+        self.callee.ack_reinvite(callee_leg)
+        return leg
+
+    def hang_up_from_carrier(self, leg: Leg) -> None:
+        """The carrier hangs up; 1002 answers pbx's BYE."""
+        self.carrier.in_dialog(leg, "BYE")
+        self.carrier.expect(200)
+        self.callee.respond(self.callee.expect_one("BYE"), 200)
+
+    def test_did_class(self) -> None:
+        """A caller to a DID with ``moh:`` hears that class when the extension holds, not the extension's own."""
+        leg = self.call_in("15551230000")
+        self.assertEqual(self.music.listeners(), {"sales/pcma": 1})
+        [answered] = self.events
+        self.assertEqual((answered.detail["trunk"], answered.detail["did"]), ("carrier", "+15551230000"))
+        self.hang_up_from_carrier(leg)
+
+    def test_trunk_class(self) -> None:
+        """A caller to a DID without ``moh:`` hears the trunk's class."""
+        leg = self.call_in("15551230001")
+        self.assertEqual(self.music.listeners(), {"trunk/pcma": 1})
+        self.hang_up_from_carrier(leg)
+
+    def test_route_class(self) -> None:
+        """An outside party called by a route with ``moh:`` hears the route's class when the caller holds."""
+        caller_invite, leg = self.dial_out()
+        invite = self.carrier.expect_one("INVITE")
+        self.connect(self.carrier, invite, leg, caller_invite)
+        self.caller.in_dialog(leg, "INVITE", body=hold_sdp(CALLER_SDP, "sendonly"))
+        self.caller.expect(100, 200)
+        self.caller.ack_reinvite(leg)
+        self.quiet(self.carrier)
+        self.assertEqual(self.music.listeners(), {"route/pcma": 1})
+        [answered] = self.events
+        self.assertEqual((answered.detail["trunk"], answered.detail["route"]), ("carrier", "national"))
+        self.finish(leg, self.carrier)

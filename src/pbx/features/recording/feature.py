@@ -20,7 +20,7 @@ class RecordingFeature:
     """Call recording: relayed two-party calls to stereo or mixed WAV, by policy, keys or the API."""
 
     name = "recording"
-    description = "Call recording: always-on per extension, on demand by keys or API, pause, retention, REST API."
+    description = "Call recording: always-on per extension, trunk or route, on demand by keys or API, pause, retention, REST API."
 
     def parse_options(self, options: dict[str, Any]) -> RecordingOptions:
         """Validate into :class:`~pbx.features.recording.options.RecordingOptions`."""

@@ -4,6 +4,8 @@ configuration), validated into one frozen :class:`RecordingOptions`.
 
 Errors name the key relative to the feature's section (``always[1]``,
 ``format``); the plugin loader puts ``features.recording.`` in front.
+Who policy records (``always``, ``trunks``, ``routes``) is
+:mod:`pbx.features.recording.policy`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
 from pbx.errors import ConfigError
+from pbx.features.recording.policy import Decision, parse_rule_names
 
 __all__ = ["FORMATS", "RecordingOptions", "parse_recording_options"]
 
@@ -23,7 +26,7 @@ FORMATS = ("stereo", "mixed")
 
 _NUMBER = re.compile(r"[0-9]{2,10}")
 _TOGGLE = re.compile(r"[0-9*#]{1,4}")
-_KEYS = frozenset({"always", "format", "retention_days", "announce", "dir", "toggle"})
+_KEYS = frozenset({"always", "trunks", "routes", "format", "retention_days", "announce", "dir", "toggle"})
 
 
 @frozen
@@ -42,10 +45,30 @@ class RecordingOptions:
     """The keys (RFC 4733 events) either party presses to start or stop recording; "" for none."""
     announce: bool = False
     """Whether both parties hear "this call is recorded" when a recording starts."""
+    trunks: Mapping[str, bool] = field(factory=dict)
+    """Trunks whose every call (in or out) is recorded -> whether it is announced."""
+    routes: Mapping[str, bool] = field(factory=dict)
+    """Trunk routes (by name) whose every call is recorded -> whether it is announced."""
 
     def records_always(self, caller: str, callee: str) -> bool:
-        """Whether policy records a call between ``caller`` and ``callee``."""
+        """Whether policy records a call between ``caller`` and ``callee`` for their extensions."""
         return caller in self.always or callee in self.always
+
+    def decide(self, caller: str, callee: str, trunk: str = "", route: str = "") -> Decision | None:
+        """
+        Whether policy records a call between ``caller`` and ``callee``
+        over ``trunk`` by ``route`` ("" for none), and if it is announced;
+        None when no rule records it.
+        """
+        rules: list[tuple[str, bool]] = [(f"extension {n}", self.announce) for n in (caller, callee)
+                                         if n in self.always]
+        if trunk in self.trunks:
+            rules.append((f"trunk {trunk}", self.trunks[trunk]))
+        if route in self.routes:
+            rules.append((f"route {route}", self.routes[route]))
+        if not rules:
+            return None
+        return Decision(tuple(rule for rule, _ in rules), any(said for _, said in rules))
 
 
 def parse_recording_options(raw: Mapping[str, Any]) -> RecordingOptions:
@@ -97,4 +120,6 @@ def parse_recording_options(raw: Mapping[str, Any]) -> RecordingOptions:
         toggle = str(toggle)
     if not isinstance(toggle, str) or (toggle and not _TOGGLE.fullmatch(toggle)):
         raise ConfigError("toggle", 'must be 1-4 keys of 0-9, * and #, or "" for none')
-    return RecordingOptions(frozenset(numbers), format_, float(days), directory, toggle, announce)
+    return RecordingOptions(frozenset(numbers), format_, float(days), directory, toggle, announce,
+                            parse_rule_names(raw.get("trunks"), "trunks", announce),
+                            parse_rule_names(raw.get("routes"), "routes", announce))

@@ -3,7 +3,9 @@ The recording service: what the feature runs inside a PBX.
 
 It follows every call through call events: when a relayed two-party call
 is answered it takes the call's media (:meth:`pbx.interfaces.IPBX.tap_call`),
-starts recording at once when policy says so (``always``), and watches
+starts recording at once when policy says so (``always``, ``trunks``,
+``routes``: :mod:`pbx.features.recording.policy`, the trunk and route
+read from the ``answered`` event), and watches
 the toggle keys; when the call ends its recording is finished.  The API
 and the toggle start, stop, pause and resume recordings through
 :meth:`RecordingService.start` and friends.  A sweep deletes recordings
@@ -69,7 +71,9 @@ class RecordingService(Service):
         """
         from pbx.features.recording.api import RecordingAPI, openapi_paths
         from pbx.features.recording.library import Library
+        from pbx.features.recording.policy import check_names
 
+        check_names(self.options.trunks, self.options.routes, self.pbx.config)
         super().startService()
         self.library = Library(
             self.pbx.store, self.directory(), self.pbx.clock, self.pbx.run_in_thread
@@ -135,7 +139,7 @@ class RecordingService(Service):
 
     def _event(self, event: CallEvent) -> None:
         if event.kind == "answered":
-            self._answered(event.call_id)
+            self._answered(event)
         elif event.kind == "ended" and event.call_id in self.watches:
             self._end(event.call_id).addErrback(
                 lambda f: self.log.failure(
@@ -145,16 +149,19 @@ class RecordingService(Service):
                 )
             )
 
-    def _answered(self, call_id: str) -> None:
-        tap = self.pbx.tap_call(call_id)
+    def _answered(self, event: CallEvent) -> None:
+        tap = self.pbx.tap_call(event.call_id)
         if tap is None:
             return
-        policy = self.options.records_always(tap.caller, tap.callee)
-        if not policy and not self.options.toggle:
+        decision = self.options.decide(tap.caller, tap.callee, event.detail.get("trunk", ""),
+                                       event.detail.get("route", ""))
+        if decision is None and not self.options.toggle:
             return
         watch = self._watch(tap)
-        if policy:
-            self._begin(watch, "policy")
+        if decision is not None:
+            self.log.info("{call_id} recorded by policy: {rules}", call_id=event.call_id,
+                          rules=", ".join(decision.rules))
+            self._begin(watch, "policy", decision.announce)
 
     def _watch(self, tap: Any) -> CallWatch:
         from pbx.features.recording.watch import CallWatch
@@ -200,8 +207,12 @@ class RecordingService(Service):
 
     # -- recordings ------------------------------------------------------------------
 
-    def _begin(self, watch: CallWatch, started_by: str) -> dict[str, Any]:
-        """Start recording ``watch``'s call now; its metadata is stored in the background."""
+    def _begin(self, watch: CallWatch, started_by: str, announce: bool | None = None) -> dict[str, Any]:
+        """
+        Start recording ``watch``'s call now; its metadata is stored in the
+        background.  ``announce`` (None: the feature's ``announce``) plays
+        "this call is recorded" to both parties.
+        """
         from pbx.features.recording.recorder import CallRecorder, Downmix
         from pbx.media.wav import WavWriter
 
@@ -261,7 +272,7 @@ class RecordingService(Service):
             )
         )
         self._stored[recording_id] = stored
-        if self.options.announce:
+        if self.options.announce if announce is None else announce:
             # Both parties hear "this call is recorded" (pbx.calls.announce).
             announced = Deferred.fromCoroutine(_announce(tap))
             announced.addErrback(

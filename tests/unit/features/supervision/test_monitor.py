@@ -11,14 +11,9 @@ import numpy as np
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.features.supervision.monitor import (
-    MAX_QUEUED,
-    LegInput,
-    Monitor,
-    NoAudio,
-    fed_legs,
-)
+from pbx.features.supervision.monitor import Monitor, fed_legs
 from pbx.media.codecs import PCMU
+from pbx.media.leg_audio import MAX_QUEUED, LegInput, NoAudio
 from pbx.media.media_clock import MediaClock
 from pbx.media.rtp import RTPPacket
 
