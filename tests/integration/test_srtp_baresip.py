@@ -36,7 +36,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from support.apps import locate, prompt, prompt_seconds
-from support.baresip import LIMIT, MODULES, NEEDED, Phone, stop_all, wait_registered
+from support.baresip import LIMIT, Phone, require_baresip, stop_all, wait_registered
 from support.calls import (
     call_config,
     free_udp_block,
@@ -52,7 +52,6 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
-    require_binary,
     strong_password,
     wait_until,
 )
@@ -91,10 +90,7 @@ class SrtpCallTests(SynchronousTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         """Start pbx (UDP, TLS) and the four phones; wait for every registration."""
-        baresip = require_binary("baresip", "baresip-core")
-        missing = [m for m in (*NEEDED, "srtp") if not (MODULES / f"{m}.so").is_file()]
-        if missing:
-            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        baresip = require_baresip("srtp")
         cls.workdir = Path(tempfile.mkdtemp(prefix="pbx-srtp-"))
         cls.phones, cls.patterns = {}, {}
         passwords = {number: strong_password(number) for number in (*PHONES, MAILBOX)}

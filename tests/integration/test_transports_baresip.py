@@ -42,7 +42,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone, stop_all, wait_registered
+from support.baresip import LIMIT, Phone, require_baresip, stop_all, wait_registered
 from support.calls import (
     call_config,
     free_udp_block,
@@ -56,7 +56,6 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
-    require_binary,
     strong_password,
     wait_until,
 )
@@ -89,10 +88,7 @@ class TransportMatrixTests(SynchronousTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         """Start pbx (UDP, TCP, TLS) and the six phones; wait for every registration."""
-        baresip = require_binary("baresip", "baresip-core")
-        missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
-        if missing:
-            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        baresip = require_baresip()
         cls.workdir = Path(tempfile.mkdtemp(prefix="pbx-transports-"))
         cls.phones, cls.patterns = {}, {}
         phones = [
@@ -291,10 +287,7 @@ class GoneConnectionTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         """pbx on UDP and TCP; a UDP caller; a TCP callee with outbound (1202) and one without (1203)."""
-        self.baresip = require_binary("baresip", "baresip-core")
-        missing = [m for m in (*NEEDED, "uuid") if not (MODULES / f"{m}.so").is_file()]
-        if missing:
-            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        self.baresip = require_baresip("uuid")
         self.workdir = Path(self.mktemp()).absolute()
         self.workdir.mkdir(parents=True)
         numbers = ("1101", "1202", "1203")

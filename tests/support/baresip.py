@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from support.calls import RATE, read_pcm_wav
-from support.daemon import free_port, free_port_pair, wait_until
+from support.daemon import free_port, free_port_pair, require_binary, wait_until
 
 MODULES = Path("/usr/lib/baresip/modules")
 NEEDED = ("account", "g711", "aufile", "sndfile", "ctrl_tcp", "menu")
@@ -320,3 +320,12 @@ def stop_all(phones: dict[str, Phone], daemon: Any, workdir: Path) -> None:
         phone.stop()
     daemon.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def require_baresip(*modules: str) -> str:
+    """baresip's path, once its binary and the modules the tests load (:data:`NEEDED`, ``modules``) are there."""
+    baresip = require_binary("baresip", "baresip-core")
+    missing = [m for m in (*NEEDED, *modules) if not (MODULES / f"{m}.so").is_file()]
+    if missing:
+        raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+    return baresip
