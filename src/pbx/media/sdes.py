@@ -188,12 +188,15 @@ def take_answer(keys: LegKeys, answer: SessionDescription) -> SessionDescription
     A phone's answer to pbx's offer on the leg of ``keys``: the key it
     chose, under one of the tags pbx offered (RFC 4568 §7.1.3); its plain view.
 
+    Keys in an answer from a phone not on TLS are ignored (it got no keys).
+
     :raises NotAcceptable: SRTP is required and the answer has no key pbx
         offered, or the answer names a tag or suite pbx did not offer.
     """
     index = _audio_index(answer)
     theirs = None
-    if index is not None and keys.offered:
+    # A phone that got the offer without keys (not on TLS) cannot answer with one of them.
+    if index is not None and keys.offered and keys.secure:
         offered = {c.tag: c for c in keys.offered}
         for crypto in crypto_lines(answer.media[index].attribute_values("crypto")):
             mine = offered.get(crypto.tag)

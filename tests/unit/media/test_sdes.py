@@ -144,11 +144,15 @@ class OfferTests(SynchronousTestCase):
             take_answer(keys, wrong)
 
     def test_plain_answer(self) -> None:
-        """A plain answer is plain RTP where the policy allows it, refused where SRTP is required."""
+        """A plain answer (or keys from a phone off TLS) is plain RTP where allowed, refused where SRTP is required."""
         keys = tls()
-        secure_offer(keys, plain_view(offer("RTP/AVP", crypto=False)))
+        sent = secure_offer(keys, plain_view(offer("RTP/AVP", crypto=False)))
         take_answer(keys, offer("RTP/AVP", crypto=False))
         self.assertIsNone(keys.contexts())
+        keys.secure = False  # a phone on UDP, given the offer without keys
+        take_answer(keys, sent)
+        self.assertIsNone(keys.contexts())
+        keys.secure = True
         keys.policy = SrtpPolicy.REQUIRED
         with self.assertRaisesRegex(NotAcceptable, "required"):
             take_answer(keys, offer("RTP/AVP", crypto=False))
