@@ -1,7 +1,7 @@
 """
 Benchmark of the RTP relay on loopback (not a test).
 
-Run: ``PYTHONPATH=src python bench/relay.py [--steps 100,200,400] [--seconds 10]``
+Run: ``PYTHONPATH=src python bench/relay.py [--steps 100,200,400] [--seconds 10] [--modes plain,srtp,srtp-rtp]``
 
 This process runs a :class:`pbx.media.relay.Relay` on the real (epoll)
 reactor.  A second process (this file with ``--generator``, plain sockets, no
@@ -23,14 +23,22 @@ Per step (N calls, for ~``--seconds``) it reports:
 * relay CPU% (user+sys of this process), µs of CPU per relayed packet, and
   RSS per call (growth since before the first session / calls open).
 
-Then the raw throughput: a few sessions blasted without pacing for a few
+``--modes`` runs the steps once per kind of call, one after the other:
+``plain`` (RTP both legs, the relay's untouched path), ``srtp`` (SRTP both
+legs, AES_CM_128_HMAC_SHA1_80, each leg with its own keys: the relay
+decrypts with one leg's and encrypts with the other's) and ``srtp-rtp``
+(SRTP on leg a, plain RTP on leg b).  The generator then protects what its
+SRTP phones send and unprotects what they receive (pylibsrtp), so its CPU
+grows too; a packet that fails to unprotect counts as lost.
+
+Then the raw throughput (plain mode): a few sessions blasted without pacing for a few
 seconds, relayed packets/s with the relay at full CPU; once with the relay's
 own send path (``socket.sendto``) and once with Twisted's ``port.write``.
+Everything is bounded in time and stays on 127.0.0.1.
+
 With ``--keys`` every session is watched for keys on both legs, as every
 call is when an in-call feature code is configured (:mod:`pbx.calls.keys`):
 the cost of the key stream on the relay.
-
-Everything is bounded in time and stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -95,7 +103,8 @@ def _cpu() -> float:
 
 
 def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
-    """Read every queued datagram of ``sock`` into the statistics."""
+    """Read every queued datagram of ``sock`` into the statistics (SRTP unprotected first)."""
+    keyed = st["unprotect"]
     last_seq, last_rx, last_tx, received = (
         st["last_seq"],
         st["last_rx"],
@@ -111,6 +120,13 @@ def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
         except BlockingIOError:
             return n
         n += 1
+        if keyed:
+            unprotect = keyed.get(int.from_bytes(data[8:12], "big"))
+            if unprotect is not None:
+                try:
+                    data = unprotect(data)
+                except Exception:  # pylibsrtp.Error: counts as lost
+                    continue
         stream, seq, tx = unpack(data, 12)
         sec, nsec = ts(anc[0][2]) if anc else divmod(time.time_ns(), 1_000_000_000)
         rx = sec * 1_000_000_000 + nsec
@@ -126,11 +142,41 @@ def _drain(sock: socket.socket, st: dict[str, Any]) -> int:
         last_seq[stream], last_rx[stream], last_tx[stream] = seq, rx, tx
 
 
+def _contexts(keys: list[dict[str, Any]]) -> tuple[dict[int, Any], dict[int, Any]]:
+    """
+    The SRTP phones' contexts by stream: what each protects with (its own
+    key) and unprotects with (the relay's key for its leg).
+    """
+    import pylibsrtp
+
+    protect: dict[int, Any] = {}
+    unprotect: dict[int, Any] = {}
+    profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+    for i, legs in enumerate(keys):
+        for direction, leg in ((0, "a"), (1, "b")):
+            if not legs.get(leg):
+                continue
+            phone, relay = (bytes.fromhex(k) for k in legs[leg])
+            out = pylibsrtp.Policy(phone, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+            protect[2 * i + direction] = pylibsrtp.Session(out).protect
+            back = pylibsrtp.Policy(relay, pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
+            # Phone ``leg`` hears the other direction's stream.
+            unprotect[2 * i + 1 - direction] = pylibsrtp.Session(back).unprotect
+    return protect, unprotect
+
+
+#: RTP packets each stream has sent in earlier runs: its sequence numbers go on
+#: from there, since an SRTP receiver drops a sequence number it has seen (replay).
+_SENT: dict[int, int] = {}
+
+
 def _run(
-    a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float
+    a: socket.socket, b: socket.socket, calls: list[list[int]], seconds: float,
+    keys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Paced traffic both ways on every call; returns loss and timing statistics."""
     n = len(calls)
+    protect, unprotect = _contexts(keys) if keys else ({}, {})
     st: dict[str, Any] = {
         "last_seq": [-1] * (2 * n),
         "last_rx": [0] * (2 * n),
@@ -139,8 +185,10 @@ def _run(
         "jitter": [0] * BUCKETS,
         "transit": [0] * BUCKETS,
         "reordered": 0,
+        "unprotect": unprotect,
     }
     seq = [0] * (2 * n)
+    base = [_SENT.get(stream, 0) for stream in range(2 * n)]
     slots: list[list[int]] = [[] for _ in range(round(PERIOD / TICK))]
     for i in range(n):
         slots[i % len(slots)].append(i)
@@ -163,10 +211,13 @@ def _run(
                     s = seq[stream]
                     seq[stream] = s + 1
                     pkt = (
-                        hdr(0x80, 0, s & 0xFFFF, s * 160 & 0xFFFFFFFF, stream)
+                        hdr(0x80, 0, (base[stream] + s) & 0xFFFF, (base[stream] + s) * 160 & 0xFFFFFFFF, stream)
                         + pay(stream, s, now_ns())
                         + PADDING
                     )
+                    if protect:
+                        srtp = protect.get(stream)
+                        pkt = srtp(pkt) if srtp is not None else pkt
                     try:
                         sock.sendto(pkt, dests[i][direction])
                     except OSError:
@@ -181,6 +232,8 @@ def _run(
             if _drain(socks[fd], st):
                 quiet = time.monotonic()
     poll.close()
+    for stream, count in enumerate(seq):
+        _SENT[stream] = base[stream] + count
     wall = time.monotonic() - start
     sent, received = sum(seq), sum(st["received"])
     return {
@@ -228,7 +281,7 @@ def generator() -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "run":
-            result = _run(a, b, cmd["calls"], cmd["seconds"])
+            result = _run(a, b, cmd["calls"], cmd["seconds"], cmd.get("keys"))
         elif cmd["cmd"] == "blast":
             result = _blast(a, b, cmd["calls"], cmd["seconds"])
         else:
@@ -261,12 +314,14 @@ def _rss() -> int:
 
 
 async def _bench(
-    reactor: Any, steps: list[int], seconds: float, blast_seconds: float, keys: bool = False
+    reactor: Any, steps: list[int], seconds: float, blast_seconds: float, modes: list[str],
+    watch_keys: bool = False,
 ) -> None:
     from twisted.internet import defer, protocol, task
 
     from pbx.media.ports import PortAllocator
     from pbx.media.relay import Relay
+    from pbx.media.srtp import LegCrypto, new_crypto
 
     class Generator(protocol.ProcessProtocol):
         def __init__(self) -> None:
@@ -299,18 +354,20 @@ async def _bench(
     allocator = PortAllocator(20000, 29999)
     relay = Relay(reactor, allocator, HOST)
     sessions: list[Any] = []
-    rss0 = _rss()
+    keys: list[dict[str, Any]] = []
     print(
         f"relay pid {os.getpid()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
         f"{seconds:g} s per step, 172-byte packets, 50 pps each way per call"
     )
-    print(
-        f"{'calls':>6} {'pps in':>8} {'loss %':>8} {'jit p50':>8} {'jit p99':>8} {'trn p99':>8} "
-        f"{'relay CPU%':>10} {'µs/pkt':>7} {'RSS/call':>9} {'gen CPU%':>8} {'gen late':>8} {'others%':>7}"
-    )
-    print(
-        f"{'':>6} {'':>8} {'':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'':>10} {'':>7} {'KiB':>9} {'':>8} {'ms':>8}"
-    )
+
+    def keyed(session: Any, srtp_legs: str) -> dict[str, Any]:
+        """Key ``srtp_legs`` of ``session``: the phone's key and the relay's, per leg."""
+        legs: dict[str, Any] = {}
+        for leg in srtp_legs:
+            phone, ours = new_crypto("AES_CM_128_HMAC_SHA1_80", 1), new_crypto("AES_CM_128_HMAC_SHA1_80", 1)
+            session.set_crypto(leg, LegCrypto(phone, ours))
+            legs[leg] = [phone.material.hex(), ours.material.hex()]
+        return legs
 
     def relayed() -> int:
         return sum(e.packets for s in sessions for e in s.endpoints())
@@ -329,7 +386,7 @@ async def _bench(
         for _ in range(3):
             await quiet()
             cpu0, wall0, pk0, busy0 = _cpu(), time.monotonic(), relayed(), _busy()[0]
-            r = await gen.ask(cmd=cmd, calls=calls, seconds=secs)
+            r = await gen.ask(cmd=cmd, calls=calls, seconds=secs, keys=keys[: len(calls)] if keys else None)
             wall = time.monotonic() - wall0
             r["cpu"], r["wall"], r["relayed"] = _cpu() - cpu0, wall, relayed() - pk0
             r["others"] = (_busy()[0] - busy0 - r["cpu"]) / wall - r.get("gen_cpu", 0.0)
@@ -339,49 +396,72 @@ async def _bench(
                 break
         return best
 
-    for i, n in enumerate([min(steps[0], 50), *steps]):  # the first run is a warm-up
-        while len(sessions) < n:
-            s = relay.open_session()
-            s.set_remote("a", HOST, addrs["a"])
-            s.set_remote("b", HOST, addrs["b"])
-            if keys:
-                _watch_keys(s)
-            sessions.append(s)
-        calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
-        rss_per_call = (_rss() - rss0) / len(sessions) / 1024
-        if i == 0:
-            await gen.ask(cmd="run", calls=calls, seconds=1.0)
-            continue
-        r = await measure("run", calls, seconds)
-        cpu, wall = r["cpu"], r["wall"]
+    async def run_mode(srtp_legs: str) -> None:
+        """The steps (and, for plain calls, the raw throughput) with ``srtp_legs`` keyed."""
+        rss0 = _rss()
         print(
-            f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} "
-            f"{r['jitter_p99']:>8.2f} {r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} "
-            f"{cpu / max(r['relayed'], 1) * 1e6:>7.1f} {rss_per_call:>9.1f} "
-            f"{r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f} {r['others'] * 100:>7.0f}",
-            flush=True,
+            f"{'calls':>6} {'pps in':>8} {'loss %':>8} {'jit p50':>8} {'jit p99':>8} {'trn p99':>8} "
+            f"{'relay CPU%':>10} {'µs/pkt':>7} {'RSS/call':>9} {'gen CPU%':>8} {'gen late':>8} {'others%':>7}"
         )
-        if r["loss"] > 0.2:
-            print("       (stopping: relay saturated)")
-            break
+        print(
+            f"{'':>6} {'':>8} {'':>8} {'ms':>8} {'ms':>8} {'ms':>8} {'':>10} {'':>7} {'KiB':>9} {'':>8} {'ms':>8}"
+        )
+        for i, n in enumerate([min(steps[0], 50), *steps]):  # the first run is a warm-up
+            while len(sessions) < n:
+                s = relay.open_session()
+                s.set_remote("a", HOST, addrs["a"])
+                s.set_remote("b", HOST, addrs["b"])
+                sessions.append(s)
+                if watch_keys:
+                    _watch_keys(s)
+                if srtp_legs:
+                    keys.append(keyed(s, srtp_legs))
+            calls = [[s.local_port("a"), s.local_port("b")] for s in sessions[:n]]
+            rss_per_call = (_rss() - rss0) / len(sessions) / 1024
+            if i == 0:
+                await gen.ask(cmd="run", calls=calls, seconds=1.0, keys=keys[:n] if keys else None)
+                continue
+            r = await measure("run", calls, seconds)
+            cpu, wall = r["cpu"], r["wall"]
+            print(
+                f"{n:>6} {n * 100:>8} {r['loss'] * 100:>8.3f} {r['jitter_p50']:>8.2f} "
+                f"{r['jitter_p99']:>8.2f} {r['transit_p99']:>8.2f} {cpu / wall * 100:>10.1f} "
+                f"{cpu / max(r['relayed'], 1) * 1e6:>7.1f} {rss_per_call:>9.1f} "
+                f"{r['gen_cpu'] * 100:>8.1f} {r['gen_late_ms']:>8.1f} {r['others'] * 100:>7.0f}",
+                flush=True,
+            )
+            if r["loss"] > 0.2:
+                print("       (stopping: relay saturated)")
+                break
+        if srtp_legs:
+            return
+        few = [[s.local_port("a"), s.local_port("b")] for s in sessions[:10]]
+        print(
+            f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:"
+        )
+        for label in ("socket.sendto (relay default)", "twisted port.write"):
+            if label.startswith("twisted"):
+                for s in sessions:
+                    for e in s.endpoints():
+                        e.send = e.transport.write
+            r = await measure("blast", few, blast_seconds)
+            cpu, wall, pk = r["cpu"], r["wall"], r["relayed"]
+            print(
+                f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
+                f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s; "
+                f"others {r['others'] * 100:.0f}%)",
+                flush=True,
+            )
 
-    few = [[s.local_port("a"), s.local_port("b")] for s in sessions[:10]]
-    print(
-        f"\nraw throughput, {len(few)} sessions blasted without pacing for {blast_seconds:g} s:"
-    )
-    for label in ("socket.sendto (relay default)", "twisted port.write"):
-        if label.startswith("twisted"):
-            for s in sessions:
-                for e in s.endpoints():
-                    e.send = e.transport.write
-        r = await measure("blast", few, blast_seconds)
-        cpu, wall, pk = r["cpu"], r["wall"], r["relayed"]
-        print(
-            f"  {label:<30} {pk / wall:>9,.0f} packets/s relayed at {cpu / wall * 100:5.1f}% CPU "
-            f"({cpu / max(pk, 1) * 1e6:.1f} µs/packet; generator sent {r['sent'] / wall:,.0f}/s; "
-            f"others {r['others'] * 100:.0f}%)",
-            flush=True,
-        )
+    for mode in modes:
+        await relay.close_all()
+        sessions.clear()
+        keys.clear()
+        srtp_legs = {"plain": "", "srtp": "ab", "srtp-rtp": "a"}[mode]
+        print(f"\n{mode}: " + ("RTP on both legs" if not srtp_legs else
+                               "SRTP on both legs, each with its own keys" if srtp_legs == "ab" else
+                               "SRTP on leg a, RTP on leg b"))
+        await run_mode(srtp_legs)
     assert gen.transport is not None
     gen.transport.write(b'{"cmd": "quit"}\n')
     await relay.close_all()
@@ -406,6 +486,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--blast-seconds", type=float, default=3.0)
     parser.add_argument("--keys", action="store_true", help="watch every session for keys")
+    parser.add_argument("--modes", default="plain", help="plain, srtp, srtp-rtp: comma-separated")
     args = parser.parse_args()
     if args.generator:
         generator()
@@ -417,7 +498,7 @@ def main() -> None:
     from twisted.internet.defer import Deferred
 
     steps = [int(x) for x in args.steps.split(",")]
-    budget = (len(steps) + 2) * 3 * (
+    budget = len(args.modes.split(",")) * (len(steps) + 2) * 3 * (
         args.seconds + 65
     ) + 60  # retries and quiet waits included
     failures: list[Any] = []
@@ -429,7 +510,10 @@ def main() -> None:
         if reactor.running:
             reactor.stop()
 
-    d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds, args.keys))
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= {"plain", "srtp", "srtp-rtp"}:
+        parser.error(f"--modes: plain, srtp or srtp-rtp, not {args.modes}")
+    d = Deferred.fromCoroutine(_bench(reactor, steps, args.seconds, args.blast_seconds, modes, args.keys))
     d.addBoth(done)
 
     def out_of_time() -> None:

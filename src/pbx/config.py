@@ -26,6 +26,7 @@ import yaml
 from attrs import evolve, field, fields, frozen
 
 from pbx.errors import ConfigError
+from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.security.networks import parse_networks
 from pbx.security.passwords import is_hash, password_problem
 from pbx.security.ratelimit import DEFAULT_LIMITS, KINDS, Limit
@@ -274,6 +275,8 @@ class ExtensionConfig:
     #: Or its PBKDF2 encoding, made beforehand (no PIN in the file, nothing to hash at start).
     pin_hash: str = field(repr=False, default="")
     email: str = ""
+    #: SRTP policy of the extension's phones (``off``, ``offered``, ``required``).
+    srtp: str = "offered"
 
 
 @frozen
@@ -830,7 +833,7 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
         if isinstance(number, bool) or extension_number_problem(str(number)):
             raise ConfigError(key, "an extension number is 2-10 digits")
         number = str(number)
-        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "pin_hash", "email"})
+        e = _mapping(value, key, {"name", "password", "pin", "voicemail_pin", "pin_hash", "email", "srtp"})
         password = _str(e.get("password"), f"{key}.password")
         if password:
             problem = password_problem(password, username=number)
@@ -850,7 +853,10 @@ def _extensions(raw: Any) -> tuple[ExtensionConfig, ...]:
             raise ConfigError(f"{key}.pin_hash", "is not a pbkdf2-sha256$... encoding (see README)")
         email = _check(email_problem, _str(e.get("email"), f"{key}.email"), f"{key}.email")
         name = _check(display_name_problem, _str(e.get("name"), f"{key}.name"), f"{key}.name")
-        result.append(ExtensionConfig(number, name, password, pin, pin_hash, email))
+        srtp = e.get("srtp", "offered")
+        if problem := srtp_policy_problem(srtp):
+            raise ConfigError(f"{key}.srtp", problem)
+        result.append(ExtensionConfig(number, name, password, pin, pin_hash, email, srtp))
     return tuple(result)
 
 

@@ -44,6 +44,7 @@ def extension_record(
     pin_hash: str = "",
     source: str = "api",
     previous: ExtensionRecord | None = None,
+    srtp: str | None = None,
 ) -> ExtensionRecord:
     """
     Build the stored form of an extension.
@@ -69,6 +70,7 @@ def extension_record(
         pin_hash=pin_hash or (previous.pin_hash if previous else ""),
         enabled=previous.enabled if previous else True,
         source=source,
+        srtp=srtp if srtp is not None else (previous.srtp if previous else "offered"),
     )
 
 
@@ -77,6 +79,8 @@ def config_fingerprint(secret: bytes, ext: ExtensionConfig, realm: str) -> str:
     fields = [ext.number, ext.name, ext.password, ext.pin, ext.email, realm]
     if ext.pin_hash:  # appended only when given: older entries keep their fingerprint
         fields.append(ext.pin_hash)
+    if ext.srtp != "offered":  # likewise: only a policy other than the default
+        fields.append(f"srtp={ext.srtp}")
     entry = json.dumps(fields).encode()
     return hmac.new(secret, entry, hashlib.sha256).hexdigest()
 
@@ -129,6 +133,7 @@ async def sync_extension(
         pin_hash=pin_hash,
         source="config",
         previous=previous,
+        srtp=ext.srtp,
     )
     await store.put_extension(record)
     if ext.pin and pending is not None:

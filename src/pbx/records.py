@@ -43,6 +43,9 @@ class ExtensionRecord:
     forward_no_answer: str = ""
     #: Caller ID name presented to callees; "" uses the extension's name.
     caller_id: str = ""
+    #: SRTP for this extension's phones: ``off``, ``offered`` or ``required``
+    #: (:class:`pbx.media.sdes.SrtpPolicy`; keys travel only over TLS).
+    srtp: str = "offered"
 
 
 @frozen
@@ -117,6 +120,9 @@ class CallRecord:
     verstat: str = ""
     #: The conversation this record belongs to (default: its own ``call_id``).
     linked_id: str = field(default=Factory(lambda self: self.call_id, takes_self=True))
+    #: The SRTP suite this leg's media was encrypted with (the last one
+    #: agreed), "" for plain RTP.
+    srtp: str = ""
     id: int | None = field(default=None, eq=False)
 
     @property

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import pytest
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from support.baresip import LIMIT, MODULES, NEEDED, Phone
+from support.baresip import LIMIT, Phone, require_baresip, stop_all, wait_registered
 from support.calls import (
     call_config,
     free_udp_block,
@@ -57,7 +56,6 @@ from support.daemon import (
     Daemon,
     admin_password,
     free_port,
-    require_binary,
     strong_password,
     wait_until,
 )
@@ -90,10 +88,7 @@ class TransportMatrixTests(SynchronousTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         """Start pbx (UDP, TCP, TLS) and the six phones; wait for every registration."""
-        baresip = require_binary("baresip", "baresip-core")
-        missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
-        if missing:
-            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        baresip = require_baresip()
         cls.workdir = Path(tempfile.mkdtemp(prefix="pbx-transports-"))
         cls.phones, cls.patterns = {}, {}
         phones = [
@@ -158,27 +153,12 @@ class TransportMatrixTests(SynchronousTestCase):
                 transport=transport,
                 cafile=Path("..", "pbx", "state", "tls", "cert.pem"),
             )
-        for number, phone in cls.phones.items():
-            try:
-                wait_until(
-                    lambda n=number, t=phone.transport: [
-                        r
-                        for r in cls.api.registrations()
-                        if r["extension"] == n and r["transport"] == t
-                    ],
-                    LIMIT,
-                    f"{number}'s {phone.transport} registration",
-                )
-            except AssertionError as e:
-                raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+        wait_registered(cls.phones, cls.api.registrations)
 
     @classmethod
     def tearDownClass(cls) -> None:
         """Stop the phones and pbx; remove their files."""
-        for phone in cls.phones.values():
-            phone.stop()
-        cls.daemon.stop()
-        shutil.rmtree(cls.workdir, ignore_errors=True)
+        stop_all(cls.phones, cls.daemon, cls.workdir)
 
     def carried(self) -> tuple[int, int] | None:
         """Packets the relay carried each way in the one live call, once it is confirmed (ACKed)."""
@@ -307,10 +287,7 @@ class GoneConnectionTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         """pbx on UDP and TCP; a UDP caller; a TCP callee with outbound (1202) and one without (1203)."""
-        self.baresip = require_binary("baresip", "baresip-core")
-        missing = [m for m in (*NEEDED, "uuid") if not (MODULES / f"{m}.so").is_file()]
-        if missing:
-            raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+        self.baresip = require_baresip("uuid")
         self.workdir = Path(self.mktemp()).absolute()
         self.workdir.mkdir(parents=True)
         numbers = ("1101", "1202", "1203")

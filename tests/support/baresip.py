@@ -175,6 +175,7 @@ class Phone:
         transport: str = "udp",
         cafile: Path | None = None,
         outbound: bool = False,
+        params: str = "",
     ) -> None:
         """
         Write its configuration and start it.
@@ -187,6 +188,8 @@ class Phone:
             not check it, but the phone is set up as a real one would be).
         :param outbound: register with RFC 5626 outbound (``reg-id`` and
             ``+sip.instance``; baresip needs its ``uuid`` module for that).
+        :param params: more account parameters (``;mediaenc=srtp-mand``: SRTP
+            only, with the ``srtp`` module in ``extra_modules``).
         """
         self.transport = transport
         self.number = number
@@ -219,7 +222,7 @@ class Phone:
         answermode = ";answermode=auto" if answer else ""
         account = (
             f"<sip:{number}@127.0.0.1:{sip_port};transport={transport}>"
-            f";auth_pass={password};regint=300{answermode}"
+            f";auth_pass={password};regint=300{answermode}{params}"
         )
         if outbound:
             account += (
@@ -290,24 +293,12 @@ class PhonesTestCase(SynchronousTestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         """Stop the phones and pbx; remove their files."""
-        for phone in cls.phones.values():
-            phone.stop()
-        cls.daemon.stop()
-        shutil.rmtree(cls.workdir, ignore_errors=True)
+        stop_all(cls.phones, cls.daemon, cls.workdir)
 
     def tearDown(self) -> None:
         """No call is left, and pbx logged no traceback."""
         wait_until(lambda: self.api.get("/calls")["calls"] == [], LIMIT, "no call left")
         self.assertFalse(self.daemon.tracebacks)
-
-
-def require_baresip() -> str:
-    """baresip's path, once it and the modules the tests load (:data:`NEEDED`) are there."""
-    baresip = require_binary("baresip", "baresip-core")
-    missing = [m for m in NEEDED if not (MODULES / f"{m}.so").is_file()]
-    if missing:
-        raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
-    return baresip
 
 
 def press(phone: Phone, key: str, n: int) -> None:
@@ -334,3 +325,39 @@ def recorded_seconds(phone: Phone) -> float:
         return 0.0
     # A 44-byte WAV header (rewritten at the end), then 16-bit samples.
     return max(0, paths[0].stat().st_size - 44) / 2 / RATE
+
+
+def wait_registered(phones: dict[str, Phone], registrations: Callable[[], list[dict[str, Any]]]) -> None:
+    """
+    Wait for each phone's registration over its own transport, as
+    ``registrations`` (the API's list) shows them; a phone that does not
+    register fails with the end of its output.
+    """
+    for number, phone in phones.items():
+        try:
+            wait_until(
+                lambda n=number, t=phone.transport: [  # type: ignore[misc]
+                    r for r in registrations() if r["extension"] == n and r["transport"] == t
+                ],
+                LIMIT,
+                f"{number}'s {phone.transport} registration",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{phone.output()[-3000:]}") from None
+
+
+def stop_all(phones: dict[str, Phone], daemon: Any, workdir: Path) -> None:
+    """Stop the phones, then pbx; remove their files."""
+    for phone in phones.values():
+        phone.stop()
+    daemon.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def require_baresip(*modules: str) -> str:
+    """baresip's path, once its binary and the modules the tests load (:data:`NEEDED`, ``modules``) are there."""
+    baresip = require_binary("baresip", "baresip-core")
+    missing = [m for m in (*NEEDED, *modules) if not (MODULES / f"{m}.so").is_file()]
+    if missing:
+        raise AssertionError(f"baresip-core is incomplete: no {missing} in {MODULES}")
+    return baresip

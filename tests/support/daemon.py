@@ -380,6 +380,13 @@ class API:
             self._token = answer["token"]
         return http(method, f"{self.base}{path}", body, token=self._token)
 
+    def download(self, path: str) -> bytes:
+        """GET ``path`` (below /api/v1) as raw bytes (an audio file)."""
+        self.request("GET", "/status")  # logs in once
+        request = urllib.request.Request(f"{self.base}{path}", headers={"Authorization": f"Bearer {self._token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()  # type: ignore[no-any-return]
+
     def registrations(self) -> list[dict[str, Any]]:
         """The live bindings from /api/v1/registrations."""
         return list(self.get("/registrations")["registrations"])

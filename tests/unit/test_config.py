@@ -255,6 +255,12 @@ class ConfigErrorTests(SynchronousTestCase):
         key, _ = problem('extensions:\n  "1001": {voicemail_pin: "12"}\n')
         self.assertEqual(key, "extensions.1001.voicemail_pin")
 
+    def test_bad_srtp_policy(self) -> None:
+        """An extension's SRTP policy is off, offered or required; anything else names the key."""
+        key, why = problem('extensions:\n  "1001": {srtp: "always"}\n')
+        self.assertEqual(key, "extensions.1001.srtp")
+        self.assertIn("off, offered, required", why)
+
     def test_pin(self) -> None:
         """``pin`` is the PIN's core name; ``voicemail_pin`` its older one; giving both is an error."""
         key, _ = problem('extensions:\n  "1001": {pin: "12"}\n')

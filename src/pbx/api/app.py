@@ -36,6 +36,7 @@ from pbx.api.openapi import openapi_document
 from pbx.api.pages import Pages
 from pbx.api.tokens import Session, TokenStore
 from pbx.interfaces import IPBX
+from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.provisioning import extension_record
 from pbx.records import AuditEvent, ExtensionRecord
 from pbx.security.fips import library_state
@@ -356,6 +357,7 @@ class PBXApi:
             "forward_busy": record.forward_busy,
             "forward_no_answer": record.forward_no_answer,
             "caller_id": record.caller_id,
+            "srtp": record.srtp,
         }
 
     @app.route("/api/v1/extensions", methods=["GET"])
@@ -379,7 +381,8 @@ class PBXApi:
         return record
 
     def _fields(self, body: dict[str, Any], number: str, *, creating: bool) -> dict[str, Any]:
-        allowed = {"name", "email", "password", "pin", "voicemail_pin", "enabled", "dnd", "caller_id", *_FORWARDS}
+        allowed = {"name", "email", "password", "pin", "voicemail_pin", "enabled", "dnd", "caller_id", "srtp",
+                   *_FORWARDS}
         if creating:
             allowed.add("number")
         unknown = sorted(set(body) - allowed)
@@ -407,6 +410,8 @@ class PBXApi:
             problem = password_problem(body["password"], username=number)
             if problem:
                 raise APIError(422, f"password too weak: {problem}")
+        if "srtp" in body and (problem := srtp_policy_problem(body["srtp"])):
+            raise APIError(422, f"srtp {problem}")
         if "pin" in body and "voicemail_pin" in body:
             raise APIError(422, "give pin or voicemail_pin (its older name), not both")
         pin_field = "pin" if "pin" in body else "voicemail_pin"
@@ -451,9 +456,9 @@ class PBXApi:
             source=previous.source if previous else "api",
             previous=previous,
         )
-        changes = {k: fields[k] for k in ("enabled", "dnd", "caller_id", *_FORWARDS) if k in fields}
+        changes = {k: fields[k] for k in ("enabled", "dnd", "caller_id", "srtp", *_FORWARDS) if k in fields}
         if previous is not None:
-            kept = ("dnd", "caller_id", *_FORWARDS)
+            kept = ("dnd", "caller_id", "srtp", *_FORWARDS)
             changes = {**{k: getattr(previous, k) for k in kept}, **changes}
         return evolve(record, **changes) if changes else record
 
@@ -540,7 +545,7 @@ class PBXApi:
             out = io.StringIO()
             columns = ["id", "call_id", "leg", "caller", "callee", "start", "answer", "end",
                        "duration", "billable", "disposition", "hangup_side", "hangup_cause", "codecs",
-                       "application", "trunk", "dialled", "sent", "cost", "verstat", "linked_id"]
+                       "application", "trunk", "dialled", "sent", "cost", "verstat", "linked_id", "srtp"]
             writer = csv.DictWriter(out, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)

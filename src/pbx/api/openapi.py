@@ -81,6 +81,7 @@ _SCHEMAS: dict[str, Any] = {
             "dnd": {"type": "boolean"}, "caller_id": {"type": "string"},
             "forward_always": {"type": "string"}, "forward_busy": {"type": "string"},
             "forward_no_answer": {"type": "string"},
+            "srtp": {"enum": ["off", "offered", "required"]},
         },
     },
     "ExtensionInput": {
@@ -97,6 +98,8 @@ _SCHEMAS: dict[str, Any] = {
             "forward_always": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
             "forward_busy": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
             "forward_no_answer": {"type": "string", "pattern": "^([0-9]{2,10})?$"},
+            "srtp": {"enum": ["off", "offered", "required"],
+                     "description": "SRTP for the extension's phones; keys only over TLS"},
         },
     },
     "Registration": {
@@ -143,6 +146,8 @@ _SCHEMAS: dict[str, Any] = {
                 "began as; transfers, park and pickup keep it, an attended transfer gives both calls "
                 "the older one's",
             },
+            "srtp": {"type": "string", "description": "the SRTP suite this leg's media was encrypted with; "
+                     "empty for plain RTP"},
         },
     },
 }

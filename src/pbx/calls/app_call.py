@@ -68,6 +68,7 @@ class ApplicationCall:
         self.args = args
         self.address = address
         self.media = media(self._app_hung_up)
+        self.media.secure(invite.peer.transport)  # SDES keys only over TLS (RFC 4568 §8.3)
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
         timers = NamedTimers(services.clock)
@@ -268,7 +269,7 @@ class ApplicationCall:
             end=self.ended_at or self.services.clock.seconds(), answer=self.answered_at,
             disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
             hangup_cause=self.hangup_cause, codecs=self.codecs, leg="a",
-            application=self.application.name,
+            application=self.application.name, srtp=self.media.srtp.suite,
         )]
 
     def summary(self) -> dict[str, Any]:
@@ -277,5 +278,5 @@ class ApplicationCall:
             "call_id": self.call_id, "caller": self.caller, "callee": self.callee,
             "state": self.state, "started": self.started, "answered": self.answered_at,
             "duration": round(self.services.clock.seconds() - self.started, 3), "codecs": self.codecs,
-            "application": self.application.name,
+            "application": self.application.name, "srtp": {"a": self.media.srtp.suite},
         }

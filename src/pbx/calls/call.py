@@ -126,6 +126,8 @@ class Call:
         self._hold = None if music is None else LocalHold(media, music, self._extension, self.line_class)
         #: Who sits where, for the records, and the conversation's linked id.
         self.seating = Seating(self.call_id, self.started)
+        #: The callee's SRTP policy (:mod:`pbx.media.sdes`): what its phones are offered.
+        self.callee_srtp = "offered"
         self._event("created")
 
     # -- what the controller reads -------------------------------------------------
@@ -168,6 +170,8 @@ class Call:
     def ring(self, bindings: list[Binding], ring_timeout: float) -> Deferred[Rung]:
         """Send one INVITE per registered phone of the callee; fires with how ringing ended."""
         offer = self.invite.request.body
+        # Keys for the callee's TLS phones; the others get the offer without them.
+        self.media.secure("b", "tls", self.callee_srtp)
         try:
             b_offer = self.media.offer_from("a", offer) if offer else b""
         except MediaError as e:
@@ -181,7 +185,8 @@ class Call:
         def invite(binding: Binding, address: LocalAddress) -> Request:
             return new_invite(
                 target=parse_uri(binding.contact), to=f"<sip:{callee}@{domain}>",
-                from_=f"{display}<{caller_uri}>", address=address, body=b_offer,
+                from_=f"{display}<{caller_uri}>", address=address,
+                body=self.media.offer_for("b", b_offer, binding.transport),
                 max_forwards=max_forwards, contact_user=caller,
                 extra=[("P-Asserted-Identity", f"{display}<{caller_uri}>")],
             )
@@ -212,6 +217,7 @@ class Call:
             # 183 with SDP: early media (RFC 3960) from this fork.  To an
             # INVITE without an offer such SDP is no answer (RFC 6337 §3.1):
             # the caller gets the offer in our 2xx.
+            self.media.srtp["b"].secure = fork.binding.transport == "tls"
             body = self.media.answer_from("b", response.body)
             self.early_answer = body
         self.a.provisional(183 if body else 180, body)
@@ -221,6 +227,7 @@ class Call:
 
     def _answer(self, fork: Fork, response: Response) -> Verdict:
         """A phone answered first: answer the caller with what it says."""
+        self.media.srtp["b"].secure = fork.binding.transport == "tls"
         if self.delayed:
             try:
                 # §13.2.1: the 2xx to an INVITE without an offer carries one.
@@ -595,6 +602,7 @@ class Call:
                 answer=who.answer, disposition=self.disposition or "FAILED", hangup_side=self.hangup_side,
                 hangup_cause=self.hangup_cause, codecs=self.media.codecs, leg=leg,
                 application=self.diverted_to if leg == "a" else "", linked_id=self.seating.linked_id,
+                srtp=self.media.srtp[leg].suite,
             ))
         rows.extend(self.departed)
         return rows
@@ -611,5 +619,6 @@ class Call:
             "answered": self.answered_at,
             "duration": round(now - self.started, 3),
             "codecs": self.media.codecs,
+            "srtp": self.media.encrypted(),
             "media": self.media.session.stats(),
         }

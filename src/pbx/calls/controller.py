@@ -431,16 +431,19 @@ class CallController:
             if not self._divert_new(transaction, caller, display, target, why):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
-        call = self._open_call(transaction, caller, display, target, expires, make_call)
+        calling = await self.routing.lookup(caller)
+        call = self._open_call(transaction, caller, display, target, expires, make_call,
+                               caller_srtp=calling.srtp if calling is not None else "offered")
         if call is None:
             return
+        call.callee_srtp = record.srtp
         call.forwards = {"busy": record.forward_busy, "no_answer": record.forward_no_answer}
         call.seen = seen
         self.log.info("call {caller} -> {callee} ({n} phone(s))", caller=caller, callee=target, n=len(bindings))
         self._ring_callee(call, bindings)
 
     def _open_call(self, transaction: ServerTransaction, caller: str, display: str, target: str,
-                   expires: int, make_call: Callable[..., Call] = Call) -> Call | None:
+                   expires: int, make_call: Callable[..., Call] = Call, *, caller_srtp: str = "offered") -> Call | None:
         """A relayed call from the caller of ``transaction`` to ``target``; None (and 503) without media ports."""
         request = transaction.request
         try:
@@ -449,10 +452,11 @@ class CallController:
             self.log.warn("no media ports for a call: {e}", e=e)
             transaction.respond(make_response(request, 503, "No Media Ports", to_tag=new_tag()))
             return None
+        media = CallMedia(session, self.media_address, available=self.media.codecs if self.media is not None else {})
+        media.secure("a", transaction.peer.transport, caller_srtp)  # a trunk's call then takes the trunk's
         call = make_call(
             self.services, transaction, caller=caller, callee=target, caller_display=display,
-            media=CallMedia(session, self.media_address,
-                            available=self.media.codecs if self.media is not None else {}),
+            media=media,
             address=self.local_address(transaction.peer.transport),
             # RFC 4028 §9 table 2: a caller without "Supported: timer", or one
             # asking refresher=uas, makes the UAS the refresher.  pbx never

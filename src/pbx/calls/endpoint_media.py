@@ -14,6 +14,10 @@ Two ways to negotiate (RFC 3264), one object:
 
 A re-INVITE or UPDATE keeps the codec and the port and follows the peer's
 new address (:meth:`EndpointMedia.reanswer`).
+
+SRTP (SDES, :mod:`pbx.media.sdes`) as the peer's policy and channel allow
+(:meth:`EndpointMedia.secure`): offers are read through their plain view and
+answered with pbx's own key; the endpoint protects and unprotects.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from twisted.logger import Logger
 from pbx.calls.media import MediaError, chosen_codecs
 from pbx.calls.own_offer import accept_answer
 from pbx.interfaces import ICodec
+from pbx.media import sdes
 from pbx.media.channel import Channel, channel_callbacks
 from pbx.media.codecs_table import CodecSpec
 from pbx.media.dtmf import call_digits, parse_dtmf_info
@@ -170,7 +175,17 @@ class EndpointMedia:
     _offered: list[tuple[CodecSpec, ICodec]] = field(factory=list)
     _session_id: int | str = field(factory=lambda: secrets.randbelow(2**31))
     _version: int = 0
+    #: The peer's SRTP policy, channel and keys.
+    srtp: sdes.LegKeys = field(factory=sdes.LegKeys)
     log = Logger()
+
+    def secure(self, transport: str, policy: str = "offered") -> None:
+        """The peer's signalling goes over ``transport`` ("tls" may carry keys) and its SRTP ``policy``."""
+        self.srtp.secure, self.srtp.policy = transport == "tls", policy
+
+    def _keyed(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.crypto = self.srtp.contexts()
 
     def _bind(self, payload_type: int, clock_rate: int, event_pt: int | None, prefer: int | None = None) -> int:
         services = self.services
@@ -214,7 +229,7 @@ class EndpointMedia:
         sdp = make_answer(offer, supported=_supported(spec, event_pt), local_address=self.services.address,
                           ports=_first_audio_ports(offer, port), session_id=self._session_id,
                           version=self._version)
-        return sdp.to_bytes()
+        return sdes.secure_answer(self.srtp, sdp).to_bytes()
 
     # -- pbx answers ---------------------------------------------------------------
 
@@ -231,7 +246,7 @@ class EndpointMedia:
         """
         codecs = self.services.codecs
         try:
-            offer = parse_sdp(body)
+            offer = sdes.take_offer(self.srtp, parse_sdp(body))
             spec, codec, event_pt = choose_codec(offer, codecs)
         except SDPError as e:
             raise MediaError(str(e)) from e
@@ -242,6 +257,7 @@ class EndpointMedia:
                           prefer=early.port if early is not None else None)
         self._open_channel(spec, codec, event_pt is not None)
         self._follow(offer)
+        self._keyed()
         if early is not None and port == early.port:
             assert early_answer is not None
             # The very answer of the 183; later answers continue its o= line.
@@ -274,6 +290,8 @@ class EndpointMedia:
             codecs=[spec for spec, _ in self._offered] + [events], local_address=self.services.address,
             port=port, session_id=self._session_id, version=self._version, ptime=20,
         )
+        if self.srtp.wants_offer(False):
+            self._offer = sdes.secure_offer(self.srtp, self._offer)
         return self._offer.to_bytes()
 
     def accept(self, body: bytes) -> None:
@@ -286,7 +304,12 @@ class EndpointMedia:
         assert self._offer is not None and self.endpoint is not None
         if not body:
             raise MediaError("no answer")
-        accepted = accept_answer(self._offer, self._offered, body)
+        try:
+            body = sdes.take_answer(self.srtp, parse_sdp(body)).to_bytes()
+        except SDPError as e:
+            raise MediaError(str(e)) from e
+        accepted = accept_answer(sdes.plain_view(self._offer), self._offered, body)
+        self._keyed()
         self.endpoint.sender.payload_type = accepted.spec.payload_type or 0
         if accepted.remote is not None:
             try:
@@ -314,11 +337,13 @@ class EndpointMedia:
                 raise MediaError("no offer")
             return self._offer.to_bytes()
         try:
-            offer = parse_sdp(body)
+            offer = sdes.take_offer(self.srtp, parse_sdp(body))
             codec = self.channel.codec
             spec, _, event_pt = choose_codec(offer, {codec.name.lower(): codec})
             self._follow(offer)
-            return self._answer_sdp(offer, spec, event_pt, self.endpoint.port)
+            answer = self._answer_sdp(offer, spec, event_pt, self.endpoint.port)
+            self._keyed()
+            return answer
         except SDPError as e:
             raise MediaError(str(e)) from e
 

@@ -6,6 +6,10 @@ pbx rewrites every SDP it passes so that each phone sends its media to a
 relay port of pbx (RFC 3264 offer/answer on each leg).  Both legs are made
 to agree on the codec the far end chose, so media is relayed unchanged:
 no transcoding when the phones share a codec.
+
+Each leg keys its own SRTP (SDES, :mod:`pbx.media.sdes`) as its policy
+allows: the SDP pbx reasons about is the plain view of what phones send,
+made SRTP again on the way out.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from attrs import define, evolve, field
 
+from pbx.media import sdes
 from pbx.media.offer_answer import CodecSpec, make_answer, offered_codecs, rewrite_offer
 from pbx.media.sdp import (
     SDPError,
@@ -59,6 +64,35 @@ class CallMedia:
     #: The codecs each leg settled on in its last offer/answer exchange,
     #: with that leg's payload types, the one in use first.
     agreed: dict[str, list[CodecSpec]] = field(factory=dict)
+    #: Each leg's SRTP policy, channel and keys (see :mod:`pbx.media.sdes`).
+    srtp: dict[str, sdes.LegKeys] = field(factory=lambda: {"a": sdes.LegKeys(), "b": sdes.LegKeys()})
+    _applied: dict[str, Any] = field(factory=dict)
+
+    def secure(self, leg: str, transport: str, policy: str) -> None:
+        """``leg``'s signalling goes over ``transport`` ("tls" may carry keys) and its SRTP ``policy``."""
+        keys = self.srtp[leg]
+        keys.secure, keys.policy = transport == "tls", policy
+
+    def encrypted(self) -> dict[str, str]:
+        """The SRTP suite each leg speaks ("" for plain RTP): what the call records say."""
+        return {leg: keys.suite for leg, keys in self.srtp.items()}
+
+    def offer_for(self, leg: str, body: bytes, transport: str) -> bytes:
+        """
+        The offer ``body`` made for ``leg`` by :meth:`offer_from`, for one
+        phone of that leg on ``transport``: without keys unless it is TLS.
+        """
+        if transport == "tls" or not self.srtp[leg].offered or not body:
+            return body
+        return sdes.plain_view(self.parse(body)).to_bytes()
+
+    def _apply_crypto(self, *legs: str) -> None:
+        """Give the relay each leg's SRTP contexts where they changed (plain calls never call it)."""
+        for leg in legs:
+            contexts = self.srtp[leg].contexts()
+            if contexts is not self._applied.get(leg):
+                self._applied[leg] = contexts
+                self.session.set_crypto(leg, contexts)
 
     def payload_types(self, leg: str) -> dict[int, tuple[str, int]]:
         """
@@ -111,16 +145,22 @@ class CallMedia:
         offer = self.parse(body)
         other = OTHER[leg]
         try:
+            plain = sdes.take_offer(self.srtp[leg], offer)
             rewritten = rewrite_offer(
-                offer, local_address=self.address, ports=self._ports(other, offer),
+                plain, local_address=self.address, ports=self._ports(other, offer),
                 session_id=self._session_ids[other], version=self._next(other)[1],
             )
         except SDPError as e:
             raise MediaError(str(e)) from e
-        self._learn(leg, offer)
+        self._learn(leg, plain)
         self.offers[leg] = offer
         if self.available:
             rewritten = extend_offer(rewritten, self.available)
+        theirs = self.srtp[other]
+        if theirs.wants_offer(self.srtp[leg].theirs is not None):
+            rewritten = sdes.secure_offer(theirs, rewritten)
+        else:
+            theirs.offered = []
         return rewritten.to_bytes()
 
     def answer_from(self, leg: str, body: bytes) -> bytes:
@@ -128,11 +168,16 @@ class CallMedia:
         ``leg`` answers the offer we made it with ``body``: learn its address
         and answer the other leg's offer with the codec ``leg`` chose.
         """
-        answer = self.parse(body)
         other = OTHER[leg]
         offer = self.offers.get(other)
         if offer is None:
             raise MediaError("an answer without an offer")
+        try:
+            raw = self.parse(body)
+            answer = sdes.take_answer(self.srtp[leg], raw)
+        except SDPError as e:
+            raise MediaError(str(e)) from e
+        offer = sdes.plain_view(offer)
         supported = chosen_codecs(answer)
         transforms = None
         main = next((c for c in supported if not c.is_auxiliary), None)
@@ -150,8 +195,10 @@ class CallMedia:
             )
         except SDPError as e:
             raise MediaError(str(e)) from e
+        ours = sdes.secure_answer(self.srtp[other], ours)
         self._learn(leg, answer)
-        self.answers[leg] = answer
+        self.answers[leg] = raw
+        self._apply_crypto(leg, other)
         self.agreed[leg], self.agreed[other] = chosen_codecs(answer), chosen_codecs(ours)
         self.transcoding = transforms is not None
         for name, transform in (transforms or {leg: None, other: None}).items():
@@ -173,16 +220,18 @@ class CallMedia:
         :raises MediaError: the offer has nothing ``supported`` names.
         """
         try:
+            plain = sdes.take_offer(self.srtp[leg], offer)
             ours = make_answer(
-                offer, supported=supported, local_address=self.address, ports=self._ports(leg, offer),
+                plain, supported=supported, local_address=self.address, ports=self._ports(leg, offer),
                 session_id=self._session_ids[leg], version=self._next(leg)[1],
             )
         except SDPError as e:
             raise MediaError(str(e)) from e
-        self._learn(leg, offer)
+        self._learn(leg, plain)
         self.offers[leg] = offer
         self.agreed[leg] = chosen_codecs(ours)
-        return ours.to_bytes()
+        self._apply_crypto(leg)
+        return sdes.secure_answer(self.srtp[leg], ours).to_bytes()
 
     def _transcode(self, leg: str, chosen: CodecSpec, answered: list[CodecSpec],
                    offered: list[CodecSpec]) -> tuple[list[CodecSpec], dict[str, Any]]:

@@ -43,6 +43,7 @@ from pbx.media.rtcp import (
     report_interval,
 )
 from pbx.media.rtp import RTPPacket, RTPSender, looks_like_rtcp, parse_rtp
+from pbx.media.srtp import LegCrypto
 
 Address = tuple[str, int]
 
@@ -107,7 +108,10 @@ class RTPEndpoint(DatagramProtocol):
     :ivar jitter: the jitter buffer of incoming media.
     :ivar rtcp: RTCP state and statistics.
     :ivar counters: packets dropped and why (``source``, ``malformed``, ``no_dest``,
-        ``send_error``), RTCP reports ``rtcp_sent``.
+        ``send_error``, ``srtp``: failed SRTP authentication), RTCP reports ``rtcp_sent``.
+    :ivar crypto: the peer's SRTP contexts (:class:`~pbx.media.srtp.LegCrypto`):
+        every packet is protected on the way out and unprotected on arrival;
+        None for plain RTP.
     """
 
     log = Logger()
@@ -204,8 +208,9 @@ class RTPEndpoint(DatagramProtocol):
         self.closed = False
         self._closing: Deferred[QualityReport] | None = None
         self.counters = dict.fromkeys(
-            ("source", "malformed", "no_dest", "send_error", "rtcp_sent"), 0
+            ("source", "malformed", "no_dest", "send_error", "rtcp_sent", "srtp"), 0
         )
+        self.crypto: LegCrypto | None = None
 
     # Set-up and tear-down
 
@@ -333,7 +338,8 @@ class RTPEndpoint(DatagramProtocol):
             self.counters["no_dest"] += 1
             return False
         try:
-            self._rtp_port.write(packet.to_bytes(), dest)
+            data = packet.to_bytes()
+            self._rtp_port.write(data if self.crypto is None else self.crypto.protect(data), dest)
         except OSError:
             self.counters["send_error"] += 1
             return False
@@ -385,6 +391,11 @@ class RTPEndpoint(DatagramProtocol):
         if looks_like_rtcp(data):  # RFC 5761 §4
             self._handle_rtcp(data, now)
             return
+        if self.crypto is not None:
+            data = self.crypto.unprotect(data)  # type: ignore[assignment]
+            if data is None:
+                self.counters["srtp"] += 1
+                return
         try:
             packet = parse_rtp(data)
         except ValueError as e:
@@ -415,6 +426,11 @@ class RTPEndpoint(DatagramProtocol):
         self._handle_rtcp(data, now)
 
     def _handle_rtcp(self, data: bytes, now: float) -> None:
+        if self.crypto is not None:
+            data = self.crypto.unprotect_rtcp(data)  # type: ignore[assignment]
+            if data is None:
+                self.counters["srtp"] += 1
+                return
         try:
             packets = parse_rtcp(data)
         except ValueError as e:
@@ -471,7 +487,8 @@ class RTPEndpoint(DatagramProtocol):
         if dest is None or port is None:
             return
         try:
-            port.write(build_rtcp(packets), dest)
+            data = build_rtcp(packets)
+            port.write(data if self.crypto is None else self.crypto.protect_rtcp(data), dest)
         except OSError:
             self.counters["send_error"] += 1
             return

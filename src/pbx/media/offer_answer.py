@@ -8,7 +8,8 @@ what an offer and its answer agreed on, for the relay.
 
 Payload type numbers of the offer are kept on both legs (RFC 3264 §6.1), so
 RTP is relayed unchanged, without rewriting headers.  SRTP keys, ICE and DTLS
-attributes are never passed on: the relay speaks plain RTP/AVP, so a stream
+attributes are never passed on: this module speaks plain RTP/AVP (SDES-SRTP is
+keyed per leg around it, :mod:`pbx.media.sdes`), so a stream
 offered only as SAVP/SAVPF/DTLS is rejected (port 0), and when every stream is
 rejected :class:`NotAcceptable` is raised, for a ``488 Not Acceptable Here``.
 

@@ -22,6 +22,13 @@ receivers to cope), and the relay neither hides nor causes that.  RTCP-mux
 (RFC 5761) works when both legs use it: their RTCP then arrives on the RTP
 socket and is relayed like RTP.
 
+A leg whose phone speaks SRTP (:meth:`RelaySession.set_crypto`, keys from
+:mod:`pbx.media.srtp`) has its own contexts: what its phone sends is
+unprotected on arrival (the socket's ``transform``) and what goes to it is
+protected on the way out (the socket's ``send``), RTCP likewise (SRTCP).  Two
+SRTP legs are decrypted with one leg's key and encrypted with the other's;
+an SRTP leg meets a plain one; two plain legs pay nothing for this.
+
 A leg can hear a shared source instead of the other leg (music on hold,
 announcements): :meth:`RelaySession.feed` sends each frame of the source
 from that leg's RTP socket (:class:`RelayFeed`), and the other leg's RTP
@@ -55,6 +62,7 @@ from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from pbx.media import srtp
 from pbx.media.ports import PortAllocator, bind_pair
 from pbx.media.relay_feed import RelayFeed
 
@@ -149,18 +157,25 @@ class RelayEndpoint(DatagramProtocol):
         #: Rewrites each packet before it is relayed (transcoding); None
         #: relays packets untouched, which is the fast path.
         self.transform: Callable[[bytes], bytes | None] | None = None
+        self._transcode: Callable[[bytes], bytes | None] | None = None
+        #: SRTP of this leg's phone: unprotects what it sends, protects what it
+        #: is sent (see :meth:`set_crypto`); None for plain RTP.
+        self.unprotect: Callable[[bytes], bytes | None] | None = None
+        self.protect: Callable[[bytes], bytes] | None = None
+        self._raw_send: Callable[[bytes, Address], Any] = _dropping_sender
         #: Sees each accepted packet (see :meth:`set_tap`); None: untapped.
         self.tap: Callable[[bytes], object] | None = None
         self._on_failure: Callable[[Callable[[bytes], object]], object] | None = None
 
     def startProtocol(self) -> None:  # noqa: N802 - twisted API
         """Hoist the send function of our socket."""
-        self.send = _sender(self.transport)
+        self._raw_send = _sender(self.transport)
+        self._wire()
 
     def stopProtocol(self) -> None:  # noqa: N802 - twisted API
         """The socket is closed: nothing is sent to or from it any more."""
         self.closed = True
-        self.send = _dropping_sender
+        self.send = self._raw_send = _dropping_sender
         self.dest = None
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802 - twisted API
@@ -220,6 +235,23 @@ class RelayEndpoint(DatagramProtocol):
         self.remote = remote
         self.expected_ip = expected_ip
         self._update_dest()
+
+    def set_transform(self, transform: Callable[[bytes], bytes | None] | None) -> None:
+        """Rewrite each packet this leg sends (transcoding), after any SRTP unprotect; None: as is."""
+        self._transcode = transform
+        self._wire()
+
+    def set_crypto(self, unprotect: Callable[[bytes], bytes | None] | None,
+                   protect: Callable[[bytes], bytes] | None) -> None:
+        """This leg's phone speaks SRTP (or SRTCP): unprotect what it sends, protect what it is sent."""
+        self.unprotect, self.protect = unprotect, protect
+        self._wire()
+
+    def _wire(self) -> None:
+        """Compose the receive transform and the send function; plain legs keep the bare ones."""
+        self.transform = srtp.inbound(self.unprotect, self._transcode)
+        raw = self._raw_send
+        self.send = raw if self.protect is None or self.closed else srtp.outbound(self.protect, raw)
 
     def set_held(self, held: bool) -> None:
         """Stop (or resume) sending to this leg."""
@@ -317,6 +349,9 @@ class RelaySession:
         #: The :meth:`tap` listener and the :meth:`listen` listeners of each leg.
         self._taps: dict[str, Callable[[bytes], object]] = {}
         self._listeners: dict[str, list[Callable[[bytes], object]]] = {}
+        #: Each SRTP leg's contexts, and the unprotecting view its listeners hear through.
+        self._crypto: dict[str, srtp.LegCrypto] = {}
+        self._views: dict[str, Callable[[bytes], bytes | None]] = {}
 
     def when_closed(self) -> Deferred[None]:
         """Fires once :meth:`Relay.close` has given every port of this session back."""
@@ -379,7 +414,31 @@ class RelaySession:
 
     def set_transform(self, leg: str, transform: Callable[[bytes], bytes | None] | None) -> None:
         """Rewrite the RTP ``leg`` sends before it reaches the other leg (None: relay as is)."""
-        self.leg(leg).rtp.transform = transform
+        self.leg(leg).rtp.set_transform(transform)
+
+    def set_crypto(self, leg: str, crypto: srtp.LegCrypto | None) -> None:
+        """
+        ``leg``'s phone speaks SRTP with ``crypto`` (its contexts for RTP and
+        RTCP), or plain RTP again (None).  Listeners of the leg hear it
+        unprotected, through contexts of their own.
+        """
+        legs = self.leg(leg)
+        if crypto is None:
+            legs.rtp.set_crypto(None, None)
+            legs.rtcp.set_crypto(None, None)
+            self._crypto.pop(leg, None)
+            self._views.pop(leg, None)
+        else:
+            legs.rtp.set_crypto(crypto.unprotect, crypto.protect)
+            legs.rtcp.set_crypto(crypto.unprotect_rtcp, crypto.protect_rtcp)
+            self._crypto[leg] = crypto
+            self._views[leg] = crypto.listener_view()
+        self._install_taps(leg)
+
+    def crypto(self, leg: str) -> srtp.LegCrypto | None:
+        """``leg``'s SRTP contexts, None while it speaks plain RTP."""
+        self.leg(leg)
+        return self._crypto.get(leg)
 
     def tap(self, leg: str, listener: Callable[[bytes], object]) -> None:
         """
@@ -428,7 +487,9 @@ class RelaySession:
         every = ([main] if main is not None else []) + more
         if len(every) <= 1:
             # The common case (a recording, or a call's key watch): one call per packet.
-            self.leg(leg).rtp.set_tap(every[0] if every else None, lambda listener: self._forget(leg, listener))
+            only = every[0] if every else None
+            forget = None if only is None else (lambda _: self._forget(leg, only))
+            self.leg(leg).rtp.set_tap(self._plain(leg, only), forget)
             return
 
         def each(data: bytes) -> None:
@@ -440,7 +501,7 @@ class RelaySession:
                     self._forget(leg, listener)
                     return
 
-        self.leg(leg).rtp.set_tap(each)
+        self.leg(leg).rtp.set_tap(self._plain(leg, each))
 
     def _forget(self, leg: str, listener: Callable[[bytes], object]) -> None:
         """A listener of ``leg`` failed: it hears no more."""
@@ -449,6 +510,19 @@ class RelaySession:
         elif listener in self._listeners.get(leg, ()):
             self._listeners[leg].remove(listener)
         self._install_taps(leg)
+
+    def _plain(self, leg: str, listener: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+        """``listener`` hearing ``leg``'s packets as RTP: unprotected first on an SRTP leg."""
+        view = self._views.get(leg)
+        if view is None or listener is None:
+            return listener
+
+        def plain(data: bytes) -> None:
+            rtp = view(data)
+            if rtp:
+                listener(rtp)
+
+        return plain
 
     def feed(self, leg: str, source: Any, payload_type: int) -> None:
         """
@@ -546,6 +620,7 @@ class RelaySession:
             result[name] = {
                 "local_port": leg.port, "remote": leg.rtp.remote, "latched": leg.rtp.latched,
                 "held": leg.rtp.held, "last_packet": max(seen) if seen else None,
+                "srtp": crypto.suite if (crypto := self._crypto.get(name)) else "",
                 "rtp": rtp, "rtcp": rtcp,
             }
             result[f"{name}_to_{other}"] = {

@@ -272,6 +272,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             'UPDATE live_calls SET linked_id = "call"',
         ),
     ),
+    Migration(
+        10,
+        "SRTP: each extension's policy, and the suite each call leg was encrypted with",
+        (
+            "ALTER TABLE extensions ADD COLUMN srtp TEXT NOT NULL DEFAULT 'offered'",
+            "ALTER TABLE call_records ADD COLUMN srtp TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 #: The version :meth:`pbx.interfaces.IStore.migrate` brings a database to.

@@ -121,6 +121,8 @@ class TrunkCall(Call):
         trunk = attempt.trunk
         config = trunk.config
         offer = self.invite.request.body
+        self.media.srtp["a"].secure = self.invite.peer.transport == "tls"
+        self.media.secure("b", config.transport, config.srtp)
         try:
             b_offer = self.media.offer_from("a", offer) if offer else b""
         except MediaError as e:
@@ -231,6 +233,7 @@ class TrunkInboundCall(Call):
             on_end(call)
 
         super().__init__(*args, on_end=ended, **kwargs)
+        self.media.secure("a", trunk.config.transport, trunk.config.srtp)
 
     def line(self) -> dict[str, str]:
         """Events name the trunk and the DID called."""

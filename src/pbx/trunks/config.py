@@ -23,6 +23,7 @@ from pbx.calls.dialplan import (
     ToTrunks,
 )
 from pbx.errors import ConfigError
+from pbx.media.srtp_policy import srtp_policy_problem
 from pbx.security.networks import Network, contains, parse_networks
 from pbx.sip.auth import SUPPORTED_ALGORITHMS
 from pbx.sip.uri import URI, parse_uri
@@ -39,7 +40,7 @@ _DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 _KEYS = {
     "uri", "username", "auth_username", "password", "register", "register_expires", "caller_id", "dids",
     "allow_from", "transport", "codecs", "max_calls", "outbound_proxy", "keepalive", "verify", "ca",
-    "weight", "setup_timeout", "country_code", "from_domain", "moh",
+    "weight", "setup_timeout", "country_code", "from_domain", "moh", "srtp",
 }
 
 
@@ -111,6 +112,8 @@ class TrunkConfig:
         held ("": the holding extension's); a DID's or a route's wins
         (:mod:`pbx.trunks.moh`).
     :ivar did_moh: E.164 number -> the class callers of that DID hear when held.
+    :ivar srtp: SRTP towards the trunk (``off``, ``offered``, ``required``;
+        keys only when ``transport`` is ``tls``).
     """
 
     name: str
@@ -136,6 +139,7 @@ class TrunkConfig:
     from_domain: str = ""
     moh: str = ""
     did_moh: Mapping[str, str] = field(factory=dict)
+    srtp: str = "offered"
     #: FIPS mode (``security.fips``): SHA-256 digests and approved TLS suites only.
     approved_only: bool = False
 
@@ -180,6 +184,7 @@ class TrunkConfig:
             "keepalive": self.keepalive, "verify": self.verify, "weight": self.weight,
             "setup_timeout": self.setup_timeout, "password_set": bool(self.password),
             **({"moh": self.moh} if self.moh else {}),
+            "srtp": self.srtp,
         }
 
 
@@ -366,7 +371,14 @@ def _trunk(name: str, raw: Any, key: str) -> TrunkConfig:
         setup_timeout=_int(raw.get("setup_timeout"), f"{key}.setup_timeout", 8, 1, 120),
         country_code=country, from_domain=_str(raw.get("from_domain"), f"{key}.from_domain"),
         moh=_class_name(raw.get("moh"), f"{key}.moh"), did_moh=did_moh,
+        srtp=_srtp(raw.get("srtp", "offered"), f"{key}.srtp"),
     )
+
+
+def _srtp(value: Any, key: str) -> str:
+    if problem := srtp_policy_problem(value):
+        raise ConfigError(key, problem)
+    return str(value)
 
 
 def parse_trunk(name: str, raw: Any, key: str = "") -> TrunkConfig:

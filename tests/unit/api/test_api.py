@@ -350,6 +350,21 @@ class HostileInputTests(APITestCase):
         self.assertEqual(self.post_raw("/api/v1/auth/login", b'{"username": "\\udc00", "password": "x"}')[0], 400)
         self.assertNotIn("2001", self.store.extensions)
 
+    def test_srtp_policy(self) -> None:
+        """An extension's SRTP policy is "offered" by default, changed by PATCH, and only to a known policy."""
+        token = self.login()
+        status, body, _ = self.call("POST", "/api/v1/extensions", {"number": "2001", "password": "Str0ng-enough-pw"},
+                                    token=token)
+        self.assertEqual(body["srtp"], "offered")
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"srtp": "required"}, token=token)
+        self.assertEqual((status, body["srtp"]), (200, "required"))
+        self.assertEqual(self.store.extensions["2001"].srtp, "required")
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"name": "Kept"}, token=token)
+        self.assertEqual(body["srtp"], "required")
+        status, body, _ = self.call("PATCH", "/api/v1/extensions/2001", {"srtp": "sometimes"}, token=token)
+        self.assertEqual(status, 422)
+        self.assertIn("srtp must be one of", body["error"])
+
     def test_line_break_in_name_or_caller_id(self) -> None:
         """A CR/LF in a name or caller ID is 422 naming the field, on create and on change."""
         token = self.login()

@@ -99,6 +99,14 @@ class TrunkConfigTests(SynchronousTestCase):
         for text, expected in cases.items():
             self.assertEqual(problem(text), expected, text)
 
+    def test_srtp_policy(self) -> None:
+        """A trunk's SRTP policy is offered by default, off or required when said; anything else names the key."""
+        config = parse_config("trunks: {t: {uri: 'sip:h;transport=tls', transport: tls, srtp: required}, u: {uri: 'sip:i'}}")
+        t, u = config.trunks.trunks
+        self.assertEqual((t.srtp, u.srtp, t.public()["srtp"]), ("required", "offered", "required"))
+        self.assertEqual(problem("trunks: {t: {uri: 'sip:h', srtp: yes}}"),
+                         "trunks.t.srtp: must be one of off, offered, required, not True")
+
     def test_allow_from_with_ports(self) -> None:
         """allow_from takes networks, addresses, and addresses with a port (IPv6 in brackets)."""
         config = parse_config(
