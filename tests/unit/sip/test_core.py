@@ -664,12 +664,19 @@ class StatelessChallengeTests(_CoreTestCase):
         self.core.handlers["REGISTER"] = challenge
 
     def test_one_407_per_invite(self) -> None:
-        """Each copy of an unauthenticated INVITE gets one 407, no 100, and nothing is kept or resent."""
-        sent = [self.receive(request("INVITE")) for _ in range(3)]
-        self.assertEqual([[r.status for r, _ in s] for s in sent], [[407], [407], [407]])
-        self.assertEqual(self.core.transactions.counts, (0, 0))
+        """Each copy of an unauthenticated INVITE gets one 407 (the same bytes), no 100, and nothing is resent."""
+        sent = [self.receive_raw(request("INVITE")) for _ in range(3)]
+        self.assertEqual(sent[0], sent[1])
+        self.assertEqual(sent[0], sent[2])
+        self.assertEqual(parse_message(sent[0][0][0]).status, 407)  # type: ignore[union-attr]
         self.clock.advance(40)
         self.assertEqual(len(self.port.written), 3)
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+
+    def test_ack_of_407_not_answered(self) -> None:
+        """RFC 3261 §8.2.7: the ACK of a stateless 407 is ignored, not answered from the kept bytes."""
+        self.receive_raw(request("INVITE"))
+        self.assertEqual(self.receive_raw(request("ACK")), [])
 
     def test_register_not_kept(self) -> None:
         """A challenged REGISTER leaves no transaction behind, only its answer's bytes, for T4 (not Timer J)."""
@@ -709,6 +716,7 @@ class StatelessChallengeTests(_CoreTestCase):
         credentials = 'Proxy-Authorization: Digest username="1002", realm="pbx.test"\r\n'
         self.assertEqual([r.status for r, _ in self.receive(request("INVITE", extra=credentials))], [100])
         pending[0].respond_statelessly(make_response(pending[0].request, 407, to_tag="t"))
+        self.clock.advance(STATELESS_MEMORY)
         self.assertEqual(self.core.transactions.counts, (0, 0))
 
 
