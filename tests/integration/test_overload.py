@@ -34,8 +34,8 @@ from support.daemon import (
 
 pytestmark = pytest.mark.integration
 
-#: Seconds of flood: several times what the daemon's receive buffer holds
-#: (pbx.sip.sockets.UDP_RECEIVE_BUFFER), so the guard has to act.
+#: Seconds of flood: more than the daemon's receive buffer holds
+#: (pbx.sip.sockets.UDP_RECEIVE_BUFFER), and far more than it reads meanwhile.
 FLOOD_SECONDS = 2.0
 #: Requests sent between two reads of the answers (one every 5 ms at most).
 BATCH = 100

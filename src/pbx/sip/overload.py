@@ -33,8 +33,8 @@ header lines of the raw bytes, and the 503 is written from the request's
 own Via, From, To, Call-ID and CSeq lines (§8.2.6.1-§8.2.6.2), without
 parsing the message (9 µs here, against 25-40 µs to parse it and answer
 with :func:`pbx.sip.message.make_response`).  Cheaper still is what the
-kernel drops when the receive buffer is full, which is why that buffer is
-kept to what pbx reads within T1 (:data:`pbx.sip.sockets.UDP_RECEIVE_BUFFER`).
+kernel drops when the receive buffer is full
+(:data:`pbx.sip.sockets.UDP_RECEIVE_BUFFER`).
 """
 
 from __future__ import annotations

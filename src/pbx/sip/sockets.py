@@ -46,14 +46,13 @@ __all__ = [
 
 #: UDP receive buffer asked for (Linux doubles it, and caps it at twice
 #: net.core.rmem_max): room for a burst of requests while the reactor is
-#: busy, but not for requests that would wait longer than T1 (500 ms,
-#: RFC 3261 §17.1.1.2) to be read.  By then the client has sent the
-#: request again, and each copy read costs the work of a new request.
-#: Linux counts about 1,280 octets for a 600-octet datagram, so this holds
-#: about 800 requests: 200 ms of REGISTERs at full speed on one core (4 MB
-#: held 1.6 s of them: under overload every request read was stale).
-#: Beyond it, the kernel drops the excess for nothing and clients retransmit.
-UDP_RECEIVE_BUFFER = 512 * 1024
+#: busy.  It holds about 6,500 REGISTERs (Linux counts 1,280 octets for a
+#: 600-octet datagram), 1.6 s of them at full speed, so under a sustained
+#: flood most requests read have waited past T1 and been sent again
+#: (RFC 3261 §17.1.1.2).  512 KB did better for REGISTER at three times
+#: capacity but worse for calls at one and a half times (a burst of
+#: INVITEs overflowed it: README, benchmarks).
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 #: Pending TCP and TLS connections the kernel queues for accept: phones
 #: reconnect in bursts after an outage, and a short queue drops them (the
