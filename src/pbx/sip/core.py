@@ -4,7 +4,7 @@ responses, are checked (RFC 3261 §8.2, §18.2.1), pass through the
 transaction layer, and reach the method's handler.  Before any parsing, the
 source defence may drop a message (a banned source, or one over its rate),
 and while the reactor is behind the overload guard refuses new calls and
-registrations with a stateless 503 (:mod:`pbx.sip.overload`); malformed
+registrations (:mod:`pbx.sip.overload`); malformed
 messages and scanners' requests count against their source.
 
 Handlers are registered per method (REGISTER goes to the registrar, later
@@ -168,8 +168,18 @@ class SIPCore:
         self.transactions.request_received(message, reply_to)
 
     def _refuse(self, data: bytes, peer: Peer) -> None:
-        """RFC 3261 §21.5.4: a stateless 503 with Retry-After, written without parsing."""
+        """
+        New work refused while overloaded, without parsing it.  Over UDP it
+        is dropped unanswered: the client sends it again (RFC 3261
+        §17.1.1.2 Timer A, §17.1.2.2 Timer E), and each copy is read again
+        only when pbx has room, where a 503 would end the client's
+        transaction (a failed call or registration) and cost an answer.
+        A stream carries no retransmissions: there, a stateless 503 with
+        Retry-After (§21.5.4).
+        """
         assert self.overload is not None
+        if peer.transport == "udp":
+            return
         answer = refusal(data, peer, self.overload.limits.retry_after)
         if answer is not None:
             self.transports.send_bytes(answer[0], answer[1])

@@ -1,17 +1,20 @@
 """
 Graceful overload: when the reactor falls behind, new work is refused at
-once with a stateless 503 and Retry-After (RFC 3261 §21.5.4; RFC 7339 §1
-on why a server sheds load early and cheaply), so the work already accepted
-still finishes in time.
+once (RFC 7339 §1 on why a server sheds load early and cheaply), so the
+work already accepted still finishes in time.  Over UDP a refused request
+is dropped unanswered: its client sends it again (RFC 3261 §17.1.1.2,
+§17.1.2.2), so a drop delays it, where a 503 ends it (SIPp counts a failed
+call; a phone waits out Retry-After), and answering costs more than
+reading.  Over a stream, which carries no retransmissions, it gets a
+stateless 503 with Retry-After (§21.5.4), built by :func:`refusal`.
 
 Two signals say the server is behind.  The reactor's lag: a timer on the
 injected clock is due every :data:`SAMPLE_INTERVAL` seconds, and how late
 it runs is how long the reactor took to come back to it (smoothed over
 :data:`SMOOTHING` seconds).  And the wait in the UDP socket's receive
 queue: refusing is cheap, so a reactor that refuses keeps time while
-requests still wait seconds in the kernel's buffer (4 MB asked for,
-:mod:`pbx.sip.sockets`), and a client retransmits what waited over 500 ms
-(§17.1.1.2, T1).  The wait is what the queue holds over how fast pbx reads
+requests still wait in the kernel's buffer (:mod:`pbx.sip.sockets`), and
+a client retransmits what waited over 500 ms (§17.1.1.2, T1).  The wait is what the queue holds over how fast pbx reads
 it: a flood that is dropped as fast as it comes (a banned source) fills
 the buffer without making anyone wait.  While the lag is over ``lag_ms``
 or the wait over ``queue_ms``, a share of the requests that start new work
@@ -29,7 +32,9 @@ times the capacity still wins: the decision reads the start line and a few
 header lines of the raw bytes, and the 503 is written from the request's
 own Via, From, To, Call-ID and CSeq lines (§8.2.6.1-§8.2.6.2), without
 parsing the message (9 µs here, against 25-40 µs to parse it and answer
-with :func:`pbx.sip.message.make_response`).
+with :func:`pbx.sip.message.make_response`).  Cheaper still is what the
+kernel drops when the receive buffer is full
+(:data:`pbx.sip.sockets.UDP_RECEIVE_BUFFER`).
 """
 
 from __future__ import annotations

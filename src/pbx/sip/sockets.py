@@ -45,8 +45,14 @@ __all__ = [
     "receive_queue",
 ]
 
-#: UDP receive buffer asked for (the kernel caps it at net.core.rmem_max):
-#: room for a burst of requests while the reactor is busy.
+#: UDP receive buffer asked for (Linux doubles it, and caps it at twice
+#: net.core.rmem_max): room for a burst of requests while the reactor is
+#: busy.  It holds about 6,500 REGISTERs (Linux counts 1,280 octets for a
+#: 600-octet datagram), 1.6 s of them at full speed, so under a sustained
+#: flood most requests read have waited past T1 and been sent again
+#: (RFC 3261 §17.1.1.2).  512 KB did better for REGISTER at three times
+#: capacity but worse for calls at one and a half times (a burst of
+#: INVITEs overflowed it: README, benchmarks).
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 #: Pending TCP and TLS connections the kernel queues for accept: phones

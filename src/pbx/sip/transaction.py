@@ -26,6 +26,11 @@ from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 
+#: Seconds the bytes of a stateless answer to a request over UDP are kept
+#: for its retransmissions: T4, the longest a copy of the
+#: request sent before the answer arrived stays in the network.
+STATELESS_MEMORY = timers.T4
+
 
 @frozen
 class Peer:
@@ -184,20 +189,32 @@ class ServerTransaction:
     def respond_statelessly(self, response: Response) -> None:
         """
         Send a final response once and forget the transaction: no timers,
-        no retransmissions, nothing kept for retransmitted requests.
+        no retransmissions, no transaction kept.
 
         RFC 3261 §8.2.7: a stateless UAS answers each copy of a request
         anew, and that is how unauthenticated requests should be challenged;
         §17.2.1's retransmissions of a final response would make every
         unacknowledged INVITE from a spoofed source an amplifier.  A
-        retransmitted request gets one fresh answer, so there is never more
-        than one response per request received.
+        retransmitted request gets one answer, so there is never more than
+        one response per request received.
+
+        Over UDP that answer is the same bytes for :data:`STATELESS_MEMORY`
+        seconds: §8.2.7 asks the same To tag for the same request, and a
+        client that has moved on (sent the request with credentials) takes
+        an identical copy as a retransmission, where a fresh challenge is
+        an answer it did not expect.  Copies the client sent before the
+        answer reached it are the ones that come back, late when the server
+        is behind.  The bytes cost less than a transaction and far less
+        than a new challenge.  An ACK is never answered from them (§8.2.7:
+        a stateless UAS ignores ACK).
         """
         if self.state in ("completed", "confirmed", "terminated", "accepted"):
             return
         self.last_response = response
         self._send(response)
         self._terminate()
+        if not self.peer.reliable:
+            self.layer.completed.set(self.key, (response.to_bytes(), self.peer), STATELESS_MEMORY)
 
     def _send(self, response: Response) -> None:
         self.layer.send(response, self.peer)
@@ -391,9 +408,10 @@ class TransactionLayer:
     def request_received(self, request: Request, peer: Peer) -> None:
         """A request from the transport."""
         key = server_key(request)
-        done = self.completed.get(key)
+        done = self.completed.get(key) if request.method != "ACK" else None
         if done is not None:
-            # A retransmission of a completed non-INVITE request (§17.2.2).
+            # A retransmission of a completed non-INVITE request (§17.2.2),
+            # or of one answered statelessly.
             if self.send_bytes is not None:
                 self.send_bytes(done[0], done[1])
             return

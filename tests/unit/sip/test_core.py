@@ -14,7 +14,7 @@ from pbx.security.ratelimit import Limit
 from pbx.sip import core as core_module
 from pbx.sip.core import SUPPORTED, SIPCore, response_peer, stamp_via
 from pbx.sip.message import Request, Response, make_response, parse_message
-from pbx.sip.transaction import Peer, ServerTransaction
+from pbx.sip.transaction import STATELESS_MEMORY, Peer, ServerTransaction
 from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
@@ -664,16 +664,49 @@ class StatelessChallengeTests(_CoreTestCase):
         self.core.handlers["REGISTER"] = challenge
 
     def test_one_407_per_invite(self) -> None:
-        """Each copy of an unauthenticated INVITE gets one 407, no 100, and nothing is kept or resent."""
-        sent = [self.receive(request("INVITE")) for _ in range(3)]
-        self.assertEqual([[r.status for r, _ in s] for s in sent], [[407], [407], [407]])
-        self.assertEqual(self.core.transactions.counts, (0, 0))
+        """Each copy of an unauthenticated INVITE gets one 407 (the same bytes), no 100, and nothing is resent."""
+        sent = [self.receive_raw(request("INVITE")) for _ in range(3)]
+        self.assertEqual(sent[0], sent[1])
+        self.assertEqual(sent[0], sent[2])
+        self.assertEqual(parse_message(sent[0][0][0]).status, 407)  # type: ignore[union-attr]
         self.clock.advance(40)
         self.assertEqual(len(self.port.written), 3)
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+
+    def test_ack_of_407_not_answered(self) -> None:
+        """RFC 3261 §8.2.7: the ACK of a stateless 407 is ignored, not answered from the kept bytes."""
+        self.receive_raw(request("INVITE"))
+        self.assertEqual(self.receive_raw(request("ACK")), [])
 
     def test_register_not_kept(self) -> None:
-        """A challenged REGISTER leaves no completed transaction behind (no Timer J entry)."""
+        """A challenged REGISTER leaves no transaction behind, only its answer's bytes, for T4 (not Timer J)."""
         self.assertEqual([r.status for r, _ in self.receive(request("REGISTER"))], [407])
+        self.assertEqual(self.core.transactions.counts, (1, 0))
+        self.clock.advance(STATELESS_MEMORY)
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+
+    def test_register_retransmission_same_bytes(self) -> None:
+        """RFC 3261 §8.2.7: a retransmitted REGISTER gets the very same answer (To tag included), not a new one."""
+        calls: list[ServerTransaction] = []
+        challenge = self.core.handlers["REGISTER"]
+
+        def counted(transaction: ServerTransaction) -> None:
+            calls.append(transaction)
+            challenge(transaction)
+
+        self.core.handlers["REGISTER"] = counted
+        first = self.receive_raw(request("REGISTER"))
+        self.clock.advance(STATELESS_MEMORY - 0.5)
+        again = self.receive_raw(request("REGISTER"))
+        self.assertEqual((len(calls), again), (1, first))
+        self.clock.advance(0.5)
+        self.receive_raw(request("REGISTER"))
+        self.assertEqual(len(calls), 2)
+
+    def test_register_over_tcp_not_kept(self) -> None:
+        """Over a stream nothing is retransmitted, so nothing of the answer is kept."""
+        via = "SIP/2.0/TCP 192.0.2.5:5099;branch=z9hG4bK-t1"
+        self.core.receive(request("REGISTER", via=via), Peer("tcp", "192.0.2.5", 5099), True)
         self.assertEqual(self.core.transactions.counts, (0, 0))
 
     def test_authenticated_invite_gets_100(self) -> None:
@@ -683,6 +716,7 @@ class StatelessChallengeTests(_CoreTestCase):
         credentials = 'Proxy-Authorization: Digest username="1002", realm="pbx.test"\r\n'
         self.assertEqual([r.status for r, _ in self.receive(request("INVITE", extra=credentials))], [100])
         pending[0].respond_statelessly(make_response(pending[0].request, 407, to_tag="t"))
+        self.clock.advance(STATELESS_MEMORY)
         self.assertEqual(self.core.transactions.counts, (0, 0))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import SIPOverloadConfig
@@ -20,6 +22,7 @@ from pbx.sip.overload import (
 )
 from pbx.sip.sockets import receive_queue
 from pbx.sip.transaction import Peer
+from pbx.sip.transport import SIPStreamFactory
 from pbx.testing import FakeUDPPort
 
 SOURCE = Peer("udp", "203.0.113.9", 40000)
@@ -347,7 +350,7 @@ class DisabledGuardTests(SynchronousTestCase):
 
 
 class CoreSheddingTests(SynchronousTestCase):
-    """The core answers refused requests with 503 before parsing; the rest flows on."""
+    """The core drops refused requests (UDP) or answers them with 503 (streams) before parsing; the rest flows on."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -365,17 +368,31 @@ class CoreSheddingTests(SynchronousTestCase):
         self.clock.advance(64)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_refused_statelessly(self) -> None:
-        """Under lag a new REGISTER gets 503 with Retry-After and makes no transaction."""
+    def test_dropped_over_udp(self) -> None:
+        """Under lag a new REGISTER over UDP is dropped unanswered (its client retransmits) and makes no transaction."""
         late(self.clock, 0.3)
         self.core.receive(request("REGISTER"), SOURCE, False)
         self.assertEqual(self.handled, [])
         self.assertEqual(self.core.transactions.counts, (0, 0))
-        [(data, addr)] = self.port.written
-        response = parse_message(data, stream=False)
+        self.assertEqual(self.port.written, [])
+        assert self.core.overload is not None
+        self.assertEqual(self.core.overload.stats["refused"], 1)
+
+    def test_refused_statelessly_on_a_stream(self) -> None:
+        """Under lag a new REGISTER on a TCP connection gets 503 with Retry-After and makes no transaction."""
+        late(self.clock, 0.3)
+        address = IPv4Address("TCP", "203.0.113.9", 40001)
+        protocol = SIPStreamFactory(self.core.transports, "tcp").buildProtocol(address)
+        assert protocol is not None
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request("REGISTER", via="SIP/2.0/TCP 10.0.0.5:5062;branch=z9hG4bK-o2"))
+        protocol.connectionLost(None)  # type: ignore[arg-type]
+        self.assertEqual(self.handled, [])
+        self.assertEqual(self.core.transactions.counts, (0, 0))
+        response = parse_message(transport.value(), stream=False)
         assert isinstance(response, Response)
         self.assertEqual((response.status, response.headers.get("Retry-After")), (503, "5"))
-        self.assertEqual(addr, ("203.0.113.9", 40000))
 
     def test_in_dialog_flows(self) -> None:
         """Under lag a BYE still reaches the transaction layer (and gets its 481 here)."""

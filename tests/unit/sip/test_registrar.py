@@ -27,7 +27,7 @@ from pbx.sip.core import SIPCore
 from pbx.sip.ids import new_branch
 from pbx.sip.message import Response, parse_message
 from pbx.sip.registrar import RETRY_AFTER, SWEEP_INTERVAL, Registrar
-from pbx.sip.transaction import Peer
+from pbx.sip.transaction import STATELESS_MEMORY, Peer
 from pbx.sip.transport import SIPStreamFactory
 from pbx.store.binding_writer import BATCH_DELAY, BindingWriter
 from pbx.testing import FakeUDPPort, MemoryStore, RecordingSecurityLog
@@ -941,8 +941,10 @@ class ThreatScoreTests(RegistrarTestCase):
         self.assertEqual(self.defence.scores(), [("192.0.2.10", 50.0)])
 
     def test_challenge_is_stateless(self) -> None:
-        """The 401 to a REGISTER without credentials leaves no transaction behind."""
+        """The 401 to a REGISTER without credentials leaves no transaction behind, its bytes only for T4."""
         self.assertEqual(self.phone.send(self.phone.request()).status, 401)
+        self.assertEqual(self.core.transactions.counts, (1, 0))
+        self.clock.advance(STATELESS_MEMORY)
         self.assertEqual(self.core.transactions.counts, (0, 0))
 
 
