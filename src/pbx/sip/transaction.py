@@ -30,6 +30,11 @@ from pbx.sip.named_timers import NamedTimers
 #: for its retransmissions: T4, the longest a copy of the
 #: request sent before the answer arrived stays in the network.
 STATELESS_MEMORY = timers.T4
+#: At most this many entries (kept answers and completed transactions) before
+#: stateless answers are no longer kept: a flood from many sources must not
+#: grow memory without bound (about 1 KB each); past it a retransmission
+#: gets a fresh challenge, as if nothing had been kept.
+MAX_KEPT = 50_000
 
 
 @frozen
@@ -213,7 +218,7 @@ class ServerTransaction:
         self.last_response = response
         self._send(response)
         self._terminate()
-        if not self.peer.reliable:
+        if not self.peer.reliable and len(self.layer.completed) < MAX_KEPT:
             self.layer.completed.set(self.key, (response.to_bytes(), self.peer), STATELESS_MEMORY)
 
     def _send(self, response: Response) -> None:

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.security.defence import SourceDefence
 from pbx.security.ratelimit import Limit
 from pbx.sip import core as core_module
+from pbx.sip import transaction as transaction_module
 from pbx.sip.core import SUPPORTED, SIPCore, response_peer, stamp_via
 from pbx.sip.message import Request, Response, make_response, parse_message
 from pbx.sip.transaction import STATELESS_MEMORY, Peer, ServerTransaction
@@ -702,6 +703,22 @@ class StatelessChallengeTests(_CoreTestCase):
         self.clock.advance(0.5)
         self.receive_raw(request("REGISTER"))
         self.assertEqual(len(calls), 2)
+
+    def test_kept_answers_bounded(self) -> None:
+        """Past MAX_KEPT entries a stateless answer is no longer kept: a retransmission is answered anew."""
+        calls: list[ServerTransaction] = []
+        challenge = self.core.handlers["REGISTER"]
+
+        def counted(transaction: ServerTransaction) -> None:
+            calls.append(transaction)
+            challenge(transaction)
+
+        self.core.handlers["REGISTER"] = counted
+        self.patch(transaction_module, "MAX_KEPT", 0)
+        first = self.receive_raw(request("REGISTER"))
+        again = self.receive_raw(request("REGISTER"))
+        self.assertEqual(len(calls), 2)
+        self.assertTrue(first and again)
 
     def test_register_over_tcp_not_kept(self) -> None:
         """Over a stream nothing is retransmitted, so nothing of the answer is kept."""
