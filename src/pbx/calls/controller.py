@@ -19,7 +19,6 @@ from typing import Any
 from attrs import define, field
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -39,6 +38,7 @@ from pbx.calls.groups import GroupDirectory, RingGroup
 from pbx.calls.in_dialog import InDialog, LiveCall
 from pbx.calls.keys import CallKeys
 from pbx.calls.media import CallMedia
+from pbx.calls.media_watchdog import MediaWatchdog
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.park import ParkingLot
@@ -71,8 +71,6 @@ from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.trunks.registry import Trunks
 from pbx.trunks.transfer import outside_party, outside_route
 from pbx.trunks.trunk import Trunk
-
-MEDIA_CHECK_INTERVAL = 5.0
 
 
 @define(eq=False)
@@ -126,7 +124,7 @@ class CallController:
     #: Directed and group call pickup.
     pickups: Pickups = field(init=False)
     _in_dialog: InDialog = field(init=False)
-    _checker: LoopingCall | None = None
+    _watchdog: MediaWatchdog = field(init=False)
     _media_clock: MediaClock | None = None
     log = Logger()
 
@@ -171,6 +169,7 @@ class CallController:
                                       media=lambda: self.media)
             self.transfers.parking = self.parking
         self.pickups = Pickups(self.services, lambda: self.calls.values(), self.config.pickup_groups)
+        self._watchdog = MediaWatchdog(self.clock, lambda: self.calls.values(), lambda: self.config.calls.media_timeout)
         self._in_dialog = InDialog(self.core.transactions.find_invite, self.calls.get, self.dialogs,
                                    self.app_seats, self.transfers, self.keys)
 
@@ -194,14 +193,11 @@ class CallController:
         assert self.cdr is not None
         self.events.subscribe(self.cdr, kinds=CDRWriter.KINDS)
         self.cdr.start()
-        self._checker = LoopingCall(self._check_media_safely)
-        self._checker.clock = self.clock
-        self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
+        self._watchdog.start()
 
     def stop(self) -> None:
         """Hang up every call and stop the watchdog and the journal's touches."""
-        if self._checker is not None and self._checker.running:
-            self._checker.stop()
+        self._watchdog.stop()
         if self.trunks is not None:
             self.trunks.stop()
         for call in list(self.calls.values()):
@@ -559,25 +555,6 @@ class CallController:
         self.log.info("call {caller} -> {callee} ended: {disposition} ({side} {cause})",
                       caller=call.caller, callee=call.callee, disposition=call.disposition,
                       side=call.hangup_side, cause=call.hangup_cause)
-
-    def _check_media_safely(self) -> None:
-        try:
-            self.check_media()
-        except Exception:
-            self.log.failure("media check failed")
-
-    def check_media(self) -> None:
-        """End answered calls whose media has stopped in both directions (a phone died)."""
-        now = self.clock.seconds()
-        limit = self.config.calls.media_timeout
-        for call in list(self.calls.values()):
-            if call.state != "confirmed":
-                continue
-            # Silence counts from the answer at the earliest: the relay
-            # session exists since the INVITE.
-            since_answer = now - (call.answered_at if call.answered_at is not None else now)
-            if min(call.inactive_for(now), since_answer) >= limit:
-                call.hang_up("pbx", "media timeout")
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Every call in progress, for the API."""
