@@ -16,6 +16,8 @@ from the services they need: :mod:`~pbx.calls.trunk_entry` (calls from and
 to trunks), :mod:`~pbx.calls.group_policy` (ring groups, follow-me),
 :mod:`~pbx.calls.ring_outcome` (forward, divert or fail after ringing),
 :mod:`~pbx.calls.answering` (applications and diversion),
-:mod:`~pbx.calls.placing` (calls applications place) and
+:mod:`~pbx.calls.placing` (calls applications place),
+:mod:`~pbx.calls.in_dialog` (requests within calls),
+:mod:`~pbx.calls.media_watchdog` (calls whose media stopped) and
 :mod:`~pbx.calls.session_timer` (RFC 4028).
 """

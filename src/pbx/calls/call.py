@@ -27,13 +27,14 @@ from pbx.calls.inbound import InboundLeg
 from pbx.calls.media import CallMedia, MediaError
 from pbx.calls.party import Party
 from pbx.calls.reinvite import ReinviteAnswers
+from pbx.calls.reoffer import Reoffers
 from pbx.calls.seating import Occupant, Seating
 from pbx.calls.signalling import LegServices
 from pbx.media.playout import HoldMusic
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
 from pbx.records import Binding, CallRecord
-from pbx.sip.dialog import Dialog, LocalAddress, ack_for_2xx, new_invite
-from pbx.sip.message import Request, Response, make_response
+from pbx.sip.dialog import Dialog, LocalAddress, new_invite
+from pbx.sip.message import Request, Response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
@@ -121,9 +122,10 @@ class Call:
         self._on_end = on_end
         self._over = False
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
-        self._pending_reoffer = False
         self._published_ringing = False
         self._hold = None if music is None else LocalHold(media, music, self._extension, self.line_class)
+        self._reoffers = Reoffers(services.sip, media, self._reinvites, self._hold, self._dialog,
+                                  self._refreshed, self._refresh_headers, self._event)
         #: Who sits where, for the records, and the conversation's linked id.
         self.seating = Seating(self.call_id, self.started)
         #: The callee's SRTP policy (:mod:`pbx.media.sdes`): what its phones are offered.
@@ -383,114 +385,36 @@ class Call:
         """Which leg a dialog belongs to."""
         return "a" if dialog is self.a.dialog else "b"
 
-    def _other_dialog(self, leg: str) -> Dialog | None:
+    def _dialog(self, leg: str) -> Dialog | None:
+        """The dialog of the party in ``leg``'s seat; None for an empty seat."""
         if leg == "a":
-            return self.b.dialog if self.b is not None else None
-        return self.a.dialog
+            return self.a.dialog
+        return self.b.dialog if self.b is not None else None
+
+    def _refreshed(self, leg: str) -> None:
+        """RFC 4028: an offer from the caller refreshes the session."""
+        if self.session_expires and leg == "a":
+            self._timers.start("session", self.session_expires, self._session_expired)
+
+    def _refresh_headers(self, leg: str) -> list[tuple[str, str]]:
+        """The session timer headers of a 200 to ``leg``'s offer: the caller's only."""
+        return self._session_timer_headers() if self.session_expires and leg == "a" else []
 
     def reoffer(self, leg: str, transaction: ServerTransaction) -> None:
         """
         A re-INVITE or UPDATE (hold, unhold, codec change) from ``leg``:
-        offer the change to the other leg, and answer with what it says.
+        offer the change to the other leg, and answer with what it says
+        (:class:`~pbx.calls.reoffer.Reoffers`).
         """
-        request = transaction.request
-        if self._pending_reoffer:
-            # RFC 3261 §14.2: one offer at a time.
-            transaction.respond(make_response(request, 491))
-            return
-        other = "b" if leg == "a" else "a"
-        other_dialog = self._other_dialog(leg)
-        if other_dialog is None:
-            transaction.respond(make_response(request, 500))
-            return
-        if self.session_expires and leg == "a":
-            self._timers.start("session", self.session_expires, self._session_expired)
-        held = self.media.held.get(leg, False)
-        if self._hold is not None and (ours := self._hold.answer(leg, request.body)) is not None:
-            if self.media.held.get(leg, False) != held:
-                self._event("held" if not held else "resumed", leg)
-            self._answer_here(leg, transaction, ours)
-            return
-        try:
-            body = self.media.offer_from(leg, request.body) if request.body else b""
-        except MediaError:
-            transaction.respond(make_response(request, 488))
-            return
-        if self.media.held.get(leg, False) != held:
-            self._event("held" if not held else "resumed", leg)
-        self._pending_reoffer = True
-        method = request.method
-        outgoing = other_dialog.request(method, body=body, content_type="application/sdp" if body else None)
-        peer = other_dialog.peer
-        invite_cseq = outgoing.cseq.number
-        sip = self.services.sip
-        done = False
-
-        def answered(response: Response) -> None:
-            nonlocal done
-            if response.status < 200:
-                return
-            if done:
-                # A retransmitted 2xx (our ACK was lost) is ACKed again, not
-                # answered a second time (§13.2.2.4).
-                if method == "INVITE" and response.status < 300:
-                    sip.send(ack_for_2xx(other_dialog, invite_cseq), peer)
-                return
-            done = True
-            self._pending_reoffer = False
-            if response.status >= 300:
-                transaction.respond(make_response(request, response.status, response.reason))
-                return
-            if method == "INVITE":
-                sip.send(ack_for_2xx(other_dialog, invite_cseq), peer)
-            try:
-                ours = self.media.answer_from(other, response.body) if response.body else b""
-            except MediaError:
-                transaction.respond(make_response(request, 488))
-                return
-            if self._hold is not None:
-                self._hold.refresh()
-            ok = make_response(request, 200)
-            ok.headers.add("Contact", (self.a.dialog or other_dialog).contact("pbx"))
-            if self.session_expires and leg == "a":
-                for name, value in self._session_timer_headers():
-                    ok.headers.add(name, value)
-            if ours:
-                ok.headers.add("Content-Type", "application/sdp")
-                ok.body = ours
-            self._reinvites.respond(transaction, ok)
-
-        sip.request(outgoing, peer, answered)
+        self._reoffers.reoffer(leg, transaction)
 
     def _extension(self, leg: str) -> str:
         """The extension on ``leg``: the caller's on ``a``, the callee's on ``b``."""
         return self.caller if leg == "a" else self.callee
 
-    def _answer_here(self, leg: str, transaction: ServerTransaction, body: bytes) -> None:
-        """200 to ``leg``'s re-INVITE or UPDATE with our own answer ``body`` (a hold or resume)."""
-        request = transaction.request
-        dialog = self.a.dialog if leg == "a" else self.b.dialog if self.b is not None else None
-        ok = make_response(request, 200)
-        if dialog is not None:
-            ok.headers.add("Contact", dialog.contact("pbx"))
-        if self.session_expires and leg == "a":
-            for name, value in self._session_timer_headers():
-                ok.headers.add(name, value)
-        ok.headers.add("Content-Type", "application/sdp")
-        ok.body = body
-        self._reinvites.respond(transaction, ok)
-
     def info(self, leg: str, transaction: ServerTransaction) -> None:
         """Pass INFO (e.g. application/dtmf-relay) to the other leg; answer with what it answers."""
-        request = transaction.request
-        other = self._other_dialog(leg)
-        if other is None:
-            transaction.respond(make_response(request, 481))
-            return
-        info = other.request("INFO", body=request.body, content_type=request.headers.get("Content-Type"))
-        self.services.sip.request(
-            info, other.peer,
-            lambda r: transaction.respond(make_response(request, r.status)) if r.status >= 200 else None)
+        self._reoffers.info(leg, transaction)
 
     # -- transfer (pbx.calls.transfer) ------------------------------------------------
 

@@ -5,8 +5,8 @@ UPDATE, INFO and PRACK, and the switch's policy.
 It authenticates callers, asks the dialplan where a call goes, builds the
 call (legs plus media), and, when ringing returns an outcome, decides what
 follows: a forward, a diversion to an application (voicemail), or a
-failure.  In-dialog requests find their call through the dialog table
-(RFC 3261 §12.2).  Every call's life goes out as call events; call detail
+failure.  Requests within calls, and CANCEL, go to :mod:`pbx.calls.in_dialog`.
+Every call's life goes out as call events; call detail
 records are written by one subscriber.  Applications place calls of their
 own with :meth:`CallController.originate` and :meth:`CallController.dial`.
 """
@@ -19,13 +19,11 @@ from typing import Any
 from attrs import define, field
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbx.calls.announce import Announcer
 from pbx.calls.answering import Answering
-from pbx.calls.app_call import ApplicationCall
 from pbx.calls.call import Call
 from pbx.calls.cdr import CDRWriter
 from pbx.calls.consult import Consults, InCallMedia
@@ -37,8 +35,10 @@ from pbx.calls.events import CallEvents
 from pbx.calls.forks import Rung
 from pbx.calls.group_policy import GroupPolicy
 from pbx.calls.groups import GroupDirectory, RingGroup
+from pbx.calls.in_dialog import InDialog, LiveCall
 from pbx.calls.keys import CallKeys
 from pbx.calls.media import CallMedia
+from pbx.calls.media_watchdog import MediaWatchdog
 from pbx.calls.originated import Originated
 from pbx.calls.outbound import OutboundCall, display_name
 from pbx.calls.park import ParkingLot
@@ -71,10 +71,6 @@ from pbx.sip.transaction import Peer, ServerTransaction
 from pbx.trunks.registry import Trunks
 from pbx.trunks.transfer import outside_party, outside_route
 from pbx.trunks.trunk import Trunk
-
-MEDIA_CHECK_INTERVAL = 5.0
-
-LiveCall = Call | ApplicationCall | OutboundCall
 
 
 @define(eq=False)
@@ -127,7 +123,8 @@ class CallController:
     parking: ParkingLot | None = field(init=False, default=None)
     #: Directed and group call pickup.
     pickups: Pickups = field(init=False)
-    _checker: LoopingCall | None = None
+    _in_dialog: InDialog = field(init=False)
+    _watchdog: MediaWatchdog = field(init=False)
     _media_clock: MediaClock | None = None
     log = Logger()
 
@@ -172,6 +169,9 @@ class CallController:
                                       media=lambda: self.media)
             self.transfers.parking = self.parking
         self.pickups = Pickups(self.services, lambda: self.calls.values(), self.config.pickup_groups)
+        self._watchdog = MediaWatchdog(self.clock, lambda: self.calls.values(), lambda: self.config.calls.media_timeout)
+        self._in_dialog = InDialog(self.core.transactions.find_invite, self.calls.get, self.dialogs,
+                                   self.app_seats, self.transfers, self.keys)
 
     @property
     def clock(self) -> Any:
@@ -193,14 +193,11 @@ class CallController:
         assert self.cdr is not None
         self.events.subscribe(self.cdr, kinds=CDRWriter.KINDS)
         self.cdr.start()
-        self._checker = LoopingCall(self._check_media_safely)
-        self._checker.clock = self.clock
-        self._checker.start(MEDIA_CHECK_INTERVAL, now=False)
+        self._watchdog.start()
 
     def stop(self) -> None:
         """Hang up every call and stop the watchdog and the journal's touches."""
-        if self._checker is not None and self._checker.running:
-            self._checker.stop()
+        self._watchdog.stop()
         if self.trunks is not None:
             self.trunks.stop()
         for call in list(self.calls.values()):
@@ -217,10 +214,10 @@ class CallController:
         request = transaction.request
         method = request.method
         if method == "CANCEL":
-            self._cancel(transaction)
+            self._in_dialog.cancel(transaction)
             return
         if request.to.tag:
-            self._in_dialog(transaction)
+            self._in_dialog.request(transaction)
             return
         if method == "INVITE":
             d = Deferred.fromCoroutine(self._new_call(transaction))
@@ -246,52 +243,9 @@ class CallController:
         if transaction.state in ("trying", "proceeding"):
             transaction.respond(make_response(transaction.request, 500))
 
-    def _cancel(self, transaction: ServerTransaction) -> None:
-        """§9.2: a CANCEL matches a pending INVITE server transaction or gets 481."""
-        invite = self.core.transactions.find_invite(transaction.request)
-        call = self.calls.get(transaction.request.call_id)
-        if invite is None or not isinstance(call, Call | ApplicationCall) or call.invite is not invite:
-            transaction.respond(make_response(transaction.request, 481))
-            return
-        # §9.2: the 200 to CANCEL SHOULD carry the To tag of the INVITE's responses.
-        transaction.respond(make_response(transaction.request, 200, to_tag=call.a_tag))
-        call.cancelled()
-
-    def _in_dialog(self, transaction: ServerTransaction) -> None:
-        request = transaction.request
-        entry = self.dialogs.match(request)
-        if entry is None:
-            transaction.respond(make_response(request, 481))
-            return
-        call, dialog = entry
-        if not dialog.check_remote_seq(request):
-            transaction.respond(make_response(request, 500, "CSeq Out of Order"))
-            return
-        leg = call.leg_of(dialog)
-        method = request.method
-        if isinstance(call, Call) and self.app_seats.in_dialog(call, leg, transaction):
-            return  # the transferee of a call an application took (pbx.calls.transfer_app)
-        if method == "BYE":
-            transaction.respond(make_response(request, 200))
-            if not (isinstance(call, Call) and self.transfers.leaving(call, leg)):
-                call.hang_up(leg, "BYE")
-        elif method in ("INVITE", "UPDATE"):
-            dialog.update_target(request)
-            call.reoffer(leg, transaction)
-        elif method == "INFO":
-            if isinstance(call, Call):
-                self.keys.info(call, leg, request)  # it only watches for feature codes
-            call.info(leg, transaction)
-        elif method == "REFER" and isinstance(call, Call):
-            self.transfers.refer(call, leg, dialog, transaction)
-        else:
-            transaction.respond(make_response(request, 481 if method == "PRACK" else 501))
-
     def ack(self, request: Request, peer: Peer) -> None:
-        """An ACK for a 2xx (outside transactions)."""
-        entry = self.dialogs.match(request)
-        if entry is not None:
-            entry[0].acked(request)
+        """An ACK for a 2xx (outside transactions): the call of its dialog takes it."""
+        self._in_dialog.ack(request, peer)
 
     # -- new calls ---------------------------------------------------------
 
@@ -601,25 +555,6 @@ class CallController:
         self.log.info("call {caller} -> {callee} ended: {disposition} ({side} {cause})",
                       caller=call.caller, callee=call.callee, disposition=call.disposition,
                       side=call.hangup_side, cause=call.hangup_cause)
-
-    def _check_media_safely(self) -> None:
-        try:
-            self.check_media()
-        except Exception:
-            self.log.failure("media check failed")
-
-    def check_media(self) -> None:
-        """End answered calls whose media has stopped in both directions (a phone died)."""
-        now = self.clock.seconds()
-        limit = self.config.calls.media_timeout
-        for call in list(self.calls.values()):
-            if call.state != "confirmed":
-                continue
-            # Silence counts from the answer at the earliest: the relay
-            # session exists since the INVITE.
-            since_answer = now - (call.answered_at if call.answered_at is not None else now)
-            if min(call.inactive_for(now), since_answer) >= limit:
-                call.hang_up("pbx", "media timeout")
 
     def live_calls(self) -> list[dict[str, Any]]:
         """Every call in progress, for the API."""

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from pbx.media import g711
 from pbx.media.channel import tone_samples
-from pbx.media.relay import RelayEndpoint
+from pbx.media.relay_endpoint import RelayEndpoint
 from pbx.media.rtp import RTPSender
 
 #: Samples in one 20 ms packet at 8 kHz.

@@ -38,13 +38,8 @@ answering takes the seat; a target that does not answer within
 back, and the transferee is hung up if nobody answers that either.
 
 Outside numbers.  A target the dialplan sends to a trunk route rings out
-through the route's first trunk that is up and has room (:attr:`Transfers.outside`,
-:mod:`pbx.trunks.transfer`), with the transferor's calling permissions: a
-target the transferor may not call is reported in the final NOTIFY (403)
-and the transferor keeps the call.  A party that came in over a trunk may
-not send the call out again by keys (``##``) or a REFER of its own unless
-``transfer.outside_keyed`` says so: one outside caller must not reach
-another outside number at pbx's cost (toll fraud).
+through one trunk, with the transferor's calling permissions
+(:mod:`pbx.calls.transfer_outside`).
 
 Applications and ring groups.  A target the dialplan gives to an
 application is handed to it in the transferor's seat
@@ -102,7 +97,7 @@ from pbx.calls.seats import (
 from pbx.calls.signalling import LegServices
 from pbx.calls.transfer_app import ApplicationSeats
 from pbx.calls.transfer_group import TransferGroups
-from pbx.calls.transfer_outside import OutsideRoute, OutsideTarget
+from pbx.calls.transfer_outside import OutsideRoute, OutsideTarget, outside_target
 from pbx.records import Binding
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
 from pbx.sip.message import Request, Response, make_response
@@ -351,25 +346,11 @@ class Transfers:
     async def _start_outside(
         self, call: Call, leg: str, progress: ReferProgress, number: str, action: ToTrunks, keyed: bool
     ) -> None:
-        """A blind transfer to a number a trunk route sends out: the transferor's permissions apply."""
+        """A blind transfer to a number a trunk route sends out (see :func:`outside_target`)."""
         transferor = party_number(call, leg)
-        if self.outside is None:
-            progress.report(404)
-            return
-        if self.outside_party(call, leg) and not self.outside_keyed:
-            # Toll fraud: an outside caller must not reach outside numbers through pbx.
-            self.log.warn(
-                "call {call_id}: outside party {who} may not transfer to outside number {number}{how}",
-                call_id=call.call_id, who=transferor, number=number, how=" (keyed)" if keyed else "",
-            )
-            progress.report(403, "Outside Transfer Not Permitted")
-            return
-        target = await self.outside(transferor, number, action)
-        if isinstance(target, tuple):
-            status, reason = target
-            self.log.info("call {call_id}: transfer to {number} refused: {status} {reason}",
-                          call_id=call.call_id, number=number, status=status, reason=reason)
-            progress.report(status, reason or None)
+        barred = self.outside_party(call, leg) and not self.outside_keyed
+        target = await outside_target(self.outside, barred, call.call_id, transferor, number, action, progress, keyed)
+        if target is None:
             return
         transfer = self._begin(call, leg, progress, number, transferor)
         if transfer is None:

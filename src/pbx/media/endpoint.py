@@ -14,7 +14,7 @@ handed over as they arrive.  RTCP reports go out every ~5 s, and the
 Where packets go is learnt like the relay does (symmetric RTP, RFC 4961):
 to the address the far end's SDP announced until its packets arrive from
 another address, then to that one (latching; see
-:class:`~pbx.media.relay.LatchMode`).  Nothing is logged per packet.
+:class:`~pbx.media.relay_endpoint.LatchMode`).  Nothing is logged per packet.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from pbx.media.jitter import Frame, JitterBuffer, Lost
 from pbx.media.media_clock import MediaClock
 from pbx.media.ports import PortAllocator, bind_pair
-from pbx.media.relay import ANY_SOURCE, LatchMode
+from pbx.media.relay_endpoint import ANY_SOURCE, LatchMode
 from pbx.media.rtcp import (
     QualityReport,
     RTCPSession,
@@ -159,7 +159,7 @@ class RTPEndpoint(DatagramProtocol):
             when None.
         :param min_delay_ms: the jitter buffer's smallest target delay.
         :param max_delay_ms: the jitter buffer's largest target delay.
-        :param latch: a :class:`~pbx.media.relay.LatchMode` value.
+        :param latch: a :class:`~pbx.media.relay_endpoint.LatchMode` value.
         :param relatch_after: seconds of silence after which another source may latch.
         :param rtcp_interval: mean seconds between RTCP reports.
         :param cname: our RTCP CNAME; a random one (RFC 7022) unless given.

@@ -17,7 +17,7 @@ __all__ = ["WAIT_FRAMES", "FedEndpoint", "RelayFeed"]
 
 
 class FedEndpoint(Protocol):
-    """What a feed needs of the leg's RTP socket (a :class:`pbx.media.relay.RelayEndpoint`)."""
+    """What a feed needs of the leg's RTP socket (a :class:`pbx.media.relay_endpoint.RelayEndpoint`)."""
 
     latched: tuple[str, int] | None
     remote: tuple[str, int] | None

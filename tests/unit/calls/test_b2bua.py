@@ -13,8 +13,8 @@ from __future__ import annotations
 import attrs
 
 from pbx.calls.cdr import TOUCH_INTERVAL
-from pbx.calls.controller import MEDIA_CHECK_INTERVAL
 from pbx.calls.dialplan import Dialplan, HangUp, Route, ToApplication, compile_pattern
+from pbx.calls.media_watchdog import MEDIA_CHECK_INTERVAL
 from pbx.config import CallsConfig
 from pbx.sip import timers
 from pbx.sip.message import Request, Response

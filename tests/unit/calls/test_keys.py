@@ -9,7 +9,7 @@ from pbx.calls.call import Call
 from pbx.calls.keys import CallKeys
 from pbx.calls.tap import CallTap
 from pbx.config import TransferConfig
-from pbx.media.relay import RelayEndpoint
+from pbx.media.relay_endpoint import RelayEndpoint
 
 from support.phones import CallTestCase
 from support.recording import Talker

@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.ringback import Ringback, ringback_frames
 from pbx.media import g711
-from pbx.media.relay import RelayEndpoint
+from pbx.media.relay_endpoint import RelayEndpoint
 from pbx.media.rtp import parse_rtp
 
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pbx.media.endpoint import RTPEndpoint
 from pbx.media.jitter import Frame, Lost
 from pbx.media.ports import PortAllocator, PortsExhausted
-from pbx.media.relay import LatchMode
+from pbx.media.relay_endpoint import LatchMode
 from pbx.media.rtcp import (
     Bye,
     QualityReport,

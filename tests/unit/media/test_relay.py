@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.config import RTPConfig
 from pbx.media.ports import PortAllocator, PortsExhausted
-from pbx.media.relay import ANY_SOURCE, LatchMode, Relay, RelaySession
+from pbx.media.relay import Relay, RelaySession
+from pbx.media.relay_endpoint import ANY_SOURCE, LatchMode
 from pbx.testing import FakeUDPPort, FakeUDPReactor
 
 PHONE_A = ("81.2.69.160", 4000)  # a public address: EXPECTED mode enforces it

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pbx.calls.controller import MEDIA_CHECK_INTERVAL
+from pbx.calls.media_watchdog import MEDIA_CHECK_INTERVAL
 from pbx.config import ConfigError
 from pbx.interfaces import IDialplanApplication, IFeature
 from pbx.media.codecs import PCMU
