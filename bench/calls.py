@@ -109,7 +109,8 @@ RTT_BLOCK = 50
 RECV_TIMEOUT_S = 10
 #: After a step that did not pass, pbx may still retransmit requests of
 #: abandoned transactions (BYE, CANCEL: Timer F = 64*T1 = 32 s) to the
-#: callee's port, where the next step's UAS would take them for new calls.
+#: callee's port, where the next step's UAS answers a BYE or CANCEL with 481
+#: (uas_answer.xml) but would take anything else for a new call.
 AFTER_FAILURE_S = 33.0
 #: Setup mode: pbx's calls.media_timeout.  Its calls carry no RTP, so this
 #: only ends calls a SIPp caller abandoned (on a timeout SIPp sends a BYE
