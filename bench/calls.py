@@ -109,7 +109,8 @@ RTT_BLOCK = 50
 RECV_TIMEOUT_S = 10
 #: After a step that did not pass, pbx may still retransmit requests of
 #: abandoned transactions (BYE, CANCEL: Timer F = 64*T1 = 32 s) to the
-#: callee's port, where the next step's UAS would take them for new calls.
+#: callee's port, where the next step's UAS answers a BYE or CANCEL with 481
+#: (uas_answer.xml) but would take anything else for a new call.
 AFTER_FAILURE_S = 33.0
 #: Setup mode: pbx's calls.media_timeout.  Its calls carry no RTP, so this
 #: only ends calls a SIPp caller abandoned (on a timeout SIPp sends a BYE
@@ -445,7 +446,14 @@ def start_pair(
     uas_args: Sequence[str],
     limit_s: float,
 ) -> Pair:
-    """Start the callees' UASes, wait until they listen, then the UAC."""
+    """
+    Start the callees' UASes, wait until they listen, then the UAC.
+
+    A UAS gets no ``-m``: a BYE or CANCEL that pbx still sends again for a
+    call of an earlier step counts as a call in SIPp (uas_answer.xml
+    answers it 481), and would end the UAS before this step's calls came.
+    :func:`finish_pair` stops it.
+    """
     stats = ["-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", str(RTT_BLOCK)]
     stats += ["-trace_err"]
     uases, commands = [], []
@@ -453,7 +461,7 @@ def start_pair(
         if not calls:
             continue
         command = sipp(
-            UAS, port, "-m", str(calls), "-mp", str(UAS_MEDIA_PORT + 4 * i),
+            UAS, port, "-mp", str(UAS_MEDIA_PORT + 4 * i),
             "-timeout", f"{math.ceil(limit_s) + 60}s", *stats, *uas_args,
         )  # fmt: skip
         commands.append(command)
@@ -476,12 +484,19 @@ def start_pair(
 
 
 def finish_pair(
-    pair: Pair, limit_s: float, grace_s: float, tick: Callable[[], None]
+    pair: Pair,
+    limit_s: float,
+    grace_s: float,
+    tick: Callable[[], None],
+    quiet: Callable[[], bool],
 ) -> tuple[int | None, list[int | None]]:
     """
     Wait for the UAC (at most ``limit_s``), calling ``tick`` about twice a
-    second, then give the UASes ``grace_s`` to finish their calls and stop
-    those still running.  Returns the exit statuses (None: stopped).
+    second, then give the UASes up to ``grace_s`` to finish their calls:
+    once ``quiet()`` (pbx holds no relay socket) each is asked to end when
+    its open calls have (SIGUSR1, SIPp's soft exit), and those still
+    running at the end are stopped.  Returns the exit statuses (None:
+    stopped).
     """
     deadline = time.monotonic() + limit_s
     while pair.uac.poll() is None and time.monotonic() < deadline:
@@ -491,8 +506,14 @@ def finish_pair(
     if uac_status is None:
         stop_process(pair.uac, 5)
     deadline = time.monotonic() + grace_s
+    asked = False
     while any(p.poll() is None for p in pair.uases) and time.monotonic() < deadline:
         tick()
+        if not asked and quiet():
+            asked = True
+            for p in pair.uases:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGUSR1)
         time.sleep(0.25)
     statuses: list[int | None] = []
     for p in pair.uases:
@@ -739,7 +760,9 @@ def run_setup_step(
         sockets.sample()
 
     try:
-        step.uac_exit, step.uas_exit = finish_pair(pair, limit_s, hold_s + 15, tick)
+        step.uac_exit, step.uas_exit = finish_pair(
+            pair, limit_s, hold_s + 15, tick, lambda: not relay_sockets(server)
+        )
     except BaseException:
         kill_pair(pair)
         raise
@@ -1170,7 +1193,9 @@ def run_media_step(
             media_window(step, state["first"], last)
 
     try:
-        step.uac_exit, step.uas_exit = finish_pair(pair, limit_s, 20, tick)
+        step.uac_exit, step.uas_exit = finish_pair(
+            pair, limit_s, 20, tick, lambda: not relay_sockets(server)
+        )
     except BaseException:
         kill_pair(pair)
         raise
