@@ -273,7 +273,10 @@ class PBXService(MultiService):
 
     def startService(self) -> None:  # noqa: N802 - twisted API
         """Start asynchronously; see the module docstring."""
-        self._unfilter_log = filter_observers(self._log_publisher, level_named(self.config.log.level))
+        rtp = self.config.rtp
+        self._unfilter_log = filter_observers(
+            self._log_publisher, level_named(self.config.log.level), (rtp.port_min, rtp.port_max)
+        )
         self.running = 1
         self.started_at = self.clock.seconds()
         if self._report is not None:

@@ -84,3 +84,41 @@ class FilterObserversTests(SynchronousTestCase):
         self.publisher.addObserver(later.append)
         self.log.info("info")
         self.assertEqual(([e["log_format"] for e in later], self.first), (["info"], []))
+
+
+class QuietMediaPortsTests(SynchronousTestCase):
+    """Twisted's lines for media sockets opened and closed are dropped above debug."""
+
+    def setUp(self) -> None:
+        self.publisher = LogPublisher()
+        self.seen: list[dict[str, Any]] = []
+        self.publisher.addObserver(self.seen.append)
+        # The shape twisted.python.log.msg gives udp.Port's lines (seen on a real port).
+        self.legacy = Logger(namespace="log_legacy", observer=self.publisher)
+
+    def emit(self, *texts: str) -> list[str]:
+        for text in texts:
+            self.legacy.info("{log_text}", log_text=text)
+        return [e["log_text"] for e in self.seen]
+
+    def test_media_socket_lines_dropped(self) -> None:
+        """Opening and closing lines of ports in the range go; SIP ports, other lines and other ranges stay."""
+        filter_observers(self.publisher, LogLevel.info, (10000, 20000))
+        shown = self.emit(
+            "RelayEndpoint starting on 10000", "(UDP Port 10001 Closed)",
+            "SIPDatagramProtocol starting on 5060", "(UDP Port 5060 Closed)",
+            "(UDP Port 20001 Closed)", "RTP port 10002 cannot be bound",
+        )
+        self.assertEqual(shown, ["SIPDatagramProtocol starting on 5060", "(UDP Port 5060 Closed)",
+                                 "(UDP Port 20001 Closed)", "RTP port 10002 cannot be bound"])
+
+    def test_debug_keeps_them(self) -> None:
+        """At debug every line is kept."""
+        filter_observers(self.publisher, LogLevel.debug, (10000, 20000))
+        self.assertEqual(self.emit("RelayEndpoint starting on 10000"), ["RelayEndpoint starting on 10000"])
+
+    def test_other_namespaces_untouched(self) -> None:
+        """The same text from pbx's own logger is not Twisted's socket line and passes."""
+        filter_observers(self.publisher, LogLevel.info, (10000, 20000))
+        Logger(namespace="pbx.media", observer=self.publisher).info("{log_text}", log_text="(UDP Port 10001 Closed)")
+        self.assertEqual(len(self.seen), 1)
