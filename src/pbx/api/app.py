@@ -209,10 +209,7 @@ class PBXApi:
         admin = await self.pbx.store.get_admin(username)
         keys = (("user", username), ("ip", ip))
         for key in keys[:1] if admin is not None else keys:
-            until = self.lockout.locked_until(key)
-            if until is not None:
-                wait = max(1, int(until - self.pbx.clock.seconds()))
-                raise APIError(429, "too many failed logins; try later", {b"Retry-After": str(wait).encode()})
+            self._refuse_if_locked(key, "too many failed logins; try later")
         # An administrator, else a user: an extension number with its
         # voicemail PIN, who reaches only that extension's own resources.
         encoded, role = (admin.password_hash, "admin") if admin is not None else ("", "user")
@@ -240,6 +237,13 @@ class PBXApi:
         await self._audit("api.login", username, request, "password expired" if expired else "")
         return self._token_body(request, token, session)
 
+    def _refuse_if_locked(self, key: tuple[str, str], message: str) -> None:
+        """429 with Retry-After while ``key`` is locked out."""
+        until = self.lockout.locked_until(key)
+        if until is not None:
+            wait = max(1, int(until - self.pbx.clock.seconds()))
+            raise APIError(429, message, {b"Retry-After": str(wait).encode()})
+
     def _token_body(self, request: IRequest, token: str, session: Session) -> bytes:
         body = {"token": token, "token_type": "Bearer", "role": session.role,
                 "expires_in": int(session.expires_at - self.pbx.clock.seconds())}
@@ -256,10 +260,7 @@ class PBXApi:
         current, new = body.get("password"), body.get("new_password")
         if not isinstance(current, str) or not isinstance(new, str) or len(current) > 1024 or len(new) > 1024:
             raise APIError(400, "password and new_password are required strings (1024 characters at most)")
-        until = self.lockout.locked_until(("user", username))
-        if until is not None:
-            wait = max(1, int(until - self.pbx.clock.seconds()))
-            raise APIError(429, "too many failed attempts; try later", {b"Retry-After": str(wait).encode()})
+        self._refuse_if_locked(("user", username), "too many failed attempts; try later")
         if not await self.passwords.change(username, current, new):
             locked = self.lockout.record_failures((("user", username),), what="password change",
                                                   who=username, source=self._client(request))
