@@ -393,8 +393,9 @@ class PBX(Server):
     admin_password = ""
     #: More top-level YAML (``rtp:``, ``calls:`` sections), appended as is.
     extra_config = ""
-    #: ``sip.overload.lag_ms`` (0: no load shedding); None: pbx's default.
+    #: ``sip.overload.lag_ms`` and ``queue_ms`` (0: that signal off); None: pbx's default.
     overload_lag_ms: int | None = None
+    overload_queue_ms: int | None = None
     #: Log lines that look like faults rather than load (:meth:`log_problems`).
     problem_pattern = re.compile(
         r"Traceback|REGISTER failed|handler failed|dropped|Unhandled|CRITICAL|lockout",
@@ -411,8 +412,14 @@ class PBX(Server):
             "  # SIPp 3.6 answers only the first challenge and knows only MD5.",
             f"  digest_algorithms: [{', '.join(self.digest_algorithms)}]",
         ]
-        if self.overload_lag_ms is not None:
-            lines.append(f"  overload: {{lag_ms: {self.overload_lag_ms}}}")
+        overload = {
+            k: v
+            for k, v in (("lag_ms", self.overload_lag_ms), ("queue_ms", self.overload_queue_ms))
+            if v is not None
+        }
+        if overload:
+            pairs = ", ".join(f"{k}: {v}" for k, v in overload.items())
+            lines.append(f"  overload: {{{pairs}}}")
         lines += [
             "api:",
             f'  listen: "tcp:{self.api_port}:interface=127.0.0.1"',

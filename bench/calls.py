@@ -832,6 +832,7 @@ def bench_setup(
     workdir.mkdir()
     server = make_pbx(workdir, [*callers, *callees], SETUP_MEDIA_TIMEOUT)
     server.overload_lag_ms = args.overload_lag_ms
+    server.overload_queue_ms = args.overload_queue_ms
     result: dict[str, Any] = {"mode": "setup", "version": server.version()}
     print(f"== call setup rate: {result['version']}", flush=True)
     server.start()
@@ -1284,6 +1285,7 @@ def bench_media(
     workdir.mkdir()
     server = make_pbx(workdir, [*callers, *callees], args.media_timeout)
     server.overload_lag_ms = args.overload_lag_ms
+    server.overload_queue_ms = args.overload_queue_ms
     result: dict[str, Any] = {"mode": "media", "version": server.version()}
     print(f"== concurrent calls with RTP: {result['version']}", flush=True)
     server.start()
@@ -1631,7 +1633,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--overload-lag-ms",
         type=int,
-        help="pbx's sip.overload.lag_ms (0: no load shedding; default: pbx's own)",
+        help="pbx's sip.overload.lag_ms (0: off; default: pbx's own)",
+    )
+    parser.add_argument(
+        "--overload-queue-ms",
+        type=int,
+        help="pbx's sip.overload.queue_ms (0: off; default: pbx's own)",
     )
     parser.add_argument(
         "--keep",

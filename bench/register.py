@@ -367,6 +367,7 @@ def bench_server(
     server = SERVERS[name](workdir, free_udp_port(), users)
     if isinstance(server, PBX):
         server.overload_lag_ms = args.overload_lag_ms
+        server.overload_queue_ms = args.overload_queue_ms
     result: dict[str, Any] = {
         "server": name,
         "version": server.version(),
@@ -596,7 +597,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--overload-lag-ms",
         type=int,
-        help="pbx's sip.overload.lag_ms (0: no load shedding; default: pbx's own)",
+        help="pbx's sip.overload.lag_ms (0: off; default: pbx's own)",
+    )
+    parser.add_argument(
+        "--overload-queue-ms",
+        type=int,
+        help="pbx's sip.overload.queue_ms (0: off; default: pbx's own)",
     )
     parser.add_argument(
         "--keep",

@@ -134,20 +134,21 @@ class SIPConnectionsConfig:
 @frozen
 class SIPOverloadConfig:
     """
-    The ``sip.overload`` section: how late the reactor may run before new
+    The ``sip.overload`` section: how long requests may wait before new
     calls and registrations are refused with 503 (see :mod:`pbx.sip.overload`).
     """
 
-    #: Milliseconds late (smoothed) before new challenge rounds are refused;
-    #: 0 (the default): never.  Off by default until it meets its goal (README:
-    #: it helps calls under overload but costs REGISTER goodput at 3x capacity).
+    #: Milliseconds late (smoothed) before new challenge rounds are refused
+    #: on any transport; 0 (the default): never.
     lag_ms: int = 0
     #: Milliseconds late before every new INVITE and REGISTER is refused.
     severe_lag_ms: int = 1000
     #: Seconds a refused client is asked to wait (Retry-After).
     retry_after: int = 5
-    #: Milliseconds requests wait in the UDP receive queue before new challenge rounds are refused.
-    queue_ms: int = 150
+    #: Milliseconds a new request may wait in the UDP receive queue before
+    #: it is refused (0: never).  Clients over UDP send a request again
+    #: after 500 ms (RFC 3261 §17.1.1.2).
+    queue_ms: int = 200
 
 
 @frozen
@@ -643,7 +644,7 @@ def _sip_overload(raw: Any) -> SIPOverloadConfig:
         lag_ms=_int(o.get("lag_ms"), f"{key}.lag_ms", d.lag_ms, 0, 60_000),
         severe_lag_ms=_int(o.get("severe_lag_ms"), f"{key}.severe_lag_ms", d.severe_lag_ms, 1, 60_000),
         retry_after=_int(o.get("retry_after"), f"{key}.retry_after", d.retry_after, 1, 3600),
-        queue_ms=_int(o.get("queue_ms"), f"{key}.queue_ms", d.queue_ms, 1, 60_000),
+        queue_ms=_int(o.get("queue_ms"), f"{key}.queue_ms", d.queue_ms, 0, 60_000),
     )
     if overload.lag_ms and overload.severe_lag_ms < overload.lag_ms:
         raise ConfigError(f"{key}.severe_lag_ms", "must be at least lag_ms")

@@ -59,7 +59,6 @@ from pbx.sip.sockets import (
     SIPListener,
     StreamConnector,
     host_address,
-    receive_queue,
 )
 from pbx.sip.transport import Transports
 from pbx.stir.service import build_stir_shaken
@@ -202,8 +201,8 @@ def build_switch(
     lockout = Lockout.from_config(reactor, sec)
     defence = SourceDefence.from_config(reactor, sec)
     core.defence = defence
-    if sip.overload.lag_ms > 0:
-        core.overload = OverloadGuard(reactor, sip.overload, queue=lambda: receive_queue(core.transports.udp))
+    if sip.overload.lag_ms > 0 or sip.overload.queue_ms > 0:
+        core.overload = OverloadGuard(reactor, sip.overload)
     security_log = make_security_log(sec, reactor)
     defence.add_ban_listener(security_log.banned)
     defence.add_ban_listener(functools.partial(audit_ban, store))

@@ -164,6 +164,8 @@ class Phone:
         self.tag = f"tag-{user}-{host.rsplit('.', 1)[1]}"
         self.count = 0
         self.source_port = 40000 + int(host.rsplit(".", 1)[1])
+        #: Seconds what this phone sends over UDP waits in pbx's receive queue (None: unknown).
+        self.waited: float | None = None
         #: The open connection to pbx (streams only) and what pbx wrote on it.
         self.connection: SIPStreamProtocol | None = None
         self.wire: StringTransport | None = None
@@ -186,7 +188,7 @@ class Phone:
         """Put one message on the wire to pbx (opening the connection first over a stream)."""
         if self.transport == "udp":
             self.test.core.receive(
-                message.to_bytes(), Peer("udp", self.host, self.port), False
+                message.to_bytes(), Peer("udp", self.host, self.port), False, self.waited
             )
         else:
             if self.connection is None:

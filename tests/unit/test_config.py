@@ -363,15 +363,16 @@ class OverloadConfigTests(SynchronousTestCase):
     """``sip.overload``: when new calls and registrations are refused."""
 
     def test_defaults(self) -> None:
-        """Without the section shedding is off (lag_ms 0); 1000 ms, Retry-After 5 s, 150 ms in the queue."""
+        """Without the section new work is refused after 200 ms in the queue; the lag is not watched; Retry-After 5 s."""
         config = parse_config(GOOD, "pbx.yml", ENV)
-        self.assertEqual(config.sip.overload, SIPOverloadConfig(0, 1000, 5, 150))
+        self.assertEqual(config.sip.overload, SIPOverloadConfig(0, 1000, 5, 200))
 
     def test_values(self) -> None:
         """Given values are kept; lag_ms 0 (shedding off) needs no severe_lag_ms."""
         config = parse_config("sip: {overload: {lag_ms: 50, severe_lag_ms: 200, retry_after: 10}}\n", "pbx.yml", {})
         self.assertEqual(config.sip.overload, SIPOverloadConfig(50, 200, 10))
         self.assertEqual(parse_config("sip: {overload: {lag_ms: 0}}\n", "pbx.yml", {}).sip.overload.lag_ms, 0)
+        self.assertEqual(parse_config("sip: {overload: {queue_ms: 0}}\n", "pbx.yml", {}).sip.overload.queue_ms, 0)
 
     def test_problems(self) -> None:
         """Unknown keys, out-of-range values and a severe threshold under the first are refused by name."""

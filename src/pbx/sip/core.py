@@ -135,16 +135,14 @@ class SIPCore:
 
     # -- from the transports ----------------------------------------------
 
-    def receive(self, data: bytes, peer: Peer, stream: bool) -> None:
-        """One message's bytes from a transport."""
+    def receive(self, data: bytes, peer: Peer, stream: bool, waited: float | None = None) -> None:
+        """One message's bytes from a transport (``waited``: seconds in the UDP receive queue)."""
         self.stats["received"] += 1
-        if self.overload is not None and not stream:
-            self.overload.read(len(data))
         if self.defence is not None and not self.defence.admit(data, peer.host):
             # Banned or over its rate: dropped before any parsing, unanswered.
             self.stats["limited"] += 1
             return
-        if self.overload is not None and self.overload.refuses(data):
+        if self.overload is not None and self.overload.refuses(data, waited):
             self._refuse(data, peer)
             return
         try:
@@ -178,8 +176,6 @@ class SIPCore:
         Retry-After (§21.5.4).
         """
         assert self.overload is not None
-        if peer.transport == "udp":
-            return
         answer = refusal(data, peer, self.overload.limits.retry_after)
         if answer is not None:
             self.transports.send_bytes(answer[0], answer[1])

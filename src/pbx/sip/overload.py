@@ -1,30 +1,24 @@
 """
-Graceful overload: when the reactor falls behind, new work is refused at
-once (RFC 7339 §1 on why a server sheds load early and cheaply), so the
-work already accepted still finishes in time.  Over UDP a refused request
-is dropped unanswered: its client sends it again (RFC 3261 §17.1.1.2,
-§17.1.2.2), so a drop delays it, where a 503 ends it (SIPp counts a failed
-call; a phone waits out Retry-After), and answering costs more than
-reading.  Over a stream, which carries no retransmissions, it gets a
-stateless 503 with Retry-After (§21.5.4), built by :func:`refusal`.
+Graceful overload: when pbx falls behind, new work is refused at once
+(RFC 7339 §1 on why a server sheds load early and cheaply), so the work
+already accepted still finishes in time.  A refused request gets a
+stateless 503 with Retry-After (RFC 3261 §21.5.4), built by
+:func:`refusal`: the client learns at once, a phone waits out Retry-After,
+and the answer costs less than one more copy of the request would.
+Dropping it instead (its client retransmits, §17.1.1.2) only moves the
+work later, where it meets the rest of the load, and leaves the client
+waiting up to 32 s.
 
-Two signals say the server is behind.  The reactor's lag: a timer on the
-injected clock is due every :data:`SAMPLE_INTERVAL` seconds, and how late
-it runs is how long the reactor took to come back to it (smoothed over
-:data:`SMOOTHING` seconds).  And the wait in the UDP socket's receive
-queue: refusing is cheap, so a reactor that refuses keeps time while
-requests still wait in the kernel's buffer (:mod:`pbx.sip.sockets`), and
-a client retransmits what waited over 500 ms (§17.1.1.2, T1).  The wait is what the queue holds over how fast pbx reads
-it: a flood that is dropped as fast as it comes (a banned source) fills
-the buffer without making anyone wait.  While the lag is over ``lag_ms``
-or the wait over ``queue_ms``, a share of the requests that start new work
-is refused (:class:`OverloadGuard`): INVITEs outside a dialog (no To tag,
-§12.1.1) and REGISTERs, those without credentials only (they open a
-challenge round; the second request of a round finishes work already
-accepted).  Past ``severe_lag_ms`` (or in a reactor turn already that
-late), every new INVITE and REGISTER is refused, with credentials or not.
-In-dialog requests, ACK, CANCEL, BYE and every response always pass.  The
-thresholds are the ``sip.overload`` section
+Two signals say pbx is behind (:class:`OverloadGuard`): how long a UDP
+request waited in the socket's receive queue, as the kernel stamped it
+(:mod:`pbx.sip.udp_port`), and the reactor's lag.  The wait is what a
+client over UDP feels; a new request that waited over ``queue_ms`` is
+refused.  New work is an INVITE outside a dialog (no To tag, §12.1.1) or a
+REGISTER, without credentials (it opens a challenge round; the second
+request of a round finishes work already accepted).  Past
+``severe_lag_ms``, every new INVITE and REGISTER is refused, with
+credentials or not.  In-dialog requests, ACK, CANCEL, BYE and every
+response always pass.  The thresholds are the ``sip.overload`` section
 (:class:`pbx.config.SIPOverloadConfig`).
 
 Refusing has to cost far less than the work it saves, or a flood three
@@ -32,16 +26,13 @@ times the capacity still wins: the decision reads the start line and a few
 header lines of the raw bytes, and the 503 is written from the request's
 own Via, From, To, Call-ID and CSeq lines (§8.2.6.1-§8.2.6.2), without
 parsing the message (9 µs here, against 25-40 µs to parse it and answer
-with :func:`pbx.sip.message.make_response`).  Cheaper still is what the
-kernel drops when the receive buffer is full
-(:data:`pbx.sip.sockets.UDP_RECEIVE_BUFFER`).
+with :func:`pbx.sip.message.make_response`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 
 from attrs import define, field
 
@@ -52,17 +43,12 @@ from pbx.config import SIPOverloadConfig
 from pbx.sip.ids import new_tag
 from pbx.sip.transaction import Peer
 
-__all__ = ["DATAGRAM_OVERHEAD", "GAIN", "MAX_EXCESS", "QUEUE_FLOOR", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
+__all__ = ["GAIN", "MAX_EXCESS", "RELEASE", "SAMPLE_INTERVAL", "SMOOTHING", "OverloadGuard", "new_work", "refusal"]
 
 #: Seconds between samples of the reactor's lag.
 SAMPLE_INTERVAL = 0.025
 #: Seconds the lag is smoothed over.
 SMOOTHING = 0.5
-#: Octets the kernel counts per datagram on top of its payload (its socket
-#: buffer and headers; 780 measured for a 500-octet datagram on Linux x86-64).
-DATAGRAM_OVERHEAD = 768
-#: Below this many octets queued there is no wait worth measuring.
-QUEUE_FLOOR = 64 * 1024
 #: How fast the refused share grows, per second and per unit of pressure
 #: over 1: at pressure 2 it goes from none to all in two thirds of a second.
 #: A stall of the reactor shorter than that (another process taking the
@@ -161,58 +147,51 @@ def refusal(data: bytes, peer: Peer, retry_after: int) -> tuple[bytes, Peer] | N
 @define(eq=False)
 class OverloadGuard:
     """
-    Samples the reactor's lag on ``clock`` and decides what new work to refuse.
+    Decides what new work to refuse, on two signals.
 
-    One late sample is not overload (a garbage collection, another process
-    taking the core for a moment): the lag is smoothed over about
-    :data:`SMOOTHING` seconds.  At each sample the receive queue is read,
-    and what it holds over the rate it is read at (octets a second, plus
-    the kernel's :data:`DATAGRAM_OVERHEAD` a datagram, smoothed alike) is
-    the wait.  The pressure is the larger of lag / ``lag_ms`` and wait /
-    ``queue_ms``.  The share of new work refused follows it as RFC 7339
-    §3.3's loss-based control asks: it grows while the pressure is over 1
-    (by :data:`GAIN` per second and unit of excess) and shrinks while it is
-    under (by :data:`RELEASE` per second and unit under), so the wait settles near
-    ``queue_ms`` whatever the load offered, well under the 500 ms after
-    which clients retransmit, and a server just at its capacity refuses a
-    little, not everything for a while.  Past ``severe_lag_ms``, smoothed
-    or in a reactor turn that has not let the sampling timer run yet,
-    everything new is refused.
+    The wait of each UDP datagram in the receive queue, as the kernel
+    stamped it (:mod:`pbx.sip.udp_port`): a new request that waited over
+    ``queue_ms`` is refused.  Refusing is cheap, so the queue drains while
+    requests wait too long and new work is taken again as soon as they do
+    not: pbx takes as much new work as it can finish before clients
+    retransmit (500 ms, RFC 3261 §17.1.1.2), and no more, without any rate
+    to tune.  This is the signal that works over UDP; 0 turns it off.
+
+    The reactor's lag, sampled on ``clock`` every :data:`SAMPLE_INTERVAL`
+    seconds and smoothed over :data:`SMOOTHING` (one late turn, a garbage
+    collection, is not overload), for what carries no queue stamp (TCP and
+    TLS).  The share of new work refused follows the lag as RFC 7339 §3.3's
+    loss-based control asks: it grows while the lag is over ``lag_ms`` (by
+    :data:`GAIN` per second and unit of excess) and shrinks while it is
+    under (by :data:`RELEASE`).  Past ``severe_lag_ms``, smoothed or in a
+    reactor turn that has not let the sampling timer run yet, everything new
+    is refused, with credentials or not.  ``lag_ms`` 0 turns it off.
 
     :ivar clock: the injected reactor time; its lateness is the lag.
     :ivar limits: the thresholds (``sip.overload``).
-    :ivar queue: octets waiting in the UDP socket's receive queue (None:
-        not known here).
     """
 
     clock: IReactorTime
     limits: SIPOverloadConfig = SIPOverloadConfig()
-    queue: Callable[[], int | None] | None = None
     #: Lag of the last sample, seconds.
     lag: float = 0.0
     #: The smoothed lag, seconds.
     level: float = 0.0
-    #: Octets queued at the last sample.
-    queued: int = 0
-    #: Octets (with the kernel's overhead) read a second, smoothed.
-    rate: float = 0.0
-    #: Seconds the queue holds at that rate.
-    wait: float = 0.0
-    #: The larger of lag / ``lag_ms`` and wait / ``queue_ms`` at the last sample.
-    pressure: float = 0.0
-    #: The share of new work refused now, 0 to 1.
+    #: The share of new work refused on the lag, 0 to 1.
     share: float = 0.0
-    stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0})
+    #: How long the last new request refused on its wait had waited, seconds.
+    waited: float = 0.0
+    stats: dict[str, int] = field(factory=lambda: {"refused": 0, "episodes": 0, "late": 0})
     _due: float = 0.0
     _last: float = 0.0
     _timer: IDelayedCall | None = None
     _shedding: bool = False
+    _late_at: float | None = None
     _debt: float = 0.0
-    _read: int = 0
     log = Logger()
 
     def start(self) -> None:
-        """Take the first sample one interval from now."""
+        """Take the first sample of the lag one interval from now (if the lag counts)."""
         if self.limits.lag_ms > 0 and self._timer is None:
             self._last = self.clock.seconds()
             self._arm()
@@ -236,62 +215,61 @@ class OverloadGuard:
         # An average weighted by time: a sample stands for the time since the last.
         weight = 1.0 - math.exp(-elapsed / SMOOTHING)
         self.level += (self.lag - self.level) * weight
-        # The read rate, smoothed as the lag is: one long turn that read
-        # nothing does not make the wait endless.
-        self.rate += (self._read / elapsed - self.rate) * weight
-        self._read = 0
-        self.queued = self._queued()
-        if self.queued < QUEUE_FLOOR:
-            self.wait = 0.0  # a few datagrams that came in since the reactor looked
-        else:
-            self.wait = self.queued / max(self.rate, 1.0)
-        self.pressure = max(self.level * 1000 / self.limits.lag_ms, self.wait * 1000 / self.limits.queue_ms)
-        if self.pressure > 1.0:
-            excess = min(self.pressure - 1.0, MAX_EXCESS)
+        pressure = self.level * 1000 / self.limits.lag_ms
+        if pressure > 1.0:
+            excess = min(pressure - 1.0, MAX_EXCESS)
             self.share = min(1.0, self.share + GAIN * excess * elapsed)
         else:
-            share = self.share - RELEASE * (1.0 - self.pressure) * elapsed
+            share = self.share - RELEASE * (1.0 - pressure) * elapsed
             self.share = share if share > 1e-9 else 0.0
         shedding = self.share > 0
         if shedding and not self._shedding:
-            self.stats["episodes"] += 1
-            self.log.warn(
-                "overloaded: the reactor is {lag:.0f} ms late, requests wait {wait:.0f} ms to be read;"
-                " refusing new calls and registrations",
-                lag=1000 * self.level, wait=1000 * self.wait,
-            )
+            self._episode("the reactor is {ms:.0f} ms late", 1000 * self.level)
         elif self._shedding and not shedding:
             self.log.info("overload over: {refused} request(s) refused so far", refused=self.stats["refused"])
         self._shedding = shedding
 
-    def read(self, size: int) -> None:
-        """A datagram of ``size`` octets was read from the UDP socket (before any screening)."""
-        self._read += size + DATAGRAM_OVERHEAD
-
-    def _queued(self) -> int:
-        if self.queue is None:
-            return 0
-        try:
-            return self.queue() or 0
-        except OSError:
-            return 0
+    def _episode(self, why: str, ms: float) -> None:
+        self.stats["episodes"] += 1
+        self.log.warn("overloaded: " + why + "; refusing new calls and registrations", ms=ms)
 
     def _overdue(self) -> float:
         """How late the sampling timer is now, in a reactor turn that has not let it run."""
         return self.clock.seconds() - self._due
 
-    def refuses(self, data: bytes) -> bool:
-        """Whether the message in ``data`` is new work to refuse now (counted)."""
-        if self._timer is None or not data.startswith((b"INVITE ", b"REGISTER ")):
+    def refuses(self, data: bytes, waited: float | None = None) -> bool:
+        """
+        Whether the message in ``data`` is new work to refuse now (counted);
+        ``waited``: the seconds it waited in the UDP receive queue (None:
+        not known, as on a stream).
+        """
+        if not data.startswith((b"INVITE ", b"REGISTER ")):
             return False
-        severe = max(self.level, self._overdue()) * 1000 > self.limits.severe_lag_ms
-        share = 1.0 if severe else self.share
+        severe = self._timer is not None and max(self.level, self._overdue()) * 1000 > self.limits.severe_lag_ms
+        late = waited is not None and 0 < self.limits.queue_ms < waited * 1000
+        share = 1.0 if severe or late else self.share
         if not share or not new_work(data, severe):
+            if waited is not None and self._late_at is not None and not late:
+                self._late_over()
             return False
-        # Refuse that share of new work, evenly: one in two at share 0.5.
-        self._debt += share
-        if self._debt < 1.0:
-            return False
-        self._debt -= 1.0
+        if late:
+            self.waited = waited  # type: ignore[assignment]
+            self.stats["late"] += 1
+            if self._late_at is None:
+                self._episode("requests wait {ms:.0f} ms to be read", 1000 * self.waited)
+            self._late_at = self.clock.seconds()
+        elif share < 1.0:
+            # Refuse that share of new work, evenly: one in two at share 0.5.
+            self._debt += share
+            if self._debt < 1.0:
+                return False
+            self._debt -= 1.0
         self.stats["refused"] += 1
         return True
+
+    def _late_over(self) -> None:
+        """A new request read in time, a second after the last one refused on its wait."""
+        assert self._late_at is not None
+        if self.clock.seconds() - self._late_at >= 1.0:
+            self._late_at = None
+            self.log.info("overload over: {refused} request(s) refused so far", refused=self.stats["refused"])

@@ -10,8 +10,6 @@ what runs above the core is wired elsewhere (:mod:`pbx.switch`).
 from __future__ import annotations
 
 import socket
-import struct
-import sys
 from typing import Any
 
 from attrs import define, field
@@ -31,6 +29,7 @@ from pbx.sip.dialog import LocalAddress
 from pbx.sip.tls import server_context
 from pbx.sip.transaction import Peer
 from pbx.sip.transport import SIPDatagramProtocol, SIPStreamFactory, Transports
+from pbx.sip.udp_port import listen_timed
 
 __all__ = [
     "UDP_RECEIVE_BUFFER",
@@ -42,17 +41,14 @@ __all__ = [
     "StreamConnector",
     "grow_receive_buffer",
     "host_address",
-    "receive_queue",
 ]
 
 #: UDP receive buffer asked for (Linux doubles it, and caps it at twice
 #: net.core.rmem_max): room for a burst of requests while the reactor is
 #: busy.  It holds about 6,500 REGISTERs (Linux counts 1,280 octets for a
-#: 600-octet datagram), 1.6 s of them at full speed, so under a sustained
-#: flood most requests read have waited past T1 and been sent again
-#: (RFC 3261 §17.1.1.2).  512 KB did better for REGISTER at three times
-#: capacity but worse for calls at one and a half times (a burst of
-#: INVITEs overflowed it: README, benchmarks).
+#: 600-octet datagram), 1.6 s of them at full speed.  New work that waited
+#: too long in it is refused (:mod:`pbx.sip.overload`), so under a
+#: sustained flood it drains rather than fills.
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 #: Pending TCP and TLS connections the kernel queues for accept: phones
@@ -81,24 +77,6 @@ def grow_receive_buffer(port: Any) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     except OSError:
         pass
-
-
-#: Linux's SO_MEMINFO (include/uapi/asm-generic/socket.h); its first field
-#: is the memory the receive queue holds now.
-_SO_MEMINFO = 55
-_MEMINFO_SIZE = 9 * 4
-
-
-def receive_queue(port: Any) -> int | None:
-    """
-    Octets (as the kernel counts them, with its overhead) waiting to be
-    read on a UDP port's socket; None where that is not known.
-    """
-    sock = getattr(port, "socket", None)
-    if sock is None or not sys.platform.startswith("linux"):
-        return None
-    raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, _MEMINFO_SIZE)
-    return int(struct.unpack_from("I", raw)[0])
 
 
 @define(eq=False)
@@ -201,7 +179,7 @@ class SIPListener(Service):
     def _listen(self) -> IListeningPort:
         spec, transports = self._spec, self._transports
         if spec.transport == "udp":
-            port = self._reactor.listenUDP(spec.port, SIPDatagramProtocol(transports.receive), interface=spec.interface)
+            port = listen_timed(self._reactor, spec.port, SIPDatagramProtocol(transports.receive), spec.interface)
             grow_receive_buffer(port)
             if transports.udp is None:
                 transports.udp = port

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from typing import Protocol as Interface
 
 from attrs import define, field
 
@@ -39,7 +40,12 @@ from pbx.sip.connections import StreamGuard
 from pbx.sip.message import KeepAlive, Request, Response, SIPParseError, StreamFramer
 from pbx.sip.transaction import Peer
 
-Receiver = Callable[[bytes, Peer, bool], None]
+
+class Receiver(Interface):
+    """Takes one message's bytes: from ``peer``, on a stream or not, after ``waited`` seconds queued."""
+
+    def __call__(self, data: bytes, peer: Peer, stream: bool, waited: float | None = None) -> None:
+        """One message (``waited``: seconds in the UDP receive queue; None: unknown)."""
 
 #: RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1500) goes
 #: over a congestion-controlled transport.
@@ -57,11 +63,18 @@ class SIPDatagramProtocol(DatagramProtocol):
         self._receive = receive
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802 - twisted API
-        """Hand one datagram up; answer a bare CRLF CRLF ping (RFC 5626 §4.4.1 is STUN; this is lenient)."""
+        """One datagram, its wait in the receive queue unknown."""
+        self.datagram_waited(data, addr, None)
+
+    def datagram_waited(self, data: bytes, addr: Any, waited: float | None) -> None:
+        """
+        Hand one datagram up with the seconds it waited to be read
+        (:class:`pbx.sip.udp_port.TimedPort`); keep-alive padding is dropped.
+        """
         try:
             if not data.strip(b"\r\n\x00 "):
                 return  # keep-alive padding some phones send over UDP
-            self._receive(data, Peer("udp", addr[0], addr[1]), False)
+            self._receive(data, Peer("udp", addr[0], addr[1]), False, waited)
         except Exception:
             self.log.failure("UDP datagram from {addr} dropped", addr=addr)
 

@@ -73,10 +73,12 @@ class Received:
 
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, Peer, bool]] = []
+        self.waits: list[float | None] = []
 
-    def __call__(self, data: bytes, peer: Peer, stream: bool) -> None:
-        """Record one message."""
+    def __call__(self, data: bytes, peer: Peer, stream: bool, waited: float | None = None) -> None:
+        """Record one message (and, apart, how long it waited)."""
         self.calls.append((data, peer, stream))
+        self.waits.append(waited)
 
 
 class Connector:
@@ -257,7 +259,7 @@ class StreamProtocolTests(_StreamTestCase):
         """A receiver that raises is logged; the connection stays open and keeps working."""
         calls: list[bytes] = []
 
-        def receive(data: bytes, peer: Peer, stream: bool) -> None:
+        def receive(data: bytes, peer: Peer, stream: bool, waited: float | None = None) -> None:
             calls.append(data)
             raise ZeroDivisionError("core bug")
 
@@ -436,6 +438,13 @@ class DatagramProtocolTests(SynchronousTestCase):
             self.received.calls, [(data, Peer("udp", "192.0.2.7", 5062), False)]
         )
         self.assertIs(self.protocol.transport, self.port)
+        self.assertEqual(self.received.waits, [None])
+
+    def test_wait_passed_up(self) -> None:
+        """A datagram read with its wait in the receive queue (pbx.sip.udp_port) goes up with it."""
+        data = options(transport="UDP")
+        self.protocol.datagram_waited(data, ("192.0.2.7", 5062), 0.125)
+        self.assertEqual(self.received.waits, [0.125])
 
     def test_keepalives_ignored(self) -> None:
         """Pure CRLF (and NUL or space padding) keep-alive datagrams are ignored."""
@@ -447,7 +456,7 @@ class DatagramProtocolTests(SynchronousTestCase):
     def test_receiver_error_logged(self) -> None:
         """A receiver that raises is logged and never escapes datagramReceived."""
 
-        def receive(data: bytes, peer: Peer, stream: bool) -> Any:
+        def receive(data: bytes, peer: Peer, stream: bool, waited: float | None = None) -> Any:
             raise ZeroDivisionError("core bug")
 
         protocol = SIPDatagramProtocol(receive)
