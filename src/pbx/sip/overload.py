@@ -12,8 +12,8 @@ waiting up to 32 s.
 Two signals say pbx is behind (:class:`OverloadGuard`): how long a UDP
 request waited in the socket's receive queue, as the kernel stamped it
 (:mod:`pbx.sip.udp_port`), and the reactor's lag.  The wait is what a
-client over UDP feels; a new request that waited over ``queue_ms`` is
-refused.  New work is an INVITE outside a dialog (no To tag, §12.1.1) or a
+client over UDP feels; while it stands over ``queue_ms`` (or one request
+waited over twice that), new work is refused.  New work is an INVITE outside a dialog (no To tag, §12.1.1) or a
 REGISTER, without credentials (it opens a challenge round; the second
 request of a round finishes work already accepted).  Past
 ``severe_lag_ms``, every new INVITE and REGISTER is refused, with
@@ -150,8 +150,9 @@ class OverloadGuard:
     Decides what new work to refuse, on two signals.
 
     The wait of each UDP datagram in the receive queue, as the kernel
-    stamped it (:mod:`pbx.sip.udp_port`): a new request that waited over
-    ``queue_ms`` is refused.  Refusing is cheap, so the queue drains while
+    stamped it (:mod:`pbx.sip.udp_port`): while the wait has stood over
+    ``queue_ms`` for ``queue_ms``, or a request waited over twice that, new
+    requests are refused.  Refusing is cheap, so the queue drains while
     requests wait too long and new work is taken again as soon as they do
     not: pbx takes as much new work as it can finish before clients
     retransmit (500 ms, RFC 3261 §17.1.1.2), and no more, without any rate
@@ -187,6 +188,7 @@ class OverloadGuard:
     _timer: IDelayedCall | None = None
     _shedding: bool = False
     _late_at: float | None = None
+    _above_since: float | None = None
     _debt: float = 0.0
     log = Logger()
 
@@ -243,10 +245,10 @@ class OverloadGuard:
         ``waited``: the seconds it waited in the UDP receive queue (None:
         not known, as on a stream).
         """
+        late = waited is not None and self.limits.queue_ms > 0 and self._late(waited)
         if not data.startswith((b"INVITE ", b"REGISTER ")):
             return False
         severe = self._timer is not None and max(self.level, self._overdue()) * 1000 > self.limits.severe_lag_ms
-        late = waited is not None and 0 < self.limits.queue_ms < waited * 1000
         share = 1.0 if severe or late else self.share
         if not share or not new_work(data, severe):
             if waited is not None and self._late_at is not None and not late:
@@ -266,6 +268,24 @@ class OverloadGuard:
             self._debt -= 1.0
         self.stats["refused"] += 1
         return True
+
+    def _late(self, waited: float) -> bool:
+        """
+        Whether requests wait too long now: this one waited over twice
+        ``queue_ms``, or every one read for ``queue_ms`` waited over it (a
+        queue that stands, as CoDel tells one from a burst, RFC 8289 §2).
+        A pause of the reactor (a garbage collection) delays what arrives
+        during it, and the backlog is read down at once; it refuses only
+        what waited so long that its client is about to send it again.
+        """
+        target = self.limits.queue_ms / 1000
+        if waited <= target:
+            self._above_since = None
+            return False
+        now = self.clock.seconds()
+        if self._above_since is None:
+            self._above_since = now
+        return waited > 2 * target or now - self._above_since >= target
 
     def _late_over(self) -> None:
         """A new request read in time, a second after the last one refused on its wait."""
