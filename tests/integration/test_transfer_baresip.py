@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -37,16 +36,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from support.baresip import LIMIT, MODULES, NEEDED, Phone, press
 from support.calls import (
     FRAME,
-    RATE,
-    best_alignment,
     call_config,
-    envelope,
     free_udp_block,
     keyed_tone,
     read_pcm_wav,
     tone_share,
     write_pcm_wav,
 )
+from support.conversation import tail_problems
 from support.daemon import (
     API,
     Daemon,
@@ -67,37 +64,6 @@ RELAY_PORTS = 40
 #: Packets (20 ms) each way after the join before the call is hung up: 3 s.
 PACKETS = 150
 RECALL_AFTER = 5
-
-
-def tail_problems(
-    audio: Sequence[int],
-    *,
-    talker: float,
-    own: float,
-    pattern: Sequence[bool],
-    seconds: float = 2.0,
-) -> list[str]:
-    """
-    What is wrong with the last ``seconds`` of ``audio`` (before the last
-    half second, where the call was hung up) as the talker's keyed tone:
-    over 80 % of the loud frames' energy at ``talker`` Hz, under 5 % at the
-    listener's ``own``, and an on/off envelope lining up with ``pattern``
-    somewhere (correlation above 0.8).
-    """
-    end = len(audio) - RATE // 2
-    tail = list(audio[max(0, end - int(seconds * RATE)) : end])
-    if len(tail) < seconds * RATE:
-        return [f"only {len(tail) / RATE:.2f}s of audio"]
-    problems = []
-    if (share := tone_share(tail, talker)) <= 0.8:
-        problems.append(f"{share:.2f} of the energy at {talker} Hz")
-    if (share := tone_share(tail, own)) >= 0.05:
-        problems.append(f"{share:.2f} of the energy at its own {own} Hz")
-    received = envelope(tail)
-    r, lag = best_alignment(received, pattern, max_lag=len(pattern) - len(received))
-    if r <= 0.8:
-        problems.append(f"envelope correlation {r:.2f} at lag {lag}")
-    return problems
 
 
 class BlindTransferTests(SynchronousTestCase):
