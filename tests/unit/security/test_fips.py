@@ -16,6 +16,7 @@ from pbx.security import fips
 from pbx.security.fips import (
     TLS13_SUITES,
     FipsState,
+    answers_sha256,
     library_state,
     refusal,
     restrict_context,
@@ -57,12 +58,51 @@ class RefusalTests(SynchronousTestCase):
         self.assertIn("hashlib's OpenSSL 3.0.19 is not in FIPS mode", problem)
         self.assertNotIn("cryptography", problem)
 
+    def test_fips_mode_without_a_provider_that_answers(self) -> None:
+        """
+        A library that says it is in FIPS mode but cannot compute SHA-256 (the
+        property query set, no FIPS provider active in it) is refused, by name.
+        """
+        hollow = FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False)
+        self.assertFalse(hollow.enabled)
+        problem = refusal(True, lambda: hollow)
+        self.assertIn("cryptography's OpenSSL 4.0.3 is in FIPS mode with no FIPS provider that answers", problem)
+        self.assertNotIn("hashlib", problem)
+        both = FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False, hashlib_sha256=False)
+        self.assertIn("and hashlib's OpenSSL 3.0.19 are in FIPS mode", refusal(True, lambda: both))
+        self.assertEqual(len(problem.splitlines()), 1)
+
+    def test_not_in_fips_mode_is_said_first(self) -> None:
+        """A library not in FIPS mode at all is named as such, whatever its SHA-256."""
+        problem = refusal(True, lambda: FipsState(False, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", hashlib_sha256=False))
+        self.assertIn("cryptography's OpenSSL 4.0.3 is not in FIPS mode", problem)
+
+    def test_answers_sha256(self) -> None:
+        """The known answer (FIPS 180-4 B.1) is checked; a library that refuses answers no."""
+        import hashlib
+
+        from cryptography.exceptions import InternalError, UnsupportedAlgorithm
+
+        self.assertTrue(answers_sha256(lambda data: hashlib.sha256(data).digest()))
+        self.assertFalse(answers_sha256(lambda data: hashlib.sha224(data).digest()))
+
+        for error in (ValueError("unsupported"), InternalError("no provider", []), UnsupportedAlgorithm("no")):
+
+            def refuses(data: bytes, error: Exception = error) -> bytes:
+                raise error
+
+            self.assertFalse(answers_sha256(refuses), error)
+
     def test_library_state_is_read_here(self) -> None:
-        """The state comes from the libraries of this process."""
+        """The state comes from the libraries of this process, each asked for a SHA-256."""
         state = library_state()
         self.assertTrue(state.crypto_version.startswith("OpenSSL"))
         self.assertTrue(state.hashlib_version.startswith("OpenSSL"))
+        # Not in FIPS mode here: the default providers answer.
+        self.assertTrue(state.crypto_sha256)
+        self.assertTrue(state.hashlib_sha256)
         self.assertEqual(state.enabled, state.crypto and state.hashlib)
+        self.assertEqual(state.summary()["hashlib"], {"fips": state.hashlib, "openssl": state.hashlib_version, "sha256": True})
 
     def test_load_refuses_with_one_line(self) -> None:
         """twistd pbx (and --check-config) stops with one line naming security.fips when the libraries are not in FIPS mode."""
