@@ -57,6 +57,7 @@ __all__ = [
     "answers_sha256",
     "library_state",
     "refusal",
+    "unusable",
     "restrict_context",
 ]
 
@@ -171,22 +172,33 @@ def refusal(wanted: bool, state: Callable[[], FipsState] | None = None) -> str |
         missing.append(f"cryptography's {found.crypto_version}")
     if not found.hashlib:
         missing.append(f"hashlib's {found.hashlib_version}")
-    if missing:
-        return (
-            f"is true, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in FIPS mode "
-            "(enable the OpenSSL FIPS provider, or set it to false)"
-        )
-    silent = []
-    if not found.crypto_sha256:
-        silent.append(f"cryptography's {found.crypto_version}")
-    if not found.hashlib_sha256:
-        silent.append(f"hashlib's {found.hashlib_version}")
-    if not silent:
+    if not missing:
         return None
     return (
-        f"is true, but {' and '.join(silent)} {'is' if len(silent) == 1 else 'are'} in FIPS mode "
-        "with no FIPS provider that answers (SHA-256 fails; where two OpenSSL builds share one "
-        "fips.so, give each its own copy, or set it to false)"
+        f"is true, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in FIPS mode "
+        "(enable the OpenSSL FIPS provider, or set it to false)"
+    )
+
+
+def unusable(found: FipsState) -> str | None:
+    """
+    Why the crypto libraries cannot serve pbx at all, whatever the config says, or None.
+
+    A library whose SHA-256 fails has no provider for it: nearly always an
+    OpenSSL config that puts it in FIPS mode (``fips=yes``) where its FIPS
+    provider did not start. pbx would fail later, at its first TLS context
+    or password hash, with a traceback; this says it first, in one line.
+    """
+    broken = []
+    if not found.crypto_sha256:
+        broken.append(f"cryptography's {found.crypto_version}" + (" (in FIPS mode)" if found.crypto else ""))
+    if not found.hashlib_sha256:
+        broken.append(f"hashlib's {found.hashlib_version}" + (" (in FIPS mode)" if found.hashlib else ""))
+    if not broken:
+        return None
+    return (
+        f"{' and '.join(broken)} cannot compute SHA-256: no OpenSSL provider answers (see OPENSSL_CONF; "
+        "a FIPS provider that did not start? two OpenSSL builds in one process need a copy of fips.so each)"
     )
 
 

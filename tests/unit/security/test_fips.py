@@ -20,6 +20,7 @@ from pbx.security.fips import (
     library_state,
     refusal,
     restrict_context,
+    unusable,
 )
 from pbx.sip.auth import DigestError
 from pbx.sip.digest_client import answer_challenge
@@ -58,24 +59,35 @@ class RefusalTests(SynchronousTestCase):
         self.assertIn("hashlib's OpenSSL 3.0.19 is not in FIPS mode", problem)
         self.assertNotIn("cryptography", problem)
 
-    def test_fips_mode_without_a_provider_that_answers(self) -> None:
+    def test_library_without_a_provider_that_answers(self) -> None:
         """
-        A library that says it is in FIPS mode but cannot compute SHA-256 (the
-        property query set, no FIPS provider active in it) is refused, by name.
+        A library whose SHA-256 fails (in FIPS mode, with no FIPS provider
+        started in it) is named, in one line, whatever the config says.
         """
         hollow = FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False)
         self.assertFalse(hollow.enabled)
-        problem = refusal(True, lambda: hollow)
-        self.assertIn("cryptography's OpenSSL 4.0.3 is in FIPS mode with no FIPS provider that answers", problem)
+        problem = unusable(hollow)
+        assert problem is not None
+        self.assertTrue(problem.startswith("cryptography's OpenSSL 4.0.3 (in FIPS mode) cannot compute SHA-256"), problem)
         self.assertNotIn("hashlib", problem)
-        both = FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False, hashlib_sha256=False)
-        self.assertIn("and hashlib's OpenSSL 3.0.19 are in FIPS mode", refusal(True, lambda: both))
         self.assertEqual(len(problem.splitlines()), 1)
+        both = FipsState(True, "OpenSSL 4.0.3", False, "OpenSSL 3.0.19", crypto_sha256=False, hashlib_sha256=False)
+        self.assertIn("(in FIPS mode) and hashlib's OpenSSL 3.0.19 cannot", unusable(both))
+        self.assertIsNone(unusable(ON))
+        self.assertIsNone(unusable(OFF))
 
-    def test_not_in_fips_mode_is_said_first(self) -> None:
-        """A library not in FIPS mode at all is named as such, whatever its SHA-256."""
-        problem = refusal(True, lambda: FipsState(False, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", hashlib_sha256=False))
-        self.assertIn("cryptography's OpenSSL 4.0.3 is not in FIPS mode", problem)
+    def test_load_stops_before_the_config_where_sha256_fails(self) -> None:
+        """
+        twistd pbx stops with that one line before it reads the config (whose
+        building makes a TLS context, which would fail with a traceback).
+        """
+        self.patch(fips, "library_state", lambda: FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False))
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("sip: {domain: pbx.test}\n")  # FIPS mode not even asked for
+        error = self.assertRaises(SystemExit, tap.load, {"config": path})
+        self.assertTrue(str(error.code).startswith("pbx: cryptography's OpenSSL 4.0.3 (in FIPS mode) cannot compute SHA-256"), error.code)
+        self.assertEqual(len(str(error.code).splitlines()), 1)
 
     def test_answers_sha256(self) -> None:
         """The known answer (FIPS 180-4 B.1) is checked; a library that refuses answers no."""
