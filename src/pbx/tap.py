@@ -72,12 +72,18 @@ def load(options: Options | dict[str, Any]) -> tuple[Config, list[Any], dict[str
     :raises SystemExit: with the one-line message on any problem.
     """
     from pbx.plugin_loader import configure, discover, discover_codecs
-    from pbx.security.fips import refusal
+    from pbx.security.fips import library_state, refusal, unusable
 
     path = options["config"]
+    # Before the config: building it already makes a TLS context, which
+    # fails with a traceback where no OpenSSL provider answers.
+    state = library_state()
+    broken = unusable(state)
+    if broken:
+        raise SystemExit(f"pbx: {broken}")
     try:
         config = load_config(path)
-        problem = refusal(config.security.fips)
+        problem = refusal(config.security.fips, lambda: state)
         if problem:
             raise ConfigError("security.fips", problem)
         features = configure(config.features, discover(config.plugin_dirs))

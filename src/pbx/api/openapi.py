@@ -62,7 +62,7 @@ _SCHEMAS: dict[str, Any] = {
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "fips": {
                 "type": "object",
-                "description": "security.fips, and whether each crypto library is in FIPS mode",
+                "description": "security.fips, and whether each crypto library is in FIPS mode and computes SHA-256 in it",
                 "properties": {
                     "enabled": {"type": "boolean"},
                     "cryptography": {"type": "object"}, "hashlib": {"type": "object"},

@@ -13,6 +13,16 @@ would not be kept:
   passwords and PINs, digest authentication's SHA-256), asked through
   ``_hashlib.get_fips_mode``.
 
+Both questions only read the default property query (``fips=yes``) that
+the OpenSSL config set; neither asks whether a FIPS provider is active to
+answer it. Where none is, the library says it is in FIPS mode and then
+fails every digest, cipher and key: the wheel of ``cryptography`` carries
+an OpenSSL of its own, and one ``fips.so`` loaded by the system's OpenSSL
+first cannot be started again by the second (the second core is left with
+no provider matching ``fips=yes``). So each library is also asked for a
+SHA-256 of a known message (FIPS 180-4, appendix B.1), and pbx starts only
+where both give the right answer.
+
 A library in FIPS mode refuses the algorithms that are not approved; pbx
 keeps to the approved ones on its side as well, so that nothing it would
 ask for fails at run time:
@@ -44,8 +54,10 @@ __all__ = [
     "TLS13_SUITES",
     "approved_options",
     "FipsState",
+    "answers_sha256",
     "library_state",
     "refusal",
+    "unusable",
     "restrict_context",
 ]
 
@@ -68,24 +80,64 @@ class FipsState:
     :ivar crypto_version: its version text.
     :ivar hashlib: the OpenSSL behind Python's ``hashlib`` (password hashes, digests).
     :ivar hashlib_version: its version text.
+    :ivar crypto_sha256: ``cryptography`` computed a SHA-256 right (a provider answers).
+    :ivar hashlib_sha256: ``hashlib``'s OpenSSL computed a SHA-256 right.
     """
 
     crypto: bool
     crypto_version: str
     hashlib: bool
     hashlib_version: str
+    crypto_sha256: bool = True
+    hashlib_sha256: bool = True
 
     @property
     def enabled(self) -> bool:
-        """Both libraries are in FIPS mode."""
-        return self.crypto and self.hashlib
+        """Both libraries are in FIPS mode, each with a provider that answers."""
+        return self.crypto and self.hashlib and self.crypto_sha256 and self.hashlib_sha256
 
     def summary(self) -> dict[str, object]:
         """For ``GET /api/v1/status``."""
         return {
-            "cryptography": {"fips": self.crypto, "openssl": self.crypto_version},
-            "hashlib": {"fips": self.hashlib, "openssl": self.hashlib_version},
+            "cryptography": {"fips": self.crypto, "openssl": self.crypto_version, "sha256": self.crypto_sha256},
+            "hashlib": {"fips": self.hashlib, "openssl": self.hashlib_version, "sha256": self.hashlib_sha256},
         }
+
+
+#: SHA-256("abc"), FIPS 180-4 appendix B.1 (the NIST example).
+_ABC_SHA256 = bytes.fromhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def answers_sha256(digest: Callable[[bytes], bytes]) -> bool:
+    """
+    Whether ``digest`` (a SHA-256 of one library) gives the known answer.
+
+    A library in FIPS mode without an active FIPS provider raises here
+    (``ValueError`` from ``hashlib``, ``InternalError`` or
+    ``UnsupportedAlgorithm`` from ``cryptography``).
+    """
+    from cryptography.exceptions import InternalError, UnsupportedAlgorithm
+
+    try:
+        return digest(b"abc") == _ABC_SHA256
+    except (ValueError, InternalError, UnsupportedAlgorithm):
+        return False
+
+
+def _cryptography_sha256(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def _hashlib_sha256(data: bytes) -> bytes:
+    # _hashlib, not hashlib.sha256: hashlib falls back to Python's own
+    # SHA-256 when OpenSSL refuses, and the question is about OpenSSL.
+    import _hashlib  # type: ignore[import-not-found]
+
+    return bytes(_hashlib.new("sha256", data).digest())
 
 
 def library_state() -> FipsState:
@@ -100,6 +152,8 @@ def library_state() -> FipsState:
         crypto_version=str(rust_openssl.openssl_version_text()),
         hashlib=bool(_hashlib.get_fips_mode()),
         hashlib_version=ssl.OPENSSL_VERSION,
+        crypto_sha256=answers_sha256(_cryptography_sha256),
+        hashlib_sha256=answers_sha256(_hashlib_sha256),
     )
 
 
@@ -123,6 +177,28 @@ def refusal(wanted: bool, state: Callable[[], FipsState] | None = None) -> str |
     return (
         f"is true, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in FIPS mode "
         "(enable the OpenSSL FIPS provider, or set it to false)"
+    )
+
+
+def unusable(found: FipsState) -> str | None:
+    """
+    Why the crypto libraries cannot serve pbx at all, whatever the config says, or None.
+
+    A library whose SHA-256 fails has no provider for it: nearly always an
+    OpenSSL config that puts it in FIPS mode (``fips=yes``) where its FIPS
+    provider did not start. pbx would fail later, at its first TLS context
+    or password hash, with a traceback; this says it first, in one line.
+    """
+    broken = []
+    if not found.crypto_sha256:
+        broken.append(f"cryptography's {found.crypto_version}" + (" (in FIPS mode)" if found.crypto else ""))
+    if not found.hashlib_sha256:
+        broken.append(f"hashlib's {found.hashlib_version}" + (" (in FIPS mode)" if found.hashlib else ""))
+    if not broken:
+        return None
+    return (
+        f"{' and '.join(broken)} cannot compute SHA-256: no OpenSSL provider answers (see OPENSSL_CONF; "
+        "a FIPS provider that did not start? two OpenSSL builds in one process need a copy of fips.so each)"
     )
 
 

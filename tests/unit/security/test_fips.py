@@ -16,9 +16,11 @@ from pbx.security import fips
 from pbx.security.fips import (
     TLS13_SUITES,
     FipsState,
+    answers_sha256,
     library_state,
     refusal,
     restrict_context,
+    unusable,
 )
 from pbx.sip.auth import DigestError
 from pbx.sip.digest_client import answer_challenge
@@ -57,12 +59,62 @@ class RefusalTests(SynchronousTestCase):
         self.assertIn("hashlib's OpenSSL 3.0.19 is not in FIPS mode", problem)
         self.assertNotIn("cryptography", problem)
 
+    def test_library_without_a_provider_that_answers(self) -> None:
+        """
+        A library whose SHA-256 fails (in FIPS mode, with no FIPS provider
+        started in it) is named, in one line, whatever the config says.
+        """
+        hollow = FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False)
+        self.assertFalse(hollow.enabled)
+        problem = unusable(hollow)
+        assert problem is not None
+        self.assertTrue(problem.startswith("cryptography's OpenSSL 4.0.3 (in FIPS mode) cannot compute SHA-256"), problem)
+        self.assertNotIn("hashlib", problem)
+        self.assertEqual(len(problem.splitlines()), 1)
+        both = FipsState(True, "OpenSSL 4.0.3", False, "OpenSSL 3.0.19", crypto_sha256=False, hashlib_sha256=False)
+        self.assertIn("(in FIPS mode) and hashlib's OpenSSL 3.0.19 cannot", unusable(both))
+        self.assertIsNone(unusable(ON))
+        self.assertIsNone(unusable(OFF))
+
+    def test_load_stops_before_the_config_where_sha256_fails(self) -> None:
+        """
+        twistd pbx stops with that one line before it reads the config (whose
+        building makes a TLS context, which would fail with a traceback).
+        """
+        self.patch(fips, "library_state", lambda: FipsState(True, "OpenSSL 4.0.3", True, "OpenSSL 3.0.19", crypto_sha256=False))
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("sip: {domain: pbx.test}\n")  # FIPS mode not even asked for
+        error = self.assertRaises(SystemExit, tap.load, {"config": path})
+        self.assertTrue(str(error.code).startswith("pbx: cryptography's OpenSSL 4.0.3 (in FIPS mode) cannot compute SHA-256"), error.code)
+        self.assertEqual(len(str(error.code).splitlines()), 1)
+
+    def test_answers_sha256(self) -> None:
+        """The known answer (FIPS 180-4 B.1) is checked; a library that refuses answers no."""
+        import hashlib
+
+        from cryptography.exceptions import InternalError, UnsupportedAlgorithm
+
+        self.assertTrue(answers_sha256(lambda data: hashlib.sha256(data).digest()))
+        self.assertFalse(answers_sha256(lambda data: hashlib.sha224(data).digest()))
+
+        for error in (ValueError("unsupported"), InternalError("no provider", []), UnsupportedAlgorithm("no")):
+
+            def refuses(data: bytes, error: Exception = error) -> bytes:
+                raise error
+
+            self.assertFalse(answers_sha256(refuses), error)
+
     def test_library_state_is_read_here(self) -> None:
-        """The state comes from the libraries of this process."""
+        """The state comes from the libraries of this process, each asked for a SHA-256."""
         state = library_state()
         self.assertTrue(state.crypto_version.startswith("OpenSSL"))
         self.assertTrue(state.hashlib_version.startswith("OpenSSL"))
+        # Not in FIPS mode here: the default providers answer.
+        self.assertTrue(state.crypto_sha256)
+        self.assertTrue(state.hashlib_sha256)
         self.assertEqual(state.enabled, state.crypto and state.hashlib)
+        self.assertEqual(state.summary()["hashlib"], {"fips": state.hashlib, "openssl": state.hashlib_version, "sha256": True})
 
     def test_load_refuses_with_one_line(self) -> None:
         """twistd pbx (and --check-config) stops with one line naming security.fips when the libraries are not in FIPS mode."""
