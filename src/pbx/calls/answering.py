@@ -25,6 +25,7 @@ from pbx.calls.events import CallEvents
 from pbx.calls.outbound import unquote_display
 from pbx.calls.routing import Routing
 from pbx.calls.signalling import LegServices
+from pbx.media.srtp_policy import SrtpPolicy
 from pbx.sip.dialog import LocalAddress
 from pbx.sip.ids import new_tag
 from pbx.sip.message import make_response
@@ -60,9 +61,11 @@ class Answering:
 
     def run_application(self, transaction: ServerTransaction, caller: str, number: str,
                         action: ToApplication, display: str = "", a_tag: str | None = None,
-                        early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
+                        early: tuple[bytes, Deferred[None]] | None = None, application: Any = None,
+                        srtp: str = SrtpPolicy.OFFERED) -> None:
         """
         Answer the call ourselves and hand it to a dialplan application.
+        ``srtp`` is the SRTP policy of the caller's extension or trunk.
 
         :param early: for a diverted call whose caller got early media: the
             SDP answer of that 183 and when its relay ports are free.  The
@@ -80,7 +83,7 @@ class Answering:
             self.services, transaction, caller=caller, callee=number, application=application,
             args=action.args, address=self.local_address(transaction.peer.transport),
             media=self.endpoint_media(caller, unquote_display(display), number),
-            events=self.events, on_end=self.call_ended, tag=a_tag,
+            events=self.events, on_end=self.call_ended, tag=a_tag, srtp=srtp,
         )
         self.track(call)
         self.log.info("call {caller} -> {number}: application {name}", caller=caller, number=number,
@@ -105,13 +108,13 @@ class Answering:
         return action
 
     def divert_new(self, transaction: ServerTransaction, caller: str, display: str, callee: str,
-                   reason: str) -> bool:
-        """Before anything rang: hand the caller to the application a diverter names, if any."""
+                   reason: str, srtp: str = SrtpPolicy.OFFERED) -> bool:
+        """Before anything rang: hand the caller (whose line has SRTP policy ``srtp``) to the application a diverter names, if any."""
         action = self._divertible(callee, reason)
         if action is None:
             return False
         self.log.info("call {caller} -> {callee} ({reason}) diverted", caller=caller, callee=callee, reason=reason)
-        self.run_application(transaction, caller, callee, action, display)
+        self.run_application(transaction, caller, callee, action, display, srtp=srtp)
         return True
 
     def divert_call(self, call: Call, callee: str, reason: str) -> bool:
@@ -138,7 +141,7 @@ class Answering:
         self.run_application(
             call.invite, call.caller, callee, action, call.caller_display, a_tag=call.a_tag,
             early=None if early is None else (early, self.relay.close(call.media.session)),
-            application=application,
+            application=application, srtp=call.media.srtp["a"].policy,
         )
 
     def refuse_with_announcement(self, call: Call, status: int, reason: str, prompt: str) -> bool:

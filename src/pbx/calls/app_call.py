@@ -25,6 +25,7 @@ from pbx.calls.reinvite import ReinviteAnswers
 from pbx.calls.signalling import LegServices
 from pbx.interfaces import IDialplanApplication
 from pbx.media.channel import Channel, HungUp
+from pbx.media.srtp_policy import SrtpPolicy
 from pbx.records import CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress
 from pbx.sip.message import Request, make_response
@@ -59,6 +60,7 @@ class ApplicationCall:
         events: CallEvents,
         on_end: Callable[[ApplicationCall], None],
         tag: str | None = None,
+        srtp: str = SrtpPolicy.OFFERED,
     ) -> None:
         self.services = services
         self.invite = invite
@@ -68,7 +70,8 @@ class ApplicationCall:
         self.args = args
         self.address = address
         self.media = media(self._app_hung_up)
-        self.media.secure(invite.peer.transport)  # SDES keys only over TLS (RFC 4568 §8.3)
+        # SDES keys only over TLS (RFC 4568 §8.3); the caller's line's policy.
+        self.media.secure(invite.peer.transport, srtp)
         self.started = services.clock.seconds()
         self.delayed = not invite.request.body
         timers = NamedTimers(services.clock)

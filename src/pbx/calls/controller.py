@@ -59,6 +59,7 @@ from pbx.config import Config
 from pbx.interfaces import IStore
 from pbx.media.media_clock import MediaClock
 from pbx.media.playout import HoldMusic
+from pbx.media.srtp_policy import SrtpPolicy
 from pbx.records import Binding, ExtensionRecord
 from pbx.sip.authn import RequestAuthenticator
 from pbx.sip.core import SIPCore
@@ -300,7 +301,8 @@ class CallController:
             transaction.respond(make_response(request, action.status, action.reason or None, to_tag=new_tag()))
             return
         if isinstance(action, ToApplication):
-            self._run_application(transaction, caller, number, action, display)
+            self._run_application(transaction, caller, number, action, display,
+                                  srtp=record.srtp if record is not None else SrtpPolicy.OFFERED)
             return
         if record is not None and (emergency := self._emergency_route(number)) is not None:
             # Kari's Law: 911, with or without the outside-line prefix, goes out
@@ -363,8 +365,10 @@ class CallController:
         request = transaction.request
         seen: set[str] = set()
         target, record, refuse = await self.routing.resolve_target(target, seen)
+        calling = await self.routing.lookup(caller)
+        caller_srtp = calling.srtp if calling is not None else SrtpPolicy.OFFERED
         if refuse:
-            if refuse == 486 and self._divert_new(transaction, caller, display, target, "dnd"):
+            if refuse == 486 and self._divert_new(transaction, caller, display, target, "dnd", caller_srtp):
                 return
             reason = {482: "Forwarding Loop", 486: "Do Not Disturb"}.get(refuse)
             transaction.respond(make_response(request, refuse, reason, to_tag=new_tag()))
@@ -382,12 +386,10 @@ class CallController:
                 bindings = self.registrar.contacts(target) if not refuse else []
                 why = "dnd" if refuse == 486 else "unavailable"
         if not bindings and not followed:
-            if not self._divert_new(transaction, caller, display, target, why):
+            if not self._divert_new(transaction, caller, display, target, why, caller_srtp):
                 transaction.respond(make_response(request, 480, "Not Registered", to_tag=new_tag()))
             return
-        calling = await self.routing.lookup(caller)
-        call = self._open_call(transaction, caller, display, target, expires, make_call,
-                               caller_srtp=calling.srtp if calling is not None else "offered")
+        call = self._open_call(transaction, caller, display, target, expires, make_call, caller_srtp=caller_srtp)
         if call is None:
             return
         call.callee_srtp = record.srtp
@@ -487,14 +489,16 @@ class CallController:
 
     def _run_application(self, transaction: ServerTransaction, caller: str, number: str,
                          action: ToApplication, display: str = "", a_tag: str | None = None,
-                         early: tuple[bytes, Deferred[None]] | None = None, application: Any = None) -> None:
+                         early: tuple[bytes, Deferred[None]] | None = None, application: Any = None,
+                         srtp: str = SrtpPolicy.OFFERED) -> None:
         """Answer the call ourselves and hand it to a dialplan application (see :meth:`Answering.run_application`)."""
-        self._answering().run_application(transaction, caller, number, action, display, a_tag, early, application)
+        self._answering().run_application(transaction, caller, number, action, display, a_tag, early, application,
+                                          srtp=srtp)
 
     def _divert_new(self, transaction: ServerTransaction, caller: str, display: str, callee: str,
-                    reason: str) -> bool:
+                    reason: str, srtp: str = SrtpPolicy.OFFERED) -> bool:
         """Before anything rang: hand the caller to the application a diverter names, if any."""
-        return self._answering().divert_new(transaction, caller, display, callee, reason)
+        return self._answering().divert_new(transaction, caller, display, callee, reason, srtp)
 
     def _divert_call(self, call: Call, callee: str, reason: str) -> bool:
         """A ringing call nobody will answer: diverted when a diverter names an application (see :meth:`Answering.divert_call`)."""

@@ -67,7 +67,7 @@ class TrunkEntry:
     config: Config
     contacts: Callable[[str], list[Binding]]
     session_expires: Callable[[ServerTransaction], int | None]
-    run_application: Callable[[ServerTransaction, str, str, ToApplication, str], None]
+    run_application: Callable[..., None]
     ring_extension: Callable[..., Awaitable[None]]
     open_call: Callable[..., Call | None]
     ring: Callable[[Call, list[Binding]], None]
@@ -119,7 +119,7 @@ class TrunkEntry:
         assert found is not None
         action = found[1]
         if isinstance(action, ToApplication):
-            self.run_application(transaction, caller, did, action, display)
+            self.run_application(transaction, caller, did, action, display, srtp=trunk.config.srtp)
         elif isinstance(action, ToExtension):
             await self.ring_extension(transaction, caller, display, action.number, expires, make_call)
         else:

@@ -14,6 +14,8 @@ themselves are tested in ``unit/features/echo/test_echo.py``.
 
 from __future__ import annotations
 
+import attrs
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from pbx.calls.dialplan import (
@@ -30,6 +32,8 @@ from pbx.config import (
     SecurityConfig,
     SIPConfig,
 )
+from pbx.media.sdp import parse_sdp
+from pbx.media.srtp import new_crypto
 from pbx.plugins.echo import echo
 from pbx.service import PBXService, StartupError
 from pbx.sip import timers
@@ -286,3 +290,52 @@ class ApplicationCheckTests(SynchronousTestCase):
         service = self.service(route("*43", "echo"), route("*44", "readback"))
         self.assertEqual(sorted(service.applications), ["echo", "readback"])
         self.assertIsNone(service._check_applications())
+
+
+class CallerPolicyTests(AppCallTestCase):
+    """A call pbx answers keeps to the SRTP policy of the caller's extension (RFC 4568; ``srtp:``)."""
+
+    def policy(self, number: str, srtp: str) -> None:
+        """Give extension ``number`` the SRTP policy ``srtp``."""
+        self.store.extensions[number] = attrs.evolve(self.store.extensions[number], srtp=srtp)
+
+    def test_required_caller_offering_plain_refused(self) -> None:
+        """A caller whose extension requires SRTP gets 488 for a plain offer, as on a call to a phone."""
+        self.policy("1001", "required")
+        self.refused("*43", 488)
+        [record] = self.store.calls
+        self.assertEqual((record.caller, record.disposition), ("1001", "FAILED"))
+
+    def test_off_caller_offering_srtp_refused(self) -> None:
+        """Over TLS, a caller whose extension has SRTP off gets 488 for an SRTP offer."""
+        phone = self.phone("1003", "192.0.2.13", transport="tls")
+        self.policy("1003", "off")
+        invite, _ = phone.invite("*43", body=secure_offer())
+        _, refused = phone.expect(100, 488)
+        phone.ack_failure(invite, refused)
+        self.assertEqual(self.allocator.in_use, 0)
+        phone.disconnect()
+
+    def test_offered_caller_gets_srtp_over_tls(self) -> None:
+        """With the default policy, an SRTP offer over TLS is answered with pbx's own key."""
+        phone = self.phone("1003", "192.0.2.13", transport="tls")
+        invite, leg = phone.invite("*43", body=secure_offer())
+        _, ok = phone.expect(100, 200)
+        answer = parse_sdp(ok.body).media[0]
+        self.assertEqual(answer.proto, "RTP/SAVP")
+        [crypto] = answer.attribute_values("crypto")
+        self.assertNotIn(CALLER_KEY.to_value().split()[-1], crypto)
+        phone.confirm(invite, leg, ok)
+        phone.in_dialog(leg, "BYE")
+        phone.expect(200)
+        phone.disconnect()
+
+
+CALLER_KEY = new_crypto("AES_CM_128_HMAC_SHA1_80", 1)
+
+
+def secure_offer() -> bytes:
+    """A PCMU offer of SRTP only, with one SDES key (RFC 4568 §9.1)."""
+    return offer("0", "0 PCMU/8000", proto="RTP/SAVP").replace(
+        b"a=sendrecv\r\n", b"a=crypto:" + CALLER_KEY.to_value().encode() + b"\r\na=sendrecv\r\n"
+    )
