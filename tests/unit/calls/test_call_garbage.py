@@ -1,0 +1,160 @@
+"""
+A finished call leaves no cyclic garbage: its call, legs, forks,
+transactions, timers and relay session are freed by reference counting
+when the last of them ends.  On a busy pbx, calls left in reference cycles
+pile up until the garbage collector frees them, and its collections pause
+the reactor for hundreds of milliseconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from support.phones import CALLEE_SDP, CALLER_SDP, CallTestCase, hold_sdp
+
+#: Objects of other libraries a call may leave to the collector (none seen today).
+MOST = 10
+#: Long enough for every transaction of a call to end (64*T1) and its timers with it.
+AFTERWARDS = 70
+
+
+class _Seen(weakref.WeakSet[Any]):
+    """The calls seen in progress, held weakly: those left are alive."""
+
+    made = 0
+
+    def note(self, calls: Iterable[Any]) -> None:
+        """Remember ``calls``, counting the ones not seen before."""
+        for call in calls:
+            if call not in self:
+                self.made += 1
+                self.add(call)
+
+    def clear(self) -> None:
+        """Forget every call seen and the count."""
+        super().clear()
+        self.made = 0
+
+
+class CallGarbageTests(CallTestCase):
+    """Each kind of call, run once the PBX is warm, leaves nothing for the garbage collector."""
+
+    def setUp(self) -> None:
+        """The PBX of CallTestCase with a third phone, 1003 (a transfer target)."""
+        self.seen = _Seen()
+        super().setUp()
+        self.target = self.phone("1003", "192.0.2.13")
+
+    def deliver(self) -> None:
+        """Note (weakly) every call in progress, then deliver what pbx sent."""
+        self.seen.note(self.controller.calls.values())
+        super().deliver()
+
+    def assert_no_garbage(self, run: Callable[[], None], calls: int = 1) -> None:
+        """
+        Run the call ``run`` places twice, the second time with the
+        collector off and keeping what it finds: no object of pbx's, and
+        fewer than :data:`MOST` in all, is left in a cycle, and the call
+        itself (``calls`` of them end) was freed before any collection.
+        """
+        run()
+        self.advance(AFTERWARDS)
+        gc.collect()
+        self.seen.clear()
+        # Everything alive now is held until the end: what an earlier test
+        # left (the log buffer lets go of old events as new ones come) is
+        # not counted as this call's garbage.
+        before = gc.get_objects()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            run()
+            self.advance(AFTERWARDS)
+            self.assertEqual(self.seen.made, calls)
+            self.assertEqual(len(self.seen), 0, "a call outlived its end")
+            gc.collect()
+            garbage = Counter(
+                f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+            del before
+        ours = {name: n for name, n in garbage.items() if name.startswith("pbx.")}
+        self.assertEqual(ours, {})
+        self.assertLess(sum(garbage.values()), MOST, garbage.most_common(10))
+
+    def test_caller_hangs_up(self) -> None:
+        """A two-party call the caller hangs up leaves no garbage."""
+
+        def run() -> None:
+            _, leg, _ = self.establish()
+            self.hang_up(leg)
+
+        self.assert_no_garbage(run)
+
+    def test_callee_hangs_up(self) -> None:
+        """A two-party call the callee hangs up leaves no garbage."""
+
+        def run() -> None:
+            _, _, callee_leg = self.establish()
+            self.callee.in_dialog(callee_leg, "BYE")
+            self.callee.expect(200)
+            bye = self.caller.expect_one("BYE")
+            self.caller.respond(bye, 200)
+
+        self.assert_no_garbage(run)
+
+    def test_busy(self) -> None:
+        """A call the callee refuses as busy (486) leaves no garbage."""
+
+        def run() -> None:
+            invite, _, [forked] = self.ring()
+            self.callee.respond(forked, 486)
+            self.callee.expect("ACK")
+            busy = self.caller.expect_one(486)
+            self.caller.ack_failure(invite, busy)
+
+        self.assert_no_garbage(run)
+
+    def test_not_found(self) -> None:
+        """A call to a number that does not exist (404) leaves no garbage."""
+
+        def run() -> None:
+            invite, _ = self.caller.invite("1999")
+            _, not_found = self.caller.expect(100, 404)
+            self.caller.ack_failure(invite, not_found)
+
+        self.assert_no_garbage(run, calls=0)
+
+    def test_cancelled(self) -> None:
+        """A call the caller cancels while it rings leaves no garbage."""
+
+        def run() -> None:
+            invite, _, [forked] = self.ring()
+            self.callee.respond(forked, 180)
+            self.caller.expect(180)
+            self.abandon(invite, (self.callee, forked))
+
+        self.assert_no_garbage(run)
+
+    def test_hold_passed_on(self) -> None:
+        """A call whose caller holds (a re-INVITE passed to the callee) leaves no garbage."""
+
+        def run() -> None:
+            _, leg, _ = self.establish()
+            self.caller.in_dialog(leg, "INVITE", body=hold_sdp(CALLER_SDP, "sendonly"))
+            self.caller.expect(100)
+            reinvite = self.callee.expect_one("INVITE")
+            self.callee.respond(reinvite, 200, body=hold_sdp(CALLEE_SDP, "recvonly"))
+            self.callee.expect("ACK")
+            self.caller.expect(200)
+            self.caller.ack_reinvite(leg)
+            self.hang_up(leg)
+
+        self.assert_no_garbage(run)
