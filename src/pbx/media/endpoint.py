@@ -32,7 +32,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pbx.media.jitter import Frame, JitterBuffer, Lost
-from pbx.media.media_clock import MediaClock
+from pbx.media.media_clock import MediaClock, stop_counted
 from pbx.media.ports import PortAllocator, bind_pair
 from pbx.media.relay_endpoint import ANY_SOURCE, LatchMode
 from pbx.media.rtcp import (
@@ -264,8 +264,8 @@ class RTPEndpoint(DatagramProtocol):
         if self._rtcp_call is not None and self._rtcp_call.active():
             self._rtcp_call.cancel()
         self._rtcp_call = None
-        if self._playout is not None and self._playout.running:
-            self._playout.stop()
+        if self._playout is not None:
+            stop_counted(self._playout)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
