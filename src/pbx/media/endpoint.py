@@ -269,6 +269,10 @@ class RTPEndpoint(DatagramProtocol):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # Nothing is heard any more.  The owner's callbacks and our sockets
+        # (whose protocols point back at us) are let go of, so a closed
+        # endpoint is freed by reference counting, not by the collector.
+        self._on_frame = self._on_packet = self._on_te = None
         if self.port is None:
             return succeed(self.rtcp.quality())
         self._send_rtcp(self.rtcp.bye(self._now(), reason))  # RFC 3550 §6.3.7
@@ -278,6 +282,7 @@ class RTPEndpoint(DatagramProtocol):
 
         def release(_: object) -> QualityReport:
             self._allocator.release(port)
+            self._rtp_port = self._rtcp_port = None
             return self.rtcp.quality()
 
         return done.addCallback(release)
@@ -456,9 +461,10 @@ class RTPEndpoint(DatagramProtocol):
 
     def _playout_tick(self, count: int) -> None:
         """The playout timer: one frame per ptime elapsed, even if ticks were late."""
-        assert self._on_frame is not None
         try:
             for _ in range(count):
+                if self._on_frame is None:
+                    return  # closed meanwhile (by the handler of the frame before)
                 self._on_frame(self.jitter.get())
         except Exception:
             self.log.failure("playout handler failed")

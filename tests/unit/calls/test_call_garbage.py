@@ -1,7 +1,8 @@
 """
 A finished call leaves no cyclic garbage: its call, legs, forks,
-transactions, timers and relay session are freed by reference counting
-when the last of them ends.  On a busy pbx, calls left in reference cycles
+transactions, timers, relay session and sockets (or, for a call pbx answers
+itself, its application's channel and RTP endpoint) are freed by reference
+counting when the last of them ends.  On a busy pbx, calls left in reference cycles
 pile up until the garbage collector frees them, and its collections pause
 the reactor for hundreds of milliseconds.
 """
@@ -21,6 +22,7 @@ from pbx.media.music import MusicClass
 from pbx.media.playout import HoldMusic
 from pbx.sip.message import Request, Response
 
+from support.app_calls import TICK, AppCallTestCase, frames
 from support.phones import (
     CALLEE_SDP,
     CALLER_SDP,
@@ -52,29 +54,39 @@ class _Seen(weakref.WeakSet[Any]):
         self.made = 0
 
 
-class CallGarbageTests(CallTestCase):
-    """Each kind of call, run once the PBX is warm, leaves nothing for the garbage collector."""
+class _GarbageChecks(CallTestCase):
+    """A PBX whose calls can be checked for garbage (no tests of its own)."""
 
     def setUp(self) -> None:
-        """The PBX of CallTestCase with a third phone, 1003 (a transfer target)."""
+        """Watch the calls as they go."""
         self.seen = _Seen()
         super().setUp()
-        self.target = self.phone("1003", "192.0.2.13")
 
     def deliver(self) -> None:
         """Note (weakly) every call in progress, then deliver what pbx sent."""
         self.seen.note(self.controller.calls.values())
         super().deliver()
 
+    def forget_closed_ports(self) -> None:
+        """
+        The fake reactor keeps every UDP port it opened (tests look at them
+        after they close); a real one forgets a closed port, and so must it
+        here, or it would keep alive what a call leaves in cycles.
+        """
+        ports = self.clock.udpPorts
+        for number in [n for n, port in ports.items() if not port.listening]:
+            del ports[number]
+
     def assert_no_garbage(self, run: Callable[[], None], calls: int = 1) -> None:
         """
         Run the call ``run`` places twice, the second time with the
-        collector off and keeping what it finds: nothing (of pbx's, of
-        Twisted's as pbx uses it...) is left in a cycle, and the call itself
-        (``calls`` of them end) was freed before any collection.
+        collector off and keeping what it finds: no object at all is left
+        in a cycle, and the call itself (``calls`` of them end) was freed
+        before any collection.
         """
         run()
         self.advance(AFTERWARDS)
+        self.forget_closed_ports()
         gc.collect()
         self.seen.clear()
         # Everything alive now is held until the end: what an earlier test
@@ -86,6 +98,7 @@ class CallGarbageTests(CallTestCase):
         try:
             run()
             self.advance(AFTERWARDS)
+            self.forget_closed_ports()
             self.assertEqual(self.seen.made, calls)
             self.assertEqual(len(self.seen), 0, "a call outlived its end")
             gc.collect()
@@ -98,6 +111,15 @@ class CallGarbageTests(CallTestCase):
             gc.enable()
             del before
         self.assertEqual(dict(garbage), {})
+
+
+class CallGarbageTests(_GarbageChecks):
+    """Each kind of relayed call, run once the PBX is warm, leaves nothing for the garbage collector."""
+
+    def setUp(self) -> None:
+        """The PBX of CallTestCase with a third phone, 1003 (a transfer target)."""
+        super().setUp()
+        self.target = self.phone("1003", "192.0.2.13")
 
     def test_caller_hangs_up(self) -> None:
         """A two-party call the caller hangs up leaves no garbage."""
@@ -216,5 +238,30 @@ class CallGarbageTests(CallTestCase):
                 self.advance(0.2, step=0.02)
             self.quiet(self.callee)
             self.hang_up(leg)
+
+        self.assert_no_garbage(run)
+
+
+class ApplicationCallGarbageTests(_GarbageChecks, AppCallTestCase):
+    """A call pbx answers itself for an application leaves nothing for the garbage collector."""
+
+    def test_caller_hangs_up(self) -> None:
+        """The caller hangs up on the echo application."""
+
+        def run() -> None:
+            leg, port = self.connect("*43")
+            self.rtp(port, bytes(160))
+            self.media(0.2)
+            self.bye(leg)
+
+        self.assert_no_garbage(run)
+
+    def test_application_hangs_up(self) -> None:
+        """An application plays a beep and hangs up."""
+
+        def run() -> None:
+            leg, _ = self.connect("*46")
+            self.media(frames("general/beep") * TICK)
+            self.caller.respond(self.caller.expect_one("BYE"), 200)
 
         self.assert_no_garbage(run)
