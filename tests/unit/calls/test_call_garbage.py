@@ -1,10 +1,10 @@
 """
 A finished call leaves no cyclic garbage: its call, legs, forks,
-transactions, timers, relay session and sockets (or, for a call pbx answers
-itself, its application's channel and RTP endpoint) are freed by reference
-counting when the last of them ends.  On a busy pbx, calls left in reference cycles
-pile up until the garbage collector frees them, and its collections pause
-the reactor for hundreds of milliseconds.
+transactions, timers, relay session and sockets (or, for a call pbx
+answers itself, its application's channel and RTP endpoint) are freed by
+reference counting when the last of them ends.  On a busy pbx, calls left
+in reference cycles pile up until the garbage collector frees them, and
+its collections pause the reactor for hundreds of milliseconds.
 """
 
 from __future__ import annotations
@@ -187,6 +187,23 @@ class CallGarbageTests(_GarbageChecks):
             self.callee.expect("ACK")
             self.caller.expect(200)
             self.caller.ack_reinvite(leg)
+            self.hang_up(leg)
+
+        self.assert_no_garbage(run)
+
+    def test_key_relayed(self) -> None:
+        """A call whose caller presses a key (INFO, watched for in-call codes and relayed) leaves no garbage."""
+
+        def run() -> None:
+            _, leg, _ = self.establish()
+            self.caller.in_dialog(
+                leg,
+                "INFO",
+                body=b"Signal=5\r\nDuration=160\r\n",
+                extra=[("Content-Type", "application/dtmf-relay")],
+            )
+            self.callee.respond(self.callee.expect_one("INFO"), 200)
+            self.caller.expect(200)
             self.hang_up(leg)
 
         self.assert_no_garbage(run)
