@@ -167,7 +167,12 @@ class ApplicationCall:
         assert self.channel is not None
         try:
             await self.application.run(self.channel, self.args)
-        except HungUp:
+        except HungUp as e:
+            # It came up through Twisted's coroutine plumbing: its traceback
+            # holds the frame that threw it into a coroutine, which holds the
+            # Failure that holds it.  Without the traceback, that cycle (and
+            # every frame it keeps) is freed at once, not by the collector.
+            e.__traceback__ = None
             return
         except Exception:
             # A failed application ends its call; the caller is not left

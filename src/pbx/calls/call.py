@@ -13,6 +13,7 @@ for the caller's, which carries the answer (§13.2.2.4).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,7 @@ from pbx.media.playout import HoldMusic
 from pbx.media.sdp import Connection, MediaDescription, Origin, SessionDescription
 from pbx.records import Binding, CallRecord
 from pbx.sip.dialog import Dialog, LocalAddress, new_invite
-from pbx.sip.message import Request, Response
+from pbx.sip.message import Request, Response, make_response
 from pbx.sip.named_timers import NamedTimers
 from pbx.sip.transaction import ServerTransaction
 from pbx.sip.uri import parse_uri
@@ -43,6 +44,14 @@ from pbx.sip.uri import parse_uri
 NO_ANSWER_IN_ACK = "no answer in ACK"
 #: Dispositions of calls that failed with a final status.
 _DISPOSITIONS = {486: "BUSY", 600: "BUSY", 603: "BUSY", 480: "NO ANSWER", 408: "NO ANSWER", 487: "CANCELLED"}
+
+
+def _refusal_of(media: CallMedia, offer: bytes) -> bytes:
+    """The ACK body turning down the offer of a 2xx that came too late or in a race (:func:`refusal`)."""
+    try:
+        return refusal(CallMedia.parse(offer), media.address)
+    except MediaError:
+        return b""
 
 
 def refusal(offer: SessionDescription, address: str) -> bytes:
@@ -124,7 +133,7 @@ class Call:
         self._reinvites = ReinviteAnswers(services.sip, self._timers)
         self._published_ringing = False
         self._hold = None if music is None else LocalHold(media, music, self._extension, self.line_class)
-        self._reoffers = Reoffers(services.sip, media, self._reinvites, self._hold, self._dialog,
+        self._reoffers: Reoffers | None = Reoffers(services.sip, media, self._reinvites, self._hold, self._dialog,
                                   self._refreshed, self._refresh_headers, self._event)
         #: Who sits where, for the records, and the conversation's linked id.
         self.seating = Seating(self.call_id, self.started)
@@ -194,23 +203,25 @@ class Call:
             )
 
         self.forks = Forks(self.services, on_provisional=self._provisional, on_answer=self._answer,
-                           refusal=self._refusal if self.delayed else None, timers=self._timers)
+                           refusal=self._forks_refusal(), timers=self._timers)
         return self.forks.ring(bindings, invite, ring_timeout)
 
     def caller_uri(self, domain: str) -> str:
         """The caller's URI the callee's phones are shown (From, P-Asserted-Identity)."""
         return f"sip:{self.caller}@{domain}"
 
+    def _forks_refusal(self) -> Callable[[bytes], bytes] | None:
+        """
+        In delayed mode, how the forks turn down the offer of a 2xx they do
+        not take; None otherwise.  It outlives the call (a late 2xx), so it
+        holds the media, not the call (no reference cycle, :meth:`_release`).
+        """
+        return functools.partial(_refusal_of, self.media) if self.delayed else None
+
     def ring_more(self, bindings: list[Binding]) -> None:
         """While ringing, ring ``bindings`` too (follow-me's other numbers)."""
         if self.forks is not None:
             self.forks.add(bindings)
-
-    def _refusal(self, offer: bytes) -> bytes:
-        try:
-            return refusal(CallMedia.parse(offer), self.media.address)
-        except MediaError:
-            return b""
 
     def _provisional(self, fork: Fork, response: Response) -> None:
         body = b""
@@ -378,6 +389,19 @@ class Call:
             self._hold.stop()
         self._on_end(self)
         self._event("ended", records=self.record(), disposition=self.disposition)
+        self._release()
+
+    def _release(self) -> None:
+        """
+        An ended call lets go of the helpers that call back into it (bound
+        methods of the call): with no reference cycle left, the call and
+        everything it holds is freed by reference counting when its last
+        transaction ends, instead of piling up for the garbage collector,
+        whose pauses stall the reactor on a busy pbx.  Its dialogs have left
+        the dialog table, so no offer or INFO reaches it any more.
+        """
+        self._reoffers = None
+        self._hold = None
 
     # -- in-dialog ---------------------------------------------------------------------
 
@@ -406,6 +430,9 @@ class Call:
         offer the change to the other leg, and answer with what it says
         (:class:`~pbx.calls.reoffer.Reoffers`).
         """
+        if self._reoffers is None:
+            transaction.respond(make_response(transaction.request, 481))  # RFC 3261 §12.2.2: the call is over
+            return
         self._reoffers.reoffer(leg, transaction)
 
     def _extension(self, leg: str) -> str:
@@ -414,6 +441,9 @@ class Call:
 
     def info(self, leg: str, transaction: ServerTransaction) -> None:
         """Pass INFO (e.g. application/dtmf-relay) to the other leg; answer with what it answers."""
+        if self._reoffers is None:
+            transaction.respond(make_response(transaction.request, 481))  # RFC 3261 §12.2.2: the call is over
+            return
         self._reoffers.info(leg, transaction)
 
     # -- transfer (pbx.calls.transfer) ------------------------------------------------

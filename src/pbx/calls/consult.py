@@ -219,12 +219,14 @@ class Consult:
 
     def watch(self, cancel_code: str) -> None:
         """The transferor's keys are watched for ``cancel_code``."""
-        self._watch = CodeWatch({cancel_code: lambda: self._inputs.cancel()})
+        # The watch only names the code; cancelling is ours (:meth:`key`), so
+        # the watch holds no callback back to us (no reference cycle).
+        self._watch = CodeWatch({cancel_code: None})
 
     def key(self, leg: str, key: str) -> None:
         """A key of a party of the call: only the transferor's cancel code counts."""
-        if leg == self.transferor and self._watch is not None:
-            self._watch.key(key)
+        if leg == self.transferor and self._watch is not None and self._watch.key(key) is not None:
+            self._inputs.cancel()
 
     def place(self, leg: str) -> str:
         """The huddle's name of the party in ``leg``'s seat."""

@@ -356,12 +356,21 @@ class EndpointMedia:
         return now - max(since, self.endpoint.last_received or 0.0)
 
     def close(self, cause: str) -> None:
-        """The call is over: the channel hears it, the endpoint's ports go back."""
+        """
+        The call is over: the channel hears it, the endpoint's ports go back,
+        and the call's hang-up callback is let go of (the call holds us: a
+        reference cycle left for the garbage collector otherwise).
+        """
         if self.channel is not None:
             self.channel.closed(cause)
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
+        self.on_hangup = _over
+
+
+def _over(cause: str) -> None:
+    """The hang-up callback of closed media: the call is over already."""
 
 
 def answer_dtmf_info(transaction: Any, channel: Channel | None) -> None:

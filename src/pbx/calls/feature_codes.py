@@ -68,10 +68,11 @@ class CodeWatch:
     """
     Watches keys for one or more codes that take no number.
 
-    :param codes: each code and what it does, called the moment its last key comes.
+    :param codes: each code and what it does, called the moment its last key
+        comes (None: nothing, :meth:`key` names the code to the caller).
     """
 
-    def __init__(self, codes: Mapping[str, Callable[[], None]]) -> None:
+    def __init__(self, codes: Mapping[str, Callable[[], None] | None]) -> None:
         self._codes = {code: act for code, act in codes.items() if code}
         self._width = max((len(code) for code in self._codes), default=0)
         self._recent = ""
@@ -85,7 +86,9 @@ class CodeWatch:
         for code in sorted(self._codes, key=len, reverse=True):
             if self._recent.endswith(code):
                 self._recent = ""
-                self._codes[code]()
+                act = self._codes[code]
+                if act is not None:
+                    act()
                 return code
         return None
 
@@ -111,22 +114,22 @@ class DigitCollector:
             codes = {codes: on_number}
         self._clock = clock
         self._on_number: Callable[[str], None] | None = None
-        self._watch = CodeWatch({code: self._started(act) for code, act in codes.items()})
+        # The watch only names the code keyed; what it starts is looked up
+        # here, so that the watch holds nothing that leads back to us (a
+        # reference cycle would leave the collector to the garbage collector).
+        self._acts = {code: act for code, act in codes.items() if code}
+        self._watch = CodeWatch(dict.fromkeys(self._acts))
         #: The number being collected, or None while waiting for a code.
         self.number: str | None = None
         self._timer: IDelayedCall | None = None
 
-    def _started(self, act: Callable[[str], None]) -> Callable[[], None]:
-        def started() -> None:
-            self._on_number, self.number = act, ""
-            self._restart()
-
-        return started
-
     def key(self, key: str) -> None:
         """One key the party pressed."""
         if self.number is None:
-            self._watch.key(key)
+            code = self._watch.key(key)
+            if code is not None:
+                self._on_number, self.number = self._acts[code], ""
+                self._restart()
             return
         if key == "#":
             self._finish()

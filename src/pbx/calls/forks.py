@@ -270,6 +270,7 @@ class Forks:
             if other is not fork:
                 other.cancel()
         self.outcome.callback(Rung(Outcome.ANSWERED, 200, fork))
+        self._settle()
 
     def _cancel_all(self, *_: object) -> None:
         self._timers.stop("ring")
@@ -279,6 +280,7 @@ class Forks:
     def _decide(self, outcome: Outcome, status: int) -> None:
         self._timers.stop("ring")
         self.outcome.callback(Rung(outcome, status))
+        self._settle()
 
     # -- ringing ---------------------------------------------------------------------
 
@@ -444,8 +446,27 @@ class Forks:
         self._services.sip.in_dialog(fork.dialog, "BYE")
 
     def stop(self) -> None:
-        """The call ended: stop the ring timer; a late response is still ACKed and hung up, nothing more."""
+        """
+        The call ended: stop the ring timer; a late response is still ACKed
+        and hung up, nothing more (and the call's callbacks are let go of).
+        """
         self._timers.stop("ring")
+        self._on_provisional = _no_provisional
+        self._on_answer = _decline
+
+    def _settle(self) -> None:
+        """
+        Ringing is decided: let go of what refers back to the call or to
+        the group itself.  The machine has nothing left to do
+        (:data:`FORKS_TABLE`: ``answered`` ignores every input, ``over`` at
+        most cancels again forks that were cancelled or have failed), and
+        no fork is added, retried or offered to the call (:meth:`_handle`
+        asks it only while ringing).  A finished call's group is then freed
+        by reference counting, not left in cycles for the garbage collector,
+        whose pauses stall the reactor.
+        """
+        self._inputs = IGNORED
+        self._make_invite = self._on_challenge = None
         self._on_provisional = _no_provisional
         self._on_answer = _decline
 

@@ -235,8 +235,11 @@ class InboundLeg:
         self._stop_timers()
         self._inputs = IGNORED  # an ended leg ignores every input (TABLE)
         on_ended = self._on_ended
-        # Nothing more is reported: the owner and the leg let go of each other.
+        # Nothing more is reported: the owner and the leg let go of each
+        # other, so that a finished call is freed by reference counting and
+        # does not wait for (and lengthen) a pause of the garbage collector.
         self._on_acked = self._on_no_ack = self._on_ended = None
+        self._owner = None
         if on_ended is not None:
             on_ended()
 

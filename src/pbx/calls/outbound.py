@@ -317,6 +317,9 @@ class OutboundCall:
         self.ended_at = self.services.clock.seconds()
         self._reinvites.timers.stop_all()
         self.forks.stop()
+        # Nothing rings any more: the placer's callback (which often holds
+        # this call) is let go of, leaving no reference cycle to the collector.
+        self.on_ringing = None
         if self.media.channel is not None:
             self.media.channel.closed(self.hangup_cause)
         self._on_end(self)

@@ -62,25 +62,30 @@ class Ringback:
         self._frames = frames
         self._next = 0
         self._sender = RTPSender(payload_type)
-        self._loop = LoopingCall(self._send)
-        self._loop.clock = clock
+        self._clock = clock
+        # The loop calls back into us: it exists only while playing, so a
+        # stopped ringback is no reference cycle left to the garbage collector.
+        self._loop: LoopingCall | None = None
         #: Packets written so far.
         self.sent = 0
 
     def start(self) -> None:
         """Begin at once."""
-        if not self._loop.running:
+        if self._loop is None:
+            self._loop = LoopingCall(self._send)
+            self._loop.clock = self._clock
             self._loop.start(FRAME / 8000, now=True)
 
     def stop(self) -> None:
         """Stop (the target answered, or the transfer ended)."""
-        if self._loop.running:
-            self._loop.stop()
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
 
     @property
     def running(self) -> bool:
         """Whether packets are still being written."""
-        return bool(self._loop.running)
+        return self._loop is not None and bool(self._loop.running)
 
     def _send(self) -> None:
         try:

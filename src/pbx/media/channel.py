@@ -544,6 +544,9 @@ class Channel:
         if self.hung_up:
             return
         self.hung_up = True
+        # A hung-up channel asks for no hang-up (see hangup): the call's
+        # callback, which leads back here, is let go of (no reference cycle).
+        self.on_hangup = None
         self._out.clear()
         # A bridged channel must not repeat our last frame (see tick).
         self._last_in = None

@@ -32,7 +32,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pbx.media.jitter import Frame, JitterBuffer, Lost
-from pbx.media.media_clock import MediaClock
+from pbx.media.media_clock import MediaClock, stop_counted
 from pbx.media.ports import PortAllocator, bind_pair
 from pbx.media.relay_endpoint import ANY_SOURCE, LatchMode
 from pbx.media.rtcp import (
@@ -264,11 +264,15 @@ class RTPEndpoint(DatagramProtocol):
         if self._rtcp_call is not None and self._rtcp_call.active():
             self._rtcp_call.cancel()
         self._rtcp_call = None
-        if self._playout is not None and self._playout.running:
-            self._playout.stop()
+        if self._playout is not None:
+            stop_counted(self._playout)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        # Nothing is heard any more.  The owner's callbacks and our sockets
+        # (whose protocols point back at us) are let go of, so a closed
+        # endpoint is freed by reference counting, not by the collector.
+        self._on_frame = self._on_packet = self._on_te = None
         if self.port is None:
             return succeed(self.rtcp.quality())
         self._send_rtcp(self.rtcp.bye(self._now(), reason))  # RFC 3550 §6.3.7
@@ -278,6 +282,7 @@ class RTPEndpoint(DatagramProtocol):
 
         def release(_: object) -> QualityReport:
             self._allocator.release(port)
+            self._rtp_port = self._rtcp_port = None
             return self.rtcp.quality()
 
         return done.addCallback(release)
@@ -456,9 +461,10 @@ class RTPEndpoint(DatagramProtocol):
 
     def _playout_tick(self, count: int) -> None:
         """The playout timer: one frame per ptime elapsed, even if ticks were late."""
-        assert self._on_frame is not None
         try:
             for _ in range(count):
+                if self._on_frame is None:
+                    return  # closed meanwhile (by the handler of the frame before)
                 self._on_frame(self.jitter.get())
         except Exception:
             self.log.failure("playout handler failed")

@@ -19,9 +19,25 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-__all__ = ["MediaClock"]
+__all__ = ["MediaClock", "stop_counted"]
 
 Tick = Callable[[int], object]
+
+
+def stop_counted(loop: LoopingCall) -> None:
+    """
+    Stop a ``LoopingCall.withCount`` loop and let go of its function:
+    that function refers to the loop itself, a reference cycle that would
+    otherwise wait for the garbage collector (whose pauses stall the
+    reactor) instead of being freed with the loop.
+    """
+    if loop.running:
+        loop.stop()
+    loop.f = _stopped
+
+
+def _stopped() -> None:
+    """What a stopped loop would call: nothing."""
 
 
 class MediaClock:
@@ -75,8 +91,7 @@ class MediaClock:
         def remove() -> None:
             if self._ticks.pop(key, None) is not None and not self._ticks and self._loop is not None:
                 loop, self._loop = self._loop, None
-                if loop.running:
-                    loop.stop()
+                stop_counted(loop)
 
         return remove
 

@@ -67,6 +67,19 @@ def _sender(transport: Any) -> Callable[[bytes, Address], Any]:
     return transport.write  # type: ignore[no-any-return]
 
 
+class _Nowhere:
+    """The peer of a closed socket: it has no destination, so nothing is relayed to it."""
+
+    dest: Address | None = None
+    send: Callable[[bytes, Address], Any] = staticmethod(_dropping_sender)
+    transform: Callable[[bytes], bytes | None] | None = None
+    last_seen: float | None = None
+
+
+#: What a closed socket relays to (see :meth:`RelayEndpoint.stopProtocol`).
+NOWHERE = _Nowhere()
+
+
 class RelayEndpoint(DatagramProtocol):
     """
     One UDP socket of one leg (RTP or RTCP); relays to its ``peer``, the
@@ -93,7 +106,8 @@ class RelayEndpoint(DatagramProtocol):
         self._now = clock.seconds
         self.latch_before_sdp = latch_before_sdp
         self.relatch_after = relatch_after
-        self.peer: RelayEndpoint = self  # the other leg's socket; until paired, an echo
+        # The other leg's socket; until paired, an echo; once closed, nowhere.
+        self.peer: RelayEndpoint | _Nowhere = self
         self.send: Callable[[bytes, Address], Any] = _dropping_sender
         self.remote: Address | None = None
         self.expected_ip: str | None = None
@@ -129,10 +143,17 @@ class RelayEndpoint(DatagramProtocol):
         self._wire()
 
     def stopProtocol(self) -> None:  # noqa: N802 - twisted API
-        """The socket is closed: nothing is sent to or from it any more."""
+        """
+        The socket is closed: nothing is sent to or from it any more.  It
+        lets go of its peer (the other leg's socket, which points back at
+        it, or itself): the sockets of a finished call are freed by reference
+        counting instead of waiting for the garbage collector, whose pauses
+        stall the reactor.
+        """
         self.closed = True
         self.send = self._raw_send = _dropping_sender
         self.dest = None
+        self.peer = NOWHERE
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:  # noqa: N802 - twisted API
         """Relay one packet to the other leg, if its source is (or may become) latched."""

@@ -7,6 +7,7 @@ forgotten, and the owner's end stops them all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -37,14 +38,17 @@ class NamedTimers:
         Call ``send`` after ``first`` seconds, then again at doubling
         intervals capped at ``cap``, until :meth:`stop` ``(name)``: how a
         2xx is resent until its ACK (RFC 3261 §13.3.1.4, T1 then up to T2).
+
+        Each round is a partial, not a closure that names itself: such a
+        closure is a reference cycle, and it would outlive the stopped timer
+        until the garbage collector ran.
         """
+        self.start(name, first, functools.partial(self._again, name, send, first, cap))
 
-        def again(interval: float) -> None:
-            send()
-            following = min(2 * interval, cap)
-            self.start(name, following, lambda: again(following))
-
-        self.start(name, first, lambda: again(first))
+    def _again(self, name: str, send: Callable[[], None], interval: float, cap: float) -> None:
+        send()
+        following = min(2 * interval, cap)
+        self.start(name, following, functools.partial(self._again, name, send, following, cap))
 
     def stop(self, name: str) -> None:
         """Stop the timer ``name``, if it runs."""

@@ -256,6 +256,11 @@ class ServerTransaction:
         self.state = "terminated"
         self._timers.stop_all()
         self.layer._server.pop(self.key, None)
+        self.on_ack_timeout = None  # nothing more to tell the TU (see ClientTransaction._terminate)
+
+
+def _terminated(response: Response) -> None:
+    """What a terminated client transaction does with a response: nothing reaches the TU."""
 
 
 @define(eq=False)
@@ -316,13 +321,15 @@ class ClientTransaction:
 
     def _transport_failed(self) -> None:
         if self.state in ("calling", "trying", "proceeding"):
+            on_response = self.on_response
             self._terminate()
-            self.on_response(make_response(self.request, 503, "Service Unavailable"))
+            on_response(make_response(self.request, 503, "Service Unavailable"))
 
     def _timeout(self) -> None:
         if self.state in ("calling", "trying", "proceeding"):
+            on_response = self.on_response
             self._terminate()
-            self.on_response(make_response(self.request, 408, "Request Timeout"))
+            on_response(make_response(self.request, 408, "Request Timeout"))
 
     def response_received(self, response: Response) -> None:
         """A response matched this transaction."""
@@ -388,6 +395,11 @@ class ClientTransaction:
         self.state = "terminated"
         self._timers.stop_all()
         self.layer._client.pop(self.key, None)
+        # A terminated transaction passes nothing up: letting go of the TU's
+        # callback (often a bound method of an object that holds this
+        # transaction) frees both by reference counting, not by a pause of
+        # the garbage collector.
+        self.on_response = _terminated
 
 
 @define(eq=False)

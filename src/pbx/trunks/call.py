@@ -155,7 +155,7 @@ class TrunkCall(Call):
         self.tried.append(trunk.name)
         self._setup_timed_out = False
         self.forks = Forks(trunk.services, on_provisional=self._provisional, on_answer=self._answer,
-                           refusal=self._refusal if self.delayed else None, timers=self._timers,
+                           refusal=self._forks_refusal(), timers=self._timers,
                            on_challenge=trunk.answer_challenge)
         self._timers.start("setup", config.setup_timeout, self._setup_timeout)
         ringing = self.forks.ring([trunk.binding(attempt.sent)], invite, ring_timeout)

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 
 from pbx.interfaces import ICodec
 from pbx.media.codecs import G722, PCMA, PCMU
+from pbx.media.media_clock import stop_counted
 from pbx.media.mix import Member, Mix
 from pbx.media.rtp import RTPSender
 
@@ -143,8 +144,8 @@ class MulticastSender:
     def stop(self) -> None:
         """Stop sending, leave the mix and close the socket."""
         loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
+        if loop is not None:
+            stop_counted(loop)
         member, self._member = self._member, None
         if member is not None:
             member.remove()
