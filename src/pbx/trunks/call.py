@@ -30,6 +30,7 @@ from pbx.calls.call import Call
 from pbx.calls.dialplan import ToTrunks
 from pbx.calls.forks import Fork, Forks, Outcome, Rung
 from pbx.calls.media import MediaError
+from pbx.media.srtp_policy import SrtpPolicy
 from pbx.records import CallRecord
 from pbx.sip.dialog import LocalAddress, new_invite
 from pbx.sip.message import Request, Response
@@ -107,8 +108,11 @@ class TrunkCall(Call):
     :ivar route: the dialplan route that sends the call out (None: no route's).
     """
 
-    def __init__(self, *args: Any, dialled: str, route: ToTrunks | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, dialled: str, route: ToTrunks | None = None,
+                 caller_srtp: str = SrtpPolicy.OFFERED, **kwargs: Any) -> None:
         self.route = route
+        #: The SRTP policy of the calling extension.
+        self.caller_srtp = caller_srtp
         self.attempt: Attempt | None = None
         super().__init__(*args, **kwargs)
         self.dialled = dialled
@@ -121,7 +125,7 @@ class TrunkCall(Call):
         trunk = attempt.trunk
         config = trunk.config
         offer = self.invite.request.body
-        self.media.srtp["a"].secure = self.invite.peer.transport == "tls"
+        self.media.secure("a", self.invite.peer.transport, self.caller_srtp)
         self.media.secure("b", config.transport, config.srtp)
         try:
             b_offer = self.media.offer_from("a", offer) if offer else b""

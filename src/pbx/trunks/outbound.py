@@ -89,7 +89,7 @@ class TrunkDialler:
             self.services, transaction, caller=record.number, callee=attempts[0].sent, caller_display=display,
             media=self.media(session), address=self.local_address(transaction.peer.transport),
             session_expires=session_expires, events=self.events, on_end=self._ended, dialled=dialled,
-            route=action, music=self.music,
+            route=action, music=self.music, caller_srtp=record.srtp,
         )
         self.track(call)
         self.log.info("call {caller} -> {dialled} out through {trunks}", caller=record.number, dialled=dialled,

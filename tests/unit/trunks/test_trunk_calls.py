@@ -176,6 +176,19 @@ class OutboundTests(TrunkCallTestCase):
         self.quiet(self.carrier, self.backup)
 
 
+class CallerPolicyTests(TrunkCallTestCase):
+    """A call out keeps to the SRTP policy of the calling extension."""
+
+    def test_required_caller_offering_plain_refused(self) -> None:
+        """An extension that requires SRTP gets 488 for a plain offer out, as on a call to a phone; no trunk is rung."""
+        self.store.extensions["1001"] = attrs.evolve(self.store.extensions["1001"], srtp="required")
+        invite, leg = self.caller.invite(DIALLED)
+        _, refused = self.caller.expect(100, 488)
+        self.caller.ack_failure(invite, refused)
+        self.quiet(self.carrier, self.backup)
+        self.assertEqual(self.record().disposition, "FAILED")
+
+
 class FailoverTests(TrunkCallTestCase):
     """Which answers make a call try the next trunk."""
 
