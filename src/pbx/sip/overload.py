@@ -13,9 +13,10 @@ Two signals say pbx is behind (:class:`OverloadGuard`): how long a UDP
 request waited in the socket's receive queue, as the kernel stamped it
 (:mod:`pbx.sip.udp_port`), and the reactor's lag.  The wait is what a
 client over UDP feels; while it stands over ``queue_ms`` (or one request
-waited over twice that), new work is refused.  New work is an INVITE outside a dialog (no To tag, §12.1.1) or a
-REGISTER, without credentials (it opens a challenge round; the second
-request of a round finishes work already accepted).  Past
+waited over twice that), new work is refused.  New work is an INVITE
+outside a dialog (no To tag, §12.1.1) or a REGISTER, without credentials
+(it opens a challenge round; the second request of a round finishes work
+already accepted).  Past
 ``severe_lag_ms``, every new INVITE and REGISTER is refused, with
 credentials or not.  In-dialog requests, ACK, CANCEL, BYE and every
 response always pass.  The thresholds are the ``sip.overload`` section
